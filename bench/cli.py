@@ -1,0 +1,126 @@
+"""``python -m bench``: run a preset, list what exists.
+
+With no arguments it runs the ``default`` preset. User mistakes end with one line on
+stderr and exit status 2; an interrupt with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+
+from bench.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit status 2."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (see `python -m {self.prog.split()[0]} --help`)")
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _specs(text: str) -> list[str]:
+    from initjax.spec import split_specs
+
+    try:
+        return split_specs(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench", description="Compare weight initializers over many seeds, with confidence intervals.")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+    run = commands.add_parser("run", help="run a preset (default: 'default') and write its report")
+    run.add_argument("preset", nargs="?", default="default", help="preset name (`bench list` shows them)")
+    run.add_argument("--seeds", type=_int, help="seeds per initializer")
+    run.add_argument(
+        "--initializers", type=_specs,
+        help="comma-separated specs: he_normal,normal(stddev=0.1),my_module:my_init",
+    )
+    run.add_argument("--datasets", type=_names, help="comma-separated dataset names")
+    run.add_argument("--epochs", type=_int)
+    run.add_argument("--lr", type=_float, help="learning rate")
+    run.add_argument("--optimizer", help="sgd, momentum or adam")
+    run.add_argument("--batch-size", type=_int)
+    run.add_argument("--experiment-seed", type=_int, help="root of all random keys (default 0)")
+    run.add_argument("--out", help="report folder (default: reports/<preset>)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    commands.add_parser("list", help="presets, initializers, datasets, models, optimizers")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv or ["run"])
+        if args.command == "list":
+            print(listing())
+            return 0
+        return _run(args, argv)
+    except UserError as error:
+        print(f"bench: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; nothing was written for the unfinished run", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench import presets, report
+    from bench.runner import run_experiment
+
+    experiment = presets.get(args.preset).override(
+        seeds=args.seeds, initializers=args.initializers, datasets=args.datasets, epochs=args.epochs,
+        lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size, seed=args.experiment_seed,
+    )
+    out = args.out or f"reports/{experiment.name}"
+    command = shlex.join(["python", "-m", "bench", *argv])
+    outcome = run_experiment(experiment, out, progress=not args.no_progress, command=command)
+    print()
+    print(report.console(outcome.summary, outcome.meta["tasks"], outcome.meta["statistics"]["level"]))
+    print(
+        f"\n{outcome.meta['runs']} runs in {outcome.meta['wall_s']:.1f} s "
+        f"(compile {outcome.meta['compile_s']:.1f} s); report: {outcome.files[-1]}"
+    )
+    return 0
+
+
+def listing() -> str:
+    """What ``python -m bench list`` prints."""
+    import initjax
+    from bench import datasets, models, presets, train
+
+    lines = ["presets:"]
+    for name, exp in presets.PRESETS.items():
+        lines.append(f"  {name:<22} {exp.description}")
+    lines.append("initializers (spec strings take arguments: normal(stddev=0.1)):")
+    for name, entry in initjax.REGISTRY.items():
+        flag = {True: " [truncated]", False: "", None: ""}[entry.truncated]
+        lines.append(f"  {name:<22} {entry.summary}{flag if entry.alias_of is None else ''}")
+    lines.append("datasets:")
+    lines += [f"  {name:<22} {summary}" for name, (_, summary) in datasets.LOADERS.items()]
+    lines.append("models:")
+    lines += [f"  {name:<22} {summary}" for name, (_, summary) in models.MODELS.items()]
+    lines.append(f"optimizers: {', '.join(train.OPTIMIZERS)}")
+    return "\n".join(lines)

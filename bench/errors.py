@@ -1,0 +1,21 @@
+"""The one exception type for mistakes a user can fix, and its most common message."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """Bad input: the CLI prints the message as one line and exits with status 2.
+
+    The message says what is wrong and what to do about it.
+    """
+
+
+def unknown(kind: str, name: str, known: Iterable[str]) -> UserError:
+    """``unknown dataset 'digts'; did you mean digits? known: synthetic, digits``."""
+    known = list(known)
+    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return UserError(f"unknown {kind} {name!r}; {hint}known: {', '.join(known)}")

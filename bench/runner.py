@@ -1,0 +1,129 @@
+"""Running an experiment end to end: validate, train every task, summarize, write.
+
+``bench.run(...)`` is the notebook entry point; ``python -m bench run`` calls the
+same :func:`run_experiment`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from bench import datasets, models, presets, report, stats
+from bench.presets import Experiment
+from bench.store import ensure_writable
+from bench.train import train_task
+
+STATISTICS = {"level": 0.95, "method": "BCa", "n_resamples": 10_000}
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a run produced.
+
+    Attributes:
+      results: tidy table, one row per (dataset, model, initializer, seed, epoch).
+      summary: per (dataset, model, initializer): n, diverged, means and CIs.
+      meta: experiment, environment and timings, as written in the report header.
+      files: paths written (empty when nothing was written).
+    """
+
+    results: pd.DataFrame
+    summary: pd.DataFrame
+    meta: dict
+    files: list[Path]
+
+
+def run_experiment(experiment: Experiment, out: str | Path | None = None, progress: bool = True, command: str = "") -> Outcome:
+    """Trains every task of ``experiment`` and writes its report to ``out`` (if given).
+
+    Raises:
+      UserError: invalid experiment or unwritable ``out``, before any training.
+    """
+    start = time.perf_counter()
+    initializers = presets.validate(experiment)
+    if out is not None:
+        ensure_writable(out)
+    seeds = list(range(experiment.seeds))
+    frames, tasks = [], {}
+    for task in experiment.tasks:
+        data = datasets.load(task.dataset)
+        model = models.mlp_for(data.n_features, data.n_classes, task.hidden, task.activation)
+        name = models.describe(model, data.n_features)
+        result = train_task(data, model, initializers, seeds, experiment.train, experiment.seed, progress)
+        frames.append(result.frame.assign(experiment=experiment.name, dataset=task.dataset, model=name))
+        runs = len(initializers) * len(seeds)
+        tasks[task.dataset] = {
+            "model": name,
+            "runs": runs,
+            "init_s": result.init_s,
+            "compile_s": result.compile_s,
+            "train_s": result.train_s,
+            "seed_epochs_per_s": runs * experiment.train.epochs / result.train_s,
+        }
+    results = _column_order(pd.concat(frames, ignore_index=True))
+    summary = stats.summarize(results, level=STATISTICS["level"], n_resamples=STATISTICS["n_resamples"], seed=experiment.seed)
+    meta = {
+        "experiment": dataclasses.asdict(experiment),
+        "initializers": list(initializers),
+        "statistics": {**STATISTICS, "seed": experiment.seed},
+        "tasks": tasks,
+        "runs": sum(t["runs"] for t in tasks.values()),
+        "compile_s": sum(t["compile_s"] for t in tasks.values()),
+        "init_s": sum(t["init_s"] for t in tasks.values()),
+        "environment": report.environment(),
+        "command": command or f"bench.run({experiment.name!r})",
+    }
+    meta["wall_s"] = time.perf_counter() - start
+    files = report.write(out, results, summary, meta) if out is not None else []
+    return Outcome(results, summary, meta, files)
+
+
+def run(
+    preset: str = "default",
+    *,
+    seeds: int | None = None,
+    initializers: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    epochs: int | None = None,
+    lr: float | None = None,
+    optimizer: str | None = None,
+    batch_size: int | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Runs a preset, optionally overridden, and returns the tidy results table.
+
+    Example (in a notebook)::
+
+        import bench
+        df = bench.run("default", seeds=8, initializers=["he_normal", "glorot_uniform"])
+        df[df.epoch == df.epoch.max()].groupby("initializer").test_accuracy.mean()
+
+    Args:
+      preset: name in ``bench.presets.PRESETS``.
+      seeds, initializers, datasets, epochs, lr, optimizer, batch_size: override
+        the preset's values (None keeps them).
+      out: folder for ``report.md`` and ``results.csv``; None writes nothing.
+      progress: show progress bars.
+
+    Returns:
+      One row per (dataset, model, initializer, seed, epoch).
+
+    Raises:
+      UserError: bad input, before any training.
+    """
+    experiment = presets.get(preset).override(
+        seeds=seeds, initializers=initializers, datasets=datasets, epochs=epochs, lr=lr,
+        optimizer=optimizer, batch_size=batch_size,
+    )
+    return run_experiment(experiment, out, progress).results
+
+
+def _column_order(results: pd.DataFrame) -> pd.DataFrame:
+    first = ["experiment", "dataset", "model", "initializer", "seed", "epoch"]
+    return results[first + [c for c in results.columns if c not in first]]

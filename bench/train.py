@@ -1,0 +1,348 @@
+"""Training every initializer x every seed of a task as one compiled program.
+
+Parameters of all runs live in one pytree whose leaves have two leading axes,
+`(n_initializers, n_seeds, ...)`. One training step is the single-run update
+``(params, opt_state, batch) -> (params, opt_state, loss)`` under two ``jax.vmap``:
+the inner one over seeds (each seed has its own minibatch), the outer one over
+initializers (which share the seed's minibatch, so the data is gathered once). A
+whole epoch is one ``lax.scan`` over minibatches; Python loops over epochs only, to
+evaluate, record and show progress.
+
+Randomness is derived, never drawn from a global state: seed ``s`` of a task gets
+``k = fold_in(fold_in(key(experiment_seed), crc32(dataset)), s)``, its initial
+weights come from ``fold_in(k, 0)`` and its data order in epoch ``e`` from
+``fold_in(fold_in(k, 1), e)``. Every initializer of seed ``s`` therefore sees the
+same data order *and* the same random stream (common random numbers: glorot_normal
+and he_normal weights of one seed are scaled copies of each other), which makes the
+comparison between initializers paired, and any single run can be re-created
+alone with the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+from bench.datasets import Dataset
+from bench.errors import UserError, unknown
+
+OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
+    "sgd": optax.sgd,
+    "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
+    "adam": optax.adam,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How every run of a task is trained.
+
+    Attributes:
+      optimizer: name in :data:`OPTIMIZERS`.
+      lr: learning rate, > 0.
+      batch_size: minibatch size; the last minibatch of an epoch may be partial
+        (it is masked, as Keras trains on it).
+      epochs: number of passes over the training set.
+      eval_batch_size: examples per evaluation chunk (bounds evaluation memory).
+    """
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    batch_size: int = 32
+    epochs: int = 10
+    eval_batch_size: int = 2048
+
+    def validate(self, n_train: int) -> None:
+        """Raises UserError on a value no training can use."""
+        if self.optimizer not in OPTIMIZERS:
+            raise unknown("optimizer", self.optimizer, OPTIMIZERS)
+        if not self.lr > 0:
+            raise UserError(f"learning rate must be > 0, got {self.lr}")
+        if self.epochs < 1:
+            raise UserError(f"epochs must be >= 1, got {self.epochs}")
+        if not 1 <= self.batch_size <= n_train:
+            raise UserError(f"batch size must be between 1 and the {n_train} training examples, got {self.batch_size}")
+
+
+@dataclasses.dataclass
+class TaskResult:
+    """What training one task produced.
+
+    Attributes:
+      frame: tidy results, one row per (initializer, seed, epoch), epoch 0 being
+        the untrained network.
+      params: final parameters, leaves `(n_initializers, n_seeds, ...)`.
+      init_s: seconds to compile and run the initialization of all runs.
+      compile_s: seconds spent compiling the training and evaluation programs.
+      train_s: seconds spent training and evaluating, compilation excluded.
+    """
+
+    frame: pd.DataFrame
+    params: dict
+    init_s: float
+    compile_s: float
+    train_s: float
+
+
+def loss_and_accuracy(logits: jnp.ndarray, labels: jnp.ndarray, output_activation: str):
+    """Per-example loss and correctness.
+
+    Args:
+      logits: `(batch, 1)` for ``"sigmoid"``, `(batch, n_classes)` for ``"softmax"``.
+      labels: `(batch,)` integer classes.
+      output_activation: ``"sigmoid"`` (binary cross-entropy) or ``"softmax"``
+        (categorical cross-entropy), both computed from logits.
+
+    Returns:
+      ``(loss, correct)``, each `(batch,)` float32.
+    """
+    if output_activation == "sigmoid":
+        z = logits[..., 0]
+        loss = optax.sigmoid_binary_cross_entropy(z, labels.astype(z.dtype))
+        correct = (z > 0) == (labels == 1)
+    elif output_activation == "softmax":
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        correct = jnp.argmax(logits, axis=-1) == labels
+    else:
+        raise ValueError(f"unknown output activation {output_activation!r}")
+    return loss, correct.astype(loss.dtype)
+
+
+def run_keys(experiment_seed: int, dataset: str, seeds: Sequence[int]):
+    """Initialization and data-order keys of each seed, shared by all initializers.
+
+    Returns:
+      ``(init_keys, data_keys)``, each a key array of shape `(n_seeds,)`.
+    """
+    base = jax.random.fold_in(jax.random.key(experiment_seed), zlib.crc32(dataset.encode()) & 0x7FFFFFFF)
+    seed_keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.asarray(seeds, jnp.uint32))
+    return (
+        jax.vmap(lambda k: jax.random.fold_in(k, 0))(seed_keys),
+        jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys),
+    )
+
+
+def init_params(model: nn.Module, initializers: Sequence[Callable], init_keys, n_features: int) -> dict:
+    """Initial parameters of every (initializer, seed), stacked.
+
+    Returns:
+      Params pytree with leaves `(n_initializers, n_seeds, ...)`.
+    """
+    sample = jnp.zeros((1, n_features), jnp.float32)
+    # Seeds are initialized one after another (lax.map), not vmapped: on CPU, jaxlib
+    # runs a batched QR (orthogonal init) through ParallelBatchMap on XLA's thread
+    # pool, and several of those in one program deadlock a 2-thread pool (seen with
+    # jaxlib 0.10.2: every worker blocked in BlockingCounter::Wait). Initialization
+    # is a negligible share of the run, so nothing is lost.
+    stacks = []
+    for kernel_init in initializers:
+        module = model.clone(kernel_init=kernel_init)
+        stacks.append(jax.lax.map(lambda key: module.init(key, sample)["params"], init_keys))
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *stacks)
+
+
+def epoch_order(data_key, epoch, n: int, padded: int) -> jnp.ndarray:
+    """Example indices of one epoch, a fresh permutation padded with 0s to `(padded,)`."""
+    perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), n)
+    return jnp.concatenate([perm, jnp.zeros((padded - n,), perm.dtype)])
+
+
+def make_train_epoch(model: nn.Module, optimizer: optax.GradientTransformation, batch_size: int):
+    """Builds ``train_epoch(params, opt_state, data_keys, epoch, x, y)``.
+
+    Args of the returned function:
+      params, opt_state: leaves `(n_inits, n_seeds, ...)`.
+      data_keys: `(n_seeds,)` keys; epoch: int32 scalar.
+      x: `(n, n_features)`; y: `(n,)`.
+
+    Returns of the returned function:
+      ``(params, opt_state, finite)``, ``finite`` `(n_inits, n_seeds)` bool: False
+      where any minibatch loss of the epoch was NaN or inf.
+    """
+
+    def batch_loss(params, x, y, weights):
+        logits = model.apply({"params": params}, x)
+        loss, _ = loss_and_accuracy(logits, y, model.output_activation)
+        return jnp.sum(weights * loss) / jnp.sum(weights)
+
+    def update(params, opt_state, x, y, weights):
+        loss, grads = jax.value_and_grad(batch_loss)(params, x, y, weights)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    per_seed = jax.vmap(update, in_axes=(0, 0, 0, 0, None))
+    per_init = jax.vmap(per_seed, in_axes=(0, 0, None, None, None))
+
+    def train_epoch(params, opt_state, data_keys, epoch, x, y):
+        n = x.shape[0]
+        steps = -(-n // batch_size)
+        order = jax.vmap(lambda key: epoch_order(key, epoch, n, steps * batch_size))(data_keys)
+        order = order.reshape(-1, steps, batch_size).swapaxes(0, 1)  # (steps, seeds, batch)
+        weights = (jnp.arange(steps * batch_size) < n).astype(x.dtype).reshape(steps, batch_size)
+
+        def step(state, inputs):
+            idx, w = inputs
+            params, opt_state, loss = per_init(*state, x[idx], y[idx], w)
+            return (params, opt_state), jnp.isfinite(loss)
+
+        (params, opt_state), finite = jax.lax.scan(step, (params, opt_state), (order, weights))
+        return params, opt_state, finite.all(axis=0)
+
+    return train_epoch
+
+
+def chunked_for_eval(x: np.ndarray, y: np.ndarray, chunk: int):
+    """Pads a split to whole chunks: `(n_chunks, chunk, d)`, `(n_chunks, chunk)`, weights."""
+    n = x.shape[0]
+    chunk = min(chunk, n)
+    n_chunks = -(-n // chunk)
+    pad = n_chunks * chunk - n
+    xs = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]).reshape(n_chunks, chunk, *x.shape[1:])
+    ys = np.concatenate([y, np.zeros(pad, y.dtype)]).reshape(n_chunks, chunk)
+    ws = (np.arange(n_chunks * chunk) < n).astype(np.float32).reshape(n_chunks, chunk)
+    return jnp.asarray(xs), jnp.asarray(ys), jnp.asarray(ws)
+
+
+def make_evaluate(model: nn.Module):
+    """Builds ``evaluate(params, xs, ys, ws) -> sums`` `(n_inits, n_seeds, 2)`.
+
+    ``sums[..., 0]`` is the summed loss and ``sums[..., 1]`` the number of correct
+    predictions over the split; the caller divides by the split size in float64, so
+    an accuracy of 168/200 is recorded as 0.84, not float32's 0.83999997.
+
+    The split comes chunked by :func:`chunked_for_eval`; chunks are scanned so memory
+    stays `O(n_models x chunk)` whatever the split size.
+    """
+
+    def sums(params, x, y, w):
+        loss, correct = loss_and_accuracy(model.apply({"params": params}, x), y, model.output_activation)
+        return jnp.stack([jnp.sum(w * loss), jnp.sum(w * correct)])
+
+    per_model = jax.vmap(jax.vmap(sums, in_axes=(0, None, None, None)), in_axes=(0, None, None, None))
+
+    def evaluate(params, xs, ys, ws):
+        def body(total, chunk):
+            return total + per_model(params, *chunk), None
+
+        n_models = jax.tree.leaves(params)[0].shape[:2]
+        total, _ = jax.lax.scan(body, jnp.zeros((*n_models, 2), jnp.float32), (xs, ys, ws))
+        return total
+
+    return evaluate
+
+
+def _compile(fn, *args, donate=()):
+    start = time.perf_counter()
+    compiled = jax.jit(fn, donate_argnums=donate).lower(*args).compile()
+    return compiled, time.perf_counter() - start
+
+
+def train_task(
+    dataset: Dataset,
+    model: nn.Module,
+    initializers: Mapping[str, Callable],
+    seeds: Sequence[int],
+    config: TrainConfig,
+    experiment_seed: int = 0,
+    progress: bool = True,
+) -> TaskResult:
+    """Trains every initializer x seed on ``dataset`` as one batch of runs.
+
+    Args:
+      dataset: train and test arrays.
+      model: a Flax module whose ``kernel_init`` is replaced by each initializer.
+      initializers: name -> initializer, in table order.
+      seeds: seed numbers; seed ``s`` gives the same run whatever the other seeds.
+      config: optimizer, learning rate, batch size, epochs.
+      experiment_seed: root of every key.
+      progress: show a progress bar on stderr.
+
+    Returns:
+      A :class:`TaskResult`. Runs whose loss became NaN or inf are marked
+      ``diverged`` from that epoch on; the other runs are unaffected.
+    """
+    from tqdm.auto import tqdm
+
+    config.validate(dataset.x_train.shape[0])
+    names = list(initializers)
+    optimizer = OPTIMIZERS[config.optimizer](config.lr)
+    init_keys, data_keys = run_keys(experiment_seed, dataset.name, seeds)
+
+    def initial_state(keys):
+        params = init_params(model, list(initializers.values()), keys, dataset.n_features)
+        return params, jax.vmap(jax.vmap(optimizer.init))(params)
+
+    start = time.perf_counter()
+    params, opt_state = jax.block_until_ready(jax.jit(initial_state)(init_keys))
+    init_s = time.perf_counter() - start
+    x_train, y_train = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
+    eval_splits = {
+        split: chunked_for_eval(x, y, config.eval_batch_size) for split, (x, y) in dataset.splits().items()
+    }
+    split_sizes = {split: y.shape[0] for split, (_, y) in dataset.splits().items()}
+
+    epoch_arg = jnp.asarray(1, jnp.int32)
+    train_epoch, compile_s = _compile(
+        make_train_epoch(model, optimizer, config.batch_size),
+        params, opt_state, data_keys, epoch_arg, x_train, y_train, donate=(0, 1),
+    )
+    evaluate, evaluators = make_evaluate(model), {}
+    for split, chunks in eval_splits.items():
+        evaluators[split], seconds = _compile(evaluate, params, *chunks)
+        compile_s += seconds
+
+    start = time.perf_counter()
+    shape = (len(names), len(seeds))
+    diverged = np.zeros(shape, bool)
+    records = []
+
+    def record(epoch):
+        metrics = {}
+        for split, chunks in eval_splits.items():
+            sums = np.asarray(evaluators[split](params, *chunks), np.float64) / split_sizes[split]
+            loss, accuracy = sums[..., 0], sums[..., 1]
+            metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = loss, accuracy
+            diverged[...] |= ~np.isfinite(loss)
+        records.append({"epoch": epoch, **metrics, "diverged": diverged.copy()})
+        return metrics
+
+    record(0)
+    bar = tqdm(range(1, config.epochs + 1), desc=f"{dataset.name} ({np.prod(shape)} runs)", disable=not progress)
+    for epoch in bar:
+        params, opt_state, finite = train_epoch(params, opt_state, data_keys, jnp.asarray(epoch, jnp.int32), x_train, y_train)
+        diverged |= ~np.asarray(finite)
+        metrics = record(epoch)
+        with np.errstate(invalid="ignore"):
+            best = np.nanmax(np.nanmean(np.where(diverged, np.nan, metrics["test_accuracy"]), axis=1))
+        bar.set_postfix_str(f"best mean test acc {best:.3f}")
+    train_s = time.perf_counter() - start
+    return TaskResult(_tidy(records, names, seeds), params, init_s, compile_s, train_s)
+
+
+def _tidy(records: list[dict], names: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:
+    """Stacks per-epoch `(n_inits, n_seeds)` arrays into one row per (initializer, seed, epoch)."""
+    init_index, seed_index = np.meshgrid(np.arange(len(names)), np.arange(len(seeds)), indexing="ij")
+    frames = []
+    for rec in records:
+        columns = {
+            "initializer": np.asarray(names, dtype=object)[init_index.ravel()],
+            "seed": np.asarray(seeds)[seed_index.ravel()],
+            "epoch": rec["epoch"],
+        }
+        columns.update({k: np.ravel(v) for k, v in rec.items() if k != "epoch"})
+        frames.append(pd.DataFrame(columns))
+    return pd.concat(frames, ignore_index=True).sort_values(["initializer", "seed", "epoch"], key=_order(names), kind="stable").reset_index(drop=True)
+
+
+def _order(names):
+    rank = {name: i for i, name in enumerate(names)}
+    return lambda col: col.map(rank) if col.name == "initializer" else col

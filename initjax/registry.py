@@ -1,0 +1,217 @@
+"""The registry: every initializer initjax knows, by name, in one dict.
+
+Conventions, stated once for the whole library:
+
+* **Contract.** An initializer is ``init(key, shape, dtype) -> Array`` (the
+  ``jax.nn.initializers`` contract). A registry entry holds a *builder* that takes
+  the spec's arguments and returns such an initializer: ``"normal(stddev=0.1)"``
+  calls the ``normal`` builder with ``stddev=0.1``.
+* **Kernel axes.** Fans follow jax: input axis ``-2``, output axis ``-1``, every
+  other axis is receptive field. Flax ``Dense`` kernels are ``(in, out)``, Flax
+  ``Conv`` kernels are ``HWIO``; PyTorch's ``(out, in)`` layout is *not* assumed.
+* **Truncation.** jax's and Keras' ``glorot_normal``, ``he_normal``,
+  ``lecun_normal``, ``variance_scaling`` and ``truncated_normal`` draw a normal
+  truncated at two standard deviations; the variance-scaling ones are rescaled so
+  the variance is still ``scale / fan``, ``truncated_normal(stddev)`` is not (its
+  variance is ``0.774 stddev^2``). PyTorch's ``kaiming_normal_`` and
+  ``xavier_normal_`` are untruncated: use ``torch_kaiming_normal`` and
+  ``torch_xavier_normal``. ``Entry.truncated`` records which is which.
+* **Uniform.** ``uniform(scale)`` is jax's ``U[0, scale)``; Keras' symmetric
+  ``U[-0.05, 0.05)`` is ``random_uniform``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.nn import initializers as jinit
+
+from initjax import initializers as extra
+from initjax.spec import Spec, parse_spec
+
+Initializer = jinit.Initializer
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One registered name.
+
+    Attributes:
+      name: the name users type.
+      builder: ``builder(*args, **kwargs) -> Initializer``.
+      summary: one line: the distribution and its parameters.
+      truncated: True where values are cut at two standard deviations, None where
+        the question does not apply (constants, orthogonal, user functions).
+      alias_of: the canonical name when this entry is an alias.
+    """
+
+    name: str
+    builder: Callable[..., Initializer]
+    summary: str
+    truncated: bool | None = None
+    alias_of: str | None = None
+
+
+REGISTRY: dict[str, Entry] = {}
+
+
+def _add(name, builder, summary, truncated=None, aliases=()):
+    REGISTRY[name] = Entry(name, builder, summary, truncated)
+    for alias in aliases:
+        REGISTRY[alias] = Entry(alias, builder, f"alias of {name}", truncated, alias_of=name)
+
+
+_add("zeros", lambda: jinit.zeros, "all weights 0")
+_add("ones", lambda: jinit.ones, "all weights 1")
+_add("constant", lambda value=0.0: jinit.constant(value), "all weights = value (default 0)")
+_add("random_normal", extra.random_normal, "Keras RandomNormal: N(mean=0, stddev=0.05), untruncated", False)
+_add("random_uniform", extra.random_uniform, "Keras RandomUniform: U[-0.05, 0.05)", False)
+_add("normal", lambda stddev=1e-2: jinit.normal(stddev), "jax normal: N(0, stddev^2), stddev=0.01, untruncated", False)
+_add("uniform", lambda scale=1e-2: jinit.uniform(scale), "jax uniform: U[0, scale), scale=0.01 (not symmetric)", False)
+_add(
+    "truncated_normal",
+    lambda stddev=1e-2, lower=-2.0, upper=2.0: jinit.truncated_normal(stddev, lower=lower, upper=upper),
+    "jax truncated_normal: stddev * N(0,1) cut to [lower, upper] = [-2, 2], stddev=0.01",
+    True,
+)
+_add("glorot_normal", jinit.glorot_normal, "Var = 2/(fan_in+fan_out), truncated normal", True, ["xavier_normal"])
+_add("glorot_uniform", jinit.glorot_uniform, "Var = 2/(fan_in+fan_out), uniform", False, ["xavier_uniform"])
+_add("he_normal", jinit.he_normal, "Var = 2/fan_in, truncated normal", True, ["kaiming_normal"])
+_add("he_uniform", jinit.he_uniform, "Var = 2/fan_in, uniform", False, ["kaiming_uniform"])
+_add("lecun_normal", jinit.lecun_normal, "Var = 1/fan_in, truncated normal", True)
+_add("lecun_uniform", jinit.lecun_uniform, "Var = 1/fan_in, uniform", False)
+_add(
+    "orthogonal",
+    lambda scale=1.0: jinit.orthogonal(scale),
+    "scale * (semi-)orthogonal matrix over (receptive*in, out); Saxe et al. 2013",
+)
+_add(
+    "variance_scaling",
+    extra.variance_scaling,
+    "Var = scale/fan; defaults scale=1.0, mode='fan_in', distribution='truncated_normal'",
+    True,
+)
+_add("torch_kaiming_normal", extra.torch_kaiming_normal, "PyTorch kaiming_normal_: N(0, 2/fan_in), untruncated", False)
+_add("torch_xavier_normal", extra.torch_xavier_normal, "PyTorch xavier_normal_: N(0, 2/(fan_in+fan_out)), untruncated", False)
+_add("torch_default", extra.torch_default, "PyTorch nn.Linear default: U[-1/sqrt(fan_in), 1/sqrt(fan_in)]", False)
+
+BUILTIN_NAMES: tuple[str, ...] = tuple(REGISTRY)
+
+
+def register(name: str, fn: Callable, *, builder: bool = False, summary: str = "") -> None:
+    """Registers a user initializer under ``name``.
+
+    Args:
+      name: a new name (letters, digits, ``_``).
+      fn: an initializer ``fn(key, shape, dtype) -> Array``, or with ``builder=True``
+        a builder ``fn(**kwargs) -> initializer`` so that ``"name(k=v)"`` works.
+      builder: see ``fn``.
+      summary: one line for ``python -m bench list``.
+
+    Raises:
+      ValueError: the name is taken by a built-in, or is not a valid spec name.
+    """
+    if name in BUILTIN_NAMES:
+        raise ValueError(f"{name!r} is a built-in initializer; register yours under another name")
+    if parse_spec(name) != Spec(name) or ":" in name:
+        raise ValueError(f"cannot register {name!r}: use letters, digits and '_' only")
+    REGISTRY[name] = Entry(name, fn if builder else (lambda: fn), summary or "user initializer")
+
+
+def names(include_aliases: bool = False) -> list[str]:
+    """Registered names, in registration order."""
+    return [n for n, e in REGISTRY.items() if include_aliases or e.alias_of is None]
+
+
+def get(spec: str | Callable) -> Initializer:
+    """Resolves a spec string (or passes a callable through) to an initializer.
+
+    Args:
+      spec: ``"he_normal"``, ``"normal(stddev=0.1)"``, ``"pkg.mod:fn"``,
+        ``"pkg.mod:builder(k=v)"``, or an initializer callable.
+
+    Returns:
+      ``init(key, shape, dtype) -> Array``.
+
+    Raises:
+      ValueError: unknown name (listing the close ones), malformed spec, arguments
+        the builder does not take, or a ``module:function`` that cannot be imported.
+    """
+    if callable(spec):
+        return spec
+    parsed = parse_spec(spec)
+    builder = _import(parsed.name) if parsed.is_import_path else _lookup(parsed.name).builder
+    if parsed.is_import_path and not parsed.args and not parsed.kwargs:
+        return builder  # "module:function" names the initializer itself
+    try:
+        return builder(*parsed.args, **dict(parsed.kwargs))
+    except TypeError as error:
+        raise ValueError(f"bad arguments in initializer spec {spec!r}: {error}") from None
+
+
+def canonical(spec: str) -> str:
+    """The canonical spelling of a spec, used as its name in results.
+
+    Aliases resolve to their canonical name: ``"xavier_normal"`` -> ``"glorot_normal"``.
+    """
+    parsed = parse_spec(spec)
+    entry = REGISTRY.get(parsed.name)
+    if entry is not None and entry.alias_of is not None:
+        parsed = dataclasses.replace(parsed, name=entry.alias_of)
+    return str(parsed)
+
+
+def check(spec: str | Callable, init: Initializer | None = None) -> Initializer:
+    """Resolves ``spec`` and checks that it honours the contract on a small kernel.
+
+    Tracing only (``jax.eval_shape``): nothing is computed.
+
+    Raises:
+      ValueError: naming the spec, if it raises or returns the wrong shape or dtype.
+    """
+    init = get(spec) if init is None else init
+    shape, dtype = (3, 4), jnp.float32
+    label = spec if isinstance(spec, str) else getattr(spec, "__name__", repr(spec))
+    try:
+        out = jax.eval_shape(lambda key: init(key, shape, dtype), jax.random.key(0))
+    except Exception as error:  # user code may raise anything; we name it and move on
+        raise ValueError(f"initializer {label!r} failed on shape {shape}: {type(error).__name__}: {error}") from None
+    if tuple(out.shape) != shape or out.dtype != dtype:
+        raise ValueError(
+            f"initializer {label!r} returned {out.dtype}{list(out.shape)} for shape {shape} "
+            f"and dtype float32; it must follow init(key, shape, dtype) -> Array"
+        )
+    return init
+
+
+def _lookup(name: str) -> Entry:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, REGISTRY, n=4, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ValueError(
+            f"unknown initializer {name!r}; {hint}`python -m bench list` shows all "
+            "(or give module:function)"
+        ) from None
+
+
+def _import(path: str) -> Any:
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"cannot import module {module_name!r} for initializer {path!r}: {error}") from None
+    try:
+        fn = getattr(module, attribute)
+    except AttributeError:
+        raise ValueError(f"module {module_name!r} has no attribute {attribute!r} (initializer {path!r})") from None
+    if not callable(fn):
+        raise ValueError(f"{path!r} is not callable; it must be an initializer or a builder")
+    return fn
