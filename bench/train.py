@@ -321,11 +321,17 @@ def train_task(
         params, opt_state, finite = train_epoch(params, opt_state, data_keys, jnp.asarray(epoch, jnp.int32), x_train, y_train)
         diverged |= ~np.asarray(finite)
         metrics = record(epoch)
-        with np.errstate(invalid="ignore"):
-            best = np.nanmax(np.nanmean(np.where(diverged, np.nan, metrics["test_accuracy"]), axis=1))
-        bar.set_postfix_str(f"best mean test acc {best:.3f}")
+        bar.set_postfix_str(f"best mean test acc {_best_mean(metrics['test_accuracy'], diverged):.3f}")
     train_s = time.perf_counter() - start
     return TaskResult(_tidy(records, names, seeds), params, init_s, compile_s, train_s)
+
+
+def _best_mean(values: np.ndarray, diverged: np.ndarray) -> float:
+    """Best mean over seeds among initializers, diverged runs left out (NaN if all diverged)."""
+    ok = ~diverged
+    counts = ok.sum(axis=1)
+    means = np.where(ok, values, 0.0).sum(axis=1) / np.maximum(counts, 1)
+    return float(means[counts > 0].max()) if counts.any() else float("nan")
 
 
 def _tidy(records: list[dict], names: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:

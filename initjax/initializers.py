@@ -96,3 +96,21 @@ def torch_default() -> Initializer:
     i.e. ``Var[w] = 1 / (3 fan_in)``: a third of LeCun's variance.
     """
     return jinit.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def orthogonal(scale: float = 1.0, column_axis: int = -1) -> Initializer:
+    """``jax.nn.initializers.orthogonal``, also for 16-bit floats.
+
+    The kernel is reshaped to a `(prod(other axes), shape[column_axis])` matrix whose
+    columns (or rows, if it is wide) are orthonormal, times ``scale``. jax's QR has
+    no bfloat16/float16 kernel on CPU, so those dtypes are drawn in float32 and cast.
+
+    References: Saxe et al. 2013, arXiv:1312.6120.
+    """
+    base = jinit.orthogonal(scale, column_axis)
+
+    def init(key, shape, dtype=jnp.float32):
+        compute = dtype if jnp.dtype(dtype).itemsize >= 4 else jnp.float32
+        return base(key, shape, compute).astype(dtype)
+
+    return init

@@ -88,7 +88,7 @@ _add("lecun_normal", jinit.lecun_normal, "Var = 1/fan_in, truncated normal", Tru
 _add("lecun_uniform", jinit.lecun_uniform, "Var = 1/fan_in, uniform", False)
 _add(
     "orthogonal",
-    lambda scale=1.0: jinit.orthogonal(scale),
+    extra.orthogonal,
     "scale * (semi-)orthogonal matrix over (receptive*in, out); Saxe et al. 2013",
 )
 _add(

@@ -77,7 +77,7 @@ def parse_spec(text: str) -> Spec:
             f"malformed initializer spec {text!r}: arguments must look like "
             "(key=value, ...) with Python literal values"
         ) from None
-    if not isinstance(call, ast.Call):  # e.g. "f(1)(2)" parses as a call of a call
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):  # "f(1)(2)": a call of a call
         raise ValueError(f"malformed initializer spec {text!r}: one argument list only")
     args = tuple(_literal(node, text) for node in call.args)
     kwargs = {}

@@ -1,0 +1,5 @@
+"""Shared set-up: tests run on the CPU, whatever accelerator the machine has."""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")

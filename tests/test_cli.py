@@ -1,0 +1,80 @@
+"""`python -m bench`: listings, a tiny end-to-end run, and one-line errors for bad input."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import bench
+import initjax
+from bench import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd=REPO):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_list_shows_every_initializer_preset_and_dataset(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in initjax.names(include_aliases=True) + ["default", "synthetic", "digits", "adam"]:
+        assert f"  {name} " in out or f" {name}," in out or out.rstrip().endswith(name), name
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "nope"], "unknown preset 'nope'"),
+        (["run", "--seeds", "0"], "--seeds must be >= 1"),
+        (["run", "--epochs", "0"], "epochs must be >= 1"),
+        (["run", "--lr", "0"], "learning rate must be > 0"),
+        (["run", "--lr", "fast"], "expected a number"),
+        (["run", "--initializers", "he_norml"], "did you mean he_normal"),
+        (["run", "--initializers", "normal(stddev=0.1"], "unclosed bracket"),
+        (["run", "--initializers", "normal(sd=1)"], "bad arguments"),
+        (["run", "--initializers", "he_normal,kaiming_normal"], "listed twice"),
+        (["run", "--datasets", "mnst"], "unknown dataset 'mnst'"),
+        (["run", "--optimizer", "rmsprop"], "unknown optimizer"),
+        (["run", "--batch-size", "100000", "--datasets", "synthetic"], "batch size"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, message, capsys, tmp_path):
+    assert cli.main([*args, "--out", str(tmp_path / "out")] if args[0] == "run" else args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bench: error: ") and message in err, err
+    assert not (tmp_path / "out" / "results.csv").exists()
+
+
+def test_unwritable_out_is_refused_before_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert cli.main(["run", "--out", str(blocker / "sub"), "--no-progress"]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_subprocess_end_to_end_run_and_error(tmp_path):
+    out = tmp_path / "tiny"
+    done = run_cli("run", "--seeds", "2", "--epochs", "1", "--initializers", "zeros,normal(stddev=0.1)",
+                   "--datasets", "synthetic", "--out", str(out), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "normal(stddev=0.1)" in done.stdout and "zeros" in done.stdout
+    results = pd.read_csv(out / "results.csv")
+    assert set(results.initializer) == {"zeros", "normal(stddev=0.1)"} and set(results.epoch) == {0, 1}
+    assert "python -m bench run --seeds 2" in (out / "report.md").read_text()
+
+    failed = run_cli("run", "--seeds", "-3")
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert failed.stderr.strip() == "bench: error: --seeds must be >= 1, got -3"
+
+
+def test_python_api_returns_the_tidy_table():
+    df = bench.run(seeds=2, epochs=1, initializers=["lecun_normal"], datasets=["synthetic"], progress=False)
+    assert list(df.columns[:6]) == ["experiment", "dataset", "model", "initializer", "seed", "epoch"]
+    assert len(df) == 1 * 2 * 2 and df.experiment.eq("default").all()

@@ -1,0 +1,134 @@
+"""The trainer: batched runs equal lone runs, divergence stays contained, paired data order."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import initjax
+from bench import datasets, models
+from bench.errors import UserError
+from bench.train import (
+    TrainConfig,
+    chunked_for_eval,
+    epoch_order,
+    loss_and_accuracy,
+    make_evaluate,
+    run_keys,
+    train_task,
+)
+
+
+def _train(dataset, names, seeds, config, model=None):
+    model = model or models.mlp_for(dataset.n_features, dataset.n_classes, (16, 16))
+    return train_task(dataset, model, {n: initjax.get(n) for n in names}, seeds, config, progress=False)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return datasets.load("digits")
+
+
+def test_run_inside_batch_equals_run_alone(digits):
+    config = TrainConfig(optimizer="adam", lr=3e-3, batch_size=50, epochs=3)  # 1437 % 50 != 0: partial batch
+    batch = _train(digits, ["glorot_uniform", "he_normal", "orthogonal"], [0, 1, 2], config)
+    alone = _train(digits, ["he_normal"], [2], config)
+
+    for leaf_batch, leaf_alone in zip(jax.tree.leaves(batch.params), jax.tree.leaves(alone.params)):
+        np.testing.assert_allclose(leaf_batch[1, 2], leaf_alone[0, 0], rtol=2e-5, atol=2e-6)
+    rows = batch.frame[(batch.frame.initializer == "he_normal") & (batch.frame.seed == 2)].reset_index(drop=True)
+    metrics = ["train_loss", "train_accuracy", "test_loss", "test_accuracy"]
+    np.testing.assert_allclose(rows[metrics].to_numpy(), alone.frame[metrics].to_numpy(), rtol=1e-5, atol=1e-6)
+    assert len(batch.frame) == 3 * 3 * (config.epochs + 1)
+
+
+def test_diverged_run_is_marked_and_leaves_others_unchanged(digits):
+    config = TrainConfig(optimizer="sgd", lr=0.5, batch_size=64, epochs=2)
+    huge = "normal(stddev=1e3)"  # logits ~1e9: the SGD step overflows to inf, then NaN
+    with_bad = _train(digits, ["glorot_normal", huge], [0, 1], config)
+    without = _train(digits, ["glorot_normal"], [0, 1], config)
+
+    last = with_bad.frame[with_bad.frame.epoch == config.epochs]
+    assert last[last.initializer == huge].diverged.all()
+    assert not last[last.initializer == "glorot_normal"].diverged.any()
+    good = with_bad.frame[with_bad.frame.initializer == "glorot_normal"].reset_index(drop=True)
+    np.testing.assert_allclose(good.test_loss, without.frame.test_loss, rtol=1e-5)
+
+
+def test_epoch_order_is_a_permutation_padded_and_depends_on_seed_and_epoch():
+    _, data_keys = run_keys(0, "digits", [0, 1])
+    order = np.asarray(epoch_order(data_keys[0], 1, 10, 12))
+    assert sorted(order[:10]) == list(range(10)) and list(order[10:]) == [0, 0]
+    assert not np.array_equal(order, np.asarray(epoch_order(data_keys[0], 2, 10, 12)))
+    assert not np.array_equal(order, np.asarray(epoch_order(data_keys[1], 1, 10, 12)))
+
+
+def test_run_keys_of_a_seed_do_not_depend_on_the_other_seeds():
+    init_a, data_a = run_keys(7, "synthetic", [0, 1, 5])
+    init_b, data_b = run_keys(7, "synthetic", [5])
+    assert np.array_equal(jax.random.key_data(init_a[2]), jax.random.key_data(init_b[0]))
+    assert np.array_equal(jax.random.key_data(data_a[2]), jax.random.key_data(data_b[0]))
+    assert not np.array_equal(jax.random.key_data(init_a[0]), jax.random.key_data(data_a[0]))
+
+
+def test_losses_match_hand_computed_cross_entropies():
+    logits = jnp.array([[2.0], [-1.0], [0.5]])
+    labels = jnp.array([1, 1, 0])
+    loss, correct = loss_and_accuracy(logits, labels, "sigmoid")
+    p = 1 / (1 + np.exp(-np.array([2.0, -1.0, 0.5])))
+    np.testing.assert_allclose(loss, [-np.log(p[0]), -np.log(p[1]), -np.log(1 - p[2])], rtol=1e-6)
+    np.testing.assert_array_equal(correct, [1, 0, 0])
+
+    logits = jnp.array([[1.0, 2.0, 0.0], [3.0, 0.0, 0.0]])
+    loss, correct = loss_and_accuracy(logits, jnp.array([1, 2]), "softmax")
+    log_z = np.log(np.exp(np.asarray(logits)).sum(1))
+    np.testing.assert_allclose(loss, [log_z[0] - 2.0, log_z[1] - 0.0], rtol=1e-6)
+    np.testing.assert_array_equal(correct, [1, 0])
+
+
+def test_chunked_evaluation_equals_one_pass_over_the_split(digits):
+    model = models.mlp_for(digits.n_features, digits.n_classes, (8,))
+    params = jax.vmap(jax.vmap(lambda k: model.init(k, digits.x_test[:1])["params"]))(
+        jax.random.split(jax.random.key(0), 6).reshape(2, 3)
+    )
+    sums = make_evaluate(model)(params, *chunked_for_eval(digits.x_test, digits.y_test, 64))  # 360 = 5*64 + 40
+    loss, correct = loss_and_accuracy(
+        model.apply({"params": jax.tree.map(lambda p: p[1, 2], params)}, digits.x_test), digits.y_test, "softmax"
+    )
+    np.testing.assert_allclose(sums[1, 2], [loss.sum(), correct.sum()], rtol=1e-5)
+
+
+def test_partial_last_batch_is_weighted_by_its_real_examples():
+    """Training on 5 examples with batch 4 equals two hand-written SGD steps (4 + 1 examples)."""
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    y = np.array([0, 1, 1, 0, 1], np.int32)
+    data = datasets.Dataset("tiny", x, y, x, y, 2)
+    model = models.mlp_for(3, 2, ())
+    result = _train(data, ["glorot_normal"], [0], TrainConfig("sgd", 0.1, 4, 1), model)
+
+    init_keys, data_keys = run_keys(0, "tiny", [0])
+    params = model.clone(kernel_init=initjax.get("glorot_normal")).init(init_keys[0], x[:1])["params"]
+    order = np.asarray(epoch_order(data_keys[0], 1, 5, 8))
+    for idx in (order[:4], order[4:5]):
+        def mean_loss(p):
+            return loss_and_accuracy(model.apply({"params": p}, x[idx]), y[idx], "sigmoid")[0].mean()
+
+        grads = jax.grad(mean_loss)(params)
+        params = optax.apply_updates(params, jax.tree.map(lambda g: -0.1 * g, grads))
+    for got, want in zip(jax.tree.leaves(result.params), jax.tree.leaves(params)):
+        np.testing.assert_allclose(got[0, 0], want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (TrainConfig(lr=0.0), "learning rate"),
+        (TrainConfig(epochs=0), "epochs"),
+        (TrainConfig(optimizer="adagrad"), "optimizer"),
+        (TrainConfig(batch_size=10_000), "batch size"),
+    ],
+)
+def test_bad_training_config_is_a_user_error(digits, config, message):
+    with pytest.raises(UserError, match=message):
+        config.validate(digits.x_train.shape[0])
