@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv or ["run"])
+        if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+            argv = ["run", *argv]  # `python -m bench --seeds 4` runs the default preset
+        args = build_parser().parse_args(argv)
         if args.command == "list":
             print(listing())
             return 0
