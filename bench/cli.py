@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from bench.errors import UserError
+from bench.report import FORMATS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,7 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=_int)
     run.add_argument("--experiment-seed", type=_int, help="root of all random keys (default 0)")
     run.add_argument("--out", help="report folder (default: reports/<preset>)")
+    run.add_argument("--baseline", help="initializer the others are tested against (default: the best by mean)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rep = commands.add_parser("report", help="re-render the report of a finished run, without training")
+    rep.add_argument("dir", help="folder with results.csv and run.json")
+    rep.add_argument("--format", type=_names, default=list(FORMATS), help=f"comma-separated, of {','.join(FORMATS)}")
+    rep.add_argument("--metric", default="test_accuracy", help="metric to rank and test (default test_accuracy)")
+    rep.add_argument("--baseline", help="initializer the others are tested against (default: the best by mean)")
+    rep.add_argument("--unpaired", action="store_true", help="Mann-Whitney U and Welch t instead of paired tests")
     commands.add_parser("list", help="presets, initializers, datasets, models, optimizers")
     return parser
 
@@ -79,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             print(listing())
             return 0
+        if args.command == "report":
+            return _report(args)
         return _run(args, argv)
     except UserError as error:
         print(f"bench: error: {error}", file=sys.stderr)
@@ -98,13 +108,23 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     )
     out = args.out or f"reports/{experiment.name}"
     command = shlex.join(["python", "-m", "bench", *argv])
-    outcome = run_experiment(experiment, out, progress=not args.no_progress, command=command)
+    outcome = run_experiment(experiment, out, progress=not args.no_progress, command=command, baseline=args.baseline)
     print()
-    print(report.console(outcome.summary, outcome.meta["tasks"], outcome.meta["statistics"]["level"]))
+    print(report.console(outcome.analysis, outcome.meta["tasks"]))
     print(
         f"\n{outcome.meta['runs']} runs in {outcome.meta['wall_s']:.1f} s "
         f"(compile {outcome.meta['compile_s']:.1f} s); report: {outcome.files[-1]}"
     )
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from bench import report
+
+    results, meta = report.load(args.dir)
+    analysis, files = report.write(args.dir, results, meta, args.format, args.metric, args.baseline, not args.unpaired)
+    print(report.console(analysis, meta["tasks"]))
+    print(f"\nwrote {len(files)} files to {args.dir}")
     return 0
 
 

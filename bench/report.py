@@ -1,21 +1,88 @@
-"""Reports: the summary tables printed to the terminal and written to ``report.md``.
+"""Reports: statistics of a finished run rendered as terminal tables, markdown, LaTeX and figures.
 
-Reports are rendered from the results table and its summary only; nothing here
-trains or recomputes runs.
+A report is rendered from two files only, ``results.csv`` (the tidy runs) and
+``run.json`` (the experiment, environment and timings), so ``python -m bench report
+DIR`` can re-render it with other options without training anything.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import json
 import platform
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from bench import compare, stats
+from bench.errors import UserError
 from bench.store import write_atomic
 
-METRIC_TITLES = {"test_accuracy": "test accuracy", "test_loss": "test loss"}
+FORMATS = ("md", "tex", "png", "pdf", "csv")
+DELTAS = {"accuracy": (0.005, 0.01), "loss": (0.01, 0.05)}  # differences the power advice is given for
+TIE_MARK = "≈"
+
+
+@dataclasses.dataclass
+class Analysis:
+    """Everything a report shows, computed once from the results table.
+
+    Attributes:
+      metric: the metric ranked, compared and tested (e.g. ``test_accuracy``).
+      summary: ``stats.summarize`` of every metric shown.
+      comparisons: ``compare.compare`` against the baseline.
+      ties: ``compare.tied_with_best``.
+      curves: ``stats.summarize_curves`` of ``metric``.
+      power: ``compare.power_advice`` of ``metric``.
+      baseline: the baseline name given, or None for the best per task.
+      paired: whether runs were compared as seed-matched pairs.
+    """
+
+    metric: str
+    summary: pd.DataFrame
+    comparisons: pd.DataFrame
+    ties: pd.DataFrame
+    curves: pd.DataFrame
+    power: pd.DataFrame
+    baseline: str | None
+    paired: bool
+    settings: stats.Settings
+
+
+def analyse(
+    results: pd.DataFrame,
+    metric: str = "test_accuracy",
+    baseline: str | None = None,
+    paired: bool = True,
+    settings: stats.Settings = stats.Settings(),
+) -> Analysis:
+    """Computes every statistic of the report.
+
+    Raises:
+      UserError: unknown metric or baseline.
+    """
+    metrics = [c for c in results.columns if c.endswith(("_accuracy", "_loss"))]
+    if metric not in metrics:
+        raise UserError(f"unknown metric {metric!r}; the results have {', '.join(metrics)}")
+    if baseline is not None and baseline not in set(results["initializer"]):
+        raise UserError(f"baseline {baseline!r} is not among the initializers {sorted(set(results['initializer']))}")
+    shown = list(dict.fromkeys([metric, "test_accuracy", "test_loss"]))
+    summary = stats.summarize(results, [m for m in shown if m in metrics], settings)
+    kind = "accuracy" if metric.endswith("accuracy") else "loss"
+    return Analysis(
+        metric=metric,
+        summary=summary,
+        comparisons=compare.compare(results, metric, baseline, "baseline", paired, settings=settings),
+        ties=compare.tied_with_best(results, metric, paired, settings=settings),
+        curves=stats.summarize_curves(results, summary, metric, settings=settings),
+        power=compare.power_advice(results, metric, DELTAS[kind], paired),
+        baseline=baseline,
+        paired=paired,
+        settings=settings,
+    )
 
 
 def environment() -> dict[str, str]:
@@ -55,7 +122,10 @@ def git_commit() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
-def _interval(mean: float, low: float, high: float, digits: int) -> str:
+# ---------------------------------------------------------------- formatting
+
+
+def _interval(mean: float, low: float, high: float, digits: int = 3) -> str:
     if pd.isna(mean):
         return "n/a"
     if pd.isna(low):
@@ -63,52 +133,136 @@ def _interval(mean: float, low: float, high: float, digits: int) -> str:
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def summary_table(summary: pd.DataFrame, dataset: str, level: float = 0.95) -> pd.DataFrame:
-    """Display table of one dataset, best mean test accuracy first.
+def _p(p: float) -> str:
+    if pd.isna(p):
+        return "n/a"
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
 
-    Columns: rank, initializer, ``test accuracy mean [95% CI]``,
-    ``test loss mean [95% CI]``, diverged (``k/n``).
-    """
-    rows = summary[summary["dataset"] == dataset].sort_values("test_accuracy_mean", ascending=False)
-    ci = f"mean [{level:.0%} CI]"
-    table = pd.DataFrame(
+
+def _title(metric: str) -> str:
+    return metric.replace("_", " ")
+
+
+def _ranked(analysis: Analysis, dataset: str) -> pd.DataFrame:
+    """Summary rows of ``analysis.metric`` for a dataset, best first, with the tie flags."""
+    rows = analysis.summary[(analysis.summary["dataset"] == dataset) & (analysis.summary["metric"] == analysis.metric)]
+    rows = rows.sort_values("mean", ascending=not stats.higher_is_better(analysis.metric), na_position="last")
+    ties = analysis.ties[analysis.ties["dataset"] == dataset].set_index("initializer")["tied"]
+    return rows.assign(tied=rows["initializer"].map(ties).fillna(False).astype(bool))
+
+
+def summary_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
+    """Per initializer, best first: mean and IQM of the ranked metric with CIs, the loss, divergence."""
+    level = f"{analysis.settings.level:.0%}"
+    ranked = _ranked(analysis, dataset)
+    others = analysis.summary[analysis.summary["dataset"] == dataset].set_index(["initializer", "metric"])
+    metric = analysis.metric
+    second = "test_loss" if metric != "test_loss" else "test_accuracy"
+    table = {
+        "rank": range(1, len(ranked) + 1),
+        "initializer": [f"{n} {TIE_MARK}" if t else n for n, t in zip(ranked["initializer"], ranked["tied"])],
+        f"{_title(metric)} mean [{level} CI]": [_interval(r["mean"], r["mean_low"], r["mean_high"]) for _, r in ranked.iterrows()],
+        f"IQM [{level} CI]": [_interval(r["iqm"], r["iqm_low"], r["iqm_high"]) for _, r in ranked.iterrows()],
+        "median": [f"{v:.3f}" if pd.notna(v) else "n/a" for v in ranked["median"]],
+        "std": [f"{v:.4f}" if pd.notna(v) else "n/a" for v in ranked["std"]],
+    }
+    if second in set(analysis.summary["metric"]):
+        table[f"{_title(second)} mean [{level} CI]"] = [
+            _interval(*others.loc[(n, second), ["mean", "mean_low", "mean_high"]]) for n in ranked["initializer"]
+        ]
+    table["diverged"] = [
+        f"{d}/{r}" + (f" [{lo:.0%}, {hi:.0%}]" if d else "")
+        for d, r, lo, hi in zip(ranked["diverged"], ranked["runs"], ranked["diverged_low"], ranked["diverged_high"])
+    ]
+    return pd.DataFrame(table)
+
+
+def significance_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
+    """Each initializer against the baseline: difference, raw and Holm p, Hedges' g, P(a > b)."""
+    rows = analysis.comparisons[analysis.comparisons["dataset"] == dataset]
+    rank_test, t_test = ("Wilcoxon", "paired t") if analysis.paired else ("Mann-Whitney", "Welch t")
+    return pd.DataFrame(
         {
-            "rank": range(1, len(rows) + 1),
-            "initializer": rows["initializer"].to_numpy(),
-            **{
-                f"{title} {ci}": [
-                    _interval(r[f"{metric}_mean"], r[f"{metric}_low"], r[f"{metric}_high"], 3)
-                    for _, r in rows.iterrows()
-                ]
-                for metric, title in METRIC_TITLES.items()
-            },
-            "diverged": [f"{d}/{n}" for d, n in zip(rows["diverged"], rows["runs"])],
+            "initializer": rows["a"],
+            "vs": rows["b"],
+            "n": rows["n"],
+            "Δ mean": [f"{d:+.4f}" for d in rows["diff"]],
+            f"p {rank_test}": [_p(p) for p in rows["p_rank"]],
+            f"p {rank_test} (Holm)": [_p(p) + (" *" if s else "") for p, s in zip(rows["p_rank_holm"], rows["significant"])],
+            f"p {t_test} (Holm)": [_p(p) for p in rows["p_t_holm"]],
+            "Hedges' g [CI]": [_interval(g, lo, hi, 2) for g, lo, hi in zip(rows["g"], rows["g_low"], rows["g_high"])],
+            "P(a better) [CI]": [_interval(a, lo, hi, 2) for a, lo, hi in zip(rows["a12"], rows["a12_low"], rows["a12_high"])],
         }
     )
-    return table
 
 
-def console(summary: pd.DataFrame, tasks: dict[str, dict], level: float = 0.95) -> str:
+def curve_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
+    """Learning-curve statistics: area under the curve, best epoch, epochs to the threshold."""
+    rows = analysis.curves[analysis.curves["dataset"] == dataset]
+    rows = rows.sort_values("auc", ascending=not stats.higher_is_better(analysis.metric))
+    return pd.DataFrame(
+        {
+            "initializer": rows["initializer"],
+            "AUC (mean over epochs) [CI]": [_interval(a, lo, hi) for a, lo, hi in zip(rows["auc"], rows["auc_low"], rows["auc_high"])],
+            "best (mean)": [f"{v:.3f}" for v in rows["best"]],
+            "best epoch (median)": [f"{v:g}" for v in rows["best_epoch"]],
+            "epochs to threshold (median)": [f"{v:g}" if pd.notna(v) else "never" for v in rows["epochs_to_threshold"]],
+            "runs reaching it": [f"{v:.0%}" for v in rows["reached"]],
+        }
+    )
+
+
+def power_sentences(analysis: Analysis, dataset: str) -> list[str]:
+    """'To detect a 0.5 pp difference ... you need ~N seeds' for each difference of interest."""
+    rows = analysis.power[analysis.power["dataset"] == dataset]
+    accuracy = analysis.metric.endswith("accuracy")
+    test = "paired t test" if analysis.paired else "Welch t test"
+    out = []
+    for _, r in rows.iterrows():
+        size = f"{r['delta'] * 100:g} pp" if accuracy else f"{r['delta']:g}"
+        if pd.isna(r["seeds"]):
+            out.append(f"Too few seeds to estimate the spread needed for a {size} difference.")
+            continue
+        out.append(
+            f"To detect a {size} difference in {_title(analysis.metric)} with 80% power ({test}, alpha 0.05) you need "
+            f"~{int(r['seeds'])} seeds per initializer (observed sd of {'paired differences' if analysis.paired else 'runs'}: {r['sd']:.4f})."
+        )
+    return out
+
+
+def console(analysis: Analysis, tasks: dict[str, dict]) -> str:
     """The tables printed by ``python -m bench``, one per dataset."""
     blocks = []
     for dataset, info in tasks.items():
-        table = summary_table(summary, dataset, level).to_markdown(index=False, tablefmt="simple")
-        blocks.append(f"{dataset}: {info['model']}, {info['runs']} runs\n{table}")
+        table = summary_table(analysis, dataset)
+        keep = [c for c in table.columns if not c.startswith(("IQM", "median", "std"))]
+        blocks.append(
+            f"{dataset}: {info['model']}, {info['runs']} runs ({TIE_MARK} = tied with the best)\n"
+            + table[keep].to_markdown(index=False, tablefmt="simple")
+        )
     return "\n\n".join(blocks)
 
 
-def render_markdown(meta: dict, summary: pd.DataFrame) -> str:
-    """``report.md``: the experiment, its environment, and one summary table per dataset."""
-    exp, env, stat = meta["experiment"], meta["environment"], meta["statistics"]
+# ---------------------------------------------------------------- markdown
+
+
+def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]]) -> str:
+    """``report.md``: the experiment and environment, then per dataset the tables and figures."""
+    exp, env, s = meta["experiment"], meta["environment"], analysis.settings
     train = exp["train"]
+    baseline = analysis.baseline or "the best initializer by mean"
     header = {
         "preset": f"`{exp['name']}`",
         "initializers": ", ".join(f"`{name}`" for name in meta["initializers"]),
         "seeds": f"{exp['seeds']} per initializer, paired (seed i has the same data order and random stream for every initializer)",
         "training": f"{train['optimizer']}, lr {train['lr']:g}, batch {train['batch_size']}, {train['epochs']} epochs",
-        "statistic": (
-            f"mean over seeds at the last epoch, {stat['level']:.0%} {stat['method']} bootstrap CI "
-            f"({stat['n_resamples']:,} resamples, seed {stat['seed']}); diverged runs counted, not averaged"
+        "statistics": (
+            f"at the last epoch, over seeds; {s.level:.0%} {s.method} bootstrap CIs ({s.n_resamples:,} resamples, seed {s.seed}); "
+            f"IQM = 25% trimmed mean; diverged runs counted (Wilson CI), not averaged"
+        ),
+        "tests": (
+            f"{'Wilcoxon signed-rank and paired t (seed-matched)' if analysis.paired else 'Mann-Whitney U and Welch t'} vs {baseline}, "
+            f"Holm-corrected per dataset; {TIE_MARK} = not significantly different from the best (Holm p >= 0.05)"
         ),
         "runs": f"{meta['runs']:,}",
         "wall time": f"{meta['wall_s']:.1f} s (compile {meta['compile_s']:.1f} s, initialization {meta['init_s']:.1f} s)",
@@ -123,24 +277,157 @@ def render_markdown(meta: dict, summary: pd.DataFrame) -> str:
     lines = [f"# initjax report: {exp['name']}", "", exp["description"], ""]
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in header.items()]
     for dataset, info in meta["tasks"].items():
-        table = summary_table(summary, dataset, stat["level"]).to_markdown(index=False)
         lines += [
-            "",
-            f"## {dataset}: {info['model']}",
-            "",
+            "", f"## {dataset}: {info['model']}", "",
             f"{info['runs']} runs; compile {info['compile_s']:.1f} s, training and evaluation "
-            f"{info['train_s']:.1f} s ({info['seed_epochs_per_s']:,.0f} seed-epochs/s).",
-            "",
-            table,
+            f"{info['train_s']:.1f} s ({info['seed_epochs_per_s']:,.0f} seed-epochs/s).", "",
+            summary_table(analysis, dataset).to_markdown(index=False), "",
+            f"### Significance: {_title(analysis.metric)} (* = Holm-adjusted p < 0.05)", "",
+            significance_table(analysis, dataset).to_markdown(index=False), "",
+            "### Learning curves", "",
+            curve_table(analysis, dataset).to_markdown(index=False), "",
+            f"Threshold: {analysis.curves.loc[analysis.curves['dataset'] == dataset, 'threshold'].iloc[0]:.4f} "
+            f"(95% of the best initializer's mean final {_title(analysis.metric)}).", "",
+            "### How many seeds?", "",
+            *[f"- {sentence}" for sentence in power_sentences(analysis, dataset)],
         ]
+        if figures.get(dataset):
+            lines += ["", *[f"![{Path(f).stem}]({f})" for f in figures[dataset]]]
     lines += ["", "Raw runs, one row per (dataset, model, initializer, seed, epoch): [results.csv](results.csv).", ""]
     return "\n".join(lines)
 
 
-def write(out_dir: str | Path, results: pd.DataFrame, summary: pd.DataFrame, meta: dict) -> list[Path]:
-    """Writes ``results.csv`` and ``report.md`` atomically into ``out_dir``."""
+# ---------------------------------------------------------------- LaTeX
+
+_TEX_ESCAPE = {"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+               "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+
+
+def tex_escape(text: str) -> str:
+    """Escapes LaTeX's special characters in a plain string."""
+    return "".join(_TEX_ESCAPE.get(ch, ch) for ch in str(text))
+
+
+def render_latex(meta: dict, analysis: Analysis) -> str:
+    """``report.tex``: one booktabs table per dataset, ready for ``\\input{}``.
+
+    Needs ``\\usepackage{booktabs}`` in the paper. The best mean is bold; initializers
+    tied with it (Holm-adjusted p >= 0.05) are marked with a dagger.
+    """
+    level = f"{analysis.settings.level:.0%}".replace("%", r"\%")
+    parts = [f"% initjax report {tex_escape(meta['experiment']['name'])}: generated, do not edit. Needs \\usepackage{{booktabs}}."]
+    for dataset, info in meta["tasks"].items():
+        ranked = _ranked(analysis, dataset)
+        rows = []
+        for i, (_, r) in enumerate(ranked.iterrows()):
+            name = tex_escape(r["initializer"]) + (r"$^\dagger$" if r["tied"] and i > 0 else "")
+            mean = f"{r['mean']:.3f}" if pd.notna(r["mean"]) else "n/a"
+            mean = rf"\textbf{{{mean}}}" if i == 0 else mean
+            ci = f"[{r['mean_low']:.3f}, {r['mean_high']:.3f}]" if pd.notna(r["mean_low"]) else ""
+            iqm = f"{r['iqm']:.3f} [{r['iqm_low']:.3f}, {r['iqm_high']:.3f}]" if pd.notna(r["iqm_low"]) else "n/a"
+            rows.append(f"{name} & {mean} {ci} & {iqm} & {r['diverged']}/{r['runs']} \\\\")
+        caption = (
+            f"{tex_escape(dataset)}, {tex_escape(info['model'])}: final {tex_escape(_title(analysis.metric))} over "
+            f"{meta['experiment']['seeds']} seeds, mean and IQM with {level} {tex_escape(analysis.settings.method)} bootstrap CIs. "
+            r"Best mean in bold; $^\dagger$ not significantly different from the best (Holm-corrected "
+            + ("Wilcoxon signed-rank" if analysis.paired else "Mann-Whitney U")
+            + r", $p \geq 0.05$)."
+        )
+        parts += [
+            r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{lccc}", r"\toprule",
+            f"Initializer & Mean [{level} CI] & IQM [{level} CI] & Diverged \\\\", r"\midrule",
+            *rows, r"\bottomrule", r"\end{tabular}", f"\\caption{{{caption}}}",
+            f"\\label{{tab:initjax-{tex_escape(meta['experiment']['name'])}-{tex_escape(dataset)}}}".replace(r"\_", "-"),
+            r"\end{table}", "",
+        ]
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------- files
+
+
+def write(
+    out_dir: str | Path,
+    results: pd.DataFrame,
+    meta: dict,
+    formats: Sequence[str] = FORMATS,
+    metric: str = "test_accuracy",
+    baseline: str | None = None,
+    paired: bool = True,
+) -> tuple[Analysis, list[Path]]:
+    """Writes the report files into ``out_dir``, each atomically.
+
+    ``run.json`` and ``results.csv`` (plus ``results.parquet`` when pyarrow is
+    installed) are always written with ``csv``; ``report.md`` with ``md``;
+    ``report.tex`` with ``tex``; figures under ``figures/`` with ``png``/``pdf``.
+
+    Raises:
+      UserError: unknown format, metric or baseline.
+    """
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise UserError(f"unknown report format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
     out_dir = Path(out_dir)
-    return [
-        write_atomic(out_dir / "results.csv", results.to_csv(index=False, float_format="%.9g")),
-        write_atomic(out_dir / "report.md", render_markdown(meta, summary)),
-    ]
+    settings = stats.Settings(**{k: meta["statistics"][k] for k in ("level", "method", "n_resamples", "seed")})
+    analysis = analyse(results, metric, baseline, paired, settings)
+    files = []
+    if "csv" in formats:
+        files.append(write_atomic(out_dir / "results.csv", results.to_csv(index=False, float_format="%.9g")))
+        files.append(write_atomic(out_dir / "run.json", json.dumps(meta, indent=1, default=str)))
+        files += _parquet(out_dir, results)
+    figures = {}
+    image_formats = tuple(f for f in ("png", "pdf") if f in formats)
+    if image_formats:
+        from bench import figures as fig
+
+        (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+        for dataset in meta["tasks"]:
+            names = []
+            for kind, draw in (("curves", fig.learning_curves), ("final", fig.final_distribution),
+                               ("improvement", fig.improvement_matrix)):
+                stem = out_dir / "figures" / f"{dataset}-{kind}-{metric}"
+                written = fig.save(draw(results, dataset, metric), stem, image_formats)
+                files += written
+                names.append(str(written[0].relative_to(out_dir)))
+            figures[dataset] = names
+    if "tex" in formats:
+        files.append(write_atomic(out_dir / "report.tex", render_latex(meta, analysis)))
+    if "md" in formats:
+        files.append(write_atomic(out_dir / "report.md", render_markdown(meta, analysis, figures)))
+    return analysis, files
+
+
+def _parquet(out_dir: Path, results: pd.DataFrame) -> list[Path]:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return []
+    import io
+
+    buffer = io.BytesIO()
+    results.to_parquet(buffer, index=False)
+    return [write_atomic(out_dir / "results.parquet", buffer.getvalue())]
+
+
+def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict]:
+    """Reads ``results.csv`` and ``run.json`` of a finished run.
+
+    Raises:
+      UserError: a file is missing or unreadable, naming it.
+    """
+    run_dir = Path(run_dir)
+    csv, meta = run_dir / "results.csv", run_dir / "run.json"
+    for path in (csv, meta):
+        if not path.is_file():
+            raise UserError(f"{path} not found; give the folder of a finished `python -m bench run`")
+    try:
+        results = pd.read_csv(csv)
+        meta_dict = json.loads(meta.read_text())
+    except (ValueError, OSError) as error:
+        raise UserError(f"cannot read {run_dir}: {error}") from None
+    missing = {"dataset", "model", "initializer", "seed", "epoch", "diverged"} - set(results.columns)
+    if missing:
+        raise UserError(f"{csv} lacks the columns {sorted(missing)}; it is not an initjax results table")
+    results["diverged"] = results["diverged"].astype(bool)
+    return results, meta_dict
+

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
+import initjax
 from bench import datasets, models, presets, report, stats
+from bench.errors import UserError
 from bench.presets import Experiment
 from bench.store import ensure_writable
 from bench.train import train_task
-
-STATISTICS = {"level": 0.95, "method": "BCa", "n_resamples": 10_000}
-
 
 @dataclasses.dataclass
 class Outcome:
@@ -27,25 +26,38 @@ class Outcome:
 
     Attributes:
       results: tidy table, one row per (dataset, model, initializer, seed, epoch).
-      summary: per (dataset, model, initializer): n, diverged, means and CIs.
+      analysis: summary statistics, comparisons, ties, curves and power advice.
       meta: experiment, environment and timings, as written in the report header.
       files: paths written (empty when nothing was written).
     """
 
     results: pd.DataFrame
-    summary: pd.DataFrame
+    analysis: report.Analysis
     meta: dict
     files: list[Path]
 
 
-def run_experiment(experiment: Experiment, out: str | Path | None = None, progress: bool = True, command: str = "") -> Outcome:
-    """Trains every task of ``experiment`` and writes its report to ``out`` (if given).
+def run_experiment(
+    experiment: Experiment,
+    out: str | Path | None = None,
+    progress: bool = True,
+    command: str = "",
+    baseline: str | None = None,
+) -> Outcome:
+    """Trains every task of ``experiment``, analyses the runs and writes the report to ``out`` (if given).
 
     Raises:
-      UserError: invalid experiment or unwritable ``out``, before any training.
+      UserError: invalid experiment, baseline or unwritable ``out``, before any training.
     """
     start = time.perf_counter()
     initializers = presets.validate(experiment)
+    if baseline is not None:
+        try:
+            baseline = initjax.canonical(baseline)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        if baseline not in initializers:
+            raise UserError(f"--baseline {baseline!r} is not among the initializers {list(initializers)}")
     if out is not None:
         ensure_writable(out)
     seeds = list(range(experiment.seeds))
@@ -66,21 +78,22 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, progre
             "seed_epochs_per_s": runs * experiment.train.epochs / result.train_s,
         }
     results = _column_order(pd.concat(frames, ignore_index=True))
-    summary = stats.summarize(results, level=STATISTICS["level"], n_resamples=STATISTICS["n_resamples"], seed=experiment.seed)
     meta = {
         "experiment": dataclasses.asdict(experiment),
         "initializers": list(initializers),
-        "statistics": {**STATISTICS, "seed": experiment.seed},
+        "statistics": dataclasses.asdict(stats.Settings(seed=experiment.seed)),
         "tasks": tasks,
         "runs": sum(t["runs"] for t in tasks.values()),
         "compile_s": sum(t["compile_s"] for t in tasks.values()),
         "init_s": sum(t["init_s"] for t in tasks.values()),
         "environment": report.environment(),
         "command": command or f"bench.run({experiment.name!r})",
+        "wall_s": time.perf_counter() - start,
     }
-    meta["wall_s"] = time.perf_counter() - start
-    files = report.write(out, results, summary, meta) if out is not None else []
-    return Outcome(results, summary, meta, files)
+    if out is None:
+        return Outcome(results, report.analyse(results, settings=stats.Settings(seed=experiment.seed)), meta, [])
+    analysis, files = report.write(out, results, meta, baseline=baseline)
+    return Outcome(results, analysis, meta, files)
 
 
 def run(

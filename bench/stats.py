@@ -2,66 +2,114 @@
 
 Every function takes the table that ``bench.train`` produces (one row per
 dataset, model, initializer, seed and epoch) and returns a new table; nothing here
-trains. Confidence intervals are ``scipy.stats.bootstrap`` intervals with a
-generator seeded from the experiment seed *and* the group's name, so a report is
-reproducible bit for bit and does not change when other groups are added.
+trains. Confidence intervals are ``scipy.stats.bootstrap`` intervals (BCa by
+default) with a generator seeded from the report seed *and* the group's labels, so a
+report is reproducible bit for bit and a group's interval does not change when other
+groups are added. Divergence rates get Wilson intervals (statsmodels).
 
 References: Efron & Tibshirani 1993, *An Introduction to the Bootstrap* (BCa);
-Agarwal et al. 2021, arXiv:2108.13264 (reporting with interval estimates).
+Agarwal et al. 2021, arXiv:2108.13264 (IQM, interval estimates);
+Wilson 1927, JASA 22(158) (score interval for a proportion).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.proportion import proportion_confint
 
-GROUP = ["dataset", "model", "initializer"]
+TASK = ["dataset", "model"]
+GROUP = TASK + ["initializer"]
+LOWER_IS_BETTER = ("loss",)
 
 
-def group_rng(seed: int, *labels: str) -> np.random.Generator:
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How intervals are computed; stored in the report so it can be re-rendered.
+
+    Attributes:
+      level: confidence level of every interval.
+      method: ``"BCa"``, ``"percentile"`` or ``"basic"`` (``scipy.stats.bootstrap``).
+      n_resamples: bootstrap resamples.
+      seed: root of every bootstrap generator.
+    """
+
+    level: float = 0.95
+    method: str = "BCa"
+    n_resamples: int = 10_000
+    seed: int = 0
+
+
+def higher_is_better(metric: str) -> bool:
+    """Accuracies go up, losses go down."""
+    return not any(word in metric for word in LOWER_IS_BETTER)
+
+
+def group_rng(seed: int, *labels) -> np.random.Generator:
     """A generator that depends only on ``seed`` and the group's labels."""
     return np.random.default_rng([seed, zlib.crc32("|".join(map(str, labels)).encode())])
 
 
-def bootstrap_mean_ci(
+def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Interquartile mean: the mean of the middle 50%, ``scipy.stats.trim_mean(x, 0.25)``."""
+    return stats.trim_mean(values, 0.25, axis=axis)
+
+
+def bootstrap_ci(
     values: np.ndarray,
-    level: float = 0.95,
-    n_resamples: int = 10_000,
-    rng: np.random.Generator | int = 0,
-    method: str = "BCa",
+    statistic: Callable = np.mean,
+    settings: Settings = Settings(),
+    rng: np.random.Generator | int | None = None,
 ) -> tuple[float, float]:
-    """Bootstrap confidence interval of the mean.
+    """Bootstrap confidence interval of ``statistic`` over seeds.
 
     Args:
-      values: `(n,)` one value per seed; NaNs must be removed beforehand.
-      level: confidence level, e.g. 0.95.
-      n_resamples: bootstrap resamples.
-      rng: generator or seed for ``scipy.stats.bootstrap``.
-      method: ``"BCa"`` (default), ``"percentile"`` or ``"basic"``.
+      values: `(n,)` one value per seed, NaNs removed.
+      statistic: vectorized ``f(x, axis) -> value``, e.g. ``np.mean`` or :func:`iqm`.
+      settings: level, method and resamples.
+      rng: generator or seed; ``settings.seed`` when None.
 
     Returns:
-      ``(low, high)``. Equal to the value when all values are equal (the bootstrap
-      distribution is a point), ``(nan, nan)`` for fewer than two values.
+      ``(low, high)``; the value itself when all values are equal (the bootstrap
+      distribution is a point); ``(nan, nan)`` for fewer than two values.
     """
     values = np.asarray(values, dtype=np.float64)
     if values.size < 2:
         return (np.nan, np.nan)
     if np.all(values == values[0]):
         return (float(values[0]), float(values[0]))
-    rng = np.random.default_rng(rng)
     with warnings.catch_warnings():
-        # BCa warns on near-degenerate samples (e.g. 31 equal accuracies and one
-        # other); its interval is still the right one to report.
+        # BCa warns on near-degenerate samples (31 equal accuracies and one other);
+        # its interval is still the one to report.
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         result = stats.bootstrap(
-            (values,), np.mean, confidence_level=level, n_resamples=n_resamples, method=method, rng=rng
+            (values,),
+            statistic,
+            confidence_level=settings.level,
+            n_resamples=settings.n_resamples,
+            method=settings.method,
+            rng=np.random.default_rng(settings.seed if rng is None else rng),
         )
     low, high = result.confidence_interval
+    return float(low), float(high)
+
+
+def bootstrap_mean_ci(values, level=0.95, n_resamples=10_000, rng=0, method="BCa") -> tuple[float, float]:
+    """:func:`bootstrap_ci` of the mean, with the settings as arguments."""
+    return bootstrap_ci(values, np.mean, Settings(level, method, n_resamples), rng)
+
+
+def wilson_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion such as a divergence rate (``(nan, nan)`` if n = 0)."""
+    if n == 0:
+        return (np.nan, np.nan)
+    low, high = proportion_confint(successes, n, alpha=1 - level, method="wilson")
     return float(low), float(high)
 
 
@@ -71,32 +119,145 @@ def final_epoch(results: pd.DataFrame) -> pd.DataFrame:
     return results[results["epoch"] == last]
 
 
+def finite_values(group: pd.DataFrame, metric: str) -> np.ndarray:
+    """The metric of the runs that did not diverge, as float64 (NaN and inf dropped)."""
+    values = group.loc[~group["diverged"].astype(bool), metric].to_numpy(np.float64)
+    return values[np.isfinite(values)]
+
+
 def summarize(
     results: pd.DataFrame,
     metrics: Sequence[str] = ("test_accuracy", "test_loss"),
-    level: float = 0.95,
-    n_resamples: int = 10_000,
-    seed: int = 0,
+    settings: Settings = Settings(),
 ) -> pd.DataFrame:
-    """Mean and bootstrap CI over seeds of each metric at the final epoch.
+    """Descriptive statistics and intervals over seeds, at the final epoch.
 
-    Diverged runs are counted in ``diverged`` and left out of the means: their
-    metrics are NaN or meaningless.
+    Diverged runs are counted (with a Wilson interval of the rate) and left out of
+    every other statistic: their metrics are NaN or meaningless.
 
     Returns:
-      One row per (dataset, model, initializer), in the results' order, with
-      columns ``n`` (runs that did not diverge), ``diverged``, ``runs``, and for
-      each metric ``<metric>_mean``, ``<metric>_low``, ``<metric>_high``.
+      One row per (dataset, model, initializer, metric), in the results' order, with
+      ``runs, n, diverged, diverged_rate, diverged_low, diverged_high, mean,
+      mean_low, mean_high, std, median, iqm, iqm_low, iqm_high, min, max``
+      (``std`` with ``ddof=1``).
     """
     rows = []
     for key, group in final_epoch(results).groupby(GROUP, sort=False):
-        ok = group[~group["diverged"].astype(bool)]
-        row = dict(zip(GROUP, key), runs=len(group), n=len(ok), diverged=len(group) - len(ok))
+        runs = len(group)
+        diverged = int(group["diverged"].astype(bool).sum())
+        div_low, div_high = wilson_ci(diverged, runs, settings.level)
         for metric in metrics:
-            values = ok[metric].to_numpy(np.float64)
-            values = values[np.isfinite(values)]
-            low, high = bootstrap_mean_ci(values, level, n_resamples, group_rng(seed, *key, metric))
-            row[f"{metric}_mean"] = values.mean() if values.size else np.nan
-            row[f"{metric}_low"], row[f"{metric}_high"] = low, high
-        rows.append(row)
+            x = finite_values(group, metric)
+            mean_ci = bootstrap_ci(x, np.mean, settings, group_rng(settings.seed, *key, metric, "mean"))
+            iqm_ci = bootstrap_ci(x, iqm, settings, group_rng(settings.seed, *key, metric, "iqm"))
+            empty = x.size == 0
+            rows.append(
+                {
+                    **dict(zip(GROUP, key)),
+                    "metric": metric,
+                    "runs": runs,
+                    "n": x.size,
+                    "diverged": diverged,
+                    "diverged_rate": diverged / runs,
+                    "diverged_low": div_low,
+                    "diverged_high": div_high,
+                    "mean": np.nan if empty else x.mean(),
+                    "mean_low": mean_ci[0],
+                    "mean_high": mean_ci[1],
+                    "std": x.std(ddof=1) if x.size > 1 else np.nan,
+                    "median": np.nan if empty else np.median(x),
+                    "iqm": np.nan if empty else float(iqm(x)),
+                    "iqm_low": iqm_ci[0],
+                    "iqm_high": iqm_ci[1],
+                    "min": np.nan if empty else x.min(),
+                    "max": np.nan if empty else x.max(),
+                }
+            )
     return pd.DataFrame(rows)
+
+
+def run_curves(results: pd.DataFrame, metric: str, threshold: float) -> pd.DataFrame:
+    """Learning-curve metrics of each run (diverged runs left out).
+
+    Args:
+      results: tidy results with epochs ``0..E``.
+      metric: column, e.g. ``"test_accuracy"``.
+      threshold: the level to reach (above it when higher is better, below otherwise).
+
+    Returns:
+      One row per (dataset, model, initializer, seed) with ``final``, ``best``,
+      ``best_epoch`` (first epoch at the best value), ``epochs_to_threshold`` (first
+      epoch at or past ``threshold``; NaN if never) and ``auc``: the trapezoidal area
+      under the curve over epochs ``0..E`` divided by ``E``, the curve's mean height.
+    """
+    up = higher_is_better(metric)
+    rows = []
+    ok = results[~results.groupby(GROUP + ["seed"], sort=False)["diverged"].transform("max").astype(bool)]
+    for key, run in ok.groupby(GROUP + ["seed"], sort=False):
+        run = run.sort_values("epoch")
+        epochs = run["epoch"].to_numpy()
+        values = run[metric].to_numpy(np.float64)
+        best_index = int(np.argmax(values) if up else np.argmin(values))
+        reached = values >= threshold if up else values <= threshold
+        span = epochs[-1] - epochs[0]
+        rows.append(
+            {
+                **dict(zip(GROUP + ["seed"], key)),
+                "final": values[-1],
+                "best": values[best_index],
+                "best_epoch": int(epochs[best_index]),
+                "epochs_to_threshold": float(epochs[np.argmax(reached)]) if reached.any() else np.nan,
+                "auc": float(np.trapezoid(values, epochs) / span) if span else values[-1],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def curve_threshold(summary: pd.DataFrame, metric: str, fraction: float = 0.95) -> dict[tuple, float]:
+    """Per task: ``fraction`` of the best initializer's mean final value of ``metric``.
+
+    For losses (lower is better) the threshold is the best mean divided by ``fraction``.
+    """
+    rows = summary[summary["metric"] == metric]
+    up = higher_is_better(metric)
+    out = {}
+    for key, task in rows.groupby(TASK, sort=False):
+        best = task["mean"].max() if up else task["mean"].min()
+        out[key] = best * fraction if up else best / fraction
+    return out
+
+
+def summarize_curves(
+    results: pd.DataFrame, summary: pd.DataFrame, metric: str = "test_accuracy", fraction: float = 0.95,
+    settings: Settings = Settings(),
+) -> pd.DataFrame:
+    """Learning-curve statistics per initializer, over seeds.
+
+    Returns:
+      One row per (dataset, model, initializer) with ``threshold``, ``reached``
+      (share of runs that reach it), ``epochs_to_threshold`` (median over the runs
+      that reach it), ``best_epoch`` (median), ``best`` (mean), ``auc`` (mean) with
+      ``auc_low``/``auc_high`` bootstrap interval.
+    """
+    thresholds = curve_threshold(summary, metric, fraction)
+    frames = []
+    for key, task in results.groupby(TASK, sort=False):
+        curves = run_curves(task, metric, thresholds[key])
+        for group_key, group in curves.groupby(GROUP, sort=False):
+            auc = group["auc"].to_numpy(np.float64)
+            low, high = bootstrap_ci(auc, np.mean, settings, group_rng(settings.seed, *group_key, metric, "auc"))
+            frames.append(
+                {
+                    **dict(zip(GROUP, group_key)),
+                    "metric": metric,
+                    "threshold": thresholds[key],
+                    "reached": group["epochs_to_threshold"].notna().mean(),
+                    "epochs_to_threshold": group["epochs_to_threshold"].median(),
+                    "best_epoch": group["best_epoch"].median(),
+                    "best": group["best"].mean(),
+                    "auc": auc.mean(),
+                    "auc_low": low,
+                    "auc_high": high,
+                }
+            )
+    return pd.DataFrame(frames)

@@ -31,9 +31,9 @@ def test_zero_init_predicts_one_class_with_chance_loss(outcome):
 
 
 def test_he_and_glorot_learn_the_task(outcome):
-    summary = outcome.summary.set_index("initializer")
+    summary = outcome.analysis.summary.query("metric == 'test_accuracy'").set_index("initializer")
     for name in ["he_normal", "glorot_normal", "glorot_uniform"]:
-        assert summary.loc[name, "test_accuracy_low"] > 0.80, name  # the whole 95% CI above 80%
+        assert summary.loc[name, "mean_low"] > 0.80, name  # the whole 95% CI above 80%
         assert summary.loc[name, "diverged"] == 0
 
 
@@ -61,6 +61,6 @@ def test_report_and_tidy_results_are_written(outcome):
     np.testing.assert_allclose(written.test_loss, outcome.results.test_loss, rtol=1e-8)
     report = (folder / "report.md").read_text()
     assert "## synthetic: MLP 20-64-64-1 relu" in report
-    row = outcome.summary.set_index("initializer").loc["he_normal"]
-    assert f"{row.test_accuracy_mean:.3f} [{row.test_accuracy_low:.3f}, {row.test_accuracy_high:.3f}]" in report
+    row = outcome.analysis.summary.query("metric == 'test_accuracy'").set_index("initializer").loc["he_normal"]
+    assert f"{row['mean']:.3f} [{row.mean_low:.3f}, {row.mean_high:.3f}]" in report
     assert not list(folder.glob(".*.tmp"))  # no temp file left behind

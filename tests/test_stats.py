@@ -47,11 +47,48 @@ def _results(values_by_init, diverged_by_init=None):
 
 def test_summarize_uses_the_last_epoch_and_leaves_out_diverged_runs():
     table = _results({"a": [0.9, 0.8, 0.7, np.nan], "b": [0.5, 0.6, 0.7, 0.8]}, {"a": [3]})
-    summary = stats.summarize(table, n_resamples=500).set_index("initializer")
-    assert summary.loc["a", "diverged"] == 1 and summary.loc["a", "n"] == 3 and summary.loc["a", "runs"] == 4
-    assert summary.loc["a", "test_accuracy_mean"] == pytest.approx(0.8)
-    assert summary.loc["b", "test_accuracy_mean"] == pytest.approx(0.65)
-    assert summary.loc["b", "test_accuracy_low"] < 0.65 < summary.loc["b", "test_accuracy_high"]
+    settings = stats.Settings(n_resamples=500)
+    summary = stats.summarize(table, ["test_accuracy"], settings).set_index("initializer")
+    a, b = summary.loc["a"], summary.loc["b"]
+    assert (a.diverged, a.n, a.runs) == (1, 3, 4)
+    assert a["mean"] == pytest.approx(0.8) and a["std"] == pytest.approx(0.1) and a["median"] == pytest.approx(0.8)
+    assert (a["min"], a["max"]) == (pytest.approx(0.7), pytest.approx(0.9))
+    assert (a.diverged_low, a.diverged_high) == pytest.approx(stats.wilson_ci(1, 4))
+    assert b["mean"] == pytest.approx(0.65) and b.mean_low < 0.65 < b.mean_high
     # the interval of a group depends on its own data and name only, not on the other groups
-    alone = stats.summarize(table[table.initializer == "b"], n_resamples=500)
-    assert alone.iloc[0]["test_accuracy_low"] == summary.loc["b", "test_accuracy_low"]
+    alone = stats.summarize(table[table.initializer == "b"], ["test_accuracy"], settings)
+    assert alone.iloc[0]["mean_low"] == b.mean_low
+
+
+def test_iqm_is_the_25_percent_trimmed_mean_and_its_ci_is_scipys():
+    x = np.random.default_rng(3).standard_t(3, size=40)
+    assert stats.iqm(x) == pytest.approx(sps.trim_mean(x, 0.25))
+    sorted_x = np.sort(x)
+    assert stats.iqm(x) == pytest.approx(sorted_x[10:30].mean())  # by hand: the middle 20 of 40
+    settings = stats.Settings(level=0.9, method="percentile", n_resamples=3000, seed=11)
+    ref = sps.bootstrap((x,), lambda v, axis: sps.trim_mean(v, 0.25, axis=axis), confidence_level=0.9,
+                        n_resamples=3000, method="percentile", rng=np.random.default_rng(11)).confidence_interval
+    assert stats.bootstrap_ci(x, stats.iqm, settings) == (ref.low, ref.high)
+
+
+def test_wilson_interval_matches_its_formula():
+    k, n, z = 3, 32, sps.norm.ppf(0.975)
+    p = k / n
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z / (1 + z**2 / n) * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    assert stats.wilson_ci(k, n) == pytest.approx((centre - half, centre + half))
+    low, high = stats.wilson_ci(0, 32)
+    assert low == pytest.approx(0, abs=1e-12) and 0 < high < 0.15  # zero diverged still has an upper bound
+
+
+def test_learning_curve_metrics_by_hand():
+    rows = [dict(dataset="d", model="m", initializer="a", seed=0, epoch=e, test_accuracy=v, diverged=False)
+            for e, v in enumerate([0.1, 0.5, 0.9, 0.8])]
+    curves = stats.run_curves(pd.DataFrame(rows), "test_accuracy", threshold=0.85).iloc[0]
+    assert curves.final == 0.8 and curves.best == 0.9 and curves.best_epoch == 2
+    assert curves.epochs_to_threshold == 2
+    assert curves.auc == pytest.approx((0.3 + 0.7 + 0.85) / 3)  # three trapezoids over 3 epochs
+    never = stats.run_curves(pd.DataFrame(rows), "test_accuracy", threshold=0.95).iloc[0]
+    assert np.isnan(never.epochs_to_threshold)
+    loss = [dict(r, test_loss=1 - r["test_accuracy"]) for r in rows]
+    assert stats.run_curves(pd.DataFrame(loss), "test_loss", threshold=0.15).iloc[0].epochs_to_threshold == 2

@@ -1,0 +1,104 @@
+"""Figures for reports: learning curves, final-metric distributions, improvement matrix.
+
+Each function draws one figure of one dataset from the tidy results and returns the
+matplotlib ``Figure``; :func:`save` writes it as PNG and/or PDF. The Agg backend is
+used, so no display is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from bench.compare import probability_matrix  # noqa: E402
+from bench.stats import final_epoch, higher_is_better  # noqa: E402
+
+LABELS = {"test_accuracy": "test accuracy", "test_loss": "test loss", "train_accuracy": "train accuracy",
+          "train_loss": "train loss", "val_accuracy": "validation accuracy", "val_loss": "validation loss"}
+
+
+def _label(metric: str) -> str:
+    return LABELS.get(metric, metric.replace("_", " "))
+
+
+def learning_curves(results: pd.DataFrame, dataset: str, metric: str, level: float = 0.95) -> plt.Figure:
+    """Mean of ``metric`` per epoch with a ``level`` t-interval band, one line per initializer.
+
+    The band is ``mean +- t_{n-1} s / sqrt(n)`` over the seeds that did not diverge.
+    """
+    data = results[(results["dataset"] == dataset) & ~results["diverged"].astype(bool)]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    colors = plt.get_cmap("tab10")
+    for i, (name, group) in enumerate(data.groupby("initializer", sort=False)):
+        per_epoch = group.groupby("epoch")[metric].agg(["mean", "std", "count"])
+        half = stats.t.ppf(0.5 + level / 2, np.maximum(per_epoch["count"] - 1, 1)) * per_epoch["std"].fillna(0) / np.sqrt(per_epoch["count"])
+        ax.plot(per_epoch.index, per_epoch["mean"], color=colors(i % 10), label=name, lw=1.6)
+        ax.fill_between(per_epoch.index, per_epoch["mean"] - half, per_epoch["mean"] + half, color=colors(i % 10), alpha=0.2, lw=0)
+    ax.set_xlabel("epoch (0 = at initialization)")
+    ax.set_ylabel(_label(metric))
+    model = data["model"].iloc[0] if len(data) else ""
+    ax.set_title(f"{dataset}, {model}: mean and {level:.0%} CI over seeds", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncols=2 if data["initializer"].nunique() > 5 else 1)
+    return fig
+
+
+def final_distribution(results: pd.DataFrame, dataset: str, metric: str) -> plt.Figure:
+    """Box plot with every seed's final ``metric`` as a dot, one column per initializer."""
+    final = final_epoch(results)
+    data = final[(final["dataset"] == dataset) & ~final["diverged"].astype(bool)]
+    names = list(data["initializer"].unique())
+    values = [data.loc[data["initializer"] == n, metric].to_numpy() for n in names]
+    fig, ax = plt.subplots(figsize=(max(4.8, 0.8 * len(names) + 1.5), 4.2), constrained_layout=True)
+    ax.boxplot(values, showfliers=False, widths=0.6)
+    jitter = np.random.default_rng(0)  # fixed, so the figure is reproducible
+    for i, v in enumerate(values, start=1):
+        ax.scatter(i + jitter.uniform(-0.18, 0.18, len(v)), v, s=9, alpha=0.6, color="tab:blue", zorder=3)
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"final {_label(metric)}")
+    ax.set_title(f"{dataset}: final {_label(metric)}, one dot per seed", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def improvement_matrix(results: pd.DataFrame, dataset: str, metric: str) -> plt.Figure:
+    """Heat map of ``P(row better than column)`` for the final ``metric`` (A12)."""
+    matrix = probability_matrix(results, metric, dataset)
+    n = len(matrix)
+    fig, ax = plt.subplots(figsize=(0.6 * n + 2.6, 0.6 * n + 1.8), constrained_layout=True)
+    image = ax.imshow(matrix.to_numpy(), vmin=0, vmax=1, cmap="RdBu_r")
+    ax.set_xticks(range(n), matrix.columns, rotation=40, ha="right", fontsize=8)
+    ax.set_yticks(range(n), matrix.index, fontsize=8)
+    for r in range(n):
+        for c in range(n):
+            value = matrix.iat[r, c]
+            if np.isfinite(value):
+                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if abs(value - 0.5) > 0.3 else "black")
+    ax.set_xlabel("initializer Y")
+    ax.set_ylabel("initializer X")
+    relation = ">" if higher_is_better(metric) else "<"
+    ax.set_title(f"{dataset}: P(final {_label(metric)} of X {relation} Y)", fontsize=10)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return fig
+
+
+def save(fig: plt.Figure, path_stem: Path, formats: tuple[str, ...]) -> list[Path]:
+    """Writes ``path_stem.png`` / ``.pdf`` for each of ``formats`` and closes the figure."""
+    written = []
+    for fmt in formats:
+        path = path_stem.with_suffix(f".{fmt}")
+        tmp = path.with_name(f".{path.name}.tmp")
+        fig.savefig(tmp, dpi=150, format=fmt)
+        tmp.replace(path)
+        written.append(path)
+    plt.close(fig)
+    return written

@@ -1,0 +1,88 @@
+"""Reports of a small real run: markdown, LaTeX, figures, and re-rendering without training."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import cli, presets, report
+from bench.runner import run_experiment
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    experiment = presets.get("default").override(
+        seeds=5, epochs=3, datasets=["synthetic", "digits"], initializers=["he_normal", "glorot_uniform", "normal(stddev=0.1)"]
+    )
+    run_experiment(experiment, folder, progress=False)
+    return folder
+
+
+def test_markdown_has_every_section_and_its_figures_exist(run_dir):
+    text = (run_dir / "report.md").read_text()
+    for heading in ["## synthetic: MLP 20-64-64-1 relu", "## digits: MLP 64-64-64-10 relu", "### Significance",
+                    "### Learning curves", "### How many seeds?", "| jax |" if False else "| environment |"]:
+        assert heading in text, heading
+    links = [line[line.index("(") + 1:-1] for line in text.splitlines() if line.startswith("![")]
+    assert len(links) == 6
+    for link in links:
+        assert (run_dir / link).stat().st_size > 5_000  # a real picture, not an empty file
+        assert (run_dir / link).with_suffix(".pdf").exists()
+
+
+def test_results_files_agree(run_dir):
+    csv = pd.read_csv(run_dir / "results.csv")
+    assert len(csv) == 2 * 3 * 5 * 4
+    if (run_dir / "results.parquet").exists():
+        parquet = pd.read_parquet(run_dir / "results.parquet")
+        np.testing.assert_allclose(parquet.test_loss, csv.test_loss, rtol=1e-8)
+
+
+def test_latex_is_booktabs_with_the_best_in_bold_and_escaped_names(run_dir):
+    tex = (run_dir / "report.tex").read_text()
+    assert tex.count(r"\toprule") == 2 and tex.count(r"\bottomrule") == 2
+    assert tex.count(r"\textbf{") == 2  # one best per table
+    assert "normal(stddev=0.1)" in tex and r"he\_normal" in tex and "he_normal" not in tex.replace(r"he\_normal", "")
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no LaTeX engine (pdflatex) on this machine")
+def test_latex_compiles(run_dir, tmp_path):
+    doc = tmp_path / "doc.tex"
+    doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\usepackage[utf8]{inputenc}\\begin{document}"
+                   f"\\input{{{run_dir / 'report.tex'}}}\\end{{document}}")
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", doc.name], cwd=tmp_path, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
+
+
+def test_report_command_rerenders_without_training(run_dir, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    before = (copy / "results.csv").read_bytes()
+    assert cli.main(["report", str(copy), "--format", "md,tex", "--metric", "test_loss", "--baseline", "he_normal"]) == 0
+    text = (copy / "report.md").read_text()
+    assert "### Significance: test loss" in text
+    table = text.split("### Significance")[1].split("\n\n")[1].splitlines()[2:]
+    assert len(table) == 2 and all(row.split("|")[2].strip() == "he_normal" for row in table)  # vs the baseline
+    assert (copy / "results.csv").read_bytes() == before
+    assert "synthetic" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["report", "/nonexistent/run"], "results.csv not found"),
+        (["report", "{run}", "--metric", "f1"], "unknown metric 'f1'"),
+        (["report", "{run}", "--baseline", "zeros"], "baseline 'zeros' is not among"),
+        (["report", "{run}", "--format", "docx"], "unknown report format 'docx'"),
+    ],
+)
+def test_report_command_errors(run_dir, args, message, capsys):
+    assert cli.main([a.format(run=run_dir) for a in args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_tex_escape():
+    assert report.tex_escape("a_b%c&d#e$f{g}") == r"a\_b\%c\&d\#e\$f\{g\}"
