@@ -97,7 +97,9 @@ def save(fig: plt.Figure, path_stem: Path, formats: tuple[str, ...]) -> list[Pat
     for fmt in formats:
         path = path_stem.with_suffix(f".{fmt}")
         tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, dpi=150, format=fmt)
+        # no creation date: the same runs give byte-identical figures
+        metadata = {"CreationDate": None} if fmt == "pdf" else {}
+        fig.savefig(tmp, dpi=150, format=fmt, metadata=metadata)
         tmp.replace(path)
         written.append(path)
     plt.close(fig)
