@@ -357,8 +357,8 @@ def write(
 ) -> tuple[Analysis, list[Path]]:
     """Writes the report files into ``out_dir``, each atomically.
 
-    ``run.json`` and ``results.csv`` (plus ``results.parquet`` when pyarrow is
-    installed) are always written with ``csv``; ``report.md`` with ``md``;
+    ``run.json`` and ``results.csv`` (floats in full precision, so a re-rendered
+    report is identical; plus ``results.parquet`` when pyarrow is installed) with ``csv``; ``report.md`` with ``md``;
     ``report.tex`` with ``tex``; figures under ``figures/`` with ``png``/``pdf``.
 
     Raises:
@@ -372,7 +372,7 @@ def write(
     analysis = analyse(results, metric, baseline, paired, settings)
     files = []
     if "csv" in formats:
-        files.append(write_atomic(out_dir / "results.csv", results.to_csv(index=False, float_format="%.9g")))
+        files.append(write_atomic(out_dir / "results.csv", results.to_csv(index=False)))
         files.append(write_atomic(out_dir / "run.json", json.dumps(meta, indent=1, default=str)))
         files += _parquet(out_dir, results)
     figures = {}

@@ -86,3 +86,24 @@ def test_report_command_errors(run_dir, args, message, capsys):
 
 def test_tex_escape():
     assert report.tex_escape("a_b%c&d#e$f{g}") == r"a\_b\%c\&d\#e\$f\{g\}"
+
+
+def test_rerendering_gives_byte_identical_files(run_dir, tmp_path):
+    copy = tmp_path / "again"
+    shutil.copytree(run_dir, copy)
+    assert cli.main(["report", str(copy)]) == 0
+    for name in ["report.md", "report.tex", "results.csv", "figures/synthetic-curves-test_accuracy.pdf",
+                 "figures/digits-improvement-test_accuracy.png"]:
+        assert (copy / name).read_bytes() == (run_dir / name).read_bytes(), name
+
+
+def test_wilcoxon_sees_equal_accuracy_differences_as_ties():
+    from bench import compare
+
+    n = 360
+    x = np.array([350, 349, 351, 352, 350, 348]) / n
+    y = np.array([349, 348, 350, 350, 351, 347]) / n  # differences 1,1,1,2,-1,1 (/360)
+    p = compare.two_sample_tests(x, y, paired=True)["p_rank"]
+    from scipy import stats as sps
+
+    assert p == pytest.approx(sps.wilcoxon(np.array([1, 1, 1, 2, -1, 1])).pvalue)
