@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=_int)
     run.add_argument("--experiment-seed", type=_int, help="root of all random keys (default 0)")
     run.add_argument("--out", help="report folder (default: reports/<preset>)")
+    run.add_argument("--smoke", action="store_true", help="tiny form: 2 seeds, 1 epoch, 512 training examples")
+    run.add_argument("--data-dir", help="folder of dataset files or tfds data_dir (default $INITJAX_DATA_DIR, else data/)")
+    run.add_argument("--download", action="store_true", help="let tfds download and prepare missing datasets (needs the tf extra)")
     run.add_argument("--baseline", help="initializer the others are tested against (default: the best by mean)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     rep = commands.add_parser("report", help="re-render the report of a finished run, without training")
@@ -106,9 +109,14 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         seeds=args.seeds, initializers=args.initializers, datasets=args.datasets, epochs=args.epochs,
         lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size, seed=args.experiment_seed,
     )
+    if args.smoke:
+        experiment = presets.smoke(experiment)
     out = args.out or f"reports/{experiment.name}"
     command = shlex.join(["python", "-m", "bench", *argv])
-    outcome = run_experiment(experiment, out, progress=not args.no_progress, command=command, baseline=args.baseline)
+    outcome = run_experiment(
+        experiment, out, progress=not args.no_progress, command=command, baseline=args.baseline,
+        data_dir=args.data_dir, download=args.download,
+    )
     print()
     print(report.console(outcome.analysis, outcome.meta["tasks"]))
     print(
@@ -143,6 +151,6 @@ def listing() -> str:
     lines.append("datasets:")
     lines += [f"  {name:<22} {summary}" for name, (_, summary) in datasets.LOADERS.items()]
     lines.append("models:")
-    lines += [f"  {name:<22} {summary}" for name, (_, summary) in models.MODELS.items()]
+    lines += [f"  {name:<22} {summary}" for name, summary in models.MODELS.items()]
     lines.append(f"optimizers: {', '.join(train.OPTIMIZERS)}")
     return "\n".join(lines)

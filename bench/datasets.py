@@ -1,25 +1,42 @@
-"""Datasets, by name: in-memory train/test arrays ready for the trainer.
+"""Datasets, by name: in-memory train/validation/test arrays ready for the trainer.
 
-The embedded ones need no network and no files:
+Embedded (no network, no files):
 
 * ``synthetic``: ``sklearn.datasets.make_classification(n_samples=1000,
   n_features=20, n_classes=2, random_state=42)``, split 80/20 with
   ``train_test_split(test_size=0.2, random_state=42)``: the Keras initializer
   notebook's data. Features are used as generated (already of unit scale).
 * ``digits``: ``sklearn.datasets.load_digits`` (1,797 8x8 images, 10 classes),
-  stratified 80/20 split, each pixel standardized with the training set's mean and
-  standard deviation.
+  stratified 80/20 split, each pixel standardized with the training set's statistics.
+
+Images (``mnist``, ``fashion_mnist``, ``cifar10``), pixels scaled to ``[0, 1]``, the
+first ``validation`` (default 5,000) training examples held out as the validation
+split, as in the Keras MNIST notebook. They are found, in this order:
+
+1. a local folder of the original files (IDX, gzipped or not; the CIFAR-10 python or
+   binary batches) in the data directory or its ``<name>/`` subfolder;
+2. a tensorflow-datasets ``data_dir`` where the dataset was prepared (array_record),
+   read with ``tfds.data_source(..., download=False)``, no TensorFlow needed;
+3. with ``download=True``: tfds downloads and prepares it (needs the ``tf`` extra).
+
+The data directory is ``data_dir``, else ``$INITJAX_DATA_DIR``, else ``data/``.
+Without data, loading fails at once with one message naming the three ways.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
-from bench.errors import unknown
+from bench import readers
+from bench.errors import UserError, unknown
+
+DEFAULT_VALIDATION = 5_000
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -28,11 +45,12 @@ class Dataset:
 
     Attributes:
       name: registry name.
-      x_train: `(n_train, n_features)` float32.
+      x_train: `(n_train, *input_shape)` float32.
       y_train: `(n_train,)` int32 class labels in `[0, n_classes)`.
-      x_test: `(n_test, n_features)` float32.
-      y_test: `(n_test,)` int32.
+      x_test, y_test: the test split, same layout.
       n_classes: number of classes.
+      x_val, y_val: the validation split, or None.
+      source: where the data came from, for the report.
     """
 
     name: str
@@ -41,24 +59,53 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     n_classes: int
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    source: str = "embedded"
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
 
     @property
     def n_features(self) -> int:
-        return self.x_train.shape[1]
+        return int(np.prod(self.input_shape))
 
     def splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """The splits evaluated after every epoch, by name."""
-        return {"train": (self.x_train, self.y_train), "test": (self.x_test, self.y_test)}
+        """The splits evaluated after every epoch, by name: train, val (if any), test."""
+        out = {"train": (self.x_train, self.y_train)}
+        if self.x_val is not None:
+            out["val"] = (self.x_val, self.y_val)
+        out["test"] = (self.x_test, self.y_test)
+        return out
+
+    def subset(self, n_train: int, n_test: int) -> Dataset:
+        """The first examples of each split (validation gets ``n_test``), for smoke runs."""
+        val = {} if self.x_val is None else {"x_val": self.x_val[:n_test], "y_val": self.y_val[:n_test]}
+        return dataclasses.replace(
+            self, x_train=self.x_train[:n_train], y_train=self.y_train[:n_train],
+            x_test=self.x_test[:n_test], y_test=self.y_test[:n_test], **val,
+        )
 
 
-def _finish(name, x_train, x_test, y_train, y_test) -> Dataset:
+def _finish(name, x_train, x_test, y_train, y_test, validation=0, source="embedded", n_classes=None) -> Dataset:
+    """Casts to float32/int32 and holds out the first ``validation`` training examples."""
+    x_train, y_train = np.ascontiguousarray(x_train, np.float32), np.asarray(y_train, np.int32)
+    if validation and validation >= len(x_train):
+        raise UserError(f"validation split of {validation} needs more than the {len(x_train)} training examples of {name}")
+    val = {}
+    if validation:
+        val = {"x_val": x_train[:validation], "y_val": y_train[:validation]}
+        x_train, y_train = x_train[validation:], y_train[validation:]
     return Dataset(
         name=name,
-        x_train=np.ascontiguousarray(x_train, np.float32),
-        y_train=np.asarray(y_train, np.int32),
+        x_train=x_train,
+        y_train=y_train,
         x_test=np.ascontiguousarray(x_test, np.float32),
         y_test=np.asarray(y_test, np.int32),
-        n_classes=int(max(y_train.max(), y_test.max()) + 1),
+        n_classes=n_classes or int(max(y_train.max(), np.max(y_test)) + 1),
+        source=source,
+        **val,
     )
 
 
@@ -79,26 +126,158 @@ def load_digits() -> Dataset:
     from sklearn.preprocessing import StandardScaler
 
     x, y = sklearn_digits(return_X_y=True)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=0.2, random_state=42, stratify=y
-    )
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=42, stratify=y)
     scaler = StandardScaler().fit(x_train)  # constant pixels keep scale 1
     return _finish("digits", scaler.transform(x_train), scaler.transform(x_test), y_train, y_test)
 
 
-LOADERS: dict[str, tuple[Callable[[], Dataset], str]] = {
+# ------------------------------------------------------------------ image datasets
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSource:
+    """Where an image dataset's files are and what they hold.
+
+    Attributes:
+      tfds_name: the tensorflow-datasets name.
+      folders: subfolders of the data directory to look in (the directory itself too).
+      n_classes: number of classes.
+      read_local: ``read_local(folder) -> (x_train, y_train, x_test, y_test) | None``,
+        uint8 images `(n, H, W, C)`; None when the folder lacks the files.
+      files: the file names, for messages.
+    """
+
+    tfds_name: str
+    folders: tuple[str, ...]
+    n_classes: int
+    read_local: Callable[[Path], tuple | None]
+    files: str
+
+
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_idx_folder(folder: Path) -> tuple | None:
+    """The four MNIST-layout IDX files of ``folder`` (gzipped or not), or None if any is missing."""
+    paths = [_find(folder, name) for name in IDX_FILES]
+    if any(p is None for p in paths):
+        return None
+    x_train, y_train, x_test, y_test = (readers.read_idx(p) for p in paths)
+    for images, labels, split in ((x_train, y_train, "train"), (x_test, y_test, "t10k")):
+        if images.ndim != 3 or len(images) != len(labels):
+            raise UserError(f"{folder}: {split} images {images.shape} do not match {len(labels)} labels")
+    return x_train[..., None], y_train, x_test[..., None], y_test
+
+
+def read_cifar10_folder(folder: Path) -> tuple | None:
+    """CIFAR-10's five training batches and test batch (python or binary version), or None."""
+    layouts = [
+        ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", readers.read_cifar10_python),
+        ("cifar-10-batches-bin", [f"data_batch_{i}.bin" for i in range(1, 6)], "test_batch.bin", readers.read_cifar10_binary),
+    ]
+    for sub, train_names, test_name, read in layouts:
+        for base in (folder / sub, folder):
+            if all((base / n).is_file() for n in [*train_names, test_name]):
+                train = [read(base / n) for n in train_names]
+                x_test, y_test = read(base / test_name)
+                return np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train]), x_test, y_test
+    return None
+
+
+IMAGE_SOURCES: dict[str, ImageSource] = {
+    "mnist": ImageSource("mnist", ("mnist", "MNIST"), 10, read_idx_folder, "the 4 MNIST IDX files (train-images-idx3-ubyte[.gz], ...)"),
+    "fashion_mnist": ImageSource(
+        "fashion_mnist", ("fashion_mnist", "fashion-mnist"), 10, read_idx_folder, "the 4 Fashion-MNIST IDX files"
+    ),
+    "cifar10": ImageSource("cifar10", ("cifar10", "cifar-10"), 10, read_cifar10_folder, "cifar-10-batches-py/ or cifar-10-batches-bin/"),
+}
+
+
+def data_directory(data_dir: str | Path | None = None) -> Path:
+    """``data_dir``, else ``$INITJAX_DATA_DIR``, else ``data/``."""
+    return Path(data_dir or os.environ.get("INITJAX_DATA_DIR") or "data")
+
+
+def _from_tfds(source: ImageSource, data_dir: Path, download: bool) -> tuple | None:
+    """Arrays from a prepared tfds ``data_dir`` (or prepared now with ``download``); None if absent."""
+    import tensorflow_datasets as tfds
+
+    if download:
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            raise UserError(
+                f"--download prepares {source.tfds_name} with TensorFlow, which is not installed: "
+                "pip install -e '.[tf]'"
+            ) from None
+    arrays = []
+    for split in ("train", "test"):
+        try:
+            data = tfds.data_source(source.tfds_name, split=split, data_dir=str(data_dir), download=download)
+            examples = [data[i] for i in range(len(data))]
+        except Exception:  # tfds raises many kinds for "not prepared here"; each means: not found
+            if download:
+                raise
+            return None
+        arrays += [np.stack([e["image"] for e in examples]), np.asarray([e["label"] for e in examples])]
+    return tuple(arrays)
+
+
+def load_images(name: str, data_dir: str | Path | None = None, download: bool = False,
+                validation: int = DEFAULT_VALIDATION) -> Dataset:
+    """An image dataset from local files, a prepared tfds directory, or a download.
+
+    Raises:
+      UserError: no data found (naming the three ways to provide it), or damaged files.
+    """
+    source = IMAGE_SOURCES[name]
+    root = data_directory(data_dir)
+    arrays, origin = None, ""
+    for folder in [root, *(root / f for f in source.folders)]:
+        arrays = source.read_local(folder) if folder.is_dir() else None
+        if arrays is not None:
+            origin = f"original files in {folder}"
+            break
+    if arrays is None:
+        arrays = _from_tfds(source, root, download)
+        origin = f"tensorflow-datasets in {root}"
+    if arrays is None:
+        raise UserError(
+            f"no {name} data in {root}: put {source.files} in {root}/{source.folders[0]}/ "
+            f"(or pass --data-dir / set INITJAX_DATA_DIR), or prepare it with tfds in that data_dir, "
+            f"or add --download (needs pip install -e '.[tf]' and a network)"
+        )
+    x_train, y_train, x_test, y_test = arrays
+    scale = np.float32(1 / 255)
+    return _finish(name, x_train * scale, x_test * scale, y_train, y_test, validation, origin, source.n_classes)
+
+
+LOADERS: dict[str, tuple[Callable[..., Dataset], str]] = {
     "synthetic": (load_synthetic, "make_classification(1000 x 20, 2 classes, random_state=42), 80/20"),
     "digits": (load_digits, "sklearn load_digits (8x8, 10 classes), standardized, stratified 80/20"),
+    "mnist": (functools.partial(load_images, "mnist"), "MNIST 28x28, 55,000 train / 5,000 val / 10,000 test, [0, 1]"),
+    "fashion_mnist": (
+        functools.partial(load_images, "fashion_mnist"), "Fashion-MNIST 28x28, 55,000 / 5,000 / 10,000, [0, 1]"
+    ),
+    "cifar10": (functools.partial(load_images, "cifar10"), "CIFAR-10 32x32x3, 45,000 / 5,000 / 10,000, [0, 1]"),
 }
 
 
 @functools.cache
-def load(name: str) -> Dataset:
-    """Loads a dataset by name, once per process.
+def load(name: str, data_dir: str | None = None, download: bool = False) -> Dataset:
+    """Loads a dataset by name, once per process (per data directory).
 
     Raises:
-      UserError: unknown name, listing the known ones.
+      UserError: unknown name, listing the known ones; missing or damaged data.
     """
     if name not in LOADERS:
         raise unknown("dataset", name, LOADERS)
-    return LOADERS[name][0]()
+    loader = LOADERS[name][0]
+    return loader(data_dir=data_dir, download=download) if name in IMAGE_SOURCES else loader()

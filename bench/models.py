@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 from jax.nn import initializers as jinit
 
 from bench.errors import UserError, unknown
@@ -40,7 +41,7 @@ class MLP(nn.Module):
       kernel_init: initializer of every kernel, `(in, out)`.
       bias_init: initializer of every bias (zeros, as in Keras and Flax).
 
-    Shapes: `(..., n_features)` -> logits `(..., n_outputs)`.
+    Shapes: `(batch, *input_shape)` -> logits `(batch, n_outputs)`.
     """
 
     hidden: Sequence[int]
@@ -53,37 +54,110 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         act = ACTIVATIONS[self.activation]
+        x = x.reshape(x.shape[0], -1)  # images are flattened, as by Keras' Flatten
         for width in self.hidden:
             x = act(nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init)(x))
         return nn.Dense(self.n_outputs, kernel_init=self.kernel_init, bias_init=self.bias_init)(x)
 
 
-def mlp_for(n_features: int, n_classes: int, hidden: Sequence[int], activation: str = "relu") -> MLP:
-    """An MLP shaped for a classification task.
+class ConvNet(nn.Module):
+    """A small convolutional network: ``[Conv -> activation] x k -> pool`` blocks, then dense layers.
 
-    Binary tasks get one sigmoid output unit (as in Keras' ``Dense(1, 'sigmoid')``),
-    others a softmax over ``n_classes``.
+    ``lenet`` (28x28 inputs): Conv 6@5x5 (same) -> pool -> Conv 16@5x5 (valid) -> pool ->
+    Dense 120 -> Dense 84 -> logits, the LeNet-5 layout with ReLU and max pooling.
+    ``convnet`` (32x32x3 inputs): 2 x Conv 32@3x3 -> pool -> 2 x Conv 64@3x3 -> pool ->
+    Dense 256 -> logits.
+
+    Conv kernels are `HWIO`, so ``kernel_init`` sees ``fan_in = H * W * I``.
+
+    References: LeCun et al. 1998, Proc. IEEE 86(11).
+
+    Attributes:
+      blocks: per block, the ``(features, kernel size, padding)`` of its convolutions.
+      dense: widths of the dense layers after the last block.
+      n_outputs, activation, output_activation, kernel_init, bias_init: as in :class:`MLP`.
+    """
+
+    blocks: Sequence[Sequence[tuple[int, int, str]]]
+    dense: Sequence[int]
+    n_outputs: int
+    activation: str = "relu"
+    output_activation: str = "softmax"
+    kernel_init: Callable = jinit.lecun_normal()
+    bias_init: Callable = jinit.zeros
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        act = ACTIVATIONS[self.activation]
+        for block in self.blocks:
+            for features, size, padding in block:
+                conv = nn.Conv(features, (size, size), padding=padding, kernel_init=self.kernel_init, bias_init=self.bias_init)
+                x = act(conv(x))
+            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = x.reshape(x.shape[0], -1)
+        for width in self.dense:
+            x = act(nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init)(x))
+        return nn.Dense(self.n_outputs, kernel_init=self.kernel_init, bias_init=self.bias_init)(x)
+
+
+CONV_LAYOUTS = {
+    "lenet": (((6, 5, "SAME"),), ((16, 5, "VALID"),)),
+    "convnet": (((32, 3, "SAME"), (32, 3, "SAME")), ((64, 3, "SAME"), (64, 3, "SAME"))),
+}
+CONV_DENSE = {"lenet": (120, 84), "convnet": (256,)}
+
+
+def _head(n_classes: int) -> dict:
+    """Binary tasks get one sigmoid unit (Keras' ``Dense(1, 'sigmoid')``), others a softmax."""
+    binary = n_classes == 2
+    return {"n_outputs": 1 if binary else n_classes, "output_activation": "sigmoid" if binary else "softmax"}
+
+
+def build(kind: str, input_shape: Sequence[int], n_classes: int, hidden: Sequence[int] = (), activation: str = "relu") -> nn.Module:
+    """A model for a classification task.
+
+    Args:
+      kind: ``"mlp"`` (uses ``hidden``), ``"lenet"`` or ``"convnet"`` (image inputs
+        `(H, W, C)`; ``hidden`` replaces the dense widths when given).
+      input_shape: one example's shape.
+      n_classes: number of classes.
+      hidden: hidden widths.
+      activation: name in :data:`ACTIVATIONS`.
 
     Raises:
-      UserError: unknown activation or non-positive width.
+      UserError: unknown kind or activation, non-positive width, or a conv net on
+        inputs that are not images.
     """
+    if kind not in MODELS:
+        raise unknown("model", kind, MODELS)
     if activation not in ACTIVATIONS:
         raise unknown("activation", activation, ACTIVATIONS)
     if any(int(w) < 1 for w in hidden):
         raise UserError(f"hidden widths must be >= 1, got {tuple(hidden)}")
-    binary = n_classes == 2
-    return MLP(
-        hidden=tuple(int(w) for w in hidden),
-        n_outputs=1 if binary else n_classes,
-        activation=activation,
-        output_activation="sigmoid" if binary else "softmax",
-    )
+    if kind == "mlp":
+        return MLP(hidden=tuple(int(w) for w in hidden), activation=activation, **_head(n_classes))
+    if len(input_shape) != 3:
+        raise UserError(f"model {kind!r} needs image inputs (H, W, C), the dataset has {tuple(input_shape)}; use mlp")
+    return ConvNet(CONV_LAYOUTS[kind], tuple(hidden) or CONV_DENSE[kind], activation=activation, **_head(n_classes))
 
 
-def describe(model: MLP, n_features: int) -> str:
-    """A short name for results tables: ``"MLP 20-64-64-1 relu"``."""
-    widths = "-".join(str(w) for w in (n_features, *model.hidden, model.n_outputs))
-    return f"MLP {widths} {model.activation}"
+def mlp_for(n_features: int, n_classes: int, hidden: Sequence[int], activation: str = "relu") -> MLP:
+    """An MLP shaped for a classification task (see :func:`build`)."""
+    return build("mlp", (n_features,), n_classes, hidden, activation)
 
 
-MODELS = {"mlp": (mlp_for, "fully connected: hidden widths, activation; sigmoid or softmax output")}
+def describe(model: nn.Module, input_shape: Sequence[int]) -> str:
+    """A short name for results tables: ``"MLP 784-300-100-10 relu"``, ``"LeNet 28x28x1 relu"``."""
+    if isinstance(model, MLP):
+        widths = "-".join(str(w) for w in (int(np.prod(input_shape)), *model.hidden, model.n_outputs))
+        return f"MLP {widths} {model.activation}"
+    convs = "-".join(str(f) for block in model.blocks for f, _, _ in block)
+    dense = "-".join(str(w) for w in (*model.dense, model.n_outputs))
+    return f"ConvNet {'x'.join(map(str, input_shape))} conv {convs} dense {dense} {model.activation}"
+
+
+MODELS = {
+    "mlp": "fully connected: hidden widths, activation; sigmoid or softmax output",
+    "lenet": "LeNet-5 style for 28x28: conv 6@5x5, pool, conv 16@5x5, pool, dense 120-84",
+    "convnet": "small CIFAR conv net: 2 x conv 32@3x3, pool, 2 x conv 64@3x3, pool, dense 256",
+}

@@ -14,23 +14,27 @@ from collections.abc import Sequence
 import initjax
 from bench import datasets
 from bench.errors import UserError, unknown
-from bench.models import ACTIVATIONS
+from bench.models import ACTIVATIONS, MODELS
 from bench.train import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """One dataset and the MLP trained on it (input and output widths come from the data).
+    """One dataset and the model trained on it (input and output widths come from the data).
 
     Attributes:
       dataset: name in ``bench.datasets.LOADERS``.
-      hidden: hidden-layer widths.
+      hidden: hidden-layer widths (for conv nets: the dense widths; empty keeps the default).
       activation: hidden activation, a name in ``bench.models.ACTIVATIONS``.
+      model: name in ``bench.models.MODELS``.
+      subset: ``(n_train, n_test)``: train on the first examples only (smoke runs).
     """
 
     dataset: str
     hidden: tuple[int, ...] = (64, 64)
     activation: str = "relu"
+    model: str = "mlp"
+    subset: tuple[int, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +98,20 @@ class Experiment:
         )
 
 
+SMOKE_SUBSET = (512, 256)
+
+
+def smoke(experiment: Experiment) -> Experiment:
+    """The tiny form of an experiment, for tests: 2 seeds, 1 epoch, 512 training examples."""
+    return dataclasses.replace(
+        experiment,
+        name=f"{experiment.name}-smoke",
+        seeds=2,
+        tasks=tuple(dataclasses.replace(t, subset=SMOKE_SUBSET) for t in experiment.tasks),
+        train=dataclasses.replace(experiment.train, epochs=1, batch_size=min(experiment.train.batch_size, 64)),
+    )
+
+
 def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
     """Checks every field a user can set, before anything is trained.
 
@@ -114,6 +132,8 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
             raise unknown("dataset", task.dataset, datasets.LOADERS)
         if task.activation not in ACTIVATIONS:
             raise unknown("activation", task.activation, ACTIVATIONS)
+        if task.model not in MODELS:
+            raise unknown("model", task.model, MODELS)
     experiment.train.validate(n_train=2**62)  # the batch size is checked against each dataset later
     resolved = {}
     for spec in experiment.initializers:
@@ -150,6 +170,52 @@ PRESETS: dict[str, Experiment] = {
         initializers=NOTEBOOK_INITIALIZERS,
         seeds=32,
         train=TrainConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=10),
+    ),
+    "mnist-mlp": Experiment(
+        name="mnist-mlp",
+        description=(
+            "The Keras MNIST initializer notebook, with confidence intervals: MLP 784-300-100-10 (ReLU, softmax), "
+            "SGD lr 0.01, batch 32, 10 epochs, the first 5,000 training images as validation set, pixels in [0, 1]; "
+            "8 initializers x 16 seeds."
+        ),
+        tasks=(Task("mnist", (300, 100)),),
+        initializers=("he_normal", "glorot_uniform", "glorot_normal", "zeros", "random_normal", "lecun_normal",
+                      "orthogonal", "he_uniform"),
+        seeds=16,
+        train=TrainConfig(optimizer="sgd", lr=0.01, batch_size=32, epochs=10),
+    ),
+    "mnist-cnn": Experiment(
+        name="mnist-cnn",
+        description=(
+            "Initializers on conv layers (fans over HWIO kernels): LeNet-5 style net on MNIST, SGD with momentum 0.9, "
+            "lr 0.01, batch 64, 5 epochs; 6 initializers x 8 seeds."
+        ),
+        tasks=(Task("mnist", (), model="lenet"),),
+        initializers=("he_normal", "he_uniform", "glorot_uniform", "lecun_normal", "orthogonal", "torch_default"),
+        seeds=8,
+        train=TrainConfig(optimizer="momentum", lr=0.01, batch_size=64, epochs=5),
+    ),
+    "fashion-mlp": Experiment(
+        name="fashion-mlp",
+        description=(
+            "The MNIST notebook's MLP 784-300-100-10 on Fashion-MNIST, a harder task with the same shapes: "
+            "SGD lr 0.01, batch 32, 10 epochs, 5,000 validation images; 6 initializers x 16 seeds."
+        ),
+        tasks=(Task("fashion_mnist", (300, 100)),),
+        initializers=("he_normal", "glorot_uniform", "glorot_normal", "lecun_normal", "orthogonal", "random_normal"),
+        seeds=16,
+        train=TrainConfig(optimizer="sgd", lr=0.01, batch_size=32, epochs=10),
+    ),
+    "cifar10-cnn": Experiment(
+        name="cifar10-cnn",
+        description=(
+            "A small conv net (2x conv 32, pool, 2x conv 64, pool, dense 256) on CIFAR-10, SGD with momentum 0.9, "
+            "lr 0.01, batch 128, 10 epochs; 6 initializers x 8 seeds. Meant for a GPU: about an hour on 2 CPU cores."
+        ),
+        tasks=(Task("cifar10", (), model="convnet"),),
+        initializers=("he_normal", "he_uniform", "glorot_uniform", "lecun_normal", "orthogonal", "torch_default"),
+        seeds=8,
+        train=TrainConfig(optimizer="momentum", lr=0.01, batch_size=128, epochs=10),
     ),
 }
 

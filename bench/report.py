@@ -279,6 +279,7 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
     for dataset, info in meta["tasks"].items():
         lines += [
             "", f"## {dataset}: {info['model']}", "",
+            f"Data: {info.get('data', 'n/a')}.", "",
             f"{info['runs']} runs; compile {info['compile_s']:.1f} s, training and evaluation "
             f"{info['train_s']:.1f} s ({info['seed_epochs_per_s']:,.0f} seed-epochs/s).", "",
             summary_table(analysis, dataset).to_markdown(index=False), "",

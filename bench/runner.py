@@ -43,11 +43,17 @@ def run_experiment(
     progress: bool = True,
     command: str = "",
     baseline: str | None = None,
+    data_dir: str | Path | None = None,
+    download: bool = False,
 ) -> Outcome:
     """Trains every task of ``experiment``, analyses the runs and writes the report to ``out`` (if given).
 
+    ``data_dir`` and ``download`` say where image datasets are found (see
+    ``bench.datasets``).
+
     Raises:
-      UserError: invalid experiment, baseline or unwritable ``out``, before any training.
+      UserError: invalid experiment, baseline or unwritable ``out``, before any
+        training; missing data.
     """
     start = time.perf_counter()
     initializers = presets.validate(experiment)
@@ -63,14 +69,19 @@ def run_experiment(
     seeds = list(range(experiment.seeds))
     frames, tasks = [], {}
     for task in experiment.tasks:
-        data = datasets.load(task.dataset)
-        model = models.mlp_for(data.n_features, data.n_classes, task.hidden, task.activation)
-        name = models.describe(model, data.n_features)
+        data = datasets.load(task.dataset, None if data_dir is None else str(data_dir), download)
+        if task.subset:
+            data = data.subset(*task.subset)
+        model = models.build(task.model, data.input_shape, data.n_classes, task.hidden, task.activation)
+        name = models.describe(model, data.input_shape)
         result = train_task(data, model, initializers, seeds, experiment.train, experiment.seed, progress)
         frames.append(result.frame.assign(experiment=experiment.name, dataset=task.dataset, model=name))
         runs = len(initializers) * len(seeds)
         tasks[task.dataset] = {
             "model": name,
+            "data": f"{data.source}; {len(data.x_train):,} train"
+            + (f" / {len(data.x_val):,} validation" if data.x_val is not None else "")
+            + f" / {len(data.x_test):,} test examples",
             "runs": runs,
             "init_s": result.init_s,
             "compile_s": result.compile_s,

@@ -131,13 +131,13 @@ def run_keys(experiment_seed: int, dataset: str, seeds: Sequence[int]):
     )
 
 
-def init_params(model: nn.Module, initializers: Sequence[Callable], init_keys, n_features: int) -> dict:
+def init_params(model: nn.Module, initializers: Sequence[Callable], init_keys, input_shape: Sequence[int]) -> dict:
     """Initial parameters of every (initializer, seed), stacked.
 
     Returns:
       Params pytree with leaves `(n_initializers, n_seeds, ...)`.
     """
-    sample = jnp.zeros((1, n_features), jnp.float32)
+    sample = jnp.zeros((1, *input_shape), jnp.float32)
     # Seeds are initialized one after another (lax.map), not vmapped: on CPU, jaxlib
     # runs a batched QR (orthogonal init) through ParallelBatchMap on XLA's thread
     # pool, and several of those in one program deadlock a 2-thread pool (seen with
@@ -162,7 +162,7 @@ def make_train_epoch(model: nn.Module, optimizer: optax.GradientTransformation, 
     Args of the returned function:
       params, opt_state: leaves `(n_inits, n_seeds, ...)`.
       data_keys: `(n_seeds,)` keys; epoch: int32 scalar.
-      x: `(n, n_features)`; y: `(n,)`.
+      x: `(n, *input_shape)`; y: `(n,)`.
 
     Returns of the returned function:
       ``(params, opt_state, finite)``, ``finite`` `(n_inits, n_seeds)` bool: False
@@ -278,7 +278,7 @@ def train_task(
     init_keys, data_keys = run_keys(experiment_seed, dataset.name, seeds)
 
     def initial_state(keys):
-        params = init_params(model, list(initializers.values()), keys, dataset.n_features)
+        params = init_params(model, list(initializers.values()), keys, dataset.input_shape)
         return params, jax.vmap(jax.vmap(optimizer.init))(params)
 
     start = time.perf_counter()
