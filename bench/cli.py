@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--metric", default="test_accuracy", help="metric to rank and test (default test_accuracy)")
     rep.add_argument("--baseline", help="initializer the others are tested against (default: the best by mean)")
     rep.add_argument("--unpaired", action="store_true", help="Mann-Whitney U and Welch t instead of paired tests")
+    perf = commands.add_parser("perf", help="time the vmapped trainer against a Python loop and per-seed scans")
+    perf.add_argument("--models", type=_names, default=["1", "8", "32", "128"], help="comma-separated model counts")
+    perf.add_argument("--workloads", type=_names, default=["synthetic", "mnist"], help="synthetic, mnist")
     commands.add_parser("list", help="presets, initializers, datasets, models, optimizers")
     return parser
 
@@ -92,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "report":
             return _report(args)
+        if args.command == "perf":
+            return _perf(args)
         return _run(args, argv)
     except UserError as error:
         print(f"bench: error: {error}", file=sys.stderr)
@@ -133,6 +138,31 @@ def _report(args: argparse.Namespace) -> int:
     analysis, files = report.write(args.dir, results, meta, args.format, args.metric, args.baseline, not args.unpaired)
     print(report.console(analysis, meta["tasks"]))
     print(f"\nwrote {len(files)} files to {args.dir}")
+    return 0
+
+
+def _perf(args: argparse.Namespace) -> int:
+    import jax
+
+    from bench import perf
+
+    unknown_workloads = [w for w in args.workloads if w not in perf.WORKLOADS]
+    if unknown_workloads:
+        raise UserError(f"unknown workload {unknown_workloads[0]!r}; known: {', '.join(perf.WORKLOADS)}")
+    try:
+        sizes = [int(m) for m in args.models]
+    except ValueError:
+        raise UserError(f"--models must be integers, got {','.join(args.models)}") from None
+    if min(sizes) < 1:
+        raise UserError("--models must be >= 1")
+    peak = perf.matmul_peak()
+    table = perf.measure(args.workloads, sizes)
+    table["share of peak"] = [f"{g / peak:.0%}" for g in table["gflops"]]
+    device = jax.devices()[0]
+    print(f"{jax.default_backend()} ({device.device_kind}); measured float32 matmul peak {peak:,.0f} GFLOP/s")
+    for name, rows in table.groupby("workload", sort=False):
+        print(f"\n{perf.WORKLOADS[name].name}, {perf.WORKLOADS[name].n_examples} examples per epoch")
+        print(rows.drop(columns="workload").to_markdown(index=False, tablefmt="simple", floatfmt=".3g"))
     return 0
 
 

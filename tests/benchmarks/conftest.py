@@ -1,0 +1,12 @@
+"""Benchmarks are skipped unless timing is on: `pytest tests/benchmarks --benchmark-enable`."""
+
+import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("benchmark_disable", default=True):
+        return
+    skip = pytest.mark.skip(reason="benchmarks time only with --benchmark-enable (see README, Performance)")
+    for item in items:
+        if "benchmarks" in str(item.fspath):
+            item.add_marker(skip)
