@@ -132,3 +132,32 @@ def test_partial_last_batch_is_weighted_by_its_real_examples():
 def test_bad_training_config_is_a_user_error(digits, config, message):
     with pytest.raises(UserError, match=message):
         config.validate(digits.x_train.shape[0])
+
+
+def _count_compiles(fn) -> int:
+    """Number of XLA backend compilations while ``fn`` runs."""
+    from jax._src import dispatch
+    from jax import monitoring
+
+    events = []
+
+    def listener(event, duration, **kwargs):
+        if event == dispatch.BACKEND_COMPILE_EVENT:
+            events.append(event)
+
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        fn()
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
+    return len(events)
+
+
+def test_compilations_do_not_grow_with_epochs(digits):
+    """Epochs reuse the compiled programs: 1 epoch and 4 epochs compile the same number of times."""
+    def run(epochs, lr):  # a new learning rate makes every program new (nothing cached from before)
+        return lambda: _train(digits, ["he_normal", "lecun_normal"], [0, 1], TrainConfig("sgd", lr, 64, epochs))
+
+    run(1, 0.0111)()  # compiles the small eager helpers once
+    one, four = _count_compiles(run(1, 0.0123)), _count_compiles(run(4, 0.0234))
+    assert one == four == 4, (one, four)  # initialization, the training epoch, evaluation of train and test
