@@ -32,22 +32,41 @@ def _label(metric: str) -> str:
 def learning_curves(results: pd.DataFrame, dataset: str, metric: str, level: float = 0.95) -> plt.Figure:
     """Mean of ``metric`` per epoch with a ``level`` t-interval band, one line per initializer.
 
-    The band is ``mean +- t_{n-1} s / sqrt(n)`` over the seeds that did not diverge.
+    The band is ``mean +- t_{n-1} s / sqrt(n)`` over the seeds that did not diverge. The
+    left panel shows every epoch and initializer; the right one zooms on epochs >= 1 of
+    the initializers whose final mean is within 10% of the best, where the differences are.
     """
     data = results[(results["dataset"] == dataset) & ~results["diverged"].astype(bool)]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    fig, (full, zoom) = plt.subplots(1, 2, figsize=(10.5, 4.2), constrained_layout=True)
     colors = plt.get_cmap("tab10")
+    curves = {}
     for i, (name, group) in enumerate(data.groupby("initializer", sort=False)):
         per_epoch = group.groupby("epoch")[metric].agg(["mean", "std", "count"])
-        half = stats.t.ppf(0.5 + level / 2, np.maximum(per_epoch["count"] - 1, 1)) * per_epoch["std"].fillna(0) / np.sqrt(per_epoch["count"])
-        ax.plot(per_epoch.index, per_epoch["mean"], color=colors(i % 10), label=name, lw=1.6)
-        ax.fill_between(per_epoch.index, per_epoch["mean"] - half, per_epoch["mean"] + half, color=colors(i % 10), alpha=0.2, lw=0)
-    ax.set_xlabel("epoch (0 = at initialization)")
-    ax.set_ylabel(_label(metric))
+        dof = np.maximum(per_epoch["count"] - 1, 1)
+        half = stats.t.ppf(0.5 + level / 2, dof) * per_epoch["std"].fillna(0) / np.sqrt(per_epoch["count"])
+        curves[name] = per_epoch["mean"]
+        for ax in (full, zoom):
+            ax.plot(per_epoch.index, per_epoch["mean"], color=colors(i % 10), label=name, lw=1.6)
+            ax.fill_between(per_epoch.index, per_epoch["mean"] - half, per_epoch["mean"] + half,
+                            color=colors(i % 10), alpha=0.2, lw=0)
+    if curves:
+        finals = pd.Series({n: c.iloc[-1] for n, c in curves.items()})
+        up = higher_is_better(metric)
+        best = finals.max() if up else finals.min()
+        close = [n for n, f in finals.items() if abs(f - best) <= 0.1 * abs(best)]
+        later = pd.concat([curves[n][curves[n].index >= 1] for n in close])
+        if len(later):
+            pad = 0.05 * (later.max() - later.min() or abs(later.max()) or 1)
+            zoom.set_ylim(later.min() - pad, later.max() + pad)
+            zoom.set_xlim(1, data["epoch"].max())
     model = data["model"].iloc[0] if len(data) else ""
-    ax.set_title(f"{dataset}, {model}: mean and {level:.0%} CI over seeds", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncols=2 if data["initializer"].nunique() > 5 else 1)
+    full.set_title(f"{dataset}, {model}: mean and {level:.0%} CI over seeds", fontsize=10)
+    zoom.set_title("zoom: epochs >= 1, initializers within 10% of the best", fontsize=10)
+    for ax in (full, zoom):
+        ax.set_xlabel("epoch (0 = at initialization)")
+        ax.set_ylabel(_label(metric))
+        ax.grid(alpha=0.3)
+    zoom.legend(fontsize=8, ncols=2 if len(curves) > 5 else 1)
     return fig
 
 

@@ -230,6 +230,16 @@ def power_sentences(analysis: Analysis, dataset: str) -> list[str]:
     return out
 
 
+def _throughput(info: dict) -> str:
+    """'128 runs; compile 1.9 s, training and evaluation 1743 s (0.73 seed-epochs/s, ...)'."""
+    text = (f"{info['runs']} runs; compile {info['compile_s']:.1f} s, training and evaluation {info['train_s']:.1f} s "
+            f"({info['seed_epochs_per_s']:.3g} seed-epochs/s")
+    if "train_gflops" in info:
+        text += (f", {info['train_examples_per_s']:,.0f} training examples/s, "
+                 f"{info['train_gflops']:.3g} GFLOP/s of training at 6 x {info['n_params']:,} params per example")
+    return text + ")."
+
+
 def console(analysis: Analysis, tasks: dict[str, dict]) -> str:
     """The tables printed by ``python -m bench``, one per dataset."""
     blocks = []
@@ -280,8 +290,7 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
         lines += [
             "", f"## {dataset}: {info['model']}", "",
             f"Data: {info.get('data', 'n/a')}.", "",
-            f"{info['runs']} runs; compile {info['compile_s']:.1f} s, training and evaluation "
-            f"{info['train_s']:.1f} s ({info['seed_epochs_per_s']:,.0f} seed-epochs/s).", "",
+            _throughput(info), "",
             summary_table(analysis, dataset).to_markdown(index=False), "",
             f"### Significance: {_title(analysis.metric)} (* = Holm-adjusted p < 0.05)", "",
             significance_table(analysis, dataset).to_markdown(index=False), "",

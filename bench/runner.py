@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import jax
 import pandas as pd
 
 import initjax
@@ -77,6 +78,8 @@ def run_experiment(
         result = train_task(data, model, initializers, seeds, experiment.train, experiment.seed, progress)
         frames.append(result.frame.assign(experiment=experiment.name, dataset=task.dataset, model=name))
         runs = len(initializers) * len(seeds)
+        n_params = sum(leaf[0, 0].size for leaf in jax.tree.leaves(result.params))
+        examples = runs * experiment.train.epochs * len(data.x_train)
         tasks[task.dataset] = {
             "model": name,
             "data": f"{data.source}; {len(data.x_train):,} train"
@@ -87,6 +90,10 @@ def run_experiment(
             "compile_s": result.compile_s,
             "train_s": result.train_s,
             "seed_epochs_per_s": runs * experiment.train.epochs / result.train_s,
+            "n_params": int(n_params),
+            "train_examples_per_s": examples / result.train_s,
+            # 6 x params FLOPs per training example (forward 2, backward 4); evaluation not counted
+            "train_gflops": 6 * n_params * examples / result.train_s / 1e9,
         }
     results = _column_order(pd.concat(frames, ignore_index=True))
     meta = {

@@ -27,6 +27,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     except OSError as error:
         raise UserError(f"cannot write to {path.parent}: {error.strerror}; choose another --out") from None
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
@@ -37,6 +38,12 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
             os.unlink(tmp)
         raise UserError(f"cannot write {path}: {error.strerror}; free space or choose another --out") from None
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def ensure_writable(folder: str | Path) -> Path:
