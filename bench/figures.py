@@ -58,7 +58,8 @@ def learning_curves(results: pd.DataFrame, dataset: str, metric: str, level: flo
         if len(later):
             pad = 0.05 * (later.max() - later.min() or abs(later.max()) or 1)
             zoom.set_ylim(later.min() - pad, later.max() + pad)
-            zoom.set_xlim(1, data["epoch"].max())
+            if data["epoch"].max() > 1:
+                zoom.set_xlim(1, data["epoch"].max())
     model = data["model"].iloc[0] if len(data) else ""
     full.set_title(f"{dataset}, {model}: mean and {level:.0%} CI over seeds", fontsize=10)
     zoom.set_title("zoom: epochs >= 1, initializers within 10% of the best", fontsize=10)
