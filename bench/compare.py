@@ -29,7 +29,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower, TTestPower
 
-from bench.stats import GROUP, TASK, Settings, final_epoch, finite_values, group_rng, higher_is_better
+from bench.stats import TASK, Settings, final_epoch, finite_values, group_rng, higher_is_better
 
 
 def hedges_g(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:

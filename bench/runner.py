@@ -21,6 +21,7 @@ from bench.presets import Experiment
 from bench.store import ensure_writable
 from bench.train import train_task
 
+
 @dataclasses.dataclass
 class Outcome:
     """What a run produced.

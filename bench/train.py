@@ -146,7 +146,7 @@ def init_params(model: nn.Module, initializers: Sequence[Callable], init_keys, i
     stacks = []
     for kernel_init in initializers:
         module = model.clone(kernel_init=kernel_init)
-        stacks.append(jax.lax.map(lambda key: module.init(key, sample)["params"], init_keys))
+        stacks.append(jax.lax.map(lambda key, m=module: m.init(key, sample)["params"], init_keys))
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *stacks)
 
 

@@ -136,8 +136,8 @@ def test_bad_training_config_is_a_user_error(digits, config, message):
 
 def _count_compiles(fn) -> int:
     """Number of XLA backend compilations while ``fn`` runs."""
-    from jax._src import dispatch
     from jax import monitoring
+    from jax._src import dispatch
 
     events = []
 
