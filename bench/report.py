@@ -22,6 +22,7 @@ from bench.errors import UserError
 from bench.store import write_atomic
 
 FORMATS = ("md", "tex", "png", "pdf", "csv")
+FORMAT_VERSION = 1  # of run.json + results.csv; bump when their meaning changes
 DELTAS = {"accuracy": (0.005, 0.01), "loss": (0.01, 0.05)}  # differences the power advice is given for
 TIE_MARK = "≈"
 
@@ -431,10 +432,16 @@ def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict]:
         if not path.is_file():
             raise UserError(f"{path} not found; give the folder of a finished `python -m bench run`")
     try:
-        results = pd.read_csv(csv)
         meta_dict = json.loads(meta.read_text())
     except (ValueError, OSError) as error:
-        raise UserError(f"cannot read {run_dir}: {error}") from None
+        raise UserError(f"{meta} is damaged ({type(error).__name__}: {error}); rerun the experiment") from None
+    version = meta_dict.get("format", 1) if isinstance(meta_dict, dict) else None
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise UserError(f"{meta} has results format {version!r}; this initjax reads format <= {FORMAT_VERSION}: upgrade initjax")
+    try:
+        results = pd.read_csv(csv)
+    except (ValueError, OSError) as error:
+        raise UserError(f"{csv} is damaged ({type(error).__name__}); rerun the experiment") from None
     missing = {"dataset", "model", "initializer", "seed", "epoch", "diverged"} - set(results.columns)
     if missing:
         raise UserError(f"{csv} lacks the columns {sorted(missing)}; it is not an initjax results table")

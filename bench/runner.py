@@ -98,6 +98,7 @@ def run_experiment(
         }
     results = _column_order(pd.concat(frames, ignore_index=True))
     meta = {
+        "format": report.FORMAT_VERSION,
         "experiment": dataclasses.asdict(experiment),
         "initializers": list(initializers),
         "statistics": dataclasses.asdict(stats.Settings(seed=experiment.seed)),

@@ -84,6 +84,22 @@ def test_report_command_errors(run_dir, args, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_newer_or_damaged_run_files_are_refused_by_name(run_dir, tmp_path, capsys):
+    import json
+
+    for name, mangle, message in [
+        ("newer", lambda m: {**m, "format": 99}, "has results format 99"),
+        ("damaged", None, "run.json is damaged"),
+    ]:
+        copy = tmp_path / name
+        shutil.copytree(run_dir, copy)
+        meta = json.loads((copy / "run.json").read_text())
+        (copy / "run.json").write_text(json.dumps(mangle(meta)) if mangle else '{"format": 1, "experi')
+        assert cli.main(["report", str(copy)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and str(copy / "run.json") in err and err.count("\n") == 1
+
+
 def test_tex_escape():
     assert report.tex_escape("a_b%c&d#e$f{g}") == r"a\_b\%c\&d\#e\$f\{g\}"
 
