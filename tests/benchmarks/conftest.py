@@ -4,7 +4,7 @@ import pytest
 
 
 def pytest_collection_modifyitems(config, items):
-    if not config.getoption("benchmark_disable", default=True):
+    if config.getoption("benchmark_enable", default=False) or not config.getoption("benchmark_disable", default=True):
         return
     skip = pytest.mark.skip(reason="benchmarks time only with --benchmark-enable (see README, Performance)")
     for item in items:
