@@ -204,14 +204,19 @@ def compare(
 
 
 def tied_with_best(results: pd.DataFrame, metric: str = "test_accuracy", paired: bool = True, alpha: float = 0.05,
-                   settings: Settings = Settings()) -> pd.DataFrame:
+                   settings: Settings = Settings(), versus_best: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per task, which initializers are not significantly worse than the best (Holm over the family).
+
+    Args:
+      versus_best: ``compare(..., baseline=None)`` of the same results and options, if
+        already computed; computed here otherwise.
 
     Returns:
       One row per (dataset, model, initializer) with ``best`` (the best initializer)
       and ``tied`` (True for the best itself).
     """
-    versus_best = compare(results, metric, None, "baseline", paired, alpha, settings, effect_sizes=False)
+    if versus_best is None:
+        versus_best = compare(results, metric, None, "baseline", paired, alpha, settings, effect_sizes=False)
     significant = {tuple(r): s for r, s in zip(versus_best[TASK + ["a"]].to_numpy(), versus_best["significant"])}
     rows = []
     for task_key, task in final_epoch(results).groupby(TASK, sort=False):

@@ -73,11 +73,13 @@ def analyse(
     shown = list(dict.fromkeys([metric, "test_accuracy", "test_loss"]))
     summary = stats.summarize(results, [m for m in shown if m in metrics], settings)
     kind = "accuracy" if metric.endswith("accuracy") else "loss"
+    comparisons = compare.compare(results, metric, baseline, "baseline", paired, settings=settings)
+    versus_best = comparisons if baseline is None else None  # the default baseline is the best: no second pass
     return Analysis(
         metric=metric,
         summary=summary,
-        comparisons=compare.compare(results, metric, baseline, "baseline", paired, settings=settings),
-        ties=compare.tied_with_best(results, metric, paired, settings=settings),
+        comparisons=comparisons,
+        ties=compare.tied_with_best(results, metric, paired, settings=settings, versus_best=versus_best),
         curves=stats.summarize_curves(results, summary, metric, settings=settings),
         power=compare.power_advice(results, metric, DELTAS[kind], paired),
         baseline=baseline,

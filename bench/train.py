@@ -285,10 +285,9 @@ def train_task(
     params, opt_state = jax.block_until_ready(jax.jit(initial_state)(init_keys))
     init_s = time.perf_counter() - start
     x_train, y_train = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
-    eval_splits = {
-        split: chunked_for_eval(x, y, config.eval_batch_size) for split, (x, y) in dataset.splits().items()
-    }
-    split_sizes = {split: y.shape[0] for split, (_, y) in dataset.splits().items()}
+    splits = dataset.splits()
+    eval_splits = {split: chunked_for_eval(x, y, config.eval_batch_size) for split, (x, y) in splits.items()}
+    split_sizes = {split: len(y) for split, (_, y) in splits.items()}
 
     epoch_arg = jnp.asarray(1, jnp.int32)
     train_epoch, compile_s = _compile(
