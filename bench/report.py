@@ -233,10 +233,15 @@ def power_sentences(analysis: Analysis, dataset: str) -> list[str]:
     return out
 
 
+def _rate(value: float) -> str:
+    """1,050 or 0.734: three significant digits without scientific notation."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def _throughput(info: dict) -> str:
     """'128 runs; compile 1.9 s, training and evaluation 1743 s (0.73 seed-epochs/s, ...)'."""
     text = (f"{info['runs']} runs; compile {info['compile_s']:.1f} s, training and evaluation {info['train_s']:.1f} s "
-            f"({info['seed_epochs_per_s']:.3g} seed-epochs/s")
+            f"({_rate(info['seed_epochs_per_s'])} seed-epochs/s")
     if "train_gflops" in info:
         text += (f", {info['train_examples_per_s']:,.0f} training examples/s, "
                  f"{info['train_gflops']:.3g} GFLOP/s of training at 6 x {info['n_params']:,} params per example")
