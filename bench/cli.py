@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--download", action="store_true", help="let tfds download and prepare missing datasets (needs the tf extra)")
     run.add_argument("--baseline", help="initializer the others are tested against (default: the best by mean)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--chunk", type=_int, help="seeds trained at once, with every initializer (default: from memory)")
+    run.add_argument("--max-memory", help="memory budget, e.g. 4G (default: 80%% of the memory available)")
+    run.add_argument("--distributed", action="store_true",
+                     help="one process per host: jax.distributed.initialize() from the environment; process 0 writes")
     rep = commands.add_parser("report", help="re-render the report of a finished run, without training")
     rep.add_argument("dir", help="folder with results.csv and run.json")
     rep.add_argument("--format", type=_names, default=list(FORMATS), help=f"comma-separated, of {','.join(FORMATS)}")
@@ -78,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--baseline", help="initializer the others are tested against (default: the best by mean)")
     rep.add_argument("--unpaired", action="store_true", help="Mann-Whitney U and Welch t instead of paired tests")
     perf = commands.add_parser("perf", help="time the vmapped trainer against a Python loop and per-seed scans")
-    perf.add_argument("--models", type=_names, default=["1", "8", "32", "128"], help="comma-separated model counts")
+    perf.add_argument("--models", type=_names, default=["1", "8", "32", "128", "256"],
+                      help="comma-separated model counts (multiples of 8: 8 initializers x n/8 seeds)")
     perf.add_argument("--workloads", type=_names, default=["synthetic", "mnist"], help="synthetic, mnist")
     commands.add_parser("list", help="presets, initializers, datasets, models, optimizers")
     return parser
@@ -107,9 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench import presets, report
+    from bench import devices, memory, presets, report
     from bench.runner import run_experiment
 
+    if args.distributed:
+        devices.initialize_distributed()
+    max_memory = None if args.max_memory is None else memory.parse_bytes(args.max_memory)
     experiment = presets.get(args.preset).override(
         seeds=args.seeds, initializers=args.initializers, datasets=args.datasets, epochs=args.epochs,
         lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size, seed=args.experiment_seed,
@@ -120,8 +128,10 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     command = shlex.join(["python", "-m", "bench", *argv])
     outcome = run_experiment(
         experiment, out, progress=not args.no_progress, command=command, baseline=args.baseline,
-        data_dir=args.data_dir, download=args.download,
+        data_dir=args.data_dir, download=args.download, chunk=args.chunk, max_memory=max_memory,
     )
+    if not devices.is_main_process():
+        return 0
     print()
     print(report.console(outcome.analysis, outcome.meta["tasks"]))
     print(
@@ -158,6 +168,8 @@ def _perf(args: argparse.Namespace) -> int:
     peak = perf.matmul_peak()
     table = perf.measure(args.workloads, sizes)
     table["share of peak"] = [f"{g / peak:.0%}" for g in table["gflops"]]
+    for column in ("seed_epochs_per_s", "gflops"):
+        table[column] = [f"{v:,.0f}" if v >= 100 else f"{v:.3g}" for v in table[column]]
     device = jax.devices()[0]
     print(f"{jax.default_backend()} ({device.device_kind}); measured float32 matmul peak {peak:,.0f} GFLOP/s")
     for name, rows in table.groupby("workload", sort=False):

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import compare, stats
+from bench.memory import format_bytes
 from bench.errors import UserError
 from bench.store import write_atomic
 
@@ -245,7 +246,21 @@ def _throughput(info: dict) -> str:
     if "train_gflops" in info:
         text += (f", {info['train_examples_per_s']:,.0f} training examples/s, "
                  f"{info['train_gflops']:.3g} GFLOP/s of training at 6 x {info['n_params']:,} params per example")
-    return text + ")."
+    text += ")."
+    if "chunks" in info:
+        text += (f" {info['chunks']} chunk(s) of {info['models_per_chunk']} models ({info['chunk_reason']}); "
+                 f"estimated peak memory {format_bytes(info['estimated_peak_bytes'])}, "
+                 f"XLA's training program {format_bytes(info['program_bytes'])}.")
+    return text
+
+
+def _peak_memory(meta: dict) -> str:
+    text = f"{format_bytes(meta['peak_rss_bytes'])} resident (process peak)"
+    if meta.get("device_peak_bytes"):
+        text += f", {format_bytes(meta['device_peak_bytes'])} on the first device"
+    if meta.get("processes", 1) > 1:
+        text += f"; {meta['processes']} processes (figures of process 0)"
+    return text
 
 
 def console(analysis: Analysis, tasks: dict[str, dict]) -> str:
@@ -284,6 +299,7 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
         ),
         "runs": f"{meta['runs']:,}",
         "wall time": f"{meta['wall_s']:.1f} s (compile {meta['compile_s']:.1f} s, initialization {meta['init_s']:.1f} s)",
+        **({"peak memory": _peak_memory(meta)} if "peak_rss_bytes" in meta else {}),
         "environment": (
             f"initjax {env['initjax']}, jax {env['jax']}, flax {env['flax']}, optax {env['optax']}, "
             f"Python {env['python']}; backend {env['backend']}, {env['devices']}"

@@ -15,7 +15,7 @@ import jax
 import pandas as pd
 
 import initjax
-from bench import datasets, models, presets, report, stats
+from bench import datasets, devices, memory, models, presets, report, stats
 from bench.errors import UserError
 from bench.presets import Experiment
 from bench.store import ensure_writable
@@ -47,11 +47,16 @@ def run_experiment(
     baseline: str | None = None,
     data_dir: str | Path | None = None,
     download: bool = False,
+    chunk: int | None = None,
+    max_memory: int | None = None,
 ) -> Outcome:
     """Trains every task of ``experiment``, analyses the runs and writes the report to ``out`` (if given).
 
     ``data_dir`` and ``download`` say where image datasets are found (see
-    ``bench.datasets``).
+    ``bench.datasets``); ``chunk`` (seeds per chunk) and ``max_memory`` (bytes)
+    override the chunk plan (see ``bench.memory``). With several JAX processes
+    (``--distributed``) every process trains its chunks and only process 0
+    writes files.
 
     Raises:
       UserError: invalid experiment, baseline or unwritable ``out``, before any
@@ -66,7 +71,7 @@ def run_experiment(
             raise UserError(str(error)) from None
         if baseline not in initializers:
             raise UserError(f"--baseline {baseline!r} is not among the initializers {list(initializers)}")
-    if out is not None:
+    if out is not None and devices.is_main_process():
         ensure_writable(out)
     seeds = list(range(experiment.seeds))
     frames, tasks = [], {}
@@ -76,10 +81,11 @@ def run_experiment(
             data = data.subset(*task.subset)
         model = models.build(task.model, data.input_shape, data.n_classes, task.hidden, task.activation)
         name = models.describe(model, data.input_shape)
-        result = train_task(data, model, initializers, seeds, experiment.train, experiment.seed, progress)
+        result = train_task(data, model, initializers, seeds, experiment.train, experiment.seed,
+                            progress and devices.is_main_process(), chunk, max_memory, keep_params=False)
         frames.append(result.frame.assign(experiment=experiment.name, dataset=task.dataset, model=name))
         runs = len(initializers) * len(seeds)
-        n_params = sum(leaf[0, 0].size for leaf in jax.tree.leaves(result.params))
+        n_params, plan = result.n_params, result.plan
         examples = runs * experiment.train.epochs * len(data.x_train)
         tasks[task.dataset] = {
             "model": name,
@@ -95,6 +101,11 @@ def run_experiment(
             "train_examples_per_s": examples / result.train_s,
             # 6 x params FLOPs per training example (forward 2, backward 4); evaluation not counted
             "train_gflops": 6 * n_params * examples / result.train_s / 1e9,
+            "chunks": plan.n_chunks,
+            "models_per_chunk": plan.models_per_chunk,
+            "chunk_reason": plan.reason,
+            "estimated_peak_bytes": plan.estimate,
+            "program_bytes": result.program_bytes,
         }
     results = _column_order(pd.concat(frames, ignore_index=True))
     meta = {
@@ -107,10 +118,13 @@ def run_experiment(
         "compile_s": sum(t["compile_s"] for t in tasks.values()),
         "init_s": sum(t["init_s"] for t in tasks.values()),
         "environment": report.environment(),
+        "processes": jax.process_count(),
+        "peak_rss_bytes": memory.peak_rss_bytes(),
+        "device_peak_bytes": memory.device_peak_bytes(jax.local_devices()[0]),
         "command": command or f"bench.run({experiment.name!r})",
         "wall_s": time.perf_counter() - start,
     }
-    if out is None:
+    if out is None or not devices.is_main_process():
         return Outcome(results, report.analyse(results, settings=stats.Settings(seed=experiment.seed)), meta, [])
     analysis, files = report.write(out, results, meta, baseline=baseline)
     return Outcome(results, analysis, meta, files)

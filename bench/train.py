@@ -21,6 +21,7 @@ alone with the same numbers.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +33,7 @@ import numpy as np
 import optax
 import pandas as pd
 
+from bench import devices, memory
 from bench.datasets import Dataset
 from bench.errors import UserError, unknown
 
@@ -80,17 +82,25 @@ class TaskResult:
     Attributes:
       frame: tidy results, one row per (initializer, seed, epoch), epoch 0 being
         the untrained network.
-      params: final parameters, leaves `(n_initializers, n_seeds, ...)`.
+      params: final parameters, leaves `(n_initializers, n_seeds, ...)` on the
+        host; None unless asked for (and always None with several processes).
+      n_params: parameters of one run.
+      plan: how the runs were split into chunks.
       init_s: seconds to compile and run the initialization of all runs.
       compile_s: seconds spent compiling the training and evaluation programs.
       train_s: seconds spent training and evaluating, compilation excluded.
+      program_bytes: memory XLA reserves for one chunk's training epoch
+        (arguments + outputs + temporaries - donated aliases).
     """
 
     frame: pd.DataFrame
-    params: dict
+    params: dict | None
+    n_params: int
+    plan: memory.ChunkPlan
     init_s: float
     compile_s: float
     train_s: float
+    program_bytes: int
 
 
 def loss_and_accuracy(logits: jnp.ndarray, labels: jnp.ndarray, output_activation: str):
@@ -240,10 +250,84 @@ def make_evaluate(model: nn.Module):
     return evaluate
 
 
-def _compile(fn, *args, donate=()):
+def _compile(fn, *args, donate=(), out_shardings=None):
     start = time.perf_counter()
-    compiled = jax.jit(fn, donate_argnums=donate).lower(*args).compile()
+    compiled = jax.jit(fn, donate_argnums=donate, out_shardings=out_shardings).lower(*args).compile()
     return compiled, time.perf_counter() - start
+
+
+def _program_bytes(compiled) -> int:
+    stats = compiled.memory_analysis()
+    if stats is None:
+        return 0
+    return int(stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+               - stats.alias_size_in_bytes)
+
+
+@dataclasses.dataclass
+class _Programs:
+    """The compiled programs every chunk reuses."""
+
+    train_epoch: Callable
+    evaluators: dict[str, Callable]
+    compile_s: float
+    train_bytes: int
+
+    def evaluate_all(self, params, eval_splits) -> np.ndarray:
+        """Loss and correct sums of every split, `(n_splits, 2, n_inits, seeds_per_chunk)`."""
+        return np.stack([np.moveaxis(np.asarray(evaluate(params, *eval_splits[split])), -1, 0)
+                         for split, evaluate in self.evaluators.items()])
+
+
+def _compile_programs(model, optimizer, config, train_args, eval_splits, model_sharding) -> _Programs:
+    train_epoch, compile_s = _compile(
+        make_train_epoch(model, optimizer, config.batch_size), *train_args, donate=(0, 1),
+        out_shardings=(model_sharding, model_sharding, model_sharding),
+    )
+    evaluate, evaluators = make_evaluate(model), {}
+    for split, chunks in eval_splits.items():
+        evaluators[split], seconds = _compile(evaluate, train_args[0], *chunks, out_shardings=model_sharding)
+        compile_s += seconds
+    return _Programs(train_epoch, evaluators, compile_s, _program_bytes(train_epoch))
+
+
+def _plan(fp: memory.Footprint, mesh, n_inits: int, n_seeds: int, data_bytes: int, chunk, max_memory,
+          keep_params: bool) -> memory.ChunkPlan:
+    """The chunk plan for this process's devices: host memory on CPU, device memory elsewhere."""
+    device = mesh.devices.flat[0]
+    kept = fp.params * n_inits * n_seeds if keep_params else 0
+    if device.platform == "cpu":
+        resident = memory.current_rss_bytes() + data_bytes + kept
+        budget = max_memory or int(0.8 * (memory.available_bytes() + memory.current_rss_bytes()))
+    else:
+        resident = data_bytes
+        limit = memory.device_memory_bytes(device)
+        budget = max_memory or int(0.8 * limit * mesh.size) if limit else max_memory or 2**62
+    return memory.plan(fp, n_inits, n_seeds, resident, budget, device.platform == "cpu", n_devices=mesh.size,
+                       n_processes=jax.process_count(), chunk=chunk)
+
+
+def _records(sums: np.ndarray, finite: np.ndarray, splits: list[str], split_sizes: np.ndarray) -> list[dict]:
+    """Per-epoch metric arrays `(n_inits, n_seeds)` from the evaluation sums.
+
+    Args:
+      sums: `(epochs + 1, n_splits, 2, n_inits, n_seeds)` summed loss and correct
+        predictions (float32, as computed); divided by the split sizes in float64,
+        so an accuracy of 168/200 is recorded as 0.84.
+      finite: `(epochs + 1, n_inits, n_seeds)`: every minibatch loss of the epoch was finite.
+
+    A run is diverged from the first epoch with a non-finite minibatch or evaluation loss on.
+    """
+    metrics = np.asarray(sums, np.float64) / split_sizes[None, :, None, None, None]
+    bad = ~finite | ~np.isfinite(metrics[:, :, 0]).all(axis=1)
+    diverged = np.logical_or.accumulate(bad, axis=0)
+    records = []
+    for epoch in range(sums.shape[0]):
+        record = {"epoch": epoch}
+        for j, split in enumerate(splits):
+            record[f"{split}_loss"], record[f"{split}_accuracy"] = metrics[epoch, j, 0], metrics[epoch, j, 1]
+        records.append({**record, "diverged": diverged[epoch]})
+    return records
 
 
 def train_task(
@@ -254,8 +338,18 @@ def train_task(
     config: TrainConfig,
     experiment_seed: int = 0,
     progress: bool = True,
+    chunk: int | None = None,
+    max_memory: int | None = None,
+    keep_params: bool = True,
 ) -> TaskResult:
-    """Trains every initializer x seed on ``dataset`` as one batch of runs.
+    """Trains every initializer x seed on ``dataset``, chunk after chunk of seeds.
+
+    The runs are split into chunks of seeds (:mod:`bench.memory`); each chunk
+    trains every initializer of its seeds through all epochs, sharded over the
+    local devices (:mod:`bench.devices`), with programs compiled once for all
+    chunks. With several processes each trains its own chunks and all records are
+    gathered at the end. A run's numbers do not depend on the chunking or on the
+    other runs: each seed's keys are derived from the seed alone.
 
     Args:
       dataset: train and test arrays.
@@ -265,6 +359,9 @@ def train_task(
       config: optimizer, learning rate, batch size, epochs.
       experiment_seed: root of every key.
       progress: show a progress bar on stderr.
+      chunk: seeds per chunk (None: chosen from the memory estimate).
+      max_memory: memory budget in bytes (None: 80% of what is available).
+      keep_params: return the final parameters (held on the host).
 
     Returns:
       A :class:`TaskResult`. Runs whose loss became NaN or inf are marked
@@ -273,64 +370,69 @@ def train_task(
     from tqdm.auto import tqdm
 
     config.validate(dataset.x_train.shape[0])
-    names = list(initializers)
+    names, seeds = list(initializers), list(seeds)
     optimizer = OPTIMIZERS[config.optimizer](config.lr)
-    init_keys, data_keys = run_keys(experiment_seed, dataset.name, seeds)
+    mesh = devices.local_mesh()
+    model_sharding, key_sharding = devices.seed_sharding(mesh, 1), devices.seed_sharding(mesh, 0)
+    x_train, y_train = jax.device_put((dataset.x_train, dataset.y_train), devices.replicated(mesh))
+    splits = dataset.splits()
+    eval_splits = {split: jax.device_put(chunked_for_eval(x, y, config.eval_batch_size), devices.replicated(mesh))
+                   for split, (x, y) in splits.items()}
+    split_sizes = np.array([len(y) for _, y in splits.values()], np.float64)
+
+    fp = memory.footprint(model, dataset.input_shape, optimizer, config.batch_size, config.eval_batch_size)
+    plan = _plan(fp, mesh, len(names), len(seeds), memory.tree_bytes((x_train, y_train, eval_splits)), chunk,
+                 max_memory, keep_params)
+    groups = plan.seed_groups(seeds)
+    mine = devices.my_chunks(plan.n_chunks)
 
     def initial_state(keys):
         params = init_params(model, list(initializers.values()), keys, dataset.input_shape)
         return params, jax.vmap(jax.vmap(optimizer.init))(params)
 
-    start = time.perf_counter()
-    params, opt_state = jax.block_until_ready(jax.jit(initial_state)(init_keys))
-    init_s = time.perf_counter() - start
-    x_train, y_train = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
-    splits = dataset.splits()
-    eval_splits = {split: chunked_for_eval(x, y, config.eval_batch_size) for split, (x, y) in splits.items()}
-    split_sizes = {split: len(y) for split, (_, y) in splits.items()}
-
     epoch_arg = jnp.asarray(1, jnp.int32)
-    train_epoch, compile_s = _compile(
-        make_train_epoch(model, optimizer, config.batch_size),
-        params, opt_state, data_keys, epoch_arg, x_train, y_train, donate=(0, 1),
-    )
-    evaluate, evaluators = make_evaluate(model), {}
-    for split, chunks in eval_splits.items():
-        evaluators[split], seconds = _compile(evaluate, params, *chunks)
-        compile_s += seconds
-
-    start = time.perf_counter()
-    shape = (len(names), len(seeds))
-    diverged = np.zeros(shape, bool)
-    records = []
-
-    def record(epoch):
-        metrics = {}
-        for split, chunks in eval_splits.items():
-            sums = np.asarray(evaluators[split](params, *chunks), np.float64) / split_sizes[split]
-            loss, accuracy = sums[..., 0], sums[..., 1]
-            metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = loss, accuracy
-            diverged[...] |= ~np.isfinite(loss)
-        records.append({"epoch": epoch, **metrics, "diverged": diverged.copy()})
-        return metrics
-
-    record(0)
-    bar = tqdm(range(1, config.epochs + 1), desc=f"{dataset.name} ({np.prod(shape)} runs)", disable=not progress)
-    for epoch in bar:
-        params, opt_state, finite = train_epoch(params, opt_state, data_keys, jnp.asarray(epoch, jnp.int32), x_train, y_train)
-        diverged |= ~np.asarray(finite)
-        metrics = record(epoch)
-        bar.set_postfix_str(f"best mean test acc {_best_mean(metrics['test_accuracy'], diverged):.3f}")
-    train_s = time.perf_counter() - start
-    return TaskResult(_tidy(records, names, seeds), params, init_s, compile_s, train_s)
-
-
-def _best_mean(values: np.ndarray, diverged: np.ndarray) -> float:
-    """Best mean over seeds among initializers, diverged runs left out (NaN if all diverged)."""
-    ok = ~diverged
-    counts = ok.sum(axis=1)
-    means = np.where(ok, values, 0.0).sum(axis=1) / np.maximum(counts, 1)
-    return float(means[counts > 0].max()) if counts.any() else float("nan")
+    init_s = compile_s = train_s = 0.0
+    programs = None
+    sums = np.zeros((len(mine), config.epochs + 1, len(splits), 2, len(names), plan.seeds_per_chunk), np.float32)
+    finite = np.ones((len(mine), config.epochs + 1, len(names), plan.seeds_per_chunk), np.float32)
+    finals = []
+    bar = tqdm(total=len(mine) * config.epochs, disable=not progress,
+               desc=f"{dataset.name} ({len(names) * len(seeds)} runs, {len(mine)} chunk(s) of {plan.models_per_chunk})")
+    for i, c in enumerate(mine):
+        init_keys, data_keys = jax.device_put(run_keys(experiment_seed, dataset.name, groups[c]), key_sharding)
+        start = time.perf_counter()
+        if programs is None:
+            init_program, _ = _compile(initial_state, init_keys, out_shardings=model_sharding)
+        params, opt_state = jax.block_until_ready(init_program(init_keys))
+        init_s += time.perf_counter() - start
+        if programs is None:
+            programs = _compile_programs(model, optimizer, config, (params, opt_state, data_keys, epoch_arg, x_train,
+                                                                     y_train), eval_splits, model_sharding)
+            compile_s = programs.compile_s
+        start = time.perf_counter()
+        sums[i, 0] = programs.evaluate_all(params, eval_splits)
+        for epoch in range(1, config.epochs + 1):
+            params, opt_state, ok = programs.train_epoch(params, opt_state, data_keys, jnp.asarray(epoch, jnp.int32),
+                                                         x_train, y_train)
+            finite[i, epoch] = np.asarray(ok)
+            sums[i, epoch] = programs.evaluate_all(params, eval_splits)
+            bar.update()
+        train_s += time.perf_counter() - start
+        if keep_params:
+            finals.append(jax.tree.map(np.asarray, params))
+    bar.close()
+    sums, finite = devices.gather(sums), devices.gather(finite)
+    real = memory.real_seeds(groups)
+    keep = np.concatenate(real)
+    sums = np.concatenate(list(sums), axis=-1)[..., keep]  # (epochs + 1, splits, 2, inits, seeds)
+    finite = np.concatenate(list(finite), axis=-1)[..., keep] > 0  # (epochs + 1, inits, seeds)
+    params = None
+    if keep_params and jax.process_count() == 1:
+        params = jax.tree.map(lambda *leaves: np.concatenate(leaves, axis=1)[:, keep], *finals)
+    n_params = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(
+        jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *dataset.input_shape)))["params"])))
+    frame = _tidy(_records(sums, finite, list(splits), split_sizes), names, seeds)
+    return TaskResult(frame, params, n_params, plan, init_s, compile_s, train_s, programs.train_bytes if programs else 0)
 
 
 def _tidy(records: list[dict], names: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:

@@ -1,0 +1,231 @@
+"""How many runs to train at once: memory estimates from shapes, and the chunk plan.
+
+The runs of a task are trained in *chunks* of seeds: a chunk trains every
+initializer for ``seeds_per_chunk`` seeds (``n_inits x seeds_per_chunk`` models,
+sharing each seed's minibatches), all epochs, then the next chunk starts. The same
+compiled programs serve every chunk (the last one is padded with repeated seeds
+whose results are dropped), so chunking costs no compilation.
+
+The chunk is picked from shapes alone, before anything is compiled:
+
+* on CPU, the largest chunk whose training working set (:attr:`Footprint.train`)
+  stays within :data:`CPU_CACHE_BYTES`, because the batched step slows down once its
+  parameters fall out of cache (measured on a 2-core Xeon: MNIST MLP 124 GFLOP/s
+  at 8-16 models, 82 at 512; synthetic MLP best at ~256 models, both ~20-30 MB);
+* on every device, the largest chunk whose estimated peak stays within the memory
+  budget (``--max-memory``; default 80% of the memory available now).
+
+``--chunk`` overrides the choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import resource
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from bench.errors import UserError
+
+CPU_CACHE_BYTES = 32 * 2**20
+# Working memory of the compiler and runtime on top of arrays (XLA compiling the programs,
+# thread stacks): measured ~150 MiB on CPU for the MNIST MLP; counted into every estimate.
+RUNTIME_BYTES = 256 * 2**20
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """``"4G"``, ``"512M"``, ``"1.5GB"``, ``"4GiB"`` or a plain byte count -> bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(i?B)?\s*", str(text), re.IGNORECASE)
+    if not match or float(match.group(1)) <= 0:
+        raise UserError(f"cannot read memory size {text!r}: write e.g. 4G, 512M or 1.5GB")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def format_bytes(n: float) -> str:
+    """``1536 * 2**20`` -> ``"1.5 GiB"``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def tree_bytes(tree) -> int:
+    """Bytes of every array (or ShapeDtypeStruct) leaf of a pytree."""
+    return sum(math.prod(leaf.shape) * jnp.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree))
+
+
+@dataclasses.dataclass(frozen=True)
+class Footprint:
+    """Memory of one run (one model), from shapes.
+
+    Attributes:
+      params: bytes of its parameters.
+      state: parameters plus optimizer state, held for the whole training.
+      train: working set of one training step: state in and out, gradients, and
+        the activations of a minibatch (kept for the backward pass, plus their
+        gradients).
+      eval: activations of one evaluation chunk.
+    """
+
+    params: int
+    state: int
+    train: int
+    eval: int
+
+    @property
+    def step(self) -> int:
+        """Peak of a model while its chunk trains or evaluates."""
+        return max(self.train, self.eval)
+
+
+def footprint(model, input_shape, optimizer: optax.GradientTransformation, batch_size: int,
+              eval_batch_size: int) -> Footprint:
+    """Estimates :class:`Footprint` with ``jax.eval_shape`` (nothing is computed)."""
+    sample = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], sample)
+    opt_state = jax.eval_shape(optimizer.init, params)
+
+    def outputs(p, x):
+        return model.apply({"params": p}, x, capture_intermediates=True, mutable=["intermediates"])
+
+    _, intermediates = jax.eval_shape(outputs, params, sample)
+    per_example = tree_bytes(intermediates) + math.prod(input_shape) * 4
+    p, state = tree_bytes(params), tree_bytes(params) + tree_bytes(opt_state)
+    return Footprint(p, state, train=2 * state + p + 2 * per_example * batch_size, eval=per_example * eval_batch_size)
+
+
+def available_bytes() -> int:
+    """Memory the OS says is available now (``MemAvailable``), or physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def device_memory_bytes(device) -> int | None:
+    """Memory of an accelerator (None on CPU, whose memory is the host's)."""
+    if device.platform == "cpu":
+        return None
+    stats = device.memory_stats() or {}
+    return stats.get("bytes_limit")
+
+
+def current_rss_bytes() -> int:
+    """Resident memory of this process now."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def device_peak_bytes(device) -> int | None:
+    """Peak memory in use on an accelerator, where the runtime reports it."""
+    if device.platform == "cpu":
+        return None
+    return (device.memory_stats() or {}).get("peak_bytes_in_use")
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkPlan:
+    """Seeds per chunk and what that is expected to cost.
+
+    Attributes:
+      seeds_per_chunk: seeds of one chunk (a multiple of the local device count).
+      n_chunks: chunks over all processes (a multiple of the process count).
+      n_inits: initializers, trained together within a chunk.
+      estimate: predicted peak bytes (host memory on CPU, device memory elsewhere).
+      budget: the memory budget the plan respects.
+      reason: how the chunk was chosen, for the report.
+    """
+
+    seeds_per_chunk: int
+    n_chunks: int
+    n_inits: int
+    estimate: int
+    budget: int
+    reason: str
+
+    @property
+    def models_per_chunk(self) -> int:
+        return self.seeds_per_chunk * self.n_inits
+
+    def seed_groups(self, seeds: list[int]) -> list[list[int]]:
+        """Seeds of each chunk; the last chunks repeat seeds to keep one shape (:func:`real_seeds` drops them)."""
+        padded = list(seeds) + [seeds[-1]] * (self.n_chunks * self.seeds_per_chunk - len(seeds))
+        return [padded[i * self.seeds_per_chunk:(i + 1) * self.seeds_per_chunk] for i in range(self.n_chunks)]
+
+
+def real_seeds(groups: list[list[int]]) -> list[list[bool]]:
+    """Marks, per chunk, the seeds seen for the first time (the rest are padding)."""
+    seen, marks = set(), []
+    for group in groups:
+        marks.append([s not in seen and not seen.add(s) for s in group])
+    return marks
+
+
+def plan(fp: Footprint, n_inits: int, n_seeds: int, resident: int, budget: int, on_cpu: bool,
+         n_devices: int = 1, n_processes: int = 1, chunk: int | None = None) -> ChunkPlan:
+    """Chooses the seeds per chunk.
+
+    Args:
+      fp: footprint of one model.
+      n_inits, n_seeds: the task's runs.
+      resident: bytes held whatever the chunk (the process, the data, kept results);
+        :data:`RUNTIME_BYTES` is added to it.
+      budget: bytes the estimated peak must stay within.
+      on_cpu: apply the cache limit :data:`CPU_CACHE_BYTES`.
+      n_devices: local devices the seeds of a chunk are sharded over.
+      n_processes: processes the chunks are shared between.
+      chunk: seeds per chunk asked for by the user (rounded up to a multiple of ``n_devices``).
+
+    Raises:
+      UserError: even one seed per device does not fit in ``budget``.
+    """
+    def estimate(seeds_per_chunk):
+        return RUNTIME_BYTES + resident + seeds_per_chunk * n_inits * (fp.state + fp.step)
+
+    def spread(limit):
+        """Fewest chunks of at most ``limit`` seeds (a multiple of n_devices), evened out to pad the least."""
+        limit = max(n_devices, limit // n_devices * n_devices)
+        per_chunk = -(-n_seeds // -(-n_seeds // limit))
+        per_chunk = -(-per_chunk // n_devices) * n_devices
+        n_chunks = -(-n_seeds // per_chunk)
+        return per_chunk, -(-n_chunks // n_processes) * n_processes
+
+    smallest = n_devices
+    if estimate(smallest) > budget:
+        raise UserError(
+            f"one chunk of {smallest} seed(s) x {n_inits} initializers needs about {format_bytes(estimate(smallest))}, "
+            f"more than the memory budget {format_bytes(budget)}: raise --max-memory, or run fewer initializers, "
+            "a smaller model or a smaller --batch-size")
+    if chunk is not None:
+        if chunk < 1:
+            raise UserError(f"--chunk must be >= 1 seed, got {chunk}")
+        per_chunk, n_chunks = spread(-(-min(chunk, n_seeds) // n_devices) * n_devices)
+        if estimate(per_chunk) > budget:
+            raise UserError(f"--chunk {chunk} needs about {format_bytes(estimate(per_chunk))}, more than the memory "
+                            f"budget {format_bytes(budget)}: use a smaller --chunk or raise --max-memory")
+        reason = f"--chunk {chunk}"
+    else:
+        limit = max(smallest, (budget - resident - RUNTIME_BYTES) // (n_inits * (fp.state + fp.step)))
+        reason = f"memory budget {format_bytes(budget)}"
+        if on_cpu:
+            cache_limit = max(smallest, CPU_CACHE_BYTES // (n_inits * fp.train))
+            if cache_limit < limit:
+                limit, reason = cache_limit, f"CPU cache target {format_bytes(CPU_CACHE_BYTES)}"
+        per_chunk, n_chunks = spread(limit)
+    return ChunkPlan(per_chunk, n_chunks, n_inits, estimate(per_chunk), budget, reason)

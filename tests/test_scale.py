@@ -1,0 +1,212 @@
+"""Chunks, memory plan, devices and processes: none of them changes a run's numbers."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+import pandas as pd
+import pytest
+
+import initjax
+from bench import datasets, memory, models
+from bench.errors import UserError
+from bench.train import OPTIMIZERS, TrainConfig, make_train_epoch, train_task
+
+REPO = Path(__file__).resolve().parents[1]
+NUMERIC = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]
+
+
+def _bench(*args, env=None, cwd=REPO):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _finish(proc, timeout=600):
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-2000:]
+    return out
+
+
+def _results(folder) -> pd.DataFrame:
+    return pd.read_csv(Path(folder) / "results.csv")
+
+
+# ---------------------------------------------------------------- memory plan
+
+
+def test_parse_bytes():
+    assert memory.parse_bytes("4G") == 4 * 2**30
+    assert memory.parse_bytes("512M") == 512 * 2**20
+    assert memory.parse_bytes("1.5GB") == int(1.5 * 2**30)
+    assert memory.parse_bytes("2gib") == 2 * 2**30
+    assert memory.parse_bytes("1000") == 1000
+    for bad in ["", "4X", "-1G", "0", "G", "four"]:
+        with pytest.raises(UserError, match="memory size"):
+            memory.parse_bytes(bad)
+
+
+FP = memory.Footprint(params=1000, state=2000, train=5000, eval=3000)  # step = 5000, state + step = 7000
+
+
+def test_plan_by_budget_spreads_seeds_evenly():
+    # budget for (budget - resident) / (8 x 7000) = 3 seeds per chunk -> 10 seeds as 4 chunks of 3 (2 padded)
+    resident = 10_000 - memory.RUNTIME_BYTES
+    plan = memory.plan(FP, n_inits=8, n_seeds=10, resident=resident, budget=10_000 + 3 * 8 * 7000 + 100, on_cpu=False)
+    assert (plan.seeds_per_chunk, plan.n_chunks, plan.models_per_chunk) == (3, 4, 24)
+    assert plan.estimate == 10_000 + 3 * 8 * 7000 <= plan.budget
+    groups = plan.seed_groups(list(range(10)))
+    assert groups == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 9, 9]]
+    assert memory.real_seeds(groups)[-1] == [True, False, False]
+
+
+def test_plan_on_cpu_keeps_the_training_set_in_cache():
+    fp = memory.Footprint(params=1, state=2, train=memory.CPU_CACHE_BYTES // 40, eval=10)  # 40 models fit
+    plan = memory.plan(fp, n_inits=8, n_seeds=32, resident=0, budget=2**40, on_cpu=True)
+    assert plan.seeds_per_chunk == 5 and plan.n_chunks == 7 and "cache" in plan.reason  # 32 seeds / 5 -> 7 chunks
+    everything = memory.plan(fp, n_inits=8, n_seeds=32, resident=0, budget=2**40, on_cpu=False)
+    assert (everything.seeds_per_chunk, everything.n_chunks) == (32, 1)
+
+
+def test_plan_respects_devices_processes_and_the_users_chunk():
+    plan = memory.plan(FP, n_inits=2, n_seeds=10, resident=0, budget=2**40, on_cpu=False, n_devices=4, n_processes=2)
+    assert plan.seeds_per_chunk % 4 == 0 and plan.n_chunks % 2 == 0
+    assert plan.seeds_per_chunk * plan.n_chunks >= 10
+    user = memory.plan(FP, n_inits=2, n_seeds=10, resident=0, budget=2**40, on_cpu=True, chunk=3)
+    assert (user.seeds_per_chunk, user.n_chunks, user.reason) == (3, 4, "--chunk 3")
+    assert memory.plan(FP, n_inits=2, n_seeds=2, resident=0, budget=2**40, on_cpu=True, chunk=50).seeds_per_chunk == 2
+
+
+def test_plan_refuses_what_cannot_fit_with_a_clear_message():
+    with pytest.raises(UserError, match="one chunk of 1 seed.*more than the memory budget.*--max-memory"):
+        memory.plan(FP, n_inits=8, n_seeds=4, resident=-memory.RUNTIME_BYTES, budget=8 * 7000 - 1, on_cpu=False)
+    with pytest.raises(UserError, match="--chunk 4 needs"):
+        memory.plan(FP, n_inits=8, n_seeds=4, resident=-memory.RUNTIME_BYTES, budget=2 * 8 * 7000, on_cpu=False,
+                    chunk=4)
+    with pytest.raises(UserError, match="--chunk must be >= 1"):
+        memory.plan(FP, n_inits=8, n_seeds=4, resident=0, budget=2**40, on_cpu=False, chunk=0)
+
+
+@pytest.mark.parametrize(("hidden", "optimizer", "n_features"), [((64, 64), "adam", 20), ((300, 100), "sgd", 784)])
+def test_footprint_bounds_what_xla_reserves(hidden, optimizer, n_features):
+    """The estimate from shapes is an upper bound of XLA's own figure for a chunk's epoch, and not a loose one."""
+    model = models.mlp_for(n_features, 10, hidden)
+    opt = OPTIMIZERS[optimizer](0.01)
+    fp = memory.footprint(model, (n_features,), opt, 32, 2048)
+    n_inits, n_seeds, n = 8, 2, 256
+    x = jax.ShapeDtypeStruct((n, n_features), np.float32)
+    y = jax.ShapeDtypeStruct((n,), np.int32)
+    params = jax.eval_shape(lambda: jax.vmap(jax.vmap(lambda k: model.init(k, np.zeros((1, n_features)))["params"]))(
+        jax.random.split(jax.random.key(0), (n_inits, n_seeds))))
+    opt_state = jax.eval_shape(jax.vmap(jax.vmap(opt.init)), params)
+    keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), n_seeds))
+    epoch = jax.ShapeDtypeStruct((), np.int32)
+    compiled = jax.jit(make_train_epoch(model, opt, 32), donate_argnums=(0, 1)).lower(
+        params, opt_state, keys, epoch, x, y).compile()
+    stats = compiled.memory_analysis()
+    data = n * n_features * 4 + n * 4
+    xla = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes - stats.alias_size_in_bytes
+    ours = n_inits * n_seeds * (fp.state + fp.train) + data
+    assert xla <= ours <= 4 * xla, (xla, ours)
+    assert fp.params == memory.tree_bytes(params) // (n_inits * n_seeds)
+
+
+def test_mnist_mlp_8x128_is_planned_under_4_gb():
+    model = models.mlp_for(784, 10, (300, 100))
+    fp = memory.footprint(model, (28, 28, 1), optax.sgd(0.01), 32, 2048)
+    mnist_arrays = 70_000 * (784 + 1) * 4
+    plan = memory.plan(fp, 8, 128, resident=600 * 2**20 + mnist_arrays, budget=4 * 2**30, on_cpu=True)
+    assert plan.estimate < 4 * 2**30 and plan.n_chunks * plan.seeds_per_chunk == 128
+
+
+def test_too_small_memory_budget_is_one_line_from_the_cli():
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "default", "--smoke", "--max-memory", "1M"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "more than the memory budget 1.0 MiB" in proc.stderr, proc.stderr
+
+
+# ---------------------------------------------------------------- chunks, devices, processes
+
+
+@pytest.fixture(scope="module")
+def small_digits():
+    return datasets.load("digits").subset(300, 100)
+
+
+def test_chunks_do_not_change_the_runs(small_digits):
+    """5 seeds in chunks of 2 (the last padded with a repeated seed) equal 5 seeds in one chunk."""
+    model = models.mlp_for(small_digits.n_features, small_digits.n_classes, (16,))
+    inits = {n: initjax.get(n) for n in ["he_normal", "orthogonal"]}
+    config = TrainConfig(optimizer="adam", lr=3e-3, batch_size=32, epochs=2)
+    whole = train_task(small_digits, model, inits, range(5), config, progress=False, chunk=5)
+    chunked = train_task(small_digits, model, inits, range(5), config, progress=False, chunk=2)
+    assert (whole.plan.n_chunks, chunked.plan.n_chunks) == (1, 3)
+    assert len(chunked.frame) == len(whole.frame) == 2 * 5 * 3
+    pd.testing.assert_frame_equal(chunked.frame.drop(columns=NUMERIC[:2] + NUMERIC[4:]),
+                                  whole.frame.drop(columns=NUMERIC[:2] + NUMERIC[4:]))
+    metrics = ["train_loss", "train_accuracy", "test_loss", "test_accuracy"]
+    np.testing.assert_allclose(chunked.frame[metrics], whole.frame[metrics], rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(chunked.params), jax.tree.leaves(whole.params)):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def one_device_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("one")
+    _finish(_bench("run", "default", "--smoke", "--seeds", "4", "--out", str(out), "--no-progress"))
+    return _results(out)
+
+
+def _assert_same_results(got: pd.DataFrame, want: pd.DataFrame):
+    assert got.shape == want.shape
+    numeric = [c for c in NUMERIC if c in want]
+    pd.testing.assert_frame_equal(got.drop(columns=numeric), want.drop(columns=numeric))
+    np.testing.assert_allclose(got[numeric], want[numeric], rtol=1e-5, atol=1e-6)
+
+
+def test_four_devices_give_the_one_device_results(one_device_run, tmp_path):
+    flags = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    out = _finish(_bench("run", "default", "--smoke", "--seeds", "4", "--out", str(tmp_path), "--no-progress",
+                         env=flags))
+    assert "4 x cpu" in (tmp_path / "report.md").read_text(), out
+    _assert_same_results(_results(tmp_path), one_device_run)
+
+
+def test_two_processes_give_the_one_process_results(one_device_run, tmp_path):
+    """Two processes over loopback (jax.distributed, gloo): each trains its chunks, process 0 writes."""
+    port = _free_port()
+    procs = [
+        _bench("run", "default", "--smoke", "--seeds", "4", "--distributed", "--no-progress",
+               "--out", str(tmp_path / f"p{pid}"),
+               env={"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
+                    "JAX_PROCESS_ID": str(pid)})
+        for pid in (0, 1)
+    ]
+    for proc in procs:
+        _finish(proc)
+    assert not (tmp_path / "p1").exists()
+    assert '"processes": 2' in (tmp_path / "p0" / "run.json").read_text()
+    _assert_same_results(_results(tmp_path / "p0"), one_device_run)
+
+
+def test_distributed_without_a_coordinator_is_one_line():
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--smoke", "--distributed"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600,
+                          env={k: v for k, v in {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}.items()
+                               if not k.startswith(("JAX_COORDINATOR", "SLURM", "OMPI"))})
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "--distributed could not start" in proc.stderr and "JAX_COORDINATOR_ADDRESS" in proc.stderr
