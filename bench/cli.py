@@ -174,7 +174,7 @@ def _perf(args: argparse.Namespace) -> int:
     print(f"{jax.default_backend()} ({device.device_kind}); measured float32 matmul peak {peak:,.0f} GFLOP/s")
     for name, rows in table.groupby("workload", sort=False):
         print(f"\n{perf.WORKLOADS[name].name}, {perf.WORKLOADS[name].n_examples} examples per epoch")
-        print(rows.drop(columns="workload").to_markdown(index=False, tablefmt="simple", floatfmt=".3g"))
+        print(rows.drop(columns="workload").to_markdown(index=False, tablefmt="simple", floatfmt=".3g", disable_numparse=True))
     return 0
 
 

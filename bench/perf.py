@@ -5,9 +5,13 @@ Three ways to train ``n_models`` runs for one epoch, on the same data and model:
 * ``loop``: a Python loop over minibatches calling a jitted step, seed after seed
   (what a Keras or PyTorch script does);
 * ``scan``: one jitted ``lax.scan`` over the epoch per seed, seed after seed;
-* ``vmap``: the suite's program (``bench.train.make_train_epoch``), all seeds at once.
+* ``vmap``: the suite's program (``bench.train.make_train_epoch``): runs laid out
+  as the suite lays them out, ``8 initializers x n/8 seeds`` (the initializers of a
+  seed share its minibatches), trained in chunks of seeds chosen by
+  ``bench.memory.plan`` (or ``chunk``), one compiled program for every chunk.
 
-Each returns every run's final parameters (so the three can be checked to agree) and
+Each returns every run's final parameters (so the three can be checked to agree: the
+vmapped one per chunk, split by :meth:`Chunked.runs`) and
 is timed after a warm-up call (compilation excluded) and reported as seed-epochs
 per second and achieved GFLOP/s, counting ``6 x params x batch`` FLOPs per step
 (forward 2, backward 4), next to the machine's measured float32 matmul peak.
@@ -28,7 +32,7 @@ import optax
 import pandas as pd
 
 import initjax
-from bench import models
+from bench import memory, models
 from bench.train import OPTIMIZERS, epoch_order, loss_and_accuracy, make_train_epoch, run_keys
 
 
@@ -41,6 +45,8 @@ class Workload:
       n_features, n_classes, hidden: the MLP.
       optimizer, lr, batch_size: training.
       n_examples: examples per timed epoch (random data; timing does not depend on values).
+      max_sequential: largest model count the sequential variants are timed at
+        (their rate per model does not depend on the count; MNIST's are slow).
     """
 
     name: str
@@ -51,11 +57,12 @@ class Workload:
     lr: float
     batch_size: int
     n_examples: int
+    max_sequential: int = 256
 
 
 WORKLOADS = {
     "synthetic": Workload("synthetic MLP 20-64-64-1, Adam, batch 32", 20, 2, (64, 64), "adam", 1e-3, 32, 800),
-    "mnist": Workload("MNIST MLP 784-300-100-10, SGD, batch 32", 784, 10, (300, 100), "sgd", 0.01, 32, 2048),
+    "mnist": Workload("MNIST MLP 784-300-100-10, SGD, batch 32", 784, 10, (300, 100), "sgd", 0.01, 32, 2048, 32),
 }
 
 
@@ -66,16 +73,25 @@ class Setup:
     workload: Workload
     model: object
     optimizer: optax.GradientTransformation
-    params: dict  # leaves (1, n_models, ...)
+    params: dict  # leaves (n_inits, n_seeds, ...)
     opt_state: dict
-    data_keys: jax.Array
+    data_keys: jax.Array  # (n_seeds,)
     x: jax.Array
     y: jax.Array
     n_params: int
 
     @property
+    def n_inits(self) -> int:
+        return int(jax.tree.leaves(self.params)[0].shape[0])
+
+    @property
     def n_models(self) -> int:
-        return int(self.data_keys.shape[0])
+        return self.n_inits * int(self.data_keys.shape[0])
+
+    def run_state(self, i: int):
+        """Parameters and optimizer state of run ``i`` (initializer-major), unbatched."""
+        n_seeds = int(self.data_keys.shape[0])
+        return jax.tree.map(lambda p: p[i // n_seeds, i % n_seeds], (self.params, self.opt_state))
 
     @property
     def flops_per_epoch(self) -> float:
@@ -84,15 +100,21 @@ class Setup:
 
 
 def setup(workload: Workload, n_models: int, init: str = "he_normal") -> Setup:
-    """Random data and ``n_models`` initialized runs of ``workload``."""
+    """Random data and ``n_models`` initialized runs of ``workload``.
+
+    ``n_models`` a multiple of 8 is laid out as 8 initializers x ``n_models / 8``
+    seeds (all starting from ``init``: values do not change the timing), any
+    other count as 1 x ``n_models``.
+    """
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(workload.n_examples, workload.n_features)).astype(np.float32))
     y = jnp.asarray(rng.integers(0, workload.n_classes, workload.n_examples).astype(np.int32))
     model = models.mlp_for(workload.n_features, workload.n_classes, workload.hidden).clone(kernel_init=initjax.get(init))
     optimizer = OPTIMIZERS[workload.optimizer](workload.lr)
-    init_keys, data_keys = run_keys(0, "perf", list(range(n_models)))
+    n_inits = 8 if n_models % 8 == 0 else 1
+    init_keys, data_keys = run_keys(0, "perf", list(range(n_models // n_inits)))
     params = jax.vmap(lambda k: model.init(k, x[:1])["params"])(init_keys)
-    params = jax.tree.map(lambda p: p[None], params)
+    params = jax.tree.map(lambda p: jnp.repeat(p[None], n_inits, axis=0), params)
     opt_state = jax.vmap(jax.vmap(optimizer.init))(params)
     n_params = sum(p[0, 0].size for p in jax.tree.leaves(params))
     return Setup(workload, model, optimizer, params, opt_state, data_keys, x, y, n_params)
@@ -114,15 +136,16 @@ def _orders(s: Setup, epoch: int = 1) -> np.ndarray:
     """Minibatch indices of every seed, `(n_models, steps, batch)`; the last batch is dropped if partial."""
     n, b = s.workload.n_examples, s.workload.batch_size
     steps = n // b
-    orders = jax.vmap(lambda k: epoch_order(k, epoch, n, n))(s.data_keys)
-    return np.asarray(orders)[:, : steps * b].reshape(s.n_models, steps, b)
+    orders = np.asarray(jax.vmap(lambda k: epoch_order(k, epoch, n, n))(s.data_keys))
+    orders = np.tile(orders, (s.n_inits, 1))  # run i = (init i // n_seeds, seed i % n_seeds)
+    return orders[:, : steps * b].reshape(s.n_models, steps, b)
 
 
 def loop_variant(s: Setup) -> Callable[[], list]:
     """(a) A Python loop over minibatches calling a jitted step, seed after seed."""
     step = jax.jit(_single_step(s))
     orders = _orders(s)
-    singles = [jax.tree.map(lambda p, i=i: p[0, i], (s.params, s.opt_state)) for i in range(s.n_models)]
+    singles = [s.run_state(i) for i in range(s.n_models)]
 
     def run():
         finals = []
@@ -148,7 +171,7 @@ def scan_variant(s: Setup) -> Callable[[], list]:
         return jax.lax.scan(body, (params, opt_state), order)
 
     orders = jnp.asarray(_orders(s))
-    singles = [jax.tree.map(lambda p, i=i: p[0, i], (s.params, s.opt_state)) for i in range(s.n_models)]
+    singles = [s.run_state(i) for i in range(s.n_models)]
 
     def run():
         return [jax.block_until_ready(epoch(params, opt_state, orders[i], s.x, s.y)[0][0])
@@ -157,16 +180,38 @@ def scan_variant(s: Setup) -> Callable[[], list]:
     return run
 
 
-def vmap_variant(s: Setup) -> Callable[[], list]:
-    """(c) The suite's program: every seed in one vmapped, scanned epoch."""
+def vmap_variant(s: Setup, chunk: int | None = None) -> Callable[[], list]:
+    """(c) The suite's program: the runs in chunks of seeds, each chunk one vmapped, scanned epoch."""
+    n_seeds = int(s.data_keys.shape[0])
+    fp = memory.footprint(s.model, (s.workload.n_features,), s.optimizer, s.workload.batch_size, 2048)
+    plan = memory.plan(fp, s.n_inits, n_seeds, resident=0, budget=2**62, on_cpu=jax.default_backend() == "cpu",
+                       chunk=chunk)
+    groups = [jnp.asarray(g) for g in plan.seed_groups(list(range(n_seeds)))]
+    chunks = [(*jax.tree.map(lambda p, g=g: p[:, g], (s.params, s.opt_state)), s.data_keys[g]) for g in groups]
     train_epoch = jax.jit(make_train_epoch(s.model, s.optimizer, s.workload.batch_size))
     epoch = jnp.asarray(1, jnp.int32)
+    keep = np.concatenate(memory.real_seeds(plan.seed_groups(list(range(n_seeds)))))
 
     def run():
-        params = jax.block_until_ready(train_epoch(s.params, s.opt_state, s.data_keys, epoch, s.x, s.y)[0])
-        return [jax.tree.map(lambda p, i=i: p[0, i], params) for i in range(s.n_models)]
+        finals = [jax.block_until_ready(train_epoch(params, opt_state, keys, epoch, s.x, s.y)[0])
+                  for params, opt_state, keys in chunks]
+        return Chunked(finals, keep, s.n_models)
 
     return run
+
+
+@dataclasses.dataclass
+class Chunked:
+    """Final parameters of the vmapped variant, per chunk; :meth:`runs` splits them (outside the timing)."""
+
+    finals: list
+    keep: np.ndarray
+    n_models: int
+
+    def runs(self) -> list:
+        params = jax.tree.map(lambda *leaves: np.concatenate(leaves, axis=1)[:, self.keep], *self.finals)
+        n_seeds = int(self.keep.sum())
+        return [jax.tree.map(lambda p, i=i: p[i // n_seeds, i % n_seeds], params) for i in range(self.n_models)]
 
 
 VARIANTS = {"loop": loop_variant, "scan": scan_variant, "vmap": vmap_variant}
@@ -187,9 +232,9 @@ def _seconds(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def measure(workloads=("synthetic", "mnist"), sizes=(1, 8, 32, 128), variants=tuple(VARIANTS), repeats: int = 3,
-            max_sequential: int = 32) -> pd.DataFrame:
-    """Times every (workload, n_models, variant); sequential variants above ``max_sequential`` models are skipped.
+def measure(workloads=("synthetic", "mnist"), sizes=(1, 8, 32, 128, 256), variants=tuple(VARIANTS),
+            repeats: int = 3) -> pd.DataFrame:
+    """Times every (workload, n_models, variant); sequential variants above the workload's ``max_sequential`` are skipped.
 
     Returns:
       One row per measurement: ``workload, models, variant, seconds`` (best of
@@ -200,11 +245,41 @@ def measure(workloads=("synthetic", "mnist"), sizes=(1, 8, 32, 128), variants=tu
         for n_models in sizes:
             s = setup(WORKLOADS[name], n_models)
             for variant in variants:
-                if variant != "vmap" and n_models > max_sequential:
+                if variant != "vmap" and n_models > WORKLOADS[name].max_sequential:
                     continue
                 run = VARIANTS[variant](s)
                 run()  # compile and warm up
                 seconds = min(_seconds(run) for _ in range(repeats))
-                rows.append({"workload": name, "models": n_models, "variant": variant, "seconds": seconds,
+                rows.append({"workload": name, "models": n_models, "layout": f"{s.n_inits} x {s.n_models // s.n_inits}",
+                             "variant": variant, "seconds": seconds,
                              "seed_epochs_per_s": n_models / seconds, "gflops": s.flops_per_epoch / seconds / 1e9})
     return pd.DataFrame(rows)
+
+
+def mnist_mlp_peak_rss(n_seeds: int = 128, n_train: int = 2048, n_test: int = 512) -> dict:
+    """Trains 8 initializers x ``n_seeds`` MNIST-shaped MLPs for one epoch and reports memory.
+
+    Run it in a fresh process (``python -c "from bench import perf; print(perf.mnist_mlp_peak_rss())"``):
+    the peak resident size is the process's. Data are random MNIST-shaped arrays
+    (memory does not depend on the values; the example count only sets the time).
+
+    Returns:
+      ``peak_rss_bytes``, ``estimated_peak_bytes``, ``models_per_chunk``, ``n_chunks``, ``train_s``.
+    """
+    from bench.datasets import Dataset
+    from bench.train import TrainConfig, train_task
+
+    rng = np.random.default_rng(0)
+    data = Dataset("mnist-shaped", rng.random((n_train, 28, 28, 1), np.float32), rng.integers(0, 10, n_train, np.int32),
+                   rng.random((n_test, 28, 28, 1), np.float32), rng.integers(0, 10, n_test, np.int32), 10,
+                   rng.random((n_test, 28, 28, 1), np.float32), rng.integers(0, 10, n_test, np.int32))
+    names = ["he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal", "lecun_uniform",
+             "orthogonal", "random_normal"]
+    model = models.mlp_for(784, 10, (300, 100))
+    result = train_task(data, model, {n: initjax.get(n) for n in names}, range(n_seeds),
+                        TrainConfig(optimizer="sgd", lr=0.01, batch_size=32, epochs=1), progress=False,
+                        keep_params=False)
+    return {"peak_rss_bytes": memory.peak_rss_bytes(), "estimated_peak_bytes": result.plan.estimate,
+            "models_per_chunk": result.plan.models_per_chunk, "n_chunks": result.plan.n_chunks,
+            "train_s": result.train_s}
+

@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench import compare, stats
-from bench.memory import format_bytes
 from bench.errors import UserError
+from bench.memory import format_bytes
 from bench.store import write_atomic
 
 FORMATS = ("md", "tex", "png", "pdf", "csv")

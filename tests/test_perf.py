@@ -7,13 +7,16 @@ import pytest
 from bench import perf
 
 
-@pytest.mark.parametrize("workload", ["synthetic", "mnist"])
-def test_loop_scan_and_vmap_give_the_same_runs(workload):
+@pytest.mark.parametrize(("workload", "n_models", "chunk"), [("synthetic", 3, None), ("mnist", 3, None),
+                                                             ("synthetic", 24, 2)])
+def test_loop_scan_and_vmap_give_the_same_runs(workload, n_models, chunk):
+    """24 models = 8 initializers x 3 seeds in chunks of 2 seeds: the last chunk is padded."""
     w = perf.WORKLOADS[workload]
     small = perf.Workload(w.name, w.n_features, w.n_classes, w.hidden, w.optimizer, w.lr, w.batch_size, 8 * w.batch_size)
-    s = perf.setup(small, n_models=3)
-    results = {name: variant(s)() for name, variant in perf.VARIANTS.items()}
-    for i in range(3):
+    s = perf.setup(small, n_models=n_models)
+    results = {"loop": perf.loop_variant(s)(), "scan": perf.scan_variant(s)(), "vmap": perf.vmap_variant(s, chunk)().runs()}
+    assert len(results["vmap"]) == n_models
+    for i in range(n_models):
         for other in ("loop", "scan"):
             for a, b in zip(jax.tree.leaves(results["vmap"][i]), jax.tree.leaves(results[other][i])):
                 np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
