@@ -20,9 +20,9 @@ from bench.train import (
 )
 
 
-def _train(dataset, names, seeds, config, model=None):
+def _train(dataset, names, seeds, config, model=None, chunk=None):
     model = model or models.mlp_for(dataset.n_features, dataset.n_classes, (16, 16))
-    return train_task(dataset, model, {n: initjax.get(n) for n in names}, seeds, config, progress=False)
+    return train_task(dataset, model, {n: initjax.get(n) for n in names}, seeds, config, progress=False, chunk=chunk)
 
 
 @pytest.fixture(scope="module")
@@ -153,11 +153,14 @@ def _count_compiles(fn) -> int:
     return len(events)
 
 
-def test_compilations_do_not_grow_with_epochs(digits):
-    """Epochs reuse the compiled programs: 1 epoch and 4 epochs compile the same number of times."""
-    def run(epochs, lr):  # a new learning rate makes every program new (nothing cached from before)
-        return lambda: _train(digits, ["he_normal", "lecun_normal"], [0, 1], TrainConfig("sgd", lr, 64, epochs))
+def test_compilations_do_not_grow_with_epochs_or_chunks(digits):
+    """Epochs and chunks reuse the compiled programs: 1 epoch, 4 epochs, 3 chunks compile as often."""
+    def run(epochs, lr, chunk=None):  # a new learning rate makes every program new (nothing cached from before)
+        return lambda: _train(digits, ["he_normal", "lecun_normal"], [0, 1, 2], TrainConfig("sgd", lr, 64, epochs),
+                              chunk=chunk)
 
     run(1, 0.0111)()  # compiles the small eager helpers once
+    run(1, 0.0112, chunk=1)()
     one, four = _count_compiles(run(1, 0.0123)), _count_compiles(run(4, 0.0234))
-    assert one == four == 4, (one, four)  # initialization, the training epoch, evaluation of train and test
+    chunked = _count_compiles(run(4, 0.0345, chunk=1))
+    assert one == four == chunked == 4, (one, four, chunked)  # initialization, training epoch, 2 evaluations
