@@ -11,7 +11,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from bench.errors import UserError
+from bench.errors import Interrupted, UserError
 from bench.report import FORMATS
 
 
@@ -66,13 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=_int)
     run.add_argument("--experiment-seed", type=_int, help="root of all random keys (default 0)")
     run.add_argument("--out", help="report folder (default: reports/<preset>)")
-    run.add_argument("--smoke", action="store_true", help="tiny form: 2 seeds, 1 epoch, 512 training examples")
+    run.add_argument("--smoke", action="store_true", help="tiny form: 2 seeds, 1 epoch, 512 training examples (explicit options still apply)")
     run.add_argument("--data-dir", help="folder of dataset files or tfds data_dir (default $INITJAX_DATA_DIR, else data/)")
     run.add_argument("--download", action="store_true", help="let tfds download and prepare missing datasets (needs the tf extra)")
     run.add_argument("--baseline", help="initializer the others are tested against (default: the best by mean)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--chunk", type=_int, help="seeds trained at once, with every initializer (default: from memory)")
     run.add_argument("--max-memory", help="memory budget, e.g. 4G (default: 80%% of the memory available)")
+    run.add_argument("--fresh", action="store_true", help="forget finished chunks of this experiment and start over")
+    run.add_argument("--checkpoint-every", type=_float, default=60.0,
+                     help="seconds between checkpoints of a chunk in progress (default 60; 0: every epoch)")
     run.add_argument("--distributed", action="store_true",
                      help="one process per host: jax.distributed.initialize() from the environment; process 0 writes")
     rep = commands.add_parser("report", help="re-render the report of a finished run, without training")
@@ -106,8 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"bench: error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as interrupted:
+        print(f"bench: {interrupted}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("bench: interrupted; nothing was written for the unfinished run", file=sys.stderr)
+        print("bench: interrupted before training started; nothing to resume", file=sys.stderr)
         return 130
 
 
@@ -118,17 +124,21 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.distributed:
         devices.initialize_distributed()
     max_memory = None if args.max_memory is None else memory.parse_bytes(args.max_memory)
-    experiment = presets.get(args.preset).override(
+    if not args.checkpoint_every >= 0:
+        raise UserError(f"--checkpoint-every must be >= 0 seconds, got {args.checkpoint_every}")
+    experiment = presets.get(args.preset)
+    if args.smoke:  # first, so that explicit options (--epochs 3 --smoke) still apply
+        experiment = presets.smoke(experiment)
+    experiment = experiment.override(
         seeds=args.seeds, initializers=args.initializers, datasets=args.datasets, epochs=args.epochs,
         lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size, seed=args.experiment_seed,
     )
-    if args.smoke:
-        experiment = presets.smoke(experiment)
     out = args.out or f"reports/{experiment.name}"
     command = shlex.join(["python", "-m", "bench", *argv])
     outcome = run_experiment(
         experiment, out, progress=not args.no_progress, command=command, baseline=args.baseline,
         data_dir=args.data_dir, download=args.download, chunk=args.chunk, max_memory=max_memory,
+        fresh=args.fresh, checkpoint_every=args.checkpoint_every,
     )
     if not devices.is_main_process():
         return 0

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +79,15 @@ class Dataset:
             out["val"] = (self.x_val, self.y_val)
         out["test"] = (self.x_test, self.y_test)
         return out
+
+    def fingerprint(self) -> str:
+        """BLAKE2b of every split's shape, dtype and bytes: equal data, equal fingerprint."""
+        digest = hashlib.blake2b(digest_size=16)
+        for split, (x, y) in self.splits().items():
+            for array in (x, y):
+                digest.update(f"{split}:{array.shape}:{array.dtype}".encode())
+                digest.update(np.ascontiguousarray(array).data)
+        return digest.hexdigest()
 
     def subset(self, n_train: int, n_test: int) -> Dataset:
         """The first examples of each split (validation gets ``n_test``), for smoke runs."""

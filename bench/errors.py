@@ -13,6 +13,10 @@ class UserError(Exception):
     """
 
 
+class Interrupted(Exception):
+    """Ctrl-C during a run: the message says what was saved and how to resume (exit status 130)."""
+
+
 def unknown(kind: str, name: str, known: Iterable[str]) -> UserError:
     """``unknown dataset 'digts'; did you mean digits? known: synthetic, digits``."""
     known = list(known)

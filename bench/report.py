@@ -241,16 +241,23 @@ def _rate(value: float) -> str:
 
 def _throughput(info: dict) -> str:
     """'128 runs; compile 1.9 s, training and evaluation 1743 s (0.73 seed-epochs/s, ...)'."""
-    text = (f"{info['runs']} runs; compile {info['compile_s']:.1f} s, training and evaluation {info['train_s']:.1f} s "
-            f"({_rate(info['seed_epochs_per_s'])} seed-epochs/s")
-    if "train_gflops" in info:
-        text += (f", {info['train_examples_per_s']:,.0f} training examples/s, "
-                 f"{info['train_gflops']:.3g} GFLOP/s of training at 6 x {info['n_params']:,} params per example")
-    text += ")."
+    text = f"{info['runs']} runs; compile {info['compile_s']:.1f} s, training and evaluation {info['train_s']:.1f} s"
+    if "seed_epochs_per_s" in info:
+        text += f" ({_rate(info['seed_epochs_per_s'])} seed-epochs/s"
+        if "train_gflops" in info:
+            text += (f", {info['train_examples_per_s']:,.0f} training examples/s, "
+                     f"{info['train_gflops']:.3g} GFLOP/s of training at 6 x {info['n_params']:,} params per example")
+        text += ")"
+    text += "."
+    if info.get("chunks_loaded") or info.get("chunks_resumed"):
+        text += (f" Resumed: {info['chunks_loaded']} finished chunk(s) loaded from an earlier run of the same "
+                 f"experiment and {info['chunks_resumed']} continued from its checkpoint (rates cover what this run "
+                 "trained).")
     if "chunks" in info:
         text += (f" {info['chunks']} chunk(s) of {info['models_per_chunk']} models ({info['chunk_reason']}); "
-                 f"estimated peak memory {format_bytes(info['estimated_peak_bytes'])}, "
-                 f"XLA's training program {format_bytes(info['program_bytes'])}.")
+                 f"estimated peak memory {format_bytes(info['estimated_peak_bytes'])}"
+                 + (f", XLA's training program {format_bytes(info['program_bytes'])}" if info["program_bytes"] else "")
+                 + ".")
     return text
 
 

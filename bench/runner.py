@@ -15,8 +15,8 @@ import jax
 import pandas as pd
 
 import initjax
-from bench import datasets, devices, memory, models, presets, report, stats
-from bench.errors import UserError
+from bench import datasets, devices, memory, models, presets, report, resume, stats
+from bench.errors import Interrupted, UserError
 from bench.presets import Experiment
 from bench.store import ensure_writable
 from bench.train import train_task
@@ -49,18 +49,24 @@ def run_experiment(
     download: bool = False,
     chunk: int | None = None,
     max_memory: int | None = None,
+    fresh: bool = False,
+    checkpoint_every: float = 60.0,
 ) -> Outcome:
     """Trains every task of ``experiment``, analyses the runs and writes the report to ``out`` (if given).
 
     ``data_dir`` and ``download`` say where image datasets are found (see
     ``bench.datasets``); ``chunk`` (seeds per chunk) and ``max_memory`` (bytes)
-    override the chunk plan (see ``bench.memory``). With several JAX processes
+    override the chunk plan (see ``bench.memory``). With ``out``, finished chunks
+    and checkpoints (every ``checkpoint_every`` seconds) are kept under
+    ``out/progress`` and a rerun of the same experiment resumes from them
+    (``bench.resume``); ``fresh`` forgets them first. With several JAX processes
     (``--distributed``) every process trains its chunks and only process 0
     writes files.
 
     Raises:
       UserError: invalid experiment, baseline or unwritable ``out``, before any
         training; missing data.
+      Interrupted: Ctrl-C; the message says what is saved and how to resume.
     """
     start = time.perf_counter()
     initializers = presets.validate(experiment)
@@ -71,8 +77,8 @@ def run_experiment(
             raise UserError(str(error)) from None
         if baseline not in initializers:
             raise UserError(f"--baseline {baseline!r} is not among the initializers {list(initializers)}")
-    if out is not None and devices.is_main_process():
-        ensure_writable(out)
+    if out is not None:
+        ensure_writable(out)  # every process keeps its finished chunks there
     seeds = list(range(experiment.seeds))
     frames, tasks = [], {}
     for task in experiment.tasks:
@@ -81,12 +87,22 @@ def run_experiment(
             data = data.subset(*task.subset)
         model = models.build(task.model, data.input_shape, data.n_classes, task.hidden, task.activation)
         name = models.describe(model, data.input_shape)
-        result = train_task(data, model, initializers, seeds, experiment.train, experiment.seed,
-                            progress and devices.is_main_process(), chunk, max_memory, keep_params=False)
+        store = None
+        if out is not None:
+            key = {**resume.environment_key(), "experiment": _numbers_config(experiment),
+                   "task": dataclasses.asdict(task), "data": data.fingerprint()}
+            if fresh:
+                resume.remove(Path(out) / "progress", task.dataset, key)
+            store = resume.TaskStore(Path(out) / "progress", task.dataset, key, checkpoint_every)
+        try:
+            result = train_task(data, model, initializers, seeds, experiment.train, experiment.seed,
+                                progress and devices.is_main_process(), chunk, max_memory, keep_params=False,
+                                store=store)
+        except KeyboardInterrupt:
+            raise Interrupted(_interrupted(store)) from None
         frames.append(result.frame.assign(experiment=experiment.name, dataset=task.dataset, model=name))
         runs = len(initializers) * len(seeds)
         n_params, plan = result.n_params, result.plan
-        examples = runs * experiment.train.epochs * len(data.x_train)
         tasks[task.dataset] = {
             "model": name,
             "data": f"{data.source}; {len(data.x_train):,} train"
@@ -96,16 +112,15 @@ def run_experiment(
             "init_s": result.init_s,
             "compile_s": result.compile_s,
             "train_s": result.train_s,
-            "seed_epochs_per_s": runs * experiment.train.epochs / result.train_s,
             "n_params": int(n_params),
-            "train_examples_per_s": examples / result.train_s,
-            # 6 x params FLOPs per training example (forward 2, backward 4); evaluation not counted
-            "train_gflops": 6 * n_params * examples / result.train_s / 1e9,
+            **_rates(result.trained_seed_epochs, len(data.x_train), n_params, result.train_s),
             "chunks": plan.n_chunks,
             "models_per_chunk": plan.models_per_chunk,
             "chunk_reason": plan.reason,
             "estimated_peak_bytes": plan.estimate,
             "program_bytes": result.program_bytes,
+            "chunks_loaded": len(store.loaded) if store else 0,
+            "chunks_resumed": len(store.resumed) if store else 0,
         }
     results = _column_order(pd.concat(frames, ignore_index=True))
     meta = {
@@ -169,6 +184,35 @@ def run(
         optimizer=optimizer, batch_size=batch_size,
     )
     return run_experiment(experiment, out, progress).results
+
+
+def _rates(seed_epochs: int, n_train: int, n_params: int, seconds: float) -> dict:
+    """Throughput of what this call trained (nothing when every chunk was loaded from a previous run)."""
+    if seed_epochs == 0 or seconds <= 0:
+        return {}
+    examples = seed_epochs * n_train
+    return {
+        "seed_epochs_per_s": seed_epochs / seconds,
+        "train_examples_per_s": examples / seconds,
+        # 6 x params FLOPs per training example (forward 2, backward 4); evaluation not counted
+        "train_gflops": 6 * n_params * examples / seconds / 1e9,
+    }
+
+
+def _numbers_config(experiment: Experiment) -> dict:
+    """The experiment's fields that the numbers depend on (not its name or description)."""
+    config = dataclasses.asdict(experiment)
+    config.pop("name"), config.pop("description")
+    return config
+
+
+def _interrupted(store) -> str:
+    if store is None:
+        return "interrupted; nothing was saved (no output folder)"
+    finished = len(list(store.folder.glob("chunk-*[0-9].npz")))
+    checkpoints = len(list(store.folder.glob("chunk-*.checkpoint.npz")))
+    return (f"interrupted; {finished} finished chunk(s) and {checkpoints} checkpoint(s) of the current task are saved "
+            f"in {store.folder}: rerun the same command to resume (add --fresh to start over)")
 
 
 def _column_order(results: pd.DataFrame) -> pd.DataFrame:

@@ -33,7 +33,7 @@ import numpy as np
 import optax
 import pandas as pd
 
-from bench import devices, memory
+from bench import devices, memory, resume
 from bench.datasets import Dataset
 from bench.errors import UserError, unknown
 
@@ -91,6 +91,8 @@ class TaskResult:
       train_s: seconds spent training and evaluating, compilation excluded.
       program_bytes: memory XLA reserves for one chunk's training epoch
         (arguments + outputs + temporaries - donated aliases).
+      trained_seed_epochs: run-epochs trained by this call (fewer than runs x
+        epochs when chunks were loaded or resumed from a store; padding not counted).
     """
 
     frame: pd.DataFrame
@@ -101,6 +103,7 @@ class TaskResult:
     compile_s: float
     train_s: float
     program_bytes: int
+    trained_seed_epochs: int
 
 
 def loss_and_accuracy(logits: jnp.ndarray, labels: jnp.ndarray, output_activation: str):
@@ -303,8 +306,15 @@ def _plan(fp: memory.Footprint, mesh, n_inits: int, n_seeds: int, data_bytes: in
         resident = data_bytes
         limit = memory.device_memory_bytes(device)
         budget = max_memory or int(0.8 * limit * mesh.size) if limit else max_memory or 2**62
-    return memory.plan(fp, n_inits, n_seeds, resident, budget, device.platform == "cpu", n_devices=mesh.size,
-                       n_processes=jax.process_count(), chunk=chunk)
+    def plan(chunk):
+        return memory.plan(fp, n_inits, n_seeds, resident, budget, device.platform == "cpu", n_devices=mesh.size,
+                           n_processes=jax.process_count(), chunk=chunk)
+
+    mine = plan(chunk)
+    if jax.process_count() == 1:
+        return mine
+    agreed = int(devices.gather(np.array([mine.seeds_per_chunk], np.int32)).min())  # hosts may differ in memory
+    return mine if agreed == mine.seeds_per_chunk else dataclasses.replace(plan(agreed), reason=mine.reason)
 
 
 def _records(sums: np.ndarray, finite: np.ndarray, splits: list[str], split_sizes: np.ndarray) -> list[dict]:
@@ -341,6 +351,7 @@ def train_task(
     chunk: int | None = None,
     max_memory: int | None = None,
     keep_params: bool = True,
+    store: resume.TaskStore | None = None,
 ) -> TaskResult:
     """Trains every initializer x seed on ``dataset``, chunk after chunk of seeds.
 
@@ -361,7 +372,11 @@ def train_task(
       progress: show a progress bar on stderr.
       chunk: seeds per chunk (None: chosen from the memory estimate).
       max_memory: memory budget in bytes (None: 80% of what is available).
-      keep_params: return the final parameters (held on the host).
+      keep_params: return the final parameters (held on the host; not with a
+        ``store``, which may hold finished chunks as records only).
+      store: where finished chunks and checkpoints are kept; chunks found there
+        are not trained again, a checkpointed chunk continues from its epoch, and
+        the stored chunk plan is reused (:mod:`bench.resume`).
 
     Returns:
       A :class:`TaskResult`. Runs whose loss became NaN or inf are marked
@@ -383,6 +398,8 @@ def train_task(
     fp = memory.footprint(model, dataset.input_shape, optimizer, config.batch_size, config.eval_batch_size)
     plan = _plan(fp, mesh, len(names), len(seeds), memory.tree_bytes((x_train, y_train, eval_splits)), chunk,
                  max_memory, keep_params)
+    if store is not None:
+        plan, keep_params = store.plan(plan), False
     groups = plan.seed_groups(seeds)
     mine = devices.my_chunks(plan.n_chunks)
 
@@ -392,6 +409,8 @@ def train_task(
 
     epoch_arg = jnp.asarray(1, jnp.int32)
     init_s = compile_s = train_s = 0.0
+    trained = 0
+    real = memory.real_seeds(groups)
     programs = None
     sums = np.zeros((len(mine), config.epochs + 1, len(splits), 2, len(names), plan.seeds_per_chunk), np.float32)
     finite = np.ones((len(mine), config.epochs + 1, len(names), plan.seeds_per_chunk), np.float32)
@@ -399,6 +418,11 @@ def train_task(
     bar = tqdm(total=len(mine) * config.epochs, disable=not progress,
                desc=f"{dataset.name} ({len(names) * len(seeds)} runs, {len(mine)} chunk(s) of {plan.models_per_chunk})")
     for i, c in enumerate(mine):
+        done = store.finished(c) if store is not None else None
+        if done is not None:
+            sums[i], finite[i] = done
+            bar.update(config.epochs)
+            continue
         init_keys, data_keys = jax.device_put(run_keys(experiment_seed, dataset.name, groups[c]), key_sharding)
         start = time.perf_counter()
         if programs is None:
@@ -410,19 +434,32 @@ def train_task(
                                                                      y_train), eval_splits, model_sharding)
             compile_s = programs.compile_s
         start = time.perf_counter()
-        sums[i, 0] = programs.evaluate_all(params, eval_splits)
-        for epoch in range(1, config.epochs + 1):
+        saved = store.checkpoint(c) if store is not None else None
+        if saved is not None:
+            params, opt_state = jax.device_put((jax.tree.unflatten(jax.tree.structure(params), saved.params),
+                                                jax.tree.unflatten(jax.tree.structure(opt_state), saved.opt_state)),
+                                               model_sharding)
+            sums[i], finite[i] = saved.sums, saved.finite
+            bar.update(saved.epoch)
+        else:
+            sums[i, 0] = programs.evaluate_all(params, eval_splits)
+        for epoch in range(1 if saved is None else saved.epoch + 1, config.epochs + 1):
             params, opt_state, ok = programs.train_epoch(params, opt_state, data_keys, jnp.asarray(epoch, jnp.int32),
                                                          x_train, y_train)
             finite[i, epoch] = np.asarray(ok)
             sums[i, epoch] = programs.evaluate_all(params, eval_splits)
+            trained += len(names) * sum(real[c])
             bar.update()
+            if store is not None and epoch < config.epochs and store.due():
+                store.save_checkpoint(c, epoch, params, opt_state, sums[i], finite[i])
         train_s += time.perf_counter() - start
+        if store is not None:
+            store.save_finished(c, sums[i], finite[i])
         if keep_params:
             finals.append(jax.tree.map(np.asarray, params))
     bar.close()
     sums, finite = devices.gather(sums), devices.gather(finite)
-    real = memory.real_seeds(groups)
+    trained = int(devices.gather(np.array([trained], np.int32)).sum())  # over all processes
     keep = np.concatenate(real)
     sums = np.concatenate(list(sums), axis=-1)[..., keep]  # (epochs + 1, splits, 2, inits, seeds)
     finite = np.concatenate(list(finite), axis=-1)[..., keep] > 0  # (epochs + 1, inits, seeds)
@@ -432,7 +469,8 @@ def train_task(
     n_params = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(
         jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *dataset.input_shape)))["params"])))
     frame = _tidy(_records(sums, finite, list(splits), split_sizes), names, seeds)
-    return TaskResult(frame, params, n_params, plan, init_s, compile_s, train_s, programs.train_bytes if programs else 0)
+    return TaskResult(frame, params, n_params, plan, init_s, compile_s, train_s,
+                      programs.train_bytes if programs else 0, trained)
 
 
 def _tidy(records: list[dict], names: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:

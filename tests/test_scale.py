@@ -187,7 +187,7 @@ def test_four_devices_give_the_one_device_results(one_device_run, tmp_path):
 
 
 def test_two_processes_give_the_one_process_results(one_device_run, tmp_path):
-    """Two processes over loopback (jax.distributed, gloo): each trains its chunks, process 0 writes."""
+    """Two processes over loopback (jax.distributed, gloo): each trains and keeps its chunks, process 0 reports."""
     port = _free_port()
     procs = [
         _bench("run", "default", "--smoke", "--seeds", "4", "--distributed", "--no-progress",
@@ -198,7 +198,9 @@ def test_two_processes_give_the_one_process_results(one_device_run, tmp_path):
     ]
     for proc in procs:
         _finish(proc)
-    assert not (tmp_path / "p1").exists()
+    assert not (tmp_path / "p1" / "results.csv").exists() and not (tmp_path / "p1" / "report.md").exists()
+    assert sorted(p.name for p in (tmp_path / "p1").rglob("chunk-*.npz")) == ["chunk-0001.npz"] * 2  # its chunks
+    assert sorted(p.name for p in (tmp_path / "p0").rglob("chunk-*.npz")) == ["chunk-0000.npz"] * 2
     assert '"processes": 2' in (tmp_path / "p0" / "run.json").read_text()
     _assert_same_results(_results(tmp_path / "p0"), one_device_run)
 

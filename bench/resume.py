@@ -1,0 +1,194 @@
+"""Finished work of a run, kept on disk so that an interrupted run resumes instead of restarting.
+
+A task's runs are trained chunk by chunk (``bench.memory``). Under
+``<out>/progress/<dataset>-<key>/`` the store keeps:
+
+* ``manifest.json``: the config the key was computed from and the chunk plan. A
+  resumed run reuses the stored plan, because the same seeds in other chunks give
+  numbers that differ in the last bits, and a resumed run must equal an
+  uninterrupted one exactly;
+* ``chunk-0003.npz``: the records of a finished chunk (evaluation sums of every
+  epoch, which epochs trained without NaN/inf);
+* ``chunk-0003.checkpoint.npz``: a chunk in progress: its parameters, optimizer
+  state and records after the last saved epoch (saved at most every
+  ``checkpoint_every`` seconds; removed once the chunk is finished).
+
+Every file is written atomically (``bench.store.write_atomic``), so a kill at
+any moment leaves the previous state readable. The key hashes everything the
+numbers depend on: the experiment (initializers, seeds, training, task, seed),
+the data's fingerprint, initjax, jax and jaxlib versions, the backend and the
+device and process counts; a changed config gets a new key and never mixes with
+old results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from bench import memory
+from bench.errors import UserError
+from bench.store import write_atomic
+
+FORMAT_VERSION = 1
+
+
+def task_key(config: dict) -> str:
+    """16 hex digits of the SHA-256 of ``config`` as canonical JSON."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def environment_key() -> dict:
+    """What else the numbers depend on: versions, backend, devices, processes."""
+    import jaxlib
+
+    import initjax
+
+    return {
+        "format": FORMAT_VERSION, "initjax": initjax.__version__, "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__, "backend": jax.default_backend(), "local_devices": jax.local_device_count(),
+        "processes": jax.process_count(),
+    }
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A chunk stopped after ``epoch``: state to continue from and the records so far."""
+
+    epoch: int
+    params: list[np.ndarray]
+    opt_state: list[np.ndarray]
+    sums: np.ndarray
+    finite: np.ndarray
+
+
+class TaskStore:
+    """Finished chunks and checkpoints of one task under ``folder``.
+
+    Args:
+      root: the run's ``<out>/progress`` folder.
+      name: dataset name (readable part of the folder name).
+      config: everything the task's numbers depend on (hashed into the key).
+      checkpoint_every: seconds between checkpoints of a chunk in progress
+        (0: after every epoch).
+    """
+
+    def __init__(self, root: str | Path, name: str, config: dict, checkpoint_every: float = 60.0):
+        self.config = config
+        self.key = task_key(config)
+        self.folder = Path(root) / f"{name}-{self.key}"
+        self.checkpoint_every = checkpoint_every
+        self._last_save = time.monotonic()
+        self.loaded: list[int] = []  # chunks found finished
+        self.resumed: dict[int, int] = {}  # chunk -> epoch continued from
+        if jax.process_count() == 1:  # temp files of writes cut short by a kill (never read)
+            for stale in self.folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------ plan
+
+    def plan(self, proposed: memory.ChunkPlan) -> memory.ChunkPlan:
+        """The stored chunk plan if this task was started before, else ``proposed`` (then stored)."""
+        manifest = self.folder / "manifest.json"
+        if manifest.is_file():
+            stored = self._read_json(manifest)
+            plan = stored.get("plan") if isinstance(stored, dict) else None
+            if not isinstance(plan, dict):
+                raise UserError(f"{manifest} is damaged; delete {self.folder} or rerun with --fresh")
+            return dataclasses.replace(proposed, seeds_per_chunk=int(plan["seeds_per_chunk"]),
+                                       n_chunks=int(plan["n_chunks"]), reason=f"{plan['reason']}, resumed")
+        body = {"format": FORMAT_VERSION, "config": self.config,
+                "plan": {"seeds_per_chunk": proposed.seeds_per_chunk, "n_chunks": proposed.n_chunks,
+                         "reason": proposed.reason}}
+        write_atomic(manifest, json.dumps(body, indent=1, sort_keys=True, default=str))
+        return proposed
+
+    # ------------------------------------------------------------ finished chunks
+
+    def _chunk(self, chunk: int) -> Path:
+        return self.folder / f"chunk-{chunk:04d}.npz"
+
+    def _checkpoint(self, chunk: int) -> Path:
+        return self.folder / f"chunk-{chunk:04d}.checkpoint.npz"
+
+    def finished(self, chunk: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(sums, finite)`` of a finished chunk, or None."""
+        path = self._chunk(chunk)
+        if not path.is_file():
+            return None
+        arrays = self._read_npz(path)
+        self.loaded.append(chunk)
+        return arrays["sums"], arrays["finite"]
+
+    def save_finished(self, chunk: int, sums: np.ndarray, finite: np.ndarray) -> None:
+        """Records a finished chunk, then drops its checkpoint."""
+        _write_npz(self._chunk(chunk), sums=sums, finite=finite)
+        self._checkpoint(chunk).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------ checkpoints
+
+    def checkpoint(self, chunk: int) -> Checkpoint | None:
+        """The saved state of a chunk in progress, or None."""
+        path = self._checkpoint(chunk)
+        if not path.is_file():
+            return None
+        arrays = self._read_npz(path)
+        n_params = int(arrays["n_params"])
+        leaves = [arrays[f"leaf_{i}"] for i in range(int(arrays["n_leaves"]))]
+        self.resumed[chunk] = int(arrays["epoch"])
+        return Checkpoint(int(arrays["epoch"]), leaves[:n_params], leaves[n_params:], arrays["sums"],
+                          arrays["finite"])
+
+    def due(self) -> bool:
+        """Whether the chunk in progress should be checkpointed now."""
+        return time.monotonic() - self._last_save >= self.checkpoint_every
+
+    def save_checkpoint(self, chunk: int, epoch: int, params, opt_state, sums: np.ndarray,
+                        finite: np.ndarray) -> None:
+        """Saves the state after ``epoch`` (parameters and optimizer state as flat leaf lists)."""
+        p, o = jax.tree.leaves(params), jax.tree.leaves(opt_state)
+        leaves = {f"leaf_{i}": np.asarray(leaf) for i, leaf in enumerate(p + o)}
+        _write_npz(self._checkpoint(chunk), epoch=np.int64(epoch), n_params=np.int64(len(p)),
+                   n_leaves=np.int64(len(p) + len(o)), sums=sums, finite=finite, **leaves)
+        self._last_save = time.monotonic()
+
+    # ------------------------------------------------------------ reading
+
+    def _read_json(self, path: Path):
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            raise UserError(f"{path} is damaged; delete {self.folder} or rerun with --fresh") from None
+
+    def _read_npz(self, path: Path) -> dict[str, np.ndarray]:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            raise UserError(f"{path} is damaged; delete it (its chunk is retrained) or rerun with --fresh") from None
+        version = int(arrays.get("format", -1))
+        if version > FORMAT_VERSION or version < 1:
+            raise UserError(f"{path} has progress format {version}; this initjax reads <= {FORMAT_VERSION}: "
+                            "upgrade initjax or rerun with --fresh")
+        return arrays
+
+
+def _write_npz(path: Path, **arrays) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, format=np.int64(FORMAT_VERSION), **arrays)
+    write_atomic(path, buffer.getvalue())
+
+
+def remove(root: str | Path, name: str, config: dict) -> None:
+    """``--fresh``: forgets the finished work of this task's key."""
+    shutil.rmtree(Path(root) / f"{name}-{task_key(config)}", ignore_errors=True)

@@ -1,0 +1,158 @@
+"""Interrupted runs lose nothing: kills at several points, a full disk, Ctrl-C; reruns equal uninterrupted runs."""
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import resume, store
+from bench.errors import UserError
+from bench.presets import get, smoke
+from bench.runner import run_experiment
+
+REPO = Path(__file__).resolve().parents[1]
+# 2 tasks x 2 chunks of 1 seed x 8 initializers, 3 epochs, a checkpoint after every epoch
+ARGS = ["run", "default", "--smoke", "--epochs", "3", "--chunk", "1", "--checkpoint-every", "0", "--no-progress"]
+
+# Runs the CLI in a process that SIGKILLs itself at the `count`-th call of `target` ("before" or "after" it),
+# or raises KeyboardInterrupt there ("interrupt", as Ctrl-C does).
+KILLER = textwrap.dedent("""
+    import importlib, os, signal, sys
+    module, name, when, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    owner = importlib.import_module(module)
+    if "." in name:
+        cls, name = name.split(".")
+        owner = getattr(owner, cls)
+    real, calls = getattr(owner, name), [0]
+
+    def patched(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == count and when == "interrupt":
+            raise KeyboardInterrupt
+        if calls[0] == count and when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        out = real(*args, **kwargs)
+        if calls[0] == count and when == "after":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+
+    setattr(owner, name, patched)
+    from bench.cli import main
+    sys.exit(main(sys.argv[5:]))
+""")
+
+
+def _env():
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
+
+
+def _bench(out, *extra):
+    proc = subprocess.run([sys.executable, "-m", "bench", *ARGS, "--out", str(out), *extra], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def _killed(out, module, name, when, count):
+    proc = subprocess.run([sys.executable, "-c", KILLER, module, name, when, str(count), *ARGS, "--out", str(out)],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    expected = 130 if when == "interrupt" else -signal.SIGKILL
+    assert proc.returncode == expected, (proc.returncode, proc.stderr[-2000:])
+    return proc
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole")
+    _bench(out)
+    return (out / "results.csv").read_bytes()
+
+
+@pytest.mark.parametrize(("where", "module", "name", "when", "count"), [
+    ("while compiling the first training epoch", "bench.train", "_compile", "before", 2),
+    ("mid-chunk: chunk 2 checkpointed after epoch 1, killed after epoch 2", "bench.train", "_Programs.evaluate_all",
+     "after", 7),
+    ("while writing: temp file complete, not yet renamed", "os", "replace", "before", 4),
+    ("after the first chunk finished", "bench.resume", "TaskStore.save_finished", "after", 1),
+    ("in the second task", "bench.resume", "TaskStore.save_finished", "after", 3),
+])
+def test_rerun_after_sigkill_equals_the_uninterrupted_run(tmp_path, uninterrupted, where, module, name, when, count):
+    _killed(tmp_path, module, name, when, count)
+    assert not (tmp_path / "results.csv").exists()
+    rerun = _bench(tmp_path)
+    assert (tmp_path / "results.csv").read_bytes() == uninterrupted, where
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.checkpoint.npz"))
+    assert "runs in" in rerun.stdout
+
+
+def test_rerun_of_a_finished_run_trains_nothing_and_fresh_starts_over(tmp_path, uninterrupted):
+    _bench(tmp_path)
+    again = _bench(tmp_path)
+    assert "compile 0.0 s" in again.stdout
+    assert (tmp_path / "results.csv").read_bytes() == uninterrupted
+    fresh = _bench(tmp_path, "--fresh")
+    assert "compile 0.0 s" not in fresh.stdout
+    assert (tmp_path / "results.csv").read_bytes() == uninterrupted
+
+
+def test_a_changed_config_is_a_new_run_and_never_mixes(tmp_path):
+    _bench(tmp_path)
+    _bench(tmp_path, "--lr", "0.002")
+    folders = sorted(p.name for p in (tmp_path / "progress").iterdir())
+    assert len(folders) == 4  # 2 tasks x 2 configs, each with its own key
+    assert len({f.split("-")[-1] for f in folders}) == 4
+
+
+def test_full_disk_leaves_no_partial_file_and_a_resumable_state(tmp_path, monkeypatch, uninterrupted):
+    """The third write raises ENOSPC: one-line UserError, no temp file, earlier chunks kept; the rerun finishes."""
+    experiment = smoke(get("default")).override(epochs=3)
+    real_fsync, calls = os.fsync, [0]
+
+    def full_disk(fd):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(store.os, "fsync", full_disk)
+    with pytest.raises(UserError, match="No space left on device; free space or choose another --out") as error:
+        run_experiment(experiment, tmp_path, progress=False, chunk=1, checkpoint_every=0)
+    assert "\n" not in str(error.value)
+    assert not list(tmp_path.rglob("*.tmp"))
+    saved = list(tmp_path.rglob("chunk-*.npz"))
+    assert saved and all(np.load(p)["format"] == resume.FORMAT_VERSION for p in saved)
+    monkeypatch.setattr(store.os, "fsync", real_fsync)
+    run_experiment(experiment, tmp_path, progress=False, chunk=1, checkpoint_every=0,
+                   command=" ".join(["python", "-m", "bench", *ARGS, "--out", str(tmp_path)]))
+    # same runs, same numbers: compare the tables rather than bytes (the command differs in run.json only)
+    assert (tmp_path / "results.csv").read_bytes() == uninterrupted
+
+
+def test_ctrl_c_says_what_is_saved_and_how_to_resume(tmp_path, uninterrupted):
+    """Ctrl-C in the second chunk (the first finished, the second checkpointed after epoch 2): one line, status 130."""
+    proc = _killed(tmp_path, "bench.train", "_Programs.evaluate_all", "interrupt", 7)
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert "1 finished chunk(s) and 1 checkpoint(s)" in proc.stderr
+    assert "rerun the same command to resume" in proc.stderr
+    _bench(tmp_path)
+    assert (tmp_path / "results.csv").read_bytes() == uninterrupted
+
+
+def test_damaged_or_newer_progress_files_are_refused_by_name(tmp_path):
+    task = resume.TaskStore(tmp_path, "digits", {"x": 1})
+    task.folder.mkdir(parents=True)
+    (task.folder / "chunk-0000.npz").write_bytes(b"not a zip")
+    with pytest.raises(UserError, match=r"chunk-0000.npz is damaged; delete it"):
+        task.finished(0)
+    np.savez(task.folder / "chunk-0001.npz", format=np.int64(resume.FORMAT_VERSION + 1), sums=np.zeros(1))
+    with pytest.raises(UserError, match=r"chunk-0001.npz has progress format 2; .* upgrade initjax"):
+        task.finished(1)
+    (task.folder / "manifest.json").write_text("{")
+    with pytest.raises(UserError, match="manifest.json is damaged"):
+        task.plan(None)
