@@ -36,6 +36,13 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+def _widths(text: str) -> list[int]:
+    try:
+        return [int(w) for w in text.split(",") if w.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
@@ -65,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--optimizer", help="sgd, momentum or adam")
     run.add_argument("--batch-size", type=_int)
     run.add_argument("--experiment-seed", type=_int, help="root of all random keys (default 0)")
+    run.add_argument("--model", help="model of every task: mlp, resmlp, lenet, convnet (`bench list`)")
+    run.add_argument("--hidden", type=_widths, help="hidden widths, e.g. 300,100 (resmlp: one equal width per block)")
+    run.add_argument("--activation", help="hidden activation, e.g. relu, tanh, linear")
     run.add_argument("--out", help="report folder (default: reports/<preset>)")
     run.add_argument("--smoke", action="store_true", help="tiny form: 2 seeds, 1 epoch, 512 training examples (explicit options still apply)")
     run.add_argument("--data-dir", help="folder of dataset files or tfds data_dir (default $INITJAX_DATA_DIR, else data/)")
@@ -88,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--models", type=_names, default=["1", "8", "32", "128", "256"],
                       help="comma-separated model counts (multiples of 8: 8 initializers x n/8 seeds)")
     perf.add_argument("--workloads", type=_names, default=["synthetic", "mnist"], help="synthetic, mnist")
+    diag = commands.add_parser("diagnose", help="signal propagation at initialization: variances per layer, Jacobian")
+    diag.add_argument("preset", nargs="?", default="default", help="preset name (`bench list` shows them)")
+    diag.add_argument("--initializers", type=_specs, help="comma-separated specs (default: the preset's)")
+    diag.add_argument("--datasets", type=_names, help="comma-separated dataset names")
+    diag.add_argument("--model", help="model of every task")
+    diag.add_argument("--hidden", type=_widths, help="hidden widths, e.g. 256,256,256")
+    diag.add_argument("--activation", help="hidden activation")
+    diag.add_argument("--seeds", type=_int, default=8, help="networks per initializer (default 8)")
+    diag.add_argument("--data-dir", help="folder of dataset files or tfds data_dir")
+    diag.add_argument("--out", help="folder (default: reports/<preset>/diagnostics)")
     commands.add_parser("list", help="presets, initializers, datasets, models, optimizers")
     return parser
 
@@ -105,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(args)
         if args.command == "perf":
             return _perf(args)
+        if args.command == "diagnose":
+            return _diagnose(args, argv)
         return _run(args, argv)
     except UserError as error:
         print(f"bench: error: {error}", file=sys.stderr)
@@ -132,6 +154,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     experiment = experiment.override(
         seeds=args.seeds, initializers=args.initializers, datasets=args.datasets, epochs=args.epochs,
         lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size, seed=args.experiment_seed,
+        model=args.model, hidden=args.hidden, activation=args.activation,
     )
     out = args.out or f"reports/{experiment.name}"
     command = shlex.join(["python", "-m", "bench", *argv])
@@ -148,6 +171,24 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         f"\n{outcome.meta['runs']} runs in {outcome.meta['wall_s']:.1f} s "
         f"(compile {outcome.meta['compile_s']:.1f} s); report: {outcome.files[-1]}"
     )
+    return 0
+
+
+def _diagnose(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench import diagnose, presets
+    from bench.store import ensure_writable
+
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {args.seeds}")
+    experiment = presets.get(args.preset).override(
+        initializers=args.initializers, datasets=args.datasets, model=args.model, hidden=args.hidden,
+        activation=args.activation)
+    out = args.out or f"reports/{experiment.name}/diagnostics"
+    ensure_writable(out)
+    result = diagnose.diagnose(experiment, args.seeds, args.data_dir)
+    files = diagnose.write(result, out, experiment, shlex.join(["python", "-m", "bench", *argv]))
+    print(diagnose.summary(result).to_markdown(index=False, floatfmt=".3g"))
+    print(f"\nwrote {len(files)} files to {out}")
     return 0
 
 

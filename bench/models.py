@@ -100,6 +100,60 @@ class ConvNet(nn.Module):
         return nn.Dense(self.n_outputs, kernel_init=self.kernel_init, bias_init=self.bias_init)(x)
 
 
+class ResidualBlock(nn.Module):
+    """``h + scale * branch_out(act(branch_in(act(h) + b0) + b1) + b2) + b3``: a pre-activation residual block.
+
+    The scalar biases ``b0..b3`` (init 0) and multiplier ``scale`` (init 1) are
+    Fixup's (Zhang et al. 2019); at their initial values the block is a plain
+    residual block, whatever the init scheme. The branch layers have no bias.
+    """
+
+    width: int
+    activation: str
+    kernel_init: Callable
+
+    @nn.compact
+    def __call__(self, h: jnp.ndarray) -> jnp.ndarray:
+        act = ACTIVATIONS[self.activation]
+
+        def bias(name):
+            return self.param(name, jinit.zeros, ())
+
+        z = nn.Dense(self.width, use_bias=False, kernel_init=self.kernel_init, name="branch_in")(act(h) + bias("b0"))
+        z = nn.Dense(self.width, use_bias=False, kernel_init=self.kernel_init, name="branch_out")(
+            act(z + bias("b1")) + bias("b2"))
+        return h + self.param("scale", jinit.ones, ()) * z + bias("b3")
+
+
+class ResMLP(nn.Module):
+    """A residual MLP: ``stem`` Dense to ``width``, ``depth`` residual blocks, activation, ``head`` Dense.
+
+    Attributes:
+      width: units of every block.
+      depth: number of residual blocks (each has two Dense layers).
+      n_outputs, activation, output_activation, kernel_init, bias_init: as in :class:`MLP`.
+
+    Shapes: `(batch, *input_shape)` -> logits `(batch, n_outputs)`.
+    """
+
+    width: int
+    depth: int
+    n_outputs: int
+    activation: str = "relu"
+    output_activation: str = "softmax"
+    kernel_init: Callable = jinit.lecun_normal()
+    bias_init: Callable = jinit.zeros
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        h = nn.Dense(self.width, kernel_init=self.kernel_init, bias_init=self.bias_init, name="stem")(
+            x.reshape(x.shape[0], -1))
+        for i in range(self.depth):
+            h = ResidualBlock(self.width, self.activation, self.kernel_init, name=f"block_{i}")(h)
+        h = ACTIVATIONS[self.activation](h)
+        return nn.Dense(self.n_outputs, kernel_init=self.kernel_init, bias_init=self.bias_init, name="head")(h)
+
+
 CONV_LAYOUTS = {
     "lenet": (((6, 5, "SAME"),), ((16, 5, "VALID"),)),
     "convnet": (((32, 3, "SAME"), (32, 3, "SAME")), ((64, 3, "SAME"), (64, 3, "SAME"))),
@@ -117,7 +171,8 @@ def build(kind: str, input_shape: Sequence[int], n_classes: int, hidden: Sequenc
     """A model for a classification task.
 
     Args:
-      kind: ``"mlp"`` (uses ``hidden``), ``"lenet"`` or ``"convnet"`` (image inputs
+      kind: ``"mlp"`` (uses ``hidden``), ``"resmlp"`` (one residual block per
+        entry of ``hidden``, all equal), ``"lenet"`` or ``"convnet"`` (image inputs
         `(H, W, C)`; ``hidden`` replaces the dense widths when given).
       input_shape: one example's shape.
       n_classes: number of classes.
@@ -136,6 +191,10 @@ def build(kind: str, input_shape: Sequence[int], n_classes: int, hidden: Sequenc
         raise UserError(f"hidden widths must be >= 1, got {tuple(hidden)}")
     if kind == "mlp":
         return MLP(hidden=tuple(int(w) for w in hidden), activation=activation, **_head(n_classes))
+    if kind == "resmlp":
+        if not hidden or len(set(hidden)) != 1:
+            raise UserError(f"resmlp needs equal hidden widths, one per residual block, e.g. (64,) * 8; got {tuple(hidden)}")
+        return ResMLP(int(hidden[0]), len(hidden), activation=activation, **_head(n_classes))
     if len(input_shape) != 3:
         raise UserError(f"model {kind!r} needs image inputs (H, W, C), the dataset has {tuple(input_shape)}; use mlp")
     return ConvNet(CONV_LAYOUTS[kind], tuple(hidden) or CONV_DENSE[kind], activation=activation, **_head(n_classes))
@@ -148,6 +207,8 @@ def mlp_for(n_features: int, n_classes: int, hidden: Sequence[int], activation: 
 
 def describe(model: nn.Module, input_shape: Sequence[int]) -> str:
     """A short name for results tables: ``"MLP 784-300-100-10 relu"``, ``"LeNet 28x28x1 relu"``."""
+    if isinstance(model, ResMLP):
+        return f"ResMLP {int(np.prod(input_shape))}-{model.width}x{model.depth} blocks-{model.n_outputs} {model.activation}"
     if isinstance(model, MLP):
         widths = "-".join(str(w) for w in (int(np.prod(input_shape)), *model.hidden, model.n_outputs))
         return f"MLP {widths} {model.activation}"
@@ -158,6 +219,7 @@ def describe(model: nn.Module, input_shape: Sequence[int]) -> str:
 
 MODELS = {
     "mlp": "fully connected: hidden widths, activation; sigmoid or softmax output",
+    "resmlp": "residual MLP: stem, one 2-layer pre-activation block per hidden entry (equal widths), head; Fixup-ready",
     "lenet": "LeNet-5 style for 28x28: conv 6@5x5, pool, conv 16@5x5, pool, dense 120-84",
     "convnet": "small CIFAR conv net: 2 x conv 32@3x3, pool, 2 x conv 64@3x3, pool, dense 256",
 }

@@ -70,16 +70,24 @@ class Experiment:
         optimizer: str | None = None,
         batch_size: int | None = None,
         seed: int | None = None,
+        model: str | None = None,
+        hidden: Sequence[int] | None = None,
+        activation: str | None = None,
     ) -> Experiment:
         """A copy with the given fields replaced (None keeps the preset's value).
 
         ``datasets`` selects the preset's tasks by dataset name; a dataset the preset
-        does not have gets the model of the preset's first task.
+        does not have gets the model of the preset's first task. ``model``,
+        ``hidden`` and ``activation`` replace those of every task.
         """
         tasks = self.tasks
         if datasets is not None:
             by_name = {task.dataset: task for task in self.tasks}
             tasks = tuple(by_name.get(name, dataclasses.replace(self.tasks[0], dataset=name)) for name in datasets)
+        task_fields = {k: v for k, v in dict(model=model, activation=activation).items() if v is not None}
+        if hidden is not None:
+            task_fields["hidden"] = tuple(hidden)
+        tasks = tuple(dataclasses.replace(task, **task_fields) for task in tasks)
         train = dataclasses.replace(
             self.train,
             **{
@@ -134,6 +142,11 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
             raise unknown("activation", task.activation, ACTIVATIONS)
         if task.model not in MODELS:
             raise unknown("model", task.model, MODELS)
+        if any(w < 1 for w in task.hidden):
+            raise UserError(f"hidden widths must be >= 1, got {tuple(task.hidden)}")
+        if task.model == "resmlp" and (not task.hidden or len(set(task.hidden)) != 1):
+            raise UserError(f"resmlp needs equal hidden widths, one per residual block (e.g. --hidden "
+                            f"{','.join(['64'] * 8)}); got {tuple(task.hidden)}")
     experiment.train.validate(n_train=2**62)  # the batch size is checked against each dataset later
     resolved = {}
     for spec in experiment.initializers:
@@ -170,6 +183,19 @@ PRESETS: dict[str, Experiment] = {
         initializers=NOTEBOOK_INITIALIZERS,
         seeds=32,
         train=TrainConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=10),
+    ),
+    "schemes": Experiment(
+        name="schemes",
+        description=(
+            "Per-tensor initializers next to data- and model-aware schemes (LSUV, data-dependent, Fixup, zero-init "
+            "of residual branches, ZerO) on a residual MLP with 8 blocks of width 64 (ReLU) on sklearn digits; "
+            "SGD with momentum 0.9, lr 0.01, batch 32, 10 epochs; 9 initializers x 16 seeds."
+        ),
+        tasks=(Task("digits", (64,) * 8, model="resmlp"),),
+        initializers=("he_normal", "glorot_uniform", "orthogonal", "lsuv", "data_dependent", "fixup",
+                      "fixup(rescale=False)", "zero_hadamard", "delta_orthogonal"),
+        seeds=16,
+        train=TrainConfig(optimizer="momentum", lr=0.01, batch_size=32, epochs=10),
     ),
     "mnist-mlp": Experiment(
         name="mnist-mlp",

@@ -41,6 +41,7 @@ class Analysis:
       power: ``compare.power_advice`` of ``metric``.
       baseline: the baseline name given, or None for the best per task.
       paired: whether runs were compared as seed-matched pairs.
+      divergence: ``stats.divergence``: when the diverged runs diverged.
     """
 
     metric: str
@@ -52,6 +53,7 @@ class Analysis:
     baseline: str | None
     paired: bool
     settings: stats.Settings
+    divergence: pd.DataFrame
 
 
 def analyse(
@@ -86,6 +88,7 @@ def analyse(
         baseline=baseline,
         paired=paired,
         settings=settings,
+        divergence=stats.divergence(results),
     )
 
 
@@ -261,6 +264,17 @@ def _throughput(info: dict) -> str:
     return text
 
 
+def divergence_lines(analysis: Analysis, dataset: str) -> list[str]:
+    """A paragraph on the runs that diverged (none: no lines)."""
+    rows = analysis.divergence[analysis.divergence["dataset"] == dataset]
+    if rows.empty:
+        return []
+    parts = [f"`{r.initializer}` {r.diverged} of {r.runs} (from epoch {r.first_epoch:g}, median {r.median_epoch:g})"
+             for r in rows.itertuples()]
+    return ["Diverged runs (NaN or inf loss; left out of means, CIs and tests, counted in the `diverged` column "
+            "with a Wilson CI): " + "; ".join(parts) + ".", ""]
+
+
 def _peak_memory(meta: dict) -> str:
     text = f"{format_bytes(meta['peak_rss_bytes'])} resident (process peak)"
     if meta.get("device_peak_bytes"):
@@ -323,6 +337,7 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
             f"Data: {info.get('data', 'n/a')}.", "",
             _throughput(info), "",
             summary_table(analysis, dataset).to_markdown(index=False), "",
+            *divergence_lines(analysis, dataset),
             f"### Significance: {_title(analysis.metric)} (* = Holm-adjusted p < 0.05)", "",
             significance_table(analysis, dataset).to_markdown(index=False), "",
             "### Learning curves", "",

@@ -113,6 +113,23 @@ def wilson_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float
     return float(low), float(high)
 
 
+def divergence(results: pd.DataFrame) -> pd.DataFrame:
+    """When runs diverged: per (task, initializer) with at least one diverged run.
+
+    A run's divergence epoch is the first epoch whose row is flagged ``diverged``
+    (a NaN/inf minibatch loss during that epoch's training, or a NaN/inf
+    evaluation loss after it; epoch 0 = at initialization).
+
+    Returns:
+      ``dataset, model, initializer, runs, diverged, first_epoch, median_epoch, last_epoch``.
+    """
+    per_run = results.assign(bad_epoch=results["epoch"].where(results["diverged"].astype(bool)))
+    first = per_run.groupby(GROUP + ["seed"], sort=False)["bad_epoch"].min().reset_index()
+    table = first.groupby(GROUP, sort=False)["bad_epoch"].agg(
+        runs="size", diverged="count", first_epoch="min", median_epoch="median", last_epoch="max").reset_index()
+    return table[table["diverged"] > 0].reset_index(drop=True)
+
+
 def final_epoch(results: pd.DataFrame) -> pd.DataFrame:
     """The rows of each run's last epoch."""
     last = results.groupby(GROUP + ["seed"], sort=False)["epoch"].transform("max")

@@ -34,6 +34,7 @@ import optax
 import pandas as pd
 
 from bench import devices, memory, resume
+from initjax import schemes
 from bench.datasets import Dataset
 from bench.errors import UserError, unknown
 
@@ -67,8 +68,8 @@ class TrainConfig:
         """Raises UserError on a value no training can use."""
         if self.optimizer not in OPTIMIZERS:
             raise unknown("optimizer", self.optimizer, OPTIMIZERS)
-        if not self.lr > 0:
-            raise UserError(f"learning rate must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"learning rate must be a finite number > 0, got {self.lr}")
         if self.epochs < 1:
             raise UserError(f"epochs must be >= 1, got {self.epochs}")
         if not 1 <= self.batch_size <= n_train:
@@ -144,8 +145,17 @@ def run_keys(experiment_seed: int, dataset: str, seeds: Sequence[int]):
     )
 
 
-def init_params(model: nn.Module, initializers: Sequence[Callable], init_keys, input_shape: Sequence[int]) -> dict:
+SCHEME_BATCH = 256  # training examples a whole-network init scheme sees per seed
+
+
+def init_params(model: nn.Module, initializers: Sequence[Callable], init_keys, input_shape: Sequence[int],
+                x_train: jnp.ndarray | None = None) -> dict:
     """Initial parameters of every (initializer, seed), stacked.
+
+    A per-tensor initializer becomes the model's ``kernel_init``. A scheme
+    (``initjax.schemes.Scheme``) pre-initializes the kernels with its ``base``,
+    then transforms the whole params with :data:`SCHEME_BATCH` training examples
+    drawn for the seed (``x_train`` is needed then).
 
     Returns:
       Params pytree with leaves `(n_initializers, n_seeds, ...)`.
@@ -157,10 +167,65 @@ def init_params(model: nn.Module, initializers: Sequence[Callable], init_keys, i
     # jaxlib 0.10.2: every worker blocked in BlockingCounter::Wait). Initialization
     # is a negligible share of the run, so nothing is lost.
     stacks = []
-    for kernel_init in initializers:
-        module = model.clone(kernel_init=kernel_init)
-        stacks.append(jax.lax.map(lambda key, m=module: m.init(key, sample)["params"], init_keys))
+    for init in initializers:
+        if schemes.is_scheme(init):
+            module = model.clone(kernel_init=init.base)
+            apply_fn = schemes.probe(module)
+
+            def one(key, m=module, scheme=init, apply_fn=apply_fn):
+                n = x_train.shape[0]
+                batch = x_train[jax.random.choice(jax.random.fold_in(key, 2), n, (min(SCHEME_BATCH, n),), replace=False)]
+                return scheme(jax.random.fold_in(key, 3), m.init(key, sample)["params"], apply_fn, batch)
+        else:
+            def one(key, m=model.clone(kernel_init=init)):
+                return m.init(key, sample)["params"]
+        stacks.append(jax.lax.map(one, init_keys))
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *stacks)
+
+
+def check_on_model(model: nn.Module, initializers: Mapping[str, Callable], input_shape: Sequence[int]) -> None:
+    """Traces each initializer on every kernel shape of the model (``jax.eval_shape``: nothing is computed).
+
+    ``initjax.check`` tries a small kernel; this tries the model's real kernels
+    (4-D conv kernels, wide layers), where a user initializer may still fail.
+
+    Raises:
+      UserError: naming the initializer that raised or gave a kernel of the wrong shape or dtype.
+    """
+    sample = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], sample)
+    kernels = [(jax.tree_util.keystr(path), leaf) for path, leaf in jax.tree.leaves_with_path(params)
+               if getattr(path[-1], "key", None) == "kernel"]
+    for name, init in initializers.items():
+        if schemes.is_scheme(init):
+            _check_scheme(name, init, model, input_shape, params)
+            init = init.base
+        for where, kernel in kernels:
+            try:
+                got = jax.eval_shape(lambda key, k=kernel, f=init: f(key, k.shape, k.dtype), jax.random.key(0))
+            except Exception as error:  # user code may raise anything; name it
+                first = (str(error).strip().splitlines() or [""])[0]
+                raise UserError(f"initializer {name!r} failed on the kernel {where} of shape {list(kernel.shape)}: "
+                                f"{type(error).__name__}: {first}") from None
+            if (got.shape, got.dtype) != (kernel.shape, kernel.dtype):
+                raise UserError(f"initializer {name!r} gave {got.dtype}{list(got.shape)} for the kernel {where} "
+                                f"of shape {list(kernel.shape)} {kernel.dtype}; it must follow "
+                                "init(key, shape, dtype) -> Array")
+
+
+def _check_scheme(name, scheme, model, input_shape, expected) -> None:
+    """Traces a scheme on the model; raises UserError naming it if it fails or changes the params' structure."""
+    module = model.clone(kernel_init=scheme.base)
+    batch = jax.ShapeDtypeStruct((SCHEME_BATCH, *input_shape), jnp.float32)
+    try:
+        got = jax.eval_shape(lambda x: scheme(jax.random.key(1), module.init(jax.random.key(0), x[:1])["params"],
+                                              schemes.probe(module), x), batch)
+    except Exception as error:  # user or scheme code may raise anything; name it
+        first = (str(error).strip().splitlines() or [""])[0]
+        raise UserError(f"init scheme {name!r} failed on this model: {type(error).__name__}: {first}") from None
+    if jax.tree.structure(got) != jax.tree.structure(expected) or any(
+            (a.shape, a.dtype) != (b.shape, b.dtype) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected))):
+        raise UserError(f"init scheme {name!r} returned parameters of another structure or shape than the model's")
 
 
 def epoch_order(data_key, epoch, n: int, padded: int) -> jnp.ndarray:
@@ -380,11 +445,13 @@ def train_task(
 
     Returns:
       A :class:`TaskResult`. Runs whose loss became NaN or inf are marked
-      ``diverged`` from that epoch on; the other runs are unaffected.
+      ``diverged`` from that epoch on, with that epoch in ``diverged_epoch``;
+      the other runs are unaffected.
     """
     from tqdm.auto import tqdm
 
     config.validate(dataset.x_train.shape[0])
+    check_on_model(model, initializers, dataset.input_shape)
     names, seeds = list(initializers), list(seeds)
     optimizer = OPTIMIZERS[config.optimizer](config.lr)
     mesh = devices.local_mesh()
@@ -403,8 +470,8 @@ def train_task(
     groups = plan.seed_groups(seeds)
     mine = devices.my_chunks(plan.n_chunks)
 
-    def initial_state(keys):
-        params = init_params(model, list(initializers.values()), keys, dataset.input_shape)
+    def initial_state(keys, x):
+        params = init_params(model, list(initializers.values()), keys, dataset.input_shape, x)
         return params, jax.vmap(jax.vmap(optimizer.init))(params)
 
     epoch_arg = jnp.asarray(1, jnp.int32)
@@ -426,8 +493,8 @@ def train_task(
         init_keys, data_keys = jax.device_put(run_keys(experiment_seed, dataset.name, groups[c]), key_sharding)
         start = time.perf_counter()
         if programs is None:
-            init_program, _ = _compile(initial_state, init_keys, out_shardings=model_sharding)
-        params, opt_state = jax.block_until_ready(init_program(init_keys))
+            init_program, _ = _compile(initial_state, init_keys, x_train, out_shardings=model_sharding)
+        params, opt_state = jax.block_until_ready(init_program(init_keys, x_train))
         init_s += time.perf_counter() - start
         if programs is None:
             programs = _compile_programs(model, optimizer, config, (params, opt_state, data_keys, epoch_arg, x_train,
@@ -485,7 +552,11 @@ def _tidy(records: list[dict], names: Sequence[str], seeds: Sequence[int]) -> pd
         }
         columns.update({k: np.ravel(v) for k, v in rec.items() if k != "epoch"})
         frames.append(pd.DataFrame(columns))
-    return pd.concat(frames, ignore_index=True).sort_values(["initializer", "seed", "epoch"], key=_order(names), kind="stable").reset_index(drop=True)
+    frame = pd.concat(frames, ignore_index=True).sort_values(
+        ["initializer", "seed", "epoch"], key=_order(names), kind="stable").reset_index(drop=True)
+    first = frame["epoch"].where(frame["diverged"]).groupby([frame["initializer"], frame["seed"]]).transform("min")
+    frame["diverged_epoch"] = first.astype("Int64")  # first diverged epoch of the run; empty if it never diverged
+    return frame
 
 
 def _order(names):

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from jax.nn import initializers as jinit
 
 from initjax import initializers as extra
+from initjax import schemes, structured
 from initjax.spec import Spec, parse_spec
 
 Initializer = jinit.Initializer
@@ -49,6 +50,8 @@ class Entry:
       truncated: True where values are cut at two standard deviations, None where
         the question does not apply (constants, orthogonal, user functions).
       alias_of: the canonical name when this entry is an alias.
+      scheme: the builder returns an ``initjax.schemes.Scheme`` (a whole-network
+        init) rather than a per-tensor initializer.
     """
 
     name: str
@@ -56,13 +59,14 @@ class Entry:
     summary: str
     truncated: bool | None = None
     alias_of: str | None = None
+    scheme: bool = False
 
 
 REGISTRY: dict[str, Entry] = {}
 
 
-def _add(name, builder, summary, truncated=None, aliases=()):
-    REGISTRY[name] = Entry(name, builder, summary, truncated)
+def _add(name, builder, summary, truncated=None, aliases=(), scheme=False):
+    REGISTRY[name] = Entry(name, builder, summary, truncated, scheme=scheme)
     for alias in aliases:
         REGISTRY[alias] = Entry(alias, builder, f"alias of {name}", truncated, alias_of=name)
 
@@ -100,6 +104,17 @@ _add(
 _add("torch_kaiming_normal", extra.torch_kaiming_normal, "PyTorch kaiming_normal_: N(0, 2/fan_in), untruncated", False)
 _add("torch_xavier_normal", extra.torch_xavier_normal, "PyTorch xavier_normal_: N(0, 2/(fan_in+fan_out)), untruncated", False)
 _add("torch_default", extra.torch_default, "PyTorch nn.Linear default: U[-1/sqrt(fan_in), 1/sqrt(fan_in)]", False)
+_add("identity", structured.identity, "gain * rectangular identity (conv: at the centre tap), gain=1")
+_add("delta_orthogonal", structured.delta_orthogonal, "orthogonal matrix at the conv centre tap (Xiao et al. 2018)")
+_add("zero_hadamard", structured.zero_hadamard, "ZerO: identities and Hadamard, deterministic (Zhao et al. 2021)")
+_add("sparse", structured.sparse, "k=15 N(0, stddev^2) weights per unit, rest 0 (Martens 2010)")
+# schemes: scheme(key, params, apply_fn, batch) -> params, see initjax.schemes
+_add("lsuv", schemes.lsuv, "scheme: orthonormal, then unit output variance per layer on data (Mishkin & Matas 2015)",
+     scheme=True)
+_add("data_dependent", schemes.data_dependent,
+     "scheme: per-unit zero mean, unit variance on data (Kraehenbuehl et al. 2016)", scheme=True)
+_add("fixup", schemes.fixup, "scheme: residual branches and head at 0, branches rescaled (Zhang et al. 2019)",
+     scheme=True)
 
 BUILTIN_NAMES: tuple[str, ...] = tuple(REGISTRY)
 
@@ -124,9 +139,10 @@ def register(name: str, fn: Callable, *, builder: bool = False, summary: str = "
     REGISTRY[name] = Entry(name, fn if builder else (lambda: fn), summary or "user initializer")
 
 
-def names(include_aliases: bool = False) -> list[str]:
+def names(include_aliases: bool = False, include_schemes: bool = True) -> list[str]:
     """Registered names, in registration order."""
-    return [n for n, e in REGISTRY.items() if include_aliases or e.alias_of is None]
+    return [n for n, e in REGISTRY.items()
+            if (include_aliases or e.alias_of is None) and (include_schemes or not e.scheme)]
 
 
 def get(spec: str | Callable) -> Initializer:
@@ -176,6 +192,9 @@ def check(spec: str | Callable, init: Initializer | None = None) -> Initializer:
       ValueError: naming the spec, if it raises or returns the wrong shape or dtype.
     """
     init = get(spec) if init is None else init
+    if schemes.is_scheme(init):  # the transform needs a model; bench checks it on the model's kernels
+        check(f"{spec} (pre-init)" if isinstance(spec, str) else spec, init.base)
+        return init
     shape, dtype = (3, 4), jnp.float32
     label = spec if isinstance(spec, str) else getattr(spec, "__name__", repr(spec))
     try:

@@ -33,7 +33,8 @@ def test_list_shows_every_initializer_preset_and_dataset(capsys):
         (["run", "nope"], "unknown preset 'nope'"),
         (["run", "--seeds", "0"], "--seeds must be >= 1"),
         (["run", "--epochs", "0"], "epochs must be >= 1"),
-        (["run", "--lr", "0"], "learning rate must be > 0"),
+        (["run", "--lr", "0"], "learning rate must be a finite number > 0"),
+        (["run", "--lr", "inf"], "learning rate must be a finite number > 0"),
         (["run", "--lr", "fast"], "expected a number"),
         (["run", "--initializers", "he_norml"], "did you mean he_normal"),
         (["run", "--initializers", "normal(stddev=0.1"], "unclosed bracket"),
@@ -78,3 +79,24 @@ def test_python_api_returns_the_tidy_table():
     df = bench.run(seeds=2, epochs=1, initializers=["lecun_normal"], datasets=["synthetic"], progress=False)
     assert list(df.columns[:6]) == ["experiment", "dataset", "model", "initializer", "seed", "epoch"]
     assert len(df) == 1 * 2 * 2 and df.experiment.eq("default").all()
+
+
+def test_user_initializer_failing_only_on_the_models_kernels_is_named(tmp_path, monkeypatch, capsys):
+    """Passes initjax.check on a 3x4 kernel, fails on the model's 20x64 one: one line naming it, status 2."""
+    import types
+
+    import jax.numpy as jnp
+
+    module = types.ModuleType("picky_inits")
+    module.small_only = lambda key, shape, dtype=jnp.float32: jnp.zeros((3, 4), dtype)
+    module.raises_when_wide = lambda key, shape, dtype=jnp.float32: (
+        jnp.zeros(shape, dtype) if shape[-1] < 10 else 1 / 0)
+    monkeypatch.setitem(sys.modules, "picky_inits", module)
+    for spec, message in [("picky_inits:small_only", "gave float32[3, 4] for the kernel ['Dense_0']['kernel'] of shape [20, 64]"),
+                          ("picky_inits:raises_when_wide", "failed on the kernel ['Dense_0']['kernel'] of shape [20, 64]: "
+                                                             "ZeroDivisionError")]:
+        code = cli.main(["run", "--initializers", f"he_normal,{spec}", "--datasets", "synthetic", "--seeds", "1",
+                         "--epochs", "1", "--out", str(tmp_path / "out"), "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and f"initializer '{spec}'" in err and message in err, err
+    assert not (tmp_path / "out" / "results.csv").exists()

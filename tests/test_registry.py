@@ -53,10 +53,13 @@ def moments(name, shape):
         "torch_kaiming_normal": (0.0, 2 / fan_in),
         "torch_xavier_normal": (0.0, 1 / avg),
         "torch_default": (0.0, (2 / math.sqrt(fan_in)) ** 2 / 12),
+        "delta_orthogonal": (0.0, min(fan_in, fan_out) / (fan_in * fan_out)),  # 2-D: orthogonal
     }[name]
 
 
-BUILTINS = [n for n in initjax.names() if n in initjax.BUILTIN_NAMES]
+TENSOR = [n for n in initjax.names(include_schemes=False) if n in initjax.BUILTIN_NAMES]
+STRUCTURED = ["identity", "zero_hadamard", "sparse"]  # deterministic or not i.i.d.: tests of their own
+BUILTINS = [n for n in TENSOR if n not in STRUCTURED]
 FAN_BASED = ["glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform",
              "variance_scaling", "torch_kaiming_normal", "torch_xavier_normal", "torch_default"]
 
@@ -70,7 +73,7 @@ def test_every_builtin_has_a_formula():
         moments(name, SHAPE)
 
 
-@pytest.mark.parametrize("name", initjax.names(include_aliases=True))
+@pytest.mark.parametrize("name", initjax.names(include_aliases=True, include_schemes=False))
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_shape_and_dtype(name, dtype):
     w = sample(name, (7, 5), dtype=dtype)
@@ -211,3 +214,39 @@ def test_module_function_path(monkeypatch):
 def test_check_names_a_broken_user_initializer(fn, message):
     with pytest.raises(ValueError, match=message):
         initjax.check(fn)
+
+
+def test_identity_is_the_rectangular_identity_and_a_centre_tap_for_convs():
+    np.testing.assert_array_equal(sample("identity", (3, 5)), np.eye(3, 5))
+    np.testing.assert_array_equal(sample("identity(gain=2.0)", (4, 2)), 2 * np.eye(4, 2))
+    conv = np.asarray(sample("identity", (3, 3, 4, 4)))
+    np.testing.assert_array_equal(conv[1, 1], np.eye(4))
+    assert np.abs(conv).sum() == 4  # every other tap is 0
+
+
+def test_zero_hadamard_follows_zero_algorithm_1():
+    """Same size: identity; shrinking: partial identity; growing to 2^m: W W^T = c^2 2^m I = 2 I."""
+    np.testing.assert_array_equal(sample("zero_hadamard", (6, 6)), np.eye(6))
+    np.testing.assert_array_equal(sample("zero_hadamard", (8, 3)), np.eye(8, 3))
+    w = np.asarray(sample("zero_hadamard", (64, 128)), np.float64)  # m = 7, c = 2^-3
+    np.testing.assert_allclose(w @ w.T, 2 * np.eye(64), atol=1e-12)
+    assert set(np.unique(np.abs(w))) == {2.0**-3}
+    np.testing.assert_array_equal(w, sample("zero_hadamard", (64, 128), seed=5))  # deterministic
+
+
+def test_sparse_has_k_gaussian_weights_per_unit():
+    w = np.asarray(sample("sparse", (600, 1600)), np.float64)
+    assert ((w != 0).sum(axis=0) == 15).all()
+    nonzero = w[w != 0]
+    assert nonzero.var() == pytest.approx(1.0, rel=6 * math.sqrt(2 / nonzero.size))
+    assert ((np.asarray(sample("sparse(k=3, stddev=0.5)", (10, 7))) != 0).sum(axis=0) == 3).all()
+    conv = np.asarray(sample("sparse(k=5)", (3, 3, 8, 16))).reshape(72, 16)
+    assert ((conv != 0).sum(axis=0) == 5).all()
+    assert not np.array_equal(w, sample("sparse", (600, 1600), seed=1))
+
+
+def test_delta_orthogonal_conv_kernel_is_orthogonal_at_the_centre_only():
+    w = np.asarray(sample("delta_orthogonal", (3, 3, 16, 32)), np.float64)
+    np.testing.assert_allclose(w[1, 1] @ w[1, 1].T, np.eye(16), atol=1e-5)
+    w[1, 1] = 0
+    assert not w.any()

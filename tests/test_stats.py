@@ -92,3 +92,17 @@ def test_learning_curve_metrics_by_hand():
     assert np.isnan(never.epochs_to_threshold)
     loss = [dict(r, test_loss=1 - r["test_accuracy"]) for r in rows]
     assert stats.run_curves(pd.DataFrame(loss), "test_loss", threshold=0.15).iloc[0].epochs_to_threshold == 2
+
+
+def test_divergence_epochs_by_hand():
+    """Seed 0 diverges at epoch 1, seed 1 at 3, seed 2 never: 2 of 3, first 1, median 2, last 3."""
+    rows = []
+    for seed, at in [(0, 1), (1, 3), (2, None)]:
+        for epoch in range(5):
+            rows.append({"dataset": "d", "model": "m", "initializer": "bad", "seed": seed, "epoch": epoch,
+                         "diverged": at is not None and epoch >= at})
+            rows.append({"dataset": "d", "model": "m", "initializer": "good", "seed": seed, "epoch": epoch,
+                         "diverged": False})
+    table = stats.divergence(pd.DataFrame(rows))
+    assert table[["initializer", "runs", "diverged", "first_epoch", "median_epoch", "last_epoch"]].values.tolist() == [
+        ["bad", 3, 2, 1.0, 2.0, 3.0]]

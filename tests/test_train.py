@@ -51,6 +51,10 @@ def test_diverged_run_is_marked_and_leaves_others_unchanged(digits):
 
     last = with_bad.frame[with_bad.frame.epoch == config.epochs]
     assert last[last.initializer == huge].diverged.all()
+    bad = with_bad.frame[with_bad.frame.initializer == huge]
+    for _, run in bad.groupby("seed"):
+        assert (run.diverged_epoch == run.epoch[run.diverged].min()).all()  # the epoch it happened, on every row
+    assert with_bad.frame[with_bad.frame.initializer == "glorot_normal"].diverged_epoch.isna().all()
     assert not last[last.initializer == "glorot_normal"].diverged.any()
     good = with_bad.frame[with_bad.frame.initializer == "glorot_normal"].reset_index(drop=True)
     np.testing.assert_allclose(good.test_loss, without.frame.test_loss, rtol=1e-5)

@@ -1,0 +1,167 @@
+"""``python -m bench diagnose PRESET``: signal propagation at initialization, per initializer.
+
+For every task of the preset and every initializer, ``seeds`` networks are
+initialized exactly as ``python -m bench run`` initializes them (same keys, same
+scheme batches), then ``initjax.diagnostics`` measures on a batch of training
+examples each layer's pre-activation mean and variance, the variance of the
+back-propagated gradient of the loss, and the singular values of the
+input-output Jacobian. Written to ``<out>/diagnostics/``: ``diagnostics.csv``
+(one row per task, initializer, seed and layer), ``jacobian.csv``,
+``diagnostics.md`` (table of seed means with min-max) and figures (variance vs
+depth, gradient variance vs depth, Jacobian spectra).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from bench import datasets, models, presets
+from bench.figures import plt, save
+from bench.presets import Experiment
+from bench.store import write_atomic
+from bench.train import check_on_model, init_params, run_keys
+from initjax import diagnostics, schemes
+
+BATCH = 512  # examples the statistics are measured on
+JACOBIAN_EXAMPLES = 4
+
+
+@dataclasses.dataclass
+class Diagnosis:
+    """Tidy diagnostics of an experiment's initializations.
+
+    Attributes:
+      layers: ``dataset, model, initializer, seed, layer, depth, width, mean,
+        variance, gradient_variance``: one row per layer of each run.
+      jacobian: ``dataset, initializer, seed, example, index, singular_value``.
+    """
+
+    layers: pd.DataFrame
+    jacobian: pd.DataFrame
+
+
+def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None) -> Diagnosis:
+    """Initializes ``seeds`` runs per initializer of every task and measures them (no training)."""
+    initializers = presets.validate(experiment)
+    layer_frames, jacobian_frames = [], []
+    for task in experiment.tasks:
+        data = datasets.load(task.dataset, None if data_dir is None else str(data_dir))
+        if task.subset:
+            data = data.subset(*task.subset)
+        model = models.build(task.model, data.input_shape, data.n_classes, task.hidden, task.activation)
+        check_on_model(model, initializers, data.input_shape)
+        x, y = jnp.asarray(data.x_train[:BATCH]), jnp.asarray(data.y_train[:BATCH])
+        init_keys, _ = run_keys(experiment.seed, data.name, list(range(seeds)))
+        for name, init in initializers.items():
+            params = jax.jit(lambda k, i=init: init_params(model, [i], k, data.input_shape, jnp.asarray(data.x_train)))(
+                init_keys)
+            params = jax.tree.map(lambda p: p[0], params)  # (seeds, ...)
+            module = model.clone(kernel_init=init.base if schemes.is_scheme(init) else init)
+            apply_fn = schemes.probe(module)
+            paths = diagnostics.layer_paths(jax.tree.map(lambda p: p[0], params), apply_fn, x)
+            stats = jax.jit(jax.vmap(lambda p: diagnostics.layer_statistics(p, apply_fn, x, y)))(params)
+            svals = jax.jit(jax.vmap(lambda p: diagnostics.jacobian_singular_values(p, apply_fn, x[:JACOBIAN_EXAMPLES])))(
+                params)
+            stats = {k: np.asarray(v) for k, v in stats.items()}
+            for seed in range(seeds):
+                layer_frames.append(pd.DataFrame({
+                    "dataset": task.dataset, "model": models.describe(model, data.input_shape), "initializer": name,
+                    "seed": seed, "layer": paths, "depth": np.arange(1, len(paths) + 1), "width": stats["width"][seed],
+                    "mean": stats["mean"][seed], "variance": stats["variance"][seed],
+                    "gradient_variance": stats["gradient_variance"][seed]}))
+            sv = np.asarray(svals)  # (seeds, examples, k)
+            s, e, i = np.meshgrid(*map(np.arange, sv.shape), indexing="ij")
+            jacobian_frames.append(pd.DataFrame({"dataset": task.dataset, "initializer": name, "seed": s.ravel(),
+                                                 "example": e.ravel(), "index": i.ravel(), "singular_value": sv.ravel()}))
+    return Diagnosis(pd.concat(layer_frames, ignore_index=True), pd.concat(jacobian_frames, ignore_index=True))
+
+
+def summary(diagnosis: Diagnosis) -> pd.DataFrame:
+    """Per task, initializer and layer: seed means and ranges of the variances."""
+    grouped = diagnosis.layers.groupby(["dataset", "initializer", "depth", "layer"], sort=False)
+    table = grouped.agg(variance=("variance", "mean"), variance_min=("variance", "min"),
+                        variance_max=("variance", "max"), gradient_variance=("gradient_variance", "mean"),
+                        gradient_min=("gradient_variance", "min"), gradient_max=("gradient_variance", "max"))
+    return table.reset_index()
+
+
+def jacobian_summary(diagnosis: Diagnosis) -> pd.DataFrame:
+    """Per task and initializer: mean, largest and smallest Jacobian singular value, and their ratio."""
+    j = diagnosis.jacobian
+    per = j.groupby(["dataset", "initializer", "seed", "example"], sort=False)["singular_value"].agg(
+        ["mean", "max", "min"])
+    per["condition"] = per["max"] / per["min"].where(per["min"] > 0)
+    return per.groupby(["dataset", "initializer"], sort=False).mean().reset_index()
+
+
+def variance_figure(diagnosis: Diagnosis, dataset: str, column: str) -> plt.Figure:
+    """``column`` (``variance`` or ``gradient_variance``) vs depth, one line per initializer, log scale."""
+    data = diagnosis.layers[diagnosis.layers["dataset"] == dataset]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
+    for name, rows in data.groupby("initializer", sort=False):
+        by_depth = rows.groupby("depth")[column]
+        mean = by_depth.mean()
+        ax.plot(mean.index, mean.values, marker="o", ms=3, label=name)
+        ax.fill_between(mean.index, by_depth.min().values, by_depth.max().values, alpha=0.15)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (forward order)")
+    ax.set_ylabel({"variance": "pre-activation variance", "gradient_variance": "back-propagated gradient variance"}[column])
+    ax.set_title(f"{dataset}: mean over seeds, band = min-max")
+    ax.legend(fontsize=7, ncols=2)
+    return fig
+
+
+def jacobian_figure(diagnosis: Diagnosis, dataset: str) -> plt.Figure:
+    """Sorted singular values of the input-output Jacobian (mean over seeds and examples)."""
+    data = diagnosis.jacobian[diagnosis.jacobian["dataset"] == dataset]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
+    for name, rows in data.groupby("initializer", sort=False):
+        curve = rows.groupby("index")["singular_value"].mean()
+        ax.plot(curve.index + 1, curve.values, marker=".", label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("singular value index")
+    ax.set_ylabel("singular value of d outputs / d input")
+    ax.set_title(f"{dataset}: Jacobian spectrum at initialization")
+    ax.legend(fontsize=7, ncols=2)
+    return fig
+
+
+def write(diagnosis: Diagnosis, out: str | Path, experiment: Experiment, command: str = "") -> list[Path]:
+    """Writes CSVs, ``diagnostics.md`` and figures under ``out``; returns the paths."""
+    out = Path(out)
+    files = [write_atomic(out / "diagnostics.csv", diagnosis.layers.to_csv(index=False)),
+             write_atomic(out / "jacobian.csv", diagnosis.jacobian.to_csv(index=False))]
+    table, jac = summary(diagnosis), jacobian_summary(diagnosis)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    lines = [f"# initjax diagnostics: {experiment.name}", "",
+             "Signal propagation at initialization (no training): per layer, the pre-activation variance over the "
+             f"first {BATCH} training examples and units, and the variance of the back-propagated gradient of the "
+             "cross-entropy with respect to it (per example); mean over seeds, [min, max] in brackets. Then the "
+             "singular values of the input-output Jacobian.", ""]
+    if command:
+        lines += [f"Command: `{command}`", ""]
+    for dataset in table["dataset"].unique():
+        rows = table[table["dataset"] == dataset]
+        shown = pd.DataFrame({
+            "initializer": rows["initializer"], "layer": rows["depth"].astype(str) + " " + rows["layer"],
+            "variance": [f"{v:.3g} [{lo:.3g}, {hi:.3g}]" for v, lo, hi in
+                         zip(rows["variance"], rows["variance_min"], rows["variance_max"])],
+            "gradient variance": [f"{v:.3g} [{lo:.3g}, {hi:.3g}]" for v, lo, hi in
+                                  zip(rows["gradient_variance"], rows["gradient_min"], rows["gradient_max"])]})
+        j = jac[jac["dataset"] == dataset]
+        lines += [f"## {dataset}", "", shown.to_markdown(index=False), "", "### Input-output Jacobian", "",
+                  j.drop(columns=["dataset"]).to_markdown(index=False, floatfmt=".3g"), ""]
+        for stem, fig in ((f"{dataset}_variance", variance_figure(diagnosis, dataset, "variance")),
+                          (f"{dataset}_gradient_variance", variance_figure(diagnosis, dataset, "gradient_variance")),
+                          (f"{dataset}_jacobian", jacobian_figure(diagnosis, dataset))):
+            saved = save(fig, out / "figures" / stem, ("png",))
+            files += saved
+            lines += [f"![{stem}](figures/{saved[0].name})", ""]
+    files.append(write_atomic(out / "diagnostics.md", "\n".join(lines)))
+    return files

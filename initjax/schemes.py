@@ -1,0 +1,188 @@
+"""Init schemes: initializations that need the whole network, or data, not just a tensor's shape.
+
+Contract: ``scheme(key, params, apply_fn, batch) -> params``.
+
+* ``params``: the network's parameters after the scheme's per-tensor pre-init
+  (:attr:`Scheme.base`, e.g. orthogonal for LSUV), a Flax params dict;
+* ``apply_fn(params, x) -> (outputs, layers)``: the forward pass, where
+  ``layers`` lists ``(path, pre_activation)`` for every layer with a ``kernel``
+  in forward order (``path``: keys from ``params`` down to the layer's dict);
+  :func:`probe` builds it for a Flax module;
+* ``batch``: `(n, *input_shape)` examples (the suite draws 256 training examples per seed).
+
+Schemes are pure and traceable: they run under ``jit`` and ``vmap`` over seeds,
+with fixed iteration counts (``lax.fori_loop``) instead of data-dependent loops.
+
+References: Mishkin & Matas 2015 (LSUV, arXiv:1511.06422); Krähenbühl et al. 2016
+(data-dependent init, arXiv:1511.06856); Zhang, Dauphin & Ma 2019 (Fixup,
+arXiv:1901.09321).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from initjax import initializers as extra
+
+Path = tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheme:
+    """A whole-network init: ``base`` per-tensor pre-init, then ``transform``.
+
+    Attributes:
+      name: the registered name (for messages).
+      base: ``init(key, shape, dtype)`` used for every kernel first.
+      transform: ``transform(key, params, apply_fn, batch) -> params``.
+    """
+
+    name: str
+    base: Callable
+    transform: Callable
+
+    def __call__(self, key, params, apply_fn, batch):
+        return self.transform(key, params, apply_fn, batch)
+
+
+def is_scheme(obj) -> bool:
+    return isinstance(obj, Scheme)
+
+
+def probe(module: nn.Module) -> Callable:
+    """``apply_fn(params, x, perturb=None) -> (outputs, [(path, pre_activation), ...])`` for a Flax module.
+
+    Records the output of every ``nn.Dense`` and ``nn.Conv`` (kernel times input
+    plus bias, before any activation) in call order. ``perturb`` (path -> array
+    shaped like that output) is added to each recorded output; differentiating
+    with respect to zero perturbations gives the back-propagated gradients of the
+    layer outputs (``initjax.diagnostics``).
+    """
+
+    def apply_fn(params, x, perturb=None):
+        layers = []
+
+        def record(next_fun, args, kwargs, context):
+            out = next_fun(*args, **kwargs)
+            if context.method_name == "__call__" and isinstance(context.module, nn.Dense | nn.Conv):
+                path = tuple(context.module.path)
+                if perturb is not None:
+                    out = out + perturb[path]
+                layers.append((path, out))
+            return out
+
+        with nn.intercept_methods(record):
+            out = module.apply({"params": params}, x)
+        return out, layers
+
+    return apply_fn
+
+
+def get_at(params, path: Path):
+    for name in path:
+        params = params[name]
+    return params
+
+
+def set_at(params, path: Path, name: str, value):
+    """A copy of ``params`` with ``params[path][name] = value``."""
+    if not path:
+        return {**params, name: value}
+    return {**params, path[0]: set_at(params[path[0]], path[1:], name, value)}
+
+
+def _layer_output(apply_fn, params, batch, path):
+    _, layers = apply_fn(params, batch)
+    return dict(layers)[path]
+
+
+def _paths(apply_fn, params, batch) -> list[Path]:
+    return [path for path, _ in apply_fn(params, batch)[1]]
+
+
+def lsuv(tol: float = 0.1, max_iter: int = 10) -> Scheme:
+    """LSUV (Mishkin & Matas 2015): orthonormal pre-init, then layer-wise unit output variance.
+
+    Layer by layer in forward order, the kernel is divided by the standard
+    deviation of the layer's output on the batch until ``|var - 1| < tol`` or
+    ``max_iter`` iterations (after convergence further iterations change nothing).
+    """
+
+    def transform(key, params, apply_fn, batch):
+        del key
+        for path in _paths(apply_fn, params, batch):
+            def step(_, p, path=path):
+                var = jnp.var(_layer_output(apply_fn, p, batch, path))
+                scale = jnp.where(jnp.abs(var - 1) < tol, 1.0, jax.lax.rsqrt(jnp.maximum(var, 1e-12)))
+                return set_at(p, path, "kernel", get_at(p, path)["kernel"] * scale)
+
+            params = jax.lax.fori_loop(0, max_iter, step, params)
+        return params
+
+    return Scheme("lsuv", extra.orthogonal(), transform)
+
+
+def data_dependent(base: str = "normal") -> Scheme:
+    """Data-dependent init (Krähenbühl et al. 2016, within-layer part): per-unit zero mean, unit variance.
+
+    Layer by layer in forward order, each output unit ``j`` with pre-activation
+    mean ``mu_j`` and standard deviation ``s_j`` on the batch gets
+    ``W[..., j] /= s_j`` and ``b_j = (b_j - mu_j) / s_j``. The pre-init is a
+    Gaussian ``N(0, 1/fan_in)`` (``base="normal"``) or orthogonal (``"orthogonal"``).
+    The paper's between-layer rescaling of learning rates is not done.
+    """
+    pre = {"normal": jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal"), "orthogonal": extra.orthogonal()}
+    if base not in pre:
+        raise ValueError(f"data_dependent base must be 'normal' or 'orthogonal', got {base!r}")
+
+    def transform(key, params, apply_fn, batch):
+        del key
+        for path in _paths(apply_fn, params, batch):
+            out = _layer_output(apply_fn, params, batch, path)
+            axes = tuple(range(out.ndim - 1))
+            mean, std = out.mean(axis=axes), jnp.maximum(out.std(axis=axes), 1e-6)
+            layer = get_at(params, path)
+            params = set_at(params, path, "kernel", layer["kernel"] / std)
+            if "bias" in layer:
+                params = set_at(params, path, "bias", (layer["bias"] - mean) / std)
+        return params
+
+    return Scheme("data_dependent", pre[base], transform)
+
+
+def fixup(rescale: bool = True) -> Scheme:
+    """Fixup (Zhang et al. 2019) for residual networks; ``rescale=False``: zero-init of residual branches only.
+
+    Needs a model that names its residual branch layers ``branch_in`` ...
+    ``branch_out`` and its classifier ``head`` (``bench.models.ResMLP``):
+    He pre-init; the last layer of every branch and the classifier start at 0;
+    with ``rescale`` the other branch layers are multiplied by ``L**(-1/(2m-2))``
+    (``L`` branches of ``m`` layers; the scalar multipliers and biases of Fixup
+    are the model's own, initialized to 1 and 0).
+    """
+
+    def transform(key, params, apply_fn, batch):
+        del key
+        paths = _paths(apply_fn, params, batch)
+        outs = [p for p in paths if p[-1] == "branch_out"]
+        heads = [p for p in paths if p[-1] == "head"]
+        if not outs or not heads:
+            raise ValueError("fixup needs a residual model with 'branch_out' and 'head' layers: use model 'resmlp'")
+        n_branches = len(outs)
+        per_branch = 1 + sum(1 for p in paths if p[-1].startswith("branch_") and p[-1] != "branch_out") // n_branches
+        for path in paths:
+            layer = get_at(params, path)
+            if path[-1] in ("branch_out", "head"):
+                params = set_at(params, path, "kernel", jnp.zeros_like(layer["kernel"]))
+            elif path[-1].startswith("branch_") and rescale:
+                params = set_at(params, path, "kernel", layer["kernel"] * n_branches ** (-1 / (2 * per_branch - 2)))
+            if "bias" in layer and path[-1] == "head":
+                params = set_at(params, path, "bias", jnp.zeros_like(layer["bias"]))
+        return params
+
+    return Scheme("fixup", jax.nn.initializers.he_normal(), transform)
