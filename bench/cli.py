@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--seeds", type=_int, default=8, help="networks per initializer (default 8)")
     diag.add_argument("--data-dir", help="folder of dataset files or tfds data_dir")
     diag.add_argument("--out", help="folder (default: reports/<preset>/diagnostics)")
+    rep2 = commands.add_parser("reproduce", help="run a classic paper's preset and check its claims with CIs")
+    rep2.add_argument("name", help="glorot2010, he2015-depth or saxe2013")
+    rep2.add_argument("--smoke", action="store_true", help="tiny form, to check that it runs")
+    rep2.add_argument("--data-dir", help="folder of dataset files or tfds data_dir")
+    rep2.add_argument("--out", help="folder (default: reports/<name>)")
+    rep2.add_argument("--no-progress", action="store_true", help="no progress bars")
     commands.add_parser("list", help="presets, initializers, datasets, models, optimizers")
     return parser
 
@@ -127,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _perf(args)
         if args.command == "diagnose":
             return _diagnose(args, argv)
+        if args.command == "reproduce":
+            return _reproduce(args, argv)
         return _run(args, argv)
     except UserError as error:
         print(f"bench: error: {error}", file=sys.stderr)
@@ -189,6 +197,27 @@ def _diagnose(args: argparse.Namespace, argv: list[str]) -> int:
     files = diagnose.write(result, out, experiment, shlex.join(["python", "-m", "bench", *argv]))
     print(diagnose.summary(result).to_markdown(index=False, floatfmt=".3g"))
     print(f"\nwrote {len(files)} files to {out}")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench import reproduce
+    from bench.errors import unknown
+    from bench.runner import run_experiment
+
+    if args.name not in reproduce.REPRODUCTIONS:
+        raise unknown("reproduction", args.name, reproduce.REPRODUCTIONS)
+    out = args.out or f"reports/{args.name}{'-smoke' if args.smoke else ''}"
+    command = shlex.join(["python", "-m", "bench", *argv])
+
+    def run(experiment, folder):
+        return run_experiment(experiment, folder, progress=not args.no_progress, command=command,
+                              data_dir=args.data_dir)
+
+    findings, files = reproduce.reproduce(args.name, out, run, command, args.data_dir, args.smoke)
+    for finding in findings:
+        print(f"{'HELD' if finding.held else 'NOT HELD'}: {finding.claim}\n  {finding.measured}")
+    print(f"\n{sum(f.held for f in findings)} of {len(findings)} claims held; {files[-1]}")
     return 0
 
 

@@ -71,13 +71,13 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None) -> Diagnosis
             stats = {k: np.asarray(v) for k, v in stats.items()}
             for seed in range(seeds):
                 layer_frames.append(pd.DataFrame({
-                    "dataset": task.dataset, "model": models.describe(model, data.input_shape), "initializer": name,
+                    "dataset": task.name, "model": models.describe(model, data.input_shape), "initializer": name,
                     "seed": seed, "layer": paths, "depth": np.arange(1, len(paths) + 1), "width": stats["width"][seed],
                     "mean": stats["mean"][seed], "variance": stats["variance"][seed],
                     "gradient_variance": stats["gradient_variance"][seed]}))
             sv = np.asarray(svals)  # (seeds, examples, k)
             s, e, i = np.meshgrid(*map(np.arange, sv.shape), indexing="ij")
-            jacobian_frames.append(pd.DataFrame({"dataset": task.dataset, "initializer": name, "seed": s.ravel(),
+            jacobian_frames.append(pd.DataFrame({"dataset": task.name, "initializer": name, "seed": s.ravel(),
                                                  "example": e.ravel(), "index": i.ravel(), "singular_value": sv.ravel()}))
     return Diagnosis(pd.concat(layer_frames, ignore_index=True), pd.concat(jacobian_frames, ignore_index=True))
 

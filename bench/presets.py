@@ -28,6 +28,8 @@ class Task:
       activation: hidden activation, a name in ``bench.models.ACTIVATIONS``.
       model: name in ``bench.models.MODELS``.
       subset: ``(n_train, n_test)``: train on the first examples only (smoke runs).
+      label: the task's name in results and reports (the ``dataset`` column);
+        default the dataset name. Tasks on one dataset need distinct labels.
     """
 
     dataset: str
@@ -35,6 +37,11 @@ class Task:
     activation: str = "relu"
     model: str = "mlp"
     subset: tuple[int, int] | None = None
+    label: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.label or self.dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,14 +83,17 @@ class Experiment:
     ) -> Experiment:
         """A copy with the given fields replaced (None keeps the preset's value).
 
-        ``datasets`` selects the preset's tasks by dataset name; a dataset the preset
-        does not have gets the model of the preset's first task. ``model``,
+        ``datasets`` selects the preset's tasks by dataset name or task label; a
+        dataset the preset does not have gets the model of the preset's first task. ``model``,
         ``hidden`` and ``activation`` replace those of every task.
         """
         tasks = self.tasks
         if datasets is not None:
-            by_name = {task.dataset: task for task in self.tasks}
-            tasks = tuple(by_name.get(name, dataclasses.replace(self.tasks[0], dataset=name)) for name in datasets)
+            picked = []
+            for name in datasets:
+                matching = [t for t in self.tasks if name in (t.name, t.dataset)]
+                picked += matching or [dataclasses.replace(self.tasks[0], dataset=name, label=None)]
+            tasks = tuple(picked)
         task_fields = {k: v for k, v in dict(model=model, activation=activation).items() if v is not None}
         if hidden is not None:
             task_fields["hidden"] = tuple(hidden)
@@ -135,6 +145,9 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
         raise UserError("no dataset selected; give --datasets with at least one name")
     if not experiment.initializers:
         raise UserError("no initializer selected; give --initializers with at least one name")
+    names = [task.name for task in experiment.tasks]
+    if len(set(names)) < len(names):
+        raise UserError(f"two tasks are named alike in {names}; give tasks on one dataset distinct labels")
     for task in experiment.tasks:
         if task.dataset not in datasets.LOADERS:
             raise unknown("dataset", task.dataset, datasets.LOADERS)
@@ -244,6 +257,50 @@ PRESETS: dict[str, Experiment] = {
         train=TrainConfig(optimizer="momentum", lr=0.01, batch_size=128, epochs=10),
     ),
 }
+
+
+# Reproductions of classic papers (``python -m bench reproduce NAME`` adds the claims and verdicts).
+_SAXE_DEPTHS = (2, 4, 8, 16, 32)
+PRESETS.update({
+    "glorot2010": Experiment(
+        name="glorot2010",
+        description=(
+            "Glorot & Bengio 2010, Figs. 6-7 and MNIST test error: an MLP with 5 hidden tanh layers of 256 units "
+            "(the paper: 1,000) on the first 10,000 MNIST training images, 'standard' init U[-1/sqrt(n), 1/sqrt(n)] "
+            "(torch_default) vs 'normalized' init (glorot_uniform); SGD lr 0.05, batch 32, 10 epochs; 8 seeds."
+        ),
+        tasks=(Task("mnist", (256,) * 5, activation="tanh", subset=(10_000, 5_000)),),
+        initializers=("torch_default", "glorot_uniform"),
+        seeds=8,
+        train=TrainConfig(optimizer="sgd", lr=0.05, batch_size=32, epochs=10),
+    ),
+    "he2015-depth": Experiment(
+        name="he2015-depth",
+        description=(
+            "He et al. 2015, Figs. 2-3, with MLPs: ReLU networks of 22 and 30 weight layers (width 128) on the first "
+            "10,000 MNIST training images, Xavier/Glorot vs He init; SGD with momentum 0.9, lr 0.01, batch 64, "
+            "6 epochs; 8 seeds. The paper: conv nets on ImageNet, where Xavier stalls at depth 30."
+        ),
+        tasks=(Task("mnist", (128,) * 21, subset=(10_000, 5_000), label="mnist-depth22"),
+               Task("mnist", (128,) * 29, subset=(10_000, 5_000), label="mnist-depth30")),
+        initializers=("glorot_normal", "he_normal"),
+        seeds=8,
+        train=TrainConfig(optimizer="momentum", lr=0.01, batch_size=64, epochs=6),
+    ),
+    "saxe2013": Experiment(
+        name="saxe2013",
+        description=(
+            "Saxe et al. 2013: deep linear networks (width 64, 2 to 32 weight layers) on sklearn digits, orthogonal "
+            "vs scaled Gaussian N(0, 1/fan_in) init; SGD lr 0.01, batch 32, 30 epochs; 8 seeds. Epochs to a training "
+            "loss of 0.3 against depth."
+        ),
+        tasks=tuple(Task("digits", (64,) * (d - 1), activation="linear", label=f"digits-depth{d}")
+                    for d in _SAXE_DEPTHS),
+        initializers=("orthogonal", "variance_scaling(distribution='normal')"),
+        seeds=8,
+        train=TrainConfig(optimizer="sgd", lr=0.01, batch_size=32, epochs=30),
+    ),
+})
 
 
 def get(name: str) -> Experiment:

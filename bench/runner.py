@@ -92,18 +92,18 @@ def run_experiment(
             key = {**resume.environment_key(), "experiment": _numbers_config(experiment),
                    "task": dataclasses.asdict(task), "data": data.fingerprint()}
             if fresh:
-                resume.remove(Path(out) / "progress", task.dataset, key)
-            store = resume.TaskStore(Path(out) / "progress", task.dataset, key, checkpoint_every)
+                resume.remove(Path(out) / "progress", task.name, key)
+            store = resume.TaskStore(Path(out) / "progress", task.name, key, checkpoint_every)
         try:
             result = train_task(data, model, initializers, seeds, experiment.train, experiment.seed,
                                 progress and devices.is_main_process(), chunk, max_memory, keep_params=False,
                                 store=store)
         except KeyboardInterrupt:
             raise Interrupted(_interrupted(store)) from None
-        frames.append(result.frame.assign(experiment=experiment.name, dataset=task.dataset, model=name))
+        frames.append(result.frame.assign(experiment=experiment.name, dataset=task.name, model=name))
         runs = len(initializers) * len(seeds)
         n_params, plan = result.n_params, result.plan
-        tasks[task.dataset] = {
+        tasks[task.name] = {
             "model": name,
             "data": f"{data.source}; {len(data.x_train):,} train"
             + (f" / {len(data.x_val):,} validation" if data.x_val is not None else "")
