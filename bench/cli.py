@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--data-dir", help="folder of dataset files or tfds data_dir")
     diag.add_argument("--out", help="folder (default: reports/<preset>/diagnostics)")
     rep2 = commands.add_parser("reproduce", help="run a classic paper's preset and check its claims with CIs")
-    rep2.add_argument("name", help="glorot2010, he2015-depth or saxe2013")
+    rep2.add_argument("name", help="glorot2010, he2015-depth, saxe2013 or schoenholz2017")
     rep2.add_argument("--smoke", action="store_true", help="tiny form, to check that it runs")
     rep2.add_argument("--data-dir", help="folder of dataset files or tfds data_dir")
     rep2.add_argument("--out", help="folder (default: reports/<name>)")

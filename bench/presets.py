@@ -261,6 +261,9 @@ PRESETS: dict[str, Experiment] = {
 
 # Reproductions of classic papers (``python -m bench reproduce NAME`` adds the claims and verdicts).
 _SAXE_DEPTHS = (2, 4, 8, 16, 32)
+SCHOENHOLZ_DEPTHS = (10, 20, 40, 80)
+SCHOENHOLZ_SIGMA_W2 = (0.6, 1.0, 1.4, 1.8, 2.2, 2.8, 3.4, 4.0)
+SCHOENHOLZ_SIGMA_B2 = 0.05
 PRESETS.update({
     "glorot2010": Experiment(
         name="glorot2010",
@@ -299,6 +302,20 @@ PRESETS.update({
         initializers=("orthogonal", "variance_scaling(distribution='normal')"),
         seeds=8,
         train=TrainConfig(optimizer="sgd", lr=0.01, batch_size=32, epochs=30),
+    ),
+    "schoenholz2017": Experiment(
+        name="schoenholz2017",
+        description=(
+            "Schoenholz et al. 2017, Fig. 5 in small: tanh MLPs of width 64 and depth 10, 20, 40, 80 on the first 5,000 "
+            "MNIST training images, mean-field init with sigma_w^2 in 0.6..4.0 and sigma_b^2 = 0.05; SGD with "
+            "momentum 0.9, lr 0.005, batch 32, 4 epochs; 2 seeds. A network counts as trainable when its mean "
+            "training accuracy ends above 0.5 (chance 0.1)."
+        ),
+        tasks=tuple(Task("mnist", (64,) * (d - 1), activation="tanh", subset=(5_000, 2_000), label=f"mnist-depth{d}")
+                    for d in SCHOENHOLZ_DEPTHS),
+        initializers=tuple(f"mean_field(sigma_w2={w}, sigma_b2={SCHOENHOLZ_SIGMA_B2})" for w in SCHOENHOLZ_SIGMA_W2),
+        seeds=2,
+        train=TrainConfig(optimizer="momentum", lr=0.005, batch_size=32, epochs=4),
     ),
 })
 

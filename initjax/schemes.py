@@ -186,3 +186,24 @@ def fixup(rescale: bool = True) -> Scheme:
         return params
 
     return Scheme("fixup", jax.nn.initializers.he_normal(), transform)
+
+
+def mean_field(sigma_w2: float = 1.0, sigma_b2: float = 0.0) -> Scheme:
+    """The mean-field initialization: ``W ~ N(0, sigma_w2 / fan_in)`` and biases ``~ N(0, sigma_b2)``.
+
+    The set-up of Poole et al. 2016 and Schoenholz et al. 2017 (``initjax.mean_field``
+    gives its depth scales); biases are drawn per layer from the scheme's key.
+    """
+    if sigma_w2 <= 0 or sigma_b2 < 0:
+        raise ValueError(f"mean_field needs sigma_w2 > 0 and sigma_b2 >= 0, got {sigma_w2}, {sigma_b2}")
+    base = jax.nn.initializers.variance_scaling(sigma_w2, "fan_in", "normal")
+
+    def transform(key, params, apply_fn, batch):
+        for i, path in enumerate(_paths(apply_fn, params, batch)):
+            layer = get_at(params, path)
+            if "bias" in layer:
+                noise = jax.random.normal(jax.random.fold_in(key, i), layer["bias"].shape, layer["bias"].dtype)
+                params = set_at(params, path, "bias", jnp.sqrt(sigma_b2) * noise)
+        return params
+
+    return Scheme("mean_field", base, transform)

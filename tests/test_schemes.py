@@ -85,7 +85,7 @@ def test_fixup_on_a_model_without_residual_branches_is_refused():
         _init(models.mlp_for(8, 10, (16,)), "fixup", jax.random.key(0), x)
 
 
-SCHEMES = ["lsuv", "data_dependent", "fixup", "fixup(rescale=False)"]
+SCHEMES = ["lsuv", "data_dependent", "fixup", "fixup(rescale=False)", "mean_field(sigma_w2=1.5, sigma_b2=0.05)"]
 
 
 @pytest.mark.parametrize("spec", SCHEMES)
@@ -162,3 +162,34 @@ def test_diagnose_command_writes_tables_and_figures(tmp_path, capsys):
     text = (out / "diagnostics.md").read_text()
     assert "figures/digits_variance.png" in text and (out / "figures" / "digits_jacobian.png").is_file()
     assert len(pd.read_csv(out / "jacobian.csv")) == 2 * 2 * 4 * 10  # seeds x inits x examples x min(64, 10)
+
+
+def test_mean_field_scheme_draws_kernels_and_biases_with_the_stated_variances():
+    x = jax.random.normal(jax.random.key(13), (32, 400))
+    model = models.build("mlp", (400,), 10, (500, 500), "tanh")
+    params = _init(model, "mean_field(sigma_w2=2.5, sigma_b2=0.3)", jax.random.key(14), x)
+    assert float(params["Dense_1"]["kernel"].var()) == pytest.approx(2.5 / 500, rel=0.02)
+    biases = np.concatenate([params[f"Dense_{i}"]["bias"] for i in range(2)])
+    assert biases.var() == pytest.approx(0.3, rel=0.2)
+    assert not np.allclose(params["Dense_0"]["bias"], params["Dense_1"]["bias"])  # one key per layer
+
+
+def test_mean_field_theory_matches_closed_forms_and_numerical_integration():
+    from scipy import integrate
+
+    from initjax import mean_field as mf
+
+    # sigma_b = 0, sigma_w2 < 1: q* = 0, chi_1 = sigma_w2 (tanh'(0) = 1), xi_c = -1/log(sigma_w2)
+    assert mf.q_star(0.5, 0.0) < 1e-12 and mf.xi_c(0.5, 0.0) == pytest.approx(1 / np.log(2), rel=1e-6)
+    # chi_1 at (2.0, 0.05) against scipy's adaptive quadrature of the same integral
+    q = mf.q_star(2.0, 0.05)
+    q_again = 2.0 * integrate.quad(lambda z: np.tanh(np.sqrt(q) * z) ** 2 * np.exp(-z * z / 2) / np.sqrt(2 * np.pi),
+                                   -12, 12)[0] + 0.05
+    assert q_again == pytest.approx(q, rel=1e-6)
+    chi = 2.0 * integrate.quad(lambda z: np.cosh(np.sqrt(q) * z) ** -4 * np.exp(-z * z / 2) / np.sqrt(2 * np.pi),
+                               -12, 12)[0]
+    assert mf.chi_1(2.0, 0.05) == pytest.approx(chi, rel=1e-6)
+    # order-to-chaos: chi_1 crosses 1 between sigma_w2 = 1.7 and 1.8 at sigma_b2 = 0.05 (Schoenholz et al.: ~1.76)
+    assert mf.chi_1(1.7, 0.05) < 1 < mf.chi_1(1.8, 0.05)
+    assert mf.c_star(1.0, 0.05) == 1.0 and mf.c_star(3.0, 0.05) < 1.0
+    assert mf.xi_c(1.75, 0.05) > mf.xi_c(1.4, 0.05) > mf.xi_c(1.0, 0.05)  # the depth scale peaks at criticality
