@@ -113,6 +113,8 @@ _add("lsuv", schemes.lsuv, "scheme: orthonormal, then unit output variance per l
      scheme=True)
 _add("data_dependent", schemes.data_dependent,
      "scheme: per-unit zero mean, unit variance on data (Kraehenbuehl et al. 2016)", scheme=True)
+_add("metainit", schemes.metainit,
+     "scheme: kernel norms tuned to minimize the gradient quotient (Dauphin & Schoenholz 2019)", scheme=True)
 _add("mean_field", schemes.mean_field,
      "scheme: W ~ N(0, sigma_w2/fan_in), b ~ N(0, sigma_b2) (Poole et al. 2016; Schoenholz et al. 2017)", scheme=True)
 _add("fixup", schemes.fixup, "scheme: residual branches and head at 0, branches rescaled (Zhang et al. 2019)",

@@ -85,7 +85,8 @@ def test_fixup_on_a_model_without_residual_branches_is_refused():
         _init(models.mlp_for(8, 10, (16,)), "fixup", jax.random.key(0), x)
 
 
-SCHEMES = ["lsuv", "data_dependent", "fixup", "fixup(rescale=False)", "mean_field(sigma_w2=1.5, sigma_b2=0.05)"]
+SCHEMES = ["lsuv", "data_dependent", "fixup", "fixup(rescale=False)", "mean_field(sigma_w2=1.5, sigma_b2=0.05)",
+           "metainit(steps=5)"]
 
 
 @pytest.mark.parametrize("spec", SCHEMES)
@@ -193,3 +194,26 @@ def test_mean_field_theory_matches_closed_forms_and_numerical_integration():
     assert mf.chi_1(1.7, 0.05) < 1 < mf.chi_1(1.8, 0.05)
     assert mf.c_star(1.0, 0.05) == 1.0 and mf.c_star(3.0, 0.05) < 1.0
     assert mf.xi_c(1.75, 0.05) > mf.xi_c(1.4, 0.05) > mf.xi_c(1.0, 0.05)  # the depth scale peaks at criticality
+
+
+def test_metainit_lowers_the_gradient_quotient_of_a_too_small_init():
+    """Kernels with variance 0.001/fan_in: MetaInit grows their norms, keeps their directions, and cuts the GQ."""
+    x = jax.random.normal(jax.random.key(15), (128, 16))
+    key = jax.random.key(18)
+    labels = jax.random.randint(key, (128,), 0, 4)  # the random labels MetaInit draws from its key
+    model = models.build("mlp", (16,), 4, (32, 32, 32), "tanh")
+    apply_fn = schemes.probe(model)
+    small = model.clone(kernel_init=initjax.get("variance_scaling(scale=0.001, distribution='normal')")).init(
+        jax.random.key(17), x[:1])["params"]
+    tuned = jax.jit(lambda p: initjax.get("metainit(steps=60, lr=0.05)")(key, p, apply_fn, x))(small)
+
+    def loss(p):
+        logits, _ = apply_fn(p, x)
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=-1))
+
+    before, after = float(schemes.gradient_quotient(small, loss)), float(schemes.gradient_quotient(tuned, loss))
+    assert after < before / 3, (before, after)
+    for layer in ("Dense_0", "Dense_1", "Dense_3"):
+        a, b = np.asarray(small[layer]["kernel"]).ravel(), np.asarray(tuned[layer]["kernel"]).ravel()
+        assert np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b) == pytest.approx(1, abs=1e-5)
+        assert np.linalg.norm(b) > 2 * np.linalg.norm(a)
