@@ -213,7 +213,8 @@ def tied_with_best(results: pd.DataFrame, metric: str = "test_accuracy", paired:
 
     Returns:
       One row per (dataset, model, initializer) with ``best`` (the best initializer)
-      and ``tied`` (True for the best itself).
+      and ``tied`` (True for the best itself; False where fewer than 2 runs did not
+      diverge: nothing was tested, so nothing is claimed).
     """
     if versus_best is None:
         versus_best = compare(results, metric, None, "baseline", paired, alpha, settings, effect_sizes=False)
@@ -221,8 +222,9 @@ def tied_with_best(results: pd.DataFrame, metric: str = "test_accuracy", paired:
     rows = []
     for task_key, task in final_epoch(results).groupby(TASK, sort=False):
         best = best_initializer(task, metric)
+        finite = task[~task["diverged"].astype(bool)].groupby("initializer")[metric].count()
         for name in task["initializer"].unique():
-            tied = name == best or not significant[(*task_key, name)]
+            tied = name == best or (finite.get(name, 0) >= 2 and not significant[(*task_key, name)])
             rows.append({**dict(zip(TASK, task_key)), "initializer": name, "best": best, "tied": tied})
     return pd.DataFrame(rows)
 

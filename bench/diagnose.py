@@ -106,13 +106,16 @@ def variance_figure(diagnosis: Diagnosis, dataset: str, column: str) -> plt.Figu
     fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
     for name, rows in data.groupby("initializer", sort=False):
         by_depth = rows.groupby("depth")[column]
-        mean = by_depth.mean()
+        positive = by_depth.mean() > 0  # layers at exactly 0 (Fixup's zeroed ones) have no place on a log axis
+        mean = by_depth.mean().where(positive)
         ax.plot(mean.index, mean.values, marker="o", ms=3, label=name)
-        ax.fill_between(mean.index, by_depth.min().values, by_depth.max().values, alpha=0.15)
+        ax.fill_between(mean.index, by_depth.min().where(positive).values, by_depth.max().where(positive).values,
+                        alpha=0.15)
     ax.set_yscale("log")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("layer (forward order)")
     ax.set_ylabel({"variance": "pre-activation variance", "gradient_variance": "back-propagated gradient variance"}[column])
-    ax.set_title(f"{dataset}: mean over seeds, band = min-max")
+    ax.set_title(f"{dataset}: mean over seeds, band = min-max (layers at 0 not drawn)")
     ax.legend(fontsize=7, ncols=2)
     return fig
 

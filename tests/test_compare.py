@@ -119,6 +119,9 @@ def test_ties_with_the_best():
     ties = compare.tied_with_best(tidy(values), settings=FAST).set_index("initializer")
     assert ties.loc["best", "tied"] and ties.loc["close", "tied"] and not ties.loc["bad", "tied"]
     assert set(ties.best) == {"best"}
+    values["gone"] = np.full(20, np.nan)  # every run diverged: nothing to test, so never "tied"
+    ties = compare.tied_with_best(tidy(values, diverged={("gone", s) for s in range(20)}), settings=FAST)
+    assert not ties.set_index("initializer").loc["gone", "tied"]
 
 
 def test_seeds_needed_agrees_with_statsmodels_and_with_simulation():
