@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep2.add_argument("--data-dir", help="folder of dataset files or tfds data_dir")
     rep2.add_argument("--out", help="folder (default: reports/<name>)")
     rep2.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rep2.add_argument("--fresh", action="store_true", help="retrain instead of resuming finished chunks")
     commands.add_parser("list", help="presets, initializers, datasets, models, optimizers")
     return parser
 
@@ -212,7 +213,7 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
 
     def run(experiment, folder):
         return run_experiment(experiment, folder, progress=not args.no_progress, command=command,
-                              data_dir=args.data_dir)
+                              data_dir=args.data_dir, fresh=args.fresh)
 
     findings, files = reproduce.reproduce(args.name, out, run, command, args.data_dir, args.smoke)
     for finding in findings:

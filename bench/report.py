@@ -244,7 +244,9 @@ def _rate(value: float) -> str:
 
 def _throughput(info: dict) -> str:
     """'128 runs; compile 1.9 s, training and evaluation 1743 s (0.73 seed-epochs/s, ...)'."""
-    text = f"{info['runs']} runs; compile {info['compile_s']:.1f} s, training and evaluation {info['train_s']:.1f} s"
+    earlier = info.get("earlier_train_s", 0.0)
+    text = (f"{info['runs']} runs; compile {info['compile_s']:.1f} s, training and evaluation "
+            f"{info['train_s'] + earlier:.1f} s" + (f" ({earlier:.1f} s of it in earlier runs)" if earlier else ""))
     if "seed_epochs_per_s" in info:
         text += f" ({_rate(info['seed_epochs_per_s'])} seed-epochs/s"
         if "train_gflops" in info:
@@ -254,8 +256,8 @@ def _throughput(info: dict) -> str:
     text += "."
     if info.get("chunks_loaded") or info.get("chunks_resumed"):
         text += (f" Resumed: {info['chunks_loaded']} finished chunk(s) loaded from an earlier run of the same "
-                 f"experiment and {info['chunks_resumed']} continued from its checkpoint (rates cover what this run "
-                 "trained).")
+                 f"experiment and {info['chunks_resumed']} continued from its checkpoint; times and rates add up the "
+                 "training every run recorded.")
     if "chunks" in info:
         text += (f" {info['chunks']} chunk(s) of {info['models_per_chunk']} models ({info['chunk_reason']}); "
                  f"estimated peak memory {format_bytes(info['estimated_peak_bytes'])}"

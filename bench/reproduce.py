@@ -206,12 +206,20 @@ def _saxe_figure(results: pd.DataFrame, folder: Path) -> list[Path]:
     depths = sorted(int(t.removeprefix("digits-depth")) for t in results["dataset"].unique())
     for init in results["initializer"].unique():
         times = [_epochs_to(results, f"digits-depth{d}", init, "train_loss", SAXE_THRESHOLD) for d in depths]
-        ax.errorbar(depths, [np.median(t) for t in times], yerr=[[np.median(t) - t.min() for t in times],
-                    [t.max() - np.median(t) for t in times]], marker="o", capsize=3, label=init)
+        reached = [(d, t[np.isfinite(t)]) for d, t in zip(depths, times) if np.isfinite(t).any()]  # drawn if reached
+        if not reached:
+            continue
+        xs, ts = zip(*reached)
+        mid = np.array([np.median(t) for t in ts])
+        ax.errorbar(xs, mid, yerr=[mid - [t.min() for t in ts], [t.max() for t in ts] - mid], marker="o", capsize=3,
+                    label=init)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("depth (weight layers)")
-    ax.set_ylabel(f"epochs to training loss {SAXE_THRESHOLD} (median, min-max)")
-    ax.legend(fontsize=8)
+    ax.set_ylabel(f"epochs to training loss {SAXE_THRESHOLD} (median, min-max of runs that reach it)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.set_title("no run reached the threshold")
     return save(fig, folder / "learning-time-vs-depth", ("png",))
 
 

@@ -63,13 +63,25 @@ def environment_key() -> dict:
 
 @dataclasses.dataclass
 class Checkpoint:
-    """A chunk stopped after ``epoch``: state to continue from and the records so far."""
+    """A chunk stopped after ``epoch``: state to continue from, the records so far, and the work they took."""
 
     epoch: int
     params: list[np.ndarray]
     opt_state: list[np.ndarray]
     sums: np.ndarray
     finite: np.ndarray
+    seconds: float = 0.0
+    seed_epochs: int = 0
+
+
+@dataclasses.dataclass
+class Finished:
+    """A finished chunk's records and the training work they took (seconds, run-epochs)."""
+
+    sums: np.ndarray
+    finite: np.ndarray
+    seconds: float = 0.0
+    seed_epochs: int = 0
 
 
 class TaskStore:
@@ -121,18 +133,21 @@ class TaskStore:
     def _checkpoint(self, chunk: int) -> Path:
         return self.folder / f"chunk-{chunk:04d}.checkpoint.npz"
 
-    def finished(self, chunk: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(sums, finite)`` of a finished chunk, or None."""
+    def finished(self, chunk: int) -> Finished | None:
+        """The records of a finished chunk, or None."""
         path = self._chunk(chunk)
         if not path.is_file():
             return None
         arrays = self._read_npz(path)
         self.loaded.append(chunk)
-        return arrays["sums"], arrays["finite"]
+        return Finished(arrays["sums"], arrays["finite"], float(arrays.get("seconds", 0.0)),
+                        int(arrays.get("seed_epochs", 0)))
 
-    def save_finished(self, chunk: int, sums: np.ndarray, finite: np.ndarray) -> None:
-        """Records a finished chunk, then drops its checkpoint."""
-        _write_npz(self._chunk(chunk), sums=sums, finite=finite)
+    def save_finished(self, chunk: int, sums: np.ndarray, finite: np.ndarray, seconds: float = 0.0,
+                      seed_epochs: int = 0) -> None:
+        """Records a finished chunk (and the seconds and run-epochs it took), then drops its checkpoint."""
+        _write_npz(self._chunk(chunk), sums=sums, finite=finite, seconds=np.float64(seconds),
+                   seed_epochs=np.int64(seed_epochs))
         self._checkpoint(chunk).unlink(missing_ok=True)
 
     # ------------------------------------------------------------ checkpoints
@@ -147,19 +162,20 @@ class TaskStore:
         leaves = [arrays[f"leaf_{i}"] for i in range(int(arrays["n_leaves"]))]
         self.resumed[chunk] = int(arrays["epoch"])
         return Checkpoint(int(arrays["epoch"]), leaves[:n_params], leaves[n_params:], arrays["sums"],
-                          arrays["finite"])
+                          arrays["finite"], float(arrays.get("seconds", 0.0)), int(arrays.get("seed_epochs", 0)))
 
     def due(self) -> bool:
         """Whether the chunk in progress should be checkpointed now."""
         return time.monotonic() - self._last_save >= self.checkpoint_every
 
     def save_checkpoint(self, chunk: int, epoch: int, params, opt_state, sums: np.ndarray,
-                        finite: np.ndarray) -> None:
+                        finite: np.ndarray, seconds: float = 0.0, seed_epochs: int = 0) -> None:
         """Saves the state after ``epoch`` (parameters and optimizer state as flat leaf lists)."""
         p, o = jax.tree.leaves(params), jax.tree.leaves(opt_state)
         leaves = {f"leaf_{i}": np.asarray(leaf) for i, leaf in enumerate(p + o)}
         _write_npz(self._checkpoint(chunk), epoch=np.int64(epoch), n_params=np.int64(len(p)),
-                   n_leaves=np.int64(len(p) + len(o)), sums=sums, finite=finite, **leaves)
+                   n_leaves=np.int64(len(p) + len(o)), sums=sums, finite=finite, seconds=np.float64(seconds),
+                   seed_epochs=np.int64(seed_epochs), **leaves)
         self._last_save = time.monotonic()
 
     # ------------------------------------------------------------ reading

@@ -112,8 +112,10 @@ def run_experiment(
             "init_s": result.init_s,
             "compile_s": result.compile_s,
             "train_s": result.train_s,
+            "earlier_train_s": result.earlier_train_s,
             "n_params": int(n_params),
-            **_rates(result.trained_seed_epochs, len(data.x_train), n_params, result.train_s),
+            **_rates(result.trained_seed_epochs + result.earlier_seed_epochs, len(data.x_train), n_params,
+                     result.train_s + result.earlier_train_s),
             "chunks": plan.n_chunks,
             "models_per_chunk": plan.models_per_chunk,
             "chunk_reason": plan.reason,
@@ -187,7 +189,7 @@ def run(
 
 
 def _rates(seed_epochs: int, n_train: int, n_params: int, seconds: float) -> dict:
-    """Throughput of what this call trained (nothing when every chunk was loaded from a previous run)."""
+    """Throughput over the training this run and the earlier runs it resumed from recorded (none: nothing)."""
     if seed_epochs == 0 or seconds <= 0:
         return {}
     examples = seed_epochs * n_train

@@ -94,6 +94,9 @@ class TaskResult:
         (arguments + outputs + temporaries - donated aliases).
       trained_seed_epochs: run-epochs trained by this call (fewer than runs x
         epochs when chunks were loaded or resumed from a store; padding not counted).
+      earlier_train_s, earlier_seed_epochs: training seconds and run-epochs that
+        earlier, interrupted or finished, runs spent on the chunks loaded or
+        resumed here (as recorded in the store; 0 without one).
     """
 
     frame: pd.DataFrame
@@ -105,6 +108,8 @@ class TaskResult:
     train_s: float
     program_bytes: int
     trained_seed_epochs: int
+    earlier_train_s: float = 0.0
+    earlier_seed_epochs: int = 0
 
 
 def loss_and_accuracy(logits: jnp.ndarray, labels: jnp.ndarray, output_activation: str):
@@ -475,8 +480,8 @@ def train_task(
         return params, jax.vmap(jax.vmap(optimizer.init))(params)
 
     epoch_arg = jnp.asarray(1, jnp.int32)
-    init_s = compile_s = train_s = 0.0
-    trained = 0
+    init_s = compile_s = train_s = earlier_s = 0.0
+    trained = earlier_seed_epochs = 0
     real = memory.real_seeds(groups)
     programs = None
     sums = np.zeros((len(mine), config.epochs + 1, len(splits), 2, len(names), plan.seeds_per_chunk), np.float32)
@@ -487,7 +492,8 @@ def train_task(
     for i, c in enumerate(mine):
         done = store.finished(c) if store is not None else None
         if done is not None:
-            sums[i], finite[i] = done
+            sums[i], finite[i] = done.sums, done.finite
+            earlier_s, earlier_seed_epochs = earlier_s + done.seconds, earlier_seed_epochs + done.seed_epochs
             bar.update(config.epochs)
             continue
         init_keys, data_keys = jax.device_put(run_keys(experiment_seed, dataset.name, groups[c]), key_sharding)
@@ -502,6 +508,7 @@ def train_task(
             compile_s = programs.compile_s
         start = time.perf_counter()
         saved = store.checkpoint(c) if store is not None else None
+        before_s, before_seed_epochs = (saved.seconds, saved.seed_epochs) if saved is not None else (0.0, 0)
         if saved is not None:
             params, opt_state = jax.device_put((jax.tree.unflatten(jax.tree.structure(params), saved.params),
                                                 jax.tree.unflatten(jax.tree.structure(opt_state), saved.opt_state)),
@@ -510,23 +517,29 @@ def train_task(
             bar.update(saved.epoch)
         else:
             sums[i, 0] = programs.evaluate_all(params, eval_splits)
+        chunk_seed_epochs = 0
         for epoch in range(1 if saved is None else saved.epoch + 1, config.epochs + 1):
             params, opt_state, ok = programs.train_epoch(params, opt_state, data_keys, jnp.asarray(epoch, jnp.int32),
                                                          x_train, y_train)
             finite[i, epoch] = np.asarray(ok)
             sums[i, epoch] = programs.evaluate_all(params, eval_splits)
-            trained += len(names) * sum(real[c])
+            chunk_seed_epochs += len(names) * sum(real[c])
             bar.update()
             if store is not None and epoch < config.epochs and store.due():
-                store.save_checkpoint(c, epoch, params, opt_state, sums[i], finite[i])
+                store.save_checkpoint(c, epoch, params, opt_state, sums[i], finite[i],
+                                      before_s + time.perf_counter() - start, before_seed_epochs + chunk_seed_epochs)
         train_s += time.perf_counter() - start
+        trained += chunk_seed_epochs
+        earlier_s, earlier_seed_epochs = earlier_s + before_s, earlier_seed_epochs + before_seed_epochs
         if store is not None:
-            store.save_finished(c, sums[i], finite[i])
+            store.save_finished(c, sums[i], finite[i], before_s + time.perf_counter() - start,
+                                before_seed_epochs + chunk_seed_epochs)
         if keep_params:
             finals.append(jax.tree.map(np.asarray, params))
     bar.close()
     sums, finite = devices.gather(sums), devices.gather(finite)
     trained = int(devices.gather(np.array([trained], np.int32)).sum())  # over all processes
+    earlier_seed_epochs = int(devices.gather(np.array([earlier_seed_epochs], np.int32)).sum())
     keep = np.concatenate(real)
     sums = np.concatenate(list(sums), axis=-1)[..., keep]  # (epochs + 1, splits, 2, inits, seeds)
     finite = np.concatenate(list(finite), axis=-1)[..., keep] > 0  # (epochs + 1, inits, seeds)
@@ -537,7 +550,7 @@ def train_task(
         jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *dataset.input_shape)))["params"])))
     frame = _tidy(_records(sums, finite, list(splits), split_sizes), names, seeds)
     return TaskResult(frame, params, n_params, plan, init_s, compile_s, train_s,
-                      programs.train_bytes if programs else 0, trained)
+                      programs.train_bytes if programs else 0, trained, earlier_s, earlier_seed_epochs)
 
 
 def _tidy(records: list[dict], names: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:

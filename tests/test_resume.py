@@ -1,6 +1,7 @@
 """Interrupted runs lose nothing: kills at several points, a full disk, Ctrl-C; reruns equal uninterrupted runs."""
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -93,9 +94,13 @@ def test_rerun_after_sigkill_equals_the_uninterrupted_run(tmp_path, uninterrupte
 
 def test_rerun_of_a_finished_run_trains_nothing_and_fresh_starts_over(tmp_path, uninterrupted):
     _bench(tmp_path)
+    first = json.loads((tmp_path / "run.json").read_text())["tasks"]["synthetic"]
     again = _bench(tmp_path)
     assert "compile 0.0 s" in again.stdout
     assert (tmp_path / "results.csv").read_bytes() == uninterrupted
+    second = json.loads((tmp_path / "run.json").read_text())["tasks"]["synthetic"]
+    # the rerun trained nothing, and reports the training the first run recorded
+    assert second["train_s"] < 0.5 and second["earlier_train_s"] == pytest.approx(first["train_s"], rel=0.05)
     fresh = _bench(tmp_path, "--fresh")
     assert "compile 0.0 s" not in fresh.stdout
     assert (tmp_path / "results.csv").read_bytes() == uninterrupted
