@@ -493,5 +493,7 @@ def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict]:
     if missing:
         raise UserError(f"{csv} lacks the columns {sorted(missing)}; it is not an initjax results table")
     results["diverged"] = results["diverged"].astype(bool)
+    if "diverged_epoch" in results:  # integers with gaps read back as floats; keep them integers
+        results["diverged_epoch"] = results["diverged_epoch"].astype("Int64")
     return results, meta_dict
 

@@ -34,9 +34,9 @@ import optax
 import pandas as pd
 
 from bench import devices, memory, resume
-from initjax import schemes
 from bench.datasets import Dataset
 from bench.errors import UserError, unknown
+from initjax import schemes
 
 OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
     "sgd": optax.sgd,

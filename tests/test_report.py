@@ -123,3 +123,20 @@ def test_wilcoxon_sees_equal_accuracy_differences_as_ties():
     from scipy import stats as sps
 
     assert p == pytest.approx(sps.wilcoxon(np.array([1, 1, 1, 2, -1, 1])).pvalue)
+
+
+def test_rerendering_keeps_divergence_epochs_integers(run_dir, tmp_path):
+    """A run marked diverged from epoch 2: re-rendered twice, results.csv keeps '2' (not '2.0') and is stable."""
+    copy = tmp_path / "diverged"
+    shutil.copytree(run_dir, copy)
+    results = pd.read_csv(copy / "results.csv")
+    run = (results.dataset == "digits") & (results.initializer == "he_normal") & (results.seed == 0)
+    results.loc[run & (results.epoch >= 2), "diverged"] = True
+    results["diverged_epoch"] = pd.array([2 if r else None for r in run], dtype="Int64")
+    results.to_csv(copy / "results.csv", index=False)
+    assert cli.main(["report", str(copy)]) == 0
+    first = (copy / "results.csv").read_bytes()
+    assert cli.main(["report", str(copy)]) == 0
+    assert (copy / "results.csv").read_bytes() == first
+    assert b",True,2\n" in first and b",2.0\n" not in first
+    assert "`he_normal` 1 of 5 (from epoch 2, median 2)" in (copy / "report.md").read_text()
