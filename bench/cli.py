@@ -22,6 +22,11 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see `python -m {self.prog.split()[0]} --help`)")
 
 
+def one_line(text: str) -> str:
+    """``text`` with every non-printable character (newlines a user typed, tabs, ...) escaped: one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _int(text: str) -> int:
     try:
         return int(text)
@@ -138,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _reproduce(args, argv)
         return _run(args, argv)
     except UserError as error:
-        print(f"bench: error: {error}", file=sys.stderr)
+        print(f"bench: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except Interrupted as interrupted:
         print(f"bench: {interrupted}", file=sys.stderr)

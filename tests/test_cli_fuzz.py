@@ -1,7 +1,7 @@
 """Any command line either works or ends with one line and status 2, never a traceback (hypothesis)."""
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bench import cli, datasets, perf, presets, runner
@@ -38,8 +38,12 @@ def no_training(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # a run that is accepted would write under ./reports here
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# derandomize: CI sees the same examples every time (a random failure here once found newlines that users typed
+# being echoed into the error, making it two lines; now escaped, and kept as an explicit case below)
+@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(token, max_size=7))
+@example(["--format", "run", "\n"])
+@example(["run", "--initializers", "he_normal\u2028x"])
 def test_any_command_line_works_or_is_one_line_status_2(capsys, argv):
     if any(a in ("-h", "--help") or a.startswith("--h") for a in argv):
         return  # argparse prints the help and exits 0, by design
@@ -83,7 +87,7 @@ def run_command(draw):
     return argv + draw(st.lists(st.sampled_from(["--smoke", "--no-progress", "--fresh"]), max_size=2))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(run_command())
 def test_any_run_options_work_or_are_one_line_status_2(capsys, argv):
     test_any_command_line_works_or_is_one_line_status_2.hypothesis.inner_test(capsys, argv)
