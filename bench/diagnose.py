@@ -58,9 +58,10 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None) -> Diagnosis
         check_on_model(model, initializers, data.input_shape)
         x, y = jnp.asarray(data.x_train[:BATCH]), jnp.asarray(data.y_train[:BATCH])
         init_keys, _ = run_keys(experiment.seed, data.name, list(range(seeds)))
+        x_train = jnp.asarray(data.x_train)  # an argument, not a constant baked into the program
         for name, init in initializers.items():
-            params = jax.jit(lambda k, i=init: init_params(model, [i], k, data.input_shape, jnp.asarray(data.x_train)))(
-                init_keys)
+            params = jax.jit(lambda k, x_all, i=init: init_params(model, [i], k, data.input_shape, x_all))(
+                init_keys, x_train)
             params = jax.tree.map(lambda p: p[0], params)  # (seeds, ...)
             module = model.clone(kernel_init=init.base if schemes.is_scheme(init) else init)
             apply_fn = schemes.probe(module)
