@@ -87,13 +87,7 @@ def run_experiment(
             data = data.subset(*task.subset)
         model = models.build(task.model, data.input_shape, data.n_classes, task.hidden, task.activation)
         name = models.describe(model, data.input_shape)
-        store = None
-        if out is not None:
-            key = {**resume.environment_key(), "experiment": _numbers_config(experiment),
-                   "task": dataclasses.asdict(task), "data": data.fingerprint()}
-            if fresh:
-                resume.remove(Path(out) / "progress", task.name, key)
-            store = resume.TaskStore(Path(out) / "progress", task.name, key, checkpoint_every)
+        store = None if out is None else _task_store(out, experiment, task, data, fresh, checkpoint_every)
         try:
             result = train_task(data, model, initializers, seeds, experiment.train, experiment.seed,
                                 progress and devices.is_main_process(), chunk, max_memory, keep_params=False,
@@ -101,29 +95,7 @@ def run_experiment(
         except KeyboardInterrupt:
             raise Interrupted(_interrupted(store)) from None
         frames.append(result.frame.assign(experiment=experiment.name, dataset=task.name, model=name))
-        runs = len(initializers) * len(seeds)
-        n_params, plan = result.n_params, result.plan
-        tasks[task.name] = {
-            "model": name,
-            "data": f"{data.source}; {len(data.x_train):,} train"
-            + (f" / {len(data.x_val):,} validation" if data.x_val is not None else "")
-            + f" / {len(data.x_test):,} test examples",
-            "runs": runs,
-            "init_s": result.init_s,
-            "compile_s": result.compile_s,
-            "train_s": result.train_s,
-            "earlier_train_s": result.earlier_train_s,
-            "n_params": int(n_params),
-            **_rates(result.trained_seed_epochs + result.earlier_seed_epochs, len(data.x_train), n_params,
-                     result.train_s + result.earlier_train_s),
-            "chunks": plan.n_chunks,
-            "models_per_chunk": plan.models_per_chunk,
-            "chunk_reason": plan.reason,
-            "estimated_peak_bytes": plan.estimate,
-            "program_bytes": result.program_bytes,
-            "chunks_loaded": len(store.loaded) if store else 0,
-            "chunks_resumed": len(store.resumed) if store else 0,
-        }
+        tasks[task.name] = _task_meta(name, data, result, len(initializers) * len(seeds), store)
     results = _column_order(pd.concat(frames, ignore_index=True))
     meta = {
         "format": report.FORMAT_VERSION,
@@ -186,6 +158,42 @@ def run(
         optimizer=optimizer, batch_size=batch_size,
     )
     return run_experiment(experiment, out, progress).results
+
+
+def _task_store(out, experiment: Experiment, task: presets.Task, data, fresh: bool,
+                checkpoint_every: float) -> resume.TaskStore:
+    """The task's store of finished work under ``out/progress``, keyed by all its numbers depend on."""
+    key = {**resume.environment_key(), "experiment": _numbers_config(experiment), "task": dataclasses.asdict(task),
+           "data": data.fingerprint()}
+    if fresh:
+        resume.remove(Path(out) / "progress", task.name, key)
+    return resume.TaskStore(Path(out) / "progress", task.name, key, checkpoint_every)
+
+
+def _task_meta(model_name: str, data, result, runs: int, store: resume.TaskStore | None) -> dict:
+    """What the report header says about one task: data, timings, throughput, chunks, memory, resumption."""
+    plan = result.plan
+    return {
+        "model": model_name,
+        "data": f"{data.source}; {len(data.x_train):,} train"
+        + (f" / {len(data.x_val):,} validation" if data.x_val is not None else "")
+        + f" / {len(data.x_test):,} test examples",
+        "runs": runs,
+        "init_s": result.init_s,
+        "compile_s": result.compile_s,
+        "train_s": result.train_s,
+        "earlier_train_s": result.earlier_train_s,
+        "n_params": int(result.n_params),
+        **_rates(result.trained_seed_epochs + result.earlier_seed_epochs, len(data.x_train), result.n_params,
+                 result.train_s + result.earlier_train_s),
+        "chunks": plan.n_chunks,
+        "models_per_chunk": plan.models_per_chunk,
+        "chunk_reason": plan.reason,
+        "estimated_peak_bytes": plan.estimate,
+        "program_bytes": result.program_bytes,
+        "chunks_loaded": len(store.loaded) if store else 0,
+        "chunks_resumed": len(store.resumed) if store else 0,
+    }
 
 
 def _rates(seed_epochs: int, n_train: int, n_params: int, seconds: float) -> dict:
