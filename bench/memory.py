@@ -72,12 +72,14 @@ class Footprint:
         the activations of a minibatch (kept for the backward pass, plus their
         gradients).
       eval: activations of one evaluation chunk.
+      n_params: number of parameters (not bytes).
     """
 
     params: int
     state: int
     train: int
     eval: int
+    n_params: int = 0
 
     @property
     def step(self) -> int:
@@ -98,7 +100,9 @@ def footprint(model, input_shape, optimizer: optax.GradientTransformation, batch
     _, intermediates = jax.eval_shape(outputs, params, sample)
     per_example = tree_bytes(intermediates) + math.prod(input_shape) * 4
     p, state = tree_bytes(params), tree_bytes(params) + tree_bytes(opt_state)
-    return Footprint(p, state, train=2 * state + p + 2 * per_example * batch_size, eval=per_example * eval_batch_size)
+    n_params = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
+    return Footprint(p, state, train=2 * state + p + 2 * per_example * batch_size, eval=per_example * eval_batch_size,
+                     n_params=n_params)
 
 
 def available_bytes() -> int:

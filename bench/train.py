@@ -546,10 +546,8 @@ def train_task(
     params = None
     if keep_params and jax.process_count() == 1:
         params = jax.tree.map(lambda *leaves: np.concatenate(leaves, axis=1)[:, keep], *finals)
-    n_params = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(
-        jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *dataset.input_shape)))["params"])))
     frame = _tidy(_records(sums, finite, list(splits), split_sizes), names, seeds)
-    return TaskResult(frame, params, n_params, plan, init_s, compile_s, train_s,
+    return TaskResult(frame, params, fp.n_params, plan, init_s, compile_s, train_s,
                       programs.train_bytes if programs else 0, trained, earlier_s, earlier_seed_epochs)
 
 
