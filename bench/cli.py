@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--smoke", action="store_true", help="tiny form: 2 seeds, 1 epoch, 512 training examples (explicit options still apply)")
     run.add_argument("--data-dir", help="folder of dataset files or tfds data_dir (default $INITJAX_DATA_DIR, else data/)")
     run.add_argument("--download", action="store_true", help="let tfds download and prepare missing datasets (needs the tf extra)")
-    run.add_argument("--baseline", help="initializer the others are tested against (default: the best by mean)")
+    run.add_argument("--baseline", help="reference of the difference columns (default: the best by mean; verdicts are always about the best)")
+    run.add_argument("--margin", type=_float, help="equivalence margin in the metric's units (default 0.005 = 0.5 pp of accuracy)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--chunk", type=_int, help="seeds trained at once, with every initializer (default: from memory)")
     run.add_argument("--max-memory", help="memory budget, e.g. 4G (default: 80%% of the memory available)")
@@ -97,8 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("dir", help="folder with results.csv and run.json")
     rep.add_argument("--format", type=_names, default=list(FORMATS), help=f"comma-separated, of {','.join(FORMATS)}")
     rep.add_argument("--metric", default="test_accuracy", help="metric to rank and test (default test_accuracy)")
-    rep.add_argument("--baseline", help="initializer the others are tested against (default: the best by mean)")
-    rep.add_argument("--unpaired", action="store_true", help="Mann-Whitney U and Welch t instead of paired tests")
+    rep.add_argument("--baseline", help="reference of the difference columns (default: the best by mean; verdicts are always about the best)")
+    rep.add_argument("--margin", type=_float, help="equivalence margin in the metric's units (default: the run's, 0.5 pp of accuracy)")
+    rep.add_argument("--unpaired", action="store_true", help="runs not matched by seed: Welch differences instead of paired ones")
+    cal = commands.add_parser("calibrate", help="measure the report's error rates, coverage and power by resampling its runs")
+    cal.add_argument("dir", help="folder with results.csv and run.json")
+    cal.add_argument("--seeds", type=_widths, default=[8, 16, 32], help="seed counts simulated (default 8,16,32)")
+    cal.add_argument("--reps", type=_int, default=200, help="resamples per scenario and seed count (default 200)")
+    cal.add_argument("--shift", type=_float, help="handicap of the worse initializer in the shift scenario (default: 2 x margin)")
+    cal.add_argument("--metric", default="test_accuracy", help="metric (default test_accuracy)")
+    cal.add_argument("--unpaired", action="store_true", help="calibrate the unpaired procedure")
     perf = commands.add_parser("perf", help="time the vmapped trainer against a Python loop and per-seed scans")
     perf.add_argument("--models", type=_names, default=["1", "8", "32", "128", "256"],
                       help="comma-separated model counts (multiples of 8: 8 initializers x n/8 seeds)")
@@ -135,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "report":
             return _report(args)
+        if args.command == "calibrate":
+            return _calibrate(args, argv)
         if args.command == "perf":
             return _perf(args)
         if args.command == "diagnose":
@@ -175,7 +186,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     outcome = run_experiment(
         experiment, out, progress=not args.no_progress, command=command, baseline=args.baseline,
         data_dir=args.data_dir, download=args.download, chunk=args.chunk, max_memory=max_memory,
-        fresh=args.fresh, checkpoint_every=args.checkpoint_every,
+        fresh=args.fresh, checkpoint_every=args.checkpoint_every, margin=args.margin,
     )
     if not devices.is_main_process():
         return 0
@@ -231,9 +242,39 @@ def _report(args: argparse.Namespace) -> int:
     from bench import report
 
     results, meta = report.load(args.dir)
-    analysis, files = report.write(args.dir, results, meta, args.format, args.metric, args.baseline, not args.unpaired)
+    analysis, files = report.write(args.dir, results, meta, args.format, args.metric, args.baseline, not args.unpaired,
+                                   args.margin)
     print(report.console(analysis, meta["tasks"]))
     print(f"\nwrote {len(files)} files to {args.dir}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench import calibrate, report
+
+    if args.reps < 10:
+        raise UserError(f"--reps must be >= 10, got {args.reps}")
+    if not args.seeds or min(args.seeds) < 3:
+        raise UserError(f"--seeds must be counts >= 3, got {args.seeds}")
+    if args.shift is not None and not args.shift > 0:
+        raise UserError(f"--shift must be > 0, got {args.shift}")
+    results, meta = report.load(args.dir)
+    settings = report.settings_of(meta)
+    paired = not args.unpaired
+    metrics = [c for c in results.columns if c.endswith(("_accuracy", "_loss"))]
+    if args.metric not in metrics:
+        raise UserError(f"unknown metric {args.metric!r}; the results have {', '.join(metrics)}")
+    table = calibrate.calibrate(results, args.metric, args.seeds, args.reps, args.shift, settings, paired)
+    key = calibrate.fingerprint(results, args.metric, settings, paired)
+    calibrate.save(args.dir, table, key, shlex.join(["python", "-m", "bench", *argv]))
+    print(table.drop(columns=["model"]).to_markdown(index=False, tablefmt="simple", floatfmt=".3f"))
+    for dataset, cells in table.groupby("dataset", sort=False):
+        print(f"\n{calibrate.describe(cells, dataset)}")
+    if args.metric == "test_accuracy" and paired:  # the report's own metric and procedure: show it there
+        report.write(args.dir, results, meta, ["md"], args.metric, None, paired)
+        print(f"\nwrote {args.dir}/{calibrate.FILE} and the calibration line of {args.dir}/report.md")
+    else:
+        print(f"\nwrote {args.dir}/{calibrate.FILE}")
     return 0
 
 

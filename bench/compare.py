@@ -1,290 +1,185 @@
-"""Comparisons between initializers: tests, multiplicity correction, effect sizes, power.
+"""Comparisons between initializers of each task, from the tidy results table.
 
 Seed ``i`` of every initializer sees the same data order and random stream
-(``bench.train``), so by default runs are compared as pairs matched by seed:
-Wilcoxon signed-rank and paired t tests on the per-seed differences. With
-``paired=False`` the runs are treated as independent samples: Welch's t test and the
-Mann-Whitney U test. p values are corrected with Holm's step-down method over each
-*family*: the comparisons of one task and one metric against the baseline, or all
-pairs of one task and one metric.
+(``bench.train``), so runs are compared as pairs matched by seed. The procedure is
+:mod:`bench.verdicts`: all-pairs simultaneous intervals (max-T) and, from them,
+Hsu's multiple comparisons with the best, with verdicts *best*, *equivalent* (within
+the margin of the best), *worse* or *inconclusive*. With ``paired=False`` the runs are
+independent samples (Welch).
 
-Effect sizes are Hedges' g (standardized mean difference, small-sample corrected, with
-the normal-approximation interval of Hedges & Olkin) and the probability of
-improvement ``A12 = P(X > Y) + P(X = Y) / 2`` over independent draws (Vargha & Delaney),
-with a bootstrap interval.
+The seeds advice (:func:`seeds_advice`) is a power simulation of that same
+procedure, with the task's family size and observed spread of paired differences.
 
-References: Holm 1979, Scand. J. Statist. 6(2); Hedges & Olkin 1985, *Statistical
-Methods for Meta-Analysis*; Vargha & Delaney 2000, J. Educ. Behav. Stat. 25(2);
-Agarwal et al. 2021, arXiv:2108.13264; Colas et al. 2018, arXiv:1806.08295.
+References: Hsu 1996, *Multiple Comparisons*; Hothorn, Bretz & Westfall 2008,
+Biometrical J. 50(3); Bouthillier et al. 2021, arXiv:2103.03098 (variance in ML benchmarks).
 """
 
 from __future__ import annotations
 
-import itertools
-import warnings
-
 import numpy as np
 import pandas as pd
-from scipy import stats
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import TTestIndPower, TTestPower
 
-from bench.stats import TASK, Settings, final_epoch, finite_values, group_rng, higher_is_better
+from bench import verdicts
+from bench.stats import TASK, Settings, final_epoch, group_rng, higher_is_better
+
+SEED_GRID = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
 
 
-def hedges_g(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Hedges' g of ``x - y`` with its normal-approximation interval.
+def default_margin(metric: str) -> float:
+    """Equivalence margin when none is given: 0.5 pp of accuracy, 0.01 of a loss."""
+    return 0.005 if metric.endswith("accuracy") else 0.01
 
-    ``g = J * (mean(x) - mean(y)) / s_pooled``, ``J = 1 - 3 / (4 (n_x + n_y) - 9)``,
-    ``se = sqrt((n_x + n_y) / (n_x n_y) + g^2 / (2 (n_x + n_y)))``.
+
+def final_matrix(task: pd.DataFrame, metric: str) -> tuple[list[str], np.ndarray]:
+    """The final ``metric`` of one task as `(seeds, initializers)`, NaN where the run diverged.
+
+    Args:
+      task: final-epoch rows of one (dataset, model).
 
     Returns:
-      ``(g, low, high)``; NaNs when a sample has fewer than 2 values; 0 when both
-      samples are constant and equal, +-inf when they are constant and differ.
+      ``(names, values)`` with the initializers in the results' order.
     """
-    nx, ny = len(x), len(y)
-    if nx < 2 or ny < 2:
-        return (np.nan, np.nan, np.nan)
-    pooled = np.sqrt(((nx - 1) * np.var(x, ddof=1) + (ny - 1) * np.var(y, ddof=1)) / (nx + ny - 2))
-    diff = np.mean(x) - np.mean(y)
-    if pooled == 0:
-        g = 0.0 if diff == 0 else np.copysign(np.inf, diff)
-        return (g, g, g)
-    g = (1 - 3 / (4 * (nx + ny) - 9)) * diff / pooled
-    se = np.sqrt((nx + ny) / (nx * ny) + g**2 / (2 * (nx + ny)))
-    z = stats.norm.ppf(0.5 + level / 2)
-    return (float(g), float(g - z * se), float(g + z * se))
-
-
-def a12(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Probability of improvement ``P(X > Y) + P(X = Y) / 2`` over all pairs (vectorized)."""
-    x = np.moveaxis(np.asarray(x), axis, -1)[..., :, None]
-    y = np.moveaxis(np.asarray(y), axis, -1)[..., None, :]
-    return np.mean((x > y) + 0.5 * (x == y), axis=(-2, -1))
-
-
-def a12_ci(x: np.ndarray, y: np.ndarray, settings: Settings, rng) -> tuple[float, float, float]:
-    """A12 and its bootstrap interval (each sample resampled on its own)."""
-    if len(x) == 0 or len(y) == 0:
-        return (np.nan, np.nan, np.nan)
-    value = float(a12(x, y))
-    if len(x) < 2 or len(y) < 2 or np.all(np.concatenate([x, y]) == x[0]):
-        return (value, value, value)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)  # BCa's acceleration is 0/0 when one sample dominates
-        res = stats.bootstrap(
-            (x, y), a12, confidence_level=settings.level, n_resamples=settings.n_resamples,
-            method=settings.method, rng=rng,
-        )
-    low, high = res.confidence_interval
-    if np.isnan(low):  # e.g. every x above every y: BCa is undefined, the resamples are (nearly) constant
-        tail = (1 - settings.level) / 2
-        low, high = np.quantile(res.bootstrap_distribution, [tail, 1 - tail])
-    return (value, float(low), float(high))
-
-
-def paired_values(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Values of the seeds where neither run diverged, aligned by seed."""
-    keep = lambda g: g[~g["diverged"].astype(bool) & np.isfinite(g[metric])].set_index("seed")[metric]  # noqa: E731
-    joined = pd.concat([keep(a), keep(b)], axis=1, join="inner").to_numpy(np.float64)
-    return joined[:, 0], joined[:, 1]
-
-
-def two_sample_tests(x: np.ndarray, y: np.ndarray, paired: bool) -> dict[str, float]:
-    """Raw two-sided p values of the rank test and the t test."""
-    if len(x) < 2 or len(y) < 2:
-        return {"p_rank": np.nan, "p_t": np.nan}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # constant samples: scipy warns and returns NaN
-        if paired:
-            # Rounded so that equal differences are equal: 350/360 - 349/360 and 349/360 - 348/360
-            # differ in the last bit, and the signed-rank test must see them as ties.
-            d = np.round(x - y, 12)
-            p_rank = 1.0 if np.all(d == 0) else stats.wilcoxon(d, zero_method="wilcox").pvalue
-            p_t = stats.ttest_rel(x, y).pvalue
-        else:
-            same = np.all(np.concatenate([x, y]) == x[0])
-            p_rank = 1.0 if same else stats.mannwhitneyu(x, y, alternative="two-sided").pvalue
-            p_t = stats.ttest_ind(x, y, equal_var=False).pvalue
-    if np.isnan(p_t):  # both constant: identical -> 1, different -> 0
-        p_t = 1.0 if np.mean(x) == np.mean(y) else 0.0
-    return {"p_rank": float(p_rank), "p_t": float(p_t)}
-
-
-def holm(p_values: np.ndarray) -> np.ndarray:
-    """Holm-adjusted p values (statsmodels ``multipletests(method='holm')``); NaNs stay NaN."""
-    p_values = np.asarray(p_values, dtype=np.float64)
-    adjusted = np.full_like(p_values, np.nan)
-    finite = np.isfinite(p_values)
-    if finite.any():
-        adjusted[finite] = multipletests(p_values[finite], method="holm")[1]
-    return adjusted
-
-
-def best_initializer(final: pd.DataFrame, metric: str) -> str:
-    """The initializer with the best mean of ``metric`` over its non-diverged runs."""
-    means = final[~final["diverged"].astype(bool)].groupby("initializer", sort=False)[metric].mean()
-    return means.idxmax() if higher_is_better(metric) else means.idxmin()
+    names = list(dict.fromkeys(task["initializer"]))
+    ok = ~task["diverged"].astype(bool) & np.isfinite(task[metric].to_numpy(np.float64))
+    table = task.assign(value=task[metric].where(ok)).pivot_table(
+        index="seed", columns="initializer", values="value", aggfunc="first", dropna=False, sort=True)
+    return names, table.reindex(columns=names).to_numpy(np.float64)
 
 
 def compare(
     results: pd.DataFrame,
     metric: str = "test_accuracy",
     baseline: str | None = None,
-    pairs: str = "baseline",
     paired: bool = True,
-    alpha: float = 0.05,
     settings: Settings = Settings(),
-    effect_sizes: bool = True,
 ) -> pd.DataFrame:
-    """Tests, corrected p values and effect sizes at the final epoch.
+    """Verdicts and intervals of every initializer of every task, at the final epoch.
 
     Args:
       results: tidy results.
-      metric: column to compare.
-      baseline: initializer every other is compared with (``pairs="baseline"``);
-        None picks the best by mean, per task.
-      pairs: ``"baseline"`` (each initializer vs the baseline) or ``"all"``.
-      paired: match runs by seed (Wilcoxon, paired t) or not (Mann-Whitney, Welch).
-      alpha: level for ``significant`` and ``tied``.
-      settings: bootstrap settings of the A12 interval.
-      effect_sizes: False skips Hedges' g and A12 (NaN), for speed in simulations.
+      metric: the column compared.
+      baseline: the reference of the ``vs`` columns (difference, effect size, win rate);
+        None: the best. The verdicts are always about the best.
+      paired: match runs by seed.
+      settings: level, seed and draws of the null simulation, and the equivalence
+        margin (None: :func:`default_margin`).
 
     Returns:
-      One row per comparison ``a`` vs ``b`` with ``n`` (pairs, or ``n_a + n_b``),
-      ``mean_a, mean_b, diff`` (``mean_a - mean_b``), ``p_rank, p_rank_holm, p_t,
-      p_t_holm``, ``g, g_low, g_high``, ``a12, a12_low, a12_high`` (the probability
-      that a run of a is better than one of b: ``P(a > b)`` for accuracies, ``P(a < b)`` for losses),
-      ``significant`` (Holm-adjusted rank-test p < alpha) and ``better`` (a is
-      significantly better than b, in the metric's direction).
+      :func:`bench.verdicts.verdicts` rows with ``dataset, model, metric, margin`` in front.
     """
-    final = final_epoch(results)
-    sign = 1 if higher_is_better(metric) else -1  # A12 is the probability that a is *better*
-    rows = []
-    for task_key, task in final.groupby(TASK, sort=False):
-        by_init = {name: g for name, g in task.groupby("initializer", sort=False)}
-        if pairs == "all":
-            comparisons = list(itertools.combinations(by_init, 2))
-        else:
-            base = baseline or best_initializer(task, metric)
-            if base not in by_init:
-                raise ValueError(f"baseline {base!r} is not among the initializers {list(by_init)}")
-            comparisons = [(name, base) for name in by_init if name != base]
-        family = []
-        for a, b in comparisons:
-            if paired:
-                x, y = paired_values(by_init[a], by_init[b], metric)
-            else:
-                x, y = finite_values(by_init[a], metric), finite_values(by_init[b], metric)
-            g, g_low, g_high = hedges_g(x, y, settings.level) if effect_sizes else (np.nan,) * 3
-            rng = group_rng(settings.seed, *task_key, a, b, metric, "a12")
-            poi = a12_ci(sign * x, sign * y, settings, rng) if effect_sizes else (np.nan,) * 3
-            family.append(
-                {
-                    **dict(zip(TASK, task_key)), "metric": metric, "a": a, "b": b,
-                    "n": len(x) if paired else len(x) + len(y),
-                    "mean_a": np.mean(x) if len(x) else np.nan, "mean_b": np.mean(y) if len(y) else np.nan,
-                    **two_sample_tests(x, y, paired), "g": g, "g_low": g_low, "g_high": g_high,
-                    "a12": poi[0], "a12_low": poi[1], "a12_high": poi[2],
-                }
-            )
-        if not family:
-            continue
-        table = pd.DataFrame(family)
-        table["diff"] = table["mean_a"] - table["mean_b"]
-        table["p_rank_holm"] = holm(table["p_rank"].to_numpy())
-        table["p_t_holm"] = holm(table["p_t"].to_numpy())
-        table["significant"] = table["p_rank_holm"] < alpha
-        table["better"] = table["significant"] & (sign * table["diff"] > 0)
-        rows.append(table)
-    columns = TASK + ["metric", "a", "b", "n", "mean_a", "mean_b", "diff", "p_rank", "p_rank_holm", "p_t", "p_t_holm",
-                      "g", "g_low", "g_high", "a12", "a12_low", "a12_high", "significant", "better"]
-    return pd.concat(rows, ignore_index=True)[columns] if rows else pd.DataFrame(columns=columns)
-
-
-def tied_with_best(results: pd.DataFrame, metric: str = "test_accuracy", paired: bool = True, alpha: float = 0.05,
-                   settings: Settings = Settings(), versus_best: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per task, which initializers are not significantly worse than the best (Holm over the family).
-
-    Args:
-      versus_best: ``compare(..., baseline=None)`` of the same results and options, if
-        already computed; computed here otherwise.
-
-    Returns:
-      One row per (dataset, model, initializer) with ``best`` (the best initializer)
-      and ``tied`` (True for the best itself; False where fewer than 2 runs did not
-      diverge: nothing was tested, so nothing is claimed).
-    """
-    if versus_best is None:
-        versus_best = compare(results, metric, None, "baseline", paired, alpha, settings, effect_sizes=False)
-    significant = {tuple(r): s for r, s in zip(versus_best[TASK + ["a"]].to_numpy(), versus_best["significant"])}
-    rows = []
+    margin = default_margin(metric) if settings.margin is None else settings.margin
+    frames = []
     for task_key, task in final_epoch(results).groupby(TASK, sort=False):
-        best = best_initializer(task, metric)
-        finite = task[~task["diverged"].astype(bool)].groupby("initializer")[metric].count()
-        for name in task["initializer"].unique():
-            tied = name == best or (finite.get(name, 0) >= 2 and not significant[(*task_key, name)])
-            rows.append({**dict(zip(TASK, task_key)), "initializer": name, "best": best, "tied": tied})
-    return pd.DataFrame(rows)
+        names, values = final_matrix(task, metric)
+        if baseline is not None and baseline not in names:
+            raise ValueError(f"baseline {baseline!r} is not among the initializers {names}")
+        table = verdicts.verdicts(values, names, higher_is_better(metric), margin, settings.level,
+                                  group_rng(settings.seed, *task_key, metric, "max-t"), settings.draws, paired,
+                                  reference=baseline)
+        frames.append(table.assign(**dict(zip(TASK, task_key)), metric=metric, margin=margin))
+    if not frames:
+        return pd.DataFrame(columns=TASK + ["metric", "margin", "initializer", "verdict"])
+    table = pd.concat(frames, ignore_index=True)
+    return table[TASK + ["metric", "margin"] + [c for c in table.columns if c not in TASK + ["metric", "margin"]]]
 
 
-def seeds_needed(sd: float, delta: float, paired: bool = True, alpha: float = 0.05, power: float = 0.8) -> float:
-    """Seeds per initializer for a two-sided t test to detect ``delta`` with ``power``.
+def _null_quantile(n: int, k: int, level: float, rng: np.random.Generator, draws: int) -> float:
+    """``level`` quantile of max |T| over the k(k-1)/2 pairs of k exchangeable initializers, n seeds."""
+    z = rng.standard_normal((draws, n, k))
+    d = z[:, :, :, None] - z[:, :, None, :]
+    iu = np.triu_indices(k, 1)
+    d = d[:, :, iu[0], iu[1]]
+    t = np.abs(d.mean(1)) / (d.std(1, ddof=1) / np.sqrt(n))
+    return float(np.quantile(t.max(1), level))
 
-    ``sd`` is the standard deviation of the per-seed differences (paired) or of one
-    initializer's runs (unpaired, equal variances). statsmodels' ``TTestPower`` /
-    ``TTestIndPower`` solve for n; the answer is rounded up, at least 2.
+
+def detection_power(n: int, k: int, delta_over_sd: float, level: float, rng: np.random.Generator,
+                    reps: int = 2000, draws: int = 4000) -> float:
+    """Probability that the procedure calls one initializer *worse* when it is ``delta`` below k - 1 equal others.
+
+    Seeds are exchangeable normal: each pair's differences have sd 1, the shifted
+    initializer's mean is ``-delta_over_sd``; the critical value is the max-T one of
+    ``n`` seeds and ``k`` initializers, as :mod:`bench.verdicts` computes it.
     """
-    if not (sd > 0 and delta > 0):
-        return np.nan if not delta > 0 else 2.0
-    solver = TTestPower() if paired else TTestIndPower()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        n = solver.solve_power(effect_size=delta / sd, alpha=alpha, power=power, alternative="two-sided")
-    return float(max(2, np.ceil(n)))
+    c = _null_quantile(n, k, level, rng, draws)
+    x = rng.standard_normal((reps, n, k)) / np.sqrt(2)
+    x[:, :, 0] -= delta_over_sd
+    d = x[:, :, :1] - x[:, :, 1:]  # the shifted one against each other
+    upper = d.mean(1) + c * d.std(1, ddof=1) / np.sqrt(n)
+    return float(np.mean((upper < 0).any(axis=1)))
 
 
-def power_advice(results: pd.DataFrame, metric: str, deltas: tuple[float, ...], paired: bool = True,
-                 alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
-    """Seeds needed to detect each difference in ``deltas``, from the observed spread.
-
-    The spread is the median, over initializers other than the best, of the standard
-    deviation of their per-seed differences from the best (paired), or the median of
-    the initializers' standard deviations (unpaired). Constant initializers (zeros)
-    are left out: they would understate the spread.
+def seeds_for_power(k: int, delta_over_sd: float, level: float = 0.95, power: float = 0.8,
+                    rng: np.random.Generator | int = 0, grid=SEED_GRID) -> tuple[int | None, float]:
+    """Smallest seed count in ``grid`` at which :func:`detection_power` reaches ``power``.
 
     Returns:
-      One row per (dataset, model, delta): ``sd``, ``seeds``.
+      ``(n, power_at_n)``, or ``(None, power_at_the_largest)`` when even ``grid[-1]`` seeds fall short.
+    """
+    rng = np.random.default_rng(rng)
+    reached = 0.0
+    for n in grid:
+        reached = detection_power(n, k, delta_over_sd, level, rng)
+        if reached >= power:
+            return n, reached
+    return None, reached
+
+
+def paired_spread(values: np.ndarray, paired: bool = True) -> float:
+    """Median standard deviation of the paired differences between non-constant initializers.
+
+    Initializers whose runs are all equal (``zeros``) are left out: their pairs
+    measure one initializer's spread only and would understate a typical pair's.
+    Unpaired: ``sqrt(2)`` times the median standard deviation of the initializers.
+    """
+    constant = verdicts.is_constant(values)
+    varying = [i for i in range(values.shape[1]) if not constant[i] and np.isfinite(values[:, i]).sum() > 1]
+    if len(varying) < 2:
+        return np.nan
+    if not paired:
+        return float(np.sqrt(2) * np.median([np.nanstd(values[:, i], ddof=1) for i in varying]))
+    pairs = verdicts.pair_stats(values[:, varying], varying)
+    iu = np.triu_indices(len(varying), 1)
+    sds = pairs.sd[iu]
+    sds = sds[np.isfinite(sds) & (sds > 0)]
+    return float(np.median(sds)) if sds.size else np.nan
+
+
+def seeds_advice(results: pd.DataFrame, metric: str, deltas: tuple[float, ...], paired: bool = True,
+                 settings: Settings = Settings(), power: float = 0.8) -> pd.DataFrame:
+    """Seeds per initializer for the report's procedure to call a ``delta`` worse one *worse* with ``power``.
+
+    Simulated (:func:`seeds_for_power`) with the task's number of initializers and the
+    median observed spread of paired differences (:func:`paired_spread`).
+
+    Returns:
+      One row per (dataset, model, delta): ``k``, ``sd``, ``seeds`` (None beyond
+      ``SEED_GRID[-1]`` or when the spread is unknown), ``power`` (at ``seeds``, or at
+      the largest count tried), ``max_seeds``.
     """
     rows = []
     for task_key, task in final_epoch(results).groupby(TASK, sort=False):
-        best = best_initializer(task, metric)
-        by_init = dict(tuple(task.groupby("initializer", sort=False)))
-        spreads = []
-        for name, group in by_init.items():
-            if paired and name != best:
-                x, y = paired_values(group, by_init[best], metric)
-                spreads.append(np.std(x - y, ddof=1) if len(x) > 1 else np.nan)
-            elif not paired:
-                v = finite_values(group, metric)
-                spreads.append(np.std(v, ddof=1) if len(v) > 1 else np.nan)
-        spreads = [s for s in spreads if np.isfinite(s) and s > 0]
-        sd = float(np.median(spreads)) if spreads else np.nan
+        names, values = final_matrix(task, metric)
+        k = int((np.isfinite(values).sum(0) >= 2).sum())
+        sd = paired_spread(values, paired)
         for delta in deltas:
-            rows.append({**dict(zip(TASK, task_key)), "metric": metric, "delta": delta, "sd": sd,
-                         "seeds": seeds_needed(sd, delta, paired, alpha, power) if np.isfinite(sd) else np.nan})
+            seeds, reached = (None, np.nan)
+            if np.isfinite(sd) and k >= 2:
+                rng = group_rng(settings.seed, *task_key, metric, delta, "power")
+                seeds, reached = seeds_for_power(k, delta / sd, settings.level, power, rng)
+            rows.append({**dict(zip(TASK, task_key)), "metric": metric, "delta": delta, "k": k, "sd": sd,
+                         "seeds": seeds, "power": reached, "max_seeds": SEED_GRID[-1]})
     return pd.DataFrame(rows)
 
 
-def probability_matrix(results: pd.DataFrame, metric: str, dataset: str) -> pd.DataFrame:
-    """``P(row better than column)`` (A12) of the final ``metric``, for every pair of initializers of a dataset."""
+def win_matrix(results: pd.DataFrame, metric: str, dataset: str, paired: bool = True) -> pd.DataFrame:
+    """Share of seeds on which the row initializer beats the column one (ties count half), one dataset.
+
+    Unpaired: ``P(row better than column)`` over all pairs of runs (A12).
+    """
     final = final_epoch(results)
     task = final[final["dataset"] == dataset]
-    names = list(task["initializer"].unique())
+    names, values = final_matrix(task, metric)
     sign = 1 if higher_is_better(metric) else -1
-    values = {n: sign * finite_values(g, metric) for n, g in task.groupby("initializer", sort=False)}
-    matrix = [[float(a12(values[r], values[c])) if len(values[r]) and len(values[c]) else np.nan for c in names]
-              for r in names]
-    return pd.DataFrame(matrix, index=pd.Index(names, name="initializer"), columns=names)
-
+    wins = verdicts.pair_stats(sign * values, names, paired).wins
+    return pd.DataFrame(wins, index=pd.Index(names, name="initializer"), columns=names)

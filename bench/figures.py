@@ -1,4 +1,4 @@
-"""Figures for reports: learning curves, final-metric distributions, improvement matrix.
+"""Figures for reports: learning curves, final-metric distributions, win matrix, forest plot.
 
 Each function draws one figure of one dataset from the tidy results and returns the
 matplotlib ``Figure``; :func:`save` writes it as PNG and/or PDF. The Agg backend is
@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from bench.compare import probability_matrix  # noqa: E402
+from bench import compare  # noqa: E402
 from bench.stats import final_epoch, higher_is_better  # noqa: E402
 
 LABELS = {"test_accuracy": "test accuracy", "test_loss": "test loss", "train_accuracy": "train accuracy",
@@ -89,9 +89,9 @@ def final_distribution(results: pd.DataFrame, dataset: str, metric: str) -> plt.
     return fig
 
 
-def improvement_matrix(results: pd.DataFrame, dataset: str, metric: str) -> plt.Figure:
-    """Heat map of ``P(row better than column)`` for the final ``metric`` (A12)."""
-    matrix = probability_matrix(results, metric, dataset)
+def win_matrix(results: pd.DataFrame, dataset: str, metric: str, paired: bool = True) -> plt.Figure:
+    """Heat map of the share of seeds on which the row initializer beats the column one (ties half)."""
+    matrix = compare.win_matrix(results, metric, dataset, paired)
     n = len(matrix)
     fig, ax = plt.subplots(figsize=(0.6 * n + 2.6, 0.6 * n + 1.8), constrained_layout=True)
     image = ax.imshow(matrix.to_numpy(), vmin=0, vmax=1, cmap="RdBu_r")
@@ -100,14 +100,55 @@ def improvement_matrix(results: pd.DataFrame, dataset: str, metric: str) -> plt.
     for r in range(n):
         for c in range(n):
             value = matrix.iat[r, c]
-            if np.isfinite(value):
+            if np.isfinite(value) and r != c:
                 ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if abs(value - 0.5) > 0.3 else "black")
     ax.set_xlabel("initializer Y")
     ax.set_ylabel("initializer X")
-    relation = ">" if higher_is_better(metric) else "<"
-    ax.set_title(f"{dataset}: P(final {_label(metric)} of X {relation} Y)", fontsize=10)
+    relation = "better than" if paired else "P(a run of X better than one of Y)"
+    title = (f"{dataset}: share of seeds where X's final {_label(metric)} is {relation} Y's" if paired
+             else f"{dataset}: {relation}, final {_label(metric)}")
+    ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, shrink=0.8)
+    return fig
+
+
+def forest(comparisons: pd.DataFrame, dataset: str, level: float = 0.95) -> plt.Figure:
+    """Each initializer's difference to the best of the others with its simultaneous interval.
+
+    One row per initializer (best first): the MCB interval of ``theta_i - max_{j != i} theta_j``
+    in the better direction (accuracy in points), coloured by verdict, with the
+    equivalence margin dashed. ``comparisons``: ``bench.compare.compare`` rows.
+    """
+    rows = comparisons[(comparisons["dataset"] == dataset) & comparisons["to_best_low"].notna()]
+    accuracy = rows["metric"].iloc[0].endswith("accuracy") if len(rows) else True
+    scale = 100 if accuracy else 1
+    colors = {"best": "tab:green", "equivalent": "tab:blue", "worse": "tab:red", "inconclusive": "tab:gray"}
+    fig, (full, zoom) = plt.subplots(1, 2, figsize=(10.5, 0.42 * len(rows) + 1.6), constrained_layout=True,
+                                     sharey=True)
+    y = np.arange(len(rows))[::-1]
+    better = (1 if higher_is_better(rows["metric"].iloc[0]) else -1) * rows["mean"].to_numpy() if len(rows) else []
+    point = [b - np.max(np.delete(better, i)) for i, b in enumerate(better)] if len(rows) > 1 else [0.0] * len(rows)
+    for ax in (full, zoom):
+        for yi, (_, r), p in zip(y, rows.iterrows(), point):
+            color = colors.get(r["verdict"], "black")
+            ax.plot([scale * r["to_best_low"], scale * r["to_best_high"]], [yi, yi], color=color, lw=2.2)
+            ax.plot([scale * p], [yi], "o", color=color, ms=4)
+        margin = scale * rows["margin"].iloc[0] if len(rows) else 0
+        ax.axvline(0, color="black", lw=0.8)
+        ax.axvline(-margin, color="black", lw=0.8, ls="--")
+        ax.grid(axis="x", alpha=0.3)
+    fig.supxlabel(f"difference to the best of the others ({'pp of ' if accuracy else ''}"
+                  f"{_label(rows['metric'].iloc[0]) if len(rows) else ''}; better > 0)", fontsize=9)
+    full.set_yticks(y, [f"{n} ({v})" for n, v in zip(rows["initializer"], rows["verdict"])], fontsize=8)
+    near = rows[rows["verdict"] != "worse"]
+    if len(near):
+        low = min(scale * near["to_best_low"].min(), -2 * scale * rows["margin"].iloc[0])
+        high = max(scale * near["to_best_high"].max(), scale * rows["margin"].iloc[0])
+        pad = 0.08 * (high - low)
+        zoom.set_xlim(low - pad, high + pad)
+    full.set_title(f"{dataset}: {level:.0%} simultaneous intervals (Hsu's MCB); dashed: margin", fontsize=10)
+    zoom.set_title("zoom: initializers not called worse", fontsize=10)
     return fig
 
 

@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench import compare, stats
@@ -25,7 +26,6 @@ from bench.store import write_atomic
 FORMATS = ("md", "tex", "png", "pdf", "csv")
 FORMAT_VERSION = 1  # of run.json + results.csv; bump when their meaning changes
 DELTAS = {"accuracy": (0.005, 0.01), "loss": (0.01, 0.05)}  # differences the power advice is given for
-TIE_MARK = "≈"
 
 
 @dataclasses.dataclass
@@ -35,25 +35,28 @@ class Analysis:
     Attributes:
       metric: the metric ranked, compared and tested (e.g. ``test_accuracy``).
       summary: ``stats.summarize`` of every metric shown.
-      comparisons: ``compare.compare`` against the baseline.
-      ties: ``compare.tied_with_best``.
+      comparisons: ``compare.compare``: verdicts and simultaneous intervals per initializer.
       curves: ``stats.summarize_curves`` of ``metric``.
-      power: ``compare.power_advice`` of ``metric``.
-      baseline: the baseline name given, or None for the best per task.
+      advice: ``compare.seeds_advice`` of ``metric``.
+      baseline: the reference of the difference columns given, or None for the best.
       paired: whether runs were compared as seed-matched pairs.
+      settings: level, seeds and margin of the statistics.
       divergence: ``stats.divergence``: when the diverged runs diverged.
     """
 
     metric: str
     summary: pd.DataFrame
     comparisons: pd.DataFrame
-    ties: pd.DataFrame
     curves: pd.DataFrame
-    power: pd.DataFrame
+    advice: pd.DataFrame
     baseline: str | None
     paired: bool
     settings: stats.Settings
     divergence: pd.DataFrame
+
+    @property
+    def margin(self) -> float:
+        return compare.default_margin(self.metric) if self.settings.margin is None else self.settings.margin
 
 
 def analyse(
@@ -66,25 +69,24 @@ def analyse(
     """Computes every statistic of the report.
 
     Raises:
-      UserError: unknown metric or baseline.
+      UserError: unknown metric or baseline, or a negative margin.
     """
     metrics = [c for c in results.columns if c.endswith(("_accuracy", "_loss"))]
     if metric not in metrics:
         raise UserError(f"unknown metric {metric!r}; the results have {', '.join(metrics)}")
     if baseline is not None and baseline not in set(results["initializer"]):
         raise UserError(f"baseline {baseline!r} is not among the initializers {sorted(set(results['initializer']))}")
+    if settings.margin is not None and not settings.margin >= 0:
+        raise UserError(f"--margin must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {settings.margin}")
     shown = list(dict.fromkeys([metric, "test_accuracy", "test_loss"]))
     summary = stats.summarize(results, [m for m in shown if m in metrics], settings)
     kind = "accuracy" if metric.endswith("accuracy") else "loss"
-    comparisons = compare.compare(results, metric, baseline, "baseline", paired, settings=settings)
-    versus_best = comparisons if baseline is None else None  # the default baseline is the best: no second pass
     return Analysis(
         metric=metric,
         summary=summary,
-        comparisons=comparisons,
-        ties=compare.tied_with_best(results, metric, paired, settings=settings, versus_best=versus_best),
+        comparisons=compare.compare(results, metric, baseline, paired, settings),
         curves=stats.summarize_curves(results, summary, metric, settings=settings),
-        power=compare.power_advice(results, metric, DELTAS[kind], paired),
+        advice=compare.seeds_advice(results, metric, DELTAS[kind], paired, settings),
         baseline=baseline,
         paired=paired,
         settings=settings,
@@ -151,15 +153,20 @@ def _title(metric: str) -> str:
 
 
 def _ranked(analysis: Analysis, dataset: str) -> pd.DataFrame:
-    """Summary rows of ``analysis.metric`` for a dataset, best first, with the tie flags."""
+    """Summary rows of ``analysis.metric`` for a dataset, best first, with the verdicts."""
     rows = analysis.summary[(analysis.summary["dataset"] == dataset) & (analysis.summary["metric"] == analysis.metric)]
     rows = rows.sort_values("mean", ascending=not stats.higher_is_better(analysis.metric), na_position="last")
-    ties = analysis.ties[analysis.ties["dataset"] == dataset].set_index("initializer")["tied"]
-    return rows.assign(tied=rows["initializer"].map(ties).fillna(False).astype(bool))
+    verdict = analysis.comparisons[analysis.comparisons["dataset"] == dataset].set_index("initializer")["verdict"]
+    return rows.assign(verdict=rows["initializer"].map(verdict).fillna("no runs"))
+
+
+def _points(metric: str) -> tuple[float, str]:
+    """Differences of accuracies are shown in percentage points."""
+    return (100.0, " pp") if metric.endswith("accuracy") else (1.0, "")
 
 
 def summary_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
-    """Per initializer, best first: mean and IQM of the ranked metric with CIs, the loss, divergence."""
+    """Per initializer, best first: verdict, mean and IQM of the ranked metric with CIs, the loss, divergence."""
     level = f"{analysis.settings.level:.0%}"
     ranked = _ranked(analysis, dataset)
     others = analysis.summary[analysis.summary["dataset"] == dataset].set_index(["initializer", "metric"])
@@ -167,7 +174,8 @@ def summary_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
     second = "test_loss" if metric != "test_loss" else "test_accuracy"
     table = {
         "rank": range(1, len(ranked) + 1),
-        "initializer": [f"{n} {TIE_MARK}" if t else n for n, t in zip(ranked["initializer"], ranked["tied"])],
+        "initializer": ranked["initializer"],
+        "verdict": ranked["verdict"],
         f"{_title(metric)} mean [{level} CI]": [_interval(r["mean"], r["mean_low"], r["mean_high"]) for _, r in ranked.iterrows()],
         f"IQM [{level} CI]": [_interval(r["iqm"], r["iqm_low"], r["iqm_high"]) for _, r in ranked.iterrows()],
         "median": [f"{v:.3f}" if pd.notna(v) else "n/a" for v in ranked["median"]],
@@ -184,21 +192,31 @@ def summary_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
-def significance_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
-    """Each initializer against the baseline: difference, raw and Holm p, Hedges' g, P(a > b)."""
-    rows = analysis.comparisons[analysis.comparisons["dataset"] == dataset]
-    rank_test, t_test = ("Wilcoxon", "paired t") if analysis.paired else ("Mann-Whitney", "Welch t")
+def _signed(value: float, low: float, high: float, scale: float, unit: str, digits: int = 2) -> str:
+    if pd.isna(value):
+        return "n/a"
+    return f"{scale * value:+.{digits}f}{unit} [{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"
+
+
+def comparison_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
+    """Each initializer against the best (or the baseline): verdict, simultaneous intervals, effect sizes."""
+    rows = analysis.comparisons[(analysis.comparisons["dataset"] == dataset) & analysis.comparisons["vs"].notna()]
+    scale, unit = _points(analysis.metric)
+    digits = 2 if unit else 4
     return pd.DataFrame(
         {
-            "initializer": rows["a"],
-            "vs": rows["b"],
+            "initializer": rows["initializer"],
+            "verdict": rows["verdict"] + np.where(rows["significant"], " (better than all)", ""),
+            "to the best of the others [sim. CI]": [
+                f"[{scale * lo:+.{digits}f}, {scale * hi:+.{digits}f}]{unit}"
+                for lo, hi in zip(rows["to_best_low"], rows["to_best_high"])],
+            "vs": rows["vs"],
             "n": rows["n"],
-            "Δ mean": [f"{d:+.4f}" for d in rows["diff"]],
-            f"p {rank_test}": [_p(p) for p in rows["p_rank"]],
-            f"p {rank_test} (Holm)": [_p(p) + (" *" if s else "") for p, s in zip(rows["p_rank_holm"], rows["significant"])],
-            f"p {t_test} (Holm)": [_p(p) for p in rows["p_t_holm"]],
-            "Hedges' g [CI]": [_interval(g, lo, hi, 2) for g, lo, hi in zip(rows["g"], rows["g_low"], rows["g_high"])],
-            "P(a better) [CI]": [_interval(a, lo, hi, 2) for a, lo, hi in zip(rows["a12"], rows["a12_low"], rows["a12_high"])],
+            "Δ vs [sim. CI]": [_signed(d, lo, hi, scale, unit, digits) for d, lo, hi in zip(rows["diff"], rows["low"], rows["high"])],
+            "p (max-T)": [_p(p) for p in rows["p"]],
+            ("d_z [CI]" if analysis.paired else "d_av"): [
+                _interval(d, lo, hi, 2) for d, lo, hi in zip(rows["d_z"], rows["d_z_low"], rows["d_z_high"])],
+            ("wins vs" if analysis.paired else "P(better) vs"): [f"{w:.0%}" for w in rows["win_rate"]],
         }
     )
 
@@ -219,20 +237,27 @@ def curve_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
     )
 
 
-def power_sentences(analysis: Analysis, dataset: str) -> list[str]:
-    """'To detect a 0.5 pp difference ... you need ~N seeds' for each difference of interest."""
-    rows = analysis.power[analysis.power["dataset"] == dataset]
-    accuracy = analysis.metric.endswith("accuracy")
-    test = "paired t test" if analysis.paired else "Welch t test"
+def advice_sentences(analysis: Analysis, dataset: str) -> list[str]:
+    """'For this procedure to call an initializer 0.5 pp worse *worse* with 80% power, N seeds' per difference."""
+    rows = analysis.advice[analysis.advice["dataset"] == dataset]
+    scale, unit = _points(analysis.metric)
+    spread = "paired differences" if analysis.paired else "runs, times sqrt 2"
     out = []
-    for _, r in rows.iterrows():
-        size = f"{r['delta'] * 100:g} pp" if accuracy else f"{r['delta']:g}"
-        if pd.isna(r["seeds"]):
-            out.append(f"Too few seeds to estimate the spread needed for a {size} difference.")
+    for r in rows.itertuples():
+        size = f"{scale * r.delta:g}{unit}"
+        if r.seeds is None or pd.isna(r.seeds):
+            if not np.isfinite(r.sd):
+                out.append(f"No advice for a {size} difference: fewer than two initializers whose runs vary.")
+                continue
+            out.append(f"To call an initializer {size} worse than {r.k - 1} others *worse* with 80% power, more than "
+                       f"{r.max_seeds} seeds per initializer are needed (power at {r.max_seeds}: {r.power:.0%}; "
+                       f"median sd of {spread}: {r.sd:.4g}).")
             continue
         out.append(
-            f"To detect a {size} difference in {_title(analysis.metric)} with 80% power ({test}, alpha 0.05) you need "
-            f"~{int(r['seeds'])} seeds per initializer (observed sd of {'paired differences' if analysis.paired else 'runs'}: {r['sd']:.4f})."
+            f"To call an initializer {size} worse than {r.k - 1} others *worse* with 80% power, this report's "
+            f"procedure needs {int(r.seeds)} seeds per initializer (simulated power there {r.power:.0%}; "
+            f"{analysis.settings.level:.0%} simultaneous intervals over the {r.k * (r.k - 1) // 2} pairs; "
+            f"median sd of {spread}: {r.sd:.4g})."
         )
     return out
 
@@ -286,40 +311,60 @@ def _peak_memory(meta: dict) -> str:
     return text
 
 
+VERDICT_LEGEND = (
+    "best: highest mean; equivalent: within {margin} of the best, whichever it is; worse: some initializer is "
+    "significantly better; inconclusive: neither, more seeds needed ({level:.0%} simultaneous intervals over all "
+    "pairs, max-T, so the verdicts hold together)"
+)
+
+
+def legend(analysis: Analysis) -> str:
+    scale, unit = _points(analysis.metric)
+    return VERDICT_LEGEND.format(margin=f"{scale * analysis.margin:g}{unit}", level=analysis.settings.level)
+
+
 def console(analysis: Analysis, tasks: dict[str, dict]) -> str:
-    """The tables printed by ``python -m bench``, one per dataset."""
+    """The tables printed by ``python -m bench``, one per dataset, and the verdicts' legend."""
     blocks = []
     for dataset, info in tasks.items():
         table = summary_table(analysis, dataset)
         keep = [c for c in table.columns if not c.startswith(("IQM", "median", "std"))]
-        blocks.append(
-            f"{dataset}: {info['model']}, {info['runs']} runs ({TIE_MARK} = tied with the best)\n"
-            + table[keep].to_markdown(index=False, tablefmt="simple")
-        )
-    return "\n\n".join(blocks)
+        blocks.append(f"{dataset}: {info['model']}, {info['runs']} runs\n"
+                      + table[keep].to_markdown(index=False, tablefmt="simple"))
+    return "\n\n".join(blocks + [f"Verdicts: {legend(analysis)}."])
 
 
 # ---------------------------------------------------------------- markdown
 
 
-def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]]) -> str:
-    """``report.md``: the experiment and environment, then per dataset the tables and figures."""
+def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]],
+                    calibration: list[str] | None = None) -> str:
+    """``report.md``: the experiment and environment, then per dataset the tables and figures.
+
+    Args:
+      calibration: lines from ``bench calibrate`` on these runs, if it was run.
+    """
     exp, env, s = meta["experiment"], meta["environment"], analysis.settings
     train = exp["train"]
-    baseline = analysis.baseline or "the best initializer by mean"
+    reference = f"`{analysis.baseline}`" if analysis.baseline else "the best of the others"
+    scale, unit = _points(analysis.metric)
     header = {
         "preset": f"`{exp['name']}`",
         "initializers": ", ".join(f"`{name}`" for name in meta["initializers"]),
         "seeds": f"{exp['seeds']} per initializer, paired (seed i has the same data order and random stream for every initializer)",
         "training": f"{train['optimizer']}, lr {train['lr']:g}, batch {train['batch_size']}, {train['epochs']} epochs",
         "statistics": (
-            f"at the last epoch, over seeds; {s.level:.0%} {s.method} bootstrap CIs ({s.n_resamples:,} resamples, seed {s.seed}); "
-            f"IQM = 25% trimmed mean; diverged runs counted (Wilson CI), not averaged"
+            f"at the last epoch, over seeds; means with {s.level:.0%} Student t CIs; IQM = 25% trimmed mean with "
+            f"{s.method} bootstrap CI ({s.n_resamples:,} resamples, seed {s.seed}) from {stats.IQM_MIN_SEEDS} seeds on; "
+            f"diverged runs counted (Wilson CI), not averaged"
         ),
-        "tests": (
-            f"{'Wilcoxon signed-rank and paired t (seed-matched)' if analysis.paired else 'Mann-Whitney U and Welch t'} vs {baseline}, "
-            f"Holm-corrected per dataset; {TIE_MARK} = not significantly different from the best (Holm p >= 0.05)"
+        "verdicts": (
+            f"{'paired by seed' if analysis.paired else 'unpaired (Welch)'}; {s.level:.0%} simultaneous intervals of all "
+            f"pairwise differences (single-step max-T, {s.draws:,} null draws, seed {s.seed}) and from them Hsu's "
+            f"multiple comparisons with the best; equivalence margin {scale * analysis.margin:g}{unit}; "
+            f"Δ, d_z and wins against {reference}. {legend(analysis)}"
         ),
+        **({"calibration": " ".join(calibration)} if calibration else {}),
         "runs": f"{meta['runs']:,}",
         "wall time": f"{meta['wall_s']:.1f} s (compile {meta['compile_s']:.1f} s, initialization {meta['init_s']:.1f} s)",
         **({"peak memory": _peak_memory(meta)} if "peak_rss_bytes" in meta else {}),
@@ -340,14 +385,18 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
             _throughput(info), "",
             summary_table(analysis, dataset).to_markdown(index=False), "",
             *divergence_lines(analysis, dataset),
-            f"### Significance: {_title(analysis.metric)} (* = Holm-adjusted p < 0.05)", "",
-            significance_table(analysis, dataset).to_markdown(index=False), "",
+            f"### Comparisons with the best: {_title(analysis.metric)}", "",
+            comparison_table(analysis, dataset).to_markdown(index=False), "",
+            f"Intervals hold together at {analysis.settings.level:.0%} over all pairs (better > 0); "
+            "\"to the best of the others\" is the interval of the difference to the best other initializer, "
+            "whichever it is. p: max-T adjusted. d_z: mean paired difference over its sd, exact noncentral-t CI. "
+            "wins: share of seeds on which it beats the reference (ties half).", "",
             "### Learning curves", "",
             curve_table(analysis, dataset).to_markdown(index=False), "",
             f"Threshold: {analysis.curves.loc[analysis.curves['dataset'] == dataset, 'threshold'].iloc[0]:.4f} "
             f"(95% of the best initializer's mean final {_title(analysis.metric)}).", "",
             "### How many seeds?", "",
-            *[f"- {sentence}" for sentence in power_sentences(analysis, dataset)],
+            *[f"- {sentence}" for sentence in advice_sentences(analysis, dataset)],
         ]
         if figures.get(dataset):
             lines += ["", *[f"![{Path(f).stem}]({f})" for f in figures[dataset]]]
@@ -369,31 +418,43 @@ def tex_escape(text: str) -> str:
 def render_latex(meta: dict, analysis: Analysis) -> str:
     """``report.tex``: one booktabs table per dataset, ready for ``\\input{}``.
 
-    Needs ``\\usepackage{booktabs}`` in the paper. The best mean is bold; initializers
-    tied with it (Holm-adjusted p >= 0.05) are marked with a dagger.
+    Needs ``\\usepackage{booktabs}`` in the paper. Columns: the verdict, the mean with
+    its Student t CI, the simultaneous interval of the difference to the best of the
+    others (Hsu's MCB), the IQM and the diverged runs; the caption explains the verdicts.
     """
     level = f"{analysis.settings.level:.0%}".replace("%", r"\%")
+    scale, unit = _points(analysis.metric)
+    unit_tex = " pp" if unit else ""
     parts = [f"% initjax report {tex_escape(meta['experiment']['name'])}: generated, do not edit. Needs \\usepackage{{booktabs}}."]
     for dataset, info in meta["tasks"].items():
         ranked = _ranked(analysis, dataset)
+        mcb = analysis.comparisons[analysis.comparisons["dataset"] == dataset].set_index("initializer")
+        digits = 2 if unit else 4
         rows = []
-        for i, (_, r) in enumerate(ranked.iterrows()):
-            name = tex_escape(r["initializer"]) + (r"$^\dagger$" if r["tied"] and i > 0 else "")
+        for _, r in ranked.iterrows():
+            name = tex_escape(r["initializer"])
             mean = f"{r['mean']:.3f}" if pd.notna(r["mean"]) else "n/a"
-            mean = rf"\textbf{{{mean}}}" if i == 0 else mean
+            mean = rf"\textbf{{{mean}}}" if r["verdict"] == "best" else mean
             ci = f"[{r['mean_low']:.3f}, {r['mean_high']:.3f}]" if pd.notna(r["mean_low"]) else ""
-            iqm = f"{r['iqm']:.3f} [{r['iqm_low']:.3f}, {r['iqm_high']:.3f}]" if pd.notna(r["iqm_low"]) else "n/a"
-            rows.append(f"{name} & {mean} {ci} & {iqm} & {r['diverged']}/{r['runs']} \\\\")
+            to_best = (f"[{scale * mcb.at[r['initializer'], 'to_best_low']:+.{digits}f}, "
+                       f"{scale * mcb.at[r['initializer'], 'to_best_high']:+.{digits}f}]"
+                       if "to_best_low" in mcb and pd.notna(mcb.at[r["initializer"], "to_best_low"]) else "")
+            iqm = f"{r['iqm']:.3f} [{r['iqm_low']:.3f}, {r['iqm_high']:.3f}]" if pd.notna(r["iqm_low"]) else (
+                f"{r['iqm']:.3f}" if pd.notna(r["iqm"]) else "n/a")
+            rows.append(f"{name} & {r['verdict']} & {mean} {ci} & {to_best} & {iqm} & {r['diverged']}/{r['runs']} \\\\")
         caption = (
             f"{tex_escape(dataset)}, {tex_escape(info['model'])}: final {tex_escape(_title(analysis.metric))} over "
-            f"{meta['experiment']['seeds']} seeds, mean and IQM with {level} {tex_escape(analysis.settings.method)} bootstrap CIs. "
-            r"Best mean in bold; $^\dagger$ not significantly different from the best (Holm-corrected "
-            + ("Wilcoxon signed-rank" if analysis.paired else "Mann-Whitney U")
-            + r", $p \geq 0.05$)."
+            f"{meta['experiment']['seeds']} seeds: mean with {level} Student $t$ CI; "
+            f"$\\Delta$ best: {level} simultaneous interval of the difference to the best of the others{unit_tex} "
+            r"(Hsu's multiple comparisons with the best from max-$T$ intervals of all pairs, better $> 0$); "
+            f"IQM with {level} {tex_escape(analysis.settings.method)} bootstrap CI from {stats.IQM_MIN_SEEDS} seeds on. "
+            f"Verdicts: best (highest mean, in bold); equivalent (within {scale * analysis.margin:g}{unit_tex} of the best); "
+            r"worse (another initializer is significantly better); inconclusive (neither: more seeds needed). "
+            r"The verdicts hold together at the stated level."
         )
         parts += [
-            r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{lccc}", r"\toprule",
-            f"Initializer & Mean [{level} CI] & IQM [{level} CI] & Diverged \\\\", r"\midrule",
+            r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{llcccc}", r"\toprule",
+            f"Initializer & Verdict & Mean [{level} CI] & $\\Delta$ best & IQM & Diverged \\\\", r"\midrule",
             *rows, r"\bottomrule", r"\end{tabular}", f"\\caption{{{caption}}}",
             f"\\label{{tab:initjax-{tex_escape(meta['experiment']['name'])}-{tex_escape(dataset)}}}".replace(r"\_", "-"),
             r"\end{table}", "",
@@ -412,6 +473,7 @@ def write(
     metric: str = "test_accuracy",
     baseline: str | None = None,
     paired: bool = True,
+    margin: float | None = None,
 ) -> tuple[Analysis, list[Path]]:
     """Writes the report files into ``out_dir``, each atomically.
 
@@ -426,7 +488,7 @@ def write(
     if unknown:
         raise UserError(f"unknown report format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
     out_dir = Path(out_dir)
-    settings = stats.Settings(**{k: meta["statistics"][k] for k in ("level", "method", "n_resamples", "seed")})
+    settings = settings_of(meta, margin)
     analysis = analyse(results, metric, baseline, paired, settings)
     files = []
     if "csv" in formats:
@@ -439,20 +501,50 @@ def write(
         from bench import figures as fig
 
         (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-        for dataset in meta["tasks"]:
-            names = []
-            for kind, draw in (("curves", fig.learning_curves), ("final", fig.final_distribution),
-                               ("improvement", fig.improvement_matrix)):
-                stem = out_dir / "figures" / f"{dataset}-{kind}-{metric}"
-                written = fig.save(draw(results, dataset, metric), stem, image_formats)
-                files += written
-                names.append(str(written[0].relative_to(out_dir)))
-            figures[dataset] = names
+    suffix = f".{image_formats[0]}" if image_formats else ".png"
+    for dataset in meta["tasks"]:
+        names = []
+        for kind in FIGURES:
+            stem = out_dir / "figures" / f"{dataset}-{kind}-{metric}"
+            if image_formats:
+                files += fig.save(_draw(fig, kind, results, analysis, dataset), stem, image_formats)
+            if stem.with_suffix(suffix).is_file():  # md alone links the figures an earlier render drew
+                names.append(str(stem.with_suffix(suffix).relative_to(out_dir)))
+        figures[dataset] = names
     if "tex" in formats:
         files.append(write_atomic(out_dir / "report.tex", render_latex(meta, analysis)))
     if "md" in formats:
-        files.append(write_atomic(out_dir / "report.md", render_markdown(meta, analysis, figures)))
+        calibration = calibration_lines(out_dir, results, analysis)
+        files.append(write_atomic(out_dir / "report.md", render_markdown(meta, analysis, figures, calibration)))
     return analysis, files
+
+
+FIGURES = ("curves", "final", "forest", "wins")
+
+
+def _draw(fig, kind: str, results: pd.DataFrame, analysis: Analysis, dataset: str):
+    """One figure of the report (``bench.figures``), by kind."""
+    if kind == "curves":
+        return fig.learning_curves(results, dataset, analysis.metric, analysis.settings.level)
+    if kind == "final":
+        return fig.final_distribution(results, dataset, analysis.metric)
+    if kind == "forest":
+        return fig.forest(analysis.comparisons, dataset, analysis.settings.level)
+    return fig.win_matrix(results, dataset, analysis.metric, analysis.paired)
+
+
+def settings_of(meta: dict, margin: float | None = None) -> stats.Settings:
+    """The statistics settings a run recorded in ``run.json`` (older runs lack some: defaults), margin overridden."""
+    fields = {f.name for f in dataclasses.fields(stats.Settings)}
+    recorded = {k: v for k, v in meta.get("statistics", {}).items() if k in fields}
+    return dataclasses.replace(stats.Settings(**recorded), **({} if margin is None else {"margin": margin}))
+
+
+def calibration_lines(out_dir: Path, results: pd.DataFrame, analysis: Analysis) -> list[str] | None:
+    """The calibration summary of ``out_dir/calibration.json`` if it was made from these runs and settings."""
+    from bench import calibrate
+
+    return calibrate.summary_lines(out_dir, results, analysis)
 
 
 def _parquet(out_dir: Path, results: pd.DataFrame) -> list[Path]:
@@ -465,6 +557,22 @@ def _parquet(out_dir: Path, results: pd.DataFrame) -> list[Path]:
     buffer = io.BytesIO()
     results.to_parquet(buffer, index=False)
     return [write_atomic(out_dir / "results.parquet", buffer.getvalue())]
+
+
+def read_floats_exactly(csv: Path, table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (read from ``csv``) with its float columns re-parsed by Python's correctly rounded ``float``.
+
+    ``results.csv`` holds each float's shortest round-trip repr, but pandas' own parser
+    (2.x's default ``high``) reads some of them 1 ulp off; a re-rendered interval then
+    depends on the pandas version. Parsing the text with ``float`` gives back exactly the
+    floats that were written, whatever the pandas version.
+    """
+    floats = list(table.select_dtypes("float").columns)
+    if not floats:
+        return table
+    text = pd.read_csv(csv, dtype=str, usecols=floats, keep_default_na=False)
+    exact = {c: np.array([float(v) if v else np.nan for v in text[c]]) for c in floats}
+    return table.assign(**exact)
 
 
 def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict]:
@@ -486,7 +594,7 @@ def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict]:
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise UserError(f"{meta} has results format {version!r}; this initjax reads format <= {FORMAT_VERSION}: upgrade initjax")
     try:
-        results = pd.read_csv(csv)
+        results = read_floats_exactly(csv, pd.read_csv(csv))
     except (ValueError, OSError) as error:
         raise UserError(f"{csv} is damaged ({type(error).__name__}); rerun the experiment") from None
     missing = {"dataset", "model", "initializer", "seed", "epoch", "diverged"} - set(results.columns)

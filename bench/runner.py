@@ -51,6 +51,7 @@ def run_experiment(
     max_memory: int | None = None,
     fresh: bool = False,
     checkpoint_every: float = 60.0,
+    margin: float | None = None,
 ) -> Outcome:
     """Trains every task of ``experiment``, analyses the runs and writes the report to ``out`` (if given).
 
@@ -77,6 +78,8 @@ def run_experiment(
             raise UserError(str(error)) from None
         if baseline not in initializers:
             raise UserError(f"--baseline {baseline!r} is not among the initializers {list(initializers)}")
+    if margin is not None and not margin >= 0:
+        raise UserError(f"--margin must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {margin}")
     if out is not None:
         ensure_writable(out)  # every process keeps its finished chunks there
     seeds = list(range(experiment.seeds))
@@ -97,11 +100,12 @@ def run_experiment(
         frames.append(result.frame.assign(experiment=experiment.name, dataset=task.name, model=name))
         tasks[task.name] = _task_meta(name, data, result, len(initializers) * len(seeds), store)
     results = _column_order(pd.concat(frames, ignore_index=True))
+    settings = stats.Settings(seed=experiment.seed, margin=margin)
     meta = {
         "format": report.FORMAT_VERSION,
         "experiment": dataclasses.asdict(experiment),
         "initializers": list(initializers),
-        "statistics": dataclasses.asdict(stats.Settings(seed=experiment.seed)),
+        "statistics": dataclasses.asdict(settings),
         "tasks": tasks,
         "runs": sum(t["runs"] for t in tasks.values()),
         "compile_s": sum(t["compile_s"] for t in tasks.values()),
@@ -114,7 +118,7 @@ def run_experiment(
         "wall_s": time.perf_counter() - start,
     }
     if out is None or not devices.is_main_process():
-        return Outcome(results, report.analyse(results, settings=stats.Settings(seed=experiment.seed)), meta, [])
+        return Outcome(results, report.analyse(results, settings=settings), meta, [])
     analysis, files = report.write(out, results, meta, baseline=baseline)
     return Outcome(results, analysis, meta, files)
 

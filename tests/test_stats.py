@@ -106,3 +106,15 @@ def test_divergence_epochs_by_hand():
     table = stats.divergence(pd.DataFrame(rows))
     assert table[["initializer", "runs", "diverged", "first_epoch", "median_epoch", "last_epoch"]].values.tolist() == [
         ["bad", 3, 2, 1.0, 2.0, 3.0]]
+
+
+def test_t_interval_is_scipys_and_iqm_intervals_start_at_16_seeds():
+    x = np.random.default_rng(5).normal(0.8, 0.02, 8)
+    ref = sps.t.interval(0.9, 7, loc=x.mean(), scale=sps.sem(x))
+    assert stats.t_interval(x, 0.9) == pytest.approx(ref, rel=1e-12)
+    assert stats.t_interval(np.full(5, 0.465)) == (0.465, 0.465)
+    table = _results({"a": list(np.linspace(0.7, 0.9, 15)), "b": list(np.linspace(0.7, 0.9, 16))})
+    summary = stats.summarize(table, ["test_accuracy"], stats.Settings(n_resamples=300)).set_index("initializer")
+    assert np.isnan(summary.loc["a", "iqm_low"]) and summary.loc["b", "iqm_low"] < summary.loc["b", "iqm"]
+    assert (summary.loc["a", "mean_low"], summary.loc["a", "mean_high"]) == pytest.approx(
+        stats.t_interval(np.linspace(0.7, 0.9, 15)))

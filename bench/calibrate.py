@@ -1,0 +1,195 @@
+"""``python -m bench calibrate DIR``: the report's own error rates, measured on its runs.
+
+The verdicts and intervals of :mod:`bench.verdicts` promise a family-wise error of at
+most 5% and 95% coverage. Whether they keep that promise on *these* runs (skewed,
+gridded at ``k / n_test``, with seeds stuck at chance) is measured by resampling the
+stored final values, per task:
+
+- ``null``: seeds drawn with replacement, each initializer's mean over the stored
+  seeds subtracted: the initializers keep their own spread, skew and correlation
+  across seeds but have equal means, so any *worse* verdict is false; simultaneous
+  coverage: every pairwise interval holds 0.
+- ``permuted``: seeds drawn with replacement and the initializers' labels permuted
+  within each seed (the exchangeable null); initializers whose runs are all equal
+  (``zeros``) are left out of it, as they would make every label a mixture with them.
+- ``shift``: the ``null`` with the first initializer made ``shift`` worse: power = how often
+  it is called *worse*; false claims: any other initializer called *worse*, or the
+  shifted one called *equivalent* when the shift exceeds the margin; coverage of the
+  true differences (0 and +-shift).
+- ``resample``: seeds drawn with replacement, labels kept: coverage of each
+  initializer's Student t interval of the mean, the truth being its mean over all
+  stored seeds.
+
+Each at 8, 16 and 32 seeds (or as asked). The result is written to
+``DIR/calibration.json`` with a fingerprint of the runs and settings, and
+``report.md`` shows its summary while the fingerprint matches.
+
+References: Bouthillier et al. 2021, arXiv:2103.03098; Westfall & Young 1993,
+*Resampling-Based Multiple Testing* (permutation under the complete null).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench import compare, stats, verdicts
+from bench.store import write_atomic
+
+FILE = "calibration.json"
+SCENARIOS = ("null", "permuted", "shift", "resample")
+FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """Error rates of one scenario at one number of seeds (shares of ``reps``)."""
+
+    scenario: str
+    seeds: int
+    reps: int
+    false_claims: float  # family-wise error: any false verdict
+    simultaneous_coverage: float  # every pairwise interval holds its true difference
+    mean_coverage: float  # per-initializer Student t intervals (resample scenario)
+    power: float  # shift: the shifted initializer called worse
+
+
+def one_replicate(values: np.ndarray, true_diff: np.ndarray, margin: float, level: float, draws: int,
+                  rng: np.random.Generator, paired: bool = True) -> tuple[bool, bool, bool]:
+    """Runs the report's procedure on one resampled table (better direction).
+
+    Args:
+      values: `(seeds, k)`; NaN = diverged.
+      true_diff: `(k, k)` the true ``theta_i - theta_j``.
+
+    Returns:
+      ``(any false claim, all intervals cover, column 0 called worse)``.
+    """
+    if (np.isfinite(values).sum(0) < 2).any():
+        return (False, True, False)
+    pairs, c, _ = verdicts.simultaneous_intervals(values, range(values.shape[1]), level, rng, draws, paired)
+    with np.errstate(invalid="ignore"):
+        low, high = pairs.diff - c * pairs.se, pairs.diff + c * pairs.se
+    labels, _, _ = verdicts.mcb(low, high, np.nanmean(values, 0), margin)
+    off = ~np.eye(len(labels), dtype=bool)
+    gap = np.array([true_diff[off[i], i].max() for i in range(len(labels))])  # max_{j != i} theta_j - theta_i
+    false = any((lab == "worse" and gap[i] <= 0) or (lab == "equivalent" and gap[i] >= margin)
+                for i, lab in enumerate(labels))
+    covered = bool(np.all(((low <= true_diff) & (true_diff <= high))[off & np.isfinite(low)]))
+    return false, covered, labels[0] == "worse"
+
+
+def simulate(values: np.ndarray, scenario: str, seeds: int, reps: int, margin: float, shift: float,
+             level: float = 0.95, draws: int = 2_000, rng: np.random.Generator | int = 0,
+             paired: bool = True) -> Cell:
+    """One cell of the calibration of a task's final values `(stored seeds, k)` (better direction)."""
+    rng = np.random.default_rng(rng)
+    k = values.shape[1]
+    false = covered = detected = mean_hits = mean_total = 0
+    truth_means = np.nanmean(values, 0)
+    for _ in range(reps):
+        sample = values[rng.integers(0, len(values), seeds)]
+        true_diff = np.zeros((k, k))
+        if scenario in ("null", "shift"):
+            sample = sample - truth_means
+        if scenario == "permuted":
+            sample = np.take_along_axis(sample, rng.permuted(np.tile(np.arange(k), (seeds, 1)), axis=1), axis=1)
+        if scenario == "shift":
+            sample[:, 0] -= shift
+            true_diff[0, 1:], true_diff[1:, 0] = -shift, shift
+        if scenario == "resample":
+            true_diff = truth_means[:, None] - truth_means[None, :]
+            for i in range(k):
+                column = sample[:, i][np.isfinite(sample[:, i])]
+                low, high = stats.t_interval(column, level)
+                if np.isfinite(low):
+                    mean_total += 1
+                    mean_hits += low <= truth_means[i] <= high
+        f, c, d = one_replicate(sample, true_diff, margin, level, draws, rng, paired)
+        false, covered, detected = false + f, covered + c, detected + d
+    return Cell(scenario, seeds, reps, false / reps, covered / reps,
+                mean_hits / mean_total if mean_total else np.nan, detected / reps if scenario == "shift" else np.nan)
+
+
+def calibrate(results: pd.DataFrame, metric: str = "test_accuracy", seeds: Sequence[int] = (8, 16, 32),
+              reps: int = 200, shift: float | None = None, settings: stats.Settings = stats.Settings(),
+              paired: bool = True, draws: int = 2_000) -> pd.DataFrame:
+    """Calibration of every task of ``results`` (see the module docstring).
+
+    Args:
+      shift: the worse initializer's handicap in the shift scenario; None: twice the margin.
+      draws: null draws of each replicate's critical value (fewer than a report's
+        10,000: the Monte Carlo error of one quantile averages out over replicates).
+
+    Returns:
+      One row per (dataset, model, scenario, seeds) with the :class:`Cell` fields and ``shift``.
+    """
+    margin = compare.default_margin(metric) if settings.margin is None else settings.margin
+    shift = 2 * margin if shift is None else shift
+    sign = 1 if stats.higher_is_better(metric) else -1
+    rows = []
+    for task_key, task in stats.final_epoch(results).groupby(stats.TASK, sort=False):
+        _, values = compare.final_matrix(task, metric)
+        keep = np.isfinite(values).sum(0) >= 2
+        if keep.sum() < 2:
+            continue
+        values = sign * values[:, keep]
+        varying = values[:, ~verdicts.is_constant(values)]
+        for scenario in SCENARIOS:
+            table = varying if scenario == "permuted" else values
+            if table.shape[1] < 2:
+                continue
+            for n in seeds:
+                rng = stats.group_rng(settings.seed, *task_key, metric, scenario, n, "calibrate")
+                cell = simulate(table, scenario, n, reps, margin, shift, settings.level, draws, rng, paired)
+                rows.append({**dict(zip(stats.TASK, task_key)), **dataclasses.asdict(cell), "shift": shift})
+    return pd.DataFrame(rows)
+
+
+def fingerprint(results: pd.DataFrame, metric: str, settings: stats.Settings, paired: bool) -> str:
+    """Hash of the runs and the settings the calibration depends on."""
+    digest = hashlib.sha256(results.to_csv(index=False).encode())
+    digest.update(json.dumps([metric, dataclasses.asdict(settings), paired], sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def save(out_dir: Path, table: pd.DataFrame, key: str, command: str) -> Path:
+    payload = {"format": FORMAT, "fingerprint": key, "command": command, "cells": table.to_dict(orient="records")}
+    return write_atomic(Path(out_dir) / FILE, json.dumps(payload, indent=1, default=float))
+
+
+def summary_lines(out_dir: Path, results: pd.DataFrame, analysis) -> list[str] | None:
+    """One sentence per task from ``calibration.json``; None when absent, a warning when stale."""
+    path = Path(out_dir) / FILE
+    if not path.is_file():
+        return None
+    try:
+        payload = json.loads(path.read_text())
+        cells = pd.DataFrame(payload["cells"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return [f"`{FILE}` is damaged; rerun `python -m bench calibrate`."]
+    if payload.get("fingerprint") != fingerprint(results, analysis.metric, analysis.settings, analysis.paired):
+        return [f"`{FILE}` was made from other runs or settings; rerun `python -m bench calibrate` to measure these."]
+    return [describe(cells, task) for task, cells in cells.groupby("dataset", sort=False)]
+
+
+def describe(cells: pd.DataFrame, dataset: str) -> str:
+    """'digits: false claims under the null 0.02/0.03/0.04 at 8/16/32 seeds; ...'."""
+    def series(scenario: str, column: str) -> str:
+        rows = cells[cells["scenario"] == scenario]
+        return "/".join(f"{v:.2f}" for v in rows[column]) + " at " + "/".join(str(s) for s in rows["seeds"]) + " seeds"
+
+    reps = int(cells["reps"].iloc[0])
+    shift = cells["shift"].iloc[0]
+    return (f"{dataset} ({reps} resamples a cell): family-wise error of the verdicts under the null "
+            f"{series('null', 'false_claims')} (labels permuted within seed: {series('permuted', 'false_claims')}), "
+            f"simultaneous coverage {series('null', 'simultaneous_coverage')}; "
+            f"per-initializer mean CI coverage {series('resample', 'mean_coverage')}; one initializer "
+            f"{shift:g} worse called worse {series('shift', 'power')} (false claims then "
+            f"{series('shift', 'false_claims')}).")
