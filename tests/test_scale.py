@@ -124,8 +124,9 @@ def test_mnist_mlp_8x128_is_planned_under_4_gb():
     assert plan.estimate < 4 * 2**30 and plan.n_chunks * plan.seeds_per_chunk == 128
 
 
-def test_too_small_memory_budget_is_one_line_from_the_cli():
-    proc = subprocess.run([sys.executable, "-m", "bench", "run", "default", "--smoke", "--max-memory", "1M"],
+def test_too_small_memory_budget_is_one_line_from_the_cli(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "default", "--smoke", "--max-memory", "1M",
+                           "--out", str(tmp_path / "out")],
                           cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)})
     assert proc.returncode == 2
