@@ -152,6 +152,42 @@ def forest(comparisons: pd.DataFrame, dataset: str, level: float = 0.95) -> plt.
     return fig
 
 
+def performance_profile(profile: pd.DataFrame, metric: str) -> plt.Figure:
+    """Share of runs above each normalized-score threshold, one line per initializer (Agarwal et al. 2021)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    colors = plt.get_cmap("tab10")
+    for i, name in enumerate(profile.columns):
+        ax.step(profile.index, profile[name], where="post", color=colors(i % 10), lw=1.6,
+                ls="-" if i < 10 else "--", label=name)
+    ax.set_xlabel(f"normalized final {_label(metric)} (0 = untrained, 1 = best mean of the task)")
+    ax.set_ylabel("share of runs above")
+    ax.set_title("performance profile over tasks and seeds", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def critical_difference(ranks: dict) -> plt.Figure:
+    """Mean ranks over tasks on one axis with Nemenyi's critical difference (Demšar 2006)."""
+    names, mean_rank, cd = ranks["names"], ranks["mean_rank"], ranks["cd"]
+    k = len(names)
+    order = np.argsort(mean_rank, kind="stable")
+    fig, ax = plt.subplots(figsize=(7.5, 0.35 * k + 1.6), constrained_layout=True)
+    ax.set_xlim(0.5, k + 0.5)
+    ax.set_ylim(-2.2, k)
+    for row, i in enumerate(order):
+        ax.plot([mean_rank[i]], [k - 1 - row], "o", color="tab:blue")
+        ax.text(mean_rank[i] + 0.1, k - 1 - row, f"{names[i]} ({mean_rank[i]:.2f})", va="center", fontsize=8)
+    ax.plot([1, 1 + cd], [-1, -1], color="black", lw=2)
+    ax.text(1 + cd / 2, -1.3, f"CD = {cd:.2f}", ha="center", va="top", fontsize=8)
+    ax.set_yticks([])
+    ax.set_xlabel("mean rank over tasks (1 = best)")
+    ax.set_title(f"{ranks['tasks']} tasks: Friedman p = {ranks['p']:.3g}; mean ranks further apart than CD differ "
+                 "(Nemenyi, 5%)", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
 def save(fig: plt.Figure, path_stem: Path, formats: tuple[str, ...]) -> list[Path]:
     """Writes ``path_stem.png`` / ``.pdf`` for each of ``formats`` and closes the figure."""
     written = []

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import compare, stats
+from bench import aggregate, compare, stats
 from bench.errors import UserError
 from bench.memory import format_bytes
 from bench.store import write_atomic
@@ -42,6 +42,8 @@ class Analysis:
       paired: whether runs were compared as seed-matched pairs.
       settings: level, seeds and margin of the statistics.
       divergence: ``stats.divergence``: when the diverged runs diverged.
+      across: ``aggregate.aggregate``: normalized scores over tasks (empty with one task).
+      ranks: ``aggregate.rank_test``: Friedman + Nemenyi over tasks, or None.
     """
 
     metric: str
@@ -53,6 +55,8 @@ class Analysis:
     paired: bool
     settings: stats.Settings
     divergence: pd.DataFrame
+    across: pd.DataFrame
+    ranks: dict | None
 
     @property
     def margin(self) -> float:
@@ -91,6 +95,8 @@ def analyse(
         paired=paired,
         settings=settings,
         divergence=stats.divergence(results),
+        across=aggregate.aggregate(results, metric, settings),
+        ranks=aggregate.rank_test(results, metric),
     )
 
 
@@ -400,8 +406,40 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
         ]
         if figures.get(dataset):
             lines += ["", *[f"![{Path(f).stem}]({f})" for f in figures[dataset]]]
+    lines += across_lines(analysis, figures.get(ACROSS, []))
     lines += ["", "Raw runs, one row per (dataset, model, initializer, seed, epoch): [results.csv](results.csv).", ""]
     return "\n".join(lines)
+
+
+ACROSS = "across-tasks"  # the figures' key in ``figures``
+
+
+def across_lines(analysis: Analysis, figures: list[str]) -> list[str]:
+    """The 'Across tasks' section: aggregates of normalized scores and the rank test (none with one task)."""
+    if analysis.across.empty:
+        return []
+    level = f"{analysis.settings.level:.0%}"
+    rows = analysis.across
+    table = pd.DataFrame({
+        "initializer": rows["initializer"],
+        f"IQM [{level} CI]": [_interval(*r) for r in rows[["iqm", "iqm_low", "iqm_high"]].to_numpy()],
+        f"mean [{level} CI]": [_interval(*r) for r in rows[["mean", "mean_low", "mean_high"]].to_numpy()],
+        f"optimality gap [{level} CI]": [_interval(*r) for r in rows[["gap", "gap_low", "gap_high"]].to_numpy()],
+    })
+    lines = ["", f"## Across tasks ({int(rows['tasks'].iloc[0])})", "",
+             f"Final {_title(analysis.metric)} normalized per task (0 = untrained networks' mean, 1 = the task's best "
+             f"initializer mean), pooled over tasks and seeds; {level} stratified bootstrap intervals (seeds resampled "
+             "within each task; Agarwal et al. 2021). Optimality gap: mean shortfall below 1.", "",
+             table.to_markdown(index=False), ""]
+    if analysis.ranks:
+        r = analysis.ranks
+        ranked = sorted(zip(r["mean_rank"], r["names"]))
+        lines += [f"Mean rank over {r['tasks']} tasks (1 = best): "
+                  + ", ".join(f"`{n}` {m:.2f}" for m, n in ranked)
+                  + f". Friedman chi² = {r['statistic']:.2f}, p = {_p(r['p'])}; Nemenyi critical difference "
+                  f"{r['cd']:.2f} (Demšar 2006): mean ranks further apart than that differ at 5%.", ""]
+    lines += [f"![{Path(f).stem}]({f})" for f in figures]
+    return lines
 
 
 # ---------------------------------------------------------------- LaTeX
@@ -511,6 +549,15 @@ def write(
             if stem.with_suffix(suffix).is_file():  # md alone links the figures an earlier render drew
                 names.append(str(stem.with_suffix(suffix).relative_to(out_dir)))
         figures[dataset] = names
+    figures[ACROSS] = []
+    for kind, shown in (("profile", not analysis.across.empty), ("ranks", analysis.ranks is not None)):
+        stem = out_dir / "figures" / f"{ACROSS}-{kind}-{metric}"
+        if image_formats and shown:
+            drawn = (fig.performance_profile(aggregate.performance_profile(results, metric), metric)
+                     if kind == "profile" else fig.critical_difference(analysis.ranks))
+            files += fig.save(drawn, stem, image_formats)
+        if shown and stem.with_suffix(suffix).is_file():
+            figures[ACROSS].append(str(stem.with_suffix(suffix).relative_to(out_dir)))
     if "tex" in formats:
         files.append(write_atomic(out_dir / "report.tex", render_latex(meta, analysis)))
     if "md" in formats:

@@ -24,10 +24,11 @@ def run_dir(tmp_path_factory):
 def test_markdown_has_every_section_and_its_figures_exist(run_dir):
     text = (run_dir / "report.md").read_text()
     for heading in ["## synthetic: MLP 20-64-64-1 relu", "## digits: MLP 64-64-64-10 relu",
-                    "### Comparisons with the best", "### Learning curves", "### How many seeds?", "| environment |"]:
+                    "### Comparisons with the best", "### Learning curves", "### How many seeds?", "| environment |",
+                    "## Across tasks (2)", "Friedman chi²"]:
         assert heading in text, heading
     links = [line[line.index("(") + 1:-1] for line in text.splitlines() if line.startswith("![")]
-    assert len(links) == 8 and sum("forest" in link for link in links) == 2
+    assert len(links) == 10 and sum("forest" in link for link in links) == 2
     for link in links:
         assert (run_dir / link).stat().st_size > 5_000  # a real picture, not an empty file
         assert (run_dir / link).with_suffix(".pdf").exists()

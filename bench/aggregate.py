@@ -1,0 +1,143 @@
+"""Across tasks: which initializer is best over several datasets or models, with intervals and ranks.
+
+A single task's verdicts (:mod:`bench.verdicts`) do not say which initializer wins
+*overall*. Following Agarwal et al. (2021, rliable) each run's final score is put on
+a common scale per task, then aggregated over tasks and seeds with stratified
+bootstrap intervals; following Demšar (2006) the initializers are ranked within each
+task and the ranks compared over tasks (Friedman test, Nemenyi critical difference).
+
+Normalization (per task): ``(x - untrained) / (best - untrained)`` in the better
+direction, with ``best`` the highest initializer mean of the task and ``untrained``
+the mean score of all its networks at epoch 0, before any training: 1 is the best
+initializer's mean, 0 is what an untrained network scores (about chance). This plays
+the part of rliable's random-agent reference; initialization studies have no human
+one. A task where no initializer beats the untrained networks is left out.
+
+References: Agarwal et al. 2021, arXiv:2108.13264 (IQM, optimality gap, performance
+profiles, stratified bootstrap); Demšar 2006, JMLR 7 (Friedman + Nemenyi, critical
+difference diagrams); Friedman 1937, JASA 32(200).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bench import compare
+from bench.stats import TASK, Settings, final_epoch, group_rng, higher_is_better, iqm
+
+THRESHOLDS = np.linspace(0, 1, 41)  # of the performance profiles
+
+
+def _column_means(values: np.ndarray) -> np.ndarray:
+    """Means of the finite values of each column; NaN for a column of diverged runs only."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, 0)
+
+
+def normalized_scores(results: pd.DataFrame, metric: str) -> tuple[list[str], list[str], list[np.ndarray]]:
+    """Final scores of every task on the ``[untrained mean, best mean] -> [0, 1]`` scale.
+
+    Returns:
+      ``(names, tasks, scores)``: the initializers common to every task, the task labels,
+      and per task a `(seeds, initializers)` array (NaN = diverged) in the better direction.
+    """
+    sign = 1 if higher_is_better(metric) else -1
+    per_task = {}
+    untrained = results[results["epoch"] == 0].groupby(TASK, sort=False)[metric].mean()
+    for key, task in final_epoch(results).groupby(TASK, sort=False):
+        names, values = compare.final_matrix(task, metric)
+        per_task[key] = (names, sign * values, sign * untrained.get(key, np.nan))
+    common = [n for n in next(iter(per_task.values()))[0] if all(n in v[0] for v in per_task.values())] \
+        if per_task else []
+    tasks, scores = [], []
+    for key, (names, values, reference) in per_task.items():
+        values = values[:, [names.index(n) for n in common]]
+        means = _column_means(values)
+        if not np.isfinite(means).any() or not np.nanmax(means) > reference:
+            continue
+        scores.append((values - reference) / (np.nanmax(means) - reference))
+        tasks.append(" / ".join(str(k) for k in key))
+    return common, tasks, scores
+
+
+def _aggregates(scores: list[np.ndarray]) -> np.ndarray:
+    """`(3, initializers)`: IQM, mean and optimality gap of the pooled runs of every task."""
+    pooled = np.concatenate(scores, axis=0)
+    out = np.empty((3, pooled.shape[1]))
+    for i in range(pooled.shape[1]):
+        column = pooled[:, i][np.isfinite(pooled[:, i])]
+        out[:, i] = (iqm(column), column.mean(), np.mean(np.maximum(1 - column, 0))) if column.size else np.nan
+    return out
+
+
+def aggregate(results: pd.DataFrame, metric: str = "test_accuracy", settings: Settings = Settings(),
+              n_resamples: int = 2000) -> pd.DataFrame:
+    """IQM, mean and optimality gap of normalized scores over tasks, with stratified bootstrap CIs.
+
+    Each resample draws the seeds of every task with replacement, independently per
+    task (strata) and jointly for the initializers of a task (their runs are paired).
+    Percentile intervals at ``settings.level``.
+
+    Returns:
+      One row per initializer (best IQM first): ``tasks``, ``iqm, iqm_low, iqm_high,
+      mean, mean_low, mean_high, gap, gap_low, gap_high``; empty with fewer than 2 tasks.
+    """
+    names, tasks, scores = normalized_scores(results, metric)
+    if len(tasks) < 2:
+        return pd.DataFrame()
+    point = _aggregates(scores)
+    rng = group_rng(settings.seed, metric, *tasks, "aggregate")
+    boot = np.stack([_aggregates([s[rng.integers(0, len(s), len(s))] for s in scores]) for _ in range(n_resamples)])
+    tail = (1 - settings.level) / 2
+    low, high = np.nanquantile(boot, tail, axis=0), np.nanquantile(boot, 1 - tail, axis=0)
+    table = pd.DataFrame({"initializer": names, "tasks": len(tasks)})
+    for row, label in enumerate(("iqm", "mean", "gap")):
+        table[label], table[f"{label}_low"], table[f"{label}_high"] = point[row], low[row], high[row]
+    return table.sort_values("iqm", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def performance_profile(results: pd.DataFrame, metric: str, thresholds: np.ndarray = THRESHOLDS) -> pd.DataFrame:
+    """Share of runs (over tasks and seeds) whose normalized score exceeds each threshold.
+
+    Returns:
+      `(thresholds, initializers)` table indexed by threshold.
+    """
+    names, _, scores = normalized_scores(results, metric)
+    if not scores:
+        return pd.DataFrame()
+    pooled = np.concatenate(scores, axis=0)
+    shares = {n: [np.mean(pooled[np.isfinite(pooled[:, i]), i] > t) for t in thresholds] for i, n in enumerate(names)}
+    return pd.DataFrame(shares, index=pd.Index(thresholds, name="threshold"))
+
+
+def mean_ranks(results: pd.DataFrame, metric: str) -> tuple[list[str], np.ndarray]:
+    """`(tasks, initializers)` rank of each initializer's mean within each task (1 = best, ties averaged)."""
+    names, _, scores = normalized_scores(results, metric)
+    means = np.array([_column_means(s) for s in scores]) if scores else np.empty((0, len(names)))
+    return names, stats.rankdata(-np.nan_to_num(means, nan=-np.inf), axis=1) if len(means) else means
+
+
+def rank_test(results: pd.DataFrame, metric: str = "test_accuracy", alpha: float = 0.05) -> dict | None:
+    """Friedman test of the ranks over tasks and Nemenyi's critical difference of mean ranks.
+
+    ``CD = q_alpha sqrt(k (k + 1) / (6 N))`` with ``q_alpha`` the studentized range
+    quantile for ``k`` groups and infinite degrees of freedom over ``sqrt 2``
+    (Demšar 2006); two initializers whose mean ranks differ by more than CD differ.
+
+    Returns:
+      ``{"names", "mean_rank", "tasks", "statistic", "p", "cd"}``; None with fewer than
+      2 tasks or 3 initializers (Friedman's test needs both).
+    """
+    names, ranks = mean_ranks(results, metric)
+    n_tasks, k = ranks.shape if ranks.ndim == 2 else (0, 0)
+    if n_tasks < 2 or k < 3:
+        return None
+    statistic, p = stats.friedmanchisquare(*ranks.T)
+    q = stats.studentized_range.ppf(1 - alpha, k, np.inf) / np.sqrt(2)
+    return {"names": names, "mean_rank": ranks.mean(0), "tasks": n_tasks, "statistic": float(statistic),
+            "p": float(p), "cd": float(q * np.sqrt(k * (k + 1) / (6 * n_tasks)))}
