@@ -241,9 +241,12 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
 def _report(args: argparse.Namespace) -> int:
     from bench import report
 
+    from bench import outcomes
+
     results, meta = report.load(args.dir)
+    test_outcomes = outcomes.load(args.dir, results)
     analysis, files = report.write(args.dir, results, meta, args.format, args.metric, args.baseline, not args.unpaired,
-                                   args.margin)
+                                   args.margin, test_outcomes)
     print(report.console(analysis, meta["tasks"]))
     print(f"\nwrote {len(files)} files to {args.dir}")
     return 0
@@ -271,7 +274,9 @@ def _calibrate(args: argparse.Namespace, argv: list[str]) -> int:
     for dataset, cells in table.groupby("dataset", sort=False):
         print(f"\n{calibrate.describe(cells, dataset)}")
     if args.metric == "test_accuracy" and paired:  # the report's own metric and procedure: show it there
-        report.write(args.dir, results, meta, ["md"], args.metric, None, paired)
+        from bench import outcomes
+
+        report.write(args.dir, results, meta, ["md"], args.metric, None, paired, None, outcomes.load(args.dir, results))
         print(f"\nwrote {args.dir}/{calibrate.FILE} and the calibration line of {args.dir}/report.md")
     else:
         print(f"\nwrote {args.dir}/{calibrate.FILE}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench import verdicts
+from bench import outcomes, verdicts
 from bench.stats import TASK, Settings, final_epoch, group_rng, higher_is_better
 
 SEED_GRID = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
@@ -52,6 +52,7 @@ def compare(
     baseline: str | None = None,
     paired: bool = True,
     settings: Settings = Settings(),
+    test_outcomes: dict[str, dict] | None = None,
 ) -> pd.DataFrame:
     """Verdicts and intervals of every initializer of every task, at the final epoch.
 
@@ -63,9 +64,12 @@ def compare(
       paired: match runs by seed.
       settings: level, seed and draws of the null simulation, and the equivalence
         margin (None: :func:`default_margin`).
+      test_outcomes: per task, the runs' per-example test outcomes (``bench.outcomes``);
+        where given, test metrics' intervals include the test set's sampling error.
 
     Returns:
-      :func:`bench.verdicts.verdicts` rows with ``dataset, model, metric, margin`` in front.
+      :func:`bench.verdicts.verdicts` rows with ``dataset, model, metric, margin, test_set``
+      (test examples whose sampling error the intervals include; 0: none) in front.
     """
     margin = default_margin(metric) if settings.margin is None else settings.margin
     frames = []
@@ -73,14 +77,21 @@ def compare(
         names, values = final_matrix(task, metric)
         if baseline is not None and baseline not in names:
             raise ValueError(f"baseline {baseline!r} is not among the initializers {names}")
+        example_var = None
+        item = (test_outcomes or {}).get(task_key[0])
+        scores = None if item is None else outcomes.task_scores(task, item, metric, names)
+        if scores is not None:
+            example_var = outcomes.example_variance(scores, paired)[1]
         table = verdicts.verdicts(values, names, higher_is_better(metric), margin, settings.level,
                                   group_rng(settings.seed, *task_key, metric, "max-t"), settings.draws, paired,
-                                  reference=baseline)
-        frames.append(table.assign(**dict(zip(TASK, task_key)), metric=metric, margin=margin))
+                                  reference=baseline, example_var=example_var)
+        frames.append(table.assign(**dict(zip(TASK, task_key)), metric=metric, margin=margin,
+                                   test_set=scores.shape[-1] if scores is not None else 0))
     if not frames:
         return pd.DataFrame(columns=TASK + ["metric", "margin", "initializer", "verdict"])
     table = pd.concat(frames, ignore_index=True)
-    return table[TASK + ["metric", "margin"] + [c for c in table.columns if c not in TASK + ["metric", "margin"]]]
+    front = TASK + ["metric", "margin", "test_set"]
+    return table[front + [c for c in table.columns if c not in front]]
 
 
 def _null_quantile(n: int, k: int, level: float, rng: np.random.Generator, draws: int) -> float:

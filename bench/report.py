@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import aggregate, compare, stats
+from bench import aggregate, compare, outcomes, stats
 from bench.errors import UserError
 from bench.memory import format_bytes
 from bench.store import write_atomic
@@ -44,6 +44,8 @@ class Analysis:
       divergence: ``stats.divergence``: when the diverged runs diverged.
       across: ``aggregate.aggregate``: normalized scores over tasks (empty with one task).
       ranks: ``aggregate.rank_test``: Friedman + Nemenyi over tasks, or None.
+      test_examples: per task, the test examples whose sampling error the test
+        metrics' intervals include (absent: intervals over seeds only).
     """
 
     metric: str
@@ -57,6 +59,7 @@ class Analysis:
     divergence: pd.DataFrame
     across: pd.DataFrame
     ranks: dict | None
+    test_examples: dict[str, int]
 
     @property
     def margin(self) -> float:
@@ -69,8 +72,13 @@ def analyse(
     baseline: str | None = None,
     paired: bool = True,
     settings: stats.Settings = stats.Settings(),
+    test_outcomes: dict[str, dict] | None = None,
 ) -> Analysis:
     """Computes every statistic of the report.
+
+    ``test_outcomes`` (``bench.outcomes``): per task, every run's per-example test
+    outcomes; with them the intervals of test metrics include the test set's own
+    sampling error.
 
     Raises:
       UserError: unknown metric or baseline, or a negative margin.
@@ -82,13 +90,14 @@ def analyse(
         raise UserError(f"baseline {baseline!r} is not among the initializers {sorted(set(results['initializer']))}")
     if settings.margin is not None and not settings.margin >= 0:
         raise UserError(f"--margin must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {settings.margin}")
-    shown = list(dict.fromkeys([metric, "test_accuracy", "test_loss"]))
-    summary = stats.summarize(results, [m for m in shown if m in metrics], settings)
+    shown = [m for m in dict.fromkeys([metric, "test_accuracy", "test_loss"]) if m in metrics]
+    test_outcomes = test_outcomes or {}
+    summary = stats.summarize(results, shown, settings, outcomes.arm_variances(results, test_outcomes, shown))
     kind = "accuracy" if metric.endswith("accuracy") else "loss"
     return Analysis(
         metric=metric,
         summary=summary,
-        comparisons=compare.compare(results, metric, baseline, paired, settings),
+        comparisons=compare.compare(results, metric, baseline, paired, settings, test_outcomes),
         curves=stats.summarize_curves(results, summary, metric, settings=settings),
         advice=compare.seeds_advice(results, metric, DELTAS[kind], paired, settings),
         baseline=baseline,
@@ -97,6 +106,7 @@ def analyse(
         divergence=stats.divergence(results),
         across=aggregate.aggregate(results, metric, settings),
         ranks=aggregate.rank_test(results, metric),
+        test_examples={task: int(item["correct"].shape[-1]) for task, item in test_outcomes.items()},
     )
 
 
@@ -370,6 +380,12 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
             f"multiple comparisons with the best; equivalence margin {scale * analysis.margin:g}{unit}; "
             f"Δ, d_z and wins against {reference}. {legend(analysis)}"
         ),
+        "test set": (
+            "its sampling error is in the intervals of test metrics (per-example outcomes of every run, "
+            "`outcomes.npz`: variance s²_seeds/n + s²_examples/m; " + ", ".join(
+                f"{task} m = {m:,}" for task, m in analysis.test_examples.items()) + ")"
+            if analysis.test_examples else
+            "intervals are over seeds only, conditional on the test set (no per-example outcomes stored)"),
         **({"calibration": " ".join(calibration)} if calibration else {}),
         "runs": f"{meta['runs']:,}",
         "wall time": f"{meta['wall_s']:.1f} s (compile {meta['compile_s']:.1f} s, initialization {meta['init_s']:.1f} s)",
@@ -512,12 +528,14 @@ def write(
     baseline: str | None = None,
     paired: bool = True,
     margin: float | None = None,
+    test_outcomes: dict[str, dict] | None = None,
 ) -> tuple[Analysis, list[Path]]:
     """Writes the report files into ``out_dir``, each atomically.
 
     ``run.json`` and ``results.csv`` (floats in full precision, so a re-rendered
     report is identical; plus ``results.parquet`` when pyarrow is installed) with ``csv``; ``report.md`` with ``md``;
     ``report.tex`` with ``tex``; figures under ``figures/`` with ``png``/``pdf``.
+    ``test_outcomes`` (of a run just trained) are written to ``outcomes.npz`` with ``csv``.
 
     Raises:
       UserError: unknown format, metric or baseline.
@@ -527,9 +545,11 @@ def write(
         raise UserError(f"unknown report format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
     out_dir = Path(out_dir)
     settings = settings_of(meta, margin)
-    analysis = analyse(results, metric, baseline, paired, settings)
+    analysis = analyse(results, metric, baseline, paired, settings, test_outcomes)
     files = []
     if "csv" in formats:
+        if test_outcomes and not (out_dir / outcomes.FILE).is_file():
+            files += [p for p in [outcomes.save(out_dir, test_outcomes)] if p is not None]
         files.append(write_atomic(out_dir / "results.csv", results.to_csv(index=False)))
         files.append(write_atomic(out_dir / "run.json", json.dumps(meta, indent=1, default=str)))
         files += _parquet(out_dir, results)

@@ -8,7 +8,8 @@ A task's runs are trained chunk by chunk (``bench.memory``). Under
   numbers that differ in the last bits, and a resumed run must equal an
   uninterrupted one exactly;
 * ``chunk-0003.npz``: the records of a finished chunk (evaluation sums of every
-  epoch, which epochs trained without NaN/inf);
+  epoch, which epochs trained without NaN/inf, per-example test loss and
+  correctness after the last epoch);
 * ``chunk-0003.checkpoint.npz``: a chunk in progress: its parameters, optimizer
   state and records after the last saved epoch (saved at most every
   ``checkpoint_every`` seconds; removed once the chunk is finished).
@@ -76,12 +77,17 @@ class Checkpoint:
 
 @dataclasses.dataclass
 class Finished:
-    """A finished chunk's records and the training work they took (seconds, run-epochs)."""
+    """A finished chunk's records, the training work they took (seconds, run-epochs), and its test outcomes.
+
+    ``outcomes``: per-example ``(loss, correct)`` on the test split, each `(inits, seeds, n_test)`;
+    None for chunks written before they were kept.
+    """
 
     sums: np.ndarray
     finite: np.ndarray
     seconds: float = 0.0
     seed_epochs: int = 0
+    outcomes: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class TaskStore:
@@ -140,14 +146,21 @@ class TaskStore:
             return None
         arrays = self._read_npz(path)
         self.loaded.append(chunk)
+        outcomes = None
+        if "test_loss" in arrays:
+            shape = arrays["test_loss"].shape
+            correct = np.unpackbits(arrays["test_correct"], axis=-1, count=shape[-1]).astype(bool)
+            outcomes = (arrays["test_loss"], correct.reshape(shape))
         return Finished(arrays["sums"], arrays["finite"], float(arrays.get("seconds", 0.0)),
-                        int(arrays.get("seed_epochs", 0)))
+                        int(arrays.get("seed_epochs", 0)), outcomes)
 
     def save_finished(self, chunk: int, sums: np.ndarray, finite: np.ndarray, seconds: float = 0.0,
-                      seed_epochs: int = 0) -> None:
-        """Records a finished chunk (and the seconds and run-epochs it took), then drops its checkpoint."""
+                      seed_epochs: int = 0, outcomes: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Records a finished chunk (the seconds and run-epochs it took, its test outcomes), then drops its checkpoint."""
+        extra = {} if outcomes is None else {"test_loss": outcomes[0],
+                                             "test_correct": np.packbits(outcomes[1], axis=-1)}
         _write_npz(self._chunk(chunk), sums=sums, finite=finite, seconds=np.float64(seconds),
-                   seed_epochs=np.int64(seed_epochs))
+                   seed_epochs=np.int64(seed_epochs), **extra)
         self._checkpoint(chunk).unlink(missing_ok=True)
 
     # ------------------------------------------------------------ checkpoints

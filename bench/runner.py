@@ -83,7 +83,7 @@ def run_experiment(
     if out is not None:
         ensure_writable(out)  # every process keeps its finished chunks there
     seeds = list(range(experiment.seeds))
-    frames, tasks = [], {}
+    frames, tasks, test_outcomes = [], {}, {}
     for task in experiment.tasks:
         data = datasets.load(task.dataset, None if data_dir is None else str(data_dir), download)
         if task.subset:
@@ -99,6 +99,8 @@ def run_experiment(
             raise Interrupted(_interrupted(store)) from None
         frames.append(result.frame.assign(experiment=experiment.name, dataset=task.name, model=name))
         tasks[task.name] = _task_meta(name, data, result, len(initializers) * len(seeds), store)
+        if result.outcomes is not None:
+            test_outcomes[task.name] = {"names": list(initializers), "seeds": seeds, **result.outcomes}
     results = _column_order(pd.concat(frames, ignore_index=True))
     settings = stats.Settings(seed=experiment.seed, margin=margin)
     meta = {
@@ -118,8 +120,8 @@ def run_experiment(
         "wall_s": time.perf_counter() - start,
     }
     if out is None or not devices.is_main_process():
-        return Outcome(results, report.analyse(results, settings=settings), meta, [])
-    analysis, files = report.write(out, results, meta, baseline=baseline)
+        return Outcome(results, report.analyse(results, settings=settings, test_outcomes=test_outcomes), meta, [])
+    analysis, files = report.write(out, results, meta, baseline=baseline, test_outcomes=test_outcomes)
     return Outcome(results, analysis, meta, files)
 
 

@@ -105,8 +105,11 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
-def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Student t interval of the mean, ``mean +- t_{n-1} s / sqrt(n)``.
+def t_interval(values: np.ndarray, level: float = 0.95, extra_var: float = 0.0) -> tuple[float, float]:
+    """Student t interval of the mean, ``mean +- t_{n-1} sqrt(s^2 / n + extra_var)``.
+
+    ``extra_var``: variance of the mean from another source than seeds, e.g. the
+    test set's sampling (``bench.outcomes``); 0 gives the usual interval.
 
     Over seeds it keeps its coverage from 8 seeds on (BCa: 0.87-0.89 at 8 seeds on
     resampled real runs); ``python -m bench calibrate`` measures it on a report's runs.
@@ -118,9 +121,10 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     if values.size < 2:
         return (np.nan, np.nan)
     mean = values.mean()
-    if np.all(values == values[0]):
+    if np.all(values == values[0]) and not extra_var > 0:
         return (float(values[0]), float(values[0]))
-    half = stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
+    spread = 0.0 if np.all(values == values[0]) else values.var(ddof=1)
+    half = stats.t.ppf(0.5 + level / 2, values.size - 1) * np.sqrt(spread / values.size + extra_var)
     return (float(mean - half), float(mean + half))
 
 
@@ -170,13 +174,16 @@ def summarize(
     results: pd.DataFrame,
     metrics: Sequence[str] = ("test_accuracy", "test_loss"),
     settings: Settings = Settings(),
+    test_set: dict[tuple, float] | None = None,
 ) -> pd.DataFrame:
     """Descriptive statistics and intervals over seeds, at the final epoch.
 
     Diverged runs are counted (with a Wilson interval of the rate) and left out of
     every other statistic: their metrics are NaN or meaningless. The mean's interval
     is Student t (:func:`t_interval`); the IQM's is the bootstrap of ``settings``, given
-    from ``IQM_MIN_SEEDS`` finished runs on (NaN below).
+    from ``IQM_MIN_SEEDS`` finished runs on (NaN below). ``test_set`` maps
+    ``(dataset, initializer, metric)`` to the test set's sampling variance of the mean
+    (``bench.outcomes.arm_variances``), added to the mean's interval where given.
 
     Returns:
       One row per (dataset, model, initializer, metric), in the results' order, with
@@ -191,7 +198,7 @@ def summarize(
         div_low, div_high = wilson_ci(diverged, runs, settings.level)
         for metric in metrics:
             x = finite_values(group, metric)
-            mean_ci = t_interval(x, settings.level)
+            mean_ci = t_interval(x, settings.level, (test_set or {}).get((key[0], key[-1], metric), 0.0))
             iqm_ci = (bootstrap_ci(x, iqm, settings, group_rng(settings.seed, *key, metric, "iqm"))
                       if x.size >= IQM_MIN_SEEDS else (np.nan, np.nan))
             empty = x.size == 0

@@ -97,6 +97,9 @@ class TaskResult:
       earlier_train_s, earlier_seed_epochs: training seconds and run-epochs that
         earlier, interrupted or finished, runs spent on the chunks loaded or
         resumed here (as recorded in the store; 0 without one).
+      outcomes: per-example ``{"loss", "correct"}`` of every run on the test split
+        after the last epoch, `(n_initializers, n_seeds, n_test)`; None when a chunk
+        loaded from an older store lacks them.
     """
 
     frame: pd.DataFrame
@@ -110,6 +113,7 @@ class TaskResult:
     trained_seed_epochs: int
     earlier_train_s: float = 0.0
     earlier_seed_epochs: int = 0
+    outcomes: dict[str, np.ndarray] | None = None
 
 
 def loss_and_accuracy(logits: jnp.ndarray, labels: jnp.ndarray, output_activation: str):
@@ -323,6 +327,27 @@ def make_evaluate(model: nn.Module):
     return evaluate
 
 
+def make_outcomes(model: nn.Module):
+    """Builds ``outcomes(params, xs, ys, ws) -> (loss, correct)``, each `(n_inits, n_seeds, n_chunks * chunk)`.
+
+    Per-example loss and correctness of every run on a split chunked by
+    :func:`chunked_for_eval` (the padding at the end is the caller's to drop): what a
+    report needs to count the test set's own sampling error (``bench.outcomes``).
+    """
+
+    def per_example(params, x, y):
+        return loss_and_accuracy(model.apply({"params": params}, x), y, model.output_activation)
+
+    per_model = jax.vmap(jax.vmap(per_example, in_axes=(0, None, None)), in_axes=(0, None, None))
+
+    def outcomes(params, xs, ys, ws):
+        loss, correct = jax.lax.map(lambda chunk: per_model(params, *chunk), (xs, ys))
+        flat = lambda a: jnp.moveaxis(a, 0, -2).reshape(*a.shape[1:3], -1)  # noqa: E731
+        return flat(loss), flat(correct) > 0
+
+    return outcomes
+
+
 def _compile(fn, *args, donate=(), out_shardings=None):
     start = time.perf_counter()
     compiled = jax.jit(fn, donate_argnums=donate, out_shardings=out_shardings).lower(*args).compile()
@@ -343,6 +368,7 @@ class _Programs:
 
     train_epoch: Callable
     evaluators: dict[str, Callable]
+    outcomes: Callable
     compile_s: float
     train_bytes: int
 
@@ -361,7 +387,9 @@ def _compile_programs(model, optimizer, config, train_args, eval_splits, model_s
     for split, chunks in eval_splits.items():
         evaluators[split], seconds = _compile(evaluate, train_args[0], *chunks, out_shardings=model_sharding)
         compile_s += seconds
-    return _Programs(train_epoch, evaluators, compile_s, _program_bytes(train_epoch))
+    outcomes, seconds = _compile(make_outcomes(model), train_args[0], *eval_splits["test"],
+                                 out_shardings=(model_sharding, model_sharding))
+    return _Programs(train_epoch, evaluators, outcomes, compile_s + seconds, _program_bytes(train_epoch))
 
 
 def _plan(fp: memory.Footprint, mesh, n_inits: int, n_seeds: int, data_bytes: int, chunk, max_memory,
@@ -486,6 +514,10 @@ def train_task(
     programs = None
     sums = np.zeros((len(mine), config.epochs + 1, len(splits), 2, len(names), plan.seeds_per_chunk), np.float32)
     finite = np.ones((len(mine), config.epochs + 1, len(names), plan.seeds_per_chunk), np.float32)
+    n_test = len(splits["test"][1])
+    test_loss = np.zeros((len(mine), len(names), plan.seeds_per_chunk, n_test), np.float32)
+    test_correct = np.zeros((len(mine), len(names), plan.seeds_per_chunk, n_test), bool)
+    have_outcomes = True
     finals = []
     bar = tqdm(total=len(mine) * config.epochs, disable=not progress,
                desc=f"{dataset.name} ({len(names) * len(seeds)} runs, {len(mine)} chunk(s) of {plan.models_per_chunk})")
@@ -493,6 +525,10 @@ def train_task(
         done = store.finished(c) if store is not None else None
         if done is not None:
             sums[i], finite[i] = done.sums, done.finite
+            if done.outcomes is None:
+                have_outcomes = False
+            else:
+                test_loss[i], test_correct[i] = done.outcomes
             earlier_s, earlier_seed_epochs = earlier_s + done.seconds, earlier_seed_epochs + done.seed_epochs
             bar.update(config.epochs)
             continue
@@ -528,16 +564,20 @@ def train_task(
             if store is not None and epoch < config.epochs and store.due():
                 store.save_checkpoint(c, epoch, params, opt_state, sums[i], finite[i],
                                       before_s + time.perf_counter() - start, before_seed_epochs + chunk_seed_epochs)
+        loss, correct = programs.outcomes(params, *eval_splits["test"])
+        test_loss[i], test_correct[i] = np.asarray(loss)[..., :n_test], np.asarray(correct)[..., :n_test]
         train_s += time.perf_counter() - start
         trained += chunk_seed_epochs
         earlier_s, earlier_seed_epochs = earlier_s + before_s, earlier_seed_epochs + before_seed_epochs
         if store is not None:
             store.save_finished(c, sums[i], finite[i], before_s + time.perf_counter() - start,
-                                before_seed_epochs + chunk_seed_epochs)
+                                before_seed_epochs + chunk_seed_epochs, (test_loss[i], test_correct[i]))
         if keep_params:
             finals.append(jax.tree.map(np.asarray, params))
     bar.close()
     sums, finite = devices.gather(sums), devices.gather(finite)
+    test_loss, test_correct = devices.gather(test_loss), devices.gather(test_correct)
+    have_outcomes = bool(devices.gather(np.array([have_outcomes])).all())
     trained = int(devices.gather(np.array([trained], np.int32)).sum())  # over all processes
     earlier_seed_epochs = int(devices.gather(np.array([earlier_seed_epochs], np.int32)).sum())
     keep = np.concatenate(real)
@@ -546,9 +586,13 @@ def train_task(
     params = None
     if keep_params and jax.process_count() == 1:
         params = jax.tree.map(lambda *leaves: np.concatenate(leaves, axis=1)[:, keep], *finals)
+    outcomes = None
+    if have_outcomes:
+        outcomes = {"loss": np.concatenate(list(test_loss), axis=1)[:, keep],
+                    "correct": np.concatenate(list(test_correct), axis=1)[:, keep]}
     frame = _tidy(_records(sums, finite, list(splits), split_sizes), names, seeds)
     return TaskResult(frame, params, fp.n_params, plan, init_s, compile_s, train_s,
-                      programs.train_bytes if programs else 0, trained, earlier_s, earlier_seed_epochs)
+                      programs.train_bytes if programs else 0, trained, earlier_s, earlier_seed_epochs, outcomes)
 
 
 def _tidy(records: list[dict], names: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:

@@ -222,7 +222,7 @@ def _smoothed_bootstrap_max_t(values: np.ndarray, draws: int, rng: np.random.Gen
 
 def simultaneous_intervals(
     values: np.ndarray, names, level: float = 0.95, rng: np.random.Generator | int = 0, draws: int = DRAWS,
-    paired: bool = True,
+    paired: bool = True, example_var: np.ndarray | None = None,
 ) -> tuple[PairStats, float, np.ndarray]:
     """All-pairs intervals ``diff +- c se`` holding together with probability ``level``.
 
@@ -233,6 +233,9 @@ def simultaneous_intervals(
       rng: generator (or seed) of the null simulation; fixed for reproducible reports.
       draws: null draws.
       paired: runs matched by seed (rows); False treats each column as an independent sample.
+      example_var: `(k, k)` the test set's sampling variance of each mean difference
+        (``bench.outcomes``), added to ``se^2``; the critical value stays the seeds'
+        (its degrees of freedom are the seeds', so this errs on the wide side).
 
     Returns:
       ``(pairs, c, p_adjusted)``: the pair statistics, the critical value and `(k, k)`
@@ -240,6 +243,8 @@ def simultaneous_intervals(
     """
     values = np.asarray(values, np.float64)
     pairs = pair_stats(values, names, paired)
+    if example_var is not None:
+        pairs = dataclasses.replace(pairs, se=np.sqrt(pairs.se**2 + example_var))
     rng = np.random.default_rng(rng)
     null = np.sort(_null_max_t(values, draws, rng, paired))
     if paired:  # the more conservative of the two references, quantile by quantile
@@ -304,7 +309,7 @@ def mcb(low: np.ndarray, high: np.ndarray, means: np.ndarray, margin: float) -> 
 
 def verdicts(values: np.ndarray, names, higher_is_better: bool = True, margin: float = 0.005, level: float = 0.95,
              rng: np.random.Generator | int = 0, draws: int = DRAWS, paired: bool = True,
-             reference: str | None = None) -> pd.DataFrame:
+             reference: str | None = None, example_var: np.ndarray | None = None) -> pd.DataFrame:
     """Verdict of each initializer of one task against the best, with simultaneous intervals.
 
     Args:
@@ -319,6 +324,8 @@ def verdicts(values: np.ndarray, names, higher_is_better: bool = True, margin: f
       paired: rows are matched seeds; False compares independent samples (Welch).
       reference: the initializer the ``vs`` columns compare with; None (or one
         without runs): the best. The verdicts are about the best either way.
+      example_var: `(k, k)` test-set sampling variance of the mean differences, or None
+        (intervals over seeds only, conditional on the test set).
 
     Returns:
       One row per initializer, best first, with ``initializer, n, mean, verdict,
@@ -341,7 +348,8 @@ def verdicts(values: np.ndarray, names, higher_is_better: bool = True, margin: f
         rows = [_alone(names[i], values[:, i]) for i in usable] + rows
         return pd.DataFrame(rows)
     sub = sign * values[:, usable]
-    pairs, c, p = simultaneous_intervals(sub, [names[i] for i in usable], level, rng, draws, paired)
+    extra = None if example_var is None else np.asarray(example_var)[np.ix_(usable, usable)]
+    pairs, c, p = simultaneous_intervals(sub, [names[i] for i in usable], level, rng, draws, paired, extra)
     with np.errstate(invalid="ignore"):
         low, high = pairs.diff - c * pairs.se, pairs.diff + c * pairs.se
     means = np.nanmean(sub, axis=0)

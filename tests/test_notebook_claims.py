@@ -32,7 +32,7 @@ def test_zero_init_predicts_one_class_with_chance_loss(outcome):
 def test_he_and_glorot_learn_the_task(outcome):
     summary = outcome.analysis.summary.query("metric == 'test_accuracy'").set_index("initializer")
     for name in ["he_normal", "glorot_normal", "glorot_uniform"]:
-        assert summary.loc[name, "mean_low"] > 0.80, name  # the whole 95% CI above 80%
+        assert summary.loc[name, "mean_low"] > 0.75, name  # the whole 95% CI (test-set sampling included) above 75%
         assert summary.loc[name, "diverged"] == 0
 
 

@@ -1,0 +1,103 @@
+"""Per-example test outcomes: they add up to the recorded accuracies, survive the store and the report folder,
+and intervals that count the test set's sampling error cover the population accuracy where seed-only ones fail."""
+
+import numpy as np
+import pytest
+from scipy.special import expit, logit
+
+from bench import datasets, models, outcomes, resume, stats
+from bench.errors import UserError
+from bench.train import TrainConfig, train_task
+from initjax import get
+
+
+@pytest.fixture(scope="module")
+def trained():
+    data = datasets.load("digits").subset(300, 120)
+    model = models.build("mlp", data.input_shape, data.n_classes, (16,), "relu")
+    inits = {"he_normal": get("he_normal"), "zeros": get("zeros")}
+    return train_task(data, model, inits, [0, 1, 2], TrainConfig(epochs=2), progress=False, chunk=2), data, model, inits
+
+
+def test_outcomes_add_up_to_the_recorded_test_accuracy_and_loss(trained):
+    result, data, _, _ = trained
+    final = result.frame[result.frame.epoch == 2].set_index(["initializer", "seed"])
+    assert result.outcomes["correct"].shape == (2, 3, 120)
+    for i, name in enumerate(["he_normal", "zeros"]):
+        for j in range(3):
+            assert result.outcomes["correct"][i, j].mean() == final.loc[(name, j), "test_accuracy"]
+            assert result.outcomes["loss"][i, j].mean() == pytest.approx(final.loc[(name, j), "test_loss"], rel=1e-5)
+
+
+def test_a_store_round_trip_keeps_the_outcomes(trained, tmp_path):
+    result, data, model, inits = trained
+    store = resume.TaskStore(tmp_path, "digits", {"x": 1})
+    first = train_task(data, model, inits, [0, 1, 2], TrainConfig(epochs=2), progress=False, chunk=2, store=store)
+    again = train_task(data, model, inits, [0, 1, 2], TrainConfig(epochs=2), progress=False, chunk=2,
+                       store=resume.TaskStore(tmp_path, "digits", {"x": 1}))
+    for key in ("correct", "loss"):
+        np.testing.assert_array_equal(first.outcomes[key], result.outcomes[key])
+        np.testing.assert_array_equal(again.outcomes[key], first.outcomes[key])  # loaded, not retrained
+
+
+def test_the_report_file_round_trips_and_refuses_other_results(trained, tmp_path):
+    result, _, _, _ = trained
+    frame = result.frame.assign(dataset="digits", model="m")
+    outcomes.save(tmp_path, {"digits": {"names": ["he_normal", "zeros"], "seeds": [0, 1, 2], **result.outcomes}})
+    loaded = outcomes.load(tmp_path, frame)["digits"]
+    np.testing.assert_array_equal(loaded["correct"], result.outcomes["correct"])
+    np.testing.assert_allclose(loaded["loss"], result.outcomes["loss"], rtol=1e-3)  # kept as float16
+    edited = frame.copy()
+    edited.loc[edited.epoch == 2, "test_accuracy"] += 0.01
+    with pytest.raises(UserError, match="does not match results.csv"):
+        outcomes.load(tmp_path, edited)
+    (tmp_path / outcomes.FILE).write_bytes(b"PK\x03\x04 damaged")
+    with pytest.raises(UserError, match="is damaged"):
+        outcomes.load(tmp_path, frame)
+
+
+def test_example_variance_by_hand():
+    scores = np.array([[[1, 0, 1, 1], [0, 0, 1, 1]],
+                       [[1, 1, 1, 0], [1, 0, 1, 0]]], float)  # (2 seeds, 2 initializers, 4 examples)
+    of_means, of_diff = outcomes.example_variance(scores)
+    np.testing.assert_allclose(of_means, [np.var([1, 0.5, 1, 0.5], ddof=1) / 4, np.var([0.5, 0, 1, 0.5], ddof=1) / 4])
+    np.testing.assert_allclose(of_diff[0, 1], np.var([0.5, 0.5, 0, 0], ddof=1) / 4)
+    scores[1, 1] = np.nan  # seed 1 of the second initializer diverged: its pair uses seed 0 only
+    _, of_diff = outcomes.example_variance(scores)
+    np.testing.assert_allclose(of_diff[1, 0], np.var([1, 0, 0, 0], ddof=1) / 4)
+
+
+def test_intervals_with_the_test_set_cover_the_population_accuracy():
+    """Examples of random difficulty, seeds of random ability: 200 test examples and 8 seeds per replicate.
+
+    Difficulties are bimodal (Beta(0.9, 0.3)): most examples are right, or wrong, for every seed, as on real
+    test sets, so the test set's draw is most of the error."""
+    rng = np.random.default_rng(0)
+    difficulty = lambda size: logit(np.clip(rng.beta(0.9, 0.3, size), 1e-6, 1 - 1e-6))  # noqa: E731
+    truth = expit(difficulty(400_000) + rng.normal(0, 0.05, 400_000)).mean()
+    reps, both, seeds_only = 400, 0, 0
+    for _ in range(reps):
+        correct = rng.random((8, 200)) < expit(difficulty(200)[None, :] + rng.normal(0, 0.05, (8, 1)))
+        accuracy = correct.mean(1)
+        extra = outcomes.example_variance(correct[:, None, :].astype(float))[0][0]
+        low, high = stats.t_interval(accuracy, 0.95, extra)
+        both += low <= truth <= high
+        low, high = stats.t_interval(accuracy, 0.95)
+        seeds_only += low <= truth <= high
+    assert both / reps >= 0.93 - 3 * np.sqrt(0.05 * 0.95 / reps)
+    assert seeds_only / reps < 0.7  # seeds alone treat the test set as the population
+
+
+def test_the_report_counts_the_test_set_where_it_has_outcomes(trained):
+    from bench import report
+
+    result, _, _, _ = trained
+    frame = result.frame.assign(dataset="digits", model="m", experiment="x")
+    item = {"digits": {"names": ["he_normal", "zeros"], "seeds": [0, 1, 2], **result.outcomes}}
+    fast = stats.Settings(draws=500, n_resamples=200)
+    with_set = report.analyse(frame, settings=fast, test_outcomes=item)
+    without = report.analyse(frame, settings=fast)
+    pick = lambda a: a.summary.set_index(["initializer", "metric"]).loc[("he_normal", "test_accuracy")]  # noqa: E731
+    assert pick(with_set).mean_high - pick(with_set).mean_low > pick(without).mean_high - pick(without).mean_low
+    assert with_set.test_examples == {"digits": 120} and without.test_examples == {}
+    assert set(with_set.comparisons["test_set"]) == {120} and set(without.comparisons["test_set"]) == {0}
