@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--download", action="store_true", help="let tfds download and prepare missing datasets (needs the tf extra)")
     run.add_argument("--baseline", help="reference of the difference columns (default: the best by mean; verdicts are always about the best)")
     run.add_argument("--margin", type=_float, help="equivalence margin in the metric's units (default 0.005 = 0.5 pp of accuracy)")
+    run.add_argument("--fixed-test-set", action="store_true",
+                     help="intervals over seeds only, conditional on this test set (default: count its sampling error)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--chunk", type=_int, help="seeds trained at once, with every initializer (default: from memory)")
     run.add_argument("--max-memory", help="memory budget, e.g. 4G (default: 80%% of the memory available)")
@@ -101,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--baseline", help="reference of the difference columns (default: the best by mean; verdicts are always about the best)")
     rep.add_argument("--margin", type=_float, help="equivalence margin in the metric's units (default: the run's, 0.5 pp of accuracy)")
     rep.add_argument("--unpaired", action="store_true", help="runs not matched by seed: Welch differences instead of paired ones")
+    rep.add_argument("--fixed-test-set", action=argparse.BooleanOptionalAction, default=None,
+                     help="intervals conditional on the test set (default: the run's choice)")
     cal = commands.add_parser("calibrate", help="measure the report's error rates, coverage and power by resampling its runs")
     cal.add_argument("dir", help="folder with results.csv and run.json")
     cal.add_argument("--seeds", type=_widths, default=[8, 16, 32], help="seed counts simulated (default 8,16,32)")
@@ -187,6 +191,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         experiment, out, progress=not args.no_progress, command=command, baseline=args.baseline,
         data_dir=args.data_dir, download=args.download, chunk=args.chunk, max_memory=max_memory,
         fresh=args.fresh, checkpoint_every=args.checkpoint_every, margin=args.margin,
+        fixed_test_set=args.fixed_test_set,
     )
     if not devices.is_main_process():
         return 0
@@ -246,7 +251,7 @@ def _report(args: argparse.Namespace) -> int:
     results, meta = report.load(args.dir)
     test_outcomes = outcomes.load(args.dir, results)
     analysis, files = report.write(args.dir, results, meta, args.format, args.metric, args.baseline, not args.unpaired,
-                                   args.margin, test_outcomes)
+                                   args.margin, test_outcomes, args.fixed_test_set)
     print(report.console(analysis, meta["tasks"]))
     print(f"\nwrote {len(files)} files to {args.dir}")
     return 0

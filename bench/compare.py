@@ -105,23 +105,28 @@ def _null_quantile(n: int, k: int, level: float, rng: np.random.Generator, draws
 
 
 def detection_power(n: int, k: int, delta_over_sd: float, level: float, rng: np.random.Generator,
-                    reps: int = 2000, draws: int = 4000) -> float:
+                    reps: int = 2000, draws: int = 4000, test_var: float = 0.0) -> float:
     """Probability that the procedure calls one initializer *worse* when it is ``delta`` below k - 1 equal others.
 
     Seeds are exchangeable normal: each pair's differences have sd 1, the shifted
     initializer's mean is ``-delta_over_sd``; the critical value is the max-T one of
     ``n`` seeds and ``k`` initializers, as :mod:`bench.verdicts` computes it.
+    ``test_var``: the test set's sampling variance of a mean difference, in units of
+    the paired sd squared, added to every ``se^2`` as the report does (it does not
+    shrink with seeds); the test set itself is one draw, so the difference measured on
+    it is drawn around ``-delta`` with that variance too.
     """
     c = _null_quantile(n, k, level, rng, draws)
     x = rng.standard_normal((reps, n, k)) / np.sqrt(2)
     x[:, :, 0] -= delta_over_sd
     d = x[:, :, :1] - x[:, :, 1:]  # the shifted one against each other
-    upper = d.mean(1) + c * d.std(1, ddof=1) / np.sqrt(n)
+    mean = d.mean(1) + np.sqrt(test_var) * rng.standard_normal((reps, 1))
+    upper = mean + c * np.sqrt(d.var(1, ddof=1) / n + test_var)
     return float(np.mean((upper < 0).any(axis=1)))
 
 
 def seeds_for_power(k: int, delta_over_sd: float, level: float = 0.95, power: float = 0.8,
-                    rng: np.random.Generator | int = 0, grid=SEED_GRID) -> tuple[int | None, float]:
+                    rng: np.random.Generator | int = 0, grid=SEED_GRID, test_var: float = 0.0) -> tuple[int | None, float]:
     """Smallest seed count in ``grid`` at which :func:`detection_power` reaches ``power``.
 
     Returns:
@@ -130,7 +135,7 @@ def seeds_for_power(k: int, delta_over_sd: float, level: float = 0.95, power: fl
     rng = np.random.default_rng(rng)
     reached = 0.0
     for n in grid:
-        reached = detection_power(n, k, delta_over_sd, level, rng)
+        reached = detection_power(n, k, delta_over_sd, level, rng, test_var=test_var)
         if reached >= power:
             return n, reached
     return None, reached
@@ -157,14 +162,17 @@ def paired_spread(values: np.ndarray, paired: bool = True) -> float:
 
 
 def seeds_advice(results: pd.DataFrame, metric: str, deltas: tuple[float, ...], paired: bool = True,
-                 settings: Settings = Settings(), power: float = 0.8) -> pd.DataFrame:
+                 settings: Settings = Settings(), power: float = 0.8,
+                 test_outcomes: dict[str, dict] | None = None) -> pd.DataFrame:
     """Seeds per initializer for the report's procedure to call a ``delta`` worse one *worse* with ``power``.
 
-    Simulated (:func:`seeds_for_power`) with the task's number of initializers and the
-    median observed spread of paired differences (:func:`paired_spread`).
+    Simulated (:func:`seeds_for_power`) with the task's number of initializers, the
+    median observed spread of paired differences (:func:`paired_spread`) and, where the
+    report counts it, the median test-set variance of a mean difference.
 
     Returns:
-      One row per (dataset, model, delta): ``k``, ``sd``, ``seeds`` (None beyond
+      One row per (dataset, model, delta): ``k``, ``sd``, ``test_sd`` (the test set's
+      standard error of a difference; 0 when not counted), ``seeds`` (None beyond
       ``SEED_GRID[-1]`` or when the spread is unknown), ``power`` (at ``seeds``, or at
       the largest count tried), ``max_seeds``.
     """
@@ -173,14 +181,28 @@ def seeds_advice(results: pd.DataFrame, metric: str, deltas: tuple[float, ...], 
         names, values = final_matrix(task, metric)
         k = int((np.isfinite(values).sum(0) >= 2).sum())
         sd = paired_spread(values, paired)
+        test_sd = _test_spread(task, (test_outcomes or {}).get(task_key[0]), metric, names, values, paired)
         for delta in deltas:
             seeds, reached = (None, np.nan)
             if np.isfinite(sd) and k >= 2:
                 rng = group_rng(settings.seed, *task_key, metric, delta, "power")
-                seeds, reached = seeds_for_power(k, delta / sd, settings.level, power, rng)
+                seeds, reached = seeds_for_power(k, delta / sd, settings.level, power, rng, test_var=(test_sd / sd) ** 2)
             rows.append({**dict(zip(TASK, task_key)), "metric": metric, "delta": delta, "k": k, "sd": sd,
-                         "seeds": seeds, "power": reached, "max_seeds": SEED_GRID[-1]})
+                         "test_sd": test_sd, "seeds": seeds, "power": reached, "max_seeds": SEED_GRID[-1]})
     return pd.DataFrame(rows)
+
+
+def _test_spread(task: pd.DataFrame, item: dict | None, metric: str, names: list[str], values: np.ndarray,
+                 paired: bool) -> float:
+    """Median over pairs of non-constant initializers of the test set's standard error of their mean difference."""
+    scores = None if item is None else outcomes.task_scores(task, item, metric, names)
+    if scores is None:
+        return 0.0
+    varying = [i for i, constant in enumerate(verdicts.is_constant(values)) if not constant]
+    if len(varying) < 2:
+        return 0.0
+    of_differences = outcomes.example_variance(scores[:, varying], paired)[1]
+    return float(np.sqrt(np.median(of_differences[np.triu_indices(len(varying), 1)])))
 
 
 def win_matrix(results: pd.DataFrame, metric: str, dataset: str, paired: bool = True) -> pd.DataFrame:

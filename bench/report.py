@@ -99,7 +99,7 @@ def analyse(
         summary=summary,
         comparisons=compare.compare(results, metric, baseline, paired, settings, test_outcomes),
         curves=stats.summarize_curves(results, summary, metric, settings=settings),
-        advice=compare.seeds_advice(results, metric, DELTAS[kind], paired, settings),
+        advice=compare.seeds_advice(results, metric, DELTAS[kind], paired, settings, test_outcomes=test_outcomes),
         baseline=baseline,
         paired=paired,
         settings=settings,
@@ -261,19 +261,21 @@ def advice_sentences(analysis: Analysis, dataset: str) -> list[str]:
     out = []
     for r in rows.itertuples():
         size = f"{scale * r.delta:g}{unit}"
+        if not np.isfinite(r.sd):
+            out.append(f"No advice for a {size} difference: fewer than two initializers whose runs vary.")
+            continue
+        test = (f"; the test set's own standard error of a difference, {scale * r.test_sd:.2g}{unit}, does not shrink "
+                "with seeds: a larger test set helps where seeds cannot" if r.test_sd > 0 else "")
         if r.seeds is None or pd.isna(r.seeds):
-            if not np.isfinite(r.sd):
-                out.append(f"No advice for a {size} difference: fewer than two initializers whose runs vary.")
-                continue
             out.append(f"To call an initializer {size} worse than {r.k - 1} others *worse* with 80% power, more than "
                        f"{r.max_seeds} seeds per initializer are needed (power at {r.max_seeds}: {r.power:.0%}; "
-                       f"median sd of {spread}: {r.sd:.4g}).")
+                       f"median sd of {spread}: {scale * r.sd:.3g}{unit}{test}).")
             continue
         out.append(
             f"To call an initializer {size} worse than {r.k - 1} others *worse* with 80% power, this report's "
             f"procedure needs {int(r.seeds)} seeds per initializer (simulated power there {r.power:.0%}; "
             f"{analysis.settings.level:.0%} simultaneous intervals over the {r.k * (r.k - 1) // 2} pairs; "
-            f"median sd of {spread}: {r.sd:.4g})."
+            f"median sd of {spread}: {scale * r.sd:.3g}{unit}{test})."
         )
     return out
 
@@ -385,7 +387,8 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
             "`outcomes.npz`: variance s²_seeds/n + s²_examples/m; " + ", ".join(
                 f"{task} m = {m:,}" for task, m in analysis.test_examples.items()) + ")"
             if analysis.test_examples else
-            "intervals are over seeds only, conditional on the test set (no per-example outcomes stored)"),
+            "intervals are over seeds only, conditional on the test set (" + (
+                "`--fixed-test-set`" if s.fixed_test_set else "no per-example outcomes stored") + ")"),
         **({"calibration": " ".join(calibration)} if calibration else {}),
         "runs": f"{meta['runs']:,}",
         "wall time": f"{meta['wall_s']:.1f} s (compile {meta['compile_s']:.1f} s, initialization {meta['init_s']:.1f} s)",
@@ -529,6 +532,7 @@ def write(
     paired: bool = True,
     margin: float | None = None,
     test_outcomes: dict[str, dict] | None = None,
+    fixed_test_set: bool | None = None,
 ) -> tuple[Analysis, list[Path]]:
     """Writes the report files into ``out_dir``, each atomically.
 
@@ -544,8 +548,8 @@ def write(
     if unknown:
         raise UserError(f"unknown report format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
     out_dir = Path(out_dir)
-    settings = settings_of(meta, margin)
-    analysis = analyse(results, metric, baseline, paired, settings, test_outcomes)
+    settings = settings_of(meta, margin, fixed_test_set)
+    analysis = analyse(results, metric, baseline, paired, settings, None if settings.fixed_test_set else test_outcomes)
     files = []
     if "csv" in formats:
         if test_outcomes and not (out_dir / outcomes.FILE).is_file():
@@ -600,11 +604,12 @@ def _draw(fig, kind: str, results: pd.DataFrame, analysis: Analysis, dataset: st
     return fig.win_matrix(results, dataset, analysis.metric, analysis.paired)
 
 
-def settings_of(meta: dict, margin: float | None = None) -> stats.Settings:
-    """The statistics settings a run recorded in ``run.json`` (older runs lack some: defaults), margin overridden."""
+def settings_of(meta: dict, margin: float | None = None, fixed_test_set: bool | None = None) -> stats.Settings:
+    """The statistics settings a run recorded in ``run.json`` (older runs lack some: defaults), with overrides."""
     fields = {f.name for f in dataclasses.fields(stats.Settings)}
     recorded = {k: v for k, v in meta.get("statistics", {}).items() if k in fields}
-    return dataclasses.replace(stats.Settings(**recorded), **({} if margin is None else {"margin": margin}))
+    overrides = {k: v for k, v in (("margin", margin), ("fixed_test_set", fixed_test_set)) if v is not None}
+    return dataclasses.replace(stats.Settings(**recorded), **overrides)
 
 
 def calibration_lines(out_dir: Path, results: pd.DataFrame, analysis: Analysis) -> list[str] | None:

@@ -52,6 +52,7 @@ def run_experiment(
     fresh: bool = False,
     checkpoint_every: float = 60.0,
     margin: float | None = None,
+    fixed_test_set: bool = False,
 ) -> Outcome:
     """Trains every task of ``experiment``, analyses the runs and writes the report to ``out`` (if given).
 
@@ -102,7 +103,7 @@ def run_experiment(
         if result.outcomes is not None:
             test_outcomes[task.name] = {"names": list(initializers), "seeds": seeds, **result.outcomes}
     results = _column_order(pd.concat(frames, ignore_index=True))
-    settings = stats.Settings(seed=experiment.seed, margin=margin)
+    settings = stats.Settings(seed=experiment.seed, margin=margin, fixed_test_set=fixed_test_set)
     meta = {
         "format": report.FORMAT_VERSION,
         "experiment": dataclasses.asdict(experiment),
@@ -120,7 +121,8 @@ def run_experiment(
         "wall_s": time.perf_counter() - start,
     }
     if out is None or not devices.is_main_process():
-        return Outcome(results, report.analyse(results, settings=settings, test_outcomes=test_outcomes), meta, [])
+        shown = None if fixed_test_set else test_outcomes
+        return Outcome(results, report.analyse(results, settings=settings, test_outcomes=shown), meta, [])
     analysis, files = report.write(out, results, meta, baseline=baseline, test_outcomes=test_outcomes)
     return Outcome(results, analysis, meta, files)
 

@@ -41,6 +41,8 @@ class Settings:
       seed: root of every bootstrap generator and null simulation.
       draws: null draws of the max-T critical value (``bench.verdicts``).
       margin: equivalence margin in the metric's units; None: 0.5 pp of accuracy, 0.01 of a loss.
+      fixed_test_set: intervals conditional on the test set (over seeds only), even where
+        per-example outcomes would let them count its sampling error.
     """
 
     level: float = 0.95
@@ -49,6 +51,7 @@ class Settings:
     seed: int = 0
     draws: int = 10_000
     margin: float | None = None
+    fixed_test_set: bool = False
 
 
 def higher_is_better(metric: str) -> bool:

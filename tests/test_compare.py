@@ -97,3 +97,12 @@ def test_win_matrix_is_the_share_of_seeds_and_is_complementary():
     assert compare.win_matrix(table, "test_accuracy", "d").loc["a", "b"] == pytest.approx(1.5 / 3)  # win, loss, tie
     assert compare.win_matrix(table, "test_loss", "d").loc["a", "b"] == pytest.approx(1.5 / 3)
     assert compare.win_matrix(table, "test_accuracy", "d", paired=False).loc["a", "b"] == pytest.approx(5 / 9)
+
+
+def test_the_test_sets_error_puts_a_floor_under_what_seeds_can_detect():
+    """With a test-set standard error of a difference of 0.5 sd, a 1 sd difference is beyond any number of seeds
+    (c ~ 3 x 0.5 > 1), and a smaller floor costs seeds."""
+    assert compare.seeds_for_power(4, 1.0, rng=0, test_var=0.25)[0] is None
+    without, _ = compare.seeds_for_power(4, 1.0, rng=0)
+    with_floor, _ = compare.seeds_for_power(4, 1.0, rng=0, test_var=0.05)
+    assert with_floor > without

@@ -147,6 +147,10 @@ def test_calibrate_writes_its_line_into_the_report_and_drops_it_when_stale(run_d
     assert "family-wise error of the verdicts under the null" in out and (copy / "calibration.json").is_file()
     text = (copy / "report.md").read_text()
     assert "| calibration | synthetic (10 resamples a cell)" in text and "![" in text  # figures still linked
+    assert "its sampling error is in the intervals of test metrics" in text  # outcomes.npz still used
+    assert cli.main(["report", str(copy), "--format", "md", "--fixed-test-set"]) == 0
+    assert "conditional on the test set (`--fixed-test-set`)" in (copy / "report.md").read_text()
+    assert "was made from other runs or settings" in (copy / "report.md").read_text()  # another procedure
     results = pd.read_csv(copy / "results.csv")
     results.loc[0, "test_accuracy"] = 0.5  # other runs: the calibration no longer describes them
     results.to_csv(copy / "results.csv", index=False)
