@@ -92,7 +92,11 @@ def aggregate(results: pd.DataFrame, metric: str = "test_accuracy", settings: Se
         return pd.DataFrame()
     point = _aggregates(scores)
     rng = group_rng(settings.seed, metric, *tasks, "aggregate")
-    boot = np.stack([_aggregates([s[rng.integers(0, len(s), len(s))] for s in scores]) for _ in range(n_resamples)])
+    resampled = np.concatenate([s[rng.integers(0, len(s), (n_resamples, len(s)))] for s in scores], axis=1)
+    if np.isfinite(resampled).all():  # (resamples, runs, initializers) at once
+        boot = np.stack([iqm(resampled, axis=1), resampled.mean(1), np.maximum(1 - resampled, 0).mean(1)], axis=1)
+    else:  # diverged runs: each resample on its own finite values
+        boot = np.stack([_aggregates([sample]) for sample in resampled])
     tail = (1 - settings.level) / 2
     low, high = np.nanquantile(boot, tail, axis=0), np.nanquantile(boot, 1 - tail, axis=0)
     table = pd.DataFrame({"initializer": names, "tasks": len(tasks)})

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a preset (default: 'default') and write its report")
     run.add_argument("preset", nargs="?", default="default", help="preset name (`bench list` shows them)")
     run.add_argument("--seeds", type=_int, help="seeds per initializer")
+    run.add_argument("--data-seeds", type=_int,
+                     help="data orders crossed with every seed (default 1: seed i fixes both); the report splits the spread")
     run.add_argument(
         "--initializers", type=_specs,
         help="comma-separated specs: he_normal,normal(stddev=0.1),my_module:my_init",
@@ -183,7 +185,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     experiment = experiment.override(
         seeds=args.seeds, initializers=args.initializers, datasets=args.datasets, epochs=args.epochs,
         lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size, seed=args.experiment_seed,
-        model=args.model, hidden=args.hidden, activation=args.activation,
+        model=args.model, hidden=args.hidden, activation=args.activation, data_seeds=args.data_seeds,
     )
     out = args.out or f"reports/{experiment.name}"
     command = shlex.join(["python", "-m", "bench", *argv])

@@ -16,10 +16,12 @@ Biometrical J. 50(3); Bouthillier et al. 2021, arXiv:2103.03098 (variance in ML 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
-from bench import outcomes, verdicts
+from bench import crossed, outcomes, verdicts
 from bench.stats import TASK, Settings, final_epoch, group_rng, higher_is_better
 
 SEED_GRID = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
@@ -37,9 +39,12 @@ def final_matrix(task: pd.DataFrame, metric: str) -> tuple[list[str], np.ndarray
       task: final-epoch rows of one (dataset, model).
 
     Returns:
-      ``(names, values)`` with the initializers in the results' order.
+      ``(names, values)`` with the initializers in the results' order. With crossed data
+      orders (``bench.crossed``) a row is an init seed's mean over its finished data orders.
     """
     names = list(dict.fromkeys(task["initializer"]))
+    if crossed.is_crossed(task):
+        return names, crossed.seed_means(crossed.cells(task, metric, names))
     ok = ~task["diverged"].astype(bool) & np.isfinite(task[metric].to_numpy(np.float64))
     table = task.assign(value=task[metric].where(ok)).pivot_table(
         index="seed", columns="initializer", values="value", aggfunc="first", dropna=False, sort=True)
@@ -77,11 +82,9 @@ def compare(
         names, values = final_matrix(task, metric)
         if baseline is not None and baseline not in names:
             raise ValueError(f"baseline {baseline!r} is not among the initializers {names}")
-        example_var = None
-        item = (test_outcomes or {}).get(task_key[0])
-        scores = None if item is None else outcomes.task_scores(task, item, metric, names)
-        if scores is not None:
-            example_var = outcomes.example_variance(scores, paired)[1]
+        example_var = extra_variance(task, metric, names, (test_outcomes or {}).get(task_key[0]), paired)
+        scores = None if task_key[0] not in (test_outcomes or {}) else outcomes.task_scores(
+            task, test_outcomes[task_key[0]], metric, names)
         table = verdicts.verdicts(values, names, higher_is_better(metric), margin, settings.level,
                                   group_rng(settings.seed, *task_key, metric, "max-t"), settings.draws, paired,
                                   reference=baseline, example_var=example_var)
@@ -94,18 +97,42 @@ def compare(
     return table[front + [c for c in table.columns if c not in front]]
 
 
-def _null_quantile(n: int, k: int, level: float, rng: np.random.Generator, draws: int) -> float:
-    """``level`` quantile of max |T| over the k(k-1)/2 pairs of k exchangeable initializers, n seeds."""
-    z = rng.standard_normal((draws, n, k))
-    d = z[:, :, :, None] - z[:, :, None, :]
-    iu = np.triu_indices(k, 1)
-    d = d[:, :, iu[0], iu[1]]
-    t = np.abs(d.mean(1)) / (d.std(1, ddof=1) / np.sqrt(n))
-    return float(np.quantile(t.max(1), level))
+def extra_variance(task: pd.DataFrame, metric: str, names: list[str], item: dict | None,
+                   paired: bool = True) -> np.ndarray | None:
+    """`(k, k)` variance of each mean difference that seeds do not average away, or None.
+
+    The test set's sampling (``bench.outcomes``, where ``item`` holds the task's
+    per-example outcomes) plus, with crossed data orders, the data orders' share
+    (``bench.crossed``).
+    """
+    total = None
+    scores = None if item is None else outcomes.task_scores(task, item, metric, names)
+    if scores is not None:
+        total = outcomes.example_variance(scores, paired)[1]
+    if crossed.is_crossed(task):
+        orders = crossed.data_order_variance(crossed.cells(task, metric, names))[1]
+        total = orders if total is None else total + orders
+    return total
+
+
+@functools.lru_cache(maxsize=256)
+def _null_quantile(n: int, k: int, level: float, draws: int = 2000) -> float:
+    """``level`` quantile of max |T| over the k(k-1)/2 pairs of k exchangeable initializers, n seeds.
+
+    Seeded by ``(n, k)`` and cached: the same for every task and report.
+    """
+    rng = np.random.default_rng([n, k, 7])
+    rows, cols = np.triu_indices(k, 1)
+    t = np.empty(draws)
+    for start in range(0, draws, 250):  # in blocks: (250, n, pairs) stays small at 256 seeds
+        z = rng.standard_normal((min(250, draws - start), n, k))
+        d = z[:, :, rows] - z[:, :, cols]
+        t[start:start + len(z)] = (np.abs(d.mean(1)) / (d.std(1, ddof=1) / np.sqrt(n))).max(1)
+    return float(np.quantile(t, level))
 
 
 def detection_power(n: int, k: int, delta_over_sd: float, level: float, rng: np.random.Generator,
-                    reps: int = 2000, draws: int = 4000, test_var: float = 0.0) -> float:
+                    reps: int = 2000, test_var: float = 0.0) -> float:
     """Probability that the procedure calls one initializer *worse* when it is ``delta`` below k - 1 equal others.
 
     Seeds are exchangeable normal: each pair's differences have sd 1, the shifted
@@ -116,7 +143,7 @@ def detection_power(n: int, k: int, delta_over_sd: float, level: float, rng: np.
     shrink with seeds); the test set itself is one draw, so the difference measured on
     it is drawn around ``-delta`` with that variance too.
     """
-    c = _null_quantile(n, k, level, rng, draws)
+    c = _null_quantile(n, k, level)
     x = rng.standard_normal((reps, n, k)) / np.sqrt(2)
     x[:, :, 0] -= delta_over_sd
     d = x[:, :, :1] - x[:, :, 1:]  # the shifted one against each other
@@ -129,16 +156,29 @@ def seeds_for_power(k: int, delta_over_sd: float, level: float = 0.95, power: fl
                     rng: np.random.Generator | int = 0, grid=SEED_GRID, test_var: float = 0.0) -> tuple[int | None, float]:
     """Smallest seed count in ``grid`` at which :func:`detection_power` reaches ``power``.
 
+    Power grows with seeds, so the grid is bisected (each count simulated with its own
+    seeded generator, so the answer does not depend on the search path).
+
     Returns:
       ``(n, power_at_n)``, or ``(None, power_at_the_largest)`` when even ``grid[-1]`` seeds fall short.
     """
-    rng = np.random.default_rng(rng)
-    reached = 0.0
-    for n in grid:
-        reached = detection_power(n, k, delta_over_sd, level, rng, test_var=test_var)
+    root = int(np.random.default_rng(rng).integers(1 << 31))
+
+    def at(n: int) -> float:
+        return detection_power(n, k, delta_over_sd, level, np.random.default_rng([root, n]), test_var=test_var)
+
+    top = at(grid[-1])
+    if top < power:
+        return None, top
+    low, high, found = 0, len(grid) - 1, (grid[-1], top)
+    while low < high:  # invariant: grid[high] reaches the power
+        middle = (low + high) // 2
+        reached = at(grid[middle])
         if reached >= power:
-            return n, reached
-    return None, reached
+            high, found = middle, (grid[middle], reached)
+        else:
+            low = middle + 1
+    return found
 
 
 def paired_spread(values: np.ndarray, paired: bool = True) -> float:

@@ -87,13 +87,22 @@ def load(run_dir: str | Path, results: pd.DataFrame) -> dict[str, dict]:
         raise UserError(f"{path} is damaged; delete it (reports then leave the test set's sampling error out)") from None
     final = final_epoch(results)
     for task, item in out.items():
-        rows = final[final["dataset"] == task].set_index(["initializer", "seed"])["test_accuracy"]
+        rows = final[final["dataset"] == task]
+        rows = rows.assign(run=run_numbers(rows)).set_index(["initializer", "run"])["test_accuracy"]
         accuracy = item["correct"].mean(-1)
         for (i, name), (j, seed) in _pairs(item):
             if (name, seed) not in rows.index or not np.isclose(rows[(name, seed)], accuracy[i, j], rtol=0, atol=1e-12):
                 raise UserError(f"{path} does not match results.csv (task {task}, {name}, seed {seed}); "
                                 "delete it or rerun the experiment")
     return out
+
+
+def run_numbers(frame: pd.DataFrame) -> np.ndarray:
+    """The run number of each row as trained: the seed, or ``seed * K + data_seed`` with ``K`` data orders."""
+    run = frame["seed"].to_numpy()
+    if "data_seed" in frame and frame["data_seed"].notna().all():
+        run = run * (int(frame["data_seed"].max()) + 1) + frame["data_seed"].to_numpy().astype(int)
+    return run
 
 
 def _pairs(item: dict):
@@ -144,12 +153,16 @@ def example_variance(scores: np.ndarray, paired: bool = True) -> tuple[np.ndarra
 
 
 def task_scores(task_final: pd.DataFrame, item: dict, metric: str, names: list[str]) -> np.ndarray | None:
-    """Per-example scores `(seeds, initializers, m)` of one task's final rows, in ``final_matrix`` order."""
-    seeds = sorted(task_final["seed"].unique())
-    ok = ~task_final["diverged"].astype(bool)
-    finished = (task_final.assign(ok=ok).pivot_table(index="seed", columns="initializer", values="ok", aggfunc="first")
-                .reindex(index=seeds, columns=names).fillna(False).to_numpy(bool))
-    return per_example(item, metric, names, seeds, finished)
+    """Per-example scores `(runs, initializers, m)` of one task's final rows; NaN where the run diverged.
+
+    Runs are numbered as trained: the seed, or ``seed * K + data_seed`` with ``K`` crossed data orders.
+    """
+    run = run_numbers(task_final)
+    runs = sorted(set(run.tolist()))
+    finished = (task_final.assign(run=run, ok=~task_final["diverged"].astype(bool))
+                .pivot_table(index="run", columns="initializer", values="ok", aggfunc="first")
+                .reindex(index=runs, columns=names).fillna(False).to_numpy(bool))
+    return per_example(item, metric, names, runs, finished)
 
 
 def arm_variances(results: pd.DataFrame, per_task: dict[str, dict], metrics) -> dict[tuple, float]:

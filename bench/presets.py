@@ -56,6 +56,8 @@ class Experiment:
       seeds: seeds per initializer; seed ``i`` is ``i`` for ``i in range(seeds)``.
       train: optimizer, learning rate, batch size, epochs.
       seed: experiment seed, the root of every random key.
+      data_seeds: data-order seeds crossed with every init seed (1: seed ``i`` fixes
+        both, as by default; ``bench.crossed``).
     """
 
     name: str
@@ -65,6 +67,7 @@ class Experiment:
     seeds: int = 32
     train: TrainConfig = TrainConfig()
     seed: int = 0
+    data_seeds: int = 1
 
     def override(
         self,
@@ -80,6 +83,7 @@ class Experiment:
         model: str | None = None,
         hidden: Sequence[int] | None = None,
         activation: str | None = None,
+        data_seeds: int | None = None,
     ) -> Experiment:
         """A copy with the given fields replaced (None keeps the preset's value).
 
@@ -113,6 +117,7 @@ class Experiment:
             seeds=self.seeds if seeds is None else seeds,
             seed=self.seed if seed is None else seed,
             initializers=self.initializers if initializers is None else tuple(initializers),
+            data_seeds=self.data_seeds if data_seeds is None else data_seeds,
         )
 
 
@@ -141,6 +146,10 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
     """
     if experiment.seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {experiment.seeds}")
+    if experiment.data_seeds < 1:
+        raise UserError(f"--data-seeds must be >= 1, got {experiment.data_seeds}")
+    if experiment.data_seeds > 1 and experiment.seeds < 2:
+        raise UserError("--data-seeds needs --seeds >= 2: the variance decomposition crosses init and data-order seeds")
     if not experiment.tasks:
         raise UserError("no dataset selected; give --datasets with at least one name")
     if not experiment.initializers:

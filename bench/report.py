@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import aggregate, compare, outcomes, stats
+from bench import aggregate, compare, crossed, outcomes, stats
 from bench.errors import UserError
 from bench.memory import format_bytes
 from bench.store import write_atomic
@@ -46,6 +46,8 @@ class Analysis:
       ranks: ``aggregate.rank_test``: Friedman + Nemenyi over tasks, or None.
       test_examples: per task, the test examples whose sampling error the test
         metrics' intervals include (absent: intervals over seeds only).
+      sources: ``crossed.decomposition``: init / data-order / rest standard deviations
+        (empty unless data orders were crossed with init seeds).
     """
 
     metric: str
@@ -60,6 +62,7 @@ class Analysis:
     across: pd.DataFrame
     ranks: dict | None
     test_examples: dict[str, int]
+    sources: pd.DataFrame
 
     @property
     def margin(self) -> float:
@@ -92,7 +95,10 @@ def analyse(
         raise UserError(f"--margin must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {settings.margin}")
     shown = [m for m in dict.fromkeys([metric, "test_accuracy", "test_loss"]) if m in metrics]
     test_outcomes = test_outcomes or {}
-    summary = stats.summarize(results, shown, settings, outcomes.arm_variances(results, test_outcomes, shown))
+    extra = outcomes.arm_variances(results, test_outcomes, shown)
+    for key, value in crossed.arm_variances(results, shown).items():
+        extra[key] = extra.get(key, 0.0) + value
+    summary = stats.summarize(results, shown, settings, extra)
     kind = "accuracy" if metric.endswith("accuracy") else "loss"
     return Analysis(
         metric=metric,
@@ -107,6 +113,7 @@ def analyse(
         across=aggregate.aggregate(results, metric, settings),
         ranks=aggregate.rank_test(results, metric),
         test_examples={task: int(item["correct"].shape[-1]) for task, item in test_outcomes.items()},
+        sources=crossed.decomposition(results, metric, settings),
     )
 
 
@@ -280,6 +287,33 @@ def advice_sentences(analysis: Analysis, dataset: str) -> list[str]:
     return out
 
 
+def sources_lines(analysis: Analysis, dataset: str) -> list[str]:
+    """'Where the spread comes from': init vs data-order vs rest, per initializer (crossed runs only)."""
+    if analysis.sources.empty:
+        return []
+    rows = analysis.sources[analysis.sources["dataset"] == dataset]
+    scale, unit = _points(analysis.metric)
+    level = f"{analysis.settings.level:.0%}"
+    def cell(r, part):
+        high = r[f"sd_{part}_high"]
+        return (f"{scale * r[f'sd_{part}']:.2f} [{scale * r[f'sd_{part}_low']:.2f}, "
+                f"{'n/a' if pd.isna(high) else f'{scale * high:.2f}'}] ({r[f'share_{part}']:.0%})")
+
+    table = pd.DataFrame({
+        "initializer": rows["initializer"],
+        f"init seed sd{unit} [{level} CI] (share)": [cell(r, "init") for _, r in rows.iterrows()],
+        f"data order sd{unit} [{level} CI] (share)": [cell(r, "data") for _, r in rows.iterrows()],
+        f"interaction + rest sd{unit} [{level} CI] (share)": [cell(r, "rest") for _, r in rows.iterrows()],
+    })
+    first = rows.iloc[0]
+    return [f"### Where the spread comes from: {int(first['n_init'])} init seeds x {int(first['n_data'])} data orders",
+            "", table.to_markdown(index=False), "",
+            "Two-way random-effects ANOVA of the final runs (one run a cell, so the interaction is not separable from "
+            "the rest), on the init seeds with every data order finished; intervals: chi-square for the rest, "
+            "Satterthwaite for init and data order (n/a: estimated at 0, or under one degree of freedom: more seeds needed). Means and comparisons count the "
+            "data orders' share (s²_data / K), which more init seeds do not average away.", ""]
+
+
 def _rate(value: float) -> str:
     """1,050 or 0.734: three significant digits without scientific notation."""
     return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
@@ -369,7 +403,11 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
     header = {
         "preset": f"`{exp['name']}`",
         "initializers": ", ".join(f"`{name}`" for name in meta["initializers"]),
-        "seeds": f"{exp['seeds']} per initializer, paired (seed i has the same data order and random stream for every initializer)",
+        "seeds": (f"{exp['seeds']} per initializer, paired (seed i has the same data order and random stream for every "
+                  "initializer)" if exp.get("data_seeds", 1) == 1 else
+                  f"{exp['seeds']} init seeds x {exp['data_seeds']} data orders per initializer, crossed (init seed i "
+                  "has the same initial random stream, data order d the same minibatch order, for every initializer "
+                  "and every other seed) and paired"),
         "training": f"{train['optimizer']}, lr {train['lr']:g}, batch {train['batch_size']}, {train['epochs']} epochs",
         "statistics": (
             f"at the last epoch, over seeds; means with {s.level:.0%} Student t CIs; IQM = 25% trimmed mean with "
@@ -410,6 +448,7 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
             _throughput(info), "",
             summary_table(analysis, dataset).to_markdown(index=False), "",
             *divergence_lines(analysis, dataset),
+            *sources_lines(analysis, dataset),
             f"### Comparisons with the best: {_title(analysis.metric)}", "",
             comparison_table(analysis, dataset).to_markdown(index=False), "",
             f"Intervals hold together at {analysis.settings.level:.0%} over all pairs (better > 0); "

@@ -83,7 +83,7 @@ def run_experiment(
         raise UserError(f"--margin must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {margin}")
     if out is not None:
         ensure_writable(out)  # every process keeps its finished chunks there
-    seeds = list(range(experiment.seeds))
+    runs = list(range(experiment.seeds * experiment.data_seeds))  # run r: init seed r // K, data order r % K
     frames, tasks, test_outcomes = [], {}, {}
     for task in experiment.tasks:
         data = datasets.load(task.dataset, None if data_dir is None else str(data_dir), download)
@@ -93,15 +93,16 @@ def run_experiment(
         name = models.describe(model, data.input_shape)
         store = None if out is None else _task_store(out, experiment, task, data, fresh, checkpoint_every)
         try:
-            result = train_task(data, model, initializers, seeds, experiment.train, experiment.seed,
+            result = train_task(data, model, initializers, runs, experiment.train, experiment.seed,
                                 progress and devices.is_main_process(), chunk, max_memory, keep_params=False,
-                                store=store)
+                                store=store, data_seeds=experiment.data_seeds)
         except KeyboardInterrupt:
             raise Interrupted(_interrupted(store)) from None
-        frames.append(result.frame.assign(experiment=experiment.name, dataset=task.name, model=name))
-        tasks[task.name] = _task_meta(name, data, result, len(initializers) * len(seeds), store)
+        frames.append(_split_runs(result.frame, experiment.data_seeds).assign(
+            experiment=experiment.name, dataset=task.name, model=name))
+        tasks[task.name] = _task_meta(name, data, result, len(initializers) * len(runs), store)
         if result.outcomes is not None:
-            test_outcomes[task.name] = {"names": list(initializers), "seeds": seeds, **result.outcomes}
+            test_outcomes[task.name] = {"names": list(initializers), "seeds": runs, **result.outcomes}
     results = _column_order(pd.concat(frames, ignore_index=True))
     settings = stats.Settings(seed=experiment.seed, margin=margin, fixed_test_set=fixed_test_set)
     meta = {
@@ -137,8 +138,10 @@ def run(
     lr: float | None = None,
     optimizer: str | None = None,
     batch_size: int | None = None,
+    data_seeds: int | None = None,
     out: str | Path | None = None,
     progress: bool = True,
+    margin: float | None = None,
 ) -> pd.DataFrame:
     """Runs a preset, optionally overridden, and returns the tidy results table.
 
@@ -150,10 +153,11 @@ def run(
 
     Args:
       preset: name in ``bench.presets.PRESETS``.
-      seeds, initializers, datasets, epochs, lr, optimizer, batch_size: override
-        the preset's values (None keeps them).
+      seeds, initializers, datasets, epochs, lr, optimizer, batch_size, data_seeds:
+        override the preset's values (None keeps them).
       out: folder for ``report.md`` and ``results.csv``; None writes nothing.
       progress: show progress bars.
+      margin: equivalence margin of the report's verdicts (None: 0.5 pp of accuracy).
 
     Returns:
       One row per (dataset, model, initializer, seed, epoch).
@@ -163,9 +167,9 @@ def run(
     """
     experiment = presets.get(preset).override(
         seeds=seeds, initializers=initializers, datasets=datasets, epochs=epochs, lr=lr,
-        optimizer=optimizer, batch_size=batch_size,
+        optimizer=optimizer, batch_size=batch_size, data_seeds=data_seeds,
     )
-    return run_experiment(experiment, out, progress).results
+    return run_experiment(experiment, out, progress, margin=margin).results
 
 
 def _task_store(out, experiment: Experiment, task: presets.Task, data, fresh: bool,
@@ -217,6 +221,14 @@ def _rates(seed_epochs: int, n_train: int, n_params: int, seconds: float) -> dic
     }
 
 
+def _split_runs(frame: pd.DataFrame, data_seeds: int) -> pd.DataFrame:
+    """Run numbers as ``seed`` (init seed ``r // K``) and ``data_seed`` (``r % K``) when data orders are crossed."""
+    if data_seeds == 1:
+        return frame
+    runs = frame["seed"].to_numpy()
+    return frame.assign(seed=runs // data_seeds, data_seed=runs % data_seeds)
+
+
 def _numbers_config(experiment: Experiment) -> dict:
     """The experiment's fields that the numbers depend on (not its name or description)."""
     config = dataclasses.asdict(experiment)
@@ -234,5 +246,6 @@ def _interrupted(store) -> str:
 
 
 def _column_order(results: pd.DataFrame) -> pd.DataFrame:
-    first = ["experiment", "dataset", "model", "initializer", "seed", "epoch"]
+    first = ["experiment", "dataset", "model", "initializer", "seed"] + (["data_seed"] if "data_seed" in results else [])
+    first += ["epoch"]
     return results[first + [c for c in results.columns if c not in first]]

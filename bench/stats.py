@@ -185,8 +185,10 @@ def summarize(
     every other statistic: their metrics are NaN or meaningless. The mean's interval
     is Student t (:func:`t_interval`); the IQM's is the bootstrap of ``settings``, given
     from ``IQM_MIN_SEEDS`` finished runs on (NaN below). ``test_set`` maps
-    ``(dataset, initializer, metric)`` to the test set's sampling variance of the mean
-    (``bench.outcomes.arm_variances``), added to the mean's interval where given.
+    ``(dataset, initializer, metric)`` to variance of the mean that seeds do not average
+    away (the test set's sampling, ``bench.outcomes.arm_variances``; crossed data orders'
+    share, ``bench.crossed``), added to the mean's interval where given. With crossed
+    data orders the interval is over the init seeds' means.
 
     Returns:
       One row per (dataset, model, initializer, metric), in the results' order, with
@@ -201,7 +203,11 @@ def summarize(
         div_low, div_high = wilson_ci(diverged, runs, settings.level)
         for metric in metrics:
             x = finite_values(group, metric)
-            mean_ci = t_interval(x, settings.level, (test_set or {}).get((key[0], key[-1], metric), 0.0))
+            units = x
+            if "data_seed" in group and group["data_seed"].nunique() > 1:  # crossed: init seeds are the units
+                finished = group[~group["diverged"].astype(bool) & np.isfinite(group[metric].astype(np.float64))]
+                units = finished.groupby("seed")[metric].mean().to_numpy(np.float64)
+            mean_ci = t_interval(units, settings.level, (test_set or {}).get((key[0], key[-1], metric), 0.0))
             iqm_ci = (bootstrap_ci(x, iqm, settings, group_rng(settings.seed, *key, metric, "iqm"))
                       if x.size >= IQM_MIN_SEEDS else (np.nan, np.nan))
             empty = x.size == 0

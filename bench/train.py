@@ -140,18 +140,28 @@ def loss_and_accuracy(logits: jnp.ndarray, labels: jnp.ndarray, output_activatio
     return loss, correct.astype(loss.dtype)
 
 
-def run_keys(experiment_seed: int, dataset: str, seeds: Sequence[int]):
-    """Initialization and data-order keys of each seed, shared by all initializers.
+def run_keys(experiment_seed: int, dataset: str, seeds: Sequence[int], data_seeds: int = 1):
+    """Initialization and data-order keys of each run, shared by all initializers.
+
+    Args:
+      seeds: run numbers. With ``data_seeds == 1`` run ``s`` is seed ``s``: its init and
+        data-order keys both come from ``s``. With ``data_seeds = K > 1`` run ``r``
+        crosses init seed ``r // K`` with data-order seed ``r % K``: the init key is
+        that of init seed ``r // K`` (as with ``K = 1``) and the data-order key comes
+        from ``r % K`` alone, so every init seed sees the same ``K`` data orders
+        (``bench.crossed``).
 
     Returns:
-      ``(init_keys, data_keys)``, each a key array of shape `(n_seeds,)`.
+      ``(init_keys, data_keys)``, each a key array of shape `(n_runs,)`.
     """
     base = jax.random.fold_in(jax.random.key(experiment_seed), zlib.crc32(dataset.encode()) & 0x7FFFFFFF)
-    seed_keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.asarray(seeds, jnp.uint32))
-    return (
-        jax.vmap(lambda k: jax.random.fold_in(k, 0))(seed_keys),
-        jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys),
-    )
+    runs = jnp.asarray(seeds, jnp.uint32)
+    seed_keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(runs // data_seeds)
+    init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(seed_keys)
+    if data_seeds == 1:
+        return init_keys, jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)
+    orders = jax.random.fold_in(jax.random.key(experiment_seed), zlib.crc32(f"{dataset}/data-order".encode()) & 0x7FFFFFFF)
+    return init_keys, jax.vmap(lambda d: jax.random.fold_in(jax.random.fold_in(orders, d), 1))(runs % data_seeds)
 
 
 SCHEME_BATCH = 256  # training examples a whole-network init scheme sees per seed
@@ -450,6 +460,7 @@ def train_task(
     max_memory: int | None = None,
     keep_params: bool = True,
     store: resume.TaskStore | None = None,
+    data_seeds: int = 1,
 ) -> TaskResult:
     """Trains every initializer x seed on ``dataset``, chunk after chunk of seeds.
 
@@ -475,6 +486,8 @@ def train_task(
       store: where finished chunks and checkpoints are kept; chunks found there
         are not trained again, a checkpointed chunk continues from its epoch, and
         the stored chunk plan is reused (:mod:`bench.resume`).
+      data_seeds: ``K > 1`` makes ``seeds`` run numbers crossing init seed ``r // K``
+        with data-order seed ``r % K`` (:func:`run_keys`).
 
     Returns:
       A :class:`TaskResult`. Runs whose loss became NaN or inf are marked
@@ -532,7 +545,8 @@ def train_task(
             earlier_s, earlier_seed_epochs = earlier_s + done.seconds, earlier_seed_epochs + done.seed_epochs
             bar.update(config.epochs)
             continue
-        init_keys, data_keys = jax.device_put(run_keys(experiment_seed, dataset.name, groups[c]), key_sharding)
+        init_keys, data_keys = jax.device_put(run_keys(experiment_seed, dataset.name, groups[c], data_seeds),
+                                              key_sharding)
         start = time.perf_counter()
         if programs is None:
             init_program, _ = _compile(initial_state, init_keys, x_train, out_shardings=model_sharding)
