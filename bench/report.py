@@ -578,7 +578,8 @@ def write(
     ``run.json`` and ``results.csv`` (floats in full precision, so a re-rendered
     report is identical; plus ``results.parquet`` when pyarrow is installed) with ``csv``; ``report.md`` with ``md``;
     ``report.tex`` with ``tex``; figures under ``figures/`` with ``png``/``pdf``.
-    ``test_outcomes`` (of a run just trained) are written to ``outcomes.npz`` with ``csv``.
+    ``test_outcomes``: per-example test outcomes for the statistics (``outcomes.npz`` is
+    the runner's to write, this only reads them).
 
     Raises:
       UserError: unknown format, metric or baseline.
@@ -591,8 +592,6 @@ def write(
     analysis = analyse(results, metric, baseline, paired, settings, None if settings.fixed_test_set else test_outcomes)
     files = []
     if "csv" in formats:
-        if test_outcomes and not (out_dir / outcomes.FILE).is_file():
-            files += [p for p in [outcomes.save(out_dir, test_outcomes)] if p is not None]
         files.append(write_atomic(out_dir / "results.csv", results.to_csv(index=False)))
         files.append(write_atomic(out_dir / "run.json", json.dumps(meta, indent=1, default=str)))
         files += _parquet(out_dir, results)

@@ -15,7 +15,7 @@ import jax
 import pandas as pd
 
 import initjax
-from bench import datasets, devices, memory, models, presets, report, resume, stats
+from bench import datasets, devices, memory, models, outcomes, presets, report, resume, stats
 from bench.errors import Interrupted, UserError
 from bench.presets import Experiment
 from bench.store import ensure_writable
@@ -124,7 +124,11 @@ def run_experiment(
     if out is None or not devices.is_main_process():
         shown = None if fixed_test_set else test_outcomes
         return Outcome(results, report.analyse(results, settings=settings, test_outcomes=shown), meta, [])
+    stored = [outcomes.save(out, test_outcomes)] if test_outcomes else []
+    if not test_outcomes:  # an older outcomes file describes other runs
+        (Path(out) / outcomes.FILE).unlink(missing_ok=True)
     analysis, files = report.write(out, results, meta, baseline=baseline, test_outcomes=test_outcomes)
+    files = [p for p in stored if p is not None] + files
     return Outcome(results, analysis, meta, files)
 
 

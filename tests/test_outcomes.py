@@ -101,3 +101,14 @@ def test_the_report_counts_the_test_set_where_it_has_outcomes(trained):
     assert pick(with_set).mean_high - pick(with_set).mean_low > pick(without).mean_high - pick(without).mean_low
     assert with_set.test_examples == {"digits": 120} and without.test_examples == {}
     assert set(with_set.comparisons["test_set"]) == {120} and set(without.comparisons["test_set"]) == {0}
+
+
+def test_a_new_run_into_the_same_folder_replaces_the_outcomes(tmp_path):
+    from bench import cli, report
+
+    out = tmp_path / "run"
+    base = ["run", "default", "--smoke", "--datasets", "digits", "--out", str(out), "--no-progress"]
+    assert cli.main(base + ["--seeds", "2"]) == 0
+    assert cli.main(base + ["--seeds", "3"]) == 0
+    results, _ = report.load(out)
+    assert outcomes.load(out, results)["digits"]["correct"].shape[:2] == (8, 3)  # the second run's, checked
