@@ -82,14 +82,12 @@ def compare(
         names, values = final_matrix(task, metric)
         if baseline is not None and baseline not in names:
             raise ValueError(f"baseline {baseline!r} is not among the initializers {names}")
-        example_var = extra_variance(task, metric, names, (test_outcomes or {}).get(task_key[0]), paired)
-        scores = None if task_key[0] not in (test_outcomes or {}) else outcomes.task_scores(
-            task, test_outcomes[task_key[0]], metric, names)
+        example_var, examples = extra_variance(task, metric, names, (test_outcomes or {}).get(task_key[0]), paired)
         table = verdicts.verdicts(values, names, higher_is_better(metric), margin, settings.level,
                                   group_rng(settings.seed, *task_key, metric, "max-t"), settings.draws, paired,
                                   reference=baseline, example_var=example_var)
         frames.append(table.assign(**dict(zip(TASK, task_key)), metric=metric, margin=margin,
-                                   test_set=scores.shape[-1] if scores is not None else 0))
+                                   test_set=examples))
     if not frames:
         return pd.DataFrame(columns=TASK + ["metric", "margin", "initializer", "verdict"])
     table = pd.concat(frames, ignore_index=True)
@@ -98,12 +96,12 @@ def compare(
 
 
 def extra_variance(task: pd.DataFrame, metric: str, names: list[str], item: dict | None,
-                   paired: bool = True) -> np.ndarray | None:
-    """`(k, k)` variance of each mean difference that seeds do not average away, or None.
+                   paired: bool = True) -> tuple[np.ndarray | None, int]:
+    """`(k, k)` variance of each mean difference that seeds do not average away (or None), and the test examples.
 
     The test set's sampling (``bench.outcomes``, where ``item`` holds the task's
-    per-example outcomes) plus, with crossed data orders, the data orders' share
-    (``bench.crossed``).
+    per-example outcomes; its example count is returned, 0 when not counted) plus,
+    with crossed data orders, the data orders' share (``bench.crossed``).
     """
     total = None
     scores = None if item is None else outcomes.task_scores(task, item, metric, names)
@@ -112,7 +110,7 @@ def extra_variance(task: pd.DataFrame, metric: str, names: list[str], item: dict
     if crossed.is_crossed(task):
         orders = crossed.data_order_variance(crossed.cells(task, metric, names))[1]
         total = orders if total is None else total + orders
-    return total
+    return total, 0 if scores is None else scores.shape[-1]
 
 
 @functools.lru_cache(maxsize=256)
