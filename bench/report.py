@@ -411,7 +411,8 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
         "training": f"{train['optimizer']}, lr {train['lr']:g}, batch {train['batch_size']}, {train['epochs']} epochs",
         "statistics": (
             f"at the last epoch, over seeds; means with {s.level:.0%} Student t CIs; IQM = 25% trimmed mean with "
-            f"{s.method} bootstrap CI ({s.n_resamples:,} resamples, seed {s.seed}) from {stats.IQM_MIN_SEEDS} seeds on; "
+            f"{s.method} bootstrap CI ({s.n_resamples:,} resamples, seed {s.seed}) from {stats.IQM_MIN_SEEDS} seeds on, "
+            "where the mean's interval has no test-set or data-order term; "
             f"diverged runs counted (Wilson CI), not averaged"
         ),
         "verdicts": (
@@ -543,7 +544,8 @@ def render_latex(meta: dict, analysis: Analysis) -> str:
             f"{meta['experiment']['seeds']} seeds: mean with {level} Student $t$ CI; "
             f"$\\Delta$ best: {level} simultaneous interval of the difference to the best of the others{unit_tex} "
             r"(Hsu's multiple comparisons with the best from max-$T$ intervals of all pairs, better $> 0$); "
-            f"IQM with {level} {tex_escape(analysis.settings.method)} bootstrap CI from {stats.IQM_MIN_SEEDS} seeds on. "
+            f"IQM with {level} {tex_escape(analysis.settings.method)} bootstrap CI from {stats.IQM_MIN_SEEDS} seeds on "
+            "where the test set's sampling error is not counted. "
             f"Verdicts: best (highest mean, in bold); equivalent (within {scale * analysis.margin:g}{unit_tex} of the best); "
             r"worse (another initializer is significantly better); inconclusive (neither: more seeds needed). "
             r"The verdicts hold together at the stated level."

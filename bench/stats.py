@@ -187,8 +187,9 @@ def summarize(
     from ``IQM_MIN_SEEDS`` finished runs on (NaN below). ``test_set`` maps
     ``(dataset, initializer, metric)`` to variance of the mean that seeds do not average
     away (the test set's sampling, ``bench.outcomes.arm_variances``; crossed data orders'
-    share, ``bench.crossed``), added to the mean's interval where given. With crossed
-    data orders the interval is over the init seeds' means.
+    share, ``bench.crossed``), added to the mean's interval where given; the IQM then
+    gets no interval (its bootstrap over runs cannot count that part). With crossed data
+    orders the mean's interval is over the init seeds' means.
 
     Returns:
       One row per (dataset, model, initializer, metric), in the results' order, with
@@ -207,9 +208,11 @@ def summarize(
             if "data_seed" in group and group["data_seed"].nunique() > 1:  # crossed: init seeds are the units
                 finished = group[~group["diverged"].astype(bool) & np.isfinite(group[metric].astype(np.float64))]
                 units = finished.groupby("seed")[metric].mean().to_numpy(np.float64)
-            mean_ci = t_interval(units, settings.level, (test_set or {}).get((key[0], key[-1], metric), 0.0))
+            extra = (test_set or {}).get((key[0], key[-1], metric), 0.0)
+            mean_ci = t_interval(units, settings.level, extra)
+            # the IQM's bootstrap resamples runs only: with a test-set or data-order term it would claim too much
             iqm_ci = (bootstrap_ci(x, iqm, settings, group_rng(settings.seed, *key, metric, "iqm"))
-                      if x.size >= IQM_MIN_SEEDS else (np.nan, np.nan))
+                      if x.size >= IQM_MIN_SEEDS and not extra > 0 and units is x else (np.nan, np.nan))
             empty = x.size == 0
             rows.append(
                 {

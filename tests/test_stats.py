@@ -118,3 +118,14 @@ def test_t_interval_is_scipys_and_iqm_intervals_start_at_16_seeds():
     assert np.isnan(summary.loc["a", "iqm_low"]) and summary.loc["b", "iqm_low"] < summary.loc["b", "iqm"]
     assert (summary.loc["a", "mean_low"], summary.loc["a", "mean_high"]) == pytest.approx(
         stats.t_interval(np.linspace(0.7, 0.9, 15)))
+
+
+def test_an_extra_variance_term_widens_the_mean_and_withholds_the_iqm_interval():
+    values = list(np.linspace(0.7, 0.9, 16))
+    table = _results({"b": values})
+    settings = stats.Settings(n_resamples=300)
+    plain = stats.summarize(table, ["test_accuracy"], settings).iloc[0]
+    extra = stats.summarize(table, ["test_accuracy"], settings, {("d", "b", "test_accuracy"): 1e-4}).iloc[0]
+    assert (extra.mean_low, extra.mean_high) == pytest.approx(stats.t_interval(np.array(values), 0.95, 1e-4))
+    assert extra.mean_high - extra.mean_low > plain.mean_high - plain.mean_low
+    assert np.isfinite(plain.iqm_low) and np.isnan(extra.iqm_low)  # a bootstrap over runs cannot count the test set
