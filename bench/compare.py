@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bench import crossed, outcomes, verdicts
-from bench.stats import TASK, Settings, final_epoch, group_rng, higher_is_better
+from bench.stats import TASK, Settings, final_epoch, finished, group_rng, higher_is_better, run_table
 
 SEED_GRID = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
 
@@ -45,10 +45,8 @@ def final_matrix(task: pd.DataFrame, metric: str) -> tuple[list[str], np.ndarray
     names = list(dict.fromkeys(task["initializer"]))
     if crossed.is_crossed(task):
         return names, crossed.seed_means(crossed.cells(task, metric, names))
-    ok = ~task["diverged"].astype(bool) & np.isfinite(task[metric].to_numpy(np.float64))
-    table = task.assign(value=task[metric].where(ok)).pivot_table(
-        index="seed", columns="initializer", values="value", aggfunc="first", dropna=False, sort=True)
-    return names, table.reindex(columns=names).to_numpy(np.float64)
+    table = run_table(task, task[metric].where(finished(task, metric)), "seed", names)
+    return names, table.to_numpy(np.float64)
 
 
 def compare(
@@ -205,12 +203,13 @@ def seeds_advice(results: pd.DataFrame, metric: str, deltas: tuple[float, ...], 
     """Seeds per initializer for the report's procedure to call a ``delta`` worse one *worse* with ``power``.
 
     Simulated (:func:`seeds_for_power`) with the task's number of initializers, the
-    median observed spread of paired differences (:func:`paired_spread`) and, where the
-    report counts it, the median test-set variance of a mean difference.
+    median observed spread of paired differences (:func:`paired_spread`) and the median
+    variance of a mean difference that seeds do not lower (the test set's, crossed data
+    orders'), where the report counts it.
 
     Returns:
-      One row per (dataset, model, delta): ``k``, ``sd``, ``test_sd`` (the test set's
-      standard error of a difference; 0 when not counted), ``seeds`` (None beyond
+      One row per (dataset, model, delta): ``k``, ``sd``, ``test_sd`` (the standard error of
+      a difference that seeds do not lower; 0 when none is counted), ``seeds`` (None beyond
       ``SEED_GRID[-1]`` or when the spread is unknown), ``power`` (at ``seeds``, or at
       the largest count tried), ``max_seeds``.
     """
@@ -219,7 +218,7 @@ def seeds_advice(results: pd.DataFrame, metric: str, deltas: tuple[float, ...], 
         names, values = final_matrix(task, metric)
         k = int((np.isfinite(values).sum(0) >= 2).sum())
         sd = paired_spread(values, paired)
-        test_sd = _test_spread(task, (test_outcomes or {}).get(task_key[0]), metric, names, values, paired)
+        test_sd = _floor_spread(task, (test_outcomes or {}).get(task_key[0]), metric, names, values, paired)
         for delta in deltas:
             seeds, reached = (None, np.nan)
             if np.isfinite(sd) and k >= 2:
@@ -230,17 +229,15 @@ def seeds_advice(results: pd.DataFrame, metric: str, deltas: tuple[float, ...], 
     return pd.DataFrame(rows)
 
 
-def _test_spread(task: pd.DataFrame, item: dict | None, metric: str, names: list[str], values: np.ndarray,
-                 paired: bool) -> float:
-    """Median over pairs of non-constant initializers of the test set's standard error of their mean difference."""
-    scores = None if item is None else outcomes.task_scores(task, item, metric, names)
-    if scores is None:
-        return 0.0
+def _floor_spread(task: pd.DataFrame, item: dict | None, metric: str, names: list[str], values: np.ndarray,
+                  paired: bool) -> float:
+    """Median, over pairs of non-constant initializers, of the standard error of a mean difference that seeds
+    do not lower (:func:`extra_variance`: the test set's sampling, crossed data orders); 0 when there is none."""
+    extra, _ = extra_variance(task, metric, names, item, paired)
     varying = [i for i, constant in enumerate(verdicts.is_constant(values)) if not constant]
-    if len(varying) < 2:
+    if extra is None or len(varying) < 2:
         return 0.0
-    of_differences = outcomes.example_variance(scores[:, varying], paired)[1]
-    return float(np.sqrt(np.median(of_differences[np.triu_indices(len(varying), 1)])))
+    return float(np.sqrt(np.median(extra[np.ix_(varying, varying)][np.triu_indices(len(varying), 1)])))
 
 
 def win_matrix(results: pd.DataFrame, metric: str, dataset: str, paired: bool = True) -> pd.DataFrame:

@@ -37,7 +37,7 @@ import pandas as pd
 
 from scipy import stats
 
-from bench.stats import GROUP, Settings, final_epoch
+from bench.stats import GROUP, Settings, final_epoch, finished, run_table
 
 COLUMN = "data_seed"
 
@@ -49,13 +49,10 @@ def is_crossed(results: pd.DataFrame) -> bool:
 
 def cells(task_final: pd.DataFrame, metric: str, names: list[str]) -> np.ndarray:
     """`(init seeds, data seeds, initializers)` final values of one task; NaN where the run diverged."""
-    ok = ~task_final["diverged"].astype(bool) & np.isfinite(task_final[metric].to_numpy(np.float64))
-    table = task_final.assign(value=task_final[metric].where(ok)).pivot_table(
-        index=["seed", COLUMN], columns="initializer", values="value", aggfunc="first", dropna=False, sort=True)
+    table = run_table(task_final, task_final[metric].where(finished(task_final, metric)), ["seed", COLUMN], names)
     seeds = sorted(task_final["seed"].unique())
     data_seeds = sorted(task_final[COLUMN].unique())
-    index = pd.MultiIndex.from_product([seeds, data_seeds])
-    values = table.reindex(index=index, columns=names).to_numpy(np.float64)
+    values = table.reindex(index=pd.MultiIndex.from_product([seeds, data_seeds])).to_numpy(np.float64)
     return values.reshape(len(seeds), len(data_seeds), len(names))
 
 

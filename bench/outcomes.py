@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import UserError
-from bench.stats import final_epoch
+from bench.stats import final_epoch, run_table
 from bench.store import write_atomic
 
 FILE = "outcomes.npz"
@@ -159,18 +159,15 @@ def task_scores(task_final: pd.DataFrame, item: dict, metric: str, names: list[s
     """
     run = run_numbers(task_final)
     runs = sorted(set(run.tolist()))
-    finished = (task_final.assign(run=run, ok=~task_final["diverged"].astype(bool))
-                .pivot_table(index="run", columns="initializer", values="ok", aggfunc="first")
-                .reindex(index=runs, columns=names).fillna(False).to_numpy(bool))
-    return per_example(item, metric, names, runs, finished)
+    ok = run_table(task_final.assign(run=run), ~task_final["diverged"].astype(bool), "run", names)
+    return per_example(item, metric, names, runs, ok.reindex(index=runs).fillna(False).to_numpy(bool))
 
 
 def arm_variances(results: pd.DataFrame, per_task: dict[str, dict], metrics) -> dict[tuple, float]:
     """``(dataset, initializer, metric) -> var_e(mean over seeds) / m`` for the metrics outcomes give."""
-    out = {}
+    out, every = {}, final_epoch(results)
     for task, item in per_task.items():
-        final = final_epoch(results)
-        final = final[final["dataset"] == task]
+        final = every[every["dataset"] == task]
         names = list(dict.fromkeys(final["initializer"]))
         for metric in metrics:
             scores = task_scores(final, item, metric, names)

@@ -265,14 +265,19 @@ def advice_sentences(analysis: Analysis, dataset: str) -> list[str]:
     rows = analysis.advice[analysis.advice["dataset"] == dataset]
     scale, unit = _points(analysis.metric)
     spread = "paired differences" if analysis.paired else "runs, times sqrt 2"
+    sources = [name for name, counted in (("the test set's", dataset in analysis.test_examples),
+                                          ("the data orders'", not analysis.sources.empty)) if counted]
+    what, helps = " and ".join(sources), " or ".join(
+        [h for h, counted in (("a larger test set", dataset in analysis.test_examples),
+                              ("more data orders", not analysis.sources.empty)) if counted])
     out = []
     for r in rows.itertuples():
         size = f"{scale * r.delta:g}{unit}"
         if not np.isfinite(r.sd):
             out.append(f"No advice for a {size} difference: fewer than two initializers whose runs vary.")
             continue
-        test = (f"; the test set's own standard error of a difference, {scale * r.test_sd:.2g}{unit}, does not shrink "
-                "with seeds: a larger test set helps where seeds cannot" if r.test_sd > 0 else "")
+        test = (f"; {what} own standard error of a difference, {scale * r.test_sd:.2g}{unit}, does not shrink "
+                f"with seeds: {helps} helps where seeds cannot" if r.test_sd > 0 and sources else "")
         if r.seeds is None or pd.isna(r.seeds):
             out.append(f"To call an initializer {size} worse than {r.k - 1} others *worse* with 80% power, more than "
                        f"{r.max_seeds} seeds per initializer are needed (power at {r.max_seeds}: {r.power:.0%}; "

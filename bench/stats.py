@@ -167,10 +167,20 @@ def final_epoch(results: pd.DataFrame) -> pd.DataFrame:
     return results[results["epoch"] == last]
 
 
+def finished(rows: pd.DataFrame, metric: str) -> pd.Series:
+    """Whether each row's run did not diverge and has a finite ``metric``."""
+    return ~rows["diverged"].astype(bool) & np.isfinite(rows[metric].to_numpy(np.float64))
+
+
 def finite_values(group: pd.DataFrame, metric: str) -> np.ndarray:
     """The metric of the runs that did not diverge, as float64 (NaN and inf dropped)."""
-    values = group.loc[~group["diverged"].astype(bool), metric].to_numpy(np.float64)
-    return values[np.isfinite(values)]
+    return group.loc[finished(group, metric), metric].to_numpy(np.float64)
+
+
+def run_table(rows: pd.DataFrame, values: pd.Series, index, names: Sequence[str]) -> pd.DataFrame:
+    """``values`` of a task's final rows as one row per run key ``index`` and one column per initializer in ``names``."""
+    return rows.assign(value=values).pivot_table(index=index, columns="initializer", values="value", aggfunc="first",
+                                                 dropna=False, sort=True).reindex(columns=list(names))
 
 
 def summarize(
@@ -206,8 +216,7 @@ def summarize(
             x = finite_values(group, metric)
             units = x
             if "data_seed" in group and group["data_seed"].nunique() > 1:  # crossed: init seeds are the units
-                finished = group[~group["diverged"].astype(bool) & np.isfinite(group[metric].astype(np.float64))]
-                units = finished.groupby("seed")[metric].mean().to_numpy(np.float64)
+                units = group[finished(group, metric)].groupby("seed")[metric].mean().to_numpy(np.float64)
             extra = (test_set or {}).get((key[0], key[-1], metric), 0.0)
             mean_ci = t_interval(units, settings.level, extra)
             # the IQM's bootstrap resamples runs only: with a test-set or data-order term it would claim too much
