@@ -10,7 +10,9 @@ Krizhevsky 2009, "Learning Multiple Layers of Features from Tiny Images" (CIFAR-
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,59 +27,125 @@ def _read_bytes(path: Path) -> bytes:
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as handle:
-                return handle.read()
+                return _read_capped(handle, path, CIFAR_BINARY_MAX_BYTES)
         return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise UserError(f"cannot read {path}: {error}; the file is damaged, download it again") from None
+
+
+# A CIFAR-10 binary batch is 10,000 records of 3,073 bytes; a gzipped one is read up to twice that.
+CIFAR_BINARY_MAX_BYTES = 2 * 10_000 * 3073
+# The largest IDX array read (8-bit MNIST-style sets are < 100 MB); a header asking for more is refused.
+IDX_MAX_BYTES = 4 * 2**30
+
+
+def _read_capped(handle, path: Path, limit: int) -> bytes:
+    """Reads at most ``limit`` bytes of a stream; raises UserError if there is more (a gzip bomb stops here)."""
+    raw = handle.read(limit + 1)
+    if len(raw) > limit:
+        raise UserError(f"{path} holds more than the {limit:,} bytes its format allows; it is not what it claims")
+    return raw
+
+
+def _open(path: Path):
+    """The file's bytes as a stream: decompressed on the fly for ``.gz``, so nothing is inflated whole."""
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
 def read_idx(path: str | Path) -> np.ndarray:
     """Reads an IDX file (optionally ``.gz``) into an array of its declared shape and type.
 
     The header is two zero bytes, a type code, the number of dimensions ``d``, then
-    ``d`` big-endian uint32 sizes; the data follows in C order.
+    ``d`` big-endian uint32 sizes; the data follows in C order. The header is read
+    and checked first, and the data streamed up to the size it declares (at most
+    :data:`IDX_MAX_BYTES`), so a gzip bomb or a lying header costs no memory.
 
     Raises:
       UserError: wrong magic number, unknown type, or a data size that does not match
         the header (truncated file), naming the file.
     """
     path = Path(path)
-    raw = _read_bytes(path)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise UserError(f"{path} is not an IDX file (wrong magic number {raw[:4].hex()}); expected MNIST-style IDX data")
-    code, ndim = raw[2], raw[3]
-    if code not in _IDX_TYPES:
-        raise UserError(f"{path} has unknown IDX type code 0x{code:02x}")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise UserError(f"{path} is truncated: its header needs {header} bytes, the file has {len(raw)}")
-    shape = tuple(int(s) for s in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    dtype = np.dtype(_IDX_TYPES[code])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
-    if len(raw) != expected:
+    try:
+        with _open(path) as handle:
+            head = handle.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0:
+                raise UserError(f"{path} is not an IDX file (wrong magic number {head.hex()}); "
+                                "expected MNIST-style IDX data")
+            code, ndim = head[2], head[3]
+            if code not in _IDX_TYPES:
+                raise UserError(f"{path} has unknown IDX type code 0x{code:02x}")
+            sizes = handle.read(4 * ndim)
+            if len(sizes) < 4 * ndim:
+                raise UserError(f"{path} is truncated: its header needs {4 + 4 * ndim} bytes, "
+                                f"the file has {4 + len(sizes)}")
+            shape = tuple(int(s) for s in np.frombuffer(sizes, ">u4"))
+            dtype = np.dtype(_IDX_TYPES[code])
+            expected = math.prod(shape) * dtype.itemsize
+            if expected > IDX_MAX_BYTES:
+                raise UserError(f"{path} declares an array of shape {shape} ({expected:,} bytes), more than the "
+                                f"{IDX_MAX_BYTES:,} an IDX dataset may hold; the header is damaged")
+            data = handle.read(expected)
+            extra = handle.read(1)
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise UserError(f"cannot read {path}: {error}; the file is damaged, download it again") from None
+    if len(data) != expected or extra:
         raise UserError(
-            f"{path} is {'truncated' if len(raw) < expected else 'too long'}: header says {shape} "
-            f"({expected} bytes), the file has {len(raw)}; download it again"
+            f"{path} is {'truncated' if len(data) < expected else 'too long'}: header says {shape} "
+            f"({4 + 4 * ndim + expected} bytes), the file has {'more' if extra else 4 + 4 * ndim + len(data)}; "
+            "download it again"
         )
-    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+class _Refused(pickle.UnpicklingError):
+    """A pickle named a global that a data file has no business calling."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Admits only what a CIFAR-10 python batch is made of: dicts, lists, bytes, str, ints and numpy arrays.
+
+    A plain ``pickle.load`` runs whatever callable a file names (``__reduce__``), so a
+    downloaded batch could execute code; here any other global is refused by name.
+    """
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.numeric", "_frombuffer"),
+               ("numpy._core.numeric", "_frombuffer"),  # arrays under protocol 5
+               ("_codecs", "encode")}  # bytes under protocol 2 from Python 3
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise _Refused(f"it asks to call {module}.{name}, which a CIFAR-10 batch never does")
+        return super().find_class(module, name)
 
 
 def read_cifar10_python(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Reads one pickled batch of the CIFAR-10 "python version".
+    """Reads one pickled batch of the CIFAR-10 "python version", admitting only plain data (never code).
 
     Returns:
       images `(n, 32, 32, 3)` uint8 (HWC), labels `(n,)` int64.
+
+    Raises:
+      UserError: not a batch, a batch of another layout, or a pickle that names any
+        callable other than numpy's array reconstruction (refused before it runs).
     """
     path = Path(path)
     try:
         with open(path, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
-        data, labels = batch[b"data"], batch[b"labels"]
-    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as error:
+            batch = _BatchUnpickler(handle, encoding="bytes").load()
+    except _Refused as error:
+        raise UserError(f"{path} is refused: {error}; download the batch again from the official site") from None
+    except Exception as error:  # a damaged pickle raises many kinds; each means: not a batch
         raise UserError(f"{path} is not a CIFAR-10 python batch ({type(error).__name__}); download it again") from None
-    data = np.asarray(data, np.uint8)
-    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != data.shape[0]:
-        raise UserError(f"{path} has data of shape {data.shape} for {len(labels)} labels; expected (n, 3072)")
+    if not isinstance(batch, dict) or not {b"data", b"labels"} <= batch.keys():
+        raise UserError(f"{path} is not a CIFAR-10 python batch (no data and labels entries); download it again")
+    data, labels = batch[b"data"], batch[b"labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        shape = getattr(data, "shape", type(data).__name__)
+        raise UserError(f"{path} has data {shape} of type {getattr(data, 'dtype', '?')}; expected uint8 (n, 3072)")
+    if not isinstance(labels, list) or not all(type(v) is int and 0 <= v <= 9 for v in labels) \
+            or len(labels) != len(data):
+        raise UserError(f"{path} has {len(data)} images but its labels are not {len(data)} integers in 0..9")
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.asarray(labels, np.int64)
 
 

@@ -1,6 +1,7 @@
 """Image datasets: file readers on files written here, tfds under mock data, real MNIST when present."""
 
 import gzip
+import os
 import pickle
 import struct
 import time
@@ -72,16 +73,74 @@ def test_cifar_python_and_binary_batches(tmp_path):
     with open(tmp_path / "batch", "wb") as handle:
         pickle.dump({b"data": chw, b"labels": labels}, handle)
     got, got_labels = readers.read_cifar10_python(tmp_path / "batch")
-    np.testing.assert_array_equal(got, images) and np.testing.assert_array_equal(got_labels, labels)
+    np.testing.assert_array_equal(got, images)
+    np.testing.assert_array_equal(got_labels, labels)
     (tmp_path / "batch.bin").write_bytes(np.concatenate([np.c_[np.array(labels, np.uint8)], chw], axis=1).tobytes())
     got, got_labels = readers.read_cifar10_binary(tmp_path / "batch.bin")
-    np.testing.assert_array_equal(got, images) and np.testing.assert_array_equal(got_labels, labels)
+    np.testing.assert_array_equal(got, images)
+    np.testing.assert_array_equal(got_labels, labels)
     (tmp_path / "short.bin").write_bytes(b"\x01" * 3000)
     with pytest.raises(UserError, match="short.bin has 3000 bytes"):
         readers.read_cifar10_binary(tmp_path / "short.bin")
     (tmp_path / "junk").write_bytes(b"not a pickle")
     with pytest.raises(UserError, match="junk is not a CIFAR-10 python batch"):
         readers.read_cifar10_python(tmp_path / "junk")
+
+
+class _Payload:
+    """Unpickling this calls ``os.mkdir(target)``: what a hostile download would do."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.target),)
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+@pytest.mark.parametrize("where", ["data", "labels", "top"])
+def test_cifar_batch_with_a_code_payload_is_refused_before_it_runs(tmp_path, where, protocol):
+    target = tmp_path / "pwned"
+    chw = np.zeros((2, 3072), np.uint8)
+    batch = {b"data": chw, b"labels": [1, 2]}
+    batch = _Payload(target) if where == "top" else {**batch, where.encode(): _Payload(target)}
+    with open(tmp_path / "data_batch_1", "wb") as handle:
+        pickle.dump(batch, handle, protocol=protocol)
+    with pytest.raises(UserError, match=r"data_batch_1 is refused: it asks to call (posix|os|nt)\.mkdir"):
+        readers.read_cifar10_python(tmp_path / "data_batch_1")
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("batch, message", [
+    ({b"data": np.zeros((2, 3072), np.float64), b"labels": [1, 2]}, "expected uint8"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 12]}, "labels are not 2 integers in 0..9"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1]}, "labels are not 2 integers"),
+    ([1, 2, 3], "no data and labels"),
+])
+def test_cifar_batch_of_another_structure_gets_one_line(tmp_path, batch, message):
+    with open(tmp_path / "b", "wb") as handle:
+        pickle.dump(batch, handle)
+    with pytest.raises(UserError, match=message):
+        readers.read_cifar10_python(tmp_path / "b")
+
+
+def test_gzip_bomb_and_lying_headers_are_refused_without_inflating(tmp_path):
+    import resource
+
+    header = b"\x00\x00\x08\x03" + np.array([60_000, 28, 28], ">u4").tobytes()
+    bomb = tmp_path / "bomb.gz"  # a true header, then 256 MiB of zeros instead of 47 MB
+    with gzip.open(bomb, "wb", compresslevel=9) as handle:
+        handle.write(header)
+        for _ in range(256):
+            handle.write(bytes(2**20))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(UserError, match="bomb.gz is too long"):
+        readers.read_idx(bomb)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 120 * 2**10  # KiB: < 120 MiB grown
+    huge = tmp_path / "huge"
+    huge.write_bytes(b"\x00\x00\x08\x03" + np.array([2**31, 2**20, 2**20], ">u4").tobytes() + b"\x00" * 16)
+    with pytest.raises(UserError, match="huge declares an array of shape"):
+        readers.read_idx(huge)
 
 
 def test_local_idx_folder_gives_scaled_images_and_a_validation_split(tmp_path):
