@@ -23,9 +23,7 @@ variance); Dietterich 1998, Neural Comput. 10(7); Nadeau & Bengio 2003, Mach. Le
 
 from __future__ import annotations
 
-import io
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +31,7 @@ import pandas as pd
 
 from bench.errors import UserError
 from bench.stats import final_epoch, run_table
-from bench.store import write_atomic
+from bench.store import read_npz_verified, write_npz_verified
 
 FILE = "outcomes.npz"
 METRICS = {"test_accuracy": "correct", "test_loss": "loss"}  # the metric each per-example array gives
@@ -56,9 +54,7 @@ def save(out_dir: str | Path, per_task: dict[str, dict]) -> Path | None:
         })
     if not arrays:
         return None
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return write_atomic(Path(out_dir) / FILE, buffer.getvalue())
+    return write_npz_verified(Path(out_dir) / FILE, arrays, compressed=True)
 
 
 def load(run_dir: str | Path, results: pd.DataFrame) -> dict[str, dict]:
@@ -73,9 +69,9 @@ def load(run_dir: str | Path, results: pd.DataFrame) -> dict[str, dict]:
     path = Path(run_dir) / FILE
     if not path.is_file():
         return {}
+    remedy = "delete it (reports then leave the test set's sampling error out)"
+    raw = read_npz_verified(path, remedy)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            raw = {name: data[name] for name in data.files}
         out = {}
         for i in range(sum(name.endswith("_task") for name in raw)):
             shape = tuple(int(v) for v in raw[f"t{i}_shape"])
@@ -83,8 +79,8 @@ def load(run_dir: str | Path, results: pd.DataFrame) -> dict[str, dict]:
             out[str(raw[f"t{i}_task"])] = {"names": [str(n) for n in raw[f"t{i}_names"]],
                                            "seeds": raw[f"t{i}_seeds"].tolist(), "correct": correct,
                                            "loss": raw[f"t{i}_loss"].astype(np.float64)}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        raise UserError(f"{path} is damaged; delete it (reports then leave the test set's sampling error out)") from None
+    except (ValueError, KeyError):
+        raise UserError(f"{path} is damaged; {remedy}") from None
     final = final_epoch(results)
     for task, item in out.items():
         rows = final[final["dataset"] == task]

@@ -15,7 +15,10 @@ A task's runs are trained chunk by chunk (``bench.memory``). Under
   ``checkpoint_every`` seconds; removed once the chunk is finished).
 
 Every file is written atomically (``bench.store.write_atomic``), so a kill at
-any moment leaves the previous state readable. The key hashes everything the
+any moment leaves the previous state readable, and carries a checksum of its
+contents and the name it was written under (task key and chunk): a damaged file,
+or one copied over another's name, is refused with one line naming it, never
+read into a report. The key hashes everything the
 numbers depend on: the experiment (initializers, seeds, training, task, seed),
 the data's fingerprint, initjax, jax and jaxlib versions, the backend and the
 device and process counts; a changed config gets a new key and never mixes with
@@ -26,11 +29,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import shutil
 import time
-import zipfile
 from pathlib import Path
 
 import jax
@@ -38,9 +39,9 @@ import numpy as np
 
 from bench import memory
 from bench.errors import UserError
-from bench.store import write_atomic
+from bench.store import read_npz_verified, write_atomic, write_npz_verified
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every file carries a checksum and its own name
 
 
 def task_key(config: dict) -> str:
@@ -115,21 +116,30 @@ class TaskStore:
 
     # ------------------------------------------------------------ plan
 
-    def plan(self, proposed: memory.ChunkPlan) -> memory.ChunkPlan:
-        """The stored chunk plan if this task was started before, else ``proposed`` (then stored)."""
+    def plan(self, proposed: memory.ChunkPlan, n_seeds: int) -> memory.ChunkPlan:
+        """The stored chunk plan if this task was started before, else ``proposed`` (then stored).
+
+        Raises:
+          UserError: the manifest is damaged, edited (its checksum), or its plan does not
+            cover ``n_seeds`` seeds.
+        """
         manifest = self.folder / "manifest.json"
-        if manifest.is_file():
-            stored = self._read_json(manifest)
-            plan = stored.get("plan") if isinstance(stored, dict) else None
-            if not isinstance(plan, dict):
-                raise UserError(f"{manifest} is damaged; delete {self.folder} or rerun with --fresh")
-            return dataclasses.replace(proposed, seeds_per_chunk=int(plan["seeds_per_chunk"]),
-                                       n_chunks=int(plan["n_chunks"]), reason=f"{plan['reason']}, resumed")
-        body = {"format": FORMAT_VERSION, "config": self.config,
-                "plan": {"seeds_per_chunk": proposed.seeds_per_chunk, "n_chunks": proposed.n_chunks,
-                         "reason": proposed.reason}}
-        write_atomic(manifest, json.dumps(body, indent=1, sort_keys=True, default=str))
-        return proposed
+        if not manifest.is_file():
+            body = {"format": FORMAT_VERSION, "config": self.config,
+                    "plan": {"seeds_per_chunk": proposed.seeds_per_chunk, "n_chunks": proposed.n_chunks,
+                             "reason": proposed.reason}}
+            body["sha256"] = _json_digest(body)
+            write_atomic(manifest, json.dumps(body, indent=1, sort_keys=True, default=str))
+            return proposed
+        stored = self._read_json(manifest)
+        damaged = UserError(f"{manifest} is damaged or edited; delete {self.folder} or rerun with --fresh")
+        if not isinstance(stored, dict) or stored.get("sha256") != _json_digest(stored):
+            raise damaged
+        plan = stored.get("plan")
+        per, n = (plan.get("seeds_per_chunk"), plan.get("n_chunks")) if isinstance(plan, dict) else (None, None)
+        if not (type(per) is int and type(n) is int and per >= 1 and (n - 1) * per < n_seeds <= n * per):
+            raise damaged
+        return dataclasses.replace(proposed, seeds_per_chunk=per, n_chunks=n, reason=f"{plan['reason']}, resumed")
 
     # ------------------------------------------------------------ finished chunks
 
@@ -139,12 +149,17 @@ class TaskStore:
     def _checkpoint(self, chunk: int) -> Path:
         return self.folder / f"chunk-{chunk:04d}.checkpoint.npz"
 
-    def finished(self, chunk: int) -> Finished | None:
-        """The records of a finished chunk, or None."""
+    def finished(self, chunk: int, shapes: dict[str, tuple] | None = None) -> Finished | None:
+        """The records of a finished chunk, or None.
+
+        Args:
+          shapes: the shapes the task expects (``sums``, ``finite``, ``test_loss``);
+            a file with others is refused.
+        """
         path = self._chunk(chunk)
         if not path.is_file():
             return None
-        arrays = self._read_npz(path)
+        arrays = self._read_npz(path, f"chunk-{chunk:04d}", shapes)
         self.loaded.append(chunk)
         outcomes = None
         if "test_loss" in arrays:
@@ -159,20 +174,31 @@ class TaskStore:
         """Records a finished chunk (the seconds and run-epochs it took, its test outcomes), then drops its checkpoint."""
         extra = {} if outcomes is None else {"test_loss": outcomes[0],
                                              "test_correct": np.packbits(outcomes[1], axis=-1)}
-        _write_npz(self._chunk(chunk), sums=sums, finite=finite, seconds=np.float64(seconds),
+        self._write_npz(self._chunk(chunk), f"chunk-{chunk:04d}", sums=sums, finite=finite, seconds=np.float64(seconds),
                    seed_epochs=np.int64(seed_epochs), **extra)
         self._checkpoint(chunk).unlink(missing_ok=True)
 
     # ------------------------------------------------------------ checkpoints
 
-    def checkpoint(self, chunk: int) -> Checkpoint | None:
-        """The saved state of a chunk in progress, or None."""
+    def checkpoint(self, chunk: int, shapes: dict[str, tuple] | None = None,
+                   leaf_shapes: list[tuple] | None = None) -> Checkpoint | None:
+        """The saved state of a chunk in progress, or None.
+
+        Args:
+          shapes: expected shapes of ``sums`` and ``finite``.
+          leaf_shapes: expected shapes of the parameter then optimizer-state leaves.
+        """
         path = self._checkpoint(chunk)
         if not path.is_file():
             return None
-        arrays = self._read_npz(path)
-        n_params = int(arrays["n_params"])
-        leaves = [arrays[f"leaf_{i}"] for i in range(int(arrays["n_leaves"]))]
+        if leaf_shapes is not None:
+            shapes = {**(shapes or {}), **{f"leaf_{i}": shape for i, shape in enumerate(leaf_shapes)}}
+        arrays = self._read_npz(path, f"chunk-{chunk:04d}.checkpoint", shapes)
+        n_params, n_leaves = int(arrays["n_params"]), int(arrays["n_leaves"])
+        if leaf_shapes is not None and n_leaves != len(leaf_shapes):
+            raise UserError(f"{path} holds {n_leaves} state arrays, this task has {len(leaf_shapes)}; "
+                            "delete it (its chunk is retrained) or rerun with --fresh")
+        leaves = [arrays[f"leaf_{i}"] for i in range(n_leaves)]
         self.resumed[chunk] = int(arrays["epoch"])
         return Checkpoint(int(arrays["epoch"]), leaves[:n_params], leaves[n_params:], arrays["sums"],
                           arrays["finite"], float(arrays.get("seconds", 0.0)), int(arrays.get("seed_epochs", 0)))
@@ -186,7 +212,7 @@ class TaskStore:
         """Saves the state after ``epoch`` (parameters and optimizer state as flat leaf lists)."""
         p, o = jax.tree.leaves(params), jax.tree.leaves(opt_state)
         leaves = {f"leaf_{i}": np.asarray(leaf) for i, leaf in enumerate(p + o)}
-        _write_npz(self._checkpoint(chunk), epoch=np.int64(epoch), n_params=np.int64(len(p)),
+        self._write_npz(self._checkpoint(chunk), f"chunk-{chunk:04d}.checkpoint", epoch=np.int64(epoch), n_params=np.int64(len(p)),
                    n_leaves=np.int64(len(p) + len(o)), sums=sums, finite=finite, seconds=np.float64(seconds),
                    seed_epochs=np.int64(seed_epochs), **leaves)
         self._last_save = time.monotonic()
@@ -199,23 +225,33 @@ class TaskStore:
         except (OSError, ValueError):
             raise UserError(f"{path} is damaged; delete {self.folder} or rerun with --fresh") from None
 
-    def _read_npz(self, path: Path) -> dict[str, np.ndarray]:
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-            raise UserError(f"{path} is damaged; delete it (its chunk is retrained) or rerun with --fresh") from None
-        version = int(arrays.get("format", -1))
-        if version > FORMAT_VERSION or version < 1:
-            raise UserError(f"{path} has progress format {version}; this initjax reads <= {FORMAT_VERSION}: "
-                            "upgrade initjax or rerun with --fresh")
+    def _read_npz(self, path: Path, role: str, shapes: dict[str, tuple] | None) -> dict[str, np.ndarray]:
+        """A progress file's arrays, checked: checksum, written for this task and this ``role``, shapes."""
+        remedy = "delete it (its chunk is retrained) or rerun with --fresh"
+        arrays = read_npz_verified(path, remedy)
+        version = int(arrays["format"]) if arrays.get("format", np.zeros(2)).shape == () else -1
+        if version != FORMAT_VERSION:
+            raise UserError(f"{path} has progress format {version}; this initjax reads {FORMAT_VERSION}: "
+                            "rerun with --fresh")
+        written_as = str(arrays.get("written_as", ""))
+        if written_as != f"{self.key}/{role}":
+            raise UserError(f"{path} was written as {written_as or 'something else'}, not as this task's {role}; "
+                            f"{remedy}")
+        for name, shape in (shapes or {}).items():
+            if name in arrays and arrays[name].shape != tuple(shape):
+                raise UserError(f"{path} holds {name} of shape {arrays[name].shape}, this task needs "
+                                f"{tuple(shape)}; {remedy}")
         return arrays
 
+    def _write_npz(self, path: Path, role: str, **arrays) -> None:
+        write_npz_verified(path, {"format": np.int64(FORMAT_VERSION), "written_as": np.array(f"{self.key}/{role}"),
+                                  **arrays})
 
-def _write_npz(path: Path, **arrays) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, format=np.int64(FORMAT_VERSION), **arrays)
-    write_atomic(path, buffer.getvalue())
+
+def _json_digest(body: dict) -> str:
+    """SHA-256 of a manifest's canonical JSON without its own ``sha256`` entry."""
+    text = json.dumps({k: v for k, v in body.items() if k != "sha256"}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def remove(root: str | Path, name: str, config: dict) -> None:

@@ -1,11 +1,17 @@
-"""Writing result files so that a crash never leaves a partial one behind."""
+"""Writing result files so that a crash never leaves a partial one behind, and reading back only intact ones."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import os
 import tempfile
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
+
+import numpy as np
 
 from bench.errors import UserError
 
@@ -60,3 +66,56 @@ def ensure_writable(folder: str | Path) -> Path:
     except OSError as error:
         raise UserError(f"output folder {folder} is not writable ({error.strerror}); choose another --out") from None
     return folder
+
+
+DIGEST = "sha256"
+
+
+def array_digest(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 over every entry's name, dtype, shape and bytes, in name order (``sha256`` itself left out)."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        if name == DIGEST:
+            continue
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def write_npz_verified(path: str | Path, arrays: Mapping[str, np.ndarray], compressed: bool = False) -> Path:
+    """Writes ``arrays`` as an ``.npz`` with their :func:`array_digest` inside, atomically."""
+    buffer = io.BytesIO()
+    save = np.savez_compressed if compressed else np.savez
+    save(buffer, **arrays, **{DIGEST: np.array(array_digest(arrays))})
+    return write_atomic(path, buffer.getvalue())
+
+
+def read_npz_verified(path: str | Path, remedy: str) -> dict[str, np.ndarray]:
+    """The arrays of a file written by :func:`write_npz_verified`, checked before they are trusted.
+
+    Every zip member's CRC is checked (numpy alone reads only as far as a member's,
+    possibly damaged, header asks), then the digest of the arrays as loaded. Nothing
+    is unpickled.
+
+    Raises:
+      UserError: one line naming the file, what is wrong and ``remedy``.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            bad = archive.testzip()
+        if bad is not None:
+            raise ValueError(f"member {bad} fails its CRC")
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        if str(arrays.get(DIGEST, "")) != array_digest(arrays):
+            raise ValueError("its checksum does not match its contents")
+    except MemoryError:
+        raise UserError(f"{path} is damaged (a header asks for more memory than exists); {remedy}") from None
+    except Exception as error:  # zipfile, zlib and numpy's header parser raise many kinds; each means: damaged
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path} is damaged ({reason[:120]}); {remedy}") from None
+    del arrays[DIGEST]
+    return arrays

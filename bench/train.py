@@ -512,7 +512,7 @@ def train_task(
     plan = _plan(fp, mesh, len(names), len(seeds), memory.tree_bytes((x_train, y_train, eval_splits)), chunk,
                  max_memory, keep_params)
     if store is not None:
-        plan, keep_params = store.plan(plan), False
+        plan, keep_params = store.plan(plan, len(seeds)), False
     groups = plan.seed_groups(seeds)
     mine = devices.my_chunks(plan.n_chunks)
 
@@ -535,7 +535,8 @@ def train_task(
     bar = tqdm(total=len(mine) * config.epochs, disable=not progress,
                desc=f"{dataset.name} ({len(names) * len(seeds)} runs, {len(mine)} chunk(s) of {plan.models_per_chunk})")
     for i, c in enumerate(mine):
-        done = store.finished(c) if store is not None else None
+        shapes = {"sums": sums.shape[1:], "finite": finite.shape[1:], "test_loss": test_loss.shape[1:]}
+        done = store.finished(c, shapes) if store is not None else None
         if done is not None:
             sums[i], finite[i] = done.sums, done.finite
             if done.outcomes is None:
@@ -557,7 +558,8 @@ def train_task(
                                                                      y_train), eval_splits, model_sharding)
             compile_s = programs.compile_s
         start = time.perf_counter()
-        saved = store.checkpoint(c) if store is not None else None
+        leaf_shapes = [leaf.shape for leaf in jax.tree.leaves((params, opt_state))]
+        saved = store.checkpoint(c, shapes, leaf_shapes) if store is not None else None
         before_s, before_seed_epochs = (saved.seconds, saved.seed_epochs) if saved is not None else (0.0, 0)
         if saved is not None:
             params, opt_state = jax.device_put((jax.tree.unflatten(jax.tree.structure(params), saved.params),

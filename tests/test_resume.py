@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import resume, store
+from bench import memory, resume, store
 from bench.errors import UserError
 from bench.presets import get, smoke
 from bench.runner import run_experiment
@@ -149,15 +149,78 @@ def test_ctrl_c_says_what_is_saved_and_how_to_resume(tmp_path, uninterrupted):
     assert (tmp_path / "results.csv").read_bytes() == uninterrupted
 
 
-def test_damaged_or_newer_progress_files_are_refused_by_name(tmp_path):
+def _small_store(tmp_path):
+    """A store with one finished chunk (2 inits x 1 seed, 1 epoch, 3 test examples) and its records."""
     task = resume.TaskStore(tmp_path, "digits", {"x": 1})
-    task.folder.mkdir(parents=True)
-    (task.folder / "chunk-0000.npz").write_bytes(b"not a zip")
-    with pytest.raises(UserError, match=r"chunk-0000.npz is damaged; delete it"):
-        task.finished(0)
-    np.savez(task.folder / "chunk-0001.npz", format=np.int64(resume.FORMAT_VERSION + 1), sums=np.zeros(1))
-    with pytest.raises(UserError, match=r"chunk-0001.npz has progress format 2; .* upgrade initjax"):
+    task.plan(memory.ChunkPlan(seeds_per_chunk=1, n_chunks=2, n_inits=2, estimate=0, budget=0, reason="t"),
+              n_seeds=2)
+    rng = np.random.default_rng(0)
+    records = dict(sums=rng.normal(size=(2, 1, 2, 2, 1)).astype(np.float32), finite=np.ones((2, 2, 1), np.float32),
+                   outcomes=(rng.normal(size=(2, 1, 3)).astype(np.float32), rng.random((2, 1, 3)) > 0.5))
+    task.save_finished(0, records["sums"], records["finite"], 1.5, 4, records["outcomes"])
+    return task, records
+
+
+def _same(done, records) -> bool:
+    return (np.array_equal(done.sums, records["sums"]) and np.array_equal(done.finite, records["finite"])
+            and all(np.array_equal(a, b) for a, b in zip(done.outcomes, records["outcomes"]))
+            and (done.seconds, done.seed_epochs) == (1.5, 4))
+
+
+def test_damaged_foreign_or_newer_progress_files_are_refused_by_name(tmp_path):
+    task, records = _small_store(tmp_path)
+    assert _same(task.finished(0), records)
+    good = (task.folder / "chunk-0000.npz").read_bytes()
+    (task.folder / "chunk-0001.npz").write_bytes(good)  # a finished chunk copied over another's name
+    with pytest.raises(UserError, match=r"chunk-0001.npz was written as .*/chunk-0000, not as this task's chunk-0001"):
         task.finished(1)
-    (task.folder / "manifest.json").write_text("{")
+    other = resume.TaskStore(tmp_path, "digits", {"x": 2})
+    other.folder.mkdir(parents=True)
+    (other.folder / "chunk-0000.npz").write_bytes(good)  # another task's chunk
+    with pytest.raises(UserError, match="was written as"):
+        other.finished(0)
+    with pytest.raises(UserError, match=r"holds sums of shape \(2, 1, 2, 2, 1\), this task needs \(2, 1, 2, 2, 2\)"):
+        task.finished(0, {"sums": (2, 1, 2, 2, 2)})
+    (task.folder / "chunk-0000.npz").write_bytes(b"not a zip")
+    with pytest.raises(UserError, match=r"chunk-0000.npz is damaged \(File is not a zip file\); delete it"):
+        task.finished(0)
+    store.write_npz_verified(task.folder / "chunk-0000.npz", {"format": np.int64(resume.FORMAT_VERSION + 1)})
+    with pytest.raises(UserError, match=rf"has progress format {resume.FORMAT_VERSION + 1}; .* --fresh"):
+        task.finished(0)
+
+
+def test_an_edited_or_damaged_manifest_is_refused(tmp_path):
+    task, _ = _small_store(tmp_path)
+    manifest = task.folder / "manifest.json"
+    plan = memory.ChunkPlan(seeds_per_chunk=2, n_chunks=1, n_inits=2, estimate=0, budget=0, reason="new")
+    assert task.plan(plan, n_seeds=2).n_chunks == 2  # the stored plan wins
+    body = json.loads(manifest.read_text())
+    body["plan"]["n_chunks"] = 7
+    manifest.write_text(json.dumps(body))
+    with pytest.raises(UserError, match="manifest.json is damaged or edited; delete"):
+        task.plan(plan, n_seeds=2)
+    manifest.write_text("{")
     with pytest.raises(UserError, match="manifest.json is damaged"):
-        task.plan(None)
+        task.plan(plan, n_seeds=2)
+
+
+def test_every_single_bit_flip_of_a_progress_file_is_refused_or_harmless(tmp_path):
+    """Fuzz: each of the file's bits flipped in turn. Reading it must either refuse it in one line or give back
+    exactly the records written (a flip in a zip timestamp changes nothing); never other numbers, never a traceback."""
+    task, records = _small_store(tmp_path)
+    path = task.folder / "chunk-0000.npz"
+    good = path.read_bytes()
+    refused = harmless = 0
+    for bit in range(8 * len(good)):
+        damaged = bytearray(good)
+        damaged[bit // 8] ^= 1 << (bit % 8)
+        path.write_bytes(damaged)
+        try:
+            done = task.finished(0)
+        except UserError as error:
+            assert "\n" not in str(error) and "chunk-0000.npz" in str(error)
+            refused += 1
+            continue
+        assert _same(done, records), f"bit {bit} changed the records"
+        harmless += 1
+    assert refused > 0.5 * 8 * len(good) and harmless > 0  # zip times, versions, padding: harmless
