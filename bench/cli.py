@@ -208,7 +208,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _diagnose(args: argparse.Namespace, argv: list[str]) -> int:
     from bench import diagnose, presets
-    from bench.store import ensure_writable
+    from bench.store import exclusive
 
     if args.seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
@@ -216,9 +216,9 @@ def _diagnose(args: argparse.Namespace, argv: list[str]) -> int:
         initializers=args.initializers, datasets=args.datasets, model=args.model, hidden=args.hidden,
         activation=args.activation)
     out = args.out or f"reports/{experiment.name}/diagnostics"
-    ensure_writable(out)
-    result = diagnose.diagnose(experiment, args.seeds, args.data_dir)
-    files = diagnose.write(result, out, experiment, shlex.join(["python", "-m", "bench", *argv]))
+    with exclusive(out):
+        result = diagnose.diagnose(experiment, args.seeds, args.data_dir)
+        files = diagnose.write(result, out, experiment, shlex.join(["python", "-m", "bench", *argv]))
     print(diagnose.summary(result).to_markdown(index=False, floatfmt=".3g"))
     print(f"\nwrote {len(files)} files to {out}")
     return 0
@@ -246,21 +246,21 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from bench import report
+    from bench import outcomes, report
+    from bench.store import exclusive
 
-    from bench import outcomes
-
-    results, meta = report.load(args.dir)
-    test_outcomes = outcomes.load(args.dir, results)
-    analysis, files = report.write(args.dir, results, meta, args.format, args.metric, args.baseline, not args.unpaired,
-                                   args.margin, test_outcomes, args.fixed_test_set)
+    with exclusive(_existing(args.dir)):
+        results, meta = report.load(args.dir)
+        test_outcomes = outcomes.load(args.dir, results)
+        analysis, files = report.write(args.dir, results, meta, args.format, args.metric, args.baseline,
+                                       not args.unpaired, args.margin, test_outcomes, args.fixed_test_set)
     print(report.console(analysis, meta["tasks"]))
     print(f"\nwrote {len(files)} files to {args.dir}")
     return 0
 
 
 def _calibrate(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench import calibrate, report
+    from bench.store import exclusive
 
     if args.reps < 10:
         raise UserError(f"--reps must be >= 10, got {args.reps}")
@@ -268,6 +268,22 @@ def _calibrate(args: argparse.Namespace, argv: list[str]) -> int:
         raise UserError(f"--seeds must be counts >= 3, got {args.seeds}")
     if args.shift is not None and not args.shift > 0:
         raise UserError(f"--shift must be > 0, got {args.shift}")
+    with exclusive(_existing(args.dir)):
+        return _calibrate_held(args, argv)
+
+
+def _existing(folder: str) -> str:
+    """``folder`` if it is a folder (so that taking its lock creates nothing), else a one-line UserError."""
+    from pathlib import Path
+
+    if not Path(folder).is_dir():
+        raise UserError(f"{folder} is not a folder of results; give the --out of a finished run")
+    return folder
+
+
+def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench import calibrate, report
+
     results, meta = report.load(args.dir)
     settings = report.settings_of(meta)
     paired = not args.unpaired

@@ -7,6 +7,7 @@ used, so no display is needed.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +21,7 @@ from scipy import stats  # noqa: E402
 
 from bench import compare  # noqa: E402
 from bench.stats import final_epoch, higher_is_better  # noqa: E402
+from bench.store import write_atomic  # noqa: E402
 
 LABELS = {"test_accuracy": "test accuracy", "test_loss": "test loss", "train_accuracy": "train accuracy",
           "train_loss": "train loss", "val_accuracy": "validation accuracy", "val_loss": "validation loss"}
@@ -189,15 +191,19 @@ def critical_difference(ranks: dict) -> plt.Figure:
 
 
 def save(fig: plt.Figure, path_stem: Path, formats: tuple[str, ...]) -> list[Path]:
-    """Writes ``path_stem.png`` / ``.pdf`` for each of ``formats`` and closes the figure."""
+    """Writes ``path_stem.png`` / ``.pdf`` for each of ``formats`` (atomically) and closes the figure.
+
+    Raises:
+      UserError: the folder cannot be written (full disk, read-only); no partial file is left.
+    """
     written = []
-    for fmt in formats:
-        path = path_stem.with_suffix(f".{fmt}")
-        tmp = path.with_name(f".{path.name}.tmp")
-        # no creation date: the same runs give byte-identical figures
-        metadata = {"CreationDate": None} if fmt == "pdf" else {}
-        fig.savefig(tmp, dpi=150, format=fmt, metadata=metadata)
-        tmp.replace(path)
-        written.append(path)
-    plt.close(fig)
+    try:
+        for fmt in formats:
+            path = path_stem.with_suffix(f".{fmt}")
+            buffer = io.BytesIO()
+            # no creation date: the same runs give byte-identical figures
+            fig.savefig(buffer, dpi=150, format=fmt, metadata={"CreationDate": None} if fmt == "pdf" else {})
+            written.append(write_atomic(path, buffer.getvalue()))
+    finally:
+        plt.close(fig)
     return written

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import json
 import platform
 import subprocess
@@ -599,7 +600,9 @@ def write(
     analysis = analyse(results, metric, baseline, paired, settings, None if settings.fixed_test_set else test_outcomes)
     files = []
     if "csv" in formats:
-        files.append(write_atomic(out_dir / "results.csv", results.to_csv(index=False)))
+        table = results.to_csv(index=False)
+        meta = {**meta, "results_sha256": hashlib.sha256(table.encode()).hexdigest()}
+        files.append(write_atomic(out_dir / "results.csv", table))
         files.append(write_atomic(out_dir / "run.json", json.dumps(meta, indent=1, default=str)))
         files += _parquet(out_dir, results)
     figures = {}
@@ -607,7 +610,11 @@ def write(
     if image_formats:
         from bench import figures as fig
 
-        (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+        try:
+            (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"cannot write figures to {out_dir / 'figures'}: {error.strerror}; "
+                            "choose another folder or --format md,csv") from None
     suffix = f".{image_formats[0]}" if image_formats else ".png"
     for dataset in meta["tasks"]:
         names = []
@@ -717,8 +724,57 @@ def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict]:
     missing = {"dataset", "model", "initializer", "seed", "epoch", "diverged"} - set(results.columns)
     if missing:
         raise UserError(f"{csv} lacks the columns {sorted(missing)}; it is not an initjax results table")
+    check_against_run(results, meta_dict, csv)
+    digest = meta_dict.get("results_sha256")
+    if digest is not None and digest != hashlib.sha256(csv.read_bytes()).hexdigest():
+        raise UserError(f"{csv} was changed after the run wrote it (its checksum in run.json differs); "
+                        "rerun the experiment (finished chunks are reused) or restore the file")
     results["diverged"] = results["diverged"].astype(bool)
     if "diverged_epoch" in results:  # integers with gaps read back as floats; keep them integers
         results["diverged_epoch"] = results["diverged_epoch"].astype("Int64")
     return results, meta_dict
+
+
+def _row(keys, values) -> str:
+    return ", ".join(f"{k}={getattr(v, 'item', lambda v=v: v)()}" for k, v in zip(keys, values))
+
+
+def check_against_run(results: pd.DataFrame, meta: dict, csv: Path) -> None:
+    """Checks that ``results`` holds exactly the runs ``run.json`` describes: tasks, initializers, seeds, epochs.
+
+    Every (task, initializer, seed[, data order]) must have one row per epoch ``0..E``
+    and nothing else, so a truncated table (a final epoch missing) or an edited name
+    (a phantom initializer with one run) is refused rather than reported.
+
+    Raises:
+      UserError: naming the first row that is missing or should not be there.
+    """
+    remedy = "rerun the experiment (finished chunks are reused) or restore the file"
+    try:
+        experiment = meta["experiment"]
+        names, tasks = list(meta["initializers"]), list(meta["tasks"])
+        seeds, orders = int(experiment["seeds"]), int(experiment.get("data_seeds", 1))
+        epochs = int(experiment["train"]["epochs"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{csv.with_name('run.json')} lacks the experiment's tasks, initializers, seeds or epochs; "
+                        f"{remedy}") from None
+    for column, known, what in (("dataset", tasks, "task"), ("initializer", names, "initializer")):
+        extra = sorted(set(results[column].astype(str)) - set(known))
+        if extra:
+            raise UserError(f"{csv} has the {what} {extra[0]!r}, which run.json does not list ({', '.join(known)}); "
+                            f"{remedy}")
+    keys = ["dataset", "initializer", "seed"] + (["data_seed"] if orders > 1 else []) + ["epoch"]
+    levels = [tasks, names, range(seeds)] + ([range(orders)] if orders > 1 else []) + [range(epochs + 1)]
+    expected = pd.MultiIndex.from_product(levels, names=keys)
+    try:
+        got = pd.MultiIndex.from_frame(results[keys].astype({k: int for k in keys[2:]}))
+    except (KeyError, ValueError, TypeError):
+        raise UserError(f"{csv} lacks or damages the columns {', '.join(keys)}; {remedy}") from None
+    if got.has_duplicates:
+        raise UserError(f"{csv} has the row {_row(keys, got[got.duplicated()][0])} twice; {remedy}")
+    missing, extra = expected.difference(got), got.difference(expected)
+    if len(missing) or len(extra):
+        row, problem = (missing[0], "lacks") if len(missing) else (extra[0], "has an unexpected")
+        raise UserError(f"{csv} {problem} row {_row(keys, row)} ({len(got)} rows; run.json describes "
+                        f"{len(expected)}); {remedy}")
 

@@ -6,6 +6,7 @@ same :func:`run_experiment`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ import initjax
 from bench import datasets, devices, memory, models, outcomes, presets, report, resume, stats
 from bench.errors import Interrupted, UserError
 from bench.presets import Experiment
-from bench.store import ensure_writable
+from bench.store import exclusive
 from bench.train import train_task
 
 
@@ -81,8 +82,16 @@ def run_experiment(
             raise UserError(f"--baseline {baseline!r} is not among the initializers {list(initializers)}")
     if margin is not None and not margin >= 0:
         raise UserError(f"--margin must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {margin}")
-    if out is not None:
-        ensure_writable(out)  # every process keeps its finished chunks there
+    with contextlib.ExitStack() as held:
+        if out is not None:  # every process keeps its finished chunks there; one run at a time
+            held.enter_context(exclusive(out, jax.process_index()))
+        return _train_and_write(experiment, initializers, out, progress, command, baseline, data_dir, download,
+                                chunk, max_memory, fresh, checkpoint_every, margin, fixed_test_set, start)
+
+
+def _train_and_write(experiment, initializers, out, progress, command, baseline, data_dir, download, chunk,
+                     max_memory, fresh, checkpoint_every, margin, fixed_test_set, start) -> Outcome:
+    """:func:`run_experiment` once the input is checked and the output folder is held."""
     runs = list(range(experiment.seeds * experiment.data_seeds))  # run r: init seed r // K, data order r % K
     frames, tasks, test_outcomes = [], {}, {}
     for task in experiment.tasks:

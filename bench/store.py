@@ -119,3 +119,43 @@ def read_npz_verified(path: str | Path, remedy: str) -> dict[str, np.ndarray]:
         raise UserError(f"{path} is damaged ({reason[:120]}); {remedy}") from None
     del arrays[DIGEST]
     return arrays
+
+
+LOCK = ".initjax.lock"
+
+
+@contextlib.contextmanager
+def exclusive(folder: str | Path, process_index: int = 0):
+    """Holds the folder's lock while a run or a report writes there; a second writer stops with one line.
+
+    The lock is an advisory ``flock`` on ``<folder>/.initjax.lock`` (released by the
+    system when the process ends, even on a kill), holding the owner's pid. Once it
+    is held, temp files that killed writers left in the folder are removed. With
+    several JAX processes each takes its own (``process_index``), as they write
+    different chunks.
+
+    Raises:
+      UserError: another process holds it, naming its pid.
+    """
+    import fcntl
+
+    folder = ensure_writable(folder)
+    path = folder / (LOCK if process_index == 0 else f"{LOCK}.{process_index}")
+    handle = open(path, "a+")  # noqa: SIM115 (held until the context ends)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            raise UserError(f"another initjax process (pid {owner}) is writing to {folder}; wait for it to finish "
+                            "or choose another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        for stale in folder.glob(".*.tmp"):  # left by a writer killed mid-write; no one else is writing now
+            stale.unlink(missing_ok=True)
+        yield folder
+    finally:
+        handle.close()

@@ -1,5 +1,6 @@
 """Reports of a small real run: markdown, LaTeX, figures, and re-rendering without training."""
 
+import re
 import shutil
 import subprocess
 
@@ -77,7 +78,8 @@ def test_report_command_rerenders_without_training(run_dir, tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["report", "/nonexistent/run"], "results.csv not found"),
+        (["report", "/nonexistent/run"], "/nonexistent/run is not a folder of results"),
+        (["report", "{run}/figures"], "results.csv not found"),
         (["report", "{run}", "--metric", "f1"], "unknown metric 'f1'"),
         (["report", "{run}", "--baseline", "zeros"], "baseline 'zeros' is not among"),
         (["report", "{run}", "--format", "docx"], "unknown report format 'docx'"),
@@ -105,6 +107,49 @@ def test_newer_or_damaged_run_files_are_refused_by_name(run_dir, tmp_path, capsy
         assert cli.main(["report", str(copy)]) == 2
         err = capsys.readouterr().err
         assert message in err and str(copy / "run.json") in err and err.count("\n") == 1
+
+
+def _as_if_run(folder, results):
+    """Writes ``results`` as a run would have (its checksum in run.json too): other runs, not an edit."""
+    import hashlib
+    import json
+
+    text = results.to_csv(index=False)
+    (folder / "results.csv").write_text(text)
+    meta = json.loads((folder / "run.json").read_text())
+    (folder / "run.json").write_text(json.dumps({**meta, "results_sha256": hashlib.sha256(text.encode()).hexdigest()}))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda text: text[:text.rstrip("\n").rindex("\n") + 1], r"lacks row dataset=digits, initializer=normal\(stddev=0.1\), "
+     r"seed=4, epoch=3 \(119 rows; run.json describes 120\)"),
+    (lambda text: text.replace("glorot_uniform", "glorot_unifrom", 1), "has the initializer 'glorot_unifrom', which "
+     "run.json does not list"),
+    (lambda text: text.replace(",3,", ",2,", 1), "has the row .* twice"),
+    (lambda text: text.replace("synthetic", "synth", 1), "has the task 'synth'"),
+])
+def test_a_results_table_that_does_not_match_its_run_is_refused(run_dir, tmp_path, capsys, edit, message):
+    copy = tmp_path / "edited"
+    shutil.copytree(run_dir, copy)
+    text = (copy / "results.csv").read_text()
+    (copy / "results.csv").write_text(edit(text))
+    assert cli.main(["report", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "results.csv" in err
+    assert re.search(message, err), err
+    _as_if_run(copy, pd.read_csv(copy / "results.csv"))  # even with a matching checksum: the structure is checked
+    assert cli.main(["report", str(copy)]) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_an_edited_number_is_caught_by_the_checksum(run_dir, tmp_path, capsys):
+    copy = tmp_path / "edited"
+    shutil.copytree(run_dir, copy)
+    results = pd.read_csv(copy / "results.csv", dtype=str, keep_default_na=False)
+    results.loc[len(results) - 1, "test_accuracy"] = "0.99"
+    results.to_csv(copy / "results.csv", index=False)
+    assert cli.main(["report", str(copy)]) == 2
+    assert "results.csv was changed after the run wrote it" in capsys.readouterr().err
 
 
 def test_tex_escape():
@@ -153,7 +198,7 @@ def test_calibrate_writes_its_line_into_the_report_and_drops_it_when_stale(run_d
     assert "was made from other runs or settings" in (copy / "report.md").read_text()  # another procedure
     results = pd.read_csv(copy / "results.csv")
     results.loc[0, "test_accuracy"] = 0.5  # other runs: the calibration no longer describes them
-    results.to_csv(copy / "results.csv", index=False)
+    _as_if_run(copy, results)
     assert cli.main(["report", str(copy), "--format", "md"]) == 0
     assert "was made from other runs or settings" in (copy / "report.md").read_text()
 
@@ -166,7 +211,7 @@ def test_rerendering_keeps_divergence_epochs_integers(run_dir, tmp_path):
     run = (results.dataset == "digits") & (results.initializer == "he_normal") & (results.seed == 0)
     results.loc[run & (results.epoch >= 2), "diverged"] = True
     results["diverged_epoch"] = pd.array([2 if r else None for r in run], dtype="Int64")
-    results.to_csv(copy / "results.csv", index=False)
+    _as_if_run(copy, results)
     assert cli.main(["report", str(copy)]) == 0
     first = (copy / "results.csv").read_bytes()
     assert cli.main(["report", str(copy)]) == 0

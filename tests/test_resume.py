@@ -1,6 +1,7 @@
 """Interrupted runs lose nothing: kills at several points, a full disk, Ctrl-C; reruns equal uninterrupted runs."""
 
 import errno
+import io
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bench import memory, resume, store
@@ -224,3 +226,32 @@ def test_every_single_bit_flip_of_a_progress_file_is_refused_or_harmless(tmp_pat
         assert _same(done, records), f"bit {bit} changed the records"
         harmless += 1
     assert refused > 0.5 * 8 * len(good) and harmless > 0  # zip times, versions, padding: harmless
+
+
+def test_a_second_run_into_a_held_folder_stops_with_one_line(tmp_path):
+    with store.exclusive(tmp_path):
+        proc = subprocess.run([sys.executable, "-m", "bench", *ARGS, "--out", str(tmp_path)], cwd=REPO, env=_env(),
+                              capture_output=True, text=True, timeout=600)
+        report = subprocess.run([sys.executable, "-m", "bench", "report", str(tmp_path)], cwd=REPO, env=_env(),
+                                capture_output=True, text=True, timeout=600)
+    for done in (proc, report):
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert f"another initjax process (pid {os.getpid()}) is writing to {tmp_path}" in done.stderr
+    assert not (tmp_path / "progress").exists()
+
+
+def test_two_runs_started_at_once_never_corrupt_each_other(tmp_path, uninterrupted):
+    """Two copies of one command (with different --chunk) into one folder: one trains, the other stops in one
+    line or, if it comes later, resumes; the results equal an uninterrupted run's."""
+    procs = [subprocess.Popen([sys.executable, "-m", "bench", *ARGS, "--out", str(tmp_path), "--chunk", chunk],
+                              cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for chunk in ("1", "2")]
+    done = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    assert sorted(rc for rc, _ in done)[0] == 0, done
+    for rc, err in done:
+        assert rc == 0 or (rc == 2 and "another initjax process" in err and err.count("\n") == 1), err
+    got, want = (pd.read_csv(io.BytesIO(b)) for b in ((tmp_path / "results.csv").read_bytes(), uninterrupted))
+    pd.testing.assert_frame_equal(got, want, rtol=1e-5)  # the winner's chunking may change the last bits only
+    assert not list(tmp_path.rglob("*.tmp"))
+    manifests = [json.loads(p.read_text())["plan"]["seeds_per_chunk"] for p in tmp_path.rglob("manifest.json")]
+    assert len(set(manifests)) == 1  # both tasks stored under one plan
