@@ -87,7 +87,7 @@ def compare(
         frames.append(table.assign(**dict(zip(TASK, task_key)), metric=metric, margin=margin,
                                    test_set=examples))
     if not frames:
-        return pd.DataFrame(columns=TASK + ["metric", "margin", "initializer", "verdict"])
+        return pd.DataFrame(columns=TASK + ["metric", "margin", "test_set"] + verdicts.COLUMNS)
     table = pd.concat(frames, ignore_index=True)
     front = TASK + ["metric", "margin", "test_set"]
     return table[front + [c for c in table.columns if c not in front]]

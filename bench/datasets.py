@@ -99,7 +99,14 @@ class Dataset:
 
 
 def _finish(name, x_train, x_test, y_train, y_test, validation=0, source="embedded", n_classes=None) -> Dataset:
-    """Casts to float32/int32 and holds out the first ``validation`` training examples."""
+    """Checks, casts to float32/int32 and holds out the first ``validation`` training examples.
+
+    Raises:
+      UserError: labels that are not integers in ``[0, n_classes)`` or inputs that are
+        not finite, naming the split: training on them would only give NaNs or garbage.
+    """
+    for split, x, y in (("training", x_train, y_train), ("test", x_test, y_test)):
+        _check_split(name, split, x, y, n_classes)
     x_train, y_train = np.ascontiguousarray(x_train, np.float32), np.asarray(y_train, np.int32)
     if validation and validation >= len(x_train):
         raise UserError(f"validation split of {validation} needs more than the {len(x_train)} training examples of {name}")
@@ -117,6 +124,23 @@ def _finish(name, x_train, x_test, y_train, y_test, validation=0, source="embedd
         source=source,
         **val,
     )
+
+
+def _check_split(name: str, split: str, x: np.ndarray, y: np.ndarray, n_classes: int | None) -> None:
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y) or len(y) == 0:
+        raise UserError(f"{name}: the {split} split has {len(x)} inputs and {len(y)} labels; they must match and be > 0")
+    if not np.issubdtype(y.dtype, np.integer) and not (np.isfinite(y).all() and (y == np.round(y)).all()):
+        raise UserError(f"{name}: the {split} labels are not integers (dtype {y.dtype}); class labels are expected")
+    high = n_classes if n_classes is not None else np.iinfo(np.int32).max
+    bad = (y < 0) | (y >= high)
+    if bad.any():
+        where = int(np.argmax(bad))
+        raise UserError(f"{name}: {split} label {y[where].item()!r} at index {where} is outside [0, {high}); "
+                        "check the label file")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        where = int(np.argmax(~np.isfinite(x).reshape(len(x), -1).all(axis=1)))
+        raise UserError(f"{name}: {split} input {where} has NaN or inf values; clean the data before training")
 
 
 def load_synthetic() -> Dataset:

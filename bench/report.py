@@ -245,6 +245,12 @@ def comparison_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
     )
 
 
+def has_finished_runs(analysis: Analysis, dataset: str) -> bool:
+    """Whether any run of the task finished without diverging (else there is nothing to compare)."""
+    rows = analysis.comparisons
+    return bool(rows.loc[rows["dataset"] == dataset, "n"].fillna(0).sum() > 0)
+
+
 def curve_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
     """Learning-curve statistics: area under the curve, best epoch, epochs to the threshold."""
     rows = analysis.curves[analysis.curves["dataset"] == dataset]
@@ -456,6 +462,13 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
             summary_table(analysis, dataset).to_markdown(index=False), "",
             *divergence_lines(analysis, dataset),
             *sources_lines(analysis, dataset),
+        ]
+        if not has_finished_runs(analysis, dataset):
+            lines += ["**Every run of this task diverged** (a NaN or inf loss): there is nothing to compare. "
+                      "The diverged runs are the result; a lower learning rate or smaller initial weights may train.",
+                      "", *[f"![{Path(f).stem}]({f})" for f in figures.get(dataset, [])]]
+            continue
+        lines += [
             f"### Comparisons with the best: {_title(analysis.metric)}", "",
             comparison_table(analysis, dataset).to_markdown(index=False), "",
             f"Intervals hold together at {analysis.settings.level:.0%} over all pairs (better > 0); "
@@ -620,6 +633,10 @@ def write(
         names = []
         for kind in FIGURES:
             stem = out_dir / "figures" / f"{dataset}-{kind}-{metric}"
+            if not _has_content(kind, results, analysis, dataset):  # e.g. every run diverged: nothing to draw
+                for old in stem.parent.glob(f"{stem.name}.*"):  # an earlier render's figure is not of these runs
+                    old.unlink(missing_ok=True)
+                continue
             if image_formats:
                 files += fig.save(_draw(fig, kind, results, analysis, dataset), stem, image_formats)
             if stem.with_suffix(suffix).is_file():  # md alone links the figures an earlier render drew
@@ -643,6 +660,21 @@ def write(
 
 
 FIGURES = ("curves", "final", "forest", "wins")
+
+
+def _has_content(kind: str, results: pd.DataFrame, analysis: Analysis, dataset: str) -> bool:
+    """Whether a figure of ``kind`` would show anything: finished runs, two initializers to compare, intervals."""
+    task = results[(results["dataset"] == dataset) & ~results["diverged"].astype(bool)]
+    final = stats.final_epoch(results)
+    finished = final[(final["dataset"] == dataset) & ~final["diverged"].astype(bool)]
+    if kind == "curves":
+        return len(task) > 0
+    if kind == "final":
+        return len(finished) > 0
+    if kind == "wins":
+        return finished["initializer"].nunique() >= 2
+    rows = analysis.comparisons
+    return "to_best_low" in rows and bool(rows.loc[rows["dataset"] == dataset, "to_best_low"].notna().any())
 
 
 def _draw(fig, kind: str, results: pd.DataFrame, analysis: Analysis, dataset: str):

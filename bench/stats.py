@@ -314,7 +314,9 @@ def summarize_curves(
     thresholds = curve_threshold(summary, metric, fraction)
     frames = []
     for key, task in results.groupby(TASK, sort=False):
-        curves = run_curves(task, metric, thresholds[key])
+        curves = run_curves(task, metric, thresholds[key]) if key in thresholds else pd.DataFrame()
+        if curves.empty:  # no finished run: nothing to summarize
+            continue
         for group_key, group in curves.groupby(GROUP, sort=False):
             auc = group["auc"].to_numpy(np.float64)
             low, high = t_interval(auc, settings.level)

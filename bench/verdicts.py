@@ -346,7 +346,7 @@ def verdicts(values: np.ndarray, names, higher_is_better: bool = True, margin: f
     rows = [_no_runs(names[i], int(counts[i])) for i in range(len(names)) if counts[i] < 2]
     if len(usable) < 2:
         rows = [_alone(names[i], values[:, i]) for i in usable] + rows
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=COLUMNS)  # every column, NaN where nothing could be compared
     sub = sign * values[:, usable]
     extra = None if example_var is None else np.asarray(example_var)[np.ix_(usable, usable)]
     pairs, c, p = simultaneous_intervals(sub, [names[i] for i in usable], level, rng, draws, paired, extra)
@@ -372,7 +372,11 @@ def verdicts(values: np.ndarray, names, higher_is_better: bool = True, margin: f
             "d_z": d_z, "d_z_low": dz_low, "d_z_high": dz_high, "win_rate": pairs.wins[i, ref],
             "critical_value": c,
         })
-    return pd.DataFrame(found + rows)
+    return pd.DataFrame(found + rows, columns=COLUMNS)
+
+
+COLUMNS = ["initializer", "n", "mean", "verdict", "significant", "vs", "diff", "low", "high", "to_best_low",
+           "to_best_high", "p", "d_z", "d_z_low", "d_z_high", "win_rate", "critical_value"]
 
 
 def _no_runs(name: str, n: int) -> dict:

@@ -201,3 +201,31 @@ def test_mnist_mlp_smoke_end_to_end(tmp_path, capsys):
     assert {"val_loss", "val_accuracy", "test_accuracy"} <= set(results.columns)
     assert results.seed.nunique() == 2 and results.epoch.max() == 1 and results.initializer.nunique() == 8
     assert "MLP 784-300-100-10 relu" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("label", r"mnist: test label 12 at index 3 is outside \[0, 10\)"),
+    ("nan", "mnist: training input 2 has NaN or inf values"),
+])
+def test_out_of_range_labels_and_non_finite_pixels_are_refused_at_load(tmp_path, damage, message):
+    x_train, y_train, x_test, y_test = write_mnist_folder(tmp_path / "mnist", gz=False)
+    if damage == "label":
+        y_test = y_test.copy()
+        y_test[3] = 12
+        write_idx(tmp_path / "mnist" / datasets.IDX_FILES[3], y_test)
+    else:
+        floats = x_train.astype(np.float32)
+        floats[2, 5, 5] = np.nan
+        write_idx(tmp_path / "mnist" / datasets.IDX_FILES[0], floats, code=0x0D)
+    with pytest.raises(UserError, match=message):
+        datasets.load_images("mnist", tmp_path, validation=0)
+
+
+def test_a_task_where_every_run_diverges_is_reported_as_such(tmp_path, capsys):
+    args = ["run", "default", "--smoke", "--lr", "1e30", "--initializers", "he_normal,glorot_normal",
+            "--out", str(tmp_path), "--no-progress"]
+    assert cli.main(args) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert text.count("**Every run of this task diverged**") == 2
+    assert "2/2" in capsys.readouterr().out  # the diverged column
+    assert cli.main(["report", str(tmp_path)]) == 0  # and a re-render works too
