@@ -41,10 +41,13 @@ _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 def parse_bytes(text: str) -> int:
     """``"4G"``, ``"512M"``, ``"1.5GB"``, ``"4GiB"`` or a plain byte count -> bytes."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(i?B)?\s*", str(text), re.IGNORECASE)
+    match = re.fullmatch(r"\s*([0-9]{0,20}\.?[0-9]{1,20})\s*([KMGT]?)(i?B)?\s*", str(text), re.IGNORECASE)
     if not match or float(match.group(1)) <= 0:
-        raise UserError(f"cannot read memory size {text!r}: write e.g. 4G, 512M or 1.5GB")
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+        raise UserError(f"cannot read memory size {str(text)[:40]!r}: write e.g. 4G, 512M or 1.5GB")
+    size = float(match.group(1)) * _UNITS[match.group(2).upper()]
+    if size > 2**60:
+        raise UserError(f"memory size {str(text)[:40]!r} is more than an exbibyte; write e.g. 4G, 512M or 1.5GB")
+    return int(size)
 
 
 def format_bytes(n: float) -> str:

@@ -135,6 +135,10 @@ def smoke(experiment: Experiment) -> Experiment:
     )
 
 
+MAX_SEEDS = 100_000  # per initializer; more is no longer a seed count but a typo (memory is planned later)
+MAX_EPOCHS = 1_000_000
+
+
 def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
     """Checks every field a user can set, before anything is trained.
 
@@ -144,10 +148,12 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
     Raises:
       UserError: the first problem found, in one line.
     """
-    if experiment.seeds < 1:
-        raise UserError(f"--seeds must be >= 1, got {experiment.seeds}")
-    if experiment.data_seeds < 1:
-        raise UserError(f"--data-seeds must be >= 1, got {experiment.data_seeds}")
+    for option, value, high in (("--seeds", experiment.seeds, MAX_SEEDS), ("--data-seeds", experiment.data_seeds, 1000),
+                                ("--epochs", experiment.train.epochs, MAX_EPOCHS),
+                                ("--experiment-seed", experiment.seed, 2**32 - 1)):
+        low = 0 if option == "--experiment-seed" else 1
+        if not (isinstance(value, int) and low <= value <= high):
+            raise UserError(f"{option} must be an integer from {low} to {high:,}, got {value}")
     if experiment.data_seeds > 1 and experiment.seeds < 2:
         raise UserError("--data-seeds needs --seeds >= 2: the variance decomposition crosses init and data-order seeds")
     if not experiment.tasks:
@@ -169,7 +175,7 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
         if task.model == "resmlp" and (not task.hidden or len(set(task.hidden)) != 1):
             raise UserError(f"resmlp needs equal hidden widths, one per residual block (e.g. --hidden "
                             f"{','.join(['64'] * 8)}); got {tuple(task.hidden)}")
-    experiment.train.validate(n_train=2**62)  # the batch size is checked against each dataset later
+    experiment.train.validate(n_train=None)  # the batch size is checked against each dataset later
     resolved = {}
     for spec in experiment.initializers:
         try:

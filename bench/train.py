@@ -34,6 +34,7 @@ import optax
 import pandas as pd
 
 from bench import devices, memory, resume
+from bench.progress import StepBar
 from bench.datasets import Dataset
 from bench.errors import UserError, unknown
 from initjax import schemes
@@ -64,16 +65,18 @@ class TrainConfig:
     epochs: int = 10
     eval_batch_size: int = 2048
 
-    def validate(self, n_train: int) -> None:
-        """Raises UserError on a value no training can use."""
+    def validate(self, n_train: int | None) -> None:
+        """Raises UserError on a value no training can use (the batch size against ``n_train`` when given)."""
         if self.optimizer not in OPTIMIZERS:
             raise unknown("optimizer", self.optimizer, OPTIMIZERS)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise UserError(f"learning rate must be a finite number > 0, got {self.lr}")
         if self.epochs < 1:
             raise UserError(f"epochs must be >= 1, got {self.epochs}")
-        if not 1 <= self.batch_size <= n_train:
-            raise UserError(f"batch size must be between 1 and the {n_train} training examples, got {self.batch_size}")
+        if n_train is None and not 1 <= self.batch_size <= 2**31 - 1:
+            raise UserError(f"batch size must be an integer >= 1, got {self.batch_size}")
+        if n_train is not None and not 1 <= self.batch_size <= n_train:
+            raise UserError(f"batch size must be between 1 and the {n_train:,} training examples, got {self.batch_size}")
 
 
 @dataclasses.dataclass
@@ -226,6 +229,9 @@ def check_on_model(model: nn.Module, initializers: Mapping[str, Callable], input
                 first = (str(error).strip().splitlines() or [""])[0]
                 raise UserError(f"initializer {name!r} failed on the kernel {where} of shape {list(kernel.shape)}: "
                                 f"{type(error).__name__}: {first}") from None
+            if not isinstance(got, jax.ShapeDtypeStruct):
+                raise UserError(f"initializer {name!r} returned {type(got).__name__} for the kernel {where}; "
+                                "it must follow init(key, shape, dtype) -> Array")
             if (got.shape, got.dtype) != (kernel.shape, kernel.dtype):
                 raise UserError(f"initializer {name!r} gave {got.dtype}{list(got.shape)} for the kernel {where} "
                                 f"of shape {list(kernel.shape)} {kernel.dtype}; it must follow "
@@ -253,8 +259,13 @@ def epoch_order(data_key, epoch, n: int, padded: int) -> jnp.ndarray:
     return jnp.concatenate([perm, jnp.zeros((padded - n,), perm.dtype)])
 
 
-def make_train_epoch(model: nn.Module, optimizer: optax.GradientTransformation, batch_size: int):
+def make_train_epoch(model: nn.Module, optimizer: optax.GradientTransformation, batch_size: int,
+                     on_steps: Callable[[int], None] | None = None, ticks: int = 50):
     """Builds ``train_epoch(params, opt_state, data_keys, epoch, x, y)``.
+
+    ``on_steps(k)``, if given, is called from inside the compiled epoch (``jax.debug.callback``,
+    outside the vmaps: once per step, not per run) after step ``k`` of the epoch, about
+    ``ticks`` times per epoch: a progress bar in minibatch steps. It changes no number.
 
     Args of the returned function:
       params, opt_state: leaves `(n_inits, n_seeds, ...)`.
@@ -286,12 +297,17 @@ def make_train_epoch(model: nn.Module, optimizer: optax.GradientTransformation, 
         order = order.reshape(-1, steps, batch_size).swapaxes(0, 1)  # (steps, seeds, batch)
         weights = (jnp.arange(steps * batch_size) < n).astype(x.dtype).reshape(steps, batch_size)
 
+        every = max(1, steps // ticks)
+
         def step(state, inputs):
-            idx, w = inputs
+            i, idx, w = inputs
             params, opt_state, loss = per_init(*state, x[idx], y[idx], w)
+            if on_steps is not None:
+                tick = (i + 1) % every == 0
+                jax.lax.cond(tick, lambda: jax.debug.callback(on_steps, i + 1, ordered=False), lambda: None)
             return (params, opt_state), jnp.isfinite(loss)
 
-        (params, opt_state), finite = jax.lax.scan(step, (params, opt_state), (order, weights))
+        (params, opt_state), finite = jax.lax.scan(step, (params, opt_state), (jnp.arange(steps), order, weights))
         return params, opt_state, finite.all(axis=0)
 
     return train_epoch
@@ -388,9 +404,10 @@ class _Programs:
                          for split, evaluate in self.evaluators.items()])
 
 
-def _compile_programs(model, optimizer, config, train_args, eval_splits, model_sharding) -> _Programs:
+def _compile_programs(model, optimizer, config, train_args, eval_splits, model_sharding,
+                      on_steps: Callable[[int], None] | None = None) -> _Programs:
     train_epoch, compile_s = _compile(
-        make_train_epoch(model, optimizer, config.batch_size), *train_args, donate=(0, 1),
+        make_train_epoch(model, optimizer, config.batch_size, on_steps), *train_args, donate=(0, 1),
         out_shardings=(model_sharding, model_sharding, model_sharding),
     )
     evaluate, evaluators = make_evaluate(model), {}
@@ -494,8 +511,6 @@ def train_task(
       ``diverged`` from that epoch on, with that epoch in ``diverged_epoch``;
       the other runs are unaffected.
     """
-    from tqdm.auto import tqdm
-
     config.validate(dataset.x_train.shape[0])
     check_on_model(model, initializers, dataset.input_shape)
     names, seeds = list(initializers), list(seeds)
@@ -532,65 +547,70 @@ def train_task(
     test_correct = np.zeros((len(mine), len(names), plan.seeds_per_chunk, n_test), bool)
     have_outcomes = True
     finals = []
-    bar = tqdm(total=len(mine) * config.epochs, disable=not progress,
-               desc=f"{dataset.name} ({len(names) * len(seeds)} runs, {len(mine)} chunk(s) of {plan.models_per_chunk})")
-    for i, c in enumerate(mine):
-        shapes = {"sums": sums.shape[1:], "finite": finite.shape[1:], "test_loss": test_loss.shape[1:]}
-        done = store.finished(c, shapes) if store is not None else None
-        if done is not None:
-            sums[i], finite[i] = done.sums, done.finite
-            if done.outcomes is None:
-                have_outcomes = False
+    steps = -(-len(dataset.x_train) // config.batch_size)  # minibatch steps per epoch
+    bar = StepBar(len(mine) * config.epochs * steps, f"{dataset.name} ({len(names) * len(seeds)} runs, "
+                  f"{len(mine)} chunk(s) of {plan.models_per_chunk})", progress)
+    try:
+        for i, c in enumerate(mine):
+            shapes = {"sums": sums.shape[1:], "finite": finite.shape[1:], "test_loss": test_loss.shape[1:]}
+            done = store.finished(c, shapes) if store is not None else None
+            if done is not None:
+                sums[i], finite[i] = done.sums, done.finite
+                if done.outcomes is None:
+                    have_outcomes = False
+                else:
+                    test_loss[i], test_correct[i] = done.outcomes
+                earlier_s, earlier_seed_epochs = earlier_s + done.seconds, earlier_seed_epochs + done.seed_epochs
+                bar.advance(config.epochs * steps)
+                continue
+            init_keys, data_keys = jax.device_put(run_keys(experiment_seed, dataset.name, groups[c], data_seeds),
+                                                  key_sharding)
+            start = time.perf_counter()
+            if programs is None:
+                init_program, _ = _compile(initial_state, init_keys, x_train, out_shardings=model_sharding)
+            params, opt_state = jax.block_until_ready(init_program(init_keys, x_train))
+            init_s += time.perf_counter() - start
+            if programs is None:
+                programs = _compile_programs(model, optimizer, config, (params, opt_state, data_keys, epoch_arg, x_train,
+                                                                         y_train), eval_splits, model_sharding,
+                                             bar.on_steps if progress else None)
+                compile_s = programs.compile_s
+                bar.exclude_from_rate()
+            start = time.perf_counter()
+            leaf_shapes = [leaf.shape for leaf in jax.tree.leaves((params, opt_state))]
+            saved = store.checkpoint(c, shapes, leaf_shapes) if store is not None else None
+            before_s, before_seed_epochs = (saved.seconds, saved.seed_epochs) if saved is not None else (0.0, 0)
+            if saved is not None:
+                params, opt_state = jax.device_put((jax.tree.unflatten(jax.tree.structure(params), saved.params),
+                                                    jax.tree.unflatten(jax.tree.structure(opt_state), saved.opt_state)),
+                                                   model_sharding)
+                sums[i], finite[i] = saved.sums, saved.finite
+                bar.advance(saved.epoch * steps)
             else:
-                test_loss[i], test_correct[i] = done.outcomes
-            earlier_s, earlier_seed_epochs = earlier_s + done.seconds, earlier_seed_epochs + done.seed_epochs
-            bar.update(config.epochs)
-            continue
-        init_keys, data_keys = jax.device_put(run_keys(experiment_seed, dataset.name, groups[c], data_seeds),
-                                              key_sharding)
-        start = time.perf_counter()
-        if programs is None:
-            init_program, _ = _compile(initial_state, init_keys, x_train, out_shardings=model_sharding)
-        params, opt_state = jax.block_until_ready(init_program(init_keys, x_train))
-        init_s += time.perf_counter() - start
-        if programs is None:
-            programs = _compile_programs(model, optimizer, config, (params, opt_state, data_keys, epoch_arg, x_train,
-                                                                     y_train), eval_splits, model_sharding)
-            compile_s = programs.compile_s
-        start = time.perf_counter()
-        leaf_shapes = [leaf.shape for leaf in jax.tree.leaves((params, opt_state))]
-        saved = store.checkpoint(c, shapes, leaf_shapes) if store is not None else None
-        before_s, before_seed_epochs = (saved.seconds, saved.seed_epochs) if saved is not None else (0.0, 0)
-        if saved is not None:
-            params, opt_state = jax.device_put((jax.tree.unflatten(jax.tree.structure(params), saved.params),
-                                                jax.tree.unflatten(jax.tree.structure(opt_state), saved.opt_state)),
-                                               model_sharding)
-            sums[i], finite[i] = saved.sums, saved.finite
-            bar.update(saved.epoch)
-        else:
-            sums[i, 0] = programs.evaluate_all(params, eval_splits)
-        chunk_seed_epochs = 0
-        for epoch in range(1 if saved is None else saved.epoch + 1, config.epochs + 1):
-            params, opt_state, ok = programs.train_epoch(params, opt_state, data_keys, jnp.asarray(epoch, jnp.int32),
-                                                         x_train, y_train)
-            finite[i, epoch] = np.asarray(ok)
-            sums[i, epoch] = programs.evaluate_all(params, eval_splits)
-            chunk_seed_epochs += len(names) * sum(real[c])
-            bar.update()
-            if store is not None and epoch < config.epochs and store.due():
-                store.save_checkpoint(c, epoch, params, opt_state, sums[i], finite[i],
-                                      before_s + time.perf_counter() - start, before_seed_epochs + chunk_seed_epochs)
-        loss, correct = programs.outcomes(params, *eval_splits["test"])
-        test_loss[i], test_correct[i] = np.asarray(loss)[..., :n_test], np.asarray(correct)[..., :n_test]
-        train_s += time.perf_counter() - start
-        trained += chunk_seed_epochs
-        earlier_s, earlier_seed_epochs = earlier_s + before_s, earlier_seed_epochs + before_seed_epochs
-        if store is not None:
-            store.save_finished(c, sums[i], finite[i], before_s + time.perf_counter() - start,
-                                before_seed_epochs + chunk_seed_epochs, (test_loss[i], test_correct[i]))
-        if keep_params:
-            finals.append(jax.tree.map(np.asarray, params))
-    bar.close()
+                sums[i, 0] = programs.evaluate_all(params, eval_splits)
+            chunk_seed_epochs = 0
+            for epoch in range(1 if saved is None else saved.epoch + 1, config.epochs + 1):
+                params, opt_state, ok = programs.train_epoch(params, opt_state, data_keys, jnp.asarray(epoch, jnp.int32),
+                                                             x_train, y_train)
+                finite[i, epoch] = np.asarray(ok)
+                sums[i, epoch] = programs.evaluate_all(params, eval_splits)
+                chunk_seed_epochs += len(names) * sum(real[c])
+                bar.advance(steps)
+                if store is not None and epoch < config.epochs and store.due():
+                    store.save_checkpoint(c, epoch, params, opt_state, sums[i], finite[i],
+                                          before_s + time.perf_counter() - start, before_seed_epochs + chunk_seed_epochs)
+            loss, correct = programs.outcomes(params, *eval_splits["test"])
+            test_loss[i], test_correct[i] = np.asarray(loss)[..., :n_test], np.asarray(correct)[..., :n_test]
+            train_s += time.perf_counter() - start
+            trained += chunk_seed_epochs
+            earlier_s, earlier_seed_epochs = earlier_s + before_s, earlier_seed_epochs + before_seed_epochs
+            if store is not None:
+                store.save_finished(c, sums[i], finite[i], before_s + time.perf_counter() - start,
+                                    before_seed_epochs + chunk_seed_epochs, (test_loss[i], test_correct[i]))
+            if keep_params:
+                finals.append(jax.tree.map(np.asarray, params))
+    finally:
+        bar.close()
     sums, finite = devices.gather(sums), devices.gather(finite)
     test_loss, test_correct = devices.gather(test_loss), devices.gather(test_correct)
     have_outcomes = bool(devices.gather(np.array([have_outcomes])).all())

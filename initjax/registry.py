@@ -167,12 +167,17 @@ def get(spec: str | Callable) -> Initializer:
         return spec
     parsed = parse_spec(spec)
     builder = _import(parsed.name) if parsed.is_import_path else _lookup(parsed.name).builder
-    if parsed.is_import_path and not parsed.args and not parsed.kwargs:
-        return builder  # "module:function" names the initializer itself
+    if parsed.is_import_path and not parsed.called:
+        return builder  # "module:function" names the initializer itself; "module:function()" calls a builder
     try:
-        return builder(*parsed.args, **dict(parsed.kwargs))
+        init = builder(*parsed.args, **dict(parsed.kwargs))
     except TypeError as error:
         raise ValueError(f"bad arguments in initializer spec {spec!r}: {error}") from None
+    except Exception as error:  # a user builder may raise anything; name it
+        raise ValueError(f"initializer builder {spec!r} failed: {type(error).__name__}: {error}") from None
+    if not callable(init):
+        raise ValueError(f"{spec!r} returned {type(init).__name__}, not an initializer init(key, shape, dtype)")
+    return init
 
 
 def canonical(spec: str) -> str:
@@ -205,6 +210,9 @@ def check(spec: str | Callable, init: Initializer | None = None) -> Initializer:
         out = jax.eval_shape(lambda key: init(key, shape, dtype), jax.random.key(0))
     except Exception as error:  # user code may raise anything; we name it and move on
         raise ValueError(f"initializer {label!r} failed on shape {shape}: {type(error).__name__}: {error}") from None
+    if not isinstance(out, jax.ShapeDtypeStruct):
+        raise ValueError(f"initializer {label!r} returned {type(out).__name__} for shape {shape}; "
+                         "it must follow init(key, shape, dtype) -> Array")
     if tuple(out.shape) != shape or out.dtype != dtype:
         raise ValueError(
             f"initializer {label!r} returned {out.dtype}{list(out.shape)} for shape {shape} "
@@ -231,6 +239,10 @@ def _import(path: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise ValueError(f"cannot import module {module_name!r} for initializer {path!r}: {error}") from None
+    except Exception as error:  # importing user code runs it; whatever it raises is named
+        first = (str(error).strip().splitlines() or [""])[0]
+        raise ValueError(f"importing module {module_name!r} for initializer {path!r} failed: "
+                         f"{type(error).__name__}: {first}") from None
     try:
         fn = getattr(module, attribute)
     except AttributeError:

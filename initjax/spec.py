@@ -35,11 +35,14 @@ class Spec:
       name: registered name, or ``module:function`` path.
       args: positional literal arguments.
       kwargs: keyword literal arguments, as sorted ``(key, value)`` pairs.
+      called: written with parentheses. ``module:f()`` calls a user builder with its
+        defaults, while ``module:f`` names the initializer itself.
     """
 
     name: str
     args: tuple[Any, ...] = ()
     kwargs: tuple[tuple[str, Any], ...] = ()
+    called: bool = False
 
     @property
     def is_import_path(self) -> bool:
@@ -48,7 +51,7 @@ class Spec:
     def __str__(self) -> str:
         """The canonical spelling: no spaces, keywords sorted, `repr` of each value."""
         if not self.args and not self.kwargs:
-            return self.name
+            return f"{self.name}()" if self.called and self.is_import_path else self.name
         parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs]
         return f"{self.name}({', '.join(parts)})"
 
@@ -69,10 +72,13 @@ def parse_spec(text: str) -> Spec:
         )
     name, inner = match.group("name"), match.group("args")
     if inner is None or not inner.strip():
-        return Spec(name)
+        return Spec(name, called=inner is not None)
+    if len(inner) > MAX_ARGS_LENGTH:
+        raise ValueError(f"initializer spec {text[:40]!r}... has {len(inner):,} characters of arguments; "
+                         f"at most {MAX_ARGS_LENGTH:,} are read")
     try:
         call = ast.parse(f"f({inner})", mode="eval").body
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
         raise ValueError(
             f"malformed initializer spec {text!r}: arguments must look like "
             "(key=value, ...) with Python literal values"
@@ -85,7 +91,10 @@ def parse_spec(text: str) -> Spec:
         if keyword.arg is None:
             raise ValueError(f"malformed initializer spec {text!r}: '**' is not allowed")
         kwargs[keyword.arg] = _literal(keyword.value, text)
-    return Spec(name, args, tuple(sorted(kwargs.items())))
+    return Spec(name, args, tuple(sorted(kwargs.items())), called=True)
+
+
+MAX_ARGS_LENGTH = 10_000
 
 
 def _literal(node: ast.expr, text: str) -> Any:
@@ -94,9 +103,12 @@ def _literal(node: ast.expr, text: str) -> Any:
     try:
         return ast.literal_eval(node)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        try:
+            shown = repr(ast.unparse(node))[:60]
+        except RecursionError:
+            shown = "an argument"
         raise ValueError(
-            f"malformed initializer spec {text!r}: {ast.unparse(node)!r} is not a "
-            "literal (quote strings: mode='fan_in')"
+            f"malformed initializer spec {text[:80]!r}: {shown} is not a literal (quote strings: mode='fan_in')"
         ) from None
 
 

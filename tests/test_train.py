@@ -138,15 +138,18 @@ def test_bad_training_config_is_a_user_error(digits, config, message):
         config.validate(digits.x_train.shape[0])
 
 
+# The duration event jax records for every XLA compilation (documented with jax.monitoring; stable since 0.4.)
+BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
 def _count_compiles(fn) -> int:
     """Number of XLA backend compilations while ``fn`` runs."""
     from jax import monitoring
-    from jax._src import dispatch
 
     events = []
 
     def listener(event, duration, **kwargs):
-        if event == dispatch.BACKEND_COMPILE_EVENT:
+        if event == BACKEND_COMPILE_EVENT:
             events.append(event)
 
     monitoring.register_event_duration_secs_listener(listener)
@@ -168,3 +171,25 @@ def test_compilations_do_not_grow_with_epochs_or_chunks(digits):
     one, four = _count_compiles(run(1, 0.0123)), _count_compiles(run(4, 0.0234))
     chunked = _count_compiles(run(4, 0.0345, chunk=1))
     assert one == four == chunked == 5, (one, four, chunked)  # initialization, training epoch, 2 evaluations, test outcomes
+
+
+def test_progress_counts_minibatch_steps_from_inside_the_compiled_epoch(digits, monkeypatch):
+    """The bar advances during an epoch (callbacks from the compiled scan), ends at chunks x epochs x steps,
+    and changes no number."""
+    from bench import progress
+
+    seen = []
+    real = progress.StepBar.on_steps
+    monkeypatch.setattr(progress.StepBar, "on_steps", lambda self, k: (seen.append(int(k)), real(self, k))[1])
+    totals = []
+    real_close = progress.StepBar.close
+    monkeypatch.setattr(progress.StepBar, "close", lambda self: (totals.append((self.done, self.bar.total)),
+                                                                 real_close(self))[1])
+    config = TrainConfig("sgd", 0.01, 64, 2)  # 1437 examples: 23 steps an epoch
+    model = models.mlp_for(digits.n_features, digits.n_classes, (16,))
+    inits = {"he_normal": initjax.get("he_normal")}
+    shown = train_task(digits, model, inits, [0, 1, 2], config, progress=True, chunk=2)
+    quiet = train_task(digits, model, inits, [0, 1, 2], config, progress=False, chunk=2)
+    assert seen and max(seen) == 23 and len(seen) == 2 * 2 * 23  # every step of 2 chunks x 2 epochs (23 < 50 ticks)
+    assert totals[0] == (2 * 2 * 23, 2 * 2 * 23)  # the shown bar ends full
+    np.testing.assert_array_equal(shown.frame.test_loss.to_numpy(), quiet.frame.test_loss.to_numpy())
