@@ -166,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench: {interrupted}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print("bench: interrupted before training started; nothing to resume", file=sys.stderr)
+        print("bench: interrupted; files already written are whole (each is written atomically), "
+              "rerun the command to finish", file=sys.stderr)
         return 130
 
 

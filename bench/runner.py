@@ -133,10 +133,14 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
     if out is None or not devices.is_main_process():
         shown = None if fixed_test_set else test_outcomes
         return Outcome(results, report.analyse(results, settings=settings, test_outcomes=shown), meta, [])
-    stored = [outcomes.save(out, test_outcomes)] if test_outcomes else []
-    if not test_outcomes:  # an older outcomes file describes other runs
-        (Path(out) / outcomes.FILE).unlink(missing_ok=True)
-    analysis, files = report.write(out, results, meta, baseline=baseline, test_outcomes=test_outcomes)
+    try:
+        stored = [outcomes.save(out, test_outcomes)] if test_outcomes else []
+        if not test_outcomes:  # an older outcomes file describes other runs
+            (Path(out) / outcomes.FILE).unlink(missing_ok=True)
+        analysis, files = report.write(out, results, meta, baseline=baseline, test_outcomes=test_outcomes)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted while writing the report; every run is saved in {Path(out) / 'progress'}: "
+                          "rerun the same command to write it (nothing is retrained)") from None
     files = [p for p in stored if p is not None] + files
     return Outcome(results, analysis, meta, files)
 

@@ -255,3 +255,27 @@ def test_two_runs_started_at_once_never_corrupt_each_other(tmp_path, uninterrupt
     assert not list(tmp_path.rglob("*.tmp"))
     manifests = [json.loads(p.read_text())["plan"]["seeds_per_chunk"] for p in tmp_path.rglob("manifest.json")]
     assert len(set(manifests)) == 1  # both tasks stored under one plan
+
+
+def test_ctrl_c_while_the_report_is_written_says_so_and_the_rerun_retrains_nothing(tmp_path, uninterrupted):
+    proc = _killed(tmp_path, "bench.figures", "save", "interrupt", 1)
+    assert proc.stderr.count("\n") == 1 and "interrupted while writing the report; every run is saved" in proc.stderr
+    rerun = _bench(tmp_path)
+    assert "compile 0.0 s" in rerun.stdout
+    assert (tmp_path / "results.csv").read_bytes() == uninterrupted
+
+
+def test_a_figure_that_cannot_be_written_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from bench import figures
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(store.os, "fsync", full_disk)
+    fig = plt.figure()
+    with pytest.raises(UserError, match="No space left on device") as error:
+        figures.save(fig, tmp_path / "figures" / "x", ("png",))
+    assert "\n" not in str(error.value) and not list(tmp_path.rglob("*.png"))
+    assert not list(tmp_path.rglob("*.tmp")) and not plt.fignum_exists(fig.number)  # closed all the same
