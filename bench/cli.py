@@ -66,22 +66,30 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
     run = commands.add_parser("run", help="run a preset (default: 'default') and write its report")
     run.add_argument("preset", nargs="?", default="default", help="preset name (`bench list` shows them)")
-    run.add_argument("--seeds", type=_int, help="seeds per initializer")
+    run.add_argument("--seeds", type=_int, help="seeds per initializer, 1 to 100,000 (default: the preset's; 32 in default)")
     run.add_argument("--data-seeds", type=_int,
-                     help="data orders crossed with every seed (default 1: seed i fixes both); the report splits the spread")
+                     help="data orders crossed with every seed (default 1: seed i fixes both); the report splits "
+                     "the spread")
     run.add_argument(
         "--initializers", type=_specs,
-        help="comma-separated specs: he_normal,normal(stddev=0.1),my_module:my_init",
+        help="comma-separated specs: he_normal,normal(stddev=0.1),my_module:my_init (an initializer), "
+        "my_module:builder(k=v) or my_module:builder() (called to build one; module:function runs that code) "
+        "(default: the preset's; 8 Keras initializers in default)",
     )
-    run.add_argument("--datasets", type=_names, help="comma-separated dataset names")
-    run.add_argument("--epochs", type=_int)
-    run.add_argument("--lr", type=_float, help="learning rate")
-    run.add_argument("--optimizer", help="sgd, momentum or adam")
-    run.add_argument("--batch-size", type=_int)
-    run.add_argument("--experiment-seed", type=_int, help="root of all random keys (default 0)")
-    run.add_argument("--model", help="model of every task: mlp, resmlp, lenet, convnet (`bench list`)")
-    run.add_argument("--hidden", type=_widths, help="hidden widths, e.g. 300,100 (resmlp: one equal width per block)")
-    run.add_argument("--activation", help="hidden activation, e.g. relu, tanh, linear")
+    run.add_argument("--datasets", type=_names, help="comma-separated dataset names, `bench list` shows them "
+                     "(default: the preset's; synthetic,digits in default)")
+    run.add_argument("--epochs", type=_int, help="passes over the training set (default: the preset's; 10 in default)")
+    run.add_argument("--lr", type=_float, help="learning rate, > 0 (default: the preset's; 1e-3 in default)")
+    run.add_argument("--optimizer", help="sgd, momentum (0.9) or adam (default: the preset's; adam in default)")
+    run.add_argument("--batch-size", type=_int, help="minibatch size; a partial last batch is kept (default: the "
+                     "preset's; 32 in default)")
+    run.add_argument("--experiment-seed", type=_int, help="root of all random keys, 0 to 2**32-1 (default 0)")
+    run.add_argument("--model", help="model of every task: mlp, resmlp, lenet, convnet, `bench list` (default: "
+                     "the preset's; mlp in default)")
+    run.add_argument("--hidden", type=_widths, help="hidden widths, e.g. 300,100; resmlp: one equal width per block "
+                     "(default: the preset's; 64,64 in default)")
+    run.add_argument("--activation", help="hidden activation, `bench list` shows them (default: the preset's; relu "
+                     "in default)")
     run.add_argument("--out", help="report folder (default: reports/<preset>)")
     run.add_argument("--smoke", action="store_true", help="tiny form: 2 seeds, 1 epoch, 512 training examples (explicit options still apply)")
     run.add_argument("--data-dir", help="folder of dataset files or tfds data_dir (default $INITJAX_DATA_DIR, else data/)")
@@ -350,5 +358,6 @@ def listing() -> str:
     lines += [f"  {name:<22} {summary}" for name, (_, summary) in datasets.LOADERS.items()]
     lines.append("models:")
     lines += [f"  {name:<22} {summary}" for name, summary in models.MODELS.items()]
+    lines.append(f"activations (--activation): {', '.join(models.ACTIVATIONS)}")
     lines.append(f"optimizers: {', '.join(train.OPTIMIZERS)}")
     return "\n".join(lines)

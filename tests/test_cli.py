@@ -100,3 +100,23 @@ def test_user_initializer_failing_only_on_the_models_kernels_is_named(tmp_path, 
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and f"initializer '{spec}'" in err and message in err, err
     assert not (tmp_path / "out" / "results.csv").exists()
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    parser = cli.build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    missing = [f"{name} {action.option_strings or action.dest}" for name, sub in commands.items()
+               for action in sub._actions if action.dest != "help" and not (action.help or "").strip()]
+    assert not missing, missing
+    run_help = commands["run"].format_help()
+    for option in ("--seeds", "--epochs", "--lr", "--optimizer", "--batch-size", "--model", "--activation"):
+        assert option in run_help
+    assert run_help.count("in default)") >= 8  # the default preset's value of each preset-set option
+
+
+def test_list_names_the_activations():
+    from bench import models
+
+    text = cli.listing()
+    line = next(line for line in text.splitlines() if line.startswith("activations"))
+    assert all(name in line for name in models.ACTIVATIONS)
