@@ -316,8 +316,6 @@ def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _perf(args: argparse.Namespace) -> int:
-    import jax
-
     from bench import perf
 
     unknown_workloads = [w for w in args.workloads if w not in perf.WORKLOADS]
@@ -327,19 +325,39 @@ def _perf(args: argparse.Namespace) -> int:
         sizes = [int(m) for m in args.models]
     except ValueError:
         raise UserError(f"--models must be integers, got {','.join(args.models)}") from None
-    if min(sizes) < 1:
-        raise UserError("--models must be >= 1")
+    if min(sizes) < 1 or max(sizes) > 65_536:
+        raise UserError(f"--models must be from 1 to 65,536, got {','.join(args.models)}")
     peak = perf.matmul_peak()
-    table = perf.measure(args.workloads, sizes)
+    print(f"measured float32 matmul peak {peak:,.0f} GFLOP/s", file=sys.stderr)
+    rows: list[dict] = []
+    try:
+        perf.measure(args.workloads, sizes, rows=rows, log=lambda text: print(text, file=sys.stderr, flush=True))
+    except KeyboardInterrupt:
+        if rows:
+            print(_perf_table(rows, peak))
+        raise Interrupted(f"interrupted; {len(rows)} measurement(s) finished" + (" (above)" if rows else "")) from None
+    print(_perf_table(rows, peak))
+    return 0
+
+
+def _perf_table(rows: list[dict], peak: float) -> str:
+    """The throughput tables of ``bench perf``, one per workload."""
+    import jax
+    import pandas as pd
+
+    from bench import perf
+
+    table = pd.DataFrame(rows)
     table["share of peak"] = [f"{g / peak:.0%}" for g in table["gflops"]]
     for column in ("seed_epochs_per_s", "gflops"):
         table[column] = [f"{v:,.0f}" if v >= 100 else f"{v:.3g}" for v in table[column]]
     device = jax.devices()[0]
-    print(f"{jax.default_backend()} ({device.device_kind}); measured float32 matmul peak {peak:,.0f} GFLOP/s")
-    for name, rows in table.groupby("workload", sort=False):
-        print(f"\n{perf.WORKLOADS[name].name}, {perf.WORKLOADS[name].n_examples} examples per epoch")
-        print(rows.drop(columns="workload").to_markdown(index=False, tablefmt="simple", floatfmt=".3g", disable_numparse=True))
-    return 0
+    lines = [f"{jax.default_backend()} ({device.device_kind}); measured float32 matmul peak {peak:,.0f} GFLOP/s"]
+    for name, group in table.groupby("workload", sort=False):
+        lines += ["", f"{perf.WORKLOADS[name].name}, {perf.WORKLOADS[name].n_examples} examples per epoch",
+                  group.drop(columns="workload").to_markdown(index=False, tablefmt="simple", floatfmt=".3g",
+                                                            disable_numparse=True)]
+    return "\n".join(lines)
 
 
 def listing() -> str:

@@ -233,20 +233,27 @@ def _seconds(fn: Callable[[], None]) -> float:
 
 
 def measure(workloads=("synthetic", "mnist"), sizes=(1, 8, 32, 128, 256), variants=tuple(VARIANTS),
-            repeats: int = 3) -> pd.DataFrame:
+            repeats: int = 3, rows: list[dict] | None = None, log=None) -> pd.DataFrame:
     """Times every (workload, n_models, variant); sequential variants above the workload's ``max_sequential`` are skipped.
+
+    Args:
+      rows: a list the finished rows are appended to as they come (so a caller
+        interrupted halfway still has them).
+      log: ``log(text)`` is told what is being timed before each measurement.
 
     Returns:
       One row per measurement: ``workload, models, variant, seconds`` (best of
       ``repeats`` after a warm-up), ``seed_epochs_per_s``, ``gflops``.
     """
-    rows = []
+    rows = [] if rows is None else rows
     for name in workloads:
         for n_models in sizes:
             s = setup(WORKLOADS[name], n_models)
             for variant in variants:
                 if variant != "vmap" and n_models > WORKLOADS[name].max_sequential:
                     continue
+                if log is not None:
+                    log(f"timing {name}, {n_models} model(s), {variant}: compile, warm up, best of {repeats}")
                 run = VARIANTS[variant](s)
                 run()  # compile and warm up
                 seconds = min(_seconds(run) for _ in range(repeats))

@@ -29,3 +29,22 @@ def test_flop_count_by_hand():
     params = 20 * 64 + 64 + 64 * 64 + 64 + 64 * 1 + 1
     assert s.n_params == params
     assert s.flops_per_epoch == 6 * params * 32 * 25 * 2
+
+
+def test_perf_says_what_it_times_and_ctrl_c_prints_the_rows_finished(monkeypatch, capsys):
+    from bench import cli
+
+    def one_row_then_ctrl_c(workloads, sizes, rows=None, log=None, **kwargs):
+        log("timing synthetic, 8 model(s), vmap")
+        rows.append({"workload": "synthetic", "models": 8, "layout": "8 x 1", "variant": "vmap", "seconds": 0.5,
+                     "seed_epochs_per_s": 16.0, "gflops": 2.0})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(perf, "measure", one_row_then_ctrl_c)
+    monkeypatch.setattr(perf, "matmul_peak", lambda: 4.0)
+    assert cli.main(["perf", "--models", "8", "--workloads", "synthetic"]) == 130
+    out, err = capsys.readouterr()
+    assert "timing synthetic, 8 model(s), vmap" in err and "interrupted; 1 measurement(s) finished (above)" in err
+    row = next(line for line in out.splitlines() if line.strip().startswith("8 "))
+    assert "vmap" in row and "50%" in row  # 2 of the 4 GFLOP/s peak
+    assert cli.main(["perf", "--models", str(10**9)]) == 2
