@@ -161,9 +161,9 @@ def write(diagnosis: Diagnosis, out: str | Path, experiment: Experiment, command
         j = jac[jac["dataset"] == dataset]
         lines += [f"## {dataset}", "", shown.to_markdown(index=False), "", "### Input-output Jacobian", "",
                   j.drop(columns=["dataset"]).to_markdown(index=False, floatfmt=".3g"), ""]
-        for stem, fig in ((f"{dataset}_variance", variance_figure(diagnosis, dataset, "variance")),
-                          (f"{dataset}_gradient_variance", variance_figure(diagnosis, dataset, "gradient_variance")),
-                          (f"{dataset}_jacobian", jacobian_figure(diagnosis, dataset))):
+        for stem, fig in ((f"{dataset}-variance", variance_figure(diagnosis, dataset, "variance")),
+                          (f"{dataset}-gradient-variance", variance_figure(diagnosis, dataset, "gradient_variance")),
+                          (f"{dataset}-jacobian", jacobian_figure(diagnosis, dataset))):
             saved = save(fig, out / "figures" / stem, ("png",))
             files += saved
             lines += [f"![{stem}](figures/{saved[0].name})", ""]

@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
@@ -31,37 +32,70 @@ def _label(metric: str) -> str:
     return LABELS.get(metric, metric.replace("_", " "))
 
 
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def arm_styles(names) -> dict[str, tuple]:
+    """One (colour, line style, marker) per initializer, fixed by its place in the experiment's order.
+
+    Ten tab10 colours, then the same colours dashed, dotted, ...: near-identical names
+    (``normal(stddev=0.1)``, ``normal(stddev=0.01)``) stay apart, and an initializer keeps
+    its colour in every figure of a report.
+    """
+    colors = plt.get_cmap("tab10")
+    return {name: (colors(i % 10), LINESTYLES[(i // 10) % len(LINESTYLES)], "osD^v<>"[(i // 10) % 7])
+            for i, name in enumerate(dict.fromkeys(names))}
+
+
+def _by_rank(final: pd.DataFrame, metric: str) -> list[str]:
+    """Initializers ordered by their mean final ``metric``, best first."""
+    means = final.groupby("initializer", sort=False)[metric].mean()
+    return list(means.sort_values(ascending=not higher_is_better(metric), kind="stable").index)
+
+
+def _near_best(means: pd.Series, metric: str, fraction: float = 0.1) -> list[str]:
+    """The initializers whose mean is within ``fraction`` of the best one's (where the differences are)."""
+    best = means.max() if higher_is_better(metric) else means.min()
+    return [n for n, m in means.items() if abs(m - best) <= fraction * abs(best)]
+
+
+def _integer_epochs(ax) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def learning_curves(results: pd.DataFrame, dataset: str, metric: str, level: float = 0.95) -> plt.Figure:
     """Mean of ``metric`` per epoch with a ``level`` t-interval band, one line per initializer.
 
     The band is ``mean +- t_{n-1} s / sqrt(n)`` over the seeds that did not diverge. The
     left panel shows every epoch and initializer; the right one zooms on epochs >= 1 of
-    the initializers whose final mean is within 10% of the best, where the differences are.
+    the initializers whose final mean is within 10% of the best, where the differences are,
+    and its legend lists only those. Lines are in rank order (best first) with fixed styles.
     """
-    data = results[(results["dataset"] == dataset) & ~results["diverged"].astype(bool)]
+    task = results[results["dataset"] == dataset]
+    styles = arm_styles(task["initializer"])
+    data = task[~task["diverged"].astype(bool)]
     fig, (full, zoom) = plt.subplots(1, 2, figsize=(10.5, 4.2), constrained_layout=True)
-    colors = plt.get_cmap("tab10")
-    curves = {}
-    for i, (name, group) in enumerate(data.groupby("initializer", sort=False)):
+    curves, bands = {}, {}
+    for name, group in data.groupby("initializer", sort=False):
         per_epoch = group.groupby("epoch")[metric].agg(["mean", "std", "count"])
         dof = np.maximum(per_epoch["count"] - 1, 1)
-        half = stats.t.ppf(0.5 + level / 2, dof) * per_epoch["std"].fillna(0) / np.sqrt(per_epoch["count"])
+        bands[name] = stats.t.ppf(0.5 + level / 2, dof) * per_epoch["std"].fillna(0) / np.sqrt(per_epoch["count"])
         curves[name] = per_epoch["mean"]
-        for ax in (full, zoom):
-            ax.plot(per_epoch.index, per_epoch["mean"], color=colors(i % 10), label=name, lw=1.6)
-            ax.fill_between(per_epoch.index, per_epoch["mean"] - half, per_epoch["mean"] + half,
-                            color=colors(i % 10), alpha=0.2, lw=0)
-    if curves:
-        finals = pd.Series({n: c.iloc[-1] for n, c in curves.items()})
-        up = higher_is_better(metric)
-        best = finals.max() if up else finals.min()
-        close = [n for n, f in finals.items() if abs(f - best) <= 0.1 * abs(best)]
-        later = pd.concat([curves[n][curves[n].index >= 1] for n in close])
-        if len(later):
-            pad = 0.05 * (later.max() - later.min() or abs(later.max()) or 1)
-            zoom.set_ylim(later.min() - pad, later.max() + pad)
-            if data["epoch"].max() > 1:
-                zoom.set_xlim(1, data["epoch"].max())
+    finals = pd.Series({n: c.iloc[-1] for n, c in curves.items()}, dtype=float)
+    order = list(finals.sort_values(ascending=not higher_is_better(metric), kind="stable").index)
+    close = _near_best(finals, metric) if len(finals) else []
+    for ax, shown in ((full, order), (zoom, [n for n in order if n in close])):
+        for name in shown:
+            color, style, _ = styles[name]
+            mean, half = curves[name], bands[name]
+            ax.plot(mean.index, mean, color=color, ls=style, label=name, lw=1.6)
+            ax.fill_between(mean.index, mean - half, mean + half, color=color, alpha=0.2, lw=0)
+    later = pd.concat([curves[n][curves[n].index >= 1] for n in close]) if close else pd.Series(dtype=float)
+    if len(later):
+        pad = 0.05 * (later.max() - later.min() or abs(later.max()) or 1)
+        zoom.set_ylim(later.min() - pad, later.max() + pad)
+        if data["epoch"].max() > 1:
+            zoom.set_xlim(1, data["epoch"].max())
     model = data["model"].iloc[0] if len(data) else ""
     full.set_title(f"{dataset}, {model}: mean and {level:.0%} CI over seeds", fontsize=10)
     zoom.set_title("zoom: epochs >= 1, initializers within 10% of the best", fontsize=10)
@@ -69,25 +103,44 @@ def learning_curves(results: pd.DataFrame, dataset: str, metric: str, level: flo
         ax.set_xlabel("epoch (0 = at initialization)")
         ax.set_ylabel(_label(metric))
         ax.grid(alpha=0.3)
-    zoom.legend(fontsize=8, ncols=2 if len(curves) > 5 else 1)
+        _integer_epochs(ax)
+    if order:
+        full.legend(fontsize=7, ncols=2 if len(order) > 6 else 1)
+    if close:
+        zoom.legend(fontsize=7, ncols=2 if len(close) > 6 else 1)
     return fig
 
 
 def final_distribution(results: pd.DataFrame, dataset: str, metric: str) -> plt.Figure:
-    """Box plot with every seed's final ``metric`` as a dot, one column per initializer."""
+    """Box plot with every seed's final ``metric`` as a dot, one column per initializer, best mean first.
+
+    The left panel shows every initializer; when some are far from the best (``zeros``
+    squashes the rest), the right panel zooms on those within 10% of the best, so that
+    differences of half a point stay visible.
+    """
     final = final_epoch(results)
-    data = final[(final["dataset"] == dataset) & ~final["diverged"].astype(bool)]
-    names = list(data["initializer"].unique())
-    values = [data.loc[data["initializer"] == n, metric].to_numpy() for n in names]
-    fig, ax = plt.subplots(figsize=(max(4.8, 0.8 * len(names) + 1.5), 4.2), constrained_layout=True)
-    ax.boxplot(values, showfliers=False, widths=0.6)
-    jitter = np.random.default_rng(0)  # fixed, so the figure is reproducible
-    for i, v in enumerate(values, start=1):
-        ax.scatter(i + jitter.uniform(-0.18, 0.18, len(v)), v, s=9, alpha=0.6, color="tab:blue", zorder=3)
-    ax.set_xticks(range(1, len(names) + 1), names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(f"final {_label(metric)}")
-    ax.set_title(f"{dataset}: final {_label(metric)}, one dot per seed", fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
+    task = final[final["dataset"] == dataset]
+    styles = arm_styles(task["initializer"])
+    data = task[~task["diverged"].astype(bool)]
+    names = _by_rank(data, metric)
+    means = data.groupby("initializer", sort=False)[metric].mean()
+    close = [n for n in names if n in _near_best(means, metric)]
+    panels = [names] + ([close] if len(close) < len(names) else [])
+    width = max(4.8, 0.8 * len(names) + 1.5) + (max(3.5, 0.8 * len(close) + 1.2) if len(panels) > 1 else 0)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.2), constrained_layout=True, squeeze=False,
+                             width_ratios=[len(p) + 1 for p in panels])
+    for ax, shown in zip(axes[0], panels):
+        values = [data.loc[data["initializer"] == n, metric].to_numpy() for n in shown]
+        ax.boxplot(values, showfliers=False, widths=0.6)
+        jitter = np.random.default_rng(0)  # fixed, so the figure is reproducible
+        for i, (name, v) in enumerate(zip(shown, values), start=1):
+            ax.scatter(i + jitter.uniform(-0.18, 0.18, len(v)), v, s=9, alpha=0.6, color=styles[name][0], zorder=3)
+        ax.set_xticks(range(1, len(shown) + 1), shown, rotation=30, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].set_ylabel(f"final {_label(metric)}")
+    axes[0, 0].set_title(f"{dataset}: final {_label(metric)}, one dot per seed, best mean first", fontsize=10)
+    if len(panels) > 1:
+        axes[0, 1].set_title("zoom: within 10% of the best", fontsize=10)
     return fig
 
 
@@ -157,10 +210,10 @@ def forest(comparisons: pd.DataFrame, dataset: str, level: float = 0.95) -> plt.
 def performance_profile(profile: pd.DataFrame, metric: str) -> plt.Figure:
     """Share of runs above each normalized-score threshold, one line per initializer (Agarwal et al. 2021)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
-    colors = plt.get_cmap("tab10")
-    for i, name in enumerate(profile.columns):
-        ax.step(profile.index, profile[name], where="post", color=colors(i % 10), lw=1.6,
-                ls="-" if i < 10 else "--", label=name)
+    styles = arm_styles(profile.columns)
+    for name in profile.columns:
+        color, style, _ = styles[name]
+        ax.step(profile.index, profile[name], where="post", color=color, lw=1.6, ls=style, label=name)
     ax.set_xlabel(f"normalized final {_label(metric)} (0 = untrained, 1 = best mean of the task)")
     ax.set_ylabel("share of runs above")
     ax.set_title("performance profile over tasks and seeds", fontsize=10)

@@ -218,3 +218,32 @@ def test_rerendering_keeps_divergence_epochs_integers(run_dir, tmp_path):
     assert (copy / "results.csv").read_bytes() == first
     assert b",True,2\n" in first and b",2.0\n" not in first
     assert "`he_normal` 1 of 5 (from epoch 2, median 2)" in (copy / "report.md").read_text()
+
+
+def _toy_results(means):
+    """Final-epoch-3 results of a few initializers, 6 seeds each, accuracies around the given means."""
+    rng = np.random.default_rng(0)
+    rows = [{"dataset": "toy", "model": "m", "initializer": name, "seed": seed, "epoch": epoch,
+             "test_accuracy": min(1.0, mean * epoch / 3 + 0.002 * rng.normal()), "diverged": False}
+            for name, mean in means.items() for seed in range(6) for epoch in range(4)]
+    return pd.DataFrame(rows)
+
+
+def test_figures_rank_zoom_and_label_only_what_they_draw():
+    from bench import figures
+
+    results = _toy_results({"zeros": 0.10, "b": 0.91, "a": 0.95, "c": 0.93})
+    box = figures.final_distribution(results, "toy", "test_accuracy")
+    full, zoom = box.axes
+    assert [t.get_text() for t in full.get_xticklabels()] == ["a", "c", "b", "zeros"]  # best mean first
+    assert [t.get_text() for t in zoom.get_xticklabels()] == ["a", "c", "b"]  # zeros left out of the zoom
+    assert zoom.get_ylim()[1] - zoom.get_ylim()[0] < 0.2  # half a point is visible there
+    curves = figures.learning_curves(results, "toy", "test_accuracy")
+    left, right = curves.axes
+    assert [t.get_text() for t in right.get_legend().get_texts()] == ["a", "c", "b"]
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["a", "c", "b", "zeros"]
+    assert all(float(tick).is_integer() for tick in left.get_xticks())
+    styles = figures.arm_styles([f"normal(stddev=0.{i})" for i in range(12)])
+    assert len({(color, style) for color, style, _ in styles.values()}) == 12  # no two alike past ten
+    single = figures.final_distribution(_toy_results({"a": 0.95, "b": 0.94}), "toy", "test_accuracy")
+    assert len(single.axes) == 1  # nothing far from the best: no zoom panel

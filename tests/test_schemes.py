@@ -161,7 +161,7 @@ def test_diagnose_command_writes_tables_and_figures(tmp_path, capsys):
     assert (fixup[fixup.layer == "head"].variance == 0).all()  # Fixup's head starts at 0
     assert lsuv.variance.between(0.7, 1.3).all()  # unit variance on LSUV's own batch, ~1 on the first 512 examples
     text = (out / "diagnostics.md").read_text()
-    assert "figures/digits_variance.png" in text and (out / "figures" / "digits_jacobian.png").is_file()
+    assert "figures/digits-variance.png" in text and (out / "figures" / "digits-jacobian.png").is_file()
     assert len(pd.read_csv(out / "jacobian.csv")) == 2 * 2 * 4 * 10  # seeds x inits x examples x min(64, 10)
 
 
