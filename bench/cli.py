@@ -62,11 +62,15 @@ def _specs(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="bench", description="Compare weight initializers over many seeds, with confidence intervals.")
+    parser = _Parser(
+        prog="bench", description="Compare weight initializers over many seeds, with confidence intervals."
+    )
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
     run = commands.add_parser("run", help="run a preset (default: 'default') and write its report")
     run.add_argument("preset", nargs="?", default="default", help="preset name (`bench list` shows them)")
-    run.add_argument("--seeds", type=_int, help="seeds per initializer, 1 to 100,000 (default: the preset's; 32 in default)")
+    run.add_argument(
+        "--seeds", type=_int, help="seeds per initializer, 1 to 100,000 (default: the preset's; 32 in default)"
+    )
     run.add_argument("--data-seeds", type=_int,
                      help="data orders crossed with every seed (default 1: seed i fixes both); the report splits "
                      "the spread")
@@ -91,11 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--activation", help="hidden activation, `bench list` shows them (default: the preset's; relu "
                      "in default)")
     run.add_argument("--out", help="report folder (default: reports/<preset>)")
-    run.add_argument("--smoke", action="store_true", help="tiny form: 2 seeds, 1 epoch, 512 training examples (explicit options still apply)")
-    run.add_argument("--data-dir", help="folder of dataset files or tfds data_dir (default $INITJAX_DATA_DIR, else data/)")
-    run.add_argument("--download", action="store_true", help="let tfds download and prepare missing datasets (needs the tf extra)")
-    run.add_argument("--baseline", help="reference of the difference columns (default: the best by mean; verdicts are always about the best)")
-    run.add_argument("--margin", type=_float, help="equivalence margin in the metric's units (default 0.005 = 0.5 pp of accuracy)")
+    run.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny form: 2 seeds, 1 epoch, 512 training examples (explicit options still apply)",
+    )
+    run.add_argument(
+        "--data-dir", help="folder of dataset files or tfds data_dir (default $INITJAX_DATA_DIR, else data/)"
+    )
+    run.add_argument(
+        "--download", action="store_true", help="let tfds download and prepare missing datasets (needs the tf extra)"
+    )
+    run.add_argument(
+        "--baseline",
+        help="reference of the difference columns (default: the best by mean; verdicts are always about the best)",
+    )
+    run.add_argument(
+        "--margin", type=_float, help="equivalence margin in the metric's units (default 0.005 = 0.5 pp of accuracy)"
+    )
     run.add_argument("--fixed-test-set", action="store_true",
                      help="intervals over seeds only, conditional on this test set (default: count its sampling error)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -110,16 +127,29 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("dir", help="folder with results.csv and run.json")
     rep.add_argument("--format", type=_names, default=list(FORMATS), help=f"comma-separated, of {','.join(FORMATS)}")
     rep.add_argument("--metric", default="test_accuracy", help="metric to rank and test (default test_accuracy)")
-    rep.add_argument("--baseline", help="reference of the difference columns (default: the best by mean; verdicts are always about the best)")
-    rep.add_argument("--margin", type=_float, help="equivalence margin in the metric's units (default: the run's, 0.5 pp of accuracy)")
-    rep.add_argument("--unpaired", action="store_true", help="runs not matched by seed: Welch differences instead of paired ones")
+    rep.add_argument(
+        "--baseline",
+        help="reference of the difference columns (default: the best by mean; verdicts are always about the best)",
+    )
+    rep.add_argument(
+        "--margin",
+        type=_float,
+        help="equivalence margin in the metric's units (default: the run's, 0.5 pp of accuracy)",
+    )
+    rep.add_argument(
+        "--unpaired", action="store_true", help="runs not matched by seed: Welch differences instead of paired ones"
+    )
     rep.add_argument("--fixed-test-set", action=argparse.BooleanOptionalAction, default=None,
                      help="intervals conditional on the test set (default: the run's choice)")
-    cal = commands.add_parser("calibrate", help="measure the report's error rates, coverage and power by resampling its runs")
+    cal = commands.add_parser(
+        "calibrate", help="measure the report's error rates, coverage and power by resampling its runs"
+    )
     cal.add_argument("dir", help="folder with results.csv and run.json")
     cal.add_argument("--seeds", type=_widths, default=[8, 16, 32], help="seed counts simulated (default 8,16,32)")
     cal.add_argument("--reps", type=_int, default=200, help="resamples per scenario and seed count (default 200)")
-    cal.add_argument("--shift", type=_float, help="handicap of the worse initializer in the shift scenario (default: 2 x margin)")
+    cal.add_argument(
+        "--shift", type=_float, help="handicap of the worse initializer in the shift scenario (default: 2 x margin)"
+    )
     cal.add_argument("--metric", default="test_accuracy", help="metric (default test_accuracy)")
     cal.add_argument("--unpaired", action="store_true", help="calibrate the unpaired procedure")
     perf = commands.add_parser("perf", help="time the vmapped trainer against a Python loop and per-seed scans")

@@ -148,8 +148,15 @@ def detection_power(n: int, k: int, delta_over_sd: float, level: float, rng: np.
     return float(np.mean((upper < 0).any(axis=1)))
 
 
-def seeds_for_power(k: int, delta_over_sd: float, level: float = 0.95, power: float = 0.8,
-                    rng: np.random.Generator | int = 0, grid=SEED_GRID, test_var: float = 0.0) -> tuple[int | None, float]:
+def seeds_for_power(
+    k: int,
+    delta_over_sd: float,
+    level: float = 0.95,
+    power: float = 0.8,
+    rng: np.random.Generator | int = 0,
+    grid=SEED_GRID,
+    test_var: float = 0.0,
+) -> tuple[int | None, float]:
     """Smallest seed count in ``grid`` at which :func:`detection_power` reaches ``power``.
 
     Power grows with seeds, so the grid is bisected (each count simulated with its own
@@ -223,7 +230,9 @@ def seeds_advice(results: pd.DataFrame, metric: str, deltas: tuple[float, ...], 
             seeds, reached = (None, np.nan)
             if np.isfinite(sd) and k >= 2:
                 rng = group_rng(settings.seed, *task_key, metric, delta, "power")
-                seeds, reached = seeds_for_power(k, delta / sd, settings.level, power, rng, test_var=(test_sd / sd) ** 2)
+                seeds, reached = seeds_for_power(
+                    k, delta / sd, settings.level, power, rng, test_var=(test_sd / sd) ** 2
+                )
             rows.append({**dict(zip(TASK, task_key)), "metric": metric, "delta": delta, "k": k, "sd": sd,
                          "test_sd": test_sd, "seeds": seeds, "power": reached, "max_seeds": SEED_GRID[-1]})
     return pd.DataFrame(rows)

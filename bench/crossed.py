@@ -34,7 +34,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-
 from scipy import stats
 
 from bench.stats import GROUP, Settings, final_epoch, finished, run_table
@@ -57,7 +56,9 @@ def cells(task_final: pd.DataFrame, metric: str, names: list[str]) -> np.ndarray
 
 
 def mean_squares(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """``(MS_init, MS_data, MS_rest)``, their degrees of freedom and ``(n, K)`` of the complete init seeds of `(n, K)`."""
+    """``(MS_init, MS_data, MS_rest)``, their degrees of freedom, and ``(n, K)``.
+
+    Over the complete init seeds of the `(n, K)` matrix."""
     x = x[np.isfinite(x).all(axis=1)]
     n, k = x.shape
     if n < 2 or k < 2:
@@ -140,7 +141,9 @@ def arm_variances(results: pd.DataFrame, metrics) -> dict[tuple, float]:
     return out
 
 
-def decomposition(results: pd.DataFrame, metric: str = "test_accuracy", settings: Settings = Settings()) -> pd.DataFrame:
+def decomposition(
+    results: pd.DataFrame, metric: str = "test_accuracy", settings: Settings = Settings()
+) -> pd.DataFrame:
     """Per (task, initializer): standard deviations of the init, data-order and remaining parts, with intervals.
 
     Returns:

@@ -109,7 +109,9 @@ def _finish(name, x_train, x_test, y_train, y_test, validation=0, source="embedd
         _check_split(name, split, x, y, n_classes)
     x_train, y_train = np.ascontiguousarray(x_train, np.float32), np.asarray(y_train, np.int32)
     if validation and validation >= len(x_train):
-        raise UserError(f"validation split of {validation} needs more than the {len(x_train)} training examples of {name}")
+        raise UserError(
+            f"validation split of {validation} needs more than the {len(x_train)} training examples of {name}"
+        )
     val = {}
     if validation:
         val = {"x_val": x_train[:validation], "y_val": y_train[:validation]}
@@ -129,7 +131,9 @@ def _finish(name, x_train, x_test, y_train, y_test, validation=0, source="embedd
 def _check_split(name: str, split: str, x: np.ndarray, y: np.ndarray, n_classes: int | None) -> None:
     x, y = np.asarray(x), np.asarray(y)
     if len(x) != len(y) or len(y) == 0:
-        raise UserError(f"{name}: the {split} split has {len(x)} inputs and {len(y)} labels; they must match and be > 0")
+        raise UserError(
+            f"{name}: the {split} split has {len(x)} inputs and {len(y)} labels; they must match and be > 0"
+        )
     if not np.issubdtype(y.dtype, np.integer) and not (np.isfinite(y).all() and (y == np.round(y)).all()):
         raise UserError(f"{name}: the {split} labels are not integers (dtype {y.dtype}); class labels are expected")
     high = n_classes if n_classes is not None else np.iinfo(np.int32).max
@@ -214,7 +218,12 @@ def read_cifar10_folder(folder: Path) -> tuple | None:
     """CIFAR-10's five training batches and test batch (python or binary version), or None."""
     layouts = [
         ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", readers.read_cifar10_python),
-        ("cifar-10-batches-bin", [f"data_batch_{i}.bin" for i in range(1, 6)], "test_batch.bin", readers.read_cifar10_binary),
+        (
+            "cifar-10-batches-bin",
+            [f"data_batch_{i}.bin" for i in range(1, 6)],
+            "test_batch.bin",
+            readers.read_cifar10_binary,
+        ),
     ]
     for sub, train_names, test_name, read in layouts:
         for base in (folder / sub, folder):
@@ -226,11 +235,15 @@ def read_cifar10_folder(folder: Path) -> tuple | None:
 
 
 IMAGE_SOURCES: dict[str, ImageSource] = {
-    "mnist": ImageSource("mnist", ("mnist", "MNIST"), 10, read_idx_folder, "the 4 MNIST IDX files (train-images-idx3-ubyte[.gz], ...)"),
+    "mnist": ImageSource(
+        "mnist", ("mnist", "MNIST"), 10, read_idx_folder, "the 4 MNIST IDX files (train-images-idx3-ubyte[.gz], ...)"
+    ),
     "fashion_mnist": ImageSource(
         "fashion_mnist", ("fashion_mnist", "fashion-mnist"), 10, read_idx_folder, "the 4 Fashion-MNIST IDX files"
     ),
-    "cifar10": ImageSource("cifar10", ("cifar10", "cifar-10"), 10, read_cifar10_folder, "cifar-10-batches-py/ or cifar-10-batches-bin/"),
+    "cifar10": ImageSource(
+        "cifar10", ("cifar10", "cifar-10"), 10, read_cifar10_folder, "cifar-10-batches-py/ or cifar-10-batches-bin/"
+    ),
 }
 
 

@@ -67,8 +67,9 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None) -> Diagnosis
             apply_fn = schemes.probe(module)
             paths = diagnostics.layer_paths(jax.tree.map(lambda p: p[0], params), apply_fn, x)
             stats = jax.jit(jax.vmap(lambda p: diagnostics.layer_statistics(p, apply_fn, x, y)))(params)
-            svals = jax.jit(jax.vmap(lambda p: diagnostics.jacobian_singular_values(p, apply_fn, x[:JACOBIAN_EXAMPLES])))(
-                params)
+            svals = jax.jit(
+                jax.vmap(lambda p: diagnostics.jacobian_singular_values(p, apply_fn, x[:JACOBIAN_EXAMPLES]))
+            )(params)
             stats = {k: np.asarray(v) for k, v in stats.items()}
             for seed in range(seeds):
                 layer_frames.append(pd.DataFrame({
@@ -78,8 +79,18 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None) -> Diagnosis
                     "gradient_variance": stats["gradient_variance"][seed]}))
             sv = np.asarray(svals)  # (seeds, examples, k)
             s, e, i = np.meshgrid(*map(np.arange, sv.shape), indexing="ij")
-            jacobian_frames.append(pd.DataFrame({"dataset": task.name, "initializer": name, "seed": s.ravel(),
-                                                 "example": e.ravel(), "index": i.ravel(), "singular_value": sv.ravel()}))
+            jacobian_frames.append(
+                pd.DataFrame(
+                    {
+                        "dataset": task.name,
+                        "initializer": name,
+                        "seed": s.ravel(),
+                        "example": e.ravel(),
+                        "index": i.ravel(),
+                        "singular_value": sv.ravel(),
+                    }
+                )
+            )
     return Diagnosis(pd.concat(layer_frames, ignore_index=True), pd.concat(jacobian_frames, ignore_index=True))
 
 
@@ -115,7 +126,9 @@ def variance_figure(diagnosis: Diagnosis, dataset: str, column: str) -> plt.Figu
     ax.set_yscale("log")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("layer (forward order)")
-    ax.set_ylabel({"variance": "pre-activation variance", "gradient_variance": "back-propagated gradient variance"}[column])
+    ax.set_ylabel(
+        {"variance": "pre-activation variance", "gradient_variance": "back-propagated gradient variance"}[column]
+    )
     ax.set_title(f"{dataset}: mean over seeds, band = min-max (layers at 0 not drawn)")
     ax.legend(fontsize=7, ncols=2)
     return fig

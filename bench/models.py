@@ -91,7 +91,9 @@ class ConvNet(nn.Module):
         act = ACTIVATIONS[self.activation]
         for block in self.blocks:
             for features, size, padding in block:
-                conv = nn.Conv(features, (size, size), padding=padding, kernel_init=self.kernel_init, bias_init=self.bias_init)
+                conv = nn.Conv(
+                    features, (size, size), padding=padding, kernel_init=self.kernel_init, bias_init=self.bias_init
+                )
                 x = act(conv(x))
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = x.reshape(x.shape[0], -1)
@@ -167,7 +169,9 @@ def _head(n_classes: int) -> dict:
     return {"n_outputs": 1 if binary else n_classes, "output_activation": "sigmoid" if binary else "softmax"}
 
 
-def build(kind: str, input_shape: Sequence[int], n_classes: int, hidden: Sequence[int] = (), activation: str = "relu") -> nn.Module:
+def build(
+    kind: str, input_shape: Sequence[int], n_classes: int, hidden: Sequence[int] = (), activation: str = "relu"
+) -> nn.Module:
     """A model for a classification task.
 
     Args:
@@ -193,7 +197,9 @@ def build(kind: str, input_shape: Sequence[int], n_classes: int, hidden: Sequenc
         return MLP(hidden=tuple(int(w) for w in hidden), activation=activation, **_head(n_classes))
     if kind == "resmlp":
         if not hidden or len(set(hidden)) != 1:
-            raise UserError(f"resmlp needs equal hidden widths, one per residual block, e.g. (64,) * 8; got {tuple(hidden)}")
+            raise UserError(
+                f"resmlp needs equal hidden widths, one per residual block, e.g. (64,) * 8; got {tuple(hidden)}"
+            )
         return ResMLP(int(hidden[0]), len(hidden), activation=activation, **_head(n_classes))
     if len(input_shape) != 3:
         raise UserError(f"model {kind!r} needs image inputs (H, W, C), the dataset has {tuple(input_shape)}; use mlp")
@@ -208,7 +214,8 @@ def mlp_for(n_features: int, n_classes: int, hidden: Sequence[int], activation: 
 def describe(model: nn.Module, input_shape: Sequence[int]) -> str:
     """A short name for results tables: ``"MLP 784-300-100-10 relu"``, ``"LeNet 28x28x1 relu"``."""
     if isinstance(model, ResMLP):
-        return f"ResMLP {int(np.prod(input_shape))}-{model.width}x{model.depth} blocks-{model.n_outputs} {model.activation}"
+        inputs = int(np.prod(input_shape))
+        return f"ResMLP {inputs}-{model.width}x{model.depth} blocks-{model.n_outputs} {model.activation}"
     if isinstance(model, MLP):
         widths = "-".join(str(w) for w in (int(np.prod(input_shape)), *model.hidden, model.n_outputs))
         return f"MLP {widths} {model.activation}"

@@ -47,11 +47,16 @@ def save(out_dir: str | Path, per_task: dict[str, dict]) -> Path | None:
     arrays = {}
     for i, (task, item) in enumerate(per_task.items()):
         correct = np.asarray(item["correct"], bool)
-        arrays.update({
-            f"t{i}_task": np.array(task), f"t{i}_names": np.array(item["names"]), f"t{i}_seeds": np.asarray(item["seeds"]),
-            f"t{i}_shape": np.array(correct.shape), f"t{i}_correct": np.packbits(correct, axis=-1),
-            f"t{i}_loss": np.asarray(item["loss"], np.float16),
-        })
+        arrays.update(
+            {
+                f"t{i}_task": np.array(task),
+                f"t{i}_names": np.array(item["names"]),
+                f"t{i}_seeds": np.asarray(item["seeds"]),
+                f"t{i}_shape": np.array(correct.shape),
+                f"t{i}_correct": np.packbits(correct, axis=-1),
+                f"t{i}_loss": np.asarray(item["loss"], np.float16),
+            }
+        )
     if not arrays:
         return None
     return write_npz_verified(Path(out_dir) / FILE, arrays, compressed=True)

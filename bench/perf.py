@@ -109,7 +109,9 @@ def setup(workload: Workload, n_models: int, init: str = "he_normal") -> Setup:
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(workload.n_examples, workload.n_features)).astype(np.float32))
     y = jnp.asarray(rng.integers(0, workload.n_classes, workload.n_examples).astype(np.int32))
-    model = models.mlp_for(workload.n_features, workload.n_classes, workload.hidden).clone(kernel_init=initjax.get(init))
+    model = models.mlp_for(workload.n_features, workload.n_classes, workload.hidden).clone(
+        kernel_init=initjax.get(init)
+    )
     optimizer = OPTIMIZERS[workload.optimizer](workload.lr)
     n_inits = 8 if n_models % 8 == 0 else 1
     init_keys, data_keys = run_keys(0, "perf", list(range(n_models // n_inits)))
@@ -234,7 +236,9 @@ def _seconds(fn: Callable[[], None]) -> float:
 
 def measure(workloads=("synthetic", "mnist"), sizes=(1, 8, 32, 128, 256), variants=tuple(VARIANTS),
             repeats: int = 3, rows: list[dict] | None = None, log=None) -> pd.DataFrame:
-    """Times every (workload, n_models, variant); sequential variants above the workload's ``max_sequential`` are skipped.
+    """Times every (workload, n_models, variant).
+
+    Sequential variants above the workload's ``max_sequential`` are skipped.
 
     Args:
       rows: a list the finished rows are appended to as they come (so a caller

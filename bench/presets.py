@@ -321,7 +321,8 @@ PRESETS.update({
     "schoenholz2017": Experiment(
         name="schoenholz2017",
         description=(
-            "Schoenholz et al. 2017, Fig. 5 in small: tanh MLPs of width 64 and depth 10, 20, 40, 80 on the first 5,000 "
+            "Schoenholz et al. 2017, Fig. 5 in small: tanh MLPs of width 64 and depth 10, 20, 40, 80 on the "
+            "first 5,000 "
             "MNIST training images, mean-field init with sigma_w^2 in 0.6..4.0 and sigma_b^2 = 0.05; SGD with "
             "momentum 0.9, lr 0.005, batch 32, 4 epochs; 2 seeds. A network counts as trainable when its mean "
             "training accuracy ends above 0.5 (chance 0.1)."

@@ -158,7 +158,9 @@ def read_cifar10_binary(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     raw = np.frombuffer(_read_bytes(path), np.uint8)
     if raw.size == 0 or raw.size % 3073:
-        raise UserError(f"{path} has {raw.size} bytes, not a whole number of 3073-byte CIFAR-10 records; download it again")
+        raise UserError(
+            f"{path} has {raw.size} bytes, not a whole number of 3073-byte CIFAR-10 records; download it again"
+        )
     records = raw.reshape(-1, 3073)
     if records[:, 0].max() > 9:
         raise UserError(f"{path} has labels above 9; it is not a CIFAR-10 binary batch")

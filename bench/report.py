@@ -136,7 +136,7 @@ def environment() -> dict[str, str]:
         "backend": jax.default_backend(),
         "devices": f"{len(devices)} x {devices[0].device_kind}",
         "git commit": git_commit(),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 
@@ -148,7 +148,11 @@ def git_commit() -> str:
             ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -200,7 +204,9 @@ def summary_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
         "rank": range(1, len(ranked) + 1),
         "initializer": ranked["initializer"],
         "verdict": ranked["verdict"],
-        f"{_title(metric)} mean [{level} CI]": [_interval(r["mean"], r["mean_low"], r["mean_high"]) for _, r in ranked.iterrows()],
+        f"{_title(metric)} mean [{level} CI]": [
+            _interval(r["mean"], r["mean_low"], r["mean_high"]) for _, r in ranked.iterrows()
+        ],
         f"IQM [{level} CI]": [_interval(r["iqm"], r["iqm_low"], r["iqm_high"]) for _, r in ranked.iterrows()],
         "median": [f"{v:.3f}" if pd.notna(v) else "n/a" for v in ranked["median"]],
         "std": [f"{v:.4f}" if pd.notna(v) else "n/a" for v in ranked["std"]],
@@ -233,13 +239,17 @@ def comparison_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
             "verdict": rows["verdict"] + np.where(rows["significant"], " (better than all)", ""),
             "to the best of the others [sim. CI]": [
                 f"[{scale * lo:+.{digits}f}, {scale * hi:+.{digits}f}]{unit}"
-                for lo, hi in zip(rows["to_best_low"], rows["to_best_high"])],
+                for lo, hi in zip(rows["to_best_low"], rows["to_best_high"])
+            ],
             "vs": rows["vs"],
             "n": rows["n"],
-            "Δ vs [sim. CI]": [_signed(d, lo, hi, scale, unit, digits) for d, lo, hi in zip(rows["diff"], rows["low"], rows["high"])],
+            "Δ vs [sim. CI]": [
+                _signed(d, lo, hi, scale, unit, digits) for d, lo, hi in zip(rows["diff"], rows["low"], rows["high"])
+            ],
             "p (max-T)": [_p(p) for p in rows["p"]],
             ("d_z [CI]" if analysis.paired else "d_av"): [
-                _interval(d, lo, hi, 2) for d, lo, hi in zip(rows["d_z"], rows["d_z_low"], rows["d_z_high"])],
+                _interval(d, lo, hi, 2) for d, lo, hi in zip(rows["d_z"], rows["d_z_low"], rows["d_z_high"])
+            ],
             ("wins vs" if analysis.paired else "P(better) vs"): [f"{w:.0%}" for w in rows["win_rate"]],
         }
     )
@@ -258,7 +268,9 @@ def curve_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "initializer": rows["initializer"],
-            "AUC (mean over epochs) [CI]": [_interval(a, lo, hi) for a, lo, hi in zip(rows["auc"], rows["auc_low"], rows["auc_high"])],
+            "AUC (mean over epochs) [CI]": [
+                _interval(a, lo, hi) for a, lo, hi in zip(rows["auc"], rows["auc_low"], rows["auc_high"])
+            ],
             "best (mean)": [f"{v:.3f}" for v in rows["best"]],
             "best epoch (median)": [f"{v:g}" for v in rows["best_epoch"]],
             "epochs to threshold (median)": [f"{v:g}" if pd.notna(v) else "never" for v in rows["epochs_to_threshold"]],
@@ -318,12 +330,18 @@ def sources_lines(analysis: Analysis, dataset: str) -> list[str]:
         f"interaction + rest sd{unit} [{level} CI] (share)": [cell(r, "rest") for _, r in rows.iterrows()],
     })
     first = rows.iloc[0]
-    return [f"### Where the spread comes from: {int(first['n_init'])} init seeds x {int(first['n_data'])} data orders",
-            "", table.to_markdown(index=False), "",
-            "Two-way random-effects ANOVA of the final runs (one run a cell, so the interaction is not separable from "
-            "the rest), on the init seeds with every data order finished; intervals: chi-square for the rest, "
-            "Satterthwaite for init and data order (n/a: estimated at 0, or under one degree of freedom: more seeds needed). Means and comparisons count the "
-            "data orders' share (s²_data / K), which more init seeds do not average away.", ""]
+    return [
+        f"### Where the spread comes from: {int(first['n_init'])} init seeds x {int(first['n_data'])} data orders",
+        "",
+        table.to_markdown(index=False),
+        "",
+        "Two-way random-effects ANOVA of the final runs (one run a cell, so the interaction is not separable from "
+        "the rest), on the init seeds with every data order finished; intervals: chi-square for the rest, "
+        "Satterthwaite for init and data order (n/a: estimated at 0, or under one degree of freedom: more seeds "
+        "needed). Means and comparisons count the "
+        "data orders' share (s²_data / K), which more init seeds do not average away.",
+        "",
+    ]
 
 
 def _rate(value: float) -> str:
@@ -415,34 +433,43 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
     header = {
         "preset": f"`{exp['name']}`",
         "initializers": ", ".join(f"`{name}`" for name in meta["initializers"]),
-        "seeds": (f"{exp['seeds']} per initializer, paired (seed i has the same data order and random stream for every "
-                  "initializer)" if exp.get("data_seeds", 1) == 1 else
-                  f"{exp['seeds']} init seeds x {exp['data_seeds']} data orders per initializer, crossed (init seed i "
-                  "has the same initial random stream, data order d the same minibatch order, for every initializer "
-                  "and every other seed) and paired"),
+        "seeds": (
+            f"{exp['seeds']} per initializer, paired (seed i has the same data order and random stream for every "
+            "initializer)"
+            if exp.get("data_seeds", 1) == 1
+            else f"{exp['seeds']} init seeds x {exp['data_seeds']} data orders per initializer, crossed (init seed i "
+            "has the same initial random stream, data order d the same minibatch order, for every initializer "
+            "and every other seed) and paired"
+        ),
         "training": f"{train['optimizer']}, lr {train['lr']:g}, batch {train['batch_size']}, {train['epochs']} epochs",
         "statistics": (
             f"at the last epoch, over seeds; means with {s.level:.0%} Student t CIs; IQM = 25% trimmed mean with "
-            f"{s.method} bootstrap CI ({s.n_resamples:,} resamples, seed {s.seed}) from {stats.IQM_MIN_SEEDS} seeds on, "
+            f"{s.method} bootstrap CI ({s.n_resamples:,} resamples, seed {s.seed}) "
+            f"from {stats.IQM_MIN_SEEDS} seeds on, "
             "where the mean's interval has no test-set or data-order term; "
             f"diverged runs counted (Wilson CI), not averaged"
         ),
         "verdicts": (
-            f"{'paired by seed' if analysis.paired else 'unpaired (Welch)'}; {s.level:.0%} simultaneous intervals of all "
+            f"{'paired by seed' if analysis.paired else 'unpaired (Welch)'}; "
+            f"{s.level:.0%} simultaneous intervals of all "
             f"pairwise differences (single-step max-T, {s.draws:,} null draws, seed {s.seed}) and from them Hsu's "
             f"multiple comparisons with the best; equivalence margin {scale * analysis.margin:g}{unit}; "
             f"Δ, d_z and wins against {reference}. {legend(analysis)}"
         ),
         "test set": (
             "its sampling error is in the intervals of test metrics (per-example outcomes of every run, "
-            "`outcomes.npz`: variance s²_seeds/n + s²_examples/m; " + ", ".join(
-                f"{task} m = {m:,}" for task, m in analysis.test_examples.items()) + ")"
-            if analysis.test_examples else
-            "intervals are over seeds only, conditional on the test set (" + (
-                "`--fixed-test-set`" if s.fixed_test_set else "no per-example outcomes stored") + ")"),
+            "`outcomes.npz`: variance s²_seeds/n + s²_examples/m; "
+            + ", ".join(f"{task} m = {m:,}" for task, m in analysis.test_examples.items())
+            + ")"
+            if analysis.test_examples
+            else "intervals are over seeds only, conditional on the test set ("
+            + ("`--fixed-test-set`" if s.fixed_test_set else "no per-example outcomes stored")
+            + ")"
+        ),
         **({"calibration": " ".join(calibration)} if calibration else {}),
         "runs": f"{meta['runs']:,}",
-        "wall time": f"{meta['wall_s']:.1f} s (compile {meta['compile_s']:.1f} s, initialization {meta['init_s']:.1f} s)",
+        "wall time": f"{meta['wall_s']:.1f} s (compile {meta['compile_s']:.1f} s, "
+                     f"initialization {meta['init_s']:.1f} s)",
         **({"peak memory": _peak_memory(meta)} if "peak_rss_bytes" in meta else {}),
         "environment": (
             f"initjax {env['initjax']}, jax {env['jax']}, flax {env['flax']}, optax {env['optax']}, "
@@ -522,8 +549,18 @@ def across_lines(analysis: Analysis, figures: list[str]) -> list[str]:
 
 # ---------------------------------------------------------------- LaTeX
 
-_TEX_ESCAPE = {"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-               "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+_TEX_ESCAPE = {
+    "_": r"\_",
+    "%": r"\%",
+    "&": r"\&",
+    "#": r"\#",
+    "$": r"\$",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+}
 
 
 def tex_escape(text: str) -> str:
@@ -541,7 +578,10 @@ def render_latex(meta: dict, analysis: Analysis) -> str:
     level = f"{analysis.settings.level:.0%}".replace("%", r"\%")
     scale, unit = _points(analysis.metric)
     unit_tex = " pp" if unit else ""
-    parts = [f"% initjax report {tex_escape(meta['experiment']['name'])}: generated, do not edit. Needs \\usepackage{{booktabs}}."]
+    parts = [
+        f"% initjax report {tex_escape(meta['experiment']['name'])}: generated, do not edit. "
+        "Needs \\usepackage{booktabs}."
+    ]
     for dataset, info in meta["tasks"].items():
         ranked = _ranked(analysis, dataset)
         mcb = analysis.comparisons[analysis.comparisons["dataset"] == dataset].set_index("initializer")
@@ -565,16 +605,28 @@ def render_latex(meta: dict, analysis: Analysis) -> str:
             r"(Hsu's multiple comparisons with the best from max-$T$ intervals of all pairs, better $> 0$); "
             f"IQM with {level} {tex_escape(analysis.settings.method)} bootstrap CI from {stats.IQM_MIN_SEEDS} seeds on "
             "where the test set's sampling error is not counted. "
-            f"Verdicts: best (highest mean, in bold); equivalent (within {scale * analysis.margin:g}{unit_tex} of the best); "
+            "Verdicts: best (highest mean, in bold); "
+            f"equivalent (within {scale * analysis.margin:g}{unit_tex} of the best); "
             r"worse (another initializer is significantly better); inconclusive (neither: more seeds needed). "
             r"The verdicts hold together at the stated level."
         )
         parts += [
-            r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{llcccc}", r"\toprule",
-            f"Initializer & Verdict & Mean [{level} CI] & $\\Delta$ best & IQM & Diverged \\\\", r"\midrule",
-            *rows, r"\bottomrule", r"\end{tabular}", f"\\caption{{{caption}}}",
-            f"\\label{{tab:initjax-{tex_escape(meta['experiment']['name'])}-{tex_escape(dataset)}}}".replace(r"\_", "-"),
-            r"\end{table}", "",
+            r"\begin{table}[t]",
+            r"\centering",
+            r"\small",
+            r"\begin{tabular}{llcccc}",
+            r"\toprule",
+            f"Initializer & Verdict & Mean [{level} CI] & $\\Delta$ best & IQM & Diverged \\\\",
+            r"\midrule",
+            *rows,
+            r"\bottomrule",
+            r"\end{tabular}",
+            f"\\caption{{{caption}}}",
+            f"\\label{{tab:initjax-{tex_escape(meta['experiment']['name'])}-{tex_escape(dataset)}}}".replace(
+                r"\_", "-"
+            ),
+            r"\end{table}",
+            "",
         ]
     return "\n".join(parts)
 
@@ -748,7 +800,9 @@ def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict]:
         raise UserError(f"{meta} is damaged ({type(error).__name__}: {error}); rerun the experiment") from None
     version = meta_dict.get("format", 1) if isinstance(meta_dict, dict) else None
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise UserError(f"{meta} has results format {version!r}; this initjax reads format <= {FORMAT_VERSION}: upgrade initjax")
+        raise UserError(
+            f"{meta} has results format {version!r}; this initjax reads format <= {FORMAT_VERSION}: upgrade initjax"
+        )
     try:
         results = read_floats_exactly(csv, pd.read_csv(csv))
     except (ValueError, OSError) as error:

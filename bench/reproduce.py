@@ -60,7 +60,9 @@ class Reproduction:
 
 
 def _ci(values) -> str:
-    """``mean [low, high]`` with a 95% Student t CI (the report's per-initializer interval; BCa under-covers at 8 seeds)."""
+    """``mean [low, high]`` with a 95% Student t CI.
+
+    The report's per-initializer interval; BCa under-covers at 8 seeds."""
     values = np.asarray(values, np.float64)
     values = values[np.isfinite(values)]
     if len(values) == 0:
@@ -188,7 +190,8 @@ def _saxe2013(results: pd.DataFrame, diagnosis) -> list[Finding]:
     return [
         Finding(
             "Sec. 4 / Fig. 6: with orthogonal init the learning time of a deep linear network is independent of depth.",
-            f"epochs to a training loss of {SAXE_THRESHOLD} with one learning rate for every depth: {lines}. Median at depth {deep} / depth {shallow} for orthogonal: {ortho_growth:.2f}",
+            f"epochs to a training loss of {SAXE_THRESHOLD} with one learning rate for every depth: {lines}. "
+            f"Median at depth {deep} / depth {shallow} for orthogonal: {ortho_growth:.2f}",
             f"orthogonal's median epochs at depth {deep} / depth {shallow} within [2/3, 3/2]",
             bool(2 / 3 <= ortho_growth <= 1.5),
         ),

@@ -171,7 +171,7 @@ class TaskStore:
 
     def save_finished(self, chunk: int, sums: np.ndarray, finite: np.ndarray, seconds: float = 0.0,
                       seed_epochs: int = 0, outcomes: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        """Records a finished chunk (the seconds and run-epochs it took, its test outcomes), then drops its checkpoint."""
+        """Records a finished chunk (its seconds, run-epochs and test outcomes), then drops its checkpoint."""
         extra = {} if outcomes is None else {"test_loss": outcomes[0],
                                              "test_correct": np.packbits(outcomes[1], axis=-1)}
         self._write_npz(self._chunk(chunk), f"chunk-{chunk:04d}", sums=sums, finite=finite, seconds=np.float64(seconds),
@@ -212,9 +212,18 @@ class TaskStore:
         """Saves the state after ``epoch`` (parameters and optimizer state as flat leaf lists)."""
         p, o = jax.tree.leaves(params), jax.tree.leaves(opt_state)
         leaves = {f"leaf_{i}": np.asarray(leaf) for i, leaf in enumerate(p + o)}
-        self._write_npz(self._checkpoint(chunk), f"chunk-{chunk:04d}.checkpoint", epoch=np.int64(epoch), n_params=np.int64(len(p)),
-                   n_leaves=np.int64(len(p) + len(o)), sums=sums, finite=finite, seconds=np.float64(seconds),
-                   seed_epochs=np.int64(seed_epochs), **leaves)
+        self._write_npz(
+            self._checkpoint(chunk),
+            f"chunk-{chunk:04d}.checkpoint",
+            epoch=np.int64(epoch),
+            n_params=np.int64(len(p)),
+            n_leaves=np.int64(len(p) + len(o)),
+            sums=sums,
+            finite=finite,
+            seconds=np.float64(seconds),
+            seed_epochs=np.int64(seed_epochs),
+            **leaves,
+        )
         self._last_save = time.monotonic()
 
     # ------------------------------------------------------------ reading

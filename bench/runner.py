@@ -263,6 +263,8 @@ def _interrupted(store) -> str:
 
 
 def _column_order(results: pd.DataFrame) -> pd.DataFrame:
-    first = ["experiment", "dataset", "model", "initializer", "seed"] + (["data_seed"] if "data_seed" in results else [])
+    first = ["experiment", "dataset", "model", "initializer", "seed"] + (
+        ["data_seed"] if "data_seed" in results else []
+    )
     first += ["epoch"]
     return results[first + [c for c in results.columns if c not in first]]

@@ -178,7 +178,7 @@ def finite_values(group: pd.DataFrame, metric: str) -> np.ndarray:
 
 
 def run_table(rows: pd.DataFrame, values: pd.Series, index, names: Sequence[str]) -> pd.DataFrame:
-    """``values`` of a task's final rows as one row per run key ``index`` and one column per initializer in ``names``."""
+    """``values`` of a task's final rows: one row per run key ``index``, one column per initializer in ``names``."""
     return rows.assign(value=values).pivot_table(index=index, columns="initializer", values="value", aggfunc="first",
                                                  dropna=False, sort=True).reindex(columns=list(names))
 

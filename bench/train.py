@@ -34,9 +34,9 @@ import optax
 import pandas as pd
 
 from bench import devices, memory, resume
-from bench.progress import StepBar
 from bench.datasets import Dataset
 from bench.errors import UserError, unknown
+from bench.progress import StepBar
 from initjax import schemes
 
 OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
@@ -76,7 +76,9 @@ class TrainConfig:
         if n_train is None and not 1 <= self.batch_size <= 2**31 - 1:
             raise UserError(f"batch size must be an integer >= 1, got {self.batch_size}")
         if n_train is not None and not 1 <= self.batch_size <= n_train:
-            raise UserError(f"batch size must be between 1 and the {n_train:,} training examples, got {self.batch_size}")
+            raise UserError(
+                f"batch size must be between 1 and the {n_train:,} training examples, got {self.batch_size}"
+            )
 
 
 @dataclasses.dataclass
@@ -163,7 +165,9 @@ def run_keys(experiment_seed: int, dataset: str, seeds: Sequence[int], data_seed
     init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(seed_keys)
     if data_seeds == 1:
         return init_keys, jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)
-    orders = jax.random.fold_in(jax.random.key(experiment_seed), zlib.crc32(f"{dataset}/data-order".encode()) & 0x7FFFFFFF)
+    orders = jax.random.fold_in(
+        jax.random.key(experiment_seed), zlib.crc32(f"{dataset}/data-order".encode()) & 0x7FFFFFFF
+    )
     return init_keys, jax.vmap(lambda d: jax.random.fold_in(jax.random.fold_in(orders, d), 1))(runs % data_seeds)
 
 
@@ -196,7 +200,9 @@ def init_params(model: nn.Module, initializers: Sequence[Callable], init_keys, i
 
             def one(key, m=module, scheme=init, apply_fn=apply_fn):
                 n = x_train.shape[0]
-                batch = x_train[jax.random.choice(jax.random.fold_in(key, 2), n, (min(SCHEME_BATCH, n),), replace=False)]
+                batch = x_train[
+                    jax.random.choice(jax.random.fold_in(key, 2), n, (min(SCHEME_BATCH, n),), replace=False)
+                ]
                 return scheme(jax.random.fold_in(key, 3), m.init(key, sample)["params"], apply_fn, batch)
         else:
             def one(key, m=model.clone(kernel_init=init)):
@@ -571,9 +577,15 @@ def train_task(
             params, opt_state = jax.block_until_ready(init_program(init_keys, x_train))
             init_s += time.perf_counter() - start
             if programs is None:
-                programs = _compile_programs(model, optimizer, config, (params, opt_state, data_keys, epoch_arg, x_train,
-                                                                         y_train), eval_splits, model_sharding,
-                                             bar.on_steps if progress else None)
+                programs = _compile_programs(
+                    model,
+                    optimizer,
+                    config,
+                    (params, opt_state, data_keys, epoch_arg, x_train, y_train),
+                    eval_splits,
+                    model_sharding,
+                    bar.on_steps if progress else None,
+                )
                 compile_s = programs.compile_s
                 bar.exclude_from_rate()
             start = time.perf_counter()
@@ -590,15 +602,24 @@ def train_task(
                 sums[i, 0] = programs.evaluate_all(params, eval_splits)
             chunk_seed_epochs = 0
             for epoch in range(1 if saved is None else saved.epoch + 1, config.epochs + 1):
-                params, opt_state, ok = programs.train_epoch(params, opt_state, data_keys, jnp.asarray(epoch, jnp.int32),
-                                                             x_train, y_train)
+                params, opt_state, ok = programs.train_epoch(
+                    params, opt_state, data_keys, jnp.asarray(epoch, jnp.int32), x_train, y_train
+                )
                 finite[i, epoch] = np.asarray(ok)
                 sums[i, epoch] = programs.evaluate_all(params, eval_splits)
                 chunk_seed_epochs += len(names) * sum(real[c])
                 bar.advance(steps)
                 if store is not None and epoch < config.epochs and store.due():
-                    store.save_checkpoint(c, epoch, params, opt_state, sums[i], finite[i],
-                                          before_s + time.perf_counter() - start, before_seed_epochs + chunk_seed_epochs)
+                    store.save_checkpoint(
+                        c,
+                        epoch,
+                        params,
+                        opt_state,
+                        sums[i],
+                        finite[i],
+                        before_s + time.perf_counter() - start,
+                        before_seed_epochs + chunk_seed_epochs,
+                    )
             loss, correct = programs.outcomes(params, *eval_splits["test"])
             test_loss[i], test_correct[i] = np.asarray(loss)[..., :n_test], np.asarray(correct)[..., :n_test]
             train_s += time.perf_counter() - start

@@ -166,7 +166,9 @@ def _null_max_t(values: np.ndarray, draws: int, rng: np.random.Generator, paired
         eigval, eigvec = np.linalg.eigh(covariance(values))
         root = eigvec * np.sqrt(np.clip(eigval, 0, None))
     else:
-        root = np.diag(np.nan_to_num(np.nanstd(values, 0, ddof=1)) if values.shape[0] > 1 else np.zeros(values.shape[1]))
+        root = np.diag(
+            np.nan_to_num(np.nanstd(values, 0, ddof=1)) if values.shape[0] > 1 else np.zeros(values.shape[1])
+        )
     z = rng.standard_normal((draws, values.shape[0], values.shape[1])) @ root.T * m
     with np.errstate(divide="ignore", invalid="ignore"):
         if paired:
@@ -285,7 +287,9 @@ def d_z_interval(d_z: float, n: int, level: float = 0.95) -> tuple[float, float]
         return (d_z - half, d_z + half)
 
 
-def mcb(low: np.ndarray, high: np.ndarray, means: np.ndarray, margin: float) -> tuple[list[str], np.ndarray, np.ndarray]:
+def mcb(
+    low: np.ndarray, high: np.ndarray, means: np.ndarray, margin: float
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Verdicts from all-pairs intervals (better direction), Hsu's MCB.
 
     Args:

@@ -102,7 +102,12 @@ _add(
     True,
 )
 _add("torch_kaiming_normal", extra.torch_kaiming_normal, "PyTorch kaiming_normal_: N(0, 2/fan_in), untruncated", False)
-_add("torch_xavier_normal", extra.torch_xavier_normal, "PyTorch xavier_normal_: N(0, 2/(fan_in+fan_out)), untruncated", False)
+_add(
+    "torch_xavier_normal",
+    extra.torch_xavier_normal,
+    "PyTorch xavier_normal_: N(0, 2/(fan_in+fan_out)), untruncated",
+    False,
+)
 _add("torch_default", extra.torch_default, "PyTorch nn.Linear default: U[-1/sqrt(fan_in), 1/sqrt(fan_in)]", False)
 _add("identity", structured.identity, "gain * rectangular identity (conv: at the centre tap), gain=1")
 _add("delta_orthogonal", structured.delta_orthogonal, "orthogonal matrix at the conv centre tap (Xiao et al. 2018)")

@@ -17,7 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_cli(*args, cwd=REPO):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def test_list_shows_every_initializer_preset_and_dataset(capsys):
@@ -92,9 +94,13 @@ def test_user_initializer_failing_only_on_the_models_kernels_is_named(tmp_path, 
     module.raises_when_wide = lambda key, shape, dtype=jnp.float32: (
         jnp.zeros(shape, dtype) if shape[-1] < 10 else 1 / 0)
     monkeypatch.setitem(sys.modules, "picky_inits", module)
-    for spec, message in [("picky_inits:small_only", "gave float32[3, 4] for the kernel ['Dense_0']['kernel'] of shape [20, 64]"),
-                          ("picky_inits:raises_when_wide", "failed on the kernel ['Dense_0']['kernel'] of shape [20, 64]: "
-                                                             "ZeroDivisionError")]:
+    for spec, message in [
+        ("picky_inits:small_only", "gave float32[3, 4] for the kernel ['Dense_0']['kernel'] of shape [20, 64]"),
+        (
+            "picky_inits:raises_when_wide",
+            "failed on the kernel ['Dense_0']['kernel'] of shape [20, 64]: ZeroDivisionError",
+        ),
+    ]:
         code = cli.main(["run", "--initializers", f"he_normal,{spec}", "--datasets", "synthetic", "--seeds", "1",
                          "--epochs", "1", "--out", str(tmp_path / "out"), "--no-progress"])
         err = capsys.readouterr().err

@@ -58,7 +58,9 @@ def no_training(monkeypatch, tmp_path):
 
 # derandomize: CI sees the same examples every time (a random failure here once found newlines that users typed
 # being echoed into the error, making it two lines; now escaped, and kept as an explicit case below)
-@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(token, max_size=7))
 @example(["--format", "run", "\n"])
 @example(["run", "--initializers", "he_normal\u2028x"])
@@ -111,7 +113,9 @@ def run_command(draw):
     return argv + draw(st.lists(st.sampled_from(["--smoke", "--no-progress", "--fresh"]), max_size=2))
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(run_command())
 def test_any_run_options_work_or_are_one_line_status_2(capsys, argv):
     test_any_command_line_works_or_is_one_line_status_2.hypothesis.inner_test(capsys, argv)

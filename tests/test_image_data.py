@@ -166,7 +166,11 @@ def test_tfds_data_source_under_mock_data(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=9):
         data = datasets.load_images("mnist", tmp_path / "no_local_files", validation=3)
-    assert data.x_train.shape == (6, 28, 28, 1) and data.x_val.shape == (3, 28, 28, 1) and data.x_test.shape[1:] == (28, 28, 1)
+    assert (
+        data.x_train.shape == (6, 28, 28, 1)
+        and data.x_val.shape == (3, 28, 28, 1)
+        and data.x_test.shape[1:] == (28, 28, 1)
+    )
     assert 0 <= data.x_train.min() and data.x_train.max() <= 1 and "tensorflow-datasets" in data.source
 
 
@@ -194,7 +198,9 @@ def test_real_mnist_is_the_published_dataset():
 @needs_mnist
 def test_mnist_mlp_smoke_end_to_end(tmp_path, capsys):
     out = tmp_path / "smoke"
-    assert cli.main(["run", "mnist-mlp", "--smoke", "--data-dir", str(MNIST_DIR), "--out", str(out), "--no-progress"]) == 0
+    assert (
+        cli.main(["run", "mnist-mlp", "--smoke", "--data-dir", str(MNIST_DIR), "--out", str(out), "--no-progress"]) == 0
+    )
     import pandas as pd
 
     results = pd.read_csv(out / "results.csv")

@@ -12,9 +12,15 @@ from bench import perf
 def test_loop_scan_and_vmap_give_the_same_runs(workload, n_models, chunk):
     """24 models = 8 initializers x 3 seeds in chunks of 2 seeds: the last chunk is padded."""
     w = perf.WORKLOADS[workload]
-    small = perf.Workload(w.name, w.n_features, w.n_classes, w.hidden, w.optimizer, w.lr, w.batch_size, 8 * w.batch_size)
+    small = perf.Workload(
+        w.name, w.n_features, w.n_classes, w.hidden, w.optimizer, w.lr, w.batch_size, 8 * w.batch_size
+    )
     s = perf.setup(small, n_models=n_models)
-    results = {"loop": perf.loop_variant(s)(), "scan": perf.scan_variant(s)(), "vmap": perf.vmap_variant(s, chunk)().runs()}
+    results = {
+        "loop": perf.loop_variant(s)(),
+        "scan": perf.scan_variant(s)(),
+        "vmap": perf.vmap_variant(s, chunk)().runs(),
+    }
     assert len(results["vmap"]) == n_models
     for i in range(n_models):
         for other in ("loop", "scan"):

@@ -187,7 +187,9 @@ def test_bad_specs_raise_value_error(spec, message):
 def test_register_user_initializer_and_builder(monkeypatch):
     monkeypatch.setattr(initjax.registry, "REGISTRY", dict(initjax.REGISTRY))
     initjax.register("halves", lambda key, shape, dtype=jnp.float32: jnp.full(shape, 0.5, dtype))
-    initjax.register("scaled", lambda s=1.0: (lambda key, shape, dtype=jnp.float32: s * jnp.ones(shape, dtype)), builder=True)
+    initjax.register(
+        "scaled", lambda s=1.0: lambda key, shape, dtype=jnp.float32: s * jnp.ones(shape, dtype), builder=True
+    )
     assert float(sample("halves", (2, 2))[1, 1]) == 0.5
     assert float(sample("scaled(s=3.0)", (2, 2))[0, 0]) == 3.0
     with pytest.raises(ValueError, match="built-in"):

@@ -16,7 +16,10 @@ from bench.runner import run_experiment
 def run_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
     experiment = presets.get("default").override(
-        seeds=5, epochs=3, datasets=["synthetic", "digits"], initializers=["he_normal", "glorot_uniform", "normal(stddev=0.1)"]
+        seeds=5,
+        epochs=3,
+        datasets=["synthetic", "digits"],
+        initializers=["he_normal", "glorot_uniform", "normal(stddev=0.1)"],
     )
     run_experiment(experiment, folder, progress=False)
     return folder
@@ -56,7 +59,9 @@ def test_latex_compiles(run_dir, tmp_path):
     doc = tmp_path / "doc.tex"
     doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\usepackage[utf8]{inputenc}\\begin{document}"
                    f"\\input{{{run_dir / 'report.tex'}}}\\end{{document}}")
-    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", doc.name], cwd=tmp_path, capture_output=True, timeout=120)
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", doc.name], cwd=tmp_path, capture_output=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout[-2000:]
 
 
@@ -64,7 +69,9 @@ def test_report_command_rerenders_without_training(run_dir, tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
     before = (copy / "results.csv").read_bytes()
-    assert cli.main(["report", str(copy), "--format", "md,tex", "--metric", "test_loss", "--baseline", "he_normal"]) == 0
+    assert (
+        cli.main(["report", str(copy), "--format", "md,tex", "--metric", "test_loss", "--baseline", "he_normal"]) == 0
+    )
     text = (copy / "report.md").read_text()
     assert "### Comparisons with the best: test loss" in text
     table = text.split("### Comparisons with the best")[1].split("\n\n")[1].splitlines()[2:]
@@ -120,14 +127,22 @@ def _as_if_run(folder, results):
     (folder / "run.json").write_text(json.dumps({**meta, "results_sha256": hashlib.sha256(text.encode()).hexdigest()}))
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda text: text[:text.rstrip("\n").rindex("\n") + 1], r"lacks row dataset=digits, initializer=normal\(stddev=0.1\), "
-     r"seed=4, epoch=3 \(119 rows; run.json describes 120\)"),
-    (lambda text: text.replace("glorot_uniform", "glorot_unifrom", 1), "has the initializer 'glorot_unifrom', which "
-     "run.json does not list"),
-    (lambda text: text.replace(",3,", ",2,", 1), "has the row .* twice"),
-    (lambda text: text.replace("synthetic", "synth", 1), "has the task 'synth'"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda text: text[: text.rstrip("\n").rindex("\n") + 1],
+            r"lacks row dataset=digits, initializer=normal\(stddev=0.1\), "
+            r"seed=4, epoch=3 \(119 rows; run.json describes 120\)",
+        ),
+        (
+            lambda text: text.replace("glorot_uniform", "glorot_unifrom", 1),
+            "has the initializer 'glorot_unifrom', which run.json does not list",
+        ),
+        (lambda text: text.replace(",3,", ",2,", 1), "has the row .* twice"),
+        (lambda text: text.replace("synthetic", "synth", 1), "has the task 'synth'"),
+    ],
+)
 def test_a_results_table_that_does_not_match_its_run_is_refused(run_dir, tmp_path, capsys, edit, message):
     copy = tmp_path / "edited"
     shutil.copytree(run_dir, copy)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import optax
 import pandas as pd
 import pytest
 
@@ -112,7 +111,9 @@ def test_footprint_bounds_what_xla_reserves(hidden, optimizer, n_features):
         params, opt_state, keys, epoch, x, y).compile()
     stats = compiled.memory_analysis()
     data = n * n_features * 4 + n * 4
-    xla = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes - stats.alias_size_in_bytes
+    xla = (
+        stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes - stats.alias_size_in_bytes
+    )
     ours = n_inits * n_seeds * (fp.state + fp.train) + data
     assert xla <= ours <= 4 * xla, (xla, ours)
     assert fp.params == memory.tree_bytes(params) // (n_inits * n_seeds)

@@ -117,7 +117,9 @@ def _deep_linear(sigma2, depth=6, width=256, n_out=10):
 
 @pytest.mark.parametrize("sigma2", [0.7, 1.0, 1.5])
 def test_deep_linear_diagnostics_match_the_analytic_variance_products(sigma2):
-    """h_l = W_l h_{l-1}, Var(W) = s2/fan_in: Var(h_l) = s2^l Var(x); backward: Var(d_{l-1}) = s2 fan_out/fan_in Var(d_l)."""
+    """h_l = W_l h_{l-1}, Var(W) = s2/fan_in: Var(h_l) = s2^l Var(x).
+
+    Backward: Var(d_{l-1}) = s2 fan_out/fan_in Var(d_l)."""
     model = _deep_linear(sigma2)
     x = jax.random.normal(jax.random.key(8), (1024, 256))
     labels = jax.random.randint(jax.random.key(9), (1024,), 0, 10)

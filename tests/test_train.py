@@ -170,7 +170,11 @@ def test_compilations_do_not_grow_with_epochs_or_chunks(digits):
     run(1, 0.0112, chunk=1)()
     one, four = _count_compiles(run(1, 0.0123)), _count_compiles(run(4, 0.0234))
     chunked = _count_compiles(run(4, 0.0345, chunk=1))
-    assert one == four == chunked == 5, (one, four, chunked)  # initialization, training epoch, 2 evaluations, test outcomes
+    assert one == four == chunked == 5, (
+        one,
+        four,
+        chunked,
+    )  # initialization, training epoch, 2 evaluations, test outcomes
 
 
 def test_progress_counts_minibatch_steps_from_inside_the_compiled_epoch(digits, monkeypatch):
