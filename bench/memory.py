@@ -25,6 +25,7 @@ import math
 import os
 import re
 import resource
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -135,8 +136,21 @@ def current_rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak resident memory of this process so far.
+
+    Linux's ``VmHWM`` where there is one: ``ru_maxrss`` survives ``exec``, so a process
+    started from a large parent (a test runner, a notebook) would report the parent's
+    peak as its own. Elsewhere ``ru_maxrss`` (KiB on Linux, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss if sys.platform == "darwin" else maxrss * 1024
 
 
 def device_peak_bytes(device) -> int | None:

@@ -110,7 +110,9 @@ def read_npz_verified(path: str | Path, remedy: str) -> dict[str, np.ndarray]:
             raise ValueError(f"member {bad} fails its CRC")
         with np.load(io.BytesIO(raw), allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-        if str(arrays.get(DIGEST, "")) != array_digest(arrays):
+        if DIGEST not in arrays:
+            raise ValueError("no checksum: written by an older initjax or another program")
+        if str(arrays[DIGEST]) != array_digest(arrays):
             raise ValueError("its checksum does not match its contents")
     except MemoryError:
         raise UserError(f"{path} is damaged (a header asks for more memory than exists); {remedy}") from None

@@ -33,8 +33,8 @@ def test_list_shows_every_initializer_preset_and_dataset(capsys):
     "args, message",
     [
         (["run", "nope"], "unknown preset 'nope'"),
-        (["run", "--seeds", "0"], "--seeds must be >= 1"),
-        (["run", "--epochs", "0"], "epochs must be >= 1"),
+        (["run", "--seeds", "0"], "--seeds must be an integer from 1 to 100,000, got 0"),
+        (["run", "--epochs", "0"], "--epochs must be an integer from 1 to 1,000,000, got 0"),
         (["run", "--lr", "0"], "learning rate must be a finite number > 0"),
         (["run", "--lr", "inf"], "learning rate must be a finite number > 0"),
         (["run", "--lr", "fast"], "expected a number"),
@@ -74,7 +74,7 @@ def test_subprocess_end_to_end_run_and_error(tmp_path):
 
     failed = run_cli("run", "--seeds", "-3")
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
-    assert failed.stderr.strip() == "bench: error: --seeds must be >= 1, got -3"
+    assert failed.stderr.strip() == "bench: error: --seeds must be an integer from 1 to 100,000, got -3"
 
 
 def test_python_api_returns_the_tidy_table():

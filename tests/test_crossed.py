@@ -93,4 +93,4 @@ def test_cli_crosses_seeds_and_reports_where_the_spread_comes_from(tmp_path, cap
     assert "### Where the spread comes from: 3 init seeds x 2 data orders" in text
     assert "3 init seeds x 2 data orders per initializer, crossed" in text
     assert cli.main(["run", "default", "--smoke", "--data-seeds", "0", "--out", str(tmp_path / "x")]) == 2
-    assert "--data-seeds must be >= 1" in capsys.readouterr().err
+    assert "--data-seeds must be an integer from 1 to 1,000" in capsys.readouterr().err

@@ -34,6 +34,7 @@ def test_saxe_claims_follow_their_criteria():
     assert [f.held for f in reproduce._saxe2013(_saxe_results(faster), None)] == [False, False]
 
 
+@pytest.mark.slow  # a subprocess run or several: the second CI step
 def test_reproduce_command_writes_the_verdicts(tmp_path, capsys):
     out = tmp_path / "saxe"
     assert cli.main(["reproduce", "saxe2013", "--smoke", "--out", str(out), "--no-progress"]) == 0

@@ -77,6 +77,7 @@ def uninterrupted(tmp_path_factory):
     return (out / "results.csv").read_bytes()
 
 
+@pytest.mark.slow  # a subprocess run or several: the second CI step
 @pytest.mark.parametrize(("where", "module", "name", "when", "count"), [
     ("while compiling the first training epoch", "bench.train", "_compile", "before", 2),
     ("mid-chunk: chunk 2 checkpointed after epoch 1, killed after epoch 2", "bench.train", "_Programs.evaluate_all",
@@ -94,6 +95,7 @@ def test_rerun_after_sigkill_equals_the_uninterrupted_run(tmp_path, uninterrupte
     assert "runs in" in rerun.stdout
 
 
+@pytest.mark.slow  # a subprocess run or several: the second CI step
 def test_rerun_of_a_finished_run_trains_nothing_and_fresh_starts_over(tmp_path, uninterrupted):
     _bench(tmp_path)
     first = json.loads((tmp_path / "run.json").read_text())["tasks"]["synthetic"]
@@ -108,6 +110,7 @@ def test_rerun_of_a_finished_run_trains_nothing_and_fresh_starts_over(tmp_path, 
     assert (tmp_path / "results.csv").read_bytes() == uninterrupted
 
 
+@pytest.mark.slow  # a subprocess run or several: the second CI step
 def test_a_changed_config_is_a_new_run_and_never_mixes(tmp_path):
     _bench(tmp_path)
     _bench(tmp_path, "--lr", "0.002")

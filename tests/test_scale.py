@@ -200,6 +200,7 @@ def _assert_same_results(got: pd.DataFrame, want: pd.DataFrame):
     np.testing.assert_allclose(got[numeric], want[numeric], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # a subprocess run or several: the second CI step
 def test_four_devices_give_the_one_device_results(one_device_run, tmp_path):
     flags = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     out = _finish(_bench("run", "default", "--smoke", "--seeds", "4", "--out", str(tmp_path), "--no-progress",
@@ -208,6 +209,7 @@ def test_four_devices_give_the_one_device_results(one_device_run, tmp_path):
     _assert_same_results(_results(tmp_path), one_device_run)
 
 
+@pytest.mark.slow  # a subprocess run or several: the second CI step
 def test_two_processes_give_the_one_process_results(one_device_run, tmp_path):
     """Two processes over loopback (jax.distributed, gloo): each trains and keeps its chunks, process 0 reports."""
     port = _free_port()
@@ -234,3 +236,12 @@ def test_distributed_without_a_coordinator_is_one_line():
                                if not k.startswith(("JAX_COORDINATOR", "SLURM", "OMPI"))})
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "--distributed could not start" in proc.stderr and "JAX_COORDINATOR_ADDRESS" in proc.stderr
+
+
+def test_peak_memory_of_a_child_process_is_its_own():
+    """ru_maxrss survives exec on Linux: a child of a large parent would report the parent's peak."""
+    big = np.ones(400 * 2**20 // 8)  # the parent grows by 400 MiB
+    code = "from bench import memory; print(memory.peak_rss_bytes())"
+    child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                               cwd=Path(__file__).resolve().parents[1]).stdout)
+    assert child < memory.peak_rss_bytes() - 300 * 2**20 and big[-1] == 1.0

@@ -13,15 +13,16 @@ from initjax.spec import Spec, parse_spec, split_specs
     [
         ("he_normal", Spec("he_normal")),
         ("  he_normal  ", Spec("he_normal")),
-        ("he_normal()", Spec("he_normal")),
-        ("normal(stddev=0.1)", Spec("normal", (), (("stddev", 0.1),))),
-        ("constant(0.5)", Spec("constant", (0.5,))),
+        ("he_normal()", Spec("he_normal", called=True)),
+        ("normal(stddev=0.1)", Spec("normal", (), (("stddev", 0.1),), called=True)),
+        ("constant(0.5)", Spec("constant", (0.5,), called=True)),
         (
             "variance_scaling(scale=2.0, mode='fan_in', distribution=\"normal\")",
-            Spec("variance_scaling", (), (("distribution", "normal"), ("mode", "fan_in"), ("scale", 2.0))),
+            Spec("variance_scaling", (), (("distribution", "normal"), ("mode", "fan_in"), ("scale", 2.0)), called=True),
         ),
         ("pkg.mod:fn", Spec("pkg.mod:fn")),
-        ("pkg.mod:fn(k=(1, 2))", Spec("pkg.mod:fn", (), (("k", (1, 2)),))),
+        ("pkg.mod:fn()", Spec("pkg.mod:fn", called=True)),
+        ("pkg.mod:fn(k=(1, 2))", Spec("pkg.mod:fn", (), (("k", (1, 2)),), called=True)),
     ],
 )
 def test_parse(text, expected):
@@ -74,3 +75,9 @@ def test_any_text_resolves_or_raises_value_error(text):
         assert "\n" not in str(error)
     else:
         assert callable(init)
+
+
+def test_empty_parentheses_matter_only_for_user_builders():
+    assert str(parse_spec("he_normal()")) == "he_normal"  # a registered name: the same initializer
+    assert str(parse_spec("pkg.mod:fn()")) == "pkg.mod:fn()"  # a user builder called with its defaults
+    assert str(parse_spec("pkg.mod:fn")) == "pkg.mod:fn"  # the user's initializer itself
