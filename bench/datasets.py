@@ -209,8 +209,9 @@ def read_idx_folder(folder: Path) -> tuple | None:
         return None
     x_train, y_train, x_test, y_test = (readers.read_idx(p) for p in paths)
     for images, labels, split in ((x_train, y_train, "train"), (x_test, y_test, "t10k")):
-        if images.ndim != 3 or len(images) != len(labels):
-            raise UserError(f"{folder}: {split} images {images.shape} do not match {len(labels)} labels")
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise UserError(f"{folder}: {split} images {images.shape} and labels {labels.shape} are not "
+                            "(n, rows, cols) and (n,); these are not MNIST-layout IDX files")
     return x_train[..., None], y_train, x_test[..., None], y_test
 
 

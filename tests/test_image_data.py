@@ -235,3 +235,10 @@ def test_a_task_where_every_run_diverges_is_reported_as_such(tmp_path, capsys):
     assert text.count("**Every run of this task diverged**") == 2
     assert "2/2" in capsys.readouterr().out  # the diverged column
     assert cli.main(["report", str(tmp_path)]) == 0  # and a re-render works too
+
+
+def test_idx_files_of_another_layout_get_one_line(tmp_path):
+    write_mnist_folder(tmp_path / "mnist", gz=False)
+    write_idx(tmp_path / "mnist" / datasets.IDX_FILES[1], np.zeros((12, 2), np.uint8))  # 2-D labels
+    with pytest.raises(UserError, match=r"labels \(12, 2\) are not .* not MNIST-layout IDX files"):
+        datasets.load_images("mnist", tmp_path, validation=0)
