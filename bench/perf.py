@@ -190,7 +190,8 @@ def vmap_variant(s: Setup, chunk: int | None = None) -> Callable[[], list]:
                        chunk=chunk)
     groups = [jnp.asarray(g) for g in plan.seed_groups(list(range(n_seeds)))]
     chunks = [(*jax.tree.map(lambda p, g=g: p[:, g], (s.params, s.opt_state)), s.data_keys[g]) for g in groups]
-    train_epoch = jax.jit(make_train_epoch(s.model, s.optimizer, s.workload.batch_size))
+    # with a progress callback, as the suite compiles it (a no-op here)
+    train_epoch = jax.jit(make_train_epoch(s.model, s.optimizer, s.workload.batch_size, on_steps=lambda k: None))
     epoch = jnp.asarray(1, jnp.int32)
     keep = np.concatenate(memory.real_seeds(plan.seed_groups(list(range(n_seeds)))))
 

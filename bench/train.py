@@ -584,7 +584,7 @@ def train_task(
                     (params, opt_state, data_keys, epoch_arg, x_train, y_train),
                     eval_splits,
                     model_sharding,
-                    bar.on_steps if progress else None,
+                    bar.on_steps,  # shown or not: the same program, so the same numbers
                 )
                 compile_s = programs.compile_s
                 bar.exclude_from_rate()
