@@ -21,8 +21,9 @@ or one copied over another's name, is refused with one line naming it, never
 read into a report. The key hashes everything the
 numbers depend on: the experiment (initializers, seeds, training, task, seed),
 the data's fingerprint, initjax, jax and jaxlib versions, the backend and the
-device and process counts; a changed config gets a new key and never mixes with
-old results.
+device and process counts, and the code of initjax, of the suite's training files
+and of every user module a spec names (:func:`code_key`); a changed config or an
+edited initializer gets a new key and never mixes with old results.
 """
 
 from __future__ import annotations
@@ -61,6 +62,50 @@ def environment_key() -> dict:
         "jaxlib": jaxlib.__version__, "backend": jax.default_backend(), "local_devices": jax.local_device_count(),
         "processes": jax.process_count(),
     }
+
+
+# The suite's own files whose code the numbers depend on (a development checkout keeps one version number)
+NUMERIC_SOURCES = ("train.py", "models.py", "datasets.py", "readers.py", "memory.py", "devices.py", "progress.py")
+
+
+def code_key(specs) -> dict[str, str]:
+    """SHA-256 of the code the numbers depend on, so that an edit starts a new run instead of reusing old chunks.
+
+    Covers every ``.py`` file of ``initjax``, the suite's training files
+    (:data:`NUMERIC_SOURCES`), and for each ``module:function`` spec the file of that
+    module (already imported when the spec was checked). A helper the module imports
+    from elsewhere is not followed: keep user initializers in the module the spec names,
+    or rerun with ``--fresh`` after editing a helper.
+    """
+    import importlib
+    import sys
+
+    import initjax
+    from initjax.spec import parse_spec
+
+    files = sorted(Path(initjax.__file__).parent.glob("*.py"))
+    files += [Path(__file__).parent / name for name in NUMERIC_SOURCES]
+    out = {"suite": _files_digest(files)}
+    for spec in specs:
+        if isinstance(spec, str):
+            parsed = parse_spec(spec)
+            if not parsed.is_import_path:
+                continue
+            module_name = parsed.name.partition(":")[0]
+        else:  # a callable given from Python: its defining module
+            module_name = getattr(spec, "__module__", None) or ""
+        module = sys.modules.get(module_name) or (importlib.import_module(module_name) if module_name else None)
+        origin = getattr(module, "__file__", None)
+        out[str(spec) if isinstance(spec, str) else f"{module_name}:{getattr(spec, '__qualname__', spec)}"] = (
+            _files_digest([Path(origin)]) if origin else "no source file")
+    return out
+
+
+def _files_digest(files) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + Path(path).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclasses.dataclass

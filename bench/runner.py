@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -107,6 +108,8 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
                                 store=store, data_seeds=experiment.data_seeds)
         except KeyboardInterrupt:
             raise Interrupted(_interrupted(store)) from None
+        if store is not None and (store.loaded or store.resumed) and devices.is_main_process():
+            print(_reused(task.name, store, result.plan.n_chunks), file=sys.stderr)
         frames.append(_split_runs(result.frame, experiment.data_seeds).assign(
             experiment=experiment.name, dataset=task.name, model=name))
         tasks[task.name] = _task_meta(name, data, result, len(initializers) * len(runs), store)
@@ -193,7 +196,7 @@ def _task_store(out, experiment: Experiment, task: presets.Task, data, fresh: bo
                 checkpoint_every: float) -> resume.TaskStore:
     """The task's store of finished work under ``out/progress``, keyed by all its numbers depend on."""
     key = {**resume.environment_key(), "experiment": _numbers_config(experiment), "task": dataclasses.asdict(task),
-           "data": data.fingerprint()}
+           "data": data.fingerprint(), "code": resume.code_key(experiment.initializers)}
     if fresh:
         resume.remove(Path(out) / "progress", task.name, key)
     return resume.TaskStore(Path(out) / "progress", task.name, key, checkpoint_every)
@@ -251,6 +254,13 @@ def _numbers_config(experiment: Experiment) -> dict:
     config = dataclasses.asdict(experiment)
     config.pop("name"), config.pop("description")
     return config
+
+
+def _reused(name: str, store: resume.TaskStore, n_chunks: int) -> str:
+    """What a rerun took from earlier work, said on the console (the numbers come from there)."""
+    resumed = f", continued {len(store.resumed)} from a checkpoint" if store.resumed else ""
+    return (f"{name}: loaded {len(store.loaded)} of {n_chunks} finished chunk(s) from {store.folder}{resumed}; "
+            "--fresh to retrain")
 
 
 def _interrupted(store) -> str:

@@ -282,3 +282,27 @@ def test_a_figure_that_cannot_be_written_is_one_line_and_leaves_no_partial_file(
         figures.save(fig, tmp_path / "figures" / "x", ("png",))
     assert "\n" not in str(error.value) and not list(tmp_path.rglob("*.png"))
     assert not list(tmp_path.rglob("*.tmp")) and not plt.fignum_exists(fig.number)  # closed all the same
+
+
+def test_editing_a_user_initializer_retrains_and_a_rerun_says_what_it_loaded(tmp_path, capsys, monkeypatch):
+    """The key covers the code of the module a spec names: the same command after an edit trains anew."""
+    (tmp_path / "edited_inits.py").write_text(
+        "import jax\n\ndef init(key, shape, dtype=None):\n    return 0.1 * jax.random.normal(key, shape, dtype)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    experiment = smoke(get("default")).override(initializers=["edited_inits:init"])
+    out = tmp_path / "out"
+    first = run_experiment(experiment, out, progress=False)
+    again = run_experiment(experiment, out, progress=True)  # unchanged code: every chunk loaded, and said
+    assert "synthetic: loaded 1 of 1 finished chunk(s)" in capsys.readouterr().err
+    assert again.meta["tasks"]["synthetic"]["chunks_loaded"] == 1
+    (tmp_path / "edited_inits.py").write_text(
+        "import jax\n\ndef init(key, shape, dtype=None):\n    return 0.5 * jax.random.normal(key, shape, dtype)\n")
+    import importlib
+    import sys
+
+    importlib.reload(sys.modules["edited_inits"])  # what a new process would import
+    edited = run_experiment(experiment, out, progress=False)
+    assert edited.meta["tasks"]["synthetic"]["chunks_loaded"] == 0  # retrained
+    final = lambda o: o.results[o.results.epoch == 0]["test_loss"].to_numpy()  # noqa: E731
+    assert not np.allclose(final(edited), final(first))
+    assert len(list((out / "progress").iterdir())) == 4  # 2 tasks x 2 versions of the code
