@@ -255,6 +255,31 @@ def comparison_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
     )
 
 
+def describe_run(experiment: dict) -> str:
+    """The preset's description when the run is the preset as shipped; else what was run, and what was changed.
+
+    A report must describe the runs it reports: ``--seeds 8`` on a preset described as
+    "32 seeds" is said as such.
+    """
+    from bench import presets
+
+    design = (f"{len(experiment['initializers'])} initializers x {experiment['seeds']} seeds"
+              + (f" x {experiment['data_seeds']} data orders" if experiment.get("data_seeds", 1) > 1 else "")
+              + f"; {experiment['train']['optimizer']} lr {experiment['train']['lr']:g}, batch "
+              f"{experiment['train']['batch_size']}, {experiment['train']['epochs']} epochs; tasks: "
+              + ", ".join(t.get("label") or t["dataset"] for t in experiment["tasks"]))
+    base = presets.PRESETS.get(experiment["name"].removesuffix("-smoke"))
+    if base is None:
+        return f"Runs: {design}."
+    shipped = json.loads(json.dumps(dataclasses.asdict(base), default=str))
+    ran = json.loads(json.dumps(experiment, default=str))
+    changed = [key for key in shipped if key not in ("name", "description") and key in ran and shipped[key] != ran[key]]
+    if not changed:
+        return experiment["description"]
+    return (f"Runs: {design}. This is the `{base.name}` preset with {', '.join(changed)} changed; as shipped: "
+            f"{base.description}")
+
+
 def has_finished_runs(analysis: Analysis, dataset: str) -> bool:
     """Whether any run of the task finished without diverging (else there is nothing to compare)."""
     rows = analysis.comparisons
@@ -479,7 +504,7 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
         "date": env["date"],
         "command": f"`{meta['command']}`",
     }
-    lines = [f"# initjax report: {exp['name']}", "", exp["description"], ""]
+    lines = [f"# initjax report: {exp['name']}", "", describe_run(exp), ""]
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in header.items()]
     for dataset, info in meta["tasks"].items():
         lines += [

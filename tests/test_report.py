@@ -1,5 +1,7 @@
 """Reports of a small real run: markdown, LaTeX, figures, and re-rendering without training."""
 
+import dataclasses
+import json
 import re
 import shutil
 import subprocess
@@ -262,3 +264,12 @@ def test_figures_rank_zoom_and_label_only_what_they_draw():
     assert len({(color, style) for color, style, _ in styles.values()}) == 12  # no two alike past ten
     single = figures.final_distribution(_toy_results({"a": 0.95, "b": 0.94}), "toy", "test_accuracy")
     assert len(single.axes) == 1  # nothing far from the best: no zoom panel
+
+
+def test_the_header_describes_the_runs_done_not_the_presets_text(run_dir):
+    text = (run_dir / "report.md").read_text()
+    intro = text.split("\n\n")[1]
+    assert intro.startswith("Runs: 3 initializers x 5 seeds; adam lr 0.001, batch 32, 3 epochs; tasks: synthetic, "
+                            "digits. This is the `default` preset with initializers, seeds, train changed")
+    shipped = presets.get("default")
+    assert report.describe_run(json.loads(json.dumps(dataclasses.asdict(shipped), default=str))) == shipped.description
