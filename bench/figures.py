@@ -36,14 +36,14 @@ LINESTYLES = ("-", "--", ":", "-.")
 
 
 def arm_styles(names) -> dict[str, tuple]:
-    """One (colour, line style, marker) per initializer, fixed by its place in the experiment's order.
+    """One (colour, line style) per initializer, fixed by its place in the experiment's order.
 
     Ten tab10 colours, then the same colours dashed, dotted, ...: near-identical names
     (``normal(stddev=0.1)``, ``normal(stddev=0.01)``) stay apart, and an initializer keeps
     its colour in every figure of a report.
     """
     colors = plt.get_cmap("tab10")
-    return {name: (colors(i % 10), LINESTYLES[(i // 10) % len(LINESTYLES)], "osD^v<>"[(i // 10) % 7])
+    return {name: (colors(i % 10), LINESTYLES[(i // 10) % len(LINESTYLES)])
             for i, name in enumerate(dict.fromkeys(names))}
 
 
@@ -86,7 +86,7 @@ def learning_curves(results: pd.DataFrame, dataset: str, metric: str, level: flo
     close = _near_best(finals, metric) if len(finals) else []
     for ax, shown in ((full, order), (zoom, [n for n in order if n in close])):
         for name in shown:
-            color, style, _ = styles[name]
+            color, style = styles[name]
             mean, half = curves[name], bands[name]
             ax.plot(mean.index, mean, color=color, ls=style, label=name, lw=1.6)
             ax.fill_between(mean.index, mean - half, mean + half, color=color, alpha=0.2, lw=0)
@@ -212,7 +212,7 @@ def performance_profile(profile: pd.DataFrame, metric: str) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
     styles = arm_styles(profile.columns)
     for name in profile.columns:
-        color, style, _ = styles[name]
+        color, style = styles[name]
         ax.step(profile.index, profile[name], where="post", color=color, lw=1.6, ls=style, label=name)
     ax.set_xlabel(f"normalized final {_label(metric)} (0 = untrained, 1 = best mean of the task)")
     ax.set_ylabel("share of runs above")

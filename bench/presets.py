@@ -9,6 +9,7 @@ training starts.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Sequence
 
 import initjax
@@ -152,7 +153,7 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
                                 ("--epochs", experiment.train.epochs, MAX_EPOCHS),
                                 ("--experiment-seed", experiment.seed, 2**32 - 1)):
         low = 0 if option == "--experiment-seed" else 1
-        if not (isinstance(value, int) and low <= value <= high):
+        if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and low <= value <= high):
             raise UserError(f"{option} must be an integer from {low} to {high:,}, got {value}")
     if experiment.data_seeds > 1 and experiment.seeds < 2:
         raise UserError("--data-seeds needs --seeds >= 2: the variance decomposition crosses init and data-order seeds")

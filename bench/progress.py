@@ -13,7 +13,7 @@ import threading
 
 
 class StepBar:
-    """Progress over ``total`` minibatch steps: ``epoch_start``, then ``on_steps`` calls from the device.
+    """Progress over ``total`` minibatch steps: ``on_steps`` calls from the device, ``advance`` from the host.
 
     Args:
       total: steps of all chunks and epochs this process will train or load.

@@ -29,8 +29,16 @@ def _read_bytes(path: Path) -> bytes:
             with gzip.open(path, "rb") as handle:
                 return _read_capped(handle, path, CIFAR_BINARY_MAX_BYTES)
         return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:
-        raise UserError(f"cannot read {path}: {error}; the file is damaged, download it again") from None
+    except READ_ERRORS as error:
+        raise _unreadable(path, error) from None
+
+
+# What reading a damaged (gzipped) file raises.
+READ_ERRORS = (OSError, EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def _unreadable(path: Path, error: Exception) -> UserError:
+    return UserError(f"cannot read {path}: {error}; the file is damaged, download it again")
 
 
 # A CIFAR-10 binary batch is 10,000 records of 3,073 bytes; a gzipped one is read up to twice that.
@@ -86,8 +94,8 @@ def read_idx(path: str | Path) -> np.ndarray:
                                 f"{IDX_MAX_BYTES:,} an IDX dataset may hold; the header is damaged")
             data = handle.read(expected)
             extra = handle.read(1)
-    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:
-        raise UserError(f"cannot read {path}: {error}; the file is damaged, download it again") from None
+    except READ_ERRORS as error:
+        raise _unreadable(path, error) from None
     if len(data) != expected or extra:
         raise UserError(
             f"{path} is {'truncated' if len(data) < expected else 'too long'}: header says {shape} "

@@ -280,10 +280,15 @@ def describe_run(experiment: dict) -> str:
             f"{base.description}")
 
 
+def finished_initializers(analysis: Analysis, dataset: str) -> int:
+    """How many initializers of the task have a run that finished without diverging."""
+    rows = analysis.comparisons
+    return int((rows.loc[rows["dataset"] == dataset, "n"].fillna(0) > 0).sum())
+
+
 def has_finished_runs(analysis: Analysis, dataset: str) -> bool:
     """Whether any run of the task finished without diverging (else there is nothing to compare)."""
-    rows = analysis.comparisons
-    return bool(rows.loc[rows["dataset"] == dataset, "n"].fillna(0).sum() > 0)
+    return finished_initializers(analysis, dataset) > 0
 
 
 def curve_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
@@ -741,17 +746,14 @@ FIGURES = ("curves", "final", "forest", "wins")
 
 def _has_content(kind: str, results: pd.DataFrame, analysis: Analysis, dataset: str) -> bool:
     """Whether a figure of ``kind`` would show anything: finished runs, two initializers to compare, intervals."""
-    task = results[(results["dataset"] == dataset) & ~results["diverged"].astype(bool)]
-    final = stats.final_epoch(results)
-    finished = final[(final["dataset"] == dataset) & ~final["diverged"].astype(bool)]
-    if kind == "curves":
-        return len(task) > 0
+    if kind == "curves":  # epoch 0 is drawn even when every run diverged later
+        return bool((~results.loc[results["dataset"] == dataset, "diverged"].astype(bool)).any())
     if kind == "final":
-        return len(finished) > 0
+        return has_finished_runs(analysis, dataset)
     if kind == "wins":
-        return finished["initializer"].nunique() >= 2
+        return finished_initializers(analysis, dataset) >= 2
     rows = analysis.comparisons
-    return "to_best_low" in rows and bool(rows.loc[rows["dataset"] == dataset, "to_best_low"].notna().any())
+    return bool(rows.loc[rows["dataset"] == dataset, "to_best_low"].notna().any())
 
 
 def _draw(fig, kind: str, results: pd.DataFrame, analysis: Analysis, dataset: str):
@@ -847,7 +849,8 @@ def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict]:
 
 
 def _row(keys, values) -> str:
-    return ", ".join(f"{k}={getattr(v, 'item', lambda v=v: v)()}" for k, v in zip(keys, values))
+    """``dataset=digits, seed=4, ...`` with numpy scalars as plain numbers."""
+    return ", ".join(f"{k}={v.item() if hasattr(v, 'item') else v}" for k, v in zip(keys, values))
 
 
 def check_against_run(results: pd.DataFrame, meta: dict, csv: Path) -> None:

@@ -132,9 +132,9 @@ def exclusive(folder: str | Path, process_index: int = 0):
 
     The lock is an advisory ``flock`` on ``<folder>/.initjax.lock`` (released by the
     system when the process ends, even on a kill), holding the owner's pid. Once it
-    is held, temp files that killed writers left in the folder are removed. With
-    several JAX processes each takes its own (``process_index``), as they write
-    different chunks.
+    is held, temp files that killed writers left in the folder are removed (by
+    process 0, the only one writing there). With several JAX processes each takes its
+    own (``process_index``), as they write different chunks.
 
     Raises:
       UserError: another process holds it, naming its pid.
@@ -156,8 +156,9 @@ def exclusive(folder: str | Path, process_index: int = 0):
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
-        for stale in folder.glob(".*.tmp"):  # left by a writer killed mid-write; no one else is writing now
-            stale.unlink(missing_ok=True)
+        if process_index == 0:  # left by a writer killed mid-write; no one else writes here now
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
         yield folder
     finally:
         handle.close()

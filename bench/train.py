@@ -554,9 +554,8 @@ def train_task(
     have_outcomes = True
     finals = []
     steps = -(-len(dataset.x_train) // config.batch_size)  # minibatch steps per epoch
-    bar = StepBar(len(mine) * config.epochs * steps, f"{dataset.name} ({len(names) * len(seeds)} runs, "
-                  f"{len(mine)} chunk(s) of {plan.models_per_chunk})", progress)
-    try:
+    desc = f"{dataset.name} ({len(names) * len(seeds)} runs, {len(mine)} chunk(s) of {plan.models_per_chunk})"
+    with StepBar(len(mine) * config.epochs * steps, desc, progress) as bar:
         for i, c in enumerate(mine):
             shapes = {"sums": sums.shape[1:], "finite": finite.shape[1:], "test_loss": test_loss.shape[1:]}
             done = store.finished(c, shapes) if store is not None else None
@@ -630,8 +629,6 @@ def train_task(
                                     before_seed_epochs + chunk_seed_epochs, (test_loss[i], test_correct[i]))
             if keep_params:
                 finals.append(jax.tree.map(np.asarray, params))
-    finally:
-        bar.close()
     sums, finite = devices.gather(sums), devices.gather(finite)
     test_loss, test_correct = devices.gather(test_loss), devices.gather(test_correct)
     have_outcomes = bool(devices.gather(np.array([have_outcomes])).all())
