@@ -36,7 +36,10 @@ from bench.errors import UserError
 CPU_CACHE_BYTES = 32 * 2**20
 # Working memory of the compiler and runtime on top of arrays (XLA compiling the programs,
 # thread stacks): measured ~150 MiB on CPU for the MNIST MLP; counted into every estimate.
-RUNTIME_BYTES = 256 * 2**20
+# XLA's CPU thread pool has a thread per core, each with its stack and malloc arena: on a
+# 16-core machine the peak went 13 MiB over a flat 256 MiB, hence a share per core.
+RUNTIME_BYTES = 256 * 2**20 + 4 * 2**20 * len(os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else
+                                              range(os.cpu_count() or 1))
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
