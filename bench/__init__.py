@@ -1,5 +1,13 @@
-"""The initjax benchmark suite: ``python -m bench``, or ``bench.run(...)`` in a notebook."""
+"""The initjax benchmark suite: ``python -m bench``, or ``bench.run(...)`` in a notebook.
 
-from bench.runner import run, run_experiment
+>>> import bench
+>>> sorted(bench.__all__)[:3]
+['Arm', 'Experiment', 'Outcome']
+"""
 
-__all__ = ["run", "run_experiment"]
+from bench import data
+from bench.presets import Arm, Experiment, Task
+from bench.runner import Outcome, run, run_experiment
+from bench.train import TrainConfig
+
+__all__ = ["Arm", "Experiment", "Outcome", "Task", "TrainConfig", "data", "run", "run_experiment"]

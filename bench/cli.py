@@ -7,9 +7,11 @@ stderr and exit status 2; an interrupt with status 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bench.errors import Interrupted, UserError
 from bench.report import FORMATS
@@ -66,8 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bench", description="Compare weight initializers over many seeds, with confidence intervals."
     )
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
-    run = commands.add_parser("run", help="run a preset (default: 'default') and write its report")
-    run.add_argument("preset", nargs="?", default="default", help="preset name (`bench list` shows them)")
+    run = commands.add_parser("run", help="run a preset (default: 'default') or an experiment file, write its report")
+    run.add_argument("preset", nargs="?", default="default",
+                     help="preset name (`bench list` shows them) or an experiment file study.toml (`bench show`)")
+    run.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                     help="set any field of the experiment, e.g. --set train.lr=0.01 --set tasks.0.model=resmlp "
+                     "(TOML values; before the short options below)")
     run.add_argument(
         "--seeds", type=_int, help="seeds per initializer, 1 to 100,000 (default: the preset's; 32 in default)"
     )
@@ -125,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="one process per host: jax.distributed.initialize() from the environment; process 0 writes")
     rep = commands.add_parser("report", help="re-render the report of a finished run, without training")
     rep.add_argument("dir", help="folder with results.csv and run.json")
+    rep.add_argument("--out", help="write the report to this folder instead of DIR (never over a report there "
+                     "unless --force)")
+    rep.add_argument("--force", action="store_true", help="with --out: overwrite the report found there")
     rep.add_argument("--format", type=_names, default=list(FORMATS), help=f"comma-separated, of {','.join(FORMATS)}")
     rep.add_argument("--metric", default="test_accuracy", help="metric to rank and test (default test_accuracy)")
     rep.add_argument(
@@ -174,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep2.add_argument("--no-progress", action="store_true", help="no progress bars")
     rep2.add_argument("--fresh", action="store_true", help="retrain instead of resuming finished chunks")
     commands.add_parser("list", help="presets, initializers, datasets, models, optimizers")
+    show = commands.add_parser("show", help="print a preset as an experiment file (TOML) to copy and edit")
+    show.add_argument("preset", help="preset name or experiment file")
+    show.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                      help="set a field first, as with run")
     return parser
 
 
@@ -185,6 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "list":
             print(listing())
+            return 0
+        if args.command == "show":
+            from bench import experiment_file
+
+            print(experiment_file.dump(experiment_file.resolve(args.preset, args.assignments)), end="")
             return 0
         if args.command == "report":
             return _report(args)
@@ -210,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench import devices, memory, presets, report
+    from bench import devices, experiment_file, memory, presets, report
     from bench.runner import run_experiment
 
     if args.distributed:
@@ -218,7 +236,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     max_memory = None if args.max_memory is None else memory.parse_bytes(args.max_memory)
     if not args.checkpoint_every >= 0:
         raise UserError(f"--checkpoint-every must be >= 0 seconds, got {args.checkpoint_every}")
-    experiment = presets.get(args.preset)
+    experiment = experiment_file.resolve(args.preset, args.assignments)
     if args.smoke:  # first, so that explicit options (--epochs 3 --smoke) still apply
         experiment = presets.smoke(experiment)
     experiment = experiment.override(
@@ -286,15 +304,23 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from bench import outcomes, report
+    from bench.runner import refuse_overwrite
     from bench.store import exclusive
 
-    with exclusive(_existing(args.dir)):
+    out = args.out or args.dir
+    with contextlib.ExitStack() as held:
+        held.enter_context(exclusive(_existing(args.dir)))
         results, meta = report.load(args.dir)
         test_outcomes = outcomes.load(args.dir, results)
-        analysis, files = report.write(args.dir, results, meta, args.format, args.metric, args.baseline,
+        if Path(out).resolve() != Path(args.dir).resolve():
+            held.enter_context(exclusive(out))
+            refuse_overwrite(out, args.force)
+            if test_outcomes:
+                outcomes.save(out, test_outcomes)
+        analysis, files = report.write(out, results, meta, args.format, args.metric, args.baseline,
                                        not args.unpaired, args.margin, test_outcomes, args.fixed_test_set)
     print(report.console(analysis, meta["tasks"]))
-    print(f"\nwrote {len(files)} files to {args.dir}")
+    print(f"\nwrote {len(files)} files to {out}")
     return 0
 
 

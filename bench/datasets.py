@@ -98,7 +98,7 @@ class Dataset:
         )
 
 
-def _finish(name, x_train, x_test, y_train, y_test, validation=0, source="embedded", n_classes=None) -> Dataset:
+def finish(name, x_train, x_test, y_train, y_test, validation=0, source="embedded", n_classes=None) -> Dataset:
     """Checks, casts to float32/int32 and holds out the first ``validation`` training examples.
 
     Raises:
@@ -106,7 +106,7 @@ def _finish(name, x_train, x_test, y_train, y_test, validation=0, source="embedd
         not finite, naming the split: training on them would only give NaNs or garbage.
     """
     for split, x, y in (("training", x_train, y_train), ("test", x_test, y_test)):
-        _check_split(name, split, x, y, n_classes)
+        check_split(name, split, x, y, n_classes)
     x_train, y_train = np.ascontiguousarray(x_train, np.float32), np.asarray(y_train, np.int32)
     if validation and validation >= len(x_train):
         raise UserError(
@@ -128,7 +128,7 @@ def _finish(name, x_train, x_test, y_train, y_test, validation=0, source="embedd
     )
 
 
-def _check_split(name: str, split: str, x: np.ndarray, y: np.ndarray, n_classes: int | None) -> None:
+def check_split(name: str, split: str, x: np.ndarray, y: np.ndarray, n_classes: int | None) -> None:
     x, y = np.asarray(x), np.asarray(y)
     if len(x) != len(y) or len(y) == 0:
         raise UserError(
@@ -154,7 +154,7 @@ def load_synthetic() -> Dataset:
 
     x, y = make_classification(n_samples=1000, n_features=20, n_classes=2, random_state=42)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=42)
-    return _finish("synthetic", x_train, x_test, y_train, y_test)
+    return finish("synthetic", x_train, x_test, y_train, y_test)
 
 
 def load_digits() -> Dataset:
@@ -166,7 +166,7 @@ def load_digits() -> Dataset:
     x, y = sklearn_digits(return_X_y=True)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=42, stratify=y)
     scaler = StandardScaler().fit(x_train)  # constant pixels keep scale 1
-    return _finish("digits", scaler.transform(x_train), scaler.transform(x_test), y_train, y_test)
+    return finish("digits", scaler.transform(x_train), scaler.transform(x_test), y_train, y_test)
 
 
 # ------------------------------------------------------------------ image datasets
@@ -304,7 +304,7 @@ def load_images(name: str, data_dir: str | Path | None = None, download: bool = 
         )
     x_train, y_train, x_test, y_test = arrays
     scale = np.float32(1 / 255)
-    return _finish(name, x_train * scale, x_test * scale, y_train, y_test, validation, origin, source.n_classes)
+    return finish(name, x_train * scale, x_test * scale, y_train, y_test, validation, origin, source.n_classes)
 
 
 LOADERS: dict[str, tuple[Callable[..., Dataset], str]] = {

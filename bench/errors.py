@@ -23,3 +23,11 @@ def unknown(kind: str, name: str, known: Iterable[str]) -> UserError:
     close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     return UserError(f"unknown {kind} {name!r}; {hint}known: {', '.join(known)}")
+
+
+def in_python_terms(message: str) -> str:
+    """A CLI message said to a Python caller: ``--data-dir`` becomes ``data_dir=``, ``--set`` an experiment field."""
+    import re
+
+    message = message.replace("pass --data-dir / set INITJAX_DATA_DIR", "pass data_dir= / set INITJAX_DATA_DIR")
+    return re.sub(r"(?<![\w-])--([a-z][a-z-]*)", lambda m: m.group(1).replace("-", "_") + "=", message)

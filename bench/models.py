@@ -7,7 +7,8 @@ Models return logits; the output activation (``sigmoid`` for one output unit,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -15,6 +16,7 @@ import numpy as np
 from jax.nn import initializers as jinit
 
 from bench.errors import UserError, unknown
+from initjax.registry import import_object
 
 ACTIVATIONS: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
     "relu": nn.relu,
@@ -211,8 +213,66 @@ def mlp_for(n_features: int, n_classes: int, hidden: Sequence[int], activation: 
     return build("mlp", (n_features,), n_classes, hidden, activation)
 
 
+OUTPUT_FIELDS = ("n_outputs", "num_classes", "n_classes", "num_outputs")
+
+
+def from_spec(spec, model_args: Mapping | None = None, n_outputs: int | None = None) -> nn.Module:
+    """A user's Flax module: an instance, a module class or a factory (or a ``module:attr`` spec naming one).
+
+    A class or factory is called with ``model_args``. A module class with an output-width
+    field (:data:`OUTPUT_FIELDS`, e.g. ``n_outputs``) that ``model_args`` leaves out gets
+    ``n_outputs``, the width the task's loss needs; otherwise the module sets it itself.
+
+    Raises:
+      UserError: the spec does not import, the call fails, or it gives no ``flax.linen.Module``.
+    """
+    what = spec if isinstance(spec, str) else getattr(spec, "__name__", type(spec).__name__)
+    if isinstance(spec, str):
+        try:
+            spec = import_object(spec, "model")
+        except ValueError as error:
+            raise UserError(str(error)) from None
+    args = dict(model_args or {})
+    if isinstance(spec, nn.Module):
+        if args:
+            try:
+                return spec.clone(**args)
+            except TypeError as error:
+                raise UserError(f"model {what}: {error}") from None
+        return spec
+    if isinstance(spec, type) and issubclass(spec, nn.Module) and n_outputs is not None:
+        fields = {f.name for f in dataclasses.fields(spec)}
+        for name in OUTPUT_FIELDS:
+            if name in fields and name not in args:
+                args[name] = n_outputs
+                break
+    if not callable(spec):
+        raise UserError(f"model {what} is a {type(spec).__name__}; give a flax.linen.Module, its class or a factory")
+    try:
+        model = spec(**args)
+    except Exception as error:  # user code may raise anything; name it
+        first = (str(error).strip().splitlines() or [""])[0]
+        raise UserError(f"model {what}({', '.join(f'{k}={v!r}' for k, v in args.items())}) failed: "
+                        f"{type(error).__name__}: {first}") from None
+    if not isinstance(model, nn.Module):
+        raise UserError(f"model {what} gave a {type(model).__name__}, not a flax.linen.Module")
+    return model
+
+
 def describe(model: nn.Module, input_shape: Sequence[int]) -> str:
-    """A short name for results tables: ``"MLP 784-300-100-10 relu"``, ``"LeNet 28x28x1 relu"``."""
+    """A short name for results tables: ``"MLP 784-300-100-10 relu"``, ``"LeNet 28x28x1 relu"``.
+
+    A user's module is named by its class and the fields that differ from their defaults.
+    """
+    if not isinstance(model, (MLP, ResMLP, ConvNet)):
+        changed = []
+        for field in dataclasses.fields(model):
+            if field.name in ("parent", "name") or not field.init:
+                continue
+            value = getattr(model, field.name, None)
+            if field.default is dataclasses.MISSING or value != field.default:
+                changed.append(f"{field.name}={value!r}" if not callable(value) else f"{field.name}=...")
+        return f"{type(model).__name__}({', '.join(changed)})"
     if isinstance(model, ResMLP):
         inputs = int(np.prod(input_shape))
         return f"ResMLP {inputs}-{model.width}x{model.depth} blocks-{model.n_outputs} {model.activation}"

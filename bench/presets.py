@@ -9,40 +9,96 @@ training starts.
 from __future__ import annotations
 
 import dataclasses
+import json
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import initjax
-from bench import datasets
+from bench import data, datasets, losses
 from bench.errors import UserError, unknown
 from bench.models import ACTIVATIONS, MODELS
 from bench.train import TrainConfig
+from initjax import rules
 
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """One dataset and the model trained on it (input and output widths come from the data).
+    """One dataset, the model trained on it and the loss.
 
     Attributes:
-      dataset: name in ``bench.datasets.LOADERS``.
-      hidden: hidden-layer widths (for conv nets: the dense widths; empty keeps the default).
-      activation: hidden activation, a name in ``bench.models.ACTIVATIONS``.
-      model: name in ``bench.models.MODELS``.
+      dataset: what to train on (``bench.data``): a built-in name, ``npz:PATH``,
+        ``module:function``, or (from Python) a ``bench.datasets.Dataset``.
+      hidden: built-in models' hidden-layer widths (conv nets: the dense widths; empty keeps the default).
+      activation: built-in models' hidden activation, a name in ``bench.models.ACTIVATIONS``.
+      model: a built-in name in ``bench.models.MODELS``, or any ``flax.linen.Module``:
+        ``module:attr`` naming a module class, instance or factory, or (from Python)
+        the object itself (``bench.models.from_spec``).
+      model_args: keyword arguments a model class or factory is called with.
+      loss: name in ``bench.losses.LOSSES``, ``module:function`` or a callable; None:
+        sigmoid cross-entropy on one output for two classes, else softmax cross-entropy.
       subset: ``(n_train, n_test)``: train on the first examples only (smoke runs).
       label: the task's name in results and reports (the ``dataset`` column);
-        default the dataset name. Tasks on one dataset need distinct labels.
+        default the dataset's (``bench.data.default_name``). Tasks on one dataset need distinct labels.
     """
 
-    dataset: str
+    dataset: Any
     hidden: tuple[int, ...] = (64, 64)
     activation: str = "relu"
-    model: str = "mlp"
+    model: Any = "mlp"
     subset: tuple[int, int] | None = None
     label: str | None = None
+    model_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    loss: Any = None
 
     @property
     def name(self) -> str:
-        return self.label or self.dataset
+        return self.label or data.default_name(self.dataset)
+
+    @property
+    def builtin_model(self) -> bool:
+        return isinstance(self.model, str) and self.model in MODELS
+
+    def record(self) -> dict:
+        """The task as JSON-safe data (results metadata, resume keys): objects by their spec or qualified name."""
+        return {
+            "name": self.name,
+            "dataset": data.describe_spec(self.dataset),
+            "hidden": list(self.hidden),
+            "activation": self.activation,
+            "model": _named(self.model),
+            "subset": None if self.subset is None else list(self.subset),
+            "label": self.label,
+            "model_args": json.loads(json.dumps(dict(self.model_args), default=str)),
+            "loss": _named(self.loss),
+        }
+
+
+def _named(obj):
+    """A spec string or None as is; a Python object as ``module:qualname`` (a module instance: its repr)."""
+    if obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__"):
+        return f"{obj.__module__}:{obj.__qualname__}"
+    return repr(obj)
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """A named rule set: initializers applied by parameter path (``initjax.rules``).
+
+    Attributes:
+      name: the arm's name in results and reports.
+      rules: ``((pattern, initializer spec), ...)``, first match wins.
+    """
+
+    name: str
+    rules: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, name: str, rules: Mapping[str, str] | Sequence[tuple[str, str]]) -> Arm:
+        pairs = rules.items() if isinstance(rules, Mapping) else rules
+        return cls(name, tuple((str(p), str(i)) for p, i in pairs))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +109,8 @@ class Experiment:
       name: preset name; also the default report folder ``reports/<name>``.
       description: one paragraph for ``bench list`` and the report.
       tasks: datasets and models.
-      initializers: spec strings (see ``initjax.spec``), in table order.
+      initializers: the arms compared, in table order: spec strings (``initjax.spec``; an
+        initializer draws every kernel, a scheme the whole network) or :class:`Arm` rule sets.
       seeds: seeds per initializer; seed ``i`` is ``i`` for ``i in range(seeds)``.
       train: optimizer, learning rate, batch size, epochs.
       seed: experiment seed, the root of every random key.
@@ -64,11 +121,25 @@ class Experiment:
     name: str
     description: str
     tasks: tuple[Task, ...]
-    initializers: tuple[str, ...]
+    initializers: tuple[str | Arm, ...]
     seeds: int = 32
     train: TrainConfig = TrainConfig()
     seed: int = 0
     data_seeds: int = 1
+
+    def record(self) -> dict:
+        """The experiment as JSON-safe data (``run.json``, resume keys, ``bench show``)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "tasks": [t.record() for t in self.tasks],
+            "initializers": [a if isinstance(a, str) else {"name": a.name, "rules": dict(a.rules)}
+                             for a in self.initializers],
+            "seeds": self.seeds,
+            "train": dataclasses.asdict(self.train),
+            "seed": self.seed,
+            "data_seeds": self.data_seeds,
+        }
 
     def override(
         self,
@@ -165,12 +236,15 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
     if len(set(names)) < len(names):
         raise UserError(f"two tasks are named alike in {names}; give tasks on one dataset distinct labels")
     for task in experiment.tasks:
-        if task.dataset not in datasets.LOADERS:
-            raise unknown("dataset", task.dataset, datasets.LOADERS)
+        spec = task.dataset
+        if isinstance(spec, str) and ":" not in spec and spec not in datasets.LOADERS:
+            raise unknown("dataset", spec, datasets.LOADERS)
         if task.activation not in ACTIVATIONS:
             raise unknown("activation", task.activation, ACTIVATIONS)
-        if task.model not in MODELS:
+        if isinstance(task.model, str) and ":" not in task.model and task.model not in MODELS:
             raise unknown("model", task.model, MODELS)
+        if task.loss is not None:
+            losses.get(task.loss)  # raises on an unknown name or a spec that does not import
         if any(w < 1 for w in task.hidden):
             raise UserError(f"hidden widths must be >= 1, got {tuple(task.hidden)}")
         if task.model == "resmlp" and (not task.hidden or len(set(task.hidden)) != 1):
@@ -178,12 +252,20 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
                             f"{','.join(['64'] * 8)}); got {tuple(task.hidden)}")
     experiment.train.validate(n_train=None)  # the batch size is checked against each dataset later
     resolved = {}
-    for spec in experiment.initializers:
+    for arm in experiment.initializers:
         try:
-            name = initjax.canonical(spec)
-            resolved[name] = initjax.check(spec)
+            if isinstance(arm, Arm):
+                name, value = arm.name, rules.compile_rules(arm.rules)
+                if not name or name in initjax.BUILTIN_NAMES:
+                    raise ValueError(f"the rule set {arm.name!r} needs a name of its own (not empty, not a "
+                                     "registered initializer's)")
+            elif isinstance(arm, str):
+                name, value = initjax.canonical(arm), initjax.check(arm)
+            else:
+                raise ValueError(f"an arm is a spec string or a bench.Arm rule set, got {type(arm).__name__}")
         except ValueError as error:
             raise UserError(str(error)) from None
+        resolved[name] = value
     if len(resolved) < len(experiment.initializers):
         raise UserError(f"an initializer is listed twice in {list(experiment.initializers)}; list each once")
     return resolved

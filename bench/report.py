@@ -267,17 +267,37 @@ def describe_run(experiment: dict) -> str:
               + (f" x {experiment['data_seeds']} data orders" if experiment.get("data_seeds", 1) > 1 else "")
               + f"; {experiment['train']['optimizer']} lr {experiment['train']['lr']:g}, batch "
               f"{experiment['train']['batch_size']}, {experiment['train']['epochs']} epochs; tasks: "
-              + ", ".join(t.get("label") or t["dataset"] for t in experiment["tasks"]))
+              + ", ".join(t.get("name") or t.get("label") or t["dataset"] for t in experiment["tasks"]))
     base = presets.PRESETS.get(experiment["name"].removesuffix("-smoke"))
     if base is None:
         return f"Runs: {design}."
-    shipped = json.loads(json.dumps(dataclasses.asdict(base), default=str))
+    shipped = json.loads(json.dumps(base.record(), default=str))
     ran = json.loads(json.dumps(experiment, default=str))
     changed = [key for key in shipped if key not in ("name", "description") and key in ran and shipped[key] != ran[key]]
     if not changed:
         return experiment["description"]
     return (f"Runs: {design}. This is the `{base.name}` preset with {', '.join(changed)} changed; as shipped: "
             f"{base.description}")
+
+
+def describe_arm(name: str, experiment: dict) -> str:
+    """An arm as the report names it: `` `he_normal` ``, or a rule set with its rules in order."""
+    for arm in experiment.get("initializers", []):
+        if isinstance(arm, dict) and arm.get("name") == name:
+            rules = "; ".join(f"`{pattern}`: `{spec}`" for pattern, spec in arm["rules"].items())
+            return f"`{name}` (by parameter path, first match wins: {rules}; the rest as the model makes them)"
+    return f"`{name}`"
+
+
+def describe_training(train: dict) -> str:
+    """``adamw(b2=0.95), lr 0.001 (warmup_cosine(warmup=0.05)), weight decay 0.01, clip 1, batch 32, 5 epochs``."""
+    schedule = train.get("schedule", "constant")
+    text = f"{train['optimizer']}, lr {train['lr']:g}" + ("" if schedule == "constant" else f" ({schedule})")
+    if train.get("weight_decay"):
+        text += f", weight decay {train['weight_decay']:g}"
+    if train.get("clip") is not None:
+        text += f", gradient norm clipped at {train['clip']:g}"
+    return text + f", batch {train['batch_size']}, {train['epochs']} epochs"
 
 
 def finished_initializers(analysis: Analysis, dataset: str) -> int:
@@ -461,8 +481,8 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
     reference = f"`{analysis.baseline}`" if analysis.baseline else "the best of the others"
     scale, unit = _points(analysis.metric)
     header = {
-        "preset": f"`{exp['name']}`",
-        "initializers": ", ".join(f"`{name}`" for name in meta["initializers"]),
+        "experiment": f"`{exp['name']}`",
+        "initializers": ", ".join(describe_arm(name, exp) for name in meta["initializers"]),
         "seeds": (
             f"{exp['seeds']} per initializer, paired (seed i has the same data order and random stream for every "
             "initializer)"
@@ -471,7 +491,7 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
             "has the same initial random stream, data order d the same minibatch order, for every initializer "
             "and every other seed) and paired"
         ),
-        "training": f"{train['optimizer']}, lr {train['lr']:g}, batch {train['batch_size']}, {train['epochs']} epochs",
+        "training": describe_training(train),
         "statistics": (
             f"at the last epoch, over seeds; means with {s.level:.0%} Student t CIs; IQM = 25% trimmed mean with "
             f"{s.method} bootstrap CI ({s.n_resamples:,} resamples, seed {s.seed}) "
@@ -652,13 +672,18 @@ def render_latex(meta: dict, analysis: Analysis) -> str:
             r"\bottomrule",
             r"\end{tabular}",
             f"\\caption{{{caption}}}",
-            f"\\label{{tab:initjax-{tex_escape(meta['experiment']['name'])}-{tex_escape(dataset)}}}".replace(
-                r"\_", "-"
-            ),
+            f"\\label{{tab:initjax-{tex_escape(meta['experiment']['name'])}-{tex_escape(dataset)}-{run_id(meta)}}}"
+            .replace(r"\_", "-"),
             r"\end{table}",
             "",
         ]
     return "\n".join(parts)
+
+
+def run_id(meta: dict) -> str:
+    """Six hex digits naming the experiment as run (its every setting): LaTeX labels of two runs of one preset
+    with other seeds or settings differ, so both tables can go into one paper."""
+    return hashlib.sha256(json.dumps(meta["experiment"], sort_keys=True, default=str).encode()).hexdigest()[:6]
 
 
 # ---------------------------------------------------------------- files

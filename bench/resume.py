@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ import numpy as np
 
 from bench import memory
 from bench.errors import UserError
-from bench.store import read_npz_verified, write_atomic, write_npz_verified
+from bench.store import LOCK, read_npz_verified, write_atomic, write_npz_verified
 
 FORMAT_VERSION = 2  # 2: every file carries a checksum and its own name
 
@@ -140,7 +141,7 @@ class TaskStore:
     """Finished chunks and checkpoints of one task under ``folder``.
 
     Args:
-      root: the run's ``<out>/progress`` folder.
+      root: the cache folder (:func:`cache_root`).
       name: dataset name (readable part of the folder name).
       config: everything the task's numbers depend on (hashed into the key).
       checkpoint_every: seconds between checkpoints of a chunk in progress
@@ -150,14 +151,11 @@ class TaskStore:
     def __init__(self, root: str | Path, name: str, config: dict, checkpoint_every: float = 60.0):
         self.config = config
         self.key = task_key(config)
-        self.folder = Path(root) / f"{name}-{self.key}"
+        self.folder = task_folder(root, name, config)
         self.checkpoint_every = checkpoint_every
         self._last_save = time.monotonic()
         self.loaded: list[int] = []  # chunks found finished
         self.resumed: dict[int, int] = {}  # chunk -> epoch continued from
-        if jax.process_count() == 1:  # temp files of writes cut short by a kill (never read)
-            for stale in self.folder.glob(".*.tmp"):
-                stale.unlink(missing_ok=True)
 
     # ------------------------------------------------------------ plan
 
@@ -308,6 +306,27 @@ def _json_digest(body: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def cache_root() -> Path:
+    """Where finished chunks and checkpoints are kept: ``$INITJAX_CACHE``, else the user cache directory.
+
+    ``$XDG_CACHE_HOME/initjax`` or ``~/.cache/initjax``: outside any report folder, so a
+    report folder holds only the report. A task's folder there is named by its key, so
+    runs of one task into different report folders share their finished work.
+    """
+    if os.environ.get("INITJAX_CACHE"):
+        return Path(os.environ["INITJAX_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "initjax"
+
+
+def task_folder(root: str | Path, name: str, config: dict) -> Path:
+    """``<root>/<name>-<key>``: the folder of one task's finished work."""
+    return Path(root) / f"{name}-{task_key(config)}"
+
+
 def remove(root: str | Path, name: str, config: dict) -> None:
-    """``--fresh``: forgets the finished work of this task's key."""
-    shutil.rmtree(Path(root) / f"{name}-{task_key(config)}", ignore_errors=True)
+    """``--fresh``: forgets the finished work of this task's key (its lock, held by the caller, stays)."""
+    folder = task_folder(root, name, config)
+    for path in folder.glob("*") if folder.is_dir() else ():
+        if not path.name.startswith(LOCK):
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)

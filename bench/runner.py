@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import sys
 import time
 from collections.abc import Sequence
@@ -17,8 +18,9 @@ import jax
 import pandas as pd
 
 import initjax
-from bench import datasets, devices, memory, models, outcomes, presets, report, resume, stats
-from bench.errors import Interrupted, UserError
+from bench import data as bench_data
+from bench import devices, losses, memory, models, outcomes, presets, report, resume, stats
+from bench.errors import Interrupted, UserError, in_python_terms
 from bench.presets import Experiment
 from bench.store import exclusive
 from bench.train import train_task
@@ -33,12 +35,44 @@ class Outcome:
       analysis: summary statistics, comparisons, ties, curves and power advice.
       meta: experiment, environment and timings, as written in the report header.
       files: paths written (empty when nothing was written).
+      test_outcomes: per task, every run's per-example test loss and correctness
+        (``bench.outcomes``), which the intervals of test metrics count.
     """
 
     results: pd.DataFrame
     analysis: report.Analysis
     meta: dict
     files: list[Path]
+    test_outcomes: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row per (task, arm): runs, diverged, mean of the ranked metric with its 95% interval, spread,
+        IQM, and the verdict with the simultaneous interval of the difference to the best of the others."""
+        keys = ["dataset", "model", "initializer"]
+        rows = self.analysis.summary[self.analysis.summary["metric"] == self.analysis.metric]
+        rows = rows[[*keys, "metric", "runs", "diverged", "mean", "mean_low", "mean_high", "std", "iqm"]]
+        verdicts = self.analysis.comparisons[[*keys, "verdict", "to_best_low", "to_best_high", "p", "d_z",
+                                              "win_rate"]]
+        return rows.merge(verdicts, on=keys, how="left").reset_index(drop=True)
+
+    def report(self, out: str | Path, formats: Sequence[str] = report.FORMATS, overwrite: bool = False) -> list[Path]:
+        """Writes the full report (markdown, LaTeX, CSV, figures) to ``out``; returns the files written.
+
+        Raises:
+          UserError: ``out`` already holds a report and ``overwrite`` is False.
+        """
+        with exclusive(out):
+            refuse_overwrite(out, overwrite)
+            stored = [outcomes.save(out, self.test_outcomes)] if self.test_outcomes else []
+            _, files = report.write(out, self.results, self.meta, formats, test_outcomes=self.test_outcomes or None)
+        return [p for p in stored if p is not None] + files
+
+
+def refuse_overwrite(out: str | Path, overwrite: bool) -> None:
+    """Raises UserError when ``out`` already holds a report (``run.json``) and overwriting was not asked for."""
+    if not overwrite and (Path(out) / "run.json").exists():
+        raise UserError(f"{out} already holds a report; choose another folder or ask to overwrite it (--force)")
 
 
 def run_experiment(
@@ -61,9 +95,9 @@ def run_experiment(
     ``data_dir`` and ``download`` say where image datasets are found (see
     ``bench.datasets``); ``chunk`` (seeds per chunk) and ``max_memory`` (bytes)
     override the chunk plan (see ``bench.memory``). With ``out``, finished chunks
-    and checkpoints (every ``checkpoint_every`` seconds) are kept under
-    ``out/progress`` and a rerun of the same experiment resumes from them
-    (``bench.resume``); ``fresh`` forgets them first. With several JAX processes
+    and checkpoints (every ``checkpoint_every`` seconds) are kept in the cache folder
+    (``bench.resume.cache_root``: ``$INITJAX_CACHE``, else the user cache directory)
+    and a rerun of the same experiment resumes from them; ``fresh`` forgets them first. With several JAX processes
     (``--distributed``) every process trains its chunks and only process 0
     writes files.
 
@@ -96,18 +130,26 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
     runs = list(range(experiment.seeds * experiment.data_seeds))  # run r: init seed r // K, data order r % K
     frames, tasks, test_outcomes = [], {}, {}
     for task in experiment.tasks:
-        data = datasets.load(task.dataset, None if data_dir is None else str(data_dir), download)
+        data = bench_data.load(task.dataset, data_dir, download)
         if task.subset:
             data = data.subset(*task.subset)
-        model = models.build(task.model, data.input_shape, data.n_classes, task.hidden, task.activation)
+        model, loss = task_model(task, data)
         name = models.describe(model, data.input_shape)
-        store = None if out is None else _task_store(out, experiment, task, data, fresh, checkpoint_every)
-        try:
-            result = train_task(data, model, initializers, runs, experiment.train, experiment.seed,
-                                progress and devices.is_main_process(), chunk, max_memory, keep_params=False,
-                                store=store, data_seeds=experiment.data_seeds)
-        except KeyboardInterrupt:
-            raise Interrupted(_interrupted(store)) from None
+        with contextlib.ExitStack() as held:
+            store = None
+            if out is not None:  # one writer per task folder of the cache, whichever report folder it is for
+                key = _task_key(experiment, task, data)
+                held.enter_context(exclusive(resume.task_folder(resume.cache_root(), task.name, key),
+                                             jax.process_index()))
+                if fresh:
+                    resume.remove(resume.cache_root(), task.name, key)
+                store = resume.TaskStore(resume.cache_root(), task.name, key, checkpoint_every)
+            try:
+                result = train_task(data, model, initializers, runs, experiment.train, experiment.seed,
+                                    progress and devices.is_main_process(), chunk, max_memory, keep_params=False,
+                                    store=store, data_seeds=experiment.data_seeds, loss=loss)
+            except KeyboardInterrupt:
+                raise Interrupted(_interrupted(store)) from None
         if store is not None and (store.loaded or store.resumed) and devices.is_main_process():
             print(_reused(task.name, store, result.plan.n_chunks), file=sys.stderr)
         frames.append(_split_runs(result.frame, experiment.data_seeds).assign(
@@ -119,7 +161,7 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
     settings = stats.Settings(seed=experiment.seed, margin=margin, fixed_test_set=fixed_test_set)
     meta = {
         "format": report.FORMAT_VERSION,
-        "experiment": dataclasses.asdict(experiment),
+        "experiment": experiment.record(),
         "initializers": list(initializers),
         "statistics": dataclasses.asdict(settings),
         "tasks": tasks,
@@ -135,71 +177,95 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
     }
     if out is None or not devices.is_main_process():
         shown = None if fixed_test_set else test_outcomes
-        return Outcome(results, report.analyse(results, settings=settings, test_outcomes=shown), meta, [])
+        return Outcome(results, report.analyse(results, settings=settings, test_outcomes=shown), meta, [],
+                       test_outcomes)
     try:
         stored = [outcomes.save(out, test_outcomes)] if test_outcomes else []
         if not test_outcomes:  # an older outcomes file describes other runs
             (Path(out) / outcomes.FILE).unlink(missing_ok=True)
         analysis, files = report.write(out, results, meta, baseline=baseline, test_outcomes=test_outcomes)
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted while writing the report; every run is saved in {Path(out) / 'progress'}: "
+        raise Interrupted(f"interrupted while writing the report; every run is saved in {resume.cache_root()}: "
                           "rerun the same command to write it (nothing is retrained)") from None
     files = [p for p in stored if p is not None] + files
-    return Outcome(results, analysis, meta, files)
+    return Outcome(results, analysis, meta, files, test_outcomes)
 
 
-def run(
-    preset: str = "default",
-    *,
-    seeds: int | None = None,
-    initializers: Sequence[str] | None = None,
-    datasets: Sequence[str] | None = None,
-    epochs: int | None = None,
-    lr: float | None = None,
-    optimizer: str | None = None,
-    batch_size: int | None = None,
-    data_seeds: int | None = None,
-    out: str | Path | None = None,
-    progress: bool = True,
-    margin: float | None = None,
-) -> pd.DataFrame:
-    """Runs a preset, optionally overridden, and returns the tidy results table.
+def run(experiment: Experiment | str | Path = "default", *, out: str | Path | None = None, progress: bool = True,
+        assignments: Sequence[str] = (), **options) -> Outcome:
+    """Runs an experiment, a preset or an experiment file, and returns its :class:`Outcome`.
 
     Example (in a notebook)::
 
         import bench
-        df = bench.run("default", seeds=8, initializers=["he_normal", "glorot_uniform"])
-        df[df.epoch == df.epoch.max()].groupby("initializer").test_accuracy.mean()
+        outcome = bench.run("default", seeds=8, initializers=["he_normal", "glorot_uniform"])
+        outcome.summary                 # verdicts and intervals per task and initializer
+        outcome.results                 # every run's metrics at every epoch
+        outcome.report("reports/mine")  # markdown, LaTeX, CSV and figures
 
     Args:
-      preset: name in ``bench.presets.PRESETS``.
-      seeds, initializers, datasets, epochs, lr, optimizer, batch_size, data_seeds:
-        override the preset's values (None keeps them).
-      out: folder for ``report.md`` and ``results.csv``; None writes nothing.
+      experiment: a :class:`bench.Experiment`, a preset name or a ``.toml`` path.
+      out: folder for the report and results; None writes nothing (``outcome.report(out)`` later).
       progress: show progress bars.
-      margin: equivalence margin of the report's verdicts (None: 0.5 pp of accuracy).
-
-    Returns:
-      One row per (dataset, model, initializer, seed, epoch).
+      assignments: ``"train.lr=0.01"``-style settings of any field, as ``--set`` on the CLI.
+      **options: fields to replace (``seeds``, ``initializers``, ``datasets``, ``epochs``,
+        ``lr``, ``optimizer``, ``batch_size``, ``seed``, ``model``, ``hidden``, ``activation``,
+        ``data_seeds``) and run options (``data_dir``, ``download``, ``chunk``,
+        ``max_memory``, ``fresh``, ``checkpoint_every``, ``margin``, ``baseline``,
+        ``fixed_test_set``).
 
     Raises:
-      UserError: bad input, before any training.
+      UserError: bad input, before any training (the message names Python arguments).
+      TypeError: an option that does not exist.
     """
-    experiment = presets.get(preset).override(
-        seeds=seeds, initializers=initializers, datasets=datasets, epochs=epochs, lr=lr,
-        optimizer=optimizer, batch_size=batch_size, data_seeds=data_seeds,
-    )
-    return run_experiment(experiment, out, progress, margin=margin).results
+    from bench import experiment_file
+
+    fields = set(inspect.signature(Experiment.override).parameters) - {"self"}
+    run_options = set(inspect.signature(run_experiment).parameters) - {"experiment", "out", "progress", "command"}
+    unknown_options = set(options) - fields - run_options
+    if unknown_options:
+        raise TypeError(f"bench.run() got unexpected options {sorted(unknown_options)}; "
+                        f"fields: {sorted(fields)}; run options: {sorted(run_options)}")
+    try:
+        if not isinstance(experiment, Experiment):
+            experiment = experiment_file.resolve(experiment, list(assignments))
+        elif assignments:
+            raise UserError("assignments= applies to a preset or a file; replace fields of an Experiment with "
+                            "dataclasses.replace")
+        experiment = experiment.override(**{k: v for k, v in options.items() if k in fields})
+        return run_experiment(experiment, out, progress, **{k: v for k, v in options.items() if k in run_options})
+    except UserError as error:
+        raise UserError(in_python_terms(str(error))) from None
 
 
-def _task_store(out, experiment: Experiment, task: presets.Task, data, fresh: bool,
-                checkpoint_every: float) -> resume.TaskStore:
-    """The task's store of finished work under ``out/progress``, keyed by all its numbers depend on."""
-    key = {**resume.environment_key(), "experiment": _numbers_config(experiment), "task": dataclasses.asdict(task),
-           "data": data.fingerprint(), "code": resume.code_key(experiment.initializers)}
-    if fresh:
-        resume.remove(Path(out) / "progress", task.name, key)
-    return resume.TaskStore(Path(out) / "progress", task.name, key, checkpoint_every)
+def task_model(task: presets.Task, data) -> tuple:
+    """The task's Flax module and loss: a built-in model shaped for the data, or the user's module.
+
+    Returns:
+      ``(model, loss)``; ``loss`` None means the built-in model's own head.
+    """
+    if task.builtin_model:
+        return models.build(task.model, data.input_shape, data.n_classes, task.hidden, task.activation), task.loss
+    loss = task.loss if task.loss is not None else losses.default_for(data.n_classes)
+    width = losses.outputs_for(loss, data.n_classes) if isinstance(loss, str) else None
+    return models.from_spec(task.model, task.model_args, width), loss
+
+
+def user_code(experiment: Experiment, task: presets.Task) -> list:
+    """Everything user-supplied that the task's numbers depend on: arms' specs, model, data and loss functions."""
+    specs = []
+    for arm in experiment.initializers:
+        specs += [spec for _, spec in arm.rules] if isinstance(arm, presets.Arm) else [arm]
+    specs += [obj for obj in (task.model, task.loss) if obj is not None and not isinstance(obj, str)]
+    specs += [obj for obj in (task.model, task.loss, task.dataset)
+              if isinstance(obj, str) and ":" in obj and not obj.startswith("npz:")]
+    return specs
+
+
+def _task_key(experiment: Experiment, task: presets.Task, data) -> dict:
+    """Everything a task's numbers depend on (``bench.resume``): versions, settings, data, and the code."""
+    return {**resume.environment_key(), "experiment": _numbers_config(experiment), "task": task.record(),
+            "data": data.fingerprint(), "code": resume.code_key(user_code(experiment, task))}
 
 
 def _task_meta(model_name: str, data, result, runs: int, store: resume.TaskStore | None) -> dict:
@@ -251,7 +317,7 @@ def _split_runs(frame: pd.DataFrame, data_seeds: int) -> pd.DataFrame:
 
 def _numbers_config(experiment: Experiment) -> dict:
     """The experiment's fields that the numbers depend on (not its name or description)."""
-    config = dataclasses.asdict(experiment)
+    config = experiment.record()
     config.pop("name"), config.pop("description")
     return config
 

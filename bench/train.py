@@ -33,30 +33,33 @@ import numpy as np
 import optax
 import pandas as pd
 
-from bench import devices, memory, resume
+from bench import devices, losses, memory, recipes, resume
 from bench.datasets import Dataset
-from bench.errors import UserError, unknown
+from bench.errors import UserError
 from bench.progress import StepBar
-from initjax import schemes
+from initjax import rules, schemes
 
+# name -> optimizer(lr) at a constant rate (the recipes' defaults), for callers that want just that
 OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
-    "sgd": optax.sgd,
-    "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
-    "adam": optax.adam,
+    name: (lambda lr, name=name: recipes.build(name, lr)) for name in recipes.OPTIMIZERS
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """How every run of a task is trained.
+    """How every run of a task is trained (``bench.recipes``).
 
     Attributes:
-      optimizer: name in :data:`OPTIMIZERS`.
-      lr: learning rate, > 0.
+      optimizer: spec of an optimizer in ``bench.recipes.OPTIMIZERS``, with keyword
+        arguments: ``"adam"``, ``"adamw(b2=0.95)"``.
+      lr: peak learning rate, > 0.
       batch_size: minibatch size; the last minibatch of an epoch may be partial
         (it is masked, as Keras trains on it).
       epochs: number of passes over the training set.
       eval_batch_size: examples per evaluation chunk (bounds evaluation memory).
+      schedule: the learning rate's curve over the run (``bench.recipes.SCHEDULES``).
+      weight_decay: >= 0; the optimizer's own decoupled decay or an L2 term.
+      clip: clip gradients to this global norm (None: no clipping).
     """
 
     optimizer: str = "adam"
@@ -64,13 +67,19 @@ class TrainConfig:
     batch_size: int = 32
     epochs: int = 10
     eval_batch_size: int = 2048
+    schedule: str = "constant"
+    weight_decay: float = 0.0
+    clip: float | None = None
 
     def validate(self, n_train: int | None) -> None:
         """Raises UserError on a value no training can use (the batch size against ``n_train`` when given)."""
-        if self.optimizer not in OPTIMIZERS:
-            raise unknown("optimizer", self.optimizer, OPTIMIZERS)
+        recipes.check(self.optimizer, self.schedule)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise UserError(f"learning rate must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise UserError(f"weight decay must be a finite number >= 0, got {self.weight_decay}")
+        if self.clip is not None and not (math.isfinite(self.clip) and self.clip > 0):
+            raise UserError(f"clip (a global gradient norm) must be a finite number > 0, got {self.clip}")
         if self.epochs < 1:
             raise UserError(f"epochs must be >= 1, got {self.epochs}")
         if n_train is None and not 1 <= self.batch_size <= 2**31 - 1:
@@ -79,6 +88,11 @@ class TrainConfig:
             raise UserError(
                 f"batch size must be between 1 and the {n_train:,} training examples, got {self.batch_size}"
             )
+
+    def optax(self, n_train: int) -> optax.GradientTransformation:
+        """The optimizer of this recipe for a training set of ``n_train`` examples (the schedule's length)."""
+        steps = -(-n_train // self.batch_size) * self.epochs
+        return recipes.build(self.optimizer, self.lr, self.schedule, self.weight_decay, self.clip, steps)
 
 
 @dataclasses.dataclass
@@ -122,7 +136,7 @@ class TaskResult:
 
 
 def loss_and_accuracy(logits: jnp.ndarray, labels: jnp.ndarray, output_activation: str):
-    """Per-example loss and correctness.
+    """Per-example loss and correctness of a built-in model's head (``bench.losses``).
 
     Args:
       logits: `(batch, 1)` for ``"sigmoid"``, `(batch, n_classes)` for ``"softmax"``.
@@ -133,16 +147,17 @@ def loss_and_accuracy(logits: jnp.ndarray, labels: jnp.ndarray, output_activatio
     Returns:
       ``(loss, correct)``, each `(batch,)` float32.
     """
-    if output_activation == "sigmoid":
-        z = logits[..., 0]
-        loss = optax.sigmoid_binary_cross_entropy(z, labels.astype(z.dtype))
-        correct = (z > 0) == (labels == 1)
-    elif output_activation == "softmax":
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-        correct = jnp.argmax(logits, axis=-1) == labels
-    else:
-        raise ValueError(f"unknown output activation {output_activation!r}")
-    return loss, correct.astype(loss.dtype)
+    return model_loss(output_activation)(logits, labels)
+
+
+def model_loss(loss) -> Callable:
+    """``loss(outputs, labels) -> (loss, correct)`` for a loss spec, or a built-in model's ``output_activation``."""
+    if loss in ("sigmoid", "softmax"):
+        loss = f"{loss}_cross_entropy"
+    if loss is None:
+        raise UserError("this model names no loss (no output_activation field): give the task a loss, e.g. "
+                        "softmax_cross_entropy")
+    return losses.get(loss)
 
 
 def run_keys(experiment_seed: int, dataset: str, seeds: Sequence[int], data_seeds: int = 1):
@@ -174,83 +189,108 @@ def run_keys(experiment_seed: int, dataset: str, seeds: Sequence[int], data_seed
 SCHEME_BATCH = 256  # training examples a whole-network init scheme sees per seed
 
 
-def init_params(model: nn.Module, initializers: Sequence[Callable], init_keys, input_shape: Sequence[int],
-                x_train: jnp.ndarray | None = None) -> dict:
-    """Initial parameters of every (initializer, seed), stacked.
+def arm_rules(arm) -> tuple[rules.Rule, ...]:
+    """The per-tensor rules of an arm: a rule set as is; an initializer, or a scheme's ``base``, for every kernel."""
+    if isinstance(arm, tuple):
+        return arm
+    return rules.compile_rules(arm.base if schemes.is_scheme(arm) else arm)
 
-    A per-tensor initializer becomes the model's ``kernel_init``. A scheme
-    (``initjax.schemes.Scheme``) pre-initializes the kernels with its ``base``,
-    then transforms the whole params with :data:`SCHEME_BATCH` training examples
-    drawn for the seed (``x_train`` is needed then).
+
+def init_params(model: nn.Module, arms: Sequence, init_keys, input_shape: Sequence[int],
+                x_train: jnp.ndarray | None = None) -> dict:
+    """Initial parameters of every (arm, seed), stacked.
+
+    An arm is an initializer (every kernel), a rule set (``initjax.rules``: by
+    parameter path) or a scheme (``initjax.schemes.Scheme``). The model's own
+    initializers draw every parameter with the seed's key; the arm's rules then
+    redraw what they match (``initjax.rules.apply``). A scheme's ``base`` draws every
+    kernel, then the scheme transforms the whole params with :data:`SCHEME_BATCH`
+    training examples drawn for the seed (``x_train`` is needed then).
 
     Returns:
-      Params pytree with leaves `(n_initializers, n_seeds, ...)`.
+      Params pytree with leaves `(n_arms, n_seeds, ...)`.
     """
     sample = jnp.zeros((1, *input_shape), jnp.float32)
     # Seeds are initialized one after another (lax.map), not vmapped: on CPU, jaxlib
     # runs a batched QR (orthogonal init) through ParallelBatchMap on XLA's thread
     # pool, and several of those in one program deadlock a 2-thread pool (seen with
-    # jaxlib 0.10.2: every worker blocked in BlockingCounter::Wait). Initialization
-    # is a negligible share of the run, so nothing is lost.
+    # jaxlib 0.10.2: every worker blocked in BlockingCounter::Wait).
     stacks = []
-    for init in initializers:
-        if schemes.is_scheme(init):
-            module = model.clone(kernel_init=init.base)
-            apply_fn = schemes.probe(module)
+    for arm in arms:
+        def drawn(key, by=arm_rules(arm)):
+            return rules.apply(jax.random.fold_in(key, 4), model.init(key, sample)["params"], by)
 
-            def one(key, m=module, scheme=init, apply_fn=apply_fn):
+        if schemes.is_scheme(arm):
+            apply_fn = schemes.probe(model)
+
+            def one(key, scheme=arm, apply_fn=apply_fn, drawn=drawn):
                 n = x_train.shape[0]
                 batch = x_train[
                     jax.random.choice(jax.random.fold_in(key, 2), n, (min(SCHEME_BATCH, n),), replace=False)
                 ]
-                return scheme(jax.random.fold_in(key, 3), m.init(key, sample)["params"], apply_fn, batch)
+                return scheme(jax.random.fold_in(key, 3), drawn(key), apply_fn, batch)
         else:
-            def one(key, m=model.clone(kernel_init=init)):
-                return m.init(key, sample)["params"]
+            one = drawn
         stacks.append(jax.lax.map(one, init_keys))
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *stacks)
 
 
-def check_on_model(model: nn.Module, initializers: Mapping[str, Callable], input_shape: Sequence[int]) -> None:
-    """Traces each initializer on every kernel shape of the model (``jax.eval_shape``: nothing is computed).
+def check_on_model(model: nn.Module, arms: Mapping[str, object], input_shape: Sequence[int]) -> None:
+    """Traces each arm's initializers on the parameters they draw (``jax.eval_shape``: nothing is computed).
 
-    ``initjax.check`` tries a small kernel; this tries the model's real kernels
-    (4-D conv kernels, wide layers), where a user initializer may still fail.
+    ``initjax.check`` tries a small kernel; this tries the model's real parameters
+    (4-D conv kernels, wide layers), where a user initializer may still fail, and
+    refuses a rule that draws no parameter (a typo in a path pattern).
 
     Raises:
-      UserError: naming the initializer that raised or gave a kernel of the wrong shape or dtype.
+      UserError: naming the arm and parameter that failed, gave the wrong shape or
+        dtype, or the rule that matches nothing.
     """
     sample = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-    params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], sample)
-    kernels = [(jax.tree_util.keystr(path), leaf) for path, leaf in jax.tree.leaves_with_path(params)
-               if getattr(path[-1], "key", None) == "kernel"]
-    for name, init in initializers.items():
-        if schemes.is_scheme(init):
-            _check_scheme(name, init, model, input_shape, params)
-            init = init.base
-        for where, kernel in kernels:
+    try:
+        params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], sample)
+    except Exception as error:  # user models may raise anything; name it
+        first = (str(error).strip().splitlines() or [""])[0]
+        raise UserError(f"model {type(model).__name__} failed on inputs of shape {[1, *input_shape]}: "
+                        f"{type(error).__name__}: {first}") from None
+    leaves = {rules.path_name(path): leaf for path, leaf in jax.tree.leaves_with_path(params)}
+    for name, arm in arms.items():
+        if schemes.is_scheme(arm):
+            _check_scheme(name, arm, model, input_shape, params)
+        by = arm_rules(arm)
+        unused = rules.unmatched_rules(list(leaves), by)
+        if unused:
+            raise UserError(f"{name!r}: the rule {unused[0]!r} draws no parameter of this model (its parameters: "
+                            f"{', '.join(leaves)}); fix the pattern")
+        for where, index in rules.assign(list(leaves), by).items():
+            kernel, init = leaves[where], by[index][1]
             try:
                 got = jax.eval_shape(lambda key, k=kernel, f=init: f(key, k.shape, k.dtype), jax.random.key(0))
             except Exception as error:  # user code may raise anything; name it
                 first = (str(error).strip().splitlines() or [""])[0]
-                raise UserError(f"initializer {name!r} failed on the kernel {where} of shape {list(kernel.shape)}: "
-                                f"{type(error).__name__}: {first}") from None
+                raise UserError(f"initializer {name!r} failed on the parameter {where} of shape "
+                                f"{list(kernel.shape)}: {type(error).__name__}: {first}") from None
             if not isinstance(got, jax.ShapeDtypeStruct):
-                raise UserError(f"initializer {name!r} returned {type(got).__name__} for the kernel {where}; "
+                raise UserError(f"initializer {name!r} returned {type(got).__name__} for the parameter {where}; "
                                 "it must follow init(key, shape, dtype) -> Array")
             if (got.shape, got.dtype) != (kernel.shape, kernel.dtype):
-                raise UserError(f"initializer {name!r} gave {got.dtype}{list(got.shape)} for the kernel {where} "
+                raise UserError(f"initializer {name!r} gave {got.dtype}{list(got.shape)} for the parameter {where} "
                                 f"of shape {list(kernel.shape)} {kernel.dtype}; it must follow "
                                 "init(key, shape, dtype) -> Array")
 
 
 def _check_scheme(name, scheme, model, input_shape, expected) -> None:
     """Traces a scheme on the model; raises UserError naming it if it fails or changes the params' structure."""
-    module = model.clone(kernel_init=scheme.base)
     batch = jax.ShapeDtypeStruct((SCHEME_BATCH, *input_shape), jnp.float32)
+    by = arm_rules(scheme)
+
+    def traced(x):
+        key = jax.random.key(0)
+        drawn = rules.apply(key, model.init(key, x[:1])["params"], by)
+        return scheme(jax.random.key(1), drawn, schemes.probe(model), x)
+
     try:
-        got = jax.eval_shape(lambda x: scheme(jax.random.key(1), module.init(jax.random.key(0), x[:1])["params"],
-                                              schemes.probe(module), x), batch)
+        got = jax.eval_shape(traced, batch)
     except Exception as error:  # user or scheme code may raise anything; name it
         first = (str(error).strip().splitlines() or [""])[0]
         raise UserError(f"init scheme {name!r} failed on this model: {type(error).__name__}: {first}") from None
@@ -266,12 +306,14 @@ def epoch_order(data_key, epoch, n: int, padded: int) -> jnp.ndarray:
 
 
 def make_train_epoch(model: nn.Module, optimizer: optax.GradientTransformation, batch_size: int,
-                     on_steps: Callable[[int], None] | None = None, ticks: int = 50):
+                     on_steps: Callable[[int], None] | None = None, ticks: int = 50, loss=None):
     """Builds ``train_epoch(params, opt_state, data_keys, epoch, x, y)``.
 
     ``on_steps(k)``, if given, is called from inside the compiled epoch (``jax.debug.callback``,
     outside the vmaps: once per step, not per run) after step ``k`` of the epoch, about
     ``ticks`` times per epoch: a progress bar in minibatch steps. It changes no number.
+
+    ``loss``: a loss spec (``bench.losses``); None: the built-in model's ``output_activation``.
 
     Args of the returned function:
       params, opt_state: leaves `(n_inits, n_seeds, ...)`.
@@ -283,10 +325,11 @@ def make_train_epoch(model: nn.Module, optimizer: optax.GradientTransformation, 
       where any minibatch loss of the epoch was NaN or inf.
     """
 
+    loss_fn = model_loss(getattr(model, "output_activation", None) if loss is None else loss)
+
     def batch_loss(params, x, y, weights):
-        logits = model.apply({"params": params}, x)
-        loss, _ = loss_and_accuracy(logits, y, model.output_activation)
-        return jnp.sum(weights * loss) / jnp.sum(weights)
+        per_example, _ = loss_fn(model.apply({"params": params}, x), y)
+        return jnp.sum(weights * per_example) / jnp.sum(weights)
 
     def update(params, opt_state, x, y, weights):
         loss, grads = jax.value_and_grad(batch_loss)(params, x, y, weights)
@@ -331,7 +374,7 @@ def chunked_for_eval(x: np.ndarray, y: np.ndarray, chunk: int):
     return jnp.asarray(xs), jnp.asarray(ys), jnp.asarray(ws)
 
 
-def make_evaluate(model: nn.Module):
+def make_evaluate(model: nn.Module, loss=None):
     """Builds ``evaluate(params, xs, ys, ws) -> sums`` `(n_inits, n_seeds, 2)`.
 
     ``sums[..., 0]`` is the summed loss and ``sums[..., 1]`` the number of correct
@@ -342,9 +385,11 @@ def make_evaluate(model: nn.Module):
     stays `O(n_models x chunk)` whatever the split size.
     """
 
+    loss_fn = model_loss(getattr(model, "output_activation", None) if loss is None else loss)
+
     def sums(params, x, y, w):
-        loss, correct = loss_and_accuracy(model.apply({"params": params}, x), y, model.output_activation)
-        return jnp.stack([jnp.sum(w * loss), jnp.sum(w * correct)])
+        per_example, correct = loss_fn(model.apply({"params": params}, x), y)
+        return jnp.stack([jnp.sum(w * per_example), jnp.sum(w * correct)])
 
     per_model = jax.vmap(jax.vmap(sums, in_axes=(0, None, None, None)), in_axes=(0, None, None, None))
 
@@ -359,7 +404,7 @@ def make_evaluate(model: nn.Module):
     return evaluate
 
 
-def make_outcomes(model: nn.Module):
+def make_outcomes(model: nn.Module, loss=None):
     """Builds ``outcomes(params, xs, ys, ws) -> (loss, correct)``, each `(n_inits, n_seeds, n_chunks * chunk)`.
 
     Per-example loss and correctness of every run on a split chunked by
@@ -367,8 +412,10 @@ def make_outcomes(model: nn.Module):
     report needs to count the test set's own sampling error (``bench.outcomes``).
     """
 
+    loss_fn = model_loss(getattr(model, "output_activation", None) if loss is None else loss)
+
     def per_example(params, x, y):
-        return loss_and_accuracy(model.apply({"params": params}, x), y, model.output_activation)
+        return loss_fn(model.apply({"params": params}, x), y)
 
     per_model = jax.vmap(jax.vmap(per_example, in_axes=(0, None, None)), in_axes=(0, None, None))
 
@@ -411,16 +458,16 @@ class _Programs:
 
 
 def _compile_programs(model, optimizer, config, train_args, eval_splits, model_sharding,
-                      on_steps: Callable[[int], None] | None = None) -> _Programs:
+                      on_steps: Callable[[int], None] | None = None, loss=None) -> _Programs:
     train_epoch, compile_s = _compile(
-        make_train_epoch(model, optimizer, config.batch_size, on_steps), *train_args, donate=(0, 1),
+        make_train_epoch(model, optimizer, config.batch_size, on_steps, loss=loss), *train_args, donate=(0, 1),
         out_shardings=(model_sharding, model_sharding, model_sharding),
     )
-    evaluate, evaluators = make_evaluate(model), {}
+    evaluate, evaluators = make_evaluate(model, loss), {}
     for split, chunks in eval_splits.items():
         evaluators[split], seconds = _compile(evaluate, train_args[0], *chunks, out_shardings=model_sharding)
         compile_s += seconds
-    outcomes, seconds = _compile(make_outcomes(model), train_args[0], *eval_splits["test"],
+    outcomes, seconds = _compile(make_outcomes(model, loss), train_args[0], *eval_splits["test"],
                                  out_shardings=(model_sharding, model_sharding))
     return _Programs(train_epoch, evaluators, outcomes, compile_s + seconds, _program_bytes(train_epoch))
 
@@ -484,6 +531,7 @@ def train_task(
     keep_params: bool = True,
     store: resume.TaskStore | None = None,
     data_seeds: int = 1,
+    loss=None,
 ) -> TaskResult:
     """Trains every initializer x seed on ``dataset``, chunk after chunk of seeds.
 
@@ -496,8 +544,9 @@ def train_task(
 
     Args:
       dataset: train and test arrays.
-      model: a Flax module whose ``kernel_init`` is replaced by each initializer.
-      initializers: name -> initializer, in table order.
+      model: any Flax module, ``model.apply({"params": p}, x)`` giving outputs for the loss.
+      initializers: arm name -> initializer (every kernel), rule set
+        (``initjax.rules.compile_rules``) or scheme, in table order.
       seeds: seed numbers; seed ``s`` gives the same run whatever the other seeds.
       config: optimizer, learning rate, batch size, epochs.
       experiment_seed: root of every key.
@@ -511,6 +560,8 @@ def train_task(
         the stored chunk plan is reused (:mod:`bench.resume`).
       data_seeds: ``K > 1`` makes ``seeds`` run numbers crossing init seed ``r // K``
         with data-order seed ``r % K`` (:func:`run_keys`).
+      loss: a loss spec or callable (``bench.losses``); None: the built-in model's
+        ``output_activation`` (sigmoid or softmax cross-entropy).
 
     Returns:
       A :class:`TaskResult`. Runs whose loss became NaN or inf are marked
@@ -519,8 +570,15 @@ def train_task(
     """
     config.validate(dataset.x_train.shape[0])
     check_on_model(model, initializers, dataset.input_shape)
+    loss = getattr(model, "output_activation", None) if loss is None else loss
+    model_loss(loss)  # an unknown loss fails here, before anything is compiled
+    if isinstance(loss, str):
+        outputs = jax.eval_shape(lambda x: model.apply(model.init(jax.random.key(0), x), x),
+                                 jax.ShapeDtypeStruct((2, *dataset.input_shape), jnp.float32))
+        name = "softmax_cross_entropy" if loss == "softmax" else "sigmoid_cross_entropy" if loss == "sigmoid" else loss
+        losses.check_shape(type(model).__name__, outputs.shape, name, dataset.n_classes)
     names, seeds = list(initializers), list(seeds)
-    optimizer = OPTIMIZERS[config.optimizer](config.lr)
+    optimizer = config.optax(len(dataset.x_train))
     mesh = devices.local_mesh()
     model_sharding, key_sharding = devices.seed_sharding(mesh, 1), devices.seed_sharding(mesh, 0)
     x_train, y_train = jax.device_put((dataset.x_train, dataset.y_train), devices.replicated(mesh))
@@ -584,6 +642,7 @@ def train_task(
                     eval_splits,
                     model_sharding,
                     bar.on_steps,  # shown or not: the same program, so the same numbers
+                    loss,
                 )
                 compile_s = programs.compile_s
                 bar.exclude_from_rate()

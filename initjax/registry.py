@@ -239,19 +239,28 @@ def _lookup(name: str) -> Entry:
 
 
 def _import(path: str) -> Any:
+    fn = import_object(path, "initializer")
+    if not callable(fn):
+        raise ValueError(f"{path!r} is not callable; it must be an initializer or a builder")
+    return fn
+
+
+def import_object(path: str, what: str) -> Any:
+    """The object ``module:attribute`` names (importing the module runs it, as any import does).
+
+    Raises:
+      ValueError: one line naming ``what`` it was for, when the module does not import or lacks the attribute.
+    """
     module_name, _, attribute = path.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(f"cannot import module {module_name!r} for initializer {path!r}: {error}") from None
+        raise ValueError(f"cannot import module {module_name!r} for {what} {path!r}: {error}") from None
     except Exception as error:  # importing user code runs it; whatever it raises is named
         first = (str(error).strip().splitlines() or [""])[0]
-        raise ValueError(f"importing module {module_name!r} for initializer {path!r} failed: "
+        raise ValueError(f"importing module {module_name!r} for {what} {path!r} failed: "
                          f"{type(error).__name__}: {first}") from None
     try:
-        fn = getattr(module, attribute)
+        return getattr(module, attribute)
     except AttributeError:
-        raise ValueError(f"module {module_name!r} has no attribute {attribute!r} (initializer {path!r})") from None
-    if not callable(fn):
-        raise ValueError(f"{path!r} is not callable; it must be an initializer or a builder")
-    return fn
+        raise ValueError(f"module {module_name!r} has no attribute {attribute!r} ({what} {path!r})") from None

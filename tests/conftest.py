@@ -1,5 +1,16 @@
-"""Shared set-up: tests run on the CPU, whatever accelerator the machine has."""
+"""Shared set-up: tests run on the CPU, whatever accelerator the machine has, and keep the suite's cache
+(finished chunks and checkpoints, ``bench.resume.cache_root``) in each test's own folder, never the user's."""
 
 import os
+import tempfile
+
+import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ["INITJAX_CACHE"] = tempfile.mkdtemp(prefix="initjax-cache-")  # subprocesses inherit it
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    """``tmp_path / "progress"`` is the test's cache, where the report folder's progress used to be."""
+    monkeypatch.setenv("INITJAX_CACHE", str(tmp_path / "progress"))

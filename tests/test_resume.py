@@ -305,4 +305,4 @@ def test_editing_a_user_initializer_retrains_and_a_rerun_says_what_it_loaded(tmp
     assert edited.meta["tasks"]["synthetic"]["chunks_loaded"] == 0  # retrained
     final = lambda o: o.results[o.results.epoch == 0]["test_loss"].to_numpy()  # noqa: E731
     assert not np.allclose(final(edited), final(first))
-    assert len(list((out / "progress").iterdir())) == 4  # 2 tasks x 2 versions of the code
+    assert len(list((tmp_path / "progress").iterdir())) == 4  # 2 tasks x 2 versions of the code, in the cache

@@ -217,7 +217,7 @@ def test_two_processes_give_the_one_process_results(one_device_run, tmp_path):
         _bench("run", "default", "--smoke", "--seeds", "4", "--distributed", "--no-progress",
                "--out", str(tmp_path / f"p{pid}"),
                env={"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
-                    "JAX_PROCESS_ID": str(pid)})
+                    "JAX_PROCESS_ID": str(pid), "INITJAX_CACHE": str(tmp_path / f"p{pid}")})  # a cache per host
         for pid in (0, 1)
     ]
     for proc in procs:

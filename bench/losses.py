@@ -1,0 +1,93 @@
+"""Losses by name, and the accuracy that goes with each.
+
+A loss is ``loss(outputs, labels) -> (per_example_loss, per_example_correct)``, both
+`(batch,)` float32, computed from the model's raw outputs (logits), where it is
+numerically stable. The suite averages the first over minibatches and splits and
+reports the second as accuracy.
+
+* ``softmax_cross_entropy``: outputs `(batch, n_classes)`, integer labels; correct when
+  the argmax is the label.
+* ``sigmoid_cross_entropy``: binary, outputs `(batch, 1)` (a logit), labels 0/1;
+  correct when the logit's sign gives the label.
+* a callable ``loss(outputs, labels) -> per-example loss`` `(batch,)` (a Python
+  object or a ``module:function`` spec): accuracy is the argmax's (one output: the
+  sign's), so it is meaningful only for classification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax.numpy as jnp
+import optax
+
+from bench.errors import UserError, unknown
+from initjax.registry import import_object
+
+
+def softmax_cross_entropy(outputs, labels):
+    loss = optax.softmax_cross_entropy_with_integer_labels(outputs, labels)
+    return loss, (jnp.argmax(outputs, axis=-1) == labels).astype(loss.dtype)
+
+
+def sigmoid_cross_entropy(outputs, labels):
+    z = outputs[..., 0]
+    loss = optax.sigmoid_binary_cross_entropy(z, labels.astype(z.dtype))
+    return loss, ((z > 0) == (labels == 1)).astype(loss.dtype)
+
+
+LOSSES: dict[str, tuple[Callable, str]] = {
+    "softmax_cross_entropy": (softmax_cross_entropy, "categorical cross-entropy from logits `(batch, n_classes)`"),
+    "sigmoid_cross_entropy": (sigmoid_cross_entropy, "binary cross-entropy from one logit `(batch, 1)`"),
+}
+
+
+def default_for(n_classes: int) -> str:
+    """The built-in models' loss: one sigmoid unit for two classes (Keras' ``Dense(1, 'sigmoid')``), else softmax."""
+    return "sigmoid_cross_entropy" if n_classes == 2 else "softmax_cross_entropy"
+
+
+def outputs_for(loss: str, n_classes: int) -> int | None:
+    """The output width a named loss needs on ``n_classes`` classes (None for a callable: any)."""
+    return {"sigmoid_cross_entropy": 1, "softmax_cross_entropy": n_classes}.get(loss)
+
+
+def from_callable(per_example: Callable) -> Callable:
+    """A user's ``loss(outputs, labels) -> (batch,)`` with the argmax (or sign) accuracy beside it."""
+
+    def loss(outputs, labels):
+        value = jnp.asarray(per_example(outputs, labels), jnp.float32)
+        guess = jnp.argmax(outputs, axis=-1) if outputs.shape[-1] > 1 else (outputs[..., 0] > 0).astype(labels.dtype)
+        return value, (guess == labels).astype(jnp.float32)
+
+    loss.__name__ = getattr(per_example, "__name__", "loss")
+    return loss
+
+
+def get(spec: str | Callable) -> Callable:
+    """The loss for a name in :data:`LOSSES`, a ``module:function`` spec or a callable.
+
+    Raises:
+      UserError: unknown name (with the known ones), or a spec that does not import.
+    """
+    if callable(spec):
+        return from_callable(spec)
+    if spec in LOSSES:
+        return LOSSES[spec][0]
+    if isinstance(spec, str) and ":" in spec:
+        try:
+            fn = import_object(spec, "loss")
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        if not callable(fn):
+            raise UserError(f"loss {spec!r} is not callable; it must be loss(outputs, labels) -> per-example loss")
+        return from_callable(fn)
+    raise unknown("loss", spec, LOSSES)
+
+
+def check_shape(name: str, outputs_shape: tuple, loss: str | Callable, n_classes: int) -> None:
+    """Raises UserError when a model's outputs do not fit the loss (e.g. 1 unit for a 10-class softmax)."""
+    want = outputs_for(loss, n_classes) if isinstance(loss, str) else None
+    if len(outputs_shape) != 2 or (want is not None and outputs_shape[-1] != want):
+        raise UserError(f"model {name} gives outputs of shape {list(outputs_shape)} per batch; the loss {loss} on "
+                        f"{n_classes} classes needs (batch, {want or 'k'}): set the model's output width")

@@ -1,0 +1,122 @@
+"""Training recipes: an optax optimizer by name with keyword arguments, a schedule, weight decay, clipping.
+
+Spelled as spec strings (``initjax.spec``: literal arguments only, never code)::
+
+    optimizer = "adamw(b2=0.95)"      # any of OPTIMIZERS, with optax's keyword arguments
+    schedule = "warmup_cosine(warmup=0.05)"
+    weight_decay = 0.01               # adamw/lion: their own decoupled decay; others: an L2 term on the gradient
+    clip = 1.0                        # clip by global norm first
+
+The schedule multiplies the peak learning rate ``lr`` by a unit curve over the whole
+run's steps (``epochs x steps per epoch``), so the same schedule serves every rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import optax
+
+from bench.errors import UserError, unknown
+from initjax.spec import parse_spec
+
+OPTIMIZERS: dict[str, tuple[Callable, str]] = {
+    "sgd": (optax.sgd, "plain SGD (optax.sgd)"),
+    "momentum": (lambda learning_rate, momentum=0.9, **kw: optax.sgd(learning_rate, momentum=momentum, **kw),
+                 "SGD with heavy-ball momentum 0.9"),
+    "nesterov": (lambda learning_rate, momentum=0.9, **kw: optax.sgd(learning_rate, momentum=momentum, nesterov=True,
+                                                                     **kw), "SGD with Nesterov momentum 0.9"),
+    "adam": (optax.adam, "Adam (Kingma & Ba 2015)"),
+    "adamw": (optax.adamw, "AdamW, decoupled weight decay (Loshchilov & Hutter 2019); weight_decay is its own"),
+    "lion": (optax.lion, "Lion (Chen et al. 2023)"),
+    "rmsprop": (optax.rmsprop, "RMSProp"),
+}
+# optimizers whose weight decay is an argument of their own (decoupled inside the update)
+OWN_WEIGHT_DECAY = ("adamw", "lion")
+
+
+def _unit_schedule(spec: str, total_steps: int) -> Callable:
+    """A schedule with peak 1 over ``total_steps`` steps."""
+    parsed = parse_spec(spec)
+    kw = dict(parsed.kwargs)
+    if parsed.args:
+        raise UserError(f"schedule {spec!r}: give its arguments by name, e.g. warmup_cosine(warmup=0.05)")
+    name = parsed.name
+    try:
+        if name == "constant" and not kw:
+            return optax.constant_schedule(1.0)
+        if name == "warmup_cosine":
+            warmup = max(1, int(round(float(kw.pop("warmup", 0.05)) * total_steps)))
+            end = float(kw.pop("end", 0.0))
+            if kw or warmup >= total_steps:
+                raise TypeError
+            return optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, total_steps, end_value=end)
+        if name == "cosine":
+            end = float(kw.pop("end", 0.0))
+            if kw:
+                raise TypeError
+            return optax.cosine_decay_schedule(1.0, total_steps, alpha=end)
+        if name == "step":
+            every, factor = float(kw.pop("every", 0.33)), float(kw.pop("factor", 0.1))
+            if kw or not 0 < every <= 1:
+                raise TypeError
+            step = max(1, int(round(every * total_steps)))
+            return optax.piecewise_constant_schedule(1.0, {k: factor for k in range(step, total_steps, step)})
+    except (TypeError, ValueError):
+        raise UserError(f"schedule {spec!r} has arguments it does not take, or out of range: constant, "
+                        "warmup_cosine(warmup=FRACTION, end=LR_FRACTION), cosine(end=LR_FRACTION), "
+                        "step(every=FRACTION, factor=F)") from None
+    raise unknown("schedule", name, SCHEDULES)
+
+
+SCHEDULES = {
+    "constant": "the peak learning rate throughout",
+    "warmup_cosine": "linear warmup over a fraction of the steps (warmup=0.05), then cosine decay to end x lr",
+    "cosine": "cosine decay from lr to end x lr (end=0)",
+    "step": "multiply by factor (0.1) every fraction (every=0.33) of the steps",
+}
+
+
+def check(optimizer: str, schedule: str = "constant") -> None:
+    """Raises UserError on an unknown optimizer or schedule, or arguments they do not take (builds nothing)."""
+    build(optimizer, 1e-3, schedule, 0.0, None, total_steps=100)
+
+
+def build(optimizer: str, lr: float, schedule: str = "constant", weight_decay: float = 0.0,
+          clip: float | None = None, total_steps: int = 1) -> optax.GradientTransformation:
+    """The optax transformation of a recipe.
+
+    Args:
+      optimizer: spec in :data:`OPTIMIZERS`, with keyword arguments (``"adamw(b2=0.95)"``).
+      lr: peak learning rate.
+      schedule: spec in :data:`SCHEDULES`, a unit curve multiplied by ``lr``.
+      weight_decay: passed to the optimizer when it has its own, decoupled one
+        (:data:`OWN_WEIGHT_DECAY`); otherwise ``weight_decay x params`` is added to the
+        gradient before the step (``optax.add_decayed_weights``), an L2 penalty as in
+        PyTorch's ``SGD``/``Adam(weight_decay=...)``.
+      clip: clip gradients to this global norm first (None: no clipping).
+      total_steps: steps of the whole run, the schedule's length.
+
+    Raises:
+      UserError: unknown name, or arguments the optimizer does not take.
+    """
+    parsed = parse_spec(optimizer)
+    if parsed.name not in OPTIMIZERS:
+        raise unknown("optimizer", parsed.name, OPTIMIZERS)
+    if parsed.args:
+        raise UserError(f"optimizer {optimizer!r}: give its arguments by name, e.g. adamw(b2=0.95)")
+    unit = _unit_schedule(schedule, max(1, total_steps))
+    kwargs = dict(parsed.kwargs)
+    if weight_decay and parsed.name in OWN_WEIGHT_DECAY:
+        kwargs["weight_decay"] = weight_decay
+    rate = lr if schedule == "constant" else (lambda step: lr * unit(step))
+    try:
+        core = OPTIMIZERS[parsed.name][0](learning_rate=rate, **kwargs)
+    except TypeError as error:
+        raise UserError(f"optimizer {optimizer!r}: {error}; see optax.{parsed.name}") from None
+    parts = [] if clip is None else [optax.clip_by_global_norm(clip)]
+    if weight_decay and parsed.name not in OWN_WEIGHT_DECAY:
+        parts += [optax.add_decayed_weights(weight_decay), core]
+    else:
+        parts += [core]
+    return parts[0] if len(parts) == 1 else optax.chain(*parts)
