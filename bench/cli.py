@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: the preset's; synthetic,digits in default)")
     run.add_argument("--epochs", type=_int, help="passes over the training set (default: the preset's; 10 in default)")
     run.add_argument("--lr", type=_float, help="learning rate, > 0 (default: the preset's; 1e-3 in default)")
-    run.add_argument("--optimizer", help="sgd, momentum (0.9) or adam (default: the preset's; adam in default)")
+    run.add_argument("--optimizer", help="sgd, momentum, nesterov, adam, adamw, lion, rmsprop, with optax keyword "
+                     "arguments: adamw(b2=0.95) (default: the preset's; adam in default)")
     run.add_argument("--batch-size", type=_int, help="minibatch size; a partial last batch is kept (default: the "
                      "preset's; 32 in default)")
     run.add_argument("--experiment-seed", type=_int, help="root of all random keys, 0 to 2**32-1 (default 0)")

@@ -35,9 +35,17 @@ OPTIMIZERS: dict[str, tuple[Callable, str]] = {
 OWN_WEIGHT_DECAY = ("adamw", "lion")
 
 
+def _parsed(spec, what: str):
+    """``parse_spec`` with its error said as the suite's one line."""
+    try:
+        return parse_spec(spec)
+    except (ValueError, TypeError) as error:
+        raise UserError(f"{what} {spec!r}: {str(error).replace('initializer spec', 'spec')}") from None
+
+
 def _unit_schedule(spec: str, total_steps: int) -> Callable:
     """A schedule with peak 1 over ``total_steps`` steps."""
-    parsed = parse_spec(spec)
+    parsed = _parsed(spec, "schedule")
     kw = dict(parsed.kwargs)
     if parsed.args:
         raise UserError(f"schedule {spec!r}: give its arguments by name, e.g. warmup_cosine(warmup=0.05)")
@@ -100,7 +108,7 @@ def build(optimizer: str, lr: float, schedule: str = "constant", weight_decay: f
     Raises:
       UserError: unknown name, or arguments the optimizer does not take.
     """
-    parsed = parse_spec(optimizer)
+    parsed = _parsed(optimizer, "optimizer")
     if parsed.name not in OPTIMIZERS:
         raise unknown("optimizer", parsed.name, OPTIMIZERS)
     if parsed.args:

@@ -273,11 +273,22 @@ def describe_run(experiment: dict) -> str:
         return f"Runs: {design}."
     shipped = json.loads(json.dumps(base.record(), default=str))
     ran = json.loads(json.dumps(experiment, default=str))
-    changed = [key for key in shipped if key not in ("name", "description") and key in ran and shipped[key] != ran[key]]
+    changed = [key for key in shipped if key not in ("name", "description") and key in ran
+               and _differs(shipped[key], ran[key])]
     if not changed:
         return experiment["description"]
     return (f"Runs: {design}. This is the `{base.name}` preset with {', '.join(changed)} changed; as shipped: "
             f"{base.description}")
+
+
+def _differs(shipped, ran) -> bool:
+    """Whether a run's recorded setting differs from the preset's; fields a run.json of an older version
+    lacks are the defaults it ran with, so they are not compared."""
+    if isinstance(shipped, dict) and isinstance(ran, dict):
+        return any(_differs(shipped.get(k), v) for k, v in ran.items())
+    if isinstance(shipped, list) and isinstance(ran, list) and len(shipped) == len(ran):
+        return any(_differs(a, b) for a, b in zip(shipped, ran))
+    return shipped != ran
 
 
 def describe_arm(name: str, experiment: dict) -> str:

@@ -43,7 +43,7 @@ def test_list_shows_every_initializer_preset_and_dataset(capsys):
         (["run", "--initializers", "normal(sd=1)"], "bad arguments"),
         (["run", "--initializers", "he_normal,kaiming_normal"], "listed twice"),
         (["run", "--datasets", "mnst"], "unknown dataset 'mnst'"),
-        (["run", "--optimizer", "rmsprop"], "unknown optimizer"),
+        (["run", "--optimizer", "adamm"], "unknown optimizer"),
         (["run", "--batch-size", "100000", "--datasets", "synthetic"], "batch size"),
         (["frobnicate"], "invalid choice"),
     ],
@@ -78,7 +78,7 @@ def test_subprocess_end_to_end_run_and_error(tmp_path):
 
 
 def test_python_api_returns_the_tidy_table():
-    df = bench.run(seeds=2, epochs=1, initializers=["lecun_normal"], datasets=["synthetic"], progress=False)
+    df = bench.run(seeds=2, epochs=1, initializers=["lecun_normal"], datasets=["synthetic"], progress=False).results
     assert list(df.columns[:6]) == ["experiment", "dataset", "model", "initializer", "seed", "epoch"]
     assert len(df) == 1 * 2 * 2 and df.experiment.eq("default").all()
 
@@ -95,10 +95,10 @@ def test_user_initializer_failing_only_on_the_models_kernels_is_named(tmp_path, 
         jnp.zeros(shape, dtype) if shape[-1] < 10 else 1 / 0)
     monkeypatch.setitem(sys.modules, "picky_inits", module)
     for spec, message in [
-        ("picky_inits:small_only", "gave float32[3, 4] for the kernel ['Dense_0']['kernel'] of shape [20, 64]"),
+        ("picky_inits:small_only", "gave float32[3, 4] for the parameter Dense_0/kernel of shape [20, 64]"),
         (
             "picky_inits:raises_when_wide",
-            "failed on the kernel ['Dense_0']['kernel'] of shape [20, 64]: ZeroDivisionError",
+            "failed on the parameter Dense_0/kernel of shape [20, 64]: ZeroDivisionError",
         ),
     ]:
         code = cli.main(["run", "--initializers", f"he_normal,{spec}", "--datasets", "synthetic", "--seeds", "1",

@@ -130,7 +130,7 @@ def test_any_run_options_work_or_are_one_line_status_2(capsys, argv):
     (["run", "--initializers", NESTED[0]], "malformed initializer spec"),
     (["run", "--initializers", "fuzz_user_inits:returns_none"], "returned NoneType"),
     (["run", "--initializers", "fuzz_broken_inits:anything"], "failed: RuntimeError: broken on purpose"),
-    (["run", "--initializers", "fuzz_user_inits:narrow_only"], "failed on the kernel"),
+    (["run", "--initializers", "fuzz_user_inits:narrow_only"], "failed on the parameter"),
 ])
 def test_the_real_run_path_refuses_in_one_line(capsys, argv, message):
     assert cli.main(argv) == 2
