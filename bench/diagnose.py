@@ -21,9 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bench import datasets, models, presets
+from bench import data as bench_data
+from bench import models, presets
 from bench.figures import plt, save
 from bench.presets import Experiment
+from bench.runner import task_model
 from bench.store import write_atomic
 from bench.train import check_on_model, init_params, run_keys
 from initjax import diagnostics, schemes
@@ -51,10 +53,10 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None) -> Diagnosis
     initializers = presets.validate(experiment)
     layer_frames, jacobian_frames = [], []
     for task in experiment.tasks:
-        data = datasets.load(task.dataset, None if data_dir is None else str(data_dir))
+        data = bench_data.load(task.dataset, data_dir)
         if task.subset:
             data = data.subset(*task.subset)
-        model = models.build(task.model, data.input_shape, data.n_classes, task.hidden, task.activation)
+        model, _ = task_model(task, data)
         check_on_model(model, initializers, data.input_shape)
         x, y = jnp.asarray(data.x_train[:BATCH]), jnp.asarray(data.y_train[:BATCH])
         init_keys, _ = run_keys(experiment.seed, data.name, list(range(seeds)))
@@ -63,8 +65,7 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None) -> Diagnosis
             params = jax.jit(lambda k, x_all, i=init: init_params(model, [i], k, data.input_shape, x_all))(
                 init_keys, x_train)
             params = jax.tree.map(lambda p: p[0], params)  # (seeds, ...)
-            module = model.clone(kernel_init=init.base if schemes.is_scheme(init) else init)
-            apply_fn = schemes.probe(module)
+            apply_fn = schemes.probe(model)
             paths = diagnostics.layer_paths(jax.tree.map(lambda p: p[0], params), apply_fn, x)
             stats = jax.jit(jax.vmap(lambda p: diagnostics.layer_statistics(p, apply_fn, x, y)))(params)
             svals = jax.jit(
