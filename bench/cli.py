@@ -305,7 +305,7 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from bench import outcomes, report
-    from bench.runner import refuse_overwrite
+    from bench.runner import refuse_overwrite, write_report
     from bench.store import exclusive
 
     out = args.out or args.dir
@@ -313,13 +313,14 @@ def _report(args: argparse.Namespace) -> int:
         held.enter_context(exclusive(_existing(args.dir)))
         results, meta = report.load(args.dir)
         test_outcomes = outcomes.load(args.dir, results)
-        if Path(out).resolve() != Path(args.dir).resolve():
+        options = dict(formats=args.format, metric=args.metric, baseline=args.baseline, paired=not args.unpaired,
+                       margin=args.margin, fixed_test_set=args.fixed_test_set)
+        if Path(out).resolve() == Path(args.dir).resolve():  # re-rendered in place: its outcomes.npz stays as is
+            analysis, files = report.write(out, results, meta, test_outcomes=test_outcomes, **options)
+        else:
             held.enter_context(exclusive(out))
             refuse_overwrite(out, args.force)
-            if test_outcomes:
-                outcomes.save(out, test_outcomes)
-        analysis, files = report.write(out, results, meta, args.format, args.metric, args.baseline,
-                                       not args.unpaired, args.margin, test_outcomes, args.fixed_test_set)
+            analysis, files = write_report(out, results, meta, test_outcomes, **options)
     print(report.console(analysis, meta["tasks"]))
     print(f"\nwrote {len(files)} files to {out}")
     return 0

@@ -24,7 +24,7 @@ import numpy as np
 from bench import datasets
 from bench.datasets import Dataset
 from bench.errors import UserError
-from initjax.registry import import_object
+from initjax.registry import first_line, import_object
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -51,7 +51,10 @@ def arrays(x_train, y_train, x_test, y_test, validation: int | float | tuple | N
     elif isinstance(validation, float):
         if not 0 < validation < 1:
             raise UserError(f"validation as a fraction must be in (0, 1), got {validation}")
-        validation = int(round(validation * len(x_train)))
+        fraction, validation = validation, int(round(validation * len(x_train)))
+        if validation == 0:
+            raise UserError(f"a validation fraction of {fraction} of {len(x_train)} training examples is none; "
+                            "give a larger fraction or a count")
     data = datasets.finish(name, x_train, x_test, y_train, y_test, validation or 0, "arrays", n_classes)
     if held is not None:
         x_val, y_val = held
@@ -93,8 +96,7 @@ def from_function(spec: str, name: str | None = None, validation: int | float | 
     try:
         got = fn()
     except Exception as error:  # user code may raise anything; name it
-        first = (str(error).strip().splitlines() or [""])[0]
-        raise UserError(f"data function {spec!r} failed: {type(error).__name__}: {first}") from None
+        raise UserError(f"data function {spec!r} failed: {first_line(error)}") from None
     if isinstance(got, (tuple, list)) and len(got) == 4:
         got = dict(zip(KEYS, got))
     if not isinstance(got, dict):

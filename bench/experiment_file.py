@@ -194,8 +194,13 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
 
 
 def is_experiment_file(name) -> bool:
-    """Whether a ``run`` argument names an experiment file rather than a preset."""
-    return isinstance(name, (str, Path)) and (str(name).endswith(".toml") or Path(name).is_file())
+    """Whether a ``run`` argument names an experiment file rather than a preset (a preset's name wins over a
+    stray file of that name in the working directory)."""
+    from bench import presets
+
+    if not isinstance(name, (str, Path)):
+        return False
+    return str(name).endswith(".toml") or Path(name).is_file() and str(name) not in presets.PRESETS
 
 
 def resolve(name: str | Path, overrides: list[str] = ()) -> Experiment:

@@ -16,7 +16,7 @@ import numpy as np
 from jax.nn import initializers as jinit
 
 from bench.errors import UserError, unknown
-from initjax.registry import import_object
+from initjax.registry import first_line, import_object
 
 ACTIVATIONS: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
     "relu": nn.relu,
@@ -251,9 +251,8 @@ def from_spec(spec, model_args: Mapping | None = None, n_outputs: int | None = N
     try:
         model = spec(**args)
     except Exception as error:  # user code may raise anything; name it
-        first = (str(error).strip().splitlines() or [""])[0]
         raise UserError(f"model {what}({', '.join(f'{k}={v!r}' for k, v in args.items())}) failed: "
-                        f"{type(error).__name__}: {first}") from None
+                        f"{first_line(error)}") from None
     if not isinstance(model, nn.Module):
         raise UserError(f"model {what} gave a {type(model).__name__}, not a flax.linen.Module")
     return model

@@ -64,9 +64,20 @@ class Outcome:
         """
         with exclusive(out):
             refuse_overwrite(out, overwrite)
-            stored = [outcomes.save(out, self.test_outcomes)] if self.test_outcomes else []
-            _, files = report.write(out, self.results, self.meta, formats, test_outcomes=self.test_outcomes or None)
-        return [p for p in stored if p is not None] + files
+            return write_report(out, self.results, self.meta, self.test_outcomes, formats=formats)[1]
+
+
+def write_report(out: str | Path, results: pd.DataFrame, meta: dict, test_outcomes: dict,
+                 **options) -> tuple[report.Analysis, list[Path]]:
+    """``outcomes.npz`` (removed when there are none: an older one describes other runs), then the report files.
+
+    ``options`` go to ``bench.report.write``. Returns its analysis and every file written.
+    """
+    stored = outcomes.save(out, test_outcomes) if test_outcomes else None
+    if not test_outcomes:
+        (Path(out) / outcomes.FILE).unlink(missing_ok=True)
+    analysis, files = report.write(out, results, meta, test_outcomes=test_outcomes, **options)
+    return analysis, ([stored] if stored is not None else []) + files
 
 
 def refuse_overwrite(out: str | Path, overwrite: bool) -> None:
@@ -180,14 +191,10 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
         return Outcome(results, report.analyse(results, settings=settings, test_outcomes=shown), meta, [],
                        test_outcomes)
     try:
-        stored = [outcomes.save(out, test_outcomes)] if test_outcomes else []
-        if not test_outcomes:  # an older outcomes file describes other runs
-            (Path(out) / outcomes.FILE).unlink(missing_ok=True)
-        analysis, files = report.write(out, results, meta, baseline=baseline, test_outcomes=test_outcomes)
+        analysis, files = write_report(out, results, meta, test_outcomes, baseline=baseline)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted while writing the report; every run is saved in {resume.cache_root()}: "
                           "rerun the same command to write it (nothing is retrained)") from None
-    files = [p for p in stored if p is not None] + files
     return Outcome(results, analysis, meta, files, test_outcomes)
 
 

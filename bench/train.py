@@ -38,6 +38,7 @@ from bench.datasets import Dataset
 from bench.errors import UserError
 from bench.progress import StepBar
 from initjax import rules, schemes
+from initjax.registry import first_line
 
 # name -> optimizer(lr) at a constant rate (the recipes' defaults), for callers that want just that
 OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
@@ -152,12 +153,23 @@ def loss_and_accuracy(logits: jnp.ndarray, labels: jnp.ndarray, output_activatio
 
 def model_loss(loss) -> Callable:
     """``loss(outputs, labels) -> (loss, correct)`` for a loss spec, or a built-in model's ``output_activation``."""
+    return losses.get(loss_spec(None, loss))
+
+
+def loss_spec(model: nn.Module | None, loss=None):
+    """The task's loss: ``loss`` when given, else the built-in model's head (``output_activation``),
+    with ``"sigmoid"``/``"softmax"`` said as the ``bench.losses`` names.
+
+    Raises:
+      UserError: neither a loss nor a model head.
+    """
+    loss = getattr(model, "output_activation", None) if loss is None else loss
     if loss in ("sigmoid", "softmax"):
-        loss = f"{loss}_cross_entropy"
+        return f"{loss}_cross_entropy"
     if loss is None:
         raise UserError("this model names no loss (no output_activation field): give the task a loss, e.g. "
                         "softmax_cross_entropy")
-    return losses.get(loss)
+    return loss
 
 
 def run_keys(experiment_seed: int, dataset: str, seeds: Sequence[int], data_seeds: int = 1):
@@ -250,9 +262,8 @@ def check_on_model(model: nn.Module, arms: Mapping[str, object], input_shape: Se
     try:
         params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], sample)
     except Exception as error:  # user models may raise anything; name it
-        first = (str(error).strip().splitlines() or [""])[0]
         raise UserError(f"model {type(model).__name__} failed on inputs of shape {[1, *input_shape]}: "
-                        f"{type(error).__name__}: {first}") from None
+                        f"{first_line(error)}") from None
     leaves = {rules.path_name(path): leaf for path, leaf in jax.tree.leaves_with_path(params)}
     for name, arm in arms.items():
         if schemes.is_scheme(arm):
@@ -267,9 +278,8 @@ def check_on_model(model: nn.Module, arms: Mapping[str, object], input_shape: Se
             try:
                 got = jax.eval_shape(lambda key, k=kernel, f=init: f(key, k.shape, k.dtype), jax.random.key(0))
             except Exception as error:  # user code may raise anything; name it
-                first = (str(error).strip().splitlines() or [""])[0]
                 raise UserError(f"initializer {name!r} failed on the parameter {where} of shape "
-                                f"{list(kernel.shape)}: {type(error).__name__}: {first}") from None
+                                f"{list(kernel.shape)}: {first_line(error)}") from None
             if not isinstance(got, jax.ShapeDtypeStruct):
                 raise UserError(f"initializer {name!r} returned {type(got).__name__} for the parameter {where}; "
                                 "it must follow init(key, shape, dtype) -> Array")
@@ -292,8 +302,7 @@ def _check_scheme(name, scheme, model, input_shape, expected) -> None:
     try:
         got = jax.eval_shape(traced, batch)
     except Exception as error:  # user or scheme code may raise anything; name it
-        first = (str(error).strip().splitlines() or [""])[0]
-        raise UserError(f"init scheme {name!r} failed on this model: {type(error).__name__}: {first}") from None
+        raise UserError(f"init scheme {name!r} failed on this model: {first_line(error)}") from None
     if jax.tree.structure(got) != jax.tree.structure(expected) or any(
             (a.shape, a.dtype) != (b.shape, b.dtype) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected))):
         raise UserError(f"init scheme {name!r} returned parameters of another structure or shape than the model's")
@@ -325,7 +334,7 @@ def make_train_epoch(model: nn.Module, optimizer: optax.GradientTransformation, 
       where any minibatch loss of the epoch was NaN or inf.
     """
 
-    loss_fn = model_loss(getattr(model, "output_activation", None) if loss is None else loss)
+    loss_fn = losses.get(loss_spec(model, loss))
 
     def batch_loss(params, x, y, weights):
         per_example, _ = loss_fn(model.apply({"params": params}, x), y)
@@ -385,7 +394,7 @@ def make_evaluate(model: nn.Module, loss=None):
     stays `O(n_models x chunk)` whatever the split size.
     """
 
-    loss_fn = model_loss(getattr(model, "output_activation", None) if loss is None else loss)
+    loss_fn = losses.get(loss_spec(model, loss))
 
     def sums(params, x, y, w):
         per_example, correct = loss_fn(model.apply({"params": params}, x), y)
@@ -412,7 +421,7 @@ def make_outcomes(model: nn.Module, loss=None):
     report needs to count the test set's own sampling error (``bench.outcomes``).
     """
 
-    loss_fn = model_loss(getattr(model, "output_activation", None) if loss is None else loss)
+    loss_fn = losses.get(loss_spec(model, loss))
 
     def per_example(params, x, y):
         return loss_fn(model.apply({"params": params}, x), y)
@@ -570,13 +579,12 @@ def train_task(
     """
     config.validate(dataset.x_train.shape[0])
     check_on_model(model, initializers, dataset.input_shape)
-    loss = getattr(model, "output_activation", None) if loss is None else loss
-    model_loss(loss)  # an unknown loss fails here, before anything is compiled
+    loss = loss_spec(model, loss)
+    losses.get(loss)  # an unknown loss fails here, before anything is compiled
     if isinstance(loss, str):
         outputs = jax.eval_shape(lambda x: model.apply(model.init(jax.random.key(0), x), x),
                                  jax.ShapeDtypeStruct((2, *dataset.input_shape), jnp.float32))
-        name = "softmax_cross_entropy" if loss == "softmax" else "sigmoid_cross_entropy" if loss == "sigmoid" else loss
-        losses.check_shape(type(model).__name__, outputs.shape, name, dataset.n_classes)
+        losses.check_shape(type(model).__name__, outputs.shape, loss, dataset.n_classes)
     names, seeds = list(initializers), list(seeds)
     optimizer = config.optax(len(dataset.x_train))
     mesh = devices.local_mesh()

@@ -245,6 +245,11 @@ def _import(path: str) -> Any:
     return fn
 
 
+def first_line(error: BaseException) -> str:
+    """``ZeroDivisionError: division by zero``: what user code raised, in one line for a message."""
+    return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+
+
 def import_object(path: str, what: str) -> Any:
     """The object ``module:attribute`` names (importing the module runs it, as any import does).
 
@@ -257,9 +262,7 @@ def import_object(path: str, what: str) -> Any:
     except ImportError as error:
         raise ValueError(f"cannot import module {module_name!r} for {what} {path!r}: {error}") from None
     except Exception as error:  # importing user code runs it; whatever it raises is named
-        first = (str(error).strip().splitlines() or [""])[0]
-        raise ValueError(f"importing module {module_name!r} for {what} {path!r} failed: "
-                         f"{type(error).__name__}: {first}") from None
+        raise ValueError(f"importing module {module_name!r} for {what} {path!r} failed: {first_line(error)}") from None
     try:
         return getattr(module, attribute)
     except AttributeError:
