@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "unless --force)")
     rep.add_argument("--force", action="store_true", help="with --out: overwrite the report found there")
     rep.add_argument("--format", type=_names, default=list(FORMATS), help=f"comma-separated, of {','.join(FORMATS)}")
-    rep.add_argument("--metric", default="test_accuracy", help="metric to rank and test (default test_accuracy)")
+    rep.add_argument("--metric", help="metric to rank and test (default test_accuracy; test_r2 for regression)")
     rep.add_argument(
         "--baseline",
         help="reference of the difference columns (default: the best by mean; verdicts are always about the best)",
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument(
         "--shift", type=_float, help="handicap of the worse initializer in the shift scenario (default: 2 x margin)"
     )
-    cal.add_argument("--metric", default="test_accuracy", help="metric (default test_accuracy)")
+    cal.add_argument("--metric", help="metric (default test_accuracy; test_r2 for regression)")
     cal.add_argument("--unpaired", action="store_true", help="calibrate the unpaired procedure")
     perf = commands.add_parser("perf", help="time the vmapped trainer against a Python loop and per-seed scans")
     perf.add_argument("--models", type=_names, default=["1", "8", "32", "128", "256"],
@@ -349,12 +349,13 @@ def _existing(folder: str) -> str:
 
 
 def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench import calibrate, report
+    from bench import calibrate, report, stats
 
     results, meta = report.load(args.dir)
     settings = report.settings_of(meta)
     paired = not args.unpaired
-    metrics = [c for c in results.columns if c.endswith(("_accuracy", "_loss"))]
+    metrics = stats.metric_columns(results)
+    args.metric = args.metric or stats.default_metric(results)
     if args.metric not in metrics:
         raise UserError(f"unknown metric {args.metric!r}; the results have {', '.join(metrics)}")
     table = calibrate.calibrate(results, args.metric, args.seeds, args.reps, args.shift, settings, paired)
@@ -363,7 +364,7 @@ def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
     print(table.drop(columns=["model"]).to_markdown(index=False, tablefmt="simple", floatfmt=".3f"))
     for dataset, cells in table.groupby("dataset", sort=False):
         print(f"\n{calibrate.describe(cells, dataset)}")
-    if args.metric == "test_accuracy" and paired:  # the report's own metric and procedure: show it there
+    if args.metric == stats.default_metric(results) and paired:  # the report's own metric and procedure: show it there
         from bench import outcomes
 
         report.write(args.dir, results, meta, ["md"], args.metric, None, paired, None, outcomes.load(args.dir, results))

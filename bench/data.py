@@ -11,7 +11,8 @@ A task's ``data`` is one of
 * from Python, a :class:`bench.datasets.Dataset`, e.g. ``bench.data.arrays(...)``.
 
 Inputs become float32 `(n, *input_shape)`; labels must be integer classes `(n,)` in
-``[0, n_classes)``. Files are read with ``allow_pickle=False``: data never runs code.
+``[0, n_classes)``, or, for a regression loss, finite targets `(n,)` or `(n, d)`
+(float32). Files are read with ``allow_pickle=False``: data never runs code.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 def arrays(x_train, y_train, x_test, y_test, validation: int | float | tuple | None = None,
-           name: str = "arrays", n_classes: int | None = None) -> Dataset:
+           name: str = "arrays", n_classes: int | None = None, regression: bool = False) -> Dataset:
     """A dataset from in-memory arrays.
 
     Args:
@@ -40,6 +41,8 @@ def arrays(x_train, y_train, x_test, y_test, validation: int | float | tuple | N
         training set, or an ``(x_val, y_val)`` pair; None for none.
       name: the task's name in results.
       n_classes: number of classes (default: largest label + 1).
+      regression: the labels are real-valued targets `(n,)` or `(n, d)` (for a
+        regression loss such as ``mean_squared_error``), not classes.
 
     Raises:
       UserError: mismatched lengths, labels that are not classes, non-finite inputs.
@@ -55,16 +58,17 @@ def arrays(x_train, y_train, x_test, y_test, validation: int | float | tuple | N
         if validation == 0:
             raise UserError(f"a validation fraction of {fraction} of {len(x_train)} training examples is none; "
                             "give a larger fraction or a count")
-    data = datasets.finish(name, x_train, x_test, y_train, y_test, validation or 0, "arrays", n_classes)
+    data = datasets.finish(name, x_train, x_test, y_train, y_test, validation or 0, "arrays", n_classes, regression)
     if held is not None:
         x_val, y_val = held
-        datasets.check_split(name, "validation", x_val, y_val, data.n_classes)
+        datasets.check_split(name, "validation", x_val, y_val, data.n_classes, regression)
         data = Dataset(**{**data.__dict__, "x_val": np.ascontiguousarray(x_val, np.float32),
-                          "y_val": np.asarray(y_val, np.int32)})
+                          "y_val": np.asarray(y_val, data.y_train.dtype)})
     return data
 
 
-def npz(path: str | Path, name: str | None = None, validation: int | float | None = None) -> Dataset:
+def npz(path: str | Path, name: str | None = None, validation: int | float | None = None,
+        regression: bool = False) -> Dataset:
     """A dataset from an ``.npz`` file holding :data:`KEYS` (and optionally ``x_val``, ``y_val``).
 
     Raises:
@@ -78,10 +82,11 @@ def npz(path: str | Path, name: str | None = None, validation: int | float | Non
             found = {k: stored[k] for k in stored.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise UserError(f"data file {path} is not a readable .npz file: {type(error).__name__}: {error}") from None
-    return _from_mapping(found, name or path.stem, f"{path}", validation)
+    return _from_mapping(found, name or path.stem, f"{path}", validation, regression)
 
 
-def from_function(spec: str, name: str | None = None, validation: int | float | None = None) -> Dataset:
+def from_function(spec: str, name: str | None = None, validation: int | float | None = None,
+                  regression: bool = False) -> Dataset:
     """A dataset from ``module:function``, called with no arguments (see the module docstring).
 
     Raises:
@@ -102,15 +107,15 @@ def from_function(spec: str, name: str | None = None, validation: int | float | 
     if not isinstance(got, dict):
         raise UserError(f"data function {spec!r} returned {type(got).__name__}; it must return a dict with "
                         f"{', '.join(KEYS)} or a 4-tuple of them")
-    return _from_mapping(got, name or spec.partition(":")[2], spec, validation)
+    return _from_mapping(got, name or spec.partition(":")[2], spec, validation, regression)
 
 
-def _from_mapping(found: dict, name: str, origin: str, validation) -> Dataset:
+def _from_mapping(found: dict, name: str, origin: str, validation, regression: bool = False) -> Dataset:
     missing = [k for k in KEYS if k not in found]
     if missing:
         raise UserError(f"{origin} lacks the arrays {', '.join(missing)} (it has {', '.join(sorted(found)) or 'none'})")
     held = (found["x_val"], found["y_val"]) if "x_val" in found and "y_val" in found else validation
-    data = arrays(*(found[k] for k in KEYS), validation=held, name=name)
+    data = arrays(*(found[k] for k in KEYS), validation=held, name=name, regression=regression)
     return Dataset(**{**data.__dict__, "source": origin})
 
 
@@ -130,23 +135,35 @@ def default_name(spec) -> str:
     return str(spec)
 
 
-def load(spec, data_dir=None, download: bool = False, base: Path | None = None) -> Dataset:
+def load(spec, data_dir=None, download: bool = False, base: Path | None = None, regression: bool = False) -> Dataset:
     """The dataset a task's ``data`` names (see the module docstring).
 
     Args:
       data_dir, download: where built-in image datasets are found (``bench.datasets``).
       base: folder relative ``npz:`` paths are taken from (the experiment file's).
+      regression: the task's loss wants real-valued targets (``bench.losses.is_regression``).
 
     Raises:
-      UserError: unknown name, missing file, bad arrays.
+      UserError: unknown name, missing file, bad arrays, or classes where the loss
+        wants regression targets (and the reverse).
     """
+    data = _load(spec, data_dir, download, base, regression)
+    if data.regression != regression:
+        raise UserError(f"{data.name} holds {'regression targets' if data.regression else 'class labels'}, the loss "
+                        f"needs {'regression targets' if regression else 'classes'}: give a "
+                        f"{'regression' if regression else 'classification'} loss, or build the data with "
+                        f"bench.data.arrays(..., regression={regression})")
+    return data
+
+
+def _load(spec, data_dir, download, base, regression) -> Dataset:
     if isinstance(spec, Dataset):
         return spec
     if not isinstance(spec, str):
         raise UserError(f"data must be a name, npz:PATH, module:function or a Dataset, got {type(spec).__name__}")
     if spec.startswith("npz:"):
         path = Path(spec[4:]).expanduser()
-        return npz(path if path.is_absolute() or base is None else base / path)
+        return npz(path if path.is_absolute() or base is None else base / path, regression=regression)
     if spec in datasets.LOADERS or ":" not in spec:
         return datasets.load(spec, None if data_dir is None else str(data_dir), download)
-    return from_function(spec)
+    return from_function(spec, regression=regression)

@@ -42,16 +42,18 @@ DEFAULT_VALIDATION = 5_000
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
-    """A classification dataset held in memory.
+    """A classification or regression dataset held in memory.
 
     Attributes:
       name: registry name.
       x_train: `(n_train, *input_shape)` float32.
-      y_train: `(n_train,)` int32 class labels in `[0, n_classes)`.
+      y_train: `(n_train,)` int32 class labels in `[0, n_classes)`; with ``regression``
+        float32 targets `(n_train,)` or `(n_train, d)`.
       x_test, y_test: the test split, same layout.
-      n_classes: number of classes.
+      n_classes: number of classes (0 for regression).
       x_val, y_val: the validation split, or None.
       source: where the data came from, for the report.
+      regression: targets are real values (a regression loss), not classes.
     """
 
     name: str
@@ -63,10 +65,20 @@ class Dataset:
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
     source: str = "embedded"
+    regression: bool = False
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def n_targets(self) -> int:
+        """Real-valued targets per example of a regression dataset (1 for classes)."""
+        return int(np.prod(self.y_train.shape[1:], dtype=int))
+
+    def target_variance(self, y: np.ndarray) -> float:
+        """Variance (``ddof=0``) of a split's targets, averaged over the outputs: R²'s denominator."""
+        return float(np.mean(np.var(np.asarray(y, np.float64).reshape(len(y), -1), axis=0)))
 
     @property
     def n_features(self) -> int:
@@ -98,16 +110,20 @@ class Dataset:
         )
 
 
-def finish(name, x_train, x_test, y_train, y_test, validation=0, source="embedded", n_classes=None) -> Dataset:
-    """Checks, casts to float32/int32 and holds out the first ``validation`` training examples.
+def finish(name, x_train, x_test, y_train, y_test, validation=0, source="embedded", n_classes=None,
+           regression: bool = False) -> Dataset:
+    """Checks, casts to float32/int32 (float32 targets with ``regression``) and holds out the first
+    ``validation`` training examples.
 
     Raises:
-      UserError: labels that are not integers in ``[0, n_classes)`` or inputs that are
-        not finite, naming the split: training on them would only give NaNs or garbage.
+      UserError: labels that are not integers in ``[0, n_classes)`` (targets that are not
+        finite numbers) or inputs that are not finite, naming the split: training on them
+        would only give NaNs or garbage.
     """
     for split, x, y in (("training", x_train, y_train), ("test", x_test, y_test)):
-        check_split(name, split, x, y, n_classes)
-    x_train, y_train = np.ascontiguousarray(x_train, np.float32), np.asarray(y_train, np.int32)
+        check_split(name, split, x, y, n_classes, regression)
+    label_type = np.float32 if regression else np.int32
+    x_train, y_train = np.ascontiguousarray(x_train, np.float32), np.asarray(y_train, label_type)
     if validation and validation >= len(x_train):
         raise UserError(
             f"validation split of {validation} needs more than the {len(x_train)} training examples of {name}"
@@ -121,23 +137,29 @@ def finish(name, x_train, x_test, y_train, y_test, validation=0, source="embedde
         x_train=x_train,
         y_train=y_train,
         x_test=np.ascontiguousarray(x_test, np.float32),
-        y_test=np.asarray(y_test, np.int32),
-        n_classes=n_classes or int(max(y_train.max(), np.max(y_test)) + 1),
+        y_test=np.asarray(y_test, label_type),
+        n_classes=0 if regression else n_classes or int(max(y_train.max(), np.max(y_test)) + 1),
         source=source,
+        regression=regression,
         **val,
     )
 
 
-def check_split(name: str, split: str, x: np.ndarray, y: np.ndarray, n_classes: int | None) -> None:
+def check_split(name: str, split: str, x: np.ndarray, y: np.ndarray, n_classes: int | None,
+                regression: bool = False) -> None:
     x, y = np.asarray(x), np.asarray(y)
     if len(x) != len(y) or len(y) == 0:
         raise UserError(
             f"{name}: the {split} split has {len(x)} inputs and {len(y)} labels; they must match and be > 0"
         )
-    if not np.issubdtype(y.dtype, np.integer) and not (np.isfinite(y).all() and (y == np.round(y)).all()):
+    if regression:
+        if y.ndim > 2 or not np.issubdtype(y.dtype, np.number) or not np.isfinite(y).all():
+            raise UserError(f"{name}: the {split} targets must be finite numbers of shape (n,) or (n, d), got "
+                            f"{y.dtype}{list(y.shape)}")
+    elif not np.issubdtype(y.dtype, np.integer) and not (np.isfinite(y).all() and (y == np.round(y)).all()):
         raise UserError(f"{name}: the {split} labels are not integers (dtype {y.dtype}); class labels are expected")
     high = n_classes if n_classes is not None else np.iinfo(np.int32).max
-    bad = (y < 0) | (y >= high)
+    bad = np.zeros(len(y), bool) if regression else (y < 0) | (y >= high)
     if bad.any():
         where = int(np.argmax(bad))
         raise UserError(f"{name}: {split} label {y[where].item()!r} at index {where} is outside [0, {high}); "

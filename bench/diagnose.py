@@ -21,14 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bench import data as bench_data
-from bench import models, presets
+from bench import models, presets, step
 from bench.figures import plt, save
 from bench.presets import Experiment
-from bench.runner import task_model
+from bench.runner import task_data, task_model
 from bench.store import write_atomic
 from bench.train import check_on_model, init_params, run_keys
-from initjax import diagnostics, schemes
+from initjax import diagnostics
 
 BATCH = 512  # examples the statistics are measured on
 JACOBIAN_EXAMPLES = 4
@@ -53,9 +52,7 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None) -> Diagnosis
     initializers = presets.validate(experiment)
     layer_frames, jacobian_frames = [], []
     for task in experiment.tasks:
-        data = bench_data.load(task.dataset, data_dir)
-        if task.subset:
-            data = data.subset(*task.subset)
+        data = task_data(task, data_dir)
         model, _ = task_model(task, data)
         check_on_model(model, initializers, data.input_shape)
         x, y = jnp.asarray(data.x_train[:BATCH]), jnp.asarray(data.y_train[:BATCH])
@@ -65,7 +62,7 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None) -> Diagnosis
             params = jax.jit(lambda k, x_all, i=init: init_params(model, [i], k, data.input_shape, x_all))(
                 init_keys, x_train)
             params = jax.tree.map(lambda p: p[0], params)  # (seeds, ...)
-            apply_fn = schemes.probe(model)
+            apply_fn = step.forward_of(model, data.input_shape).probe(data.input_shape)
             paths = diagnostics.layer_paths(jax.tree.map(lambda p: p[0], params), apply_fn, x)
             stats = jax.jit(jax.vmap(lambda p: diagnostics.layer_statistics(p, apply_fn, x, y)))(params)
             svals = jax.jit(

@@ -25,7 +25,8 @@ from bench.stats import final_epoch, higher_is_better  # noqa: E402
 from bench.store import write_atomic  # noqa: E402
 
 LABELS = {"test_accuracy": "test accuracy", "test_loss": "test loss", "train_accuracy": "train accuracy",
-          "train_loss": "train loss", "val_accuracy": "validation accuracy", "val_loss": "validation loss"}
+          "train_loss": "train loss", "val_accuracy": "validation accuracy", "val_loss": "validation loss",
+          "test_r2": "test R²", "train_r2": "train R²", "val_r2": "validation R²"}
 
 
 def _label(metric: str) -> str:

@@ -1,14 +1,19 @@
 """Losses by name, and the accuracy that goes with each.
 
-A loss is ``loss(outputs, labels) -> (per_example_loss, per_example_correct)``, both
+A loss is ``loss(outputs, labels) -> (per_example_loss, per_example_metric)``, both
 `(batch,)` float32, computed from the model's raw outputs (logits), where it is
 numerically stable. The suite averages the first over minibatches and splits and
-reports the second as accuracy.
+reports the second as the loss's metric (:data:`METRICS`): accuracy for
+classification, R² for regression.
 
 * ``softmax_cross_entropy``: outputs `(batch, n_classes)`, integer labels; correct when
   the argmax is the label.
 * ``sigmoid_cross_entropy``: binary, outputs `(batch, 1)` (a logit), labels 0/1;
   correct when the logit's sign gives the label.
+* ``mean_squared_error``: regression, outputs `(batch, d)`, float targets `(batch,)` or
+  `(batch, d)`; the loss is the squared error averaged over the ``d`` outputs, and the
+  metric beside it is the same squared error, which the suite turns into R² per split
+  (:func:`r2`).
 * a callable ``loss(outputs, labels) -> per-example loss`` `(batch,)` (a Python
   object or a ``module:function`` spec): accuracy is the argmax's (one output: the
   sign's), so it is meaningful only for classification.
@@ -19,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from bench.errors import UserError, unknown
@@ -36,10 +42,39 @@ def sigmoid_cross_entropy(outputs, labels):
     return loss, ((z > 0) == (labels == 1)).astype(loss.dtype)
 
 
+def mean_squared_error(outputs, targets):
+    targets = targets.reshape(outputs.shape).astype(outputs.dtype)
+    loss = jnp.mean(jnp.square(outputs - targets), axis=-1)
+    return loss, loss
+
+
 LOSSES: dict[str, tuple[Callable, str]] = {
     "softmax_cross_entropy": (softmax_cross_entropy, "categorical cross-entropy from logits `(batch, n_classes)`"),
     "sigmoid_cross_entropy": (sigmoid_cross_entropy, "binary cross-entropy from one logit `(batch, 1)`"),
+    "mean_squared_error": (mean_squared_error, "regression: squared error averaged over the outputs `(batch, d)`"),
 }
+REGRESSION = ("mean_squared_error",)
+METRICS = {"accuracy": "share of correct predictions (classification)",
+           "r2": "1 - MSE / variance of the split's targets (regression; several outputs: their mean of each)"}
+
+
+def is_regression(loss) -> bool:
+    """Whether a loss spec fits real-valued targets (its metric is R²) rather than classes."""
+    return isinstance(loss, str) and loss in REGRESSION
+
+
+def metric_of(loss) -> str:
+    """The metric reported beside a loss: ``"r2"`` for regression, ``"accuracy"`` otherwise."""
+    return "r2" if is_regression(loss) else "accuracy"
+
+
+def r2(mean_squared_error: np.ndarray, target_variance: float) -> np.ndarray:
+    """Coefficient of determination from a split's MSE and its targets' variance (``ddof=0``).
+
+    With several outputs, both are means over the outputs, so this is scikit-learn's
+    ``r2_score(multioutput="variance_weighted")``.
+    """
+    return 1.0 - np.asarray(mean_squared_error, np.float64) / target_variance
 
 
 def default_for(n_classes: int) -> str:
@@ -47,9 +82,10 @@ def default_for(n_classes: int) -> str:
     return "sigmoid_cross_entropy" if n_classes == 2 else "softmax_cross_entropy"
 
 
-def outputs_for(loss: str, n_classes: int) -> int | None:
-    """The output width a named loss needs on ``n_classes`` classes (None for a callable: any)."""
-    return {"sigmoid_cross_entropy": 1, "softmax_cross_entropy": n_classes}.get(loss)
+def outputs_for(loss: str, n_classes: int, n_targets: int = 1) -> int | None:
+    """The output width a named loss needs on ``n_classes`` classes or ``n_targets`` regression targets
+    (None for a callable: any)."""
+    return {"sigmoid_cross_entropy": 1, "softmax_cross_entropy": n_classes, "mean_squared_error": n_targets}.get(loss)
 
 
 def from_callable(per_example: Callable) -> Callable:
@@ -85,9 +121,10 @@ def get(spec: str | Callable) -> Callable:
     raise unknown("loss", spec, LOSSES)
 
 
-def check_shape(name: str, outputs_shape: tuple, loss: str | Callable, n_classes: int) -> None:
+def check_shape(name: str, outputs_shape: tuple, loss: str | Callable, n_classes: int, n_targets: int = 1) -> None:
     """Raises UserError when a model's outputs do not fit the loss (e.g. 1 unit for a 10-class softmax)."""
-    want = outputs_for(loss, n_classes) if isinstance(loss, str) else None
+    want = outputs_for(loss, n_classes, n_targets) if isinstance(loss, str) else None
     if len(outputs_shape) != 2 or (want is not None and outputs_shape[-1] != want):
+        what = f"{n_targets} target(s)" if is_regression(loss) else f"{n_classes} classes"
         raise UserError(f"model {name} gives outputs of shape {list(outputs_shape)} per batch; the loss {loss} on "
-                        f"{n_classes} classes needs (batch, {want or 'k'}): set the model's output width")
+                        f"{what} needs (batch, {want or 'k'}): set the model's output width")

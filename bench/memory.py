@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bench import step
 from bench.errors import UserError
 
 CPU_CACHE_BYTES = 32 * 2**20
@@ -98,13 +99,15 @@ def footprint(model, input_shape, optimizer: optax.GradientTransformation, batch
               eval_batch_size: int) -> Footprint:
     """Estimates :class:`Footprint` with ``jax.eval_shape`` (nothing is computed)."""
     sample = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-    params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], sample)
+    forward = step.forward_of(model, input_shape)
+    params, model_state = jax.eval_shape(lambda x: forward.init(jax.random.key(0), x), sample)
     opt_state = jax.eval_shape(optimizer.init, params)
 
-    def outputs(p, x):
-        return model.apply({"params": p}, x, capture_intermediates=True, mutable=["intermediates"])
+    def outputs(p, collections, x):
+        return model.apply({"params": p, **collections}, x, capture_intermediates=True, mutable=["intermediates"],
+                           **forward.mode_kwargs(False))
 
-    _, intermediates = jax.eval_shape(outputs, params, sample)
+    _, intermediates = jax.eval_shape(outputs, params, model_state, sample)
     per_example = tree_bytes(intermediates) + math.prod(input_shape) * 4
     p, state = tree_bytes(params), tree_bytes(params) + tree_bytes(opt_state)
     n_params = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))

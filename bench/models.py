@@ -31,19 +31,50 @@ ACTIVATIONS: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
 OUTPUT_ACTIVATIONS = ("sigmoid", "softmax")
 
 
+NORMS = {"layer": "LayerNorm after each hidden Dense, before its activation",
+         "batch": "BatchNorm after each hidden Dense or Conv, before its activation (running statistics, "
+                  "momentum 0.9, are the run's model state)"}
+
+
+class Hidden(nn.Module):
+    """What follows a hidden layer's linear map: ``norm -> activation -> dropout``.
+
+    Attributes:
+      activation: name in :data:`ACTIVATIONS`.
+      norm: None, ``"layer"`` or ``"batch"`` (:data:`NORMS`).
+      dropout: rate of dropout after the activation (0: none), active only in training.
+    """
+
+    activation: str
+    norm: str | None = None
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        if self.norm == "layer":
+            x = nn.LayerNorm()(x)
+        elif self.norm == "batch":
+            x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+        x = ACTIVATIONS[self.activation](x)
+        return nn.Dropout(self.dropout, deterministic=not train)(x) if self.dropout > 0 else x
+
+
 class MLP(nn.Module):
-    """A fully connected network: ``Dense -> activation`` per hidden width, then ``Dense``.
+    """A fully connected network: ``Dense -> [norm] -> activation -> [dropout]`` per hidden width, then ``Dense``.
 
     Attributes:
       hidden: widths of the hidden layers, e.g. ``(64, 64)``.
       n_outputs: width of the last layer: 1 for a sigmoid output, the number of
         classes for softmax.
       activation: name in :data:`ACTIVATIONS`, applied after each hidden layer.
-      output_activation: ``"sigmoid"`` or ``"softmax"``; recorded here, applied by the loss.
+      output_activation: ``"sigmoid"`` or ``"softmax"``, recorded here and applied by the loss;
+        ``"linear"`` for regression (the loss is then named by the task).
       kernel_init: initializer of every kernel, `(in, out)`.
       bias_init: initializer of every bias (zeros, as in Keras and Flax).
+      norm, dropout: as in :class:`Hidden`.
 
-    Shapes: `(batch, *input_shape)` -> logits `(batch, n_outputs)`.
+    Shapes: `(batch, *input_shape)` -> logits `(batch, n_outputs)`; ``train`` switches
+    dropout on and BatchNorm to batch statistics.
     """
 
     hidden: Sequence[int]
@@ -52,18 +83,20 @@ class MLP(nn.Module):
     output_activation: str = "softmax"
     kernel_init: Callable = jinit.lecun_normal()
     bias_init: Callable = jinit.zeros
+    norm: str | None = None
+    dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        act = ACTIVATIONS[self.activation]
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         x = x.reshape(x.shape[0], -1)  # images are flattened, as by Keras' Flatten
         for width in self.hidden:
-            x = act(nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init)(x))
+            x = nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init)(x)
+            x = Hidden(self.activation, self.norm, self.dropout)(x, train)
         return nn.Dense(self.n_outputs, kernel_init=self.kernel_init, bias_init=self.bias_init)(x)
 
 
 class ConvNet(nn.Module):
-    """A small convolutional network: ``[Conv -> activation] x k -> pool`` blocks, then dense layers.
+    """A small convolutional network: ``[Conv -> [norm] -> activation] x k -> pool`` blocks, then dense layers.
 
     ``lenet`` (28x28 inputs): Conv 6@5x5 (same) -> pool -> Conv 16@5x5 (valid) -> pool ->
     Dense 120 -> Dense 84 -> logits, the LeNet-5 layout with ReLU and max pooling.
@@ -77,7 +110,8 @@ class ConvNet(nn.Module):
     Attributes:
       blocks: per block, the ``(features, kernel size, padding)`` of its convolutions.
       dense: widths of the dense layers after the last block.
-      n_outputs, activation, output_activation, kernel_init, bias_init: as in :class:`MLP`.
+      n_outputs, activation, output_activation, kernel_init, bias_init, norm, dropout: as in
+        :class:`MLP` (dropout after the dense layers only).
     """
 
     blocks: Sequence[Sequence[tuple[int, int, str]]]
@@ -87,20 +121,22 @@ class ConvNet(nn.Module):
     output_activation: str = "softmax"
     kernel_init: Callable = jinit.lecun_normal()
     bias_init: Callable = jinit.zeros
+    norm: str | None = None
+    dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        act = ACTIVATIONS[self.activation]
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         for block in self.blocks:
             for features, size, padding in block:
                 conv = nn.Conv(
                     features, (size, size), padding=padding, kernel_init=self.kernel_init, bias_init=self.bias_init
                 )
-                x = act(conv(x))
+                x = Hidden(self.activation, self.norm)(conv(x), train)  # no dropout on feature maps
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = x.reshape(x.shape[0], -1)
         for width in self.dense:
-            x = act(nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init)(x))
+            x = nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init)(x)
+            x = Hidden(self.activation, self.norm, self.dropout)(x, train)
         return nn.Dense(self.n_outputs, kernel_init=self.kernel_init, bias_init=self.bias_init)(x)
 
 
@@ -165,16 +201,38 @@ CONV_LAYOUTS = {
 CONV_DENSE = {"lenet": (120, 84), "convnet": (256,)}
 
 
-def _head(n_classes: int) -> dict:
-    """Binary tasks get one sigmoid unit (Keras' ``Dense(1, 'sigmoid')``), others a softmax."""
+def _head(n_classes: int, n_targets: int | None = None) -> dict:
+    """Binary tasks get one sigmoid unit (Keras' ``Dense(1, 'sigmoid')``), others a softmax; regression
+    ``n_targets`` linear units."""
+    if n_targets is not None:
+        return {"n_outputs": n_targets, "output_activation": "linear"}
     binary = n_classes == 2
     return {"n_outputs": 1 if binary else n_classes, "output_activation": "sigmoid" if binary else "softmax"}
 
 
+OPTIONS = {"norm": "None, layer or batch (NORMS)", "dropout": "rate in [0, 1) after hidden activations"}
+
+
+def check_options(kind: str, options: Mapping) -> None:
+    """Raises UserError on a built-in model option that does not exist or has a bad value."""
+    for key in options:
+        if key not in OPTIONS or (key == "norm" and kind == "resmlp"):
+            allowed = "none" if kind == "resmlp" else ", ".join(OPTIONS)
+            raise UserError(f"model {kind!r} has no option {key!r} (its options: {allowed})")
+    if options.get("norm") not in (None, *NORMS):
+        raise unknown("norm", options["norm"], NORMS)
+    dropout = options.get("dropout", 0.0)
+    if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+        raise UserError(f"dropout must be a rate in [0, 1), got {dropout!r}")
+    if dropout and kind == "resmlp":
+        raise UserError("model 'resmlp' has no dropout option; use mlp, lenet or convnet")
+
+
 def build(
-    kind: str, input_shape: Sequence[int], n_classes: int, hidden: Sequence[int] = (), activation: str = "relu"
+    kind: str, input_shape: Sequence[int], n_classes: int, hidden: Sequence[int] = (), activation: str = "relu",
+    n_targets: int | None = None, **options,
 ) -> nn.Module:
-    """A model for a classification task.
+    """A model for a classification task (or, with ``n_targets``, a regression one).
 
     Args:
       kind: ``"mlp"`` (uses ``hidden``), ``"resmlp"`` (one residual block per
@@ -184,28 +242,32 @@ def build(
       n_classes: number of classes.
       hidden: hidden widths.
       activation: name in :data:`ACTIVATIONS`.
+      options: :data:`OPTIONS` (``norm``, ``dropout``) of mlp, lenet and convnet.
 
     Raises:
-      UserError: unknown kind or activation, non-positive width, or a conv net on
-        inputs that are not images.
+      UserError: unknown kind, activation or option, non-positive width, or a conv
+        net on inputs that are not images.
     """
     if kind not in MODELS:
         raise unknown("model", kind, MODELS)
+    check_options(kind, options)
     if activation not in ACTIVATIONS:
         raise unknown("activation", activation, ACTIVATIONS)
     if any(int(w) < 1 for w in hidden):
         raise UserError(f"hidden widths must be >= 1, got {tuple(hidden)}")
     if kind == "mlp":
-        return MLP(hidden=tuple(int(w) for w in hidden), activation=activation, **_head(n_classes))
+        return MLP(hidden=tuple(int(w) for w in hidden), activation=activation, **_head(n_classes, n_targets),
+                   **options)
     if kind == "resmlp":
         if not hidden or len(set(hidden)) != 1:
             raise UserError(
                 f"resmlp needs equal hidden widths, one per residual block, e.g. (64,) * 8; got {tuple(hidden)}"
             )
-        return ResMLP(int(hidden[0]), len(hidden), activation=activation, **_head(n_classes))
+        return ResMLP(int(hidden[0]), len(hidden), activation=activation, **_head(n_classes, n_targets))
     if len(input_shape) != 3:
         raise UserError(f"model {kind!r} needs image inputs (H, W, C), the dataset has {tuple(input_shape)}; use mlp")
-    return ConvNet(CONV_LAYOUTS[kind], tuple(hidden) or CONV_DENSE[kind], activation=activation, **_head(n_classes))
+    return ConvNet(CONV_LAYOUTS[kind], tuple(hidden) or CONV_DENSE[kind], activation=activation,
+                   **_head(n_classes, n_targets), **options)
 
 
 def mlp_for(n_features: int, n_classes: int, hidden: Sequence[int], activation: str = "relu") -> MLP:
@@ -277,10 +339,15 @@ def describe(model: nn.Module, input_shape: Sequence[int]) -> str:
         return f"ResMLP {inputs}-{model.width}x{model.depth} blocks-{model.n_outputs} {model.activation}"
     if isinstance(model, MLP):
         widths = "-".join(str(w) for w in (int(np.prod(input_shape)), *model.hidden, model.n_outputs))
-        return f"MLP {widths} {model.activation}"
+        return f"MLP {widths} {model.activation}{_extras(model)}"
     convs = "-".join(str(f) for block in model.blocks for f, _, _ in block)
     dense = "-".join(str(w) for w in (*model.dense, model.n_outputs))
-    return f"ConvNet {'x'.join(map(str, input_shape))} conv {convs} dense {dense} {model.activation}"
+    return f"ConvNet {'x'.join(map(str, input_shape))} conv {convs} dense {dense} {model.activation}{_extras(model)}"
+
+
+def _extras(model) -> str:
+    """`` batchnorm dropout 0.1``: the options a built-in model has beyond the plain layout."""
+    return (f" {model.norm}norm" if model.norm else "") + (f" dropout {model.dropout:g}" if model.dropout else "")
 
 
 MODELS = {

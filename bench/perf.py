@@ -33,6 +33,7 @@ import pandas as pd
 
 import initjax
 from bench import memory, models
+from bench.step import RunState
 from bench.train import OPTIMIZERS, epoch_order, loss_and_accuracy, make_train_epoch, run_keys
 
 
@@ -196,7 +197,7 @@ def vmap_variant(s: Setup, chunk: int | None = None) -> Callable[[], list]:
     keep = np.concatenate(memory.real_seeds(plan.seed_groups(list(range(n_seeds)))))
 
     def run():
-        finals = [jax.block_until_ready(train_epoch(params, opt_state, keys, epoch, s.x, s.y)[0])
+        finals = [jax.block_until_ready(train_epoch(RunState(params, opt_state, {}), keys, epoch, s.x, s.y)[0].params)
                   for params, opt_state, keys in chunks]
         return Chunked(finals, keep, s.n_models)
 

@@ -26,7 +26,7 @@ from bench.store import write_atomic
 
 FORMATS = ("md", "tex", "png", "pdf", "csv")
 FORMAT_VERSION = 1  # of run.json + results.csv; bump when their meaning changes
-DELTAS = {"accuracy": (0.005, 0.01), "loss": (0.01, 0.05)}  # differences the power advice is given for
+DELTAS = {"accuracy": (0.005, 0.01), "r2": (0.005, 0.01), "loss": (0.01, 0.05)}  # differences the power advice is given for
 
 
 @dataclasses.dataclass
@@ -72,7 +72,7 @@ class Analysis:
 
 def analyse(
     results: pd.DataFrame,
-    metric: str = "test_accuracy",
+    metric: str | None = None,
     baseline: str | None = None,
     paired: bool = True,
     settings: stats.Settings = stats.Settings(),
@@ -87,20 +87,21 @@ def analyse(
     Raises:
       UserError: unknown metric or baseline, or a negative margin.
     """
-    metrics = [c for c in results.columns if c.endswith(("_accuracy", "_loss"))]
+    metrics = stats.metric_columns(results)
+    metric = metric or stats.default_metric(results)
     if metric not in metrics:
         raise UserError(f"unknown metric {metric!r}; the results have {', '.join(metrics)}")
     if baseline is not None and baseline not in set(results["initializer"]):
         raise UserError(f"baseline {baseline!r} is not among the initializers {sorted(set(results['initializer']))}")
     if settings.margin is not None and not settings.margin >= 0:
         raise UserError(f"--margin must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {settings.margin}")
-    shown = [m for m in dict.fromkeys([metric, "test_accuracy", "test_loss"]) if m in metrics]
+    shown = [m for m in dict.fromkeys([metric, stats.default_metric(results), "test_loss"]) if m in metrics]
     test_outcomes = test_outcomes or {}
     extra = outcomes.arm_variances(results, test_outcomes, shown)
     for key, value in crossed.arm_variances(results, shown).items():
         extra[key] = extra.get(key, 0.0) + value
     summary = stats.summarize(results, shown, settings, extra)
-    kind = "accuracy" if metric.endswith("accuracy") else "loss"
+    kind = metric.rpartition("_")[2]
     return Analysis(
         metric=metric,
         summary=summary,
@@ -199,7 +200,8 @@ def summary_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
     ranked = _ranked(analysis, dataset)
     others = analysis.summary[analysis.summary["dataset"] == dataset].set_index(["initializer", "metric"])
     metric = analysis.metric
-    second = "test_loss" if metric != "test_loss" else "test_accuracy"
+    shown = list(dict.fromkeys(analysis.summary["metric"]))
+    second = "test_loss" if metric != "test_loss" else next((m for m in shown if m != metric), metric)
     table = {
         "rank": range(1, len(ranked) + 1),
         "initializer": ranked["initializer"],
@@ -705,7 +707,7 @@ def write(
     results: pd.DataFrame,
     meta: dict,
     formats: Sequence[str] = FORMATS,
-    metric: str = "test_accuracy",
+    metric: str | None = None,
     baseline: str | None = None,
     paired: bool = True,
     margin: float | None = None,

@@ -111,11 +111,11 @@ def _files_digest(files) -> str:
 
 @dataclasses.dataclass
 class Checkpoint:
-    """A chunk stopped after ``epoch``: state to continue from, the records so far, and the work they took."""
+    """A chunk stopped after ``epoch``: its run state's leaves to continue from, the records so far, and the work
+    they took."""
 
     epoch: int
-    params: list[np.ndarray]
-    opt_state: list[np.ndarray]
+    leaves: list[np.ndarray]  # of the chunk's run state (``bench.step.RunState``), in tree order
     sums: np.ndarray
     finite: np.ndarray
     seconds: float = 0.0
@@ -229,7 +229,7 @@ class TaskStore:
 
         Args:
           shapes: expected shapes of ``sums`` and ``finite``.
-          leaf_shapes: expected shapes of the parameter then optimizer-state leaves.
+          leaf_shapes: expected shapes of the run state's leaves.
         """
         path = self._checkpoint(chunk)
         if not path.is_file():
@@ -237,30 +237,28 @@ class TaskStore:
         if leaf_shapes is not None:
             shapes = {**(shapes or {}), **{f"leaf_{i}": shape for i, shape in enumerate(leaf_shapes)}}
         arrays = self._read_npz(path, f"chunk-{chunk:04d}.checkpoint", shapes)
-        n_params, n_leaves = int(arrays["n_params"]), int(arrays["n_leaves"])
+        n_leaves = int(arrays["n_leaves"])
         if leaf_shapes is not None and n_leaves != len(leaf_shapes):
             raise UserError(f"{path} holds {n_leaves} state arrays, this task has {len(leaf_shapes)}; "
                             "delete it (its chunk is retrained) or rerun with --fresh")
-        leaves = [arrays[f"leaf_{i}"] for i in range(n_leaves)]
         self.resumed[chunk] = int(arrays["epoch"])
-        return Checkpoint(int(arrays["epoch"]), leaves[:n_params], leaves[n_params:], arrays["sums"],
+        return Checkpoint(int(arrays["epoch"]), [arrays[f"leaf_{i}"] for i in range(n_leaves)], arrays["sums"],
                           arrays["finite"], float(arrays.get("seconds", 0.0)), int(arrays.get("seed_epochs", 0)))
 
     def due(self) -> bool:
         """Whether the chunk in progress should be checkpointed now."""
         return time.monotonic() - self._last_save >= self.checkpoint_every
 
-    def save_checkpoint(self, chunk: int, epoch: int, params, opt_state, sums: np.ndarray,
+    def save_checkpoint(self, chunk: int, epoch: int, state, sums: np.ndarray,
                         finite: np.ndarray, seconds: float = 0.0, seed_epochs: int = 0) -> None:
-        """Saves the state after ``epoch`` (parameters and optimizer state as flat leaf lists)."""
-        p, o = jax.tree.leaves(params), jax.tree.leaves(opt_state)
-        leaves = {f"leaf_{i}": np.asarray(leaf) for i, leaf in enumerate(p + o)}
+        """Saves the run state after ``epoch`` (any pytree: its leaves, in tree order)."""
+        flat = jax.tree.leaves(state)
+        leaves = {f"leaf_{i}": np.asarray(leaf) for i, leaf in enumerate(flat)}
         self._write_npz(
             self._checkpoint(chunk),
             f"chunk-{chunk:04d}.checkpoint",
             epoch=np.int64(epoch),
-            n_params=np.int64(len(p)),
-            n_leaves=np.int64(len(p) + len(o)),
+            n_leaves=np.int64(len(flat)),
             sums=sums,
             finite=finite,
             seconds=np.float64(seconds),
@@ -298,6 +296,31 @@ class TaskStore:
     def _write_npz(self, path: Path, role: str, **arrays) -> None:
         write_npz_verified(path, {"format": np.int64(FORMAT_VERSION), "written_as": np.array(f"{self.key}/{role}"),
                                   **arrays})
+
+
+class NullStore:
+    """A store that keeps nothing: every chunk is trained, nothing is written (runs without a cache)."""
+
+    loaded: tuple = ()
+    resumed: dict = {}
+
+    def plan(self, proposed: memory.ChunkPlan, n_seeds: int) -> memory.ChunkPlan:
+        return proposed
+
+    def finished(self, chunk: int, shapes: dict[str, tuple] | None = None) -> None:
+        return None
+
+    def checkpoint(self, chunk: int, shapes=None, leaf_shapes=None) -> None:
+        return None
+
+    def due(self) -> bool:
+        return False
+
+    def save_finished(self, *args, **kwargs) -> None:
+        pass
+
+    def save_checkpoint(self, *args, **kwargs) -> None:
+        pass
 
 
 def _json_digest(body: dict) -> str:

@@ -141,9 +141,7 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
     runs = list(range(experiment.seeds * experiment.data_seeds))  # run r: init seed r // K, data order r % K
     frames, tasks, test_outcomes = [], {}, {}
     for task in experiment.tasks:
-        data = bench_data.load(task.dataset, data_dir, download)
-        if task.subset:
-            data = data.subset(*task.subset)
+        data = task_data(task, data_dir, download)
         model, loss = task_model(task, data)
         name = models.describe(model, data.input_shape)
         with contextlib.ExitStack() as held:
@@ -245,6 +243,12 @@ def run(experiment: Experiment | str | Path = "default", *, out: str | Path | No
         raise UserError(in_python_terms(str(error))) from None
 
 
+def task_data(task: presets.Task, data_dir=None, download: bool = False):
+    """The task's dataset (its subset for smoke runs), with regression targets where its loss wants them."""
+    data = bench_data.load(task.dataset, data_dir, download, regression=losses.is_regression(task.loss))
+    return data.subset(*task.subset) if task.subset else data
+
+
 def task_model(task: presets.Task, data) -> tuple:
     """The task's Flax module and loss: a built-in model shaped for the data, or the user's module.
 
@@ -252,9 +256,11 @@ def task_model(task: presets.Task, data) -> tuple:
       ``(model, loss)``; ``loss`` None means the built-in model's own head.
     """
     if task.builtin_model:
-        return models.build(task.model, data.input_shape, data.n_classes, task.hidden, task.activation), task.loss
+        model = models.build(task.model, data.input_shape, data.n_classes, task.hidden, task.activation,
+                             n_targets=data.n_targets if data.regression else None, **task.model_args)
+        return model, task.loss
     loss = task.loss if task.loss is not None else losses.default_for(data.n_classes)
-    width = losses.outputs_for(loss, data.n_classes) if isinstance(loss, str) else None
+    width = losses.outputs_for(loss, data.n_classes, data.n_targets) if isinstance(loss, str) else None
     return models.from_spec(task.model, task.model_args, width), loss
 
 

@@ -54,6 +54,19 @@ class Settings:
     fixed_test_set: bool = False
 
 
+METRIC_SUFFIXES = ("_accuracy", "_r2", "_loss")  # the metric columns of a results table
+
+
+def metric_columns(results: pd.DataFrame) -> list[str]:
+    """The metric columns of a results table (``test_accuracy``, ``val_r2``, ``train_loss``, ...)."""
+    return [c for c in results.columns if c.endswith(METRIC_SUFFIXES)]
+
+
+def default_metric(results: pd.DataFrame) -> str:
+    """The metric a report ranks unless told: test accuracy, or R² for regression, else the test loss."""
+    return next((m for m in ("test_accuracy", "test_r2") if m in results.columns), "test_loss")
+
+
 def higher_is_better(metric: str) -> bool:
     """Accuracies go up, losses go down."""
     return not any(word in metric for word in LOWER_IS_BETTER)

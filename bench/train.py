@@ -1,12 +1,13 @@
 """Training every initializer x every seed of a task as one compiled program.
 
-Parameters of all runs live in one pytree whose leaves have two leading axes,
-`(n_initializers, n_seeds, ...)`. One training step is the single-run update
-``(params, opt_state, batch) -> (params, opt_state, loss)`` under two ``jax.vmap``:
-the inner one over seeds (each seed has its own minibatch), the outer one over
-initializers (which share the seed's minibatch, so the data is gathered once). A
-whole epoch is one ``lax.scan`` over minibatches; Python loops over epochs only, to
-evaluate, record and show progress.
+The state of all runs (``bench.step.RunState``: parameters, optimizer state, the
+model's own state such as BatchNorm statistics) lives in one pytree whose leaves
+have two leading axes, `(n_arms, n_seeds, ...)`. One training step is the
+single-run update of ``bench.step`` under two ``jax.vmap`` (``bench.step.over_runs``,
+applied here once): the inner one over seeds (each seed has its own minibatch), the
+outer one over arms (which share the seed's minibatch, so the data is gathered
+once). A whole epoch is one ``lax.scan`` over minibatches; Python loops over epochs
+only, to evaluate, record, checkpoint and show progress.
 
 Randomness is derived, never drawn from a global state: seed ``s`` of a task gets
 ``k = fold_in(fold_in(key(experiment_seed), crc32(dataset)), s)``, its initial
@@ -33,7 +34,7 @@ import numpy as np
 import optax
 import pandas as pd
 
-from bench import devices, losses, memory, recipes, resume
+from bench import devices, losses, memory, recipes, resume, step
 from bench.datasets import Dataset
 from bench.errors import UserError
 from bench.progress import StepBar
@@ -217,11 +218,13 @@ def init_params(model: nn.Module, arms: Sequence, init_keys, input_shape: Sequen
     initializers draw every parameter with the seed's key; the arm's rules then
     redraw what they match (``initjax.rules.apply``). A scheme's ``base`` draws every
     kernel, then the scheme transforms the whole params with :data:`SCHEME_BATCH`
-    training examples drawn for the seed (``x_train`` is needed then).
+    training examples drawn for the seed (``x_train`` is needed then), seeing the
+    model in evaluation mode (no dropout; BatchNorm at its initial running statistics).
 
     Returns:
       Params pytree with leaves `(n_arms, n_seeds, ...)`.
     """
+    forward = step.forward_of(model, input_shape)
     sample = jnp.zeros((1, *input_shape), jnp.float32)
     # Seeds are initialized one after another (lax.map), not vmapped: on CPU, jaxlib
     # runs a batched QR (orthogonal init) through ParallelBatchMap on XLA's thread
@@ -230,10 +233,10 @@ def init_params(model: nn.Module, arms: Sequence, init_keys, input_shape: Sequen
     stacks = []
     for arm in arms:
         def drawn(key, by=arm_rules(arm)):
-            return rules.apply(jax.random.fold_in(key, 4), model.init(key, sample)["params"], by)
+            return rules.apply(jax.random.fold_in(key, 4), forward.init(key, sample)[0], by)
 
         if schemes.is_scheme(arm):
-            apply_fn = schemes.probe(model)
+            apply_fn = forward.probe(input_shape)
 
             def one(key, scheme=arm, apply_fn=apply_fn, drawn=drawn):
                 n = x_train.shape[0]
@@ -247,6 +250,17 @@ def init_params(model: nn.Module, arms: Sequence, init_keys, input_shape: Sequen
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *stacks)
 
 
+def initial_state(model: nn.Module, optimizer: optax.GradientTransformation, arms: Sequence, init_keys,
+                  input_shape: Sequence[int], x_train: jnp.ndarray | None = None) -> step.RunState:
+    """The :class:`bench.step.RunState` of every (arm, seed) before training, leaves `(n_arms, n_seeds, ...)`."""
+    params = init_params(model, arms, init_keys, input_shape, x_train)
+    forward = step.forward_of(model, input_shape)
+    _, model_state = forward.init(jax.random.key(0), jnp.zeros((1, *input_shape), jnp.float32))
+    runs = (len(arms), init_keys.shape[0])
+    model_state = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (*runs, *leaf.shape)), model_state)
+    return step.RunState(params, jax.vmap(jax.vmap(optimizer.init))(params), model_state)
+
+
 def check_on_model(model: nn.Module, arms: Mapping[str, object], input_shape: Sequence[int]) -> None:
     """Traces each arm's initializers on the parameters they draw (``jax.eval_shape``: nothing is computed).
 
@@ -258,9 +272,10 @@ def check_on_model(model: nn.Module, arms: Mapping[str, object], input_shape: Se
       UserError: naming the arm and parameter that failed, gave the wrong shape or
         dtype, or the rule that matches nothing.
     """
-    sample = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
     try:
-        params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], sample)
+        forward = step.forward_of(model, input_shape)
+        params = jax.eval_shape(lambda x: forward.init(jax.random.key(0), x)[0],
+                                jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
     except Exception as error:  # user models may raise anything; name it
         raise UserError(f"model {type(model).__name__} failed on inputs of shape {[1, *input_shape]}: "
                         f"{first_line(error)}") from None
@@ -294,10 +309,12 @@ def _check_scheme(name, scheme, model, input_shape, expected) -> None:
     batch = jax.ShapeDtypeStruct((SCHEME_BATCH, *input_shape), jnp.float32)
     by = arm_rules(scheme)
 
+    forward = step.forward_of(model, input_shape)
+
     def traced(x):
         key = jax.random.key(0)
-        drawn = rules.apply(key, model.init(key, x[:1])["params"], by)
-        return scheme(jax.random.key(1), drawn, schemes.probe(model), x)
+        return scheme(jax.random.key(1), rules.apply(key, forward.init(key, x[:1])[0], by),
+                      forward.probe(input_shape), x)
 
     try:
         got = jax.eval_shape(traced, batch)
@@ -309,46 +326,44 @@ def _check_scheme(name, scheme, model, input_shape, expected) -> None:
 
 
 def epoch_order(data_key, epoch, n: int, padded: int) -> jnp.ndarray:
-    """Example indices of one epoch, a fresh permutation padded with 0s to `(padded,)`."""
+    """Example indices of one epoch, a fresh permutation, `(padded,)`.
+
+    The padding of the last, partial minibatch repeats the permutation's first
+    examples: their loss weight is 0, so no update changes, and a model that
+    normalizes by batch statistics (BatchNorm) sees a batch of real examples.
+    """
     perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), n)
-    return jnp.concatenate([perm, jnp.zeros((padded - n,), perm.dtype)])
+    return perm[jnp.arange(padded) % n]
 
 
 def make_train_epoch(model: nn.Module, optimizer: optax.GradientTransformation, batch_size: int,
                      on_steps: Callable[[int], None] | None = None, ticks: int = 50, loss=None):
-    """Builds ``train_epoch(params, opt_state, data_keys, epoch, x, y)``.
+    """Builds ``train_epoch(state, data_keys, epoch, x, y)``: one epoch of every run.
 
-    ``on_steps(k)``, if given, is called from inside the compiled epoch (``jax.debug.callback``,
-    outside the vmaps: once per step, not per run) after step ``k`` of the epoch, about
-    ``ticks`` times per epoch: a progress bar in minibatch steps. It changes no number.
+    The single-run step (``bench.step.make_step``) is batched once over runs
+    (``bench.step.over_runs``) and scanned over the epoch's minibatches. ``on_steps(k)``,
+    if given, is called from inside the compiled epoch (``jax.debug.callback``,
+    outside the vmaps: once per step, not per run) after step ``k`` of the epoch,
+    about ``ticks`` times per epoch: a progress bar in minibatch steps. It changes no number.
 
     ``loss``: a loss spec (``bench.losses``); None: the built-in model's ``output_activation``.
 
     Args of the returned function:
-      params, opt_state: leaves `(n_inits, n_seeds, ...)`.
+      state: a :class:`bench.step.RunState` with leaves `(n_arms, n_seeds, ...)`.
       data_keys: `(n_seeds,)` keys; epoch: int32 scalar.
-      x: `(n, *input_shape)`; y: `(n,)`.
+      x: `(n, *input_shape)`; y: `(n, ...)`.
 
     Returns of the returned function:
-      ``(params, opt_state, finite)``, ``finite`` `(n_inits, n_seeds)` bool: False
-      where any minibatch loss of the epoch was NaN or inf.
+      ``(state, finite)``, ``finite`` `(n_arms, n_seeds)` bool: False where any
+      minibatch loss of the epoch was NaN or inf.
     """
 
     loss_fn = losses.get(loss_spec(model, loss))
 
-    def batch_loss(params, x, y, weights):
-        per_example, _ = loss_fn(model.apply({"params": params}, x), y)
-        return jnp.sum(weights * per_example) / jnp.sum(weights)
-
-    def update(params, opt_state, x, y, weights):
-        loss, grads = jax.value_and_grad(batch_loss)(params, x, y, weights)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    per_seed = jax.vmap(update, in_axes=(0, 0, 0, 0, None))
-    per_init = jax.vmap(per_seed, in_axes=(0, 0, None, None, None))
-
-    def train_epoch(params, opt_state, data_keys, epoch, x, y):
+    def train_epoch(state, data_keys, epoch, x, y):
+        forward = step.forward_of(model, x.shape[1:])
+        one_step = step.make_step(forward, loss_fn, optimizer)
+        runs_step = step.over_runs(one_step, seed_axes=(0, 0, 0, None, 0 if forward.stochastic else None))
         n = x.shape[0]
         steps = -(-n // batch_size)
         order = jax.vmap(lambda key: epoch_order(key, epoch, n, steps * batch_size))(data_keys)
@@ -357,38 +372,40 @@ def make_train_epoch(model: nn.Module, optimizer: optax.GradientTransformation, 
 
         every = max(1, steps // ticks)
 
-        def step(state, inputs):
+        def body(state, inputs):
             i, idx, w = inputs
-            params, opt_state, loss = per_init(*state, x[idx], y[idx], w)
+            keys = jax.vmap(lambda k: step.dropout_key(k, epoch, i))(data_keys) if forward.stochastic else None
+            state, loss = runs_step(state, x[idx], y[idx], w, keys)
             if on_steps is not None:
                 tick = (i + 1) % every == 0
                 jax.lax.cond(tick, lambda: jax.debug.callback(on_steps, i + 1, ordered=False), lambda: None)
-            return (params, opt_state), jnp.isfinite(loss)
+            return state, jnp.isfinite(loss)
 
-        (params, opt_state), finite = jax.lax.scan(step, (params, opt_state), (jnp.arange(steps), order, weights))
-        return params, opt_state, finite.all(axis=0)
+        state, finite = jax.lax.scan(body, state, (jnp.arange(steps), order, weights))
+        return state, finite.all(axis=0)
 
     return train_epoch
 
 
 def chunked_for_eval(x: np.ndarray, y: np.ndarray, chunk: int):
-    """Pads a split to whole chunks: `(n_chunks, chunk, d)`, `(n_chunks, chunk)`, weights."""
+    """Pads a split to whole chunks: `(n_chunks, chunk, *input_shape)`, `(n_chunks, chunk, *target_shape)`, weights."""
     n = x.shape[0]
     chunk = min(chunk, n)
     n_chunks = -(-n // chunk)
     pad = n_chunks * chunk - n
     xs = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]).reshape(n_chunks, chunk, *x.shape[1:])
-    ys = np.concatenate([y, np.zeros(pad, y.dtype)]).reshape(n_chunks, chunk)
+    ys = np.concatenate([y, np.zeros((pad, *y.shape[1:]), y.dtype)]).reshape(n_chunks, chunk, *y.shape[1:])
     ws = (np.arange(n_chunks * chunk) < n).astype(np.float32).reshape(n_chunks, chunk)
     return jnp.asarray(xs), jnp.asarray(ys), jnp.asarray(ws)
 
 
 def make_evaluate(model: nn.Module, loss=None):
-    """Builds ``evaluate(params, xs, ys, ws) -> sums`` `(n_inits, n_seeds, 2)`.
+    """Builds ``evaluate(state, xs, ys, ws) -> sums`` `(n_arms, n_seeds, 2)`.
 
-    ``sums[..., 0]`` is the summed loss and ``sums[..., 1]`` the number of correct
-    predictions over the split; the caller divides by the split size in float64, so
-    an accuracy of 168/200 is recorded as 0.84, not float32's 0.83999997.
+    ``sums[..., 0]`` is the summed loss and ``sums[..., 1]`` the summed metric (correct
+    predictions; squared errors for a regression loss) over the split; the caller
+    divides by the split size in float64, so an accuracy of 168/200 is recorded as
+    0.84, not float32's 0.83999997.
 
     The split comes chunked by :func:`chunked_for_eval`; chunks are scanned so memory
     stays `O(n_models x chunk)` whatever the split size.
@@ -396,25 +413,22 @@ def make_evaluate(model: nn.Module, loss=None):
 
     loss_fn = losses.get(loss_spec(model, loss))
 
-    def sums(params, x, y, w):
-        per_example, correct = loss_fn(model.apply({"params": params}, x), y)
-        return jnp.stack([jnp.sum(w * per_example), jnp.sum(w * correct)])
+    def evaluate(state, xs, ys, ws):
+        sums = step.make_sums(step.forward_of(model, xs.shape[2:]), loss_fn)
+        per_run = step.over_runs(sums, seed_axes=(0, None, None, None))
 
-    per_model = jax.vmap(jax.vmap(sums, in_axes=(0, None, None, None)), in_axes=(0, None, None, None))
-
-    def evaluate(params, xs, ys, ws):
         def body(total, chunk):
-            return total + per_model(params, *chunk), None
+            return total + per_run(state, *chunk), None
 
-        n_models = jax.tree.leaves(params)[0].shape[:2]
-        total, _ = jax.lax.scan(body, jnp.zeros((*n_models, 2), jnp.float32), (xs, ys, ws))
+        n_runs = jax.tree.leaves(state.params)[0].shape[:2]
+        total, _ = jax.lax.scan(body, jnp.zeros((*n_runs, 2), jnp.float32), (xs, ys, ws))
         return total
 
     return evaluate
 
 
 def make_outcomes(model: nn.Module, loss=None):
-    """Builds ``outcomes(params, xs, ys, ws) -> (loss, correct)``, each `(n_inits, n_seeds, n_chunks * chunk)`.
+    """Builds ``outcomes(state, xs, ys, ws) -> (loss, correct)``, each `(n_arms, n_seeds, n_chunks * chunk)`.
 
     Per-example loss and correctness of every run on a split chunked by
     :func:`chunked_for_eval` (the padding at the end is the caller's to drop): what a
@@ -423,13 +437,10 @@ def make_outcomes(model: nn.Module, loss=None):
 
     loss_fn = losses.get(loss_spec(model, loss))
 
-    def per_example(params, x, y):
-        return loss_fn(model.apply({"params": params}, x), y)
-
-    per_model = jax.vmap(jax.vmap(per_example, in_axes=(0, None, None)), in_axes=(0, None, None))
-
-    def outcomes(params, xs, ys, ws):
-        loss, correct = jax.lax.map(lambda chunk: per_model(params, *chunk), (xs, ys))
+    def outcomes(state, xs, ys, ws):
+        per_example = step.make_per_example(step.forward_of(model, xs.shape[2:]), loss_fn)
+        per_run = step.over_runs(per_example, seed_axes=(0, None, None))
+        loss, correct = jax.lax.map(lambda chunk: per_run(state, *chunk), (xs, ys))
         flat = lambda a: jnp.moveaxis(a, 0, -2).reshape(*a.shape[1:3], -1)  # noqa: E731
         return flat(loss), flat(correct) > 0
 
@@ -460,17 +471,17 @@ class _Programs:
     compile_s: float
     train_bytes: int
 
-    def evaluate_all(self, params, eval_splits) -> np.ndarray:
-        """Loss and correct sums of every split, `(n_splits, 2, n_inits, seeds_per_chunk)`."""
-        return np.stack([np.moveaxis(np.asarray(evaluate(params, *eval_splits[split])), -1, 0)
+    def evaluate_all(self, state, eval_splits) -> np.ndarray:
+        """Loss and metric sums of every split, `(n_splits, 2, n_arms, seeds_per_chunk)`."""
+        return np.stack([np.moveaxis(np.asarray(evaluate(state, *eval_splits[split])), -1, 0)
                          for split, evaluate in self.evaluators.items()])
 
 
 def _compile_programs(model, optimizer, config, train_args, eval_splits, model_sharding,
                       on_steps: Callable[[int], None] | None = None, loss=None) -> _Programs:
     train_epoch, compile_s = _compile(
-        make_train_epoch(model, optimizer, config.batch_size, on_steps, loss=loss), *train_args, donate=(0, 1),
-        out_shardings=(model_sharding, model_sharding, model_sharding),
+        make_train_epoch(model, optimizer, config.batch_size, on_steps, loss=loss), *train_args, donate=(0,),
+        out_shardings=(model_sharding, model_sharding),
     )
     evaluate, evaluators = make_evaluate(model, loss), {}
     for split, chunks in eval_splits.items():
@@ -504,14 +515,18 @@ def _plan(fp: memory.Footprint, mesh, n_inits: int, n_seeds: int, data_bytes: in
     return mine if agreed == mine.seeds_per_chunk else dataclasses.replace(plan(agreed), reason=mine.reason)
 
 
-def _records(sums: np.ndarray, finite: np.ndarray, splits: list[str], split_sizes: np.ndarray) -> list[dict]:
-    """Per-epoch metric arrays `(n_inits, n_seeds)` from the evaluation sums.
+def _records(sums: np.ndarray, finite: np.ndarray, splits: list[str], split_sizes: np.ndarray,
+             target_variances: np.ndarray | None = None) -> list[dict]:
+    """Per-epoch metric arrays `(n_arms, n_seeds)` from the evaluation sums.
 
     Args:
-      sums: `(epochs + 1, n_splits, 2, n_inits, n_seeds)` summed loss and correct
-        predictions (float32, as computed); divided by the split sizes in float64,
-        so an accuracy of 168/200 is recorded as 0.84.
-      finite: `(epochs + 1, n_inits, n_seeds)`: every minibatch loss of the epoch was finite.
+      sums: `(epochs + 1, n_splits, 2, n_arms, n_seeds)` summed loss and metric
+        (float32, as computed); divided by the split sizes in float64, so an accuracy
+        of 168/200 is recorded as 0.84.
+      finite: `(epochs + 1, n_arms, n_seeds)`: every minibatch loss of the epoch was finite.
+      target_variances: `(n_splits,)` for a regression loss, whose summed metric is
+        the squared error: recorded as ``{split}_r2`` (``bench.losses.r2``); None for
+        classification (``{split}_accuracy``).
 
     A run is diverged from the first epoch with a non-finite minibatch or evaluation loss on.
     """
@@ -522,7 +537,11 @@ def _records(sums: np.ndarray, finite: np.ndarray, splits: list[str], split_size
     for epoch in range(sums.shape[0]):
         record = {"epoch": epoch}
         for j, split in enumerate(splits):
-            record[f"{split}_loss"], record[f"{split}_accuracy"] = metrics[epoch, j, 0], metrics[epoch, j, 1]
+            record[f"{split}_loss"] = metrics[epoch, j, 0]
+            if target_variances is None:
+                record[f"{split}_accuracy"] = metrics[epoch, j, 1]
+            else:
+                record[f"{split}_r2"] = losses.r2(metrics[epoch, j, 1], target_variances[j])
         records.append({**record, "diverged": diverged[epoch]})
     return records
 
@@ -538,7 +557,7 @@ def train_task(
     chunk: int | None = None,
     max_memory: int | None = None,
     keep_params: bool = True,
-    store: resume.TaskStore | None = None,
+    store: resume.TaskStore | resume.NullStore | None = None,
     data_seeds: int = 1,
     loss=None,
 ) -> TaskResult:
@@ -566,7 +585,7 @@ def train_task(
         ``store``, which may hold finished chunks as records only).
       store: where finished chunks and checkpoints are kept; chunks found there
         are not trained again, a checkpointed chunk continues from its epoch, and
-        the stored chunk plan is reused (:mod:`bench.resume`).
+        the stored chunk plan is reused (:mod:`bench.resume`); None keeps nothing.
       data_seeds: ``K > 1`` makes ``seeds`` run numbers crossing init seed ``r // K``
         with data-order seed ``r % K`` (:func:`run_keys`).
       loss: a loss spec or callable (``bench.losses``); None: the built-in model's
@@ -581,10 +600,13 @@ def train_task(
     check_on_model(model, initializers, dataset.input_shape)
     loss = loss_spec(model, loss)
     losses.get(loss)  # an unknown loss fails here, before anything is compiled
+    if losses.is_regression(loss) != dataset.regression:
+        raise UserError(f"the loss {loss} needs {'regression targets' if losses.is_regression(loss) else 'classes'}, "
+                        f"{dataset.name} holds {'regression targets' if dataset.regression else 'classes'}")
     if isinstance(loss, str):
         outputs = jax.eval_shape(lambda x: model.apply(model.init(jax.random.key(0), x), x),
                                  jax.ShapeDtypeStruct((2, *dataset.input_shape), jnp.float32))
-        losses.check_shape(type(model).__name__, outputs.shape, loss, dataset.n_classes)
+        losses.check_shape(type(model).__name__, outputs.shape, loss, dataset.n_classes, dataset.n_targets)
     names, seeds = list(initializers), list(seeds)
     optimizer = config.optax(len(dataset.x_train))
     mesh = devices.local_mesh()
@@ -598,14 +620,16 @@ def train_task(
     fp = memory.footprint(model, dataset.input_shape, optimizer, config.batch_size, config.eval_batch_size)
     plan = _plan(fp, mesh, len(names), len(seeds), memory.tree_bytes((x_train, y_train, eval_splits)), chunk,
                  max_memory, keep_params)
-    if store is not None:
-        plan, keep_params = store.plan(plan, len(seeds)), False
+    if store is None:
+        store = resume.NullStore()
+    else:
+        keep_params = False
+    plan = store.plan(plan, len(seeds))
     groups = plan.seed_groups(seeds)
     mine = devices.my_chunks(plan.n_chunks)
 
-    def initial_state(keys, x):
-        params = init_params(model, list(initializers.values()), keys, dataset.input_shape, x)
-        return params, jax.vmap(jax.vmap(optimizer.init))(params)
+    def start_state(keys, x):
+        return initial_state(model, optimizer, list(initializers.values()), keys, dataset.input_shape, x)
 
     epoch_arg = jnp.asarray(1, jnp.int32)
     init_s = compile_s = train_s = earlier_s = 0.0
@@ -624,7 +648,7 @@ def train_task(
     with StepBar(len(mine) * config.epochs * steps, desc, progress) as bar:
         for i, c in enumerate(mine):
             shapes = {"sums": sums.shape[1:], "finite": finite.shape[1:], "test_loss": test_loss.shape[1:]}
-            done = store.finished(c, shapes) if store is not None else None
+            done = store.finished(c, shapes)
             if done is not None:
                 sums[i], finite[i] = done.sums, done.finite
                 if done.outcomes is None:
@@ -638,15 +662,15 @@ def train_task(
                                                   key_sharding)
             start = time.perf_counter()
             if programs is None:
-                init_program, _ = _compile(initial_state, init_keys, x_train, out_shardings=model_sharding)
-            params, opt_state = jax.block_until_ready(init_program(init_keys, x_train))
+                init_program, _ = _compile(start_state, init_keys, x_train, out_shardings=model_sharding)
+            state = jax.block_until_ready(init_program(init_keys, x_train))
             init_s += time.perf_counter() - start
             if programs is None:
                 programs = _compile_programs(
                     model,
                     optimizer,
                     config,
-                    (params, opt_state, data_keys, epoch_arg, x_train, y_train),
+                    (state, data_keys, epoch_arg, x_train, y_train),
                     eval_splits,
                     model_sharding,
                     bar.on_steps,  # shown or not: the same program, so the same numbers
@@ -655,47 +679,40 @@ def train_task(
                 compile_s = programs.compile_s
                 bar.exclude_from_rate()
             start = time.perf_counter()
-            leaf_shapes = [leaf.shape for leaf in jax.tree.leaves((params, opt_state))]
-            saved = store.checkpoint(c, shapes, leaf_shapes) if store is not None else None
+            saved = store.checkpoint(c, shapes, [leaf.shape for leaf in jax.tree.leaves(state)])
             before_s, before_seed_epochs = (saved.seconds, saved.seed_epochs) if saved is not None else (0.0, 0)
             if saved is not None:
-                params, opt_state = jax.device_put((jax.tree.unflatten(jax.tree.structure(params), saved.params),
-                                                    jax.tree.unflatten(jax.tree.structure(opt_state), saved.opt_state)),
-                                                   model_sharding)
+                state = jax.device_put(jax.tree.unflatten(jax.tree.structure(state), saved.leaves), model_sharding)
                 sums[i], finite[i] = saved.sums, saved.finite
                 bar.advance(saved.epoch * steps)
             else:
-                sums[i, 0] = programs.evaluate_all(params, eval_splits)
+                sums[i, 0] = programs.evaluate_all(state, eval_splits)
             chunk_seed_epochs = 0
             for epoch in range(1 if saved is None else saved.epoch + 1, config.epochs + 1):
-                params, opt_state, ok = programs.train_epoch(
-                    params, opt_state, data_keys, jnp.asarray(epoch, jnp.int32), x_train, y_train
-                )
+                state, ok = programs.train_epoch(state, data_keys, jnp.asarray(epoch, jnp.int32), x_train, y_train)
                 finite[i, epoch] = np.asarray(ok)
-                sums[i, epoch] = programs.evaluate_all(params, eval_splits)
+                sums[i, epoch] = programs.evaluate_all(state, eval_splits)
                 chunk_seed_epochs += len(names) * sum(real[c])
                 bar.advance(steps)
-                if store is not None and epoch < config.epochs and store.due():
+                if epoch < config.epochs and store.due():
                     store.save_checkpoint(
                         c,
                         epoch,
-                        params,
-                        opt_state,
+                        state,
                         sums[i],
                         finite[i],
                         before_s + time.perf_counter() - start,
                         before_seed_epochs + chunk_seed_epochs,
                     )
-            loss, correct = programs.outcomes(params, *eval_splits["test"])
+            loss, correct = programs.outcomes(state, *eval_splits["test"])
             test_loss[i], test_correct[i] = np.asarray(loss)[..., :n_test], np.asarray(correct)[..., :n_test]
             train_s += time.perf_counter() - start
             trained += chunk_seed_epochs
             earlier_s, earlier_seed_epochs = earlier_s + before_s, earlier_seed_epochs + before_seed_epochs
-            if store is not None:
-                store.save_finished(c, sums[i], finite[i], before_s + time.perf_counter() - start,
-                                    before_seed_epochs + chunk_seed_epochs, (test_loss[i], test_correct[i]))
+            store.save_finished(c, sums[i], finite[i], before_s + time.perf_counter() - start,
+                                before_seed_epochs + chunk_seed_epochs, (test_loss[i], test_correct[i]))
             if keep_params:
-                finals.append(jax.tree.map(np.asarray, params))
+                finals.append(jax.tree.map(np.asarray, state.params))
     sums, finite = devices.gather(sums), devices.gather(finite)
     test_loss, test_correct = devices.gather(test_loss), devices.gather(test_correct)
     have_outcomes = bool(devices.gather(np.array([have_outcomes])).all())
@@ -708,10 +725,11 @@ def train_task(
     if keep_params and jax.process_count() == 1:
         params = jax.tree.map(lambda *leaves: np.concatenate(leaves, axis=1)[:, keep], *finals)
     outcomes = None
-    if have_outcomes:
+    if have_outcomes and not dataset.regression:  # per-example outcomes are correctness: classification only
         outcomes = {"loss": np.concatenate(list(test_loss), axis=1)[:, keep],
                     "correct": np.concatenate(list(test_correct), axis=1)[:, keep]}
-    frame = _tidy(_records(sums, finite, list(splits), split_sizes), names, seeds)
+    variances = np.array([dataset.target_variance(y) for _, y in splits.values()]) if dataset.regression else None
+    frame = _tidy(_records(sums, finite, list(splits), split_sizes, variances), names, seeds)
     return TaskResult(frame, params, fp.n_params, plan, init_s, compile_s, train_s,
                       programs.train_bytes if programs else 0, trained, earlier_s, earlier_seed_epochs, outcomes)
 

@@ -21,7 +21,7 @@ arXiv:1901.09321).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import flax.linen as nn
 import jax
@@ -54,8 +54,11 @@ def is_scheme(obj) -> bool:
     return isinstance(obj, Scheme)
 
 
-def probe(module: nn.Module) -> Callable:
+def probe(module: nn.Module, collections: Mapping | None = None, **call_kwargs) -> Callable:
     """``apply_fn(params, x, perturb=None) -> (outputs, [(path, pre_activation), ...])`` for a Flax module.
+
+    ``collections``: the module's variables besides ``params`` (BatchNorm's ``batch_stats``),
+    and ``call_kwargs`` the keywords of its call (``train=False``), for modules that need them.
 
     Records the output of every ``nn.Dense`` and ``nn.Conv`` (kernel times input
     plus bias, before any activation) in call order. ``perturb`` (path -> array
@@ -77,7 +80,7 @@ def probe(module: nn.Module) -> Callable:
             return out
 
         with nn.intercept_methods(record):
-            out = module.apply({"params": params}, x)
+            out = module.apply({"params": params, **(collections or {})}, x, **call_kwargs)
         return out, layers
 
     return apply_fn

@@ -16,6 +16,7 @@ import pytest
 import initjax
 from bench import datasets, memory, models
 from bench.errors import UserError
+from bench.step import RunState
 from bench.train import OPTIMIZERS, TrainConfig, make_train_epoch, train_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,8 +108,8 @@ def test_footprint_bounds_what_xla_reserves(hidden, optimizer, n_features):
     opt_state = jax.eval_shape(jax.vmap(jax.vmap(opt.init)), params)
     keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), n_seeds))
     epoch = jax.ShapeDtypeStruct((), np.int32)
-    compiled = jax.jit(make_train_epoch(model, opt, 32), donate_argnums=(0, 1)).lower(
-        params, opt_state, keys, epoch, x, y).compile()
+    compiled = jax.jit(make_train_epoch(model, opt, 32), donate_argnums=(0,)).lower(
+        RunState(params, opt_state, {}), keys, epoch, x, y).compile()
     stats = compiled.memory_analysis()
     data = n * n_features * 4 + n * 4
     xla = (

@@ -9,6 +9,7 @@ import pytest
 import initjax
 from bench import datasets, models
 from bench.errors import UserError
+from bench.step import RunState
 from bench.train import (
     TrainConfig,
     chunked_for_eval,
@@ -61,10 +62,10 @@ def test_diverged_run_is_marked_and_leaves_others_unchanged(digits):
     np.testing.assert_allclose(good.test_loss, without.frame.test_loss, rtol=1e-5)
 
 
-def test_epoch_order_is_a_permutation_padded_and_depends_on_seed_and_epoch():
+def test_epoch_order_is_a_permutation_padded_with_its_start_and_depends_on_seed_and_epoch():
     _, data_keys = run_keys(0, "digits", [0, 1])
     order = np.asarray(epoch_order(data_keys[0], 1, 10, 12))
-    assert sorted(order[:10]) == list(range(10)) and list(order[10:]) == [0, 0]
+    assert sorted(order[:10]) == list(range(10)) and list(order[10:]) == list(order[:2])
     assert not np.array_equal(order, np.asarray(epoch_order(data_keys[0], 2, 10, 12)))
     assert not np.array_equal(order, np.asarray(epoch_order(data_keys[1], 1, 10, 12)))
 
@@ -97,7 +98,8 @@ def test_chunked_evaluation_equals_one_pass_over_the_split(digits):
     params = jax.vmap(jax.vmap(lambda k: model.init(k, digits.x_test[:1])["params"]))(
         jax.random.split(jax.random.key(0), 6).reshape(2, 3)
     )
-    sums = make_evaluate(model)(params, *chunked_for_eval(digits.x_test, digits.y_test, 64))  # 360 = 5*64 + 40
+    state = RunState(params, None, {})
+    sums = make_evaluate(model)(state, *chunked_for_eval(digits.x_test, digits.y_test, 64))  # 360 = 5*64 + 40
     loss, correct = loss_and_accuracy(
         model.apply({"params": jax.tree.map(lambda p: p[1, 2], params)}, digits.x_test), digits.y_test, "softmax"
     )
@@ -199,3 +201,89 @@ def test_progress_counts_minibatch_steps_from_inside_the_compiled_epoch(digits, 
     assert calls and max(calls) == 23 and len(calls) == 2 * 2 * 23  # every step of 2 chunks x 2 epochs (23 < 50)
     assert totals[0] == (2 * 2 * 23, 2 * 2 * 23)  # the shown bar ends full
     np.testing.assert_array_equal(shown.frame.test_loss.to_numpy(), quiet.frame.test_loss.to_numpy())
+
+
+# ---------------------------------------------------------------- model state, dropout, regression
+
+
+def test_batchnorm_and_dropout_runs_in_the_batch_equal_runs_alone(digits):
+    """BatchNorm statistics and dropout masks are per run: a run inside the vmapped batch (with a partial last
+    minibatch) gives the numbers it gives alone."""
+    model = models.build("mlp", digits.input_shape, digits.n_classes, (16,), norm="batch", dropout=0.3)
+    config = TrainConfig("adam", 3e-3, 100, 2)  # 1437 % 100 != 0
+    batch = _train(digits, ["glorot_uniform", "he_normal"], [0, 1], config, model)
+    alone = _train(digits, ["he_normal"], [1], config, model)
+    rows = batch.frame[(batch.frame.initializer == "he_normal") & (batch.frame.seed == 1)].reset_index(drop=True)
+    other = batch.frame[(batch.frame.initializer == "he_normal") & (batch.frame.seed == 0)].reset_index(drop=True)
+    # BatchNorm's batch reductions are ordered differently under vmap: float32 drift of ~5e-5 after 30 steps,
+    # where shared statistics or masks between runs would differ by the runs' own spread (seed 0 vs 1 below)
+    np.testing.assert_allclose(rows["test_loss"], alone.frame["test_loss"], rtol=5e-4)
+    assert np.abs(rows["test_loss"] - other["test_loss"]).iloc[-1] > 100 * np.abs(
+        rows["test_loss"] - alone.frame["test_loss"]).max()
+    assert rows["test_accuracy"].iloc[-1] > 0.3  # it learns (chance: 0.1)
+
+
+def test_batchnorm_statistics_follow_the_batches_and_evaluation_uses_them():
+    """One step updates the running mean to 0.9 * 0 + 0.1 * the batch mean of the pre-activations (computed by
+    hand); evaluation then uses the running statistics: an example's output does not depend on its batch."""
+    from bench import step
+
+    model = models.MLP(hidden=(4,), n_outputs=2, norm="batch")
+    forward = step.forward_of(model, (3,))
+    assert forward.mode == "train" and forward.stateful == ("batch_stats",)
+    x = jax.random.normal(jax.random.key(1), (8, 3)) * 2 + 1
+    y = jnp.arange(8) % 2
+    params, model_state = forward.init(jax.random.key(0), x[:1])
+    optimizer = optax.sgd(0.0)
+    state = RunState(params, optimizer.init(params), model_state)
+    update = step.make_step(forward, initjax_free_loss, optimizer)
+    state, _ = update(state, x, y, jnp.ones(8), jax.random.key(2))
+    dense = params["Dense_0"]
+    pre = np.asarray(x) @ np.asarray(dense["kernel"]) + np.asarray(dense["bias"])
+    running = state.model_state["batch_stats"]["Hidden_0"]["BatchNorm_0"]
+    np.testing.assert_allclose(running["mean"], 0.1 * pre.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(running["var"], 0.9 + 0.1 * pre.var(0), rtol=1e-5)
+    together = forward(state.params, state.model_state, x)
+    alone = forward(state.params, state.model_state, x[3:4])
+    np.testing.assert_allclose(together[3:4], alone, rtol=1e-5, atol=1e-6)
+
+
+def initjax_free_loss(outputs, labels):
+    return loss_and_accuracy(outputs, labels, "softmax")
+
+
+def test_regression_records_mse_and_r2_as_scikit_learn_computes_them():
+    from sklearn.datasets import make_regression
+    from sklearn.metrics import mean_squared_error, r2_score
+
+    from bench import data
+
+    x, y = make_regression(n_samples=300, n_features=6, n_targets=2, noise=5.0, random_state=0)
+    y = y / y.std(0)
+    dataset = data.arrays(x[:200], y[:200], x[200:], y[200:], name="reg", regression=True)
+    model = models.build("mlp", dataset.input_shape, 0, (16,), n_targets=dataset.n_targets)
+    config = TrainConfig("adam", 1e-2, 32, 3)
+    result = train_task(dataset, model, {"he_normal": initjax.get("he_normal")}, [0, 1], config, progress=False,
+                        loss="mean_squared_error")
+    final = result.frame[result.frame.epoch == 3].reset_index(drop=True)
+    for seed in (0, 1):
+        params = jax.tree.map(lambda a: a[0, seed], result.params)
+        predicted = np.asarray(model.apply({"params": params}, dataset.x_test))
+        row = final[final.seed == seed].iloc[0]
+        np.testing.assert_allclose(row.test_loss, mean_squared_error(y[200:], predicted), rtol=1e-4)
+        np.testing.assert_allclose(row.test_r2, r2_score(y[200:], predicted, multioutput="variance_weighted"),
+                                   rtol=1e-4)
+    start = result.frame[result.frame.epoch == 0].reset_index(drop=True)
+    assert "test_accuracy" not in final and (final.test_r2 > start.test_r2 + 0.3).all()  # it learns
+    assert result.outcomes is None  # per-example correctness means nothing here
+
+
+def test_a_loss_that_does_not_fit_the_data_is_one_line(digits):
+    model = models.mlp_for(digits.n_features, digits.n_classes, (8,))
+    with pytest.raises(UserError, match="needs regression targets, digits holds classes"):
+        train_task(digits, model, {"he_normal": initjax.get("he_normal")}, [0], TrainConfig(epochs=1),
+                   progress=False, loss="mean_squared_error")
+    with pytest.raises(UserError, match="has no option 'width'"):
+        models.build("mlp", digits.input_shape, 10, (8,), width=3)
+    with pytest.raises(UserError, match="unknown norm 'group'"):
+        models.build("mlp", digits.input_shape, 10, (8,), norm="group")

@@ -1,0 +1,163 @@
+"""One run: its state, how its model is called, one minibatch step, its evaluation.
+
+Everything here is for a *single* model: parameter leaves have the model's own
+shapes. ``bench.train`` batches these functions once (:func:`over_runs`: a vmap over
+seeds, each with its own minibatch, inside a vmap over arms, which share the seed's
+minibatch), scans the steps of an epoch and splits the runs into chunks.
+
+A model is any ``flax.linen.Module``. Its variables other than ``params`` (BatchNorm's
+``batch_stats``) are the run's ``model_state``, updated by every training step and
+used, frozen, for evaluation. A module whose ``__call__`` takes ``train`` (or Flax's
+``deterministic``) is called in training mode for steps, with a ``dropout`` key, and
+in evaluation mode otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from initjax import schemes
+
+MODE_ARGUMENTS = {"train": True, "deterministic": False}  # keyword -> its value in training mode
+
+
+class RunState(NamedTuple):
+    """What one run carries from step to step.
+
+    Attributes:
+      params: the model's ``params`` collection.
+      opt_state: the optimizer's state.
+      model_state: the model's other collections (``{"batch_stats": ...}``); ``{}`` for most models.
+    """
+
+    params: Any
+    opt_state: Any
+    model_state: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Forward:
+    """How a module is called in training and in evaluation.
+
+    Attributes:
+      model: the module.
+      mode: the ``__call__`` keyword that switches training mode (``"train"`` or
+        ``"deterministic"``), or None when it has none.
+      stateful: collections besides ``params`` that training updates (``("batch_stats",)``).
+    """
+
+    model: nn.Module
+    mode: str | None = None
+    stateful: tuple[str, ...] = ()
+
+    def mode_kwargs(self, training: bool) -> dict:
+        if self.mode is None:
+            return {}
+        return {self.mode: MODE_ARGUMENTS[self.mode] == training}
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether training steps take a random key (dropout)."""
+        return self.mode is not None
+
+    def init(self, key, x) -> tuple[Any, Any]:
+        """``(params, model_state)`` as the module's own initializers draw them, from inputs `(batch, ...)`."""
+        variables = dict(self.model.init(key, x, **self.mode_kwargs(False)))
+        params = variables.pop("params", {})
+        return params, {name: variables[name] for name in self.stateful if name in variables}
+
+    def train(self, params, model_state, x, key=None):
+        """``(outputs, model_state)`` of a training-mode call (dropout on, batch statistics updated)."""
+        rngs = {"dropout": key} if key is not None else {}
+        kwargs = self.mode_kwargs(True)
+        if not self.stateful:
+            return self.model.apply({"params": params}, x, rngs=rngs, **kwargs), model_state
+        outputs, updated = self.model.apply({"params": params, **model_state}, x, rngs=rngs,
+                                            mutable=list(self.stateful), **kwargs)
+        return outputs, {**model_state, **updated}
+
+    def probe(self, input_shape) -> Callable:
+        """``initjax.schemes.probe`` of the module in evaluation mode, with its initial model state."""
+        _, model_state = self.init(jax.random.key(0), jnp.zeros((1, *input_shape), jnp.float32))
+        return schemes.probe(self.model, model_state, **self.mode_kwargs(False))
+
+    def __call__(self, params, model_state, x):
+        """Outputs of an evaluation-mode call (no dropout, running statistics)."""
+        return self.model.apply({"params": params, **model_state}, x, **self.mode_kwargs(False))
+
+
+def forward_of(model: nn.Module, input_shape) -> Forward:
+    """The :class:`Forward` of ``model`` on examples of ``input_shape`` (collections found by ``jax.eval_shape``)."""
+    accepted = inspect.signature(type(model).__call__).parameters
+    plain = Forward(model, next((name for name in MODE_ARGUMENTS if name in accepted), None))
+    sample = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, **plain.mode_kwargs(False)), sample)
+    stateful = tuple(name for name in variables if name not in ("params", "intermediates"))
+    return dataclasses.replace(plain, stateful=stateful)
+
+
+def make_step(forward: Forward, loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
+    """``step(state, x, y, weights, key) -> (state, loss)``: one optimizer update of one run.
+
+    ``weights`` `(batch,)` are 1 for real examples and 0 for the padding of an
+    epoch's last, partial minibatch; the loss is their weighted mean, so the update
+    is that of the real examples alone. ``key`` is the step's dropout key (None for
+    a model without a training mode).
+    """
+
+    def batch_loss(params, model_state, x, y, weights, key):
+        outputs, model_state = forward.train(params, model_state, x, key)
+        per_example, _ = loss_fn(outputs, y)
+        return jnp.sum(weights * per_example) / jnp.sum(weights), model_state
+
+    def step(state: RunState, x, y, weights, key=None):
+        (loss, model_state), grads = jax.value_and_grad(batch_loss, has_aux=True)(
+            state.params, state.model_state, x, y, weights, key)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        return RunState(optax.apply_updates(state.params, updates), opt_state, model_state), loss
+
+    return step
+
+
+def make_sums(forward: Forward, loss_fn: Callable) -> Callable:
+    """``sums(state, x, y, weights) -> (2,)``: summed loss and metric of one run over a chunk of a split."""
+
+    def sums(state: RunState, x, y, weights):
+        per_example, metric = loss_fn(forward(state.params, state.model_state, x), y)
+        return jnp.stack([jnp.sum(weights * per_example), jnp.sum(weights * metric)])
+
+    return sums
+
+
+def make_per_example(forward: Forward, loss_fn: Callable) -> Callable:
+    """``per_example(state, x, y) -> (loss, metric)``, each `(batch,)`: one run's outcome on every example."""
+
+    def per_example(state: RunState, x, y):
+        return loss_fn(forward(state.params, state.model_state, x), y)
+
+    return per_example
+
+
+def over_runs(fn: Callable, seed_axes: tuple, arm_axes: tuple | None = None) -> Callable:
+    """``fn`` of one run made a function of every (arm, seed): ``vmap(vmap(fn, seed_axes), arm_axes)``.
+
+    Args:
+      seed_axes: ``in_axes`` of the inner vmap (0 for what differs per seed, None for what seeds share).
+      arm_axes: ``in_axes`` of the outer vmap; default: the run state (first argument)
+        per arm, everything else shared by the arms (they see the seed's minibatch).
+    """
+    arm_axes = arm_axes if arm_axes is not None else (0,) + (None,) * (len(seed_axes) - 1)
+    return jax.vmap(jax.vmap(fn, in_axes=seed_axes), in_axes=arm_axes)
+
+
+def dropout_key(data_key, epoch, step):
+    """The dropout key of a step: from the run's data-order key, on a branch epoch orders never use (0)."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(data_key, 0), epoch), step)
