@@ -201,9 +201,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(listing())
             return 0
         if args.command == "show":
-            from bench import experiment_file
+            from bench import experiment_file, presets
 
-            print(experiment_file.dump(experiment_file.resolve(args.preset, args.assignments)), end="")
+            if not args.assignments and not experiment_file.is_experiment_file(args.preset):
+                print(presets.preset_file(args.preset).read_text(), end="")  # the shipped file itself
+            else:
+                print(experiment_file.dump(experiment_file.resolve(args.preset, args.assignments)), end="")
             return 0
         if args.command == "report":
             return _report(args)

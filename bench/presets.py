@@ -1,6 +1,8 @@
 """Experiments: what to train, with which initializers, how many seeds; and the presets.
 
-An :class:`Experiment` is plain data. ``python -m bench run PRESET --seeds 8 ...``
+An :class:`Experiment` is plain data. The presets are experiment files shipped with
+the package (``bench/experiments/NAME.toml``, read by ``bench.experiment_file``);
+``python -m bench show NAME`` prints one to copy. ``python -m bench run PRESET --seeds 8 ...``
 takes a preset and replaces fields with :meth:`Experiment.override`, then
 :func:`validate` checks everything a user could have typed wrong before any
 training starts.
@@ -9,9 +11,11 @@ training starts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import numbers
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import initjax
@@ -271,152 +275,21 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
     return resolved
 
 
-NOTEBOOK_INITIALIZERS = (
-    "zeros",
-    "random_normal",
-    "glorot_normal",
-    "glorot_uniform",
-    "he_normal",
-    "he_uniform",
-    "lecun_normal",
-    "orthogonal",
-)
-
-PRESETS: dict[str, Experiment] = {
-    "default": Experiment(
-        name="default",
-        description=(
-            "The Keras initializer notebook, with confidence intervals: an MLP 20-64-64-1 "
-            "(ReLU, sigmoid output) on make_classification, and an MLP 64-64-64-10 (ReLU, softmax) "
-            "on sklearn digits; Adam lr 1e-3, batch 32, 10 epochs; 8 initializers x 32 seeds."
-        ),
-        tasks=(Task("synthetic", (64, 64)), Task("digits", (64, 64))),
-        initializers=NOTEBOOK_INITIALIZERS,
-        seeds=32,
-        train=TrainConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=10),
-    ),
-    "schemes": Experiment(
-        name="schemes",
-        description=(
-            "Per-tensor initializers next to data- and model-aware schemes (LSUV, data-dependent, Fixup, zero-init "
-            "of residual branches, ZerO) on a residual MLP with 8 blocks of width 64 (ReLU) on sklearn digits; "
-            "SGD with momentum 0.9, lr 0.01, batch 32, 10 epochs; 9 initializers x 16 seeds."
-        ),
-        tasks=(Task("digits", (64,) * 8, model="resmlp"),),
-        initializers=("he_normal", "glorot_uniform", "orthogonal", "lsuv", "data_dependent", "fixup",
-                      "fixup(rescale=False)", "zero_hadamard", "delta_orthogonal"),
-        seeds=16,
-        train=TrainConfig(optimizer="momentum", lr=0.01, batch_size=32, epochs=10),
-    ),
-    "mnist-mlp": Experiment(
-        name="mnist-mlp",
-        description=(
-            "The Keras MNIST initializer notebook, with confidence intervals: MLP 784-300-100-10 (ReLU, softmax), "
-            "SGD lr 0.01, batch 32, 10 epochs, the first 5,000 training images as validation set, pixels in [0, 1]; "
-            "8 initializers x 16 seeds."
-        ),
-        tasks=(Task("mnist", (300, 100)),),
-        initializers=("he_normal", "glorot_uniform", "glorot_normal", "zeros", "random_normal", "lecun_normal",
-                      "orthogonal", "he_uniform"),
-        seeds=16,
-        train=TrainConfig(optimizer="sgd", lr=0.01, batch_size=32, epochs=10),
-    ),
-    "mnist-cnn": Experiment(
-        name="mnist-cnn",
-        description=(
-            "Initializers on conv layers (fans over HWIO kernels): LeNet-5 style net on MNIST, SGD with momentum 0.9, "
-            "lr 0.01, batch 64, 5 epochs; 6 initializers x 8 seeds."
-        ),
-        tasks=(Task("mnist", (), model="lenet"),),
-        initializers=("he_normal", "he_uniform", "glorot_uniform", "lecun_normal", "orthogonal", "torch_default"),
-        seeds=8,
-        train=TrainConfig(optimizer="momentum", lr=0.01, batch_size=64, epochs=5),
-    ),
-    "fashion-mlp": Experiment(
-        name="fashion-mlp",
-        description=(
-            "The MNIST notebook's MLP 784-300-100-10 on Fashion-MNIST, a harder task with the same shapes: "
-            "SGD lr 0.01, batch 32, 10 epochs, 5,000 validation images; 6 initializers x 16 seeds."
-        ),
-        tasks=(Task("fashion_mnist", (300, 100)),),
-        initializers=("he_normal", "glorot_uniform", "glorot_normal", "lecun_normal", "orthogonal", "random_normal"),
-        seeds=16,
-        train=TrainConfig(optimizer="sgd", lr=0.01, batch_size=32, epochs=10),
-    ),
-    "cifar10-cnn": Experiment(
-        name="cifar10-cnn",
-        description=(
-            "A small conv net (2x conv 32, pool, 2x conv 64, pool, dense 256) on CIFAR-10, SGD with momentum 0.9, "
-            "lr 0.01, batch 128, 10 epochs; 6 initializers x 8 seeds. Meant for a GPU: about an hour on 2 CPU cores."
-        ),
-        tasks=(Task("cifar10", (), model="convnet"),),
-        initializers=("he_normal", "he_uniform", "glorot_uniform", "lecun_normal", "orthogonal", "torch_default"),
-        seeds=8,
-        train=TrainConfig(optimizer="momentum", lr=0.01, batch_size=128, epochs=10),
-    ),
-}
+PRESET_FOLDER = Path(__file__).parent / "experiments"  # the presets: experiment files shipped with the package
+SCHOENHOLZ_SIGMA_B2 = 0.05  # sigma_b^2 of every arm of schoenholz2017.toml (its reproduction's claims use it)
 
 
-# Reproductions of classic papers (``python -m bench reproduce NAME`` adds the claims and verdicts).
-_SAXE_DEPTHS = (2, 4, 8, 16, 32)
-SCHOENHOLZ_DEPTHS = (10, 20, 40, 80)
-SCHOENHOLZ_SIGMA_W2 = (0.6, 1.0, 1.4, 1.8, 2.2, 2.8, 3.4, 4.0)
-SCHOENHOLZ_SIGMA_B2 = 0.05
-PRESETS.update({
-    "glorot2010": Experiment(
-        name="glorot2010",
-        description=(
-            "Glorot & Bengio 2010, Figs. 6-7 and MNIST test error: an MLP with 5 hidden tanh layers of 256 units "
-            "(the paper: 1,000) on the first 10,000 MNIST training images, 'standard' init U[-1/sqrt(n), 1/sqrt(n)] "
-            "(torch_default) vs 'normalized' init (glorot_uniform); SGD lr 0.05, batch 32, 10 epochs; 8 seeds."
-        ),
-        tasks=(Task("mnist", (256,) * 5, activation="tanh", subset=(10_000, 5_000)),),
-        initializers=("torch_default", "glorot_uniform"),
-        seeds=8,
-        train=TrainConfig(optimizer="sgd", lr=0.05, batch_size=32, epochs=10),
-    ),
-    "he2015-depth": Experiment(
-        name="he2015-depth",
-        description=(
-            "He et al. 2015, Figs. 2-3, with MLPs: ReLU networks of 22 and 30 weight layers (width 128) on the first "
-            "10,000 MNIST training images, Xavier/Glorot vs He init; SGD with momentum 0.9, lr 0.01, batch 64, "
-            "6 epochs; 8 seeds. The paper: conv nets on ImageNet, where Xavier stalls at depth 30."
-        ),
-        tasks=(Task("mnist", (128,) * 21, subset=(10_000, 5_000), label="mnist-depth22"),
-               Task("mnist", (128,) * 29, subset=(10_000, 5_000), label="mnist-depth30")),
-        initializers=("glorot_normal", "he_normal"),
-        seeds=8,
-        train=TrainConfig(optimizer="momentum", lr=0.01, batch_size=64, epochs=6),
-    ),
-    "saxe2013": Experiment(
-        name="saxe2013",
-        description=(
-            "Saxe et al. 2013: deep linear networks (width 64, 2 to 32 weight layers) on sklearn digits, orthogonal "
-            "vs scaled Gaussian N(0, 1/fan_in) init; SGD lr 0.01, batch 32, 30 epochs; 8 seeds. Epochs to a training "
-            "loss of 0.3 against depth."
-        ),
-        tasks=tuple(Task("digits", (64,) * (d - 1), activation="linear", label=f"digits-depth{d}")
-                    for d in _SAXE_DEPTHS),
-        initializers=("orthogonal", "variance_scaling(distribution='normal')"),
-        seeds=8,
-        train=TrainConfig(optimizer="sgd", lr=0.01, batch_size=32, epochs=30),
-    ),
-    "schoenholz2017": Experiment(
-        name="schoenholz2017",
-        description=(
-            "Schoenholz et al. 2017, Fig. 5 in small: tanh MLPs of width 64 and depth 10, 20, 40, 80 on the "
-            "first 5,000 "
-            "MNIST training images, mean-field init with sigma_w^2 in 0.6..4.0 and sigma_b^2 = 0.05; SGD with "
-            "momentum 0.9, lr 0.005, batch 32, 4 epochs; 2 seeds. A network counts as trainable when its mean "
-            "training accuracy ends above 0.5 (chance 0.1)."
-        ),
-        tasks=tuple(Task("mnist", (64,) * (d - 1), activation="tanh", subset=(5_000, 2_000), label=f"mnist-depth{d}")
-                    for d in SCHOENHOLZ_DEPTHS),
-        initializers=tuple(f"mean_field(sigma_w2={w}, sigma_b2={SCHOENHOLZ_SIGMA_B2})" for w in SCHOENHOLZ_SIGMA_W2),
-        seeds=2,
-        train=TrainConfig(optimizer="momentum", lr=0.005, batch_size=32, epochs=4),
-    ),
-})
+@functools.cache
+def _presets() -> dict[str, Experiment]:
+    from bench import experiment_file
+
+    return {path.stem: experiment_file.load(path) for path in sorted(PRESET_FOLDER.glob("*.toml"))}
+
+
+def __getattr__(name: str):
+    if name == "PRESETS":  # read from the files on first use: experiment_file imports this module
+        return _presets()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get(name: str) -> Experiment:
@@ -425,6 +298,13 @@ def get(name: str) -> Experiment:
     Raises:
       UserError: unknown name, listing the close ones.
     """
-    if name not in PRESETS:
-        raise unknown("preset", name, PRESETS)
-    return PRESETS[name]
+    presets = _presets()
+    if name not in presets:
+        raise unknown("preset", name, presets)
+    return presets[name]
+
+
+def preset_file(name: str) -> Path:
+    """The experiment file of a preset (``python -m bench show NAME`` prints it)."""
+    get(name)
+    return PRESET_FOLDER / f"{name}.toml"

@@ -26,7 +26,8 @@ from bench.store import write_atomic
 
 FORMATS = ("md", "tex", "png", "pdf", "csv")
 FORMAT_VERSION = 1  # of run.json + results.csv; bump when their meaning changes
-DELTAS = {"accuracy": (0.005, 0.01), "r2": (0.005, 0.01), "loss": (0.01, 0.05)}  # differences the power advice is given for
+# differences the power advice is given for
+DELTAS = {"accuracy": (0.005, 0.01), "r2": (0.005, 0.01), "loss": (0.01, 0.05)}
 
 
 @dataclasses.dataclass
@@ -731,6 +732,7 @@ def write(
     out_dir = Path(out_dir)
     settings = settings_of(meta, margin, fixed_test_set)
     analysis = analyse(results, metric, baseline, paired, settings, None if settings.fixed_test_set else test_outcomes)
+    metric = analysis.metric
     files = []
     if "csv" in formats:
         table = results.to_csv(index=False)

@@ -196,6 +196,24 @@ def run_table(rows: pd.DataFrame, values: pd.Series, index, names: Sequence[str]
                                                  dropna=False, sort=True).reindex(columns=list(names))
 
 
+def _std(x: np.ndarray) -> float:
+    return x.std(ddof=1) if x.size > 1 else np.nan
+
+
+# The point statistics of a summary row, each a function of the finished runs' values (never empty):
+# adding one is a line here (its column follows), and the renderers pick columns by name.
+DESCRIPTIVE: dict[str, Callable[[np.ndarray], float]] = {
+    "mean": np.mean, "std": _std, "median": np.median, "iqm": lambda x: float(iqm(x)), "min": np.min, "max": np.max,
+}
+SUMMARY_COLUMNS = ("runs", "n", "diverged", "diverged_rate", "diverged_low", "diverged_high", "mean", "mean_low",
+                   "mean_high", "std", "median", "iqm", "iqm_low", "iqm_high", "min", "max")
+
+
+def describe(x: np.ndarray) -> dict[str, float]:
+    """Every :data:`DESCRIPTIVE` statistic of ``x`` (NaN for an empty ``x``)."""
+    return {name: fn(x) if x.size else np.nan for name, fn in DESCRIPTIVE.items()}
+
+
 def summarize(
     results: pd.DataFrame,
     metrics: Sequence[str] = ("test_accuracy", "test_loss"),
@@ -235,30 +253,12 @@ def summarize(
             # the IQM's bootstrap resamples runs only: with a test-set or data-order term it would claim too much
             iqm_ci = (bootstrap_ci(x, iqm, settings, group_rng(settings.seed, *key, metric, "iqm"))
                       if x.size >= IQM_MIN_SEEDS and not extra > 0 and units is x else (np.nan, np.nan))
-            empty = x.size == 0
-            rows.append(
-                {
-                    **dict(zip(GROUP, key)),
-                    "metric": metric,
-                    "runs": runs,
-                    "n": x.size,
-                    "diverged": diverged,
-                    "diverged_rate": diverged / runs,
-                    "diverged_low": div_low,
-                    "diverged_high": div_high,
-                    "mean": np.nan if empty else x.mean(),
-                    "mean_low": mean_ci[0],
-                    "mean_high": mean_ci[1],
-                    "std": x.std(ddof=1) if x.size > 1 else np.nan,
-                    "median": np.nan if empty else np.median(x),
-                    "iqm": np.nan if empty else float(iqm(x)),
-                    "iqm_low": iqm_ci[0],
-                    "iqm_high": iqm_ci[1],
-                    "min": np.nan if empty else x.min(),
-                    "max": np.nan if empty else x.max(),
-                }
-            )
-    return pd.DataFrame(rows)
+            rows.append({**dict(zip(GROUP, key)), "metric": metric, "runs": runs, "n": x.size, "diverged": diverged,
+                         "diverged_rate": diverged / runs, "diverged_low": div_low, "diverged_high": div_high,
+                         **describe(x), "mean_low": mean_ci[0], "mean_high": mean_ci[1],
+                         "iqm_low": iqm_ci[0], "iqm_high": iqm_ci[1]})
+    columns = [*GROUP, "metric", *SUMMARY_COLUMNS, *(c for c in DESCRIPTIVE if c not in SUMMARY_COLUMNS)]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def run_curves(results: pd.DataFrame, metric: str, threshold: float) -> pd.DataFrame:

@@ -320,10 +320,52 @@ def test_set_overrides_any_field_and_short_flags_still_apply(study):
 
 
 @pytest.mark.parametrize("name", sorted(presets.PRESETS))
-def test_every_preset_shown_as_a_file_reads_back_as_the_same_experiment(name, capsys):
+def test_every_preset_is_a_shipped_file_that_show_prints_and_that_reads_back(name, capsys, tmp_path):
     assert cli.main(["show", name]) == 0
     shown = capsys.readouterr().out
-    assert experiment_file.from_dict(tomllib.loads(shown)) == presets.get(name)
+    assert shown == (presets.PRESET_FOLDER / f"{name}.toml").read_text()  # the file itself, comments and all
+    (tmp_path / "copy.toml").write_text(shown)
+    assert experiment_file.load(tmp_path / "copy.toml") == presets.get(name)
+    assert experiment_file.from_dict(tomllib.loads(experiment_file.dump(presets.get(name)))) == presets.get(name)
+
+
+def test_schoenholz_arms_use_the_sigma_b2_its_claims_assume():
+    arms = presets.get("schoenholz2017").initializers
+    assert arms and all(f"sigma_b2={presets.SCHOENHOLZ_SIGMA_B2})" in arm for arm in arms)
+
+
+REGRESSION_STUDY = """
+name = "regression"
+seeds = 4
+initializers = ["he_normal", "zeros"]
+[train]
+optimizer = "adam"
+lr = 1e-2
+epochs = 3
+[[tasks]]
+data = "npz:reg.npz"
+model = "mlp"
+hidden = [16]
+model_args = {{ norm = "{norm}", dropout = 0.1 }}
+loss = "mean_squared_error"
+"""
+
+
+def test_a_regression_study_with_a_normalized_mlp_ranks_by_r2(tmp_path):
+    from sklearn.datasets import make_regression
+
+    x, y = make_regression(n_samples=240, n_features=5, noise=3.0, random_state=1)
+    y = (y - y.mean()) / y.std()
+    np.savez(tmp_path / "reg.npz", x_train=x[:160], y_train=y[:160], x_test=x[160:], y_test=y[160:])
+    (tmp_path / "study.toml").write_text(REGRESSION_STUDY.format(norm="batch"))
+    outcome = bench.run(tmp_path / "study.toml", progress=False)
+    assert outcome.analysis.metric == "test_r2" and "test_accuracy" not in outcome.results
+    assert "MLP 5-16-1 relu batchnorm dropout 0.1" in set(outcome.results["model"])
+    final = outcome.results[outcome.results.epoch == 3]
+    assert final.groupby("initializer").test_r2.mean()["he_normal"] > 0.5  # zeros cannot break symmetry: worse
+    (tmp_path / "study.toml").write_text(REGRESSION_STUDY.format(norm="group"))
+    with pytest.raises(UserError, match="unknown norm 'group'"):
+        bench.run(tmp_path / "study.toml", progress=False)
 
 
 # ------------------------------------------------------------------ Python, reports, the cache

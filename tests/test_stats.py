@@ -129,3 +129,18 @@ def test_an_extra_variance_term_widens_the_mean_and_withholds_the_iqm_interval()
     assert (extra.mean_low, extra.mean_high) == pytest.approx(stats.t_interval(np.array(values), 0.95, 1e-4))
     assert extra.mean_high - extra.mean_low > plain.mean_high - plain.mean_low
     assert np.isfinite(plain.iqm_low) and np.isnan(extra.iqm_low)  # a bootstrap over runs cannot count the test set
+
+
+def test_descriptive_statistics_match_scipy_and_a_new_one_is_one_line(monkeypatch):
+    from scipy import stats as scipy_stats
+
+    x = np.random.default_rng(3).normal(size=40)
+    got = stats.describe(x)
+    assert got["iqm"] == pytest.approx(scipy_stats.trim_mean(x, 0.25))
+    assert got["std"] == pytest.approx(np.std(x, ddof=1)) and got["median"] == np.median(x)
+    assert all(np.isnan(v) for v in stats.describe(np.array([])).values())
+    monkeypatch.setitem(stats.DESCRIPTIVE, "mad", lambda v: float(scipy_stats.median_abs_deviation(v)))
+    frame = pd.DataFrame({"dataset": "d", "model": "m", "initializer": "a", "seed": range(40), "epoch": 1,
+                          "test_accuracy": x, "diverged": False})
+    row = stats.summarize(frame, ["test_accuracy"]).iloc[0]
+    assert row["mad"] == pytest.approx(scipy_stats.median_abs_deviation(x)) and row["mean"] == pytest.approx(x.mean())
