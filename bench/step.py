@@ -19,6 +19,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -52,21 +53,18 @@ class Forward:
       mode: the ``__call__`` keyword that switches training mode (``"train"`` or
         ``"deterministic"``), or None when it has none.
       stateful: collections besides ``params`` that training updates (``("batch_stats",)``).
+      stochastic: training-mode calls draw from a ``dropout`` key (a step then gets one).
     """
 
     model: nn.Module
     mode: str | None = None
     stateful: tuple[str, ...] = ()
+    stochastic: bool = False
 
     def mode_kwargs(self, training: bool) -> dict:
         if self.mode is None:
             return {}
         return {self.mode: MODE_ARGUMENTS[self.mode] == training}
-
-    @property
-    def stochastic(self) -> bool:
-        """Whether training steps take a random key (dropout)."""
-        return self.mode is not None
 
     def init(self, key, x) -> tuple[Any, Any]:
         """``(params, model_state)`` as the module's own initializers draw them, from inputs `(batch, ...)`."""
@@ -101,7 +99,14 @@ def forward_of(model: nn.Module, input_shape) -> Forward:
     sample = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
     variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, **plain.mode_kwargs(False)), sample)
     stateful = tuple(name for name in variables if name not in ("params", "intermediates"))
-    return dataclasses.replace(plain, stateful=stateful)
+    forward = dataclasses.replace(plain, stateful=stateful)
+    if forward.mode is None:
+        return forward
+    try:  # a training-mode call without a dropout key fails exactly when the model draws from one
+        jax.eval_shape(lambda v, x: forward.train(v["params"], {k: v[k] for k in stateful}, x), variables, sample)
+    except flax.errors.InvalidRngError:
+        return dataclasses.replace(forward, stochastic=True)
+    return forward
 
 
 def make_step(forward: Forward, loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:

@@ -230,7 +230,7 @@ def test_batchnorm_statistics_follow_the_batches_and_evaluation_uses_them():
 
     model = models.MLP(hidden=(4,), n_outputs=2, norm="batch")
     forward = step.forward_of(model, (3,))
-    assert forward.mode == "train" and forward.stateful == ("batch_stats",)
+    assert forward.mode == "train" and forward.stateful == ("batch_stats",) and not forward.stochastic
     x = jax.random.normal(jax.random.key(1), (8, 3)) * 2 + 1
     y = jnp.arange(8) % 2
     params, model_state = forward.init(jax.random.key(0), x[:1])
@@ -287,3 +287,18 @@ def test_a_loss_that_does_not_fit_the_data_is_one_line(digits):
         models.build("mlp", digits.input_shape, 10, (8,), width=3)
     with pytest.raises(UserError, match="unknown norm 'group'"):
         models.build("mlp", digits.input_shape, 10, (8,), norm="group")
+
+
+def test_dropout_draws_from_the_step_key_in_training_only():
+    from bench import step
+
+    forward = step.forward_of(models.MLP(hidden=(64,), n_outputs=3, dropout=0.5), (5,))
+    assert forward.stochastic and not step.forward_of(models.MLP(hidden=(64,), n_outputs=3), (5,)).stochastic
+    x = jax.random.normal(jax.random.key(0), (4, 5))
+    params, model_state = forward.init(jax.random.key(1), x)
+    a, _ = forward.train(params, model_state, x, jax.random.key(2))
+    b, _ = forward.train(params, model_state, x, jax.random.key(3))
+    again, _ = forward.train(params, model_state, x, jax.random.key(2))
+    assert not np.allclose(a, b) and np.array_equal(a, again)
+    np.testing.assert_array_equal(forward(params, model_state, x), models.MLP(hidden=(64,), n_outputs=3).apply(
+        {"params": params}, x))  # evaluation: no dropout at all
