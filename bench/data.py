@@ -24,8 +24,8 @@ import numpy as np
 
 from bench import datasets
 from bench.datasets import Dataset
-from bench.errors import UserError
-from initjax.registry import first_line, import_object
+from bench.errors import UserError, user_callable
+from initjax.registry import first_line
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -92,12 +92,7 @@ def from_function(spec: str, name: str | None = None, validation: int | float | 
     Raises:
       UserError: the function does not import, raises, or returns something else than the arrays.
     """
-    try:
-        fn = import_object(spec, "data")
-    except ValueError as error:
-        raise UserError(str(error)) from None
-    if not callable(fn):
-        raise UserError(f"data {spec!r} is not callable; it must be a function returning the arrays {KEYS}")
+    fn = user_callable(spec, "data", f"a function returning the arrays {KEYS}")
     try:
         got = fn()
     except Exception as error:  # user code may raise anything; name it
@@ -144,19 +139,8 @@ def load(spec, data_dir=None, download: bool = False, base: Path | None = None, 
       regression: the task's loss wants real-valued targets (``bench.losses.is_regression``).
 
     Raises:
-      UserError: unknown name, missing file, bad arrays, or classes where the loss
-        wants regression targets (and the reverse).
+      UserError: unknown name, missing file, bad arrays.
     """
-    data = _load(spec, data_dir, download, base, regression)
-    if data.regression != regression:
-        raise UserError(f"{data.name} holds {'regression targets' if data.regression else 'class labels'}, the loss "
-                        f"needs {'regression targets' if regression else 'classes'}: give a "
-                        f"{'regression' if regression else 'classification'} loss, or build the data with "
-                        f"bench.data.arrays(..., regression={regression})")
-    return data
-
-
-def _load(spec, data_dir, download, base, regression) -> Dataset:
     if isinstance(spec, Dataset):
         return spec
     if not isinstance(spec, str):

@@ -27,8 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bench.errors import UserError, unknown
-from initjax.registry import import_object
+from bench.errors import UserError, unknown, user_callable
 
 
 def softmax_cross_entropy(outputs, labels):
@@ -111,13 +110,7 @@ def get(spec: str | Callable) -> Callable:
     if spec in LOSSES:
         return LOSSES[spec][0]
     if isinstance(spec, str) and ":" in spec:
-        try:
-            fn = import_object(spec, "loss")
-        except ValueError as error:
-            raise UserError(str(error)) from None
-        if not callable(fn):
-            raise UserError(f"loss {spec!r} is not callable; it must be loss(outputs, labels) -> per-example loss")
-        return from_callable(fn)
+        return from_callable(user_callable(spec, "loss", "loss(outputs, labels) -> per-example loss"))
     raise unknown("loss", spec, LOSSES)
 
 

@@ -75,7 +75,7 @@ class Footprint:
 
     Attributes:
       params: bytes of its parameters.
-      state: parameters plus optimizer state, held for the whole training.
+      state: parameters, optimizer state and model state (BatchNorm statistics), held for the whole training.
       train: working set of one training step: state in and out, gradients, and
         the activations of a minibatch (kept for the backward pass, plus their
         gradients).
@@ -109,7 +109,7 @@ def footprint(model, input_shape, optimizer: optax.GradientTransformation, batch
 
     _, intermediates = jax.eval_shape(outputs, params, model_state, sample)
     per_example = tree_bytes(intermediates) + math.prod(input_shape) * 4
-    p, state = tree_bytes(params), tree_bytes(params) + tree_bytes(opt_state)
+    p, state = tree_bytes(params), tree_bytes(params) + tree_bytes(opt_state) + tree_bytes(model_state)
     n_params = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
     return Footprint(p, state, train=2 * state + p + 2 * per_example * batch_size, eval=per_example * eval_batch_size,
                      n_params=n_params)

@@ -151,15 +151,14 @@ def make_per_example(forward: Forward, loss_fn: Callable) -> Callable:
     return per_example
 
 
-def over_runs(fn: Callable, seed_axes: tuple, arm_axes: tuple | None = None) -> Callable:
-    """``fn`` of one run made a function of every (arm, seed): ``vmap(vmap(fn, seed_axes), arm_axes)``.
+def over_runs(fn: Callable, seed_axes: tuple) -> Callable:
+    """``fn(state, ...)`` of one run made a function of every (arm, seed).
 
-    Args:
-      seed_axes: ``in_axes`` of the inner vmap (0 for what differs per seed, None for what seeds share).
-      arm_axes: ``in_axes`` of the outer vmap; default: the run state (first argument)
-        per arm, everything else shared by the arms (they see the seed's minibatch).
+    ``vmap(vmap(fn, seed_axes), arm_axes)``: ``seed_axes`` are the inner ``in_axes`` (0 for
+    what differs per seed, None for what seeds share); the outer vmap maps the run state
+    (first argument) per arm and shares everything else: arms see their seed's minibatch.
     """
-    arm_axes = arm_axes if arm_axes is not None else (0,) + (None,) * (len(seed_axes) - 1)
+    arm_axes = (0,) + (None,) * (len(seed_axes) - 1)
     return jax.vmap(jax.vmap(fn, in_axes=seed_axes), in_axes=arm_axes)
 
 

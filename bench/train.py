@@ -467,7 +467,7 @@ class _Programs:
 
     train_epoch: Callable
     evaluators: dict[str, Callable]
-    outcomes: Callable
+    outcomes: Callable | None  # None where per-example outcomes mean nothing (regression)
     compile_s: float
     train_bytes: int
 
@@ -478,7 +478,8 @@ class _Programs:
 
 
 def _compile_programs(model, optimizer, config, train_args, eval_splits, model_sharding,
-                      on_steps: Callable[[int], None] | None = None, loss=None) -> _Programs:
+                      on_steps: Callable[[int], None] | None = None, loss=None, with_outcomes: bool = True
+                      ) -> _Programs:
     train_epoch, compile_s = _compile(
         make_train_epoch(model, optimizer, config.batch_size, on_steps, loss=loss), *train_args, donate=(0,),
         out_shardings=(model_sharding, model_sharding),
@@ -487,9 +488,12 @@ def _compile_programs(model, optimizer, config, train_args, eval_splits, model_s
     for split, chunks in eval_splits.items():
         evaluators[split], seconds = _compile(evaluate, train_args[0], *chunks, out_shardings=model_sharding)
         compile_s += seconds
-    outcomes, seconds = _compile(make_outcomes(model, loss), train_args[0], *eval_splits["test"],
-                                 out_shardings=(model_sharding, model_sharding))
-    return _Programs(train_epoch, evaluators, outcomes, compile_s + seconds, _program_bytes(train_epoch))
+    outcomes = None
+    if with_outcomes:
+        outcomes, seconds = _compile(make_outcomes(model, loss), train_args[0], *eval_splits["test"],
+                                     out_shardings=(model_sharding, model_sharding))
+        compile_s += seconds
+    return _Programs(train_epoch, evaluators, outcomes, compile_s, _program_bytes(train_epoch))
 
 
 def _plan(fp: memory.Footprint, mesh, n_inits: int, n_seeds: int, data_bytes: int, chunk, max_memory,
@@ -601,8 +605,11 @@ def train_task(
     loss = loss_spec(model, loss)
     losses.get(loss)  # an unknown loss fails here, before anything is compiled
     if losses.is_regression(loss) != dataset.regression:
-        raise UserError(f"the loss {loss} needs {'regression targets' if losses.is_regression(loss) else 'classes'}, "
-                        f"{dataset.name} holds {'regression targets' if dataset.regression else 'classes'}")
+        wants = losses.is_regression(loss)
+        raise UserError(f"the loss {loss} needs {'regression targets' if wants else 'classes'}, {dataset.name} holds "
+                        f"{'regression targets' if dataset.regression else 'classes'}: give a "
+                        f"{'classification' if wants else 'regression'} loss, or data built with "
+                        f"bench.data.arrays(..., regression={wants})")
     if isinstance(loss, str):
         outputs = jax.eval_shape(lambda x: model.apply(model.init(jax.random.key(0), x), x),
                                  jax.ShapeDtypeStruct((2, *dataset.input_shape), jnp.float32))
@@ -641,7 +648,7 @@ def train_task(
     n_test = len(splits["test"][1])
     test_loss = np.zeros((len(mine), len(names), plan.seeds_per_chunk, n_test), np.float32)
     test_correct = np.zeros((len(mine), len(names), plan.seeds_per_chunk, n_test), bool)
-    have_outcomes = True
+    have_outcomes = not dataset.regression  # per-example correctness: classification only
     finals = []
     steps = -(-len(dataset.x_train) // config.batch_size)  # minibatch steps per epoch
     desc = f"{dataset.name} ({len(names) * len(seeds)} runs, {len(mine)} chunk(s) of {plan.models_per_chunk})"
@@ -675,6 +682,7 @@ def train_task(
                     model_sharding,
                     bar.on_steps,  # shown or not: the same program, so the same numbers
                     loss,
+                    not dataset.regression,
                 )
                 compile_s = programs.compile_s
                 bar.exclude_from_rate()
@@ -704,13 +712,16 @@ def train_task(
                         before_s + time.perf_counter() - start,
                         before_seed_epochs + chunk_seed_epochs,
                     )
-            loss, correct = programs.outcomes(state, *eval_splits["test"])
-            test_loss[i], test_correct[i] = np.asarray(loss)[..., :n_test], np.asarray(correct)[..., :n_test]
+            kept = None
+            if programs.outcomes is not None:
+                loss, correct = programs.outcomes(state, *eval_splits["test"])
+                test_loss[i], test_correct[i] = np.asarray(loss)[..., :n_test], np.asarray(correct)[..., :n_test]
+                kept = (test_loss[i], test_correct[i])
             train_s += time.perf_counter() - start
             trained += chunk_seed_epochs
             earlier_s, earlier_seed_epochs = earlier_s + before_s, earlier_seed_epochs + before_seed_epochs
             store.save_finished(c, sums[i], finite[i], before_s + time.perf_counter() - start,
-                                before_seed_epochs + chunk_seed_epochs, (test_loss[i], test_correct[i]))
+                                before_seed_epochs + chunk_seed_epochs, kept)
             if keep_params:
                 finals.append(jax.tree.map(np.asarray, state.params))
     sums, finite = devices.gather(sums), devices.gather(finite)
@@ -725,7 +736,7 @@ def train_task(
     if keep_params and jax.process_count() == 1:
         params = jax.tree.map(lambda *leaves: np.concatenate(leaves, axis=1)[:, keep], *finals)
     outcomes = None
-    if have_outcomes and not dataset.regression:  # per-example outcomes are correctness: classification only
+    if have_outcomes:
         outcomes = {"loss": np.concatenate(list(test_loss), axis=1)[:, keep],
                     "correct": np.concatenate(list(test_correct), axis=1)[:, keep]}
     variances = np.array([dataset.target_variance(y) for _, y in splits.values()]) if dataset.regression else None
