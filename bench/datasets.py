@@ -156,6 +156,9 @@ def check_split(name: str, split: str, x: np.ndarray, y: np.ndarray, n_classes: 
         if y.ndim > 2 or not np.issubdtype(y.dtype, np.number) or not np.isfinite(y).all():
             raise UserError(f"{name}: the {split} targets must be finite numbers of shape (n,) or (n, d), got "
                             f"{y.dtype}{list(y.shape)}")
+        if not np.var(np.asarray(y, np.float64).reshape(len(y), -1), axis=0).mean() > 0:
+            raise UserError(f"{name}: the {split} targets are constant, so R² (1 - MSE / their variance) is "
+                            "undefined; give that split varied targets")
     elif not np.issubdtype(y.dtype, np.integer) and not (np.isfinite(y).all() and (y == np.round(y)).all()):
         raise UserError(f"{name}: the {split} labels are not integers (dtype {y.dtype}); class labels are expected")
     high = n_classes if n_classes is not None else np.iinfo(np.int32).max

@@ -239,6 +239,9 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
     names = [task.name for task in experiment.tasks]
     if len(set(names)) < len(names):
         raise UserError(f"two tasks are named alike in {names}; give tasks on one dataset distinct labels")
+    if len({losses.is_regression(task.loss) for task in experiment.tasks}) > 1:
+        raise UserError("the tasks mix regression and classification losses, which one report cannot rank by one "
+                        "metric; run them as two experiments")
     for task in experiment.tasks:
         spec = task.dataset
         if isinstance(spec, str) and ":" not in spec and spec not in datasets.LOADERS:

@@ -302,3 +302,18 @@ def test_dropout_draws_from_the_step_key_in_training_only():
     assert not np.allclose(a, b) and np.array_equal(a, again)
     np.testing.assert_array_equal(forward(params, model_state, x), models.MLP(hidden=(64,), n_outputs=3).apply(
         {"params": params}, x))  # evaluation: no dropout at all
+
+
+def test_constant_regression_targets_and_mixed_losses_are_refused():
+    """R² divides by the targets' variance: a split with constant targets would report inf; and one report ranks
+    one metric, which a mix of regression and classification tasks does not share."""
+    from bench import data, presets
+
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.raises(UserError, match="the test targets are constant"):
+        data.arrays(x[:10], x[:10, 0], x[10:], np.ones(10), regression=True)
+    mixed = presets.Experiment("mixed", "", (presets.Task("digits", (8,)),
+                                             presets.Task("digits", (8,), label="r", loss="mean_squared_error")),
+                               ("he_normal",))
+    with pytest.raises(UserError, match="mix regression and classification"):
+        presets.validate(mixed)
