@@ -99,7 +99,7 @@ def aggregate(results: pd.DataFrame, metric: str = "test_accuracy", settings: Se
         boot = np.stack([_aggregates([sample]) for sample in resampled])
     tail = (1 - settings.level) / 2
     low, high = np.nanquantile(boot, tail, axis=0), np.nanquantile(boot, 1 - tail, axis=0)
-    table = pd.DataFrame({"initializer": names, "tasks": len(tasks)})
+    table = pd.DataFrame({"arm": names, "tasks": len(tasks)})
     for row, label in enumerate(("iqm", "mean", "gap")):
         table[label], table[f"{label}_low"], table[f"{label}_high"] = point[row], low[row], high[row]
     return table.sort_values("iqm", ascending=False, kind="stable").reset_index(drop=True)

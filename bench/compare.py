@@ -42,7 +42,7 @@ def final_matrix(task: pd.DataFrame, metric: str) -> tuple[list[str], np.ndarray
       ``(names, values)`` with the initializers in the results' order. With crossed data
       orders (``bench.crossed``) a row is an init seed's mean over its finished data orders.
     """
-    names = list(dict.fromkeys(task["initializer"]))
+    names = list(dict.fromkeys(task["arm"]))
     if crossed.is_crossed(task):
         return names, crossed.seed_means(crossed.cells(task, metric, names))
     table = run_table(task, task[metric].where(finished(task, metric)), "seed", names)
@@ -259,4 +259,4 @@ def win_matrix(results: pd.DataFrame, metric: str, dataset: str, paired: bool = 
     names, values = final_matrix(task, metric)
     sign = 1 if higher_is_better(metric) else -1
     wins = verdicts.pair_stats(sign * values, names, paired).wins
-    return pd.DataFrame(wins, index=pd.Index(names, name="initializer"), columns=names)
+    return pd.DataFrame(wins, index=pd.Index(names, name="arm"), columns=names)

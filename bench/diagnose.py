@@ -71,7 +71,7 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None) -> Diagnosis
             stats = {k: np.asarray(v) for k, v in stats.items()}
             for seed in range(seeds):
                 layer_frames.append(pd.DataFrame({
-                    "dataset": task.name, "model": models.describe(model, data.input_shape), "initializer": name,
+                    "dataset": task.name, "model": models.describe(model, data.input_shape), "arm": name,
                     "seed": seed, "layer": paths, "depth": np.arange(1, len(paths) + 1), "width": stats["width"][seed],
                     "mean": stats["mean"][seed], "variance": stats["variance"][seed],
                     "gradient_variance": stats["gradient_variance"][seed]}))
@@ -81,7 +81,7 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None) -> Diagnosis
                 pd.DataFrame(
                     {
                         "dataset": task.name,
-                        "initializer": name,
+                        "arm": name,
                         "seed": s.ravel(),
                         "example": e.ravel(),
                         "index": i.ravel(),
@@ -94,7 +94,7 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None) -> Diagnosis
 
 def summary(diagnosis: Diagnosis) -> pd.DataFrame:
     """Per task, initializer and layer: seed means and ranges of the variances."""
-    grouped = diagnosis.layers.groupby(["dataset", "initializer", "depth", "layer"], sort=False)
+    grouped = diagnosis.layers.groupby(["dataset", "arm", "depth", "layer"], sort=False)
     table = grouped.agg(variance=("variance", "mean"), variance_min=("variance", "min"),
                         variance_max=("variance", "max"), gradient_variance=("gradient_variance", "mean"),
                         gradient_min=("gradient_variance", "min"), gradient_max=("gradient_variance", "max"))
@@ -104,17 +104,17 @@ def summary(diagnosis: Diagnosis) -> pd.DataFrame:
 def jacobian_summary(diagnosis: Diagnosis) -> pd.DataFrame:
     """Per task and initializer: mean, largest and smallest Jacobian singular value, and their ratio."""
     j = diagnosis.jacobian
-    per = j.groupby(["dataset", "initializer", "seed", "example"], sort=False)["singular_value"].agg(
+    per = j.groupby(["dataset", "arm", "seed", "example"], sort=False)["singular_value"].agg(
         ["mean", "max", "min"])
     per["condition"] = per["max"] / per["min"].where(per["min"] > 0)
-    return per.groupby(["dataset", "initializer"], sort=False).mean().reset_index()
+    return per.groupby(["dataset", "arm"], sort=False).mean().reset_index()
 
 
 def variance_figure(diagnosis: Diagnosis, dataset: str, column: str) -> plt.Figure:
     """``column`` (``variance`` or ``gradient_variance``) vs depth, one line per initializer, log scale."""
     data = diagnosis.layers[diagnosis.layers["dataset"] == dataset]
     fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
-    for name, rows in data.groupby("initializer", sort=False):
+    for name, rows in data.groupby("arm", sort=False):
         by_depth = rows.groupby("depth")[column]
         positive = by_depth.mean() > 0  # layers at exactly 0 (Fixup's zeroed ones) have no place on a log axis
         mean = by_depth.mean().where(positive)
@@ -136,7 +136,7 @@ def jacobian_figure(diagnosis: Diagnosis, dataset: str) -> plt.Figure:
     """Sorted singular values of the input-output Jacobian (mean over seeds and examples)."""
     data = diagnosis.jacobian[diagnosis.jacobian["dataset"] == dataset]
     fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
-    for name, rows in data.groupby("initializer", sort=False):
+    for name, rows in data.groupby("arm", sort=False):
         curve = rows.groupby("index")["singular_value"].mean()
         ax.plot(curve.index + 1, curve.values, marker=".", label=name)
     ax.set_yscale("log")
@@ -164,14 +164,14 @@ def write(diagnosis: Diagnosis, out: str | Path, experiment: Experiment, command
     for dataset in table["dataset"].unique():
         rows = table[table["dataset"] == dataset]
         shown = pd.DataFrame({
-            "initializer": rows["initializer"], "layer": rows["depth"].astype(str) + " " + rows["layer"],
+            "initializer": rows["arm"], "layer": rows["depth"].astype(str) + " " + rows["layer"],
             "variance": [f"{v:.3g} [{lo:.3g}, {hi:.3g}]" for v, lo, hi in
                          zip(rows["variance"], rows["variance_min"], rows["variance_max"])],
             "gradient variance": [f"{v:.3g} [{lo:.3g}, {hi:.3g}]" for v, lo, hi in
                                   zip(rows["gradient_variance"], rows["gradient_min"], rows["gradient_max"])]})
-        j = jac[jac["dataset"] == dataset]
+        j = jac[jac["dataset"] == dataset].drop(columns=["dataset"]).rename(columns={"arm": "initializer"})
         lines += [f"## {dataset}", "", shown.to_markdown(index=False), "", "### Input-output Jacobian", "",
-                  j.drop(columns=["dataset"]).to_markdown(index=False, floatfmt=".3g"), ""]
+                  j.to_markdown(index=False, floatfmt=".3g"), ""]
         for stem, fig in ((f"{dataset}-variance", variance_figure(diagnosis, dataset, "variance")),
                           (f"{dataset}-gradient-variance", variance_figure(diagnosis, dataset, "gradient_variance")),
                           (f"{dataset}-jacobian", jacobian_figure(diagnosis, dataset))):

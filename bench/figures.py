@@ -50,7 +50,7 @@ def arm_styles(names) -> dict[str, tuple]:
 
 def _by_rank(final: pd.DataFrame, metric: str) -> list[str]:
     """Initializers ordered by their mean final ``metric``, best first."""
-    means = final.groupby("initializer", sort=False)[metric].mean()
+    means = final.groupby("arm", sort=False)[metric].mean()
     return list(means.sort_values(ascending=not higher_is_better(metric), kind="stable").index)
 
 
@@ -73,11 +73,11 @@ def learning_curves(results: pd.DataFrame, dataset: str, metric: str, level: flo
     and its legend lists only those. Lines are in rank order (best first) with fixed styles.
     """
     task = results[results["dataset"] == dataset]
-    styles = arm_styles(task["initializer"])
+    styles = arm_styles(task["arm"])
     data = task[~task["diverged"].astype(bool)]
     fig, (full, zoom) = plt.subplots(1, 2, figsize=(10.5, 4.2), constrained_layout=True)
     curves, bands = {}, {}
-    for name, group in data.groupby("initializer", sort=False):
+    for name, group in data.groupby("arm", sort=False):
         per_epoch = group.groupby("epoch")[metric].agg(["mean", "std", "count"])
         dof = np.maximum(per_epoch["count"] - 1, 1)
         bands[name] = stats.t.ppf(0.5 + level / 2, dof) * per_epoch["std"].fillna(0) / np.sqrt(per_epoch["count"])
@@ -121,17 +121,17 @@ def final_distribution(results: pd.DataFrame, dataset: str, metric: str) -> plt.
     """
     final = final_epoch(results)
     task = final[final["dataset"] == dataset]
-    styles = arm_styles(task["initializer"])
+    styles = arm_styles(task["arm"])
     data = task[~task["diverged"].astype(bool)]
     names = _by_rank(data, metric)
-    means = data.groupby("initializer", sort=False)[metric].mean()
+    means = data.groupby("arm", sort=False)[metric].mean()
     close = [n for n in names if n in _near_best(means, metric)]
     panels = [names] + ([close] if len(close) < len(names) else [])
     width = max(4.8, 0.8 * len(names) + 1.5) + (max(3.5, 0.8 * len(close) + 1.2) if len(panels) > 1 else 0)
     fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.2), constrained_layout=True, squeeze=False,
                              width_ratios=[len(p) + 1 for p in panels])
     for ax, shown in zip(axes[0], panels):
-        values = [data.loc[data["initializer"] == n, metric].to_numpy() for n in shown]
+        values = [data.loc[data["arm"] == n, metric].to_numpy() for n in shown]
         ax.boxplot(values, showfliers=False, widths=0.6)
         jitter = np.random.default_rng(0)  # fixed, so the figure is reproducible
         for i, (name, v) in enumerate(zip(shown, values), start=1):
@@ -196,7 +196,7 @@ def forest(comparisons: pd.DataFrame, dataset: str, level: float = 0.95) -> plt.
         ax.grid(axis="x", alpha=0.3)
     fig.supxlabel(f"difference to the best of the others ({'pp of ' if accuracy else ''}"
                   f"{_label(rows['metric'].iloc[0]) if len(rows) else ''}; better > 0)", fontsize=9)
-    full.set_yticks(y, [f"{n} ({v})" for n, v in zip(rows["initializer"], rows["verdict"])], fontsize=8)
+    full.set_yticks(y, [f"{n} ({v})" for n, v in zip(rows["arm"], rows["verdict"])], fontsize=8)
     near = rows[rows["verdict"] != "worse"]
     if len(near):
         low = min(scale * near["to_best_low"].min(), -2 * scale * rows["margin"].iloc[0])

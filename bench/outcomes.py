@@ -89,7 +89,7 @@ def load(run_dir: str | Path, results: pd.DataFrame) -> dict[str, dict]:
     final = final_epoch(results)
     for task, item in out.items():
         rows = final[final["dataset"] == task]
-        rows = rows.assign(run=run_numbers(rows)).set_index(["initializer", "run"])["test_accuracy"]
+        rows = rows.assign(run=run_numbers(rows)).set_index(["arm", "run"])["test_accuracy"]
         accuracy = item["correct"].mean(-1)
         for (i, name), (j, seed) in _pairs(item):
             if (name, seed) not in rows.index or not np.isclose(rows[(name, seed)], accuracy[i, j], rtol=0, atol=1e-12):
@@ -169,7 +169,7 @@ def arm_variances(results: pd.DataFrame, per_task: dict[str, dict], metrics) -> 
     out, every = {}, final_epoch(results)
     for task, item in per_task.items():
         final = every[every["dataset"] == task]
-        names = list(dict.fromkeys(final["initializer"]))
+        names = list(dict.fromkeys(final["arm"]))
         for metric in metrics:
             scores = task_scores(final, item, metric, names)
             if scores is not None:

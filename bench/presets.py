@@ -105,6 +105,14 @@ class Arm:
         return cls(name, tuple((str(p), str(i)) for p, i in pairs))
 
 
+FACTORS = ("initializer",)  # what an arm varies; results carry one column per factor next to the arm's name
+
+
+def arm_factors(name: str) -> dict[str, object]:
+    """The factor values of the arm called ``name``: today its initializer (spec or rule set name)."""
+    return {"initializer": name}
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """A full comparison: every initializer x every seed on every task.

@@ -92,8 +92,8 @@ def analyse(
     metric = metric or stats.default_metric(results)
     if metric not in metrics:
         raise UserError(f"unknown metric {metric!r}; the results have {', '.join(metrics)}")
-    if baseline is not None and baseline not in set(results["initializer"]):
-        raise UserError(f"baseline {baseline!r} is not among the initializers {sorted(set(results['initializer']))}")
+    if baseline is not None and baseline not in set(results["arm"]):
+        raise UserError(f"baseline {baseline!r} is not among the initializers {sorted(set(results['arm']))}")
     if settings.margin is not None and not settings.margin >= 0:
         raise UserError(f"--margin must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {settings.margin}")
     shown = [m for m in dict.fromkeys([metric, stats.default_metric(results), "test_loss"]) if m in metrics]
@@ -186,8 +186,8 @@ def _ranked(analysis: Analysis, dataset: str) -> pd.DataFrame:
     """Summary rows of ``analysis.metric`` for a dataset, best first, with the verdicts."""
     rows = analysis.summary[(analysis.summary["dataset"] == dataset) & (analysis.summary["metric"] == analysis.metric)]
     rows = rows.sort_values("mean", ascending=not stats.higher_is_better(analysis.metric), na_position="last")
-    verdict = analysis.comparisons[analysis.comparisons["dataset"] == dataset].set_index("initializer")["verdict"]
-    return rows.assign(verdict=rows["initializer"].map(verdict).fillna("no runs"))
+    verdict = analysis.comparisons[analysis.comparisons["dataset"] == dataset].set_index("arm")["verdict"]
+    return rows.assign(verdict=rows["arm"].map(verdict).fillna("no runs"))
 
 
 def _points(metric: str) -> tuple[float, str]:
@@ -199,13 +199,13 @@ def summary_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
     """Per initializer, best first: verdict, mean and IQM of the ranked metric with CIs, the loss, divergence."""
     level = f"{analysis.settings.level:.0%}"
     ranked = _ranked(analysis, dataset)
-    others = analysis.summary[analysis.summary["dataset"] == dataset].set_index(["initializer", "metric"])
+    others = analysis.summary[analysis.summary["dataset"] == dataset].set_index(["arm", "metric"])
     metric = analysis.metric
     shown = list(dict.fromkeys(analysis.summary["metric"]))
     second = "test_loss" if metric != "test_loss" else next((m for m in shown if m != metric), metric)
     table = {
         "rank": range(1, len(ranked) + 1),
-        "initializer": ranked["initializer"],
+        "initializer": ranked["arm"],
         "verdict": ranked["verdict"],
         f"{_title(metric)} mean [{level} CI]": [
             _interval(r["mean"], r["mean_low"], r["mean_high"]) for _, r in ranked.iterrows()
@@ -216,7 +216,7 @@ def summary_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
     }
     if second in set(analysis.summary["metric"]):
         table[f"{_title(second)} mean [{level} CI]"] = [
-            _interval(*others.loc[(n, second), ["mean", "mean_low", "mean_high"]]) for n in ranked["initializer"]
+            _interval(*others.loc[(n, second), ["mean", "mean_low", "mean_high"]]) for n in ranked["arm"]
         ]
     table["diverged"] = [
         f"{d}/{r}" + (f" [{lo:.0%}, {hi:.0%}]" if d else "")
@@ -238,7 +238,7 @@ def comparison_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
     digits = 2 if unit else 4
     return pd.DataFrame(
         {
-            "initializer": rows["initializer"],
+            "initializer": rows["arm"],
             "verdict": rows["verdict"] + np.where(rows["significant"], " (better than all)", ""),
             "to the best of the others [sim. CI]": [
                 f"[{scale * lo:+.{digits}f}, {scale * hi:+.{digits}f}]{unit}"
@@ -331,7 +331,7 @@ def curve_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
     rows = rows.sort_values("auc", ascending=not stats.higher_is_better(analysis.metric))
     return pd.DataFrame(
         {
-            "initializer": rows["initializer"],
+            "initializer": rows["arm"],
             "AUC (mean over epochs) [CI]": [
                 _interval(a, lo, hi) for a, lo, hi in zip(rows["auc"], rows["auc_low"], rows["auc_high"])
             ],
@@ -388,7 +388,7 @@ def sources_lines(analysis: Analysis, dataset: str) -> list[str]:
                 f"{'n/a' if pd.isna(high) else f'{scale * high:.2f}'}] ({r[f'share_{part}']:.0%})")
 
     table = pd.DataFrame({
-        "initializer": rows["initializer"],
+        "initializer": rows["arm"],
         f"init seed sd{unit} [{level} CI] (share)": [cell(r, "init") for _, r in rows.iterrows()],
         f"data order sd{unit} [{level} CI] (share)": [cell(r, "data") for _, r in rows.iterrows()],
         f"interaction + rest sd{unit} [{level} CI] (share)": [cell(r, "rest") for _, r in rows.iterrows()],
@@ -442,7 +442,7 @@ def divergence_lines(analysis: Analysis, dataset: str) -> list[str]:
     rows = analysis.divergence[analysis.divergence["dataset"] == dataset]
     if rows.empty:
         return []
-    parts = [f"`{r.initializer}` {r.diverged} of {r.runs} (from epoch {r.first_epoch:g}, median {r.median_epoch:g})"
+    parts = [f"`{r.arm}` {r.diverged} of {r.runs} (from epoch {r.first_epoch:g}, median {r.median_epoch:g})"
              for r in rows.itertuples()]
     return ["Diverged runs (NaN or inf loss; left out of means, CIs and tests, counted in the `diverged` column "
             "with a Wilson CI): " + "; ".join(parts) + ".", ""]
@@ -590,7 +590,7 @@ def across_lines(analysis: Analysis, figures: list[str]) -> list[str]:
     level = f"{analysis.settings.level:.0%}"
     rows = analysis.across
     table = pd.DataFrame({
-        "initializer": rows["initializer"],
+        "initializer": rows["arm"],
         f"IQM [{level} CI]": [_interval(*r) for r in rows[["iqm", "iqm_low", "iqm_high"]].to_numpy()],
         f"mean [{level} CI]": [_interval(*r) for r in rows[["mean", "mean_low", "mean_high"]].to_numpy()],
         f"optimality gap [{level} CI]": [_interval(*r) for r in rows[["gap", "gap_low", "gap_high"]].to_numpy()],
@@ -648,17 +648,17 @@ def render_latex(meta: dict, analysis: Analysis) -> str:
     ]
     for dataset, info in meta["tasks"].items():
         ranked = _ranked(analysis, dataset)
-        mcb = analysis.comparisons[analysis.comparisons["dataset"] == dataset].set_index("initializer")
+        mcb = analysis.comparisons[analysis.comparisons["dataset"] == dataset].set_index("arm")
         digits = 2 if unit else 4
         rows = []
         for _, r in ranked.iterrows():
-            name = tex_escape(r["initializer"])
+            name = tex_escape(r["arm"])
             mean = f"{r['mean']:.3f}" if pd.notna(r["mean"]) else "n/a"
             mean = rf"\textbf{{{mean}}}" if r["verdict"] == "best" else mean
             ci = f"[{r['mean_low']:.3f}, {r['mean_high']:.3f}]" if pd.notna(r["mean_low"]) else ""
-            to_best = (f"[{scale * mcb.at[r['initializer'], 'to_best_low']:+.{digits}f}, "
-                       f"{scale * mcb.at[r['initializer'], 'to_best_high']:+.{digits}f}]"
-                       if "to_best_low" in mcb and pd.notna(mcb.at[r["initializer"], "to_best_low"]) else "")
+            to_best = (f"[{scale * mcb.at[r['arm'], 'to_best_low']:+.{digits}f}, "
+                       f"{scale * mcb.at[r['arm'], 'to_best_high']:+.{digits}f}]"
+                       if "to_best_low" in mcb and pd.notna(mcb.at[r["arm"], "to_best_low"]) else "")
             iqm = f"{r['iqm']:.3f} [{r['iqm_low']:.3f}, {r['iqm_high']:.3f}]" if pd.notna(r["iqm_low"]) else (
                 f"{r['iqm']:.3f}" if pd.notna(r["iqm"]) else "n/a")
             rows.append(f"{name} & {r['verdict']} & {mean} {ci} & {to_best} & {iqm} & {r['diverged']}/{r['runs']} \\\\")
@@ -874,7 +874,9 @@ def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict]:
         results = read_floats_exactly(csv, pd.read_csv(csv))
     except (ValueError, OSError) as error:
         raise UserError(f"{csv} is damaged ({type(error).__name__}); rerun the experiment") from None
-    missing = {"dataset", "model", "initializer", "seed", "epoch", "diverged"} - set(results.columns)
+    if "arm" not in results and "initializer" in results:  # written before arms had their own column
+        results.insert(results.columns.get_loc("initializer"), "arm", results["initializer"])
+    missing = {"dataset", "model", "arm", "seed", "epoch", "diverged"} - set(results.columns)
     if missing:
         raise UserError(f"{csv} lacks the columns {sorted(missing)}; it is not an initjax results table")
     check_against_run(results, meta_dict, csv)
@@ -912,12 +914,12 @@ def check_against_run(results: pd.DataFrame, meta: dict, csv: Path) -> None:
     except (KeyError, TypeError, ValueError):
         raise UserError(f"{csv.with_name('run.json')} lacks the experiment's tasks, initializers, seeds or epochs; "
                         f"{remedy}") from None
-    for column, known, what in (("dataset", tasks, "task"), ("initializer", names, "initializer")):
+    for column, known, what in (("dataset", tasks, "task"), ("arm", names, "arm")):
         extra = sorted(set(results[column].astype(str)) - set(known))
         if extra:
             raise UserError(f"{csv} has the {what} {extra[0]!r}, which run.json does not list ({', '.join(known)}); "
                             f"{remedy}")
-    keys = ["dataset", "initializer", "seed"] + (["data_seed"] if orders > 1 else []) + ["epoch"]
+    keys = ["dataset", "arm", "seed"] + (["data_seed"] if orders > 1 else []) + ["epoch"]
     levels = [tasks, names, range(seeds)] + ([range(orders)] if orders > 1 else []) + [range(epochs + 1)]
     expected = pd.MultiIndex.from_product(levels, names=keys)
     try:

@@ -84,13 +84,13 @@ def _times(values) -> str:
 
 def _final(results: pd.DataFrame, task: str, init: str, metric: str) -> np.ndarray:
     final = stats.final_epoch(results)
-    rows = final[(final["dataset"] == task) & (final["initializer"] == init) & ~final["diverged"].astype(bool)]
+    rows = final[(final["dataset"] == task) & (final["arm"] == init) & ~final["diverged"].astype(bool)]
     return rows.sort_values("seed")[metric].to_numpy(np.float64)
 
 
 def _epochs_to(results: pd.DataFrame, task: str, init: str, metric: str, threshold: float) -> np.ndarray:
     """Per seed, the first epoch at or past ``threshold`` (inf where never; diverged runs count as never)."""
-    rows = results[(results["dataset"] == task) & (results["initializer"] == init)]
+    rows = results[(results["dataset"] == task) & (results["arm"] == init)]
     up = stats.higher_is_better(metric)
     out = []
     for _, run in rows.groupby("seed", sort=True):
@@ -102,7 +102,7 @@ def _epochs_to(results: pd.DataFrame, task: str, init: str, metric: str, thresho
 
 def _ratio(diagnosis: diagnose.Diagnosis, init: str, column: str, top: int, bottom: int) -> np.ndarray:
     """Per seed, ``column`` at layer ``top`` over ``column`` at layer ``bottom`` (depths counted from 1)."""
-    layers = diagnosis.layers[diagnosis.layers["initializer"] == init].pivot(index="seed", columns="depth",
+    layers = diagnosis.layers[diagnosis.layers["arm"] == init].pivot(index="seed", columns="depth",
                                                                              values=column)
     return (layers[top] / layers[bottom]).to_numpy(np.float64)
 
@@ -207,7 +207,7 @@ def _saxe2013(results: pd.DataFrame, diagnosis) -> list[Finding]:
 def _saxe_figure(results: pd.DataFrame, folder: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     depths = sorted(int(t.removeprefix("digits-depth")) for t in results["dataset"].unique())
-    for init in results["initializer"].unique():
+    for init in results["arm"].unique():
         times = [_epochs_to(results, f"digits-depth{d}", init, "train_loss", SAXE_THRESHOLD) for d in depths]
         reached = [(d, t[np.isfinite(t)]) for d, t in zip(depths, times) if np.isfinite(t).any()]  # drawn if reached
         if not reached:
@@ -237,7 +237,7 @@ def _trainability(results: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for task in results["dataset"].unique():
         depth = int(task.rsplit("depth", 1)[1])
-        for init in results["initializer"].unique():
+        for init in results["arm"].unique():
             acc = _final(results, task, init, "train_accuracy")
             w2 = _sigma_w2(init)
             limit = 6 * mean_field.xi_c(w2, presets.SCHOENHOLZ_SIGMA_B2)

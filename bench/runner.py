@@ -49,7 +49,7 @@ class Outcome:
     def summary(self) -> pd.DataFrame:
         """One row per (task, arm): runs, diverged, mean of the ranked metric with its 95% interval, spread,
         IQM, and the verdict with the simultaneous interval of the difference to the best of the others."""
-        keys = ["dataset", "model", "initializer"]
+        keys = ["dataset", "model", "arm"]
         rows = self.analysis.summary[self.analysis.summary["metric"] == self.analysis.metric]
         rows = rows[[*keys, "metric", "runs", "diverged", "mean", "mean_low", "mean_high", "std", "iqm"]]
         verdicts = self.analysis.comparisons[[*keys, "verdict", "to_best_low", "to_best_high", "p", "d_z",
@@ -166,7 +166,7 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
         tasks[task.name] = _task_meta(name, data, result, len(initializers) * len(runs), store)
         if result.outcomes is not None:
             test_outcomes[task.name] = {"names": list(initializers), "seeds": runs, **result.outcomes}
-    results = _column_order(pd.concat(frames, ignore_index=True))
+    results = _column_order(_with_factors(pd.concat(frames, ignore_index=True)))
     settings = stats.Settings(seed=experiment.seed, margin=margin, fixed_test_set=fixed_test_set)
     meta = {
         "format": report.FORMAT_VERSION,
@@ -351,8 +351,15 @@ def _interrupted(store) -> str:
             f"in {store.folder}: rerun the same command to resume (add --fresh to start over)")
 
 
+def _with_factors(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` with one column per factor of the arms (``presets.FACTORS``), after the arm's name."""
+    factors = pd.DataFrame([presets.arm_factors(name) for name in results["arm"]], columns=list(presets.FACTORS),
+                           index=results.index)
+    return pd.concat([results.drop(columns=[c for c in factors if c in results]), factors], axis=1)
+
+
 def _column_order(results: pd.DataFrame) -> pd.DataFrame:
-    first = ["experiment", "dataset", "model", "initializer", "seed"] + (
+    first = ["experiment", "dataset", "model", "arm", *presets.FACTORS, "seed"] + (
         ["data_seed"] if "data_seed" in results else []
     )
     first += ["epoch"]

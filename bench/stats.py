@@ -25,7 +25,7 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 TASK = ["dataset", "model"]
-GROUP = TASK + ["initializer"]
+GROUP = TASK + ["arm"]
 LOWER_IS_BETTER = ("loss",)
 IQM_MIN_SEEDS = 16  # below, the IQM's bootstrap interval under-covers (0.92-0.93 at 8 seeds, simulated)
 
@@ -192,7 +192,7 @@ def finite_values(group: pd.DataFrame, metric: str) -> np.ndarray:
 
 def run_table(rows: pd.DataFrame, values: pd.Series, index, names: Sequence[str]) -> pd.DataFrame:
     """``values`` of a task's final rows: one row per run key ``index``, one column per initializer in ``names``."""
-    return rows.assign(value=values).pivot_table(index=index, columns="initializer", values="value", aggfunc="first",
+    return rows.assign(value=values).pivot_table(index=index, columns="arm", values="value", aggfunc="first",
                                                  dropna=False, sort=True).reindex(columns=list(names))
 
 

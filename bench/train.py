@@ -751,19 +751,19 @@ def _tidy(records: list[dict], names: Sequence[str], seeds: Sequence[int]) -> pd
     frames = []
     for rec in records:
         columns = {
-            "initializer": np.asarray(names, dtype=object)[init_index.ravel()],
+            "arm": np.asarray(names, dtype=object)[init_index.ravel()],
             "seed": np.asarray(seeds)[seed_index.ravel()],
             "epoch": rec["epoch"],
         }
         columns.update({k: np.ravel(v) for k, v in rec.items() if k != "epoch"})
         frames.append(pd.DataFrame(columns))
     frame = pd.concat(frames, ignore_index=True).sort_values(
-        ["initializer", "seed", "epoch"], key=_order(names), kind="stable").reset_index(drop=True)
-    first = frame["epoch"].where(frame["diverged"]).groupby([frame["initializer"], frame["seed"]]).transform("min")
+        ["arm", "seed", "epoch"], key=_order(names), kind="stable").reset_index(drop=True)
+    first = frame["epoch"].where(frame["diverged"]).groupby([frame["arm"], frame["seed"]]).transform("min")
     frame["diverged_epoch"] = first.astype("Int64")  # first diverged epoch of the run; empty if it never diverged
     return frame
 
 
 def _order(names):
     rank = {name: i for i, name in enumerate(names)}
-    return lambda col: col.map(rank) if col.name == "initializer" else col
+    return lambda col: col.map(rank) if col.name == "arm" else col

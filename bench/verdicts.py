@@ -369,7 +369,7 @@ def verdicts(values: np.ndarray, names, higher_is_better: bool = True, margin: f
         d_z = pairs.diff[i, ref] / sd if sd > 0 else np.nan
         dz_low, dz_high = d_z_interval(d_z, int(pairs.n[i, ref]), level) if paired else (np.nan, np.nan)
         found.append({
-            "initializer": names[usable[i]], "n": int(counts[usable[i]]), "mean": sign * means[i],
+            "arm": names[usable[i]], "n": int(counts[usable[i]]), "mean": sign * means[i],
             "verdict": labels[i], "significant": bool(i == best and to_best_low[i] > 0),
             "vs": names[usable[ref]], "diff": pairs.diff[i, ref], "low": low[i, ref], "high": high[i, ref],
             "to_best_low": to_best_low[i], "to_best_high": to_best_high[i], "p": p[i, ref],
@@ -379,14 +379,14 @@ def verdicts(values: np.ndarray, names, higher_is_better: bool = True, margin: f
     return pd.DataFrame(found + rows, columns=COLUMNS)
 
 
-COLUMNS = ["initializer", "n", "mean", "verdict", "significant", "vs", "diff", "low", "high", "to_best_low",
+COLUMNS = ["arm", "n", "mean", "verdict", "significant", "vs", "diff", "low", "high", "to_best_low",
            "to_best_high", "p", "d_z", "d_z_low", "d_z_high", "win_rate", "critical_value"]
 
 
 def _no_runs(name: str, n: int) -> dict:
-    return {"initializer": name, "n": n, "mean": np.nan, "verdict": "no runs", "significant": False}
+    return {"arm": name, "n": n, "mean": np.nan, "verdict": "no runs", "significant": False}
 
 
 def _alone(name: str, column: np.ndarray) -> dict:
-    return {"initializer": name, "n": int(np.isfinite(column).sum()), "mean": float(np.nanmean(column)),
+    return {"arm": name, "n": int(np.isfinite(column).sum()), "mean": float(np.nanmean(column)),
             "verdict": "best", "significant": False}

@@ -17,7 +17,7 @@ def tidy(tasks: dict[str, dict[str, np.ndarray]], untrained: float = 0.1) -> pd.
         for name, v in values.items():
             for seed, x in enumerate(v):
                 for epoch, acc in ((0, untrained), (1, x)):
-                    rows.append(dict(dataset=task, model="m", initializer=name, seed=seed, epoch=epoch,
+                    rows.append(dict(dataset=task, model="m", arm=name, seed=seed, epoch=epoch,
                                      test_accuracy=acc, test_loss=1 - acc, diverged=False))
     return pd.DataFrame(rows)
 
@@ -54,7 +54,7 @@ def test_stratified_bootstrap_intervals_cover_the_population_iqm():
     for _ in range(reps):
         tasks = {t: {"a": 0.1 + 0.8 * rng.normal(1, 0.1, 16), "b": np.full(16, 0.9)} for t in ("t1", "t2")}
         table = aggregate.aggregate(tidy(tasks), settings=Settings(seed=int(rng.integers(1 << 30))), n_resamples=400)
-        row = table.set_index("initializer").loc["a"]
+        row = table.set_index("arm").loc["a"]
         hits += row.iqm_low <= 1.0 <= row.iqm_high
     assert hits / reps >= 0.85  # 95% nominal; 60 reps: sd 0.03
     again = aggregate.aggregate(tidy(tasks), n_resamples=400)

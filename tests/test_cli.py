@@ -79,7 +79,7 @@ def test_subprocess_end_to_end_run_and_error(tmp_path):
 
 def test_python_api_returns_the_tidy_table():
     df = bench.run(seeds=2, epochs=1, initializers=["lecun_normal"], datasets=["synthetic"], progress=False).results
-    assert list(df.columns[:6]) == ["experiment", "dataset", "model", "initializer", "seed", "epoch"]
+    assert list(df.columns[:7]) == ["experiment", "dataset", "model", "arm", "initializer", "seed", "epoch"]
     assert len(df) == 1 * 2 * 2 and df.experiment.eq("default").all()
 
 

@@ -18,7 +18,7 @@ def tidy(values: dict[str, np.ndarray], dataset="d", diverged=None) -> pd.DataFr
     rows = []
     for name, v in values.items():
         for seed, x in enumerate(v):
-            rows.append(dict(dataset=dataset, model="m", initializer=name, seed=seed, epoch=1, test_accuracy=x,
+            rows.append(dict(dataset=dataset, model="m", arm=name, seed=seed, epoch=1, test_accuracy=x,
                              test_loss=1 - x, diverged=bool(diverged and (name, seed) in diverged)))
     return pd.DataFrame(rows)
 
@@ -41,13 +41,13 @@ def test_compare_is_the_procedure_per_task_with_its_own_seeded_simulation():
     assert len(result) == 6 and set(result["margin"]) == {0.005}
     for _, family in result.groupby("dataset"):
         names, matrix = compare.final_matrix(table[table.dataset == family.dataset.iloc[0]], "test_accuracy")
-        assert family.set_index("initializer").loc["best", "verdict"] == "best"
+        assert family.set_index("arm").loc["best", "verdict"] == "best"
         direct = verdicts.verdicts(matrix, names, draws=2000, rng=np.random.default_rng(1))
         np.testing.assert_allclose(np.sort(family["diff"]), np.sort(direct["diff"]))  # same differences
     again = compare.compare(table, "test_accuracy", settings=FAST)
     pd.testing.assert_frame_equal(result, again)  # seeded: reproducible
     loss = compare.compare(table, "test_loss", settings=Settings(draws=2000, margin=0.02))
-    assert set(loss["margin"]) == {0.02} and loss.set_index("initializer").loc["best", "verdict"].iloc[0] == "best"
+    assert set(loss["margin"]) == {0.02} and loss.set_index("arm").loc["best", "verdict"].iloc[0] == "best"
     with pytest.raises(ValueError, match="baseline 'nope'"):
         compare.compare(table, baseline="nope", settings=FAST)
 
@@ -73,7 +73,7 @@ def test_seeds_advice_matches_a_simulation_of_the_procedure_used():
         for _ in range(reps):
             x = rng.standard_normal((seeds, k)) / np.sqrt(2) + rng.normal(0, 1, (seeds, 1))
             x[:, 0] -= delta
-            table = verdicts.verdicts(x, "abcd", draws=1000, rng=rng).set_index("initializer")
+            table = verdicts.verdicts(x, "abcd", draws=1000, rng=rng).set_index("arm")
             hits += table.loc["a", "verdict"] == "worse"
         return hits / reps
 

@@ -63,7 +63,7 @@ def test_component_intervals_cover(n, k):
 
 def _tidy(x):
     n, k = x.shape
-    return pd.DataFrame({"dataset": "d", "model": "m", "initializer": "a", "seed": np.repeat(np.arange(n), k),
+    return pd.DataFrame({"dataset": "d", "model": "m", "arm": "a", "seed": np.repeat(np.arange(n), k),
                          "data_seed": np.tile(np.arange(k), n), "epoch": 1, "test_accuracy": x.ravel(),
                          "diverged": False})
 

@@ -272,7 +272,7 @@ def test_the_issues_study_runs_from_the_cli_and_from_python_with_the_same_number
     assert "loaded 1 of 1 finished chunk(s)" in capsys.readouterr().err
     np.testing.assert_allclose(outcome.results["test_loss"], cli_rows["test_loss"], rtol=1e-6)
     summary = outcome.summary
-    assert list(summary["initializer"]) == ["he_normal", "glorot_uniform",
+    assert list(summary["arm"]) == ["he_normal", "glorot_uniform",
                                             "mypkg.inits:scaled_orthogonal(scale=1.5)", "zero-head"]
     assert (summary["mean_low"] <= summary["mean"]).all() and summary["verdict"].notna().all()
 
@@ -362,7 +362,7 @@ def test_a_regression_study_with_a_normalized_mlp_ranks_by_r2(tmp_path):
     assert outcome.analysis.metric == "test_r2" and "test_accuracy" not in outcome.results
     assert "MLP 5-16-1 relu batchnorm dropout 0.1" in set(outcome.results["model"])
     final = outcome.results[outcome.results.epoch == 3]
-    assert final.groupby("initializer").test_r2.mean()["he_normal"] > 0.5  # zeros cannot break symmetry: worse
+    assert final.groupby("arm").test_r2.mean()["he_normal"] > 0.5  # zeros cannot break symmetry: worse
     (tmp_path / "study.toml").write_text(REGRESSION_STUDY.format(norm="group"))
     with pytest.raises(UserError, match="unknown norm 'group'"):
         bench.run(tmp_path / "study.toml", progress=False)

@@ -205,7 +205,7 @@ def test_mnist_mlp_smoke_end_to_end(tmp_path, capsys):
 
     results = pd.read_csv(out / "results.csv")
     assert {"val_loss", "val_accuracy", "test_accuracy"} <= set(results.columns)
-    assert results.seed.nunique() == 2 and results.epoch.max() == 1 and results.initializer.nunique() == 8
+    assert results.seed.nunique() == 2 and results.epoch.max() == 1 and results.arm.nunique() == 8
     assert "MLP 784-300-100-10 relu" in (out / "report.md").read_text()
 
 

@@ -21,7 +21,7 @@ def trained():
 
 def test_outcomes_add_up_to_the_recorded_test_accuracy_and_loss(trained):
     result, data, _, _ = trained
-    final = result.frame[result.frame.epoch == 2].set_index(["initializer", "seed"])
+    final = result.frame[result.frame.epoch == 2].set_index(["arm", "seed"])
     assert result.outcomes["correct"].shape == (2, 3, 120)
     for i, name in enumerate(["he_normal", "zeros"]):
         for j in range(3):
@@ -97,7 +97,7 @@ def test_the_report_counts_the_test_set_where_it_has_outcomes(trained):
     fast = stats.Settings(draws=500, n_resamples=200)
     with_set = report.analyse(frame, settings=fast, test_outcomes=item)
     without = report.analyse(frame, settings=fast)
-    pick = lambda a: a.summary.set_index(["initializer", "metric"]).loc[("he_normal", "test_accuracy")]  # noqa: E731
+    pick = lambda a: a.summary.set_index(["arm", "metric"]).loc[("he_normal", "test_accuracy")]  # noqa: E731
     assert pick(with_set).mean_high - pick(with_set).mean_low > pick(without).mean_high - pick(without).mean_low
     assert with_set.test_examples == {"digits": 120} and without.test_examples == {}
     assert set(with_set.comparisons["test_set"]) == {120} and set(without.comparisons["test_set"]) == {0}

@@ -134,7 +134,7 @@ def _as_if_run(folder, results):
     [
         (
             lambda text: text[: text.rstrip("\n").rindex("\n") + 1],
-            r"lacks row dataset=digits, initializer=normal\(stddev=0.1\), "
+            r"lacks row dataset=digits, arm=normal\(stddev=0.1\), "
             r"seed=4, epoch=3 \(119 rows; run.json describes 120\)",
         ),
         (
@@ -241,7 +241,7 @@ def test_rerendering_keeps_divergence_epochs_integers(run_dir, tmp_path):
 def _toy_results(means):
     """Final-epoch-3 results of a few initializers, 6 seeds each, accuracies around the given means."""
     rng = np.random.default_rng(0)
-    rows = [{"dataset": "toy", "model": "m", "initializer": name, "seed": seed, "epoch": epoch,
+    rows = [{"dataset": "toy", "model": "m", "arm": name, "seed": seed, "epoch": epoch,
              "test_accuracy": min(1.0, mean * epoch / 3 + 0.002 * rng.normal()), "diverged": False}
             for name, mean in means.items() for seed in range(6) for epoch in range(4)]
     return pd.DataFrame(rows)

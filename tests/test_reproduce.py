@@ -15,7 +15,7 @@ def _saxe_results(epochs_to_threshold: dict) -> pd.DataFrame:
     for (init, depth), reach in epochs_to_threshold.items():
         for seed in range(3):
             for epoch in range(12):
-                rows.append({"dataset": f"digits-depth{depth}", "model": "m", "initializer": init, "seed": seed,
+                rows.append({"dataset": f"digits-depth{depth}", "model": "m", "arm": init, "seed": seed,
                              "epoch": epoch, "train_loss": 0.2 if epoch >= reach else 1.0, "diverged": False})
     return pd.DataFrame(rows)
 

@@ -159,7 +159,7 @@ def test_diagnose_command_writes_tables_and_figures(tmp_path, capsys):
 
     layers = pd.read_csv(out / "diagnostics.csv")
     assert len(layers) == 2 * 2 * 6  # 2 initializers x 2 seeds x (stem, 2 blocks x 2, head)
-    fixup, lsuv = layers[layers.initializer == "fixup"], layers[layers.initializer == "lsuv"]
+    fixup, lsuv = layers[layers.arm == "fixup"], layers[layers.arm == "lsuv"]
     assert (fixup[fixup.layer == "head"].variance == 0).all()  # Fixup's head starts at 0
     assert lsuv.variance.between(0.7, 1.3).all()  # unit variance on LSUV's own batch, ~1 on the first 512 examples
     text = (out / "diagnostics.md").read_text()

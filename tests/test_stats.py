@@ -40,7 +40,7 @@ def _results(values_by_init, diverged_by_init=None):
         for seed, v in enumerate(values):
             for epoch in (0, 1):
                 div = bool(diverged_by_init and seed in diverged_by_init.get(init, ()))
-                rows.append(dict(dataset="d", model="m", initializer=init, seed=seed, epoch=epoch,
+                rows.append(dict(dataset="d", model="m", arm=init, seed=seed, epoch=epoch,
                                  test_accuracy=v if epoch else 0.1, test_loss=1 - v, diverged=div and epoch == 1))
     return pd.DataFrame(rows)
 
@@ -48,7 +48,7 @@ def _results(values_by_init, diverged_by_init=None):
 def test_summarize_uses_the_last_epoch_and_leaves_out_diverged_runs():
     table = _results({"a": [0.9, 0.8, 0.7, np.nan], "b": [0.5, 0.6, 0.7, 0.8]}, {"a": [3]})
     settings = stats.Settings(n_resamples=500)
-    summary = stats.summarize(table, ["test_accuracy"], settings).set_index("initializer")
+    summary = stats.summarize(table, ["test_accuracy"], settings).set_index("arm")
     a, b = summary.loc["a"], summary.loc["b"]
     assert (a.diverged, a.n, a.runs) == (1, 3, 4)
     assert a["mean"] == pytest.approx(0.8) and a["std"] == pytest.approx(0.1) and a["median"] == pytest.approx(0.8)
@@ -56,7 +56,7 @@ def test_summarize_uses_the_last_epoch_and_leaves_out_diverged_runs():
     assert (a.diverged_low, a.diverged_high) == pytest.approx(stats.wilson_ci(1, 4))
     assert b["mean"] == pytest.approx(0.65) and b.mean_low < 0.65 < b.mean_high
     # the interval of a group depends on its own data and name only, not on the other groups
-    alone = stats.summarize(table[table.initializer == "b"], ["test_accuracy"], settings)
+    alone = stats.summarize(table[table.arm == "b"], ["test_accuracy"], settings)
     assert alone.iloc[0]["mean_low"] == b.mean_low
 
 
@@ -82,7 +82,7 @@ def test_wilson_interval_matches_its_formula():
 
 
 def test_learning_curve_metrics_by_hand():
-    rows = [dict(dataset="d", model="m", initializer="a", seed=0, epoch=e, test_accuracy=v, diverged=False)
+    rows = [dict(dataset="d", model="m", arm="a", seed=0, epoch=e, test_accuracy=v, diverged=False)
             for e, v in enumerate([0.1, 0.5, 0.9, 0.8])]
     curves = stats.run_curves(pd.DataFrame(rows), "test_accuracy", threshold=0.85).iloc[0]
     assert curves.final == 0.8 and curves.best == 0.9 and curves.best_epoch == 2
@@ -99,12 +99,12 @@ def test_divergence_epochs_by_hand():
     rows = []
     for seed, at in [(0, 1), (1, 3), (2, None)]:
         for epoch in range(5):
-            rows.append({"dataset": "d", "model": "m", "initializer": "bad", "seed": seed, "epoch": epoch,
+            rows.append({"dataset": "d", "model": "m", "arm": "bad", "seed": seed, "epoch": epoch,
                          "diverged": at is not None and epoch >= at})
-            rows.append({"dataset": "d", "model": "m", "initializer": "good", "seed": seed, "epoch": epoch,
+            rows.append({"dataset": "d", "model": "m", "arm": "good", "seed": seed, "epoch": epoch,
                          "diverged": False})
     table = stats.divergence(pd.DataFrame(rows))
-    assert table[["initializer", "runs", "diverged", "first_epoch", "median_epoch", "last_epoch"]].values.tolist() == [
+    assert table[["arm", "runs", "diverged", "first_epoch", "median_epoch", "last_epoch"]].values.tolist() == [
         ["bad", 3, 2, 1.0, 2.0, 3.0]]
 
 
@@ -114,7 +114,7 @@ def test_t_interval_is_scipys_and_iqm_intervals_start_at_16_seeds():
     assert stats.t_interval(x, 0.9) == pytest.approx(ref, rel=1e-12)
     assert stats.t_interval(np.full(5, 0.465)) == (0.465, 0.465)
     table = _results({"a": list(np.linspace(0.7, 0.9, 15)), "b": list(np.linspace(0.7, 0.9, 16))})
-    summary = stats.summarize(table, ["test_accuracy"], stats.Settings(n_resamples=300)).set_index("initializer")
+    summary = stats.summarize(table, ["test_accuracy"], stats.Settings(n_resamples=300)).set_index("arm")
     assert np.isnan(summary.loc["a", "iqm_low"]) and summary.loc["b", "iqm_low"] < summary.loc["b", "iqm"]
     assert (summary.loc["a", "mean_low"], summary.loc["a", "mean_high"]) == pytest.approx(
         stats.t_interval(np.linspace(0.7, 0.9, 15)))
@@ -140,7 +140,7 @@ def test_descriptive_statistics_match_scipy_and_a_new_one_is_one_line(monkeypatc
     assert got["std"] == pytest.approx(np.std(x, ddof=1)) and got["median"] == np.median(x)
     assert all(np.isnan(v) for v in stats.describe(np.array([])).values())
     monkeypatch.setitem(stats.DESCRIPTIVE, "mad", lambda v: float(scipy_stats.median_abs_deviation(v)))
-    frame = pd.DataFrame({"dataset": "d", "model": "m", "initializer": "a", "seed": range(40), "epoch": 1,
+    frame = pd.DataFrame({"dataset": "d", "model": "m", "arm": "a", "seed": range(40), "epoch": 1,
                           "test_accuracy": x, "diverged": False})
     row = stats.summarize(frame, ["test_accuracy"]).iloc[0]
     assert row["mad"] == pytest.approx(scipy_stats.median_abs_deviation(x)) and row["mean"] == pytest.approx(x.mean())

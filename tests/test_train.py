@@ -39,7 +39,7 @@ def test_run_inside_batch_equals_run_alone(digits):
 
     for leaf_batch, leaf_alone in zip(jax.tree.leaves(batch.params), jax.tree.leaves(alone.params)):
         np.testing.assert_allclose(leaf_batch[1, 2], leaf_alone[0, 0], rtol=2e-5, atol=2e-6)
-    rows = batch.frame[(batch.frame.initializer == "he_normal") & (batch.frame.seed == 2)].reset_index(drop=True)
+    rows = batch.frame[(batch.frame.arm == "he_normal") & (batch.frame.seed == 2)].reset_index(drop=True)
     metrics = ["train_loss", "train_accuracy", "test_loss", "test_accuracy"]
     np.testing.assert_allclose(rows[metrics].to_numpy(), alone.frame[metrics].to_numpy(), rtol=1e-5, atol=1e-6)
     assert len(batch.frame) == 3 * 3 * (config.epochs + 1)
@@ -52,13 +52,13 @@ def test_diverged_run_is_marked_and_leaves_others_unchanged(digits):
     without = _train(digits, ["glorot_normal"], [0, 1], config)
 
     last = with_bad.frame[with_bad.frame.epoch == config.epochs]
-    assert last[last.initializer == huge].diverged.all()
-    bad = with_bad.frame[with_bad.frame.initializer == huge]
+    assert last[last.arm == huge].diverged.all()
+    bad = with_bad.frame[with_bad.frame.arm == huge]
     for _, run in bad.groupby("seed"):
         assert (run.diverged_epoch == run.epoch[run.diverged].min()).all()  # the epoch it happened, on every row
-    assert with_bad.frame[with_bad.frame.initializer == "glorot_normal"].diverged_epoch.isna().all()
-    assert not last[last.initializer == "glorot_normal"].diverged.any()
-    good = with_bad.frame[with_bad.frame.initializer == "glorot_normal"].reset_index(drop=True)
+    assert with_bad.frame[with_bad.frame.arm == "glorot_normal"].diverged_epoch.isna().all()
+    assert not last[last.arm == "glorot_normal"].diverged.any()
+    good = with_bad.frame[with_bad.frame.arm == "glorot_normal"].reset_index(drop=True)
     np.testing.assert_allclose(good.test_loss, without.frame.test_loss, rtol=1e-5)
 
 
@@ -213,8 +213,8 @@ def test_batchnorm_and_dropout_runs_in_the_batch_equal_runs_alone(digits):
     config = TrainConfig("adam", 3e-3, 100, 2)  # 1437 % 100 != 0
     batch = _train(digits, ["glorot_uniform", "he_normal"], [0, 1], config, model)
     alone = _train(digits, ["he_normal"], [1], config, model)
-    rows = batch.frame[(batch.frame.initializer == "he_normal") & (batch.frame.seed == 1)].reset_index(drop=True)
-    other = batch.frame[(batch.frame.initializer == "he_normal") & (batch.frame.seed == 0)].reset_index(drop=True)
+    rows = batch.frame[(batch.frame.arm == "he_normal") & (batch.frame.seed == 1)].reset_index(drop=True)
+    other = batch.frame[(batch.frame.arm == "he_normal") & (batch.frame.seed == 0)].reset_index(drop=True)
     # BatchNorm's batch reductions are ordered differently under vmap: float32 drift of ~5e-5 after 30 steps,
     # where shared statistics or masks between runs would differ by the runs' own spread (seed 0 vs 1 below)
     np.testing.assert_allclose(rows["test_loss"], alone.frame["test_loss"], rtol=5e-4)

@@ -60,7 +60,7 @@ def test_far_worse_on_every_seed_is_worse_at_8_seeds_and_close_ones_are_not():
     seed_effect = rng.normal(0, 0.01, (8, 1))
     x = 0.85 + seed_effect + rng.normal(0, 0.005, (8, 8))
     x[:, 7] = 0.465  # zeros: 40 pp worse on every seed
-    table = verdicts.verdicts(x, [f"i{k}" for k in range(8)]).set_index("initializer")
+    table = verdicts.verdicts(x, [f"i{k}" for k in range(8)]).set_index("arm")
     assert table.loc["i7", "verdict"] == "worse" and table.loc["i7", "p"] < 0.01
     assert (table["verdict"] == "best").sum() == 1
     assert set(table.drop("i7")["verdict"]) <= {"best", "inconclusive", "equivalent"}
@@ -72,19 +72,19 @@ def test_equivalence_needs_the_whole_interval_within_the_margin():
     common = rng.normal(0, 0.01, (200, 1))
     x = 0.9 + common + rng.normal(0, 0.002, (200, 3))
     x[:, 2] -= 0.02
-    table = verdicts.verdicts(x, "abc", margin=0.005).set_index("initializer")
+    table = verdicts.verdicts(x, "abc", margin=0.005).set_index("arm")
     assert {table.loc["a", "verdict"], table.loc["b", "verdict"]} == {"best", "equivalent"}
     assert table.loc["c", "verdict"] == "worse"
     few = verdicts.verdicts(x[:4] + np.random.default_rng(6).normal(0, 0.01, (4, 3)), "abc", margin=0.001)
     assert "equivalent" not in set(few["verdict"])  # 4 noisy seeds cannot show a 0.1 pp equivalence
-    loss = verdicts.verdicts(1 - x, "abc", higher_is_better=False).set_index("initializer")
+    loss = verdicts.verdicts(1 - x, "abc", higher_is_better=False).set_index("arm")
     assert loss.loc["c", "verdict"] == "worse" and loss.loc["c", "diff"] < 0  # better > 0 for losses too
 
 
 def test_reference_changes_the_difference_columns_not_the_verdicts():
     x = np.random.default_rng(7).normal(size=(10, 4)) + np.array([0.0, 0.3, 3.0, 0.1])
-    best = verdicts.verdicts(x, "abcd").set_index("initializer")
-    vs_a = verdicts.verdicts(x, "abcd", reference="a").set_index("initializer")
+    best = verdicts.verdicts(x, "abcd").set_index("arm")
+    vs_a = verdicts.verdicts(x, "abcd", reference="a").set_index("arm")
     assert (best["verdict"] == vs_a["verdict"]).all() and set(best.drop("c")["vs"]) == {"c"}
     assert set(vs_a.drop("a")["vs"]) == {"a"} and vs_a.loc["a", "vs"] == "c"
 
@@ -93,7 +93,7 @@ def test_too_few_runs_give_no_verdict_and_no_crash():
     x = np.full((6, 3), np.nan)
     x[:, 0] = np.linspace(0.8, 0.9, 6)
     x[0, 1] = 0.5
-    table = verdicts.verdicts(x, "abc").set_index("initializer")
+    table = verdicts.verdicts(x, "abc").set_index("arm")
     assert table.loc["a", "verdict"] == "best" and table.loc["b", "verdict"] == table.loc["c", "verdict"] == "no runs"
 
 
