@@ -6,8 +6,8 @@
 """
 
 from bench import data
-from bench.presets import Arm, Experiment, Task
-from bench.runner import Outcome, run, run_experiment
-from bench.train import TrainConfig
+from bench.experiments.presets import Arm, Experiment, Task
+from bench.experiments.runner import Outcome, run, run_experiment
+from bench.training.train import TrainConfig
 
 __all__ = ["Arm", "Experiment", "Outcome", "Task", "TrainConfig", "data", "run", "run_experiment"]

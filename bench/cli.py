@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.errors import Interrupted, UserError
-from bench.report import FORMATS
+from bench.reporting.report import FORMATS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(listing())
             return 0
         if args.command == "show":
-            from bench import experiment_file, presets
+            from bench.experiments import experiment_file, presets
 
             if not args.assignments and not experiment_file.is_experiment_file(args.preset):
                 print(presets.preset_file(args.preset).read_text(), end="")  # the shipped file itself
@@ -232,8 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench import devices, experiment_file, memory, presets, report
-    from bench.runner import run_experiment
+    from bench.experiments import experiment_file, presets
+    from bench.experiments.runner import run_experiment
+    from bench.reporting import report
+    from bench.training import devices, memory
 
     if args.distributed:
         devices.initialize_distributed()
@@ -268,7 +270,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _diagnose(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench import diagnose, presets
+    from bench.analysis import diagnose
+    from bench.experiments import presets
     from bench.store import exclusive
 
     if args.seeds < 1:
@@ -288,7 +291,7 @@ def _diagnose(args: argparse.Namespace, argv: list[str]) -> int:
 def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
     from bench import reproduce
     from bench.errors import unknown
-    from bench.runner import run_experiment
+    from bench.experiments.runner import run_experiment
 
     if args.name not in reproduce.REPRODUCTIONS:
         raise unknown("reproduction", args.name, reproduce.REPRODUCTIONS)
@@ -307,8 +310,9 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from bench import outcomes, report
-    from bench.runner import refuse_overwrite, write_report
+    from bench.analysis import outcomes
+    from bench.experiments.runner import refuse_overwrite, write_report
+    from bench.reporting import report
     from bench.store import exclusive
 
     out = args.out or args.dir
@@ -352,7 +356,8 @@ def _existing(folder: str) -> str:
 
 
 def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench import calibrate, report, stats
+    from bench.analysis import calibrate, stats
+    from bench.reporting import report
 
     results, meta = report.load(args.dir)
     settings = report.settings_of(meta)
@@ -368,7 +373,7 @@ def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
     for dataset, cells in table.groupby("dataset", sort=False):
         print(f"\n{calibrate.describe(cells, dataset)}")
     if args.metric == stats.default_metric(results) and paired:  # the report's own metric and procedure: show it there
-        from bench import outcomes
+        from bench.analysis import outcomes
 
         report.write(args.dir, results, meta, ["md"], args.metric, None, paired, None, outcomes.load(args.dir, results))
         print(f"\nwrote {args.dir}/{calibrate.FILE} and the calibration line of {args.dir}/report.md")
@@ -378,7 +383,7 @@ def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _perf(args: argparse.Namespace) -> int:
-    from bench import perf
+    from bench.training import perf
 
     unknown_workloads = [w for w in args.workloads if w not in perf.WORKLOADS]
     if unknown_workloads:
@@ -407,7 +412,7 @@ def _perf_table(rows: list[dict], peak: float) -> str:
     import jax
     import pandas as pd
 
-    from bench import perf
+    from bench.training import perf
 
     table = pd.DataFrame(rows)
     table["share of peak"] = [f"{g / peak:.0%}" for g in table["gflops"]]
@@ -425,7 +430,10 @@ def _perf_table(rows: list[dict], peak: float) -> str:
 def listing() -> str:
     """What ``python -m bench list`` prints."""
     import initjax
-    from bench import datasets, models, presets, train
+    from bench import models
+    from bench.data import datasets
+    from bench.experiments import presets
+    from bench.training import train
 
     lines = ["presets:"]
     for name, exp in presets.PRESETS.items():

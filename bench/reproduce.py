@@ -1,8 +1,8 @@
 """``python -m bench reproduce NAME``: a classic paper's claims, checked with confidence intervals.
 
-A reproduction runs its preset (``bench.presets``: resumable, so an interrupted
+A reproduction runs its preset (``bench.experiments.presets``: resumable, so an interrupted
 reproduction continues), measures initialization diagnostics where the claim is
-about signal propagation (``bench.diagnose``), then evaluates each claim of the
+about signal propagation (``bench.analysis.diagnose``), then evaluates each claim of the
 paper on the measured runs: the claim, our numbers with 95% Student t CIs over
 seeds, the criterion, and whether it held. ``<out>/reproduction.md`` holds the
 verdicts next to the usual ``report.md``.
@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import diagnose, presets, stats
-from bench.figures import plt, save
+from bench.analysis import diagnose, stats
+from bench.experiments import presets
+from bench.reporting.figures import plt, save
 from bench.store import write_atomic
 from initjax import mean_field
 
@@ -45,7 +46,7 @@ class Reproduction:
     Attributes:
       name: the preset's name too.
       paper: citation.
-      needs_diagnosis: run ``bench.diagnose`` (signal propagation at init) first.
+      needs_diagnosis: run ``bench.analysis.diagnose`` (signal propagation at init) first.
       evaluate: ``evaluate(results, diagnosis) -> [Finding, ...]``.
       notes: what differs from the paper and what it means for the verdicts.
       figures: ``figures(results, folder) -> [path, ...]``, the reproduction's own figures.

@@ -1,5 +1,5 @@
 """Shared set-up: tests run on the CPU, whatever accelerator the machine has, and keep the suite's cache
-(finished chunks and checkpoints, ``bench.resume.cache_root``) in each test's own folder, never the user's."""
+(finished chunks and checkpoints, ``bench.training.resume.cache_root``) in each test's own folder, never the user's."""
 
 import os
 import tempfile

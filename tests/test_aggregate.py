@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from bench import aggregate
-from bench.stats import Settings
+from bench.analysis import aggregate
+from bench.analysis.stats import Settings
 
 
 def tidy(tasks: dict[str, dict[str, np.ndarray]], untrained: float = 0.1) -> pd.DataFrame:

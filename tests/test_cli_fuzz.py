@@ -4,7 +4,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bench import cli, perf, train
+from bench import cli
+from bench.training import perf, train
 
 
 class Accepted(Exception):

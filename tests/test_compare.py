@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import compare, verdicts
-from bench.stats import Settings
+from bench.analysis import compare, verdicts
+from bench.analysis.stats import Settings
 
 FAST = Settings(draws=2000)
 

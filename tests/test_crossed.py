@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import cli, crossed, datasets, models, stats
-from bench.train import TrainConfig, run_keys, train_task
+from bench import cli, models
+from bench.analysis import crossed, stats
+from bench.data import datasets
+from bench.training.train import TrainConfig, run_keys, train_task
 from initjax import get
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits, make_classification
 
-from bench import datasets
+from bench.data import datasets
 from bench.errors import UserError
 
 

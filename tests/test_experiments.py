@@ -13,9 +13,12 @@ import optax
 import pytest
 
 import bench
-from bench import cli, data, experiment_file, losses, presets, recipes, resume
+from bench import cli, data
 from bench.errors import UserError
-from bench.train import TrainConfig, check_on_model, init_params, train_task
+from bench.experiments import experiment_file, presets
+from bench.models import losses
+from bench.training import recipes, resume
+from bench.training.train import TrainConfig, check_on_model, init_params, train_task
 from initjax import rules
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from bench import cli, datasets, models, readers
+from bench import cli, models
+from bench.data import datasets, readers
 from bench.errors import UserError
 
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"

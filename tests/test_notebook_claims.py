@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 
 import initjax
-from bench import datasets, models, presets
-from bench.runner import run_experiment
-from bench.train import train_task
+from bench import models
+from bench.data import datasets
+from bench.experiments import presets
+from bench.experiments.runner import run_experiment
+from bench.training.train import train_task
 
 DEFAULT = presets.get("default")
 

@@ -5,9 +5,12 @@ import numpy as np
 import pytest
 from scipy.special import expit, logit
 
-from bench import datasets, models, outcomes, resume, stats
+from bench import models
+from bench.analysis import outcomes, stats
+from bench.data import datasets
 from bench.errors import UserError
-from bench.train import TrainConfig, train_task
+from bench.training import resume
+from bench.training.train import TrainConfig, train_task
 from initjax import get
 
 
@@ -89,7 +92,7 @@ def test_intervals_with_the_test_set_cover_the_population_accuracy():
 
 
 def test_the_report_counts_the_test_set_where_it_has_outcomes(trained):
-    from bench import report
+    from bench.reporting import report
 
     result, _, _, _ = trained
     frame = result.frame.assign(dataset="digits", model="m", experiment="x")
@@ -104,7 +107,8 @@ def test_the_report_counts_the_test_set_where_it_has_outcomes(trained):
 
 
 def test_a_new_run_into_the_same_folder_replaces_the_outcomes(tmp_path):
-    from bench import cli, report
+    from bench import cli
+    from bench.reporting import report
 
     out = tmp_path / "run"
     base = ["run", "default", "--smoke", "--datasets", "digits", "--out", str(out), "--no-progress"]

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from bench import perf
+from bench.training import perf
 
 
 @pytest.mark.parametrize(("workload", "n_models", "chunk"), [("synthetic", 3, None), ("mnist", 3, None),

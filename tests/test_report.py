@@ -10,8 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import cli, presets, report
-from bench.runner import run_experiment
+from bench import cli
+from bench.analysis import outcomes
+from bench.experiments import presets
+from bench.experiments.runner import run_experiment
+from bench.reporting import report
+
+LIVE = {}  # the run_dir fixture's Outcome: what the run itself analysed
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +28,7 @@ def run_dir(tmp_path_factory):
         datasets=["synthetic", "digits"],
         initializers=["he_normal", "glorot_uniform", "normal(stddev=0.1)"],
     )
-    run_experiment(experiment, folder, progress=False)
+    LIVE["outcome"] = run_experiment(experiment, folder, progress=False)
     return folder
 
 
@@ -139,7 +144,7 @@ def _as_if_run(folder, results):
         ),
         (
             lambda text: text.replace("glorot_uniform", "glorot_unifrom", 1),
-            "has the initializer 'glorot_unifrom', which run.json does not list",
+            "has the arm 'glorot_unifrom', which run.json does not list",
         ),
         (lambda text: text.replace(",3,", ",2,", 1), "has the row .* twice"),
         (lambda text: text.replace("synthetic", "synth", 1), "has the task 'synth'"),
@@ -180,6 +185,36 @@ def test_rerendering_gives_byte_identical_files(run_dir, tmp_path):
     for name in ["report.md", "report.tex", "results.csv", "figures/synthetic-curves-test_accuracy.pdf",
                  "figures/digits-wins-test_accuracy.png", "figures/digits-forest-test_accuracy.png"]:
         assert (copy / name).read_bytes() == (run_dir / name).read_bytes(), name
+
+
+def test_results_written_before_the_arm_column_read_back_and_render_the_same_report(run_dir, tmp_path):
+    """results.csv of older runs named arms in ``initializer``: loaded, ``arm`` is that column."""
+    import hashlib
+
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    table = pd.read_csv(old / "results.csv").drop(columns=["arm"]).to_csv(index=False)
+    (old / "results.csv").write_text(table)
+    meta = json.loads((old / "run.json").read_text())
+    meta["results_sha256"] = hashlib.sha256(table.encode()).hexdigest()
+    (old / "run.json").write_text(json.dumps(meta))
+    results, _ = report.load(old)
+    assert list(results.columns[3:5]) == ["arm", "initializer"] and (results["arm"] == results["initializer"]).all()
+    assert cli.main(["report", str(old)]) == 0
+    assert (old / "report.md").read_text() == (run_dir / "report.md").read_text()
+    assert LIVE["outcome"].summary.columns[2:4].tolist() == ["arm", "initializer"]
+
+
+def test_the_runs_own_statistics_equal_those_from_its_files_bit_for_bit(run_dir):
+    """The run analyses exactly what it stores (per-example losses as float16 in outcomes.npz), so a report
+    rendered by the run and one re-rendered from its files agree in every digit, not just the printed ones."""
+    live = LIVE["outcome"].analysis
+    results, meta = report.load(run_dir)
+    again = report.analyse(results, live.metric, None, live.paired, report.settings_of(meta),
+                           outcomes.load(run_dir, results))
+    assert not live.settings.fixed_test_set and set(again.summary["metric"]) >= {"test_loss", "test_accuracy"}
+    pd.testing.assert_frame_equal(again.summary, live.summary, check_exact=True)
+    pd.testing.assert_frame_equal(again.comparisons, live.comparisons, check_exact=True)
 
 
 def test_results_are_read_back_exactly_whatever_pandas_parser_is_the_default(run_dir, monkeypatch):
@@ -248,7 +283,7 @@ def _toy_results(means):
 
 
 def test_figures_rank_zoom_and_label_only_what_they_draw():
-    from bench import figures
+    from bench.reporting import figures
 
     results = _toy_results({"zeros": 0.10, "b": 0.91, "a": 0.95, "c": 0.93})
     box = figures.final_distribution(results, "toy", "test_accuracy")

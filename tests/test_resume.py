@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import memory, resume, store
+from bench import store
 from bench.errors import UserError
-from bench.presets import get, smoke
-from bench.runner import run_experiment
+from bench.experiments.presets import get, smoke
+from bench.experiments.runner import run_experiment
+from bench.training import memory, resume
 
 REPO = Path(__file__).resolve().parents[1]
 # 2 tasks x 2 chunks of 1 seed x 8 initializers, 3 epochs, a checkpoint after every epoch
@@ -79,12 +80,12 @@ def uninterrupted(tmp_path_factory):
 
 @pytest.mark.slow  # a subprocess run or several: the second CI step
 @pytest.mark.parametrize(("where", "module", "name", "when", "count"), [
-    ("while compiling the first training epoch", "bench.train", "_compile", "before", 2),
-    ("mid-chunk: chunk 2 checkpointed after epoch 1, killed after epoch 2", "bench.train", "_Programs.evaluate_all",
-     "after", 7),
+    ("while compiling the first training epoch", "bench.training.train", "_compile", "before", 2),
+    ("mid-chunk: chunk 2 checkpointed after epoch 1, killed after epoch 2", "bench.training.train",
+     "_Programs.evaluate_all", "after", 7),
     ("while writing: temp file complete, not yet renamed", "os", "replace", "before", 4),
-    ("after the first chunk finished", "bench.resume", "TaskStore.save_finished", "after", 1),
-    ("in the second task", "bench.resume", "TaskStore.save_finished", "after", 3),
+    ("after the first chunk finished", "bench.training.resume", "TaskStore.save_finished", "after", 1),
+    ("in the second task", "bench.training.resume", "TaskStore.save_finished", "after", 3),
 ])
 def test_rerun_after_sigkill_equals_the_uninterrupted_run(tmp_path, uninterrupted, where, module, name, when, count):
     _killed(tmp_path, module, name, when, count)
@@ -146,7 +147,7 @@ def test_full_disk_leaves_no_partial_file_and_a_resumable_state(tmp_path, monkey
 
 def test_ctrl_c_says_what_is_saved_and_how_to_resume(tmp_path, uninterrupted):
     """Ctrl-C in the second chunk (the first finished, the second checkpointed after epoch 2): one line, status 130."""
-    proc = _killed(tmp_path, "bench.train", "_Programs.evaluate_all", "interrupt", 7)
+    proc = _killed(tmp_path, "bench.training.train", "_Programs.evaluate_all", "interrupt", 7)
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert "1 finished chunk(s) and 1 checkpoint(s)" in proc.stderr
     assert "rerun the same command to resume" in proc.stderr
@@ -261,7 +262,7 @@ def test_two_runs_started_at_once_never_corrupt_each_other(tmp_path, uninterrupt
 
 
 def test_ctrl_c_while_the_report_is_written_says_so_and_the_rerun_retrains_nothing(tmp_path, uninterrupted):
-    proc = _killed(tmp_path, "bench.figures", "save", "interrupt", 1)
+    proc = _killed(tmp_path, "bench.reporting.figures", "save", "interrupt", 1)
     assert proc.stderr.count("\n") == 1 and "interrupted while writing the report; every run is saved" in proc.stderr
     rerun = _bench(tmp_path)
     assert "compile 0.0 s" in rerun.stdout
@@ -271,7 +272,7 @@ def test_ctrl_c_while_the_report_is_written_says_so_and_the_rerun_retrains_nothi
 def test_a_figure_that_cannot_be_written_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
-    from bench import figures
+    from bench.reporting import figures
 
     def full_disk(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -306,3 +307,38 @@ def test_editing_a_user_initializer_retrains_and_a_rerun_says_what_it_loaded(tmp
     final = lambda o: o.results[o.results.epoch == 0]["test_loss"].to_numpy()  # noqa: E731
     assert not np.allclose(final(edited), final(first))
     assert len(list((tmp_path / "progress").iterdir())) == 4  # 2 tasks x 2 versions of the code, in the cache
+
+
+def _bench_imports(path: Path, root: Path) -> set[Path]:
+    """The suite's files that the module at ``path`` imports (``from bench[.pkg] import ...``)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "bench":
+            for alias in node.names:
+                for dotted in (f"{node.module}.{alias.name}", node.module):
+                    base = root.joinpath(*dotted.split("."))
+                    hits = [f for f in (base.with_suffix(".py"), base / "__init__.py") if f.is_file()]
+                    if hits:
+                        found.add(hits[0])
+                        break
+    return found
+
+
+def test_the_cache_key_covers_every_module_the_training_code_imports(monkeypatch):
+    """An edit to any file the trainer runs (step, losses, models, data, ...) must start a new run."""
+    root = Path(resume.__file__).resolve().parents[2]
+    reachable, todo = set(), [root / "bench" / "training" / "train.py"]
+    while todo:
+        path = todo.pop()
+        if path not in reachable:
+            reachable.add(path)
+            todo += _bench_imports(path, root)
+    not_numeric = {root / "bench" / "errors.py", root / "bench" / "store.py", root / "bench" / "__init__.py"}
+    seen = []
+    monkeypatch.setattr(resume, "_files_digest", lambda files: seen.extend(files) or "digest")
+    resume.code_key([])
+    covered = {Path(f).resolve() for f in seen}
+    assert {root / "bench" / "training" / "step.py", root / "bench" / "models" / "losses.py"} <= reachable
+    assert reachable - not_numeric <= covered, sorted(map(str, reachable - not_numeric - covered))

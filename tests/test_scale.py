@@ -14,10 +14,12 @@ import pandas as pd
 import pytest
 
 import initjax
-from bench import datasets, memory, models
+from bench import models
+from bench.data import datasets
 from bench.errors import UserError
-from bench.step import RunState
-from bench.train import OPTIMIZERS, TrainConfig, make_train_epoch, train_task
+from bench.training import memory
+from bench.training.step import RunState
+from bench.training.train import OPTIMIZERS, TrainConfig, make_train_epoch, train_task
 
 REPO = Path(__file__).resolve().parents[1]
 NUMERIC = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]
@@ -127,8 +129,10 @@ def test_a_planned_chunk_stays_under_its_budget_as_measured():
     code = textwrap.dedent("""
         import json, resource, sys
         import initjax
-        from bench import datasets, memory, models
-        from bench.train import TrainConfig, train_task
+        from bench.data import datasets
+        from bench.training import memory
+        from bench import models
+        from bench.training.train import TrainConfig, train_task
         data = datasets.load("digits")
         model = models.mlp_for(data.n_features, data.n_classes, (512, 512))
         budget = memory.current_rss_bytes() + memory.RUNTIME_BYTES + 400 * 2**20
@@ -242,7 +246,7 @@ def test_distributed_without_a_coordinator_is_one_line():
 def test_peak_memory_of_a_child_process_is_its_own():
     """ru_maxrss survives exec on Linux: a child of a large parent would report the parent's peak."""
     big = np.ones(400 * 2**20 // 8)  # the parent grows by 400 MiB
-    code = "from bench import memory; print(memory.peak_rss_bytes())"
+    code = "from bench.training import memory; print(memory.peak_rss_bytes())"
     child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                cwd=Path(__file__).resolve().parents[1]).stdout)
     assert child < memory.peak_rss_bytes() - 300 * 2**20 and big[-1] == 1.0

@@ -7,7 +7,7 @@ import pytest
 
 import initjax
 from bench import models
-from bench.train import init_params, run_keys
+from bench.training.train import init_params, run_keys
 from initjax import diagnostics, schemes
 
 

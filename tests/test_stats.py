@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from bench import stats
+from bench.analysis import stats
 
 
 def test_bootstrap_ci_equals_scipy_with_the_same_generator():

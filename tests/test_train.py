@@ -7,10 +7,11 @@ import optax
 import pytest
 
 import initjax
-from bench import datasets, models
+from bench import models
+from bench.data import datasets
 from bench.errors import UserError
-from bench.step import RunState
-from bench.train import (
+from bench.training.step import RunState
+from bench.training.train import (
     TrainConfig,
     chunked_for_eval,
     epoch_order,
@@ -183,7 +184,7 @@ def test_compilations_do_not_grow_with_epochs_or_chunks(digits):
 def test_progress_counts_minibatch_steps_from_inside_the_compiled_epoch(digits, monkeypatch):
     """The bar advances during an epoch (callbacks from the compiled scan), ends at chunks x epochs x steps,
     and changes no number."""
-    from bench import progress
+    from bench.training import progress
 
     seen = []
     real = progress.StepBar.on_steps
@@ -226,7 +227,7 @@ def test_batchnorm_and_dropout_runs_in_the_batch_equal_runs_alone(digits):
 def test_batchnorm_statistics_follow_the_batches_and_evaluation_uses_them():
     """One step updates the running mean to 0.9 * 0 + 0.1 * the batch mean of the pre-activations (computed by
     hand); evaluation then uses the running statistics: an example's output does not depend on its batch."""
-    from bench import step
+    from bench.training import step
 
     model = models.MLP(hidden=(4,), n_outputs=2, norm="batch")
     forward = step.forward_of(model, (3,))
@@ -290,7 +291,7 @@ def test_a_loss_that_does_not_fit_the_data_is_one_line(digits):
 
 
 def test_dropout_draws_from_the_step_key_in_training_only():
-    from bench import step
+    from bench.training import step
 
     forward = step.forward_of(models.MLP(hidden=(64,), n_outputs=3, dropout=0.5), (5,))
     assert forward.stochastic and not step.forward_of(models.MLP(hidden=(64,), n_outputs=3), (5,)).stochastic
@@ -307,7 +308,8 @@ def test_dropout_draws_from_the_step_key_in_training_only():
 def test_constant_regression_targets_and_mixed_losses_are_refused():
     """R² divides by the targets' variance: a split with constant targets would report inf; and one report ranks
     one metric, which a mix of regression and classification tasks does not share."""
-    from bench import data, presets
+    from bench import data
+    from bench.experiments import presets
 
     x = np.random.default_rng(0).normal(size=(20, 3))
     with pytest.raises(UserError, match="the test targets are constant"):

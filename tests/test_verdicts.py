@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from bench import calibrate, verdicts
+from bench.analysis import calibrate, verdicts
 
 NAMES = list("abcdef")
 
@@ -134,7 +134,8 @@ def test_per_initializer_intervals_cover_on_resampled_real_runs():
     """The committed default report's runs (real training), resampled at 8 seeds: Student t intervals cover."""
     from pathlib import Path
 
-    from bench import compare, report, stats
+    from bench.analysis import compare, stats
+    from bench.reporting import report
 
     results, _ = report.load(Path(__file__).parents[1] / "reports" / "default")
     final = stats.final_epoch(results)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import readers
+from bench.data import readers
 from bench.errors import UserError, unknown
 
 DEFAULT_VALIDATION = 5_000

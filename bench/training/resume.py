@@ -1,6 +1,6 @@
 """Finished work of a run, kept on disk so that an interrupted run resumes instead of restarting.
 
-A task's runs are trained chunk by chunk (``bench.memory``). Under
+A task's runs are trained chunk by chunk (``bench.training.memory``). Under
 ``<out>/progress/<dataset>-<key>/`` the store keeps:
 
 * ``manifest.json``: the config the key was computed from and the chunk plan. A
@@ -39,9 +39,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from bench import memory
 from bench.errors import UserError
 from bench.store import LOCK, read_npz_verified, write_atomic, write_npz_verified
+from bench.training import memory
 
 FORMAT_VERSION = 2  # 2: every file carries a checksum and its own name
 
@@ -66,14 +66,14 @@ def environment_key() -> dict:
 
 
 # The suite's own files whose code the numbers depend on (a development checkout keeps one version number)
-NUMERIC_SOURCES = ("train.py", "models.py", "datasets.py", "readers.py", "memory.py", "devices.py", "progress.py")
+NUMERIC_PACKAGES = ("training", "models", "data")  # the suite's code that a run's numbers depend on
 
 
 def code_key(specs) -> dict[str, str]:
     """SHA-256 of the code the numbers depend on, so that an edit starts a new run instead of reusing old chunks.
 
     Covers every ``.py`` file of ``initjax``, the suite's training files
-    (:data:`NUMERIC_SOURCES`), and for each ``module:function`` spec the file of that
+    (every module of :data:`NUMERIC_PACKAGES`), and for each ``module:function`` spec the file of that
     module (already imported when the spec was checked). A helper the module imports
     from elsewhere is not followed: keep user initializers in the module the spec names,
     or rerun with ``--fresh`` after editing a helper.
@@ -85,7 +85,8 @@ def code_key(specs) -> dict[str, str]:
     from initjax.spec import parse_spec
 
     files = sorted(Path(initjax.__file__).parent.glob("*.py"))
-    files += [Path(__file__).parent / name for name in NUMERIC_SOURCES]
+    suite = Path(__file__).resolve().parent.parent
+    files += [f for package in NUMERIC_PACKAGES for f in sorted((suite / package).glob("*.py"))]
     out = {"suite": _files_digest(files)}
     for spec in specs:
         if isinstance(spec, str):
@@ -115,7 +116,7 @@ class Checkpoint:
     they took."""
 
     epoch: int
-    leaves: list[np.ndarray]  # of the chunk's run state (``bench.step.RunState``), in tree order
+    leaves: list[np.ndarray]  # of the chunk's run state (``bench.training.step.RunState``), in tree order
     sums: np.ndarray
     finite: np.ndarray
     seconds: float = 0.0

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.analysis.stats import final_epoch, run_table
 from bench.errors import UserError
-from bench.stats import final_epoch, run_table
 from bench.store import read_npz_verified, write_npz_verified
 
 FILE = "outcomes.npz"
@@ -60,6 +60,15 @@ def save(out_dir: str | Path, per_task: dict[str, dict]) -> Path | None:
     if not arrays:
         return None
     return write_npz_verified(Path(out_dir) / FILE, arrays, compressed=True)
+
+
+def as_stored(outcomes: dict) -> dict:
+    """A task's outcomes as :func:`save` stores and :func:`load` returns them (losses rounded to float16).
+
+    The run's own report analyses these, so that it equals the report re-rendered from the files.
+    """
+    return {**outcomes, "correct": np.asarray(outcomes["correct"], bool),
+            "loss": np.asarray(outcomes["loss"], np.float16).astype(np.float64)}
 
 
 def load(run_dir: str | Path, results: pd.DataFrame) -> dict[str, dict]:

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import aggregate, compare, crossed, outcomes, stats
+from bench.analysis import aggregate, compare, crossed, outcomes, stats
 from bench.errors import UserError
-from bench.memory import format_bytes
 from bench.store import write_atomic
+from bench.training.memory import format_bytes
 
 FORMATS = ("md", "tex", "png", "pdf", "csv")
 FORMAT_VERSION = 1  # of run.json + results.csv; bump when their meaning changes
@@ -81,7 +81,7 @@ def analyse(
 ) -> Analysis:
     """Computes every statistic of the report.
 
-    ``test_outcomes`` (``bench.outcomes``): per task, every run's per-example test
+    ``test_outcomes`` (``bench.analysis.outcomes``): per task, every run's per-example test
     outcomes; with them the intervals of test metrics include the test set's own
     sampling error.
 
@@ -264,7 +264,7 @@ def describe_run(experiment: dict) -> str:
     A report must describe the runs it reports: ``--seeds 8`` on a preset described as
     "32 seeds" is said as such.
     """
-    from bench import presets
+    from bench.experiments import presets
 
     design = (f"{len(experiment['initializers'])} initializers x {experiment['seeds']} seeds"
               + (f" x {experiment['data_seeds']} data orders" if experiment.get("data_seeds", 1) > 1 else "")
@@ -576,7 +576,7 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
         if figures.get(dataset):
             lines += ["", *[f"![{Path(f).stem}]({f})" for f in figures[dataset]]]
     lines += across_lines(analysis, figures.get(ACROSS, []))
-    lines += ["", "Raw runs, one row per (dataset, model, initializer, seed, epoch): [results.csv](results.csv).", ""]
+    lines += ["", "Raw runs, one row per (dataset, model, arm, seed, epoch): [results.csv](results.csv).", ""]
     return "\n".join(lines)
 
 
@@ -743,7 +743,7 @@ def write(
     figures = {}
     image_formats = tuple(f for f in ("png", "pdf") if f in formats)
     if image_formats:
-        from bench import figures as fig
+        from bench.reporting import figures as fig
 
         try:
             (out_dir / "figures").mkdir(parents=True, exist_ok=True)
@@ -797,7 +797,7 @@ def _has_content(kind: str, results: pd.DataFrame, analysis: Analysis, dataset: 
 
 
 def _draw(fig, kind: str, results: pd.DataFrame, analysis: Analysis, dataset: str):
-    """One figure of the report (``bench.figures``), by kind."""
+    """One figure of the report (``bench.reporting.figures``), by kind."""
     if kind == "curves":
         return fig.learning_curves(results, dataset, analysis.metric, analysis.settings.level)
     if kind == "final":
@@ -817,7 +817,7 @@ def settings_of(meta: dict, margin: float | None = None, fixed_test_set: bool | 
 
 def calibration_lines(out_dir: Path, results: pd.DataFrame, analysis: Analysis) -> list[str] | None:
     """The calibration summary of ``out_dir/calibration.json`` if it was made from these runs and settings."""
-    from bench import calibrate
+    from bench.analysis import calibrate
 
     return calibrate.summary_lines(out_dir, results, analysis)
 

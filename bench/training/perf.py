@@ -5,10 +5,10 @@ Three ways to train ``n_models`` runs for one epoch, on the same data and model:
 * ``loop``: a Python loop over minibatches calling a jitted step, seed after seed
   (what a Keras or PyTorch script does);
 * ``scan``: one jitted ``lax.scan`` over the epoch per seed, seed after seed;
-* ``vmap``: the suite's program (``bench.train.make_train_epoch``): runs laid out
+* ``vmap``: the suite's program (``bench.training.train.make_train_epoch``): runs laid out
   as the suite lays them out, ``8 initializers x n/8 seeds`` (the initializers of a
   seed share its minibatches), trained in chunks of seeds chosen by
-  ``bench.memory.plan`` (or ``chunk``), one compiled program for every chunk.
+  ``bench.training.memory.plan`` (or ``chunk``), one compiled program for every chunk.
 
 Each returns every run's final parameters (so the three can be checked to agree: the
 vmapped one per chunk, split by :meth:`Chunked.runs`) and
@@ -32,9 +32,10 @@ import optax
 import pandas as pd
 
 import initjax
-from bench import memory, models
-from bench.step import RunState
-from bench.train import OPTIMIZERS, epoch_order, loss_and_accuracy, make_train_epoch, run_keys
+from bench import models
+from bench.training import memory
+from bench.training.step import RunState
+from bench.training.train import OPTIMIZERS, epoch_order, loss_and_accuracy, make_train_epoch, run_keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,15 +273,15 @@ def measure(workloads=("synthetic", "mnist"), sizes=(1, 8, 32, 128, 256), varian
 def mnist_mlp_peak_rss(n_seeds: int = 128, n_train: int = 2048, n_test: int = 512) -> dict:
     """Trains 8 initializers x ``n_seeds`` MNIST-shaped MLPs for one epoch and reports memory.
 
-    Run it in a fresh process (``python -c "from bench import perf; print(perf.mnist_mlp_peak_rss())"``):
+    Run it in a fresh process (``python -c "from bench.training import perf; print(perf.mnist_mlp_peak_rss())"``):
     the peak resident size is the process's. Data are random MNIST-shaped arrays
     (memory does not depend on the values; the example count only sets the time).
 
     Returns:
       ``peak_rss_bytes``, ``estimated_peak_bytes``, ``models_per_chunk``, ``n_chunks``, ``train_s``.
     """
-    from bench.datasets import Dataset
-    from bench.train import TrainConfig, train_task
+    from bench.data.datasets import Dataset
+    from bench.training.train import TrainConfig, train_task
 
     rng = np.random.default_rng(0)
     data = Dataset("mnist-shaped", rng.random((n_train, 28, 28, 1), np.float32), rng.integers(0, 10, n_train, np.int32),

@@ -1,8 +1,8 @@
 """Comparisons between initializers of each task, from the tidy results table.
 
 Seed ``i`` of every initializer sees the same data order and random stream
-(``bench.train``), so runs are compared as pairs matched by seed. The procedure is
-:mod:`bench.verdicts`: all-pairs simultaneous intervals (max-T) and, from them,
+(``bench.training.train``), so runs are compared as pairs matched by seed. The procedure is
+:mod:`bench.analysis.verdicts`: all-pairs simultaneous intervals (max-T) and, from them,
 Hsu's multiple comparisons with the best, with verdicts *best*, *equivalent* (within
 the margin of the best), *worse* or *inconclusive*. With ``paired=False`` the runs are
 independent samples (Welch).
@@ -21,8 +21,8 @@ import functools
 import numpy as np
 import pandas as pd
 
-from bench import crossed, outcomes, verdicts
-from bench.stats import TASK, Settings, final_epoch, finished, group_rng, higher_is_better, run_table
+from bench.analysis import crossed, outcomes, verdicts
+from bench.analysis.stats import TASK, Settings, final_epoch, finished, group_rng, higher_is_better, run_table
 
 SEED_GRID = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
 
@@ -40,7 +40,7 @@ def final_matrix(task: pd.DataFrame, metric: str) -> tuple[list[str], np.ndarray
 
     Returns:
       ``(names, values)`` with the initializers in the results' order. With crossed data
-      orders (``bench.crossed``) a row is an init seed's mean over its finished data orders.
+      orders (``bench.analysis.crossed``) a row is an init seed's mean over its finished data orders.
     """
     names = list(dict.fromkeys(task["arm"]))
     if crossed.is_crossed(task):
@@ -67,11 +67,11 @@ def compare(
       paired: match runs by seed.
       settings: level, seed and draws of the null simulation, and the equivalence
         margin (None: :func:`default_margin`).
-      test_outcomes: per task, the runs' per-example test outcomes (``bench.outcomes``);
+      test_outcomes: per task, the runs' per-example test outcomes (``bench.analysis.outcomes``);
         where given, test metrics' intervals include the test set's sampling error.
 
     Returns:
-      :func:`bench.verdicts.verdicts` rows with ``dataset, model, metric, margin, test_set``
+      :func:`bench.analysis.verdicts.verdicts` rows with ``dataset, model, metric, margin, test_set``
       (test examples whose sampling error the intervals include; 0: none) in front.
     """
     margin = default_margin(metric) if settings.margin is None else settings.margin
@@ -97,9 +97,9 @@ def extra_variance(task: pd.DataFrame, metric: str, names: list[str], item: dict
                    paired: bool = True) -> tuple[np.ndarray | None, int]:
     """`(k, k)` variance of each mean difference that seeds do not average away (or None), and the test examples.
 
-    The test set's sampling (``bench.outcomes``, where ``item`` holds the task's
+    The test set's sampling (``bench.analysis.outcomes``, where ``item`` holds the task's
     per-example outcomes; its example count is returned, 0 when not counted) plus,
-    with crossed data orders, the data orders' share (``bench.crossed``).
+    with crossed data orders, the data orders' share (``bench.analysis.crossed``).
     """
     total = None
     scores = None if item is None else outcomes.task_scores(task, item, metric, names)
@@ -133,7 +133,7 @@ def detection_power(n: int, k: int, delta_over_sd: float, level: float, rng: np.
 
     Seeds are exchangeable normal: each pair's differences have sd 1, the shifted
     initializer's mean is ``-delta_over_sd``; the critical value is the max-T one of
-    ``n`` seeds and ``k`` initializers, as :mod:`bench.verdicts` computes it.
+    ``n`` seeds and ``k`` initializers, as :mod:`bench.analysis.verdicts` computes it.
     ``test_var``: the test set's sampling variance of a mean difference, in units of
     the paired sd squared, added to every ``se^2`` as the report does (it does not
     shrink with seeds); the test set itself is one draw, so the difference measured on

@@ -2,7 +2,7 @@
 
 Models return logits; the output activation (``sigmoid`` for one output unit,
 ``softmax`` otherwise) is named on the model and applied inside the loss
-(``bench.train.loss_and_accuracy``), where it is numerically stable.
+(``bench.training.train.loss_and_accuracy``), where it is numerically stable.
 """
 
 from __future__ import annotations

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
+from bench.experiments.presets import Arm, Experiment, Task
 from bench.models import MODELS
-from bench.presets import Arm, Experiment, Task
-from bench.train import TrainConfig
+from bench.training.train import TrainConfig
 
 # key -> (accepted types, what to write in a message)
 _INT, _NUM, _STR = (int,), (int, float), (str,)
@@ -196,7 +196,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
 def is_experiment_file(name) -> bool:
     """Whether a ``run`` argument names an experiment file rather than a preset (a preset's name wins over a
     stray file of that name in the working directory)."""
-    from bench import presets
+    from bench.experiments import presets
 
     if not isinstance(name, (str, Path)):
         return False
@@ -209,7 +209,7 @@ def resolve(name: str | Path, overrides: list[str] = ()) -> Experiment:
     Raises:
       UserError: unknown preset (with the known ones), or any error of :func:`load`.
     """
-    from bench import presets
+    from bench.experiments import presets
 
     if is_experiment_file(name):
         return load(name, overrides)

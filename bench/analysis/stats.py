@@ -1,6 +1,6 @@
 """Statistics over seeds, computed from the tidy results table.
 
-Every function takes the table that ``bench.train`` produces (one row per
+Every function takes the table that ``bench.training.train`` produces (one row per
 dataset, model, initializer, seed and epoch) and returns a new table; nothing here
 trains. Confidence intervals are ``scipy.stats.bootstrap`` intervals (BCa by
 default) with a generator seeded from the report seed *and* the group's labels, so a
@@ -39,7 +39,7 @@ class Settings:
       method: ``"BCa"``, ``"percentile"`` or ``"basic"`` (``scipy.stats.bootstrap``).
       n_resamples: bootstrap resamples.
       seed: root of every bootstrap generator and null simulation.
-      draws: null draws of the max-T critical value (``bench.verdicts``).
+      draws: null draws of the max-T critical value (``bench.analysis.verdicts``).
       margin: equivalence margin in the metric's units; None: 0.5 pp of accuracy, 0.01 of a loss.
       fixed_test_set: intervals conditional on the test set (over seeds only), even where
         per-example outcomes would let them count its sampling error.
@@ -125,7 +125,7 @@ def t_interval(values: np.ndarray, level: float = 0.95, extra_var: float = 0.0) 
     """Student t interval of the mean, ``mean +- t_{n-1} sqrt(s^2 / n + extra_var)``.
 
     ``extra_var``: variance of the mean from another source than seeds, e.g. the
-    test set's sampling (``bench.outcomes``); 0 gives the usual interval.
+    test set's sampling (``bench.analysis.outcomes``); 0 gives the usual interval.
 
     Over seeds it keeps its coverage from 8 seeds on (BCa: 0.87-0.89 at 8 seeds on
     resampled real runs); ``python -m bench calibrate`` measures it on a report's runs.
@@ -227,8 +227,8 @@ def summarize(
     is Student t (:func:`t_interval`); the IQM's is the bootstrap of ``settings``, given
     from ``IQM_MIN_SEEDS`` finished runs on (NaN below). ``test_set`` maps
     ``(dataset, initializer, metric)`` to variance of the mean that seeds do not average
-    away (the test set's sampling, ``bench.outcomes.arm_variances``; crossed data orders'
-    share, ``bench.crossed``), added to the mean's interval where given; the IQM then
+    away (the test set's sampling, ``bench.analysis.outcomes.arm_variances``; crossed data orders'
+    share, ``bench.analysis.crossed``), added to the mean's interval where given; the IQM then
     gets no interval (its bootstrap over runs cannot count that part). With crossed data
     orders the mean's interval is over the init seeds' means.
 

@@ -20,8 +20,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from bench import compare  # noqa: E402
-from bench.stats import final_epoch, higher_is_better  # noqa: E402
+from bench.analysis import compare  # noqa: E402
+from bench.analysis.stats import final_epoch, higher_is_better  # noqa: E402
 from bench.store import write_atomic  # noqa: E402
 
 LABELS = {"test_accuracy": "test accuracy", "test_loss": "test loss", "train_accuracy": "train accuracy",
@@ -174,7 +174,7 @@ def forest(comparisons: pd.DataFrame, dataset: str, level: float = 0.95) -> plt.
 
     One row per initializer (best first): the MCB interval of ``theta_i - max_{j != i} theta_j``
     in the better direction (accuracy in points), coloured by verdict, with the
-    equivalence margin dashed. ``comparisons``: ``bench.compare.compare`` rows.
+    equivalence margin dashed. ``comparisons``: ``bench.analysis.compare.compare`` rows.
     """
     rows = comparisons[(comparisons["dataset"] == dataset) & comparisons["to_best_low"].notna()]
     accuracy = rows["metric"].iloc[0].endswith("accuracy") if len(rows) else True

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.stats import GROUP, Settings, final_epoch, finished, run_table
+from bench.analysis.stats import GROUP, Settings, final_epoch, finished, run_table
 
 COLUMN = "data_seed"
 

@@ -2,7 +2,7 @@
 
 One tick per chunk-epoch left a one-epoch MNIST run at 0/1 for minutes. Here the
 bar counts the minibatch steps of every chunk and epoch (unit ``step``); the
-compiled epoch reports how far it is (``bench.train.make_train_epoch(on_steps=...)``,
+compiled epoch reports how far it is (``bench.training.train.make_train_epoch(on_steps=...)``,
 a ``jax.debug.callback`` about 50 times per epoch) and the bar shows the rate and a
 smoothed ETA (tqdm's exponential moving average of the rate).
 """

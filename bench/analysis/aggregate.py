@@ -1,6 +1,6 @@
 """Across tasks: which initializer is best over several datasets or models, with intervals and ranks.
 
-A single task's verdicts (:mod:`bench.verdicts`) do not say which initializer wins
+A single task's verdicts (:mod:`bench.analysis.verdicts`) do not say which initializer wins
 *overall*. Following Agarwal et al. (2021, rliable) each run's final score is put on
 a common scale per task, then aggregated over tasks and seeds with stratified
 bootstrap intervals; following Demšar (2006) the initializers are ranked within each
@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench import compare
-from bench.stats import TASK, Settings, final_epoch, group_rng, higher_is_better, iqm
+from bench.analysis import compare
+from bench.analysis.stats import TASK, Settings, final_epoch, group_rng, higher_is_better, iqm
 
 THRESHOLDS = np.linspace(0, 1, 41)  # of the performance profiles
 

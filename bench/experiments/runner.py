@@ -19,11 +19,16 @@ import pandas as pd
 
 import initjax
 from bench import data as bench_data
-from bench import devices, losses, memory, models, outcomes, presets, report, resume, stats
+from bench import models
+from bench.analysis import outcomes, stats
 from bench.errors import Interrupted, UserError, in_python_terms
-from bench.presets import Experiment
+from bench.experiments import presets
+from bench.experiments.presets import Experiment
+from bench.models import losses
+from bench.reporting import report
 from bench.store import exclusive
-from bench.train import train_task
+from bench.training import devices, memory, resume
+from bench.training.train import train_task
 
 
 @dataclasses.dataclass
@@ -36,7 +41,7 @@ class Outcome:
       meta: experiment, environment and timings, as written in the report header.
       files: paths written (empty when nothing was written).
       test_outcomes: per task, every run's per-example test loss and correctness
-        (``bench.outcomes``), which the intervals of test metrics count.
+        (``bench.analysis.outcomes``), which the intervals of test metrics count.
     """
 
     results: pd.DataFrame
@@ -47,14 +52,15 @@ class Outcome:
 
     @property
     def summary(self) -> pd.DataFrame:
-        """One row per (task, arm): runs, diverged, mean of the ranked metric with its 95% interval, spread,
-        IQM, and the verdict with the simultaneous interval of the difference to the best of the others."""
+        """One row per (task, arm) with the arm's factors: runs, diverged, mean of the ranked metric with its
+        95% interval, spread, IQM, and the verdict with the simultaneous interval of the difference to the best
+        of the others."""
         keys = ["dataset", "model", "arm"]
         rows = self.analysis.summary[self.analysis.summary["metric"] == self.analysis.metric]
         rows = rows[[*keys, "metric", "runs", "diverged", "mean", "mean_low", "mean_high", "std", "iqm"]]
         verdicts = self.analysis.comparisons[[*keys, "verdict", "to_best_low", "to_best_high", "p", "d_z",
                                               "win_rate"]]
-        return rows.merge(verdicts, on=keys, how="left").reset_index(drop=True)
+        return _with_factors(rows.merge(verdicts, on=keys, how="left").reset_index(drop=True))
 
     def report(self, out: str | Path, formats: Sequence[str] = report.FORMATS, overwrite: bool = False) -> list[Path]:
         """Writes the full report (markdown, LaTeX, CSV, figures) to ``out``; returns the files written.
@@ -71,7 +77,7 @@ def write_report(out: str | Path, results: pd.DataFrame, meta: dict, test_outcom
                  **options) -> tuple[report.Analysis, list[Path]]:
     """``outcomes.npz`` (removed when there are none: an older one describes other runs), then the report files.
 
-    ``options`` go to ``bench.report.write``. Returns its analysis and every file written.
+    ``options`` go to ``bench.reporting.report.write``. Returns its analysis and every file written.
     """
     stored = outcomes.save(out, test_outcomes) if test_outcomes else None
     if not test_outcomes:
@@ -104,10 +110,10 @@ def run_experiment(
     """Trains every task of ``experiment``, analyses the runs and writes the report to ``out`` (if given).
 
     ``data_dir`` and ``download`` say where image datasets are found (see
-    ``bench.datasets``); ``chunk`` (seeds per chunk) and ``max_memory`` (bytes)
-    override the chunk plan (see ``bench.memory``). With ``out``, finished chunks
+    ``bench.data.datasets``); ``chunk`` (seeds per chunk) and ``max_memory`` (bytes)
+    override the chunk plan (see ``bench.training.memory``). With ``out``, finished chunks
     and checkpoints (every ``checkpoint_every`` seconds) are kept in the cache folder
-    (``bench.resume.cache_root``: ``$INITJAX_CACHE``, else the user cache directory)
+    (``bench.training.resume.cache_root``: ``$INITJAX_CACHE``, else the user cache directory)
     and a rerun of the same experiment resumes from them; ``fresh`` forgets them first. With several JAX processes
     (``--distributed``) every process trains its chunks and only process 0
     writes files.
@@ -165,7 +171,8 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
             experiment=experiment.name, dataset=task.name, model=name))
         tasks[task.name] = _task_meta(name, data, result, len(initializers) * len(runs), store)
         if result.outcomes is not None:
-            test_outcomes[task.name] = {"names": list(initializers), "seeds": runs, **result.outcomes}
+            test_outcomes[task.name] = outcomes.as_stored({"names": list(initializers), "seeds": runs,
+                                                           **result.outcomes})
     results = _column_order(_with_factors(pd.concat(frames, ignore_index=True)))
     settings = stats.Settings(seed=experiment.seed, margin=margin, fixed_test_set=fixed_test_set)
     meta = {
@@ -223,7 +230,7 @@ def run(experiment: Experiment | str | Path = "default", *, out: str | Path | No
       UserError: bad input, before any training (the message names Python arguments).
       TypeError: an option that does not exist.
     """
-    from bench import experiment_file
+    from bench.experiments import experiment_file
 
     fields = set(inspect.signature(Experiment.override).parameters) - {"self"}
     run_options = set(inspect.signature(run_experiment).parameters) - {"experiment", "out", "progress", "command"}
@@ -276,7 +283,7 @@ def user_code(experiment: Experiment, task: presets.Task) -> list:
 
 
 def _task_key(experiment: Experiment, task: presets.Task, data) -> dict:
-    """Everything a task's numbers depend on (``bench.resume``): versions, settings, data, and the code."""
+    """Everything a task's numbers depend on (``bench.training.resume``): versions, settings, data, and the code."""
     return {**resume.environment_key(), "experiment": _numbers_config(experiment), "task": task.record(),
             "data": data.fingerprint(), "code": resume.code_key(user_code(experiment, task))}
 
@@ -351,11 +358,13 @@ def _interrupted(store) -> str:
             f"in {store.folder}: rerun the same command to resume (add --fresh to start over)")
 
 
-def _with_factors(results: pd.DataFrame) -> pd.DataFrame:
-    """``results`` with one column per factor of the arms (``presets.FACTORS``), after the arm's name."""
-    factors = pd.DataFrame([presets.arm_factors(name) for name in results["arm"]], columns=list(presets.FACTORS),
-                           index=results.index)
-    return pd.concat([results.drop(columns=[c for c in factors if c in results]), factors], axis=1)
+def _with_factors(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with one column per factor of its arms (``presets.FACTORS``) right after the ``arm`` column."""
+    table = table.drop(columns=[c for c in presets.FACTORS if c in table])
+    factors = pd.DataFrame([presets.arm_factors(name) for name in table["arm"]], columns=list(presets.FACTORS),
+                           index=table.index)
+    at = table.columns.get_loc("arm") + 1
+    return pd.concat([table.iloc[:, :at], factors, table.iloc[:, at:]], axis=1)
 
 
 def _column_order(results: pd.DataFrame) -> pd.DataFrame:

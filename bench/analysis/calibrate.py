@@ -1,6 +1,6 @@
 """``python -m bench calibrate DIR``: the report's own error rates, measured on its runs.
 
-The verdicts and intervals of :mod:`bench.verdicts` promise a family-wise error of at
+The verdicts and intervals of :mod:`bench.analysis.verdicts` promise a family-wise error of at
 most 5% and 95% coverage. Whether they keep that promise on *these* runs (skewed,
 gridded at ``k / n_test``, with seeds stuck at chance) is measured by resampling the
 stored final values, per task:
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import compare, stats, verdicts
+from bench.analysis import compare, stats, verdicts
 from bench.store import write_atomic
 
 FILE = "calibration.json"

@@ -1,7 +1,7 @@
 """One run: its state, how its model is called, one minibatch step, its evaluation.
 
 Everything here is for a *single* model: parameter leaves have the model's own
-shapes. ``bench.train`` batches these functions once (:func:`over_runs`: a vmap over
+shapes. ``bench.training.train`` batches these functions once (:func:`over_runs`: a vmap over
 seeds, each with its own minibatch, inside a vmap over arms, which share the seed's
 minibatch), scans the steps of an epoch and splits the runs into chunks.
 

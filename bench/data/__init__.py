@@ -8,7 +8,7 @@ A task's ``data`` is one of
   experiment file's folder (from the working directory in Python);
 * ``module:function``: ``function()`` returns those arrays as a dict or a
   ``(x_train, y_train, x_test, y_test)`` tuple (importing the module runs it);
-* from Python, a :class:`bench.datasets.Dataset`, e.g. ``bench.data.arrays(...)``.
+* from Python, a :class:`bench.data.datasets.Dataset`, e.g. ``bench.data.arrays(...)``.
 
 Inputs become float32 `(n, *input_shape)`; labels must be integer classes `(n,)` in
 ``[0, n_classes)``, or, for a regression loss, finite targets `(n,)` or `(n, d)`
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import datasets
-from bench.datasets import Dataset
+from bench.data import datasets
+from bench.data.datasets import Dataset
 from bench.errors import UserError, user_callable
 from initjax.registry import first_line
 
@@ -134,9 +134,9 @@ def load(spec, data_dir=None, download: bool = False, base: Path | None = None, 
     """The dataset a task's ``data`` names (see the module docstring).
 
     Args:
-      data_dir, download: where built-in image datasets are found (``bench.datasets``).
+      data_dir, download: where built-in image datasets are found (``bench.data.datasets``).
       base: folder relative ``npz:`` paths are taken from (the experiment file's).
-      regression: the task's loss wants real-valued targets (``bench.losses.is_regression``).
+      regression: the task's loss wants real-valued targets (``bench.models.losses.is_regression``).
 
     Raises:
       UserError: unknown name, missing file, bad arrays.

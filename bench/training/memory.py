@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bench import step
 from bench.errors import UserError
+from bench.training import step
 
 CPU_CACHE_BYTES = 32 * 2**20
 # Working memory of the compiler and runtime on top of arrays (XLA compiling the programs,

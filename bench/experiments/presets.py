@@ -1,7 +1,7 @@
 """Experiments: what to train, with which initializers, how many seeds; and the presets.
 
 An :class:`Experiment` is plain data. The presets are experiment files shipped with
-the package (``bench/experiments/NAME.toml``, read by ``bench.experiment_file``);
+the package (``bench/experiments/NAME.toml``, read by ``bench.experiments.experiment_file``);
 ``python -m bench show NAME`` prints one to copy. ``python -m bench run PRESET --seeds 8 ...``
 takes a preset and replaces fields with :meth:`Experiment.override`, then
 :func:`validate` checks everything a user could have typed wrong before any
@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import initjax
-from bench import data, datasets, losses
+from bench import data
+from bench.data import datasets
 from bench.errors import UserError, unknown
-from bench.models import ACTIVATIONS, MODELS
-from bench.train import TrainConfig
+from bench.models import ACTIVATIONS, MODELS, losses
+from bench.training.train import TrainConfig
 from initjax import rules
 
 
@@ -32,14 +33,14 @@ class Task:
 
     Attributes:
       dataset: what to train on (``bench.data``): a built-in name, ``npz:PATH``,
-        ``module:function``, or (from Python) a ``bench.datasets.Dataset``.
+        ``module:function``, or (from Python) a ``bench.data.datasets.Dataset``.
       hidden: built-in models' hidden-layer widths (conv nets: the dense widths; empty keeps the default).
       activation: built-in models' hidden activation, a name in ``bench.models.ACTIVATIONS``.
       model: a built-in name in ``bench.models.MODELS``, or any ``flax.linen.Module``:
         ``module:attr`` naming a module class, instance or factory, or (from Python)
         the object itself (``bench.models.from_spec``).
       model_args: keyword arguments a model class or factory is called with.
-      loss: name in ``bench.losses.LOSSES``, ``module:function`` or a callable; None:
+      loss: name in ``bench.models.losses.LOSSES``, ``module:function`` or a callable; None:
         sigmoid cross-entropy on one output for two classes, else softmax cross-entropy.
       subset: ``(n_train, n_test)``: train on the first examples only (smoke runs).
       label: the task's name in results and reports (the ``dataset`` column);
@@ -127,7 +128,7 @@ class Experiment:
       train: optimizer, learning rate, batch size, epochs.
       seed: experiment seed, the root of every random key.
       data_seeds: data-order seeds crossed with every init seed (1: seed ``i`` fixes
-        both, as by default; ``bench.crossed``).
+        both, as by default; ``bench.analysis.crossed``).
     """
 
     name: str
@@ -286,13 +287,13 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
     return resolved
 
 
-PRESET_FOLDER = Path(__file__).parent / "experiments"  # the presets: experiment files shipped with the package
+PRESET_FOLDER = Path(__file__).parent  # the presets: experiment files shipped with the package
 SCHOENHOLZ_SIGMA_B2 = 0.05  # sigma_b^2 of every arm of schoenholz2017.toml (its reproduction's claims use it)
 
 
 @functools.cache
 def _presets() -> dict[str, Experiment]:
-    from bench import experiment_file
+    from bench.experiments import experiment_file
 
     return {path.stem: experiment_file.load(path) for path in sorted(PRESET_FOLDER.glob("*.toml"))}
 

@@ -21,12 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bench import models, presets, step
-from bench.figures import plt, save
-from bench.presets import Experiment
-from bench.runner import task_data, task_model
+from bench import models
+from bench.experiments import presets
+from bench.experiments.presets import Experiment
+from bench.experiments.runner import task_data, task_model
+from bench.reporting.figures import plt, save
 from bench.store import write_atomic
-from bench.train import check_on_model, init_params, run_keys
+from bench.training import step
+from bench.training.train import check_on_model, init_params, run_keys
 from initjax import diagnostics
 
 BATCH = 512  # examples the statistics are measured on

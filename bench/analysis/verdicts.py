@@ -30,7 +30,7 @@ error of every claim it prints, the pick included:
    - ``inconclusive``: neither; more seeds are needed.
    Every ``worse`` and ``equivalent`` claim is true whenever the intervals hold, so
    the family-wise error of the verdicts is at most ``1 - level``
-   (:func:`bench.calibrate` measures it on simulated and resampled runs).
+   (:func:`bench.analysis.calibrate` measures it on simulated and resampled runs).
 
 Why not a sign-flip (Rademacher) max-T: it covers normal runs at 8 seeds too (0.96,
 8 initializers, 400 replications) but was no better on resampled real runs, has only
@@ -236,7 +236,7 @@ def simultaneous_intervals(
       draws: null draws.
       paired: runs matched by seed (rows); False treats each column as an independent sample.
       example_var: `(k, k)` the test set's sampling variance of each mean difference
-        (``bench.outcomes``), added to ``se^2``; the critical value stays the seeds'
+        (``bench.analysis.outcomes``), added to ``se^2``; the critical value stays the seeds'
         (its degrees of freedom are the seeds', so this errs on the wide side).
 
     Returns:

@@ -1,9 +1,9 @@
 """Training every initializer x every seed of a task as one compiled program.
 
-The state of all runs (``bench.step.RunState``: parameters, optimizer state, the
+The state of all runs (``bench.training.step.RunState``: parameters, optimizer state, the
 model's own state such as BatchNorm statistics) lives in one pytree whose leaves
 have two leading axes, `(n_arms, n_seeds, ...)`. One training step is the
-single-run update of ``bench.step`` under two ``jax.vmap`` (``bench.step.over_runs``,
+single-run update of ``bench.training.step`` under two ``jax.vmap`` (``bench.training.step.over_runs``,
 applied here once): the inner one over seeds (each seed has its own minibatch), the
 outer one over arms (which share the seed's minibatch, so the data is gathered
 once). A whole epoch is one ``lax.scan`` over minibatches; Python loops over epochs
@@ -34,10 +34,11 @@ import numpy as np
 import optax
 import pandas as pd
 
-from bench import devices, losses, memory, recipes, resume, step
-from bench.datasets import Dataset
+from bench.data.datasets import Dataset
 from bench.errors import UserError
-from bench.progress import StepBar
+from bench.models import losses
+from bench.training import devices, memory, recipes, resume, step
+from bench.training.progress import StepBar
 from initjax import rules, schemes
 from initjax.registry import first_line
 
@@ -49,17 +50,17 @@ OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """How every run of a task is trained (``bench.recipes``).
+    """How every run of a task is trained (``bench.training.recipes``).
 
     Attributes:
-      optimizer: spec of an optimizer in ``bench.recipes.OPTIMIZERS``, with keyword
+      optimizer: spec of an optimizer in ``bench.training.recipes.OPTIMIZERS``, with keyword
         arguments: ``"adam"``, ``"adamw(b2=0.95)"``.
       lr: peak learning rate, > 0.
       batch_size: minibatch size; the last minibatch of an epoch may be partial
         (it is masked, as Keras trains on it).
       epochs: number of passes over the training set.
       eval_batch_size: examples per evaluation chunk (bounds evaluation memory).
-      schedule: the learning rate's curve over the run (``bench.recipes.SCHEDULES``).
+      schedule: the learning rate's curve over the run (``bench.training.recipes.SCHEDULES``).
       weight_decay: >= 0; the optimizer's own decoupled decay or an L2 term.
       clip: clip gradients to this global norm (None: no clipping).
     """
@@ -138,7 +139,7 @@ class TaskResult:
 
 
 def loss_and_accuracy(logits: jnp.ndarray, labels: jnp.ndarray, output_activation: str):
-    """Per-example loss and correctness of a built-in model's head (``bench.losses``).
+    """Per-example loss and correctness of a built-in model's head (``bench.models.losses``).
 
     Args:
       logits: `(batch, 1)` for ``"sigmoid"``, `(batch, n_classes)` for ``"softmax"``.
@@ -159,7 +160,7 @@ def model_loss(loss) -> Callable:
 
 def loss_spec(model: nn.Module | None, loss=None):
     """The task's loss: ``loss`` when given, else the built-in model's head (``output_activation``),
-    with ``"sigmoid"``/``"softmax"`` said as the ``bench.losses`` names.
+    with ``"sigmoid"``/``"softmax"`` said as the ``bench.models.losses`` names.
 
     Raises:
       UserError: neither a loss nor a model head.
@@ -182,7 +183,7 @@ def run_keys(experiment_seed: int, dataset: str, seeds: Sequence[int], data_seed
         crosses init seed ``r // K`` with data-order seed ``r % K``: the init key is
         that of init seed ``r // K`` (as with ``K = 1``) and the data-order key comes
         from ``r % K`` alone, so every init seed sees the same ``K`` data orders
-        (``bench.crossed``).
+        (``bench.analysis.crossed``).
 
     Returns:
       ``(init_keys, data_keys)``, each a key array of shape `(n_runs,)`.
@@ -252,7 +253,10 @@ def init_params(model: nn.Module, arms: Sequence, init_keys, input_shape: Sequen
 
 def initial_state(model: nn.Module, optimizer: optax.GradientTransformation, arms: Sequence, init_keys,
                   input_shape: Sequence[int], x_train: jnp.ndarray | None = None) -> step.RunState:
-    """The :class:`bench.step.RunState` of every (arm, seed) before training, leaves `(n_arms, n_seeds, ...)`."""
+    """The :class:`bench.training.step.RunState` of every (arm, seed) before training.
+
+    Leaves `(n_arms, n_seeds, ...)`.
+    """
     params = init_params(model, arms, init_keys, input_shape, x_train)
     forward = step.forward_of(model, input_shape)
     _, model_state = forward.init(jax.random.key(0), jnp.zeros((1, *input_shape), jnp.float32))
@@ -340,16 +344,16 @@ def make_train_epoch(model: nn.Module, optimizer: optax.GradientTransformation, 
                      on_steps: Callable[[int], None] | None = None, ticks: int = 50, loss=None):
     """Builds ``train_epoch(state, data_keys, epoch, x, y)``: one epoch of every run.
 
-    The single-run step (``bench.step.make_step``) is batched once over runs
-    (``bench.step.over_runs``) and scanned over the epoch's minibatches. ``on_steps(k)``,
+    The single-run step (``bench.training.step.make_step``) is batched once over runs
+    (``bench.training.step.over_runs``) and scanned over the epoch's minibatches. ``on_steps(k)``,
     if given, is called from inside the compiled epoch (``jax.debug.callback``,
     outside the vmaps: once per step, not per run) after step ``k`` of the epoch,
     about ``ticks`` times per epoch: a progress bar in minibatch steps. It changes no number.
 
-    ``loss``: a loss spec (``bench.losses``); None: the built-in model's ``output_activation``.
+    ``loss``: a loss spec (``bench.models.losses``); None: the built-in model's ``output_activation``.
 
     Args of the returned function:
-      state: a :class:`bench.step.RunState` with leaves `(n_arms, n_seeds, ...)`.
+      state: a :class:`bench.training.step.RunState` with leaves `(n_arms, n_seeds, ...)`.
       data_keys: `(n_seeds,)` keys; epoch: int32 scalar.
       x: `(n, *input_shape)`; y: `(n, ...)`.
 
@@ -432,7 +436,7 @@ def make_outcomes(model: nn.Module, loss=None):
 
     Per-example loss and correctness of every run on a split chunked by
     :func:`chunked_for_eval` (the padding at the end is the caller's to drop): what a
-    report needs to count the test set's own sampling error (``bench.outcomes``).
+    report needs to count the test set's own sampling error (``bench.analysis.outcomes``).
     """
 
     loss_fn = losses.get(loss_spec(model, loss))
@@ -529,7 +533,7 @@ def _records(sums: np.ndarray, finite: np.ndarray, splits: list[str], split_size
         of 168/200 is recorded as 0.84.
       finite: `(epochs + 1, n_arms, n_seeds)`: every minibatch loss of the epoch was finite.
       target_variances: `(n_splits,)` for a regression loss, whose summed metric is
-        the squared error: recorded as ``{split}_r2`` (``bench.losses.r2``); None for
+        the squared error: recorded as ``{split}_r2`` (``bench.models.losses.r2``); None for
         classification (``{split}_accuracy``).
 
     A run is diverged from the first epoch with a non-finite minibatch or evaluation loss on.
@@ -567,9 +571,9 @@ def train_task(
 ) -> TaskResult:
     """Trains every initializer x seed on ``dataset``, chunk after chunk of seeds.
 
-    The runs are split into chunks of seeds (:mod:`bench.memory`); each chunk
+    The runs are split into chunks of seeds (:mod:`bench.training.memory`); each chunk
     trains every initializer of its seeds through all epochs, sharded over the
-    local devices (:mod:`bench.devices`), with programs compiled once for all
+    local devices (:mod:`bench.training.devices`), with programs compiled once for all
     chunks. With several processes each trains its own chunks and all records are
     gathered at the end. A run's numbers do not depend on the chunking or on the
     other runs: each seed's keys are derived from the seed alone.
@@ -589,10 +593,10 @@ def train_task(
         ``store``, which may hold finished chunks as records only).
       store: where finished chunks and checkpoints are kept; chunks found there
         are not trained again, a checkpointed chunk continues from its epoch, and
-        the stored chunk plan is reused (:mod:`bench.resume`); None keeps nothing.
+        the stored chunk plan is reused (:mod:`bench.training.resume`); None keeps nothing.
       data_seeds: ``K > 1`` makes ``seeds`` run numbers crossing init seed ``r // K``
         with data-order seed ``r % K`` (:func:`run_keys`).
-      loss: a loss spec or callable (``bench.losses``); None: the built-in model's
+      loss: a loss spec or callable (``bench.models.losses``); None: the built-in model's
         ``output_activation`` (sigmoid or softmax cross-entropy).
 
     Returns:
