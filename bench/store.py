@@ -162,3 +162,11 @@ def exclusive(folder: str | Path, process_index: int = 0):
         yield folder
     finally:
         handle.close()
+
+
+def files_digest(files) -> str:
+    """SHA-256 (16 hex digits) of the files' names and bytes, in the order given: what a result was computed by."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes())
+    return digest.hexdigest()[:16]

@@ -248,12 +248,26 @@ def test_calibrate_writes_its_line_into_the_report_and_drops_it_when_stale(run_d
     assert "its sampling error is in the intervals of test metrics" in text  # outcomes.npz still used
     assert cli.main(["report", str(copy), "--format", "md", "--fixed-test-set"]) == 0
     assert "conditional on the test set (`--fixed-test-set`)" in (copy / "report.md").read_text()
-    assert "was made from other runs or settings" in (copy / "report.md").read_text()  # another procedure
+    assert "was made from other runs, settings or code" in (copy / "report.md").read_text()  # another procedure
     results = pd.read_csv(copy / "results.csv")
     results.loc[0, "test_accuracy"] = 0.5  # other runs: the calibration no longer describes them
     _as_if_run(copy, results)
     assert cli.main(["report", str(copy), "--format", "md"]) == 0
-    assert "was made from other runs or settings" in (copy / "report.md").read_text()
+    assert "was made from other runs, settings or code" in (copy / "report.md").read_text()
+
+
+def test_a_calibration_goes_stale_when_the_procedures_code_changes(run_dir, tmp_path, monkeypatch):
+    """calibration.json measured one version of the verdicts' code; after an edit it no longer describes them."""
+    from bench.analysis import calibrate
+
+    copy = tmp_path / "calibrated"
+    shutil.copytree(run_dir, copy)
+    assert cli.main(["calibrate", str(copy), "--seeds", "4", "--reps", "10"]) == 0
+    assert "| calibration | synthetic (10 resamples a cell)" in (copy / "report.md").read_text()
+    real = calibrate.files_digest
+    monkeypatch.setattr(calibrate, "files_digest", lambda files: real(files[:-1]))  # as if one module changed
+    assert cli.main(["report", str(copy), "--format", "md"]) == 0
+    assert "was made from other runs, settings or code" in (copy / "report.md").read_text()
 
 
 def test_rerendering_keeps_divergence_epochs_integers(run_dir, tmp_path):

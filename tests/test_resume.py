@@ -337,7 +337,7 @@ def test_the_cache_key_covers_every_module_the_training_code_imports(monkeypatch
             todo += _bench_imports(path, root)
     not_numeric = {root / "bench" / "errors.py", root / "bench" / "store.py", root / "bench" / "__init__.py"}
     seen = []
-    monkeypatch.setattr(resume, "_files_digest", lambda files: seen.extend(files) or "digest")
+    monkeypatch.setattr(resume, "files_digest", lambda files: seen.extend(files) or "digest")
     resume.code_key([])
     covered = {Path(f).resolve() for f in seen}
     assert {root / "bench" / "training" / "step.py", root / "bench" / "models" / "losses.py"} <= reachable

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis import compare, stats, verdicts
-from bench.store import write_atomic
+from bench.store import files_digest, write_atomic
 
 FILE = "calibration.json"
 SCENARIOS = ("null", "permuted", "shift", "resample")
@@ -153,8 +153,9 @@ def calibrate(results: pd.DataFrame, metric: str = "test_accuracy", seeds: Seque
 
 
 def fingerprint(results: pd.DataFrame, metric: str, settings: stats.Settings, paired: bool) -> str:
-    """Hash of the runs and the settings the calibration depends on."""
+    """Hash of the runs, the settings and the code of the procedure (``bench.analysis``) the calibration measured."""
     digest = hashlib.sha256(results.to_csv(index=False).encode())
+    digest.update(files_digest(sorted(Path(__file__).parent.glob("*.py"))).encode())
     digest.update(json.dumps([metric, dataclasses.asdict(settings), paired], sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
@@ -175,7 +176,8 @@ def summary_lines(out_dir: Path, results: pd.DataFrame, analysis) -> list[str] |
     except (OSError, ValueError, KeyError, TypeError):
         return [f"`{FILE}` is damaged; rerun `python -m bench calibrate`."]
     if payload.get("fingerprint") != fingerprint(results, analysis.metric, analysis.settings, analysis.paired):
-        return [f"`{FILE}` was made from other runs or settings; rerun `python -m bench calibrate` to measure these."]
+        return [f"`{FILE}` was made from other runs, settings or code; rerun `python -m bench calibrate` to "
+                "measure these."]
     return [describe(cells, task) for task, cells in cells.groupby("dataset", sort=False)]
 
 

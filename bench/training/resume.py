@@ -40,7 +40,7 @@ import jax
 import numpy as np
 
 from bench.errors import UserError
-from bench.store import LOCK, read_npz_verified, write_atomic, write_npz_verified
+from bench.store import LOCK, files_digest, read_npz_verified, write_atomic, write_npz_verified
 from bench.training import memory
 
 FORMAT_VERSION = 2  # 2: every file carries a checksum and its own name
@@ -87,7 +87,7 @@ def code_key(specs) -> dict[str, str]:
     files = sorted(Path(initjax.__file__).parent.glob("*.py"))
     suite = Path(__file__).resolve().parent.parent
     files += [f for package in NUMERIC_PACKAGES for f in sorted((suite / package).glob("*.py"))]
-    out = {"suite": _files_digest(files)}
+    out = {"suite": files_digest(files)}
     for spec in specs:
         if isinstance(spec, str):
             parsed = parse_spec(spec)
@@ -99,15 +99,8 @@ def code_key(specs) -> dict[str, str]:
         module = sys.modules.get(module_name) or (importlib.import_module(module_name) if module_name else None)
         origin = getattr(module, "__file__", None)
         out[str(spec) if isinstance(spec, str) else f"{module_name}:{getattr(spec, '__qualname__', spec)}"] = (
-            _files_digest([Path(origin)]) if origin else "no source file")
+            files_digest([Path(origin)]) if origin else "no source file")
     return out
-
-
-def _files_digest(files) -> str:
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + Path(path).read_bytes())
-    return digest.hexdigest()[:16]
 
 
 @dataclasses.dataclass
