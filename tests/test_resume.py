@@ -342,3 +342,4 @@ def test_the_cache_key_covers_every_module_the_training_code_imports(monkeypatch
     covered = {Path(f).resolve() for f in seen}
     assert {root / "bench" / "training" / "step.py", root / "bench" / "models" / "losses.py"} <= reachable
     assert reachable - not_numeric <= covered, sorted(map(str, reachable - not_numeric - covered))
+    assert root / "bench" / "experiments" / "runner.py" in covered  # task_model and task_data build the task
