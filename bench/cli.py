@@ -89,7 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--datasets", type=_names, help="comma-separated dataset names, `bench list` shows them "
                      "(default: the preset's; synthetic,digits in default)")
     run.add_argument("--epochs", type=_int, help="passes over the training set (default: the preset's; 10 in default)")
-    run.add_argument("--lr", type=_float, help="learning rate, > 0 (default: the preset's; 1e-3 in default)")
+    run.add_argument("--lr", help="learning rate, > 0 (default: the preset's; 1e-3 in default); several make a grid "
+                     "trained in one program and tuned per initializer: 1e-3,1e-2,1e-1 or \"logspace(1e-4, 1e-1, 7)\"")
+    run.add_argument("--weight-decay", help="weight decay, >= 0; several values (or linspace(...)) make a grid factor")
+    run.add_argument("--momentum", help="grid of momentum values in [0, 1): SGD's momentum, Adam's b1")
+    run.add_argument("--init-scale", help="grid of multipliers of the initial kernels, e.g. 0.5,1,2 "
+                     "(--set grid.init_scale_on=PATTERN for other parameters)")
     run.add_argument("--optimizer", help="sgd, momentum, nesterov, adam, adamw, lion, rmsprop, with optax keyword "
                      "arguments: adamw(b2=0.95) (default: the preset's; adam in default)")
     run.add_argument("--batch-size", type=_int, help="minibatch size; a partial last batch is kept (default: the "
@@ -166,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--models", type=_names, default=["1", "8", "32", "128", "256"],
                       help="comma-separated model counts (multiples of 8: 8 initializers x n/8 seeds)")
     perf.add_argument("--workloads", type=_names, default=["synthetic", "mnist"], help="synthetic, mnist")
+    perf.add_argument("--no-grid", action="store_true",
+                      help="skip the grid's timing (8 initializers x 4 lr x 8 seeds against 8 x 32 seeds)")
     diag = commands.add_parser("diagnose", help="signal propagation at initialization: variances per layer, Jacobian")
     diag.add_argument("preset", nargs="?", default="default", help="preset name (`bench list` shows them)")
     diag.add_argument("--initializers", type=_specs, help="comma-separated specs (default: the preset's)")
@@ -247,7 +254,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         experiment = presets.smoke(experiment)
     experiment = experiment.override(
         seeds=args.seeds, initializers=args.initializers, datasets=args.datasets, epochs=args.epochs,
-        lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size, seed=args.experiment_seed,
+        lr=args.lr, weight_decay=args.weight_decay, momentum=args.momentum, init_scale=args.init_scale,
+        optimizer=args.optimizer, batch_size=args.batch_size, seed=args.experiment_seed,
         model=args.model, hidden=args.hidden, activation=args.activation, data_seeds=args.data_seeds,
     )
     out = args.out or f"reports/{experiment.name}"
@@ -404,6 +412,13 @@ def _perf(args: argparse.Namespace) -> int:
             print(_perf_table(rows, peak))
         raise Interrupted(f"interrupted; {len(rows)} measurement(s) finished" + (" (above)" if rows else "")) from None
     print(_perf_table(rows, peak))
+    if not args.no_grid:
+        print("timing the grid: 8 initializers x 4 lr x 8 seeds against 8 x 32 seeds, alternated", file=sys.stderr)
+        grid = perf.measure_grid()
+        print(f"\n{perf.WORKLOADS['synthetic'].name}: a grid against as many seeds (run-epochs/s, best of 3 x 3)\n")
+        print(grid.assign(seconds=grid["seconds"].map("{:.3f}".format),
+                          seed_epochs_per_s=grid["seed_epochs_per_s"].map("{:,.0f}".format),
+                          ratio=grid["ratio"].map("{:.2f}x".format)).to_markdown(index=False))
     return 0
 
 

@@ -53,6 +53,7 @@ def no_training(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(train, "_compile", _accept)  # the first step that costs time
     monkeypatch.setattr(perf, "measure", _accept)
+    monkeypatch.setattr(perf, "measure_grid", _accept)
     monkeypatch.setattr(perf, "matmul_peak", lambda: 1.0)
     monkeypatch.chdir(tmp_path)  # a run that is accepted would write under ./reports here
 

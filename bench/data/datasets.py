@@ -101,6 +101,20 @@ class Dataset:
                 digest.update(np.ascontiguousarray(array).data)
         return digest.hexdigest()
 
+    def hold_out(self, n_val: int) -> Dataset:
+        """The first ``n_val`` training examples as the validation split (a dataset that has none).
+
+        Raises:
+          UserError: it has a validation split already, or ``n_val`` leaves no training example.
+        """
+        if self.x_val is not None:
+            raise UserError(f"{self.name} has a validation split already")
+        if not 1 <= n_val < len(self.x_train):
+            raise UserError(f"a validation split of {n_val} needs 1 to {len(self.x_train) - 1} of the "
+                            f"{len(self.x_train)} training examples of {self.name}")
+        return dataclasses.replace(self, x_train=self.x_train[n_val:], y_train=self.y_train[n_val:],
+                                   x_val=self.x_train[:n_val], y_val=self.y_train[:n_val])
+
     def subset(self, n_train: int, n_test: int) -> Dataset:
         """The first examples of each split (validation gets ``n_test``), for smoke runs."""
         val = {} if self.x_val is None else {"x_val": self.x_val[:n_test], "y_val": self.y_val[:n_test]}

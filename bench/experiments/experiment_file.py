@@ -18,6 +18,15 @@ preset in this form. A minimal file::
     model_args = { widths = [128, 128] }
     loss = "softmax_cross_entropy"
 
+A ``[grid]`` table crosses every initializer with hyperparameter values, trained in the
+same program (``bench.training.grid``)::
+
+    [grid]
+    lr = "logspace(1e-4, 1e-1, 7)"    # or a list: [1e-3, 1e-2, 1e-1]
+    weight_decay = [0.0, 0.01]
+    init_scale = [0.5, 1.0, 2.0]
+    init_scale_on = "*/kernel"
+
 An arm that applies initializers by parameter path (``initjax.rules``, first match wins)
 is a table in ``initializers``: ``{ name = "zero-head", rules = { "head/kernel" = "zeros",
 "*/kernel" = "he_normal" } }``.
@@ -40,13 +49,17 @@ from typing import Any
 from bench.errors import UserError
 from bench.experiments.presets import Arm, Experiment, Task
 from bench.models import MODELS
+from bench.training import grid as grids
 from bench.training.train import TrainConfig
 
 # key -> (accepted types, what to write in a message)
 _INT, _NUM, _STR = (int,), (int, float), (str,)
 TOP = {"name": (_STR, "a string"), "description": (_STR, "a string"), "seeds": (_INT, "an integer"),
        "data_seeds": (_INT, "an integer"), "seed": (_INT, "an integer"), "initializers": ((list,), "a list"),
-       "train": ((dict,), "a table"), "tasks": ((list,), "an array of tables [[tasks]]")}
+       "train": ((dict,), "a table"), "tasks": ((list,), "an array of tables [[tasks]]"),
+       "grid": ((dict,), "a table [grid]")}
+GRID = {**{f: ((list, str, int, float), "a list of numbers or a range string") for f in grids.FACTORS},
+        "init_scale_on": (_STR, "a string")}
 TRAIN = {"optimizer": (_STR, "a string"), "lr": (_NUM, "a number"), "batch_size": (_INT, "an integer"),
          "epochs": (_INT, "an integer"), "eval_batch_size": (_INT, "an integer"), "schedule": (_STR, "a string"),
          "weight_decay": (_NUM, "a number"), "clip": (_NUM, "a number")}
@@ -130,6 +143,12 @@ def from_dict(raw: dict, origin: str = "<experiment>", folder: Path | None = Non
     tasks = tuple(_task(t, i, origin, folder) for i, t in enumerate(raw["tasks"]))
     arms = tuple(_arm(a, i, origin) for i, a in enumerate(raw["initializers"]))
     fields = {k: raw[k] for k in ("seeds", "data_seeds", "seed") if k in raw}
+    if "grid" in raw:
+        _check_keys(raw["grid"], GRID, "grid.", origin)
+        try:
+            fields["grid"] = grids.Grid.of(**raw["grid"])
+        except UserError as error:
+            raise UserError(f"{origin}: grid: {error}") from None
     return Experiment(name=raw.get("name", Path(origin).stem), description=raw.get("description", ""), tasks=tasks,
                       initializers=arms, train=TrainConfig(**train), **fields)
 
@@ -254,9 +273,12 @@ def dump(experiment: Experiment) -> str:
     lines += [f"{k} = {record[k]}" for k in ("data_seeds", "seed") if record[k] != (1 if k == "data_seeds" else 0)]
     arms = [a if isinstance(a, str) else {"name": a["name"], "rules": a["rules"]} for a in record["initializers"]]
     lines += ["initializers = [", *(f"    {_value(a)}," for a in arms), "]", "", "[train]"]
+    grid_lines = [f"{k} = {_value(v)}" for k, v in record.get("grid", {}).items()]
     train_defaults = TrainConfig().__dict__
     lines += [f"{k} = {_value(v)}" for k, v in record["train"].items()
               if v is not None and (k in ("optimizer", "lr", "batch_size", "epochs") or v != train_defaults[k])]
+    if grid_lines:
+        lines += ["", "[grid]", *grid_lines]
     for task in record["tasks"]:
         lines += ["", "[[tasks]]", f"data = {_value(task['dataset'])}"]
         builtin = task["model"] in MODELS

@@ -23,7 +23,9 @@ from bench import data
 from bench.data import datasets
 from bench.errors import UserError, unknown
 from bench.models import ACTIVATIONS, MODELS, losses
-from bench.training.train import TrainConfig
+from bench.training import grid as grids
+from bench.training import recipes
+from bench.training.train import TrainConfig, injected
 from initjax import rules
 
 
@@ -106,12 +108,8 @@ class Arm:
         return cls(name, tuple((str(p), str(i)) for p, i in pairs))
 
 
-FACTORS = ("initializer",)  # what an arm varies; results carry one column per factor next to the arm's name
-
-
-def arm_factors(name: str) -> dict[str, object]:
-    """The factor values of the arm called ``name``: today its initializer (spec or rule set name)."""
-    return {"initializer": name}
+# what an arm may vary; results carry one column per factor the experiment varies, next to the arm's name
+FACTORS = ("initializer", *grids.FACTORS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +127,8 @@ class Experiment:
       seed: experiment seed, the root of every random key.
       data_seeds: data-order seeds crossed with every init seed (1: seed ``i`` fixes
         both, as by default; ``bench.analysis.crossed``).
+      grid: hyperparameter values crossed with every initializer (``bench.training.grid``);
+        each (initializer, cell) is an arm. Empty: one arm per initializer at the recipe's values.
     """
 
     name: str
@@ -139,6 +139,16 @@ class Experiment:
     train: TrainConfig = TrainConfig()
     seed: int = 0
     data_seeds: int = 1
+    grid: grids.Grid = grids.Grid()
+
+    def arms(self, initializers: Sequence[str] | None = None) -> dict[str, dict]:
+        """Arm name -> its factor values (``initializer`` and the grid's), in table order.
+
+        ``initializers``: the canonical names (:func:`validate`'s keys); default the names as listed.
+        """
+        if initializers is None:
+            initializers = [a if isinstance(a, str) else a.name for a in self.initializers]
+        return grids.arms(list(initializers), self.grid)
 
     def record(self) -> dict:
         """The experiment as JSON-safe data (``run.json``, resume keys, ``bench show``)."""
@@ -152,6 +162,7 @@ class Experiment:
             "train": dataclasses.asdict(self.train),
             "seed": self.seed,
             "data_seeds": self.data_seeds,
+            **({"grid": self.grid.record()} if self.grid else {}),
         }
 
     def override(
@@ -161,7 +172,11 @@ class Experiment:
         initializers: Sequence[str] | None = None,
         datasets: Sequence[str] | None = None,
         epochs: int | None = None,
-        lr: float | None = None,
+        lr: float | Sequence[float] | str | None = None,
+        weight_decay: float | Sequence[float] | str | None = None,
+        momentum: float | Sequence[float] | str | None = None,
+        init_scale: float | Sequence[float] | str | None = None,
+        grid: grids.Grid | Mapping | None = None,
         optimizer: str | None = None,
         batch_size: int | None = None,
         seed: int | None = None,
@@ -175,7 +190,25 @@ class Experiment:
         ``datasets`` selects the preset's tasks by dataset name or task label; a
         dataset the preset does not have gets the model of the preset's first task. ``model``,
         ``hidden`` and ``activation`` replace those of every task.
+
+        ``lr``, ``weight_decay`` and ``momentum``: one value sets the recipe's; several (a
+        list, ``"1e-3,1e-2"`` or ``"logspace(1e-4, 1e-1, 7)"``) make it a grid factor.
+        ``init_scale``: any values make it a grid factor. ``grid`` (a ``Grid`` or a mapping of
+        factor -> values) replaces the grid, before those.
         """
+        new_grid = self.grid if grid is None else grid if isinstance(grid, grids.Grid) else grids.Grid.of(**grid)
+        fixed = {}
+        for factor, value in (("lr", lr), ("weight_decay", weight_decay), ("momentum", momentum),
+                              ("init_scale", init_scale)):
+            if value is None:
+                continue
+            values = grids.parse_values(value, factor)
+            if len(values) > 1 or factor in ("init_scale", "momentum"):  # no recipe field of their own
+                new_grid = dataclasses.replace(new_grid, **{factor: values})
+            else:
+                new_grid = dataclasses.replace(new_grid, **{factor: ()})
+                fixed[factor] = values[0]
+        lr, weight_decay = fixed.get("lr"), fixed.get("weight_decay")
         tasks = self.tasks
         if datasets is not None:
             picked = []
@@ -191,7 +224,8 @@ class Experiment:
             self.train,
             **{
                 k: v
-                for k, v in dict(epochs=epochs, lr=lr, optimizer=optimizer, batch_size=batch_size).items()
+                for k, v in dict(epochs=epochs, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
+                                 batch_size=batch_size).items()
                 if v is not None
             },
         )
@@ -203,6 +237,7 @@ class Experiment:
             seed=self.seed if seed is None else seed,
             initializers=self.initializers if initializers is None else tuple(initializers),
             data_seeds=self.data_seeds if data_seeds is None else data_seeds,
+            grid=new_grid,
         )
 
 
@@ -267,6 +302,8 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
             raise UserError(f"resmlp needs equal hidden widths, one per residual block (e.g. --hidden "
                             f"{','.join(['64'] * 8)}); got {tuple(task.hidden)}")
     experiment.train.validate(n_train=None)  # the batch size is checked against each dataset later
+    experiment.grid.validate()
+    recipes.check(experiment.train.optimizer, experiment.train.schedule, injected(experiment.grid))
     resolved = {}
     for arm in experiment.initializers:
         try:

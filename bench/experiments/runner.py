@@ -60,7 +60,8 @@ class Outcome:
         rows = rows[[*keys, "metric", "runs", "diverged", "mean", "mean_low", "mean_high", "std", "iqm"]]
         verdicts = self.analysis.comparisons[[*keys, "verdict", "to_best_low", "to_best_high", "p", "d_z",
                                               "win_rate"]]
-        return _with_factors(rows.merge(verdicts, on=keys, how="left").reset_index(drop=True))
+        return _with_factors(rows.merge(verdicts, on=keys, how="left").reset_index(drop=True),
+                             report.arms_of(self.meta))
 
     def report(self, out: str | Path, formats: Sequence[str] = report.FORMATS, overwrite: bool = False) -> list[Path]:
         """Writes the full report (markdown, LaTeX, CSV, figures) to ``out``; returns the files written.
@@ -125,13 +126,14 @@ def run_experiment(
     """
     start = time.perf_counter()
     initializers = presets.validate(experiment)
-    if baseline is not None:
+    arm_names = experiment.arms(list(initializers))
+    if baseline is not None and baseline not in arm_names:
         try:
             baseline = initjax.canonical(baseline)
         except ValueError as error:
             raise UserError(str(error)) from None
-        if baseline not in initializers:
-            raise UserError(f"--baseline {baseline!r} is not among the initializers {list(initializers)}")
+        if baseline not in arm_names:
+            raise UserError(f"--baseline {baseline!r} is not among the initializers {list(arm_names)}")
     if margin is not None and not margin >= 0:
         raise UserError(f"--margin must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {margin}")
     with contextlib.ExitStack() as held:
@@ -145,9 +147,10 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
                      max_memory, fresh, checkpoint_every, margin, fixed_test_set, start) -> Outcome:
     """:func:`run_experiment` once the input is checked and the output folder is held."""
     runs = list(range(experiment.seeds * experiment.data_seeds))  # run r: init seed r // K, data order r % K
+    arms = experiment.arms(list(initializers))
     frames, tasks, test_outcomes = [], {}, {}
     for task in experiment.tasks:
-        data = task_data(task, data_dir, download)
+        data = task_data(task, data_dir, download, tuned=len(experiment.grid.cells()) > 1)
         model, loss = task_model(task, data)
         name = models.describe(model, data.input_shape)
         with contextlib.ExitStack() as held:
@@ -162,23 +165,24 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
             try:
                 result = train_task(data, model, initializers, runs, experiment.train, experiment.seed,
                                     progress and devices.is_main_process(), chunk, max_memory, keep_params=False,
-                                    store=store, data_seeds=experiment.data_seeds, loss=loss)
+                                    store=store, data_seeds=experiment.data_seeds, loss=loss,
+                                    grid=experiment.grid)
             except KeyboardInterrupt:
                 raise Interrupted(_interrupted(store)) from None
         if store is not None and (store.loaded or store.resumed) and devices.is_main_process():
             print(_reused(task.name, store, result.plan.n_chunks), file=sys.stderr)
         frames.append(_split_runs(result.frame, experiment.data_seeds).assign(
             experiment=experiment.name, dataset=task.name, model=name))
-        tasks[task.name] = _task_meta(name, data, result, len(initializers) * len(runs), store)
+        tasks[task.name] = _task_meta(name, data, result, len(arms) * len(runs), store)
         if result.outcomes is not None:
-            test_outcomes[task.name] = outcomes.as_stored({"names": list(initializers), "seeds": runs,
-                                                           **result.outcomes})
-    results = _column_order(_with_factors(pd.concat(frames, ignore_index=True)))
+            test_outcomes[task.name] = outcomes.as_stored({"names": list(arms), "seeds": runs, **result.outcomes})
+    results = _column_order(_with_factors(pd.concat(frames, ignore_index=True), arms))
     settings = stats.Settings(seed=experiment.seed, margin=margin, fixed_test_set=fixed_test_set)
     meta = {
         "format": report.FORMAT_VERSION,
         "experiment": experiment.record(),
-        "initializers": list(initializers),
+        "initializers": list(arms),
+        **({"arms": arms} if experiment.grid else {}),
         "statistics": dataclasses.asdict(settings),
         "tasks": tasks,
         "runs": sum(t["runs"] for t in tasks.values()),
@@ -193,7 +197,8 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
     }
     if out is None or not devices.is_main_process():
         shown = None if fixed_test_set else test_outcomes
-        return Outcome(results, report.analyse(results, settings=settings, test_outcomes=shown), meta, [],
+        return Outcome(results, report.analyse(results, settings=settings, test_outcomes=shown,
+                                                        reference=report.reference_of(meta)), meta, [],
                        test_outcomes)
     try:
         analysis, files = write_report(out, results, meta, test_outcomes, baseline=baseline)
@@ -250,10 +255,21 @@ def run(experiment: Experiment | str | Path = "default", *, out: str | Path | No
         raise UserError(in_python_terms(str(error))) from None
 
 
-def task_data(task: presets.Task, data_dir=None, download: bool = False):
-    """The task's dataset (its subset for smoke runs), with regression targets where its loss wants them."""
+TUNING_VALIDATION = 0.2  # of the training examples, held out when a grid is tuned on data without a validation split
+
+
+def task_data(task: presets.Task, data_dir=None, download: bool = False, tuned: bool = False):
+    """The task's dataset (its subset for smoke runs), with regression targets where its loss wants them.
+
+    ``tuned``: the experiment picks hyperparameters per initializer (a grid of several
+    cells); the choice needs a validation split, so a dataset without one holds out the
+    first :data:`TUNING_VALIDATION` of its training examples (after the subset), never its test split.
+    """
     data = bench_data.load(task.dataset, data_dir, download, regression=losses.is_regression(task.loss))
-    return data.subset(*task.subset) if task.subset else data
+    data = data.subset(*task.subset) if task.subset else data
+    if tuned and data.x_val is None:
+        data = data.hold_out(int(round(TUNING_VALIDATION * len(data.x_train))))
+    return data
 
 
 def task_model(task: presets.Task, data) -> tuple:
@@ -358,17 +374,18 @@ def _interrupted(store) -> str:
             f"in {store.folder}: rerun the same command to resume (add --fresh to start over)")
 
 
-def _with_factors(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with one column per factor of its arms (``presets.FACTORS``) right after the ``arm`` column."""
+def _with_factors(table: pd.DataFrame, arms: dict[str, dict]) -> pd.DataFrame:
+    """``table`` with one column per factor its arms vary (of ``presets.FACTORS``; ``arms``: name -> factor
+    values) right after the ``arm`` column."""
+    varied = [f for f in presets.FACTORS if any(f in values for values in arms.values())]
     table = table.drop(columns=[c for c in presets.FACTORS if c in table])
-    factors = pd.DataFrame([presets.arm_factors(name) for name in table["arm"]], columns=list(presets.FACTORS),
-                           index=table.index)
+    factors = pd.DataFrame([arms[name] for name in table["arm"]], columns=varied, index=table.index)
     at = table.columns.get_loc("arm") + 1
     return pd.concat([table.iloc[:, :at], factors, table.iloc[:, at:]], axis=1)
 
 
 def _column_order(results: pd.DataFrame) -> pd.DataFrame:
-    first = ["experiment", "dataset", "model", "arm", *presets.FACTORS, "seed"] + (
+    first = ["experiment", "dataset", "model", "arm", *[f for f in presets.FACTORS if f in results], "seed"] + (
         ["data_seed"] if "data_seed" in results else []
     )
     first += ["epoch"]

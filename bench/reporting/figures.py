@@ -244,6 +244,47 @@ def critical_difference(ranks: dict) -> plt.Figure:
     return fig
 
 
+def sensitivity(item, dataset: str, metric: str) -> plt.Figure:
+    """Final ``metric`` against the grid's main factor (log x for a learning rate), one line per initializer.
+
+    Bands: each point's Student t interval; a marker at each initializer's interpolated best
+    value with its bootstrap interval as a horizontal bar (``bench.analysis.tuning.Sensitivity``).
+    Left: the whole range; right: zoomed on the top (4 tolerances below the best mean), where
+    the tuned initializers differ.
+    """
+    s, names = item.sensitivity, item.cube.initializers
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    styles = arm_styles(names)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    x = np.log10(s.values) if s.log else s.values
+    for ax in axes:
+        for i, name in enumerate(names):
+            color, style = styles[name]
+            means = sign * s.means[i]
+            low = np.minimum(sign * s.low[i], sign * s.high[i])
+            high = np.maximum(sign * s.low[i], sign * s.high[i])
+            ax.plot(s.values, means, style, color=color, marker="o", markersize=3, label=name)
+            ax.fill_between(s.values, low, high, color=color, alpha=0.12, linewidth=0)
+            if np.isfinite(s.best[i]):
+                peak = np.interp(np.log10(s.best[i]) if s.log else s.best[i], x, means)
+                ax.errorbar([s.best[i]], [peak], xerr=[[s.best[i] - s.best_low[i]], [s.best_high[i] - s.best[i]]],
+                            color=color, marker="D", markersize=5, capsize=3, linewidth=1)
+        if s.log:
+            ax.set_xscale("log")
+        ax.set_xlabel(s.factor.replace("_", " ") + (" (log scale)" if s.log else ""))
+        ax.grid(alpha=0.3)
+    top = np.nanmax(s.means)
+    if np.isfinite(top):
+        edge = sorted((sign * (top - 4 * s.tolerance), sign * (top + s.tolerance)))
+        axes[1].set_ylim(*edge)
+    axes[0].set_ylabel(f"final {_label(metric)}")
+    axes[0].set_title(f"{dataset}: sensitivity to {s.factor.replace('_', ' ')}", fontsize=9)
+    axes[1].set_title("near the best (bands: 95% CI; diamonds: best value, bootstrap CI)", fontsize=9)
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
 def save(fig: plt.Figure, path_stem: Path, formats: tuple[str, ...]) -> list[Path]:
     """Writes ``path_stem.png`` / ``.pdf`` for each of ``formats`` (atomically) and closes the figure.
 

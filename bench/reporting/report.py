@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import aggregate, compare, crossed, outcomes, stats
+from bench.analysis import aggregate, compare, crossed, outcomes, stats, tuning
 from bench.errors import UserError
+from bench.reporting import tuning as grid_report
 from bench.store import write_atomic
 from bench.training.memory import format_bytes
 
@@ -50,6 +51,8 @@ class Analysis:
         metrics' intervals include (absent: intervals over seeds only).
       sources: ``crossed.decomposition``: init / data-order / rest standard deviations
         (empty unless data orders were crossed with init seeds).
+      tuning: ``tuning.analyse``: per task ``(dataset, model)``, the grid's tuned comparison,
+        sensitivity and ranking verdict (empty without a grid).
     """
 
     metric: str
@@ -65,6 +68,7 @@ class Analysis:
     ranks: dict | None
     test_examples: dict[str, int]
     sources: pd.DataFrame
+    tuning: dict = dataclasses.field(default_factory=dict)
 
     @property
     def margin(self) -> float:
@@ -78,8 +82,11 @@ def analyse(
     paired: bool = True,
     settings: stats.Settings = stats.Settings(),
     test_outcomes: dict[str, dict] | None = None,
+    reference: dict | None = None,
 ) -> Analysis:
     """Computes every statistic of the report.
+
+    ``reference``: the recipe's hyperparameters (``{"lr": 1e-3}``), where a grid's ranking is checked.
 
     ``test_outcomes`` (``bench.analysis.outcomes``): per task, every run's per-example test
     outcomes; with them the intervals of test metrics include the test set's own
@@ -117,6 +124,9 @@ def analyse(
         ranks=aggregate.rank_test(results, metric),
         test_examples={task: int(item["correct"].shape[-1]) for task, item in test_outcomes.items()},
         sources=crossed.decomposition(results, metric, settings),
+        tuning=tuning.analyse(results, metric, settings,
+                              compare.default_margin(metric) if settings.margin is None else settings.margin,
+                              reference),
     )
 
 
@@ -292,6 +302,11 @@ def _differs(shipped, ran) -> bool:
     if isinstance(shipped, list) and isinstance(ran, list) and len(shipped) == len(ran):
         return any(_differs(a, b) for a, b in zip(shipped, ran))
     return shipped != ran
+
+
+def arms_of(meta: dict) -> dict[str, dict]:
+    """Arm name -> its factor values (``initializer`` and any grid factors) of a run's ``run.json``."""
+    return meta.get("arms") or {name: {"initializer": name} for name in meta["initializers"]}
 
 
 def describe_arm(name: str, experiment: dict) -> str:
@@ -477,7 +492,13 @@ def console(analysis: Analysis, tasks: dict[str, dict]) -> str:
         keep = [c for c in table.columns if not c.startswith(("IQM", "median", "std"))]
         blocks.append(f"{dataset}: {info['model']}, {info['runs']} runs\n"
                       + table[keep].to_markdown(index=False, tablefmt="simple"))
-    return "\n\n".join(blocks + [f"Verdicts: {legend(analysis)}."])
+    grid_lines = grid_report.console_lines(analysis.tuning, analysis.metric)
+    return "\n\n".join(blocks + [f"Verdicts: {legend(analysis)}."] + (["\n".join(grid_lines)] if grid_lines else []))
+
+
+def _tuning_of(analysis: Analysis, dataset: str):
+    """The grid analysis of the task on ``dataset`` (``tuning.TaskTuning``), None without a grid."""
+    return next((item for (name, _), item in analysis.tuning.items() if name == dataset), None)
 
 
 # ---------------------------------------------------------------- markdown
@@ -559,6 +580,10 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
                       "The diverged runs are the result; a lower learning rate or smaller initial weights may train.",
                       "", *[f"![{Path(f).stem}]({f})" for f in figures.get(dataset, [])]]
             continue
+        item = _tuning_of(analysis, dataset)
+        if item is not None:
+            shown = [f for f in figures.get(dataset, []) if "-sensitivity-" in f]
+            lines += grid_report.markdown(item, analysis.metric, analysis.settings, shown[0] if shown else None)
         lines += [
             f"### Comparisons with the best: {_title(analysis.metric)}", "",
             comparison_table(analysis, dataset).to_markdown(index=False), "",
@@ -574,7 +599,7 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
             *[f"- {sentence}" for sentence in advice_sentences(analysis, dataset)],
         ]
         if figures.get(dataset):
-            lines += ["", *[f"![{Path(f).stem}]({f})" for f in figures[dataset]]]
+            lines += ["", *[f"![{Path(f).stem}]({f})" for f in figures[dataset] if "-sensitivity-" not in f]]
     lines += across_lines(analysis, figures.get(ACROSS, []))
     lines += ["", "Raw runs, one row per (dataset, model, arm, seed, epoch): [results.csv](results.csv).", ""]
     return "\n".join(lines)
@@ -731,7 +756,8 @@ def write(
         raise UserError(f"unknown report format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
     out_dir = Path(out_dir)
     settings = settings_of(meta, margin, fixed_test_set)
-    analysis = analyse(results, metric, baseline, paired, settings, None if settings.fixed_test_set else test_outcomes)
+    analysis = analyse(results, metric, baseline, paired, settings, None if settings.fixed_test_set else test_outcomes,
+                       reference_of(meta))
     metric = analysis.metric
     files = []
     if "csv" in formats:
@@ -781,7 +807,7 @@ def write(
     return analysis, files
 
 
-FIGURES = ("curves", "final", "forest", "wins")
+FIGURES = ("curves", "final", "forest", "wins", "sensitivity")
 
 
 def _has_content(kind: str, results: pd.DataFrame, analysis: Analysis, dataset: str) -> bool:
@@ -792,6 +818,8 @@ def _has_content(kind: str, results: pd.DataFrame, analysis: Analysis, dataset: 
         return has_finished_runs(analysis, dataset)
     if kind == "wins":
         return finished_initializers(analysis, dataset) >= 2
+    if kind == "sensitivity":
+        return _tuning_of(analysis, dataset) is not None
     rows = analysis.comparisons
     return bool(rows.loc[rows["dataset"] == dataset, "to_best_low"].notna().any())
 
@@ -804,7 +832,15 @@ def _draw(fig, kind: str, results: pd.DataFrame, analysis: Analysis, dataset: st
         return fig.final_distribution(results, dataset, analysis.metric)
     if kind == "forest":
         return fig.forest(analysis.comparisons, dataset, analysis.settings.level)
+    if kind == "sensitivity":
+        return fig.sensitivity(_tuning_of(analysis, dataset), dataset, analysis.metric)
     return fig.win_matrix(results, dataset, analysis.metric, analysis.paired)
+
+
+def reference_of(meta: dict) -> dict:
+    """The recipe's values of the grid factors it has (learning rate, weight decay) from ``run.json``."""
+    train = meta.get("experiment", {}).get("train", {})
+    return {factor: train[factor] for factor in ("lr", "weight_decay") if factor in train}
 
 
 def settings_of(meta: dict, margin: float | None = None, fixed_test_set: bool | None = None) -> stats.Settings:

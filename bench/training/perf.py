@@ -270,6 +270,47 @@ def measure(workloads=("synthetic", "mnist"), sizes=(1, 8, 32, 128, 256), varian
     return pd.DataFrame(rows)
 
 
+def grid_setup(workload: Workload, n_inits: int = 8, lrs: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1),
+               n_seeds: int = 8) -> Setup:
+    """``n_inits`` initializers x ``len(lrs)`` learning rates x ``n_seeds`` seeds of ``workload`` as the suite lays
+    a grid out: arms `(n_inits * len(lrs))` whose optimizer states hold their own learning rate
+    (``bench.training.grid``), one program for all."""
+    from bench.training import recipes
+    from bench.training.grid import Grid
+    from bench.training.train import set_hyperparameters
+
+    base = setup(workload, n_inits * n_seeds)  # data, model, parameter shapes
+    optimizer = recipes.build(workload.optimizer, workload.lr, injected=("lr",))
+    params = jax.tree.map(lambda p: jnp.repeat(p[:1, :n_seeds], n_inits * len(lrs), axis=0), base.params)
+    opt_state = set_hyperparameters(jax.vmap(jax.vmap(optimizer.init))(params), Grid(lr=tuple(lrs)), n_inits)
+    return dataclasses.replace(base, optimizer=optimizer, params=params, opt_state=opt_state,
+                               data_keys=base.data_keys[:n_seeds])
+
+
+def measure_grid(workload: str = "synthetic", repeats: int = 3, rounds: int = 3) -> pd.DataFrame:
+    """Run-epochs per second of a grid (8 initializers x 4 learning rates x 8 seeds) and of as many runs as seeds
+    (8 initializers x 32 seeds) on the same workload, timed in alternation (``rounds`` x best of ``repeats``).
+
+    Returns:
+      One row per layout: ``layout, runs, seconds`` (best over all rounds), ``seed_epochs_per_s``, and
+      ``ratio``: the grid's rate over the seeds' rate.
+    """
+    layouts = {"8 initializers x 32 seeds": setup(WORKLOADS[workload], 256),
+               "8 initializers x 4 lr x 8 seeds": grid_setup(WORKLOADS[workload])}
+    runs = {name: vmap_variant(s) for name, s in layouts.items()}
+    for run in runs.values():
+        run()  # compile and warm up
+    best = {name: np.inf for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            best[name] = min(best[name], min(_seconds(run) for _ in range(repeats)))
+    rows = [{"layout": name, "runs": layouts[name].n_models, "seconds": best[name],
+             "seed_epochs_per_s": layouts[name].n_models / best[name]} for name in runs]
+    table = pd.DataFrame(rows)
+    table["ratio"] = table["seed_epochs_per_s"] / table["seed_epochs_per_s"].iloc[0]
+    return table
+
+
 def mnist_mlp_peak_rss(n_seeds: int = 128, n_train: int = 2048, n_test: int = 512) -> dict:
     """Trains 8 initializers x ``n_seeds`` MNIST-shaped MLPs for one epoch and reports memory.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax.numpy as jnp
 import optax
 
 from bench.errors import UserError, unknown
@@ -85,13 +86,24 @@ SCHEDULES = {
 }
 
 
-def check(optimizer: str, schedule: str = "constant") -> None:
-    """Raises UserError on an unknown optimizer or schedule, or arguments they do not take (builds nothing)."""
-    build(optimizer, 1e-3, schedule, 0.0, None, total_steps=100)
+# the optimizer argument a grid's ``momentum`` factor sets: heavy-ball momentum, or Adam's first-moment decay
+MOMENTUM_ARGUMENT = {"sgd": "momentum", "momentum": "momentum", "nesterov": "momentum", "rmsprop": "momentum",
+                     "adam": "b1", "adamw": "b1", "lion": "b1"}
+INJECTABLE = ("lr", "weight_decay", "momentum")  # hyperparameters a grid may vary (``bench.training.grid``)
+
+
+def check(optimizer: str, schedule: str = "constant", injected: tuple[str, ...] = ()) -> None:
+    """Raises UserError on an unknown optimizer or schedule, or arguments they do not take (tried on a tiny tree)."""
+    transform = build(optimizer, 1e-3, schedule, 0.0, None, total_steps=100, injected=injected)
+    try:
+        transform.init({"w": jnp.zeros(2)})  # an injected recipe is only built here
+    except TypeError as error:
+        raise UserError(f"optimizer {optimizer!r}: {error}") from None
 
 
 def build(optimizer: str, lr: float, schedule: str = "constant", weight_decay: float = 0.0,
-          clip: float | None = None, total_steps: int = 1) -> optax.GradientTransformation:
+          clip: float | None = None, total_steps: int = 1, injected: tuple[str, ...] = (),
+          momentum: float | None = None) -> optax.GradientTransformation:
     """The optax transformation of a recipe.
 
     Args:
@@ -99,11 +111,16 @@ def build(optimizer: str, lr: float, schedule: str = "constant", weight_decay: f
       lr: peak learning rate.
       schedule: spec in :data:`SCHEDULES`, a unit curve multiplied by ``lr``.
       weight_decay: passed to the optimizer when it has its own, decoupled one
-        (:data:`OWN_WEIGHT_DECAY`); otherwise ``weight_decay x params`` is added to the
-        gradient before the step (``optax.add_decayed_weights``), an L2 penalty as in
-        PyTorch's ``SGD``/``Adam(weight_decay=...)``.
+        (:data:`OWN_WEIGHT_DECAY`; 0 means none, not optax's default); otherwise
+        ``weight_decay x params`` is added to the gradient before the step
+        (``optax.add_decayed_weights``), an L2 penalty as in PyTorch's ``SGD``/``Adam(weight_decay=...)``.
       clip: clip gradients to this global norm first (None: no clipping).
       total_steps: steps of the whole run, the schedule's length.
+      injected: names in :data:`INJECTABLE` whose values are leaves of the optimizer's
+        state (``optax.inject_hyperparams``: ``state.hyperparams["lr"]``...), so runs of one
+        program can each have their own; the others are constants of the program.
+        Numbers are the same either way.
+      momentum: the optimizer's :data:`MOMENTUM_ARGUMENT` (None: its spec's or optax's default).
 
     Raises:
       UserError: unknown name, or arguments the optimizer does not take.
@@ -114,17 +131,40 @@ def build(optimizer: str, lr: float, schedule: str = "constant", weight_decay: f
     if parsed.args:
         raise UserError(f"optimizer {optimizer!r}: give its arguments by name, e.g. adamw(b2=0.95)")
     unit = _unit_schedule(schedule, max(1, total_steps))
-    kwargs = dict(parsed.kwargs)
-    if weight_decay and parsed.name in OWN_WEIGHT_DECAY:
-        kwargs["weight_decay"] = weight_decay
-    rate = lr if schedule == "constant" else (lambda step: lr * unit(step))
-    try:
+    spec_kwargs = dict(parsed.kwargs)
+    own_decay = parsed.name in OWN_WEIGHT_DECAY
+    beta = MOMENTUM_ARGUMENT[parsed.name]
+    for name, argument in (("weight_decay", "weight_decay"), ("momentum", beta)):
+        given = weight_decay if name == "weight_decay" else momentum
+        if argument in spec_kwargs and (name in injected or given):
+            raise UserError(f"optimizer {optimizer!r} sets {argument} and the recipe or grid sets "
+                            f"{name.replace('_', ' ')} too; give it once")
+    decay_term = "weight_decay" in injected or bool(weight_decay)  # a constant 0 adds no term to the program
+    if own_decay and "weight_decay" not in spec_kwargs:
+        spec_kwargs["weight_decay"] = 0.0  # optax's adamw/lion default (1e-4/1e-3) would decay at "0"
+    scheduled = schedule != "constant"
+
+    def recipe(lr, weight_decay, momentum):
+        kwargs = dict(spec_kwargs)
+        if own_decay and decay_term:
+            kwargs["weight_decay"] = weight_decay
+        if momentum is not None:
+            kwargs[beta] = momentum
+        rate = (lambda step: lr * unit(step)) if scheduled else lr
         core = OPTIMIZERS[parsed.name][0](learning_rate=rate, **kwargs)
+        parts = [] if clip is None else [optax.clip_by_global_norm(clip)]
+        if decay_term and not own_decay:
+            parts += [optax.add_decayed_weights(weight_decay)]
+        parts += [core]
+        return parts[0] if len(parts) == 1 else optax.chain(*parts)
+
+    values = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum}
+    try:
+        if not injected:
+            return recipe(**values)
+        if "momentum" in injected and values["momentum"] is None:
+            values["momentum"] = 0.0  # a placeholder: each run's state holds its own value
+        static = tuple(name for name in INJECTABLE if name not in injected)
+        return optax.inject_hyperparams(recipe, static_args=static)(**values)
     except TypeError as error:
         raise UserError(f"optimizer {optimizer!r}: {error}; see optax.{parsed.name}") from None
-    parts = [] if clip is None else [optax.clip_by_global_norm(clip)]
-    if weight_decay and parsed.name not in OWN_WEIGHT_DECAY:
-        parts += [optax.add_decayed_weights(weight_decay), core]
-    else:
-        parts += [core]
-    return parts[0] if len(parts) == 1 else optax.chain(*parts)

@@ -38,6 +38,7 @@ from bench.data.datasets import Dataset
 from bench.errors import UserError
 from bench.models import losses
 from bench.training import devices, memory, recipes, resume, step
+from bench.training import grid as grids
 from bench.training.progress import StepBar
 from initjax import rules, schemes
 from initjax.registry import first_line
@@ -92,10 +93,14 @@ class TrainConfig:
                 f"batch size must be between 1 and the {n_train:,} training examples, got {self.batch_size}"
             )
 
-    def optax(self, n_train: int) -> optax.GradientTransformation:
-        """The optimizer of this recipe for a training set of ``n_train`` examples (the schedule's length)."""
+    def optax(self, n_train: int, injected: tuple[str, ...] = ()) -> optax.GradientTransformation:
+        """The optimizer of this recipe for a training set of ``n_train`` examples (the schedule's length).
+
+        ``injected``: hyperparameters (``bench.training.recipes.INJECTABLE``) held in each run's
+        optimizer state rather than in the program, for a grid (:func:`set_hyperparameters`).
+        """
         steps = -(-n_train // self.batch_size) * self.epochs
-        return recipes.build(self.optimizer, self.lr, self.schedule, self.weight_decay, self.clip, steps)
+        return recipes.build(self.optimizer, self.lr, self.schedule, self.weight_decay, self.clip, steps, injected)
 
 
 @dataclasses.dataclass
@@ -252,17 +257,80 @@ def init_params(model: nn.Module, arms: Sequence, init_keys, input_shape: Sequen
 
 
 def initial_state(model: nn.Module, optimizer: optax.GradientTransformation, arms: Sequence, init_keys,
-                  input_shape: Sequence[int], x_train: jnp.ndarray | None = None) -> step.RunState:
-    """The :class:`bench.training.step.RunState` of every (arm, seed) before training.
+                  input_shape: Sequence[int], x_train: jnp.ndarray | None = None,
+                  grid: grids.Grid = grids.Grid()) -> step.RunState:
+    """The :class:`bench.training.step.RunState` of every (initializer, cell, seed) before training.
 
-    Leaves `(n_arms, n_seeds, ...)`.
+    Every initializer in ``arms`` is crossed with every cell of ``grid`` (initializer-major):
+    leaves `(n_arms * n_cells, n_seeds, ...)`. The cells of one initializer start from the
+    same draw (common random numbers), times their init scale where ``grid.init_scale_on``
+    matches; their optimizer states hold their own hyperparameters (``optimizer`` built
+    with the grid's optimizer factors injected).
     """
-    params = init_params(model, arms, init_keys, input_shape, x_train)
+    params = with_init_scales(init_params(model, arms, init_keys, input_shape, x_train), grid)
     forward = step.forward_of(model, input_shape)
     _, model_state = forward.init(jax.random.key(0), jnp.zeros((1, *input_shape), jnp.float32))
-    runs = (len(arms), init_keys.shape[0])
+    runs = (len(arms) * len(grid.cells()), init_keys.shape[0])
     model_state = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (*runs, *leaf.shape)), model_state)
-    return step.RunState(params, jax.vmap(jax.vmap(optimizer.init))(params), model_state)
+    opt_state = set_hyperparameters(jax.vmap(jax.vmap(optimizer.init))(params), grid, len(arms))
+    return step.RunState(params, opt_state, model_state)
+
+
+def with_init_scales(params, grid: grids.Grid):
+    """Params `(n_inits, n_seeds, ...)` crossed with the grid's cells: `(n_inits * n_cells, n_seeds, ...)`.
+
+    Leaves that ``grid.init_scale_on`` matches are multiplied by each cell's init scale;
+    the others are repeated as drawn.
+    """
+    cells = grid.cells()
+    scales = np.array([cell.get("init_scale", 1.0) for cell in cells], np.float32)
+    if len(cells) == 1 and scales[0] == 1.0:
+        return params
+
+    def crossed(path, leaf):
+        factor = scales if rules.matches(grid.init_scale_on, rules.path_name(path)) else np.ones_like(scales)
+        factor = jnp.asarray(factor, leaf.dtype).reshape(1, -1, *([1] * (leaf.ndim - 1)))
+        scaled = leaf[:, None] * factor
+        return scaled.reshape(-1, *leaf.shape[1:])
+
+    return jax.tree_util.tree_map_with_path(crossed, params)
+
+
+def grid_values(grid: grids.Grid, n_inits: int) -> dict[str, np.ndarray]:
+    """Each optimizer factor of the grid per arm, `(n_inits * n_cells,)`, initializer-major."""
+    cells = grid.cells()
+    return {factor: np.tile(np.array([cell[factor] for cell in cells], np.float64), n_inits)
+            for factor in grid.factors if factor in grids.OPTIMIZER_FACTORS}
+
+
+def set_hyperparameters(opt_state, grid: grids.Grid, n_inits: int):
+    """Optimizer states `(n_arms, n_seeds, ...)` of an injected recipe with each arm's grid values set."""
+    values = grid_values(grid, n_inits)
+    if not values:
+        return opt_state
+    hyperparams = dict(opt_state.hyperparams)
+    for factor, per_arm in values.items():
+        held = hyperparams[factor]
+        hyperparams[factor] = jnp.broadcast_to(jnp.asarray(per_arm, held.dtype)[:, None], held.shape)
+    return opt_state._replace(hyperparams=hyperparams)
+
+
+def injected(grid: grids.Grid) -> tuple[str, ...]:
+    """The grid's factors the optimizer holds in its state (``TrainConfig.optax(..., injected=...)``)."""
+    return tuple(f for f in grid.factors if f in grids.OPTIMIZER_FACTORS)
+
+
+def check_scale_pattern(model: nn.Module, input_shape: Sequence[int], grid: grids.Grid) -> None:
+    """Raises UserError when the grid scales initial parameters and its pattern matches none of the model's."""
+    if not grid.init_scale:
+        return
+    forward = step.forward_of(model, input_shape)
+    params = jax.eval_shape(lambda x: forward.init(jax.random.key(0), x)[0],
+                            jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
+    names = [rules.path_name(path) for path, _ in jax.tree.leaves_with_path(params)]
+    if not any(rules.matches(grid.init_scale_on, name) for name in names):
+        raise UserError(f"init_scale_on {grid.init_scale_on!r} matches no parameter of this model (its parameters: "
+                        f"{', '.join(names)}); fix the pattern")
 
 
 def check_on_model(model: nn.Module, arms: Mapping[str, object], input_shape: Sequence[int]) -> None:
@@ -568,8 +636,9 @@ def train_task(
     store: resume.TaskStore | resume.NullStore | None = None,
     data_seeds: int = 1,
     loss=None,
+    grid: grids.Grid = grids.Grid(),
 ) -> TaskResult:
-    """Trains every initializer x seed on ``dataset``, chunk after chunk of seeds.
+    """Trains every initializer x grid cell x seed on ``dataset``, chunk after chunk of seeds.
 
     The runs are split into chunks of seeds (:mod:`bench.training.memory`); each chunk
     trains every initializer of its seeds through all epochs, sharded over the
@@ -598,6 +667,10 @@ def train_task(
         with data-order seed ``r % K`` (:func:`run_keys`).
       loss: a loss spec or callable (``bench.models.losses``); None: the built-in model's
         ``output_activation`` (sigmoid or softmax cross-entropy).
+      grid: hyperparameter values crossed with every initializer (``bench.training.grid``):
+        each (initializer, cell) is an arm named ``grid.arm_name``, all trained by the
+        same programs (one compilation whatever the number of cells); seed ``s`` has the
+        same initial draw, data order and dropout keys in every cell.
 
     Returns:
       A :class:`TaskResult`. Runs whose loss became NaN or inf are marked
@@ -605,7 +678,10 @@ def train_task(
       the other runs are unaffected.
     """
     config.validate(dataset.x_train.shape[0])
+    grid.validate()
+    recipes.check(config.optimizer, config.schedule, injected(grid))
     check_on_model(model, initializers, dataset.input_shape)
+    check_scale_pattern(model, dataset.input_shape, grid)
     loss = loss_spec(model, loss)
     losses.get(loss)  # an unknown loss fails here, before anything is compiled
     if losses.is_regression(loss) != dataset.regression:
@@ -618,8 +694,8 @@ def train_task(
         outputs = jax.eval_shape(lambda x: model.apply(model.init(jax.random.key(0), x), x),
                                  jax.ShapeDtypeStruct((2, *dataset.input_shape), jnp.float32))
         losses.check_shape(type(model).__name__, outputs.shape, loss, dataset.n_classes, dataset.n_targets)
-    names, seeds = list(initializers), list(seeds)
-    optimizer = config.optax(len(dataset.x_train))
+    names, seeds = list(grids.arms(list(initializers), grid)), list(seeds)
+    optimizer = config.optax(len(dataset.x_train), injected(grid))
     mesh = devices.local_mesh()
     model_sharding, key_sharding = devices.seed_sharding(mesh, 1), devices.seed_sharding(mesh, 0)
     x_train, y_train = jax.device_put((dataset.x_train, dataset.y_train), devices.replicated(mesh))
@@ -640,7 +716,7 @@ def train_task(
     mine = devices.my_chunks(plan.n_chunks)
 
     def start_state(keys, x):
-        return initial_state(model, optimizer, list(initializers.values()), keys, dataset.input_shape, x)
+        return initial_state(model, optimizer, list(initializers.values()), keys, dataset.input_shape, x, grid)
 
     epoch_arg = jnp.asarray(1, jnp.int32)
     init_s = compile_s = train_s = earlier_s = 0.0

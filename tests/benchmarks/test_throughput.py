@@ -49,6 +49,20 @@ def test_epoch(benchmark, workload, n_models, variant):
     )
 
 
+@pytest.mark.parametrize("layout", ["seeds 8x32", "grid 8x4x8"])
+def test_grid_epoch(benchmark, layout):
+    """A grid costs what its runs cost: 8 initializers x 4 learning rates x 8 seeds against 8 x 32 seeds, the same
+    256 runs of the synthetic MLP (compare ``seed_epochs_per_s`` of the two within one run; target >= 0.9x)."""
+    workload = perf.WORKLOADS["synthetic"]
+    s = perf.grid_setup(workload) if layout.startswith("grid") else perf.setup(workload, 256)
+    run = perf.vmap_variant(s)
+    run()
+    benchmark.pedantic(run, rounds=5, iterations=1)
+    seconds = benchmark.stats.stats.min if benchmark.stats else float("nan")
+    benchmark.extra_info.update(models=s.n_models, seed_epochs_per_s=s.n_models / seconds,
+                                layout=f"{s.n_inits} arms x {s.n_models // s.n_inits} seeds")
+
+
 def test_peak_memory_mnist_mlp_8x128(benchmark):
     """Peak resident memory of 8 initializers x 128 seeds of the MNIST MLP, in a fresh process (issue: < 4 GB)."""
     code = "import json; from bench.training import perf; print(json.dumps(perf.mnist_mlp_peak_rss()))"

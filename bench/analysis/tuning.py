@@ -1,0 +1,526 @@
+"""Comparisons over a hyperparameter grid: each initializer tuned on validation, sensitivity curves, and
+whether the ranking at the recipe's learning rate survives tuning.
+
+A grid run (``bench.training.grid``) trains every initializer at every cell (a learning
+rate, weight decay, ... combination) with the same seeds. Its final metrics form a cube
+`(seeds, initializers, cells)`. Three questions are asked of it:
+
+1. **Tuned comparison.** Each initializer is run at its own best cell, chosen on the
+   *validation* split (a cell where fewer runs diverged is preferred, then the better
+   validation mean) and reported on *test*. The choice is random too, so every
+   bootstrap resample of the seeds (the same seeds for every initializer and cell:
+   they are paired) chooses again, and the intervals cover the tuning: the tuned
+   mean's interval (bias-corrected, and never narrower than a tie-proof interval of the
+   best cell's mean, :func:`best_cell_interval`), and simultaneous intervals of all
+   pairwise differences of tuned initializers (max-T over the bootstrap, with Student-t
+   small-sample scaling), from which Hsu's verdicts follow as in ``bench.analysis.verdicts``. Their coverage and
+   error rates are measured by simulation in ``tests/test_tuning.py``.
+2. **Sensitivity.** Along the grid's first factor (the learning rate when it is one),
+   each initializer's mean test metric per value (other factors tuned on validation
+   per value), with Student t bands; the best value's interval from the bootstrap
+   distribution of the interpolated argmax (a parabola through the best grid point
+   and its neighbours, in log x for learning rates and scales); the width of the range
+   within a tolerance of the curve's best (decades for a log factor); and the
+   normalized area under the curve (the mean metric over the range).
+3. **Does the ranking hold?** The all-pairs intervals at the recipe's value (e.g. lr
+   1e-3) against those of the tuned initializers: the ranking *changes* if the best at
+   the reference value is significantly worse once every initializer is tuned, or if
+   some pair is significantly ordered one way at the reference and the other way tuned.
+
+References: Sivaprasad et al. 2020 (arXiv:1910.11758); Wortsman et al. 2023
+(arXiv:2309.14322); Bouthillier et al. 2021, "Accounting for variance in machine
+learning benchmarks" (MLSys); Hsu 1996 (MCB); Efron & Tibshirani 1993, ch. 12
+(bootstrap-t style scaling).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from bench.analysis import compare, stats, verdicts
+from bench.training import grid as grids
+
+RESAMPLES = 4000  # bootstrap resamples of the tuned comparison and the sensitivity figures
+BATCH = 500  # resamples computed at once (bounds memory: BATCH x seeds x arms)
+TOLERANCE = {"accuracy": 0.01, "r2": 0.01, "loss": 0.01}  # "within tolerance of the best" (1 pp of accuracy)
+LOG_FACTORS = ("lr", "weight_decay", "init_scale")  # drawn and interpolated in log x when every value is > 0
+
+
+def grid_factors(results: pd.DataFrame) -> list[str]:
+    """The grid factors of a results table that take more than one value (``bench.training.grid.FACTORS``)."""
+    return [f for f in grids.FACTORS if f in results and results[f].nunique(dropna=True) > 1]
+
+
+def selection_metric(results: pd.DataFrame, metric: str) -> str | None:
+    """The validation metric cells are chosen by (``val_accuracy`` for ``test_accuracy``), None without one."""
+    name = "val_" + metric.removeprefix("test_") if metric.startswith("test_") else None
+    return name if name in results else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Cube:
+    """One task's final metrics by seed, initializer and grid cell.
+
+    Attributes:
+      initializers: `(k,)` in table order.
+      factors: the grid factors, in ``grid.FACTORS`` order.
+      cells: `(m,)` tuples of factor values, sorted.
+      arms: `(k, m)` arm names.
+      test, val: `(seeds, k, m)` the ranked metric and the selection metric (better direction:
+        higher is better; a loss is negated), NaN where the run diverged or the arm is absent.
+    """
+
+    initializers: list[str]
+    factors: list[str]
+    cells: list[tuple]
+    arms: np.ndarray
+    test: np.ndarray
+    val: np.ndarray
+
+
+def cube(task_final: pd.DataFrame, metric: str, selection: str, factors: list[str]) -> Cube:
+    """The :class:`Cube` of one task's final-epoch rows (crossed data orders: each init seed's mean)."""
+    arms = task_final.drop_duplicates("arm").set_index("arm")
+    initializers = list(dict.fromkeys(arms["initializer"]))
+    cells = sorted({tuple(float(row[f]) for f in factors) for _, row in arms.iterrows()})
+    where = {(row["initializer"], tuple(float(row[f]) for f in factors)): name for name, row in arms.iterrows()}
+    names = np.array([[where.get((i, c), "") for c in cells] for i in initializers], dtype=object)
+    sign = 1.0 if stats.higher_is_better(metric) else -1.0
+
+    def arranged(column):
+        listed, values = compare.final_matrix(task_final, column)
+        out = np.full((values.shape[0], len(initializers), len(cells)), np.nan)
+        for (i, c), name in np.ndenumerate(names):
+            if name:
+                out[:, i, c] = sign * values[:, listed.index(name)]
+        return out
+
+    return Cube(initializers, factors, cells, names, arranged(metric), arranged(selection))
+
+
+def choose(val_means: np.ndarray, diverged: np.ndarray) -> np.ndarray:
+    """Index of each initializer's chosen cell: fewest diverged runs, then the best validation mean.
+
+    Args:
+      val_means: `(..., k, m)` validation means (better direction; NaN where no run finished).
+      diverged: `(..., k, m)` runs that did not finish.
+
+    Returns:
+      `(..., k)` cell indices.
+    """
+    fewest = diverged == diverged.min(axis=-1, keepdims=True)
+    score = np.where(fewest & np.isfinite(val_means), val_means, -np.inf)
+    return np.argmax(score, axis=-1)
+
+
+def _means(x: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Means over seeds of finished runs and counts of unfinished ones: `(..., k, m)` each.
+
+    ``rows`` `(B, n)` resamples the seeds (None: the sample itself).
+    """
+    x = x if rows is None else x[rows]  # (B, n, k, m)
+    finished = np.isfinite(x)
+    count = finished.sum(axis=-3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(finished, x, 0.0).sum(axis=-3) / count
+    return np.where(count > 0, means, np.nan), x.shape[-3] - count
+
+
+def _take(means: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """``means[..., i, chosen[..., i]]`` for every initializer ``i``: `(..., k)`."""
+    return np.take_along_axis(means, chosen[..., None], axis=-1)[..., 0]
+
+
+def _resamples(n: int, rng: np.random.Generator, total: int = RESAMPLES):
+    """Seed resamples in batches of :data:`BATCH`, each `(b, n)` indices with replacement."""
+    done = 0
+    while done < total:
+        size = min(BATCH, total - done)
+        yield rng.integers(0, n, size=(size, n))
+        done += size
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuned:
+    """Initializers each at their own best cell (chosen on validation), compared on test.
+
+    Attributes:
+      names: `(k,)` initializers.
+      chosen: `(k,)` the cell each is run at (indices into ``cube.cells``).
+      stability: `(k,)` share of bootstrap resamples that choose that same cell.
+      means, low, high: `(k,)` tuned test means (better direction) and their intervals.
+      diff, diff_low, diff_high: `(k, k)` ``tuned_i - tuned_j`` with simultaneous intervals.
+      critical_value: their multiplier of the bootstrap standard errors.
+      verdicts, to_best_low, to_best_high: Hsu's verdicts and MCB intervals (``verdicts.mcb``).
+      n: seeds.
+    """
+
+    names: list[str]
+    chosen: np.ndarray
+    stability: np.ndarray
+    means: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    diff: np.ndarray
+    diff_low: np.ndarray
+    diff_high: np.ndarray
+    critical_value: float
+    verdicts: list[str]
+    to_best_low: np.ndarray
+    to_best_high: np.ndarray
+    n: int
+
+
+def small_sample_scale(n: int) -> float:
+    """``sqrt(n / (n - 1))``: the bootstrap's plug-in standard error uses ``1/n``, Student's ``1/(n - 1)``."""
+    return float(np.sqrt(n / (n - 1))) if n > 1 else np.nan
+
+
+def _t_scaled(z: float, n: int) -> float:
+    """A normal-scale quantile ``z`` taken to Student t's with ``n - 1`` degrees of freedom (same tail area)."""
+    return float(sps.t.ppf(sps.norm.cdf(z), n - 1)) if n > 1 else np.inf
+
+
+def best_cell_interval(test: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Per initializer, an interval of its best cell's true mean ``max_c mu_c`` valid whatever the ties.
+
+    Bonferroni-t intervals of every cell's mean (``t_{n_c - 1}`` at ``1 - (1 - level) / (2 m)``, ``m``
+    cells with finished runs) hold together with probability >= ``level``; then
+    ``max_c mu_c`` lies in ``[max_c L_c, max_c U_c]``. The bootstrap alone under-covers when
+    several cells are nearly as good (the choice's upward bias is a max of noises that the
+    resamples only partly repeat: 0.83 at 16 seeds and 8 tied cells, simulated).
+
+    Args:
+      test: `(seeds, k, m)`, NaN where a run diverged.
+
+    Returns:
+      ``(low, high)``, each `(k,)`.
+    """
+    finished = np.isfinite(test)
+    n = finished.sum(axis=0)  # (k, m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(finished, test, 0.0).sum(axis=0) / n
+        sd = np.sqrt(np.where(finished, (test - means) ** 2, 0.0).sum(axis=0) / (n - 1))
+    usable = n >= 2
+    m = np.maximum(usable.sum(axis=1, keepdims=True), 1)
+    t = sps.t.ppf(1 - (1 - level) / (2 * m), np.maximum(n - 1, 1))
+    half = np.where(usable, t * sd / np.sqrt(np.maximum(n, 1)), np.nan)
+    with np.errstate(invalid="ignore"):
+        low = np.where(usable, means - half, -np.inf).max(axis=1)
+        high = np.where(usable, means + half, -np.inf).max(axis=1)
+    bad = ~usable.any(axis=1)
+    return np.where(bad, np.nan, low), np.where(bad, np.nan, high)
+
+
+def tuned(cube: Cube, margin: float, level: float = 0.95, rng: np.random.Generator | int = 0,
+          resamples: int = RESAMPLES, draws: int = verdicts.DRAWS) -> Tuned:
+    """The tuned comparison of a :class:`Cube` (see the module docstring).
+
+    Each resample of the seeds chooses every initializer's cell again on validation;
+    the tuned means' intervals are ``mean - bias* +- t_{n-1} s*`` (``bias*`` and ``s*`` the
+    bootstrap's bias and standard error, scaled by :func:`small_sample_scale`) widened to hold
+    :func:`best_cell_interval`; the pairwise differences' are ``diff +- c s*_ij`` with ``c`` the
+    ``level`` quantile of the bootstrap's ``max_ij |diff*_ij - diff_ij| / s*_ij``, taken to
+    Student t's scale (:func:`_t_scaled`), and never below the paired max-T's critical value at
+    the chosen cells (``bench.analysis.verdicts``).
+    """
+    rng = np.random.default_rng(rng)
+    n, k = cube.test.shape[0], cube.test.shape[1]
+    val_means, val_diverged = _means(cube.val)
+    test_means, _ = _means(cube.test)
+    chosen = choose(val_means, val_diverged)
+    means = _take(test_means, chosen)
+    diff = means[:, None] - means[None, :]
+    boot_means, boot_diffs, same = [], [], np.zeros(k)
+    for rows in _resamples(n, rng, resamples):
+        v_means, v_div = _means(cube.val, rows)
+        t_means, _ = _means(cube.test, rows)
+        picked = choose(v_means, v_div)
+        same += (picked == chosen).sum(axis=0)
+        values = _take(t_means, picked)
+        boot_means.append(values)
+        boot_diffs.append(values[:, :, None] - values[:, None, :])
+    boot_means, boot_diffs = np.concatenate(boot_means), np.concatenate(boot_diffs)
+    scale = small_sample_scale(n)
+    se = np.nanstd(boot_means, axis=0) * scale
+    se_diff = np.nanstd(boot_diffs, axis=0) * scale
+    t_crit = float(sps.t.ppf(0.5 + level / 2, n - 1)) if n > 1 else np.inf
+    off = ~np.eye(k, dtype=bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        deviation = np.abs(boot_diffs - diff) / se_diff
+    deviation = np.where(se_diff > 0, deviation, 0.0)[:, off]
+    worst = np.nanmax(np.where(np.isfinite(deviation), deviation, np.nan), axis=1) if k > 1 else np.zeros(1)
+    c = _t_scaled(float(np.nanquantile(worst, level)), n) if k > 1 else np.nan
+    if k > 1 and np.isfinite(means).sum() > 1:  # the paired max-T at the chosen cells holds at small n
+        at_chosen = np.take_along_axis(cube.test, np.broadcast_to(chosen, (n, k))[..., None], axis=-1)[..., 0]
+        _, c_paired, _ = verdicts.simultaneous_intervals(at_chosen, cube.initializers, level, rng, draws)
+        c = max(c, c_paired)
+    bias = np.nanmean(boot_means, axis=0) - means  # of the choice: the bootstrap repeats it
+    diff_low, diff_high = diff - c * se_diff, diff + c * se_diff
+    finite = np.isfinite(means)
+    labels, to_low, to_high = (["best"], np.array([np.nan]), np.array([np.nan])) if k < 2 else verdicts.mcb(
+        np.where(np.isfinite(diff_low), diff_low, -np.inf), np.where(np.isfinite(diff_high), diff_high, np.inf),
+        np.where(finite, means, -np.inf), margin)
+    labels = [label if finite[i] else "no runs" for i, label in enumerate(labels)]
+    center = means - bias
+    cells_low, cells_high = best_cell_interval(cube.test, level)
+    low, high = np.fmin(center - t_crit * se, cells_low), np.fmax(center + t_crit * se, cells_high)
+    return Tuned(list(cube.initializers), chosen, same / resamples, means, low, high,
+                 diff, diff_low, diff_high, c, labels, to_low, to_high, n)
+
+
+def _groups(cube: Cube) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The main factor's values `(v,)` and, per value, the indices of the cells that have it."""
+    values = np.array(sorted({cell[0] for cell in cube.cells}))
+    return values, [np.array([j for j, cell in enumerate(cube.cells) if cell[0] == v]) for v in values]
+
+
+def _curves(val_means, val_diverged, test_means, groups) -> np.ndarray:
+    """Test means `(..., k, v)` along the main factor, the other factors chosen on validation per value."""
+    out = []
+    for cells in groups:
+        picked = choose(val_means[..., cells], val_diverged[..., cells])
+        out.append(_take(test_means[..., cells], picked))
+    return np.stack(out, axis=-1)
+
+
+def interpolated_argmax(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Where each curve peaks: the vertex of the parabola through its best point and both neighbours.
+
+    Args:
+      x: `(v,)` increasing positions (log10 of the values for a log factor).
+      y: `(..., v)` curves; NaN points are ignored (a curve with none finite gives NaN).
+
+    Returns:
+      `(...)` the peak's position, within ``[x_{j-1}, x_{j+1}]`` around the best point ``j``
+      (the best point itself at either end of the grid).
+    """
+    y = np.asarray(y, np.float64)
+    flat = y.reshape(-1, y.shape[-1])
+    out = np.full(flat.shape[0], np.nan)
+    for r, curve in enumerate(flat):
+        if not np.isfinite(curve).any():
+            continue
+        j = int(np.nanargmax(curve))
+        out[r] = x[j]
+        if 0 < j < len(x) - 1 and np.isfinite(curve[j - 1]) and np.isfinite(curve[j + 1]):
+            (x0, x1, x2), (y0, y1, y2) = x[j - 1:j + 2], curve[j - 1:j + 2]
+            denominator = (x0 - x1) * (x0 - x2) * (x1 - x2)
+            a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / denominator
+            b = (x2**2 * (y0 - y1) + x1**2 * (y2 - y0) + x0**2 * (y1 - y2)) / denominator
+            if a < 0:
+                out[r] = float(np.clip(-b / (2 * a), x0, x2))
+    return out.reshape(y.shape[:-1])
+
+
+def width_within(x: np.ndarray, y: np.ndarray, tolerance: float, points: int = 4001) -> np.ndarray:
+    """Length of the range of x where each curve, linearly interpolated, is within ``tolerance`` of its best.
+
+    Args:
+      x: `(v,)` increasing positions; y: `(..., v)` curves (better direction).
+
+    Returns:
+      `(...)` lengths in x units (decades for log10 positions); NaN where a point is NaN.
+    """
+    fine = np.linspace(x[0], x[-1], points)
+    flat = np.asarray(y, np.float64).reshape(-1, y.shape[-1])
+    out = np.full(flat.shape[0], np.nan)
+    for r, curve in enumerate(flat):
+        if np.isfinite(curve).all():
+            inside = np.interp(fine, x, curve) >= curve.max() - tolerance
+            out[r] = inside.sum() / (points - 1) * (x[-1] - x[0]) if points > 1 else 0.0
+    return out.reshape(np.shape(y)[:-1])
+
+
+def normalized_area(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Area under each curve (trapezoids) over the length of the range: the curve's mean over x, `(...)`."""
+    y = np.asarray(y, np.float64)
+    if len(x) < 2:
+        return y[..., 0]
+    return np.trapezoid(y, x, axis=-1) / (x[-1] - x[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Sensitivity:
+    """Each initializer's test metric along the grid's main factor.
+
+    Attributes:
+      factor: the main factor (``lr`` when the grid has it).
+      values: `(v,)` its values; log: positions are ``log10(values)``.
+      means, low, high: `(k, v)` test means with Student t intervals (better direction).
+      best, best_low, best_high: `(k,)` the interpolated argmax and its bootstrap interval (in values).
+      width, width_low, width_high: `(k,)` range within ``tolerance`` of the best (decades when ``log``).
+      area, area_low, area_high: `(k,)` the curve's mean over the range (:func:`normalized_area`).
+      tolerance: in the metric's units.
+    """
+
+    factor: str
+    values: np.ndarray
+    log: bool
+    means: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    best: np.ndarray
+    best_low: np.ndarray
+    best_high: np.ndarray
+    width: np.ndarray
+    width_low: np.ndarray
+    width_high: np.ndarray
+    area: np.ndarray
+    area_low: np.ndarray
+    area_high: np.ndarray
+    tolerance: float
+
+
+def sensitivity(cube: Cube, tolerance: float, level: float = 0.95, rng: np.random.Generator | int = 0,
+                resamples: int = RESAMPLES) -> Sensitivity:
+    """The :class:`Sensitivity` of a :class:`Cube` along its first factor (percentile bootstrap intervals)."""
+    rng = np.random.default_rng(rng)
+    values, groups = _groups(cube)
+    log = cube.factors[0] in LOG_FACTORS and bool((values > 0).all())
+    x = np.log10(values) if log else values
+    val_means, val_diverged = _means(cube.val)
+    test_means, _ = _means(cube.test)
+    curves = _curves(val_means, val_diverged, test_means, groups)  # (k, v)
+    n = cube.test.shape[0]
+    low, high = np.full(curves.shape, np.nan), np.full(curves.shape, np.nan)
+    for i in range(curves.shape[0]):  # t intervals of the runs at each point's chosen cell
+        for g, cells in enumerate(groups):
+            picked = choose(val_means[i, cells], val_diverged[i, cells])
+            runs = cube.test[:, i, cells[picked]]
+            low[i, g], high[i, g] = stats.t_interval(runs[np.isfinite(runs)], level)
+    boot = []
+    for rows in _resamples(n, rng, resamples):
+        v_means, v_div = _means(cube.val, rows)
+        t_means, _ = _means(cube.test, rows)
+        boot.append(_curves(v_means, v_div, t_means, groups))
+    boot = np.concatenate(boot)  # (B, k, v)
+    tail = (1 - level) / 2
+
+    def interval(samples):
+        return np.nanquantile(samples, tail, axis=0), np.nanquantile(samples, 1 - tail, axis=0)
+
+    position = (lambda p: 10**p) if log else (lambda p: p)
+    best, peaks = interpolated_argmax(x, curves), interpolated_argmax(x, boot)
+    width, widths = width_within(x, curves, tolerance), width_within(x, boot, tolerance)
+    area, areas = normalized_area(x, curves), normalized_area(x, boot)
+    (best_low, best_high), (width_low, width_high), (area_low, area_high) = (
+        interval(peaks), interval(widths), interval(areas))
+    return Sensitivity(cube.factors[0], values, log, curves, low, high, position(best), position(best_low),
+                       position(best_high), width, width_low, width_high, area, area_low, area_high, tolerance)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranking:
+    """Whether the ranking at the recipe's value of the main factor holds once every initializer is tuned.
+
+    Attributes:
+      factor, reference: the main factor and its reference value (the recipe's, or the grid's nearest).
+      means: `(k,)` test means at the reference (other factors tuned on validation), better direction.
+      low, high: `(k, k)` simultaneous intervals of ``mean_i - mean_j`` at the reference (paired max-T).
+      verdict: ``"changes"`` (some pair significantly reversed, or the best at the reference
+        significantly worse than another tuned initializer), ``"holds"`` (no reversal, and the
+        best at the reference is best or equivalent when tuned) or ``"unsettled"`` (neither:
+        more seeds needed).
+      reversed: pairs ``(i, j)`` with ``i`` significantly better at the reference and significantly worse tuned.
+      lost: pairs significantly ordered at the reference and not tuned; gained: the other way round.
+      tau: Kendall's tau between the two orders of means.
+    """
+
+    factor: str
+    reference: float
+    means: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    verdict: str
+    reversed: list[tuple[int, int]]
+    lost: list[tuple[int, int]]
+    gained: list[tuple[int, int]]
+    tau: float
+
+
+def reference_index(values: np.ndarray, reference: float | None, log: bool) -> int:
+    """The grid value equal to the recipe's ``reference``, else the nearest (in log for a log factor)."""
+    if reference is None:
+        return 0
+    x, r = (np.log10(values), np.log10(reference)) if log and reference > 0 else (values, reference)
+    return int(np.argmin(np.abs(x - r)))
+
+
+def ranking(cube: Cube, tuned_arms: Tuned, reference: float | None, level: float = 0.95,
+            rng: np.random.Generator | int = 0) -> Ranking:
+    """The :class:`Ranking` of a :class:`Cube` against its :class:`Tuned` comparison."""
+    values, groups = _groups(cube)
+    log = cube.factors[0] in LOG_FACTORS and bool((values > 0).all())
+    g = reference_index(values, reference, log)
+    val_means, val_diverged = _means(cube.val)
+    picked = choose(val_means[:, groups[g]], val_diverged[:, groups[g]])
+    at = cube.test[:, np.arange(len(picked)), groups[g][picked]]  # (seeds, k)
+    k = at.shape[1]
+    means = _means(at[:, :, None])[0][:, 0]
+    if k < 2 or np.isfinite(at).sum(axis=0).min() < 2:
+        low = high = np.full((k, k), np.nan)
+    else:
+        pairs, c, _ = verdicts.simultaneous_intervals(at, cube.initializers, level, rng)
+        low, high = pairs.diff - c * pairs.se, pairs.diff + c * pairs.se
+    off = ~np.eye(k, dtype=bool)
+    ordered_ref = (low > 0) & off
+    ordered_tuned = (tuned_arms.diff_low > 0) & off
+    reversed_pairs = [tuple(p) for p in np.argwhere(ordered_ref & (tuned_arms.diff_high < 0))]
+    lost = [tuple(p) for p in np.argwhere(ordered_ref & ~ordered_tuned)]
+    gained = [tuple(p) for p in np.argwhere(ordered_tuned & ~ordered_ref)]
+    best_ref = int(np.nanargmax(np.where(np.isfinite(means), means, -np.inf))) if np.isfinite(means).any() else 0
+    if reversed_pairs or tuned_arms.verdicts[best_ref] == "worse":
+        verdict = "changes"
+    elif tuned_arms.verdicts[best_ref] in ("best", "equivalent"):
+        verdict = "holds"
+    else:
+        verdict = "unsettled"
+    both = np.isfinite(means) & np.isfinite(tuned_arms.means)
+    tau = float(sps.kendalltau(means[both], tuned_arms.means[both]).statistic) if both.sum() > 1 else np.nan
+    return Ranking(cube.factors[0], float(values[g]), means, low, high, verdict, reversed_pairs, lost, gained, tau)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskTuning:
+    """Everything the report says about one task's grid."""
+
+    cube: Cube
+    tuned: Tuned
+    sensitivity: Sensitivity
+    ranking: Ranking
+    cell_verdicts: np.ndarray  # (k, m) verdict of each initializer among the initializers at each cell
+
+
+def analyse(results: pd.DataFrame, metric: str, settings: stats.Settings, margin: float,
+            reference: dict | None = None) -> dict[tuple, TaskTuning]:
+    """Per task ``(dataset, model)``, the grid's tuned comparison, sensitivity and ranking verdict.
+
+    Empty when the results vary no grid factor or have no validation split to tune on.
+
+    Args:
+      reference: the recipe's value of each factor (``{"lr": 1e-3}``): the ranking is checked there.
+    """
+    factors, selection = grid_factors(results), selection_metric(results, metric)
+    if not factors or selection is None:
+        return {}
+    final = stats.final_epoch(results)
+    kind = metric.rpartition("_")[2]
+    out = {}
+    for key, task in final.groupby(stats.TASK, sort=False):
+        rng = stats.group_rng(settings.seed, *key, "tuning")
+        c = cube(task, metric, selection, factors)
+        t = tuned(c, margin, settings.level, rng, draws=settings.draws)
+        marks = np.full(c.arms.shape, "", dtype=object)
+        for j in range(len(c.cells)):
+            table = verdicts.verdicts(c.test[:, :, j], c.initializers, True, margin, settings.level, rng,
+                                      settings.draws)
+            labels = dict(zip(table["arm"], table["verdict"]))
+            marks[:, j] = [labels.get(name, "no runs") for name in c.initializers]
+        out[key] = TaskTuning(c, t, sensitivity(c, TOLERANCE[kind], settings.level, rng),
+                              ranking(c, t, (reference or {}).get(factors[0]), settings.level, rng), marks)
+    return out
