@@ -276,7 +276,9 @@ def describe_run(experiment: dict) -> str:
     """
     from bench.experiments import presets
 
-    design = (f"{len(experiment['initializers'])} initializers x {experiment['seeds']} seeds"
+    cells = int(np.prod([len(v) for k, v in experiment.get("grid", {}).items() if k != "init_scale_on"]))
+    design = (f"{len(experiment['initializers'])} initializers"
+              + (f" x {cells} hyperparameter cells" if cells > 1 else "") + f" x {experiment['seeds']} seeds"
               + (f" x {experiment['data_seeds']} data orders" if experiment.get("data_seeds", 1) > 1 else "")
               + f"; {experiment['train']['optimizer']} lr {experiment['train']['lr']:g}, batch "
               f"{experiment['train']['batch_size']}, {experiment['train']['epochs']} epochs; tasks: "
@@ -287,7 +289,7 @@ def describe_run(experiment: dict) -> str:
     shipped = json.loads(json.dumps(base.record(), default=str))
     ran = json.loads(json.dumps(experiment, default=str))
     changed = [key for key in shipped if key not in ("name", "description") and key in ran
-               and _differs(shipped[key], ran[key])]
+               and _differs(shipped[key], ran[key])] + [key for key in ran if key not in shipped and ran[key]]
     if not changed:
         return experiment["description"]
     return (f"Runs: {design}. This is the `{base.name}` preset with {', '.join(changed)} changed; as shipped: "
@@ -316,6 +318,17 @@ def describe_arm(name: str, experiment: dict) -> str:
             rules = "; ".join(f"`{pattern}`: `{spec}`" for pattern, spec in arm["rules"].items())
             return f"`{name}` (by parameter path, first match wins: {rules}; the rest as the model makes them)"
     return f"`{name}`"
+
+
+def describe_grid(grid: dict, n_arms: int) -> str:
+    """``lr 0.001, 0.01, 0.1 (x every initializer: 24 arms, one program per task)``."""
+    from bench.training.grid import format_value
+
+    factors = "; ".join(f"{k.replace('_', ' ')} {', '.join(format_value(v) for v in values)}"
+                        for k, values in grid.items() if k != "init_scale_on")
+    where = f" (init scale on `{grid['init_scale_on']}`)" if "init_scale_on" in grid else ""
+    return (f"{factors}{where}, crossed with every initializer: {n_arms} arms trained in one program per task; "
+            "seed i has the same initial draw and data order in every cell")
 
 
 def describe_training(train: dict) -> str:
@@ -517,7 +530,9 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
     scale, unit = _points(analysis.metric)
     header = {
         "experiment": f"`{exp['name']}`",
-        "initializers": ", ".join(describe_arm(name, exp) for name in meta["initializers"]),
+        "initializers": ", ".join(describe_arm(name, exp) for name in dict.fromkeys(
+            values["initializer"] for values in arms_of(meta).values())),
+        **({"grid": describe_grid(exp["grid"], len(meta["initializers"]))} if exp.get("grid") else {}),
         "seeds": (
             f"{exp['seeds']} per initializer, paired (seed i has the same data order and random stream for every "
             "initializer)"
