@@ -289,11 +289,18 @@ def describe_run(experiment: dict) -> str:
     shipped = json.loads(json.dumps(base.record(), default=str))
     ran = json.loads(json.dumps(experiment, default=str))
     changed = [key for key in shipped if key not in ("name", "description") and key in ran
-               and _differs(shipped[key], ran[key])] + [key for key in ran if key not in shipped and ran[key]]
+               and _differs(shipped[key], ran[key])] + [key for key in ran if key not in shipped and _given(ran[key])]
     if not changed:
         return experiment["description"]
     return (f"Runs: {design}. This is the `{base.name}` preset with {', '.join(changed)} changed; as shipped: "
             f"{base.description}")
+
+
+def _given(value) -> bool:
+    """Whether a setting the shipped preset lacks says anything (a grid of empty factors does not)."""
+    if isinstance(value, dict):
+        return any(_given(v) for k, v in value.items() if k != "init_scale_on")
+    return bool(value)
 
 
 def _differs(shipped, ran) -> bool:
