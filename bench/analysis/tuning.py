@@ -117,7 +117,7 @@ def choose(val_means: np.ndarray, diverged: np.ndarray) -> np.ndarray:
     return np.argmax(score, axis=-1)
 
 
-def _means(x: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def finished_means(x: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Means over seeds of finished runs and counts of unfinished ones: `(..., k, m)` each.
 
     ``rows`` `(B, n)` resamples the seeds (None: the sample itself).
@@ -230,15 +230,15 @@ def tuned(cube: Cube, margin: float, level: float = 0.95, rng: np.random.Generat
     """
     rng = np.random.default_rng(rng)
     n, k = cube.test.shape[0], cube.test.shape[1]
-    val_means, val_diverged = _means(cube.val)
-    test_means, _ = _means(cube.test)
+    val_means, val_diverged = finished_means(cube.val)
+    test_means, _ = finished_means(cube.test)
     chosen = choose(val_means, val_diverged)
     means = _take(test_means, chosen)
     diff = means[:, None] - means[None, :]
     boot_means, boot_diffs, same = [], [], np.zeros(k)
     for rows in _resamples(n, rng, resamples):
-        v_means, v_div = _means(cube.val, rows)
-        t_means, _ = _means(cube.test, rows)
+        v_means, v_div = finished_means(cube.val, rows)
+        t_means, _ = finished_means(cube.test, rows)
         picked = choose(v_means, v_div)
         same += (picked == chosen).sum(axis=0)
         values = _take(t_means, picked)
@@ -383,8 +383,8 @@ def sensitivity(cube: Cube, tolerance: float, level: float = 0.95, rng: np.rando
     values, groups = _groups(cube)
     log = cube.factors[0] in LOG_FACTORS and bool((values > 0).all())
     x = np.log10(values) if log else values
-    val_means, val_diverged = _means(cube.val)
-    test_means, _ = _means(cube.test)
+    val_means, val_diverged = finished_means(cube.val)
+    test_means, _ = finished_means(cube.test)
     curves = _curves(val_means, val_diverged, test_means, groups)  # (k, v)
     n = cube.test.shape[0]
     low, high = np.full(curves.shape, np.nan), np.full(curves.shape, np.nan)
@@ -395,8 +395,8 @@ def sensitivity(cube: Cube, tolerance: float, level: float = 0.95, rng: np.rando
             low[i, g], high[i, g] = stats.t_interval(runs[np.isfinite(runs)], level)
     boot = []
     for rows in _resamples(n, rng, resamples):
-        v_means, v_div = _means(cube.val, rows)
-        t_means, _ = _means(cube.test, rows)
+        v_means, v_div = finished_means(cube.val, rows)
+        t_means, _ = finished_means(cube.test, rows)
         boot.append(_curves(v_means, v_div, t_means, groups))
     boot = np.concatenate(boot)  # (B, k, v)
     tail = (1 - level) / 2
@@ -457,11 +457,11 @@ def ranking(cube: Cube, tuned_arms: Tuned, reference: float | None, level: float
     values, groups = _groups(cube)
     log = cube.factors[0] in LOG_FACTORS and bool((values > 0).all())
     g = reference_index(values, reference, log)
-    val_means, val_diverged = _means(cube.val)
+    val_means, val_diverged = finished_means(cube.val)
     picked = choose(val_means[:, groups[g]], val_diverged[:, groups[g]])
     at = cube.test[:, np.arange(len(picked)), groups[g][picked]]  # (seeds, k)
     k = at.shape[1]
-    means = _means(at[:, :, None])[0][:, 0]
+    means = finished_means(at[:, :, None])[0][:, 0]
     if k < 2 or np.isfinite(at).sum(axis=0).min() < 2:
         low = high = np.full((k, k), np.nan)
     else:

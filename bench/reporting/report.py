@@ -860,9 +860,10 @@ def _draw(fig, kind: str, results: pd.DataFrame, analysis: Analysis, dataset: st
 
 
 def reference_of(meta: dict) -> dict:
-    """The recipe's values of the grid factors it has (learning rate, weight decay) from ``run.json``."""
+    """The recipe's values of the grid factors (learning rate, weight decay from ``run.json``; init scale 1: the
+    initializers as drawn), where a grid's ranking verdict is checked."""
     train = meta.get("experiment", {}).get("train", {})
-    return {factor: train[factor] for factor in ("lr", "weight_decay") if factor in train}
+    return {"init_scale": 1.0, **{factor: train[factor] for factor in ("lr", "weight_decay") if factor in train}}
 
 
 def settings_of(meta: dict, margin: float | None = None, fixed_test_set: bool | None = None) -> stats.Settings:

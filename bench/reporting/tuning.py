@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.analysis import stats
+from bench.analysis import stats, tuning
 from bench.analysis.tuning import TaskTuning
 from bench.training import grid as grids
 
@@ -30,10 +30,9 @@ def _scale(metric: str) -> tuple[float, str]:
 def heatmap_table(item: TaskTuning, metric: str) -> pd.DataFrame:
     """Initializers x cells: the mean test metric, marked by its verdict among the initializers at that cell."""
     cube, sign = item.cube, _sign(metric)
-    with np.errstate(invalid="ignore"):
-        finished = np.isfinite(cube.test).sum(axis=0)
-        means = sign * np.nansum(np.where(np.isfinite(cube.test), cube.test, 0), axis=0) / finished
-    runs = cube.test.shape[0]
+    means, diverged = tuning.finished_means(cube.test)
+    means, runs = sign * means, cube.test.shape[0]
+    finished = runs - diverged
     columns = {"initializer": cube.initializers}
     for j, cell in enumerate(cube.cells):
         texts = []
