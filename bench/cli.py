@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.errors import Interrupted, UserError
-from bench.reporting.report import FORMATS
+from bench.reporting import FORMATS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--workloads", type=_names, default=["synthetic", "mnist"], help="synthetic, mnist")
     perf.add_argument("--no-grid", action="store_true",
                       help="skip the grid's timing (8 initializers x 4 lr x 8 seeds against 8 x 32 seeds)")
+    perf.add_argument("--no-notebook", action="store_true",
+                      help="skip the notebook job (256 runs whole, each peer in fresh processes, cold and warm caches)")
+    perf.add_argument("--rounds", type=_int, default=2, help="rounds of the notebook job (default 2)")
     diag = commands.add_parser("diagnose", help="signal propagation at initialization: variances per layer, Jacobian")
     diag.add_argument("preset", nargs="?", default="default", help="preset name (`bench list` shows them)")
     diag.add_argument("--initializers", type=_specs, help="comma-separated specs (default: the preset's)")
@@ -419,7 +422,23 @@ def _perf(args: argparse.Namespace) -> int:
         print(grid.assign(seconds=grid["seconds"].map("{:.3f}".format),
                           seed_epochs_per_s=grid["seed_epochs_per_s"].map("{:,.0f}".format),
                           ratio=grid["ratio"].map("{:.2f}x".format)).to_markdown(index=False))
+    if not args.no_notebook:
+        _notebook(args.rounds)
     return 0
+
+
+def _notebook(rounds: int) -> None:
+    """``bench perf``'s last table: the notebook job, whole, by initjax and by the torch peer."""
+    from bench.training import peers, perf
+
+    if rounds < 1:
+        raise UserError(f"--rounds must be >= 1, got {rounds}")
+    print(f"timing the {perf.NOTEBOOK}; peer: {peers.describe()}", file=sys.stderr)
+    jobs = perf.notebook_jobs(rounds, log=lambda text: print(text, file=sys.stderr, flush=True))
+    summary = perf.notebook_summary(jobs)
+    print(f"\n{perf.NOTEBOOK}; whole job (init + compile + train + evaluate, imports excluded), best of {rounds} "
+          "fresh processes\n")
+    print(summary.to_markdown(index=False, floatfmt=".2f"))
 
 
 def _perf_table(rows: list[dict], peak: float) -> str:
@@ -448,7 +467,7 @@ def listing() -> str:
     from bench import models
     from bench.data import datasets
     from bench.experiments import presets
-    from bench.training import train
+    from bench.training import recipes
 
     lines = ["presets:"]
     for name, exp in presets.PRESETS.items():
@@ -462,5 +481,5 @@ def listing() -> str:
     lines.append("models:")
     lines += [f"  {name:<22} {summary}" for name, summary in models.MODELS.items()]
     lines.append(f"activations (--activation): {', '.join(models.ACTIVATIONS)}")
-    lines.append(f"optimizers: {', '.join(train.OPTIMIZERS)}")
+    lines.append(f"optimizers: {', '.join(recipes.OPTIMIZERS)}")
     return "\n".join(lines)

@@ -136,3 +136,20 @@ def test_showing_progress_changes_no_number(tmp_path):
     for name, extra in (("shown", []), ("quiet", ["--no-progress"])):
         assert cli.main(["run", "default", "--smoke", "--epochs", "2", "--out", str(tmp_path / name), *extra]) == 0
     assert (tmp_path / "shown" / "results.csv").read_bytes() == (tmp_path / "quiet" / "results.csv").read_bytes()
+
+
+HEAVY = ("jax", "flax", "optax", "pandas", "scipy", "sklearn", "matplotlib", "tensorflow_datasets", "tensorflow")
+
+
+@pytest.mark.parametrize(("argv", "allowed"), [
+    (["--help"], ()),                    # argparse alone
+    (["run", "--help"], ()),
+    (["list"], ("jax", "flax", "optax")),  # the initializers, models and optimizers are listed from their registries
+])
+def test_help_and_list_import_nothing_they_do_not_need(argv, allowed):
+    code = ("import sys\nfrom bench.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            f"print('imported:', ','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO, check=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    imported = proc.stdout.rsplit("imported:", 1)[1].split()
+    assert set(",".join(imported).split(",")) - {""} <= set(allowed), imported

@@ -54,3 +54,44 @@ def test_perf_says_what_it_times_and_ctrl_c_prints_the_rows_finished(monkeypatch
     row = next(line for line in out.splitlines() if line.strip().startswith("8 "))
     assert "vmap" in row and "50%" in row  # 2 of the 4 GFLOP/s peak
     assert cli.main(["perf", "--models", str(10**9)]) == 2
+
+
+# ---------------------------------------------------------------- the torch peer (skipped without torch)
+
+
+@pytest.mark.parametrize("name", ["zeros", "random_normal", "glorot_normal", "glorot_uniform", "he_normal",
+                                  "he_uniform", "lecun_normal", "orthogonal"])
+def test_the_torch_peer_draws_the_notebooks_initializers(name):
+    """Each of the notebook's 8 in torch has initjax's standard deviation (a 400 x 300 kernel: 120,000 draws, so the
+    sd is known to 0.3%); orthogonal's rows are orthonormal."""
+    torch = pytest.importorskip("torch", reason="the torch peer needs the peers extra")
+    import initjax
+    from bench.training import peers
+
+    fan_out, fan_in = 300, 400
+    weight = torch.empty(fan_out, fan_in)  # torch's Linear weight is (out, in); initjax's kernel (in, out)
+    torch.manual_seed(0)
+    peers.torch_init(name)(weight)
+    theirs = weight.numpy()
+    ours = np.asarray(initjax.get(name)(jax.random.key(0), (fan_in, fan_out)))
+    if name == "zeros":
+        assert not theirs.any() and not ours.any()
+        return
+    np.testing.assert_allclose(theirs.std(), ours.std(), rtol=0.02)
+    if name == "orthogonal":
+        np.testing.assert_allclose(theirs @ theirs.T, np.eye(fan_out), atol=1e-5)
+
+
+def test_the_torch_peer_learns_what_initjax_learns():
+    """The notebook job, small (8 initializers x 4 seeds, 3 epochs): both peers' 7 non-zero initializers reach the
+    same mean test accuracy within 4 pp, and zeros (no gradient past the head) stays at chance in both."""
+    pytest.importorskip("torch", reason="the torch peer needs the peers extra")
+    from bench.data import datasets
+    from bench.training import peers
+
+    theirs = peers.notebook_job(*peers.as_arrays(datasets.load("synthetic")), n_seeds=4, epochs=3)
+    ours = perf.notebook_job(n_seeds=4, epochs=3)
+    assert theirs["test_accuracy"].shape == ours["test_accuracy"].shape == (8, 4)
+    assert abs(theirs["test_accuracy"][1:].mean() - ours["test_accuracy"][1:].mean()) < 0.04
+    assert ours["test_accuracy"][1:].mean() > 0.75
+    assert abs(theirs["test_accuracy"][0].mean() - ours["test_accuracy"][0].mean()) < 0.1

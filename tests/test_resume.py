@@ -80,9 +80,9 @@ def uninterrupted(tmp_path_factory):
 
 @pytest.mark.slow  # a subprocess run or several: the second CI step
 @pytest.mark.parametrize(("where", "module", "name", "when", "count"), [
-    ("while compiling the first training epoch", "bench.training.train", "_compile", "before", 2),
+    ("while compiling the training program", "bench.training.compilation", "compile_program", "before", 3),
     ("mid-chunk: chunk 2 checkpointed after epoch 1, killed after epoch 2", "bench.training.train",
-     "_Programs.evaluate_all", "after", 7),
+     "_Programs.run_epoch", "after", 5),
     ("while writing: temp file complete, not yet renamed", "os", "replace", "before", 4),
     ("after the first chunk finished", "bench.training.resume", "TaskStore.save_finished", "after", 1),
     ("in the second task", "bench.training.resume", "TaskStore.save_finished", "after", 3),
@@ -115,7 +115,7 @@ def test_rerun_of_a_finished_run_trains_nothing_and_fresh_starts_over(tmp_path, 
 def test_a_changed_config_is_a_new_run_and_never_mixes(tmp_path):
     _bench(tmp_path)
     _bench(tmp_path, "--lr", "0.002")
-    folders = sorted(p.name for p in (tmp_path / "progress").iterdir())
+    folders = sorted(p.name for p in (tmp_path / "progress").iterdir() if p.name != "xla")  # xla: compiled programs
     assert len(folders) == 4  # 2 tasks x 2 configs, each with its own key
     assert len({f.split("-")[-1] for f in folders}) == 4
 
@@ -147,7 +147,7 @@ def test_full_disk_leaves_no_partial_file_and_a_resumable_state(tmp_path, monkey
 
 def test_ctrl_c_says_what_is_saved_and_how_to_resume(tmp_path, uninterrupted):
     """Ctrl-C in the second chunk (the first finished, the second checkpointed after epoch 2): one line, status 130."""
-    proc = _killed(tmp_path, "bench.training.train", "_Programs.evaluate_all", "interrupt", 7)
+    proc = _killed(tmp_path, "bench.training.train", "_Programs.run_epoch", "interrupt", 5)
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert "1 finished chunk(s) and 1 checkpoint(s)" in proc.stderr
     assert "rerun the same command to resume" in proc.stderr
@@ -306,7 +306,8 @@ def test_editing_a_user_initializer_retrains_and_a_rerun_says_what_it_loaded(tmp
     assert edited.meta["tasks"]["synthetic"]["chunks_loaded"] == 0  # retrained
     final = lambda o: o.results[o.results.epoch == 0]["test_loss"].to_numpy()  # noqa: E731
     assert not np.allclose(final(edited), final(first))
-    assert len(list((tmp_path / "progress").iterdir())) == 4  # 2 tasks x 2 versions of the code, in the cache
+    tasks = [p for p in (tmp_path / "progress").iterdir() if p.name != "xla"]  # xla: compiled programs
+    assert len(tasks) == 4  # 2 tasks x 2 versions of the code, in the cache
 
 
 def _bench_imports(path: Path, root: Path) -> set[Path]:

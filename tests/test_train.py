@@ -1,9 +1,15 @@
 """The trainer: batched runs equal lone runs, divergence stays contained, paired data order."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pandas as pd
 import pytest
 
 import initjax
@@ -21,6 +27,8 @@ from bench.training.train import (
     run_keys,
     train_task,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _train(dataset, names, seeds, config, model=None, chunk=None):
@@ -142,66 +150,104 @@ def test_bad_training_config_is_a_user_error(digits, config, message):
         config.validate(digits.x_train.shape[0])
 
 
-# The duration event jax records for every XLA compilation (documented with jax.monitoring; stable since 0.4.)
+# The duration event jax records for every compilation request (documented with jax.monitoring; stable since 0.4.),
+# and the event of a request served by the persistent compilation cache (not compiled)
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
 
 
 def _count_compiles(fn) -> int:
-    """Number of XLA backend compilations while ``fn`` runs."""
+    """Number of XLA compilations while ``fn`` runs (requests less those the persistent cache served)."""
     from jax import monitoring
 
     events = []
 
-    def listener(event, duration, **kwargs):
-        if event == BACKEND_COMPILE_EVENT:
+    def listener(event, *args, **kwargs):
+        if event in (BACKEND_COMPILE_EVENT, CACHE_HIT_EVENT):
             events.append(event)
 
     monitoring.register_event_duration_secs_listener(listener)
+    monitoring.register_event_listener(listener)
     try:
         fn()
     finally:
         monitoring.unregister_event_duration_listener(listener)
-    return len(events)
+        monitoring.unregister_event_listener(listener)
+    return events.count(BACKEND_COMPILE_EVENT) - events.count(CACHE_HIT_EVENT)
 
 
-def test_compilations_do_not_grow_with_epochs_or_chunks(digits):
-    """Epochs and chunks reuse the compiled programs: 1 epoch, 4 epochs, 3 chunks compile as often."""
-    def run(epochs, lr, chunk=None):  # a new learning rate makes every program new (nothing cached from before)
+def test_a_task_compiles_three_programs_whatever_its_epochs_and_chunks(digits):
+    """Start (initialization + evaluation), epoch orders, and the training steps (+ evaluation + outcomes): 3 a
+    task. Epochs and chunks reuse them; a new learning rate changes only the training program."""
+    def run(epochs, lr, chunk=None, hidden=(16,)):
+        model = models.mlp_for(digits.n_features, digits.n_classes, hidden)
         return lambda: _train(digits, ["he_normal", "lecun_normal"], [0, 1, 2], TrainConfig("sgd", lr, 64, epochs),
-                              chunk=chunk)
+                              model, chunk=chunk)
 
     run(1, 0.0111)()  # compiles the small eager helpers once
     run(1, 0.0112, chunk=1)()
     one, four = _count_compiles(run(1, 0.0123)), _count_compiles(run(4, 0.0234))
     chunked = _count_compiles(run(4, 0.0345, chunk=1))
-    assert one == four == chunked == 5, (
-        one,
-        four,
-        chunked,
-    )  # initialization, training epoch, 2 evaluations, test outcomes
+    assert one == four == chunked == 1, (one, four, chunked)
+    assert _count_compiles(run(2, 0.0456, hidden=(17,))) == 2  # a new model: start and steps (orders are shared)
+    assert _count_compiles(run(2, 0.0456, hidden=(17,))) == 0  # the same task again: nothing new
 
 
-def test_progress_counts_minibatch_steps_from_inside_the_compiled_epoch(digits, monkeypatch):
-    """The bar advances during an epoch (callbacks from the compiled scan), ends at chunks x epochs x steps,
-    and changes no number."""
-    from bench.training import progress
+def test_a_second_process_compiles_nothing(tmp_path):
+    """JAX's persistent cache, on by default in the suite's cache folder: the same task in a new process loads every
+    program (0 XLA compilations), and a cache turned off compiles them all."""
+    code = """
+import initjax
+from bench import models
+from bench.data import datasets
+from bench.training.train import TrainConfig, train_task
+from tests.test_train import _count_compiles
+data, model, inits = datasets.load("digits"), models.mlp_for(64, 10, (16,)), {"he_normal": initjax.get("he_normal")}
+print(_count_compiles(lambda: train_task(data, model, inits, [0, 1], TrainConfig("adam", 1e-3, 64, 1), progress=False)))
+"""
+    env = {**os.environ, "INITJAX_CACHE": str(tmp_path), "JAX_PLATFORMS": "cpu"}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
 
-    seen = []
-    real = progress.StepBar.on_steps
-    monkeypatch.setattr(progress.StepBar, "on_steps", lambda self, k: (seen.append(int(k)), real(self, k))[1])
-    totals = []
-    real_close = progress.StepBar.close
-    monkeypatch.setattr(progress.StepBar, "close", lambda self: (totals.append((self.done, self.bar.total)),
-                                                                 real_close(self))[1])
-    config = TrainConfig("sgd", 0.01, 64, 2)  # 1437 examples: 23 steps an epoch
+    def compiles(**extra):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, **extra},
+                              cwd=REPO, check=True)
+        return int(proc.stdout.split()[-1])
+
+    first = compiles()  # the task's 3 programs and the small eager ones (keys)
+    assert first > 3 and any((tmp_path / "xla").iterdir())
+    assert compiles() == 0
+    assert compiles(INITJAX_COMPILE_CACHE="off") == first
+
+
+def test_an_epoch_trained_in_segments_is_the_epoch_trained_at_once(digits, monkeypatch):
+    """Progress comes from the segments of an epoch: one step a call, or 5 (23 steps: the last call masks 2), give
+    the numbers of the whole epoch in one call, and the bar ends at chunks x epochs x steps."""
+    from bench.training import progress, train
+
+    config = TrainConfig("adam", 3e-3, 64, 2)  # 1437 examples: 23 steps an epoch
     model = models.mlp_for(digits.n_features, digits.n_classes, (16,))
-    inits = {"he_normal": initjax.get("he_normal")}
-    shown = train_task(digits, model, inits, [0, 1, 2], config, progress=True, chunk=2)
-    calls = list(seen)
-    quiet = train_task(digits, model, inits, [0, 1, 2], config, progress=False, chunk=2)  # the same program
-    assert calls and max(calls) == 23 and len(calls) == 2 * 2 * 23  # every step of 2 chunks x 2 epochs (23 < 50)
-    assert totals[0] == (2 * 2 * 23, 2 * 2 * 23)  # the shown bar ends full
-    np.testing.assert_array_equal(shown.frame.test_loss.to_numpy(), quiet.frame.test_loss.to_numpy())
+    inits = {"he_normal": initjax.get("he_normal"), "orthogonal": initjax.get("orthogonal")}
+    whole = train_task(digits, model, inits, [0, 1, 2], config, progress=False, chunk=2)
+    for segment in (1, 5):
+        advances = []
+        monkeypatch.setattr(train, "segment_steps", lambda steps, flops, k=segment: k)
+        monkeypatch.setattr(progress.StepBar, "advance", lambda self, k, seen=advances: seen.append(k))
+        parts = train_task(digits, model, inits, [0, 1, 2], config, progress=False, chunk=2)
+        pd.testing.assert_frame_equal(parts.frame, whole.frame)
+        jax.tree.map(np.testing.assert_array_equal, parts.params, whole.params)
+        assert sum(advances) == 2 * 2 * 23 and max(advances) == segment  # 2 chunks x 2 epochs x 23 steps
+
+
+@pytest.mark.parametrize(("steps", "flops", "expected"), [
+    (25, 1e6, 25),        # a small epoch: one call
+    (1875, 13e9, 38),     # 1 call a step would be 1,875: capped at 50 calls, ceil(1875 / 50) = 38 steps each
+    (100, 1e9, 13),       # 100 GFLOP: 8 calls of 12.5, ceil(100 / 8) = 13 steps
+    (3, 1e12, 1),         # never fewer than one step a call
+])
+def test_segment_steps_splits_long_epochs_only(steps, flops, expected):
+    from bench.training.train import segment_steps
+
+    assert segment_steps(steps, flops) == expected
 
 
 # ---------------------------------------------------------------- model state, dropout, regression

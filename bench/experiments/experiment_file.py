@@ -50,7 +50,7 @@ from bench.errors import UserError
 from bench.experiments.presets import Arm, Experiment, Task
 from bench.models import MODELS
 from bench.training import grid as grids
-from bench.training.train import TrainConfig
+from bench.training.recipes import TrainConfig
 
 # key -> (accepted types, what to write in a message)
 _INT, _NUM, _STR = (int,), (int, float), (str,)

@@ -25,7 +25,7 @@ from bench.errors import UserError, unknown
 from bench.models import ACTIVATIONS, MODELS, losses
 from bench.training import grid as grids
 from bench.training import recipes
-from bench.training.train import TrainConfig, injected
+from bench.training.recipes import TrainConfig
 from initjax import rules
 
 
@@ -303,7 +303,7 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
                             f"{','.join(['64'] * 8)}); got {tuple(task.hidden)}")
     experiment.train.validate(n_train=None)  # the batch size is checked against each dataset later
     experiment.grid.validate()
-    recipes.check(experiment.train.optimizer, experiment.train.schedule, injected(experiment.grid))
+    recipes.check(experiment.train.optimizer, experiment.train.schedule, grids.injected(experiment.grid))
     resolved = {}
     for arm in experiment.initializers:
         try:

@@ -21,11 +21,11 @@ import pandas as pd
 
 from bench.analysis import aggregate, compare, crossed, outcomes, stats, tuning
 from bench.errors import UserError
+from bench.reporting import FORMATS
 from bench.reporting import tuning as grid_report
 from bench.store import write_atomic
 from bench.training.memory import format_bytes
 
-FORMATS = ("md", "tex", "png", "pdf", "csv")
 FORMAT_VERSION = 1  # of run.json + results.csv; bump when their meaning changes
 # differences the power advice is given for
 DELTAS = {"accuracy": (0.005, 0.01), "r2": (0.005, 0.01), "loss": (0.01, 0.05)}

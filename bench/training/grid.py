@@ -170,3 +170,8 @@ def arm_name(initializer: str, cell: dict[str, float]) -> str:
 def arms(initializers: Sequence[str], grid: Grid) -> dict[str, dict]:
     """Arm name -> its factor values (``initializer`` and the grid's), initializer-major, in table order."""
     return {arm_name(init, cell): {"initializer": init, **cell} for init in initializers for cell in grid.cells()}
+
+
+def injected(grid: Grid) -> tuple[str, ...]:
+    """The grid's factors the optimizer holds in its state (``TrainConfig.optax(..., injected=...)``)."""
+    return tuple(f for f in grid.factors if f in OPTIMIZER_FACTORS)

@@ -8,7 +8,13 @@ Three ways to train ``n_models`` runs for one epoch, on the same data and model:
 * ``vmap``: the suite's program (``bench.training.train.make_train_epoch``): runs laid out
   as the suite lays them out, ``8 initializers x n/8 seeds`` (the initializers of a
   seed share its minibatches), trained in chunks of seeds chosen by
-  ``bench.training.memory.plan`` (or ``chunk``), one compiled program for every chunk.
+  ``bench.training.memory.plan`` (or ``chunk``), one compiled program for every chunk;
+* ``torch`` (when torch is installed): the peer a PyTorch user would pick, the same MLPs
+  stacked and trained by ``torch.func`` under ``torch.compile`` (``bench.training.peers``).
+
+:func:`notebook_jobs` times the initializer notebook's whole job (initialization, compilation,
+training, evaluation) by initjax and by the torch peer, each in a fresh process, with cold and
+warm compilation caches.
 
 Each returns every run's final parameters (so the three can be checked to agree: the
 vmapped one per chunk, split by :meth:`Chunked.runs`) and
@@ -192,8 +198,7 @@ def vmap_variant(s: Setup, chunk: int | None = None) -> Callable[[], list]:
                        chunk=chunk)
     groups = [jnp.asarray(g) for g in plan.seed_groups(list(range(n_seeds)))]
     chunks = [(*jax.tree.map(lambda p, g=g: p[:, g], (s.params, s.opt_state)), s.data_keys[g]) for g in groups]
-    # with a progress callback, as the suite compiles it (a no-op here)
-    train_epoch = jax.jit(make_train_epoch(s.model, s.optimizer, s.workload.batch_size, on_steps=lambda k: None))
+    train_epoch = jax.jit(make_train_epoch(s.model, s.optimizer, s.workload.batch_size))
     epoch = jnp.asarray(1, jnp.int32)
     keep = np.concatenate(memory.real_seeds(plan.seed_groups(list(range(n_seeds)))))
 
@@ -237,11 +242,12 @@ def _seconds(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def measure(workloads=("synthetic", "mnist"), sizes=(1, 8, 32, 128, 256), variants=tuple(VARIANTS),
+def measure(workloads=("synthetic", "mnist"), sizes=(1, 8, 32, 128, 256), variants=None,
             repeats: int = 3, rows: list[dict] | None = None, log=None) -> pd.DataFrame:
     """Times every (workload, n_models, variant).
 
-    Sequential variants above the workload's ``max_sequential`` are skipped.
+    ``variants``: default ``loop``, ``scan``, ``vmap`` and, when torch is installed, the peer ``torch``
+    (:func:`torch_variant`). Sequential variants above the workload's ``max_sequential`` are skipped.
 
     Args:
       rows: a list the finished rows are appended to as they come (so a caller
@@ -252,16 +258,20 @@ def measure(workloads=("synthetic", "mnist"), sizes=(1, 8, 32, 128, 256), varian
       One row per measurement: ``workload, models, variant, seconds`` (best of
       ``repeats`` after a warm-up), ``seed_epochs_per_s``, ``gflops``.
     """
+    from bench.training import peers
+
     rows = [] if rows is None else rows
+    if variants is None:
+        variants = (*VARIANTS, *(PEERS if peers.available() else ()))
     for name in workloads:
         for n_models in sizes:
             s = setup(WORKLOADS[name], n_models)
             for variant in variants:
-                if variant != "vmap" and n_models > WORKLOADS[name].max_sequential:
+                if variant in ("loop", "scan") and n_models > WORKLOADS[name].max_sequential:
                     continue
                 if log is not None:
                     log(f"timing {name}, {n_models} model(s), {variant}: compile, warm up, best of {repeats}")
-                run = VARIANTS[variant](s)
+                run = {**VARIANTS, **PEERS}[variant](s)
                 run()  # compile and warm up
                 seconds = min(_seconds(run) for _ in range(repeats))
                 rows.append({"workload": name, "models": n_models, "layout": f"{s.n_inits} x {s.n_models // s.n_inits}",
@@ -338,3 +348,127 @@ def mnist_mlp_peak_rss(n_seeds: int = 128, n_train: int = 2048, n_test: int = 51
             "models_per_chunk": result.plan.models_per_chunk, "n_chunks": result.plan.n_chunks,
             "train_s": result.train_s}
 
+
+
+# ---------------------------------------------------------------- the peer: torch.func + torch.compile
+
+
+def torch_variant(s: Setup) -> Callable[[], list]:
+    """(d) PyTorch's way (``bench.training.peers.Ensemble``): the same MLPs stacked, ``torch.func`` + ``torch.compile``,
+    one epoch over the same minibatches (its own initial weights: values do not change the timing)."""
+    import torch
+
+    from bench.training import peers
+
+    w = s.workload
+    n_seeds = s.n_models // s.n_inits
+    ensemble = peers.Ensemble(w.n_features, w.hidden, w.n_classes, ["he_normal"] * s.n_models,
+                              [i % n_seeds for i in range(s.n_models)], w.optimizer, w.lr)
+    x, y = torch.as_tensor(np.asarray(s.x)), torch.as_tensor(np.asarray(s.y), dtype=torch.long)
+    order = torch.as_tensor(_orders(s))
+
+    def run():
+        ensemble.train_epoch(x, y, order)
+        return [p.detach() for p in ensemble.params.values()]
+
+    return run
+
+
+PEERS = {"torch": torch_variant}
+
+NOTEBOOK = "notebook job: synthetic MLP 20-64-64-1, Adam 1e-3, batch 32, 10 epochs, 8 initializers x 32 seeds"
+
+
+def notebook_job(n_seeds: int = 32, epochs: int = 10) -> dict:
+    """initjax's side of the notebook job (``bench.training.peers.notebook_job`` is torch's): the default preset's
+    synthetic task, 8 initializers x ``n_seeds`` seeds trained by ``bench.training.train.train_task``, evaluated on
+    the training and test splits after every epoch.
+
+    Returns:
+      ``init_s``, ``compile_s`` (lowering and compiling, or loading from the persistent cache), ``train_s``
+      (training and evaluation), ``total_s`` (the call, whole), ``runs``, ``test_accuracy`` `(n_inits, n_seeds)`.
+    """
+    from bench.data import datasets
+    from bench.training import peers
+    from bench.training.train import TrainConfig, train_task
+
+    dataset = datasets.load("synthetic")
+    model = models.mlp_for(dataset.n_features, dataset.n_classes, (64, 64))
+    start = time.perf_counter()
+    result = train_task(dataset, model, {name: initjax.get(name) for name in peers.INITIALIZERS}, range(n_seeds),
+                        TrainConfig("adam", 1e-3, 32, epochs), progress=False, keep_params=False)
+    total_s = time.perf_counter() - start
+    final = result.frame[result.frame.epoch == epochs]
+    accuracy = final.pivot(index="arm", columns="seed", values="test_accuracy").loc[list(peers.INITIALIZERS)]
+    return {"init_s": result.init_s, "compile_s": result.compile_s, "train_s": result.train_s, "total_s": total_s,
+            "runs": len(final), "test_accuracy": accuracy.to_numpy()}
+
+
+_JOB = """
+import json, sys, time
+start = time.perf_counter()
+peer, n_seeds = sys.argv[1], int(sys.argv[2])
+if peer == "torch":
+    from bench.data import datasets
+    from bench.training import peers
+    import torch
+    arrays = peers.as_arrays(datasets.load("synthetic"))
+    ready = time.perf_counter()
+    result = peers.notebook_job(*arrays, n_seeds=n_seeds)
+else:
+    from bench.training import perf
+    ready = time.perf_counter()
+    result = perf.notebook_job(n_seeds)
+result["imports_s"] = ready - start
+result["mean_test_accuracy"] = float(result.pop("test_accuracy")[1:].mean())  # the 7 non-zero initializers
+print("JOB " + json.dumps(result))
+"""
+
+
+def notebook_jobs(rounds: int = 2, n_seeds: int = 32, log=None) -> pd.DataFrame:
+    """The notebook job, whole, by initjax and by torch.func + torch.compile, each in a fresh process.
+
+    Per round and peer: ``cold`` with empty compilation caches (initjax's persistent XLA cache, TorchInductor's
+    FX-graph and kernel caches: fresh folders), then ``warm`` with the caches the cold process filled (what a
+    second run on the machine finds). The peers alternate within a round, so both see the same machine load.
+
+    Returns:
+      One row per (round, peer, caches): the job's ``total_s`` (init + compile + train + evaluate, imports
+      excluded), its parts, ``imports_s``, ``process_s`` (the process, interpreter and imports included) and the
+      mean final test accuracy of the 7 non-zero initializers (the two should learn alike).
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from bench.training import peers
+
+    names = {"initjax": "initjax", "torch": "torch.func + torch.compile"}
+    chosen = [p for p in names if p == "initjax" or peers.available()]
+    rows = []
+    for r in range(rounds):
+        folders = {p: tempfile.mkdtemp(prefix=f"initjax-peer-{p}-") for p in chosen}
+        for caches in ("cold", "warm"):
+            for peer in chosen:
+                env = {**os.environ, "INITJAX_CACHE": folders[peer], "TORCHINDUCTOR_CACHE_DIR": folders[peer]}
+                env.pop("JAX_COMPILATION_CACHE_DIR", None)
+                if log is not None:
+                    log(f"round {r + 1}/{rounds}: {names[peer]}, {caches} caches")
+                start = time.perf_counter()
+                proc = subprocess.run([sys.executable, "-c", _JOB, peer, str(n_seeds)], capture_output=True, text=True,
+                                      env=env, check=True)
+                process_s = time.perf_counter() - start
+                line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("JOB "))
+                rows.append({"round": r + 1, "peer": names[peer], "caches": caches, **json.loads(line[4:]),
+                             "process_s": process_s})
+    return pd.DataFrame(rows)
+
+
+def notebook_summary(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Best ``total_s`` and ``process_s`` per (caches, peer) over rounds, and initjax's ratio to the peer."""
+    best = jobs.groupby(["caches", "peer"], sort=False)[["total_s", "process_s", "runs"]].min().reset_index()
+    mine = best[best.peer == "initjax"].set_index("caches")
+    best["initjax / this"] = best.apply(lambda row: mine.loc[row.caches, "total_s"] / row.total_s, axis=1)
+    return best

@@ -1,19 +1,18 @@
-"""A progress bar counted in minibatch steps, fed from inside the compiled training epoch.
+"""A progress bar counted in minibatch steps, fed as the segments of each epoch finish.
 
 One tick per chunk-epoch left a one-epoch MNIST run at 0/1 for minutes. Here the
-bar counts the minibatch steps of every chunk and epoch (unit ``step``); the
-compiled epoch reports how far it is (``bench.training.train.make_train_epoch(on_steps=...)``,
-a ``jax.debug.callback`` about 50 times per epoch) and the bar shows the rate and a
-smoothed ETA (tqdm's exponential moving average of the rate).
+bar counts the minibatch steps of every chunk and epoch (unit ``step``); a long epoch is
+trained in segments (``bench.training.train.segment_steps``: up to 50 an epoch), each
+reported when it finishes, and the bar shows the rate and a smoothed ETA (tqdm's
+exponential moving average of the rate). Not a callback from inside the compiled program:
+JAX cannot keep a program with host callbacks in its persistent cache.
 """
 
 from __future__ import annotations
 
-import threading
-
 
 class StepBar:
-    """Progress over ``total`` minibatch steps: ``on_steps`` calls from the device, ``advance`` from the host.
+    """Progress over ``total`` minibatch steps, advanced from the host as steps finish.
 
     Args:
       total: steps of all chunks and epochs this process will train or load.
@@ -26,24 +25,12 @@ class StepBar:
 
         self.bar = tqdm(total=total, desc=desc, unit="step", smoothing=0.05, disable=not enabled,
                         dynamic_ncols=True)
-        self.base = 0  # steps done before the epoch in progress
         self.done = 0
-        self._lock = threading.Lock()
-
-    def on_steps(self, steps_into_epoch) -> None:
-        """Called by the compiled epoch after ``steps_into_epoch`` of its steps (any thread, maybe twice)."""
-        self._to(self.base + int(steps_into_epoch))
 
     def advance(self, steps: int) -> None:
-        """``steps`` finished outside a callback (a loaded chunk, a checkpoint, the rest of an epoch)."""
-        self.base += steps
-        self._to(self.base)
-
-    def _to(self, position: int) -> None:
-        with self._lock:
-            if position > self.done:
-                self.bar.update(position - self.done)
-                self.done = position
+        """``steps`` more finished (a segment of an epoch, a loaded chunk, a checkpoint's epochs)."""
+        self.bar.update(steps)
+        self.done += steps
 
     def exclude_from_rate(self) -> None:
         """Starts the rate's clock again now, so compilation does not count as training time in the ETA."""

@@ -13,6 +13,8 @@ run's steps (``epochs x steps per epoch``), so the same schedule serves every ra
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable
 
 import jax.numpy as jnp
@@ -168,3 +170,57 @@ def build(optimizer: str, lr: float, schedule: str = "constant", weight_decay: f
         return optax.inject_hyperparams(recipe, static_args=static)(**values)
     except TypeError as error:
         raise UserError(f"optimizer {optimizer!r}: {error}; see optax.{parsed.name}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How every run of a task is trained (this module).
+
+    Attributes:
+      optimizer: spec of an optimizer in :data:`OPTIMIZERS`, with keyword
+        arguments: ``"adam"``, ``"adamw(b2=0.95)"``.
+      lr: peak learning rate, > 0.
+      batch_size: minibatch size; the last minibatch of an epoch may be partial
+        (it is masked, as Keras trains on it).
+      epochs: number of passes over the training set.
+      eval_batch_size: examples per evaluation chunk (bounds evaluation memory).
+      schedule: the learning rate's curve over the run (:data:`SCHEDULES`).
+      weight_decay: >= 0; the optimizer's own decoupled decay or an L2 term.
+      clip: clip gradients to this global norm (None: no clipping).
+    """
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    batch_size: int = 32
+    epochs: int = 10
+    eval_batch_size: int = 2048
+    schedule: str = "constant"
+    weight_decay: float = 0.0
+    clip: float | None = None
+
+    def validate(self, n_train: int | None) -> None:
+        """Raises UserError on a value no training can use (the batch size against ``n_train`` when given)."""
+        check(self.optimizer, self.schedule)
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"learning rate must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise UserError(f"weight decay must be a finite number >= 0, got {self.weight_decay}")
+        if self.clip is not None and not (math.isfinite(self.clip) and self.clip > 0):
+            raise UserError(f"clip (a global gradient norm) must be a finite number > 0, got {self.clip}")
+        if self.epochs < 1:
+            raise UserError(f"epochs must be >= 1, got {self.epochs}")
+        if n_train is None and not 1 <= self.batch_size <= 2**31 - 1:
+            raise UserError(f"batch size must be an integer >= 1, got {self.batch_size}")
+        if n_train is not None and not 1 <= self.batch_size <= n_train:
+            raise UserError(
+                f"batch size must be between 1 and the {n_train:,} training examples, got {self.batch_size}"
+            )
+
+    def optax(self, n_train: int, injected: tuple[str, ...] = ()) -> optax.GradientTransformation:
+        """The optimizer of this recipe for a training set of ``n_train`` examples (the schedule's length).
+
+        ``injected``: hyperparameters (:data:`INJECTABLE`) held in each run's
+        optimizer state rather than in the program, for a grid (:func:`set_hyperparameters`).
+        """
+        steps = -(-n_train // self.batch_size) * self.epochs
+        return build(self.optimizer, self.lr, self.schedule, self.weight_decay, self.clip, steps, injected)

@@ -22,6 +22,7 @@ alone with the same numbers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import zlib
@@ -37,9 +38,11 @@ import pandas as pd
 from bench.data.datasets import Dataset
 from bench.errors import UserError
 from bench.models import losses
-from bench.training import devices, memory, recipes, resume, step
+from bench.training import compilation, devices, memory, recipes, resume, step
 from bench.training import grid as grids
+from bench.training.grid import injected  # noqa: F401  (re-exported)
 from bench.training.progress import StepBar
+from bench.training.recipes import TrainConfig
 from initjax import rules, schemes
 from initjax.registry import first_line
 
@@ -47,60 +50,6 @@ from initjax.registry import first_line
 OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
     name: (lambda lr, name=name: recipes.build(name, lr)) for name in recipes.OPTIMIZERS
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """How every run of a task is trained (``bench.training.recipes``).
-
-    Attributes:
-      optimizer: spec of an optimizer in ``bench.training.recipes.OPTIMIZERS``, with keyword
-        arguments: ``"adam"``, ``"adamw(b2=0.95)"``.
-      lr: peak learning rate, > 0.
-      batch_size: minibatch size; the last minibatch of an epoch may be partial
-        (it is masked, as Keras trains on it).
-      epochs: number of passes over the training set.
-      eval_batch_size: examples per evaluation chunk (bounds evaluation memory).
-      schedule: the learning rate's curve over the run (``bench.training.recipes.SCHEDULES``).
-      weight_decay: >= 0; the optimizer's own decoupled decay or an L2 term.
-      clip: clip gradients to this global norm (None: no clipping).
-    """
-
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    batch_size: int = 32
-    epochs: int = 10
-    eval_batch_size: int = 2048
-    schedule: str = "constant"
-    weight_decay: float = 0.0
-    clip: float | None = None
-
-    def validate(self, n_train: int | None) -> None:
-        """Raises UserError on a value no training can use (the batch size against ``n_train`` when given)."""
-        recipes.check(self.optimizer, self.schedule)
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise UserError(f"learning rate must be a finite number > 0, got {self.lr}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise UserError(f"weight decay must be a finite number >= 0, got {self.weight_decay}")
-        if self.clip is not None and not (math.isfinite(self.clip) and self.clip > 0):
-            raise UserError(f"clip (a global gradient norm) must be a finite number > 0, got {self.clip}")
-        if self.epochs < 1:
-            raise UserError(f"epochs must be >= 1, got {self.epochs}")
-        if n_train is None and not 1 <= self.batch_size <= 2**31 - 1:
-            raise UserError(f"batch size must be an integer >= 1, got {self.batch_size}")
-        if n_train is not None and not 1 <= self.batch_size <= n_train:
-            raise UserError(
-                f"batch size must be between 1 and the {n_train:,} training examples, got {self.batch_size}"
-            )
-
-    def optax(self, n_train: int, injected: tuple[str, ...] = ()) -> optax.GradientTransformation:
-        """The optimizer of this recipe for a training set of ``n_train`` examples (the schedule's length).
-
-        ``injected``: hyperparameters (``bench.training.recipes.INJECTABLE``) held in each run's
-        optimizer state rather than in the program, for a grid (:func:`set_hyperparameters`).
-        """
-        steps = -(-n_train // self.batch_size) * self.epochs
-        return recipes.build(self.optimizer, self.lr, self.schedule, self.weight_decay, self.clip, steps, injected)
 
 
 @dataclasses.dataclass
@@ -114,8 +63,9 @@ class TaskResult:
         host; None unless asked for (and always None with several processes).
       n_params: parameters of one run.
       plan: how the runs were split into chunks.
-      init_s: seconds to compile and run the initialization of all runs.
-      compile_s: seconds spent compiling the training and evaluation programs.
+      init_s: seconds spent initializing all runs and evaluating them before training (compilation excluded).
+      compile_s: seconds spent lowering and compiling the task's programs (or loading them from the
+        persistent compilation cache, ``bench.training.compilation``).
       train_s: seconds spent training and evaluating, compilation excluded.
       program_bytes: memory XLA reserves for one chunk's training epoch
         (arguments + outputs + temporaries - donated aliases).
@@ -221,39 +171,43 @@ def init_params(model: nn.Module, arms: Sequence, init_keys, input_shape: Sequen
 
     An arm is an initializer (every kernel), a rule set (``initjax.rules``: by
     parameter path) or a scheme (``initjax.schemes.Scheme``). The model's own
-    initializers draw every parameter with the seed's key; the arm's rules then
+    initializers draw every parameter with the seed's key, once per seed; each arm's rules then
     redraw what they match (``initjax.rules.apply``). A scheme's ``base`` draws every
     kernel, then the scheme transforms the whole params with :data:`SCHEME_BATCH`
     training examples drawn for the seed (``x_train`` is needed then), seeing the
     model in evaluation mode (no dropout; BatchNorm at its initial running statistics).
+
+    Every arm of a seed is drawn in one body mapped over the seeds (``lax.map``), so all
+    arms x seeds are one compiled loop, and a seed's numbers are those of the seed drawn
+    alone. Not ``vmap``: on CPU, jaxlib 0.10 runs a batched QR (orthogonal init) through
+    ``ParallelBatchMap`` on XLA's intra-op pool and blocks on it, and as many of those as the
+    pool has threads, run concurrently by one program, deadlock it (every worker in
+    ``BlockingCounter::Wait``; two orthogonal arms of a 3-layer MLP suffice on 2 cores). Mapped,
+    every QR has a batch of one and runs inline.
 
     Returns:
       Params pytree with leaves `(n_arms, n_seeds, ...)`.
     """
     forward = step.forward_of(model, input_shape)
     sample = jnp.zeros((1, *input_shape), jnp.float32)
-    # Seeds are initialized one after another (lax.map), not vmapped: on CPU, jaxlib
-    # runs a batched QR (orthogonal init) through ParallelBatchMap on XLA's thread
-    # pool, and several of those in one program deadlock a 2-thread pool (seen with
-    # jaxlib 0.10.2: every worker blocked in BlockingCounter::Wait).
-    stacks = []
-    for arm in arms:
-        def drawn(key, by=arm_rules(arm)):
-            return rules.apply(jax.random.fold_in(key, 4), forward.init(key, sample)[0], by)
+    apply_fn = forward.probe(input_shape) if any(schemes.is_scheme(arm) for arm in arms) else None
+    by_arm = [arm_rules(arm) for arm in arms]
 
-        if schemes.is_scheme(arm):
-            apply_fn = forward.probe(input_shape)
-
-            def one(key, scheme=arm, apply_fn=apply_fn, drawn=drawn):
+    def one_seed(key):
+        own = forward.init(key, sample)[0]  # the model's own draws, shared by every arm of the seed
+        drawn = []
+        for arm, by in zip(arms, by_arm):
+            params = rules.apply(jax.random.fold_in(key, 4), own, by)
+            if schemes.is_scheme(arm):
                 n = x_train.shape[0]
                 batch = x_train[
                     jax.random.choice(jax.random.fold_in(key, 2), n, (min(SCHEME_BATCH, n),), replace=False)
                 ]
-                return scheme(jax.random.fold_in(key, 3), drawn(key), apply_fn, batch)
-        else:
-            one = drawn
-        stacks.append(jax.lax.map(one, init_keys))
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *stacks)
+                params = arm(jax.random.fold_in(key, 3), params, apply_fn, batch)
+            drawn.append(params)
+        return jax.tree.map(lambda *leaves: jnp.stack(leaves), *drawn)
+
+    return jax.tree.map(lambda leaf: jnp.swapaxes(leaf, 0, 1), jax.lax.map(one_seed, init_keys))
 
 
 def initial_state(model: nn.Module, optimizer: optax.GradientTransformation, arms: Sequence, init_keys,
@@ -313,11 +267,6 @@ def set_hyperparameters(opt_state, grid: grids.Grid, n_inits: int):
         held = hyperparams[factor]
         hyperparams[factor] = jnp.broadcast_to(jnp.asarray(per_arm, held.dtype)[:, None], held.shape)
     return opt_state._replace(hyperparams=hyperparams)
-
-
-def injected(grid: grids.Grid) -> tuple[str, ...]:
-    """The grid's factors the optimizer holds in its state (``TrainConfig.optax(..., injected=...)``)."""
-    return tuple(f for f in grid.factors if f in grids.OPTIMIZER_FACTORS)
 
 
 def check_scale_pattern(model: nn.Module, input_shape: Sequence[int], grid: grids.Grid) -> None:
@@ -408,55 +357,86 @@ def epoch_order(data_key, epoch, n: int, padded: int) -> jnp.ndarray:
     return perm[jnp.arange(padded) % n]
 
 
-def make_train_epoch(model: nn.Module, optimizer: optax.GradientTransformation, batch_size: int,
-                     on_steps: Callable[[int], None] | None = None, ticks: int = 50, loss=None):
-    """Builds ``train_epoch(state, data_keys, epoch, x, y)``: one epoch of every run.
+def epoch_orders(data_keys, epoch, n: int, batch_size: int) -> jnp.ndarray:
+    """Example indices of every seed's minibatches in ``epoch``, `(steps, n_seeds, batch_size)`
+    (:func:`epoch_order` per seed; the last minibatch padded)."""
+    steps = -(-n // batch_size)
+    order = jax.vmap(lambda key: epoch_order(key, epoch, n, steps * batch_size))(data_keys)
+    return order.reshape(-1, steps, batch_size).swapaxes(0, 1)
+
+
+def make_train_steps(model: nn.Module, optimizer: optax.GradientTransformation, batch_size: int, segment: int,
+                     loss=None):
+    """Builds ``train_steps(state, data_keys, epoch, order, first, x, y)``: ``segment`` minibatch steps of every run.
 
     The single-run step (``bench.training.step.make_step``) is batched once over runs
-    (``bench.training.step.over_runs``) and scanned over the epoch's minibatches. ``on_steps(k)``,
-    if given, is called from inside the compiled epoch (``jax.debug.callback``,
-    outside the vmaps: once per step, not per run) after step ``k`` of the epoch,
-    about ``ticks`` times per epoch: a progress bar in minibatch steps. It changes no number.
+    (``bench.training.step.over_runs``) and scanned over steps ``first, ..., first + segment - 1``
+    of the epoch whose minibatches are ``order`` (:func:`epoch_orders`); steps past the epoch's
+    end change nothing (the last segment of an epoch whose step count ``segment`` does not
+    divide). An epoch trained in segments is the epoch trained at once, number for number: the
+    state passes from one segment to the next as it passes from one step to the next.
 
     ``loss``: a loss spec (``bench.models.losses``); None: the built-in model's ``output_activation``.
 
     Args of the returned function:
       state: a :class:`bench.training.step.RunState` with leaves `(n_arms, n_seeds, ...)`.
-      data_keys: `(n_seeds,)` keys; epoch: int32 scalar.
-      x: `(n, *input_shape)`; y: `(n, ...)`.
+      data_keys: `(n_seeds,)` keys; epoch, first: int32 scalars.
+      order: `(steps, n_seeds, batch_size)`; x: `(n, *input_shape)`; y: `(n, ...)`.
 
     Returns of the returned function:
       ``(state, finite)``, ``finite`` `(n_arms, n_seeds)` bool: False where any
-      minibatch loss of the epoch was NaN or inf.
+      minibatch loss of the segment was NaN or inf.
     """
 
     loss_fn = losses.get(loss_spec(model, loss))
 
-    def train_epoch(state, data_keys, epoch, x, y):
+    def train_steps(state, data_keys, epoch, order, first, x, y):
         forward = step.forward_of(model, x.shape[1:])
         one_step = step.make_step(forward, loss_fn, optimizer)
         runs_step = step.over_runs(one_step, seed_axes=(0, 0, 0, None, 0 if forward.stochastic else None))
-        n = x.shape[0]
-        steps = -(-n // batch_size)
-        order = jax.vmap(lambda key: epoch_order(key, epoch, n, steps * batch_size))(data_keys)
-        order = order.reshape(-1, steps, batch_size).swapaxes(0, 1)  # (steps, seeds, batch)
-        weights = (jnp.arange(steps * batch_size) < n).astype(x.dtype).reshape(steps, batch_size)
+        steps, n = order.shape[0], x.shape[0]
+        runs = jax.tree.leaves(state.params)[0].shape[:2]
 
-        every = max(1, steps // ticks)
-
-        def body(state, inputs):
-            i, idx, w = inputs
+        def one(state, i):
+            idx = order[i]  # (seeds, batch)
+            weights = (i * batch_size + jnp.arange(batch_size) < n).astype(x.dtype)
             keys = jax.vmap(lambda k: step.dropout_key(k, epoch, i))(data_keys) if forward.stochastic else None
-            state, loss = runs_step(state, x[idx], y[idx], w, keys)
-            if on_steps is not None:
-                tick = (i + 1) % every == 0
-                jax.lax.cond(tick, lambda: jax.debug.callback(on_steps, i + 1, ordered=False), lambda: None)
+            state, loss = runs_step(state, x[idx], y[idx], weights, keys)
             return state, jnp.isfinite(loss)
 
-        state, finite = jax.lax.scan(body, state, (jnp.arange(steps), order, weights))
+        def body(state, i):
+            if steps % segment == 0:
+                return one(state, i)
+            return jax.lax.cond(i < steps, one, lambda state, i: (state, jnp.ones(runs, bool)), state, i)
+
+        state, finite = jax.lax.scan(body, state, first + jnp.arange(segment))
         return state, finite.all(axis=0)
 
+    return train_steps
+
+
+def make_train_epoch(model: nn.Module, optimizer: optax.GradientTransformation, batch_size: int, loss=None):
+    """Builds ``train_epoch(state, data_keys, epoch, x, y) -> (state, finite)``: one whole epoch of every run
+    (:func:`make_train_steps` over all the epoch's steps at once; the suite trains in segments of it)."""
+
+    def train_epoch(state, data_keys, epoch, x, y):
+        order = epoch_orders(data_keys, epoch, x.shape[0], batch_size)
+        train_steps = make_train_steps(model, optimizer, batch_size, order.shape[0], loss)
+        return train_steps(state, data_keys, epoch, order, jnp.asarray(0, jnp.int32), x, y)
+
     return train_epoch
+
+
+SEGMENT_FLOPS = 12.5e9  # training FLOPs per segment of an epoch: about 0.2 s on one CPU core
+MAX_SEGMENTS = 50  # segments of an epoch at most: progress at 2% of an epoch
+
+
+def segment_steps(steps: int, flops_per_step: float) -> int:
+    """Minibatch steps per call of the training program: the epoch split so each call does about
+    :data:`SEGMENT_FLOPS` (progress within a long epoch, nothing more for a short one), at most
+    :data:`MAX_SEGMENTS` calls an epoch."""
+    calls = min(MAX_SEGMENTS, steps, max(1, math.ceil(steps * flops_per_step / SEGMENT_FLOPS)))
+    return -(-steps // calls)
 
 
 def chunked_for_eval(x: np.ndarray, y: np.ndarray, chunk: int):
@@ -519,12 +499,6 @@ def make_outcomes(model: nn.Module, loss=None):
     return outcomes
 
 
-def _compile(fn, *args, donate=(), out_shardings=None):
-    start = time.perf_counter()
-    compiled = jax.jit(fn, donate_argnums=donate, out_shardings=out_shardings).lower(*args).compile()
-    return compiled, time.perf_counter() - start
-
-
 def _program_bytes(compiled) -> int:
     stats = compiled.memory_analysis()
     if stats is None:
@@ -533,39 +507,107 @@ def _program_bytes(compiled) -> int:
                - stats.alias_size_in_bytes)
 
 
+def make_evaluate_splits(model: nn.Module, loss=None):
+    """Builds ``evaluate_splits(state, splits) -> sums`` `(n_splits, 2, n_arms, n_seeds)`: :func:`make_evaluate`
+    on every split of the tuple ``(chunked_for_eval(...), ...)``, in its order, in one program (a tuple: a dict
+    passed to a jitted function comes back in sorted key order)."""
+    evaluate = make_evaluate(model, loss)
+
+    def evaluate_splits(state, splits):
+        return jnp.stack([jnp.moveaxis(evaluate(state, *chunks), -1, 0) for chunks in splits])
+
+    return evaluate_splits
+
+
 @dataclasses.dataclass
 class _Programs:
-    """The compiled programs every chunk reuses."""
+    """The compiled programs of a task, reused by every chunk: two a task, with the evaluation inside them.
 
-    train_epoch: Callable
-    evaluators: dict[str, Callable]
-    outcomes: Callable | None  # None where per-example outcomes mean nothing (regression)
+    ``splits`` is the tuple of the evaluated splits, chunked (:func:`chunked_for_eval`), the test split at
+    ``test_index``. ``start(init_keys, x_train, splits) -> (state, sums)``: the initial state of every run and its
+    evaluation (epoch 0). ``orders(data_keys, epoch) -> order``: the epoch's minibatches.
+    ``steps(state, data_keys, epoch, order, first, final, x, y, splits) -> (state, finite, sums, outcomes)``:
+    ``segment`` training steps from step ``first``; the segment that ends the epoch also evaluates
+    every split (else ``sums`` is zeros) and, in the ``final`` epoch, the per-example outcomes on
+    the test split (None for regression).
+    """
+
+    start: Callable
+    orders: Callable
+    steps: Callable
+    segment: int
+    n_steps: int
     compile_s: float
     train_bytes: int
 
-    def evaluate_all(self, state, eval_splits) -> np.ndarray:
-        """Loss and metric sums of every split, `(n_splits, 2, n_arms, seeds_per_chunk)`."""
-        return np.stack([np.moveaxis(np.asarray(evaluate(state, *eval_splits[split])), -1, 0)
-                         for split, evaluate in self.evaluators.items()])
+    def run_epoch(self, state, data_keys, epoch: int, final: bool, x, y, splits, on_steps: Callable[[int], None]):
+        """Trains and evaluates one epoch of every run of a chunk, segment after segment.
+
+        ``on_steps(k)`` is told when ``k`` more steps have finished (the next segment is already
+        queued, so the device does not wait on the host).
+
+        Returns:
+          ``(state, finite, sums, outcomes)``: ``finite`` `(n_arms, n_seeds)` numpy bool, ``sums``
+          `(n_splits, 2, n_arms, n_seeds)` numpy, ``outcomes`` as the program gives them (on device).
+        """
+        epoch_arg, final_arg = jnp.asarray(epoch, jnp.int32), jnp.asarray(final)
+        order = self.orders(data_keys, epoch_arg)
+        pending, finite = [], None
+        for first in range(0, self.n_steps, self.segment):
+            state, ok, sums, outcomes = self.steps(state, data_keys, epoch_arg, order, jnp.asarray(first, jnp.int32),
+                                                   final_arg, x, y, splits)
+            pending.append((ok, min(self.segment, self.n_steps - first)))
+            while len(pending) > 1 or first + self.segment >= self.n_steps and pending:
+                ok, done = pending.pop(0)
+                finite = np.asarray(ok) if finite is None else finite & np.asarray(ok)
+                on_steps(done)
+        return state, finite, np.asarray(sums), outcomes
 
 
-def _compile_programs(model, optimizer, config, train_args, eval_splits, model_sharding,
-                      on_steps: Callable[[int], None] | None = None, loss=None, with_outcomes: bool = True
-                      ) -> _Programs:
-    train_epoch, compile_s = _compile(
-        make_train_epoch(model, optimizer, config.batch_size, on_steps, loss=loss), *train_args, donate=(0,),
-        out_shardings=(model_sharding, model_sharding),
-    )
-    evaluate, evaluators = make_evaluate(model, loss), {}
-    for split, chunks in eval_splits.items():
-        evaluators[split], seconds = _compile(evaluate, train_args[0], *chunks, out_shardings=model_sharding)
-        compile_s += seconds
-    outcomes = None
-    if with_outcomes:
-        outcomes, seconds = _compile(make_outcomes(model, loss), train_args[0], *eval_splits["test"],
-                                     out_shardings=(model_sharding, model_sharding))
-        compile_s += seconds
-    return _Programs(train_epoch, evaluators, outcomes, compile_s, _program_bytes(train_epoch))
+def _compile_programs(model, optimizer, config, start_state, start_args, data_keys, x, y, eval_splits,
+                      test_index: int, model_sharding, loss=None, with_outcomes: bool = True, models_per_chunk: int = 1,
+                      n_params: int = 1) -> _Programs:
+    """Compiles the task's programs (:class:`_Programs`) for the arguments of a chunk (``start_args``:
+    its init keys and the training inputs; ``data_keys``: its data-order keys)."""
+    evaluate_splits = make_evaluate_splits(model, loss)
+    outcomes_of = make_outcomes(model, loss) if with_outcomes else None
+
+    def start(init_keys, x_train, splits):
+        state = start_state(init_keys, x_train)
+        return state, evaluate_splits(state, splits)
+
+    start_program, compile_s = compilation.compile_program(start, *start_args, eval_splits,
+                                                           out_shardings=(model_sharding, None))
+    state = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=model_sharding),
+                         jax.eval_shape(start, *start_args, eval_splits)[0])
+    n_steps = -(-x.shape[0] // config.batch_size)
+    segment = segment_steps(n_steps, 6.0 * n_params * config.batch_size * models_per_chunk)
+    train_steps = make_train_steps(model, optimizer, config.batch_size, segment, loss)
+    n_test = eval_splits[test_index][0].shape[0] * eval_splits[test_index][0].shape[1]
+
+    def steps(state, data_keys, epoch, order, first, final, x, y, splits):
+        state, finite = train_steps(state, data_keys, epoch, order, first, x, y)
+        ends_epoch = first + segment >= order.shape[0]
+        sums = jax.lax.cond(ends_epoch, lambda state: evaluate_splits(state, splits),
+                            lambda state: jnp.zeros((len(splits), 2, *finite.shape), jnp.float32), state)
+        if outcomes_of is None:
+            return state, finite, sums, None
+        none = (jnp.zeros((*finite.shape, n_test), jnp.float32), jnp.zeros((*finite.shape, n_test), bool))
+        outcomes = jax.lax.cond(ends_epoch & final, lambda state: outcomes_of(state, *splits[test_index]),
+                                lambda state: none, state)
+        return state, finite, sums, outcomes
+
+    epoch = jnp.asarray(1, jnp.int32)
+    orders = functools.partial(epoch_orders, n=x.shape[0], batch_size=config.batch_size)
+    orders_program, seconds = compilation.compile_program(orders, data_keys, epoch)
+    compile_s += seconds
+    order = jax.eval_shape(orders, data_keys, epoch)
+    steps_program, seconds = compilation.compile_program(
+        steps, state, data_keys, epoch, order, epoch, jnp.asarray(False), x, y, eval_splits, donate=(0,),
+        out_shardings=(model_sharding, model_sharding, None, model_sharding if outcomes_of else None))
+    compile_s += seconds
+    return _Programs(start_program, orders_program, steps_program, segment, n_steps, compile_s,
+                     _program_bytes(steps_program))
 
 
 def _plan(fp: memory.Footprint, mesh, n_inits: int, n_seeds: int, data_bytes: int, chunk, max_memory,
@@ -677,9 +719,10 @@ def train_task(
       ``diverged`` from that epoch on, with that epoch in ``diverged_epoch``;
       the other runs are unaffected.
     """
+    compilation.use_persistent_cache(resume.cache_root())
     config.validate(dataset.x_train.shape[0])
     grid.validate()
-    recipes.check(config.optimizer, config.schedule, injected(grid))
+    recipes.check(config.optimizer, config.schedule, grids.injected(grid))
     check_on_model(model, initializers, dataset.input_shape)
     check_scale_pattern(model, dataset.input_shape, grid)
     loss = loss_spec(model, loss)
@@ -695,13 +738,13 @@ def train_task(
                                  jax.ShapeDtypeStruct((2, *dataset.input_shape), jnp.float32))
         losses.check_shape(type(model).__name__, outputs.shape, loss, dataset.n_classes, dataset.n_targets)
     names, seeds = list(grids.arms(list(initializers), grid)), list(seeds)
-    optimizer = config.optax(len(dataset.x_train), injected(grid))
+    optimizer = config.optax(len(dataset.x_train), grids.injected(grid))
     mesh = devices.local_mesh()
     model_sharding, key_sharding = devices.seed_sharding(mesh, 1), devices.seed_sharding(mesh, 0)
     x_train, y_train = jax.device_put((dataset.x_train, dataset.y_train), devices.replicated(mesh))
     splits = dataset.splits()
-    eval_splits = {split: jax.device_put(chunked_for_eval(x, y, config.eval_batch_size), devices.replicated(mesh))
-                   for split, (x, y) in splits.items()}
+    eval_splits = tuple(jax.device_put(chunked_for_eval(x, y, config.eval_batch_size), devices.replicated(mesh))
+                        for x, y in splits.values())
     split_sizes = np.array([len(y) for _, y in splits.values()], np.float64)
 
     fp = memory.footprint(model, dataset.input_shape, optimizer, config.batch_size, config.eval_batch_size)
@@ -718,7 +761,6 @@ def train_task(
     def start_state(keys, x):
         return initial_state(model, optimizer, list(initializers.values()), keys, dataset.input_shape, x, grid)
 
-    epoch_arg = jnp.asarray(1, jnp.int32)
     init_s = compile_s = train_s = earlier_s = 0.0
     trained = earlier_seed_epochs = 0
     real = memory.real_seeds(groups)
@@ -747,25 +789,17 @@ def train_task(
                 continue
             init_keys, data_keys = jax.device_put(run_keys(experiment_seed, dataset.name, groups[c], data_seeds),
                                                   key_sharding)
-            start = time.perf_counter()
-            if programs is None:
-                init_program, _ = _compile(start_state, init_keys, x_train, out_shardings=model_sharding)
-            state = jax.block_until_ready(init_program(init_keys, x_train))
-            init_s += time.perf_counter() - start
             if programs is None:
                 programs = _compile_programs(
-                    model,
-                    optimizer,
-                    config,
-                    (state, data_keys, epoch_arg, x_train, y_train),
-                    eval_splits,
-                    model_sharding,
-                    bar.on_steps,  # shown or not: the same program, so the same numbers
-                    loss,
-                    not dataset.regression,
-                )
+                    model, optimizer, config, start_state, (init_keys, x_train), data_keys, x_train, y_train,
+                    eval_splits, list(splits).index("test"), model_sharding, loss, not dataset.regression,
+                    plan.models_per_chunk, fp.n_params)
                 compile_s = programs.compile_s
                 bar.exclude_from_rate()
+            start = time.perf_counter()
+            state, first_sums = programs.start(init_keys, x_train, eval_splits)
+            first_sums = np.asarray(first_sums)
+            init_s += time.perf_counter() - start
             start = time.perf_counter()
             saved = store.checkpoint(c, shapes, [leaf.shape for leaf in jax.tree.leaves(state)])
             before_s, before_seed_epochs = (saved.seconds, saved.seed_epochs) if saved is not None else (0.0, 0)
@@ -774,14 +808,12 @@ def train_task(
                 sums[i], finite[i] = saved.sums, saved.finite
                 bar.advance(saved.epoch * steps)
             else:
-                sums[i, 0] = programs.evaluate_all(state, eval_splits)
-            chunk_seed_epochs = 0
+                sums[i, 0] = first_sums
+            chunk_seed_epochs, outcomes = 0, None
             for epoch in range(1 if saved is None else saved.epoch + 1, config.epochs + 1):
-                state, ok = programs.train_epoch(state, data_keys, jnp.asarray(epoch, jnp.int32), x_train, y_train)
-                finite[i, epoch] = np.asarray(ok)
-                sums[i, epoch] = programs.evaluate_all(state, eval_splits)
+                state, finite[i, epoch], sums[i, epoch], outcomes = programs.run_epoch(
+                    state, data_keys, epoch, epoch == config.epochs, x_train, y_train, eval_splits, bar.advance)
                 chunk_seed_epochs += len(names) * sum(real[c])
-                bar.advance(steps)
                 if epoch < config.epochs and store.due():
                     store.save_checkpoint(
                         c,
@@ -793,8 +825,8 @@ def train_task(
                         before_seed_epochs + chunk_seed_epochs,
                     )
             kept = None
-            if programs.outcomes is not None:
-                loss, correct = programs.outcomes(state, *eval_splits["test"])
+            if outcomes is not None:
+                loss, correct = outcomes
                 test_loss[i], test_correct[i] = np.asarray(loss)[..., :n_test], np.asarray(correct)[..., :n_test]
                 kept = (test_loss[i], test_correct[i])
             train_s += time.perf_counter() - start

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import pytest
 
 import initjax
-from bench.training import perf
+from bench.training import peers, perf
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,13 +33,16 @@ def test_initializer_1024(benchmark, name):
 
 @pytest.mark.parametrize("workload", ["synthetic", "mnist"])
 @pytest.mark.parametrize("n_models", [1, 8, 32, 128, 256])
-@pytest.mark.parametrize("variant", ["loop", "scan", "vmap"])
+@pytest.mark.parametrize("variant", ["loop", "scan", "vmap", "torch"])
 def test_epoch(benchmark, workload, n_models, variant):
-    """n_models a multiple of 8 = 8 initializers x n_models / 8 seeds, as the suite lays them out."""
-    if variant != "vmap" and n_models > perf.WORKLOADS[workload].max_sequential:
+    """n_models a multiple of 8 = 8 initializers x n_models / 8 seeds, as the suite lays them out; ``torch``: the same
+    MLPs stacked, torch.func + torch.compile (the peers extra)."""
+    if variant in ("loop", "scan") and n_models > perf.WORKLOADS[workload].max_sequential:
         pytest.skip("a sequential variant's rate per model does not depend on the count; timed up to max_sequential")
+    if variant == "torch":
+        pytest.importorskip("torch", reason="the torch peer needs the peers extra: pip install -e '.[peers]'")
     s = perf.setup(perf.WORKLOADS[workload], n_models)
-    run = perf.VARIANTS[variant](s)
+    run = {**perf.VARIANTS, **perf.PEERS}[variant](s)
     run()  # compile outside the timing
     benchmark.pedantic(run, rounds=3, iterations=1)
     seconds = benchmark.stats.stats.min if benchmark.stats else float("nan")
@@ -61,6 +64,17 @@ def test_grid_epoch(benchmark, layout):
     seconds = benchmark.stats.stats.min if benchmark.stats else float("nan")
     benchmark.extra_info.update(models=s.n_models, seed_epochs_per_s=s.n_models / seconds,
                                 layout=f"{s.n_inits} arms x {s.n_models // s.n_inits} seeds")
+
+
+def test_notebook_job(benchmark):
+    """The notebook job whole (8 initializers x 32 seeds, 10 epochs: init + compile + train + evaluate) by initjax
+    and, with the peers extra, by torch.func + torch.compile, each in fresh processes with cold then warm compilation
+    caches (``perf.notebook_jobs``); ``extra_info`` holds every job's seconds, to compare within one run (target:
+    initjax at most half the peer's)."""
+    jobs = benchmark.pedantic(lambda: perf.notebook_jobs(rounds=1), rounds=1, iterations=1)
+    benchmark.extra_info.update({f"{row.peer}, {row.caches}: total_s": row.total_s for row in jobs.itertuples()})
+    benchmark.extra_info.update({f"{row.peer}, {row.caches}: process_s": row.process_s for row in jobs.itertuples()})
+    assert set(jobs.peer) == {"initjax", "torch.func + torch.compile"} if peers.available() else {"initjax"}
 
 
 def test_peak_memory_mnist_mlp_8x128(benchmark):

@@ -1,0 +1,91 @@
+"""Compiling the suite's programs once: per process (by their HLO) and across processes (JAX's persistent cache).
+
+A task's programs are lowered (traced) for its shapes and compiled by :func:`compile_program`.
+Two tasks whose programs lower to the same HLO (the same model, optimizer and shapes: e.g. one
+network on two datasets of one shape) share one executable in the process: the executables are
+kept by a fingerprint of the lowered module, its donation and output shardings.
+
+Across processes, :func:`use_persistent_cache` turns on JAX's persistent compilation cache
+(https://docs.jax.dev/en/latest/persistent_compilation_cache.html) in the user cache directory,
+for every program however quickly it compiled, so a second ``python -m bench`` loads its
+executables instead of compiling them. JAX keys each entry by the module, the compile options, the
+backend, the device kind and the JAX and jaxlib versions, so an entry never serves another
+program. Programs with host callbacks cannot be cached by JAX; the suite's programs have none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+
+OFF = ("0", "off", "false", "no")
+CACHE_MAX_BYTES = 2 * 2**30  # JAX evicts the least recently used entries beyond this
+_MEMO_SIZE = 32
+_memo: OrderedDict[str, Callable] = OrderedDict()
+
+
+def cache_folder(root: str | Path) -> Path | None:
+    """Where the persistent cache lives: ``$JAX_COMPILATION_CACHE_DIR`` when the user set one, else ``root / "xla"``;
+    None when ``$INITJAX_COMPILE_CACHE`` says off (``0``, ``off``, ``false``, ``no``)."""
+    if os.environ.get("INITJAX_COMPILE_CACHE", "").strip().lower() in OFF:
+        return None
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"]).expanduser()
+    return Path(root) / "xla"
+
+
+def use_persistent_cache(root: str | Path) -> Path | None:
+    """Turns JAX's persistent compilation cache on in :func:`cache_folder` (``root``: the suite's cache root).
+
+    Every program is cached, whatever its compile time or size. Idempotent; a new folder
+    takes effect at once (JAX's cache is reset, so a process that compiled before keeps
+    nothing stale). Does nothing when the cache is off, or on with another folder by the user's
+    own ``jax.config`` setting.
+
+    Returns:
+      The folder in use, or None.
+    """
+    folder = cache_folder(root)
+    if folder is None:
+        return None
+    current = jax.config.jax_compilation_cache_dir
+    if current and Path(current) != folder and not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(current)  # the user's own choice, made in Python
+    if current and Path(current) == folder and jax.config.jax_persistent_cache_min_compile_time_secs == 0:
+        return folder
+    from jax.experimental.compilation_cache import compilation_cache
+
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
+    compilation_cache.reset_cache()  # JAX decides once per process whether to use it: decide again
+    return folder
+
+
+def compile_program(fn: Callable, *args, donate: tuple[int, ...] = (), out_shardings=None) -> tuple[Callable, float]:
+    """``fn`` jitted and compiled for ``args``; an identical program compiled before in this process is reused.
+
+    Returns:
+      ``(executable, seconds)``: the seconds spent lowering and compiling (or loading it from
+      the persistent cache; about 0 when reused in-process).
+    """
+    start = time.perf_counter()
+    lowered = jax.jit(fn, donate_argnums=donate, out_shardings=out_shardings).lower(*args)
+    key = hashlib.sha256(f"{donate}|{out_shardings}|{jax.devices()}|".encode() + lowered.as_text().encode()
+                         ).hexdigest()
+    compiled = _memo.get(key)
+    if compiled is None:
+        compiled = lowered.compile()
+        _memo[key] = compiled
+        if len(_memo) > _MEMO_SIZE:
+            _memo.popitem(last=False)
+    else:
+        _memo.move_to_end(key)
+    return compiled, time.perf_counter() - start
