@@ -80,7 +80,7 @@ def uninterrupted(tmp_path_factory):
 
 @pytest.mark.slow  # a subprocess run or several: the second CI step
 @pytest.mark.parametrize(("where", "module", "name", "when", "count"), [
-    ("while compiling the training program", "bench.training.compilation", "compile_program", "before", 3),
+    ("while compiling the first task's programs", "bench.training.compilation", "compile_programs", "before", 1),
     ("mid-chunk: chunk 2 checkpointed after epoch 1, killed after epoch 2", "bench.training.train",
      "_Programs.run_epoch", "after", 5),
     ("while writing: temp file complete, not yet renamed", "os", "replace", "before", 4),

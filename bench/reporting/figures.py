@@ -298,6 +298,7 @@ def save(fig: plt.Figure, path_stem: Path, formats: tuple[str, ...]) -> list[Pat
             buffer = io.BytesIO()
             # no creation date: the same runs give byte-identical figures
             fig.savefig(buffer, dpi=150, format=fmt, metadata={"CreationDate": None} if fmt == "pdf" else {})
+            fig.set_layout_engine("none")  # laid out by the first draw: the next format keeps it (a quarter less time)
             written.append(write_atomic(path, buffer.getvalue()))
     finally:
         plt.close(fig)

@@ -1,6 +1,6 @@
 """Compiling the suite's programs once: per process (by their HLO) and across processes (JAX's persistent cache).
 
-A task's programs are lowered (traced) for its shapes and compiled by :func:`compile_program`.
+A task's programs are lowered (traced) for its shapes and compiled by :func:`compile_programs`.
 Two tasks whose programs lower to the same HLO (the same model, optimizer and shapes: e.g. one
 network on two datasets of one shape) share one executable in the process: the executables are
 kept by a fingerprint of the lowered module, its donation and output shardings.
@@ -20,6 +20,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jax
@@ -69,23 +70,33 @@ def use_persistent_cache(root: str | Path) -> Path | None:
     return folder
 
 
-def compile_program(fn: Callable, *args, donate: tuple[int, ...] = (), out_shardings=None) -> tuple[Callable, float]:
-    """``fn`` jitted and compiled for ``args``; an identical program compiled before in this process is reused.
+def compile_programs(*programs: tuple) -> tuple[list[Callable], float]:
+    """Each ``(fn, args, donate, out_shardings)`` jitted and compiled for ``args``: lowered one after another, then the
+    ones not compiled before in this process compiled at once, one thread each (XLA compiles without Python's
+    lock, so the programs of a task compile side by side on the cores).
 
     Returns:
-      ``(executable, seconds)``: the seconds spent lowering and compiling (or loading it from
-      the persistent cache; about 0 when reused in-process).
+      ``(executables, seconds)``: in the order given; the seconds spent lowering and compiling (or loading
+      from the persistent cache; about 0 for programs reused in-process).
     """
     start = time.perf_counter()
-    lowered = jax.jit(fn, donate_argnums=donate, out_shardings=out_shardings).lower(*args)
-    key = hashlib.sha256(f"{donate}|{out_shardings}|{jax.devices()}|".encode() + lowered.as_text().encode()
-                         ).hexdigest()
-    compiled = _memo.get(key)
-    if compiled is None:
-        compiled = lowered.compile()
-        _memo[key] = compiled
-        if len(_memo) > _MEMO_SIZE:
-            _memo.popitem(last=False)
+    lowered, keys = [], []
+    for fn, args, donate, out_shardings in programs:
+        low = jax.jit(fn, donate_argnums=donate, out_shardings=out_shardings).lower(*args)
+        lowered.append(low)
+        keys.append(hashlib.sha256(f"{donate}|{out_shardings}|{jax.devices()}|".encode() + low.as_text().encode()
+                                   ).hexdigest())
+    todo = {key: low for key, low in zip(keys, lowered) if key not in _memo}
+    if len(todo) > 1:
+        with ThreadPoolExecutor(len(todo)) as pool:
+            compiled = dict(zip(todo, pool.map(lambda low: low.compile(), todo.values())))
     else:
+        compiled = {key: low.compile() for key, low in todo.items()}
+    for key in keys:
+        if key in compiled:
+            _memo[key] = compiled[key]
         _memo.move_to_end(key)
-    return compiled, time.perf_counter() - start
+    executables = [_memo[key] for key in keys]
+    while len(_memo) > _MEMO_SIZE:
+        _memo.popitem(last=False)
+    return executables, time.perf_counter() - start

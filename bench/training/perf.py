@@ -364,7 +364,7 @@ def torch_variant(s: Setup) -> Callable[[], list]:
     n_seeds = s.n_models // s.n_inits
     ensemble = peers.Ensemble(w.n_features, w.hidden, w.n_classes, ["he_normal"] * s.n_models,
                               [i % n_seeds for i in range(s.n_models)], w.optimizer, w.lr)
-    x, y = torch.as_tensor(np.asarray(s.x)), torch.as_tensor(np.asarray(s.y), dtype=torch.long)
+    x, y = torch.as_tensor(np.array(s.x)), torch.as_tensor(np.array(s.y), dtype=torch.long)  # copies: writable
     order = torch.as_tensor(_orders(s))
 
     def run():

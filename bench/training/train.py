@@ -576,8 +576,6 @@ def _compile_programs(model, optimizer, config, start_state, start_args, data_ke
         state = start_state(init_keys, x_train)
         return state, evaluate_splits(state, splits)
 
-    start_program, compile_s = compilation.compile_program(start, *start_args, eval_splits,
-                                                           out_shardings=(model_sharding, None))
     state = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=model_sharding),
                          jax.eval_shape(start, *start_args, eval_splits)[0])
     n_steps = -(-x.shape[0] // config.batch_size)
@@ -599,13 +597,12 @@ def _compile_programs(model, optimizer, config, start_state, start_args, data_ke
 
     epoch = jnp.asarray(1, jnp.int32)
     orders = functools.partial(epoch_orders, n=x.shape[0], batch_size=config.batch_size)
-    orders_program, seconds = compilation.compile_program(orders, data_keys, epoch)
-    compile_s += seconds
     order = jax.eval_shape(orders, data_keys, epoch)
-    steps_program, seconds = compilation.compile_program(
-        steps, state, data_keys, epoch, order, epoch, jnp.asarray(False), x, y, eval_splits, donate=(0,),
-        out_shardings=(model_sharding, model_sharding, None, model_sharding if outcomes_of else None))
-    compile_s += seconds
+    (start_program, orders_program, steps_program), compile_s = compilation.compile_programs(
+        (start, (*start_args, eval_splits), (), (model_sharding, None)),
+        (orders, (data_keys, epoch), (), None),
+        (steps, (state, data_keys, epoch, order, epoch, jnp.asarray(False), x, y, eval_splits), (0,),
+         (model_sharding, model_sharding, None, model_sharding if outcomes_of else None)))
     return _Programs(start_program, orders_program, steps_program, segment, n_steps, compile_s,
                      _program_bytes(steps_program))
 
