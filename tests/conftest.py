@@ -1,5 +1,6 @@
 """Shared set-up: tests run on the CPU, whatever accelerator the machine has, and keep the suite's cache
-(finished chunks and checkpoints, ``bench.training.resume.cache_root``) in each test's own folder, never the user's."""
+(finished chunks and checkpoints, ``bench.training.resume.cache_root``) in each test's own folder, never the user's;
+JAX's persistent compilation cache in one folder of the session's."""
 
 import os
 import tempfile
@@ -8,6 +9,8 @@ import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ["INITJAX_CACHE"] = tempfile.mkdtemp(prefix="initjax-cache-")  # subprocesses inherit it
+# compiled programs are shared by the whole session (tests that count compilations subtract the cache's hits)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="initjax-xla-")
 
 
 @pytest.fixture(autouse=True)
