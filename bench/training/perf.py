@@ -449,7 +449,8 @@ def notebook_jobs(rounds: int = 2, n_seeds: int = 32, log=None) -> pd.DataFrame:
     chosen = [p for p in names if p == "initjax" or peers.available()]
     rows = []
     for r in range(rounds):
-        folders = {p: tempfile.mkdtemp(prefix=f"initjax-peer-{p}-") for p in chosen}
+        held = {p: tempfile.TemporaryDirectory(prefix=f"initjax-peer-{p}-") for p in chosen}  # removed after the round
+        folders = {p: folder.name for p, folder in held.items()}
         for caches in ("cold", "warm"):
             for peer in chosen:
                 env = {**os.environ, "INITJAX_CACHE": folders[peer], "TORCHINDUCTOR_CACHE_DIR": folders[peer]}
@@ -463,6 +464,8 @@ def notebook_jobs(rounds: int = 2, n_seeds: int = 32, log=None) -> pd.DataFrame:
                 line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("JOB "))
                 rows.append({"round": r + 1, "peer": names[peer], "caches": caches, **json.loads(line[4:]),
                              "process_s": process_s})
+        for folder in held.values():
+            folder.cleanup()
     return pd.DataFrame(rows)
 
 
