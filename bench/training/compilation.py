@@ -28,6 +28,7 @@ OFF = ("0", "off", "false", "no")
 CACHE_MAX_BYTES = 2 * 2**30  # JAX evicts the least recently used entries beyond this
 _MEMO_SIZE = 32
 _memo: OrderedDict[str, Callable] = OrderedDict()
+_ours: str | None = None  # the folder this module set last (the user's own setting is left alone)
 
 
 def cache_folder(root: str | Path) -> Path | None:
@@ -51,13 +52,14 @@ def use_persistent_cache(root: str | Path) -> Path | None:
     Returns:
       The folder in use, or None.
     """
+    global _ours
     folder = cache_folder(root)
     if folder is None:
         return None
     current = jax.config.jax_compilation_cache_dir
-    if current and Path(current) != folder and not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    if current and current != _ours and not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return Path(current)  # the user's own choice, made in Python
-    if current and Path(current) == folder and jax.config.jax_persistent_cache_min_compile_time_secs == 0:
+    if current == _ours == str(folder):
         return folder
     from jax.experimental.compilation_cache import compilation_cache
 
@@ -66,6 +68,7 @@ def use_persistent_cache(root: str | Path) -> Path | None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
     compilation_cache.reset_cache()  # JAX decides once per process whether to use it: decide again
+    _ours = str(folder)
     return folder
 
 

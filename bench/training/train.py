@@ -552,15 +552,22 @@ class _Programs:
         """
         epoch_arg, final_arg = jnp.asarray(epoch, jnp.int32), jnp.asarray(final)
         order = self.orders(data_keys, epoch_arg)
-        pending, finite = [], None
+        pending, finite = [], np.ones(0, bool)
+
+        def finish_oldest():
+            nonlocal finite
+            ok, done = pending.pop(0)
+            finite = np.asarray(ok) if finite.size == 0 else finite & np.asarray(ok)
+            on_steps(done)
+
         for first in range(0, self.n_steps, self.segment):
             state, ok, sums, outcomes = self.steps(state, data_keys, epoch_arg, order, jnp.asarray(first, jnp.int32),
                                                    final_arg, x, y, splits)
             pending.append((ok, min(self.segment, self.n_steps - first)))
-            while len(pending) > 1 or first + self.segment >= self.n_steps and pending:
-                ok, done = pending.pop(0)
-                finite = np.asarray(ok) if finite is None else finite & np.asarray(ok)
-                on_steps(done)
+            if len(pending) > 1:
+                finish_oldest()
+        while pending:
+            finish_oldest()
         return state, finite, np.asarray(sums), outcomes
 
 
