@@ -242,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench.reporting import drawing
+
+    drawing.warm()  # the figure workers import matplotlib while this process imports JAX and trains
     from bench.experiments import experiment_file, presets
     from bench.experiments.runner import run_experiment
     from bench.reporting import report

@@ -25,10 +25,13 @@ REPO = Path(__file__).resolve().parents[1]
 ARGS = ["run", "default", "--smoke", "--epochs", "3", "--chunk", "1", "--checkpoint-every", "0", "--no-progress"]
 
 # Runs the CLI in a process that SIGKILLs itself at the `count`-th call of `target` ("before" or "after" it),
-# or raises KeyboardInterrupt there ("interrupt", as Ctrl-C does).
+# or raises KeyboardInterrupt there ("interrupt", as Ctrl-C does), with `lanes` chunks trained at once (1: in
+# order, so the count names a point; 2: as on any CPU, the lanes' calls interleaved).
 KILLER = textwrap.dedent("""
     import importlib, os, signal, sys
     module, name, when, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    import bench.training.memory
+    bench.training.memory.CPU_LANES = int(sys.argv[5])
     owner = importlib.import_module(module)
     if "." in name:
         cls, name = name.split(".")
@@ -48,7 +51,7 @@ KILLER = textwrap.dedent("""
 
     setattr(owner, name, patched)
     from bench.cli import main
-    sys.exit(main(sys.argv[5:]))
+    sys.exit(main(sys.argv[6:]))
 """)
 
 
@@ -63,9 +66,9 @@ def _bench(out, *extra):
     return proc
 
 
-def _killed(out, module, name, when, count):
-    proc = subprocess.run([sys.executable, "-c", KILLER, module, name, when, str(count), *ARGS, "--out", str(out)],
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+def _killed(out, module, name, when, count, lanes=1):
+    proc = subprocess.run([sys.executable, "-c", KILLER, module, name, when, str(count), str(lanes), *ARGS, "--out",
+                           str(out)], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
     expected = 130 if when == "interrupt" else -signal.SIGKILL
     assert proc.returncode == expected, (proc.returncode, proc.stderr[-2000:])
     return proc
@@ -73,8 +76,10 @@ def _killed(out, module, name, when, count):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
+    """The run's results, its chunks trained two at a time (a CPU's default); the interrupted runs train one at a
+    time and their reruns two: the numbers do not depend on it."""
     out = tmp_path_factory.mktemp("whole")
-    _bench(out)
+    assert "2 chunks at a time" in _bench(out).stdout + (out / "report.md").read_text()
     return (out / "results.csv").read_bytes()
 
 
@@ -151,6 +156,19 @@ def test_ctrl_c_says_what_is_saved_and_how_to_resume(tmp_path, uninterrupted):
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert "1 finished chunk(s) and 1 checkpoint(s)" in proc.stderr
     assert "rerun the same command to resume" in proc.stderr
+    _bench(tmp_path)
+    assert (tmp_path / "results.csv").read_bytes() == uninterrupted
+
+
+@pytest.mark.slow  # a subprocess run or several: the second CI step
+@pytest.mark.parametrize("when", ["interrupt", "after"])
+def test_a_stop_in_one_of_two_lanes_stops_both_and_the_rerun_equals_the_whole_run(tmp_path, uninterrupted, when):
+    """Two chunks training at once, Ctrl-C (or SIGKILL) in the third epoch call: the other lane stops too (status
+    130 within a segment, one line naming what is saved), and the rerun gives the uninterrupted numbers."""
+    proc = _killed(tmp_path, "bench.training.train", "_Programs.run_epoch", when, 3, lanes=2)
+    if when == "interrupt":
+        assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+        assert "checkpoint(s) of the current task are saved" in proc.stderr
     _bench(tmp_path)
     assert (tmp_path / "results.csv").read_bytes() == uninterrupted
 
@@ -262,7 +280,7 @@ def test_two_runs_started_at_once_never_corrupt_each_other(tmp_path, uninterrupt
 
 
 def test_ctrl_c_while_the_report_is_written_says_so_and_the_rerun_retrains_nothing(tmp_path, uninterrupted):
-    proc = _killed(tmp_path, "bench.reporting.figures", "save", "interrupt", 1)
+    proc = _killed(tmp_path, "bench.reporting.drawing", "Drawing.paths", "interrupt", 1)  # waiting for figures
     assert proc.stderr.count("\n") == 1 and "interrupted while writing the report; every run is saved" in proc.stderr
     rerun = _bench(tmp_path)
     assert "compile 0.0 s" in rerun.stdout

@@ -96,6 +96,29 @@ def test_plan_refuses_what_cannot_fit_with_a_clear_message():
         memory.plan(FP, n_inits=8, n_seeds=4, resident=0, budget=2**40, on_cpu=False, chunk=0)
 
 
+def test_plan_with_two_lanes_shares_the_budget_between_them():
+    resident = 10_000 - memory.RUNTIME_BYTES
+    budget = 10_000 + 6 * 8 * 7000 + 100  # 6 seeds' worth: 3 a chunk when two chunks are held at once
+    two = memory.plan(FP, n_inits=8, n_seeds=10, resident=resident, budget=budget, on_cpu=False, lanes=2)
+    assert (two.seeds_per_chunk, two.n_chunks, two.lanes) == (3, 4, 2)
+    assert two.estimate == 10_000 + 2 * 3 * 8 * 7000 <= budget and two.reason.endswith("; 2 chunks at a time")
+    one = memory.plan(FP, n_inits=8, n_seeds=10, resident=resident, budget=budget, on_cpu=False)
+    assert (one.seeds_per_chunk, one.lanes, one.estimate) == (5, 1, 10_000 + 5 * 8 * 7000)
+    # a task that is one chunk has one lane, and its estimate counts one chunk
+    alone = memory.plan(FP, n_inits=8, n_seeds=2, resident=resident, budget=budget, on_cpu=False, lanes=2)
+    assert (alone.n_chunks, alone.lanes, alone.estimate) == (1, 1, 10_000 + 2 * 8 * 7000)
+    # two of the smallest chunks do not fit, one does: one lane rather than an error
+    tight = memory.plan(FP, n_inits=8, n_seeds=4, resident=resident, budget=10_000 + 8 * 7000, on_cpu=False, lanes=2)
+    assert (tight.seeds_per_chunk, tight.n_chunks, tight.lanes) == (1, 4, 1)
+    # the user's chunk: two at a time if both fit, else one at a time, else the error
+    user = memory.plan(FP, n_inits=8, n_seeds=4, resident=resident, budget=10_000 + 3 * 8 * 7000, on_cpu=False,
+                       chunk=2, lanes=2)
+    assert (user.seeds_per_chunk, user.lanes, user.reason) == (2, 1, "--chunk 2")
+    user = memory.plan(FP, n_inits=8, n_seeds=4, resident=resident, budget=10_000 + 4 * 8 * 7000, on_cpu=False,
+                       chunk=2, lanes=2)
+    assert (user.lanes, user.estimate, user.reason) == (2, 10_000 + 4 * 8 * 7000, "--chunk 2; 2 chunks at a time")
+
+
 @pytest.mark.parametrize(("hidden", "optimizer", "n_features"), [((64, 64), "adam", 20), ((300, 100), "sgd", 784)])
 def test_footprint_bounds_what_xla_reserves(hidden, optimizer, n_features):
     """The estimate from shapes is an upper bound of XLA's own figure for a chunk's epoch, and not a loose one."""
@@ -183,6 +206,23 @@ def test_chunks_do_not_change_the_runs(small_digits):
     for a, b in zip(jax.tree.leaves(chunked.params), jax.tree.leaves(whole.params)):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_chunks_trained_two_at_a_time_equal_the_chunks_one_at_a_time(small_digits, monkeypatch):
+    """The same 3 chunks (orthogonal's QR included) trained in two lanes and in one: bit-equal frames, parameters
+    and test outcomes, the lanes' share of the wall time recorded."""
+    model = models.mlp_for(small_digits.n_features, small_digits.n_classes, (16,))
+    inits = {n: initjax.get(n) for n in ["he_normal", "orthogonal"]}
+    config = TrainConfig(optimizer="adam", lr=3e-3, batch_size=32, epochs=2)
+    two = train_task(small_digits, model, inits, range(5), config, progress=False, chunk=2)
+    monkeypatch.setattr(memory, "CPU_LANES", 1)
+    one = train_task(small_digits, model, inits, range(5), config, progress=False, chunk=2)
+    assert (two.plan.lanes, one.plan.lanes, two.plan.n_chunks) == (2, 1, 3)
+    assert two.plan.estimate > one.plan.estimate  # two chunks held at once
+    pd.testing.assert_frame_equal(two.frame, one.frame, check_exact=True)
+    for a, b in zip(jax.tree.leaves((two.params, two.outcomes)), jax.tree.leaves((one.params, one.outcomes))):
+        np.testing.assert_array_equal(a, b)
+    assert two.trained_seed_epochs == one.trained_seed_epochs == 2 * 5 * 2  # 2 inits x 5 seeds (not the padding) x 2
 
 
 def _free_port() -> int:

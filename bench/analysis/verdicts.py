@@ -57,7 +57,6 @@ import warnings
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
-from sklearn.covariance import ledoit_wolf
 
 VERDICTS = ("best", "equivalent", "worse", "inconclusive", "no runs")
 DRAWS = 10_000  # null draws of max |T|: the 95% quantile's Monte Carlo sd is ~0.3% of it
@@ -147,6 +146,8 @@ def covariance(values: np.ndarray) -> np.ndarray:
     """
     complete = values[np.isfinite(values).all(1)]
     if len(complete) >= 3:
+        from sklearn.covariance import ledoit_wolf  # here: scikit-learn takes 0.2 s to import, figures need none
+
         return ledoit_wolf(complete)[0]
     variances = pd.DataFrame(values).var().to_numpy()
     return np.diag(np.where(np.isfinite(variances), variances, 0.0))

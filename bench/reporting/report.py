@@ -13,7 +13,7 @@ import hashlib
 import json
 import platform
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ import pandas as pd
 
 from bench.analysis import aggregate, compare, crossed, outcomes, stats, tuning
 from bench.errors import UserError
-from bench.reporting import FORMATS
+from bench.reporting import FORMATS, drawing
 from bench.reporting import tuning as grid_report
 from bench.store import write_atomic
 from bench.training.memory import format_bytes
@@ -29,6 +29,16 @@ from bench.training.memory import format_bytes
 FORMAT_VERSION = 1  # of run.json + results.csv; bump when their meaning changes
 # differences the power advice is given for
 DELTAS = {"accuracy": (0.005, 0.01), "r2": (0.005, 0.01), "loss": (0.01, 0.05)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Compared:
+    """The part of an :class:`Analysis` computed first (same names): what the early figures read."""
+
+    metric: str
+    comparisons: pd.DataFrame
+    paired: bool
+    settings: stats.Settings
 
 
 @dataclasses.dataclass
@@ -83,10 +93,13 @@ def analyse(
     settings: stats.Settings = stats.Settings(),
     test_outcomes: dict[str, dict] | None = None,
     reference: dict | None = None,
+    on_comparisons: Callable[[Compared], None] | None = None,
 ) -> Analysis:
     """Computes every statistic of the report.
 
     ``reference``: the recipe's hyperparameters (``{"lr": 1e-3}``), where a grid's ranking is checked.
+    ``on_comparisons`` is told the comparisons as soon as they exist (the report starts drawing
+    the figures that need no more while the rest is computed).
 
     ``test_outcomes`` (``bench.analysis.outcomes``): per task, every run's per-example test
     outcomes; with them the intervals of test metrics include the test set's own
@@ -108,12 +121,15 @@ def analyse(
     extra = outcomes.arm_variances(results, test_outcomes, shown)
     for key, value in crossed.arm_variances(results, shown).items():
         extra[key] = extra.get(key, 0.0) + value
+    comparisons = compare.compare(results, metric, baseline, paired, settings, test_outcomes)
+    if on_comparisons is not None:
+        on_comparisons(Compared(metric, comparisons, paired, settings))
     summary = stats.summarize(results, shown, settings, extra)
     kind = metric.rpartition("_")[2]
     return Analysis(
         metric=metric,
         summary=summary,
-        comparisons=compare.compare(results, metric, baseline, paired, settings, test_outcomes),
+        comparisons=comparisons,
         curves=stats.summarize_curves(results, summary, metric, settings=settings),
         advice=compare.seeds_advice(results, metric, DELTAS[kind], paired, settings, test_outcomes=test_outcomes),
         baseline=baseline,
@@ -777,10 +793,23 @@ def write(
     if unknown:
         raise UserError(f"unknown report format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
     out_dir = Path(out_dir)
+    image_formats = tuple(f for f in ("png", "pdf") if f in formats)
+    if image_formats:
+        drawing.warm()  # the workers import matplotlib while the statistics are computed
+        try:
+            (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"cannot write figures to {out_dir / 'figures'}: {error.strerror}; "
+                            "choose another folder or --format md,csv") from None
     settings = settings_of(meta, margin, fixed_test_set)
+    early = []  # (figures, drawing) of the figures drawn from the comparisons alone
+
+    def draw_early(compared: Compared) -> None:
+        shown = _figure_jobs(out_dir, results, compared, meta, EARLY_FIGURES, image_formats)
+        early.append((shown, drawing.draw(shown.jobs, image_formats)))
+
     analysis = analyse(results, metric, baseline, paired, settings, None if settings.fixed_test_set else test_outcomes,
-                       reference_of(meta))
-    metric = analysis.metric
+                       reference_of(meta), draw_early)
     files = []
     if "csv" in formats:
         table = results.to_csv(index=False)
@@ -788,44 +817,19 @@ def write(
         files.append(write_atomic(out_dir / "results.csv", table))
         files.append(write_atomic(out_dir / "run.json", json.dumps(meta, indent=1, default=str)))
         files += _parquet(out_dir, results)
-    figures = {}
-    image_formats = tuple(f for f in ("png", "pdf") if f in formats)
-    if image_formats:
-        from bench.reporting import figures as fig
-
-        try:
-            (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UserError(f"cannot write figures to {out_dir / 'figures'}: {error.strerror}; "
-                            "choose another folder or --format md,csv") from None
-    suffix = f".{image_formats[0]}" if image_formats else ".png"
-    for dataset in meta["tasks"]:
-        names = []
-        for kind in FIGURES:
-            stem = out_dir / "figures" / f"{dataset}-{kind}-{metric}"
-            if not _has_content(kind, results, analysis, dataset):  # e.g. every run diverged: nothing to draw
-                for old in stem.parent.glob(f"{stem.name}.*"):  # an earlier render's figure is not of these runs
-                    old.unlink(missing_ok=True)
-                continue
-            if image_formats:
-                files += fig.save(_draw(fig, kind, results, analysis, dataset), stem, image_formats)
-            if stem.with_suffix(suffix).is_file():  # md alone links the figures an earlier render drew
-                names.append(str(stem.with_suffix(suffix).relative_to(out_dir)))
-        figures[dataset] = names
-    figures[ACROSS] = []
-    for kind, shown in (("profile", not analysis.across.empty), ("ranks", analysis.ranks is not None)):
-        stem = out_dir / "figures" / f"{ACROSS}-{kind}-{metric}"
-        if image_formats and shown:
-            drawn = (fig.performance_profile(aggregate.performance_profile(results, metric), metric)
-                     if kind == "profile" else fig.critical_difference(analysis.ranks))
-            files += fig.save(drawn, stem, image_formats)
-        if shown and stem.with_suffix(suffix).is_file():
-            figures[ACROSS].append(str(stem.with_suffix(suffix).relative_to(out_dir)))
+    late = _figure_jobs(out_dir, results, analysis, meta, LATE_FIGURES, image_formats)
+    drawn = [early[0][1], drawing.draw(late.jobs, image_formats)]
+    links = {(dataset, kind): link for shown in (early[0][0], late) for (dataset, kind), link in shown.links.items()}
+    figures = {dataset: [links[dataset, kind] for kind in (*FIGURES, "profile", "ranks") if (dataset, kind) in links]
+               for dataset in [*meta["tasks"], ACROSS]}
+    texts = {}
     if "tex" in formats:
-        files.append(write_atomic(out_dir / "report.tex", render_latex(meta, analysis)))
+        texts["report.tex"] = render_latex(meta, analysis)
     if "md" in formats:
         calibration = calibration_lines(out_dir, results, analysis)
-        files.append(write_atomic(out_dir / "report.md", render_markdown(meta, analysis, figures, calibration)))
+        texts["report.md"] = render_markdown(meta, analysis, figures, calibration)
+    files += [path for d in drawn for path in d.paths()]  # the text is written once the figures it links are
+    files += [write_atomic(out_dir / name, text) for name, text in texts.items()]
     return analysis, files
 
 
@@ -846,17 +850,62 @@ def _has_content(kind: str, results: pd.DataFrame, analysis: Analysis, dataset: 
     return bool(rows.loc[rows["dataset"] == dataset, "to_best_low"].notna().any())
 
 
-def _draw(fig, kind: str, results: pd.DataFrame, analysis: Analysis, dataset: str):
-    """One figure of the report (``bench.reporting.figures``), by kind."""
+EARLY_FIGURES = ("curves", "final", "forest", "wins")  # drawn from the comparisons alone
+LATE_FIGURES = ("sensitivity", "profile", "ranks")  # need the rest of the analysis
+
+
+@dataclasses.dataclass
+class _Shown:
+    """Figures of some kinds: the jobs to draw them, and the files the markdown links by (dataset or ACROSS, kind)."""
+
+    jobs: list
+    links: dict[tuple[str, str], str]
+
+
+def _figure_jobs(out_dir: Path, results: pd.DataFrame, analysis: Analysis | Compared, meta: dict,
+                 kinds: tuple[str, ...], image_formats: tuple[str, ...]) -> _Shown:
+    """The figures of ``kinds`` to draw (none without an image format) and the files the markdown links:
+    those drawn now, or with ``md`` alone, those an earlier render drew. A figure with nothing to show this time
+    has its earlier files removed (they are not of these runs)."""
+    metric = analysis.metric
+    suffix = f".{image_formats[0]}" if image_formats else ".png"
+    shown = _Shown([], {})
+
+    def add(dataset: str, kind: str, has_content: bool, figure: Callable[[], tuple[str, tuple]]) -> None:
+        stem = out_dir / "figures" / f"{dataset}-{kind}-{metric}"
+        if not has_content:  # e.g. every run diverged: nothing to draw
+            for old in stem.parent.glob(f"{stem.name}.*"):
+                old.unlink(missing_ok=True)
+            return
+        if image_formats:
+            shown.jobs.append(drawing.Job(*figure(), stem))
+        if image_formats or stem.with_suffix(suffix).is_file():
+            shown.links[dataset, kind] = str(stem.with_suffix(suffix).relative_to(out_dir))
+
+    for dataset in meta["tasks"]:
+        for kind in (k for k in FIGURES if k in kinds):
+            add(dataset, kind, _has_content(kind, results, analysis, dataset),
+                lambda kind=kind, dataset=dataset: _figure_of(kind, results, analysis, dataset))
+    if "profile" in kinds and not analysis.across.empty:
+        add(ACROSS, "profile", True,
+            lambda: ("performance_profile", (aggregate.performance_profile(results, metric), metric)))
+    if "ranks" in kinds and analysis.ranks is not None:
+        add(ACROSS, "ranks", True, lambda: ("critical_difference", (analysis.ranks,)))
+    return shown
+
+
+def _figure_of(kind: str, results: pd.DataFrame, analysis: Analysis, dataset: str) -> tuple[str, tuple]:
+    """One figure of the report (a function of ``bench.reporting.figures`` and its arguments), by kind."""
+    rows = results[results["dataset"] == dataset]  # what the worker is sent: this dataset's runs
     if kind == "curves":
-        return fig.learning_curves(results, dataset, analysis.metric, analysis.settings.level)
+        return "learning_curves", (rows, dataset, analysis.metric, analysis.settings.level)
     if kind == "final":
-        return fig.final_distribution(results, dataset, analysis.metric)
+        return "final_distribution", (rows, dataset, analysis.metric)
     if kind == "forest":
-        return fig.forest(analysis.comparisons, dataset, analysis.settings.level)
+        return "forest", (analysis.comparisons, dataset, analysis.settings.level)
     if kind == "sensitivity":
-        return fig.sensitivity(_tuning_of(analysis, dataset), dataset, analysis.metric)
-    return fig.win_matrix(results, dataset, analysis.metric, analysis.paired)
+        return "sensitivity", (_tuning_of(analysis, dataset), dataset, analysis.metric)
+    return "win_matrix", (rows, dataset, analysis.metric, analysis.paired)
 
 
 def reference_of(meta: dict) -> dict:

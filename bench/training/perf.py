@@ -40,6 +40,7 @@ import pandas as pd
 import initjax
 from bench import models
 from bench.training import memory
+from bench.training.lanes import side_by_side
 from bench.training.step import RunState
 from bench.training.train import OPTIMIZERS, epoch_order, loss_and_accuracy, make_train_epoch, run_keys
 
@@ -191,21 +192,25 @@ def scan_variant(s: Setup) -> Callable[[], list]:
 
 
 def vmap_variant(s: Setup, chunk: int | None = None) -> Callable[[], list]:
-    """(c) The suite's program: the runs in chunks of seeds, each chunk one vmapped, scanned epoch."""
+    """(c) The suite's program: the runs in chunks of seeds, each chunk one vmapped, scanned epoch, on a CPU
+    two chunks at a time (``bench.training.lanes``)."""
     n_seeds = int(s.data_keys.shape[0])
     fp = memory.footprint(s.model, (s.workload.n_features,), s.optimizer, s.workload.batch_size, 2048)
-    plan = memory.plan(fp, s.n_inits, n_seeds, resident=0, budget=2**62, on_cpu=jax.default_backend() == "cpu",
-                       chunk=chunk)
+    on_cpu = jax.default_backend() == "cpu"
+    plan = memory.plan(fp, s.n_inits, n_seeds, resident=0, budget=2**62, on_cpu=on_cpu, chunk=chunk,
+                       lanes=memory.CPU_LANES if on_cpu and jax.device_count() == 1 else 1)
     groups = [jnp.asarray(g) for g in plan.seed_groups(list(range(n_seeds)))]
     chunks = [(*jax.tree.map(lambda p, g=g: p[:, g], (s.params, s.opt_state)), s.data_keys[g]) for g in groups]
     train_epoch = jax.jit(make_train_epoch(s.model, s.optimizer, s.workload.batch_size))
     epoch = jnp.asarray(1, jnp.int32)
     keep = np.concatenate(memory.real_seeds(plan.seed_groups(list(range(n_seeds)))))
 
+    def one_chunk(chunk, check):
+        params, opt_state, keys = chunk
+        return jax.block_until_ready(train_epoch(RunState(params, opt_state, {}), keys, epoch, s.x, s.y)[0].params)
+
     def run():
-        finals = [jax.block_until_ready(train_epoch(RunState(params, opt_state, {}), keys, epoch, s.x, s.y)[0].params)
-                  for params, opt_state, keys in chunks]
-        return Chunked(finals, keep, s.n_models)
+        return Chunked(side_by_side(one_chunk, chunks, plan.lanes), keep, s.n_models)
 
     return run
 

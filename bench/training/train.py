@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +42,7 @@ from bench.models import losses
 from bench.training import compilation, devices, memory, recipes, resume, step
 from bench.training import grid as grids
 from bench.training.grid import injected  # noqa: F401  (re-exported)
+from bench.training.lanes import side_by_side
 from bench.training.progress import StepBar
 from bench.training.recipes import TrainConfig
 from initjax import rules, schemes
@@ -66,7 +68,8 @@ class TaskResult:
       init_s: seconds spent initializing all runs and evaluating them before training (compilation excluded).
       compile_s: seconds spent lowering and compiling the task's programs (or loading them from the
         persistent compilation cache, ``bench.training.compilation``).
-      train_s: seconds spent training and evaluating, compilation excluded.
+      train_s: seconds spent training and evaluating, compilation excluded (chunks trained side by side:
+        each chunk's own seconds over the lanes, about the wall time).
       program_bytes: memory XLA reserves for one chunk's training epoch
         (arguments + outputs + temporaries - donated aliases).
       trained_seed_epochs: run-epochs trained by this call (fewer than runs x
@@ -519,6 +522,17 @@ def make_evaluate_splits(model: nn.Module, loss=None):
     return evaluate_splits
 
 
+@dataclasses.dataclass(frozen=True)
+class _ChunkTimes:
+    """What training one chunk took: seconds are its share of the wall time (its own over the lanes beside it)."""
+
+    init_s: float
+    train_s: float
+    seed_epochs: int
+    earlier_s: float  # recorded by the run that checkpointed it
+    earlier_seed_epochs: int
+
+
 @dataclasses.dataclass
 class _Programs:
     """The compiled programs of a task, reused by every chunk: two a task, with the evaluation inside them.
@@ -626,9 +640,11 @@ def _plan(fp: memory.Footprint, mesh, n_inits: int, n_seeds: int, data_bytes: in
         resident = data_bytes
         limit = memory.device_memory_bytes(device)
         budget = max_memory or int(0.8 * limit * mesh.size) if limit else max_memory or 2**62
+    lanes = memory.CPU_LANES if device.platform == "cpu" and mesh.size == 1 else 1  # an accelerator runs one at a time
+
     def plan(chunk):
         return memory.plan(fp, n_inits, n_seeds, resident, budget, device.platform == "cpu", n_devices=mesh.size,
-                           n_processes=jax.process_count(), chunk=chunk)
+                           n_processes=jax.process_count(), chunk=chunk, lanes=lanes)
 
     mine = plan(chunk)
     if jax.process_count() == 1:
@@ -765,81 +781,100 @@ def train_task(
     def start_state(keys, x):
         return initial_state(model, optimizer, list(initializers.values()), keys, dataset.input_shape, x, grid)
 
-    init_s = compile_s = train_s = earlier_s = 0.0
-    trained = earlier_seed_epochs = 0
     real = memory.real_seeds(groups)
-    programs = None
     sums = np.zeros((len(mine), config.epochs + 1, len(splits), 2, len(names), plan.seeds_per_chunk), np.float32)
     finite = np.ones((len(mine), config.epochs + 1, len(names), plan.seeds_per_chunk), np.float32)
     n_test = len(splits["test"][1])
     test_loss = np.zeros((len(mine), len(names), plan.seeds_per_chunk, n_test), np.float32)
     test_correct = np.zeros((len(mine), len(names), plan.seeds_per_chunk, n_test), bool)
+    shapes = {"sums": sums.shape[1:], "finite": finite.shape[1:], "test_loss": test_loss.shape[1:]}
     have_outcomes = not dataset.regression  # per-example correctness: classification only
-    finals = []
+    finals = [None] * len(mine)
     steps = -(-len(dataset.x_train) // config.batch_size)  # minibatch steps per epoch
+    earlier_s = compile_s = 0.0
+    earlier_seed_epochs = 0
     desc = f"{dataset.name} ({len(names) * len(seeds)} runs, {len(mine)} chunk(s) of {plan.models_per_chunk})"
     with StepBar(len(mine) * config.epochs * steps, desc, progress) as bar:
+        todo = []
         for i, c in enumerate(mine):
-            shapes = {"sums": sums.shape[1:], "finite": finite.shape[1:], "test_loss": test_loss.shape[1:]}
             done = store.finished(c, shapes)
-            if done is not None:
-                sums[i], finite[i] = done.sums, done.finite
-                if done.outcomes is None:
-                    have_outcomes = False
-                else:
-                    test_loss[i], test_correct[i] = done.outcomes
-                earlier_s, earlier_seed_epochs = earlier_s + done.seconds, earlier_seed_epochs + done.seed_epochs
-                bar.advance(config.epochs * steps)
+            if done is None:
+                todo.append((i, c))
                 continue
+            sums[i], finite[i] = done.sums, done.finite
+            if done.outcomes is None:
+                have_outcomes = False
+            else:
+                test_loss[i], test_correct[i] = done.outcomes
+            earlier_s, earlier_seed_epochs = earlier_s + done.seconds, earlier_seed_epochs + done.seed_epochs
+            bar.advance(config.epochs * steps)
+        programs = None
+        if todo:
+            init_keys, data_keys = jax.device_put(run_keys(experiment_seed, dataset.name, groups[todo[0][1]],
+                                                           data_seeds), key_sharding)
+            programs = _compile_programs(
+                model, optimizer, config, start_state, (init_keys, x_train), data_keys, x_train, y_train,
+                eval_splits, list(splits).index("test"), model_sharding, loss, not dataset.regression,
+                plan.models_per_chunk, fp.n_params)
+            compile_s = programs.compile_s
+            bar.exclude_from_rate()
+        lanes = min(plan.lanes, len(todo))
+        host = threading.Lock()  # the bar and the store, shared by the lanes
+
+        def train_chunk(item: tuple[int, int], check: Callable[[], None]) -> _ChunkTimes:
+            """Trains chunk ``c`` (row ``i`` of the arrays above) from its start or checkpoint to its end."""
+            i, c = item
             init_keys, data_keys = jax.device_put(run_keys(experiment_seed, dataset.name, groups[c], data_seeds),
                                                   key_sharding)
-            if programs is None:
-                programs = _compile_programs(
-                    model, optimizer, config, start_state, (init_keys, x_train), data_keys, x_train, y_train,
-                    eval_splits, list(splits).index("test"), model_sharding, loss, not dataset.regression,
-                    plan.models_per_chunk, fp.n_params)
-                compile_s = programs.compile_s
-                bar.exclude_from_rate()
             start = time.perf_counter()
             state, first_sums = programs.start(init_keys, x_train, eval_splits)
             first_sums = np.asarray(first_sums)
-            init_s += time.perf_counter() - start
+            init_s = (time.perf_counter() - start) / lanes
             start = time.perf_counter()
-            saved = store.checkpoint(c, shapes, [leaf.shape for leaf in jax.tree.leaves(state)])
+            with host:
+                saved = store.checkpoint(c, shapes, [leaf.shape for leaf in jax.tree.leaves(state)])
             before_s, before_seed_epochs = (saved.seconds, saved.seed_epochs) if saved is not None else (0.0, 0)
             if saved is not None:
                 state = jax.device_put(jax.tree.unflatten(jax.tree.structure(state), saved.leaves), model_sharding)
                 sums[i], finite[i] = saved.sums, saved.finite
-                bar.advance(saved.epoch * steps)
+                with host:
+                    bar.advance(saved.epoch * steps)
             else:
                 sums[i, 0] = first_sums
-            chunk_seed_epochs, outcomes = 0, None
+
+            def on_steps(k: int) -> None:
+                with host:
+                    bar.advance(k)
+                check()
+
+            seed_epochs, outcomes = 0, None
             for epoch in range(1 if saved is None else saved.epoch + 1, config.epochs + 1):
                 state, finite[i, epoch], sums[i, epoch], outcomes = programs.run_epoch(
-                    state, data_keys, epoch, epoch == config.epochs, x_train, y_train, eval_splits, bar.advance)
-                chunk_seed_epochs += len(names) * sum(real[c])
-                if epoch < config.epochs and store.due():
-                    store.save_checkpoint(
-                        c,
-                        epoch,
-                        state,
-                        sums[i],
-                        finite[i],
-                        before_s + time.perf_counter() - start,
-                        before_seed_epochs + chunk_seed_epochs,
-                    )
+                    state, data_keys, epoch, epoch == config.epochs, x_train, y_train, eval_splits, on_steps)
+                seed_epochs += len(names) * sum(real[c])
+                with host:
+                    if epoch < config.epochs and store.due():
+                        store.save_checkpoint(c, epoch, state, sums[i], finite[i],
+                                              before_s + (time.perf_counter() - start) / lanes,
+                                              before_seed_epochs + seed_epochs)
             kept = None
             if outcomes is not None:
                 loss, correct = outcomes
                 test_loss[i], test_correct[i] = np.asarray(loss)[..., :n_test], np.asarray(correct)[..., :n_test]
                 kept = (test_loss[i], test_correct[i])
-            train_s += time.perf_counter() - start
-            trained += chunk_seed_epochs
-            earlier_s, earlier_seed_epochs = earlier_s + before_s, earlier_seed_epochs + before_seed_epochs
-            store.save_finished(c, sums[i], finite[i], before_s + time.perf_counter() - start,
-                                before_seed_epochs + chunk_seed_epochs, kept)
+            seconds = (time.perf_counter() - start) / lanes
+            with host:
+                store.save_finished(c, sums[i], finite[i], before_s + seconds, before_seed_epochs + seed_epochs, kept)
             if keep_params:
-                finals.append(jax.tree.map(np.asarray, state.params))
+                finals[i] = jax.tree.map(np.asarray, state.params)
+            return _ChunkTimes(init_s, seconds, seed_epochs, before_s, before_seed_epochs)
+
+        times = side_by_side(train_chunk, todo, lanes)
+    init_s = sum(t.init_s for t in times)
+    train_s = sum(t.train_s for t in times)
+    trained = sum(t.seed_epochs for t in times)
+    earlier_s += sum(t.earlier_s for t in times)
+    earlier_seed_epochs += sum(t.earlier_seed_epochs for t in times)
     sums, finite = devices.gather(sums), devices.gather(finite)
     test_loss, test_correct = devices.gather(test_loss), devices.gather(test_correct)
     have_outcomes = bool(devices.gather(np.array([have_outcomes])).all())

@@ -1,0 +1,147 @@
+"""Where a report's figures are drawn: in worker processes, beside the statistics and the text.
+
+Matplotlib draws one figure at a time, in Python: the default preset's ten figures (PNG
+and PDF each) took 3.0 s of its 12 s, after 1.7 s of statistics that need no figure. Two
+worker processes, started before the statistics (their imports overlap them), draw the
+figures side by side; the figures are the same bytes as drawn here (a test compares them).
+
+Workers are spawned only when the parent's ``__main__`` is not run again in them
+(``multiprocessing``'s rule: ``python -m bench``, an interactive session or a notebook); a
+script that calls ``bench.run(...)`` without an ``if __name__ == "__main__"`` guard would
+be run again in every worker, so there the figures are drawn in this process. A pool that
+cannot start or breaks is replaced by drawing here.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures as futures
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+WORKERS = 2  # processes that draw figures, where spawning them is safe (see the module docstring)
+
+_pool: futures.ProcessPoolExecutor | None = None
+_pool_size = 0
+
+
+class Job(NamedTuple):
+    """One figure: a function of ``bench.reporting.figures`` by name, its arguments (picklable:
+    frames, arrays, plain objects) and the file path without its suffix."""
+
+    function: str
+    args: tuple
+    stem: Path
+
+
+def spawn_is_safe() -> bool:
+    """Whether a spawned worker leaves this process's ``__main__`` alone (a package's ``__main__``, no main
+    file: ``python -m``, ``python -c``, a REPL or a notebook), so no user code runs twice."""
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    return (name is not None and name.split(".")[-1] == "__main__") or getattr(main, "__file__", None) is None
+
+
+def default_workers() -> int:
+    """:data:`WORKERS` where spawning is safe and there are cores to spare, else 0 (draw here)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(WORKERS, cores) if cores > 1 and spawn_is_safe() else 0
+
+
+def warm(workers: int | None = None) -> None:
+    """Starts the workers now (they import matplotlib while this process computes), if any are to be used."""
+    workers = default_workers() if workers is None else workers
+    if workers > 0:
+        _workers(workers)
+
+
+class Drawing:
+    """Figures being drawn (:func:`draw`); :meth:`paths` waits for them."""
+
+    def __init__(self, jobs: Sequence[Job], formats: tuple[str, ...], submitted: list[futures.Future] | None):
+        self.jobs, self.formats, self.submitted = list(jobs), formats, submitted
+
+    def paths(self) -> list[Path]:
+        """The files written, in job order, once every figure is saved. Figures a broken pool (a worker
+        killed) did not save are drawn here.
+
+        Raises:
+          UserError: a figure cannot be written, as ``figures.save`` says.
+        """
+        done = []
+        for i, job in enumerate(self.jobs):
+            if self.submitted is None:
+                done += _draw_and_save(job, self.formats)
+                continue
+            try:
+                done += self.submitted[i].result()
+            except futures.BrokenExecutor:
+                _forget_pool()
+                done += _draw_and_save(job, self.formats)
+        return done
+
+
+def draw(jobs: Sequence[Job], formats: tuple[str, ...], workers: int | None = None) -> Drawing:
+    """Starts drawing and saving every job's figure as each of ``formats``.
+
+    ``workers``: processes to draw in (None: :func:`default_workers`; 0: here, when the paths
+    are asked for).
+    """
+    workers = default_workers() if workers is None else workers
+    if workers > 0 and len(jobs) > 1:
+        try:
+            pool = _workers(workers)
+            return Drawing(jobs, formats, [pool.submit(_draw_and_save, job, formats) for job in jobs])
+        except (OSError, futures.BrokenExecutor):  # no processes to be had here: draw in this one
+            _forget_pool()
+    return Drawing(jobs, formats, None)
+
+
+def _draw_and_save(job: Job, formats: tuple[str, ...]) -> list[Path]:
+    from bench.reporting import figures
+
+    return figures.save(getattr(figures, job.function)(*job.args), job.stem, formats)
+
+
+def _start_worker(parent: int) -> None:
+    """A worker's first moments: import the figures (its first job then only draws) and watch the parent."""
+    import bench.reporting.figures  # noqa: F401
+
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """Ends this worker once ``parent`` is gone (killed, SIGKILL included: an idle worker would wait for jobs
+    forever, holding its memory and the parent's output pipes)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
+def _workers(n: int) -> futures.ProcessPoolExecutor:
+    """The process pool, started on first use and kept for the process's later reports."""
+    global _pool, _pool_size
+    if _pool is None or _pool_size != n:
+        _forget_pool()
+        _pool, _pool_size = futures.ProcessPoolExecutor(
+            n, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+            initargs=(os.getpid(),)), n
+        for _ in range(n):  # a spawn pool starts a process per submission while none is idle
+            _pool.submit(int)
+    return _pool
+
+
+def _forget_pool() -> None:
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=True, cancel_futures=True)
+    _pool = None
+
+
+atexit.register(_forget_pool)  # the workers stop before the interpreter tears down what the pool's threads use

@@ -1,0 +1,159 @@
+"""Chunks side by side (bench.training.lanes) and figures drawn in worker processes (bench.reporting.drawing)."""
+
+import importlib.machinery
+import os
+import subprocess
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.errors import UserError
+from bench.reporting import drawing
+from bench.training.lanes import Stopped, side_by_side
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_two_lanes_run_at_once_and_give_the_results_in_item_order():
+    meet = threading.Barrier(2, timeout=10)  # passes only if both items run at the same time
+
+    def work(item, check):
+        meet.wait()
+        check()
+        return item * 10, threading.current_thread().name
+
+    results = side_by_side(work, [1, 2], lanes=2)
+    assert [r[0] for r in results] == [10, 20]
+    assert len({r[1] for r in results}) == 2 and threading.current_thread().name not in {r[1] for r in results}
+
+
+def test_one_lane_runs_in_order_here():
+    seen = []
+    results = side_by_side(lambda item, check: seen.append((item, threading.current_thread().name)) or item,
+                           [3, 1, 2], lanes=1)
+    assert results == [3, 1, 2]
+    assert seen == [(i, threading.current_thread().name) for i in (3, 1, 2)]
+
+
+@pytest.mark.parametrize("failure", [ValueError("bad chunk"), KeyboardInterrupt()])
+def test_a_failure_in_one_lane_stops_the_others_and_is_raised(failure):
+    """Item 0 fails once item 1 is running; the items that would run for 60 s stop at their next check (item 2
+    may have been taken by the freed lane before the stop), none finishes, and the caller gets the failure
+    itself once every lane has stopped."""
+    running, stopped, finished = threading.Event(), [], []
+
+    def work(item, check):
+        if item == 0:
+            running.wait(10)
+            raise failure
+        running.set()
+        try:
+            for _ in range(6000):
+                check()
+                time.sleep(0.01)
+        except Stopped:
+            stopped.append(item)
+            raise
+        finished.append(item)
+
+    begun = time.perf_counter()
+    with pytest.raises(type(failure)):
+        side_by_side(work, [0, 1, 2, 3], lanes=2)
+    assert time.perf_counter() - begun < 30 and not finished
+    assert 1 in stopped and 3 not in stopped  # item 3 never started: its lanes stopped first
+
+
+# ---------------------------------------------------------------- figures in workers
+
+
+def _jobs(tmp_path, folder):
+    rng = np.random.default_rng(0)
+    rows = [{"dataset": "d", "model": "m", "arm": arm, "seed": seed, "epoch": epoch, "diverged": False,
+             "test_accuracy": 0.5 + 0.1 * epoch + (0.05 if arm == "b" else 0) + 0.02 * rng.normal()}
+            for arm in ("a", "b") for seed in range(4) for epoch in range(3)]
+    results = pd.DataFrame(rows)
+    out = tmp_path / folder
+    out.mkdir()
+    return [drawing.Job("learning_curves", (results, "d", "test_accuracy", 0.95), out / "curves"),
+            drawing.Job("final_distribution", (results, "d", "test_accuracy"), out / "final"),
+            drawing.Job("win_matrix", (results, "d", "test_accuracy", True), out / "wins")]
+
+
+def test_figures_drawn_in_workers_are_the_bytes_drawn_here(tmp_path):
+    here = drawing.draw(_jobs(tmp_path, "here"), ("png", "pdf"), workers=0).paths()
+    there = drawing.draw(_jobs(tmp_path, "there"), ("png", "pdf"), workers=2)
+    assert there.submitted is not None  # drawn by the pool, not here
+    there = there.paths()
+    assert [p.name for p in there] == [p.name for p in here] == [
+        "curves.png", "curves.pdf", "final.png", "final.pdf", "wins.png", "wins.pdf"]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(here, there))
+
+
+def test_a_worker_that_cannot_write_is_a_user_error_here(tmp_path):
+    jobs = _jobs(tmp_path, "gone")
+    (tmp_path / "a-file").write_text("not a folder")
+    jobs = [drawing.Job(j.function, j.args, tmp_path / "a-file" / j.stem.name) for j in jobs]
+    with pytest.raises(UserError, match="cannot write to .*a-file"):
+        drawing.draw(jobs, ("png",), workers=2).paths()
+
+
+def test_a_broken_pool_draws_here(tmp_path, monkeypatch):
+    jobs = _jobs(tmp_path, "broken")
+    drawn = drawing.draw(jobs, ("png",), workers=2)
+    for process in list(drawing._pool._processes.values()):  # noqa: SLF001  (kill the workers mid-job)
+        process.kill()
+    assert [p.name for p in drawn.paths()] == ["curves.png", "final.png", "wins.png"]
+    assert all(p.stat().st_size > 1000 for p in (tmp_path / "broken").iterdir())
+
+
+def test_spawn_is_safe_only_where_main_is_not_run_again(tmp_path, monkeypatch):
+    """``python -m pkg`` (its ``__main__``), ``python -c`` and notebooks are safe; a script by path is not (an
+    unguarded ``bench.run`` in it would run again in every worker)."""
+    package_main = types.ModuleType("__main__")
+    package_main.__spec__ = importlib.machinery.ModuleSpec("bench.__main__", None)
+    package_main.__file__ = str(REPO / "bench" / "__main__.py")
+    script = types.ModuleType("__main__")
+    script.__spec__, script.__file__ = None, str(tmp_path / "study.py")
+    interactive = types.ModuleType("__main__")
+    interactive.__spec__ = None
+    for main, safe in ((package_main, True), (script, False), (interactive, True)):
+        monkeypatch.setitem(sys.modules, "__main__", main)
+        assert drawing.spawn_is_safe() is safe
+        assert (drawing.default_workers() > 0) is (safe and len(os.sched_getaffinity(0)) > 1)
+    monkeypatch.undo()
+    study = tmp_path / "study.py"
+    study.write_text("from bench.reporting import drawing\nprint(drawing.spawn_is_safe())\n")
+    for args, expected in (([str(study)], "False"), (["-c", study.read_text().replace("\n", ";")], "True")):
+        done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert done.stdout.strip() == expected, done.stderr[-1000:]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads process states from /proc (Linux)")
+def test_workers_end_with_a_killed_parent():
+    """SIGKILL a process whose figure workers are idle: they exit (else they would hold its output pipes open, and
+    this communicate would wait forever, and their memory)."""
+    code = ("import os, signal, time; from bench.reporting import drawing; drawing.warm(2); time.sleep(2); "
+            "print(*(p.pid for p in drawing._pool._processes.values()), flush=True); "
+            "os.kill(os.getpid(), signal.SIGKILL)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == -9
+    workers = [int(pid) for pid in proc.stdout.split()]
+    assert len(workers) == 2
+    time.sleep(1.5)
+    assert not any(_running(pid) for pid in workers)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (an exited one not yet reaped is a zombie, state Z)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
