@@ -28,7 +28,7 @@ ARGS = ["run", "default", "--smoke", "--epochs", "3", "--chunk", "1", "--checkpo
 # or raises KeyboardInterrupt there ("interrupt", as Ctrl-C does), with `lanes` chunks trained at once (1: in
 # order, so the count names a point; 2: as on any CPU, the lanes' calls interleaved).
 KILLER = textwrap.dedent("""
-    import importlib, os, signal, sys
+    import importlib, itertools, os, signal, sys
     module, name, when, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     import bench.training.memory
     bench.training.memory.CPU_LANES = int(sys.argv[5])
@@ -36,16 +36,16 @@ KILLER = textwrap.dedent("""
     if "." in name:
         cls, name = name.split(".")
         owner = getattr(owner, cls)
-    real, calls = getattr(owner, name), [0]
+    real, calls = getattr(owner, name), itertools.count(1)  # next() is atomic: two lanes may call at once
 
     def patched(*args, **kwargs):
-        calls[0] += 1
-        if calls[0] == count and when == "interrupt":
+        call = next(calls)
+        if call == count and when == "interrupt":
             raise KeyboardInterrupt
-        if calls[0] == count and when == "before":
+        if call == count and when == "before":
             os.kill(os.getpid(), signal.SIGKILL)
         out = real(*args, **kwargs)
-        if calls[0] == count and when == "after":
+        if call == count and when == "after":
             os.kill(os.getpid(), signal.SIGKILL)
         return out
 
