@@ -15,7 +15,7 @@ import pytest
 
 from bench.errors import UserError
 from bench.reporting import drawing
-from bench.training.lanes import Stopped, side_by_side
+from bench.training.lanes import Stopped, WallShares, side_by_side
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,9 +46,10 @@ def test_a_failure_in_one_lane_stops_the_others_and_is_raised(failure):
     """Item 0 fails once item 1 is running; the items that would run for 60 s stop at their next check (item 2
     may have been taken by the freed lane before the stop), none finishes, and the caller gets the failure
     itself once every lane has stopped."""
-    running, stopped, finished = threading.Event(), [], []
+    running, started, stopped, finished = threading.Event(), [], [], []
 
     def work(item, check):
+        started.append(item)
         if item == 0:
             running.wait(10)
             raise failure
@@ -66,7 +67,30 @@ def test_a_failure_in_one_lane_stops_the_others_and_is_raised(failure):
     with pytest.raises(type(failure)):
         side_by_side(work, [0, 1, 2, 3], lanes=2)
     assert time.perf_counter() - begun < 30 and not finished
-    assert 1 in stopped and 3 not in stopped  # item 3 never started: its lanes stopped first
+    assert sorted(stopped) == sorted(set(started) - {0})  # every other item that started was stopped
+    assert 1 in started and 3 not in started  # item 3 was cancelled before a lane was free to take it
+
+
+def test_wall_shares_split_each_interval_among_the_items_running_and_add_up_to_the_wall_time():
+    """a runs 0-4 s, b 1-3 s, c 3-7 s (alone from 4 s): a = 1 + 2/2 + 1/2 = 2.5, b = 2/2 = 1, c = 1/2 + 3 = 3.5,
+    together 7 s, the wall time (own seconds would say 4 + 2 + 4 = 10; own seconds over 2 lanes, 5)."""
+    now = [0.0]
+    shares = WallShares(clock=lambda: now[0])
+    events = [(0, "start", "a"), (1, "start", "b"), (3, "stop", "b"), (3, "start", "c"), (4, "stop", "a"),
+              (7, "stop", "c")]
+    got = {}
+    for t, what, key in events:
+        now[0] = t
+        if what == "start":
+            shares.start(key)
+        else:
+            got[key] = shares.stop(key)
+    assert got == pytest.approx({"a": 2.5, "b": 1.0, "c": 3.5})
+    assert sum(got.values()) == pytest.approx(7.0)
+    now[0] = 8.0
+    shares.start("d")
+    now[0] = 9.5
+    assert shares.seconds("d") == pytest.approx(1.5)  # alone: every second is its own
 
 
 # ---------------------------------------------------------------- figures in workers

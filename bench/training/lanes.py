@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -63,3 +64,41 @@ def side_by_side(work: Callable[[Item, Callable[[], None]], Result], items: Sequ
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+class WallShares:
+    """Each running item's share of the wall time: every interval is split evenly among the items running in it.
+
+    Chunks side by side each run slower than alone, and a chunk alone at the end runs at full speed, so neither
+    an item's own seconds nor its seconds over the lane count add up to the wall time; these shares do (over the
+    time any item ran), and a chunk's recorded seconds stay meaningful when a later run resumes from it.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter):
+        self._clock, self._lock = clock, threading.Lock()
+        self._last, self._running, self._shares = clock(), set(), {}
+
+    def _advance(self) -> None:
+        now = self._clock()
+        for key in self._running:
+            self._shares[key] += (now - self._last) / len(self._running)
+        self._last = now
+
+    def start(self, key) -> None:
+        with self._lock:
+            self._advance()
+            self._running.add(key)
+            self._shares[key] = 0.0
+
+    def seconds(self, key) -> float:
+        """``key``'s share so far."""
+        with self._lock:
+            self._advance()
+            return self._shares[key]
+
+    def stop(self, key) -> float:
+        """``key``'s whole share; it no longer runs."""
+        with self._lock:
+            self._advance()
+            self._running.discard(key)
+            return self._shares[key]

@@ -25,7 +25,6 @@ import dataclasses
 import functools
 import math
 import threading
-import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 
@@ -42,7 +41,7 @@ from bench.models import losses
 from bench.training import compilation, devices, memory, recipes, resume, step
 from bench.training import grid as grids
 from bench.training.grid import injected  # noqa: F401  (re-exported)
-from bench.training.lanes import side_by_side
+from bench.training.lanes import WallShares, side_by_side
 from bench.training.progress import StepBar
 from bench.training.recipes import TrainConfig
 from initjax import rules, schemes
@@ -69,7 +68,7 @@ class TaskResult:
       compile_s: seconds spent lowering and compiling the task's programs (or loading them from the
         persistent compilation cache, ``bench.training.compilation``).
       train_s: seconds spent training and evaluating, compilation excluded (chunks trained side by side:
-        each chunk's own seconds over the lanes, about the wall time).
+        the sum of their shares of the wall time, ``bench.training.lanes.WallShares``).
       program_bytes: memory XLA reserves for one chunk's training epoch
         (arguments + outputs + temporaries - donated aliases).
       trained_seed_epochs: run-epochs trained by this call (fewer than runs x
@@ -524,7 +523,7 @@ def make_evaluate_splits(model: nn.Module, loss=None):
 
 @dataclasses.dataclass(frozen=True)
 class _ChunkTimes:
-    """What training one chunk took: seconds are its share of the wall time (its own over the lanes beside it)."""
+    """What training one chunk took: seconds are its share of the wall time (``lanes.WallShares``)."""
 
     init_s: float
     train_s: float
@@ -818,19 +817,24 @@ def train_task(
                 plan.models_per_chunk, fp.n_params)
             compile_s = programs.compile_s
             bar.exclude_from_rate()
-        lanes = min(plan.lanes, len(todo))
         host = threading.Lock()  # the bar and the store, shared by the lanes
+        shares = WallShares()
 
         def train_chunk(item: tuple[int, int], check: Callable[[], None]) -> _ChunkTimes:
             """Trains chunk ``c`` (row ``i`` of the arrays above) from its start or checkpoint to its end."""
             i, c = item
             init_keys, data_keys = jax.device_put(run_keys(experiment_seed, dataset.name, groups[c], data_seeds),
                                                   key_sharding)
-            start = time.perf_counter()
+            shares.start(c)
+            try:
+                return train_started_chunk(i, c, init_keys, data_keys, check)
+            finally:
+                shares.stop(c)
+
+        def train_started_chunk(i, c, init_keys, data_keys, check) -> _ChunkTimes:
             state, first_sums = programs.start(init_keys, x_train, eval_splits)
             first_sums = np.asarray(first_sums)
-            init_s = (time.perf_counter() - start) / lanes
-            start = time.perf_counter()
+            init_s = shares.seconds(c)
             with host:
                 saved = store.checkpoint(c, shapes, [leaf.shape for leaf in jax.tree.leaves(state)])
             before_s, before_seed_epochs = (saved.seconds, saved.seed_epochs) if saved is not None else (0.0, 0)
@@ -855,21 +859,21 @@ def train_task(
                 with host:
                     if epoch < config.epochs and store.due():
                         store.save_checkpoint(c, epoch, state, sums[i], finite[i],
-                                              before_s + (time.perf_counter() - start) / lanes,
+                                              before_s + shares.seconds(c) - init_s,
                                               before_seed_epochs + seed_epochs)
             kept = None
             if outcomes is not None:
                 loss, correct = outcomes
                 test_loss[i], test_correct[i] = np.asarray(loss)[..., :n_test], np.asarray(correct)[..., :n_test]
                 kept = (test_loss[i], test_correct[i])
-            seconds = (time.perf_counter() - start) / lanes
+            seconds = shares.seconds(c) - init_s
             with host:
                 store.save_finished(c, sums[i], finite[i], before_s + seconds, before_seed_epochs + seed_epochs, kept)
             if keep_params:
                 finals[i] = jax.tree.map(np.asarray, state.params)
             return _ChunkTimes(init_s, seconds, seed_epochs, before_s, before_seed_epochs)
 
-        times = side_by_side(train_chunk, todo, lanes)
+        times = side_by_side(train_chunk, todo, plan.lanes)
     init_s = sum(t.init_s for t in times)
     train_s = sum(t.train_s for t in times)
     trained = sum(t.seed_epochs for t in times)
