@@ -1,5 +1,3 @@
-import sys
+from bench.cli import exit_quickly, main
 
-from bench.cli import main
-
-sys.exit(main())
+exit_quickly(main())

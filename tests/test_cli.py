@@ -73,10 +73,20 @@ def test_subprocess_end_to_end_run_and_error(tmp_path):
     results = pd.read_csv(out / "results.csv")
     assert set(results.initializer) == {"zeros", "normal(stddev=0.1)"} and set(results.epoch) == {0, 1}
     assert "python -m bench run --seeds 2" in (out / "report.md").read_text()
+    assert "leaked" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr  # workers stopped
 
     failed = run_cli("run", "--seeds", "-3")
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
     assert failed.stderr.strip() == "bench: error: --seeds must be an integer from 1 to 100,000, got -3"
+
+
+def test_the_command_line_ends_with_every_line_written(capsys):
+    """`python -m bench` skips the interpreter's teardown (cli.exit_quickly): its output to a pipe, block-buffered
+    and unwritten until flushed, still comes out whole."""
+    assert cli.main(["list"]) == 0
+    listing = capsys.readouterr().out
+    done = run_cli("list")
+    assert done.returncode == 0 and done.stdout == listing
 
 
 def test_python_api_returns_the_tidy_table():
