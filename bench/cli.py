@@ -492,7 +492,7 @@ def listing() -> str:
     """What ``python -m bench list`` prints."""
     import initjax
     from bench import models
-    from bench.data import datasets
+    from bench.data import datasets, sequences
     from bench.experiments import presets
     from bench.training import recipes
 
@@ -505,6 +505,8 @@ def listing() -> str:
         lines.append(f"  {name:<22} {entry.summary}{flag if entry.alias_of is None else ''}")
     lines.append("datasets:")
     lines += [f"  {name:<22} {summary}" for name, (_, summary) in datasets.LOADERS.items()]
+    lines.append("sequence generators (data = \"markov(vocab=32, order=2)\"; model transformer):")
+    lines += [f"  {name:<22} {summary}" for name, (_, summary) in sequences.GENERATORS.items()]
     lines.append("models:")
     lines += [f"  {name:<22} {summary}" for name, summary in models.MODELS.items()]
     lines.append(f"activations (--activation): {', '.join(models.ACTIVATIONS)}")

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jax.nn import initializers as jinit
 
 from initjax import initializers as extra
-from initjax import schemes, structured
+from initjax import schemes, structured, transformer
 from initjax.spec import Spec, parse_spec
 
 Initializer = jinit.Initializer
@@ -123,6 +123,22 @@ _add("metainit", schemes.metainit,
 _add("mean_field", schemes.mean_field,
      "scheme: W ~ N(0, sigma_w2/fan_in), b ~ N(0, sigma_b2) (Poole et al. 2016; Schoenholz et al. 2017)", scheme=True)
 _add("fixup", schemes.fixup, "scheme: residual branches and head at 0, branches rescaled (Zhang et al. 2019)",
+     scheme=True)
+# transformer schemes, by parameter role (initjax.transformer)
+_add("gpt2", transformer.gpt2, "transformer: N(0, 0.02^2), residual projections / sqrt(2L) (Radford et al. 2019)",
+     scheme=True)
+_add("t_fixup", transformer.t_fixup,
+     "transformer: Xavier, v/o/MLP and embeddings x 0.67 L^-1/4, for no LayerNorm (Huang et al. 2020)", scheme=True)
+_add("deepnorm", transformer.deepnorm,
+     "transformer: branches Xavier x (8L)^-1/4, residual x (2L)^1/4 [changes the forward pass] (Wang et al. 2022)",
+     scheme=True)
+_add("small_init", transformer.small_init,
+     "transformer: N(0, 2/(5d)) everywhere; wang=True: outputs 2/(L sqrt d) (Nguyen & Salazar 2019)", scheme=True)
+_add("mimetic", transformer.mimetic,
+     "transformer: W_q W_k^T ~ 0.7 Z + 0.7 I, W_v W_o ~ 0.4 Z - 0.4 I; heads=H (Trockman & Kolter 2023)", scheme=True)
+_add("zero_residual", transformer.zero_residual,
+     "transformer: attention and MLP output projections at 0, GPT-2 elsewhere (SkipInit/ReZero-style)", scheme=True)
+_add("mup_zero", transformer.mup_zero, "transformer: readout and query at 0, GPT-2 elsewhere (Yang et al. 2021)",
      scheme=True)
 
 BUILTIN_NAMES: tuple[str, ...] = tuple(REGISTRY)

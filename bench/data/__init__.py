@@ -3,6 +3,8 @@
 A task's ``data`` is one of
 
 * a built-in name (``bench list`` shows them: ``digits``, ``synthetic``, ``mnist``, ...);
+* a sequence generator with its arguments (``markov(vocab=32, order=2)``, ``modular_addition``:
+  ``bench.data.sequences``), token sequences whose optimal loss is known;
 * ``npz:PATH``: a numpy ``.npz`` file with the arrays ``x_train``, ``y_train``, ``x_test``,
   ``y_test`` (and optionally ``x_val``, ``y_val``); a relative path is taken from the
   experiment file's folder (from the working directory in Python);
@@ -17,15 +19,17 @@ Inputs become float32 `(n, *input_shape)`; labels must be integer classes `(n,)`
 
 from __future__ import annotations
 
+import functools
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from bench.data import datasets
+from bench.data import datasets, sequences
 from bench.data.datasets import Dataset
 from bench.errors import UserError, user_callable
 from initjax.registry import first_line
+from initjax.spec import parse_spec
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -114,6 +118,39 @@ def _from_mapping(found: dict, name: str, origin: str, validation, regression: b
     return Dataset(**{**data.__dict__, "source": origin})
 
 
+def generated(spec) -> bool:
+    """Whether ``spec`` names a sequence generator (``markov``, ``markov(order=2)``: ``bench.data.sequences``)."""
+    return isinstance(spec, str) and ":" not in spec and spec.partition("(")[0].strip() in sequences.GENERATORS
+
+
+def generate(spec: str) -> Dataset:
+    """The dataset a generator spec gives (same spec, same arrays), once per process.
+
+    Raises:
+      UserError: a malformed spec or arguments the generator does not take.
+    """
+    try:
+        parsed = parse_spec(spec)
+    except ValueError as error:
+        raise UserError(f"data {spec!r}: {error}") from None
+    if parsed.args:
+        raise UserError(f"data {spec!r}: give the generator's arguments by name, e.g. markov(vocab=32, order=2)")
+    return _generated(parsed.name, tuple(sorted(dict(parsed.kwargs).items())))
+
+
+@functools.cache
+def _generated(name: str, kwargs: tuple) -> Dataset:
+    try:
+        return sequences.GENERATORS[name][0](**dict(kwargs))
+    except TypeError as error:
+        raise UserError(f"data {name}: {error}") from None
+
+
+def known(spec: str) -> bool:
+    """Whether a data spec string is a built-in name, a generator spec, ``npz:PATH`` or ``module:function``."""
+    return ":" in spec or spec in datasets.LOADERS or generated(spec)
+
+
 def describe_spec(spec) -> str:
     """What a task's data is, for records and keys: the spec string, or a Dataset's name."""
     return f"arrays:{spec.name}" if isinstance(spec, Dataset) else str(spec)
@@ -148,6 +185,8 @@ def load(spec, data_dir=None, download: bool = False, base: Path | None = None, 
     if spec.startswith("npz:"):
         path = Path(spec[4:]).expanduser()
         return npz(path if path.is_absolute() or base is None else base / path, regression=regression)
+    if generated(spec):
+        return generate(spec)
     if spec in datasets.LOADERS or ":" not in spec:
         return datasets.load(spec, None if data_dir is None else str(data_dir), download)
     return from_function(spec, regression=regression)

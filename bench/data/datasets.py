@@ -54,6 +54,8 @@ class Dataset:
       x_val, y_val: the validation split, or None.
       source: where the data came from, for the report.
       regression: targets are real values (a regression loss), not classes.
+      optimal: per split (``train``, ``val``, ``test``), each example's Bayes-optimal loss
+        `(n,)` under the process that generated it (``bench.data.sequences``), or None when unknown.
     """
 
     name: str
@@ -66,6 +68,7 @@ class Dataset:
     y_val: np.ndarray | None = None
     source: str = "embedded"
     regression: bool = False
+    optimal: dict[str, np.ndarray] | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -112,16 +115,26 @@ class Dataset:
         if not 1 <= n_val < len(self.x_train):
             raise UserError(f"a validation split of {n_val} needs 1 to {len(self.x_train) - 1} of the "
                             f"{len(self.x_train)} training examples of {self.name}")
+        optimal = None if self.optimal is None else {
+            **self.optimal, "train": self.optimal["train"][n_val:], "val": self.optimal["train"][:n_val]}
         return dataclasses.replace(self, x_train=self.x_train[n_val:], y_train=self.y_train[n_val:],
-                                   x_val=self.x_train[:n_val], y_val=self.y_train[:n_val])
+                                   x_val=self.x_train[:n_val], y_val=self.y_train[:n_val], optimal=optimal)
 
     def subset(self, n_train: int, n_test: int) -> Dataset:
         """The first examples of each split (validation gets ``n_test``), for smoke runs."""
         val = {} if self.x_val is None else {"x_val": self.x_val[:n_test], "y_val": self.y_val[:n_test]}
+        optimal = None if self.optimal is None else {
+            split: per_example[:n_train if split == "train" else n_test] for split, per_example in self.optimal.items()}
         return dataclasses.replace(
             self, x_train=self.x_train[:n_train], y_train=self.y_train[:n_train],
-            x_test=self.x_test[:n_test], y_test=self.y_test[:n_test], **val,
+            x_test=self.x_test[:n_test], y_test=self.y_test[:n_test], optimal=optimal, **val,
         )
+
+    def optimal_loss(self) -> dict[str, float] | None:
+        """Per split, the mean Bayes-optimal loss of its examples (nats per token), or None when unknown."""
+        if self.optimal is None:
+            return None
+        return {split: float(np.mean(per_example)) for split, per_example in self.optimal.items()}
 
 
 def finish(name, x_train, x_test, y_train, y_test, validation=0, source="embedded", n_classes=None,

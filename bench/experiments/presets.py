@@ -20,7 +20,7 @@ from typing import Any
 
 import initjax
 from bench import data
-from bench.data import datasets
+from bench.data import datasets, sequences
 from bench.errors import UserError, unknown
 from bench.models import ACTIVATIONS, MODELS, losses
 from bench.training import grid as grids
@@ -288,8 +288,8 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
                         "metric; run them as two experiments")
     for task in experiment.tasks:
         spec = task.dataset
-        if isinstance(spec, str) and ":" not in spec and spec not in datasets.LOADERS:
-            raise unknown("dataset", spec, datasets.LOADERS)
+        if isinstance(spec, str) and not data.known(spec):
+            raise unknown("dataset", spec, {**datasets.LOADERS, **sequences.GENERATORS})
         if task.activation not in ACTIVATIONS:
             raise unknown("activation", task.activation, ACTIVATIONS)
         if isinstance(task.model, str) and ":" not in task.model and task.model not in MODELS:

@@ -211,10 +211,35 @@ def _head(n_classes: int, n_targets: int | None = None) -> dict:
 
 
 OPTIONS = {"norm": "None, layer or batch (NORMS)", "dropout": "rate in [0, 1) after hidden activations"}
+TRANSFORMER_OPTIONS = {"heads": "attention heads, dividing the width (default 4)",
+                       "norm": "pre, post or none (bench.models.transformer.NORMS; default pre)",
+                       "tied": "true: logits from the token embedding (default false: a readout layer)",
+                       "mlp_ratio": "MLP hidden width over the model width (default 4)"}
+
+
+def check_transformer_options(width: int, options: Mapping) -> None:
+    """Raises UserError on a transformer option that does not exist or has a bad value."""
+    from bench.models.transformer import NORMS as BLOCK_NORMS
+
+    for key in options:
+        if key not in TRANSFORMER_OPTIONS:
+            raise UserError(f"model 'transformer' has no option {key!r} (its options: {', '.join(TRANSFORMER_OPTIONS)})")
+    heads = options.get("heads", 4)
+    if not (isinstance(heads, int) and heads >= 1 and width % heads == 0):
+        raise UserError(f"transformer heads must be a whole divisor of the width {width}, got {heads!r}")
+    if options.get("norm", "pre") not in BLOCK_NORMS:
+        raise unknown("transformer norm", options["norm"], BLOCK_NORMS)
+    if not isinstance(options.get("tied", False), bool):
+        raise UserError(f"transformer tied must be true or false, got {options['tied']!r}")
+    ratio = options.get("mlp_ratio", 4)
+    if not (isinstance(ratio, int) and ratio >= 1):
+        raise UserError(f"transformer mlp_ratio must be an integer >= 1, got {ratio!r}")
 
 
 def check_options(kind: str, options: Mapping) -> None:
     """Raises UserError on a built-in model option that does not exist or has a bad value."""
+    if kind == "transformer":
+        return  # checked with its width (check_transformer_options)
     for key in options:
         if key not in OPTIONS or (key == "norm" and kind == "resmlp"):
             allowed = "none" if kind == "resmlp" else ", ".join(OPTIONS)
@@ -237,12 +262,15 @@ def build(
     Args:
       kind: ``"mlp"`` (uses ``hidden``), ``"resmlp"`` (one residual block per
         entry of ``hidden``, all equal), ``"lenet"`` or ``"convnet"`` (image inputs
-        `(H, W, C)`; ``hidden`` replaces the dense widths when given).
+        `(H, W, C)`; ``hidden`` replaces the dense widths when given), ``"transformer"``
+        (token sequences `(context,)`, ``n_classes`` the vocabulary; one block per entry of
+        ``hidden``, all equal: the width; :data:`TRANSFORMER_OPTIONS`).
       input_shape: one example's shape.
       n_classes: number of classes.
       hidden: hidden widths.
       activation: name in :data:`ACTIVATIONS`.
-      options: :data:`OPTIONS` (``norm``, ``dropout``) of mlp, lenet and convnet.
+      options: :data:`OPTIONS` (``norm``, ``dropout``) of mlp, lenet and convnet; the transformer's
+        :data:`TRANSFORMER_OPTIONS`.
 
     Raises:
       UserError: unknown kind, activation or option, non-positive width, or a conv
@@ -264,10 +292,25 @@ def build(
                 f"resmlp needs equal hidden widths, one per residual block, e.g. (64,) * 8; got {tuple(hidden)}"
             )
         return ResMLP(int(hidden[0]), len(hidden), activation=activation, **_head(n_classes, n_targets))
+    if kind == "transformer":
+        return _transformer(input_shape, n_classes, hidden, activation, n_targets, options)
     if len(input_shape) != 3:
         raise UserError(f"model {kind!r} needs image inputs (H, W, C), the dataset has {tuple(input_shape)}; use mlp")
     return ConvNet(CONV_LAYOUTS[kind], tuple(hidden) or CONV_DENSE[kind], activation=activation,
                    **_head(n_classes, n_targets), **options)
+
+
+def _transformer(input_shape, n_classes, hidden, activation, n_targets, options) -> nn.Module:
+    from bench.models.transformer import Transformer
+
+    if n_targets is not None or len(input_shape) != 1:
+        raise UserError(f"model 'transformer' needs token sequences (context,) with next-token labels, the dataset "
+                        f"has inputs {tuple(input_shape)}{' and regression targets' if n_targets else ''}; use a "
+                        "sequence dataset (bench list: markov, modular_addition, text)")
+    if not hidden or len(set(hidden)) != 1:
+        raise UserError(f"transformer needs equal hidden widths, one per block, e.g. [64, 64]; got {tuple(hidden)}")
+    check_transformer_options(int(hidden[0]), options)
+    return Transformer(vocab=n_classes, width=int(hidden[0]), depth=len(hidden), activation=activation, **options)
 
 
 def mlp_for(n_features: int, n_classes: int, hidden: Sequence[int], activation: str = "relu") -> MLP:
@@ -325,6 +368,11 @@ def describe(model: nn.Module, input_shape: Sequence[int]) -> str:
 
     A user's module is named by its class and the fields that differ from their defaults.
     """
+    from bench.models.transformer import Transformer
+
+    if isinstance(model, Transformer):
+        return (f"Transformer {model.norm}-LN {model.depth}x{model.width} {model.heads} heads "
+                f"ctx {input_shape[0]} vocab {model.vocab}{' tied' if model.tied else ''} {model.activation}")
     if not isinstance(model, (MLP, ResMLP, ConvNet)):
         changed = []
         for field in dataclasses.fields(model):
@@ -355,4 +403,5 @@ MODELS = {
     "resmlp": "residual MLP: stem, one 2-layer pre-activation block per hidden entry (equal widths), head; Fixup-ready",
     "lenet": "LeNet-5 style for 28x28: conv 6@5x5, pool, conv 16@5x5, pool, dense 120-84",
     "convnet": "small CIFAR conv net: 2 x conv 32@3x3, pool, 2 x conv 64@3x3, pool, dense 256",
+    "transformer": "decoder-only LM: one block per hidden entry (equal widths); heads, norm pre/post/none, tied",
 }

@@ -14,6 +14,12 @@ classification, R² for regression.
   `(batch, d)`; the loss is the squared error averaged over the ``d`` outputs, and the
   metric beside it is the same squared error, which the suite turns into R² per split
   (:func:`r2`).
+* ``next_token_cross_entropy``: sequences, outputs `(batch, context, vocab)`, integer labels
+  `(batch, context)` with ``-1`` at positions that do not count (a prompt, a context
+  shorter than a generator's order); an example's loss is its mean over the counted
+  positions (nats per token) and its metric the share of them predicted right (the
+  generators count as many positions in every sequence, so means over examples are
+  means over tokens).
 * a callable ``loss(outputs, labels) -> per-example loss`` `(batch,)` (a Python
   object or a ``module:function`` spec): accuracy is the argmax's (one output: the
   sign's), so it is meaningful only for classification.
@@ -41,6 +47,14 @@ def sigmoid_cross_entropy(outputs, labels):
     return loss, ((z > 0) == (labels == 1)).astype(loss.dtype)
 
 
+def next_token_cross_entropy(outputs, labels):
+    counted = labels >= 0
+    per_token = optax.softmax_cross_entropy_with_integer_labels(outputs, jnp.maximum(labels, 0))
+    right = (jnp.argmax(outputs, axis=-1) == labels).astype(per_token.dtype)
+    n = jnp.maximum(jnp.sum(counted, axis=-1), 1).astype(per_token.dtype)
+    return jnp.sum(jnp.where(counted, per_token, 0), axis=-1) / n, jnp.sum(jnp.where(counted, right, 0), axis=-1) / n
+
+
 def mean_squared_error(outputs, targets):
     targets = targets.reshape(outputs.shape).astype(outputs.dtype)
     loss = jnp.mean(jnp.square(outputs - targets), axis=-1)
@@ -51,7 +65,10 @@ LOSSES: dict[str, tuple[Callable, str]] = {
     "softmax_cross_entropy": (softmax_cross_entropy, "categorical cross-entropy from logits `(batch, n_classes)`"),
     "sigmoid_cross_entropy": (sigmoid_cross_entropy, "binary cross-entropy from one logit `(batch, 1)`"),
     "mean_squared_error": (mean_squared_error, "regression: squared error averaged over the outputs `(batch, d)`"),
+    "next_token_cross_entropy": (next_token_cross_entropy, "sequences: cross-entropy per counted position "
+                                 "(nats/token) from logits `(batch, context, vocab)`, labels -1 not counted"),
 }
+SEQUENCE = ("next_token_cross_entropy",)
 REGRESSION = ("mean_squared_error",)
 METRICS = {"accuracy": "share of correct predictions (classification)",
            "r2": "1 - MSE / variance of the split's targets (regression; several outputs: their mean of each)"}
@@ -84,7 +101,8 @@ def default_for(n_classes: int) -> str:
 def outputs_for(loss: str, n_classes: int, n_targets: int = 1) -> int | None:
     """The output width a named loss needs on ``n_classes`` classes or ``n_targets`` regression targets
     (None for a callable: any)."""
-    return {"sigmoid_cross_entropy": 1, "softmax_cross_entropy": n_classes, "mean_squared_error": n_targets}.get(loss)
+    return {"sigmoid_cross_entropy": 1, "softmax_cross_entropy": n_classes, "mean_squared_error": n_targets,
+            "next_token_cross_entropy": n_classes}.get(loss)
 
 
 def from_callable(per_example: Callable) -> Callable:
@@ -117,7 +135,9 @@ def get(spec: str | Callable) -> Callable:
 def check_shape(name: str, outputs_shape: tuple, loss: str | Callable, n_classes: int, n_targets: int = 1) -> None:
     """Raises UserError when a model's outputs do not fit the loss (e.g. 1 unit for a 10-class softmax)."""
     want = outputs_for(loss, n_classes, n_targets) if isinstance(loss, str) else None
-    if len(outputs_shape) != 2 or (want is not None and outputs_shape[-1] != want):
+    rank = 3 if loss in SEQUENCE else 2
+    if len(outputs_shape) != rank or (want is not None and outputs_shape[-1] != want):
         what = f"{n_targets} target(s)" if is_regression(loss) else f"{n_classes} classes"
+        needs = f"(batch, context, {want})" if rank == 3 else f"(batch, {want or 'k'})"
         raise UserError(f"model {name} gives outputs of shape {list(outputs_shape)} per batch; the loss {loss} on "
-                        f"{what} needs (batch, {want or 'k'}): set the model's output width")
+                        f"{what} needs {needs}: set the model's output width")

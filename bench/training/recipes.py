@@ -17,6 +17,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -103,6 +104,14 @@ def check(optimizer: str, schedule: str = "constant", injected: tuple[str, ...] 
         raise UserError(f"optimizer {optimizer!r}: {error}") from None
 
 
+def decayed(params):
+    """Which parameters weight decay applies to: every one but the constants a model holds fixed
+    (``bench.models.transformer.FIXED``: DeepNorm's residual multipliers, which have no gradient either)."""
+    from bench.models.transformer import FIXED
+
+    return jax.tree_util.tree_map_with_path(lambda path, _: getattr(path[-1], "key", None) != FIXED, params)
+
+
 def build(optimizer: str, lr: float, schedule: str = "constant", weight_decay: float = 0.0,
           clip: float | None = None, total_steps: int = 1, injected: tuple[str, ...] = (),
           momentum: float | None = None) -> optax.GradientTransformation:
@@ -112,7 +121,8 @@ def build(optimizer: str, lr: float, schedule: str = "constant", weight_decay: f
       optimizer: spec in :data:`OPTIMIZERS`, with keyword arguments (``"adamw(b2=0.95)"``).
       lr: peak learning rate.
       schedule: spec in :data:`SCHEDULES`, a unit curve multiplied by ``lr``.
-      weight_decay: passed to the optimizer when it has its own, decoupled one
+      weight_decay: of every parameter but the fixed ones (:func:`decayed`); passed to the optimizer when it
+        has its own, decoupled one
         (:data:`OWN_WEIGHT_DECAY`; 0 means none, not optax's default); otherwise
         ``weight_decay x params`` is added to the gradient before the step
         (``optax.add_decayed_weights``), an L2 penalty as in PyTorch's ``SGD``/``Adam(weight_decay=...)``.
@@ -149,14 +159,14 @@ def build(optimizer: str, lr: float, schedule: str = "constant", weight_decay: f
     def recipe(lr, weight_decay, momentum):
         kwargs = dict(spec_kwargs)
         if own_decay and decay_term:
-            kwargs["weight_decay"] = weight_decay
+            kwargs["weight_decay"], kwargs["mask"] = weight_decay, decayed
         if momentum is not None:
             kwargs[beta] = momentum
         rate = (lambda step: lr * unit(step)) if scheduled else lr
         core = OPTIMIZERS[parsed.name][0](learning_rate=rate, **kwargs)
         parts = [] if clip is None else [optax.clip_by_global_norm(clip)]
         if decay_term and not own_decay:
-            parts += [optax.add_decayed_weights(weight_decay)]
+            parts += [optax.add_decayed_weights(weight_decay, mask=decayed)]
         parts += [core]
         return parts[0] if len(parts) == 1 else optax.chain(*parts)
 

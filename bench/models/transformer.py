@@ -1,0 +1,166 @@
+"""A small decoder-only transformer whose parameter paths name their roles.
+
+One run's model: tokens `(batch, context)` -> next-token logits `(batch, context, vocab)`.
+Block ``i`` is, with ``alpha`` its fixed residual multiplier (1 unless an init scheme
+sets it: DeepNorm's ``(2L)**0.25``):
+
+* ``norm="pre"`` (GPT-2): ``h = alpha h + attn(LN(h)); h = alpha h + mlp(LN(h))``, a final LN before the readout;
+* ``norm="post"`` (the original transformer): ``h = LN(alpha h + attn(h)); h = LN(alpha h + mlp(h))``;
+* ``norm="none"`` (T-Fixup's setting): ``h = alpha h + attn(h); h = alpha h + mlp(h)``.
+
+Parameter paths (``initjax.transformer`` finds roles by them, so a user's model that
+names its parameters the same way gets the same role-aware schemes):
+
+===============================  ===========================================
+``embed/embedding``              token embedding `(vocab, width)`
+``position/embedding``           learned positions `(context, width)`
+``block_i/attn/{query,key,value}/kernel``  `(width, width)`, heads side by side
+``block_i/attn/out/kernel``      attention output projection `(width, width)`
+``block_i/mlp/in/kernel``        `(width, mlp_ratio * width)`
+``block_i/mlp/out/kernel``       `(mlp_ratio * width, width)`
+``block_i/norm_attn``, ``norm_mlp``, ``final_norm``   LayerNorm ``scale``, ``bias``
+``block_i/residual_alpha``       `()`, held fixed (no gradient; kept out of weight decay)
+``readout/kernel``               `(width, vocab)`; absent when ``tied`` (logits ``h @ embedding.T``)
+===============================  ===========================================
+
+Attention logits are ``q . k / sqrt(head width)`` with a causal mask, softmax in float32; the
+key projection has no bias (the softmax is blind to it). Other Dense layers have biases (zeros).
+Tokens arrive as the suite's float32 inputs (exact integers below 2**24) and are cast here.
+
+References: Vaswani et al. 2017 (arXiv:1706.03762); Radford et al. 2019 (GPT-2, pre-LN);
+Xiong et al. 2020 (pre- vs post-LN, arXiv:2002.04745).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax.nn import initializers as jinit
+
+NORMS = {"pre": "LayerNorm before each sublayer, and before the readout (GPT-2)",
+         "post": "LayerNorm after each residual addition (Vaswani et al. 2017)",
+         "none": "no LayerNorm (T-Fixup's setting)"}
+FIXED = "residual_alpha"  # parameters of this name are constants of the run: no gradient, no weight decay
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention: `(batch, context, width)` -> same shape."""
+
+    heads: int
+    kernel_init: Callable
+    bias_init: Callable
+
+    @nn.compact
+    def __call__(self, h: jnp.ndarray) -> jnp.ndarray:
+        batch, context, width = h.shape
+        head_width = width // self.heads
+
+        def project(name):
+            # no key bias: q . (k + b) shifts a query's logits by q . b alike, which the softmax ignores, so its
+            # gradient is 0 up to rounding, and Adam would turn that rounding into steps of the learning rate
+            dense = nn.Dense(width, use_bias=name != "key", kernel_init=self.kernel_init, bias_init=self.bias_init,
+                             name=name)
+            return dense(h).reshape(batch, context, self.heads, head_width)
+
+        q, k, v = project("query"), project("key"), project("value")
+        logits = jnp.einsum("bthd,bshd->bhts", q, k).astype(jnp.float32) / jnp.sqrt(head_width)
+        self.sow("intermediates", "attention_logits", logits)
+        causal = jnp.tril(jnp.ones((context, context), bool))
+        weights = jax.nn.softmax(jnp.where(causal, logits, jnp.finfo(jnp.float32).min), axis=-1).astype(h.dtype)
+        mixed = jnp.einsum("bhts,bshd->bthd", weights, v).reshape(batch, context, width)
+        return nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init, name="out")(mixed)
+
+
+class FeedForward(nn.Module):
+    """``out(act(in(h)))``, widths `width -> ratio * width -> width`."""
+
+    ratio: int
+    activation: Callable
+    kernel_init: Callable
+    bias_init: Callable
+
+    @nn.compact
+    def __call__(self, h: jnp.ndarray) -> jnp.ndarray:
+        width = h.shape[-1]
+        z = nn.Dense(self.ratio * width, kernel_init=self.kernel_init, bias_init=self.bias_init, name="in")(h)
+        return nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init, name="out")(self.activation(z))
+
+
+class Block(nn.Module):
+    """One transformer layer: attention and MLP sublayers with residual connections (see the module docstring)."""
+
+    heads: int
+    norm: str
+    mlp_ratio: int
+    activation: Callable
+    kernel_init: Callable
+    bias_init: Callable
+
+    @nn.compact
+    def __call__(self, h: jnp.ndarray) -> jnp.ndarray:
+        alpha = jax.lax.stop_gradient(self.param(FIXED, jinit.ones, ()))
+        sublayers = (
+            ("attn", CausalSelfAttention(self.heads, self.kernel_init, self.bias_init, name="attn")),
+            ("mlp", FeedForward(self.mlp_ratio, self.activation, self.kernel_init, self.bias_init, name="mlp")),
+        )
+        for name, sublayer in sublayers:
+            if self.norm == "pre":
+                h = alpha * h + sublayer(nn.LayerNorm(name=f"norm_{name}")(h))
+            elif self.norm == "post":
+                h = nn.LayerNorm(name=f"norm_{name}")(alpha * h + sublayer(h))
+            else:
+                h = alpha * h + sublayer(h)
+        self.sow("intermediates", "residual", h)
+        return h
+
+
+class Transformer(nn.Module):
+    """A decoder-only language model (see the module docstring for the layout and parameter paths).
+
+    Attributes:
+      vocab: tokens `[0, vocab)`; the logits' width.
+      width: model width (``d_model``).
+      depth: number of blocks (``L``).
+      heads: attention heads; must divide ``width``.
+      norm: ``"pre"``, ``"post"`` or ``"none"`` (:data:`NORMS`).
+      tied: logits from the token embedding (``h @ embedding.T``) instead of a ``readout`` Dense.
+      mlp_ratio: hidden width of the MLP over ``width``.
+      activation: of the MLP (``bench.models.ACTIVATIONS`` name).
+      kernel_init, bias_init: the model's own initializers of every Dense (init schemes redraw them).
+      output_activation: the loss the suite trains it with.
+
+    Shapes: tokens `(batch, context)` (any numeric dtype) -> logits `(batch, context, vocab)`.
+    """
+
+    vocab: int
+    width: int = 64
+    depth: int = 2
+    heads: int = 4
+    norm: str = "pre"
+    tied: bool = False
+    mlp_ratio: int = 4
+    activation: str = "gelu"
+    kernel_init: Callable = jinit.normal(0.02)
+    bias_init: Callable = jinit.zeros
+    output_activation: str = "next_token_cross_entropy"
+
+    @nn.compact
+    def __call__(self, tokens: jnp.ndarray) -> jnp.ndarray:
+        from bench.models import ACTIVATIONS
+
+        tokens = tokens.astype(jnp.int32)
+        context = tokens.shape[-1]
+        embed = nn.Embed(self.vocab, self.width, embedding_init=jinit.normal(0.02), name="embed")
+        positions = nn.Embed(context, self.width, embedding_init=jinit.normal(0.01), name="position")
+        h = embed(tokens) + positions(jnp.arange(context))
+        for i in range(self.depth):
+            h = Block(self.heads, self.norm, self.mlp_ratio, ACTIVATIONS[self.activation], self.kernel_init,
+                      self.bias_init, name=f"block_{i}")(h)
+        if self.norm == "pre":
+            h = nn.LayerNorm(name="final_norm")(h)
+        if self.tied:
+            return embed.attend(h)
+        return nn.Dense(self.vocab, kernel_init=self.kernel_init, bias_init=self.bias_init, name="readout")(h)

@@ -1,0 +1,342 @@
+"""The decoder-only transformer, its role-aware init schemes against their formulas, the next-token loss and
+the sequence generators against exact results."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from scipy import stats
+
+import initjax
+from bench import data, models
+from bench.data import sequences
+from bench.models import losses
+from bench.models.transformer import Transformer
+from bench.training import recipes
+from initjax import rules
+from initjax import transformer as roles
+
+V, T, D, L = 11, 8, 32, 3
+
+
+def _model(norm="pre", tied=False, width=D, depth=L, heads=4):
+    return models.build("transformer", (T,), V, (width,) * depth, "gelu", heads=heads, norm=norm, tied=tied)
+
+
+def _params(model, key=0):
+    return model.init(jax.random.key(key), jnp.zeros((1, T)))["params"]
+
+
+def _tokens(key, n=4):
+    return jax.random.randint(jax.random.key(key), (n, T), 0, V).astype(jnp.float32)
+
+
+# ---------------------------------------------------------------- the model
+
+
+@pytest.mark.parametrize("norm, tied", [("pre", False), ("post", False), ("none", True)])
+def test_parameter_count_is_exact(norm, tied):
+    d = D
+    per_block = 4 * d * d + 3 * d + (d * 4 * d + 4 * d) + (4 * d * d + d) + 1  # attention, MLP, residual_alpha
+    per_block += 0 if norm == "none" else 2 * 2 * d  # two LayerNorms, scale and bias
+    expected = V * d + T * d + L * per_block + (2 * d if norm == "pre" else 0) + (0 if tied else d * V + V)
+    params = _params(_model(norm, tied))
+    assert sum(leaf.size for leaf in jax.tree.leaves(params)) == expected
+    assert ("readout" in params) == (not tied)
+
+
+@pytest.mark.parametrize("norm", ["pre", "post", "none"])
+def test_attention_is_causal(norm):
+    model = _model(norm)
+    params = _params(model)
+    x = _tokens(1)
+    changed = x.at[:, 5].set((x[:, 5] + 1) % V)
+    a, b = model.apply({"params": params}, x), model.apply({"params": params}, changed)
+    assert a.shape == (4, T, V)
+    np.testing.assert_array_equal(a[:, :5], b[:, :5])
+    assert not np.allclose(a[:, 5:], b[:, 5:])
+
+
+def test_tied_logits_are_the_final_state_times_the_embedding():
+    model = _model("none", tied=True)
+    params = _params(model)
+    x = _tokens(2)
+    _, state = model.apply({"params": params}, x, capture_intermediates=True, mutable=["intermediates"])
+    final = state["intermediates"][f"block_{L - 1}"]["__call__"][0]
+    np.testing.assert_allclose(model.apply({"params": params}, x), final @ params["embed"]["embedding"].T,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_residual_alpha_gets_no_gradient_and_no_weight_decay():
+    model = _model("post")
+    params = roles.deepnorm()(jax.random.key(0), _params(model), None, None)
+    x, y = _tokens(3), jnp.asarray(_tokens(4), jnp.int32)
+
+    def loss(p):
+        return losses.next_token_cross_entropy(model.apply({"params": p}, x), y)[0].mean()
+
+    grads = jax.grad(loss)(params)
+    assert float(grads["block_0"]["residual_alpha"]) == 0.0
+    for optimizer in ("adamw", "momentum", "lion"):
+        step = recipes.build(optimizer, 1e-2, weight_decay=0.1)
+        updates, _ = step.update(grads, step.init(params), params)
+        moved = optax.apply_updates(params, updates)
+        for i in range(L):
+            assert moved[f"block_{i}"]["residual_alpha"] == params[f"block_{i}"]["residual_alpha"] == (2 * L) ** 0.25
+        assert not np.allclose(moved["block_0"]["attn"]["query"]["kernel"], params["block_0"]["attn"]["query"]["kernel"])
+
+
+def test_bad_transformer_options_are_one_line_errors():
+    from bench.errors import UserError
+
+    for options, message in [({"heads": 5}, "whole divisor of the width 32"), ({"norm": "rms"}, "unknown"),
+                             ({"tied": "yes"}, "true or false"), ({"depth": 2}, "no option 'depth'")]:
+        with pytest.raises(UserError, match=message):
+            models.build("transformer", (T,), V, (D, D), "gelu", **options)
+    with pytest.raises(UserError, match="token sequences"):
+        models.build("transformer", (8, 8, 1), V, (D,), "gelu")
+
+
+# ---------------------------------------------------------------- the loss
+
+
+def test_next_token_loss_counts_only_labelled_positions():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 5, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, size=(3, 5)).astype(np.int32)
+    labels[:, :2] = -1
+    labels[1, 4] = -1
+    loss, accuracy = losses.next_token_cross_entropy(jnp.asarray(logits), jnp.asarray(labels))
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    for i in range(3):
+        counted = [t for t in range(5) if labels[i, t] >= 0]
+        np.testing.assert_allclose(loss[i], np.mean([-log_p[i, t, labels[i, t]] for t in counted]), rtol=1e-5)
+        np.testing.assert_allclose(accuracy[i], np.mean([logits[i, t].argmax() == labels[i, t] for t in counted]))
+
+
+# ---------------------------------------------------------------- generated sequences
+
+
+def test_entropy_rate_of_a_two_state_chain_is_the_closed_form():
+    a, b = 0.1, 0.3
+    chain = sequences.chain_of(np.array([[1 - a, a], [b, 1 - b]]))
+    np.testing.assert_allclose(chain.stationary, [b / (a + b), a / (a + b)], rtol=1e-10)
+
+    def h(p):
+        return -p * np.log(p) - (1 - p) * np.log(1 - p)
+
+    np.testing.assert_allclose(chain.entropy_rate(), b / (a + b) * h(a) + a / (a + b) * h(b), rtol=1e-10)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_sampled_sequences_follow_the_chain_and_their_optimal_loss_is_the_entropy_rate(order):
+    rng = np.random.default_rng(order)
+    chain = sequences.random_chain(4, order, 0.5, rng)
+    tokens, surprise = sequences.sample_chain(chain, 4000, 24, rng)
+    # every position's context is stationary: the context distribution at the last position is pi
+    last = np.zeros(len(chain.stationary))
+    context = sum(tokens[:, -order + j] * 4 ** (order - 1 - j) for j in range(order))
+    np.add.at(last, context, 1)
+    assert stats.chisquare(last, chain.stationary * len(tokens)).pvalue > 1e-3
+    # -log p of each token is that of the chain's row for its context
+    t = 10
+    ctx = sum(tokens[:, t - order + j] * 4 ** (order - 1 - j) for j in range(order))
+    np.testing.assert_allclose(surprise[:, t], -np.log(chain.next_token[ctx, tokens[:, t]]))
+    per_example = np.nanmean(surprise[:, order:], axis=1)
+    z = (per_example.mean() - chain.entropy_rate()) / (per_example.std(ddof=1) / np.sqrt(len(per_example)))
+    assert abs(z) < 4, z
+
+
+def test_markov_dataset_masks_short_contexts_and_keeps_optimal_losses_through_subsets():
+    d = data.load("markov(vocab=5, order=3, context=12, n_train=300, n_val=50, n_test=80, seed=4)")
+    assert d.x_train.shape == (300, 12) and d.y_train.shape == (300, 12) and d.n_classes == 5
+    assert (d.y_train[:, :2] == -1).all() and (d.y_train[:, 2:] >= 0).all()
+    np.testing.assert_array_equal(d.y_train[:, 2:-1], d.x_train[:, 3:])  # a label is the next input
+    small = d.subset(100, 20)
+    assert len(small.optimal["train"]) == 100 and len(small.optimal["test"]) == 20 and len(small.optimal["val"]) == 20
+    np.testing.assert_array_equal(small.optimal["train"], d.optimal["train"][:100])
+    held = data.load("markov(vocab=5, order=1, n_val=0)").hold_out(100)
+    assert len(held.optimal["val"]) == 100 and len(held.optimal["train"]) == len(held.x_train)
+
+
+def test_modular_addition_labels_the_sum_and_splits_every_pair_once():
+    d = data.load("modular_addition(p=7, fraction=0.4)")
+    x = np.concatenate([d.x_train, d.x_test]).astype(int)
+    y = np.concatenate([d.y_train, d.y_test])
+    assert d.n_classes == 8 and (x[:, 2] == 7).all() and (y[:, :2] == -1).all()
+    np.testing.assert_array_equal(y[:, 2], (x[:, 0] + x[:, 1]) % 7)
+    assert len({(a, b) for a, b, _ in x}) == 49 and len(d.x_train) == round(0.4 * 49)
+
+
+@pytest.mark.parametrize("spec, message", [("markov(vocab=1)", "vocab must be an integer >= 2"),
+                                           ("markov(colour=2)", "unexpected keyword"),
+                                           ("markov(4)", "by name"),
+                                           ("modular_addition(fraction=1.0)", "both splits non-empty")])
+def test_bad_generator_specs_are_one_line_errors(spec, message):
+    from bench.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        data.load(spec)
+
+
+# ---------------------------------------------------------------- role-aware schemes against their formulas
+
+WIDE = 256
+
+
+@pytest.fixture(scope="module")
+def wide():
+    model = _model("post", width=WIDE, depth=4, heads=8)
+    return model, _params(model)
+
+
+def _by_role(params):
+    found = roles.roles(params)
+    leaves = {rules.path_name(p): leaf for p, leaf in jax.tree.leaves_with_path(params)}
+    out = {}
+    for name, role in found.items():
+        out.setdefault(role, []).append(np.asarray(leaves[name]))
+    return out
+
+
+def _std_is(arrays, std, rel=0.03):
+    values = np.concatenate([a.ravel() for a in arrays])
+    assert abs(values.std() / std - 1) < rel, (values.std(), std)
+    assert abs(values.mean()) < 4 * std / np.sqrt(values.size)
+
+
+def test_gpt2_draws_each_role_with_its_standard_deviation(wide):
+    model, params = wide
+    got = _by_role(initjax.get("gpt2")(jax.random.key(1), params, None, None))
+    for role in ("embedding", "query", "key", "value", "mlp_in", "readout"):
+        _std_is(got[role], 0.02)
+    _std_is(got["position"], 0.01, rel=0.1)
+    _std_is(got["attn_out"] + got["mlp_out"], 0.02 / np.sqrt(2 * 4))
+    assert all(float(a) == 1.0 for a in got["residual_alpha"])
+
+
+def test_t_fixup_scales_value_output_mlp_and_embeddings_by_0_67_l_to_the_minus_quarter(wide):
+    model, params = wide
+    got = _by_role(initjax.get("t_fixup")(jax.random.key(2), params, None, None))
+    scale = 0.67 * 4**-0.25
+    _std_is(got["embedding"], scale * WIDE**-0.5)
+    _std_is(got["value"] + got["attn_out"], scale * np.sqrt(2 / (2 * WIDE)))
+    _std_is(got["mlp_in"] + got["mlp_out"], scale * np.sqrt(2 / (5 * WIDE)))
+    _std_is(got["query"] + got["key"], np.sqrt(2 / (2 * WIDE)))
+    bound = np.sqrt(3) * np.sqrt(2 / (2 * WIDE))  # Xavier uniform: bounded, flat
+    q = np.concatenate([a.ravel() for a in got["query"]])
+    assert q.max() <= bound and q.min() >= -bound and stats.kstest(q / bound, "uniform", (-1, 2)).pvalue > 1e-3
+
+
+def test_deepnorm_sets_alpha_and_scales_branches_by_beta(wide):
+    model, params = wide
+    got = _by_role(initjax.get("deepnorm")(jax.random.key(3), params, None, None))
+    alpha, beta = (2 * 4) ** 0.25, (8 * 4) ** -0.25
+    assert roles.deepnorm_constants(4) == pytest.approx((alpha, beta))
+    np.testing.assert_allclose([float(a) for a in got["residual_alpha"]], alpha, rtol=1e-6)
+    _std_is(got["value"] + got["attn_out"], beta * np.sqrt(2 / (2 * WIDE)))
+    _std_is(got["mlp_in"] + got["mlp_out"], beta * np.sqrt(2 / (5 * WIDE)))
+    _std_is(got["query"] + got["key"], np.sqrt(2 / (2 * WIDE)))
+    v = np.concatenate([a.ravel() for a in got["value"]])
+    assert stats.kstest(v / v.std(), "norm").pvalue > 1e-3  # Xavier normal, untruncated
+
+
+@pytest.mark.parametrize("wang", [False, True])
+def test_small_init_and_wang_outputs(wide, wang):
+    model, params = wide
+    got = _by_role(initjax.get(f"small_init(wang={wang})")(jax.random.key(4), params, None, None))
+    for role in ("embedding", "query", "value", "mlp_in", "readout"):
+        _std_is(got[role], np.sqrt(2 / (5 * WIDE)))
+    _std_is(got["attn_out"] + got["mlp_out"], 2 / (4 * np.sqrt(WIDE)) if wang else np.sqrt(2 / (5 * WIDE)))
+
+
+def test_mimetic_products_are_the_targets_svd(wide):
+    model, params = wide
+    heads, head_width = 8, WIDE // 8
+    drawn = initjax.get("mimetic(heads=8)")(jax.random.key(5), params, None, None)
+    attn = drawn["block_2"]["attn"]
+    q, k = np.asarray(attn["query"]["kernel"], np.float64), np.asarray(attn["key"]["kernel"], np.float64)
+    query_key = rules.leaf_key(jax.random.key(5), "block_2/attn/query/kernel")
+    for h in (0, 5):
+        z = np.asarray(jax.random.normal(jax.random.fold_in(query_key, h), (WIDE, WIDE)), np.float64) / WIDE**0.5
+        u, s, vt = np.linalg.svd(0.7 * z + 0.7 * np.eye(WIDE))
+        best = (u[:, :head_width] * s[:head_width]) @ vt[:head_width]  # Eckart-Young: the best rank-r approximation
+        cols = slice(h * head_width, (h + 1) * head_width)
+        np.testing.assert_allclose(q[:, cols] @ k[:, cols].T, best, atol=2e-4)
+    z = np.asarray(jax.random.normal(rules.leaf_key(jax.random.key(5), "block_2/attn/value/kernel"), (WIDE, WIDE)),
+                   np.float64) / WIDE**0.5
+    value_out = np.asarray(attn["value"]["kernel"], np.float64) @ np.asarray(attn["out"]["kernel"], np.float64)
+    np.testing.assert_allclose(value_out, 0.4 * z - 0.4 * np.eye(WIDE), atol=2e-4)
+    gpt = initjax.get("gpt2")(jax.random.key(5), params, None, None)
+    np.testing.assert_array_equal(drawn["block_2"]["mlp"]["in"]["kernel"], gpt["block_2"]["mlp"]["in"]["kernel"])
+    with pytest.raises(ValueError, match="heads=H"):
+        initjax.get("mimetic")
+
+
+@pytest.mark.parametrize("spec, zeroed", [("zero_residual", ("attn_out", "mlp_out")),
+                                          ("mup_zero", ("readout", "query"))])
+def test_zeroed_roles_and_gpt2_elsewhere_with_the_same_numbers(wide, spec, zeroed):
+    model, params = wide
+    got = initjax.get(spec)(jax.random.key(6), params, None, None)
+    gpt = initjax.get("gpt2")(jax.random.key(6), params, None, None)
+    for path, leaf in jax.tree.leaves_with_path(got):
+        name = rules.path_name(path)
+        reference = gpt
+        for part in name.split("/"):
+            reference = reference[part]
+        if roles.role_of(name) in zeroed:
+            assert not np.any(leaf)
+        else:
+            np.testing.assert_array_equal(leaf, reference)
+
+
+def test_zero_residual_blocks_are_the_identity_at_init():
+    model = _model("none", depth=2)
+    params = initjax.get("zero_residual")(jax.random.key(7), _params(model), None, None)
+    x = _tokens(8)
+    _, state = model.apply({"params": params}, x, capture_intermediates=True, mutable=["intermediates"])
+    embedded = (params["embed"]["embedding"][x.astype(int)] + params["position"]["embedding"][None])
+    for i in range(2):
+        np.testing.assert_allclose(state["intermediates"][f"block_{i}"]["__call__"][0], embedded, atol=1e-6)
+
+
+def test_role_aware_schemes_refuse_a_model_without_roles():
+    mlp = models.build("mlp", (8,), 3, (16,), "relu")
+    params = mlp.init(jax.random.key(0), jnp.zeros((1, 8)))["params"]
+    with pytest.raises(ValueError, match="use model 'transformer'"):
+        initjax.get("gpt2")(jax.random.key(0), params, None, None)
+
+
+TRANSFORMER_SCHEMES = ["gpt2", "t_fixup", "deepnorm", "small_init(wang=True)", "mimetic(heads=2)", "zero_residual",
+                       "mup_zero"]
+
+
+def test_transformer_runs_inside_the_batch_equal_runs_alone():
+    """Every scheme x 2 seeds trained as one vmapped program; one (scheme, seed) trained alone gives its numbers."""
+    from bench.training.train import TrainConfig, train_task
+
+    d = data.load("markov(vocab=6, order=2, context=8, n_train=96, n_val=0, n_test=32)")
+    model = models.build("transformer", (8,), 6, (16, 16), "gelu", heads=2, norm="post")
+    config = TrainConfig(optimizer="adamw", lr=3e-3, batch_size=32, epochs=2, weight_decay=0.01)
+    batch = train_task(d, model, {n: initjax.get(n) for n in TRANSFORMER_SCHEMES}, [0, 1], config, progress=False)
+    alone = train_task(d, model, {"deepnorm": initjax.get("deepnorm")}, [1], config, progress=False)
+    i = TRANSFORMER_SCHEMES.index("deepnorm")
+    for path, leaf_batch in jax.tree.leaves_with_path(batch.params):
+        leaf_alone = alone.params
+        for part in rules.path_name(path).split("/"):
+            leaf_alone = leaf_alone[part]
+        np.testing.assert_allclose(leaf_batch[i, 1], leaf_alone[0, 0], rtol=2e-5, atol=2e-6,
+                                   err_msg=rules.path_name(path))
+    rows = batch.frame[(batch.frame.arm == "deepnorm") & (batch.frame.seed == 1)].reset_index(drop=True)
+    metrics = ["train_loss", "train_accuracy", "test_loss", "test_accuracy"]
+    np.testing.assert_allclose(rows[metrics].to_numpy(), alone.frame[metrics].to_numpy(), rtol=1e-5, atol=1e-6)
+    assert np.isfinite(batch.frame[metrics].to_numpy()).all()
+    alpha = batch.params["block_1"]["residual_alpha"]  # fixed through training, AdamW's decay included
+    np.testing.assert_allclose(alpha[i], 2**0.5, rtol=1e-6)
+    assert np.all(np.delete(np.asarray(alpha), i, axis=0) == 1.0)
+
+
+def test_transformer_has_the_documented_roles():
+    params = _params(Transformer(vocab=V, width=D, depth=2, heads=2))
+    assert sorted(set(roles.roles(params).values())) == sorted(roles.ROLES)
