@@ -84,7 +84,14 @@ def test_residual_alpha_gets_no_gradient_and_no_weight_decay():
         moved = optax.apply_updates(params, updates)
         for i in range(L):
             assert moved[f"block_{i}"]["residual_alpha"] == params[f"block_{i}"]["residual_alpha"] == (2 * L) ** 0.25
-        assert not np.allclose(moved["block_0"]["attn"]["query"]["kernel"], params["block_0"]["attn"]["query"]["kernel"])
+        query = "block_0", "attn", "query", "kernel"
+        assert not np.allclose(_at(moved, query), _at(params, query))
+
+
+def _at(tree, path):
+    for part in path:
+        tree = tree[part]
+    return tree
 
 
 def test_bad_transformer_options_are_one_line_errors():
@@ -253,7 +260,7 @@ def test_small_init_and_wang_outputs(wide, wang):
 
 def test_mimetic_products_are_the_targets_svd(wide):
     model, params = wide
-    heads, head_width = 8, WIDE // 8
+    head_width = WIDE // 8
     drawn = initjax.get("mimetic(heads=8)")(jax.random.key(5), params, None, None)
     attn = drawn["block_2"]["attn"]
     q, k = np.asarray(attn["query"]["kernel"], np.float64), np.asarray(attn["key"]["kernel"], np.float64)
@@ -340,3 +347,31 @@ def test_transformer_runs_inside_the_batch_equal_runs_alone():
 def test_transformer_has_the_documented_roles():
     params = _params(Transformer(vocab=V, width=D, depth=2, heads=2))
     assert sorted(set(roles.roles(params).values())) == sorted(roles.ROLES)
+
+
+@pytest.mark.slow  # two transformer tasks x 9 schemes compiled: the second CI step
+def test_lm_init_smoke_runs_offline_and_reports_each_gap_to_the_optimal_loss(tmp_path, monkeypatch, capsys):
+    import re
+    import socket
+
+    import pandas as pd
+
+    from bench import cli
+    from bench.experiments import presets
+
+    def no_network(*args, **kwargs):
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    assert cli.main(["run", "lm-init", "--smoke", "--out", str(tmp_path), "--no-progress"]) == 0
+    text = (tmp_path / "report.md").read_text()
+    results = pd.read_csv(tmp_path / "results.csv")
+    task = presets.get("lm-init").tasks[0]
+    optimum = float(np.mean(data.load(task.dataset).subset(*presets.SMOKE_SUBSET).optimal["test"]))
+    section = text[text.index(f"## {task.name}"):]
+    assert f"own loss on these test examples is {optimum:.4f} nats/token" in section
+    final = results[(results.dataset == task.name) & (results.epoch == results.epoch.max())]
+    for arm, losses_of_arm in final.groupby("arm")["test_loss"]:
+        gap = float(re.search(rf"`{re.escape(arm)}` ([+-][0-9.]+) \[", section).group(1))
+        assert gap == pytest.approx(losses_of_arm.mean() - optimum, abs=6e-5)
+    assert set(final.arm) == set(presets.get("lm-init").arms()) and len(set(results.dataset)) == 2

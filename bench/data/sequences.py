@@ -153,7 +153,7 @@ def markov(vocab: int = 16, order: int = 1, concentration: float = 0.5, context:
 
 
 def modular_addition(p: int = 23, fraction: float = 0.5, seed: int = 0):
-    """``a b =`` -> ``(a + b) mod p``: a ``fraction`` of the pairs to train on, the rest to test (see the module docstring).
+    """``a b =`` -> ``(a + b) mod p``: a ``fraction`` of the pairs to train on, the rest to test.
 
     Tokens: ``0 .. p-1`` the numbers, ``p`` the ``=`` sign; the vocabulary is ``p + 1``.
 

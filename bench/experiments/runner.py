@@ -318,6 +318,7 @@ def _task_meta(model_name: str, data, result, runs: int, store: resume.TaskStore
         "train_s": result.train_s,
         "earlier_train_s": result.earlier_train_s,
         "n_params": int(result.n_params),
+        **({"optimal_loss": data.optimal_loss()} if data.optimal is not None else {}),
         **_rates(result.trained_seed_epochs + result.earlier_seed_epochs, len(data.x_train), result.n_params,
                  result.train_s + result.earlier_train_s),
         "chunks": plan.n_chunks,

@@ -223,7 +223,8 @@ def check_transformer_options(width: int, options: Mapping) -> None:
 
     for key in options:
         if key not in TRANSFORMER_OPTIONS:
-            raise UserError(f"model 'transformer' has no option {key!r} (its options: {', '.join(TRANSFORMER_OPTIONS)})")
+            raise UserError(f"model 'transformer' has no option {key!r} (its options: "
+                            f"{', '.join(TRANSFORMER_OPTIONS)})")
     heads = options.get("heads", 4)
     if not (isinstance(heads, int) and heads >= 1 and width % heads == 0):
         raise UserError(f"transformer heads must be a whole divisor of the width {width}, got {heads!r}")

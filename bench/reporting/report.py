@@ -488,6 +488,21 @@ def _throughput(info: dict) -> str:
     return text
 
 
+def optimum_lines(analysis: Analysis, dataset: str, info: dict) -> list[str]:
+    """The gap of every initializer's final test loss to the Bayes-optimal loss of the task's own test examples
+    (generated data, ``bench.data.sequences``; no lines when the optimum is unknown)."""
+    optimum = (info.get("optimal_loss") or {}).get("test")
+    summary = analysis.summary
+    rows = summary[(summary["dataset"] == dataset) & (summary["metric"] == "test_loss")].sort_values("mean")
+    if optimum is None or rows.empty:
+        return []
+    parts = [f"`{r.arm}` {r.mean - optimum:+.4f} [{r.mean_low - optimum:+.4f}, {r.mean_high - optimum:+.4f}]"
+             for r in rows.itertuples() if pd.notna(r.mean)]
+    return [f"Gap to the optimum: the generating process's own loss on these test examples is {optimum:.4f} "
+            f"nats/token ({optimum / np.log(2):.4f} bits); each initializer's mean final test loss exceeds it by "
+            f"(nats/token, {analysis.settings.level:.0%} CI as in the table): " + "; ".join(parts) + ".", ""]
+
+
 def divergence_lines(analysis: Analysis, dataset: str) -> list[str]:
     """A paragraph on the runs that diverged (none: no lines)."""
     rows = analysis.divergence[analysis.divergence["dataset"] == dataset]
@@ -611,6 +626,7 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
             _throughput(info), "",
             summary_table(analysis, dataset).to_markdown(index=False), "",
             *divergence_lines(analysis, dataset),
+            *optimum_lines(analysis, dataset, info),
             *sources_lines(analysis, dataset),
         ]
         if not has_finished_runs(analysis, dataset):
