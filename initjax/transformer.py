@@ -279,14 +279,7 @@ def zero_residual() -> Scheme:
     branch ends, Zhang et al. 2019): ``attn_out`` and ``mlp_out`` start at 0, so every block is the identity at
     initialization; the rest as :func:`gpt2`. (ReZero's learned scalar gate is a model change; here the branch's
     last layer plays that part.)"""
-
-    def transform(key, params, apply_fn, batch):
-        del apply_fn, batch
-        base = gpt2_draw(shape_of(params, "zero_residual")[0])
-        return redraw(key, params, lambda role, name, leaf, k: (
-            jnp.zeros_like(leaf) if role in ("attn_out", "mlp_out") else base(role, name, leaf, k)))
-
-    return Scheme("zero_residual", jax.nn.initializers.normal(0.02), transform)
+    return gpt2_with_zeros("zero_residual", ("attn_out", "mlp_out"))
 
 
 def mup_zero() -> Scheme:
@@ -294,11 +287,16 @@ def mup_zero() -> Scheme:
     ``readout`` and ``query`` start at 0 (the output then starts at 0, and attention uniform over the
     context); the rest as :func:`gpt2`. Only the width-independent part of muP: its width
     multipliers and per-layer learning rates are a parameterization, not an initialization."""
+    return gpt2_with_zeros("mup_zero", ("readout", "query"))
+
+
+def gpt2_with_zeros(name: str, zeroed: tuple[str, ...]) -> Scheme:
+    """GPT-2's draws (:func:`gpt2`) with the parameters of the ``zeroed`` roles at 0."""
 
     def transform(key, params, apply_fn, batch):
         del apply_fn, batch
-        base = gpt2_draw(shape_of(params, "mup_zero")[0])
-        return redraw(key, params, lambda role, name, leaf, k: (
-            jnp.zeros_like(leaf) if role in ("readout", "query") else base(role, name, leaf, k)))
+        base = gpt2_draw(shape_of(params, name)[0])
+        return redraw(key, params, lambda role, path, leaf, k: (
+            jnp.zeros_like(leaf) if role in zeroed else base(role, path, leaf, k)))
 
-    return Scheme("mup_zero", jax.nn.initializers.normal(0.02), transform)
+    return Scheme(name, jax.nn.initializers.normal(0.02), transform)

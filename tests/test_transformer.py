@@ -289,13 +289,10 @@ def test_zeroed_roles_and_gpt2_elsewhere_with_the_same_numbers(wide, spec, zeroe
     gpt = initjax.get("gpt2")(jax.random.key(6), params, None, None)
     for path, leaf in jax.tree.leaves_with_path(got):
         name = rules.path_name(path)
-        reference = gpt
-        for part in name.split("/"):
-            reference = reference[part]
         if roles.role_of(name) in zeroed:
             assert not np.any(leaf)
         else:
-            np.testing.assert_array_equal(leaf, reference)
+            np.testing.assert_array_equal(leaf, _at(gpt, name.split("/")))
 
 
 def test_zero_residual_blocks_are_the_identity_at_init():
@@ -330,11 +327,9 @@ def test_transformer_runs_inside_the_batch_equal_runs_alone():
     alone = train_task(d, model, {"deepnorm": initjax.get("deepnorm")}, [1], config, progress=False)
     i = TRANSFORMER_SCHEMES.index("deepnorm")
     for path, leaf_batch in jax.tree.leaves_with_path(batch.params):
-        leaf_alone = alone.params
-        for part in rules.path_name(path).split("/"):
-            leaf_alone = leaf_alone[part]
-        np.testing.assert_allclose(leaf_batch[i, 1], leaf_alone[0, 0], rtol=2e-5, atol=2e-6,
-                                   err_msg=rules.path_name(path))
+        name = rules.path_name(path)
+        np.testing.assert_allclose(leaf_batch[i, 1], _at(alone.params, name.split("/"))[0, 0], rtol=2e-5, atol=2e-6,
+                                   err_msg=name)
     rows = batch.frame[(batch.frame.arm == "deepnorm") & (batch.frame.seed == 1)].reset_index(drop=True)
     metrics = ["train_loss", "train_accuracy", "test_loss", "test_accuracy"]
     np.testing.assert_allclose(rows[metrics].to_numpy(), alone.frame[metrics].to_numpy(), rtol=1e-5, atol=1e-6)
