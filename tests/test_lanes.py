@@ -68,7 +68,7 @@ def test_a_failure_in_one_lane_stops_the_others_and_is_raised(failure):
         side_by_side(work, [0, 1, 2, 3], lanes=2)
     assert time.perf_counter() - begun < 30 and not finished
     assert sorted(stopped) == sorted(set(started) - {0})  # every other item that started was stopped
-    assert 1 in started and 3 not in started  # item 3 was cancelled before a lane was free to take it
+    assert set(started) in ({0, 1}, {0, 1, 2})  # item 3 was cancelled before a lane was free to take it
 
 
 def test_wall_shares_split_each_interval_among_the_items_running_and_add_up_to_the_wall_time():

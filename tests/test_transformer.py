@@ -1,6 +1,8 @@
 """The decoder-only transformer, its role-aware init schemes against their formulas, the next-token loss and
 the sequence generators against exact results."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -136,6 +138,17 @@ def test_entropy_rate_of_a_two_state_chain_is_the_closed_form():
     np.testing.assert_allclose(chain.entropy_rate(), b / (a + b) * h(a) + a / (a + b) * h(b), rtol=1e-10)
 
 
+def test_stationary_distribution_of_65536_contexts_is_a_fixed_point_of_the_chain():
+    rng = np.random.default_rng(5)
+    chain = sequences.random_chain(16, 4, 0.5, rng)
+    pi, p = chain.stationary, chain.next_token
+    stepped = np.zeros_like(pi)
+    contexts = np.arange(len(pi))
+    for token in range(16):  # the successor rule written out, independent of chain_of's reshaped sum
+        np.add.at(stepped, chain.successor(contexts, np.full_like(contexts, token)), pi * p[:, token])
+    assert abs(pi.sum() - 1) < 1e-12 and np.abs(stepped - pi).sum() < 1e-10
+
+
 @pytest.mark.parametrize("order", [1, 2])
 def test_sampled_sequences_follow_the_chain_and_their_optimal_loss_is_the_entropy_rate(order):
     rng = np.random.default_rng(order)
@@ -179,12 +192,18 @@ def test_modular_addition_labels_the_sum_and_splits_every_pair_once():
 @pytest.mark.parametrize("spec, message", [("markov(vocab=1)", "vocab must be an integer >= 2"),
                                            ("markov(colour=2)", "unexpected keyword"),
                                            ("markov(4)", "by name"),
+                                           ("markov(concentration=True)", "concentration must be a number"),
                                            ("modular_addition(fraction=1.0)", "both splits non-empty")])
 def test_bad_generator_specs_are_one_line_errors(spec, message):
     from bench.errors import UserError
+    from bench.experiments import presets
 
     with pytest.raises(UserError, match=message):
         data.load(spec)
+    second = presets.Task(spec, hidden=(16,), model="transformer", label="bad")
+    experiment = presets.get("lm-init")
+    with pytest.raises(UserError, match=message):  # before the first task trains
+        presets.validate(dataclasses.replace(experiment, tasks=(experiment.tasks[0], second)))
 
 
 # ---------------------------------------------------------------- role-aware schemes against their formulas

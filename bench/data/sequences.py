@@ -75,17 +75,28 @@ def random_chain(vocab: int, order: int, concentration: float, rng: np.random.Ge
 def chain_of(next_token: np.ndarray) -> MarkovChain:
     """The chain of next-token distributions `(vocab**order, vocab)`, with its stationary distribution.
 
-    The stationary distribution is the left eigenvector of the context-to-context matrix
-    for eigenvalue 1 (unique when every row is positive: the chain is irreducible and aperiodic).
+    Context ``s = a vocab**(order-1) + r`` (``a`` its oldest token) moves to ``r vocab + x``
+    with probability ``next_token[s, x]``, so one step of the context distribution is a sum
+    over ``a``: `O(contexts x vocab)`, no dense matrix. The stationary distribution is the fixed
+    point of the lazy chain ``pi <- (pi + pi T) / 2`` (the same fixed point; it converges
+    whenever the chain is irreducible, as it is when every row is positive).
+
+    Raises:
+      UserError: no convergence in :data:`MAX_STEPS` steps (rows too peaked to mix).
     """
     states, vocab = next_token.shape
-    transition = np.zeros((states, states))
-    contexts = np.arange(states)
-    for token in range(vocab):
-        transition[contexts, (contexts * vocab + token) % states] += next_token[:, token]
-    values, vectors = np.linalg.eig(transition.T)
-    stationary = np.abs(np.real(vectors[:, np.argmin(np.abs(values - 1))]))
-    return MarkovChain(next_token, stationary / stationary.sum())
+    pi = np.full(states, 1.0 / states)
+    for _ in range(MAX_STEPS):
+        stepped = (pi[:, None] * next_token).reshape(vocab, states // vocab, vocab).sum(axis=0).reshape(states)
+        lazy = (pi + stepped) / 2
+        change, pi = np.abs(lazy - pi).sum(), lazy
+        if change < 1e-14:
+            return MarkovChain(next_token, pi / pi.sum())
+    raise UserError(f"markov: the chain's stationary distribution did not converge in {MAX_STEPS:,} steps (its rows "
+                    "are too peaked to mix); give a larger concentration")
+
+
+MAX_STEPS = 100_000
 
 
 def sample_chain(chain: MarkovChain, n: int, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +150,7 @@ def markov(vocab: int = 16, order: int = 1, concentration: float = 0.5, context:
                 n_val=(n_val, 0), n_test=(n_test, 1), seed=(seed, 0))
     if vocab**order > 65_536:
         raise UserError(f"markov: vocab**order = {vocab**order:,} contexts is too many (at most 65,536)")
-    if not (isinstance(concentration, (int, float)) and concentration >= 0.05):
+    if not (isinstance(concentration, (int, float)) and not isinstance(concentration, bool) and concentration >= 0.05):
         raise UserError(f"markov: concentration must be a number >= 0.05, got {concentration!r}")
     rng = np.random.default_rng(seed)
     chain = random_chain(vocab, order, float(concentration), rng)
@@ -164,10 +175,10 @@ def modular_addition(p: int = 23, fraction: float = 0.5, seed: int = 0):
 
     _check_ints(p=(p, 2), seed=(seed, 0))
     pairs = np.array([(a, b) for a in range(p) for b in range(p)])
-    n_train = int(round(fraction * len(pairs))) if isinstance(fraction, (int, float)) else 0
+    n_train = int(round(fraction * len(pairs))) if isinstance(fraction, float) else 0
     if not 1 <= n_train < len(pairs):
-        raise UserError(f"modular_addition: fraction must leave both splits non-empty (0 < fraction < 1 of {p}**2 "
-                        f"pairs), got {fraction!r}")
+        raise UserError(f"modular_addition: fraction must be a number that leaves both splits non-empty "
+                        f"(0 < fraction < 1 of {p}**2 pairs), got {fraction!r}")
     order = np.random.default_rng(seed).permutation(len(pairs))
     x = np.concatenate([pairs, np.full((len(pairs), 1), p)], axis=1).astype(np.float32)
     y = np.full((len(pairs), 3), IGNORED, np.int32)

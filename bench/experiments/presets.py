@@ -290,6 +290,8 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
         spec = task.dataset
         if isinstance(spec, str) and not data.known(spec):
             raise unknown("dataset", spec, {**datasets.LOADERS, **sequences.GENERATORS})
+        if data.generated(spec):
+            data.generate(spec)  # bad arguments are refused before any task trains (generated once, then cached)
         if task.activation not in ACTIVATIONS:
             raise unknown("activation", task.activation, ACTIVATIONS)
         if isinstance(task.model, str) and ":" not in task.model and task.model not in MODELS:
