@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "unless --force)")
     rep.add_argument("--force", action="store_true", help="with --out: overwrite the report found there")
     rep.add_argument("--format", type=_names, default=list(FORMATS), help=f"comma-separated, of {','.join(FORMATS)}")
-    rep.add_argument("--metric", help="metric to rank and test (default test_accuracy; test_r2 for regression)")
+    rep.add_argument("--metric", help="metric to rank and test (default test_accuracy; test_r2 for regression; "
+                                      "test_loss for language models)")
     rep.add_argument(
         "--baseline",
         help="reference of the difference columns (default: the best by mean; verdicts are always about the best)",
@@ -167,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument(
         "--shift", type=_float, help="handicap of the worse initializer in the shift scenario (default: 2 x margin)"
     )
-    cal.add_argument("--metric", help="metric (default test_accuracy; test_r2 for regression)")
+    cal.add_argument("--metric", help="metric (default: the report's; test_accuracy, test_r2 for regression, "
+                                      "test_loss for language models)")
     cal.add_argument("--unpaired", action="store_true", help="calibrate the unpaired procedure")
     perf = commands.add_parser("perf", help="time the vmapped trainer against a Python loop and per-seed scans")
     perf.add_argument("--models", type=_names, default=["1", "8", "32", "128", "256"],
@@ -401,7 +403,7 @@ def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
     settings = report.settings_of(meta)
     paired = not args.unpaired
     metrics = stats.metric_columns(results)
-    args.metric = args.metric or stats.default_metric(results)
+    args.metric = args.metric or report.ranked_metric(results, meta)
     if args.metric not in metrics:
         raise UserError(f"unknown metric {args.metric!r}; the results have {', '.join(metrics)}")
     table = calibrate.calibrate(results, args.metric, args.seeds, args.reps, args.shift, settings, paired)
@@ -410,7 +412,7 @@ def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
     print(table.drop(columns=["model"]).to_markdown(index=False, tablefmt="simple", floatfmt=".3f"))
     for dataset, cells in table.groupby("dataset", sort=False):
         print(f"\n{calibrate.describe(cells, dataset)}")
-    if args.metric == stats.default_metric(results) and paired:  # the report's own metric and procedure: show it there
+    if args.metric == report.ranked_metric(results, meta) and paired:  # the report's own metric and procedure
         from bench.analysis import outcomes
 
         report.write(args.dir, results, meta, ["md"], args.metric, None, paired, None, outcomes.load(args.dir, results))

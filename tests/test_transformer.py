@@ -390,3 +390,20 @@ def test_lm_init_smoke_runs_offline_and_reports_each_gap_to_the_optimal_loss(tmp
         gap = float(re.search(rf"`{re.escape(arm)}` ([+-][0-9.]+) \[", section).group(1))
         assert gap == pytest.approx(losses_of_arm.mean() - optimum, abs=6e-5)
     assert set(final.arm) == set(arms.split(",")) and len(set(results.dataset)) == 2
+    assert "### Comparisons with the best: test loss" in text  # language models are ranked by their loss
+    tex = (tmp_path / "report.tex").read_text()
+    assert "Gap (nats/token)" in tex and f"({optimum:.4f} nats/token)" in tex
+    first_gap = re.search(r"& ([+-][0-9.]+) \[[+-][0-9.]+, [+-][0-9.]+\] & [0-9]+/[0-9]+ \\\\", tex).group(1)
+    assert float(first_gap) == pytest.approx(final.groupby("arm")["test_loss"].mean().min() - optimum, abs=6e-4)
+
+
+def test_language_models_are_ranked_by_loss_unless_a_task_is_not_one():
+    import pandas as pd
+
+    from bench.reporting import report
+
+    results = pd.DataFrame(columns=["test_loss", "test_accuracy"])
+    lm = {"model": "Transformer", "language_model": True}
+    assert report.ranked_metric(results, {"tasks": {"a": lm, "b": lm}}) == "test_loss"
+    assert report.ranked_metric(results, {"tasks": {"a": lm, "b": {"model": "MLP"}}}) == "test_accuracy"
+    assert report.ranked_metric(results, {}) == "test_accuracy"  # an older run.json

@@ -173,7 +173,8 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
             print(_reused(task.name, store, result.plan.n_chunks), file=sys.stderr)
         frames.append(_split_runs(result.frame, experiment.data_seeds).assign(
             experiment=experiment.name, dataset=task.name, model=name))
-        tasks[task.name] = _task_meta(name, data, result, len(arms) * len(runs), store)
+        tasks[task.name] = _task_meta(name, data, result, len(arms) * len(runs), store,
+                                      language_model=_loss_name(model, loss) in losses.SEQUENCE)
         if result.outcomes is not None:
             test_outcomes[task.name] = outcomes.as_stored({"names": list(arms), "seeds": runs, **result.outcomes})
     results = _column_order(_with_factors(pd.concat(frames, ignore_index=True), arms))
@@ -197,9 +198,9 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
     }
     if out is None or not devices.is_main_process():
         shown = None if fixed_test_set else test_outcomes
-        return Outcome(results, report.analyse(results, settings=settings, test_outcomes=shown,
-                                                        reference=report.reference_of(meta)), meta, [],
-                       test_outcomes)
+        analysis = report.analyse(results, report.ranked_metric(results, meta), settings=settings,
+                                  test_outcomes=shown, reference=report.reference_of(meta))
+        return Outcome(results, analysis, meta, [], test_outcomes)
     try:
         analysis, files = write_report(out, results, meta, test_outcomes, baseline=baseline)
     except KeyboardInterrupt:
@@ -304,11 +305,18 @@ def _task_key(experiment: Experiment, task: presets.Task, data) -> dict:
             "data": data.fingerprint(), "code": resume.code_key(user_code(experiment, task))}
 
 
-def _task_meta(model_name: str, data, result, runs: int, store: resume.TaskStore | None) -> dict:
+def _loss_name(model, loss) -> str | None:
+    """The built-in loss a task trains with: ``loss`` by name, else the built-in model's own head (None: custom)."""
+    return loss if isinstance(loss, str) else getattr(model, "output_activation", None) if loss is None else None
+
+
+def _task_meta(model_name: str, data, result, runs: int, store: resume.TaskStore | None,
+               language_model: bool = False) -> dict:
     """What the report header says about one task: data, timings, throughput, chunks, memory, resumption."""
     plan = result.plan
     return {
         "model": model_name,
+        **({"language_model": True} if language_model else {}),
         "data": f"{data.source}; {len(data.x_train):,} train"
         + (f" / {len(data.x_val):,} validation" if data.x_val is not None else "")
         + f" / {len(data.x_test):,} test examples",

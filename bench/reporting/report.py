@@ -488,16 +488,27 @@ def _throughput(info: dict) -> str:
     return text
 
 
-def optimum_lines(analysis: Analysis, dataset: str, info: dict) -> list[str]:
-    """The gap of every initializer's final test loss to the Bayes-optimal loss of the task's own test examples
-    (generated data, ``bench.data.sequences``; no lines when the optimum is unknown)."""
+def optimum_gaps(analysis: Analysis, dataset: str, info: dict) -> tuple[float | None, pd.DataFrame]:
+    """The Bayes-optimal loss of the task's own test examples (generated data, ``bench.data.sequences``; None when
+    unknown) and, per initializer, best first, its mean final test loss minus that optimum with the table's CI
+    (columns ``arm, gap, gap_low, gap_high``)."""
     optimum = (info.get("optimal_loss") or {}).get("test")
     summary = analysis.summary
     rows = summary[(summary["dataset"] == dataset) & (summary["metric"] == "test_loss")].sort_values("mean")
     if optimum is None or rows.empty:
+        return None, pd.DataFrame(columns=["arm", "gap", "gap_low", "gap_high"])
+    gaps = pd.DataFrame({"arm": rows["arm"], "gap": rows["mean"] - optimum, "gap_low": rows["mean_low"] - optimum,
+                         "gap_high": rows["mean_high"] - optimum})
+    return optimum, gaps.reset_index(drop=True)
+
+
+def optimum_lines(analysis: Analysis, dataset: str, info: dict) -> list[str]:
+    """The paragraph on :func:`optimum_gaps` (no lines when the optimum is unknown)."""
+    optimum, gaps = optimum_gaps(analysis, dataset, info)
+    if optimum is None:
         return []
-    parts = [f"`{r.arm}` {r.mean - optimum:+.4f} [{r.mean_low - optimum:+.4f}, {r.mean_high - optimum:+.4f}]"
-             for r in rows.itertuples() if pd.notna(r.mean)]
+    parts = [f"`{r.arm}` {r.gap:+.4f} [{r.gap_low:+.4f}, {r.gap_high:+.4f}]"
+             for r in gaps.itertuples() if pd.notna(r.gap)]
     return [f"Gap to the optimum: the generating process's own loss on these test examples is {optimum:.4f} "
             f"nats/token ({optimum / np.log(2):.4f} bits); each initializer's mean final test loss exceeds it by "
             f"(nats/token, {analysis.settings.level:.0%} CI as in the table): " + "; ".join(parts) + ".", ""]
@@ -729,6 +740,8 @@ def render_latex(meta: dict, analysis: Analysis) -> str:
         ranked = _ranked(analysis, dataset)
         mcb = analysis.comparisons[analysis.comparisons["dataset"] == dataset].set_index("arm")
         digits = 2 if unit else 4
+        optimum, gaps = optimum_gaps(analysis, dataset, info)
+        gaps = gaps.set_index("arm")
         rows = []
         for _, r in ranked.iterrows():
             name = tex_escape(r["arm"])
@@ -740,7 +753,9 @@ def render_latex(meta: dict, analysis: Analysis) -> str:
                        if "to_best_low" in mcb and pd.notna(mcb.at[r["arm"], "to_best_low"]) else "")
             iqm = f"{r['iqm']:.3f} [{r['iqm_low']:.3f}, {r['iqm_high']:.3f}]" if pd.notna(r["iqm_low"]) else (
                 f"{r['iqm']:.3f}" if pd.notna(r["iqm"]) else "n/a")
-            rows.append(f"{name} & {r['verdict']} & {mean} {ci} & {to_best} & {iqm} & {r['diverged']}/{r['runs']} \\\\")
+            gap = " & " + _tex_gap(gaps, r["arm"]) if optimum is not None else ""
+            rows.append(f"{name} & {r['verdict']} & {mean} {ci} & {to_best} & {iqm}{gap} & "
+                        f"{r['diverged']}/{r['runs']} \\\\")
         caption = (
             f"{tex_escape(dataset)}, {tex_escape(info['model'])}: final {tex_escape(_title(analysis.metric))} over "
             f"{meta['experiment']['seeds']} seeds: mean with {level} Student $t$ CI; "
@@ -752,14 +767,17 @@ def render_latex(meta: dict, analysis: Analysis) -> str:
             f"equivalent (within {scale * analysis.margin:g}{unit_tex} of the best); "
             r"worse (another initializer is significantly better); inconclusive (neither: more seeds needed). "
             r"The verdicts hold together at the stated level."
+            + (f" Gap: mean final test loss minus the generating process's own loss on these test examples "
+               f"({optimum:.4f} nats/token), with the mean's CI." if optimum is not None else "")
         )
         parts += [
             r"\begin{table}[t]",
             r"\centering",
             r"\small",
-            r"\begin{tabular}{llcccc}",
+            r"\begin{tabular}{llcccc" + ("c" if optimum is not None else "") + "}",
             r"\toprule",
-            f"Initializer & Verdict & Mean [{level} CI] & $\\Delta$ best & IQM & Diverged \\\\",
+            f"Initializer & Verdict & Mean [{level} CI] & $\\Delta$ best & IQM & "
+            + ("Gap (nats/token) & " if optimum is not None else "") + "Diverged \\\\",
             r"\midrule",
             *rows,
             r"\bottomrule",
@@ -771,6 +789,14 @@ def render_latex(meta: dict, analysis: Analysis) -> str:
             "",
         ]
     return "\n".join(parts)
+
+
+def _tex_gap(gaps: pd.DataFrame, arm: str) -> str:
+    """One initializer's gap to the optimum with its CI, from :func:`optimum_gaps` indexed by arm."""
+    if arm not in gaps.index or pd.isna(gaps.at[arm, "gap"]):
+        return "n/a"
+    gap = gaps.loc[arm]
+    return f"{gap['gap']:+.3f} [{gap['gap_low']:+.3f}, {gap['gap_high']:+.3f}]"
 
 
 def run_id(meta: dict) -> str:
@@ -824,8 +850,8 @@ def write(
         shown = _figure_jobs(out_dir, results, compared, meta, EARLY_FIGURES, image_formats)
         early.append((shown, drawing.draw(shown.jobs, image_formats)))
 
-    analysis = analyse(results, metric, baseline, paired, settings, None if settings.fixed_test_set else test_outcomes,
-                       reference_of(meta), draw_early)
+    analysis = analyse(results, metric or ranked_metric(results, meta), baseline, paired, settings,
+                       None if settings.fixed_test_set else test_outcomes, reference_of(meta), draw_early)
     files = []
     if "csv" in formats:
         table = results.to_csv(index=False)
@@ -929,6 +955,15 @@ def reference_of(meta: dict) -> dict:
     initializers as drawn), where a grid's ranking verdict is checked."""
     train = meta.get("experiment", {}).get("train", {})
     return {"init_scale": 1.0, **{factor: train[factor] for factor in ("lr", "weight_decay") if factor in train}}
+
+
+def ranked_metric(results: pd.DataFrame, meta: dict) -> str:
+    """The metric a report ranks unless told: the test loss when every task is a language model (token accuracy
+    ignores how much probability the right token got), else ``stats.default_metric``."""
+    tasks = meta.get("tasks", {}).values()
+    if tasks and all(info.get("language_model") for info in tasks) and "test_loss" in results.columns:
+        return "test_loss"
+    return stats.default_metric(results)
 
 
 def settings_of(meta: dict, margin: float | None = None, fixed_test_set: bool | None = None) -> stats.Settings:
