@@ -188,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--hidden", type=_widths, help="hidden widths, e.g. 256,256,256")
     diag.add_argument("--activation", help="hidden activation")
     diag.add_argument("--seeds", type=_int, default=8, help="networks per initializer (default 8)")
+    diag.add_argument("--steps", type=_int, default=32,
+                      help="transformers: optimizer steps traced after initialization (default 32; at most an epoch)")
     diag.add_argument("--data-dir", help="folder of dataset files or tfds data_dir")
     diag.add_argument("--out", help="folder (default: reports/<preset>/diagnostics)")
     rep2 = commands.add_parser("reproduce", help="run a classic paper's preset and check its claims with CIs")
@@ -316,12 +318,14 @@ def _diagnose(args: argparse.Namespace, argv: list[str]) -> int:
 
     if args.seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.steps < 1:
+        raise UserError(f"--steps must be >= 1, got {args.steps}")
     experiment = presets.get(args.preset).override(
         initializers=args.initializers, datasets=args.datasets, model=args.model, hidden=args.hidden,
         activation=args.activation)
     out = args.out or f"reports/{experiment.name}/diagnostics"
     with exclusive(out):
-        result = diagnose.diagnose(experiment, args.seeds, args.data_dir)
+        result = diagnose.diagnose(experiment, args.seeds, args.data_dir, args.steps)
         files = diagnose.write(result, out, experiment, shlex.join(["python", "-m", "bench", *argv]))
     print(diagnose.summary(result).to_markdown(index=False, floatfmt=".3g"))
     print(f"\nwrote {len(files)} files to {out}")

@@ -8,7 +8,12 @@ back-propagated gradient of the loss, and the singular values of the
 input-output Jacobian. Written to ``<out>/diagnostics/``: ``diagnostics.csv``
 (one row per task, initializer, seed and layer), ``jacobian.csv``,
 ``diagnostics.md`` (table of seed means with min-max) and figures (variance vs
-depth, gradient variance vs depth, Jacobian spectra).
+depth, gradient variance vs depth, Jacobian spectra). The gradient is that of the
+task's own loss (for a language model, next-token cross-entropy over the counted
+positions). Token inputs have no Jacobian; for the suite's transformer,
+``bench.analysis.early_steps`` traces instead the residual stream's RMS and the
+attention logits' scale at initialization and over the first optimizer steps
+(``early_steps.csv`` and figures).
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ import numpy as np
 import pandas as pd
 
 from bench import models
+from bench.analysis import early_steps
 from bench.experiments import presets
 from bench.experiments.presets import Experiment
 from bench.experiments.runner import task_data, task_model
+from bench.models import losses
 from bench.reporting.figures import plt, save
 from bench.store import write_atomic
 from bench.training import step
-from bench.training.train import check_on_model, init_params, run_keys
+from bench.training.train import check_on_model, init_params, loss_spec, run_keys
 from initjax import diagnostics
 
 BATCH = 512  # examples the statistics are measured on
@@ -42,34 +49,43 @@ class Diagnosis:
     Attributes:
       layers: ``dataset, model, initializer, seed, layer, depth, width, mean,
         variance, gradient_variance``: one row per layer of each run.
-      jacobian: ``dataset, initializer, seed, example, index, singular_value``.
+      jacobian: ``dataset, initializer, seed, example, index, singular_value`` (none for token inputs).
+      early: the transformer tasks' ``bench.analysis.early_steps.tidy`` rows (empty without one).
     """
 
     layers: pd.DataFrame
     jacobian: pd.DataFrame
+    early: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
 
-def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None) -> Diagnosis:
-    """Initializes ``seeds`` runs per initializer of every task and measures them (no training)."""
+def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None, steps: int = early_steps.STEPS) -> Diagnosis:
+    """Initializes ``seeds`` runs per initializer of every task and measures them (no training); a transformer's
+    runs are also traced over their first ``steps`` optimizer steps (``bench.analysis.early_steps``)."""
     initializers = presets.validate(experiment)
-    layer_frames, jacobian_frames = [], []
+    layer_frames, jacobian_frames, early_frames = [], [], []
     for task in experiment.tasks:
         data = task_data(task, data_dir)
-        model, _ = task_model(task, data)
+        model, loss = task_model(task, data)
         check_on_model(model, initializers, data.input_shape)
+        per_example_loss = losses.get(loss_spec(model, loss))
+        mean_loss = lambda outputs, labels, f=per_example_loss: f(outputs, labels)[0].mean()  # noqa: E731
         x, y = jnp.asarray(data.x_train[:BATCH]), jnp.asarray(data.y_train[:BATCH])
-        init_keys, _ = run_keys(experiment.seed, data.name, list(range(seeds)))
+        tokens = np.issubdtype(data.x_train.dtype, np.integer) or early_steps.is_traced(model)
+        init_keys, data_keys = run_keys(experiment.seed, data.name, list(range(seeds)))
         x_train = jnp.asarray(data.x_train)  # an argument, not a constant baked into the program
+        if early_steps.is_traced(model):
+            n_steps = min(steps, -(-len(data.x_train) // experiment.train.batch_size))
+            traced = early_steps.trace(model, experiment.train.optax(len(data.x_train)), per_example_loss,
+                                       list(initializers.values()), init_keys, data_keys, x_train,
+                                       jnp.asarray(data.y_train), experiment.train.batch_size, n_steps)
+            early_frames.append(early_steps.tidy(traced, task.name, list(initializers)))
         for name, init in initializers.items():
             params = jax.jit(lambda k, x_all, i=init: init_params(model, [i], k, data.input_shape, x_all))(
                 init_keys, x_train)
             params = jax.tree.map(lambda p: p[0], params)  # (seeds, ...)
             apply_fn = step.forward_of(model, data.input_shape).probe(data.input_shape)
             paths = diagnostics.layer_paths(jax.tree.map(lambda p: p[0], params), apply_fn, x)
-            stats = jax.jit(jax.vmap(lambda p: diagnostics.layer_statistics(p, apply_fn, x, y)))(params)
-            svals = jax.jit(
-                jax.vmap(lambda p: diagnostics.jacobian_singular_values(p, apply_fn, x[:JACOBIAN_EXAMPLES]))
-            )(params)
+            stats = jax.jit(jax.vmap(lambda p: diagnostics.layer_statistics(p, apply_fn, x, y, mean_loss)))(params)
             stats = {k: np.asarray(v) for k, v in stats.items()}
             for seed in range(seeds):
                 layer_frames.append(pd.DataFrame({
@@ -77,7 +93,11 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None) -> Diagnosis
                     "seed": seed, "layer": paths, "depth": np.arange(1, len(paths) + 1), "width": stats["width"][seed],
                     "mean": stats["mean"][seed], "variance": stats["variance"][seed],
                     "gradient_variance": stats["gradient_variance"][seed]}))
-            sv = np.asarray(svals)  # (seeds, examples, k)
+            if tokens:  # d logits / d token id is not defined
+                continue
+            sv = np.asarray(jax.jit(
+                jax.vmap(lambda p: diagnostics.jacobian_singular_values(p, apply_fn, x[:JACOBIAN_EXAMPLES]))
+            )(params))  # (seeds, examples, k)
             s, e, i = np.meshgrid(*map(np.arange, sv.shape), indexing="ij")
             jacobian_frames.append(
                 pd.DataFrame(
@@ -91,7 +111,10 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None) -> Diagnosis
                     }
                 )
             )
-    return Diagnosis(pd.concat(layer_frames, ignore_index=True), pd.concat(jacobian_frames, ignore_index=True))
+    jacobian = pd.concat(jacobian_frames, ignore_index=True) if jacobian_frames else pd.DataFrame(
+        columns=["dataset", "arm", "seed", "example", "index", "singular_value"])
+    early = pd.concat(early_frames, ignore_index=True) if early_frames else pd.DataFrame()
+    return Diagnosis(pd.concat(layer_frames, ignore_index=True), jacobian, early)
 
 
 def summary(diagnosis: Diagnosis) -> pd.DataFrame:
@@ -149,11 +172,27 @@ def jacobian_figure(diagnosis: Diagnosis, dataset: str) -> plt.Figure:
     return fig
 
 
+def early_lines(early: pd.DataFrame, dataset: str) -> list[str]:
+    """The markdown section of a transformer task's :mod:`bench.analysis.early_steps` trace."""
+    table = early_steps.summary(early[early["dataset"] == dataset]).drop(columns=["dataset"])
+    steps = int(early["step"].max())
+    return [f"### Residual stream and attention logits over the first {steps} steps", "",
+            f"On {early_steps.PROBE} training sequences, the runs' own optimizer and minibatches; means over seeds. "
+            "Residual RMS: sqrt(mean h²) of the stream leaving the last block. Logit std and max |logit|: of "
+            "q·k/sqrt(head width) over the causal entries, the largest over blocks. Branch/stream: RMS of a "
+            "sublayer's output over that of the stream it is added to, the largest over blocks and sublayers "
+            "(a post-LN stream is renormalized to RMS 1, so this is what grows there). Every layer and step is in "
+            "`early_steps.csv`.", "",
+            table.rename(columns={"arm": "initializer"}).to_markdown(index=False, floatfmt=".3g"), ""]
+
+
 def write(diagnosis: Diagnosis, out: str | Path, experiment: Experiment, command: str = "") -> list[Path]:
     """Writes CSVs, ``diagnostics.md`` and figures under ``out``; returns the paths."""
     out = Path(out)
     files = [write_atomic(out / "diagnostics.csv", diagnosis.layers.to_csv(index=False)),
              write_atomic(out / "jacobian.csv", diagnosis.jacobian.to_csv(index=False))]
+    if len(diagnosis.early):
+        files.append(write_atomic(out / "early_steps.csv", diagnosis.early.to_csv(index=False)))
     table, jac = summary(diagnosis), jacobian_summary(diagnosis)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     lines = [f"# initjax diagnostics: {experiment.name}", "",
@@ -172,11 +211,19 @@ def write(diagnosis: Diagnosis, out: str | Path, experiment: Experiment, command
             "gradient variance": [f"{v:.3g} [{lo:.3g}, {hi:.3g}]" for v, lo, hi in
                                   zip(rows["gradient_variance"], rows["gradient_min"], rows["gradient_max"])]})
         j = jac[jac["dataset"] == dataset].drop(columns=["dataset"]).rename(columns={"arm": "initializer"})
-        lines += [f"## {dataset}", "", shown.to_markdown(index=False), "", "### Input-output Jacobian", "",
-                  j.to_markdown(index=False, floatfmt=".3g"), ""]
-        for stem, fig in ((f"{dataset}-variance", variance_figure(diagnosis, dataset, "variance")),
-                          (f"{dataset}-gradient-variance", variance_figure(diagnosis, dataset, "gradient_variance")),
-                          (f"{dataset}-jacobian", jacobian_figure(diagnosis, dataset))):
+        lines += [f"## {dataset}", "", shown.to_markdown(index=False), ""]
+        figures = [(f"{dataset}-variance", variance_figure(diagnosis, dataset, "variance")),
+                   (f"{dataset}-gradient-variance", variance_figure(diagnosis, dataset, "gradient_variance"))]
+        if len(j):
+            lines += ["### Input-output Jacobian", "", j.to_markdown(index=False, floatfmt=".3g"), ""]
+            figures.append((f"{dataset}-jacobian", jacobian_figure(diagnosis, dataset)))
+        else:
+            lines += ["No input-output Jacobian: the inputs are token ids, which have no derivative.", ""]
+        if len(diagnosis.early) and dataset in set(diagnosis.early["dataset"]):
+            lines += early_lines(diagnosis.early, dataset)
+            figures += [(f"{dataset}-residual-init", early_steps.residual_figure(diagnosis.early, dataset)),
+                        (f"{dataset}-early-steps", early_steps.steps_figure(diagnosis.early, dataset))]
+        for stem, fig in figures:
             saved = save(fig, out / "figures" / stem, ("png",))
             files += saved
             lines += [f"![{stem}](figures/{saved[0].name})", ""]

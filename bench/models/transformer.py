@@ -89,6 +89,10 @@ class FeedForward(nn.Module):
         return nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init, name="out")(self.activation(z))
 
 
+def _rms(x: jnp.ndarray) -> jnp.ndarray:
+    return jnp.sqrt(jnp.mean(jnp.square(x.astype(jnp.float32))))
+
+
 class Block(nn.Module):
     """One transformer layer: attention and MLP sublayers with residual connections (see the module docstring)."""
 
@@ -107,12 +111,12 @@ class Block(nn.Module):
             ("mlp", FeedForward(self.mlp_ratio, self.activation, self.kernel_init, self.bias_init, name="mlp")),
         )
         for name, sublayer in sublayers:
-            if self.norm == "pre":
-                h = alpha * h + sublayer(nn.LayerNorm(name=f"norm_{name}")(h))
-            elif self.norm == "post":
-                h = nn.LayerNorm(name=f"norm_{name}")(alpha * h + sublayer(h))
-            else:
-                h = alpha * h + sublayer(h)
+            branch = sublayer(nn.LayerNorm(name=f"norm_{name}")(h) if self.norm == "pre" else h)
+            # the update's size against the stream it is added to (Liu et al. 2020's amplification), for diagnostics
+            self.sow("intermediates", f"{name}_branch_ratio", _rms(branch) / _rms(alpha * h))
+            h = alpha * h + branch
+            if self.norm == "post":
+                h = nn.LayerNorm(name=f"norm_{name}")(h)
         self.sow("intermediates", "residual", h)
         return h
 
@@ -156,6 +160,7 @@ class Transformer(nn.Module):
         embed = nn.Embed(self.vocab, self.width, embedding_init=jinit.normal(0.02), name="embed")
         positions = nn.Embed(context, self.width, embedding_init=jinit.normal(0.01), name="position")
         h = embed(tokens) + positions(jnp.arange(context))
+        self.sow("intermediates", "residual", h)
         for i in range(self.depth):
             h = Block(self.heads, self.norm, self.mlp_ratio, ACTIVATIONS[self.activation], self.kernel_init,
                       self.bias_init, name=f"block_{i}")(h)
