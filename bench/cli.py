@@ -498,7 +498,7 @@ def listing() -> str:
     """What ``python -m bench list`` prints."""
     import initjax
     from bench import models
-    from bench.data import datasets, sequences
+    from bench.data import datasets, sequences, text
     from bench.experiments import presets
     from bench.training import recipes
 
@@ -513,6 +513,8 @@ def listing() -> str:
     lines += [f"  {name:<22} {summary}" for name, (_, summary) in datasets.LOADERS.items()]
     lines.append("sequence generators (data = \"markov(vocab=32, order=2)\"; model transformer):")
     lines += [f"  {name:<22} {summary}" for name, (_, summary) in sequences.GENERATORS.items()]
+    lines.append("text, character by character (data = \"tiny_shakespeare\"; model transformer):")
+    lines += [f"  {name:<22} {summary}" for name, (_, summary) in text.TEXTS.items()]
     lines.append("models:")
     lines += [f"  {name:<22} {summary}" for name, summary in models.MODELS.items()]
     lines.append(f"activations (--activation): {', '.join(models.ACTIVATIONS)}")

@@ -189,7 +189,32 @@ def test_modular_addition_labels_the_sum_and_splits_every_pair_once():
     assert len({(a, b) for a, b, _ in x}) == 49 and len(d.x_train) == round(0.4 * 49)
 
 
+def test_copy_labels_repeat_the_tokens_before_the_separator():
+    d = data.load("copy(vocab=5, length=4, n_train=64, n_val=0, n_test=8)")
+    x, y = d.x_train.astype(int), d.y_train
+    assert d.n_classes == 6 and d.input_shape == (8,) and (x[:, 4] == 5).all() and (x[:, :4] < 5).all()
+    assert (y[:, :4] == -1).all()
+    np.testing.assert_array_equal(y[:, 4:], x[:, :4])  # position t predicts the token m + 1 places back
+    np.testing.assert_array_equal(x[:, 5:], x[:, :3])  # the inputs after the separator are the copy so far
+    assert d.optimal_loss() == {"train": 0.0, "test": 0.0}
+    assert stats.chisquare(np.bincount(x[:, :4].ravel(), minlength=5)).pvalue > 1e-4  # uniform content
+
+
+def test_associative_recall_answers_the_value_stored_with_the_queried_key():
+    d = data.load("associative_recall(keys=6, values=3, pairs=4, n_train=256, n_val=0, n_test=8)")
+    x, y = d.x_train.astype(int), d.y_train
+    assert d.n_classes == 9 and d.input_shape == (9,) and (y[:, :-1] == -1).all()
+    keys, values = x[:, 0:8:2], x[:, 1:8:2]
+    assert all(len(set(row)) == 4 for row in keys) and (keys < 6).all() and (values >= 6).all()
+    asked = np.argmax(keys == x[:, [8]], axis=1)
+    assert (keys == x[:, [8]]).sum(axis=1).tolist() == [1] * len(x)  # the query is exactly one stored key
+    np.testing.assert_array_equal(y[:, -1], values[np.arange(len(x)), asked])
+    assert set(asked) == {0, 1, 2, 3}
+
+
 @pytest.mark.parametrize("spec, message", [("markov(vocab=1)", "vocab must be an integer >= 2"),
+                                           ("associative_recall(keys=3, pairs=4)", "pairs must be at most keys"),
+                                           ("copy(length=0)", "length must be an integer >= 1"),
                                            ("markov(colour=2)", "unexpected keyword"),
                                            ("markov(4)", "by name"),
                                            ("markov(concentration=True)", "concentration must be a number"),

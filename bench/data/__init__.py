@@ -5,6 +5,8 @@ A task's ``data`` is one of
 * a built-in name (``bench list`` shows them: ``digits``, ``synthetic``, ``mnist``, ...);
 * a sequence generator with its arguments (``markov(vocab=32, order=2)``, ``modular_addition``:
   ``bench.data.sequences``), token sequences whose optimal loss is known;
+* real text, character by character (``tiny_shakespeare``, ``text(path="corpus.txt")``:
+  ``bench.data.text``), from local files or a prepared tfds directory;
 * ``npz:PATH``: a numpy ``.npz`` file with the arrays ``x_train``, ``y_train``, ``x_test``,
   ``y_test`` (and optionally ``x_val``, ``y_val``); a relative path is taken from the
   experiment file's folder (from the working directory in Python);
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import datasets, sequences
+from bench.data import datasets, sequences, text
 from bench.data.datasets import Dataset
 from bench.errors import UserError, user_callable
 from initjax.registry import first_line
@@ -146,9 +148,21 @@ def _generated(name: str, kwargs: tuple) -> Dataset:
         raise UserError(f"data {name}: {error}") from None
 
 
+def _text(spec: str, data_dir, download: bool, base: Path | None) -> Dataset:
+    """The dataset of a ``bench.data.text`` spec."""
+    try:
+        parsed = parse_spec(spec)
+    except ValueError as error:
+        raise UserError(f"data {spec!r}: {error}") from None
+    if parsed.args:
+        raise UserError(f"data {spec!r}: give the arguments by name, e.g. text(path=\"corpus.txt\", context=64)")
+    return text.load(parsed.name, tuple(sorted(dict(parsed.kwargs).items())), None if data_dir is None
+                     else str(data_dir), download, None if base is None else str(base))
+
+
 def known(spec: str) -> bool:
     """Whether a data spec string is a built-in name, a generator spec, ``npz:PATH`` or ``module:function``."""
-    return ":" in spec or spec in datasets.LOADERS or generated(spec)
+    return ":" in spec or spec in datasets.LOADERS or generated(spec) or text.is_text(spec)
 
 
 def describe_spec(spec) -> str:
@@ -187,6 +201,8 @@ def load(spec, data_dir=None, download: bool = False, base: Path | None = None, 
         return npz(path if path.is_absolute() or base is None else base / path, regression=regression)
     if generated(spec):
         return generate(spec)
+    if text.is_text(spec):
+        return _text(spec, data_dir, download, base)
     if spec in datasets.LOADERS or ":" not in spec:
         return datasets.load(spec, None if data_dir is None else str(data_dir), download)
     return from_function(spec, regression=regression)

@@ -16,12 +16,18 @@ gives each model's gap to the optimum in nats per token on exactly the examples 
 * ``modular_addition(p, fraction, ...)``: ``a b =`` -> ``(a + b) mod p`` on a random
   ``fraction`` of the ``p**2`` pairs, tested on the others (Power et al. 2022, grokking);
   only the answer counts; the optimum is 0.
+* ``copy(vocab, length, ...)``: ``x_1 .. x_m SEP`` -> ``x_1 .. x_m`` again (Graves et al. 2014's
+  copy task, causal form); only the copy counts; the optimum is 0.
+* ``associative_recall(keys, values, pairs, ...)``: ``k_1 v_1 .. k_n v_n k_q`` -> ``v_q``, distinct
+  keys, the query one of them (Ba et al. 2016; the induction-head probe of Olsson et al. 2022);
+  only the answer counts; the optimum is 0.
 
-Specs: ``markov``, ``markov(vocab=32, order=2)``, ``modular_addition(p=23)`` (keyword
-arguments only, literals; ``initjax.spec``).
+Specs: ``markov``, ``markov(vocab=32, order=2)``, ``modular_addition(p=23)``, ``copy(length=12)``,
+``associative_recall(pairs=6)`` (keyword arguments only, literals; ``initjax.spec``).
 
 References: Cover & Thomas 2006, Elements of Information Theory, Thm. 4.2.4 (entropy
-rate of a stationary Markov chain); Power et al. 2022, arXiv:2201.02177.
+rate of a stationary Markov chain); Power et al. 2022, arXiv:2201.02177; Graves et al. 2014,
+arXiv:1410.5401; Ba et al. 2016, arXiv:1610.06258; Olsson et al. 2022, arXiv:2209.11895.
 """
 
 from __future__ import annotations
@@ -190,6 +196,72 @@ def modular_addition(p: int = 23, fraction: float = 0.5, seed: int = 0):
     return _dataset(f"modular_addition(p={p})", splits, p + 1, source, Dataset)
 
 
+def copy(vocab: int = 8, length: int = 8, n_train: int = 4096, n_val: int = 512, n_test: int = 1024, seed: int = 0):
+    """``x_1 .. x_m SEP x_1 .. x_m``: after the separator, each next token is the one ``m + 1`` places back.
+
+    Tokens ``0 .. vocab-1`` are drawn uniformly, token ``vocab`` is the separator (vocabulary
+    ``vocab + 1``); inputs are the first ``2 m`` tokens (the context) and the ``m`` copied
+    positions alone count, so the optimal loss is 0.
+
+    Raises:
+      UserError: an argument out of range.
+    """
+    from bench.data.datasets import Dataset
+
+    _check_ints(vocab=(vocab, 2), length=(length, 1), n_train=(n_train, 1), n_val=(n_val, 0), n_test=(n_test, 1),
+                seed=(seed, 0))
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        content = rng.integers(0, vocab, (n, length))
+        tokens = np.concatenate([content, np.full((n, 1), vocab), content], axis=1)
+        y = np.full((n, 2 * length), IGNORED, np.int32)
+        y[:, length:] = content
+        return tokens[:, :-1].astype(np.float32), y, np.zeros(n)
+
+    splits = {name: split(n) for name, n in (("train", n_train), ("val", n_val), ("test", n_test)) if n}
+    source = (f"generated: copy {length} tokens of {vocab} after a separator (seed {seed}), context {2 * length}; "
+              "optimum 0")
+    return _dataset(f"copy(vocab={vocab}, length={length})", splits, vocab + 1, source, Dataset)
+
+
+def associative_recall(keys: int = 16, values: int = 16, pairs: int = 4, n_train: int = 4096, n_val: int = 512,
+                       n_test: int = 1024, seed: int = 0):
+    """``k_1 v_1 .. k_n v_n k_q`` -> ``v_q``: recall the value stored with the queried key.
+
+    Keys are ``pairs`` distinct tokens of ``0 .. keys-1``, values any of ``keys .. keys+values-1``
+    (vocabulary ``keys + values``), the query a uniformly drawn one of the keys; the context is
+    ``2 pairs + 1`` and the answer alone counts, so the optimal loss is 0.
+
+    Raises:
+      UserError: an argument out of range, or more pairs than keys.
+    """
+    from bench.data.datasets import Dataset
+
+    _check_ints(keys=(keys, 2), values=(values, 2), pairs=(pairs, 1), n_train=(n_train, 1), n_val=(n_val, 0),
+                n_test=(n_test, 1), seed=(seed, 0))
+    if pairs > keys:
+        raise UserError(f"associative_recall: pairs must be at most keys ({keys}) so that keys are distinct, "
+                        f"got {pairs}")
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        drawn = rng.permuted(np.tile(np.arange(keys), (n, 1)), axis=1)[:, :pairs]
+        stored = rng.integers(keys, keys + values, (n, pairs))
+        asked = rng.integers(0, pairs, n)
+        x = np.concatenate([np.stack([drawn, stored], axis=2).reshape(n, 2 * pairs),
+                            drawn[np.arange(n), asked][:, None]], axis=1)
+        y = np.full((n, 2 * pairs + 1), IGNORED, np.int32)
+        y[:, -1] = stored[np.arange(n), asked]
+        return x.astype(np.float32), y, np.zeros(n)
+
+    splits = {name: split(n) for name, n in (("train", n_train), ("val", n_val), ("test", n_test)) if n}
+    source = (f"generated: recall 1 of {pairs} key-value pairs ({keys} keys, {values} values, seed {seed}), "
+              f"context {2 * pairs + 1}; optimum 0")
+    return _dataset(f"associative_recall(keys={keys}, values={values}, pairs={pairs})", splits, keys + values,
+                    source, Dataset)
+
+
 def _dataset(name, splits, vocab, source, dataset_class):
     x_train, y_train, o_train = splits["train"]
     x_test, y_test, o_test = splits["test"]
@@ -208,4 +280,7 @@ def _check_ints(**values) -> None:
 GENERATORS = {
     "markov": (markov, "generated order-k Markov language (vocab=16, order=1, context=32), exact entropy rate"),
     "modular_addition": (modular_addition, "a b = -> (a + b) mod p (p=23), a fraction of pairs to train, optimum 0"),
+    "copy": (copy, "x_1..x_m SEP -> x_1..x_m (vocab=8, length=8), optimum 0"),
+    "associative_recall": (associative_recall, "k_1 v_1 .. k_n v_n k_q -> v_q (keys=16, values=16, pairs=4), "
+                                               "optimum 0"),
 }

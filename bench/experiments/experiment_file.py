@@ -31,8 +31,8 @@ An arm that applies initializers by parameter path (``initjax.rules``, first mat
 is a table in ``initializers``: ``{ name = "zero-head", rules = { "head/kernel" = "zeros",
 "*/kernel" = "he_normal" } }``.
 
-Paths are the file's own: a relative ``npz:`` path is taken from the file's folder, and
-that folder is put first on ``sys.path`` so ``mypkg.models:...`` next to it imports.
+Paths are the file's own: a relative ``npz:`` or ``text(path=...)`` path is taken from the file's
+folder, and that folder is put first on ``sys.path`` so ``mypkg.models:...`` next to it imports.
 Every key is checked: an unknown key, a wrong type or a missing file is one line
 naming the key and the file.
 """
@@ -51,6 +51,7 @@ from bench.experiments.presets import Arm, Experiment, Task
 from bench.models import MODELS
 from bench.training import grid as grids
 from bench.training.recipes import TrainConfig
+from initjax.spec import parse_spec
 
 # key -> (accepted types, what to write in a message)
 _INT, _NUM, _STR = (int,), (int, float), (str,)
@@ -108,6 +109,8 @@ def _task(table, i: int, origin: str, folder: Path) -> Task:
         if not path.is_file():
             raise UserError(f"{origin}: {where}data names {path}, which does not exist")
         data = f"npz:{path}"
+    elif data.startswith("text("):
+        data = _text_from(folder, data, f"{origin}: {where}data")
     fields: dict[str, Any] = {"dataset": data}
     for key in ("model", "activation", "loss", "label"):
         if key in table:
@@ -287,3 +290,17 @@ def dump(experiment: Experiment) -> str:
             if task[key] is not None and shown:
                 lines.append(f"{key} = {_value(task[key])}")
     return "\n".join(lines) + "\n"
+
+
+def _text_from(folder: Path, data: str, where: str) -> str:
+    """A ``text(path=...)`` spec with its path taken from the experiment file's ``folder``."""
+    try:
+        parsed = parse_spec(data)
+    except ValueError as error:
+        raise UserError(f"{where} {data!r}: {error}") from None
+    kwargs = dict(parsed.kwargs)
+    if not isinstance(kwargs.get("path"), str):
+        raise UserError(f"{where} {data!r} names no file; write text(path=\"corpus.txt\")")
+    path = Path(kwargs["path"]).expanduser()
+    kwargs["path"] = str(path if path.is_absolute() else folder / path)
+    return f"text({', '.join(f'{key}={value!r}' for key, value in kwargs.items())})"

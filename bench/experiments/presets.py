@@ -20,7 +20,7 @@ from typing import Any
 
 import initjax
 from bench import data
-from bench.data import datasets, sequences
+from bench.data import datasets, sequences, text
 from bench.errors import UserError, unknown
 from bench.models import ACTIVATIONS, MODELS, losses
 from bench.training import grid as grids
@@ -289,7 +289,7 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
     for task in experiment.tasks:
         spec = task.dataset
         if isinstance(spec, str) and not data.known(spec):
-            raise unknown("dataset", spec, {**datasets.LOADERS, **sequences.GENERATORS})
+            raise unknown("dataset", spec, {**datasets.LOADERS, **sequences.GENERATORS, **text.TEXTS})
         if data.generated(spec):
             data.generate(spec)  # bad arguments are refused before any task trains (generated once, then cached)
         if task.activation not in ACTIVATIONS:

@@ -294,8 +294,8 @@ def user_code(experiment: Experiment, task: presets.Task) -> list:
     for arm in experiment.initializers:
         specs += [spec for _, spec in arm.rules] if isinstance(arm, presets.Arm) else [arm]
     specs += [obj for obj in (task.model, task.loss) if obj is not None and not isinstance(obj, str)]
-    specs += [obj for obj in (task.model, task.loss, task.dataset)
-              if isinstance(obj, str) and ":" in obj and not obj.startswith("npz:")]
+    specs += [obj for obj in (task.model, task.loss, task.dataset) if isinstance(obj, str) and ":" in obj
+              and not obj.startswith("npz:") and not bench_data.text.is_text(obj)]  # files: the data's fingerprint
     return specs
 
 

@@ -506,12 +506,24 @@ def optimum_lines(analysis: Analysis, dataset: str, info: dict) -> list[str]:
     """The paragraph on :func:`optimum_gaps` (no lines when the optimum is unknown)."""
     optimum, gaps = optimum_gaps(analysis, dataset, info)
     if optimum is None:
-        return []
+        return bits_lines(analysis, dataset) if info.get("language_model") else []
     parts = [f"`{r.arm}` {r.gap:+.4f} [{r.gap_low:+.4f}, {r.gap_high:+.4f}]"
              for r in gaps.itertuples() if pd.notna(r.gap)]
     return [f"Gap to the optimum: the generating process's own loss on these test examples is {optimum:.4f} "
             f"nats/token ({optimum / np.log(2):.4f} bits); each initializer's mean final test loss exceeds it by "
             f"(nats/token, {analysis.settings.level:.0%} CI as in the table): " + "; ".join(parts) + ".", ""]
+
+
+def bits_lines(analysis: Analysis, dataset: str) -> list[str]:
+    """A language model's mean final test loss per initializer in bits per token (per character for text)."""
+    summary = analysis.summary
+    rows = summary[(summary["dataset"] == dataset) & (summary["metric"] == "test_loss")].sort_values("mean")
+    parts = [f"`{r.arm}` {r.mean / np.log(2):.4f} [{r.mean_low / np.log(2):.4f}, {r.mean_high / np.log(2):.4f}]"
+             for r in rows.itertuples() if pd.notna(r.mean)]
+    if not parts:
+        return []
+    return ["In bits per token (per character for text; the test loss over ln 2, "
+            f"{analysis.settings.level:.0%} CI as in the table): " + "; ".join(parts) + ".", ""]
 
 
 def divergence_lines(analysis: Analysis, dataset: str) -> list[str]:
