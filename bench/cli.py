@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     perf = commands.add_parser("perf", help="time the vmapped trainer against a Python loop and per-seed scans")
     perf.add_argument("--models", type=_names, default=["1", "8", "32", "128", "256"],
                       help="comma-separated model counts (multiples of 8: 8 initializers x n/8 seeds)")
-    perf.add_argument("--workloads", type=_names, default=["synthetic", "mnist"], help="synthetic, mnist")
+    perf.add_argument("--workloads", type=_names, default=["synthetic", "mnist", "transformer"],
+                      help="synthetic, mnist, transformer (default all)")
     perf.add_argument("--no-grid", action="store_true",
                       help="skip the grid's timing (8 initializers x 4 lr x 8 seeds against 8 x 32 seeds)")
     perf.add_argument("--no-notebook", action="store_true",
@@ -483,13 +484,15 @@ def _perf_table(rows: list[dict], peak: float) -> str:
 
     table = pd.DataFrame(rows)
     table["share of peak"] = [f"{g / peak:.0%}" for g in table["gflops"]]
-    for column in ("seed_epochs_per_s", "gflops"):
+    for column in [c for c in ("seed_epochs_per_s", "gflops", "tokens_per_s") if c in table]:
         table[column] = [f"{v:,.0f}" if v >= 100 else f"{v:.3g}" for v in table[column]]
     device = jax.devices()[0]
     lines = [f"{jax.default_backend()} ({device.device_kind}); measured float32 matmul peak {peak:,.0f} GFLOP/s"]
     for name, group in table.groupby("workload", sort=False):
+        hidden = ["workload"] + ([] if perf.WORKLOADS[name].kind == "transformer" or "tokens_per_s" not in group
+                                 else ["tokens_per_s"])
         lines += ["", f"{perf.WORKLOADS[name].name}, {perf.WORKLOADS[name].n_examples} examples per epoch",
-                  group.drop(columns="workload").to_markdown(index=False, tablefmt="simple", floatfmt=".3g",
+                  group.drop(columns=hidden).to_markdown(index=False, tablefmt="simple", floatfmt=".3g",
                                                             disable_numparse=True)]
     return "\n".join(lines)
 

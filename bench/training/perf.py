@@ -12,6 +12,11 @@ Three ways to train ``n_models`` runs for one epoch, on the same data and model:
 * ``torch`` (when torch is installed): the peer a PyTorch user would pick, the same MLPs
   stacked and trained by ``torch.func`` under ``torch.compile`` (``bench.training.peers``).
 
+The ``transformer`` workload is the suite's decoder-only language model on random tokens; its
+rates are also given in tokens per second (every position of a sequence is predicted), and its
+FLOPs count ``6 x params x tokens`` (attention's own ``q k`` and ``weights v`` products left out:
+at context 32 and width 32 they add about a sixth).
+
 :func:`notebook_jobs` times the initializer notebook's whole job (initialization, compilation,
 training, evaluation) by initjax and by the torch peer, each in a fresh process, with cold and
 warm compilation caches.
@@ -56,6 +61,8 @@ class Workload:
       n_examples: examples per timed epoch (random data; timing does not depend on values).
       max_sequential: largest model count the sequential variants are timed at
         (their rate per model does not depend on the count; MNIST's are slow).
+      kind: ``"mlp"``, or ``"transformer"``: ``n_features`` is then the context,
+        ``n_classes`` the vocabulary, ``hidden`` one width per block (4 heads).
     """
 
     name: str
@@ -67,11 +74,19 @@ class Workload:
     batch_size: int
     n_examples: int
     max_sequential: int = 256
+    kind: str = "mlp"
+
+    @property
+    def tokens_per_example(self) -> int:
+        """Predicted positions per example: the context for a language model, else 1."""
+        return self.n_features if self.kind == "transformer" else 1
 
 
 WORKLOADS = {
     "synthetic": Workload("synthetic MLP 20-64-64-1, Adam, batch 32", 20, 2, (64, 64), "adam", 1e-3, 32, 800),
     "mnist": Workload("MNIST MLP 784-300-100-10, SGD, batch 32", 784, 10, (300, 100), "sgd", 0.01, 32, 2048, 32),
+    "transformer": Workload("Transformer pre-LN 2x32, 4 heads, context 32, vocab 32, Adam, batch 32", 32, 32,
+                            (32, 32), "adam", 1e-3, 32, 512, 32, kind="transformer"),
 }
 
 
@@ -105,7 +120,8 @@ class Setup:
     @property
     def flops_per_epoch(self) -> float:
         steps = self.workload.n_examples // self.workload.batch_size  # workloads hold whole batches
-        return 6.0 * self.n_params * self.workload.batch_size * steps * self.n_models
+        tokens = self.workload.batch_size * self.workload.tokens_per_example
+        return 6.0 * self.n_params * tokens * steps * self.n_models
 
 
 def setup(workload: Workload, n_models: int, init: str = "he_normal") -> Setup:
@@ -116,11 +132,16 @@ def setup(workload: Workload, n_models: int, init: str = "he_normal") -> Setup:
     other count as 1 x ``n_models``.
     """
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(workload.n_examples, workload.n_features)).astype(np.float32))
-    y = jnp.asarray(rng.integers(0, workload.n_classes, workload.n_examples).astype(np.int32))
-    model = models.mlp_for(workload.n_features, workload.n_classes, workload.hidden).clone(
-        kernel_init=initjax.get(init)
-    )
+    if workload.kind == "transformer":  # random tokens; every next token predicted
+        x = jnp.asarray(rng.integers(0, workload.n_classes, (workload.n_examples, workload.n_features)), jnp.float32)
+        y = jnp.asarray(rng.integers(0, workload.n_classes, x.shape), jnp.int32)
+        model = models.build("transformer", (workload.n_features,), workload.n_classes, workload.hidden, "gelu",
+                             heads=4)
+    else:
+        x = jnp.asarray(rng.normal(size=(workload.n_examples, workload.n_features)).astype(np.float32))
+        y = jnp.asarray(rng.integers(0, workload.n_classes, workload.n_examples).astype(np.int32))
+        model = models.mlp_for(workload.n_features, workload.n_classes, workload.hidden)
+    model = model.clone(kernel_init=initjax.get(init))
     optimizer = OPTIMIZERS[workload.optimizer](workload.lr)
     n_inits = 8 if n_models % 8 == 0 else 1
     init_keys, data_keys = run_keys(0, "perf", list(range(n_models // n_inits)))
@@ -274,6 +295,8 @@ def measure(workloads=("synthetic", "mnist"), sizes=(1, 8, 32, 128, 256), varian
             for variant in variants:
                 if variant in ("loop", "scan") and n_models > WORKLOADS[name].max_sequential:
                     continue
+                if variant in PEERS and WORKLOADS[name].kind != "mlp":  # the torch peer builds MLPs
+                    continue
                 if log is not None:
                     log(f"timing {name}, {n_models} model(s), {variant}: compile, warm up, best of {repeats}")
                 run = {**VARIANTS, **PEERS}[variant](s)
@@ -281,7 +304,9 @@ def measure(workloads=("synthetic", "mnist"), sizes=(1, 8, 32, 128, 256), varian
                 seconds = min(_seconds(run) for _ in range(repeats))
                 rows.append({"workload": name, "models": n_models, "layout": f"{s.n_inits} x {s.n_models // s.n_inits}",
                              "variant": variant, "seconds": seconds,
-                             "seed_epochs_per_s": n_models / seconds, "gflops": s.flops_per_epoch / seconds / 1e9})
+                             "seed_epochs_per_s": n_models / seconds, "gflops": s.flops_per_epoch / seconds / 1e9,
+                             "tokens_per_s": n_models * s.workload.n_examples * s.workload.tokens_per_example
+                             / seconds})
     return pd.DataFrame(rows)
 
 

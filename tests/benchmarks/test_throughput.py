@@ -31,14 +31,17 @@ def test_initializer_1024(benchmark, name):
     assert out.shape == (1024, 1024)
 
 
-@pytest.mark.parametrize("workload", ["synthetic", "mnist"])
+@pytest.mark.parametrize("workload", ["synthetic", "mnist", "transformer"])
 @pytest.mark.parametrize("n_models", [1, 8, 32, 128, 256])
 @pytest.mark.parametrize("variant", ["loop", "scan", "vmap", "torch"])
 def test_epoch(benchmark, workload, n_models, variant):
     """n_models a multiple of 8 = 8 initializers x n_models / 8 seeds, as the suite lays them out; ``torch``: the same
-    MLPs stacked, torch.func + torch.compile (the peers extra)."""
+    MLPs stacked, torch.func + torch.compile (the peers extra). The transformer's rates are in tokens/s too (every
+    position predicted), at 1, 8 and 32 models against a plain single-model loop."""
     if variant in ("loop", "scan") and n_models > perf.WORKLOADS[workload].max_sequential:
         pytest.skip("a sequential variant's rate per model does not depend on the count; timed up to max_sequential")
+    if workload == "transformer" and (n_models > 32 or variant == "torch"):
+        pytest.skip("the transformer is timed at 1, 8 and 32 models, against the plain loops (the torch peer is MLPs)")
     if variant == "torch":
         pytest.importorskip("torch", reason="the torch peer needs the peers extra: pip install -e '.[peers]'")
     s = perf.setup(perf.WORKLOADS[workload], n_models)
@@ -49,6 +52,7 @@ def test_epoch(benchmark, workload, n_models, variant):
     benchmark.extra_info.update(
         models=n_models, seed_epochs_per_s=n_models / seconds, gflops=s.flops_per_epoch / seconds / 1e9,
         examples_per_epoch=s.workload.n_examples, layout=f"{s.n_inits} x {s.n_models // s.n_inits}",
+        tokens_per_s=n_models * s.workload.n_examples * s.workload.tokens_per_example / seconds,
     )
 
 
