@@ -131,13 +131,22 @@ def generate(spec: str) -> Dataset:
     Raises:
       UserError: a malformed spec or arguments the generator does not take.
     """
+    return _generated(*_named_arguments(spec, "markov(vocab=32, order=2)"))
+
+
+def _named_arguments(spec: str, example: str) -> tuple[str, tuple]:
+    """``(name, sorted keyword items)`` of a ``name(key=value, ...)`` data spec (a hashable cache key).
+
+    Raises:
+      UserError: a malformed spec, or arguments given by position (``example`` shows the way).
+    """
     try:
         parsed = parse_spec(spec)
     except ValueError as error:
         raise UserError(f"data {spec!r}: {error}") from None
     if parsed.args:
-        raise UserError(f"data {spec!r}: give the generator's arguments by name, e.g. markov(vocab=32, order=2)")
-    return _generated(parsed.name, tuple(sorted(dict(parsed.kwargs).items())))
+        raise UserError(f"data {spec!r}: give the arguments by name, e.g. {example}")
+    return parsed.name, tuple(sorted(dict(parsed.kwargs).items()))
 
 
 @functools.cache
@@ -150,14 +159,9 @@ def _generated(name: str, kwargs: tuple) -> Dataset:
 
 def _text(spec: str, data_dir, download: bool, base: Path | None) -> Dataset:
     """The dataset of a ``bench.data.text`` spec."""
-    try:
-        parsed = parse_spec(spec)
-    except ValueError as error:
-        raise UserError(f"data {spec!r}: {error}") from None
-    if parsed.args:
-        raise UserError(f"data {spec!r}: give the arguments by name, e.g. text(path=\"corpus.txt\", context=64)")
-    return text.load(parsed.name, tuple(sorted(dict(parsed.kwargs).items())), None if data_dir is None
-                     else str(data_dir), download, None if base is None else str(base))
+    name, kwargs = _named_arguments(spec, 'text(path="corpus.txt", context=64)')
+    return text.load(name, kwargs, None if data_dir is None else str(data_dir), download,
+                     None if base is None else str(base))
 
 
 def known(spec: str) -> bool:
