@@ -28,8 +28,31 @@ def test_outcomes_add_up_to_the_recorded_test_accuracy_and_loss(trained):
     assert result.outcomes["correct"].shape == (2, 3, 120)
     for i, name in enumerate(["he_normal", "zeros"]):
         for j in range(3):
-            assert result.outcomes["correct"][i, j].mean() == final.loc[(name, j), "test_accuracy"]
+            assert set(np.unique(result.outcomes["correct"][i, j])) <= {0.0, 1.0}  # a classifier: right or wrong
+            assert result.outcomes["correct"][i, j].astype(np.float64).mean() == final.loc[(name, j), "test_accuracy"]
             assert result.outcomes["loss"][i, j].mean() == pytest.approx(final.loc[(name, j), "test_loss"], rel=1e-5)
+
+
+def test_a_language_models_fractional_accuracies_round_trip_and_are_checked(tmp_path):
+    """Per-example token accuracy is a share of positions: the file keeps it (bits would make 0.3 right), the check
+    against results.csv still refuses other results, and the run's own analysis sees the stored fractions."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    correct = rng.integers(0, 32, (2, 3, 50)) / 31  # (initializers, seeds, sequences): k of 31 counted positions
+    loss = rng.uniform(1, 3, correct.shape)
+    frame = pd.DataFrame([{"dataset": "lm", "model": "m", "arm": name, "seed": j, "epoch": 1,
+                           "test_accuracy": float(np.float32(correct[i, j].astype(np.float32).mean())),
+                           "test_loss": loss[i, j].mean(), "diverged": False}
+                          for i, name in enumerate(["a", "b"]) for j in range(3)])
+    item = {"names": ["a", "b"], "seeds": [0, 1, 2], "correct": correct, "loss": loss}
+    outcomes.save(tmp_path, {"lm": item})
+    loaded = outcomes.load(tmp_path, frame)["lm"]
+    np.testing.assert_allclose(loaded["correct"], correct, rtol=1e-7)
+    np.testing.assert_allclose(outcomes.as_stored(item)["correct"], correct, rtol=1e-7)
+    frame.loc[0, "test_accuracy"] += 1 / 31 / 50  # one position of one sequence
+    with pytest.raises(UserError, match="does not match results.csv"):
+        outcomes.load(tmp_path, frame)
 
 
 def test_a_store_round_trip_keeps_the_outcomes(trained, tmp_path):

@@ -376,6 +376,11 @@ def test_transformer_runs_inside_the_batch_equal_runs_alone():
     rows = batch.frame[(batch.frame.arm == "deepnorm") & (batch.frame.seed == 1)].reset_index(drop=True)
     metrics = ["train_loss", "train_accuracy", "test_loss", "test_accuracy"]
     np.testing.assert_allclose(rows[metrics].to_numpy(), alone.frame[metrics].to_numpy(), rtol=1e-5, atol=1e-6)
+    final = batch.frame[batch.frame.epoch == batch.frame.epoch.max()].set_index(["arm", "seed"])["test_accuracy"]
+    shares = batch.outcomes["correct"]  # per sequence the share of its positions right, not rounded to 0/1
+    assert 0 < np.mean((shares > 0) & (shares < 1))
+    for j, name in enumerate(TRANSFORMER_SCHEMES):
+        np.testing.assert_allclose(shares[j].mean(-1), [final[(name, s)] for s in (0, 1)], atol=1e-6)
     assert np.isfinite(batch.frame[metrics].to_numpy()).all()
     alpha = batch.params["block_1"]["residual_alpha"]  # fixed through training, AdamW's decay included
     np.testing.assert_allclose(alpha[i], 2**0.5, rtol=1e-6)

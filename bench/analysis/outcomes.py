@@ -38,7 +38,11 @@ METRICS = {"test_accuracy": "correct", "test_loss": "loss"}  # the metric each p
 
 
 def save(out_dir: str | Path, per_task: dict[str, dict]) -> Path | None:
-    """Writes ``outcomes.npz``: per task, the initializers, seeds, packed correctness and float16 losses.
+    """Writes ``outcomes.npz``: per task, the initializers, seeds, correctness and float16 losses.
+
+    Correctness is packed to bits where every example is right or wrong; a language model's
+    per-example accuracy (the share of its counted positions predicted right) is a fraction,
+    kept as float32 (packing it to bits would turn every partly right sequence into a right one).
 
     Args:
       per_task: task label -> ``{"names", "seeds", "correct", "loss"}`` with arrays
@@ -46,15 +50,16 @@ def save(out_dir: str | Path, per_task: dict[str, dict]) -> Path | None:
     """
     arrays = {}
     for i, (task, item) in enumerate(per_task.items()):
-        correct = np.asarray(item["correct"], bool)
+        correct = np.asarray(item["correct"])
         arrays.update(
             {
                 f"t{i}_task": np.array(task),
                 f"t{i}_names": np.array(item["names"]),
                 f"t{i}_seeds": np.asarray(item["seeds"]),
                 f"t{i}_shape": np.array(correct.shape),
-                f"t{i}_correct": np.packbits(correct, axis=-1),
                 f"t{i}_loss": np.asarray(item["loss"], np.float16),
+                **({f"t{i}_correct": np.packbits(correct.astype(bool), axis=-1)} if _binary(correct)
+                   else {f"t{i}_accuracy": correct.astype(np.float32)}),
             }
         )
     if not arrays:
@@ -62,12 +67,18 @@ def save(out_dir: str | Path, per_task: dict[str, dict]) -> Path | None:
     return write_npz_verified(Path(out_dir) / FILE, arrays, compressed=True)
 
 
+def _binary(correct: np.ndarray) -> bool:
+    """Whether every per-example score is exactly 0 or 1 (a classifier's), so bits hold it."""
+    return bool(np.all((correct == 0) | (correct == 1)))
+
+
 def as_stored(outcomes: dict) -> dict:
     """A task's outcomes as :func:`save` stores and :func:`load` returns them (losses rounded to float16).
 
     The run's own report analyses these, so that it equals the report re-rendered from the files.
     """
-    return {**outcomes, "correct": np.asarray(outcomes["correct"], bool),
+    correct = np.asarray(outcomes["correct"])
+    return {**outcomes, "correct": correct.astype(bool) if _binary(correct) else correct.astype(np.float32),
             "loss": np.asarray(outcomes["loss"], np.float16).astype(np.float64)}
 
 
@@ -89,7 +100,8 @@ def load(run_dir: str | Path, results: pd.DataFrame) -> dict[str, dict]:
         out = {}
         for i in range(sum(name.endswith("_task") for name in raw)):
             shape = tuple(int(v) for v in raw[f"t{i}_shape"])
-            correct = np.unpackbits(raw[f"t{i}_correct"], axis=-1, count=shape[-1]).astype(bool).reshape(shape)
+            correct = (np.unpackbits(raw[f"t{i}_correct"], axis=-1, count=shape[-1]).astype(bool).reshape(shape)
+                       if f"t{i}_correct" in raw else raw[f"t{i}_accuracy"].reshape(shape))
             out[str(raw[f"t{i}_task"])] = {"names": [str(n) for n in raw[f"t{i}_names"]],
                                            "seeds": raw[f"t{i}_seeds"].tolist(), "correct": correct,
                                            "loss": raw[f"t{i}_loss"].astype(np.float64)}
@@ -99,9 +111,10 @@ def load(run_dir: str | Path, results: pd.DataFrame) -> dict[str, dict]:
     for task, item in out.items():
         rows = final[final["dataset"] == task]
         rows = rows.assign(run=run_numbers(rows)).set_index(["arm", "run"])["test_accuracy"]
-        accuracy = item["correct"].mean(-1)
+        accuracy = item["correct"].astype(np.float64).mean(-1)
+        atol = 1e-12 if item["correct"].dtype == bool else 1e-6  # fractions: float32 sums in another order
         for (i, name), (j, seed) in _pairs(item):
-            if (name, seed) not in rows.index or not np.isclose(rows[(name, seed)], accuracy[i, j], rtol=0, atol=1e-12):
+            if (name, seed) not in rows.index or not np.isclose(rows[(name, seed)], accuracy[i, j], rtol=0, atol=atol):
                 raise UserError(f"{path} does not match results.csv (task {task}, {name}, seed {seed}); "
                                 "delete it or rerun the experiment")
     return out

@@ -43,7 +43,7 @@ from bench.errors import UserError
 from bench.store import LOCK, files_digest, read_npz_verified, write_atomic, write_npz_verified
 from bench.training import memory
 
-FORMAT_VERSION = 2  # 2: every file carries a checksum and its own name
+FORMAT_VERSION = 3  # 2: every file carries a checksum and its own name; 3: fractional per-example accuracies kept
 
 
 def task_key(config: dict) -> str:
@@ -203,16 +203,21 @@ class TaskStore:
         outcomes = None
         if "test_loss" in arrays:
             shape = arrays["test_loss"].shape
-            correct = np.unpackbits(arrays["test_correct"], axis=-1, count=shape[-1]).astype(bool)
-            outcomes = (arrays["test_loss"], correct.reshape(shape))
+            correct = (np.unpackbits(arrays["test_correct"], axis=-1, count=shape[-1]).reshape(shape)
+                       if "test_correct" in arrays else arrays["test_accuracy"])
+            outcomes = (arrays["test_loss"], correct.astype(np.float32))
         return Finished(arrays["sums"], arrays["finite"], float(arrays.get("seconds", 0.0)),
                         int(arrays.get("seed_epochs", 0)), outcomes)
 
     def save_finished(self, chunk: int, sums: np.ndarray, finite: np.ndarray, seconds: float = 0.0,
                       seed_epochs: int = 0, outcomes: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Records a finished chunk (its seconds, run-epochs and test outcomes), then drops its checkpoint."""
-        extra = {} if outcomes is None else {"test_loss": outcomes[0],
-                                             "test_correct": np.packbits(outcomes[1], axis=-1)}
+        extra = {}
+        if outcomes is not None:  # bits where every example is right or wrong, else the fractions themselves
+            loss, correct = outcomes
+            binary = bool(np.all((correct == 0) | (correct == 1)))
+            extra = {"test_loss": loss, **({"test_correct": np.packbits(correct.astype(bool), axis=-1)} if binary
+                                           else {"test_accuracy": np.asarray(correct, np.float32)})}
         self._write_npz(self._chunk(chunk), f"chunk-{chunk:04d}", sums=sums, finite=finite, seconds=np.float64(seconds),
                    seed_epochs=np.int64(seed_epochs), **extra)
         self._checkpoint(chunk).unlink(missing_ok=True)

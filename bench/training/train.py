@@ -482,7 +482,7 @@ def make_evaluate(model: nn.Module, loss=None):
 
 
 def make_outcomes(model: nn.Module, loss=None):
-    """Builds ``outcomes(state, xs, ys, ws) -> (loss, correct)``, each `(n_arms, n_seeds, n_chunks * chunk)`.
+    """Builds ``outcomes(state, xs, ys, ws) -> (loss, correct)``, each `(n_arms, n_seeds, n_chunks * chunk)` float.
 
     Per-example loss and correctness of every run on a split chunked by
     :func:`chunked_for_eval` (the padding at the end is the caller's to drop): what a
@@ -496,7 +496,7 @@ def make_outcomes(model: nn.Module, loss=None):
         per_run = step.over_runs(per_example, seed_axes=(0, None, None))
         loss, correct = jax.lax.map(lambda chunk: per_run(state, *chunk), (xs, ys))
         flat = lambda a: jnp.moveaxis(a, 0, -2).reshape(*a.shape[1:3], -1)  # noqa: E731
-        return flat(loss), flat(correct) > 0
+        return flat(loss), flat(correct)  # 0/1 per example, or a sequence's share of positions right
 
     return outcomes
 
@@ -610,7 +610,7 @@ def _compile_programs(model, optimizer, config, start_state, start_args, data_ke
                             lambda state: jnp.zeros((len(splits), 2, *finite.shape), jnp.float32), state)
         if outcomes_of is None:
             return state, finite, sums, None
-        none = (jnp.zeros((*finite.shape, n_test), jnp.float32), jnp.zeros((*finite.shape, n_test), bool))
+        none = (jnp.zeros((*finite.shape, n_test), jnp.float32), jnp.zeros((*finite.shape, n_test), jnp.float32))
         outcomes = jax.lax.cond(ends_epoch & final, lambda state: outcomes_of(state, *splits[test_index]),
                                 lambda state: none, state)
         return state, finite, sums, outcomes
@@ -785,7 +785,8 @@ def train_task(
     finite = np.ones((len(mine), config.epochs + 1, len(names), plan.seeds_per_chunk), np.float32)
     n_test = len(splits["test"][1])
     test_loss = np.zeros((len(mine), len(names), plan.seeds_per_chunk, n_test), np.float32)
-    test_correct = np.zeros((len(mine), len(names), plan.seeds_per_chunk, n_test), bool)
+    # float: a language model's per-example accuracy is the share of its positions predicted right
+    test_correct = np.zeros((len(mine), len(names), plan.seeds_per_chunk, n_test), np.float32)
     shapes = {"sums": sums.shape[1:], "finite": finite.shape[1:], "test_loss": test_loss.shape[1:]}
     have_outcomes = not dataset.regression  # per-example correctness: classification only
     finals = [None] * len(mine)
