@@ -305,18 +305,22 @@ def data_directory(data_dir: str | Path | None = None) -> Path:
     return Path(data_dir or os.environ.get("INITJAX_DATA_DIR") or "data")
 
 
+def require_tensorflow(tfds_name: str) -> None:
+    """Raises a one-line UserError when ``--download`` would need TensorFlow (tfds prepares with it) and it is
+    not installed."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        raise UserError(f"--download prepares {tfds_name} with TensorFlow, which is not installed: "
+                        "pip install -e '.[tf]'") from None
+
+
 def _from_tfds(source: ImageSource, data_dir: Path, download: bool) -> tuple | None:
     """Arrays from a prepared tfds ``data_dir`` (or prepared now with ``download``); None if absent."""
     import tensorflow_datasets as tfds
 
     if download:
-        try:
-            import tensorflow  # noqa: F401
-        except ImportError:
-            raise UserError(
-                f"--download prepares {source.tfds_name} with TensorFlow, which is not installed: "
-                "pip install -e '.[tf]'"
-            ) from None
+        require_tensorflow(source.tfds_name)
     arrays = []
     for split in ("train", "test"):
         try:

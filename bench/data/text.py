@@ -18,7 +18,6 @@ labels its last ``context`` (every position counts). No optimum is known for rea
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -137,19 +136,12 @@ def _local_file(root: Path) -> Path | None:
 
 def _from_tfds(root: Path, download: bool) -> dict[str, str] | None:
     """Each split's text from a prepared tfds ``data_dir`` (prepared now with ``download``); None if absent."""
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError:
-        if download:
-            raise UserError("--download prepares tiny_shakespeare with tensorflow-datasets and TensorFlow: "
-                            "pip install -e '.[tf]'") from None
-        return None
+    import tensorflow_datasets as tfds
+
+    from bench.data.datasets import require_tensorflow
+
     if download:
-        try:
-            import tensorflow  # noqa: F401
-        except ImportError:
-            raise UserError("--download prepares tiny_shakespeare with TensorFlow, which is not installed: "
-                            "pip install -e '.[tf]'") from None
+        require_tensorflow("tiny_shakespeare")
     parts = {}
     for split, tfds_split in (("train", "train"), ("val", "validation"), ("test", "test")):
         try:
@@ -175,9 +167,8 @@ def is_text(spec) -> bool:
     return isinstance(spec, str) and spec.partition("(")[0].strip() in TEXTS
 
 
-@functools.cache
 def load(name: str, kwargs: tuple, data_dir: str | None, download: bool, base: str | None):
-    """The dataset of a parsed text spec, once per process per arguments (a ``functools.cache`` key).
+    """The dataset of a parsed text spec, read afresh each time (an edited file is never served from memory).
 
     Raises:
       UserError: arguments the source does not take, or its own errors.

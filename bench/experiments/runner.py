@@ -28,7 +28,7 @@ from bench.models import losses
 from bench.reporting import report
 from bench.store import exclusive
 from bench.training import devices, memory, resume
-from bench.training.train import train_task
+from bench.training.train import loss_spec, train_task
 
 
 @dataclasses.dataclass
@@ -174,7 +174,7 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
         frames.append(_split_runs(result.frame, experiment.data_seeds).assign(
             experiment=experiment.name, dataset=task.name, model=name))
         tasks[task.name] = _task_meta(name, data, result, len(arms) * len(runs), store,
-                                      language_model=_loss_name(model, loss) in losses.SEQUENCE)
+                                      language_model=loss_spec(model, loss) in losses.SEQUENCE)
         if result.outcomes is not None:
             test_outcomes[task.name] = outcomes.as_stored({"names": list(arms), "seeds": runs, **result.outcomes})
     results = _column_order(_with_factors(pd.concat(frames, ignore_index=True), arms))
@@ -303,11 +303,6 @@ def _task_key(experiment: Experiment, task: presets.Task, data) -> dict:
     """Everything a task's numbers depend on (``bench.training.resume``): versions, settings, data, and the code."""
     return {**resume.environment_key(), "experiment": _numbers_config(experiment), "task": task.record(),
             "data": data.fingerprint(), "code": resume.code_key(user_code(experiment, task))}
-
-
-def _loss_name(model, loss) -> str | None:
-    """The built-in loss a task trains with: ``loss`` by name, else the built-in model's own head (None: custom)."""
-    return loss if isinstance(loss, str) else getattr(model, "output_activation", None) if loss is None else None
 
 
 def _task_meta(model_name: str, data, result, runs: int, store: resume.TaskStore | None,

@@ -488,13 +488,18 @@ def _throughput(info: dict) -> str:
     return text
 
 
+def _test_loss_rows(analysis: Analysis, dataset: str) -> pd.DataFrame:
+    """The summary rows of a task's final test loss, lowest first."""
+    summary = analysis.summary
+    return summary[(summary["dataset"] == dataset) & (summary["metric"] == "test_loss")].sort_values("mean")
+
+
 def optimum_gaps(analysis: Analysis, dataset: str, info: dict) -> tuple[float | None, pd.DataFrame]:
     """The Bayes-optimal loss of the task's own test examples (generated data, ``bench.data.sequences``; None when
     unknown) and, per initializer, best first, its mean final test loss minus that optimum with the table's CI
     (columns ``arm, gap, gap_low, gap_high``)."""
     optimum = (info.get("optimal_loss") or {}).get("test")
-    summary = analysis.summary
-    rows = summary[(summary["dataset"] == dataset) & (summary["metric"] == "test_loss")].sort_values("mean")
+    rows = _test_loss_rows(analysis, dataset)
     if optimum is None or rows.empty:
         return None, pd.DataFrame(columns=["arm", "gap", "gap_low", "gap_high"])
     gaps = pd.DataFrame({"arm": rows["arm"], "gap": rows["mean"] - optimum, "gap_low": rows["mean_low"] - optimum,
@@ -516,8 +521,7 @@ def optimum_lines(analysis: Analysis, dataset: str, info: dict) -> list[str]:
 
 def bits_lines(analysis: Analysis, dataset: str) -> list[str]:
     """A language model's mean final test loss per initializer in bits per token (per character for text)."""
-    summary = analysis.summary
-    rows = summary[(summary["dataset"] == dataset) & (summary["metric"] == "test_loss")].sort_values("mean")
+    rows = _test_loss_rows(analysis, dataset)
     parts = [f"`{r.arm}` {r.mean / np.log(2):.4f} [{r.mean_low / np.log(2):.4f}, {r.mean_high / np.log(2):.4f}]"
              for r in rows.itertuples() if pd.notna(r.mean)]
     if not parts:
