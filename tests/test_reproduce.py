@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import cli, reproduce
+from bench import cli, data, reproduce
+from bench.experiments import presets
 
 GAUSS = "variance_scaling(distribution='normal')"
 
@@ -44,3 +45,53 @@ def test_reproduce_command_writes_the_verdicts(tmp_path, capsys):
     assert text.count("## Claim") == 2 and "claims held here" in text and (out / "report.md").is_file()
     assert "claims held" in capsys.readouterr().out
     assert cli.main(["reproduce", "saxe2014", "--out", str(out)]) == 2
+
+
+def _postln_results(losses: dict, diverged=()) -> pd.DataFrame:
+    """Final-epoch rows of postln-init: ``losses[(task, init, lr)]`` = per-seed test losses; ``diverged``: keys whose
+    seed 0 diverged (its loss NaN)."""
+    rows = []
+    for (task, init, lr), values in losses.items():
+        for seed, value in enumerate(values):
+            gone = (task, init, lr) in diverged and seed == 0
+            rows.append({"dataset": task, "model": "m", "arm": f"{init} lr={lr:g}", "initializer": init, "lr": lr,
+                         "seed": seed, "epoch": 8, "test_loss": np.nan if gone else value, "diverged": gone})
+    return pd.DataFrame(rows)
+
+
+def _postln_losses(**changes) -> dict:
+    """Every claim of postln-init holds by a margin: each cell a level plus a per-seed wobble of +-0.01."""
+    wobble = np.array([0.01, -0.01, 0.005, -0.005, 0.0, 0.002])
+    level = {("pre-LN", "glorot_uniform", 0.001): 2.5, ("pre-LN", "glorot_uniform", 0.01): 2.1,
+             ("post-LN", "glorot_uniform", 0.001): 2.5, ("post-LN", "glorot_uniform", 0.01): 2.77,
+             ("post-LN", "deepnorm", 0.001): 2.5, ("post-LN", "deepnorm", 0.01): 2.1,
+             ("no-LN", "glorot_uniform", 0.001): 2.6, ("no-LN", "glorot_uniform", 0.01): 2.7,
+             ("no-LN", "t_fixup", 0.001): 2.5, ("no-LN", "t_fixup", 0.01): 2.13}
+    level |= changes.get("level", {})
+    return {key: value + wobble for key, value in level.items()}
+
+
+def test_postln_claims_follow_their_criteria():
+    assert [f.held for f in reproduce._postln(_postln_results(_postln_losses()), None)] == [True] * 4
+    # a diverged run counts as the uniform guess, ln 16 = 2.77: post-LN Xavier diverging at 1e-2 still "trains
+    # poorly", while a T-Fixup run that diverges breaks its claim
+    gone = _postln_results(_postln_losses(), diverged={("post-LN", "glorot_uniform", 0.01), ("no-LN", "t_fixup", 0.01)})
+    assert [f.held for f in reproduce._postln(gone, None)] == [True, True, True, False]
+    np.testing.assert_allclose(reproduce._test_losses(gone, "post-LN", "glorot_uniform", 0.01).iloc[0], np.log(16))
+    assert "(1 diverged)" in reproduce._postln(gone, None)[0].measured
+    # each claim fails on its own when its criterion does
+    fails = {0: {("post-LN", "glorot_uniform", 0.01): 2.45},  # the large rate no longer hurts post-LN Xavier
+             1: {("pre-LN", "glorot_uniform", 0.01): 2.52},  # ... nor helps pre-LN
+             2: {("post-LN", "deepnorm", 0.01): 2.6},  # DeepNorm is worse at the large rate than at the small
+             3: {("no-LN", "t_fixup", 0.01): 2.2}}  # T-Fixup beats Xavier but is 0.1 nats behind pre-LN
+    for claim, level in fails.items():
+        held = [f.held for f in reproduce._postln(_postln_results(_postln_losses(level=level)), None)]
+        assert held == [n != claim for n in range(4)], claim
+
+
+def test_postln_preset_matches_the_constants_its_claims_use():
+    experiment = presets.get("postln-init")
+    assert experiment.grid.lr == (reproduce.POSTLN_LOW, reproduce.POSTLN_HIGH)
+    assert [t.name for t in experiment.tasks] == ["pre-LN", "post-LN", "no-LN"]
+    assert {t.model_args["norm"] for t in experiment.tasks} == {"pre", "post", "none"}
+    assert {data.load(t.dataset).n_classes for t in experiment.tasks} == {reproduce.POSTLN_VOCAB}
