@@ -421,8 +421,9 @@ def test_lm_init_smoke_runs_offline_and_reports_each_gap_to_the_optimal_loss(tmp
         assert gap == pytest.approx(losses_of_arm.mean() - optimum, abs=6e-5)
     assert set(final.arm) == set(arms.split(",")) and len(set(results.dataset)) == 2
     assert "### Comparisons with the best: test loss" in text  # language models are ranked by their loss
+    assert "best: lowest mean" in text and "highest mean" not in text
     tex = (tmp_path / "report.tex").read_text()
-    assert "Gap (nats/token)" in tex and f"({optimum:.4f} nats/token)" in tex
+    assert "Gap (nats/token)" in tex and f"({optimum:.4f} nats/token)" in tex and "best (lowest mean" in tex
     first_gap = re.search(r"& ([+-][0-9.]+) \[[+-][0-9.]+, [+-][0-9.]+\] & [0-9]+/[0-9]+ \\\\", tex).group(1)
     assert float(first_gap) == pytest.approx(final.groupby("arm")["test_loss"].mean().min() - optimum, abs=6e-4)
 

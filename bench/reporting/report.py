@@ -551,7 +551,7 @@ def _peak_memory(meta: dict) -> str:
 
 
 VERDICT_LEGEND = (
-    "best: highest mean; equivalent: within {margin} of the best, whichever it is; worse: some initializer is "
+    "best: {direction} mean; equivalent: within {margin} of the best, whichever it is; worse: some initializer is "
     "significantly better; inconclusive: neither, more seeds needed ({level:.0%} simultaneous intervals over all "
     "pairs, max-T, so the verdicts hold together)"
 )
@@ -559,7 +559,13 @@ VERDICT_LEGEND = (
 
 def legend(analysis: Analysis) -> str:
     scale, unit = _points(analysis.metric)
-    return VERDICT_LEGEND.format(margin=f"{scale * analysis.margin:g}{unit}", level=analysis.settings.level)
+    return VERDICT_LEGEND.format(direction=_best_direction(analysis.metric),
+                                 margin=f"{scale * analysis.margin:g}{unit}", level=analysis.settings.level)
+
+
+def _best_direction(metric: str) -> str:
+    """Which mean is best: ``highest`` (accuracy) or ``lowest`` (a loss)."""
+    return "highest" if stats.higher_is_better(metric) else "lowest"
 
 
 def console(analysis: Analysis, tasks: dict[str, dict]) -> str:
@@ -779,7 +785,7 @@ def render_latex(meta: dict, analysis: Analysis) -> str:
             r"(Hsu's multiple comparisons with the best from max-$T$ intervals of all pairs, better $> 0$); "
             f"IQM with {level} {tex_escape(analysis.settings.method)} bootstrap CI from {stats.IQM_MIN_SEEDS} seeds on "
             "where the test set's sampling error is not counted. "
-            "Verdicts: best (highest mean, in bold); "
+            f"Verdicts: best ({_best_direction(analysis.metric)} mean, in bold); "
             f"equivalent (within {scale * analysis.margin:g}{unit_tex} of the best); "
             r"worse (another initializer is significantly better); inconclusive (neither: more seeds needed). "
             r"The verdicts hold together at the stated level."
