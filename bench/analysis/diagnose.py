@@ -34,7 +34,7 @@ from bench.experiments.runner import task_data, task_model
 from bench.models import losses
 from bench.reporting.figures import plt, save
 from bench.store import write_atomic
-from bench.training import step
+from bench.training import parameterized, step
 from bench.training.train import check_on_model, init_params, loss_spec, run_keys
 from initjax import diagnostics
 
@@ -75,7 +75,9 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None, steps: int =
         x_train = jnp.asarray(data.x_train)  # an argument, not a constant baked into the program
         if early_steps.is_traced(model):
             n_steps = min(steps, -(-len(data.x_train) // experiment.train.batch_size))
-            traced = early_steps.trace(model, experiment.train.optax(len(data.x_train)), per_example_loss,
+            optimizer = parameterized.optimizer(experiment.train.optax(len(data.x_train)), model, data.input_shape,
+                                                experiment.train.optimizer)
+            traced = early_steps.trace(model, optimizer, per_example_loss,
                                        list(initializers.values()), init_keys, data_keys, x_train,
                                        jnp.asarray(data.y_train), experiment.train.batch_size, n_steps)
             early_frames.append(early_steps.tidy(traced, task.name, list(initializers)))

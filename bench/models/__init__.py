@@ -72,6 +72,8 @@ class MLP(nn.Module):
       kernel_init: initializer of every kernel, `(in, out)`.
       bias_init: initializer of every bias (zeros, as in Keras and Flax).
       norm, dropout: as in :class:`Hidden`.
+      parameterization, base_width: the width parameterization its runs are trained under and the
+        width at which it is the base model (``bench.training.parameterized``); None: none.
 
     Shapes: `(batch, *input_shape)` -> logits `(batch, n_outputs)`; ``train`` switches
     dropout on and BatchNorm to batch statistics.
@@ -85,6 +87,8 @@ class MLP(nn.Module):
     bias_init: Callable = jinit.zeros
     norm: str | None = None
     dropout: float = 0.0
+    parameterization: str | None = None
+    base_width: int | None = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -171,7 +175,8 @@ class ResMLP(nn.Module):
     Attributes:
       width: units of every block.
       depth: number of residual blocks (each has two Dense layers).
-      n_outputs, activation, output_activation, kernel_init, bias_init: as in :class:`MLP`.
+      n_outputs, activation, output_activation, kernel_init, bias_init, parameterization, base_width:
+        as in :class:`MLP`.
 
     Shapes: `(batch, *input_shape)` -> logits `(batch, n_outputs)`.
     """
@@ -183,6 +188,8 @@ class ResMLP(nn.Module):
     output_activation: str = "softmax"
     kernel_init: Callable = jinit.lecun_normal()
     bias_init: Callable = jinit.zeros
+    parameterization: str | None = None
+    base_width: int | None = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -211,6 +218,10 @@ def _head(n_classes: int, n_targets: int | None = None) -> dict:
 
 
 OPTIONS = {"norm": "None, layer or batch (NORMS)", "dropout": "rate in [0, 1) after hidden activations"}
+PARAMETERIZATION_OPTIONS = {
+    "parameterization": "sp, ntk or mup: how init and learning rates scale with width "
+                        "(bench.training.parameterized; needs base_width)",
+    "base_width": "the width at which the model is its own base model (every parameterization agrees there)"}
 TRANSFORMER_OPTIONS = {"heads": "attention heads, dividing the width (default 4)",
                        "norm": "pre, post or none (bench.models.transformer.NORMS; default pre)",
                        "tied": "true: logits from the token embedding (default false: a readout layer)",
@@ -220,14 +231,19 @@ TRANSFORMER_OPTIONS = {"heads": "attention heads, dividing the width (default 4)
 def check_transformer_options(width: int, options: Mapping) -> None:
     """Raises UserError on a transformer option that does not exist or has a bad value."""
     from bench.models.transformer import NORMS as BLOCK_NORMS
+    from bench.training import parameterized
 
     for key in options:
-        if key not in TRANSFORMER_OPTIONS:
+        if key not in TRANSFORMER_OPTIONS and key not in PARAMETERIZATION_OPTIONS:
             raise UserError(f"model 'transformer' has no option {key!r} (its options: "
-                            f"{', '.join(TRANSFORMER_OPTIONS)})")
+                            f"{', '.join([*TRANSFORMER_OPTIONS, *PARAMETERIZATION_OPTIONS])})")
     heads = options.get("heads", 4)
     if not (isinstance(heads, int) and heads >= 1 and width % heads == 0):
         raise UserError(f"transformer heads must be a whole divisor of the width {width}, got {heads!r}")
+    parameterized.check_options("transformer", options)
+    if options.get("base_width") is not None and options["base_width"] % heads:
+        raise UserError(f"transformer heads ({heads}) must divide base_width {options['base_width']} too: the base "
+                        "model has as many heads")
     if options.get("norm", "pre") not in BLOCK_NORMS:
         raise unknown("transformer norm", options["norm"], BLOCK_NORMS)
     if not isinstance(options.get("tied", False), bool):
@@ -239,12 +255,18 @@ def check_transformer_options(width: int, options: Mapping) -> None:
 
 def check_options(kind: str, options: Mapping) -> None:
     """Raises UserError on a built-in model option that does not exist or has a bad value."""
+    from bench.training import parameterized
+
     if kind == "transformer":
         return  # checked with its width (check_transformer_options)
     for key in options:
+        if key in PARAMETERIZATION_OPTIONS and kind in ("mlp", "resmlp"):
+            continue
         if key not in OPTIONS or (key == "norm" and kind == "resmlp"):
-            allowed = "none" if kind == "resmlp" else ", ".join(OPTIONS)
+            allowed = {"resmlp": ", ".join(PARAMETERIZATION_OPTIONS), "mlp": ", ".join([*OPTIONS,
+                       *PARAMETERIZATION_OPTIONS])}.get(kind, ", ".join(OPTIONS))
             raise UserError(f"model {kind!r} has no option {key!r} (its options: {allowed})")
+    parameterized.check_options(kind, options)
     if options.get("norm") not in (None, *NORMS):
         raise unknown("norm", options["norm"], NORMS)
     dropout = options.get("dropout", 0.0)
@@ -292,7 +314,8 @@ def build(
             raise UserError(
                 f"resmlp needs equal hidden widths, one per residual block, e.g. (64,) * 8; got {tuple(hidden)}"
             )
-        return ResMLP(int(hidden[0]), len(hidden), activation=activation, **_head(n_classes, n_targets))
+        return ResMLP(int(hidden[0]), len(hidden), activation=activation, **_head(n_classes, n_targets),
+                      **{k: v for k, v in options.items() if k in PARAMETERIZATION_OPTIONS})
     if kind == "transformer":
         return _transformer(input_shape, n_classes, hidden, activation, n_targets, options)
     if len(input_shape) != 3:
@@ -369,6 +392,19 @@ def describe(model: nn.Module, input_shape: Sequence[int]) -> str:
 
     A user's module is named by its class and the fields that differ from their defaults.
     """
+    return _describe_layout(model, input_shape) + _parameterized(model)
+
+
+def _parameterized(model) -> str:
+    """`` muP (base width 64)``: a built-in model's width parameterization, if it has one."""
+    name = getattr(model, "parameterization", None)
+    return "" if name is None else f" {PARAMETERIZATION_NAMES[name]} (base width {model.base_width})"
+
+
+PARAMETERIZATION_NAMES = {"sp": "SP", "ntk": "NTK", "mup": "muP"}
+
+
+def _describe_layout(model: nn.Module, input_shape: Sequence[int]) -> str:
     from bench.models.transformer import Transformer
 
     if isinstance(model, Transformer):

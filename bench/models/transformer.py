@@ -135,6 +135,7 @@ class Transformer(nn.Module):
       activation: of the MLP (``bench.models.ACTIVATIONS`` name).
       kernel_init, bias_init: the model's own initializers of every Dense (init schemes redraw them).
       output_activation: the loss the suite trains it with.
+      parameterization, base_width: as in ``bench.models.MLP`` (the base model has as many heads).
 
     Shapes: tokens `(batch, context)` (any numeric dtype) -> logits `(batch, context, vocab)`.
     """
@@ -150,6 +151,8 @@ class Transformer(nn.Module):
     kernel_init: Callable = jinit.normal(0.02)
     bias_init: Callable = jinit.zeros
     output_activation: str = "next_token_cross_entropy"
+    parameterization: str | None = None
+    base_width: int | None = None
 
     @nn.compact
     def __call__(self, tokens: jnp.ndarray) -> jnp.ndarray:

@@ -38,7 +38,7 @@ import pandas as pd
 from bench.data.datasets import Dataset
 from bench.errors import UserError
 from bench.models import losses
-from bench.training import compilation, devices, memory, recipes, resume, step
+from bench.training import compilation, devices, memory, parameterized, recipes, resume, step
 from bench.training import grid as grids
 from bench.training.grid import injected  # noqa: F401  (re-exported)
 from bench.training.lanes import WallShares, side_by_side
@@ -178,6 +178,8 @@ def init_params(model: nn.Module, arms: Sequence, init_keys, input_shape: Sequen
     kernel, then the scheme transforms the whole params with :data:`SCHEME_BATCH`
     training examples drawn for the seed (``x_train`` is needed then), seeing the
     model in evaluation mode (no dropout; BatchNorm at its initial running statistics).
+    A model with a width parameterization then has every tensor multiplied by its init factor
+    (``bench.training.parameterized``).
 
     Every arm of a seed is drawn in one body mapped over the seeds (``lax.map``), so all
     arms x seeds are one compiled loop, and a seed's numbers are those of the seed drawn
@@ -194,6 +196,7 @@ def init_params(model: nn.Module, arms: Sequence, init_keys, input_shape: Sequen
     sample = jnp.zeros((1, *input_shape), jnp.float32)
     apply_fn = forward.probe(input_shape) if any(schemes.is_scheme(arm) for arm in arms) else None
     by_arm = [arm_rules(arm) for arm in arms]
+    factors = parameterized.init_factors(model, input_shape)  # None: the model has no width parameterization
 
     def one_seed(key):
         own = forward.init(key, sample)[0]  # the model's own draws, shared by every arm of the seed
@@ -206,6 +209,8 @@ def init_params(model: nn.Module, arms: Sequence, init_keys, input_shape: Sequen
                     jax.random.choice(jax.random.fold_in(key, 2), n, (min(SCHEME_BATCH, n),), replace=False)
                 ]
                 params = arm(jax.random.fold_in(key, 3), params, apply_fn, batch)
+            if factors is not None:
+                params = jax.tree.map(lambda leaf, f: leaf * jnp.asarray(f, leaf.dtype), params, factors)
             drawn.append(params)
         return jax.tree.map(lambda *leaves: jnp.stack(leaves), *drawn)
 
@@ -757,7 +762,8 @@ def train_task(
                                  jax.ShapeDtypeStruct((2, *dataset.input_shape), jnp.float32))
         losses.check_shape(type(model).__name__, outputs.shape, loss, dataset.n_classes, dataset.n_targets)
     names, seeds = list(grids.arms(list(initializers), grid)), list(seeds)
-    optimizer = config.optax(len(dataset.x_train), grids.injected(grid))
+    optimizer = parameterized.optimizer(config.optax(len(dataset.x_train), grids.injected(grid)), model,
+                                        dataset.input_shape, config.optimizer)
     mesh = devices.local_mesh()
     model_sharding, key_sharding = devices.seed_sharding(mesh, 1), devices.seed_sharding(mesh, 0)
     x_train, y_train = jax.device_put((dataset.x_train, dataset.y_train), devices.replicated(mesh))

@@ -1,0 +1,140 @@
+"""A task's width parameterization (``initjax.parameterization``) applied to its runs.
+
+A built-in model given ``parameterization = "mup"`` and ``base_width = 64`` in its ``model_args``
+is compared with the same model at the base width: the tensors whose shapes differ get their
+role and width multiplier ``m`` (``initjax.parameterization.roles``). Then
+
+* every arm's draw is multiplied, tensor by tensor, by the parameterization's init factor
+  (:func:`init_factors`, applied by ``bench.training.train.init_params``), and
+* every update is multiplied by the tensor's learning-rate factor, after the recipe's optimizer
+  (:func:`scale_updates`, chained by :func:`optimizer`).
+
+Forward multipliers (NTK's ``1/sqrt(fan_in)``, muP's attention ``1/d``) are folded into the
+tensors and their learning rates, so the model's forward pass is unchanged and any arm, grid
+and chunking works as for any other task. The arms' draws are taken as the standard
+parameterization's: ``Var ~ 1/fan_in`` on hidden and output tensors (LeCun, He); Glorot's input
+layer and GPT-2's constant 0.02 are not fan-in draws.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+
+from bench.errors import UserError, unknown
+from initjax import parameterization as param
+
+# how each optimizer's step scales with its gradient: linearly (SGD family) or not at all (Adam family)
+FAMILIES = {"sgd": "sgd", "momentum": "sgd", "nesterov": "sgd", "adam": "adam", "adamw": "adam", "lion": "adam",
+            "rmsprop": "adam"}
+QUERY = "attn/query/"  # the transformer's query projection (kernel and bias), where attention's 1/d is folded
+
+
+def of(model: nn.Module) -> param.Parameterization | None:
+    """The model's parameterization (None: none asked for)."""
+    name = getattr(model, "parameterization", None)
+    return None if name is None else param.get(name)
+
+
+def family(optimizer: str) -> str:
+    """``"sgd"`` or ``"adam"``: how the optimizer's step scales with the gradient."""
+    name = optimizer.split("(", 1)[0].strip()
+    if name not in FAMILIES:
+        raise unknown("optimizer (for a parameterization)", name, FAMILIES)
+    return FAMILIES[name]
+
+
+def base_model(model: nn.Module) -> nn.Module:
+    """The same model at its ``base_width``: every hidden width (MLP), the block width (ResMLP,
+    Transformer; the number of heads kept, so the head width scales too)."""
+    base = model.base_width
+    if hasattr(model, "hidden"):
+        return model.clone(hidden=tuple(base for _ in model.hidden))
+    return model.clone(width=base)
+
+
+def _shapes(model: nn.Module, input_shape) -> dict:
+    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    return jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], x)
+
+
+def roles(model: nn.Module, input_shape) -> dict:
+    """Per parameter, ``(role, m)`` against the base model (``initjax.parameterization.roles``)."""
+    return param.roles(_shapes(model, input_shape), _shapes(base_model(model), input_shape))
+
+
+def _head_ratio(model: nn.Module) -> float:
+    return model.width / model.base_width if hasattr(model, "heads") else 1.0
+
+
+def _with_query(factors: dict, power: float, model: nn.Module, p: param.Parameterization) -> dict:
+    """``factors`` with attention's logit factor, to the ``power``, folded into the query tensors."""
+    c = param.attention_factor(p, _head_ratio(model)) ** power
+    if c == 1.0:
+        return factors
+    return jax.tree_util.tree_map_with_path(
+        lambda path, f: f * c if QUERY in "/".join(str(getattr(k, "key", k)) for k in path) + "/" else f, factors)
+
+
+def init_factors(model: nn.Module, input_shape) -> dict | None:
+    """Per parameter, what multiplies an arm's draw (None without a parameterization)."""
+    p = of(model)
+    if p is None:
+        return None
+    return _with_query(param.init_factors(p, roles(model, input_shape)), 1.0, model, p)
+
+
+def lr_factors(model: nn.Module, input_shape, optimizer: str) -> dict | None:
+    """Per parameter, what multiplies the learning rate (None without a parameterization)."""
+    p = of(model)
+    if p is None:
+        return None
+    kind = family(optimizer)
+    return _with_query(param.lr_factors(p, roles(model, input_shape), kind), 2.0 if kind == "sgd" else 1.0, model, p)
+
+
+def _times(updates, factors):
+    return jax.tree.map(lambda u, f: u * jnp.asarray(f, u.dtype), updates, factors)
+
+
+def scale_updates(factors) -> optax.GradientTransformation:
+    """Multiplies each parameter's update by its constant factor (a pytree like the params)."""
+    def update(updates, state, params=None):
+        del params
+        return _times(updates, factors), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def optimizer(base: optax.GradientTransformation, model: nn.Module, input_shape,
+              optimizer_spec: str) -> optax.GradientTransformation:
+    """``base`` with every update multiplied by the model's learning-rate factors (``base`` itself without a
+    parameterization). The state is ``base``'s own, so a grid's injected hyperparameters stay where
+    ``bench.training.train.set_hyperparameters`` looks for them."""
+    factors = lr_factors(model, input_shape, optimizer_spec)
+    if factors is None:
+        return base
+
+    def update(updates, state, params=None):
+        updates, state = base.update(updates, state, params)
+        return _times(updates, factors), state
+
+    return optax.GradientTransformation(base.init, update)
+
+
+def check_options(kind: str, options) -> None:
+    """Raises UserError on a bad ``parameterization`` / ``base_width`` pair in a built-in model's options."""
+    name, base = options.get("parameterization"), options.get("base_width")
+    if name is None and base is None:
+        return
+    if name is None or base is None:
+        raise UserError("give parameterization and base_width together, e.g. model_args = "
+                        "{ parameterization = \"mup\", base_width = 64 }")
+    if name not in param.PARAMETERIZATIONS:
+        raise unknown("parameterization", name, param.PARAMETERIZATIONS)
+    if not (isinstance(base, int) and not isinstance(base, bool) and base >= 1):
+        raise UserError(f"base_width must be an integer >= 1, got {base!r}")
+    if kind not in ("mlp", "resmlp", "transformer"):
+        raise UserError(f"a parameterization needs a built-in mlp, resmlp or transformer, not {kind!r}")

@@ -1,0 +1,225 @@
+"""Width parameterizations (abc-parameterizations) as data: SP, NTK and muP.
+
+A parameterization says how three things change as a model is made wider: each tensor's initial scale,
+a constant multiplier in the forward pass, and its learning rate. All three are powers of the tensor's
+*width multiplier* ``m = n / n_base``, the ratio of its growing dimension to the same dimension in a
+base model (Yang et al. 2021's "base shapes": at ``m = 1`` every parameterization is the base model).
+
+Which dimensions grow sets a tensor's **role** (Tensor Programs V, Sec. 4 and Table 3), found by
+comparing the model's parameter shapes with the base model's (:func:`roles`):
+
+=========  =================================  ==================================================
+role       growing dimensions                 e.g.
+=========  =================================  ==================================================
+input      fan-out only ("vector-like")        first kernel, embeddings, hidden biases, LN gains
+hidden     fan-in and fan-out ("matrix-like")  hidden kernels, attention q/k/v/o, MLP in/out
+output     fan-in only                         readout kernel
+scalar     none                                readout bias
+=========  =================================  ==================================================
+
+A kernel's fan-in is its second-to-last axis and its fan-out its last (Flax ``Dense`` ``(in, out)``,
+``Conv`` HWIO); a vector's one axis is a fan-out. ``m`` is the ratio of the fan-in for hidden and
+output tensors, of the fan-out for input ones.
+
+Each role's :class:`Scaling` holds the paper's exponents ``e``, each meaning "times ``m ** -e``":
+``init`` (the initial standard deviation against the base model's), ``multiplier`` (the forward pass
+uses ``m ** -multiplier * W``) and ``lr`` (one exponent per optimizer family: SGD-like, whose step
+scales with the gradient, and Adam-like, whose step does not). The tables, for fan-in base draws
+(``Var ~ 1/fan_in``):
+
+* **SP**, the standard parameterization: ``Var = sigma^2 / fan_in`` everywhere, no multipliers, one
+  learning rate: init 1/2 for hidden and output tensors, every other exponent 0.
+* **NTK** (Jacot et al. 2018; Yang & Hu 2021, Sec. 3): tensors drawn at the base scale and multiplied
+  by ``1 / sqrt(fan_in)`` in the forward pass (multiplier 1/2 for hidden and output), so the initial
+  function is SP's. SGD: one learning rate. Adam has no table in the papers; ours asks Adam's
+  ``Theta(lr)`` steps to move each tensor's entries at the width scaling SGD's NTK steps do:
+  lr 1/2 for input, 1 for hidden, 1/2 for output tensors.
+* **muP** (Yang et al. 2021, "Tensor Programs V", Table 3): output ``Var = sigma^2 / fan_in^2`` (init 1),
+  hidden ``1 / fan_in`` (init 1/2); SGD: learning rate ``eta * fan_out`` for input tensors (lr -1),
+  ``eta / fan_in`` for output ones (lr 1); Adam: ``eta / fan_in`` for hidden and output (lr 1).
+  Attention logits ``q.k / d_head`` instead of ``/ sqrt(d_head)``.
+
+The multipliers are **folded** into the tensors (:func:`init_factors`, :func:`lr_factors`): training
+``W_eff = c W`` at ``eta`` takes the steps of training ``W_eff`` itself at ``c^2 eta`` under SGD, and at
+``c eta`` under Adam up to its epsilon (the abc symmetry, Tensor Programs V Sec. 4), so a model's forward
+pass needs no change. Decoupled weight decay is not folded (it shrinks ``W``, not ``W_eff``).
+
+All functions here are pure: they take pytrees of ``(role, m)`` and return pytrees of factors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import jax
+
+ROLES = ("input", "hidden", "output", "scalar")
+OPTIMIZER_FAMILIES = ("sgd", "adam")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scaling:
+    """One role's exponents: init std, forward multiplier and learning rate each times ``m ** -exponent``.
+
+    Attributes:
+      init: exponent of the initial standard deviation.
+      multiplier: exponent of the forward multiplier.
+      lr_sgd, lr_adam: exponents of the learning rate under SGD-like and Adam-like optimizers.
+    """
+
+    init: float = 0.0
+    multiplier: float = 0.0
+    lr_sgd: float = 0.0
+    lr_adam: float = 0.0
+
+    def lr(self, family: str) -> float:
+        """The learning-rate exponent for an optimizer family in :data:`OPTIMIZER_FAMILIES`."""
+        if family not in OPTIMIZER_FAMILIES:
+            raise ValueError(f"optimizer family {family!r}: use one of {', '.join(OPTIMIZER_FAMILIES)}")
+        return self.lr_sgd if family == "sgd" else self.lr_adam
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameterization:
+    """How a model's tensors scale with width.
+
+    Attributes:
+      name: registry name.
+      roles: role in :data:`ROLES` -> its :class:`Scaling` (a missing role scales not at all).
+      attention: the attention logits are ``q.k / d_head ** attention`` (1/2 standard, 1 muP).
+      reference: the paper.
+    """
+
+    name: str
+    roles: Mapping[str, Scaling]
+    attention: float = 0.5
+    reference: str = ""
+
+    def scaling(self, role: str) -> Scaling:
+        if role not in ROLES:
+            raise ValueError(f"role {role!r}: use one of {', '.join(ROLES)}")
+        return self.roles.get(role, Scaling())
+
+
+_SP_FAN = {"hidden": 0.5, "output": 0.5}  # a fan-in initializer's std already shrinks as fan_in ** -1/2 there
+
+SP = Parameterization(
+    "sp", {"hidden": Scaling(init=0.5), "output": Scaling(init=0.5)},
+    reference="the standard parameterization (LeCun et al. 1998; He et al. 2015)")
+NTK = Parameterization(
+    "ntk",
+    {"input": Scaling(lr_adam=0.5),
+     "hidden": Scaling(multiplier=0.5, lr_adam=1.0),
+     "output": Scaling(multiplier=0.5, lr_adam=0.5)},
+    reference="Jacot, Gabriel & Hongler 2018, arXiv:1806.07572; Yang & Hu 2021, arXiv:2011.14522")
+MUP = Parameterization(
+    "mup",
+    {"input": Scaling(lr_sgd=-1.0),
+     "hidden": Scaling(init=0.5, lr_adam=1.0),
+     "output": Scaling(init=1.0, lr_sgd=1.0, lr_adam=1.0)},
+    attention=1.0,
+    reference="Yang et al. 2021, Tensor Programs V, arXiv:2203.03466, Table 3")
+PARAMETERIZATIONS: dict[str, Parameterization] = {p.name: p for p in (SP, NTK, MUP)}
+
+
+def get(name: str) -> Parameterization:
+    """A parameterization by name (:data:`PARAMETERIZATIONS`)."""
+    if name not in PARAMETERIZATIONS:
+        raise ValueError(f"unknown parameterization {name!r}: use one of {', '.join(PARAMETERIZATIONS)}")
+    return PARAMETERIZATIONS[name]
+
+
+def role_of(shape: tuple[int, ...], base_shape: tuple[int, ...]) -> tuple[str, float]:
+    """A tensor's role and width multiplier from its shape and the base model's shape of it.
+
+    Args:
+      shape, base_shape: the same parameter in the model and in the base model. Kernels are
+        ``(..., fan_in, fan_out)``; vectors ``(fan_out,)``.
+
+    Returns:
+      ``(role, m)``: ``m`` the ratio of the fan-in (hidden, output) or the fan-out (input); 1 for scalars.
+
+    Raises:
+      ValueError: the two shapes have different ranks, or a dimension other than the last two differs.
+    """
+    if len(shape) != len(base_shape):
+        raise ValueError(f"shape {shape} and base shape {base_shape} differ in rank")
+    if len(shape) == 0:
+        return "scalar", 1.0
+    if len(shape) == 1:
+        return ("input", shape[0] / base_shape[0]) if shape != base_shape else ("scalar", 1.0)
+    if shape[:-2] != base_shape[:-2]:
+        raise ValueError(f"shape {shape} and base shape {base_shape} differ outside their last two axes "
+                         "(fan-in, fan-out); only widths may change")
+    fan_in, fan_out = shape[-2] / base_shape[-2], shape[-1] / base_shape[-1]
+    if fan_in != 1 and fan_out != 1:
+        return "hidden", fan_in
+    if fan_in != 1:
+        return "output", fan_in
+    if fan_out != 1:
+        return "input", fan_out
+    return "scalar", 1.0
+
+
+def roles(shapes, base_shapes):
+    """:func:`role_of` over two pytrees of shapes (or arrays): a pytree of ``(role, m)``."""
+    def leaf_shape(leaf):
+        return tuple(leaf.shape) if hasattr(leaf, "shape") else tuple(leaf)
+    return jax.tree.map(lambda a, b: role_of(leaf_shape(a), leaf_shape(b)), shapes, base_shapes,
+                        is_leaf=lambda x: isinstance(x, tuple))
+
+
+def _per_leaf(role_tree, fn):
+    return jax.tree.map(lambda rm: fn(*rm), role_tree,
+                        is_leaf=lambda x: isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str))
+
+
+def _lr_power(family: str) -> float:
+    """How a forward multiplier ``c`` folded into its tensor scales the learning rate: ``c ** 2`` under SGD (the
+    gradient of the drawn tensor is ``c`` times the folded one's, and its step moves the product ``c`` times),
+    ``c`` under Adam (its step does not scale with the gradient)."""
+    return 2.0 if family == "sgd" else 1.0
+
+
+def init_factors(p: Parameterization, role_tree) -> dict:
+    """Per tensor, what multiplies a fan-in initializer's draw at the model's shape to give ``p``'s initial
+    *effective* tensor (the forward multiplier folded in): ``m ** (fan - init - multiplier)``.
+
+    A fan-in initializer (LeCun, He) already scales hidden and output tensors by ``m ** -1/2`` (``fan``).
+    So the factor is 1 everywhere under SP and NTK (whose initial function is SP's), ``m ** -1/2`` on muP's
+    output tensor.
+    """
+    return _per_leaf(role_tree, lambda role, m: float(
+        m ** (_SP_FAN.get(role, 0.0) - p.scaling(role).init - p.scaling(role).multiplier)))
+
+
+def lr_factors(p: Parameterization, role_tree, family: str) -> dict:
+    """Per tensor, what multiplies the recipe's learning rate to train the effective tensor as ``p`` trains
+    the drawn one: ``m ** -(lr + k * multiplier)``, ``k`` 2 for SGD and 1 for Adam.
+
+    Folding is exact for SGD and for Adam up to its epsilon (the abc symmetry of Tensor Programs V,
+    Sec. 4: ``W_eff = c W`` trained at ``eta`` takes the steps of ``W_eff`` trained at ``c^2 eta``, or
+    ``c eta`` under Adam); decoupled weight decay is not folded (it shrinks ``W``, not ``W_eff``).
+
+    Args:
+      family: ``"sgd"`` or ``"adam"`` (:data:`OPTIMIZER_FAMILIES`).
+    """
+    def factor(role, m):
+        s = p.scaling(role)
+        return float(m ** -(s.lr(family) + _lr_power(family) * s.multiplier))
+    return _per_leaf(role_tree, factor)
+
+
+def attention_factor(p: Parameterization, head_ratio: float) -> float:
+    """What multiplies the standard ``1 / sqrt(d_head)`` attention logits: ``head_ratio ** (1/2 - attention)``,
+    ``head_ratio`` being ``d_head / d_head_base`` (muP: ``sqrt(d_base) / d_head`` in all). Folded into the query
+    tensor like any multiplier (the logits are linear in it)."""
+    return float(head_ratio ** (0.5 - p.attention))
+
+
+def width_ratio(width: int, base_width: int) -> float:
+    """``width / base_width`` (both > 0)."""
+    if not (width > 0 and base_width > 0):
+        raise ValueError(f"widths must be > 0, got {width} and base width {base_width}")
+    return width / base_width
