@@ -193,8 +193,23 @@ def build_parser() -> argparse.ArgumentParser:
                       help="transformers: optimizer steps traced after initialization (default 32; at most an epoch)")
     diag.add_argument("--data-dir", help="folder of dataset files or tfds data_dir")
     diag.add_argument("--out", help="folder (default: reports/<preset>/diagnostics)")
+    coord = commands.add_parser("coordcheck", help="width parameterizations: do activations and updates keep "
+                                "their size as the model widens (SP, NTK, muP)")
+    coord.add_argument("--parameterizations", type=_names, default=["sp", "ntk", "mup"],
+                       help="comma-separated (default sp,ntk,mup)")
+    coord.add_argument("--widths", type=_widths, default=[64, 128, 256, 512, 1024, 2048],
+                       help="hidden widths (default 64,128,...,2048)")
+    coord.add_argument("--base-width", type=_int, default=64, help="width where they all agree (default 64)")
+    coord.add_argument("--dataset", default="digits", help="classification dataset (default digits)")
+    coord.add_argument("--depth", type=_int, default=2, help="hidden layers (default 2)")
+    coord.add_argument("--optimizer", default="adam", help="optimizer spec (default adam)")
+    coord.add_argument("--lr", type=_float, default=1e-2, help="learning rate (default 1e-2)")
+    coord.add_argument("--steps", type=_int, default=5, help="optimizer steps after init (default 5)")
+    coord.add_argument("--seeds", type=_int, default=3, help="networks per width (default 3)")
+    coord.add_argument("--data-dir", help="folder of dataset files or tfds data_dir")
+    coord.add_argument("--out", help="folder (default reports/coordcheck-<optimizer>)")
     rep2 = commands.add_parser("reproduce", help="run a classic paper's preset and check its claims with CIs")
-    rep2.add_argument("name", help="glorot2010, he2015-depth, saxe2013 or schoenholz2017")
+    rep2.add_argument("name", help="glorot2010, he2015-depth, saxe2013, schoenholz2017 or postln-init")
     rep2.add_argument("--smoke", action="store_true", help="tiny form, to check that it runs")
     rep2.add_argument("--data-dir", help="folder of dataset files or tfds data_dir")
     rep2.add_argument("--out", help="folder (default: reports/<name>)")
@@ -257,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _diagnose(args, argv)
         if args.command == "reproduce":
             return _reproduce(args, argv)
+        if args.command == "coordcheck":
+            return _coordcheck(args, argv)
         return _run(args, argv)
     except UserError as error:
         print(f"bench: error: {one_line(str(error))}", file=sys.stderr)
@@ -329,6 +346,23 @@ def _diagnose(args: argparse.Namespace, argv: list[str]) -> int:
         result = diagnose.diagnose(experiment, args.seeds, args.data_dir, args.steps)
         files = diagnose.write(result, out, experiment, shlex.join(["python", "-m", "bench", *argv]))
     print(diagnose.summary(result).to_markdown(index=False, floatfmt=".3g"))
+    print(f"\nwrote {len(files)} files to {out}")
+    return 0
+
+
+def _coordcheck(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench.analysis import coordcheck
+    from bench.store import exclusive
+
+    setup = coordcheck.setup_from(dataset=args.dataset, depth=args.depth, optimizer=args.optimizer, lr=args.lr,
+                                  base_width=args.base_width, steps=args.steps, seeds=args.seeds,
+                                  parameterizations=args.parameterizations, widths=args.widths,
+                                  data_dir=args.data_dir)
+    out = args.out or f"reports/coordcheck-{args.optimizer.split('(')[0]}"
+    with exclusive(out):
+        table = coordcheck.run(setup, args.parameterizations, args.widths)
+        files = coordcheck.write(setup, table, out, shlex.join(["python", "-m", "bench", *argv]))
+    print(coordcheck.summary(table).to_markdown(floatfmt=".2f"))
     print(f"\nwrote {len(files)} files to {out}")
     return 0
 

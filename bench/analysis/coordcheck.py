@@ -1,0 +1,248 @@
+"""The coordinate check (Yang et al. 2021, Tensor Programs V, Sec. 7 / microsoft/mup's ``coord_check``): do a
+parameterization's activations and their updates keep their size as the model widens?
+
+For each parameterization and width, the same MLP is initialized (``lecun_normal``, the fan-in draw the
+tables assume), then trained for a few steps on the same minibatches. After each step ``t`` every
+layer's output (its pre-activation; the last layer's is the logits) is measured on a fixed probe batch:
+
+* ``rms``: ``sqrt(mean(h_t^2))``, the size of the coordinates;
+* ``update_rms``: ``sqrt(mean((h_t - h_0)^2))``, how far training has moved them.
+
+A parameterization is width-stable when neither grows or shrinks with width: the slope of ``log rms``
+against ``log width`` (:func:`slopes`, least squares over the widths, per layer and step) is near 0.
+What the math says of the updates' slopes in the first steps (Tensor Programs IV-V; ``n`` the width):
+
+=============  ==========================  ==========================  ==================
+               SP                          NTK                         muP
+=============  ==========================  ==========================  ==================
+Adam           input 0, hidden 1, output 1  input and hidden -1/2,       0 everywhere
+                                           output 0
+SGD            input -1/2, hidden 1/2,     input and hidden -1/2,       0 everywhere
+               output 1                    output 0
+=============  ==========================  ==========================  ==================
+
+(SP under Adam: each step moves every entry of a matrix by ``Theta(lr)``, and a layer summing ``n`` of
+them moves by ``Theta(n lr)``; NTK's features barely move, the kernel regime.) At initialization
+every layer's output is width-stable but muP's logits, ``~ n^-1/2`` (output variance ``1/fan_in^2``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+import initjax
+from bench import data as datasets
+from bench import models
+from bench.errors import UserError, unknown
+from bench.models import losses
+from bench.training import parameterized, recipes, train
+from initjax import parameterization as param
+
+WIDTHS = (64, 128, 256, 512, 1024, 2048)
+PROBE = 256  # examples the coordinates are measured on
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What is checked.
+
+    Attributes:
+      dataset: a classification dataset spec (``bench.data``), e.g. ``"digits"``.
+      depth: hidden layers of the MLP (all of one width).
+      activation: hidden activation.
+      optimizer: optimizer spec (``bench.training.recipes``), e.g. ``"adam"``.
+      lr: learning rate at the base width.
+      base_width: where every parameterization is the same model.
+      steps: optimizer steps after initialization.
+      batch_size: examples per step.
+      seeds: networks per (parameterization, width); their statistics are averaged.
+      data_dir: where image datasets are found (``bench.data``).
+    """
+
+    dataset: str = "digits"
+    depth: int = 2
+    activation: str = "relu"
+    optimizer: str = "adam"
+    lr: float = 1e-2
+    base_width: int = 64
+    steps: int = 5
+    batch_size: int = 64
+    seeds: int = 3
+    data_dir: str | None = None
+
+
+def setup_from(parameterizations: Sequence[str], widths: Sequence[int], **fields) -> Setup:
+    """A :class:`Setup`, checked with the parameterizations and widths it is run with.
+
+    Raises:
+      UserError: an unknown parameterization or optimizer, fewer than two widths, or a count below 1.
+    """
+    setup = Setup(**fields)
+    for name in parameterizations:
+        if name not in param.PARAMETERIZATIONS:
+            raise unknown("parameterization", name, param.PARAMETERIZATIONS)
+    parameterized.family(setup.optimizer)
+    if len(set(widths)) < 2 or min(widths) < 1:
+        raise UserError(f"--widths needs at least two distinct widths >= 1 to fit a slope, got {list(widths)}")
+    for name in ("depth", "steps", "seeds", "base_width", "batch_size"):
+        if getattr(setup, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(setup, name)}")
+    if not setup.lr > 0:
+        raise UserError(f"--lr must be > 0, got {setup.lr}")
+    return setup
+
+
+def _layer_outputs(model, params, x) -> list[jnp.ndarray]:
+    """Every Dense layer's output, `(batch, width)` each, in order."""
+    _, state = model.apply({"params": params}, x, capture_intermediates=True,
+                           mutable=["intermediates"])
+    inter = state["intermediates"]
+    return [inter[f"Dense_{i}"]["__call__"][0] for i in range(len(model.hidden) + 1)]
+
+
+def measure(setup: Setup, parameterization: str, width: int) -> pd.DataFrame:
+    """One (parameterization, width): per seed, layer and step, ``rms`` and ``update_rms`` (module docstring)."""
+    data = datasets.load(setup.dataset, setup.data_dir)
+    if data.regression or data.y_train.ndim != 1:  # regression targets, or a label per position (sequences)
+        raise UserError(f"the coordinate check trains an MLP classifier; {setup.dataset} is not a classification "
+                        "dataset of feature vectors or images")
+    model = models.build("mlp", data.input_shape, data.n_classes, (width,) * setup.depth, setup.activation,
+                         parameterization=parameterization, base_width=setup.base_width)
+    x_all, y_all = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    probe = x_all[:PROBE]
+    init_keys, data_keys = train.run_keys(0, data.name, list(range(setup.seeds)))
+    params = jax.tree.map(lambda leaf: leaf[0], train.init_params(
+        model, [initjax.get("lecun_normal")], init_keys, data.input_shape))  # (seeds, ...)
+    base = recipes.build(setup.optimizer, setup.lr, total_steps=setup.steps)
+    optimizer = parameterized.optimizer(base, model, data.input_shape, setup.optimizer)
+    loss = losses.get(train.loss_spec(model, None))
+
+    def one_seed(params, data_key):
+        order = train.epoch_order(data_key, 0, len(x_all), setup.steps * setup.batch_size)
+        batches = order.reshape(setup.steps, setup.batch_size)
+
+        def step(carry, idx):
+            params, state = carry
+            grads = jax.grad(lambda p: loss(model.apply({"params": p}, x_all[idx]), y_all[idx])[0].mean())(params)
+            updates, state = optimizer.update(grads, state, params)
+            params = optax.apply_updates(params, updates)
+            return (params, state), _layer_outputs(model, params, probe)
+
+        first = _layer_outputs(model, params, probe)
+        _, later = jax.lax.scan(step, (params, optimizer.init(params)), batches)
+        outputs = [jnp.concatenate([h0[None], h], 0) for h0, h in zip(first, later)]  # (steps + 1, probe, width)
+        rms = jnp.stack([jnp.sqrt(jnp.mean(h**2, axis=(1, 2))) for h in outputs], 1)
+        moved = jnp.stack([jnp.sqrt(jnp.mean((h - h[:1]) ** 2, axis=(1, 2))) for h in outputs], 1)
+        return rms, moved  # (steps + 1, layers) each
+
+    rms, moved = jax.jit(jax.vmap(one_seed))(params, data_keys)
+    rms, moved = np.asarray(rms), np.asarray(moved)
+    seeds, steps, layers = rms.shape
+    index = np.indices(rms.shape).reshape(3, -1)
+    return pd.DataFrame({
+        "parameterization": parameterization, "width": width, "seed": index[0], "step": index[1],
+        "layer": [layer_name(i, layers) for i in index[2]], "rms": rms.ravel(), "update_rms": moved.ravel()})
+
+
+def layer_name(i: int, layers: int) -> str:
+    """``input``, ``hidden_1``..., ``output``: a layer by its role."""
+    return "input" if i == 0 else "output" if i == layers - 1 else f"hidden_{i}"
+
+
+def run(setup: Setup, parameterizations: Sequence[str] = ("sp", "mup"),
+        widths: Sequence[int] = WIDTHS) -> pd.DataFrame:
+    """:func:`measure` for every parameterization and width: one tidy table."""
+    return pd.concat([measure(setup, p, w) for p in parameterizations for w in widths], ignore_index=True)
+
+
+def slopes(table: pd.DataFrame, column: str = "update_rms") -> pd.DataFrame:
+    """Per parameterization, layer and step, the least-squares slope of ``log column`` (the seeds' mean)
+    against ``log width``: 0 is width-stable, 1 grows like the width."""
+    means = table.groupby(["parameterization", "layer", "step", "width"], sort=False)[column].mean().reset_index()
+    rows = []
+    for (p, layer, step), group in means.groupby(["parameterization", "layer", "step"], sort=False):
+        values = group[column].to_numpy(np.float64)
+        if np.any(values <= 0):
+            slope = np.nan  # nothing moved (step 0's update), or a layer at exactly 0
+        else:
+            slope = float(np.polyfit(np.log(group["width"].to_numpy(np.float64)), np.log(values), 1)[0])
+        rows.append({"parameterization": p, "layer": layer, "step": step, "slope": slope})
+    return pd.DataFrame(rows)
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The updates' slopes at the last step, parameterizations x layers: the one table to read."""
+    s = slopes(table, "update_rms")
+    last = s[s["step"] == s["step"].max()]
+    return last.pivot_table(index="parameterization", columns="layer", values="slope", sort=False)
+
+
+def figure(table: pd.DataFrame, column: str, path: Path) -> list[Path]:
+    """One panel per (parameterization, layer): ``column`` against width, log-log, one line per step."""
+    from bench.reporting.figures import plt, save
+
+    params = list(dict.fromkeys(table["parameterization"]))
+    layers = list(dict.fromkeys(table["layer"]))
+    fig, axes = plt.subplots(len(params), len(layers), figsize=(2.6 * len(layers), 2.4 * len(params)),
+                             squeeze=False, sharex=True, constrained_layout=True)
+    means = table.groupby(["parameterization", "layer", "step", "width"])[column].mean()
+    for r, p in enumerate(params):
+        for c, layer in enumerate(layers):
+            ax = axes[r, c]
+            for step, curve in means.loc[p, layer].groupby(level="step"):
+                if column == "update_rms" and step == 0:
+                    continue
+                ax.plot(curve.index.get_level_values("width"), curve.to_numpy(), marker="o", ms=3,
+                        label=f"step {step}")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_title(f"{p}: {layer}", fontsize=9)
+            if r == len(params) - 1:
+                ax.set_xlabel("width")
+            if c == 0:
+                ax.set_ylabel(column.replace("_", " "))
+    axes[0, -1].legend(fontsize=7)
+    return save(fig, path, ("png",))
+
+
+def write(setup: Setup, table: pd.DataFrame, folder: Path, command: str) -> list[Path]:
+    """``coordcheck.csv`` (every measurement), ``slopes.csv``, ``coordcheck.md`` and two figures in ``folder``."""
+    from bench.store import write_atomic
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    both = pd.concat([slopes(table, c).assign(statistic=c) for c in ("rms", "update_rms")], ignore_index=True)
+    files = [write_atomic(folder / "coordcheck.csv", table.to_csv(index=False)),
+             write_atomic(folder / "slopes.csv", both.to_csv(index=False))]
+    for column in ("update_rms", "rms"):
+        files += figure(table, column, folder / f"coordcheck-{column}")
+    files.append(write_atomic(folder / "coordcheck.md", markdown(setup, table, command)))
+    return files
+
+
+def markdown(setup: Setup, table: pd.DataFrame, command: str) -> str:
+    """The slopes of both statistics per layer and step, and what they mean."""
+    lines = [f"# Coordinate check: {setup.dataset}, MLP with {setup.depth} hidden layers", "",
+             f"Command: `{command}`. {setup.optimizer} at lr {setup.lr:g} (at base width {setup.base_width}), "
+             f"batch {setup.batch_size}, {setup.steps} steps, {setup.seeds} seeds per width; widths "
+             f"{', '.join(str(w) for w in sorted(table['width'].unique()))}; coordinates measured on {PROBE} "
+             "training examples.", "",
+             "Slope of log RMS against log width (least squares over the widths; 0: width-stable, 0.5: grows "
+             "like sqrt(width), 1: like the width).", ""]
+    for column, title in (("rms", "Layer outputs h_t"), ("update_rms", "Their updates h_t - h_0")):
+        s = slopes(table, column)
+        wide = s.pivot_table(index=["parameterization", "layer"], columns="step", values="slope", sort=False)
+        if column == "update_rms":
+            wide = wide.drop(columns=0, errors="ignore")  # nothing has moved at step 0
+        wide.columns = [f"step {c}" for c in wide.columns]
+        lines += [f"## {title}", "", wide.round(2).to_markdown(), ""]
+    lines += ["![updates](coordcheck-update_rms.png)", "", "![outputs](coordcheck-rms.png)", ""]
+    return "\n".join(lines)
