@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     coord.add_argument("--data-dir", help="folder of dataset files or tfds data_dir")
     coord.add_argument("--out", help="folder (default reports/coordcheck-<optimizer>)")
     rep2 = commands.add_parser("reproduce", help="run a classic paper's preset and check its claims with CIs")
-    rep2.add_argument("name", help="glorot2010, he2015-depth, saxe2013, schoenholz2017 or postln-init")
+    rep2.add_argument("name", help="glorot2010, he2015-depth, saxe2013, schoenholz2017, postln-init or mup-transfer")
     rep2.add_argument("--smoke", action="store_true", help="tiny form, to check that it runs")
     rep2.add_argument("--data-dir", help="folder of dataset files or tfds data_dir")
     rep2.add_argument("--out", help="folder (default: reports/<name>)")

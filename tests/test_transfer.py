@@ -1,0 +1,83 @@
+"""Learning-rate transfer: the interpolated argmin by hand, and the intervals' coverage and the verdicts' error
+rates and power measured on simulated loss curves (null: the optimum does not move; shifted: it moves 4x)."""
+
+import numpy as np
+import pytest
+
+from bench.analysis import transfer
+
+GRID = np.arange(9.0)  # log2 learning rates, a factor 2 apart
+
+
+def test_argmin_is_the_vertex_of_the_local_parabola():
+    parabola = 0.3 * (GRID - 3.3) ** 2 + 1.0
+    assert transfer.argmin_log2(GRID, parabola) == pytest.approx(3.3)
+    # a curve that is not a parabola: the vertex of the three points around the best, by hand
+    curve = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 1.5, 4.0, 6.0, 8.0])  # best at 4; neighbours 2.0 and 1.5
+    y0, y1, y2 = 2.0, 1.0, 1.5
+    expected = 4.0 + 0.5 * (y0 - y2) / (y0 - 2 * y1 + y2)  # the vertex of three equally spaced points
+    assert transfer.argmin_log2(GRID, curve) == pytest.approx(expected)
+    # the best at an end of the grid stays there; a diverged neighbour (inf, NaN) gives the grid point
+    assert transfer.argmin_log2(GRID, GRID) == 0.0 and transfer.argmin_log2(GRID, -GRID) == 8.0
+    assert transfer.argmin_log2(GRID, np.where(GRID == 4, np.nan, parabola)) == 3.0
+    assert transfer.argmin_log2(GRID, np.where(GRID >= 4, np.inf, parabola)) == 3.0
+    batch = np.stack([parabola, 0.3 * (GRID - 6.6) ** 2])  # curves in a batch, each its own
+    np.testing.assert_allclose(transfer.argmin_log2(GRID, batch), [3.3, 6.6])
+
+
+def test_a_rate_where_a_seed_diverged_is_never_the_best():
+    losses = np.tile(0.3 * (GRID - 3.0) ** 2, (4, 1))
+    losses[2, 3] = np.nan  # one seed diverged at the best rate
+    assert transfer.best_log2_lr(GRID, losses) in (2.0, 4.0)
+
+
+def _simulate(rng, n_seeds, optimum, noise, seed_sd=0.05, curvature=0.05):
+    """Final losses `(n_seeds, 9)`: a parabola in log2 lr, a per-seed offset shared by every rate (paired), and
+    noise per (seed, rate)."""
+    return (curvature * (GRID - optimum) ** 2 + 1.0 + rng.normal(0, seed_sd, (n_seeds, 1))
+            + rng.normal(0, noise, (n_seeds, len(GRID))))
+
+
+@pytest.mark.parametrize("n_seeds", [8, 16])
+@pytest.mark.parametrize("noise", [0.01, 0.1])
+def test_intervals_keep_coverage_and_verdicts_their_error_rates(n_seeds, noise):
+    rng = np.random.default_rng(n_seeds * 100 + int(noise * 1000))
+    repeats, covered, false_moves, stays, detected = 300, 0, 0, 0, 0
+    for r in range(repeats):
+        curves = {64: _simulate(rng, n_seeds, 3.3, noise), 256: _simulate(rng, n_seeds, 3.3, noise),
+                  1024: _simulate(rng, n_seeds, 5.3, noise)}
+        boot = transfer.bootstrap(GRID, curves, n_resamples=1000, seed=r)
+        low, high = transfer.interval(boot[64], n_seeds)
+        covered += low <= 3.3 <= high
+        null = transfer.shift(boot, 64, 256, n_seeds)["verdict"]
+        false_moves += null == "moves"
+        stays += null == "stays"
+        detected += transfer.shift(boot, 64, 1024, n_seeds)["verdict"] == "moves"
+    # 300 repeats: a binomial standard error of 1.3 points at 95%
+    assert covered / repeats >= 0.91
+    assert false_moves / repeats <= 0.08
+    assert detected / repeats >= 0.95  # an optimum 4x away is found
+    if noise == 0.01:
+        assert stays / repeats >= 0.85  # and with little noise, an optimum that stays is said to stay
+
+
+def test_the_plain_percentile_interval_would_under_cover_and_verdicts_need_eight_seeds():
+    """Why the interval is expanded: with 4 seeds the bootstrap distribution is too narrow."""
+    rng = np.random.default_rng(7)
+    plain = expanded = 0
+    for r in range(200):
+        boot = transfer.bootstrap(GRID, {64: _simulate(rng, 4, 3.3, 0.03)}, n_resamples=1000, seed=r)
+        low, high = np.quantile(boot[64], [0.025, 0.975])
+        plain += low <= 3.3 <= high
+        low, high = transfer.interval(boot[64], 4)
+        expanded += low <= 3.3 <= high
+    assert plain / 200 < 0.9 and expanded > plain
+    boot = transfer.bootstrap(GRID, {64: _simulate(rng, 4, 3.3, 0.03), 128: _simulate(rng, 4, 3.3, 0.03)})
+    assert transfer.shift(boot, 64, 128, 4)["verdict"] == "too few seeds"
+    with pytest.raises(ValueError, match="same seeds"):
+        transfer.bootstrap(GRID, {64: _simulate(rng, 4, 3.3, 0.03), 128: _simulate(rng, 5, 3.3, 0.03)})
+
+
+def test_verdicts_by_hand():
+    assert transfer.verdict((0.2, 1.4)) == "moves" and transfer.verdict((-2.0, -0.1)) == "moves"
+    assert transfer.verdict((-0.5, 0.9)) == "stays" and transfer.verdict((-0.5, 1.2)) == "inconclusive"
