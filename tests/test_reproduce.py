@@ -1,5 +1,7 @@
 """Reproductions: claims are judged by their stated criteria on the runs, and the command writes the verdicts."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -95,3 +97,36 @@ def test_postln_preset_matches_the_constants_its_claims_use():
     assert [t.name for t in experiment.tasks] == ["pre-LN", "post-LN", "no-LN"]
     assert {t.model_args["norm"] for t in experiment.tasks} == {"pre", "post", "none"}
     assert {data.load(t.dataset).n_classes for t in experiment.tasks} == {reproduce.POSTLN_VOCAB}
+
+
+def _transfer_results(optima: dict, noise=0.01) -> pd.DataFrame:
+    """Final rows of mup-transfer: per task a parabola in log2 lr with its optimum at ``optima[task]``, 8 seeds."""
+    rng = np.random.default_rng(0)
+    lrs = presets.get("mup-transfer").grid.lr
+    rows = []
+    for task, (optimum, level) in optima.items():
+        for seed in range(8):
+            offset = rng.normal(0, 0.01)
+            for lr in lrs:
+                loss = level + 0.02 * (np.log2(lr) - optimum) ** 2 + offset + rng.normal(0, noise)
+                rows.append({"dataset": task, "model": "m", "arm": f"lecun_normal lr={lr:g}", "lr": lr, "seed": seed,
+                             "epoch": 8, "train_loss": loss, "diverged": False})
+    return pd.DataFrame(rows)
+
+
+def test_mup_transfer_claims_follow_their_criteria():
+    paper = {"sp-64": (-6.0, 0.3), "sp-256": (-8.0, 0.25), "sp-1024": (-10.0, 0.2),
+             "mup-64": (-6.0, 0.3), "mup-256": (-6.1, 0.25), "mup-1024": (-5.9, 0.2)}
+    findings = reproduce._mup_transfer(_transfer_results(paper), None)
+    assert [f.held for f in findings] == [True, True, True]
+    interval = re.search(r"width 1024: [0-9.e-]+ \[([0-9.e-]+), ([0-9.e-]+)\]", findings[0].measured)
+    low, high = map(float, interval.groups())
+    assert low < 2.0**-10 < high  # the optimum put there
+    swapped = paper | {"sp-1024": (-6.0, 0.2), "mup-1024": (-9.0, 0.35)}  # SP transfers, muP does not, nor improves
+    assert [f.held for f in reproduce._mup_transfer(_transfer_results(swapped), None)] == [False, False, False]
+
+
+def test_mup_transfer_preset_pairs_every_width_under_both_parameterizations():
+    tasks = reproduce._transfer_tasks(pd.DataFrame({"dataset": [t.name for t in presets.get("mup-transfer").tasks]}))
+    assert sorted(tasks.values()) == [(p, w) for p in ("mup", "sp") for w in (64, 256, 1024)]
+    assert {t.model_args["base_width"] for t in presets.get("mup-transfer").tasks} == {64}
