@@ -26,8 +26,14 @@ def _model(norm="pre", tied=False, width=D, depth=L, heads=4):
     return models.build("transformer", (T,), V, (width,) * depth, "gelu", heads=heads, norm=norm, tied=tied)
 
 
+_DRAWN = {}
+
+
 def _params(model, key=0):
-    return model.init(jax.random.key(key), jnp.zeros((1, T)))["params"]
+    """The model's own draw, computed once per (model, key) in this module (a fresh dict tree each call)."""
+    if (repr(model), key) not in _DRAWN:
+        _DRAWN[repr(model), key] = model.init(jax.random.key(key), jnp.zeros((1, T)))["params"]
+    return jax.tree.map(lambda leaf: leaf, _DRAWN[repr(model), key])
 
 
 def _tokens(key, n=4):
