@@ -325,3 +325,25 @@ def test_the_header_describes_the_runs_done_not_the_presets_text(run_dir):
     assert report.describe_run(shipped.record()) == shipped.description
     older = json.loads(json.dumps(dataclasses.asdict(shipped), default=str))  # a run.json before task records
     assert report.describe_run(older) == shipped.description
+
+
+def test_the_calibration_hashes_every_module_of_its_procedure():
+    """calibrate.PROCEDURE is calibrate.py and every bench.analysis module it imports, transitively."""
+    import ast
+    from pathlib import Path
+
+    from bench.analysis import calibrate
+
+    folder = Path(calibrate.__file__).parent
+    seen, todo = set(), ["calibrate"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "bench.analysis":
+                todo += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bench.analysis."):
+                todo.append(node.module.rsplit(".", 1)[1])
+    assert seen == set(calibrate.PROCEDURE)
