@@ -26,14 +26,9 @@ def _model(norm="pre", tied=False, width=D, depth=L, heads=4):
     return models.build("transformer", (T,), V, (width,) * depth, "gelu", heads=heads, norm=norm, tied=tied)
 
 
-_DRAWN = {}
-
-
 def _params(model, key=0):
-    """The model's own draw, computed once per (model, key) in this module (a fresh dict tree each call)."""
-    if (repr(model), key) not in _DRAWN:
-        _DRAWN[repr(model), key] = model.init(jax.random.key(key), jnp.zeros((1, T)))["params"]
-    return jax.tree.map(lambda leaf: leaf, _DRAWN[repr(model), key])
+    # compiled: Flax's init dispatched op by op takes seconds on 2 cores
+    return jax.jit(lambda k: model.init(k, jnp.zeros((1, T)))["params"])(jax.random.key(key))
 
 
 def _tokens(key, n=4):
@@ -60,7 +55,8 @@ def test_attention_is_causal(norm):
     params = _params(model)
     x = _tokens(1)
     changed = x.at[:, 5].set((x[:, 5] + 1) % V)
-    a, b = model.apply({"params": params}, x), model.apply({"params": params}, changed)
+    apply = jax.jit(model.apply)
+    a, b = apply({"params": params}, x), apply({"params": params}, changed)
     assert a.shape == (4, T, V)
     np.testing.assert_array_equal(a[:, :5], b[:, :5])
     assert not np.allclose(a[:, 5:], b[:, 5:])
@@ -70,9 +66,10 @@ def test_tied_logits_are_the_final_state_times_the_embedding():
     model = _model("none", tied=True)
     params = _params(model)
     x = _tokens(2)
-    _, state = model.apply({"params": params}, x, capture_intermediates=True, mutable=["intermediates"])
+    logits, state = jax.jit(lambda p: model.apply({"params": p}, x, capture_intermediates=True,
+                                                  mutable=["intermediates"]))(params)
     final = state["intermediates"][f"block_{L - 1}"]["__call__"][0]
-    np.testing.assert_allclose(model.apply({"params": params}, x), final @ params["embed"]["embedding"].T,
+    np.testing.assert_allclose(logits, final @ params["embed"]["embedding"].T,
                                rtol=1e-5, atol=1e-5)
 
 

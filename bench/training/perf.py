@@ -145,7 +145,7 @@ def setup(workload: Workload, n_models: int, init: str = "he_normal") -> Setup:
     optimizer = OPTIMIZERS[workload.optimizer](workload.lr)
     n_inits = 8 if n_models % 8 == 0 else 1
     init_keys, data_keys = run_keys(0, "perf", list(range(n_models // n_inits)))
-    params = jax.vmap(lambda k: model.init(k, x[:1])["params"])(init_keys)
+    params = jax.jit(jax.vmap(lambda k: model.init(k, x[:1])["params"]))(init_keys)  # compiled: not op by op
     params = jax.tree.map(lambda p: jnp.repeat(p[None], n_inits, axis=0), params)
     opt_state = jax.vmap(jax.vmap(optimizer.init))(params)
     n_params = sum(p[0, 0].size for p in jax.tree.leaves(params))
