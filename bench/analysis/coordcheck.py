@@ -243,6 +243,6 @@ def markdown(setup: Setup, table: pd.DataFrame, command: str) -> str:
         if column == "update_rms":
             wide = wide.drop(columns=0, errors="ignore")  # nothing has moved at step 0
         wide.columns = [f"step {c}" for c in wide.columns]
-        lines += [f"## {title}", "", wide.round(2).to_markdown(), ""]
+        lines += [f"## {title}", "", wide.round(2).reset_index().to_markdown(index=False), ""]
     lines += ["![updates](coordcheck-update_rms.png)", "", "![outputs](coordcheck-rms.png)", ""]
     return "\n".join(lines)
