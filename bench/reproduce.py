@@ -303,11 +303,16 @@ POSTLN_VOCAB = 16  # the vocabulary of postln-init.toml's language: a diverged r
 POSTLN_LOW, POSTLN_HIGH = 0.001, 0.01  # its two Adam learning rates, constant (no warm-up)
 
 
+def _final_cell(results: pd.DataFrame, task: str, init: str, lr: float) -> pd.DataFrame:
+    """The final rows of one (task, initializer, learning rate) of a grid."""
+    final = stats.final_epoch(results)
+    return final[(final["dataset"] == task) & (final["initializer"] == init) & np.isclose(final["lr"], lr)]
+
+
 def _test_losses(results: pd.DataFrame, task: str, init: str, lr: float) -> pd.Series:
     """Per seed, the final test loss of one (task, initializer, learning rate); a diverged run counts as
     ``ln POSTLN_VOCAB``, the loss of the uniform guess (a lower bound on what a diverged model scores)."""
-    final = stats.final_epoch(results)
-    rows = final[(final["dataset"] == task) & (final["initializer"] == init) & np.isclose(final["lr"], lr)]
+    rows = _final_cell(results, task, init, lr)
     loss = rows["test_loss"].where(stats.finished(rows, "test_loss"), np.log(POSTLN_VOCAB))
     return pd.Series(loss.to_numpy(np.float64), index=rows["seed"].to_numpy()).sort_index()
 
@@ -322,8 +327,7 @@ def _ci_above_zero(differences: np.ndarray) -> bool:
 
 
 def _diverged(results: pd.DataFrame, task: str, init: str, lr: float) -> int:
-    final = stats.final_epoch(results)
-    rows = final[(final["dataset"] == task) & (final["initializer"] == init) & np.isclose(final["lr"], lr)]
+    rows = _final_cell(results, task, init, lr)
     return int((~stats.finished(rows, "test_loss")).sum())
 
 

@@ -175,7 +175,7 @@ def _per_leaf(role_tree, fn):
                         is_leaf=lambda x: isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str))
 
 
-def _lr_power(family: str) -> float:
+def fold_power(family: str) -> float:
     """How a forward multiplier ``c`` folded into its tensor scales the learning rate: ``c ** 2`` under SGD (the
     gradient of the drawn tensor is ``c`` times the folded one's, and its step moves the product ``c`` times),
     ``c`` under Adam (its step does not scale with the gradient)."""
@@ -207,7 +207,7 @@ def lr_factors(p: Parameterization, role_tree, family: str) -> dict:
     """
     def factor(role, m):
         s = p.scaling(role)
-        return float(m ** -(s.lr(family) + _lr_power(family) * s.multiplier))
+        return float(m ** -(s.lr(family) + fold_power(family) * s.multiplier))
     return _per_leaf(role_tree, factor)
 
 
@@ -217,9 +217,3 @@ def attention_factor(p: Parameterization, head_ratio: float) -> float:
     tensor like any multiplier (the logits are linear in it)."""
     return float(head_ratio ** (0.5 - p.attention))
 
-
-def width_ratio(width: int, base_width: int) -> float:
-    """``width / base_width`` (both > 0)."""
-    if not (width > 0 and base_width > 0):
-        raise ValueError(f"widths must be > 0, got {width} and base width {base_width}")
-    return width / base_width

@@ -92,6 +92,13 @@ def _explicit_forward(params, x, multipliers):
     return h
 
 
+def _times(factors) -> optax.GradientTransformation:
+    """The reference's per-tensor learning rates: each update times its factor."""
+    return optax.GradientTransformation(
+        lambda params: optax.EmptyState(),
+        lambda updates, state, params=None: (jax.tree.map(lambda u, f: u * f, updates, factors), state))
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_folded_ntk_trains_like_the_explicit_multipliers(optimizer):
     """NTK's 1/sqrt(fan_in) multipliers, folded into init and learning rates, take the steps the explicit
@@ -126,7 +133,7 @@ def test_folded_ntk_trains_like_the_explicit_multipliers(optimizer):
     ours = run(folded, lambda p: model.apply({"params": p}, x),
                parameterized.optimizer(base, model, (10,), optimizer))
     reference = run(drawn, lambda p: _explicit_forward(p, x, mult),
-                    optax.chain(base, parameterized.scale_updates(paper_lr)))
+                    optax.chain(base, _times(paper_lr)))
     np.testing.assert_allclose(ours, reference, rtol=2e-4, atol=2e-5)
     assert not np.allclose(ours, model.apply({"params": folded}, x), atol=1e-2)  # training moved the outputs
 
@@ -173,8 +180,13 @@ def test_parameterization_errors_name_the_model_and_optimizer():
         models.build("transformer", (8,), 6, (32,), "gelu", heads=4, parameterization="mup", base_width=6)
     with pytest.raises(UserError, match="has no option 'parameterization'"):
         models.build("lenet", (28, 28, 1), 10, (), "relu", parameterization="mup", base_width=8)
+    with pytest.raises(UserError, match="its embedding is also its readout"):
+        models.build("transformer", (8,), 6, (32,), "gelu", tied=True, parameterization="mup", base_width=8)
     with pytest.raises(UserError, match="unknown optimizer"):
         parameterized.family("my_optimizer")
+    from bench.training import recipes
+
+    assert set(parameterized.FAMILIES) == set(recipes.OPTIMIZERS)  # every optimizer has a family
     assert parameterized.family("adamw(b2=0.95)") == "adam" and parameterized.family("nesterov") == "sgd"
     resmlp = models.build("resmlp", (10,), 3, (32, 32), "relu", parameterization="mup", base_width=8)
     assert parameterized.roles(resmlp, (10,))["block_0"]["branch_in"]["kernel"] == ("hidden", 4.0)

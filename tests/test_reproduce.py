@@ -124,6 +124,10 @@ def test_mup_transfer_claims_follow_their_criteria():
     assert low < 2.0**-10 < high  # the optimum put there
     swapped = paper | {"sp-1024": (-6.0, 0.2), "mup-1024": (-9.0, 0.35)}  # SP transfers, muP does not, nor improves
     assert [f.held for f in reproduce._mup_transfer(_transfer_results(swapped), None)] == [False, False, False]
+    # the widest SP model's optimum beyond the grid's smallest rate: its argmin sits on the edge, no verdict
+    beyond = paper | {"sp-1024": (-17.0, 0.2)}
+    first = reproduce._mup_transfer(_transfer_results(beyond), None)[0]
+    assert not first.held and "(at the grid's edge)" in first.measured
 
 
 def test_mup_transfer_preset_pairs_every_width_under_both_parameterizations():

@@ -78,6 +78,13 @@ def test_the_plain_percentile_interval_would_under_cover_and_verdicts_need_eight
         transfer.bootstrap(GRID, {64: _simulate(rng, 4, 3.3, 0.03), 128: _simulate(rng, 5, 3.3, 0.03)})
 
 
+def test_an_optimum_on_the_grids_edge_is_seen():
+    inside = np.tile(0.3 * (GRID - 3.3) ** 2, (4, 1))
+    below = np.tile(0.3 * (GRID + 2.0) ** 2, (4, 1))  # the best rate lies below the grid
+    assert not transfer.on_edge(GRID, inside) and transfer.on_edge(GRID, below)
+    assert transfer.on_edge(GRID, np.tile(-GRID, (4, 1)))
+
+
 def test_verdicts_by_hand():
     assert transfer.verdict((0.2, 1.4)) == "moves" and transfer.verdict((-2.0, -0.1)) == "moves"
     assert transfer.verdict((-0.5, 0.9)) == "stays" and transfer.verdict((-0.5, 1.2)) == "inconclusive"

@@ -108,12 +108,18 @@ def _layer_outputs(model, params, x) -> list[jnp.ndarray]:
     return [inter[f"Dense_{i}"]["__call__"][0] for i in range(len(model.hidden) + 1)]
 
 
-def measure(setup: Setup, parameterization: str, width: int) -> pd.DataFrame:
-    """One (parameterization, width): per seed, layer and step, ``rms`` and ``update_rms`` (module docstring)."""
+def load(setup: Setup) -> datasets.Dataset:
+    """The setup's dataset, refused unless it is a classification dataset of feature vectors or images."""
     data = datasets.load(setup.dataset, setup.data_dir)
     if data.regression or data.y_train.ndim != 1:  # regression targets, or a label per position (sequences)
         raise UserError(f"the coordinate check trains an MLP classifier; {setup.dataset} is not a classification "
                         "dataset of feature vectors or images")
+    return data
+
+
+def measure(setup: Setup, data: datasets.Dataset, parameterization: str, width: int) -> pd.DataFrame:
+    """One (parameterization, width) on ``data`` (:func:`load`): per seed, layer and step, ``rms`` and
+    ``update_rms`` (module docstring)."""
     model = models.build("mlp", data.input_shape, data.n_classes, (width,) * setup.depth, setup.activation,
                          parameterization=parameterization, base_width=setup.base_width)
     x_all, y_all = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
@@ -160,7 +166,8 @@ def layer_name(i: int, layers: int) -> str:
 def run(setup: Setup, parameterizations: Sequence[str] = ("sp", "mup"),
         widths: Sequence[int] = WIDTHS) -> pd.DataFrame:
     """:func:`measure` for every parameterization and width: one tidy table."""
-    return pd.concat([measure(setup, p, w) for p in parameterizations for w in widths], ignore_index=True)
+    data = load(setup)
+    return pd.concat([measure(setup, data, p, w) for p in parameterizations for w in widths], ignore_index=True)
 
 
 def slopes(table: pd.DataFrame, column: str = "update_rms") -> pd.DataFrame:
@@ -170,8 +177,8 @@ def slopes(table: pd.DataFrame, column: str = "update_rms") -> pd.DataFrame:
     rows = []
     for (p, layer, step), group in means.groupby(["parameterization", "layer", "step"], sort=False):
         values = group[column].to_numpy(np.float64)
-        if np.any(values <= 0):
-            slope = np.nan  # nothing moved (step 0's update), or a layer at exactly 0
+        if not np.all(np.isfinite(values) & (values > 0)):
+            slope = np.nan  # nothing moved (step 0's update), a layer at exactly 0, or a diverged run
         else:
             slope = float(np.polyfit(np.log(group["width"].to_numpy(np.float64)), np.log(values), 1)[0])
         rows.append({"parameterization": p, "layer": layer, "step": step, "slope": slope})

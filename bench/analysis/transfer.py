@@ -10,7 +10,8 @@ rate, as the runs share their draws and data order by seed, and the expanded per
 of the resampled argmins (:func:`interval`). The shift of the optimum from the narrowest to the
 widest model gets the same treatment and a verdict (:func:`verdict`): ``moves`` when its interval
 excludes 0, ``stays`` when it lies within ``+-tolerance`` (a factor 2 in learning rate by default:
-the interval-inclusion form of an equivalence test), ``inconclusive`` otherwise. The coverage of the
+the interval-inclusion form of an equivalence test), ``inconclusive`` otherwise; none when the
+narrowest or widest model's best rate is an end of the grid (the optimum may lie beyond it). The coverage of the
 intervals and the error rates of the verdicts are measured on simulated curves in
 ``tests/test_transfer.py``.
 """
@@ -59,6 +60,12 @@ def best_log2_lr(log2_lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
     """:func:`argmin_log2` of the seeds' mean curve; ``losses`` `(..., n_seeds, n_lr)`. A rate at which any seed
     diverged has an infinite mean."""
     return argmin_log2(log2_lrs, np.where(np.isfinite(losses), losses, np.inf).mean(axis=-2))
+
+
+def on_edge(log2_lrs: np.ndarray, losses: np.ndarray) -> bool:
+    """Whether the seeds' mean curve (``losses`` `(n_seeds, n_lr)`) is lowest at the first or last rate of the grid."""
+    mean = np.where(np.isfinite(losses), losses, np.inf).mean(axis=0)
+    return int(np.argmin(mean)) in (0, len(log2_lrs) - 1)
 
 
 def bootstrap(log2_lrs: np.ndarray, curves: dict, n_resamples: int = 2000, seed: int = 0) -> dict:
@@ -163,24 +170,11 @@ def analyze(results: pd.DataFrame, tasks: dict, metric: str = "train_loss", n_re
         widths = tuple(sorted(curves))
         best = {w: (boot["estimate"][w], *interval(boot[w], n_seeds)) for w in widths}
         best_loss = {w: float(np.min(np.where(np.isfinite(c), c, np.inf).mean(axis=0))) for w, c in curves.items()}
-        out[p] = Transfer(widths, best, best_loss, shift(boot, widths[0], widths[-1], n_seeds), n_seeds)
+        moved = shift(boot, widths[0], widths[-1], n_seeds)
+        if any(on_edge(log2_lrs, curves[w]) for w in (widths[0], widths[-1])):
+            moved["verdict"] = "at the grid's edge"  # the optimum may lie beyond it: no interval can say where
+        out[p] = Transfer(widths, best, best_loss, moved, n_seeds)
     return out
-
-
-def markdown(analysis: dict[str, Transfer], metric: str) -> str:
-    """Per parameterization: the best learning rate per width with its interval, and the verdict on the shift."""
-    lines = []
-    for p, t in analysis.items():
-        lines += [f"### {p}", "", f"| width | best lr [95% CI] | mean final {metric} at the best grid rate |",
-                  "|---:|---|---:|"]
-        for w in t.widths:
-            est, low, high = t.best[w]
-            lines.append(f"| {w} | {2 ** est:.3g} [{2 ** low:.3g}, {2 ** high:.3g}] | {t.best_loss[w]:.4g} |")
-        s = t.shift
-        lines += ["", f"From width {t.widths[0]} to {t.widths[-1]} the best learning rate moves by a factor "
-                  f"{2 ** s['estimate']:.3g} [{2 ** s['low']:.3g}, {2 ** s['high']:.3g}]: **{s['verdict']}** "
-                  f"(moves: the interval excludes 1; stays: it lies within [1/2, 2]; {t.n_seeds} seeds).", ""]
-    return "\n".join(lines)
 
 
 def figure(results: pd.DataFrame, tasks: dict, analysis: dict[str, Transfer], metric: str, path) -> list:

@@ -7,7 +7,7 @@ role and width multiplier ``m`` (``initjax.parameterization.roles``). Then
 * every arm's draw is multiplied, tensor by tensor, by the parameterization's init factor
   (:func:`init_factors`, applied by ``bench.training.train.init_params``), and
 * every update is multiplied by the tensor's learning-rate factor, after the recipe's optimizer
-  (:func:`scale_updates`, chained by :func:`optimizer`).
+  (:func:`optimizer`).
 
 Forward multipliers (NTK's ``1/sqrt(fan_in)``, muP's attention ``1/d``) are folded into the
 tensors and their learning rates, so the model's forward pass is unchanged and any arm, grid
@@ -92,20 +92,7 @@ def lr_factors(model: nn.Module, input_shape, optimizer: str) -> dict | None:
     if p is None:
         return None
     kind = family(optimizer)
-    return _with_query(param.lr_factors(p, roles(model, input_shape), kind), 2.0 if kind == "sgd" else 1.0, model, p)
-
-
-def _times(updates, factors):
-    return jax.tree.map(lambda u, f: u * jnp.asarray(f, u.dtype), updates, factors)
-
-
-def scale_updates(factors) -> optax.GradientTransformation:
-    """Multiplies each parameter's update by its constant factor (a pytree like the params)."""
-    def update(updates, state, params=None):
-        del params
-        return _times(updates, factors), state
-
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+    return _with_query(param.lr_factors(p, roles(model, input_shape), kind), param.fold_power(kind), model, p)
 
 
 def optimizer(base: optax.GradientTransformation, model: nn.Module, input_shape,
@@ -119,7 +106,7 @@ def optimizer(base: optax.GradientTransformation, model: nn.Module, input_shape,
 
     def update(updates, state, params=None):
         updates, state = base.update(updates, state, params)
-        return _times(updates, factors), state
+        return jax.tree.map(lambda u, f: u * jnp.asarray(f, u.dtype), updates, factors), state
 
     return optax.GradientTransformation(base.init, update)
 
@@ -138,3 +125,6 @@ def check_options(kind: str, options) -> None:
         raise UserError(f"base_width must be an integer >= 1, got {base!r}")
     if kind not in ("mlp", "resmlp", "transformer"):
         raise UserError(f"a parameterization needs a built-in mlp, resmlp or transformer, not {kind!r}")
+    if options.get("tied") and name != "sp":
+        raise UserError(f"a tied transformer cannot be trained under {name}: its embedding is also its readout, "
+                        "which the parameterization scales as an output; untie it (tied = false)")
