@@ -116,14 +116,23 @@ def _transfer_results(optima: dict, noise=0.01) -> pd.DataFrame:
 
 def test_mup_transfer_claims_follow_their_criteria():
     paper = {"sp-64": (-6.0, 0.3), "sp-256": (-8.0, 0.25), "sp-1024": (-10.0, 0.2),
-             "mup-64": (-6.0, 0.3), "mup-256": (-6.1, 0.25), "mup-1024": (-5.9, 0.2)}
+             "mup-64": (-6.0, 0.3), "mup-256": (-6.1, 0.25), "mup-1024": (-5.9, 0.2),
+             "transformer-sp-32": (-8.0, 2.5), "transformer-sp-64": (-9.0, 2.3), "transformer-sp-128": (-10.0, 2.2),
+             "transformer-mup-32": (-8.0, 2.5), "transformer-mup-64": (-8.2, 2.2),
+             "transformer-mup-128": (-7.9, 2.0)}
     findings = reproduce._mup_transfer(_transfer_results(paper), None)
-    assert [f.held for f in findings] == [True, True, True]
+    assert [f.held for f in findings] == [True] * 6
+    assert ["MLP" in f.claim for f in findings] == [True] * 3 + [False] * 3
     interval = re.search(r"width 1024: [0-9.e-]+ \[([0-9.e-]+), ([0-9.e-]+)\]", findings[0].measured)
     low, high = map(float, interval.groups())
     assert low < 2.0**-10 < high  # the optimum put there
     swapped = paper | {"sp-1024": (-6.0, 0.2), "mup-1024": (-9.0, 0.35)}  # SP transfers, muP does not, nor improves
-    assert [f.held for f in reproduce._mup_transfer(_transfer_results(swapped), None)] == [False, False, False]
+    assert [f.held for f in reproduce._mup_transfer(_transfer_results(swapped), None)] == [False] * 3 + [True] * 3
+    # each transformer claim fails on its own: SP stays, muP moves, the widest muP transformer is not the best
+    for task, spec, claim in (("transformer-sp-128", (-8.1, 2.2), 3), ("transformer-mup-128", (-10.0, 2.0), 4),
+                              ("transformer-mup-128", (-7.9, 2.3), 5)):
+        held = [f.held for f in reproduce._mup_transfer(_transfer_results(paper | {task: spec}), None)]
+        assert held == [n != claim for n in range(6)], task
     # the widest SP model's optimum beyond the grid's smallest rate: its argmin sits on the edge, no verdict
     beyond = paper | {"sp-1024": (-17.0, 0.2)}
     first = reproduce._mup_transfer(_transfer_results(beyond), None)[0]
@@ -132,5 +141,7 @@ def test_mup_transfer_claims_follow_their_criteria():
 
 def test_mup_transfer_preset_pairs_every_width_under_both_parameterizations():
     tasks = reproduce._transfer_tasks(pd.DataFrame({"dataset": [t.name for t in presets.get("mup-transfer").tasks]}))
-    assert sorted(tasks.values()) == [(p, w) for p in ("mup", "sp") for w in (64, 256, 1024)]
-    assert {t.model_args["base_width"] for t in presets.get("mup-transfer").tasks} == {64}
+    assert sorted(tasks.values()) == sorted([(f"MLP {p}", w) for p in ("mup", "sp") for w in (64, 256, 1024)]
+                                            + [(f"transformer {p}", w) for p in ("mup", "sp") for w in (32, 64, 128)])
+    assert {t.model: t.model_args["base_width"] for t in presets.get("mup-transfer").tasks} == {
+        "mlp": 64, "transformer": 32}

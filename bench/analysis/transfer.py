@@ -19,12 +19,15 @@ intervals and the error rates of the verdicts are measured on simulated curves i
 from __future__ import annotations
 
 import dataclasses
+import json
+import warnings
 
 import numpy as np
 import pandas as pd
 from scipy import stats as distributions
 
 from bench.analysis import stats
+from bench.training import grid
 
 TOLERANCE = 1.0  # log2: the optimum "stays" when it moves by less than a factor 2 in learning rate
 MIN_SEEDS = 8  # fewer: the intervals under-cover (88% at 4 seeds on simulated curves), no verdict is given
@@ -123,80 +126,153 @@ def shift(boot: dict, narrow, wide, n_seeds: int, level: float = 0.95) -> dict:
 def curves_of(results: pd.DataFrame, task: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """One task's final ``metric`` as `(n_seeds, n_lr)` with its ``log2 lr`` grid `(n_lr,)` (a diverged run: inf).
 
-    ``results``: a run's tidy table with an ``lr`` column (a learning-rate grid)."""
+    ``results``: one setting's runs (one initializer, every other grid factor fixed) with an ``lr`` column. With
+    crossed data orders, a seed's value is its mean over them: the init seeds are the units resampled.
+
+    Raises:
+      ValueError: a (seed, rate) cell holds runs of more than one setting.
+    """
     final = stats.final_epoch(results[results["dataset"] == task])
     value = final[metric].where(stats.finished(final, metric), np.inf)
-    table = final.assign(value=value).pivot_table(index="seed", columns="lr", values="value", aggfunc="first")
+    keys = ["seed", "lr"] + (["data_seed"] if "data_seed" in final else [])
+    if final.duplicated(keys).any():
+        raise ValueError(f"{task}: several runs per seed and learning rate; pass one setting's runs")
+    table = final.assign(value=value).pivot_table(index="seed", columns="lr", values="value", aggfunc="mean")
     return np.log2(table.columns.to_numpy(np.float64)), table.to_numpy(np.float64)
 
 
 @dataclasses.dataclass(frozen=True)
 class Transfer:
-    """One parameterization's optimum across widths.
+    """One family's optimum across widths.
 
     Attributes:
       widths: `(n_widths,)` increasing.
+      tasks: per width, the task's name.
       best: per width, the estimated best ``log2 lr``, its interval low and high.
       best_loss: per width, the seeds' mean loss at the best grid rate.
       shift: :func:`shift` from the narrowest to the widest width.
       n_seeds: seeds per (width, rate).
+      log2_lrs: `(n_lr,)` the grid.
+      curves: per width, `(n_lr,)` the mean loss over the seeds that finished (NaN where none did).
     """
 
     widths: tuple[int, ...]
+    tasks: dict
     best: dict
     best_loss: dict
     shift: dict
     n_seeds: int
+    log2_lrs: np.ndarray
+    curves: dict
+
+
+def families(task_records: list[dict]) -> dict[str, tuple[str, int]]:
+    """The width series of an experiment's tasks: task name -> ``(family, width)``.
+
+    A family is the tasks under one parameterization (``model_args.parameterization``) that agree on everything
+    but their name, label and widths, each with every hidden layer of one width, at two widths or more. Its
+    name is the parameterization's, with the model, depth and data added where two families share one.
+
+    Args:
+      task_records: the experiment's tasks as ``run.json`` records them (``name``, ``model``, ``dataset``,
+        ``hidden``, ``model_args``, ...).
+    """
+    groups: dict[str, list[tuple[str, int]]] = {}
+    labels: dict[str, str] = {}
+    for task in task_records:
+        p = (task.get("model_args") or {}).get("parameterization")
+        hidden = list(task.get("hidden") or [])
+        if p is None or not hidden or len(set(hidden)) != 1:
+            continue
+        rest = {k: v for k, v in task.items() if k not in ("name", "label", "hidden")}
+        key = json.dumps({**rest, "depth": len(hidden)}, sort_keys=True, default=str)
+        groups.setdefault(key, []).append((task["name"], int(hidden[0])))
+        labels[key] = (f"{p}", f"{p} ({task.get('model')} x{len(hidden)}, {str(task.get('dataset')).split('(')[0]})")
+    groups = {k: v for k, v in groups.items() if len({w for _, w in v}) >= 2}
+    short = [labels[k][0] for k in groups]
+    out = {}
+    for i, (key, members) in enumerate(groups.items()):
+        label = labels[key][0] if short.count(labels[key][0]) == 1 else labels[key][1]
+        if sum(labels[k][1] == labels[key][1] for k in groups) > 1:
+            label += f" #{i + 1}"
+        for name, width in members:
+            out[name] = (label, width)
+    return out
+
+
+def settings(results: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The results split by setting: initializer and every grid factor other than ``lr``; ``(label, rows)`` each,
+    the label empty when there is one setting."""
+    keys = [k for k in ("initializer", *grid.FACTORS) if k != "lr" and k in results]
+    if any(results[k].nunique(dropna=False) > 1 for k in keys):
+        groups = results.groupby(keys, sort=False, dropna=False)
+        return [(" ".join(f"{v}" if k == "initializer" else f"{grid.LABELS[k]}={v:g}" for k, v in zip(keys, values)
+                          if not (isinstance(v, float) and np.isnan(v))), rows) for values, rows in groups]
+    return [("", results)]
 
 
 def analyze(results: pd.DataFrame, tasks: dict, metric: str = "train_loss", n_resamples: int = 2000,
             seed: int = 0) -> dict[str, Transfer]:
-    """:class:`Transfer` per parameterization.
+    """:class:`Transfer` per family and setting.
 
     Args:
-      tasks: task name -> ``(parameterization, width)``.
+      results: a run's tidy table with an ``lr`` column.
+      tasks: task name -> ``(family, width)`` (:func:`families`).
+
+    Returns:
+      family (and ``", setting"`` where runs differ by initializer or another grid factor) -> :class:`Transfer`.
+
+    Raises:
+      ValueError: the widths of a family were trained at different learning rates or seeds.
     """
     out = {}
-    for p in dict.fromkeys(p for p, _ in tasks.values()):
-        by_width = {w: t for t, (q, w) in tasks.items() if q == p}
-        grids, curves = {}, {}
-        for w, t in by_width.items():
-            grids[w], curves[w] = curves_of(results, t, metric)
-        log2_lrs = grids[min(grids)]
-        if any(not np.allclose(g, log2_lrs) for g in grids.values()):
-            raise ValueError(f"{p}: every width needs the same learning rates")
-        boot = bootstrap(log2_lrs, curves, n_resamples, seed)
-        n_seeds = curves[min(curves)].shape[0]
-        widths = tuple(sorted(curves))
-        best = {w: (boot["estimate"][w], *interval(boot[w], n_seeds)) for w in widths}
-        best_loss = {w: float(np.min(np.where(np.isfinite(c), c, np.inf).mean(axis=0))) for w, c in curves.items()}
-        moved = shift(boot, widths[0], widths[-1], n_seeds)
-        if any(on_edge(log2_lrs, curves[w]) for w in (widths[0], widths[-1])):
-            moved["verdict"] = "at the grid's edge"  # the optimum may lie beyond it: no interval can say where
-        out[p] = Transfer(widths, best, best_loss, moved, n_seeds)
+    for label, rows in settings(results[results["dataset"].isin(tasks)]):
+        for family in dict.fromkeys(f for f, _ in tasks.values()):
+            by_width = {w: t for t, (f, w) in tasks.items() if f == family and t in set(rows["dataset"])}
+            if len(by_width) < 2:
+                continue
+            grids, curves = {}, {}
+            for w, t in by_width.items():
+                grids[w], curves[w] = curves_of(rows, t, metric)
+            log2_lrs = grids[min(grids)]
+            if any(g.shape != log2_lrs.shape or not np.allclose(g, log2_lrs) for g in grids.values()):
+                raise ValueError(f"{family}: every width needs the same learning rates")
+            if len(log2_lrs) < 3:
+                continue
+            boot = bootstrap(log2_lrs, curves, n_resamples, seed)
+            n_seeds = curves[min(curves)].shape[0]
+            widths = tuple(sorted(curves))
+            best = {w: (boot["estimate"][w], *interval(boot[w], n_seeds)) for w in widths}
+            best_loss = {w: float(np.min(np.where(np.isfinite(c), c, np.inf).mean(axis=0)))
+                         for w, c in curves.items()}
+            moved = shift(boot, widths[0], widths[-1], n_seeds)
+            if any(on_edge(log2_lrs, curves[w]) for w in (widths[0], widths[-1])):
+                moved["verdict"] = "at the grid's edge"  # the optimum may lie beyond it: no interval can say where
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a rate at which every seed diverged: NaN
+                means = {w: np.nanmean(np.where(np.isfinite(curves[w]), curves[w], np.nan), axis=0) for w in widths}
+            out[f"{family}, {label}" if label else family] = Transfer(
+                widths, {w: by_width[w] for w in widths}, best, best_loss, moved, n_seeds, log2_lrs, means)
     return out
 
 
-def figure(results: pd.DataFrame, tasks: dict, analysis: dict[str, Transfer], metric: str, path) -> list:
-    """Loss against learning rate, one curve per width (mean and range over seeds), one panel per
-    parameterization; each width's best rate with its interval on top."""
+def figure(analysis: dict[str, Transfer], metric: str, path) -> list:
+    """Loss against learning rate, one curve per width (the mean over the seeds that finished), one panel per
+    family; each width's best rate with its interval on top, the verdict in the title."""
     from bench.reporting.figures import plt, save
 
-    fig, axes = plt.subplots(1, len(analysis), figsize=(4.2 * len(analysis), 3.4), squeeze=False, sharey=True,
+    fig, axes = plt.subplots(1, len(analysis), figsize=(4.2 * len(analysis), 3.4), squeeze=False,
                              constrained_layout=True)
-    for ax, (p, t) in zip(axes[0], analysis.items()):
+    for ax, (name, t) in zip(axes[0], analysis.items()):
         for w in t.widths:
-            task = next(name for name, (q, width) in tasks.items() if q == p and width == w)
-            log2_lrs, curves = curves_of(results, task, metric)
-            mean = np.where(np.isfinite(curves), curves, np.nan)
-            line, = ax.plot(2.0 ** log2_lrs, np.nanmean(mean, 0), marker="o", ms=3, label=f"width {w}")
+            line, = ax.plot(2.0 ** t.log2_lrs, t.curves[w], marker="o", ms=3, label=f"width {w}")
             est, low, high = t.best[w]
             ax.errorbar([2 ** est], [t.best_loss[w]], xerr=[[2 ** est - 2 ** low], [2 ** high - 2 ** est]],
                         color=line.get_color(), marker="v", capsize=3)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_title(f"{p}: {t.shift['verdict']}")
+        ax.set_title(f"{name}: {t.shift['verdict']}", fontsize=9)
         ax.set_xlabel("learning rate")
-    axes[0, 0].set_ylabel(f"final {metric.replace('_', ' ')}")
-    axes[0, -1].legend(fontsize=8)
+        ax.set_ylabel(f"final {metric.replace('_', ' ')}")
+        ax.legend(fontsize=8)
     return save(fig, path, ("png",))
