@@ -393,8 +393,6 @@ def _postln(results: pd.DataFrame, diagnosis) -> list[Finding]:
 
 # ---------------------------------------------------------------- Yang et al. 2021 (muP transfer)
 
-TRANSFER_METRIC = "train_loss"  # the paper's Fig. 1 plots the training loss
-
 
 MODELS = {"mlp": "MLP", "transformer": "transformer"}  # the preset's model kinds, as the claims name them
 
@@ -448,14 +446,17 @@ def _transfer_findings(model: str, sp: transfer.Transfer, mup: transfer.Transfer
 
 
 def _mup_transfer(results: pd.DataFrame, diagnosis) -> list[Finding]:
-    found = transfer.analyze(results, _transfer_tasks(results), TRANSFER_METRIC)
+    found = transfer.analyze(results, _transfer_tasks(results), transfer.METRIC)
     return [finding for model in MODELS.values() if f"{model} sp" in found
             for finding in _transfer_findings(model, found[f"{model} sp"], found[f"{model} mup"])]
 
 
 def _transfer_figure(results: pd.DataFrame, folder: Path) -> list[Path]:
     tasks = _transfer_tasks(results)
-    return transfer.figure(transfer.analyze(results, tasks, TRANSFER_METRIC), TRANSFER_METRIC, folder / "loss-vs-lr")
+    from bench.reporting import figures
+
+    found = transfer.analyze(results, tasks, transfer.METRIC)
+    return figures.save(figures.transfer(found, transfer.METRIC), folder / "loss-vs-lr", ("png",))
 
 
 REPRODUCTIONS: dict[str, Reproduction] = {

@@ -1,7 +1,10 @@
 """Learning-rate transfer: the interpolated argmin by hand, and the intervals' coverage and the verdicts' error
 rates and power measured on simulated loss curves (null: the optimum does not move; shifted: it moves 4x)."""
 
+import re
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from bench.analysis import transfer
@@ -88,3 +91,91 @@ def test_an_optimum_on_the_grids_edge_is_seen():
 def test_verdicts_by_hand():
     assert transfer.verdict((0.2, 1.4)) == "moves" and transfer.verdict((-2.0, -0.1)) == "moves"
     assert transfer.verdict((-0.5, 0.9)) == "stays" and transfer.verdict((-0.5, 1.2)) == "inconclusive"
+
+
+def _record(name, p, hidden, data="digits", model="mlp"):
+    args = {"parameterization": p, "base_width": 8} if p else {}
+    return {"name": name, "label": name, "dataset": data, "model": model, "hidden": hidden, "activation": "relu",
+            "model_args": args, "subset": None, "loss": None}
+
+
+def test_families_are_width_series_under_one_parameterization():
+    records = [_record("sp-8", "sp", [8, 8]), _record("sp-32", "sp", [32, 32]), _record("mup-8", "mup", [8, 8]),
+               _record("mup-32", "mup", [32, 32]), _record("plain-32", None, [32, 32]),
+               _record("ragged", "sp", [32, 16]), _record("sp-deep", "sp", [32, 32, 32]),
+               _record("lm-8", "sp", [8], data="markov(vocab=4)", model="transformer"),
+               _record("lm-16", "sp", [16], data="markov(vocab=4)", model="transformer")]
+    found = transfer.families(records)
+    # no parameterization, uneven widths, or a depth seen at one width only: not a width series
+    assert set(found) == {"sp-8", "sp-32", "mup-8", "mup-32", "lm-8", "lm-16"}
+    assert found["mup-8"] == ("mup", 8) and found["mup-32"] == ("mup", 32)
+    # two families under SP: named by their model, depth and data
+    assert found["sp-32"] == ("sp (mlp x2, digits)", 32) and found["lm-16"] == ("sp (transformer x1, markov)", 16)
+
+
+def _final_rows(optima: dict, initializers=("he_normal",), n_seeds=8):
+    """Final rows of a width series: per (task, initializer) a parabola in log2 lr around its optimum."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for task, optimum in optima.items():
+        for k, init in enumerate(initializers):
+            for seed in range(n_seeds):
+                offset = rng.normal(0, 0.01)
+                for log2_lr in GRID - 12:
+                    loss = 1.0 + 0.05 * (log2_lr - optimum - 2 * k) ** 2 + offset + rng.normal(0, 0.005)
+                    rows.append({"dataset": task, "model": "m", "arm": f"{init} lr={2 ** log2_lr:g}",
+                                 "initializer": init, "lr": 2.0 ** log2_lr, "seed": seed, "epoch": 3,
+                                 "train_loss": loss, "diverged": False})
+    return pd.DataFrame(rows)
+
+
+def test_each_initializer_gets_its_own_optimum_and_one_setting_is_asked_for():
+    tasks = {"sp-8": ("sp", 8), "sp-32": ("sp", 32)}
+    results = _final_rows({"sp-8": -8.0, "sp-32": -10.0}, ("he_normal", "glorot_uniform"))
+    found = transfer.analyze(results, tasks, n_resamples=300)
+    assert set(found) == {"sp, he_normal", "sp, glorot_uniform"}
+    # glorot's curves sit 2 octaves right of he's; both move by 2 octaves
+    assert found["sp, he_normal"].best[8][0] == pytest.approx(-8.0, abs=0.15)
+    assert found["sp, glorot_uniform"].best[32][0] == pytest.approx(-8.0, abs=0.15)
+    assert all(t.shift["verdict"] == "moves" and t.shift["estimate"] == pytest.approx(-2.0, abs=0.2)
+               for t in found.values())
+    with pytest.raises(ValueError, match="several runs per seed"):
+        transfer.curves_of(results, "sp-8", "train_loss")
+
+
+def test_a_runs_report_shows_each_width_series_best_rates(tmp_path):
+    from bench.experiments import experiment_file
+    from bench.experiments.runner import run_experiment
+
+    tasks = "".join(f'''
+[[tasks]]
+data = "digits"
+subset = [240, 120]
+label = "{p}-{w}"
+hidden = [{w}, {w}]
+model_args = {{ parameterization = "{p}", base_width = 8 }}
+''' for p in ("sp", "mup") for w in (8, 32))
+    (tmp_path / "study.toml").write_text(f'''name = "widths"
+seeds = 2
+initializers = ["lecun_normal"]
+[train]
+lr = 0.01
+batch_size = 60
+epochs = 1
+[grid]
+lr = [0.003, 0.03, 0.3]
+{tasks}''')
+    outcome = run_experiment(experiment_file.load(tmp_path / "study.toml"), tmp_path / "run", progress=False)
+    expected = transfer.analyze(outcome.results, {f"{p}-{w}": (p, w) for p in ("sp", "mup") for w in (8, 32)})
+    text = (tmp_path / "run" / "report.md").read_text()
+    section = text[text.index("## Learning-rate transfer across widths"):]
+    for p in ("sp", "mup"):
+        t = expected[p]
+        row = re.search(rf"\| {p}-32 +\| +([0-9.e-]+) +\| +([0-9.e-]+) +\| x([0-9.e-]+) +\| ([^|]+?) +\|", section)
+        assert float(row[1]) == pytest.approx(2 ** t.best[32][0], rel=1e-2)
+        assert float(row[2]) == pytest.approx(t.best_loss[32], rel=1e-3)
+        assert float(row[3]) == pytest.approx(2 ** t.shift["estimate"], rel=1e-2)
+        assert row[4] == "too few seeds (2 < 8)"  # and no interval at 2 seeds
+    assert "](figures/across-tasks-transfer-train_loss.png)" in section
+    assert (tmp_path / "run" / "figures" / "across-tasks-transfer-train_loss.png").is_file()
+    assert "-transfer-" in (tmp_path / "run" / "report.tex").read_text()

@@ -30,6 +30,7 @@ from bench.analysis import stats
 from bench.training import grid
 
 TOLERANCE = 1.0  # log2: the optimum "stays" when it moves by less than a factor 2 in learning rate
+METRIC = "train_loss"  # Tensor Programs V's Fig. 1 plots the final training loss
 MIN_SEEDS = 8  # fewer: the intervals under-cover (88% at 4 seeds on simulated curves), no verdict is given
 
 
@@ -211,7 +212,7 @@ def settings(results: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [("", results)]
 
 
-def analyze(results: pd.DataFrame, tasks: dict, metric: str = "train_loss", n_resamples: int = 2000,
+def analyze(results: pd.DataFrame, tasks: dict, metric: str = METRIC, n_resamples: int = 2000,
             seed: int = 0) -> dict[str, Transfer]:
     """:class:`Transfer` per family and setting.
 
@@ -254,25 +255,3 @@ def analyze(results: pd.DataFrame, tasks: dict, metric: str = "train_loss", n_re
             out[f"{family}, {label}" if label else family] = Transfer(
                 widths, {w: by_width[w] for w in widths}, best, best_loss, moved, n_seeds, log2_lrs, means)
     return out
-
-
-def figure(analysis: dict[str, Transfer], metric: str, path) -> list:
-    """Loss against learning rate, one curve per width (the mean over the seeds that finished), one panel per
-    family; each width's best rate with its interval on top, the verdict in the title."""
-    from bench.reporting.figures import plt, save
-
-    fig, axes = plt.subplots(1, len(analysis), figsize=(4.2 * len(analysis), 3.4), squeeze=False,
-                             constrained_layout=True)
-    for ax, (name, t) in zip(axes[0], analysis.items()):
-        for w in t.widths:
-            line, = ax.plot(2.0 ** t.log2_lrs, t.curves[w], marker="o", ms=3, label=f"width {w}")
-            est, low, high = t.best[w]
-            ax.errorbar([2 ** est], [t.best_loss[w]], xerr=[[2 ** est - 2 ** low], [2 ** high - 2 ** est]],
-                        color=line.get_color(), marker="v", capsize=3)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_title(f"{name}: {t.shift['verdict']}", fontsize=9)
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel(f"final {metric.replace('_', ' ')}")
-        ax.legend(fontsize=8)
-    return save(fig, path, ("png",))

@@ -285,6 +285,30 @@ def sensitivity(item, dataset: str, metric: str) -> plt.Figure:
     return fig
 
 
+def transfer(found: dict, metric: str) -> plt.Figure:
+    """Final ``metric`` against the learning rate, one curve per width (the mean over the seeds that finished), one
+    panel per family (``bench.analysis.transfer.analyze``); each width's best rate with its interval on top, the
+    verdict on its move in the title."""
+    from bench.analysis.transfer import MIN_SEEDS
+
+    fig, axes = plt.subplots(1, len(found), figsize=(4.2 * len(found), 3.4), squeeze=False, constrained_layout=True)
+    for ax, (name, t) in zip(axes[0], found.items()):
+        for w in t.widths:
+            line, = ax.plot(2.0 ** t.log2_lrs, t.curves[w], marker="o", ms=3, label=f"width {w}")
+            est, low, high = t.best[w]
+            spread = [[2 ** est - 2 ** low], [2 ** high - 2 ** est]] if t.n_seeds >= MIN_SEEDS else None
+            ax.errorbar([2 ** est], [t.best_loss[w]], xerr=spread, color=line.get_color(), marker="v", capsize=3)
+        ax.set_xscale("log", base=2)
+        values = np.concatenate([c[np.isfinite(c)] for c in t.curves.values()])
+        if values.size and values.min() > 0 and values.max() > 10 * values.min():  # losses over decades
+            ax.set_yscale("log")
+        ax.set_title(f"{name}: {t.shift['verdict']}", fontsize=9)
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel(f"final {_label(metric)}")
+        ax.legend(fontsize=8)
+    return fig
+
+
 def save(fig: plt.Figure, path_stem: Path, formats: tuple[str, ...]) -> list[Path]:
     """Writes ``path_stem.png`` / ``.pdf`` for each of ``formats`` (atomically) and closes the figure.
 

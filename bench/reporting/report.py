@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import aggregate, compare, crossed, outcomes, stats, tuning
+from bench.analysis import aggregate, compare, crossed, outcomes, stats, transfer, tuning
 from bench.errors import UserError
 from bench.reporting import FORMATS, drawing
+from bench.reporting import transfer as transfer_report
 from bench.reporting import tuning as grid_report
 from bench.store import write_atomic
 from bench.training.memory import format_bytes
@@ -63,6 +64,8 @@ class Analysis:
         (empty unless data orders were crossed with init seeds).
       tuning: ``tuning.analyse``: per task ``(dataset, model)``, the grid's tuned comparison,
         sensitivity and ranking verdict (empty without a grid).
+      transfer: ``transfer.analyze``: per width family, the best learning rate at each width and whether it
+        moves (empty without width series trained over a learning-rate grid).
     """
 
     metric: str
@@ -79,6 +82,7 @@ class Analysis:
     test_examples: dict[str, int]
     sources: pd.DataFrame
     tuning: dict = dataclasses.field(default_factory=dict)
+    transfer: dict = dataclasses.field(default_factory=dict)
 
     @property
     def margin(self) -> float:
@@ -94,10 +98,13 @@ def analyse(
     test_outcomes: dict[str, dict] | None = None,
     reference: dict | None = None,
     on_comparisons: Callable[[Compared], None] | None = None,
+    widths: dict[str, tuple[str, int]] | None = None,
 ) -> Analysis:
     """Computes every statistic of the report.
 
     ``reference``: the recipe's hyperparameters (``{"lr": 1e-3}``), where a grid's ranking is checked.
+    ``widths``: task name -> (family, width) of the tasks that form width series (``transfer.families``), whose
+    best learning rates are compared across widths when the runs have a learning-rate grid.
     ``on_comparisons`` is told the comparisons as soon as they exist (the report starts drawing
     the figures that need no more while the rest is computed).
 
@@ -143,6 +150,7 @@ def analyse(
         tuning=tuning.analyse(results, metric, settings,
                               compare.default_margin(metric) if settings.margin is None else settings.margin,
                               reference),
+        transfer=transfer.analyze(results, widths) if widths and "lr" in results else {},
     )
 
 
@@ -577,6 +585,7 @@ def console(analysis: Analysis, tasks: dict[str, dict]) -> str:
         blocks.append(f"{dataset}: {info['model']}, {info['runs']} runs\n"
                       + table[keep].to_markdown(index=False, tablefmt="simple"))
     grid_lines = grid_report.console_lines(analysis.tuning, analysis.metric)
+    grid_lines += transfer_report.console_lines(analysis.transfer)
     return "\n\n".join(blocks + [f"Verdicts: {legend(analysis)}."] + (["\n".join(grid_lines)] if grid_lines else []))
 
 
@@ -687,7 +696,9 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
         ]
         if figures.get(dataset):
             lines += ["", *[f"![{Path(f).stem}]({f})" for f in figures[dataset] if "-sensitivity-" not in f]]
-    lines += across_lines(analysis, figures.get(ACROSS, []))
+    across = figures.get(ACROSS, [])
+    lines += transfer_report.markdown(analysis.transfer, next((f for f in across if "-transfer-" in f), None))
+    lines += across_lines(analysis, [f for f in across if "-transfer-" not in f])
     lines += ["", "Raw runs, one row per (dataset, model, arm, seed, epoch): [results.csv](results.csv).", ""]
     return "\n".join(lines)
 
@@ -810,6 +821,8 @@ def render_latex(meta: dict, analysis: Analysis) -> str:
             r"\end{table}",
             "",
         ]
+    label = f"tab:initjax-{meta['experiment']['name']}-transfer-{run_id(meta)}".replace("_", "-")
+    parts += transfer_report.latex(analysis.transfer, tex_escape, label)
     return "\n".join(parts)
 
 
@@ -873,7 +886,8 @@ def write(
         early.append((shown, drawing.draw(shown.jobs, image_formats)))
 
     analysis = analyse(results, metric or ranked_metric(results, meta), baseline, paired, settings,
-                       None if settings.fixed_test_set else test_outcomes, reference_of(meta), draw_early)
+                       None if settings.fixed_test_set else test_outcomes, reference_of(meta), draw_early,
+                       transfer.families(meta.get("experiment", {}).get("tasks", [])))
     files = []
     if "csv" in formats:
         table = results.to_csv(index=False)
@@ -884,7 +898,7 @@ def write(
     late = _figure_jobs(out_dir, results, analysis, meta, LATE_FIGURES, image_formats)
     drawn = [early[0][1], drawing.draw(late.jobs, image_formats)]
     links = {(dataset, kind): link for shown in (early[0][0], late) for (dataset, kind), link in shown.links.items()}
-    figures = {dataset: [links[dataset, kind] for kind in (*FIGURES, "profile", "ranks") if (dataset, kind) in links]
+    figures = {dataset: [links[dataset, kind] for kind in (*FIGURES, *ACROSS_FIGURES) if (dataset, kind) in links]
                for dataset in [*meta["tasks"], ACROSS]}
     texts = {}
     if "tex" in formats:
@@ -915,7 +929,8 @@ def _has_content(kind: str, results: pd.DataFrame, analysis: Analysis, dataset: 
 
 
 EARLY_FIGURES = ("curves", "final", "forest", "wins")  # drawn from the comparisons alone
-LATE_FIGURES = ("sensitivity", "profile", "ranks")  # need the rest of the analysis
+ACROSS_FIGURES = ("profile", "ranks", "transfer")  # of every task together
+LATE_FIGURES = ("sensitivity", *ACROSS_FIGURES)  # need the rest of the analysis
 
 
 @dataclasses.dataclass
@@ -935,8 +950,9 @@ def _figure_jobs(out_dir: Path, results: pd.DataFrame, analysis: Analysis | Comp
     suffix = f".{image_formats[0]}" if image_formats else ".png"
     shown = _Shown([], {})
 
-    def add(dataset: str, kind: str, has_content: bool, figure: Callable[[], tuple[str, tuple]]) -> None:
-        stem = out_dir / "figures" / f"{dataset}-{kind}-{metric}"
+    def add(dataset: str, kind: str, has_content: bool, figure: Callable[[], tuple[str, tuple]],
+            shows: str = metric) -> None:
+        stem = out_dir / "figures" / f"{dataset}-{kind}-{shows}"
         if not has_content:  # e.g. every run diverged: nothing to draw
             for old in stem.parent.glob(f"{stem.name}.*"):
                 old.unlink(missing_ok=True)
@@ -955,6 +971,9 @@ def _figure_jobs(out_dir: Path, results: pd.DataFrame, analysis: Analysis | Comp
             lambda: ("performance_profile", (aggregate.performance_profile(results, metric), metric)))
     if "ranks" in kinds and analysis.ranks is not None:
         add(ACROSS, "ranks", True, lambda: ("critical_difference", (analysis.ranks,)))
+    if "transfer" in kinds:
+        add(ACROSS, "transfer", bool(analysis.transfer), lambda: ("transfer", (analysis.transfer, transfer.METRIC)),
+            transfer.METRIC)
     return shown
 
 

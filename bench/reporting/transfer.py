@@ -1,0 +1,88 @@
+"""The report's section on learning-rate transfer across widths (``bench.analysis.transfer``): its table in
+markdown, LaTeX and on the console.
+
+A run gets the section when its tasks hold a width series under a parameterization (``model_args =
+{ parameterization = ..., base_width = ... }`` on tasks that differ only in width) trained over a learning-rate
+grid: per family, the best learning rate at each width with its interval, and whether it moves.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.analysis import transfer
+
+EXPLANATION = (
+    "Per family of tasks that differ only in width under one parameterization: the best learning rate at each "
+    "width (the vertex of the parabola through the best grid point and its neighbours, in log2 lr, of the seeds' "
+    "mean final training loss, as Tensor Programs V's Fig. 1 plots it) with its 95% expanded percentile bootstrap "
+    "interval over seeds (the same seed resamples for every width), and the optimum's shift from the narrowest to "
+    "the widest model as a factor: *moves* when its interval excludes 1, *stays* when it lies within [1/2, 2], "
+    f"*inconclusive* otherwise. Below {transfer.MIN_SEEDS} seeds the intervals under-cover (measured on simulated "
+    "curves) and are not given, nor a verdict; none either when an end width's optimum is an end of the grid (it "
+    "may lie beyond it). A diverged run counts as worse than any finished one.")
+
+
+def _rate(t: transfer.Transfer, log2_values) -> str:
+    """``estimate [low, high]`` as learning rates (or factors); the estimate alone below ``MIN_SEEDS`` seeds,
+    where the intervals under-cover."""
+    estimate, low, high = (f"{2 ** v:.3g}" for v in log2_values)
+    return f"{estimate} [{low}, {high}]" if t.n_seeds >= transfer.MIN_SEEDS else estimate
+
+
+def _verdict(t: transfer.Transfer) -> str:
+    verdict = t.shift["verdict"]
+    return f"{verdict} ({t.n_seeds} < {transfer.MIN_SEEDS})" if verdict == "too few seeds" else verdict
+
+
+def _shift(t: transfer.Transfer) -> str:
+    return "x" + _rate(t, (t.shift["estimate"], t.shift["low"], t.shift["high"]))
+
+
+def table(found: dict[str, transfer.Transfer]) -> pd.DataFrame:
+    """One row per (family, width): the best rate with its interval, the loss there, and on each family's widest
+    row the shift from its narrowest and the verdict."""
+    rows = []
+    for name, t in found.items():
+        for w in t.widths:
+            widest = w == t.widths[-1]
+            rows.append({"family": name, "width": w, "task": t.tasks[w],
+                         "best lr [95% CI]": _rate(t, t.best[w]),
+                         "train loss at the best grid rate": f"{t.best_loss[w]:.4g}",
+                         "shift from the narrowest [95% CI]": _shift(t) if widest else "",
+                         "verdict": _verdict(t) if widest else ""})
+    frame = pd.DataFrame(rows)
+    frame.loc[frame["family"].duplicated(), "family"] = ""
+    return frame
+
+
+def markdown(found: dict[str, transfer.Transfer], figure: str | None) -> list[str]:
+    """The section in ``report.md`` (none without a width series)."""
+    if not found:
+        return []
+    lines = ["", "## Learning-rate transfer across widths", "", table(found).to_markdown(index=False), "",
+             EXPLANATION, ""]
+    return lines + ([f"![transfer]({figure})", ""] if figure else [])
+
+
+def console_lines(found: dict[str, transfer.Transfer]) -> list[str]:
+    """One line per family: the best rate at the narrowest and widest width, the shift and the verdict."""
+    lines = []
+    for name, t in found.items():
+        narrow, wide = t.widths[0], t.widths[-1]
+        lines.append(f"learning-rate transfer, {name}: best lr {2 ** t.best[narrow][0]:.3g} at width {narrow}, "
+                     f"{2 ** t.best[wide][0]:.3g} at width {wide}: a shift {_shift(t)}, {_verdict(t)}")
+    return lines
+
+
+def latex(found: dict[str, transfer.Transfer], escape, label: str) -> list[str]:
+    """A booktabs table of :func:`table` (none without a width series); ``escape`` makes a string LaTeX-safe."""
+    if not found:
+        return []
+    frame = table(found).drop(columns="task")
+    rows = [" & ".join(escape(v) for v in row) + r" \\" for row in frame.astype(str).itertuples(index=False)]
+    return [
+        r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{lrlrll}", r"\toprule",
+        " & ".join(escape(c) for c in frame.columns) + r" \\", r"\midrule",
+        *rows, r"\bottomrule", r"\end{tabular}", f"\\caption{{Learning-rate transfer across widths. "
+        f"{escape(EXPLANATION.replace('*', ''))}}}", f"\\label{{{label}}}", r"\end{table}", ""]
