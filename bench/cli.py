@@ -197,17 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
                                 "their size as the model widens (SP, NTK, muP)")
     coord.add_argument("--parameterizations", type=_names, default=["sp", "ntk", "mup"],
                        help="comma-separated (default sp,ntk,mup)")
-    coord.add_argument("--widths", type=_widths, default=[64, 128, 256, 512, 1024, 2048],
-                       help="hidden widths (default 64,128,...,2048)")
-    coord.add_argument("--base-width", type=_int, default=64, help="width where they all agree (default 64)")
-    coord.add_argument("--dataset", default="digits", help="classification dataset (default digits)")
-    coord.add_argument("--depth", type=_int, default=2, help="hidden layers (default 2)")
+    coord.add_argument("--model", default="mlp", help="mlp or transformer (pre-LN, 4 heads; default mlp)")
+    coord.add_argument("--widths", type=_widths,
+                       help="hidden widths (default 64,128,...,2048; the transformer's 32,64,...,512)")
+    coord.add_argument("--base-width", type=_int, help="width where they all agree (default: the narrowest)")
+    coord.add_argument("--dataset", help="classification dataset (default digits); a token language for the "
+                       "transformer (default markov(vocab=16, order=2, context=16, ...))")
+    coord.add_argument("--depth", type=_int, default=2, help="hidden layers or blocks (default 2)")
     coord.add_argument("--optimizer", default="adam", help="optimizer spec (default adam)")
     coord.add_argument("--lr", type=_float, default=1e-2, help="learning rate (default 1e-2)")
     coord.add_argument("--steps", type=_int, default=5, help="optimizer steps after init (default 5)")
     coord.add_argument("--seeds", type=_int, default=3, help="networks per width (default 3)")
     coord.add_argument("--data-dir", help="folder of dataset files or tfds data_dir")
-    coord.add_argument("--out", help="folder (default reports/coordcheck-<optimizer>)")
+    coord.add_argument("--out", help="folder (default reports/coordcheck[-transformer]-<optimizer>)")
     rep2 = commands.add_parser("reproduce", help="run a classic paper's preset and check its claims with CIs")
     rep2.add_argument("name", help="glorot2010, he2015-depth, saxe2013, schoenholz2017, postln-init or mup-transfer")
     rep2.add_argument("--smoke", action="store_true", help="tiny form, to check that it runs")
@@ -354,13 +356,17 @@ def _coordcheck(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.analysis import coordcheck
     from bench.store import exclusive
 
-    setup = coordcheck.setup_from(dataset=args.dataset, depth=args.depth, optimizer=args.optimizer, lr=args.lr,
-                                  base_width=args.base_width, steps=args.steps, seeds=args.seeds,
-                                  parameterizations=args.parameterizations, widths=args.widths,
-                                  data_dir=args.data_dir)
-    out = args.out or f"reports/coordcheck-{args.optimizer.split('(')[0]}"
+    transformer = args.model == "transformer"
+    widths = args.widths or list(coordcheck.TRANSFORMER_WIDTHS if transformer else coordcheck.WIDTHS)
+    dataset = args.dataset or (coordcheck.TRANSFORMER_DATA if transformer else "digits")
+    setup = coordcheck.setup_from(dataset=dataset, depth=args.depth, optimizer=args.optimizer, lr=args.lr,
+                                  base_width=args.base_width or min(widths), steps=args.steps, seeds=args.seeds,
+                                  parameterizations=args.parameterizations, widths=widths,
+                                  data_dir=args.data_dir, model=args.model)
+    kind = "-transformer" if transformer else ""
+    out = args.out or f"reports/coordcheck{kind}-{args.optimizer.split('(')[0]}"
     with exclusive(out):
-        table = coordcheck.run(setup, args.parameterizations, args.widths)
+        table = coordcheck.run(setup, args.parameterizations, widths)
         files = coordcheck.write(setup, table, out, shlex.join(["python", "-m", "bench", *argv]))
     print(coordcheck.summary(table).to_markdown(floatfmt=".2f"))
     print(f"\nwrote {len(files)} files to {out}")

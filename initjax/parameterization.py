@@ -44,6 +44,14 @@ The multipliers are **folded** into the tensors (:func:`init_factors`, :func:`lr
 ``c eta`` under Adam up to its epsilon (the abc symmetry, Tensor Programs V Sec. 4), so a model's forward
 pass needs no change. Decoupled weight decay is not folded (it shrinks ``W``, not ``W_eff``).
 
+**Depth** (Depth-muP: Yang et al. 2023, "Tensor Programs VI", arXiv:2310.02244; Bordelon et al. 2023,
+arXiv:2309.16620): a residual network's blocks add ``L ** -1/2 * branch(h)`` to the stream, ``L`` the number of
+blocks against a base depth (``m_L = L / L_base``), and Adam's learning rate of every tensor inside a branch
+shrinks as ``m_L ** -1/2`` (SGD's stays): :class:`DepthScaling`. Tensors take a **depth role** from where they sit
+(:data:`DEPTH_ROLES`): ``branch_output`` (the last layer of a branch, where the multiplier is folded, and any bias
+added to the stream by a block), ``branch`` (the rest of a branch, its LayerNorms included) or ``outside``
+(embeddings, stem, readout). ``depth_mup`` is muP's width table with this depth rule.
+
 All functions here are pure: they take pytrees of ``(role, m)`` and return pytrees of factors.
 """
 
@@ -80,6 +88,26 @@ class Scaling:
         return self.lr_sgd if family == "sgd" else self.lr_adam
 
 
+DEPTH_ROLES = ("branch_output", "branch", "outside")
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthScaling:
+    """How residual branches scale with depth, each exponent meaning "times ``m_L ** -exponent``".
+
+    Attributes:
+      multiplier: the exponent of every branch's forward multiplier (Depth-muP: 1/2).
+      lr_sgd, lr_adam: the learning-rate exponents of the tensors inside a branch (Depth-muP: 0 and 1/2).
+    """
+
+    multiplier: float = 0.5
+    lr_sgd: float = 0.0
+    lr_adam: float = 0.5
+
+    def lr(self, family: str) -> float:
+        return Scaling(lr_sgd=self.lr_sgd, lr_adam=self.lr_adam).lr(family)
+
+
 @dataclasses.dataclass(frozen=True)
 class Parameterization:
     """How a model's tensors scale with width.
@@ -89,12 +117,14 @@ class Parameterization:
       roles: role in :data:`ROLES` -> its :class:`Scaling` (a missing role scales not at all).
       attention: the attention logits are ``q.k / d_head ** attention`` (1/2 standard, 1 muP).
       reference: the paper.
+      depth: how residual branches scale with depth (None: they do not).
     """
 
     name: str
     roles: Mapping[str, Scaling]
     attention: float = 0.5
     reference: str = ""
+    depth: DepthScaling | None = None
 
     def scaling(self, role: str) -> Scaling:
         if role not in ROLES:
@@ -120,7 +150,11 @@ MUP = Parameterization(
      "output": Scaling(init=1.0, lr_sgd=1.0, lr_adam=1.0)},
     attention=1.0,
     reference="Yang et al. 2021, Tensor Programs V, arXiv:2203.03466, Table 3")
-PARAMETERIZATIONS: dict[str, Parameterization] = {p.name: p for p in (SP, NTK, MUP)}
+DEPTH_MUP = dataclasses.replace(
+    MUP, name="depth_mup", depth=DepthScaling(),
+    reference="Yang et al. 2023, Tensor Programs VI, arXiv:2310.02244 (Depth-muP, block depth 1); Bordelon et al. "
+              "2023, arXiv:2309.16620; muP's width table (Tensor Programs V, Table 3)")
+PARAMETERIZATIONS: dict[str, Parameterization] = {p.name: p for p in (SP, NTK, MUP, DEPTH_MUP)}
 
 
 def get(name: str) -> Parameterization:
@@ -217,3 +251,30 @@ def attention_factor(p: Parameterization, head_ratio: float) -> float:
     tensor like any multiplier (the logits are linear in it)."""
     return float(head_ratio ** (0.5 - p.attention))
 
+
+
+def depth_init_factors(p: Parameterization, depth_roles, m_depth: float):
+    """Per tensor, what multiplies its draw for ``p``'s depth rule (``depth_roles``: a pytree of names in
+    :data:`DEPTH_ROLES`; ``m_depth = L / L_base``): the branch multiplier ``m_depth ** -multiplier`` on branch
+    outputs, where it is folded; 1 elsewhere and without a depth rule."""
+    def factor(role):
+        if role not in DEPTH_ROLES:
+            raise ValueError(f"depth role {role!r}: use one of {', '.join(DEPTH_ROLES)}")
+        return float(m_depth ** -p.depth.multiplier) if p.depth is not None and role == "branch_output" else 1.0
+    return jax.tree.map(factor, depth_roles)
+
+
+def depth_lr_factors(p: Parameterization, depth_roles, m_depth: float, family: str):
+    """Per tensor, what multiplies its learning rate for ``p``'s depth rule: ``m_depth ** -lr`` inside a branch,
+    times the folded multiplier's ``m_depth ** -(k * multiplier)`` on branch outputs (``k``: :func:`fold_power`);
+    1 outside and without a depth rule. Depth-muP under Adam: ``m_depth ** -1/2`` inside, ``m_depth ** -1`` on
+    branch outputs; under SGD: 1 inside, ``m_depth ** -1`` on branch outputs."""
+    def factor(role):
+        if role not in DEPTH_ROLES:
+            raise ValueError(f"depth role {role!r}: use one of {', '.join(DEPTH_ROLES)}")
+        d = p.depth
+        if d is None or role == "outside":
+            return 1.0
+        fold = fold_power(family) * d.multiplier if role == "branch_output" else 0.0
+        return float(m_depth ** -(d.lr(family) + fold))
+    return jax.tree.map(factor, depth_roles)

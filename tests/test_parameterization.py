@@ -158,14 +158,18 @@ def test_without_a_parameterization_nothing_changes():
     assert parameterized.init_factors(model, (10,)) is None and parameterized.lr_factors(model, (10,), "sgd") is None
     sgd = optax.sgd(0.1)
     assert parameterized.optimizer(sgd, model, (10,), "sgd") is sgd
-    # at the base width every parameterization is the base model
+    # at the base width (and depth) every parameterization is the base model
     for name in param.PARAMETERIZATIONS:
-        factors = parameterized.lr_factors(_mlp(BASE, name), (10,), "adam")
-        assert set(jax.tree.leaves(factors)) == {1.0}
+        model = _resmlp(BASE, 2, name) if name == "depth_mup" else _mlp(BASE, name)
+        for factors in (parameterized.lr_factors(model, (10,), "adam"), parameterized.init_factors(model, (10,))):
+            assert set(jax.tree.leaves(factors)) == {1.0}
 
 
 @pytest.mark.parametrize("options, message", [
     ({"parameterization": "mup"}, "give parameterization and base_width together"),
+    ({"parameterization": "mup", "base_width": 8, "base_depth": 2}, "base_depth goes with depth_mup only"),
+    ({"parameterization": "depth_mup", "base_width": 8}, "depth_mup needs it"),
+    ({"parameterization": "depth_mup", "base_width": 8, "base_depth": 2}, "use a resmlp or a transformer"),
     ({"parameterization": "mu", "base_width": 8}, "unknown parameterization 'mu'"),
     ({"parameterization": "mup", "base_width": 0}, "base_width must be an integer >= 1"),
     ({"parameterization": "mup", "base_width": 8.0}, "base_width must be an integer >= 1"),
@@ -180,6 +184,11 @@ def test_parameterization_errors_name_the_model_and_optimizer():
         models.build("transformer", (8,), 6, (32,), "gelu", heads=4, parameterization="mup", base_width=6)
     with pytest.raises(UserError, match="has no option 'parameterization'"):
         models.build("lenet", (28, 28, 1), 10, (), "relu", parameterization="mup", base_width=8)
+    with pytest.raises(UserError, match="not \"post\""):
+        models.build("transformer", (8,), 6, (32,), "gelu", norm="post", parameterization="depth_mup", base_width=8,
+                     base_depth=1)
+    with pytest.raises(UserError, match="base_depth must be an integer >= 1"):
+        _resmlp(32, 2, "depth_mup", base_depth=0)
     with pytest.raises(UserError, match="its embedding is also its readout"):
         models.build("transformer", (8,), 6, (32,), "gelu", tied=True, parameterization="mup", base_width=8)
     with pytest.raises(UserError, match="unknown optimizer"):
@@ -213,3 +222,112 @@ def test_scaled_optimizer_keeps_a_grids_injected_state():
     factors = parameterized.lr_factors(model, (10,), "sgd")
     np.testing.assert_allclose(updates["Dense_0"]["kernel"], -0.1 * factors["Dense_0"]["kernel"], rtol=1e-6)
     np.testing.assert_allclose(updates["Dense_2"]["kernel"], -0.1 * factors["Dense_2"]["kernel"], rtol=1e-6)
+
+
+def _resmlp(width, depth, name=None, base_depth=2, n_in=10, n_out=3):
+    options = {} if name is None else {"parameterization": name, "base_width": BASE}
+    if name == "depth_mup":
+        options["base_depth"] = base_depth
+    return models.build("resmlp", (n_in,), n_out, (width,) * depth, "relu", **options)
+
+
+@pytest.mark.parametrize("width", [BASE, 64])
+def test_depth_mup_factors_give_the_papers_table(width):
+    """Depth-muP (Tensor Programs VI, block depth 1) at 8 blocks against a base of 2 (m_L = 4): branches times
+    4^-1/2, folded into each block's last layer; Adam's rate inside a branch times 4^-1/2, SGD's unchanged;
+    multiplied by muP's width factors."""
+    model, m_depth = _resmlp(width, 8, "depth_mup"), 4.0
+    width_init = parameterized.init_factors(_resmlp(width, 8, "mup"), (10,))
+    init = parameterized.init_factors(model, (10,))
+    for family, inside in (("adam", m_depth**-0.5), ("sgd", 1.0)):
+        width_lr = parameterized.lr_factors(_resmlp(width, 8, "mup"), (10,), family)
+        lr = parameterized.lr_factors(model, (10,), family)
+        folded = m_depth**-0.5 * (m_depth**-0.5 if family == "adam" else m_depth**-0.5)  # c * inside (Adam), c^2 (SGD)
+        for block in ("block_0", "block_7"):
+            assert lr[block]["branch_out"]["kernel"] == pytest.approx(folded * width_lr[block]["branch_out"]["kernel"])
+            assert lr[block]["b3"] == pytest.approx(folded)
+            assert lr[block]["branch_in"]["kernel"] == pytest.approx(inside * width_lr[block]["branch_in"]["kernel"])
+            assert lr[block]["b0"] == pytest.approx(inside) and lr[block]["scale"] == pytest.approx(inside)
+        assert lr["stem"] == width_lr["stem"] and lr["head"] == width_lr["head"]
+    assert init["block_5"]["branch_out"]["kernel"] == pytest.approx(
+        m_depth**-0.5 * width_init["block_5"]["branch_out"]["kernel"])
+    assert init["block_5"]["branch_in"]["kernel"] == width_init["block_5"]["branch_in"]["kernel"]
+    assert init["head"] == width_init["head"]
+    # the transformer: attention's and the MLP's output projections are the branch outputs, LayerNorms in the branch
+    lm = models.build("transformer", (8,), 6, (32,) * 8, "gelu", heads=2, parameterization="depth_mup", base_width=32,
+                      base_depth=2)
+    lr = parameterized.lr_factors(lm, (8,), "adam")
+    assert lr["block_3"]["attn"]["out"]["kernel"] == pytest.approx(1 / 4)
+    assert lr["block_3"]["mlp"]["out"]["bias"] == pytest.approx(1 / 4)
+    assert lr["block_3"]["attn"]["query"]["kernel"] == pytest.approx(1 / 2)
+    assert lr["block_3"]["norm_mlp"]["scale"] == pytest.approx(1 / 2)
+    assert lr["embed"]["embedding"] == 1.0 and lr["readout"]["kernel"] == 1.0
+
+
+def _explicit_resmlp(params, x, a):
+    """The ResMLP with every block's branch times ``a`` in the forward pass (the unfolded Depth-muP)."""
+    h = x @ params["stem"]["kernel"] + params["stem"]["bias"]
+    for i in range(len([k for k in params if k.startswith("block_")])):
+        b = params[f"block_{i}"]
+        z = (jax.nn.relu(h) + b["b0"]) @ b["branch_in"]["kernel"]
+        z = (jax.nn.relu(z + b["b1"]) + b["b2"]) @ b["branch_out"]["kernel"]
+        h = h + a * (b["scale"] * z + b["b3"])
+    return jax.nn.relu(h) @ params["head"]["kernel"] + params["head"]["bias"]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_folded_depth_mup_trains_like_explicit_branch_multipliers(optimizer):
+    """1/sqrt(L / L_base) on every branch with the paper's rates (Adam: times that inside branches), folded into
+    the branches' last layers, takes the same steps as the explicit multiplier (Adam: up to its epsilon)."""
+    depth, lr, steps = 8, 0.05 if optimizer == "sgd" else 1e-2, 4
+    model, a = _resmlp(BASE, depth, "depth_mup"), (depth / 2) ** -0.5
+    keys, _ = train.run_keys(0, "t", [0])
+    folded = jax.tree.map(lambda leaf: leaf[0, 0], train.init_params(model, [initjax.get("lecun_normal")], keys,
+                                                                     (10,)))
+    folded["block_1"]["b3"] = jnp.float32(0.3)  # a stream bias away from 0, so its folding is exercised too
+    drawn = jax.tree.map(lambda v: v, folded)
+    for i in range(depth):
+        drawn[f"block_{i}"]["branch_out"]["kernel"] = folded[f"block_{i}"]["branch_out"]["kernel"] / a
+        drawn[f"block_{i}"]["b3"] = folded[f"block_{i}"]["b3"] / a
+    inside = 1.0 if optimizer == "sgd" else a
+    paper_lr = jax.tree_util.tree_map_with_path(
+        lambda path, _: inside if str(getattr(path[0], "key", "")).startswith("block_") else 1.0, drawn)
+    x = jax.random.normal(jax.random.key(1), (32, 10))
+    y = jax.random.randint(jax.random.key(2), (32,), 0, 3)
+    base = optax.sgd(lr) if optimizer == "sgd" else optax.adam(lr, eps=1e-12)
+
+    def run(params, forward, transform):
+        state = transform.init(params)
+        for _ in range(steps):
+            grads = jax.grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(forward(p), y).mean())(params)
+            updates, state = transform.update(grads, state, params)
+            params = optax.apply_updates(params, updates)
+        return forward(params)
+
+    np.testing.assert_allclose(model.apply({"params": folded}, x), _explicit_resmlp(drawn, x, a), rtol=1e-5,
+                               atol=1e-6)  # the forward passes agree at init
+    ours = run(folded, lambda p: model.apply({"params": p}, x), parameterized.optimizer(base, model, (10,), optimizer))
+    reference = run(drawn, lambda p: _explicit_resmlp(p, x, a), optax.chain(base, _times(paper_lr)))
+    np.testing.assert_allclose(ours, reference, rtol=2e-4, atol=2e-5)
+    assert not np.allclose(ours, model.apply({"params": folded}, x), atol=1e-2)  # training moved the outputs
+
+
+def test_depth_mup_keeps_the_residual_stream_at_its_scale_as_blocks_are_added():
+    """At init each block adds a branch of variance ~Var(h)/4 (two LeCun-drawn ReLU layers): unscaled, the stream's
+    variance grows as 1.25^L (RMS x28 from 2 to 32 blocks); times 1/sqrt(L/2), as (1 + 1/(2L))^L (RMS x1.03)."""
+    x = jax.random.normal(jax.random.key(3), (256, 64))
+    keys, _ = train.run_keys(0, "t", [0])
+
+    def stream_rms(name, depth):
+        model = _resmlp(256, depth, name, n_in=64)
+        params = jax.tree.map(lambda leaf: leaf[0, 0], train.init_params(model, [initjax.get("lecun_normal")], keys,
+                                                                         (64,)))
+        _, state = model.apply({"params": params}, x, capture_intermediates=True)
+        h = state["intermediates"][f"block_{depth - 1}"]["__call__"][0]
+        return float(jnp.sqrt(jnp.mean(h**2)))
+
+    scaled = [stream_rms("depth_mup", d) for d in (2, 8, 32)]
+    plain = [stream_rms("mup", d) for d in (2, 8, 32)]
+    assert scaled[0] == pytest.approx(plain[0])  # the base depth: the same model
+    assert max(scaled) / min(scaled) < 1.2
+    assert plain[2] / plain[0] > 10

@@ -1,9 +1,11 @@
 """The coordinate check (Yang et al. 2021, Tensor Programs V, Sec. 7 / microsoft/mup's ``coord_check``): do a
 parameterization's activations and their updates keep their size as the model widens?
 
-For each parameterization and width, the same MLP is initialized (``lecun_normal``, the fan-in draw the
-tables assume), then trained for a few steps on the same minibatches. After each step ``t`` every
-layer's output (its pre-activation; the last layer's is the logits) is measured on a fixed probe batch:
+For each parameterization and width, the same MLP (or decoder-only transformer) is initialized
+(``lecun_normal``, the fan-in draw the tables assume), then trained for a few steps on the same minibatches.
+After each step ``t`` every layer's output is measured on a fixed probe batch: an MLP's pre-activations (the
+last layer's are the logits); a transformer's embedding output, each block's residual stream and attention
+logits, and its logits (microsoft/mup's coordinate check of a transformer looks at the same):
 
 * ``rms``: ``sqrt(mean(h_t^2))``, the size of the coordinates;
 * ``update_rms``: ``sqrt(mean((h_t - h_0)^2))``, how far training has moved them.
@@ -47,7 +49,11 @@ from bench.training import parameterized, recipes, train
 from initjax import parameterization as param
 
 WIDTHS = (64, 128, 256, 512, 1024, 2048)
-PROBE = 256  # examples the coordinates are measured on
+TRANSFORMER_WIDTHS = (32, 64, 128, 256, 512)
+TRANSFORMER_DATA = "markov(vocab=16, order=2, concentration=0.3, context=16, n_train=512, n_val=64, n_test=64)"
+HEADS = 4  # the transformer's heads at every width: the head width grows with the model's
+MODELS = ("mlp", "transformer")
+PROBE = 256  # examples (sequences) the coordinates are measured on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +61,9 @@ class Setup:
     """What is checked.
 
     Attributes:
-      dataset: a classification dataset spec (``bench.data``), e.g. ``"digits"``.
-      depth: hidden layers of the MLP (all of one width).
+      dataset: a classification dataset spec (``bench.data``), e.g. ``"digits"``; a token language for the
+        transformer (:data:`TRANSFORMER_DATA`).
+      depth: hidden layers of the MLP (all of one width), blocks of the transformer.
       activation: hidden activation.
       optimizer: optimizer spec (``bench.training.recipes``), e.g. ``"adam"``.
       lr: learning rate at the base width.
@@ -65,6 +72,7 @@ class Setup:
       batch_size: examples per step.
       seeds: networks per (parameterization, width); their statistics are averaged.
       data_dir: where image datasets are found (``bench.data``).
+      model: ``"mlp"`` or ``"transformer"`` (pre-LN, :data:`HEADS` heads).
     """
 
     dataset: str = "digits"
@@ -77,6 +85,7 @@ class Setup:
     batch_size: int = 64
     seeds: int = 3
     data_dir: str | None = None
+    model: str = "mlp"
 
 
 def setup_from(parameterizations: Sequence[str], widths: Sequence[int], **fields) -> Setup:
@@ -86,6 +95,8 @@ def setup_from(parameterizations: Sequence[str], widths: Sequence[int], **fields
       UserError: an unknown parameterization or optimizer, fewer than two widths, or a count below 1.
     """
     setup = Setup(**fields)
+    if setup.model not in MODELS:
+        raise unknown("coordinate-check model", setup.model, MODELS)
     for name in parameterizations:
         if name not in param.PARAMETERIZATIONS:
             raise unknown("parameterization", name, param.PARAMETERIZATIONS)
@@ -97,21 +108,52 @@ def setup_from(parameterizations: Sequence[str], widths: Sequence[int], **fields
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(setup, name)}")
     if not setup.lr > 0:
         raise UserError(f"--lr must be > 0, got {setup.lr}")
+    if setup.model == "transformer" and (setup.base_width % HEADS or any(w % HEADS for w in widths)):
+        raise UserError(f"the transformer has {HEADS} heads: --widths and --base-width must be multiples of {HEADS}")
     return setup
 
 
 def _layer_outputs(model, params, x) -> list[jnp.ndarray]:
-    """Every Dense layer's output, `(batch, width)` each, in order."""
-    _, state = model.apply({"params": params}, x, capture_intermediates=True,
-                           mutable=["intermediates"])
+    """The coordinates measured, in :func:`layer_names`' order: every Dense layer's output of an MLP
+    `(batch, width)`; a transformer's embedding output and residual stream after each block `(batch, context,
+    width)`, each block's attention logits `(batch, heads, context, context)` and the logits."""
+    out, state = model.apply({"params": params}, x, capture_intermediates=True, mutable=["intermediates"])
     inter = state["intermediates"]
-    return [inter[f"Dense_{i}"]["__call__"][0] for i in range(len(model.hidden) + 1)]
+    if not hasattr(model, "heads"):
+        return [inter[f"Dense_{i}"]["__call__"][0] for i in range(len(model.hidden) + 1)]
+    blocks = [inter[f"block_{i}"] for i in range(model.depth)]
+    return [inter["residual"][0], *[b["residual"][0] for b in blocks],
+            *[b["attn"]["attention_logits"][0] for b in blocks], out]
+
+
+def layer_names(model) -> list[str]:
+    """The names of :func:`_layer_outputs`' coordinates: ``input``, ``hidden_1``, ..., ``output`` (MLP);
+    ``embedding``, ``block_0``, ..., ``attn_logits_0``, ..., ``output`` (transformer)."""
+    if not hasattr(model, "heads"):
+        layers = len(model.hidden) + 1
+        return [layer_name(i, layers) for i in range(layers)]
+    return ["embedding", *[f"block_{i}" for i in range(model.depth)],
+            *[f"attn_logits_{i}" for i in range(model.depth)], "output"]
+
+
+def _build(setup: Setup, data: datasets.Dataset, parameterization: str, width: int):
+    if setup.model == "transformer":
+        return models.build("transformer", data.input_shape, data.n_classes, (width,) * setup.depth,
+                            setup.activation, heads=HEADS, parameterization=parameterization,
+                            base_width=setup.base_width)
+    return models.build("mlp", data.input_shape, data.n_classes, (width,) * setup.depth, setup.activation,
+                        parameterization=parameterization, base_width=setup.base_width)
 
 
 def load(setup: Setup) -> datasets.Dataset:
-    """The setup's dataset, refused unless it is a classification dataset of feature vectors or images."""
+    """The setup's dataset, refused unless it is a classification dataset of feature vectors or images (a token
+    language for the transformer)."""
     data = datasets.load(setup.dataset, setup.data_dir)
-    if data.regression or data.y_train.ndim != 1:  # regression targets, or a label per position (sequences)
+    sequences = not data.regression and data.y_train.ndim == 2
+    if setup.model == "transformer" and not sequences:
+        raise UserError(f"the transformer's coordinate check needs a token language (e.g. {TRANSFORMER_DATA}); "
+                        f"{setup.dataset} is not one")
+    if setup.model == "mlp" and (data.regression or data.y_train.ndim != 1):
         raise UserError(f"the coordinate check trains an MLP classifier; {setup.dataset} is not a classification "
                         "dataset of feature vectors or images")
     return data
@@ -120,8 +162,7 @@ def load(setup: Setup) -> datasets.Dataset:
 def measure(setup: Setup, data: datasets.Dataset, parameterization: str, width: int) -> pd.DataFrame:
     """One (parameterization, width) on ``data`` (:func:`load`): per seed, layer and step, ``rms`` and
     ``update_rms`` (module docstring)."""
-    model = models.build("mlp", data.input_shape, data.n_classes, (width,) * setup.depth, setup.activation,
-                         parameterization=parameterization, base_width=setup.base_width)
+    model = _build(setup, data, parameterization, width)
     x_all, y_all = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     probe = x_all[:PROBE]
     init_keys, data_keys = train.run_keys(0, data.name, list(range(setup.seeds)))
@@ -144,18 +185,17 @@ def measure(setup: Setup, data: datasets.Dataset, parameterization: str, width: 
 
         first = _layer_outputs(model, params, probe)
         _, later = jax.lax.scan(step, (params, optimizer.init(params)), batches)
-        outputs = [jnp.concatenate([h0[None], h], 0) for h0, h in zip(first, later)]  # (steps + 1, probe, width)
-        rms = jnp.stack([jnp.sqrt(jnp.mean(h**2, axis=(1, 2))) for h in outputs], 1)
-        moved = jnp.stack([jnp.sqrt(jnp.mean((h - h[:1]) ** 2, axis=(1, 2))) for h in outputs], 1)
+        outputs = [jnp.concatenate([h0[None], h], 0) for h0, h in zip(first, later)]  # (steps + 1, probe, ...)
+        rms = jnp.stack([jnp.sqrt(jnp.mean(h**2, axis=tuple(range(1, h.ndim)))) for h in outputs], 1)
+        moved = jnp.stack([jnp.sqrt(jnp.mean((h - h[:1]) ** 2, axis=tuple(range(1, h.ndim)))) for h in outputs], 1)
         return rms, moved  # (steps + 1, layers) each
 
     rms, moved = jax.jit(jax.vmap(one_seed))(params, data_keys)
     rms, moved = np.asarray(rms), np.asarray(moved)
-    seeds, steps, layers = rms.shape
     index = np.indices(rms.shape).reshape(3, -1)
     return pd.DataFrame({
         "parameterization": parameterization, "width": width, "seed": index[0], "step": index[1],
-        "layer": [layer_name(i, layers) for i in index[2]], "rms": rms.ravel(), "update_rms": moved.ravel()})
+        "layer": np.asarray(layer_names(model))[index[2]], "rms": rms.ravel(), "update_rms": moved.ravel()})
 
 
 def layer_name(i: int, layers: int) -> str:
@@ -237,7 +277,9 @@ def write(setup: Setup, table: pd.DataFrame, folder: Path, command: str) -> list
 
 def markdown(setup: Setup, table: pd.DataFrame, command: str) -> str:
     """The slopes of both statistics per layer and step, and what they mean."""
-    lines = [f"# Coordinate check: {setup.dataset}, MLP with {setup.depth} hidden layers", "",
+    shape = (f"transformer with {setup.depth} pre-LN blocks, {HEADS} heads" if setup.model == "transformer"
+             else f"MLP with {setup.depth} hidden layers")
+    lines = [f"# Coordinate check: {setup.dataset}, {shape}", "",
              f"Command: `{command}`. {setup.optimizer} at lr {setup.lr:g} (at base width {setup.base_width}), "
              f"batch {setup.batch_size}, {setup.steps} steps, {setup.seeds} seeds per width; widths "
              f"{', '.join(str(w) for w in sorted(table['width'].unique()))}; coordinates measured on {PROBE} "

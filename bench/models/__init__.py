@@ -177,6 +177,7 @@ class ResMLP(nn.Module):
       depth: number of residual blocks (each has two Dense layers).
       n_outputs, activation, output_activation, kernel_init, bias_init, parameterization, base_width:
         as in :class:`MLP`.
+      base_depth: under ``depth_mup``, the depth at which branches are not scaled.
 
     Shapes: `(batch, *input_shape)` -> logits `(batch, n_outputs)`.
     """
@@ -190,6 +191,7 @@ class ResMLP(nn.Module):
     bias_init: Callable = jinit.zeros
     parameterization: str | None = None
     base_width: int | None = None
+    base_depth: int | None = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -219,9 +221,10 @@ def _head(n_classes: int, n_targets: int | None = None) -> dict:
 
 OPTIONS = {"norm": "None, layer or batch (NORMS)", "dropout": "rate in [0, 1) after hidden activations"}
 PARAMETERIZATION_OPTIONS = {
-    "parameterization": "sp, ntk or mup: how init and learning rates scale with width "
-                        "(bench.training.parameterized; needs base_width)",
-    "base_width": "the width at which the model is its own base model (every parameterization agrees there)"}
+    "parameterization": "sp, ntk, mup or depth_mup: how init and learning rates scale with width (and depth) "
+                        "(bench.training.parameterized; needs base_width, and base_depth for depth_mup)",
+    "base_width": "the width at which the model is its own base model (every parameterization agrees there)",
+    "base_depth": "depth_mup only (resmlp, transformer): the number of blocks at which branches are not scaled"}
 TRANSFORMER_OPTIONS = {"heads": "attention heads, dividing the width (default 4)",
                        "norm": "pre, post or none (bench.models.transformer.NORMS; default pre)",
                        "tied": "true: logits from the token embedding (default false: a readout layer)",
@@ -396,12 +399,15 @@ def describe(model: nn.Module, input_shape: Sequence[int]) -> str:
 
 
 def _parameterized(model) -> str:
-    """`` muP (base width 64)``: a built-in model's width parameterization, if it has one."""
+    """`` muP (base width 64)``: a built-in model's width parameterization, if it has one (and its base depth)."""
     name = getattr(model, "parameterization", None)
-    return "" if name is None else f" {PARAMETERIZATION_NAMES[name]} (base width {model.base_width})"
+    if name is None:
+        return ""
+    depth = f", base depth {model.base_depth}" if getattr(model, "base_depth", None) is not None else ""
+    return f" {PARAMETERIZATION_NAMES[name]} (base width {model.base_width}{depth})"
 
 
-PARAMETERIZATION_NAMES = {"sp": "SP", "ntk": "NTK", "mup": "muP"}
+PARAMETERIZATION_NAMES = {"sp": "SP", "ntk": "NTK", "mup": "muP", "depth_mup": "Depth-muP"}
 
 
 def _describe_layout(model: nn.Module, input_shape: Sequence[int]) -> str:

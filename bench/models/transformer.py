@@ -136,6 +136,7 @@ class Transformer(nn.Module):
       kernel_init, bias_init: the model's own initializers of every Dense (init schemes redraw them).
       output_activation: the loss the suite trains it with.
       parameterization, base_width: as in ``bench.models.MLP`` (the base model has as many heads).
+      base_depth: under ``depth_mup``, the depth at which branches are not scaled.
 
     Shapes: tokens `(batch, context)` (any numeric dtype) -> logits `(batch, context, vocab)`.
     """
@@ -153,6 +154,7 @@ class Transformer(nn.Module):
     output_activation: str = "next_token_cross_entropy"
     parameterization: str | None = None
     base_width: int | None = None
+    base_depth: int | None = None
 
     @nn.compact
     def __call__(self, tokens: jnp.ndarray) -> jnp.ndarray:

@@ -9,8 +9,13 @@ role and width multiplier ``m`` (``initjax.parameterization.roles``). Then
 * every update is multiplied by the tensor's learning-rate factor, after the recipe's optimizer
   (:func:`optimizer`).
 
-Forward multipliers (NTK's ``1/sqrt(fan_in)``, muP's attention ``1/d``) are folded into the
-tensors and their learning rates, so the model's forward pass is unchanged and any arm, grid
+Under ``depth_mup`` (with ``base_depth``), a ResMLP's or pre-LN/no-LN transformer's tensors also take a depth role
+from their path (:func:`depth_roles`): each block's branch output (the transformer's ``attn/out`` and ``mlp/out``,
+the ResMLP's ``branch_out`` and stream bias ``b3``), the rest of its branch, or outside the blocks; the factors
+multiply the width ones.
+
+Forward multipliers (NTK's ``1/sqrt(fan_in)``, muP's attention ``1/d``, Depth-muP's ``1/sqrt(L)`` on branches)
+are folded into the tensors and their learning rates, so the model's forward pass is unchanged and any arm, grid
 and chunking works as for any other task. The arms' draws are taken as the standard
 parameterization's: ``Var ~ 1/fan_in`` on hidden and output tensors (LeCun, He); Glorot's input
 layer and GPT-2's constant 0.02 are not fan-in draws.
@@ -30,6 +35,12 @@ from initjax import parameterization as param
 FAMILIES = {"sgd": "sgd", "momentum": "sgd", "nesterov": "sgd", "adam": "adam", "adamw": "adam", "lion": "adam",
             "rmsprop": "adam"}
 QUERY = "attn/query/"  # the transformer's query projection (kernel and bias), where attention's 1/d is folded
+BRANCH_OUTPUTS = ("attn/out/", "mlp/out/", "branch_out/", "b3/")  # a block's last layer and its bias to the stream
+FIXED = ("residual_alpha/",)  # constants of a block, not in its branch (no gradient)
+
+
+def _path(path) -> str:
+    return "/".join(str(getattr(k, "key", k)) for k in path) + "/"
 
 
 def of(model: nn.Module) -> param.Parameterization | None:
@@ -74,8 +85,29 @@ def _with_query(factors: dict, power: float, model: nn.Module, p: param.Paramete
     c = param.attention_factor(p, _head_ratio(model)) ** power
     if c == 1.0:
         return factors
-    return jax.tree_util.tree_map_with_path(
-        lambda path, f: f * c if QUERY in "/".join(str(getattr(k, "key", k)) for k in path) + "/" else f, factors)
+    return jax.tree_util.tree_map_with_path(lambda path, f: f * c if QUERY in _path(path) else f, factors)
+
+
+def depth_role(path: str) -> str:
+    """A parameter's depth role (``initjax.parameterization.DEPTH_ROLES``) from its path, ``"/"``-joined and
+    ending in ``"/"``: inside a ``block_i`` a branch output or the rest of the branch, else outside."""
+    if not path.startswith("block_") or any(path.endswith(name) for name in FIXED):
+        return "outside"
+    inside = path.split("/", 1)[1]
+    return "branch_output" if any(inside.startswith(name) for name in BRANCH_OUTPUTS) else "branch"
+
+
+def depth_roles(model: nn.Module, input_shape) -> dict:
+    """Per parameter, its depth role (:func:`depth_role`)."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: depth_role(_path(path)), _shapes(model, input_shape))
+
+
+def _depth_ratio(model: nn.Module) -> float:
+    return model.depth / model.base_depth if getattr(model, "base_depth", None) is not None else 1.0
+
+
+def _times(a: dict, b: dict) -> dict:
+    return jax.tree.map(lambda x, y: x * y, a, b)
 
 
 def init_factors(model: nn.Module, input_shape) -> dict | None:
@@ -83,7 +115,8 @@ def init_factors(model: nn.Module, input_shape) -> dict | None:
     p = of(model)
     if p is None:
         return None
-    return _with_query(param.init_factors(p, roles(model, input_shape)), 1.0, model, p)
+    width = _with_query(param.init_factors(p, roles(model, input_shape)), 1.0, model, p)
+    return _times(width, param.depth_init_factors(p, depth_roles(model, input_shape), _depth_ratio(model)))
 
 
 def lr_factors(model: nn.Module, input_shape, optimizer: str) -> dict | None:
@@ -92,7 +125,8 @@ def lr_factors(model: nn.Module, input_shape, optimizer: str) -> dict | None:
     if p is None:
         return None
     kind = family(optimizer)
-    return _with_query(param.lr_factors(p, roles(model, input_shape), kind), param.fold_power(kind), model, p)
+    width = _with_query(param.lr_factors(p, roles(model, input_shape), kind), param.fold_power(kind), model, p)
+    return _times(width, param.depth_lr_factors(p, depth_roles(model, input_shape), _depth_ratio(model), kind))
 
 
 def optimizer(base: optax.GradientTransformation, model: nn.Module, input_shape,
@@ -112,19 +146,30 @@ def optimizer(base: optax.GradientTransformation, model: nn.Module, input_shape,
 
 
 def check_options(kind: str, options) -> None:
-    """Raises UserError on a bad ``parameterization`` / ``base_width`` pair in a built-in model's options."""
-    name, base = options.get("parameterization"), options.get("base_width")
-    if name is None and base is None:
+    """Raises UserError on a bad ``parameterization`` / ``base_width`` / ``base_depth`` set in a built-in model's
+    options."""
+    name, base, depth = options.get("parameterization"), options.get("base_width"), options.get("base_depth")
+    if name is None and base is None and depth is None:
         return
     if name is None or base is None:
         raise UserError("give parameterization and base_width together, e.g. model_args = "
                         "{ parameterization = \"mup\", base_width = 64 }")
     if name not in param.PARAMETERIZATIONS:
         raise unknown("parameterization", name, param.PARAMETERIZATIONS)
-    if not (isinstance(base, int) and not isinstance(base, bool) and base >= 1):
-        raise UserError(f"base_width must be an integer >= 1, got {base!r}")
+    for key, value in (("base_width", base), ("base_depth", depth)):
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            raise UserError(f"{key} must be an integer >= 1, got {value!r}")
     if kind not in ("mlp", "resmlp", "transformer"):
         raise UserError(f"a parameterization needs a built-in mlp, resmlp or transformer, not {kind!r}")
     if options.get("tied") and name != "sp":
         raise UserError(f"a tied transformer cannot be trained under {name}: its embedding is also its readout, "
                         "which the parameterization scales as an output; untie it (tied = false)")
+    scales_depth = param.get(name).depth is not None
+    if scales_depth != (depth is not None):
+        raise UserError(f"base_depth goes with depth_mup only, and depth_mup needs it; got parameterization {name!r}"
+                        + (f" and base_depth {depth}" if depth is not None else " without base_depth"))
+    if scales_depth and kind == "mlp":
+        raise UserError("depth_mup scales residual branches: use a resmlp or a transformer, not an mlp")
+    if scales_depth and options.get("norm") == "post":
+        raise UserError("depth_mup scales branches added to an unnormalized stream: use norm = \"pre\" or \"none\", "
+                        "not \"post\"")
