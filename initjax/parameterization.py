@@ -1,4 +1,4 @@
-"""Width parameterizations (abc-parameterizations) as data: SP, NTK and muP.
+"""Width (and depth) parameterizations (abc-parameterizations) as data: SP, NTK, muP and Depth-muP.
 
 A parameterization says how three things change as a model is made wider: each tensor's initial scale,
 a constant multiplier in the forward pass, and its learning rate. All three are powers of the tensor's
