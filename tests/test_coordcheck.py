@@ -101,7 +101,7 @@ def test_transformer_under_mup_grows_nowhere_and_under_sp_its_stream_grows():
     logits."""
     setup = coordcheck.setup_from(("sp", "mup"), (16, 128), model="transformer", dataset=coordcheck.TRANSFORMER_DATA,
                                   base_width=16, steps=2, seeds=2, activation="gelu")
-    table = coordcheck.run(setup, ("sp", "mup"), (16, 48, 128))
+    table = coordcheck.run(setup, ("sp", "mup"), (16, 128))
     assert list(dict.fromkeys(table["layer"])) == ["embedding", "block_0", "block_1", "attn_logits_0",
                                                    "attn_logits_1", "output"]
     updates, outputs = coordcheck.slopes(table, "update_rms"), coordcheck.slopes(table, "rms")

@@ -314,7 +314,7 @@ def test_folded_depth_mup_trains_like_explicit_branch_multipliers(optimizer):
 
 def test_depth_mup_keeps_the_residual_stream_at_its_scale_as_blocks_are_added():
     """At init each block adds a branch of variance ~Var(h)/4 (two LeCun-drawn ReLU layers): unscaled, the stream's
-    variance grows as 1.25^L (RMS x28 from 2 to 32 blocks); times 1/sqrt(L/2), as (1 + 1/(2L))^L (RMS x1.03)."""
+    variance grows as 1.25^L (RMS x4.8 from 2 to 16 blocks); times 1/sqrt(L/2), as (1 + 1/(2L))^L (RMS x1.02)."""
     x = jax.random.normal(jax.random.key(3), (256, 64))
     keys, _ = train.run_keys(0, "t", [0])
 
@@ -326,8 +326,8 @@ def test_depth_mup_keeps_the_residual_stream_at_its_scale_as_blocks_are_added():
         h = state["intermediates"][f"block_{depth - 1}"]["__call__"][0]
         return float(jnp.sqrt(jnp.mean(h**2)))
 
-    scaled = [stream_rms("depth_mup", d) for d in (2, 8, 32)]
-    plain = [stream_rms("mup", d) for d in (2, 8, 32)]
+    scaled = [stream_rms("depth_mup", d) for d in (2, 16)]
+    plain = [stream_rms("mup", d) for d in (2, 16)]
     assert scaled[0] == pytest.approx(plain[0])  # the base depth: the same model
-    assert max(scaled) / min(scaled) < 1.2
-    assert plain[2] / plain[0] > 10
+    assert max(scaled) / min(scaled) < 1.15
+    assert plain[1] / plain[0] > 3

@@ -365,3 +365,30 @@ def test_constant_regression_targets_and_mixed_losses_are_refused():
                                ("he_normal",))
     with pytest.raises(UserError, match="mix regression and classification"):
         presets.validate(mixed)
+
+
+def test_a_cache_entry_half_written_by_a_killed_run_is_removed_before_the_cache_is_used(tmp_path):
+    """JAX writes an executable, then its access time; a run killed in between left an entry that made every later
+    write into the folder fail (its eviction reads every entry's access time)."""
+    from jax._src import lru_cache
+
+    from bench.training import compilation
+
+    def folder(name):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "a-cache").write_bytes(b"x" * 10)
+        (path / "a-atime").write_bytes((1).to_bytes(8, "little"))
+        (path / "b-cache").write_bytes(b"trunc")  # killed before its access time was written
+        (path / "c-atime").write_bytes((2).to_bytes(8, "little"))  # its executable gone
+        return path
+
+    broken = lru_cache.LRUCache(str(folder("broken")), max_size=20)
+    with pytest.raises(FileNotFoundError):
+        broken.put("d", b"y" * 10)
+    repaired = folder("repaired")
+    assert sorted(p.name for p in compilation.repair(repaired)) == ["b-cache", "c-atime"]
+    assert sorted(p.name for p in repaired.iterdir() if not p.name.startswith(".")) == ["a-atime", "a-cache"]
+    lru_cache.LRUCache(str(repaired), max_size=15).put("d", b"y" * 10)  # evicts a, the least recently used
+    assert sorted(p.name for p in repaired.iterdir() if not p.name.startswith(".")) == ["d-atime", "d-cache"]
+    assert compilation.repair(tmp_path / "absent") == []

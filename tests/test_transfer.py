@@ -154,7 +154,7 @@ subset = [240, 120]
 label = "{p}-{w}"
 hidden = [{w}, {w}]
 model_args = {{ parameterization = "{p}", base_width = 8 }}
-''' for p in ("sp", "mup") for w in (8, 32))
+''' for p in ("mup",) for w in (8, 32))
     (tmp_path / "study.toml").write_text(f'''name = "widths"
 seeds = 2
 initializers = ["lecun_normal"]
@@ -166,10 +166,10 @@ epochs = 1
 lr = [0.003, 0.03, 0.3]
 {tasks}''')
     outcome = run_experiment(experiment_file.load(tmp_path / "study.toml"), tmp_path / "run", progress=False)
-    expected = transfer.analyze(outcome.results, {f"{p}-{w}": (p, w) for p in ("sp", "mup") for w in (8, 32)})
+    expected = transfer.analyze(outcome.results, {f"{p}-{w}": (p, w) for p in ("mup",) for w in (8, 32)})
     text = (tmp_path / "run" / "report.md").read_text()
     section = text[text.index("## Learning-rate transfer across widths"):]
-    for p in ("sp", "mup"):
+    for p in ("mup",):
         t = expected[p]
         row = re.search(rf"\| {p}-32 +\| +([0-9.e-]+) +\| +([0-9.e-]+) +\| x([0-9.e-]+) +\| ([^|]+?) +\|", section)
         assert float(row[1]) == pytest.approx(2 ** t.best[32][0], rel=1e-2)

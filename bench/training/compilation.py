@@ -11,6 +11,9 @@ for every program however quickly it compiled, so a second ``python -m bench`` l
 executables instead of compiling them. JAX keys each entry by the module, the compile options, the
 backend, the device kind and the JAX and jaxlib versions, so an entry never serves another
 program. Programs with host callbacks cannot be cached by JAX; the suite's programs have none.
+JAX writes an entry in two files, the executable and then its access time; a process killed between
+the two (Ctrl-C, SIGKILL) leaves an executable without one, and every later write into the folder
+then fails on it with a warning. :func:`repair` removes such entries before the cache is used.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def use_persistent_cache(root: str | Path) -> Path | None:
         return folder
     from jax.experimental.compilation_cache import compilation_cache
 
+    repair(folder)
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -70,6 +74,33 @@ def use_persistent_cache(root: str | Path) -> Path | None:
     compilation_cache.reset_cache()  # JAX decides once per process whether to use it: decide again
     _ours = str(folder)
     return folder
+
+
+def repair(folder: Path, lock_timeout_s: float = 10.0) -> list[Path]:
+    """Removes the entries of a persistent-cache folder that a killed process left half written: an executable
+    (``<key>-cache``) without its access time (``<key>-atime``, written after it), which may be truncated and
+    breaks JAX's eviction, and an access time without its executable. Holds JAX's own lock on the folder, so an
+    entry another process is writing is left alone; skipped when the lock is busy.
+
+    Returns:
+      The files removed.
+    """
+    import filelock
+
+    if not folder.is_dir():
+        return []
+    removed = []
+    try:
+        with filelock.FileLock(folder / ".lockfile", timeout=lock_timeout_s):
+            for path in [*folder.glob("*-cache"), *folder.glob("*-atime")]:
+                key, _, kind = path.name.rpartition("-")
+                partner = folder / f"{key}-{'atime' if kind == 'cache' else 'cache'}"
+                if not partner.exists():
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+    except filelock.Timeout:
+        pass  # another process holds the folder; it is repaired on a later start
+    return removed
 
 
 def compile_programs(*programs: tuple) -> tuple[list[Callable], float]:
