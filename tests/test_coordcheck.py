@@ -94,21 +94,20 @@ def test_bad_coordcheck_input_is_a_one_line_error(capsys):
 
 
 def test_transformer_under_mup_grows_nowhere_and_under_sp_its_stream_grows():
-    """Adam, widths 16-128 (4 heads): SP moves the residual stream faster as it widens (each step moves a matrix's
-    entries by ~lr; slope 0.4-0.5 over these widths in 2 steps, 1.4-1.6 at widths 32-512 in 5); muP moves no
+    """Adam, one block, widths 16-128 (4 heads): SP moves the residual stream faster as it widens (each step moves a
+    matrix's entries by ~lr; slope 0.36 and 0.50 in steps 1 and 2 here, 1.4-1.6 at widths 32-512 in 5); muP moves no
     coordinate more at a larger width. muP's attention logits q.k/d start at ~n^-1/2 (independent q
     and k), and the measured layers are the embedding output, each block's stream and attention logits, and the
     logits."""
     setup = coordcheck.setup_from(("sp", "mup"), (16, 128), model="transformer", dataset=coordcheck.TRANSFORMER_DATA,
-                                  base_width=16, steps=2, seeds=2, activation="gelu")
+                                  base_width=16, depth=1, steps=2, seeds=2, activation="gelu")
     table = coordcheck.run(setup, ("sp", "mup"), (16, 128))
-    assert list(dict.fromkeys(table["layer"])) == ["embedding", "block_0", "block_1", "attn_logits_0",
-                                                   "attn_logits_1", "output"]
+    assert list(dict.fromkeys(table["layer"])) == ["embedding", "block_0", "attn_logits_0", "output"]
     updates, outputs = coordcheck.slopes(table, "update_rms"), coordcheck.slopes(table, "rms")
     for step in (1, 2):
-        for layer in ("embedding", "block_0", "block_1", "attn_logits_0", "attn_logits_1", "output"):
+        for layer in ("embedding", "block_0", "attn_logits_0", "output"):
             assert _slope(updates, "mup", layer, step) < 0.15, (layer, step)
-        for block in ("block_0", "block_1"):  # SP's stream moves faster at every width step (0.4-0.5 here)
+        for block in ("block_0",):  # SP's stream moves faster at every width step (0.4-0.5 here)
             assert _slope(updates, "sp", block, step) > max(0.3, _slope(updates, "mup", block, step) + 0.3)
     assert -0.65 < _slope(outputs, "mup", "attn_logits_0", 0) < -0.35
     assert abs(_slope(outputs, "sp", "attn_logits_0", 0)) < 0.15  # q.k/sqrt(d): width-stable at init
