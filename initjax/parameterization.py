@@ -253,13 +253,17 @@ def attention_factor(p: Parameterization, head_ratio: float) -> float:
 
 
 
+def _check_depth_role(role: str) -> None:
+    if role not in DEPTH_ROLES:
+        raise ValueError(f"depth role {role!r}: use one of {', '.join(DEPTH_ROLES)}")
+
+
 def depth_init_factors(p: Parameterization, depth_roles, m_depth: float):
     """Per tensor, what multiplies its draw for ``p``'s depth rule (``depth_roles``: a pytree of names in
     :data:`DEPTH_ROLES`; ``m_depth = L / L_base``): the branch multiplier ``m_depth ** -multiplier`` on branch
     outputs, where it is folded; 1 elsewhere and without a depth rule."""
     def factor(role):
-        if role not in DEPTH_ROLES:
-            raise ValueError(f"depth role {role!r}: use one of {', '.join(DEPTH_ROLES)}")
+        _check_depth_role(role)
         return float(m_depth ** -p.depth.multiplier) if p.depth is not None and role == "branch_output" else 1.0
     return jax.tree.map(factor, depth_roles)
 
@@ -270,8 +274,7 @@ def depth_lr_factors(p: Parameterization, depth_roles, m_depth: float, family: s
     1 outside and without a depth rule. Depth-muP under Adam: ``m_depth ** -1/2`` inside, ``m_depth ** -1`` on
     branch outputs; under SGD: 1 inside, ``m_depth ** -1`` on branch outputs."""
     def factor(role):
-        if role not in DEPTH_ROLES:
-            raise ValueError(f"depth role {role!r}: use one of {', '.join(DEPTH_ROLES)}")
+        _check_depth_role(role)
         d = p.depth
         if d is None or role == "outside":
             return 1.0

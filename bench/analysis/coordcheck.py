@@ -137,12 +137,9 @@ def layer_names(model) -> list[str]:
 
 
 def _build(setup: Setup, data: datasets.Dataset, parameterization: str, width: int):
-    if setup.model == "transformer":
-        return models.build("transformer", data.input_shape, data.n_classes, (width,) * setup.depth,
-                            setup.activation, heads=HEADS, parameterization=parameterization,
-                            base_width=setup.base_width)
-    return models.build("mlp", data.input_shape, data.n_classes, (width,) * setup.depth, setup.activation,
-                        parameterization=parameterization, base_width=setup.base_width)
+    heads = {"heads": HEADS} if setup.model == "transformer" else {}
+    return models.build(setup.model, data.input_shape, data.n_classes, (width,) * setup.depth, setup.activation,
+                        parameterization=parameterization, base_width=setup.base_width, **heads)
 
 
 def load(setup: Setup) -> datasets.Dataset:

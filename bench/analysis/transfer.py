@@ -228,8 +228,9 @@ def analyze(results: pd.DataFrame, tasks: dict, metric: str = METRIC, n_resample
     """
     out = {}
     for label, rows in settings(results[results["dataset"].isin(tasks)]):
+        present = set(rows["dataset"])
         for family in dict.fromkeys(f for f, _ in tasks.values()):
-            by_width = {w: t for t, (f, w) in tasks.items() if f == family and t in set(rows["dataset"])}
+            by_width = {w: t for t, (f, w) in tasks.items() if f == family and t in present}
             if len(by_width) < 2:
                 continue
             grids, curves = {}, {}
