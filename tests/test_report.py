@@ -347,3 +347,22 @@ def test_the_calibration_hashes_every_module_of_its_procedure():
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bench.analysis."):
                 todo.append(node.module.rsplit(".", 1)[1])
     assert seen == set(calibrate.PROCEDURE)
+
+
+def test_the_figures_drawn_before_the_statistics_count_finished_runs_as_the_comparisons_do():
+    results = _toy_results({"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6})
+    last = results["epoch"] == 3
+    results.loc[results["arm"] == "b", "diverged"] = True  # every run of b
+    results.loc[(results["arm"] == "c") & (results["seed"] < 5) & last, "diverged"] = True  # all but one of c
+    results.loc[(results["arm"] == "d") & last, "test_accuracy"] = np.nan  # d: no finite final metric
+    analysis = report.analyse(results, "test_accuracy")
+    assert report.finished_arms(results, "test_accuracy", "toy") == report.finished_initializers(analysis, "toy") == 2
+    results["diverged"] = True
+    assert report.finished_arms(results, "test_accuracy", "toy") == 0
+
+
+def test_a_report_refused_for_its_options_draws_no_figure(run_dir, tmp_path, capsys):
+    out = tmp_path / "refused"
+    assert cli.main(["report", str(run_dir), "--out", str(out), "--baseline", "zeros"]) == 2
+    assert "baseline 'zeros' is not among" in capsys.readouterr().err
+    assert not list(out.rglob("*.png")) and not list(out.rglob("*.pdf"))

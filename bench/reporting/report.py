@@ -34,10 +34,11 @@ DELTAS = {"accuracy": (0.005, 0.01), "r2": (0.005, 0.01), "loss": (0.01, 0.05)}
 
 @dataclasses.dataclass(frozen=True)
 class Compared:
-    """The part of an :class:`Analysis` computed first (same names): what the early figures read."""
+    """The part of an :class:`Analysis` computed first (same names): what the early figures read
+    (``comparisons`` None for the figures of the runs alone, drawn before any statistic)."""
 
     metric: str
-    comparisons: pd.DataFrame
+    comparisons: pd.DataFrame | None
     paired: bool
     settings: stats.Settings
 
@@ -115,14 +116,9 @@ def analyse(
     Raises:
       UserError: unknown metric or baseline, or a negative margin.
     """
-    metrics = stats.metric_columns(results)
     metric = metric or stats.default_metric(results)
-    if metric not in metrics:
-        raise UserError(f"unknown metric {metric!r}; the results have {', '.join(metrics)}")
-    if baseline is not None and baseline not in set(results["arm"]):
-        raise UserError(f"baseline {baseline!r} is not among the initializers {sorted(set(results['arm']))}")
-    if settings.margin is not None and not settings.margin >= 0:
-        raise UserError(f"--margin must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {settings.margin}")
+    check_options(results, metric, baseline, settings)
+    metrics = stats.metric_columns(results)
     shown = [m for m in dict.fromkeys([metric, stats.default_metric(results), "test_loss"]) if m in metrics]
     test_outcomes = test_outcomes or {}
     extra = outcomes.arm_variances(results, test_outcomes, shown)
@@ -152,6 +148,17 @@ def analyse(
                               reference),
         transfer=transfer.analyze(results, widths) if widths and "lr" in results else {},
     )
+
+
+def check_options(results: pd.DataFrame, metric: str, baseline: str | None, settings: stats.Settings) -> None:
+    """Raises UserError when the metric or baseline is not in the results, or the margin is negative."""
+    metrics = stats.metric_columns(results)
+    if metric not in metrics:
+        raise UserError(f"unknown metric {metric!r}; the results have {', '.join(metrics)}")
+    if baseline is not None and baseline not in set(results["arm"]):
+        raise UserError(f"baseline {baseline!r} is not among the initializers {sorted(set(results['arm']))}")
+    if settings.margin is not None and not settings.margin >= 0:
+        raise UserError(f"--margin must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {settings.margin}")
 
 
 def environment() -> dict[str, str]:
@@ -377,6 +384,13 @@ def finished_initializers(analysis: Analysis, dataset: str) -> int:
     """How many initializers of the task have a run that finished without diverging."""
     rows = analysis.comparisons
     return int((rows.loc[rows["dataset"] == dataset, "n"].fillna(0) > 0).sum())
+
+
+def finished_arms(results: pd.DataFrame, metric: str, dataset: str) -> int:
+    """How many initializers of the task have a run whose last epoch did not diverge and has a finite ``metric``:
+    :func:`finished_initializers` from the runs, before the comparisons exist."""
+    rows = stats.final_epoch(results[results["dataset"] == dataset])
+    return int(rows.loc[stats.finished(rows, metric), "arm"].nunique())
 
 
 def has_finished_runs(analysis: Analysis, dataset: str) -> bool:
@@ -870,6 +884,9 @@ def write(
     if unknown:
         raise UserError(f"unknown report format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
     out_dir = Path(out_dir)
+    settings = settings_of(meta, margin, fixed_test_set)
+    metric = metric or ranked_metric(results, meta)
+    check_options(results, metric, baseline, settings)  # before any figure is drawn
     image_formats = tuple(f for f in ("png", "pdf") if f in formats)
     if image_formats:
         drawing.warm()  # the workers import matplotlib while the statistics are computed
@@ -878,15 +895,17 @@ def write(
         except OSError as error:
             raise UserError(f"cannot write figures to {out_dir / 'figures'}: {error.strerror}; "
                             "choose another folder or --format md,csv") from None
-    settings = settings_of(meta, margin, fixed_test_set)
-    early = []  # (figures, drawing) of the figures drawn from the comparisons alone
+    started = []  # (figures, their drawing): of the runs alone, drawn while the statistics are computed, then of
+    # the comparisons, then of the rest
 
-    def draw_early(compared: Compared) -> None:
-        shown = _figure_jobs(out_dir, results, compared, meta, EARLY_FIGURES, image_formats)
-        early.append((shown, drawing.draw(shown.jobs, image_formats)))
+    def draw(analysed: Compared | Analysis, kinds: tuple[str, ...]) -> None:
+        shown = _figure_jobs(out_dir, results, analysed, meta, kinds, image_formats)
+        started.append((shown, drawing.draw(shown.jobs, image_formats)))
 
-    analysis = analyse(results, metric or ranked_metric(results, meta), baseline, paired, settings,
-                       None if settings.fixed_test_set else test_outcomes, reference_of(meta), draw_early,
+    draw(Compared(metric, None, paired, settings), RUNS_FIGURES)
+    analysis = analyse(results, metric, baseline, paired, settings,
+                       None if settings.fixed_test_set else test_outcomes, reference_of(meta),
+                       lambda compared: draw(compared, COMPARED_FIGURES),
                        transfer.families(meta.get("experiment", {}).get("tasks", [])))
     files = []
     if "csv" in formats:
@@ -895,9 +914,9 @@ def write(
         files.append(write_atomic(out_dir / "results.csv", table))
         files.append(write_atomic(out_dir / "run.json", json.dumps(meta, indent=1, default=str)))
         files += _parquet(out_dir, results)
-    late = _figure_jobs(out_dir, results, analysis, meta, LATE_FIGURES, image_formats)
-    drawn = [early[0][1], drawing.draw(late.jobs, image_formats)]
-    links = {(dataset, kind): link for shown in (early[0][0], late) for (dataset, kind), link in shown.links.items()}
+    draw(analysis, LATE_FIGURES)
+    drawn = [being_drawn for _, being_drawn in started]
+    links = {(dataset, kind): link for shown, _ in started for (dataset, kind), link in shown.links.items()}
     figures = {dataset: [links[dataset, kind] for kind in (*FIGURES, *ACROSS_FIGURES) if (dataset, kind) in links]
                for dataset in [*meta["tasks"], ACROSS]}
     texts = {}
@@ -919,16 +938,17 @@ def _has_content(kind: str, results: pd.DataFrame, analysis: Analysis, dataset: 
     if kind == "curves":  # epoch 0 is drawn even when every run diverged later
         return bool((~results.loc[results["dataset"] == dataset, "diverged"].astype(bool)).any())
     if kind == "final":
-        return has_finished_runs(analysis, dataset)
+        return finished_arms(results, analysis.metric, dataset) > 0
     if kind == "wins":
-        return finished_initializers(analysis, dataset) >= 2
+        return finished_arms(results, analysis.metric, dataset) >= 2
     if kind == "sensitivity":
         return _tuning_of(analysis, dataset) is not None
     rows = analysis.comparisons
     return bool(rows.loc[rows["dataset"] == dataset, "to_best_low"].notna().any())
 
 
-EARLY_FIGURES = ("curves", "final", "forest", "wins")  # drawn from the comparisons alone
+RUNS_FIGURES = ("curves", "final", "wins")  # drawn from the runs alone, while the statistics are computed
+COMPARED_FIGURES = ("forest",)  # drawn once the comparisons exist
 ACROSS_FIGURES = ("profile", "ranks", "transfer")  # of every task together
 LATE_FIGURES = ("sensitivity", *ACROSS_FIGURES)  # need the rest of the analysis
 
