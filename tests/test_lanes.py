@@ -119,6 +119,18 @@ def test_figures_drawn_in_workers_are_the_bytes_drawn_here(tmp_path):
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(here, there))
 
 
+def test_one_figure_goes_to_workers_only_when_they_are_already_running(tmp_path):
+    first, second = _jobs(tmp_path, "one")[:2]
+    drawing.stop()
+    alone = drawing.draw([first], ("png",), workers=2)
+    assert alone.submitted is None and drawing._pool is None  # noqa: SLF001  (no pool started for one figure)
+    assert [p.name for p in alone.paths()] == ["curves.png"]
+    drawing.warm(2)
+    there = drawing.draw([second], ("png",), workers=2)
+    assert there.submitted is not None
+    assert [p.name for p in there.paths()] == ["final.png"]
+
+
 def test_a_worker_that_cannot_write_is_a_user_error_here(tmp_path):
     jobs = _jobs(tmp_path, "gone")
     (tmp_path / "a-file").write_text("not a folder")

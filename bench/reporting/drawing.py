@@ -94,7 +94,7 @@ def draw(jobs: Sequence[Job], formats: tuple[str, ...], workers: int | None = No
     are asked for).
     """
     workers = default_workers() if workers is None else workers
-    if workers > 0 and len(jobs) > 1:
+    if workers > 0 and (len(jobs) > 1 or (jobs and _pool is not None)):  # one job: only to workers already there
         try:
             pool = _workers(workers)
             return Drawing(jobs, formats, [pool.submit(_draw_and_save, job, formats) for job in jobs])
