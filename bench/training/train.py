@@ -38,7 +38,7 @@ import pandas as pd
 from bench.data.datasets import Dataset
 from bench.errors import UserError
 from bench.models import losses
-from bench.training import compilation, devices, memory, parameterized, recipes, resume, step
+from bench.training import compilation, dedupe, devices, memory, parameterized, recipes, resume, step
 from bench.training import grid as grids
 from bench.training.grid import injected  # noqa: F401  (re-exported)
 from bench.training.lanes import WallShares, side_by_side
@@ -145,15 +145,23 @@ def run_keys(experiment_seed: int, dataset: str, seeds: Sequence[int], data_seed
     Returns:
       ``(init_keys, data_keys)``, each a key array of shape `(n_runs,)`.
     """
-    base = jax.random.fold_in(jax.random.key(experiment_seed), zlib.crc32(dataset.encode()) & 0x7FFFFFFF)
-    runs = jnp.asarray(seeds, jnp.uint32)
+    return _derive_keys(experiment_seed, _name_hash(dataset), _name_hash(f"{dataset}/data-order"),
+                        np.asarray(seeds, np.uint32), data_seeds)
+
+
+def _name_hash(name: str) -> np.uint32:
+    return np.uint32(zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _derive_keys(experiment_seed: int, dataset_hash, orders_hash, runs, data_seeds: int):
+    """:func:`run_keys` as one compiled program (op by op, its few folds compiled as many programs)."""
+    base = jax.random.fold_in(jax.random.key(experiment_seed), dataset_hash)
     seed_keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(runs // data_seeds)
     init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(seed_keys)
     if data_seeds == 1:
         return init_keys, jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)
-    orders = jax.random.fold_in(
-        jax.random.key(experiment_seed), zlib.crc32(f"{dataset}/data-order".encode()) & 0x7FFFFFFF
-    )
+    orders = jax.random.fold_in(jax.random.key(experiment_seed), orders_hash)
     return init_keys, jax.vmap(lambda d: jax.random.fold_in(jax.random.fold_in(orders, d), 1))(runs % data_seeds)
 
 
@@ -181,13 +189,14 @@ def init_params(model: nn.Module, arms: Sequence, init_keys, input_shape: Sequen
     A model with a width parameterization then has every tensor multiplied by its init factor
     (``bench.training.parameterized``).
 
-    Every arm of a seed is drawn in one body mapped over the seeds (``lax.map``), so all
-    arms x seeds are one compiled loop, and a seed's numbers are those of the seed drawn
-    alone. Not ``vmap``: on CPU, jaxlib 0.10 runs a batched QR (orthogonal init) through
-    ``ParallelBatchMap`` on XLA's intra-op pool and blocks on it, and as many of those as the
-    pool has threads, run concurrently by one program, deadlock it (every worker in
-    ``BlockingCounter::Wait``; two orthogonal arms of a 3-layer MLP suffice on 2 cores). Mapped,
-    every QR has a batch of one and runs inline.
+    Every arm of a seed is drawn in one body mapped over the seeds (``lax.map``), so all arms x seeds are one
+    compiled loop, and a seed's numbers are those of the seed drawn alone. The body is traced once with each
+    repeated operation computed once (``bench.training.dedupe``): the arms of a seed draw from the same keys, so
+    most of their random bits are one draw, which XLA would otherwise compile and compute once per arm. Not
+    ``vmap``: on CPU, jaxlib 0.10 runs a batched QR (orthogonal init) through ``ParallelBatchMap`` on XLA's
+    intra-op pool and blocks on it, and as many of those as the pool has threads, run concurrently by one
+    program, deadlock it (every worker in ``BlockingCounter::Wait``; two orthogonal arms of a 3-layer MLP
+    suffice on 2 cores). Mapped, every QR has a batch of one and runs inline.
 
     Returns:
       Params pytree with leaves `(n_arms, n_seeds, ...)`.
@@ -214,7 +223,7 @@ def init_params(model: nn.Module, arms: Sequence, init_keys, input_shape: Sequen
             drawn.append(params)
         return jax.tree.map(lambda *leaves: jnp.stack(leaves), *drawn)
 
-    return jax.tree.map(lambda leaf: jnp.swapaxes(leaf, 0, 1), jax.lax.map(one_seed, init_keys))
+    return jax.tree.map(lambda leaf: jnp.swapaxes(leaf, 0, 1), jax.lax.map(dedupe.deduplicated(one_seed), init_keys))
 
 
 def initial_state(model: nn.Module, optimizer: optax.GradientTransformation, arms: Sequence, init_keys,
