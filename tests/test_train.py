@@ -1,5 +1,6 @@
 """The trainer: batched runs equal lone runs, divergence stays contained, paired data order."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import initjax
 from bench import models
 from bench.data import datasets
 from bench.errors import UserError
+from bench.training import train
 from bench.training.step import RunState
 from bench.training.train import (
     TrainConfig,
@@ -78,6 +80,26 @@ def test_epoch_order_is_a_permutation_padded_with_its_start_and_depends_on_seed_
     assert not np.array_equal(order, np.asarray(epoch_order(data_keys[0], 2, 10, 12)))
     assert not np.array_equal(order, np.asarray(epoch_order(data_keys[1], 1, 10, 12)))
 
+
+@pytest.mark.parametrize("n, batch_size, seeds", [(1000, 32, 8), (70_001, 128, 2)])
+def test_the_integer_programs_compiled_at_O0_give_the_bits_of_the_default_level(n, batch_size, seeds):
+    """The run keys and the epoch orders (one shuffle round of hashes and a sort at 1,000 examples, two at 70,001),
+    compiled at ``INTEGER_PROGRAM_OPTIONS``, are the numbers XLA's default optimization level gives."""
+    runs = np.arange(seeds, dtype=np.uint32) * 3
+    args = (0, train._name_hash("d"), train._name_hash("d/data-order"), runs, 2)
+    derive = train._derive_keys.__wrapped__
+    fast = jax.jit(derive, static_argnums=(0, 4)).lower(*args).compile(train.INTEGER_PROGRAM_OPTIONS)
+    default = jax.jit(derive, static_argnums=(0, 4)).lower(*args).compile()
+    fast_keys, default_keys = fast(*args[1:4]), default(*args[1:4])
+    for a, b in zip(fast_keys, default_keys):
+        np.testing.assert_array_equal(jax.random.key_data(a), jax.random.key_data(b))
+    orders = functools.partial(train.epoch_orders, n=n, batch_size=batch_size)
+    epoch = jnp.asarray(3, jnp.int32)
+    low = jax.jit(orders).lower(fast_keys[1], epoch)
+    fast_order = np.asarray(low.compile(train.INTEGER_PROGRAM_OPTIONS)(fast_keys[1], epoch))
+    np.testing.assert_array_equal(fast_order, np.asarray(low.compile()(fast_keys[1], epoch)))
+    assert fast_order.shape == (-(-n // batch_size), seeds, batch_size)
+    assert sorted(fast_order[:, 0].ravel()[:n]) == list(range(n))
 
 def test_run_keys_of_a_seed_do_not_depend_on_the_other_seeds():
     init_a, data_a = run_keys(7, "synthetic", [0, 1, 5])
@@ -176,9 +198,10 @@ def _count_compiles(fn) -> int:
     return events.count(BACKEND_COMPILE_EVENT) - events.count(CACHE_HIT_EVENT)
 
 
-def test_a_task_compiles_three_programs_whatever_its_epochs_and_chunks(digits):
-    """Start (initialization + evaluation), epoch orders, and the training steps (+ evaluation + outcomes): 3 a
-    task. Epochs and chunks reuse them; a new learning rate changes only the training program."""
+def test_a_task_compiles_four_programs_whatever_its_epochs_and_chunks(digits):
+    """Start (initialization), epoch orders, the training steps, and the evaluation (+ outcomes, of epoch 0 as of
+    every epoch's end): 4 a task. Epochs and chunks reuse them; a new learning rate changes only the training
+    program."""
     def run(epochs, lr, chunk=None, hidden=(16,)):
         model = models.mlp_for(digits.n_features, digits.n_classes, hidden)
         return lambda: _train(digits, ["he_normal", "lecun_normal"], [0, 1, 2], TrainConfig("sgd", lr, 64, epochs),
@@ -189,7 +212,7 @@ def test_a_task_compiles_three_programs_whatever_its_epochs_and_chunks(digits):
     one, four = _count_compiles(run(1, 0.0123)), _count_compiles(run(4, 0.0234))
     chunked = _count_compiles(run(4, 0.0345, chunk=1))
     assert one == four == chunked == 1, (one, four, chunked)
-    assert _count_compiles(run(2, 0.0456, hidden=(17,))) == 2  # a new model: start and steps (orders are shared)
+    assert _count_compiles(run(2, 0.0456, hidden=(17,))) == 3  # a new model: start, steps, evaluation (same orders)
     assert _count_compiles(run(2, 0.0456, hidden=(17,))) == 0  # the same task again: nothing new
 
 
@@ -213,7 +236,7 @@ print(_count_compiles(lambda: train_task(data, model, inits, [0, 1], TrainConfig
                               cwd=REPO, check=True)
         return int(proc.stdout.split()[-1])
 
-    first = compiles()  # the task's 3 programs and the small eager ones (keys)
+    first = compiles()  # the task's 4 programs and the small eager ones (keys)
     assert first > 3 and any((tmp_path / "xla").iterdir())
     assert compiles() == 0
     assert compiles(INITJAX_COMPILE_CACHE="off") == first
@@ -392,3 +415,28 @@ def test_a_cache_entry_half_written_by_a_killed_run_is_removed_before_the_cache_
     lru_cache.LRUCache(str(repaired), max_size=15).put("d", b"y" * 10)  # evicts a, the least recently used
     assert sorted(p.name for p in repaired.iterdir() if not p.name.startswith(".")) == ["d-atime", "d-cache"]
     assert compilation.repair(tmp_path / "absent") == []
+
+
+def test_programs_of_one_module_but_other_argument_trees_are_not_shared():
+    """A module leaves out the arguments its program does not read: reading ``state[0]`` of a pair, of a triple
+    and of a pair whose second array is longer lowers to one module, and each gets an executable that takes its
+    own arguments (the evaluation of two states whose optimizer states differ; the initialization of two
+    training sets of other sizes)."""
+    from bench.training import compilation
+
+    def first(state):
+        return state[0] * 2.0
+
+    pair, triple = (jnp.ones(3), jnp.ones(2)), (jnp.ones(3), jnp.ones(2), {"lr": jnp.ones(())})
+    (of_pair,), _ = compilation.compile_programs((first, (pair,), (), None))
+    (of_triple,), _ = compilation.compile_programs((first, (triple,), (), None))
+    assert jax.jit(first).lower(pair).as_text() == jax.jit(first).lower(triple).as_text()
+    np.testing.assert_array_equal(of_triple(triple), [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(of_pair(pair), [2.0, 2.0, 2.0])
+    longer = (jnp.ones(3), jnp.ones(5))  # the unread argument of another shape
+    (of_longer,), _ = compilation.compile_programs((first, (longer,), (), None))
+    np.testing.assert_array_equal(of_longer(longer), [2.0, 2.0, 2.0])
+    (again,), _ = compilation.compile_programs((first, (pair,), (), None))
+    assert again is of_pair  # the same program again: reused
+    (at_o0,), _ = compilation.compile_programs((first, (pair,), (), None, {"xla_backend_optimization_level": 0}))
+    assert at_o0 is not of_pair  # other XLA options: compiled on their own

@@ -3,7 +3,10 @@
 A task's programs are lowered (traced) for its shapes and compiled by :func:`compile_programs`.
 Two tasks whose programs lower to the same HLO (the same model, optimizer and shapes: e.g. one
 network on two datasets of one shape) share one executable in the process: the executables are
-kept by a fingerprint of the lowered module, its donation and output shardings.
+kept by a fingerprint of the lowered module, its donation, output shardings, XLA options, and its
+arguments' trees and types and its results' tree (a module leaves out the arguments it does not
+read: the evaluation of two states whose optimizer states differ lowers to one module, and so do
+the initializations of two training sets of other sizes).
 
 Across processes, :func:`use_persistent_cache` turns on JAX's persistent compilation cache
 (https://docs.jax.dev/en/latest/persistent_compilation_cache.html) in the user cache directory,
@@ -104,22 +107,28 @@ def repair(folder: Path, lock_timeout_s: float = 10.0) -> list[Path]:
 
 
 def compile_programs(*programs: tuple) -> tuple[list[Callable], float]:
-    """Each ``(fn, args, donate, out_shardings)`` jitted, lowered and compiled for ``args``, one after another; the
-    ones compiled before in this process are reused. (Not side by side in threads: that saved 0.5 s of the default
-    preset's 6 s of cold compilation and raised the peak memory by 165 MiB, past the chunk plan's estimate.)
+    """Each ``(fn, args, donate, out_shardings[, compiler_options])`` jitted, lowered and compiled for ``args``, one
+    after another (``compiler_options``: XLA options of that program, e.g. its optimization level); the ones compiled
+    before in this process are reused. (Not side by side in threads: that saved 0.5 s of the default preset's 6 s of
+    cold compilation and raised the peak memory by 165 MiB, past the chunk plan's estimate.)
 
     Returns:
       ``(executables, seconds)``: in the order given; the seconds spent lowering and compiling (or loading
       from the persistent cache; about 0 for programs reused in-process).
     """
     start = time.perf_counter()
-    lowered, keys = [], []
-    for fn, args, donate, out_shardings in programs:
+    lowered, keys, options = [], [], []
+    for fn, args, donate, out_shardings, *rest in programs:
         low = jax.jit(fn, donate_argnums=donate, out_shardings=out_shardings).lower(*args)
         lowered.append(low)
-        keys.append(hashlib.sha256(f"{donate}|{out_shardings}|{jax.devices()}|".encode() + low.as_text().encode()
-                                   ).hexdigest())
-    compiled = {key: low.compile() for key, low in zip(keys, lowered) if key not in _memo}
+        options.append(dict(rest[0]) if rest else {})
+        # the arguments' trees and types too: a module leaves out the arguments it does not read
+        arguments = [str(aval) for aval in jax.tree.leaves(low.in_avals)]
+        signature = (f"{donate}|{out_shardings}|{sorted(options[-1].items())}|{jax.devices()}|"
+                     f"{low.in_tree}|{arguments}|{low.out_tree}|")
+        keys.append(hashlib.sha256(signature.encode() + low.as_text().encode()).hexdigest())
+    compiled = {key: low.compile(compiler_options=opts or None)
+                for key, low, opts in zip(keys, lowered, options) if key not in _memo}
     for key in keys:
         if key in compiled:
             _memo[key] = compiled[key]
