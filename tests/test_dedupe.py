@@ -7,7 +7,7 @@ import numpy as np
 
 import initjax
 from bench import models
-from bench.training import dedupe, train
+from bench.training import dedupe, hashes, train
 from initjax import registry
 
 
@@ -68,8 +68,9 @@ def test_effects_and_stateful_generators_are_never_merged():
 SCHEMES = ["lsuv", "data_dependent", "fixup", "metainit(steps=3)", "mean_field(sigma_w2=1.5, sigma_b2=0.05)"]
 
 
-def test_init_params_are_those_of_the_undeduplicated_program(monkeypatch):
-    """The suite's init program (every arm of a seed in one deduplicated body) against the same body traced as is:
+def test_init_params_are_those_of_the_plain_program(monkeypatch):
+    """The suite's init program (every arm of a seed in one body, deduplicated, its hashes batched:
+    ``bench.training.hashes``) against the same body traced as is:
     the initializers' draws bit for bit; a scheme that computes on them (forward passes, gradient steps) to
     float32 rounding, since XLA may fuse a shared value otherwise than each arm's own copy."""
     x = jax.random.normal(jax.random.key(7), (300, 12))
@@ -80,6 +81,7 @@ def test_init_params_are_those_of_the_undeduplicated_program(monkeypatch):
     keys, _ = train.run_keys(0, "dedupe", [0, 1, 2])
     once = jax.jit(lambda k: train.init_params(model, arms, k, (12,), x))(keys)
     monkeypatch.setattr(dedupe, "deduplicated", lambda fn: fn)
+    monkeypatch.setattr(hashes, "batched_hashes", lambda fn: fn)
     plain = jax.jit(lambda k: train.init_params(model, arms, k, (12,), x))(keys)
     for (path, a), b in zip(jax.tree.leaves_with_path(once), jax.tree.leaves(plain)):
         a, b, where = np.asarray(a), np.asarray(b), jax.tree_util.keystr(path)

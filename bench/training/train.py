@@ -38,7 +38,7 @@ import pandas as pd
 from bench.data.datasets import Dataset
 from bench.errors import UserError
 from bench.models import losses
-from bench.training import compilation, dedupe, devices, memory, parameterized, recipes, resume, step
+from bench.training import compilation, dedupe, devices, hashes, memory, parameterized, recipes, resume, step
 from bench.training import grid as grids
 from bench.training.grid import injected  # noqa: F401  (re-exported)
 from bench.training.lanes import WallShares, side_by_side
@@ -199,7 +199,9 @@ def init_params(model: nn.Module, arms: Sequence, init_keys, input_shape: Sequen
     Every arm of a seed is drawn in one body mapped over the seeds (``lax.map``), so all arms x seeds are one
     compiled loop, and a seed's numbers are those of the seed drawn alone. The body is traced once with each
     repeated operation computed once (``bench.training.dedupe``): the arms of a seed draw from the same keys, so
-    most of their random bits are one draw, which XLA would otherwise compile and compute once per arm. Not
+    most of their random bits are one draw, which XLA would otherwise compile and compute once per arm; and its
+    independent hashes (the keys of every parameter, the draws of every parameter) are batched into one hash per
+    depth (``bench.training.hashes``: on CPU each hash is a loop XLA compiles on its own). Not
     ``vmap``: on CPU, jaxlib 0.10 runs a batched QR (orthogonal init) through ``ParallelBatchMap`` on XLA's
     intra-op pool and blocks on it, and as many of those as the pool has threads, run concurrently by one
     program, deadlock it (every worker in ``BlockingCounter::Wait``; two orthogonal arms of a 3-layer MLP
@@ -230,7 +232,7 @@ def init_params(model: nn.Module, arms: Sequence, init_keys, input_shape: Sequen
             drawn.append(params)
         return jax.tree.map(lambda *leaves: jnp.stack(leaves), *drawn)
 
-    per_seed = jax.lax.map(dedupe.deduplicated(one_seed), init_keys)
+    per_seed = jax.lax.map(hashes.batched_hashes(dedupe.deduplicated(one_seed)), init_keys)
     return jax.tree.map(lambda leaf: jnp.swapaxes(leaf, 0, 1), per_seed)
 
 
