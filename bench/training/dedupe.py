@@ -9,8 +9,9 @@ not merge loops whose bodies are separate copies, so the default preset's initia
 hash loops where 9 are distinct (measured on its synthetic task: 1.75 s to compile as is, 1.3 s deduplicated).
 
 :func:`deduplicated` traces the function to a jaxpr, inlines the nested ``jit`` calls that carry no sharding
-of their own (``jax.random``'s functions are such calls) and replays it, binding an equation whose primitive,
-parameters and input values it has already bound once only once. No effectful operation is merged. The values
+of their own (``jax.random``'s functions are such calls) and replays it (``bench.training.replay``), binding an
+equation whose primitive, parameters and input values it has already bound once only once. No effectful
+operation is merged. The values
 are those of the function: the same operations on the same inputs. The draws of every registered initializer
 are bit for bit the same (tested); a scheme that computes on them (LSUV's forward passes, MetaInit's gradient
 steps) can differ in the last bit of a few entries (measured: MetaInit, 1 unit in the last place in 3% of one
@@ -24,6 +25,8 @@ from collections.abc import Callable
 import jax
 import numpy as np
 from jax.extend import core
+
+from bench.training import replay
 
 # primitives whose result is not a function of their inputs (XLA's stateful generator): never merged
 NOT_PURE = frozenset({"rng_uniform"})
@@ -51,41 +54,17 @@ def deduplicated(fn: Callable) -> Callable:
 
 def _replay(jaxpr: core.Jaxpr, consts, args, bound: dict) -> list:
     """Binds ``jaxpr``'s equations on ``args``, reusing the outputs of an equation already in ``bound``."""
-    env = dict(zip(jaxpr.constvars, consts))
-    env.update(zip(jaxpr.invars, args))
 
-    def read(atom):
-        return atom.val if isinstance(atom, core.Literal) else env[atom]
+    def once(eqn, ins):
+        key = _key(eqn, ins)
+        if key is not None and key in bound:
+            return bound[key][0]
+        outs = replay.bind(eqn, ins)
+        if key is not None:
+            bound[key] = (outs, ins)  # the inputs are kept alive: the key holds their ids
+        return outs
 
-    for eqn in jaxpr.eqns:
-        ins = [read(atom) for atom in eqn.invars]
-        if inlinable(eqn):
-            inner = eqn.params["jaxpr"]
-            outs = _replay(inner.jaxpr, inner.consts, ins, bound)
-        else:
-            key = _key(eqn, ins)
-            if key is not None and key in bound:
-                outs = bound[key][0]
-            else:
-                with eqn.ctx.manager:
-                    outs = eqn.primitive.bind(*ins, **eqn.primitive.get_bind_params(eqn.params))
-                outs = list(outs) if eqn.primitive.multiple_results else [outs]
-                if key is not None:
-                    bound[key] = (outs, ins)  # the inputs are kept alive: the key holds their ids
-        env.update(zip(eqn.outvars, outs))
-    return [read(atom) for atom in jaxpr.outvars]
-
-
-def inlinable(eqn) -> bool:
-    """A nested ``jit`` with no sharding, layout or compiler option of its own: inlining it changes nothing
-    (XLA inlines every call), and its equations can then be shared with those outside it."""
-    params = eqn.params
-    if eqn.primitive.name != "jit" or "jaxpr" not in params:
-        return False
-    shardings = (*params.get("in_shardings", ()), *params.get("out_shardings", ()))
-    layouts = (*params.get("in_layouts", ()), *params.get("out_layouts", ()))
-    return (all(type(s).__name__ == "UnspecifiedValue" for s in shardings) and all(x is None for x in layouts)
-            and not params.get("compiler_options_kvs"))
+    return replay.replay(jaxpr, consts, args, once)
 
 
 def _key(eqn, ins) -> tuple | None:

@@ -5,7 +5,7 @@ random numbers: as easy as 1, 2, 3"), and on CPU JAX lowers each hash to its own
 lowering), which XLA compiles and runs one by one. An initialization draws many small tensors from keys derived
 in a few steps (the seed's key, a key per arm, a key per parameter, the draw), so its program held a loop per
 parameter and per step: the default preset's synthetic task (8 initializers x 3 kernels, deduplicated by
-``bench.training.dedupe``) 8 hash loops, compiled in 2.3-3.8 s on a slow day. The hash is elementwise: the
+``bench.training.dedupe``) 8 hash loops besides the seeds' map. The hash is elementwise: the
 hashes of one tensor and of another, concatenated, are one hash of the concatenation. So :func:`batched_hashes`
 
 1. traces ``fn`` to a jaxpr with the nested ``jit`` calls inlined and the key operations on Threefry keys
@@ -36,7 +36,7 @@ import jax.extend.random as jax_random
 import jax.numpy as jnp
 from jax.extend import core
 
-from bench.training import dedupe
+from bench.training import replay
 
 MAX_BATCHED = 1 << 18  # numbers in a batched hash at most (its 4 operands: 4 MiB); a larger hash stays alone
 _KEY_OPERATIONS = ("random_bits", "random_fold_in", "random_split")
@@ -72,23 +72,12 @@ def batched_hashes(fn: Callable) -> Callable:
 def _replay_opened(jaxpr: core.Jaxpr, consts, args) -> list:
     """Binds ``jaxpr`` on ``args`` with its nested ``jit`` calls inlined and its key operations on Threefry keys
     bound as their implementation (inlined too)."""
-    env = dict(zip(jaxpr.constvars, consts))
-    env.update(zip(jaxpr.invars, args))
 
-    def read(atom):
-        return atom.val if isinstance(atom, core.Literal) else env[atom]
+    def opened(eqn, ins):
+        inner = _implementation_jaxpr(eqn, ins)
+        return replay.bind(eqn, ins) if inner is None else replay.replay(inner.jaxpr, inner.consts, ins, opened)
 
-    for eqn in jaxpr.eqns:
-        ins = [read(atom) for atom in eqn.invars]
-        if dedupe.inlinable(eqn):
-            inner = eqn.params["jaxpr"]
-            outs = _replay_opened(inner.jaxpr, inner.consts, ins)
-        elif (inner := _implementation_jaxpr(eqn, ins)) is not None:
-            outs = _replay_opened(inner.jaxpr, inner.consts, ins)
-        else:
-            outs = _bind(eqn, ins)
-        env.update(zip(eqn.outvars, outs))
-    return [read(atom) for atom in jaxpr.outvars]
+    return replay.replay(jaxpr, consts, args, opened)
 
 
 def _implementation_jaxpr(eqn, ins):
@@ -136,12 +125,6 @@ def _over_keys(ndim: int, fn: Callable) -> Callable:
     return fn
 
 
-def _bind(eqn, ins) -> list:
-    with eqn.ctx.manager:
-        outs = eqn.primitive.bind(*ins, **eqn.primitive.get_bind_params(eqn.params))
-    return list(outs) if eqn.primitive.multiple_results else [outs]
-
-
 def _live(jaxpr: core.Jaxpr) -> list:
     """The equations some output needs, in their order."""
     needed = {atom for atom in jaxpr.outvars if not isinstance(atom, core.Literal)}
@@ -180,10 +163,10 @@ def _bind_by_depth(jaxpr: core.Jaxpr, consts, args) -> list:
             if _is_hash(eqn) and math.prod(eqn.outvars[0].aval.shape) < MAX_BATCHED:
                 hashes.append(eqn)
             else:
-                env.update(zip(eqn.outvars, _bind(eqn, [read(atom) for atom in eqn.invars])))
+                env.update(zip(eqn.outvars, replay.bind(eqn, [read(atom) for atom in eqn.invars])))
         for group in _groups(hashes):
             if len(group) == 1:
-                env.update(zip(group[0].outvars, _bind(group[0], [read(atom) for atom in group[0].invars])))
+                env.update(zip(group[0].outvars, replay.bind(group[0], [read(atom) for atom in group[0].invars])))
             else:
                 env.update(_one_hash(group, read))
     return [read(atom) for atom in jaxpr.outvars]
