@@ -157,7 +157,7 @@ INTEGER_PROGRAM_OPTIONS = {"xla_backend_optimization_level": 0}
 """XLA options of the programs that compute integers only (the run keys; the epoch orders: hashes and a sort),
 whose results no optimization level can change: LLVM's ``-O0`` compiles them in 40-60% of the time (the default
 preset's orders 0.81 s -> 0.32 s, its run keys 0.45 s -> 0.26 s), and they run once a chunk or an epoch (the orders
-slower by 0.3 s an epoch at 60,000 examples x 32 seeds, where an epoch trains for minutes)."""
+slower by 0.4 s an epoch at 60,000 examples x 32 seeds, where an epoch trains for minutes)."""
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4), compiler_options=INTEGER_PROGRAM_OPTIONS)
