@@ -175,16 +175,19 @@ def test_spawn_is_safe_only_where_main_is_not_run_again(tmp_path, monkeypatch):
 def test_workers_end_with_a_killed_parent():
     """SIGKILL a process whose figure workers are idle: they exit (else they would hold its output pipes open, and
     this communicate would wait forever, and their memory)."""
-    code = ("import os, signal, time; from bench.reporting import drawing; drawing.warm(2); time.sleep(2); "
-            "print(*(p.pid for p in drawing._pool._processes.values()), flush=True); "
+    code = ("import os, signal, time; from bench.reporting import drawing; drawing.warm(2); "
+            "[f.result() for f in [drawing._pool.submit(time.sleep, 1) for _ in range(2)]]; "  # both workers started
+            "pids = list(drawing._pool._processes); "
+            "parents = [open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[1] for p in pids]; "
+            "print(*pids, flush=True); print(*(p for p in parents if int(p) != os.getpid()), flush=True); "
             "os.kill(os.getpid(), signal.SIGKILL)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == -9
-    workers = [int(pid) for pid in proc.stdout.split()]
+    workers, servers = ([int(pid) for pid in line.split()] for line in proc.stdout.splitlines())
     assert len(workers) == 2
     time.sleep(1.5)
-    assert not any(_running(pid) for pid in workers)
+    assert not any(_running(pid) for pid in workers + servers)  # the fork server too, where they forked from one
 
 
 def _running(pid: int) -> bool:

@@ -4,6 +4,9 @@ Matplotlib draws one figure at a time, in Python: the default preset's ten figur
 and PDF each) took 3.0 s of its 12 s, after 1.7 s of statistics that need no figure. Two
 worker processes, started before the statistics (their imports overlap them), draw the
 figures side by side; the figures are the same bytes as drawn here (a test compares them).
+Where the platform has a fork server (Linux, macOS) the workers are forked from it, and it
+imports matplotlib once for both (an import of 1.2-2.4 s on 2 cores that each spawned worker
+repeated, competing with this process's own imports); elsewhere they are spawned.
 
 Workers are spawned only when the parent's ``__main__`` is not run again in them
 (``multiprocessing``'s rule: ``python -m bench``, an interactive session or a notebook); a
@@ -20,8 +23,8 @@ import multiprocessing
 import os
 import sys
 import threading
-import time
 from collections.abc import Sequence
+from multiprocessing import connection
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,6 +32,8 @@ WORKERS = 2  # processes that draw figures, where spawning them is safe (see the
 
 _pool: futures.ProcessPoolExecutor | None = None
 _pool_size = 0
+# (read end, write end): only this process has the write end, and its closing (this process ending) ends the workers
+_lifeline: tuple[connection.Connection, connection.Connection] | None = None
 
 
 class Job(NamedTuple):
@@ -109,11 +114,12 @@ def _draw_and_save(job: Job, formats: tuple[str, ...]) -> list[Path]:
     return figures.save(getattr(figures, job.function)(*job.args), job.stem, formats)
 
 
-def _start_worker(parent: int) -> None:
-    """A worker's first moments: import the figures (its first job then only draws) and watch the parent."""
+def _start_worker(lifeline: connection.Connection) -> None:
+    """A worker's first moments: import the figures (its first job then only draws; forked from the fork server,
+    they are imported already) and watch ``lifeline``, the read end of a pipe only this process writes to."""
     import bench.reporting.figures  # noqa: F401
 
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    threading.Thread(target=_exit_with, args=(lifeline,), daemon=True).start()
     atexit.register(_skip_teardown)
 
 
@@ -125,33 +131,57 @@ def _skip_teardown() -> None:
     os._exit(0)
 
 
-def _exit_with(parent: int) -> None:
-    """Ends this worker once ``parent`` is gone (killed, SIGKILL included: an idle worker would wait for jobs
-    forever, holding its memory and the parent's output pipes)."""
-    while os.getppid() == parent:
-        time.sleep(0.5)
+def _exit_with(lifeline: connection.Connection) -> None:
+    """Ends this worker once the parent is gone (killed, SIGKILL included: an idle worker would wait for jobs
+    forever, holding its memory and the parent's output pipes). The pipe's end of file says so, whoever this
+    worker's parent process is: the fork server outlives the parent until its last worker ends."""
+    try:
+        lifeline.recv_bytes()
+    except (EOFError, OSError):
+        pass
     os._exit(0)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """The fork server, preloading the figures, where the platform has one; else spawn (see the module docstring).
+    Either way a worker is a process that imported no more than the figures, never a fork of this one (its JAX
+    threads)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["bench.reporting.figures"])  # instead of ['__main__']: no user code runs there
+    return context
 
 
 def _workers(n: int) -> futures.ProcessPoolExecutor:
     """The process pool, started on first use and kept for the process's later reports."""
-    global _pool, _pool_size
+    global _pool, _pool_size, _lifeline
     if _pool is None or _pool_size != n:
         stop()
+        context = _context()
+        _lifeline = multiprocessing.Pipe(duplex=False)  # each worker started gets the read end's descriptor
         _pool, _pool_size = futures.ProcessPoolExecutor(
-            n, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-            initargs=(os.getpid(),)), n
-        for _ in range(n):  # a spawn pool starts a process per submission while none is idle
-            _pool.submit(int)
+            n, mp_context=context, initializer=_start_worker, initargs=(_lifeline[0],)), n
+        if context.get_start_method() == "forkserver":
+            # the server imports now; the workers fork from it at the first figure (starting them here would wait
+            # for that import: a worker's start waits for the server's answer)
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
+        else:
+            for _ in range(n):  # a spawn pool starts a process per submission while none is idle
+                _pool.submit(int)
     return _pool
 
 
 def stop() -> None:
     """Stops the workers and waits for them to end (a later :func:`draw` starts new ones)."""
-    global _pool
+    global _pool, _lifeline
     if _pool is not None:
         _pool.shutdown(wait=True, cancel_futures=True)
-    _pool = None
+    for end in _lifeline or ():
+        end.close()
+    _pool, _lifeline = None, None
 
 
 atexit.register(stop)  # the workers stop before the interpreter tears down what the pool's threads use
