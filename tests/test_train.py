@@ -417,6 +417,22 @@ def test_a_cache_entry_half_written_by_a_killed_run_is_removed_before_the_cache_
     assert compilation.repair(tmp_path / "absent") == []
 
 
+def test_programs_compiled_beside_the_tracing_of_the_next_are_each_its_own():
+    """XLA compiles a program in its thread while the next is traced: each executable computes its own function, in
+    the order given, one program given twice is compiled once, and an error tracing a later program is raised,
+    not waited on."""
+    from bench.training import compilation
+
+    x = jnp.arange(4.0)
+    programs = [(lambda v, p=p: v ** p + p, (x,), (), None) for p in (1.0, 2.0, 3.0)]
+    executables, _ = compilation.compile_programs(*programs, programs[1])
+    for executable, power in zip(executables, (1.0, 2.0, 3.0, 2.0)):
+        np.testing.assert_array_equal(executable(x), np.arange(4.0) ** power + power)
+    assert executables[3] is executables[1]
+    with pytest.raises(TypeError, match="add got incompatible shapes"):
+        compilation.compile_programs(programs[0], (lambda v: v + jnp.ones(3), (x,), (), None))
+
+
 def test_programs_of_one_module_but_other_argument_trees_are_not_shared():
     """A module leaves out the arguments its program does not read: reading ``state[0]`` of a pair, of a triple
     and of a pair whose second array is longer lowers to one module, and each gets an executable that takes its
