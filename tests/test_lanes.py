@@ -119,6 +119,28 @@ def test_figures_drawn_in_workers_are_the_bytes_drawn_here(tmp_path):
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(here, there))
 
 
+def test_figures_begun_earlier_are_reused_only_when_they_are_the_same_figure(tmp_path):
+    """A finished task's figures, begun while the next trains: the report's jobs that equal them (function, file,
+    arguments) take their drawing; one of other data is drawn again over it, and a file no longer drawn is
+    removed."""
+    curves, final, wins = _jobs(tmp_path, "early")
+    earlier = drawing.draw([curves, final, wins], ("png",), workers=2)
+    changed = final.args[0].assign(test_accuracy=final.args[0]["test_accuracy"] + 0.1)
+    now = [drawing.Job(curves.function, (curves.args[0].copy(), *curves.args[1:]), curves.stem),  # equal, not same
+           drawing.Job(final.function, (changed, *final.args[1:]), final.stem)]
+    again = drawing.draw(now, ("png",), workers=2, started=[earlier])
+    assert again.submitted[0] is earlier.submitted[0] and again.submitted[1] is not earlier.submitted[1]
+    assert [p.name for p in again.paths()] == ["curves.png", "final.png"]
+    assert not wins.stem.with_suffix(".png").exists()  # drawn early, not by this report: gone
+    alone = drawing.draw([now[1]], ("png",), workers=0).jobs[0]
+    (tmp_path / "alone").mkdir()
+    expected = drawing.draw([drawing.Job(alone.function, alone.args, tmp_path / "alone" / "final")], ("png",),
+                            workers=0).paths()[0]
+    assert final.stem.with_suffix(".png").read_bytes() == expected.read_bytes()  # the changed data's figure
+    assert drawing._same_job(curves, now[0]) and not drawing._same_job(final, now[1])  # noqa: SLF001
+    assert not drawing._same_job(curves, drawing.Job(curves.function, curves.args, tmp_path / "other"))  # noqa: SLF001
+
+
 def test_one_figure_goes_to_workers_only_when_they_are_already_running(tmp_path):
     first, second = _jobs(tmp_path, "one")[:2]
     drawing.stop()

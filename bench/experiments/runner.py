@@ -148,8 +148,9 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
     """:func:`run_experiment` once the input is checked and the output folder is held."""
     runs = list(range(experiment.seeds * experiment.data_seeds))  # run r: init seed r // K, data order r % K
     arms = experiment.arms(list(initializers))
-    frames, tasks, test_outcomes = [], {}, {}
-    for task in experiment.tasks:
+    frames, tasks, test_outcomes, early = [], {}, {}, []
+    settings = stats.Settings(seed=experiment.seed, margin=margin, fixed_test_set=fixed_test_set)
+    for number, task in enumerate(experiment.tasks, start=1):
         data = task_data(task, data_dir, download, tuned=len(experiment.grid.cells()) > 1)
         model, loss = task_model(task, data)
         name = models.describe(model, data.input_shape)
@@ -177,8 +178,11 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
                                       language_model=loss_spec(model, loss) in losses.SEQUENCE)
         if result.outcomes is not None:
             test_outcomes[task.name] = outcomes.as_stored({"names": list(arms), "seeds": runs, **result.outcomes})
+        if out is not None and devices.is_main_process() and number < len(experiment.tasks):
+            # its figures are drawn while the next tasks train (the report keeps those it would draw alike)
+            early.append(report.draw_early(out, _column_order(_with_factors(frames[-1], arms)), task.name,
+                                           tasks[task.name], settings))
     results = _column_order(_with_factors(pd.concat(frames, ignore_index=True), arms))
-    settings = stats.Settings(seed=experiment.seed, margin=margin, fixed_test_set=fixed_test_set)
     meta = {
         "format": report.FORMAT_VERSION,
         "experiment": experiment.record(),
@@ -202,7 +206,8 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
                                   test_outcomes=shown, reference=report.reference_of(meta))
         return Outcome(results, analysis, meta, [], test_outcomes)
     try:
-        analysis, files = write_report(out, results, meta, test_outcomes, baseline=baseline)
+        analysis, files = write_report(out, results, meta, test_outcomes, baseline=baseline,
+                                       early=[drawn for drawn in early if drawn is not None])
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted while writing the report; every run is saved in {resume.cache_root()}: "
                           "rerun the same command to write it (nothing is retrained)") from None

@@ -89,23 +89,74 @@ class Drawing:
             except futures.BrokenExecutor:
                 stop()
                 done += _draw_and_save(job, self.formats)
+            except futures.CancelledError:  # an earlier drawing's job, its pool stopped since
+                done += _draw_and_save(job, self.formats)
         return done
 
 
-def draw(jobs: Sequence[Job], formats: tuple[str, ...], workers: int | None = None) -> Drawing:
+def draw(jobs: Sequence[Job], formats: tuple[str, ...], workers: int | None = None,
+         started: Sequence[Drawing] = ()) -> Drawing:
     """Starts drawing and saving every job's figure as each of ``formats``.
 
     ``workers``: processes to draw in (None: :func:`default_workers`; 0: here, when the paths
-    are asked for).
+    are asked for). ``started``: drawings begun earlier (a finished task's figures, while the next
+    trained): a job among them with the same function, arguments, file and formats is not drawn again;
+    the others are waited for before anything is drawn, and their files removed unless drawn again
+    now (they showed runs or settings this report does not have).
     """
     workers = default_workers() if workers is None else workers
-    if workers > 0 and (len(jobs) > 1 or (jobs and _pool is not None)):  # one job: only to workers already there
-        try:
+    reused = _reusable(jobs, formats, started)
+    todo = [job for job in jobs if id(job) not in reused]
+    if workers > 0 and (len(todo) > 1 or ((todo or reused) and _pool is not None)):  # one job: only to workers
+        try:  # already there
             pool = _workers(workers)
-            return Drawing(jobs, formats, [pool.submit(_draw_and_save, job, formats) for job in jobs])
+            submitted = {id(job): pool.submit(_draw_and_save, job, formats) for job in todo}
+            return Drawing(jobs, formats, [reused.get(id(job)) or submitted[id(job)] for job in jobs])
         except (OSError, futures.BrokenExecutor):  # no processes to be had here: draw in this one
             stop()
     return Drawing(jobs, formats, None)
+
+
+def _reusable(jobs: Sequence[Job], formats: tuple[str, ...], started: Sequence[Drawing]) -> dict[int, futures.Future]:
+    """The futures of ``started`` that draw one of ``jobs`` (by ``id`` of the job); waits for the rest and removes
+    the files they wrote that none of ``jobs`` writes."""
+    reused, stale = {}, []
+    for drawing in started:
+        for i, earlier in enumerate(drawing.jobs):
+            match = next((job for job in jobs if id(job) not in reused and drawing.formats == formats
+                          and _same_job(earlier, job)), None) if drawing.submitted is not None else None
+            if match is None:
+                stale.append((earlier, drawing.formats, None if drawing.submitted is None else drawing.submitted[i]))
+            else:
+                reused[id(match)] = drawing.submitted[i]
+    kept = {job.stem for job in jobs}
+    for earlier, earlier_formats, future in stale:
+        if future is not None:
+            futures.wait([future])
+        if earlier.stem not in kept:
+            for fmt in earlier_formats:
+                earlier.stem.with_suffix(f".{fmt}").unlink(missing_ok=True)
+    return reused
+
+
+def _same_job(a: Job, b: Job) -> bool:
+    """Whether two jobs draw the same figure into the same file: function, stem and arguments equal (frames equal
+    in columns, dtypes, index and values, NaN where NaN)."""
+    return a.function == b.function and a.stem == b.stem and len(a.args) == len(b.args) and all(
+        map(_same_value, a.args, b.args))
+
+
+def _same_value(a, b) -> bool:
+    if type(a) is not type(b):
+        return False
+    if hasattr(a, "equals") and hasattr(a, "dtypes"):  # a DataFrame (or a Series)
+        return (a.shape == b.shape and list(getattr(a, "columns", [])) == list(getattr(b, "columns", []))
+                and bool((a.dtypes == b.dtypes).all() if hasattr(a.dtypes, "all") else a.dtypes == b.dtypes)
+                and a.index.equals(b.index) and a.equals(b))
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # arrays and other values without one truth: not reused
+        return False
 
 
 def _draw_and_save(job: Job, formats: tuple[str, ...]) -> list[Path]:

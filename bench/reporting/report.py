@@ -868,6 +868,7 @@ def write(
     margin: float | None = None,
     test_outcomes: dict[str, dict] | None = None,
     fixed_test_set: bool | None = None,
+    early: Sequence[drawing.Drawing] = (),
 ) -> tuple[Analysis, list[Path]]:
     """Writes the report files into ``out_dir``, each atomically.
 
@@ -875,7 +876,8 @@ def write(
     report is identical; plus ``results.parquet`` when pyarrow is installed) with ``csv``; ``report.md`` with ``md``;
     ``report.tex`` with ``tex``; figures under ``figures/`` with ``png``/``pdf``.
     ``test_outcomes``: per-example test outcomes for the statistics (``outcomes.npz`` is
-    the runner's to write, this only reads them).
+    the runner's to write, this only reads them). ``early``: figures begun before (:func:`draw_early`); those
+    this report draws alike are not drawn again.
 
     Raises:
       UserError: unknown format, metric or baseline.
@@ -900,7 +902,7 @@ def write(
 
     def draw(analysed: Compared | Analysis, kinds: tuple[str, ...]) -> None:
         shown = _figure_jobs(out_dir, results, analysed, meta, kinds, image_formats)
-        started.append((shown, drawing.draw(shown.jobs, image_formats)))
+        started.append((shown, drawing.draw(shown.jobs, image_formats, started=early if kinds == RUNS_FIGURES else ())))
 
     draw(Compared(metric, None, paired, settings), RUNS_FIGURES)
     analysis = analyse(results, metric, baseline, paired, settings,
@@ -931,6 +933,36 @@ def write(
 
 
 FIGURES = ("curves", "final", "forest", "wins", "sensitivity")
+
+
+def draw_early(out_dir: str | Path, task_results: pd.DataFrame, task: str, task_meta: dict,
+               settings: stats.Settings) -> drawing.Drawing | None:
+    """Starts drawing the figures of a finished task's runs alone (curves, final distributions, win matrix) in the
+    figure workers, while the next tasks train; :func:`write` takes them as ``early`` and draws again only those
+    that differ from its own (another ranked metric once every task is in, say). None where figures are drawn in
+    this process (that would hold up the training) or the folder cannot be written (:func:`write` says so).
+
+    ``task_results``: the task's rows as the full table will hold them; ``task_meta``: its entry of
+    ``meta["tasks"]``.
+    """
+    if drawing.default_workers() == 0:
+        return None
+    out_dir = Path(out_dir)
+    try:
+        (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    meta = {"tasks": {task: task_meta}}
+    image_formats = tuple(f for f in ("png", "pdf") if f in FORMATS)
+    shown = _figure_jobs(out_dir, task_results, Compared(ranked_metric(task_results, meta), None, True, settings),
+                         meta, RUNS_FIGURES, image_formats)
+    return drawing.draw(shown.jobs, image_formats)
+
+
+def runs_of(results: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """One dataset's rows, indexed from 0 (a figure is the same drawn from the task's table alone)."""
+    return results[results["dataset"] == dataset].reset_index(drop=True)
+
 
 
 def _has_content(kind: str, results: pd.DataFrame, analysis: Analysis, dataset: str) -> bool:
@@ -999,7 +1031,7 @@ def _figure_jobs(out_dir: Path, results: pd.DataFrame, analysis: Analysis | Comp
 
 def _figure_of(kind: str, results: pd.DataFrame, analysis: Analysis, dataset: str) -> tuple[str, tuple]:
     """One figure of the report (a function of ``bench.reporting.figures`` and its arguments), by kind."""
-    rows = results[results["dataset"] == dataset]  # what the worker is sent: this dataset's runs
+    rows = runs_of(results, dataset)  # what the worker is sent: this dataset's runs
     if kind == "curves":
         return "learning_curves", (rows, dataset, analysis.metric, analysis.settings.level)
     if kind == "final":
