@@ -228,7 +228,7 @@ def check(spec: str | Callable, init: Initializer | None = None) -> Initializer:
     shape, dtype = (3, 4), jnp.float32
     label = spec if isinstance(spec, str) else getattr(spec, "__name__", repr(spec))
     try:
-        out = jax.eval_shape(lambda key: init(key, shape, dtype), jax.random.key(0))
+        out = jax.eval_shape(lambda: init(jax.random.key(0), shape, dtype))  # the key too: nothing is compiled
     except Exception as error:  # user code may raise anything; we name it and move on
         raise ValueError(f"initializer {label!r} failed on shape {shape}: {type(error).__name__}: {error}") from None
     if not isinstance(out, jax.ShapeDtypeStruct):

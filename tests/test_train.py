@@ -456,3 +456,22 @@ def test_programs_of_one_module_but_other_argument_trees_are_not_shared():
     assert again is of_pair  # the same program again: reused
     (at_o0,), _ = compilation.compile_programs((first, (pair,), (), None, {"xla_backend_optimization_level": 0}))
     assert at_o0 is not of_pair  # other XLA options: compiled on their own
+
+
+def test_checking_an_experiment_and_putting_its_data_on_the_device_compile_nothing(caplog):
+    """Before its programs, a task compiles nothing: the recipe, initializer and model checks are traced
+    (op by op, each eager op compiled a program of its own), the evaluation splits are put, not copied by
+    ``jnp.asarray`` (a program per shape): 12 small programs, 0.3-0.4 s on 2 cores."""
+    from bench.experiments import presets
+
+    experiment = presets.get("default").override(initializers=["orthogonal", "he_normal", "normal(stddev=0.3)"],
+                                                 optimizer="adamw(b2=0.97)", datasets=["synthetic"])
+    model = models.build("mlp", (13,), 3, hidden=(7,))
+    with jax.log_compiles(True), caplog.at_level("WARNING"):
+        presets.validate(experiment)
+        train.check_on_model(model, {"orthogonal": initjax.get("orthogonal")}, (13,))
+        xs, ys, ws = train.chunked_for_eval(np.ones((11, 13), np.float32), np.arange(11, dtype=np.int32), 4)
+    compiled = [r.getMessage() for r in caplog.records if "XLA compilation" in r.getMessage()]
+    assert compiled == []
+    assert xs.shape == (3, 4, 13) and ys.dtype == jnp.int32 and float(ws.sum()) == 11.0
+    np.testing.assert_array_equal(np.asarray(ys).ravel()[:11], np.arange(11))

@@ -98,8 +98,8 @@ INJECTABLE = ("lr", "weight_decay", "momentum")  # hyperparameters a grid may va
 def check(optimizer: str, schedule: str = "constant", injected: tuple[str, ...] = ()) -> None:
     """Raises UserError on an unknown optimizer or schedule, or arguments they do not take (tried on a tiny tree)."""
     transform = build(optimizer, 1e-3, schedule, 0.0, None, total_steps=100, injected=injected)
-    try:
-        transform.init({"w": jnp.zeros(2)})  # an injected recipe is only built here
+    try:  # an injected recipe is only built here; traced, not run (op by op, each op compiled a program of its own)
+        jax.eval_shape(transform.init, {"w": jax.ShapeDtypeStruct((2,), jnp.float32)})
     except TypeError as error:
         raise UserError(f"optimizer {optimizer!r}: {error}") from None
 

@@ -338,7 +338,7 @@ def check_on_model(model: nn.Module, arms: Mapping[str, object], input_shape: Se
         for where, index in rules.assign(list(leaves), by).items():
             kernel, init = leaves[where], by[index][1]
             try:
-                got = jax.eval_shape(lambda key, k=kernel, f=init: f(key, k.shape, k.dtype), jax.random.key(0))
+                got = jax.eval_shape(lambda k=kernel, f=init: f(jax.random.key(0), k.shape, k.dtype))
             except Exception as error:  # user code may raise anything; name it
                 raise UserError(f"initializer {name!r} failed on the parameter {where} of shape "
                                 f"{list(kernel.shape)}: {first_line(error)}") from None
@@ -465,6 +465,11 @@ def segment_steps(steps: int, flops_per_step: float) -> int:
     return -(-steps // calls)
 
 
+def _not_final() -> jax.Array:
+    """The evaluation's ``final`` argument off: not the last epoch (put on the device; ``jnp.asarray`` compiles)."""
+    return jax.device_put(np.bool_(False))
+
+
 def chunked_for_eval(x: np.ndarray, y: np.ndarray, chunk: int):
     """Pads a split to whole chunks: `(n_chunks, chunk, *input_shape)`, `(n_chunks, chunk, *target_shape)`, weights."""
     n = x.shape[0]
@@ -474,7 +479,7 @@ def chunked_for_eval(x: np.ndarray, y: np.ndarray, chunk: int):
     xs = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]).reshape(n_chunks, chunk, *x.shape[1:])
     ys = np.concatenate([y, np.zeros((pad, *y.shape[1:]), y.dtype)]).reshape(n_chunks, chunk, *y.shape[1:])
     ws = (np.arange(n_chunks * chunk) < n).astype(np.float32).reshape(n_chunks, chunk)
-    return jnp.asarray(xs), jnp.asarray(ys), jnp.asarray(ws)
+    return jax.device_put(xs), jax.device_put(ys), jax.device_put(ws)  # (jnp.asarray compiles a copy per shape)
 
 
 def make_evaluate(model: nn.Module, loss=None):
@@ -588,7 +593,7 @@ class _Programs:
           ``(state, finite, sums, outcomes)``: ``finite`` `(n_arms, n_seeds)` numpy bool, ``sums``
           `(n_splits, 2, n_arms, n_seeds)` numpy, ``outcomes`` as the program gives them (on device).
         """
-        epoch_arg = jnp.asarray(epoch, jnp.int32)
+        epoch_arg = jax.device_put(np.int32(epoch))  # (put, not jnp.asarray: that compiles a program)
         order = self.orders(data_keys, epoch_arg)
         pending, finite = [], np.ones(0, bool)
 
@@ -599,11 +604,11 @@ class _Programs:
             on_steps(done)
 
         for first in range(0, self.n_steps, self.segment):
-            state, ok = self.steps(state, data_keys, epoch_arg, order, jnp.asarray(first, jnp.int32), x, y)
+            state, ok = self.steps(state, data_keys, epoch_arg, order, jax.device_put(np.int32(first)), x, y)
             pending.append((ok, min(self.segment, self.n_steps - first)))
             if len(pending) > 1:
                 finish_oldest()
-        sums, outcomes = self.evaluate(state, splits, jnp.asarray(final))
+        sums, outcomes = self.evaluate(state, splits, jax.device_put(np.bool_(final)))
         while pending:
             finish_oldest()
         return state, finite, np.asarray(sums), outcomes
@@ -632,14 +637,14 @@ def _compile_programs(model, optimizer, config, start_state, start_args, data_ke
         return sums, jax.lax.cond(final, lambda state: outcomes_of(state, *splits[test_index]),
                                   lambda state: none, state)
 
-    epoch = jnp.asarray(1, jnp.int32)
+    epoch = jax.device_put(np.int32(1))
     orders = functools.partial(epoch_orders, n=x.shape[0], batch_size=config.batch_size)
     order = jax.eval_shape(orders, data_keys, epoch)
     (start_program, orders_program, steps_program, evaluate_program), compile_s = compilation.compile_programs(
         (start_state, start_args, (), model_sharding),
         (orders, (data_keys, epoch), (), None, INTEGER_PROGRAM_OPTIONS),
         (train_steps, (state, data_keys, epoch, order, epoch, x, y), (0,), (model_sharding, model_sharding)),
-        (evaluate, (state, eval_splits, jnp.asarray(False)), (), (None, model_sharding if outcomes_of else None)))
+        (evaluate, (state, eval_splits, _not_final()), (), (None, model_sharding if outcomes_of else None)))
     return _Programs(start_program, orders_program, steps_program, evaluate_program, segment, n_steps, compile_s,
                      max(_program_bytes(steps_program), _program_bytes(evaluate_program)))
 
@@ -852,7 +857,7 @@ def train_task(
 
         def train_started_chunk(i, c, init_keys, data_keys, check) -> _ChunkTimes:
             state = programs.start(init_keys, x_train)
-            first_sums = np.asarray(programs.evaluate(state, eval_splits, jnp.asarray(False))[0])
+            first_sums = np.asarray(programs.evaluate(state, eval_splits, _not_final())[0])
             init_s = shares.seconds(c)
             with host:
                 saved = store.checkpoint(c, shapes, [leaf.shape for leaf in jax.tree.leaves(state)])
