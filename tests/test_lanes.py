@@ -141,6 +141,22 @@ def test_figures_begun_earlier_are_reused_only_when_they_are_the_same_figure(tmp
     assert not drawing._same_job(curves, drawing.Job(curves.function, curves.args, tmp_path / "other"))  # noqa: SLF001
 
 
+def test_a_relative_path_is_this_process_s_after_a_change_of_directory(tmp_path, monkeypatch):
+    """The workers keep the working directory they started in: a figure named relative to this process's new one
+    (a notebook's os.chdir, then bench.run(out="reports/mine")) is written there, not under the old one."""
+    jobs = _jobs(tmp_path, "absolute")
+    drawing.draw(jobs, ("png",), workers=2).paths()  # a first report: the workers start, here
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    relative = [drawing.Job(j.function, j.args, Path("reports") / j.stem.name) for j in jobs]
+    (tmp_path / "elsewhere" / "reports").mkdir()
+    drawn = drawing.draw(relative, ("png",), workers=2)
+    assert drawn.submitted is not None
+    assert drawn.paths() == [Path("reports/curves.png"), Path("reports/final.png"), Path("reports/wins.png")]
+    assert sorted(p.name for p in (tmp_path / "elsewhere" / "reports").iterdir()) == [
+        "curves.png", "final.png", "wins.png"]
+
+
 def test_one_figure_goes_to_workers_only_when_they_are_already_running(tmp_path):
     first, second = _jobs(tmp_path, "one")[:2]
     drawing.stop()

@@ -88,8 +88,8 @@ class Drawing:
             if self.submitted is None:
                 done += _draw_and_save(job, self.formats)
                 continue
-            try:
-                done += self.submitted[i].result()
+            try:  # (a worker writes to the absolute path: the files as this process names them)
+                done += [job.stem.with_suffix(path.suffix) for path in self.submitted[i].result()]
             except futures.BrokenExecutor:
                 stop()
                 done += _draw_and_save(job, self.formats)
@@ -114,7 +114,9 @@ def draw(jobs: Sequence[Job], formats: tuple[str, ...], workers: int | None = No
     if workers > 0 and (len(todo) > 1 or ((todo or reused) and _pool is not None)):  # one job: only to workers
         try:  # already there
             pool = _workers(workers)
-            submitted = {id(job): pool.submit(_draw_and_save, job, formats) for job in todo}
+            # a worker's working directory is the one it started in, not this process's now: absolute paths
+            submitted = {id(job): pool.submit(_draw_and_save, job._replace(stem=job.stem.absolute()), formats)
+                         for job in todo}
             return Drawing(jobs, formats, [reused.get(id(job)) or submitted[id(job)] for job in jobs])
         except (OSError, futures.BrokenExecutor):  # no processes to be had here: draw in this one
             stop()
