@@ -111,8 +111,9 @@ def draw(jobs: Sequence[Job], formats: tuple[str, ...], workers: int | None = No
     workers = default_workers() if workers is None else workers
     reused = _reusable(jobs, formats, started)
     todo = [job for job in jobs if id(job) not in reused]
-    if workers > 0 and (len(todo) > 1 or ((todo or reused) and _pool is not None)):  # one job: only to workers
-        try:  # already there
+    # one figure alone goes only to workers already there
+    if workers > 0 and (len(todo) > 1 or ((todo or reused) and _pool is not None)):
+        try:
             pool = _workers(workers)
             # a worker's working directory is the one it started in, not this process's now: absolute paths
             submitted = {id(job): pool.submit(_draw_and_save, job._replace(stem=job.stem.absolute()), formats)
@@ -146,8 +147,7 @@ def _reusable(jobs: Sequence[Job], formats: tuple[str, ...], started: Sequence[D
 
 
 def _same_job(a: Job, b: Job) -> bool:
-    """Whether two jobs draw the same figure into the same file: function, stem and arguments equal (frames equal
-    in columns, dtypes, index and values, NaN where NaN)."""
+    """Whether two jobs draw the same figure into the same file: function, stem and arguments equal."""
     return a.function == b.function and a.stem == b.stem and len(a.args) == len(b.args) and all(
         map(_same_value, a.args, b.args))
 
@@ -155,10 +155,8 @@ def _same_job(a: Job, b: Job) -> bool:
 def _same_value(a, b) -> bool:
     if type(a) is not type(b):
         return False
-    if hasattr(a, "equals") and hasattr(a, "dtypes"):  # a DataFrame (or a Series)
-        return (a.shape == b.shape and list(getattr(a, "columns", [])) == list(getattr(b, "columns", []))
-                and bool((a.dtypes == b.dtypes).all() if hasattr(a.dtypes, "all") else a.dtypes == b.dtypes)
-                and a.index.equals(b.index) and a.equals(b))
+    if hasattr(a, "equals"):  # a frame: the same labels, dtypes and values, NaN where NaN
+        return a.equals(b)
     try:
         return bool(a == b)
     except (TypeError, ValueError):  # arrays and other values without one truth: not reused

@@ -964,7 +964,6 @@ def runs_of(results: pd.DataFrame, dataset: str) -> pd.DataFrame:
     return results[results["dataset"] == dataset].reset_index(drop=True)
 
 
-
 def _has_content(kind: str, results: pd.DataFrame, analysis: Analysis, dataset: str) -> bool:
     """Whether a figure of ``kind`` would show anything: finished runs, two initializers to compare, intervals."""
     if kind == "curves":  # epoch 0 is drawn even when every run diverged later
