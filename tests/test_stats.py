@@ -94,6 +94,27 @@ def test_learning_curve_metrics_by_hand():
     assert stats.run_curves(pd.DataFrame(loss), "test_loss", threshold=0.15).iloc[0].epochs_to_threshold == 2
 
 
+def test_learning_curve_metrics_of_many_runs_are_each_runs_own():
+    """Shuffled rows, a diverged run left out, one run a different length: every run as if alone, in first-seen
+    order."""
+    rng = np.random.default_rng(5)
+    rows = [dict(dataset="d", model="m", arm=arm, seed=seed, epoch=e, test_accuracy=float(rng.random()),
+                 diverged=(arm, seed, e) == ("b", 1, 3))
+            for arm in "ab" for seed in range(3) for e in range(5 if (arm, seed) != ("a", 2) else 3)]
+    frame = pd.DataFrame(rows).sample(frac=1, random_state=0).reset_index(drop=True)
+    curves = stats.run_curves(frame, "test_accuracy", threshold=0.6)
+    runs = frame.drop_duplicates(["arm", "seed"])[["arm", "seed"]]
+    expected = [run for run in runs.itertuples(index=False) if (run.arm, run.seed) != ("b", 1)]
+    assert list(zip(curves.arm, curves.seed)) == [(run.arm, run.seed) for run in expected]
+    for row in curves.itertuples():
+        run = frame[(frame.arm == row.arm) & (frame.seed == row.seed)].sort_values("epoch")
+        values = run.test_accuracy.to_numpy()
+        assert row.final == values[-1] and row.best == values.max() and row.best_epoch == values.argmax()
+        above = np.flatnonzero(values >= 0.6)
+        assert row.epochs_to_threshold == above[0] if above.size else np.isnan(row.epochs_to_threshold)
+        assert row.auc == pytest.approx(np.trapezoid(values) / (len(values) - 1))
+
+
 def test_divergence_epochs_by_hand():
     """Seed 0 diverges at epoch 1, seed 1 at 3, seed 2 never: 2 of 3, first 1, median 2, last 3."""
     rows = []

@@ -29,6 +29,28 @@ def test_paired_and_unpaired_statistics_are_scipys():
     assert welch.wins[0, 1] == pytest.approx(a12)
 
 
+@pytest.mark.parametrize("diverged", [0.0, 0.2])
+def test_the_nulls_paired_t_from_cross_products_is_scipys_t_of_the_differences(diverged):
+    rng = np.random.default_rng(7)
+    x = rng.normal(0.8, 0.05, (50, 12, 4)) + rng.normal(0, 0.05, (50, 12, 1))
+    x[:, :, 3] = x[:, :, 2] + rng.normal(0, 1e-9, (50, 12))  # nearly equal columns: their sums of squares cancel
+    x[:, :, 1] = np.round(x[:, :, 1] * 256) / 256  # accuracies on 256 examples, one 0.25 below another on every seed:
+    x[:, :, 0] = x[:, :, 1] + 0.25  # a constant difference, sd exactly 0 and t inf, not a rounding error's t
+    x[rng.random(x.shape) < diverged] = np.nan
+    rows, cols = np.triu_indices(4, 1)
+    t = verdicts.paired_abs_t(x, rows, cols)
+    for draw in range(50):
+        for p, (i, j) in enumerate(zip(rows, cols)):
+            ok = np.isfinite(x[draw, :, i]) & np.isfinite(x[draw, :, j])
+            if ok.sum() < 2:
+                assert np.isnan(t[draw, p]) or t[draw, p] == 0
+            elif (i, j) == (0, 1):
+                assert t[draw, p] == np.inf
+            else:
+                expected = abs(sps.ttest_rel(x[draw, ok, i], x[draw, ok, j]).statistic)
+                assert t[draw, p] == pytest.approx(expected, rel=1e-9), (draw, i, j)
+
+
 @pytest.mark.parametrize("n", [5, 8, 20])
 def test_with_two_initializers_the_normal_reference_is_student_t(n):
     x = np.random.default_rng(n).normal(size=(n, 2))

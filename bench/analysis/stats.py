@@ -276,26 +276,34 @@ def run_curves(results: pd.DataFrame, metric: str, threshold: float) -> pd.DataF
       under the curve over epochs ``0..E`` divided by ``E``, the curve's mean height.
     """
     up = higher_is_better(metric)
-    rows = []
-    ok = results[~results.groupby(GROUP + ["seed"], sort=False)["diverged"].transform("max").astype(bool)]
-    for key, run in ok.groupby(GROUP + ["seed"], sort=False):
-        run = run.sort_values("epoch")
-        epochs = run["epoch"].to_numpy()
-        values = run[metric].to_numpy(np.float64)
-        best_index = int(np.argmax(values) if up else np.argmin(values))
-        reached = values >= threshold if up else values <= threshold
-        span = epochs[-1] - epochs[0]
-        rows.append(
-            {
-                **dict(zip(GROUP + ["seed"], key)),
-                "final": values[-1],
-                "best": values[best_index],
-                "best_epoch": int(epochs[best_index]),
-                "epochs_to_threshold": float(epochs[np.argmax(reached)]) if reached.any() else np.nan,
-                "auc": float(np.trapezoid(values, epochs) / span) if span else values[-1],
-            }
-        )
-    return pd.DataFrame(rows)
+    runs = results.groupby(GROUP + ["seed"], sort=False)
+    ok = results[~runs["diverged"].transform("max").astype(bool)]
+    columns = [*GROUP, "seed", "final", "best", "best_epoch", "epochs_to_threshold", "auc"]
+    if ok.empty:
+        return pd.DataFrame(columns=columns)
+    run = ok.groupby(GROUP + ["seed"], sort=False).ngroup().to_numpy()  # runs in order of appearance
+    order = np.lexsort((ok["epoch"].to_numpy(), run))
+    n_runs = run.max() + 1
+    if len(order) % n_runs or (np.bincount(run) != len(order) // n_runs).any():  # runs of unequal lengths
+        return pd.concat([run_curves(part, metric, threshold) for _, part in
+                          ok.groupby(GROUP + ["seed"], sort=False)], ignore_index=True)
+    epochs = ok["epoch"].to_numpy()[order].reshape(n_runs, -1)  # (runs, epochs), each run by epoch
+    values = ok[metric].to_numpy(np.float64)[order].reshape(n_runs, -1)
+    best_index = np.argmax(values, 1) if up else np.argmin(values, 1)
+    reached = values >= threshold if up else values <= threshold
+    span = epochs[:, -1] - epochs[:, 0]
+    at = lambda a, index: np.take_along_axis(a, index[:, None], 1)[:, 0]  # noqa: E731  (a[r, index[r]] per run r)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = np.where(span != 0, np.trapezoid(values, epochs, axis=1) / span, values[:, -1])
+    first = ok.iloc[order[::values.shape[1]]]
+    return pd.DataFrame({
+        **{column: first[column].to_numpy() for column in GROUP + ["seed"]},
+        "final": values[:, -1],
+        "best": at(values, best_index),
+        "best_epoch": at(epochs, best_index).astype(int),
+        "epochs_to_threshold": np.where(reached.any(1), at(epochs, np.argmax(reached, 1)).astype(float), np.nan),
+        "auc": auc,
+    }, columns=columns)
 
 
 def curve_threshold(summary: pd.DataFrame, metric: str, fraction: float = 0.95) -> dict[tuple, float]:

@@ -171,27 +171,67 @@ def _null_max_t(values: np.ndarray, draws: int, rng: np.random.Generator, paired
             np.nan_to_num(np.nanstd(values, 0, ddof=1)) if values.shape[0] > 1 else np.zeros(values.shape[1])
         )
     z = rng.standard_normal((draws, values.shape[0], values.shape[1])) @ root.T * m
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if paired:
-            n = m.T @ m
-            # over the seeds of each pair: sum d and sum d^2 for d = z_i - z_j, with masks
-            s1 = np.einsum("dsi,sj->dij", z, m)
-            s2 = np.einsum("dsi,sj->dij", z * z, m)
-            cross = np.einsum("dsi,dsj->dij", z, z)
-            mean = (s1 - s1.transpose(0, 2, 1)) / n
-            ss = s2 + s2.transpose(0, 2, 1) - 2 * cross - n * mean**2
-            t = np.abs(mean) / np.sqrt(ss / (n - 1) / n)
-        else:
-            count = m.sum(0)
-            mean = z.sum(1) / count
-            var = ((z - mean[:, None, :]) ** 2 * m).sum(1) / (count - 1)
-            t = np.abs(mean[:, :, None] - mean[:, None, :]) / np.sqrt(
-                (var / count)[:, :, None] + (var / count)[:, None, :])
     observed = pair_stats(values, range(values.shape[1]), paired)
     keep = np.triu(observed.sd > 0, 1)
     if not keep.any():
         return np.zeros(draws)
-    return np.max(np.nan_to_num(t[:, keep], nan=0.0), axis=1)
+    if paired:
+        rows, cols = np.nonzero(keep)
+        t = paired_abs_t(np.where(m > 0, z, np.nan), rows, cols)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            count = m.sum(0)
+            mean = z.sum(1) / count
+            var = ((z - mean[:, None, :]) ** 2 * m).sum(1) / (count - 1)
+            t = (np.abs(mean[:, :, None] - mean[:, None, :]) / np.sqrt(
+                (var / count)[:, :, None] + (var / count)[:, None, :]))[:, keep]
+    return np.max(np.nan_to_num(t, nan=0.0), axis=1)
+
+
+def paired_abs_t(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """`(draws, pairs)` paired ``|t|`` of columns ``rows[p]`` minus ``cols[p]`` of each draw ``x[d]`` `(seeds, k)`,
+    over the seeds where both are finite (NaN: a diverged run): ``|mean(d)| / (sd(d) / sqrt(count))``.
+
+    From each draw's column sums and cross products (batched `(k, seeds) @ (seeds, k)` products of the columns
+    centred per draw), not from the `(draws, seeds, pairs)` differences: 3-10x less time and memory. A sum of
+    squares of differences from cross products cancels digits where two columns are nearly equal; pairs whose
+    squared deviations fall below :data:`CANCELLED` of their columns' squares in some draw are computed from their
+    differences instead, so every statistic keeps about 10 significant digits (1e-15 relative for real runs).
+    NaN where fewer than 2 seeds count; inf where ``sd`` is 0.
+    """
+    finite = np.isfinite(x)
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        given = x
+        centres = np.nanmean(x, axis=1, keepdims=True)  # (draws, 1, k); centred, the cross products hold the spread
+        x = x - centres
+        if finite.all():
+            count = float(x.shape[1])
+            sums, products = x.sum(1), np.matmul(x.transpose(0, 2, 1), x)
+            s1 = sums[:, rows] - sums[:, cols]
+            squares_i, squares_j = products[:, rows, rows], products[:, cols, cols]
+        else:
+            ones = finite.astype(np.float64)
+            x = np.where(finite, x, 0.0)
+            # over the seeds where both are finite: sum_s x_si m_sj, sum_s x_si^2 m_sj, sum_s x_si x_sj, sum_s m_si m_sj
+            sums, squares = np.matmul(x.transpose(0, 2, 1), ones), np.matmul((x * x).transpose(0, 2, 1), ones)
+            products = np.matmul(x.transpose(0, 2, 1), x)
+            count = np.matmul(ones.transpose(0, 2, 1), ones)[:, rows, cols]
+            s1 = sums[:, rows, cols] - sums[:, cols, rows]
+            squares_i, squares_j = squares[:, rows, cols], squares[:, cols, rows]
+        s2 = squares_i + squares_j - 2 * products[:, rows, cols]
+        mean = s1 / count  # of the centred differences; the variance is that of the differences
+        deviations = s2 - count * mean * mean  # sum of the squared deviations of the differences
+        t = np.abs(mean + centres[:, 0, rows] - centres[:, 0, cols]) / np.sqrt(
+            np.maximum(deviations, 0.0) / (count - 1) / count)
+        cancelled = (deviations < CANCELLED * (squares_i + squares_j)).any(0)
+        if cancelled.any():  # nearly equal columns: from the differences themselves
+            d = given[:, :, rows[cancelled]] - given[:, :, cols[cancelled]]  # (a constant one exactly: sd 0)
+            t[:, cancelled] = np.abs(np.nanmean(d, 1)) / (np.nanstd(d, 1, ddof=1) / np.sqrt(np.isfinite(d).sum(1)))
+    return t
+
+
+CANCELLED = 1e-6  # a sum of squares below this share of its terms' is computed from the differences
 
 
 def _smoothed_bootstrap_max_t(values: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -215,12 +255,7 @@ def _smoothed_bootstrap_max_t(values: np.ndarray, draws: int, rng: np.random.Gen
     h = (4 / (k + 2)) ** (1 / (k + 4)) * n ** (-1 / (k + 4))
     centred = values - np.nanmean(values, 0)
     x = (centred[rng.integers(0, n, (draws, n))] + h * rng.standard_normal((draws, n, k)) @ root.T) / np.sqrt(1 + h * h)
-    d = x[:, :, rows] - x[:, :, cols]  # NaN where a run diverged
-    count = np.isfinite(d).sum(1)
-    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        t = np.abs(np.nanmean(d, 1)) / (np.nanstd(d, 1, ddof=1) / np.sqrt(count))
-    return np.max(np.nan_to_num(t, nan=0.0, posinf=0.0), axis=1)
+    return np.max(np.nan_to_num(paired_abs_t(x, rows, cols), nan=0.0, posinf=0.0), axis=1)  # NaN: a run diverged
 
 
 def simultaneous_intervals(
