@@ -82,6 +82,14 @@ def test_seeds_advice_matches_a_simulation_of_the_procedure_used():
     assert compare.seeds_for_power(8, 0.05, rng=0)[0] is None  # beyond 256 seeds: no number
 
 
+@pytest.mark.parametrize("delta_over_sd", [1e3, 1e9, 1e15])
+def test_a_shift_many_spreads_wide_is_always_detected(delta_over_sd):
+    """Nearly equal initializers (spread 1e-12, delta 0.01) make huge standardized shifts; power stays 1, whatever
+    rounding the shift could bring into the simulated variances."""
+    for n, k in [(2, 2), (8, 8), (32, 3)]:
+        assert compare.detection_power(n, k, delta_over_sd, 0.95, np.random.default_rng(n)) == 1.0
+
+
 def test_seeds_advice_says_when_it_cannot_tell():
     table = tidy({"a": np.full(8, 0.9), "zeros": np.full(8, 0.465)})
     advice = compare.seeds_advice(table, "test_accuracy", (0.005,), settings=FAST)

@@ -141,13 +141,14 @@ def detection_power(n: int, k: int, delta_over_sd: float, level: float, rng: np.
     """
     c = _null_quantile(n, k, level)
     x = rng.standard_normal((reps, n, k)) / np.sqrt(2)
-    x[:, :, 0] -= delta_over_sd
-    # the shifted one against each other, d_j = x_0 - x_j, from each draw's means and cross products (independent
-    # columns: the sum of squares cancels no digits), not from the (reps, n, k - 1) differences
+    # the shifted one against each other, d_j = x_0 - delta - x_j, from each draw's means and cross products, not
+    # from the (reps, n, k - 1) differences: of the unshifted, independent columns, so the sum of squares cancels no
+    # digits whatever delta is (the shift moves the mean, not the variance)
     means, products = x.mean(1), np.matmul(x.transpose(0, 2, 1), x)
     squares = np.diagonal(products, axis1=1, axis2=2)
-    mean = means[:, :1] - means[:, 1:]
-    variance = (squares[:, :1] + squares[:, 1:] - 2 * products[:, 0, 1:] - n * mean * mean) / (n - 1)
+    centred = means[:, :1] - means[:, 1:]
+    variance = (squares[:, :1] + squares[:, 1:] - 2 * products[:, 0, 1:] - n * centred * centred) / (n - 1)
+    mean = centred - delta_over_sd
     upper = mean + np.sqrt(test_var) * rng.standard_normal((reps, 1)) + c * np.sqrt(variance / n + test_var)
     return float(np.mean((upper < 0).any(axis=1)))
 
