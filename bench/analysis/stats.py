@@ -276,23 +276,25 @@ def run_curves(results: pd.DataFrame, metric: str, threshold: float) -> pd.DataF
       under the curve over epochs ``0..E`` divided by ``E``, the curve's mean height.
     """
     up = higher_is_better(metric)
-    runs = results.groupby(GROUP + ["seed"], sort=False)
-    ok = results[~runs["diverged"].transform("max").astype(bool)]
+    ok = results[~results.groupby(GROUP + ["seed"], sort=False)["diverged"].transform("max").astype(bool)]
     columns = [*GROUP, "seed", "final", "best", "best_epoch", "epochs_to_threshold", "auc"]
     if ok.empty:
         return pd.DataFrame(columns=columns)
-    run = ok.groupby(GROUP + ["seed"], sort=False).ngroup().to_numpy()  # runs in order of appearance
+    runs = ok.groupby(GROUP + ["seed"], sort=False)
+    run = runs.ngroup().to_numpy()  # runs in order of appearance
+    lengths = np.bincount(run)
+    if (lengths != lengths[0]).any():  # runs of unequal lengths: each on its own
+        return pd.concat([run_curves(part, metric, threshold) for _, part in runs], ignore_index=True)
     order = np.lexsort((ok["epoch"].to_numpy(), run))
-    n_runs = run.max() + 1
-    if len(order) % n_runs or (np.bincount(run) != len(order) // n_runs).any():  # runs of unequal lengths
-        return pd.concat([run_curves(part, metric, threshold) for _, part in
-                          ok.groupby(GROUP + ["seed"], sort=False)], ignore_index=True)
-    epochs = ok["epoch"].to_numpy()[order].reshape(n_runs, -1)  # (runs, epochs), each run by epoch
-    values = ok[metric].to_numpy(np.float64)[order].reshape(n_runs, -1)
+    epochs = ok["epoch"].to_numpy()[order].reshape(len(lengths), -1)  # (runs, epochs), each run by epoch
+    values = ok[metric].to_numpy(np.float64)[order].reshape(len(lengths), -1)
     best_index = np.argmax(values, 1) if up else np.argmin(values, 1)
     reached = values >= threshold if up else values <= threshold
     span = epochs[:, -1] - epochs[:, 0]
-    at = lambda a, index: np.take_along_axis(a, index[:, None], 1)[:, 0]  # noqa: E731  (a[r, index[r]] per run r)
+
+    def at(a: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(a, index[:, None], 1)[:, 0]  # a[r, index[r]] for each run r
+
     with np.errstate(divide="ignore", invalid="ignore"):
         auc = np.where(span != 0, np.trapezoid(values, epochs, axis=1) / span, values[:, -1])
     first = ok.iloc[order[::values.shape[1]]]
