@@ -1,5 +1,6 @@
 """Chunks side by side (bench.training.lanes) and figures drawn in worker processes (bench.reporting.drawing)."""
 
+import gc
 import importlib.machinery
 import os
 import subprocess
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench import collector
 from bench.errors import UserError
 from bench.reporting import drawing
 from bench.training.lanes import Stopped, WallShares, side_by_side
@@ -234,3 +236,18 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_the_command_line_and_the_figure_workers_collect_garbage_rarely_a_library_keeps_its_users_settings():
+    code = ("import gc, runpy\nimport bench.cli, bench.reporting.drawing, bench.reporting.report\n"
+            "print(gc.get_threshold())\n"  # imported as a library: untouched
+            "bench.cli.main = lambda: print(gc.get_threshold()) or 0\n"  # `python -m bench`, its command stubbed
+            "runpy.run_module('bench', run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert done.stdout.split("\n")[:2] == [str(gc.get_threshold()), str(collector.THRESHOLDS)]
+    assert gc.get_threshold() != collector.THRESHOLDS
+    drawing.warm(1)
+    assert drawing._pool.submit(gc.get_threshold).result(timeout=60) == collector.THRESHOLDS  # noqa: SLF001
+    drawing.stop()

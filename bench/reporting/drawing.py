@@ -171,9 +171,12 @@ def _draw_and_save(job: Job, formats: tuple[str, ...]) -> list[Path]:
 
 def _start_worker(lifeline: connection.Connection) -> None:
     """A worker's first moments: import the figures (its first job then only draws; forked from the fork server,
-    they are imported already) and watch ``lifeline``, the read end of a pipe only this process writes to."""
+    they are imported already), collect garbage rarely (``bench.collector``) and watch ``lifeline``, the read end
+    of a pipe only this process writes to."""
     import bench.reporting.figures  # noqa: F401
+    from bench import collector
 
+    collector.collect_rarely()
     if hasattr(os, "nice"):
         os.nice(NICENESS)
     threading.Thread(target=_exit_with, args=(lifeline,), daemon=True).start()
