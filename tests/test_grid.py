@@ -123,15 +123,15 @@ def test_init_scale_multiplies_the_initial_draw(digits):
 
 
 def test_the_grid_compiles_as_often_as_one_value(digits):
-    """One value is a constant of the training program (another value compiles that program again); five are data
-    held by the runs: the task's programs compile once (start, steps and evaluation, whose arm axis is 5 times longer;
-    the epoch orders are shared), as for one value."""
+    """The values are data held by the runs' optimizer states, made on the host (``bench.training.fills``): another
+    single value compiles nothing; five compile the task's programs once (start, steps and evaluation, whose arm
+    axis is 5 times longer; the epoch orders are shared)."""
     def run(values):
         return lambda: _train(digits, Grid.of(lr=values, momentum=[0.8]), config=TrainConfig("sgd", 1e-3, 64, 1))
 
     run([0.011])()  # the task's programs and the small eager helpers
     one, many = _count_compiles(run([0.012])), _count_compiles(run([0.013, 0.014, 0.015, 0.016, 0.017]))
-    assert (one, many) == (1, 3)
+    assert (one, many) == (0, 3)
 
 
 def test_momentum_is_the_optimizers_own_argument():

@@ -38,7 +38,7 @@ import pandas as pd
 from bench.data.datasets import Dataset
 from bench.errors import UserError
 from bench.models import losses
-from bench.training import compilation, dedupe, devices, hashes, memory, parameterized, recipes, resume, step
+from bench.training import compilation, dedupe, devices, fills, hashes, memory, parameterized, recipes, resume, step
 from bench.training import grid as grids
 from bench.training.grid import injected  # noqa: F401  (re-exported)
 from bench.training.lanes import WallShares, side_by_side
@@ -621,8 +621,9 @@ def _compile_programs(model, optimizer, config, start_state, start_args, data_ke
     its init keys and the training inputs; ``data_keys``: its data-order keys)."""
     evaluate_splits = make_evaluate_splits(model, loss)
     outcomes_of = make_outcomes(model, loss) if with_outcomes else None
+    start_parts = fills.split(start_state, *start_args)  # its one-value leaves are made on the host, not compiled
     state = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=model_sharding),
-                         jax.eval_shape(start_state, *start_args))
+                         start_parts.shapes)
     n_steps = -(-x.shape[0] // config.batch_size)
     segment = segment_steps(n_steps, 6.0 * n_params * config.batch_size * models_per_chunk)
     train_steps = make_train_steps(model, optimizer, config.batch_size, segment, loss)
@@ -641,11 +642,14 @@ def _compile_programs(model, optimizer, config, start_state, start_args, data_ke
     orders = functools.partial(epoch_orders, n=x.shape[0], batch_size=config.batch_size)
     order = jax.eval_shape(orders, data_keys, epoch)
     (start_program, orders_program, steps_program, evaluate_program), compile_s = compilation.compile_programs(
-        (start_state, start_args, (), model_sharding),
+        (start_parts.computed, start_args, (), model_sharding),
         (orders, (data_keys, epoch), (), None, INTEGER_PROGRAM_OPTIONS),
         (train_steps, (state, data_keys, epoch, order, epoch, x, y), (0,), (model_sharding, model_sharding)),
         (evaluate, (state, eval_splits, _not_final()), (), (None, model_sharding if outcomes_of else None)))
-    return _Programs(start_program, orders_program, steps_program, evaluate_program, segment, n_steps, compile_s,
+    def start(*args):
+        return fills.assemble(start_parts, start_program(*args), model_sharding)
+
+    return _Programs(start, orders_program, steps_program, evaluate_program, segment, n_steps, compile_s,
                      max(_program_bytes(steps_program), _program_bytes(evaluate_program)))
 
 
