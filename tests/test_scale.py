@@ -72,7 +72,7 @@ def test_plan_by_budget_spreads_seeds_evenly():
 def test_plan_on_cpu_keeps_the_training_set_in_cache():
     fp = memory.Footprint(params=1, state=2, train=memory.CPU_CACHE_BYTES // 40, eval=10)  # 40 models fit
     plan = memory.plan(fp, n_inits=8, n_seeds=32, resident=0, budget=2**40, on_cpu=True)
-    assert plan.seeds_per_chunk == 5 and plan.n_chunks == 7 and "cache" in plan.reason  # 32 seeds / 5 -> 7 chunks
+    assert plan.seeds_per_chunk == 4 and plan.n_chunks == 8 and "cache" in plan.reason  # 32 seeds, room for 5: 8 x 4
     everything = memory.plan(fp, n_inits=8, n_seeds=32, resident=0, budget=2**40, on_cpu=False)
     assert (everything.seeds_per_chunk, everything.n_chunks) == (32, 1)
 
@@ -290,3 +290,18 @@ def test_peak_memory_of_a_child_process_is_its_own():
     child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                cwd=Path(__file__).resolve().parents[1]).stdout)
     assert child < memory.peak_rss_bytes() - 300 * 2**20 and big[-1] == 1.0
+
+
+def test_plan_on_cpu_pads_the_least_work_into_its_rounds_of_chunks():
+    """Two lanes: a task takes its rounds of chunks times a chunk's models. Room for 6 seeds of 32: 8 chunks of 4
+    (4 rounds of 4 seeds, none padded), not 6 of 6 (3 rounds of 6: 36 seeds); nor chunks below half the room."""
+    def plan(n_seeds, room, lanes=2, n_devices=1):
+        fp = memory.Footprint(params=1, state=2, train=memory.CPU_CACHE_BYTES // (8 * room), eval=10)
+        chosen = memory.plan(fp, n_inits=8, n_seeds=n_seeds, resident=0, budget=2**40, on_cpu=True, lanes=lanes,
+                             n_devices=n_devices)
+        return chosen.seeds_per_chunk, chosen.n_chunks
+
+    assert plan(32, 6) == (4, 8)
+    assert plan(10, 4) == (3, 4)  # 2 rounds of 3 (12 seeds), not 10 rounds of 1, nor 2 rounds of 4 (16)
+    assert plan(10, 4, lanes=1) == (2, 5)  # one lane: no seed padded (3 chunks of 4 would pad 2)
+    assert plan(9, 4, lanes=1, n_devices=2) == (2, 5)  # multiples of 2 seeds: 10 seeds, not 3 chunks of 4 (12)

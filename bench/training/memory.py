@@ -223,7 +223,8 @@ def plan(fp: Footprint, n_inits: int, n_seeds: int, resident: int, budget: int, 
       resident: bytes held whatever the chunk (the process, the data, kept results);
         :data:`RUNTIME_BYTES` is added to it.
       budget: bytes the estimated peak must stay within.
-      on_cpu: apply the cache limit :data:`CPU_CACHE_BYTES`.
+      on_cpu: apply the cache limit :data:`CPU_CACHE_BYTES`, and pick the chunk that least work fills (on an
+        accelerator: the fewest chunks).
       n_devices: local devices the seeds of a chunk are sharded over.
       n_processes: processes the chunks are shared between.
       chunk: seeds per chunk asked for by the user (rounded up to a multiple of ``n_devices``).
@@ -243,6 +244,24 @@ def plan(fp: Footprint, n_inits: int, n_seeds: int, resident: int, budget: int, 
         per_chunk = -(-per_chunk // n_devices) * n_devices
         n_chunks = -(-n_seeds // per_chunk)
         return per_chunk, -(-n_chunks // n_processes) * n_processes
+
+    def least_work(limit):
+        """On a CPU, whose cores any chunk keeps busy (two side by side where ``lanes`` is 2), a task takes about its
+        rounds of chunks times the models of one: of the chunks of ``limit / 2`` to ``limit`` seeds (a multiple of
+        n_devices; smaller ones use the cores less well), the one whose rounds hold the fewest seeds, padding
+        included; the largest of those. The default preset's 32 seeds with room for 6: 8 chunks of 4 (4 rounds of
+        4 seeds), not 6 chunks of 6 (3 rounds of 6, 4 seeds padded)."""
+        limit = min(max(n_devices, limit // n_devices * n_devices), -(-n_seeds // n_devices) * n_devices)
+        least = max(n_devices, -(-limit // 2 // n_devices) * n_devices)
+        best = None
+        for per_chunk in range(least, limit + 1, n_devices):
+            n_chunks = -(-n_seeds // per_chunk)
+            n_chunks = -(-n_chunks // n_processes) * n_processes
+            at_once = max(1, min(lanes, n_chunks // n_processes)) * n_processes
+            work = -(-n_chunks // at_once) * per_chunk
+            if best is None or work <= best[0]:
+                best = (work, per_chunk, n_chunks)
+        return best[1:]
 
     smallest = n_devices
     if estimate(smallest, lanes) > budget:
@@ -271,7 +290,7 @@ def plan(fp: Footprint, n_inits: int, n_seeds: int, resident: int, budget: int, 
             cache_limit = max(smallest, CPU_CACHE_BYTES // (n_inits * fp.train))
             if cache_limit < limit:
                 limit, reason = cache_limit, f"CPU cache target {format_bytes(CPU_CACHE_BYTES)}"
-        per_chunk, n_chunks = spread(limit)
+        per_chunk, n_chunks = least_work(limit) if on_cpu else spread(limit)
         side_by_side = min(lanes, n_chunks // n_processes)
     if side_by_side > 1:
         reason += f"; {side_by_side} chunks at a time"
