@@ -318,6 +318,29 @@ def test_figures_rank_zoom_and_label_only_what_they_draw():
     assert len(single.axes) == 1  # nothing far from the best: no zoom panel
 
 
+def test_a_figure_is_laid_out_once_and_drawn_once_per_format(tmp_path, monkeypatch):
+    """The PDF keeps the PNG's layout: the bytes matplotlib's own placeholder engine gives, one draw fewer."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    from bench.reporting import figures
+
+    results = _toy_results({"zeros": 0.10, "b": 0.91, "a": 0.95})
+    reference = figures.final_distribution(results, "toy", "test_accuracy")
+    reference.savefig(io.BytesIO(), dpi=150, format="png")
+    reference.set_layout_engine("none")
+    pdf = io.BytesIO()
+    reference.savefig(pdf, dpi=150, format="pdf", metadata={"CreationDate": None})
+    draws = []
+    drawn = Figure.draw
+    monkeypatch.setattr(Figure, "draw", lambda fig, renderer: draws.append(1) or drawn(fig, renderer))
+    both = tmp_path / "both"
+    figures.save(figures.final_distribution(results, "toy", "test_accuracy"), both, ("png", "pdf"))
+    assert len(draws) == 3  # the PNG's layout and its picture, then the PDF's picture alone
+    assert both.with_suffix(".pdf").read_bytes() == pdf.getvalue()
+
+
 def test_the_header_describes_the_runs_done_not_the_presets_text(run_dir):
     text = (run_dir / "report.md").read_text()
     intro = text.split("\n\n")[1]

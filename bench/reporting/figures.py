@@ -322,8 +322,17 @@ def save(fig: plt.Figure, path_stem: Path, formats: tuple[str, ...]) -> list[Pat
             buffer = io.BytesIO()
             # no creation date: the same runs give byte-identical figures
             fig.savefig(buffer, dpi=150, format=fmt, metadata={"CreationDate": None} if fmt == "pdf" else {})
-            fig.set_layout_engine("none")  # laid out by the first draw: the next format keeps it (a quarter less time)
+            _keep_layout(fig)
             written.append(write_atomic(path, buffer.getvalue()))
     finally:
         plt.close(fig)
     return written
+
+
+def _keep_layout(fig: plt.Figure) -> None:
+    """Leaves ``fig`` laid out as its last draw did, with no layout engine: a next format is drawn once. (With
+    the ``"none"`` engine, a placeholder, ``savefig`` still drew it twice, the first time only to run that engine:
+    the default preset's ten figures took 3.5-3.9 CPU-s instead of 4.6-4.8, the same bytes.) None means no
+    engine only where the rc settings ask for none, hence the context."""
+    with matplotlib.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+        fig.set_layout_engine(None)
