@@ -305,3 +305,4 @@ def test_plan_on_cpu_pads_the_least_work_into_its_rounds_of_chunks():
     assert plan(10, 4) == (3, 4)  # 2 rounds of 3 (12 seeds), not 10 rounds of 1, nor 2 rounds of 4 (16)
     assert plan(10, 4, lanes=1) == (2, 5)  # one lane: no seed padded (3 chunks of 4 would pad 2)
     assert plan(9, 4, lanes=1, n_devices=2) == (2, 5)  # multiples of 2 seeds: 10 seeds, not 3 chunks of 4 (12)
+    assert plan(2, 8) == (2, 1)  # nothing padded in the fewest chunks: they stand

@@ -223,8 +223,8 @@ def plan(fp: Footprint, n_inits: int, n_seeds: int, resident: int, budget: int, 
       resident: bytes held whatever the chunk (the process, the data, kept results);
         :data:`RUNTIME_BYTES` is added to it.
       budget: bytes the estimated peak must stay within.
-      on_cpu: apply the cache limit :data:`CPU_CACHE_BYTES`, and pick the chunk that least work fills (on an
-        accelerator: the fewest chunks).
+      on_cpu: apply the cache limit :data:`CPU_CACHE_BYTES`; where the fewest chunks would pad seeds, pick those
+        that least work fills (on an accelerator: the fewest chunks).
       n_devices: local devices the seeds of a chunk are sharded over.
       n_processes: processes the chunks are shared between.
       chunk: seeds per chunk asked for by the user (rounded up to a multiple of ``n_devices``).
@@ -246,11 +246,11 @@ def plan(fp: Footprint, n_inits: int, n_seeds: int, resident: int, budget: int, 
         return per_chunk, -(-n_chunks // n_processes) * n_processes
 
     def least_work(limit):
-        """On a CPU, whose cores any chunk keeps busy (two side by side where ``lanes`` is 2), a task takes about its
-        rounds of chunks times the models of one: of the chunks of ``limit / 2`` to ``limit`` seeds (a multiple of
-        n_devices; smaller ones use the cores less well), the one whose rounds hold the fewest seeds, padding
-        included; the largest of those. The default preset's 32 seeds with room for 6: 8 chunks of 4 (4 rounds of
-        4 seeds), not 6 chunks of 6 (3 rounds of 6, 4 seeds padded)."""
+        """For a CPU where the fewest chunks would pad seeds. Its cores are busy with any chunk (two side by side
+        where ``lanes`` is 2), so a task takes about its rounds of chunks times the models of one: of the chunks of
+        ``limit / 2`` to ``limit`` seeds (a multiple of n_devices; smaller ones use the cores less well), the one
+        whose rounds hold the fewest seeds, padding included; the largest of those. The default preset's 32 seeds
+        with room for 6: 8 chunks of 4 (4 rounds of 4 seeds), not 6 chunks of 6 (3 rounds of 6, 4 seeds padded)."""
         limit = min(max(n_devices, limit // n_devices * n_devices), -(-n_seeds // n_devices) * n_devices)
         least = max(n_devices, -(-limit // 2 // n_devices) * n_devices)
         best = None
@@ -290,7 +290,9 @@ def plan(fp: Footprint, n_inits: int, n_seeds: int, resident: int, budget: int, 
             cache_limit = max(smallest, CPU_CACHE_BYTES // (n_inits * fp.train))
             if cache_limit < limit:
                 limit, reason = cache_limit, f"CPU cache target {format_bytes(CPU_CACHE_BYTES)}"
-        per_chunk, n_chunks = least_work(limit) if on_cpu else spread(limit)
+        per_chunk, n_chunks = spread(limit)
+        if on_cpu and per_chunk * n_chunks > n_seeds:  # the fewest chunks pad seeds: the least work instead
+            per_chunk, n_chunks = least_work(limit)
         side_by_side = min(lanes, n_chunks // n_processes)
     if side_by_side > 1:
         reason += f"; {side_by_side} chunks at a time"
