@@ -646,6 +646,7 @@ def _compile_programs(model, optimizer, config, start_state, start_args, data_ke
         (orders, (data_keys, epoch), (), None, INTEGER_PROGRAM_OPTIONS),
         (train_steps, (state, data_keys, epoch, order, epoch, x, y), (0,), (model_sharding, model_sharding)),
         (evaluate, (state, eval_splits, _not_final()), (), (None, model_sharding if outcomes_of else None)))
+
     def start(*args):
         return fills.assemble(start_parts, start_program(*args), model_sharding)
 
