@@ -101,6 +101,71 @@ def test_the_integer_programs_compiled_at_O0_give_the_bits_of_the_default_level(
     assert fast_order.shape == (-(-n // batch_size), seeds, batch_size)
     assert sorted(fast_order[:, 0].ravel()[:n]) == list(range(n))
 
+def _bits(tree):
+    return [np.asarray(leaf).tobytes() for leaf in jax.tree.leaves(tree)]
+
+
+QUICK_CASES = {  # model, input shape, initializers: per-tensor draws of every kind, data-dependent schemes
+    "tanh mlp": (lambda: models.build("mlp", (13,), 3, (16, 8), "tanh"), (13,),
+                 ["glorot_normal", "he_uniform", "orthogonal", "random_normal", "sparse", "zero_hadamard", "lsuv",
+                  "data_dependent", "mean_field(sigma_w2=1.5, sigma_b2=0.05)"]),
+    "convnet": (lambda: models.build("lenet", (16, 16, 1), 3, activation="relu"), (16, 16, 1),
+                ["he_normal", "delta_orthogonal", "torch_default"]),
+    "transformer": (lambda: models.build("transformer", (8,), 6, (16,), "gelu", heads=2, norm="pre"), (8,),
+                    ["gpt2", "mimetic(heads=2)", "t_fixup", "small_init(wang=True)"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(QUICK_CASES))
+def test_the_quick_compile_and_training_options_give_the_bits_of_xlas_defaults(case):
+    """The initialization compiled at ``QUICK_COMPILE_OPTIONS`` and the training steps at
+    ``TRAINING_PROGRAM_OPTIONS`` (``bench.training.compilation.compile_with``, as the trainer compiles them) compute
+    the numbers XLA's default options give, bit for bit."""
+    from bench.training import compilation
+
+    build, input_shape, names = QUICK_CASES[case]
+    model, optimizer = build(), optax.adam(1e-2)
+    arms = [initjax.get(name) for name in names]
+    keys, data_keys = run_keys(0, case, [0, 1])
+    rng = np.random.default_rng(0)
+    if case == "transformer":
+        x, y = rng.integers(0, 6, (40, 8)).astype(np.int32), rng.integers(0, 6, (40, 8)).astype(np.int32)
+    else:
+        x, y = rng.normal(size=(40, *input_shape)).astype(np.float32), rng.integers(0, 3, 40).astype(np.int32)
+
+    def start(keys, x):
+        return train.initial_state(model, optimizer, arms, keys, input_shape, x)
+
+    low = jax.jit(start).lower(keys, x)
+    state = compilation.compile_with(low, train.QUICK_COMPILE_OPTIONS)(keys, x)
+    assert _bits(state) == _bits(low.compile()(keys, x))
+
+    loss = "next_token_cross_entropy" if case == "transformer" else None
+    steps = train.make_train_steps(model, optimizer, 8, 5, loss)
+    epoch, first = jnp.asarray(1, jnp.int32), jnp.asarray(0, jnp.int32)
+    order = train.epoch_orders(data_keys, epoch, len(x), 8)
+    low = jax.jit(steps).lower(state, data_keys, epoch, order, first, x, y)
+    trained = compilation.compile_with(low, train.TRAINING_PROGRAM_OPTIONS)(state, data_keys, epoch, order, first, x, y)
+    default = low.compile()(state, data_keys, epoch, order, first, x, y)
+    assert _bits(trained) == _bits(default)
+    assert not np.array_equal(np.asarray(jax.tree.leaves(trained[0].params)[0]),
+                              np.asarray(jax.tree.leaves(state.params)[0]))  # it trained
+
+
+def test_an_xla_option_this_jaxlib_lacks_is_left_out_and_its_value_errors_still_fail():
+    from bench.training import compilation
+
+    x = jnp.arange(3.0)
+    low = jax.jit(lambda v: v * 2.0 + 1.0).lower(x)
+    lacking = "xla_cpu_initjax_no_such_option"
+    executable = compilation.compile_with(low, {lacking: True, "xla_backend_optimization_level": 0})
+    np.testing.assert_array_equal(executable(x), [1.0, 3.0, 5.0])
+    assert lacking in compilation._unknown_options
+    assert "xla_backend_optimization_level" not in compilation._unknown_options
+    with pytest.raises(jax.errors.JaxRuntimeError):
+        compilation.compile_with(low, {"xla_backend_optimization_level": "fast"})
+
+
 def test_run_keys_of_a_seed_do_not_depend_on_the_other_seeds():
     init_a, data_a = run_keys(7, "synthetic", [0, 1, 5])
     init_b, data_b = run_keys(7, "synthetic", [5])

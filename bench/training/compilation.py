@@ -24,6 +24,7 @@ from __future__ import annotations
 import concurrent.futures as futures
 import hashlib
 import os
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -36,6 +37,7 @@ CACHE_MAX_BYTES = 2 * 2**30  # JAX evicts the least recently used entries beyond
 _MEMO_SIZE = 32
 _memo: OrderedDict[str, Callable] = OrderedDict()
 _ours: str | None = None  # the folder this module set last (the user's own setting is left alone)
+_unknown_options: set[str] = set()  # XLA options this jaxlib does not have (found by compiling)
 
 
 def cache_folder(root: str | Path) -> Path | None:
@@ -107,6 +109,25 @@ def repair(folder: Path, lock_timeout_s: float = 10.0) -> list[Path]:
     return removed
 
 
+def compile_with(lowered, options: dict):
+    """``lowered.compile`` with the XLA ``options`` this jaxlib has: an option it does not know (a newer one, or one
+    since removed) is left out, remembered, and the program compiled without it, not failed; an option's value it
+    cannot take still fails.
+
+    The suite's options change how long XLA compiles or how fast a program runs, never its numbers (a test compares
+    the bits), so a program compiled without one is the same program.
+    """
+    while True:
+        known = {name: value for name, value in options.items() if name not in _unknown_options}
+        try:
+            return lowered.compile(compiler_options=known or None)
+        except jax.errors.JaxRuntimeError as error:
+            unknown = re.search(r"No such compile option: '([^']+)'", str(error))
+            if unknown is None or unknown.group(1) not in known:
+                raise
+            _unknown_options.add(unknown.group(1))
+
+
 def compile_programs(*programs: tuple) -> tuple[list[Callable], float]:
     """Each ``(fn, args, donate, out_shardings[, compiler_options])`` jitted, lowered and compiled for ``args``
     (``compiler_options``: XLA options of that program, e.g. its optimization level); the ones compiled before in
@@ -136,7 +157,7 @@ def compile_programs(*programs: tuple) -> tuple[list[Callable], float]:
             key = hashlib.sha256(signature.encode() + low.as_text().encode()).hexdigest()
             keys.append(key)
             if key not in _memo and key not in compiling:
-                compiling[key] = compiler.submit(low.compile, compiler_options=options or None)
+                compiling[key] = compiler.submit(compile_with, low, options)
         compiled = {key: being_compiled.result() for key, being_compiled in compiling.items()}
     finally:  # an error or Ctrl-C does not wait for the programs not yet compiled
         compiler.shutdown(wait=False, cancel_futures=True)
