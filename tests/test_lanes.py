@@ -2,6 +2,7 @@
 
 import gc
 import importlib.machinery
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -251,3 +252,17 @@ def test_the_command_line_and_the_figure_workers_collect_garbage_rarely_a_librar
     drawing.warm(1)
     assert drawing._pool.submit(gc.get_threshold).result(timeout=60) == collector.THRESHOLDS  # noqa: SLF001
     drawing.stop()
+
+
+@pytest.mark.skipif("forkserver" not in multiprocessing.get_all_start_methods(), reason="no fork server here")
+def test_a_figure_worker_has_the_pdf_backend_before_its_first_figure():
+    """Forked from the fork server, a worker finds the figures and matplotlib's PDF backend imported (once, in the
+    server), not imported again at its first PDF."""
+    drawing.stop()
+    drawing.warm(1)
+    try:
+        modules = ("bench.reporting.figures", "matplotlib.backends.backend_pdf")
+        imported = f"[name in __import__('sys').modules for name in {modules!r}]"
+        assert drawing._pool.submit(eval, imported).result(timeout=60) == [True, True]  # noqa: SLF001
+    finally:
+        drawing.stop()

@@ -34,6 +34,11 @@ NICENESS = 10
 report waits for, and a next task's training, come first (the default preset's statistics took 6 s of wall time
 beside two workers drawing on 2 cores, with the cores shared three ways)."""
 
+PRELOAD = ["bench.reporting.figures", "matplotlib.backends.backend_pdf"]
+"""What the fork server imports for every worker: the figures, and the PDF backend, which matplotlib imports at a
+figure's first PDF (with fontTools' subsetter: 0.1 CPU-s a worker on an idle machine, 0.6 s of wall time while the
+next task trains)."""
+
 _pool: futures.ProcessPoolExecutor | None = None
 _pool_size = 0
 # (read end, write end): only this process has the write end, and its closing (this process ending) ends the workers
@@ -209,7 +214,7 @@ def _context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["bench.reporting.figures"])  # instead of ['__main__']: no user code runs there
+    context.set_forkserver_preload(PRELOAD)  # instead of ['__main__']: no user code runs there
     return context
 
 
