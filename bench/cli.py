@@ -396,7 +396,7 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from bench.analysis import outcomes
-    from bench.experiments.runner import refuse_overwrite, write_report
+    from bench.experiments.runner import carry_calibration, refuse_overwrite, write_report
     from bench.reporting import report
     from bench.store import exclusive
 
@@ -412,7 +412,9 @@ def _report(args: argparse.Namespace) -> int:
         else:
             held.enter_context(exclusive(out))
             refuse_overwrite(out, args.force)
+            carried = carry_calibration(args.dir, out)
             analysis, files = write_report(out, results, meta, test_outcomes, **options)
+            files += [carried] if carried is not None else []
     print(report.console(analysis, meta["tasks"]))
     print(f"\nwrote {len(files)} files to {out}")
     return 0

@@ -258,6 +258,26 @@ def test_calibrate_writes_its_line_into_the_report_and_drops_it_when_stale(run_d
     assert "was made from other runs, settings or code" in (copy / "report.md").read_text()
 
 
+def test_a_report_written_elsewhere_keeps_the_calibration_line_its_runs_have(run_dir, tmp_path):
+    """`bench report DIR --out OTHER` carries DIR's calibration.json: OTHER's report says what DIR's says, and
+    other settings make it the "rerun calibrate" line there as they do in place."""
+    calibrated = tmp_path / "calibrated"
+    shutil.copytree(run_dir, calibrated)
+    assert cli.main(["calibrate", str(calibrated), "--seeds", "4", "--reps", "10"]) == 0
+
+    def calibration_row(folder):
+        return [line for line in (folder / "report.md").read_text().splitlines() if line.startswith("| calibration")]
+
+    assert len(calibration_row(calibrated)) == 1 and "10 resamples a cell" in calibration_row(calibrated)[0]
+    assert cli.main(["report", str(calibrated), "--out", str(tmp_path / "other"), "--format", "md"]) == 0
+    assert calibration_row(tmp_path / "other") == calibration_row(calibrated)
+    assert cli.main(["report", str(calibrated), "--out", str(tmp_path / "wider"), "--format", "md",
+                     "--margin", "0.02"]) == 0
+    assert "was made from other runs, settings or code" in calibration_row(tmp_path / "wider")[0]
+    assert cli.main(["report", str(run_dir), "--out", str(tmp_path / "plain"), "--format", "md"]) == 0
+    assert calibration_row(tmp_path / "plain") == [] and not (tmp_path / "plain" / "calibration.json").exists()
+
+
 def test_a_calibration_goes_stale_when_the_procedures_code_changes(run_dir, tmp_path, monkeypatch):
     """calibration.json measured one version of the verdicts' code; after an edit it no longer describes them."""
     from bench.analysis import calibrate

@@ -26,7 +26,7 @@ from bench.experiments import presets
 from bench.experiments.presets import Experiment
 from bench.models import losses
 from bench.reporting import report
-from bench.store import exclusive
+from bench.store import exclusive, write_atomic
 from bench.training import devices, memory, resume
 from bench.training.train import loss_spec, train_task
 
@@ -85,6 +85,20 @@ def write_report(out: str | Path, results: pd.DataFrame, meta: dict, test_outcom
         (Path(out) / outcomes.FILE).unlink(missing_ok=True)
     analysis, files = report.write(out, results, meta, test_outcomes=test_outcomes, **options)
     return analysis, ([stored] if stored is not None else []) + files
+
+
+def carry_calibration(source: str | Path, out: str | Path) -> Path | None:
+    """Copies ``source``'s ``calibration.json`` (``bench calibrate``) to ``out``, a report of ``source``'s runs
+    written elsewhere (``bench report DIR --out OTHER``), so its report has the calibration line DIR's has: the
+    file's fingerprint of the runs, settings and code, not its folder, says whether it describes them (other
+    settings given to the report make it a "rerun calibrate" line, as in place). Returns the copy, or None
+    where ``source`` has none (an earlier file in ``out`` is left to its fingerprint)."""
+    from bench.analysis import calibrate
+
+    calibration = Path(source) / calibrate.FILE
+    if not calibration.is_file():
+        return None
+    return write_atomic(Path(out) / calibrate.FILE, calibration.read_bytes())
 
 
 def refuse_overwrite(out: str | Path, overwrite: bool) -> None:
