@@ -154,7 +154,7 @@ def calibrate(results: pd.DataFrame, metric: str = "test_accuracy", seeds: Seque
 
 # the modules of bench.analysis the verdicts and intervals come from (this one and what it imports, transitively;
 # a test keeps the list whole): editing another module (diagnostics, coordcheck) leaves a calibration valid
-PROCEDURE = ("calibrate", "compare", "crossed", "outcomes", "stats", "verdicts")
+PROCEDURE = ("calibrate", "columns", "compare", "crossed", "outcomes", "stats", "verdicts")
 
 
 def fingerprint(results: pd.DataFrame, metric: str, settings: stats.Settings, paired: bool) -> str:

@@ -24,9 +24,15 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
-TASK = ["dataset", "model"]
-GROUP = TASK + ["arm"]
-LOWER_IS_BETTER = ("loss",)
+from bench.analysis.columns import (  # noqa: F401 (the table's columns, re-exported: stats.final_epoch and so on)
+    GROUP,
+    TASK,
+    default_metric,
+    final_epoch,
+    higher_is_better,
+    metric_columns,
+)
+
 IQM_MIN_SEEDS = 16  # below, the IQM's bootstrap interval under-covers (0.92-0.93 at 8 seeds, simulated)
 
 
@@ -52,24 +58,6 @@ class Settings:
     draws: int = 10_000
     margin: float | None = None
     fixed_test_set: bool = False
-
-
-METRIC_SUFFIXES = ("_accuracy", "_r2", "_loss")  # the metric columns of a results table
-
-
-def metric_columns(results: pd.DataFrame) -> list[str]:
-    """The metric columns of a results table (``test_accuracy``, ``val_r2``, ``train_loss``, ...)."""
-    return [c for c in results.columns if c.endswith(METRIC_SUFFIXES)]
-
-
-def default_metric(results: pd.DataFrame) -> str:
-    """The metric a report ranks unless told: test accuracy, or R² for regression, else the test loss."""
-    return next((m for m in ("test_accuracy", "test_r2") if m in results.columns), "test_loss")
-
-
-def higher_is_better(metric: str) -> bool:
-    """Accuracies go up, losses go down."""
-    return not any(word in metric for word in LOWER_IS_BETTER)
 
 
 def group_rng(seed: int, *labels) -> np.random.Generator:
@@ -172,12 +160,6 @@ def divergence(results: pd.DataFrame) -> pd.DataFrame:
     table = first.groupby(GROUP, sort=False)["bad_epoch"].agg(
         runs="size", diverged="count", first_epoch="min", median_epoch="median", last_epoch="max").reset_index()
     return table[table["diverged"] > 0].reset_index(drop=True)
-
-
-def final_epoch(results: pd.DataFrame) -> pd.DataFrame:
-    """The rows of each run's last epoch."""
-    last = results.groupby(GROUP + ["seed"], sort=False)["epoch"].transform("max")
-    return results[results["epoch"] == last]
 
 
 def finished(rows: pd.DataFrame, metric: str) -> pd.Series:

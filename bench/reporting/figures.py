@@ -18,10 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-from scipy import stats  # noqa: E402
+from scipy import special  # noqa: E402
 
-from bench.analysis import compare  # noqa: E402
-from bench.analysis.stats import final_epoch, higher_is_better  # noqa: E402
+from bench.analysis.columns import final_epoch, higher_is_better  # noqa: E402
 from bench.store import write_atomic  # noqa: E402
 
 LABELS = {"test_accuracy": "test accuracy", "test_loss": "test loss", "train_accuracy": "train accuracy",
@@ -80,7 +79,8 @@ def learning_curves(results: pd.DataFrame, dataset: str, metric: str, level: flo
     for name, group in data.groupby("arm", sort=False):
         per_epoch = group.groupby("epoch")[metric].agg(["mean", "std", "count"])
         dof = np.maximum(per_epoch["count"] - 1, 1)
-        bands[name] = stats.t.ppf(0.5 + level / 2, dof) * per_epoch["std"].fillna(0) / np.sqrt(per_epoch["count"])
+        t = special.stdtrit(dof.to_numpy(), 0.5 + level / 2)  # Student's t quantile (scipy.stats.t.ppf's own)
+        bands[name] = t * per_epoch["std"].fillna(0) / np.sqrt(per_epoch["count"])
         curves[name] = per_epoch["mean"]
     finals = pd.Series({n: c.iloc[-1] for n, c in curves.items()}, dtype=float)
     order = list(finals.sort_values(ascending=not higher_is_better(metric), kind="stable").index)
@@ -145,9 +145,11 @@ def final_distribution(results: pd.DataFrame, dataset: str, metric: str) -> plt.
     return fig
 
 
-def win_matrix(results: pd.DataFrame, dataset: str, metric: str, paired: bool = True) -> plt.Figure:
-    """Heat map of the share of seeds on which the row initializer beats the column one (ties half)."""
-    matrix = compare.win_matrix(results, metric, dataset, paired)
+def win_matrix(matrix: pd.DataFrame, dataset: str, metric: str, paired: bool = True) -> plt.Figure:
+    """Heat map of the share of seeds on which the row initializer beats the column one (ties half).
+
+    ``matrix``: ``bench.analysis.compare.win_matrix`` of the dataset (computed by the caller: the figure workers
+    import no statistics)."""
     n = len(matrix)
     fig, ax = plt.subplots(figsize=(0.6 * n + 2.6, 0.6 * n + 1.8), constrained_layout=True)
     image = ax.imshow(matrix.to_numpy(), vmin=0, vmax=1, cmap="RdBu_r")

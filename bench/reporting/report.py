@@ -1039,7 +1039,8 @@ def _figure_of(kind: str, results: pd.DataFrame, analysis: Analysis, dataset: st
         return "forest", (analysis.comparisons, dataset, analysis.settings.level)
     if kind == "sensitivity":
         return "sensitivity", (_tuning_of(analysis, dataset), dataset, analysis.metric)
-    return "win_matrix", (rows, dataset, analysis.metric, analysis.paired)
+    return "win_matrix", (compare.win_matrix(rows, analysis.metric, dataset, analysis.paired), dataset,
+                          analysis.metric, analysis.paired)
 
 
 def reference_of(meta: dict) -> dict:

@@ -1,0 +1,37 @@
+"""What the columns of a results table mean: which hold metrics, which way a metric is better, which rows end a run.
+
+The tidy table of ``bench.training.train`` has one row per dataset, model, initializer (``arm``), seed and epoch.
+This module needs pandas alone, so the figures' worker processes read the table without the statistics' imports
+(SciPy's and statsmodels', 0.4-0.5 s of CPU in the fork server the workers come from); ``bench.analysis.stats``
+re-exports it.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+TASK = ["dataset", "model"]
+GROUP = TASK + ["arm"]
+LOWER_IS_BETTER = ("loss",)
+METRIC_SUFFIXES = ("_accuracy", "_r2", "_loss")  # the metric columns of a results table
+
+
+def metric_columns(results: pd.DataFrame) -> list[str]:
+    """The metric columns of a results table (``test_accuracy``, ``val_r2``, ``train_loss``, ...)."""
+    return [c for c in results.columns if c.endswith(METRIC_SUFFIXES)]
+
+
+def default_metric(results: pd.DataFrame) -> str:
+    """The metric a report ranks unless told: test accuracy, or R² for regression, else the test loss."""
+    return next((m for m in ("test_accuracy", "test_r2") if m in results.columns), "test_loss")
+
+
+def higher_is_better(metric: str) -> bool:
+    """Accuracies go up, losses go down."""
+    return not any(word in metric for word in LOWER_IS_BETTER)
+
+
+def final_epoch(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each run's last epoch."""
+    last = results.groupby(GROUP + ["seed"], sort=False)["epoch"].transform("max")
+    return results[results["epoch"] == last]
