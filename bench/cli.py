@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--fixed-test-set", action=argparse.BooleanOptionalAction, default=None,
                      help="intervals conditional on the test set (default: the run's choice)")
+    rep.add_argument("--statistic", choices=("mean", "trimmed"),
+                     help="what the comparisons estimate of each paired difference: mean (default: the run's), or "
+                          "trimmed (20%% trimmed means, robust to a few stuck runs; discounts up to 20%% of failures)")
     cal = commands.add_parser(
         "calibrate", help="measure the report's error rates, coverage and power by resampling its runs"
     )
@@ -171,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--metric", help="metric (default: the report's; test_accuracy, test_r2 for regression, "
                                       "test_loss for language models)")
     cal.add_argument("--unpaired", action="store_true", help="calibrate the unpaired procedure")
+    cal.add_argument("--statistic", choices=("mean", "trimmed"),
+                     help="calibrate the comparisons of this statistic (default: the report's)")
     perf = commands.add_parser("perf", help="time the vmapped trainer against a Python loop and per-seed scans")
     perf.add_argument("--models", type=_names, default=["1", "8", "32", "128", "256"],
                       help="comma-separated model counts (multiples of 8: 8 initializers x n/8 seeds)")
@@ -406,7 +411,7 @@ def _report(args: argparse.Namespace) -> int:
         results, meta = report.load(args.dir)
         test_outcomes = outcomes.load(args.dir, results)
         options = dict(formats=args.format, metric=args.metric, baseline=args.baseline, paired=not args.unpaired,
-                       margin=args.margin, fixed_test_set=args.fixed_test_set)
+                       margin=args.margin, fixed_test_set=args.fixed_test_set, statistic=args.statistic)
         if Path(out).resolve() == Path(args.dir).resolve():  # re-rendered in place: its outcomes.npz stays as is
             analysis, files = report.write(out, results, meta, test_outcomes=test_outcomes, **options)
         else:
@@ -447,7 +452,7 @@ def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.reporting import report
 
     results, meta = report.load(args.dir)
-    settings = report.settings_of(meta)
+    settings = report.settings_of(meta, statistic=args.statistic)
     paired = not args.unpaired
     metrics = stats.metric_columns(results)
     args.metric = args.metric or report.ranked_metric(results, meta)
@@ -459,7 +464,8 @@ def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
     print(table.drop(columns=["model"]).to_markdown(index=False, tablefmt="simple", floatfmt=".3f"))
     for dataset, cells in table.groupby("dataset", sort=False):
         print(f"\n{calibrate.describe(cells, dataset)}")
-    if args.metric == report.ranked_metric(results, meta) and paired:  # the report's own metric and procedure
+    if args.metric == report.ranked_metric(results, meta) and paired and settings == report.settings_of(meta):
+        # the report's own metric and procedure
         from bench.analysis import outcomes
 
         report.write(args.dir, results, meta, ["md"], args.metric, None, paired, None, outcomes.load(args.dir, results))

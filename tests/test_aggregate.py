@@ -1,5 +1,7 @@
-"""Across tasks: normalized scores by hand, Friedman's test is scipy's, Nemenyi's CD is Demšar's formula, and the
-stratified bootstrap intervals cover."""
+"""Across tasks: normalized scores by hand, the exact Friedman test and critical difference against a brute-force
+enumeration, and the stratified bootstrap intervals cover."""
+
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -33,17 +35,52 @@ def test_scores_are_normalized_between_untrained_and_the_best_mean():
     np.testing.assert_allclose(loss[0], scores[0])
 
 
-def test_friedman_is_scipys_and_the_critical_difference_is_demsars():
+def _brute_force(ranks: np.ndarray, alpha: float = 0.05) -> tuple[float, float | None]:
+    """Exact Friedman p and critical difference by enumerating every task's permutations (first task included)."""
+    n_tasks, k = ranks.shape
+    statistic = lambda sums: 12 / (n_tasks * k * (k + 1)) * (sums**2).sum() - 3 * n_tasks * (k + 1)  # noqa: E731
+    observed = statistic(ranks.sum(0))
+    stats_, spans = [], []
+    for orders in itertools.product(itertools.permutations(range(k)), repeat=n_tasks):
+        sums = sum(row[list(order)] for row, order in zip(ranks, orders))
+        stats_.append(statistic(sums))
+        spans.append((sums.max() - sums.min()) / n_tasks)
+    stats_, spans = np.array(stats_), np.round(np.array(spans), 9)
+    rare = [g for g in np.unique(spans) if np.mean(spans >= g) <= alpha]
+    return float(np.mean(stats_ >= observed - 1e-9)), (min(rare) if rare else None)
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (3, 3), (2, 4), (3, 4)])
+def test_the_rank_test_is_exact(shape):
+    n_tasks, k = shape
+    rng = np.random.default_rng(k * 10 + n_tasks)
+    tasks = {f"t{t}": {n: rng.normal(0.8 + 0.01 * i, 0.01, 5) for i, n in enumerate("abcd"[:k])}
+             for t in range(n_tasks)}
+    result = aggregate.rank_test(tidy(tasks))
+    _, ranks = aggregate.mean_ranks(tidy(tasks), "test_accuracy")
+    p, cd = _brute_force(ranks)
+    assert result["exact"] and result["p"] == pytest.approx(p) and result["cd"] == cd
+    if shape == (2, 3):  # the largest gap, 2, happens 1 time in 6 under the null: no pair can differ
+        assert result["cd"] is None
+
+
+def test_two_tasks_of_eight_get_the_exact_p_not_the_chi_squares():
+    """The default preset's ranks (review: chi-square p 0.154, exact 0.098; Nemenyi's CD 7.42 > the largest gap 7)."""
+    ranks = np.array([[8, 1, 3, 4, 6, 7, 5, 2], [8, 5, 4, 2, 7, 6, 1, 3]], float)
+    tasks = {f"t{t}": {n: np.full(3, 0.9 - 0.01 * r) for n, r in zip("abcdefgh", row)} for t, row in enumerate(ranks)}
+    result = aggregate.rank_test(tidy(tasks))
+    chi2 = sps.friedmanchisquare(*ranks.T).pvalue
+    assert result["p"] < chi2 and result["p"] == pytest.approx(0.0983, abs=5e-4)
+    assert result["cd"] <= 7  # a gap two mean ranks can have
+
+
+def test_many_tasks_use_seeded_permutations_close_to_the_chi_square():
     rng = np.random.default_rng(0)
-    tasks = {f"t{t}": {n: rng.normal(0.8 + 0.01 * i, 0.01, 5) for i, n in enumerate("abcd")} for t in range(6)}
-    table = tidy(tasks)
-    result = aggregate.rank_test(table)
-    _, ranks = aggregate.mean_ranks(table, "test_accuracy")
-    means = np.array([[v.mean() for v in task.values()] for task in tasks.values()])
-    np.testing.assert_array_equal(ranks, sps.rankdata(-means, axis=1))
-    ref = sps.friedmanchisquare(*ranks.T)
-    assert (result["statistic"], result["p"]) == pytest.approx((ref.statistic, ref.pvalue))
-    assert result["cd"] == pytest.approx(2.569 * np.sqrt(4 * 5 / (6 * 6)), rel=1e-3)  # q_0.05 = 2.569 for k = 4
+    tasks = {f"t{t}": {n: rng.normal(0.8 + 0.004 * i, 0.01, 5) for i, n in enumerate("abcd")} for t in range(12)}
+    result = aggregate.rank_test(tidy(tasks))
+    _, ranks = aggregate.mean_ranks(tidy(tasks), "test_accuracy")
+    assert not result["exact"] and result["p"] == aggregate.rank_test(tidy(tasks))["p"]  # seeded
+    assert result["p"] == pytest.approx(sps.friedmanchisquare(*ranks.T).pvalue, abs=0.02)
     assert aggregate.rank_test(tidy({"t": tasks["t0"]})) is None  # one task: no rank test
 
 

@@ -75,7 +75,7 @@ def test_mean_intervals_count_the_data_orders_where_naive_ones_fail():
     reps, crossed_hits, naive_hits = 300, 0, 0
     for _ in range(reps):
         table = _tidy(0.8 + _table(16, 4, (0.01, 0.01, 0.005), rng))
-        extra = crossed.arm_variances(table, ["test_accuracy"])
+        extra = {key: [part] for key, part in crossed.arm_variances(table, ["test_accuracy"]).items()}
         row = stats.summarize(table, ["test_accuracy"], stats.Settings(n_resamples=100), extra).iloc[0]
         crossed_hits += row.mean_low <= 0.8 <= row.mean_high
         low, high = stats.t_interval(table["test_accuracy"].to_numpy())  # 64 runs taken as independent

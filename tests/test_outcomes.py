@@ -2,6 +2,7 @@
 and intervals that count the test set's sampling error cover the population accuracy where seed-only ones fail."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.special import expit, logit
 
@@ -82,15 +83,32 @@ def test_the_report_file_round_trips_and_refuses_other_results(trained, tmp_path
         outcomes.load(tmp_path, frame)
 
 
-def test_example_variance_by_hand():
-    scores = np.array([[[1, 0, 1, 1], [0, 0, 1, 1]],
-                       [[1, 1, 1, 0], [1, 0, 1, 0]]], float)  # (2 seeds, 2 initializers, 4 examples)
-    of_means, of_diff = outcomes.example_variance(scores)
-    np.testing.assert_allclose(of_means, [np.var([1, 0.5, 1, 0.5], ddof=1) / 4, np.var([0.5, 0, 1, 0.5], ddof=1) / 4])
-    np.testing.assert_allclose(of_diff[0, 1], np.var([0.5, 0.5, 0, 0], ddof=1) / 4)
-    scores[1, 1] = np.nan  # seed 1 of the second initializer diverged: its pair uses seed 0 only
-    _, of_diff = outcomes.example_variance(scores)
-    np.testing.assert_allclose(of_diff[1, 0], np.var([1, 0, 0, 0], ddof=1) / 4)
+def _anova(x: np.ndarray) -> tuple[float, float]:
+    """MS of examples and of the residual of a seeds x examples table, by statsmodels' OLS (an independent code)."""
+    import statsmodels.api as sm
+    import statsmodels.formula.api as smf
+
+    n, m = x.shape
+    frame = pd.DataFrame({"y": x.ravel(), "seed": np.repeat(np.arange(n), m), "example": np.tile(np.arange(m), n)})
+    table = sm.stats.anova_lm(smf.ols("y ~ C(seed) + C(example)", frame).fit())
+    return float(table.loc["C(example)", "mean_sq"]), float(table.loc["Residual", "mean_sq"])
+
+
+def test_the_examples_component_is_the_two_way_anovas():
+    """s2_b / m = (MS_examples - MS_residual) / (n m): the interaction is left to the seeds' term, where it shrinks."""
+    rng = np.random.default_rng(3)
+    scores = (rng.random((5, 3, 40)) < 0.8).astype(float)  # (5 seeds, 3 initializers, 40 examples)
+    component = outcomes.example_component(scores)
+    for i in range(3):
+        ms_e, ms_r = _anova(scores[:, i])
+        assert component.of_means[i] == pytest.approx(max(ms_e - ms_r, 0) / (5 * 40))
+        if ms_e > ms_r:
+            assert component.df_means[i] == pytest.approx((ms_e - ms_r) ** 2 / (ms_e**2 / 39 + ms_r**2 / (4 * 39)))
+    ms_e, ms_r = _anova(scores[:, 0] - scores[:, 2])
+    assert component.of_differences[0, 2] == pytest.approx(max(ms_e - ms_r, 0) / (5 * 40))
+    scores[1, 1] = np.nan  # seed 1 of the second initializer diverged: its pairs use the other seeds
+    ms_e, ms_r = _anova(np.delete(scores[:, 1] - scores[:, 0], 1, axis=0))
+    assert outcomes.example_component(scores).of_differences[1, 0] == pytest.approx(max(ms_e - ms_r, 0) / (4 * 40))
 
 
 def test_intervals_with_the_test_set_cover_the_population_accuracy():
@@ -105,8 +123,9 @@ def test_intervals_with_the_test_set_cover_the_population_accuracy():
     for _ in range(reps):
         correct = rng.random((8, 200)) < expit(difficulty(200)[None, :] + rng.normal(0, 0.05, (8, 1)))
         accuracy = correct.mean(1)
-        extra = outcomes.example_variance(correct[:, None, :].astype(float))[0][0]
-        low, high = stats.t_interval(accuracy, 0.95, extra)
+        component = outcomes.example_component(correct[:, None, :].astype(float), paired=False)
+        low, high = stats.mean_interval(accuracy, "test_accuracy", 0.95,
+                                        (component.of_means[0], component.df_means[0]), examples=200)
         both += low <= truth <= high
         low, high = stats.t_interval(accuracy, 0.95)
         seeds_only += low <= truth <= high

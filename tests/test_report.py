@@ -36,7 +36,7 @@ def test_markdown_has_every_section_and_its_figures_exist(run_dir):
     text = (run_dir / "report.md").read_text()
     for heading in ["## synthetic: MLP 20-64-64-1 relu", "## digits: MLP 64-64-64-10 relu",
                     "### Comparisons with the best", "### Learning curves", "### How many seeds?", "| environment |",
-                    "## Across tasks (2)", "Friedman chi²"]:
+                    "## Across tasks (2)", "Friedman statistic"]:
         assert heading in text, heading
     links = [line[line.index("(") + 1:-1] for line in text.splitlines() if line.startswith("![")]
     assert len(links) == 10 and sum("forest" in link for link in links) == 2

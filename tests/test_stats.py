@@ -45,14 +45,15 @@ def _results(values_by_init, diverged_by_init=None):
     return pd.DataFrame(rows)
 
 
-def test_summarize_uses_the_last_epoch_and_leaves_out_diverged_runs():
+def test_summarize_uses_the_last_epoch_and_scores_diverged_runs_as_untrained():
     table = _results({"a": [0.9, 0.8, 0.7, np.nan], "b": [0.5, 0.6, 0.7, 0.8]}, {"a": [3]})
     settings = stats.Settings(n_resamples=500)
     summary = stats.summarize(table, ["test_accuracy"], settings).set_index("arm")
     a, b = summary.loc["a"], summary.loc["b"]
-    assert (a.diverged, a.n, a.runs) == (1, 3, 4)
-    assert a["mean"] == pytest.approx(0.8) and a["std"] == pytest.approx(0.1) and a["median"] == pytest.approx(0.8)
-    assert (a["min"], a["max"]) == (pytest.approx(0.7), pytest.approx(0.9))
+    scored = np.array([0.9, 0.8, 0.7, 0.1])  # the untrained networks' median accuracy, below any trained run
+    assert (a.diverged, a.n, a.runs) == (1, 4, 4)
+    assert a["mean"] == pytest.approx(scored.mean()) and a["std"] == pytest.approx(scored.std(ddof=1))
+    assert a["median"] == pytest.approx(0.75) and (a["min"], a["max"]) == (pytest.approx(0.1), pytest.approx(0.9))
     assert (a.diverged_low, a.diverged_high) == pytest.approx(stats.wilson_ci(1, 4))
     assert b["mean"] == pytest.approx(0.65) and b.mean_low < 0.65 < b.mean_high
     # the interval of a group depends on its own data and name only, not on the other groups
@@ -129,6 +130,31 @@ def test_divergence_epochs_by_hand():
         ["bad", 3, 2, 1.0, 2.0, 3.0]]
 
 
+def test_accuracy_intervals_stay_within_0_and_1_and_ties_are_floored_at_the_resolution():
+    """Two seeds of 0.6 and 0.99 gave [-0.007, 1.607] before; a column of equal values (runs tied on a 1/200
+    lattice) gets the lattice's rounding spread, not a point."""
+    table = _results({"a": [0.6, 0.99], "b": [0.85, 0.85, 0.85, 0.85], "c": [0.8, 0.805, 0.815, 0.82]})
+    summary = stats.summarize(table, ["test_accuracy"], stats.Settings(n_resamples=100)).set_index("arm")
+    assert 0 <= summary.loc["a", "mean_low"] and summary.loc["a", "mean_high"] == 1.0
+    half = sps.t.ppf(0.975, 3) * (0.005 / np.sqrt(12)) / 2  # the step 0.005 of c, one value's rounding sd
+    assert (summary.loc["b", "mean_low"], summary.loc["b", "mean_high"]) == pytest.approx((0.85 - half, 0.85 + half))
+
+
+def test_the_proportion_interval_is_clopper_pearson_at_the_effective_size():
+    """Korn & Graubard 1998: n_eff = p (1 - p) / V, scaled by (z / t_df)^2; Clopper-Pearson of p n_eff in n_eff."""
+    x = np.array([0.96, 0.97, 0.975, 0.965, 0.97, 0.98, 0.96, 0.97])
+    low, high = stats.proportion_interval(x, examples=200, level=0.95, extra_var=2e-4, extra_df=50.0)
+    v_seeds = x.var(ddof=1) / 8
+    df = (v_seeds + 2e-4) ** 2 / (v_seeds**2 / 7 + 2e-4**2 / 50)
+    n_eff = x.mean() * (1 - x.mean()) / (v_seeds + 2e-4) * (sps.norm.ppf(0.975) / sps.t.ppf(0.975, df)) ** 2
+    expected = (sps.beta.ppf(0.025, x.mean() * n_eff, n_eff - x.mean() * n_eff + 1),
+                sps.beta.ppf(0.975, x.mean() * n_eff + 1, n_eff - x.mean() * n_eff))
+    assert (low, high) == pytest.approx(expected)
+    # every run right on every example: the examples themselves are the sample, as in Clopper-Pearson's n of n
+    low, high = stats.proportion_interval(np.ones(8), examples=200)
+    assert (low, high) == pytest.approx((0.025 ** (1 / 200), 1.0))
+
+
 def test_t_interval_is_scipys_and_iqm_intervals_start_at_16_seeds():
     x = np.random.default_rng(5).normal(0.8, 0.02, 8)
     ref = sps.t.interval(0.9, 7, loc=x.mean(), scale=sps.sem(x))
@@ -146,7 +172,7 @@ def test_an_extra_variance_term_widens_the_mean_and_withholds_the_iqm_interval()
     table = _results({"b": values})
     settings = stats.Settings(n_resamples=300)
     plain = stats.summarize(table, ["test_accuracy"], settings).iloc[0]
-    extra = stats.summarize(table, ["test_accuracy"], settings, {("d", "b", "test_accuracy"): 1e-4}).iloc[0]
+    extra = stats.summarize(table, ["test_accuracy"], settings, {("d", "b", "test_accuracy"): [(1e-4, np.inf)]}).iloc[0]
     assert (extra.mean_low, extra.mean_high) == pytest.approx(stats.t_interval(np.array(values), 0.95, 1e-4))
     assert extra.mean_high - extra.mean_low > plain.mean_high - plain.mean_low
     assert np.isfinite(plain.iqm_low) and np.isnan(extra.iqm_low)  # a bootstrap over runs cannot count the test set

@@ -4,13 +4,14 @@ simulated grids (null and shifted, 8 and 16 seeds)."""
 import numpy as np
 import pytest
 
-from bench.analysis import tuning
+from bench.analysis import stats, tuning
 
 
 def _cube(test, val):
     k, m = test.shape[1:]
     names = np.array([[f"i{i} lr={c}" for c in range(m)] for i in range(k)], dtype=object)
-    return tuning.Cube([f"i{i}" for i in range(k)], ["lr"], [(10.0 ** -(m - c),) for c in range(m)], names, test, val)
+    return tuning.Cube([f"i{i}" for i in range(k)], ["lr"], [(10.0 ** -(m - c),) for c in range(m)], names, test, val,
+                       ~np.isfinite(test))
 
 
 def _simulate(mu, n, rng, shared=0.01, run=0.01, split=0.005):
@@ -103,7 +104,8 @@ def test_the_best_values_interval_covers_the_true_peak():
     covered, reps = 0, 100
     for _ in range(reps):
         test, val = _simulate(mu, 16, rng, shared=0.005, run=0.005, split=0.003)
-        cube = tuning.Cube(["a"], ["lr"], [(10.0**g,) for g in grid], np.array([["a"] * 7], dtype=object), test, val)
+        cube = tuning.Cube(["a"], ["lr"], [(10.0**g,) for g in grid], np.array([["a"] * 7], dtype=object), test, val,
+                           ~np.isfinite(test))
         s = tuning.sensitivity(cube, 0.01, rng=rng, resamples=500)
         covered += s.best_low[0] <= 10**peak <= s.best_high[0]
     assert covered / reps >= 0.88, covered / reps
@@ -122,3 +124,24 @@ def test_a_ranking_that_flips_when_tuned_says_so():
     cube = _cube(*_simulate(same, 16, rng))
     held = tuning.ranking(cube, tuning.tuned(cube, 0.005, rng=rng), reference, rng=rng)
     assert held.verdict == "holds" and not held.reversed
+
+
+def test_a_cell_whose_runs_diverge_counts_them_and_is_not_chosen_over_one_that_trains():
+    """Initializer a's best validation cell loses 2 of 4 runs to divergence: those score as untrained networks in
+    its means, and the choice takes a's other cell, whose runs all train."""
+    import pandas as pd
+
+    rows = []
+    for arm, init, lr, acc in [("a lr=0.1", "a", 0.1, 0.95), ("a lr=0.01", "a", 0.01, 0.90),
+                               ("b lr=0.1", "b", 0.1, 0.91), ("b lr=0.01", "b", 0.01, 0.89)]:
+        for seed in range(4):
+            failed = arm == "a lr=0.1" and seed < 2
+            for epoch, value in ((0, 0.1), (1, np.nan if failed else acc + 0.001 * seed)):
+                rows.append(dict(dataset="d", model="m", arm=arm, initializer=init, lr=lr, seed=seed, epoch=epoch,
+                                 test_accuracy=value, val_accuracy=value, diverged=failed and epoch == 1))
+    results = pd.DataFrame(rows)
+    found = tuning.analyse(results, "test_accuracy", stats.Settings(draws=500), 0.005)[("d", "m")]
+    cube = found.cube
+    a, fast = cube.initializers.index("a"), [c for c, (lr,) in enumerate(cube.cells) if lr == 0.1][0]
+    assert cube.failed[:, a, fast].sum() == 2 and np.nanmin(cube.test[:, a, fast]) == pytest.approx(0.1)
+    assert cube.cells[found.tuned.chosen[a]] == (0.01,)

@@ -38,8 +38,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
-from bench.analysis import compare, stats, verdicts
+from bench.analysis import compare, maxt, resolution, stats, verdicts
 from bench.store import files_digest, write_atomic
 
 FILE = "calibration.json"
@@ -61,22 +62,24 @@ class Cell:
 
 
 def one_replicate(values: np.ndarray, true_diff: np.ndarray, margin: float, level: float, draws: int,
-                  rng: np.random.Generator, paired: bool = True) -> tuple[bool, bool, bool]:
+                  rng: np.random.Generator, paired: bool = True, statistic: str = "mean") -> tuple[bool, bool, bool]:
     """Runs the report's procedure on one resampled table (better direction).
 
     Args:
-      values: `(seeds, k)`; NaN = diverged.
-      true_diff: `(k, k)` the true ``theta_i - theta_j``.
+      values: `(seeds, k)`, diverged runs scored; NaN = no value.
+      true_diff: `(k, k)` the true ``theta_i - theta_j`` (of ``statistic``'s estimand: :func:`estimands`).
 
     Returns:
       ``(any false claim, all intervals cover, column 0 called worse)``.
     """
     if (np.isfinite(values).sum(0) < 2).any():
         return (False, True, False)
-    pairs, c, _ = verdicts.simultaneous_intervals(values, range(values.shape[1]), level, rng, draws, paired)
+    pairs, c, p = maxt.simultaneous_intervals(values, range(values.shape[1]), level, rng, draws, paired,
+                                              statistic=statistic)
     with np.errstate(invalid="ignore"):
         low, high = pairs.diff - c * pairs.se, pairs.diff + c * pairs.se
-    labels, _, _ = verdicts.mcb(low, high, np.nanmean(values, 0), margin)
+    labels, _ = verdicts.with_step_down(verdicts.mcb(low, high, maxt.location(values, statistic), margin)[0],
+                                        pairs.diff, p, level)
     off = ~np.eye(len(labels), dtype=bool)
     gap = np.array([true_diff[off[i], i].max() for i in range(len(labels))])  # max_{j != i} theta_j - theta_i
     false = any((lab == "worse" and gap[i] <= 0) or (lab == "equivalent" and gap[i] >= margin)
@@ -85,33 +88,51 @@ def one_replicate(values: np.ndarray, true_diff: np.ndarray, margin: float, leve
     return false, covered, labels[0] == "worse"
 
 
+def estimands(values: np.ndarray, statistic: str = "mean") -> np.ndarray:
+    """`(k, k)` the true ``theta_i - theta_j`` of a population of seeds ``values`` `(seeds, k)`: the difference of
+    the means, or the trimmed mean of the paired differences (``bench.analysis.maxt``)."""
+    if statistic == "mean":
+        means = np.nanmean(values, 0)
+        return means[:, None] - means[None, :]
+    k = values.shape[1]
+    out = np.zeros((k, k))
+    for i in range(k):
+        for j in range(k):
+            d = values[:, i] - values[:, j]
+            out[i, j] = sps.trim_mean(d[np.isfinite(d)], maxt.TRIM) if i != j else 0.0
+    return out
+
+
 def simulate(values: np.ndarray, scenario: str, seeds: int, reps: int, margin: float, shift: float,
              level: float = 0.95, draws: int = 2_000, rng: np.random.Generator | int = 0,
-             paired: bool = True) -> Cell:
+             paired: bool = True, statistic: str = "mean") -> Cell:
     """One cell of the calibration of a task's final values `(stored seeds, k)` (better direction)."""
     rng = np.random.default_rng(rng)
     k = values.shape[1]
     false = covered = detected = mean_hits = mean_total = 0
     truth_means = np.nanmean(values, 0)
+    centred = estimands(values - truth_means, statistic)  # 0 for means; what trimmed means of differences keep
+    floor = resolution.value_floor(values)
     for _ in range(reps):
         sample = values[rng.integers(0, len(values), seeds)]
-        true_diff = np.zeros((k, k))
+        true_diff = np.zeros((k, k)) if scenario == "permuted" else centred.copy()
         if scenario in ("null", "shift"):
             sample = sample - truth_means
         if scenario == "permuted":
             sample = np.take_along_axis(sample, rng.permuted(np.tile(np.arange(k), (seeds, 1)), axis=1), axis=1)
         if scenario == "shift":
             sample[:, 0] -= shift
-            true_diff[0, 1:], true_diff[1:, 0] = -shift, shift
+            true_diff[0, 1:] -= shift
+            true_diff[1:, 0] += shift
         if scenario == "resample":
-            true_diff = truth_means[:, None] - truth_means[None, :]
+            true_diff = estimands(values, statistic)
             for i in range(k):
                 column = sample[:, i][np.isfinite(sample[:, i])]
-                low, high = stats.t_interval(column, level)
+                low, high = stats.t_interval(column, level, floor=floor)
                 if np.isfinite(low):
                     mean_total += 1
                     mean_hits += low <= truth_means[i] <= high
-        f, c, d = one_replicate(sample, true_diff, margin, level, draws, rng, paired)
+        f, c, d = one_replicate(sample, true_diff, margin, level, draws, rng, paired, statistic)
         false, covered, detected = false + f, covered + c, detected + d
     return Cell(scenario, seeds, reps, false / reps, covered / reps,
                 mean_hits / mean_total if mean_total else np.nan, detected / reps if scenario == "shift" else np.nan)
@@ -134,27 +155,28 @@ def calibrate(results: pd.DataFrame, metric: str = "test_accuracy", seeds: Seque
     shift = 2 * margin if shift is None else shift
     sign = 1 if stats.higher_is_better(metric) else -1
     rows = []
-    for task_key, task in stats.final_epoch(results).groupby(stats.TASK, sort=False):
-        _, values = compare.final_matrix(task, metric)
+    for task_key, _, _, values in compare.scored_matrices(results, metric):
         keep = np.isfinite(values).sum(0) >= 2
         if keep.sum() < 2:
             continue
         values = sign * values[:, keep]
-        varying = values[:, ~verdicts.is_constant(values)]
+        varying = values[:, ~maxt.is_constant(values)]
         for scenario in SCENARIOS:
             table = varying if scenario == "permuted" else values
             if table.shape[1] < 2:
                 continue
             for n in seeds:
                 rng = stats.group_rng(settings.seed, *task_key, metric, scenario, n, "calibrate")
-                cell = simulate(table, scenario, n, reps, margin, shift, settings.level, draws, rng, paired)
+                cell = simulate(table, scenario, n, reps, margin, shift, settings.level, draws, rng, paired,
+                                settings.statistic)
                 rows.append({**dict(zip(stats.TASK, task_key)), **dataclasses.asdict(cell), "shift": shift})
     return pd.DataFrame(rows)
 
 
 # the modules of bench.analysis the verdicts and intervals come from (this one and what it imports, transitively;
 # a test keeps the list whole): editing another module (diagnostics, coordcheck) leaves a calibration valid
-PROCEDURE = ("calibrate", "columns", "compare", "crossed", "outcomes", "stats", "verdicts")
+PROCEDURE = ("calibrate", "columns", "compare", "components", "crossed", "maxt", "outcomes", "resolution", "scoring",
+             "stats", "verdicts")
 
 
 def fingerprint(results: pd.DataFrame, metric: str, settings: stats.Settings, paired: bool) -> str:

@@ -8,6 +8,7 @@ re-exports it.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 TASK = ["dataset", "model"]
@@ -35,3 +36,8 @@ def final_epoch(results: pd.DataFrame) -> pd.DataFrame:
     """The rows of each run's last epoch."""
     last = results.groupby(GROUP + ["seed"], sort=False)["epoch"].transform("max")
     return results[results["epoch"] == last]
+
+
+def finished(rows: pd.DataFrame, metric: str) -> pd.Series:
+    """Whether each row's run did not diverge and has a finite ``metric``."""
+    return ~rows["diverged"].astype(bool) & np.isfinite(rows[metric].to_numpy(np.float64))

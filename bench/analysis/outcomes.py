@@ -4,18 +4,21 @@ A run's test accuracy on 200 examples has a binomial standard error of ~2.4 pp,
 more than the spread over seeds; intervals over seeds alone treat the test set as
 fixed and answer "how would *this* test set score", not "how well does it
 generalize". With every run's per-example correctness and loss on the test split
-(kept compactly in ``outcomes.npz`` beside ``results.csv``), the variance of a mean
-over ``n`` seeds and ``m`` shared test examples is estimated as
+(kept compactly in ``outcomes.npz`` beside ``results.csv``), the per-example scores
+``x_se`` of ``n`` seeds on ``m`` shared examples follow the two-way random-effects model
+``x_se = mu + a_s + b_e + (ab)_se``, and the variance of their grand mean is
 
-    Var = s_seeds^2 / n + s_examples^2 / m,
+    Var = s2_a / n + s2_b / m + s2_ab / (n m) = s_seeds^2 / n + s2_b / m,
 
-with ``s_seeds^2`` the variance over seeds of the runs' scores (of the paired
-differences, for comparisons) and ``s_examples^2`` the variance over examples of the
-per-example score averaged over seeds (of the per-example paired difference). This is
-the two-way random-effects (seeds x examples) variance of a grand mean, with the
-interaction counted in both terms (slightly conservative); the same examples are
-shared by every seed and initializer, so the example term does not shrink with
-seeds and the pairing over examples cancels what the initializers share.
+with ``s_seeds^2`` the variance over seeds of the runs' scores (it holds ``s2_a + s2_ab / m``),
+and the examples' own component ``s2_b = (MS_examples - MS_residual) / n`` from the two-way
+ANOVA mean squares (clipped at 0), estimated with Satterthwaite's degrees of freedom. The
+interaction is counted once, in the seeds' term, where it shrinks with seeds; the examples'
+term ``s2_b / m`` does not (the same examples are shared by every seed and initializer). For
+comparisons the same decomposition of the per-example paired differences cancels what the
+initializers share. The variance over examples of the seeds' mean score, used before, holds
+``s2_ab / n`` as well: 43-58% of the printed test-set term of the committed reports was that
+interaction, counted twice, and the seeds advice said more seeds could not help where they can.
 
 References: Bouthillier et al. 2021, arXiv:2103.03098 (data sampling as a source of
 variance); Dietterich 1998, Neural Comput. 10(7); Nadeau & Bengio 2003, Mach. Learn. 52.
@@ -23,12 +26,12 @@ variance); Dietterich 1998, Neural Comput. 10(7); Nadeau & Bengio 2003, Mach. Le
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from bench.analysis.components import Component, difference_of_mean_squares, satterthwaite
 from bench.analysis.stats import final_epoch, run_table
 from bench.errors import UserError
 from bench.store import read_npz_verified, write_npz_verified
@@ -147,32 +150,62 @@ def per_example(item: dict, metric: str, names: list[str], seeds: list, finished
     return np.where(finished[..., None], scores, np.nan)
 
 
-def example_variance(scores: np.ndarray, paired: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """The test set's share of the variance of means and of mean differences.
+def examples_share(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The examples' own share ``s2_b / m`` of the variance of a grand mean, and its degrees of freedom.
 
     Args:
-      scores: `(seeds, k, m)` per-example scores (sign already in the better direction),
-        NaN for diverged runs.
+      scores: `(..., n, m)` per-example scores of ``n`` seeds on ``m`` examples (every value finite).
 
     Returns:
-      ``(of_means, of_differences)``: `(k,)` ``var_e(mean_s x_ske) / m`` and `(k, k)`
-      the same of the per-example differences ``x_sie - x_sje`` (paired: over the seeds
-      both finished; unpaired: the sum of the two initializers' terms).
+      `(...)` each: ``max(MS_examples - MS_residual, 0) / (n m)`` of the two-way ANOVA without
+      replication, and the Satterthwaite degrees of freedom of that difference of mean squares (inf
+      where it is 0). With one seed the interaction cannot be told apart: ``MS_examples / m`` with
+      ``m - 1`` degrees of freedom.
     """
-    m = scores.shape[-1]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        per_example_mean = np.nanmean(scores, axis=0)  # (k, m)
-        of_means = np.nanvar(per_example_mean, axis=-1, ddof=1) / m
-        if not paired:
-            return of_means, of_means[:, None] + of_means[None, :]
-        k = scores.shape[1]
-        of_differences = np.zeros((k, k))
-        for i in range(k):
-            d = scores[:, i:i + 1, :] - scores[:, i + 1:, :]  # (seeds, k - i - 1, m); NaN where either diverged
-            var = np.nanvar(np.nanmean(d, axis=0), axis=-1, ddof=1) / m
-            of_differences[i, i + 1:] = of_differences[i + 1:, i] = var
-    return of_means, np.nan_to_num(of_differences)
+    scores = np.asarray(scores, np.float64)
+    n, m = scores.shape[-2:]
+    if m < 2:
+        return np.zeros(scores.shape[:-2]), np.full(scores.shape[:-2], np.inf)
+    grand = scores.mean((-2, -1), keepdims=True)
+    by_example = scores.mean(-2, keepdims=True)
+    ms_examples = n * ((by_example - grand) ** 2).sum((-2, -1)) / (m - 1)
+    if n < 2:
+        return ms_examples / m, np.full(ms_examples.shape, m - 1.0)
+    by_seed = scores.mean(-1, keepdims=True)
+    residual = ((scores - by_seed - by_example + grand) ** 2).sum((-2, -1)) / ((n - 1) * (m - 1))
+    value, df = difference_of_mean_squares(ms_examples, m - 1, residual, (n - 1) * (m - 1))
+    return value / (n * m), df
+
+
+def example_component(scores: np.ndarray, paired: bool = True) -> Component:
+    """The test set's share of the variance of means and of mean differences (:func:`examples_share`).
+
+    Args:
+      scores: `(seeds, k, m)` per-example scores (sign irrelevant), NaN for diverged runs, whose
+        seeds are left out (of the initializer's, and of its pairs').
+
+    Returns:
+      A component named ``"test set"``: paired differences from the per-example differences
+      ``x_sie - x_sje`` over the seeds both finished; unpaired, the sum of the two initializers' terms.
+    """
+    k = scores.shape[1]
+    finished = np.isfinite(scores).all(-1)  # (seeds, k)
+    means = [examples_share(scores[finished[:, i], i, :]) if finished[:, i].any() else (0.0, np.inf)
+             for i in range(k)]
+    of_means = np.array([float(v) for v, _ in means])
+    df_means = np.array([float(d) for _, d in means])
+    if not paired:
+        return Component("test set", of_means, of_means[:, None] + of_means[None, :], df_means,
+                         satterthwaite([of_means[:, None], of_means[None, :]], [df_means[:, None], df_means[None, :]]))
+    of_differences, df_differences = np.zeros((k, k)), np.full((k, k), np.inf)
+    for i in range(k):
+        for j in range(i + 1, k):
+            both = finished[:, i] & finished[:, j]
+            if both.any():
+                value, df = examples_share(scores[both, i, :] - scores[both, j, :])
+                of_differences[i, j] = of_differences[j, i] = value
+                df_differences[i, j] = df_differences[j, i] = df
+    return Component("test set", of_means, of_differences, df_means, df_differences)
 
 
 def task_scores(task_final: pd.DataFrame, item: dict, metric: str, names: list[str]) -> np.ndarray | None:
@@ -186,8 +219,8 @@ def task_scores(task_final: pd.DataFrame, item: dict, metric: str, names: list[s
     return per_example(item, metric, names, runs, ok.reindex(index=runs).fillna(False).to_numpy(bool))
 
 
-def arm_variances(results: pd.DataFrame, per_task: dict[str, dict], metrics) -> dict[tuple, float]:
-    """``(dataset, initializer, metric) -> var_e(mean over seeds) / m`` for the metrics outcomes give."""
+def arm_variances(results: pd.DataFrame, per_task: dict[str, dict], metrics) -> dict[tuple, tuple[float, float]]:
+    """``(dataset, initializer, metric) -> (s2_b / m, its degrees of freedom)`` for the metrics outcomes give."""
     out, every = {}, final_epoch(results)
     for task, item in per_task.items():
         final = every[every["dataset"] == task]
@@ -195,6 +228,7 @@ def arm_variances(results: pd.DataFrame, per_task: dict[str, dict], metrics) -> 
         for metric in metrics:
             scores = task_scores(final, item, metric, names)
             if scores is not None:
-                of_means, _ = example_variance(scores)
-                out.update({(task, n, metric): float(v) for n, v in zip(names, of_means)})
+                component = example_component(scores, paired=False)
+                out.update({(task, n, metric): (float(v), float(d))
+                            for n, v, d in zip(names, component.of_means, component.df_means)})
     return out

@@ -24,14 +24,17 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
+from bench.analysis import resolution, scoring
 from bench.analysis.columns import (  # noqa: F401 (the table's columns, re-exported: stats.final_epoch and so on)
     GROUP,
     TASK,
     default_metric,
     final_epoch,
+    finished,
     higher_is_better,
     metric_columns,
 )
+from bench.analysis.components import satterthwaite
 
 IQM_MIN_SEEDS = 16  # below, the IQM's bootstrap interval under-covers (0.92-0.93 at 8 seeds, simulated)
 
@@ -49,6 +52,8 @@ class Settings:
       margin: equivalence margin in the metric's units; None: 0.5 pp of accuracy, 0.01 of a loss.
       fixed_test_set: intervals conditional on the test set (over seeds only), even where
         per-example outcomes would let them count its sampling error.
+      statistic: what the comparisons estimate of each paired difference: ``"mean"``, or ``"trimmed"``
+        (20% trimmed means, Yuen's standard errors; robust to a few stuck runs, ``bench.analysis.maxt``).
     """
 
     level: float = 0.95
@@ -58,6 +63,7 @@ class Settings:
     draws: int = 10_000
     margin: float | None = None
     fixed_test_set: bool = False
+    statistic: str = "mean"
 
 
 def group_rng(seed: int, *labels) -> np.random.Generator:
@@ -109,27 +115,103 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
-def t_interval(values: np.ndarray, level: float = 0.95, extra_var: float = 0.0) -> tuple[float, float]:
-    """Student t interval of the mean, ``mean +- t_{n-1} sqrt(s^2 / n + extra_var)``.
+def t_interval(values: np.ndarray, level: float = 0.95, extra_var: float = 0.0, extra_df: float = np.inf,
+               floor: float = 0.0, bounds: tuple[float, float] = (-np.inf, np.inf)) -> tuple[float, float]:
+    """Student t interval of the mean, ``mean +- t_df sqrt(max(s, floor)^2 / n + extra_var)``.
 
-    ``extra_var``: variance of the mean from another source than seeds, e.g. the
-    test set's sampling (``bench.analysis.outcomes``); 0 gives the usual interval.
+    ``extra_var``: variance of the mean from another source than seeds, e.g. the test set's
+    sampling (``bench.analysis.outcomes``) or crossed data orders', estimated with ``extra_df``
+    degrees of freedom; ``df`` is Welch-Satterthwaite's over the seeds' ``n - 1`` and ``extra_df``
+    (``bench.analysis.components``). Where ``extra_df`` is few (at most ``GPQ_LIMIT``: 3 data orders
+    give about 2) Satterthwaite's degrees of freedom grow whenever the estimate comes out small by
+    chance (0.933 coverage at 8 seeds x 3 orders); there the half-width is the ``level`` quantile
+    of the generalized pivotal quantity ``|Z| sqrt(s^2/n (n-1) / chi2_{n-1} + extra (df / chi2_df))``
+    (Weerahandi 1993), 0.955 there and as wide as Satterthwaite's where it holds. ``floor``: the
+    least standard deviation of one value (the data's resolution, ``bench.analysis.resolution``:
+    runs that tie on a lattice). ``bounds``: the metric's range, which the interval is clipped to
+    (an accuracy's ``[0, 1]``).
 
     Over seeds it keeps its coverage from 8 seeds on (BCa: 0.87-0.89 at 8 seeds on
     resampled real runs); ``python -m bench calibrate`` measures it on a report's runs.
 
     Returns:
-      ``(low, high)``; the value itself when all values are equal; ``(nan, nan)`` for fewer than two.
+      ``(low, high)``; the value itself when all values are equal and nothing else adds variance;
+      ``(nan, nan)`` for fewer than two.
     """
     values = np.asarray(values, dtype=np.float64)
     if values.size < 2:
         return (np.nan, np.nan)
     mean = values.mean()
-    if np.all(values == values[0]) and not extra_var > 0:
-        return (float(values[0]), float(values[0]))
     spread = 0.0 if np.all(values == values[0]) else values.var(ddof=1)
-    half = stats.t.ppf(0.5 + level / 2, values.size - 1) * np.sqrt(spread / values.size + extra_var)
-    return (float(mean - half), float(mean + half))
+    seeds = max(spread, floor**2) / values.size
+    if not seeds + extra_var > 0:
+        return (float(values[0]), float(values[0]))
+    if extra_var > 0 and extra_df <= GPQ_LIMIT:
+        half = pivotal_half_width(seeds, values.size - 1, extra_var, extra_df, level)
+    else:
+        df = satterthwaite([seeds, extra_var], [values.size - 1, extra_df])
+        half = stats.t.ppf(0.5 + level / 2, df) * np.sqrt(seeds + extra_var)
+    return (float(max(mean - half, bounds[0])), float(min(mean + half, bounds[1])))
+
+
+GPQ_LIMIT = 50  # an extra variance known to at most this many degrees of freedom: generalized pivotal quantity
+GPQ_DRAWS = 40_000
+
+
+def pivotal_half_width(seeds: float, seeds_df: float, extra: float, extra_df: float, level: float = 0.95) -> float:
+    """The ``level`` quantile of ``|Z| sqrt(seeds df_s / chi2_{df_s} + extra df_e / chi2_{df_e})``: the half-width of
+    the generalized confidence interval of a mean whose variance is a sum of two estimated parts (Weerahandi
+    1993; Krishnamoorthy & Mathew 2009, ch. 1). Seeded: the same for the same arguments."""
+    rng = np.random.default_rng(20240601)
+    z = rng.standard_normal(GPQ_DRAWS)
+    spread = seeds * seeds_df / np.maximum(rng.chisquare(max(seeds_df, 1e-9), GPQ_DRAWS), 1e-12) \
+        + extra * extra_df / np.maximum(rng.chisquare(max(extra_df, 1e-9), GPQ_DRAWS), 1e-12)
+    return float(np.quantile(np.abs(z) * np.sqrt(spread), level))
+
+
+def proportion_interval(values: np.ndarray, examples: int, level: float = 0.95, extra_var: float = 0.0,
+                        extra_df: float = np.inf) -> tuple[float, float]:
+    """Interval of a mean accuracy that counts the test set's sampling: Clopper-Pearson at the effective size.
+
+    A mean accuracy near 100% on a small test set is a few errors out of ``m`` examples: its
+    sampling distribution is skewed and bounded, and ``mean +- t se`` under-covers there (0.91 at
+    97% accuracy with 200 examples, 0.90 with 100, 32 seeds, simulated). The variance of the mean
+    (seeds' plus the test set's, ``V``) defines an effective number of examples ``n_eff = p (1 - p)
+    / V`` (Kish's design effect), scaled by ``(z / t_df)^2`` for the degrees of freedom of ``V``, and
+    the exact binomial (Clopper-Pearson) interval of ``p n_eff`` successes in ``n_eff`` is given (Korn &
+    Graubard 1998). Where ``V`` is 0 or ``p`` is 0 or 1 (every run right on every example) ``n_eff`` is
+    the ``examples`` themselves; it never exceeds ``runs x examples``.
+
+    References: Korn & Graubard 1998, Survey Methodology 24(2); Clopper & Pearson 1934, Biometrika 26(4).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return (np.nan, np.nan)
+    p = float(values.mean())
+    seeds = 0.0 if np.all(values == values[0]) else values.var(ddof=1) / values.size
+    variance = seeds + extra_var
+    df = satterthwaite([seeds, extra_var], [values.size - 1, extra_df])
+    n_eff = p * (1 - p) / variance if variance > 0 and 0 < p < 1 else float(examples)
+    n_eff = min(n_eff, float(values.size * examples))
+    n_eff *= (stats.norm.ppf(0.5 + level / 2) / stats.t.ppf(0.5 + level / 2, df)) ** 2 if np.isfinite(df) else 1.0
+    x, tail = p * n_eff, (1 - level) / 2
+    low = stats.beta.ppf(tail, x, n_eff - x + 1) if x > 0 else 0.0
+    high = stats.beta.ppf(1 - tail, x + 1, n_eff - x) if x < n_eff else 1.0
+    return float(low), float(high)
+
+
+def mean_interval(values: np.ndarray, metric: str, level: float = 0.95, extra: tuple[float, float] = (0.0, np.inf),
+                  floor: float = 0.0, examples: int | None = None) -> tuple[float, float]:
+    """The interval of a mean a report prints for ``metric``.
+
+    An accuracy whose test examples are counted (``examples`` given, ``extra`` their share of the
+    variance with its degrees of freedom): :func:`proportion_interval`. Otherwise :func:`t_interval`,
+    clipped to ``[0, 1]`` for an accuracy.
+    """
+    bounded = metric.endswith("accuracy")
+    if bounded and examples:
+        return proportion_interval(values, examples, level, *extra)
+    return t_interval(values, level, *extra, floor=floor, bounds=(0.0, 1.0) if bounded else (-np.inf, np.inf))
 
 
 def bootstrap_mean_ci(values, level=0.95, n_resamples=10_000, rng=0, method="BCa") -> tuple[float, float]:
@@ -162,16 +244,6 @@ def divergence(results: pd.DataFrame) -> pd.DataFrame:
     return table[table["diverged"] > 0].reset_index(drop=True)
 
 
-def finished(rows: pd.DataFrame, metric: str) -> pd.Series:
-    """Whether each row's run did not diverge and has a finite ``metric``."""
-    return ~rows["diverged"].astype(bool) & np.isfinite(rows[metric].to_numpy(np.float64))
-
-
-def finite_values(group: pd.DataFrame, metric: str) -> np.ndarray:
-    """The metric of the runs that did not diverge, as float64 (NaN and inf dropped)."""
-    return group.loc[finished(group, metric), metric].to_numpy(np.float64)
-
-
 def run_table(rows: pd.DataFrame, values: pd.Series, index, names: Sequence[str]) -> pd.DataFrame:
     """``values`` of a task's final rows: one row per run key ``index``, one column per initializer in ``names``."""
     return rows.assign(value=values).pivot_table(index=index, columns="arm", values="value", aggfunc="first",
@@ -187,8 +259,8 @@ def _std(x: np.ndarray) -> float:
 DESCRIPTIVE: dict[str, Callable[[np.ndarray], float]] = {
     "mean": np.mean, "std": _std, "median": np.median, "iqm": lambda x: float(iqm(x)), "min": np.min, "max": np.max,
 }
-SUMMARY_COLUMNS = ("runs", "n", "diverged", "diverged_rate", "diverged_low", "diverged_high", "mean", "mean_low",
-                   "mean_high", "std", "median", "iqm", "iqm_low", "iqm_high", "min", "max")
+SUMMARY_COLUMNS = ("runs", "n", "finished", "diverged", "diverged_rate", "diverged_low", "diverged_high", "mean",
+                   "mean_low", "mean_high", "std", "median", "iqm", "iqm_low", "iqm_high", "min", "max")
 
 
 def describe(x: np.ndarray) -> dict[str, float]:
@@ -200,56 +272,79 @@ def summarize(
     results: pd.DataFrame,
     metrics: Sequence[str] = ("test_accuracy", "test_loss"),
     settings: Settings = Settings(),
-    test_set: dict[tuple, float] | None = None,
+    extras: dict[tuple, list[tuple[float, float]]] | None = None,
+    examples: dict[str, int] | None = None,
 ) -> pd.DataFrame:
     """Descriptive statistics and intervals over seeds, at the final epoch.
 
-    Diverged runs are counted (with a Wilson interval of the rate) and left out of
-    every other statistic: their metrics are NaN or meaningless. The mean's interval
-    is Student t (:func:`t_interval`); the IQM's is the bootstrap of ``settings``, given
-    from ``IQM_MIN_SEEDS`` finished runs on (NaN below). ``test_set`` maps
-    ``(dataset, initializer, metric)`` to variance of the mean that seeds do not average
-    away (the test set's sampling, ``bench.analysis.outcomes.arm_variances``; crossed data orders'
-    share, ``bench.analysis.crossed``), added to the mean's interval where given; the IQM then
-    gets no interval (its bootstrap over runs cannot count that part). With crossed data
-    orders the mean's interval is over the init seeds' means.
+    Diverged runs are counted (with a Wilson interval of the rate) and scored as an untrained
+    network in every other statistic (``bench.analysis.scoring``): the mean, its interval, the
+    median, IQM, min and max are those of every run. The mean's interval is
+    :func:`mean_interval` (Student t, its standard deviation floored at the data's resolution,
+    ``bench.analysis.resolution``; for an accuracy clipped to ``[0, 1]``, and exact binomial at the
+    effective size where the test examples are counted); the IQM's is the bootstrap of
+    ``settings``, given from ``IQM_MIN_SEEDS`` runs on (NaN below). ``extras`` maps ``(dataset,
+    initializer, metric)`` to the parts of the mean's variance that seeds do not average away, each
+    ``(variance, degrees of freedom)`` (the test set's sampling, ``bench.analysis.outcomes``;
+    crossed data orders' share, ``bench.analysis.crossed``), and ``examples`` a dataset to its test
+    examples where the test set's part is among them; the IQM then gets no interval (its
+    bootstrap over runs cannot count those parts). With crossed data orders the mean's interval
+    is over the init seeds' means.
 
     Returns:
       One row per (dataset, model, initializer, metric), in the results' order, with
       ``runs, n, diverged, diverged_rate, diverged_low, diverged_high, mean,
       mean_low, mean_high, std, median, iqm, iqm_low, iqm_high, min, max``
-      (``std`` with ``ddof=1``).
+      (``std`` with ``ddof=1``; ``n`` counts the runs with a value, diverged ones scored; ``finished`` those that
+      did not diverge and have a finite value).
     """
     rows = []
-    for key, group in final_epoch(results).groupby(GROUP, sort=False):
-        runs = len(group)
-        diverged = int(group["diverged"].astype(bool).sum())
-        div_low, div_high = wilson_ci(diverged, runs, settings.level)
-        for metric in metrics:
-            x = finite_values(group, metric)
+    final = final_epoch(results)
+    for metric in metrics:
+        scores = scoring.task_scores(results, metric)
+        steps = {key: resolution.step([group[metric].to_numpy(np.float64) for _, group in task.groupby("arm")])
+                 for key, task in final.groupby(TASK, sort=False)}
+        for key, group in final.groupby(GROUP, sort=False):
+            runs = len(group)
+            diverged = int(group["diverged"].astype(bool).sum())
+            value = scoring.scored_values(group, metric, scores[key[:2]])
+            x = value[np.isfinite(value)].to_numpy(np.float64)
             units = x
             if "data_seed" in group and group["data_seed"].nunique() > 1:  # crossed: init seeds are the units
-                units = group[finished(group, metric)].groupby("seed")[metric].mean().to_numpy(np.float64)
-            extra = (test_set or {}).get((key[0], key[-1], metric), 0.0)
-            mean_ci = t_interval(units, settings.level, extra)
+                units = group.assign(value=value).groupby("seed")["value"].mean().dropna().to_numpy(np.float64)
+            parts = (extras or {}).get((key[0], key[-1], metric), [])
+            extra_var = float(sum(v for v, _ in parts))
+            extra = (extra_var, float(satterthwaite([v for v, _ in parts], [d for _, d in parts]))) if parts \
+                else (0.0, np.inf)
+            m = (examples or {}).get(key[0]) if parts else None
+            mean_ci = mean_interval(units, metric, settings.level, extra, steps[key[:2]] * resolution.SINGLE, m)
             # the IQM's bootstrap resamples runs only: with a test-set or data-order term it would claim too much
             iqm_ci = (bootstrap_ci(x, iqm, settings, group_rng(settings.seed, *key, metric, "iqm"))
-                      if x.size >= IQM_MIN_SEEDS and not extra > 0 and units is x else (np.nan, np.nan))
-            rows.append({**dict(zip(GROUP, key)), "metric": metric, "runs": runs, "n": x.size, "diverged": diverged,
+                      if x.size >= IQM_MIN_SEEDS and not extra_var > 0 and units is x else (np.nan, np.nan))
+            div_low, div_high = wilson_ci(diverged, runs, settings.level)
+            rows.append({**dict(zip(GROUP, key)), "metric": metric, "runs": runs, "n": x.size,
+                         "finished": int(finished(group, metric).sum()), "diverged": diverged,
                          "diverged_rate": diverged / runs, "diverged_low": div_low, "diverged_high": div_high,
                          **describe(x), "mean_low": mean_ci[0], "mean_high": mean_ci[1],
                          "iqm_low": iqm_ci[0], "iqm_high": iqm_ci[1]})
     columns = [*GROUP, "metric", *SUMMARY_COLUMNS, *(c for c in DESCRIPTIVE if c not in SUMMARY_COLUMNS)]
-    return pd.DataFrame(rows, columns=columns)
+    order = {key: i for i, key in enumerate(final.groupby(GROUP, sort=False).groups)}
+    table = pd.DataFrame(rows, columns=columns)
+    if table.empty:
+        return table
+    rank = table[GROUP].apply(tuple, axis=1).map(order)
+    return table.assign(_rank=rank).sort_values("_rank", kind="stable").drop(columns="_rank").reset_index(drop=True)
 
 
-def run_curves(results: pd.DataFrame, metric: str, threshold: float) -> pd.DataFrame:
-    """Learning-curve metrics of each run (diverged runs left out).
+def run_curves(results: pd.DataFrame, metric: str, threshold: float, score: float | None = None) -> pd.DataFrame:
+    """Learning-curve metrics of each run.
 
     Args:
       results: tidy results with epochs ``0..E``.
       metric: column, e.g. ``"test_accuracy"``.
       threshold: the level to reach (above it when higher is better, below otherwise).
+      score: the value a diverged run has from the epoch it diverged on (``bench.analysis.scoring``);
+        None: diverged runs are left out.
 
     Returns:
       One row per (dataset, model, initializer, seed) with ``final``, ``best``,
@@ -258,7 +353,10 @@ def run_curves(results: pd.DataFrame, metric: str, threshold: float) -> pd.DataF
       under the curve over epochs ``0..E`` divided by ``E``, the curve's mean height.
     """
     up = higher_is_better(metric)
-    ok = results[~results.groupby(GROUP + ["seed"], sort=False)["diverged"].transform("max").astype(bool)]
+    if score is not None and np.isfinite(score):
+        ok = results.assign(**{metric: scoring.scored_values(results, metric, score)})
+    else:
+        ok = results[~results.groupby(GROUP + ["seed"], sort=False)["diverged"].transform("max").astype(bool)]
     columns = [*GROUP, "seed", "final", "best", "best_epoch", "epochs_to_threshold", "auc"]
     if ok.empty:
         return pd.DataFrame(columns=columns)
@@ -266,7 +364,7 @@ def run_curves(results: pd.DataFrame, metric: str, threshold: float) -> pd.DataF
     run = runs.ngroup().to_numpy()  # runs in order of appearance
     lengths = np.bincount(run)
     if (lengths != lengths[0]).any():  # runs of unequal lengths: each on its own
-        return pd.concat([run_curves(part, metric, threshold) for _, part in runs], ignore_index=True)
+        return pd.concat([run_curves(part, metric, threshold, score) for _, part in runs], ignore_index=True)
     order = np.lexsort((ok["epoch"].to_numpy(), run))
     epochs = ok["epoch"].to_numpy()[order].reshape(len(lengths), -1)  # (runs, epochs), each run by epoch
     values = ok[metric].to_numpy(np.float64)[order].reshape(len(lengths), -1)
@@ -314,12 +412,14 @@ def summarize_curves(
       One row per (dataset, model, initializer) with ``threshold``, ``reached``
       (share of runs that reach it), ``epochs_to_threshold`` (median over the runs
       that reach it), ``best_epoch`` (median), ``best`` (mean), ``auc`` (mean) with
-      ``auc_low``/``auc_high`` bootstrap interval.
+      ``auc_low``/``auc_high`` Student t interval; a diverged run counts with its scored value
+      (``bench.analysis.scoring``) from the epoch it diverged on.
     """
     thresholds = curve_threshold(summary, metric, fraction)
+    scores = scoring.task_scores(results, metric)
     frames = []
     for key, task in results.groupby(TASK, sort=False):
-        curves = run_curves(task, metric, thresholds[key]) if key in thresholds else pd.DataFrame()
+        curves = run_curves(task, metric, thresholds[key], scores[key]) if key in thresholds else pd.DataFrame()
         if curves.empty:  # no finished run: nothing to summarize
             continue
         for group_key, group in curves.groupby(GROUP, sort=False):

@@ -41,7 +41,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from bench.analysis import compare, stats, verdicts
+from bench.analysis import compare, maxt, resolution, scoring, stats, verdicts
+from bench.analysis.stats import run_table
 from bench.training import grid as grids
 
 RESAMPLES = 4000  # bootstrap resamples of the tuned comparison and the sensitivity figures
@@ -71,7 +72,9 @@ class Cube:
       cells: `(m,)` tuples of factor values, sorted.
       arms: `(k, m)` arm names.
       test, val: `(seeds, k, m)` the ranked metric and the selection metric (better direction:
-        higher is better; a loss is negated), NaN where the run diverged or the arm is absent.
+        higher is better; a loss is negated), a diverged run scored as an untrained network
+        (``bench.analysis.scoring``), NaN where the arm is absent.
+      failed: `(seeds, k, m)` whether the run diverged (crossed data orders: in any data order).
     """
 
     initializers: list[str]
@@ -80,10 +83,13 @@ class Cube:
     arms: np.ndarray
     test: np.ndarray
     val: np.ndarray
+    failed: np.ndarray
 
 
-def cube(task_final: pd.DataFrame, metric: str, selection: str, factors: list[str]) -> Cube:
-    """The :class:`Cube` of one task's final-epoch rows (crossed data orders: each init seed's mean)."""
+def cube(task_final: pd.DataFrame, metric: str, selection: str, factors: list[str], test_score: float = np.nan,
+         val_score: float = np.nan) -> Cube:
+    """The :class:`Cube` of one task's final-epoch rows (crossed data orders: each init seed's mean); a diverged
+    run's test and validation values are ``test_score`` and ``val_score`` (``bench.analysis.scoring``)."""
     arms = task_final.drop_duplicates("arm").set_index("arm")
     initializers = list(dict.fromkeys(arms["initializer"]))
     cells = sorted({tuple(float(row[f]) for f in factors) for _, row in arms.iterrows()})
@@ -91,15 +97,32 @@ def cube(task_final: pd.DataFrame, metric: str, selection: str, factors: list[st
     names = np.array([[where.get((i, c), "") for c in cells] for i in initializers], dtype=object)
     sign = 1.0 if stats.higher_is_better(metric) else -1.0
 
-    def arranged(column):
-        listed, values = compare.final_matrix(task_final, column)
+    def arranged(column, score, direction=sign):
+        listed, values = compare.final_matrix(task_final, column, score)
         out = np.full((values.shape[0], len(initializers), len(cells)), np.nan)
         for (i, c), name in np.ndenumerate(names):
             if name:
-                out[:, i, c] = sign * values[:, listed.index(name)]
+                out[:, i, c] = direction * values[:, listed.index(name)]
         return out
 
-    return Cube(initializers, factors, cells, names, arranged(metric), arranged(selection))
+    failed = task_final.assign(failed=task_final["diverged"].astype(np.float64))
+    return Cube(initializers, factors, cells, names, arranged(metric, test_score), arranged(selection, val_score),
+                arranged_flags(failed, names, initializers, cells))
+
+
+def arranged_flags(task_final: pd.DataFrame, names: np.ndarray, initializers: list[str], cells: list) -> np.ndarray:
+    """`(seeds, k, m)` whether each run diverged (with crossed data orders, in any of them)."""
+    listed = list(dict.fromkeys(task_final["arm"]))
+    index = ["seed"]
+    flags = run_table(task_final, task_final["failed"], index, listed).to_numpy(np.float64)
+    if "data_seed" in task_final and task_final["data_seed"].nunique() > 1:
+        flags = task_final.pivot_table(index="seed", columns="arm", values="failed", aggfunc="max") \
+            .reindex(columns=listed).to_numpy(np.float64)
+    out = np.zeros((flags.shape[0], len(initializers), len(cells)), bool)
+    for (i, c), name in np.ndenumerate(names):
+        if name:
+            out[:, i, c] = flags[:, listed.index(name)] > 0
+    return out
 
 
 def choose(val_means: np.ndarray, diverged: np.ndarray) -> np.ndarray:
@@ -117,17 +140,18 @@ def choose(val_means: np.ndarray, diverged: np.ndarray) -> np.ndarray:
     return np.argmax(score, axis=-1)
 
 
-def finished_means(x: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Means over seeds of finished runs and counts of unfinished ones: `(..., k, m)` each.
+def cell_means(x: np.ndarray, failed: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Means over seeds of the runs with a value (diverged ones scored) and counts of diverged runs: `(..., k, m)`
+    each.
 
     ``rows`` `(B, n)` resamples the seeds (None: the sample itself).
     """
-    x = x if rows is None else x[rows]  # (B, n, k, m)
-    finished = np.isfinite(x)
-    count = finished.sum(axis=-3)
+    x, failed = (x, failed) if rows is None else (x[rows], failed[rows])  # (B, n, k, m)
+    present = np.isfinite(x)
+    count = present.sum(axis=-3)
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(finished, x, 0.0).sum(axis=-3) / count
-    return np.where(count > 0, means, np.nan), x.shape[-3] - count
+        means = np.where(present, x, 0.0).sum(axis=-3) / count
+    return np.where(count > 0, means, np.nan), failed.sum(axis=-3)
 
 
 def _take(means: np.ndarray, chosen: np.ndarray) -> np.ndarray:
@@ -185,7 +209,7 @@ def _t_scaled(z: float, n: int) -> float:
     return float(sps.t.ppf(sps.norm.cdf(z), n - 1)) if n > 1 else np.inf
 
 
-def best_cell_interval(test: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def best_cell_interval(test: np.ndarray, level: float = 0.95, floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Per initializer, an interval of its best cell's true mean ``max_c mu_c`` valid whatever the ties.
 
     Bonferroni-t intervals of every cell's mean (``t_{n_c - 1}`` at ``1 - (1 - level) / (2 m)``, ``m``
@@ -195,7 +219,8 @@ def best_cell_interval(test: np.ndarray, level: float = 0.95) -> tuple[np.ndarra
     resamples only partly repeat: 0.83 at 16 seeds and 8 tied cells, simulated).
 
     Args:
-      test: `(seeds, k, m)`, NaN where a run diverged.
+      test: `(seeds, k, m)`, NaN where a run has no value.
+      floor: the least standard deviation of a cell's runs (the data's resolution, ``bench.analysis.resolution``).
 
     Returns:
       ``(low, high)``, each `(k,)`.
@@ -204,7 +229,7 @@ def best_cell_interval(test: np.ndarray, level: float = 0.95) -> tuple[np.ndarra
     n = finished.sum(axis=0)  # (k, m)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(finished, test, 0.0).sum(axis=0) / n
-        sd = np.sqrt(np.where(finished, (test - means) ** 2, 0.0).sum(axis=0) / (n - 1))
+        sd = np.maximum(np.sqrt(np.where(finished, (test - means) ** 2, 0.0).sum(axis=0) / (n - 1)), floor)
     usable = n >= 2
     m = np.maximum(usable.sum(axis=1, keepdims=True), 1)
     t = sps.t.ppf(1 - (1 - level) / (2 * m), np.maximum(n - 1, 1))
@@ -226,19 +251,21 @@ def tuned(cube: Cube, margin: float, level: float = 0.95, rng: np.random.Generat
     :func:`best_cell_interval`; the pairwise differences' are ``diff +- c s*_ij`` with ``c`` the
     ``level`` quantile of the bootstrap's ``max_ij |diff*_ij - diff_ij| / s*_ij``, taken to
     Student t's scale (:func:`_t_scaled`), and never below the paired max-T's critical value at
-    the chosen cells (``bench.analysis.verdicts``).
+    the chosen cells (``bench.analysis.maxt``). Where runs tie on a lattice (every resample the same
+    difference), the standard errors are floored at the data's resolution
+    (``bench.analysis.resolution``) as the untuned comparison's are.
     """
     rng = np.random.default_rng(rng)
     n, k = cube.test.shape[0], cube.test.shape[1]
-    val_means, val_diverged = finished_means(cube.val)
-    test_means, _ = finished_means(cube.test)
+    val_means, val_diverged = cell_means(cube.val, cube.failed)
+    test_means, _ = cell_means(cube.test, cube.failed)
     chosen = choose(val_means, val_diverged)
     means = _take(test_means, chosen)
     diff = means[:, None] - means[None, :]
     boot_means, boot_diffs, same = [], [], np.zeros(k)
     for rows in _resamples(n, rng, resamples):
-        v_means, v_div = finished_means(cube.val, rows)
-        t_means, _ = finished_means(cube.test, rows)
+        v_means, v_div = cell_means(cube.val, cube.failed, rows)
+        t_means, _ = cell_means(cube.test, cube.failed, rows)
         picked = choose(v_means, v_div)
         same += (picked == chosen).sum(axis=0)
         values = _take(t_means, picked)
@@ -257,9 +284,12 @@ def tuned(cube: Cube, margin: float, level: float = 0.95, rng: np.random.Generat
     c = _t_scaled(float(np.nanquantile(worst, level)), n) if k > 1 else np.nan
     if k > 1 and np.isfinite(means).sum() > 1:  # the paired max-T at the chosen cells holds at small n
         at_chosen = np.take_along_axis(cube.test, np.broadcast_to(chosen, (n, k))[..., None], axis=-1)[..., 0]
-        _, c_paired, _ = verdicts.simultaneous_intervals(at_chosen, cube.initializers, level, rng, draws)
+        _, c_paired, _ = maxt.simultaneous_intervals(at_chosen, cube.initializers, level, rng, draws)
         c = max(c, c_paired)
     bias = np.nanmean(boot_means, axis=0) - means  # of the choice: the bootstrap repeats it
+    step = resolution.step(cube.test.reshape(n, -1))
+    se = np.maximum(se, step * resolution.SINGLE / np.sqrt(n))
+    se_diff = np.where(off, np.maximum(se_diff, step * resolution.DIFFERENCE / np.sqrt(n)), se_diff)
     diff_low, diff_high = diff - c * se_diff, diff + c * se_diff
     finite = np.isfinite(means)
     labels, to_low, to_high = (["best"], np.array([np.nan]), np.array([np.nan])) if k < 2 else verdicts.mcb(
@@ -267,7 +297,7 @@ def tuned(cube: Cube, margin: float, level: float = 0.95, rng: np.random.Generat
         np.where(finite, means, -np.inf), margin)
     labels = [label if finite[i] else "no runs" for i, label in enumerate(labels)]
     center = means - bias
-    cells_low, cells_high = best_cell_interval(cube.test, level)
+    cells_low, cells_high = best_cell_interval(cube.test, level, step * resolution.SINGLE)
     low, high = np.fmin(center - t_crit * se, cells_low), np.fmax(center + t_crit * se, cells_high)
     return Tuned(list(cube.initializers), chosen, same / resamples, means, low, high,
                  diff, diff_low, diff_high, c, labels, to_low, to_high, n)
@@ -383,20 +413,21 @@ def sensitivity(cube: Cube, tolerance: float, level: float = 0.95, rng: np.rando
     values, groups = _groups(cube)
     log = cube.factors[0] in LOG_FACTORS and bool((values > 0).all())
     x = np.log10(values) if log else values
-    val_means, val_diverged = finished_means(cube.val)
-    test_means, _ = finished_means(cube.test)
+    val_means, val_diverged = cell_means(cube.val, cube.failed)
+    test_means, _ = cell_means(cube.test, cube.failed)
     curves = _curves(val_means, val_diverged, test_means, groups)  # (k, v)
+    floor = resolution.value_floor(cube.test.reshape(cube.test.shape[0], -1))
     n = cube.test.shape[0]
     low, high = np.full(curves.shape, np.nan), np.full(curves.shape, np.nan)
     for i in range(curves.shape[0]):  # t intervals of the runs at each point's chosen cell
         for g, cells in enumerate(groups):
             picked = choose(val_means[i, cells], val_diverged[i, cells])
             runs = cube.test[:, i, cells[picked]]
-            low[i, g], high[i, g] = stats.t_interval(runs[np.isfinite(runs)], level)
+            low[i, g], high[i, g] = stats.t_interval(runs[np.isfinite(runs)], level, floor=floor)
     boot = []
     for rows in _resamples(n, rng, resamples):
-        v_means, v_div = finished_means(cube.val, rows)
-        t_means, _ = finished_means(cube.test, rows)
+        v_means, v_div = cell_means(cube.val, cube.failed, rows)
+        t_means, _ = cell_means(cube.test, cube.failed, rows)
         boot.append(_curves(v_means, v_div, t_means, groups))
     boot = np.concatenate(boot)  # (B, k, v)
     tail = (1 - level) / 2
@@ -457,15 +488,15 @@ def ranking(cube: Cube, tuned_arms: Tuned, reference: float | None, level: float
     values, groups = _groups(cube)
     log = cube.factors[0] in LOG_FACTORS and bool((values > 0).all())
     g = reference_index(values, reference, log)
-    val_means, val_diverged = finished_means(cube.val)
+    val_means, val_diverged = cell_means(cube.val, cube.failed)
     picked = choose(val_means[:, groups[g]], val_diverged[:, groups[g]])
     at = cube.test[:, np.arange(len(picked)), groups[g][picked]]  # (seeds, k)
     k = at.shape[1]
-    means = finished_means(at[:, :, None])[0][:, 0]
+    means = cell_means(at[:, :, None], np.zeros(at.shape + (1,), bool))[0][:, 0]
     if k < 2 or np.isfinite(at).sum(axis=0).min() < 2:
         low = high = np.full((k, k), np.nan)
     else:
-        pairs, c, _ = verdicts.simultaneous_intervals(at, cube.initializers, level, rng)
+        pairs, c, _ = maxt.simultaneous_intervals(at, cube.initializers, level, rng)
         low, high = pairs.diff - c * pairs.se, pairs.diff + c * pairs.se
     off = ~np.eye(k, dtype=bool)
     ordered_ref = (low > 0) & off
@@ -511,9 +542,10 @@ def analyse(results: pd.DataFrame, metric: str, settings: stats.Settings, margin
     final = stats.final_epoch(results)
     kind = metric.rpartition("_")[2]
     out = {}
+    test_scores, val_scores = scoring.task_scores(results, metric), scoring.task_scores(results, selection)
     for key, task in final.groupby(stats.TASK, sort=False):
         rng = stats.group_rng(settings.seed, *key, "tuning")
-        c = cube(task, metric, selection, factors)
+        c = cube(task, metric, selection, factors, test_scores[key], val_scores[key])
         t = tuned(c, margin, settings.level, rng, draws=settings.draws)
         marks = np.full(c.arms.shape, "", dtype=object)
         for j in range(len(c.cells)):

@@ -226,7 +226,8 @@ def performance_profile(profile: pd.DataFrame, metric: str) -> plt.Figure:
 
 
 def critical_difference(ranks: dict) -> plt.Figure:
-    """Mean ranks over tasks on one axis with Nemenyi's critical difference (Demšar 2006)."""
+    """Mean ranks over tasks on one axis with the exact critical difference (``bench.analysis.aggregate``), none
+    where no gap can reach it."""
     names, mean_rank, cd = ranks["names"], ranks["mean_rank"], ranks["cd"]
     k = len(names)
     order = np.argsort(mean_rank, kind="stable")
@@ -235,13 +236,19 @@ def critical_difference(ranks: dict) -> plt.Figure:
     ax.set_ylim(-2.2, k)
     for row, i in enumerate(order):
         ax.plot([mean_rank[i]], [k - 1 - row], "o", color="tab:blue")
-        ax.text(mean_rank[i] + 0.1, k - 1 - row, f"{names[i]} ({mean_rank[i]:.2f})", va="center", fontsize=8)
-    ax.plot([1, 1 + cd], [-1, -1], color="black", lw=2)
-    ax.text(1 + cd / 2, -1.3, f"CD = {cd:.2f}", ha="center", va="top", fontsize=8)
+        left = mean_rank[i] > (k + 1) / 2  # labels on the side with room, inside the axes
+        ax.text(mean_rank[i] + (-0.1 if left else 0.1), k - 1 - row, f"{names[i]} ({mean_rank[i]:.2f})",
+                va="center", ha="right" if left else "left", fontsize=8)
+    if cd is not None:
+        ax.plot([1, 1 + cd], [-1, -1], color="black", lw=2)
+        ax.text(1 + cd / 2, -1.3, f"CD = {cd:.2f}", ha="center", va="top", fontsize=8)
+        rule = "mean ranks at least CD apart differ (exact, 5%)"
+    else:
+        rule = "no two mean ranks can differ at 5% with so few tasks"
     ax.set_yticks([])
     ax.set_xlabel("mean rank over tasks (1 = best)")
-    ax.set_title(f"{ranks['tasks']} tasks: Friedman p = {ranks['p']:.3g}; mean ranks further apart than CD differ "
-                 "(Nemenyi, 5%)", fontsize=9)
+    kind = "exact" if ranks.get("exact", True) else "permutation"
+    ax.set_title(f"{ranks['tasks']} tasks: Friedman p = {ranks['p']:.3g} ({kind}); {rule}", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     return fig
 

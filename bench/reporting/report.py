@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import aggregate, compare, crossed, outcomes, stats, transfer, tuning
+from bench.analysis import advice, aggregate, compare, crossed, maxt, outcomes, scoring, stats, transfer, tuning
 from bench.errors import UserError
 from bench.reporting import FORMATS, drawing
 from bench.reporting import transfer as transfer_report
@@ -52,13 +52,13 @@ class Analysis:
       summary: ``stats.summarize`` of every metric shown.
       comparisons: ``compare.compare``: verdicts and simultaneous intervals per initializer.
       curves: ``stats.summarize_curves`` of ``metric``.
-      advice: ``compare.seeds_advice`` of ``metric``.
+      advice: ``advice.seeds_advice`` of ``metric``.
       baseline: the reference of the difference columns given, or None for the best.
       paired: whether runs were compared as seed-matched pairs.
       settings: level, seeds and margin of the statistics.
       divergence: ``stats.divergence``: when the diverged runs diverged.
       across: ``aggregate.aggregate``: normalized scores over tasks (empty with one task).
-      ranks: ``aggregate.rank_test``: Friedman + Nemenyi over tasks, or None.
+      ranks: ``aggregate.rank_test``: exact Friedman test and critical difference over tasks, or None.
       test_examples: per task, the test examples whose sampling error the test
         metrics' intervals include (absent: intervals over seeds only).
       sources: ``crossed.decomposition``: init / data-order / rest standard deviations
@@ -117,31 +117,33 @@ def analyse(
       UserError: unknown metric or baseline, or a negative margin.
     """
     metric = metric or stats.default_metric(results)
-    check_options(results, metric, baseline, settings)
+    check_options(results, metric, baseline, settings, paired)
     metrics = stats.metric_columns(results)
     shown = [m for m in dict.fromkeys([metric, stats.default_metric(results), "test_loss"]) if m in metrics]
     test_outcomes = test_outcomes or {}
-    extra = outcomes.arm_variances(results, test_outcomes, shown)
-    for key, value in crossed.arm_variances(results, shown).items():
-        extra[key] = extra.get(key, 0.0) + value
+    extras: dict[tuple, list] = {}
+    for source in (outcomes.arm_variances(results, test_outcomes, shown), crossed.arm_variances(results, shown)):
+        for key, part in source.items():
+            extras.setdefault(key, []).append(part)
     comparisons = compare.compare(results, metric, baseline, paired, settings, test_outcomes)
     if on_comparisons is not None:
         on_comparisons(Compared(metric, comparisons, paired, settings))
-    summary = stats.summarize(results, shown, settings, extra)
+    examples = {task: int(item["correct"].shape[-1]) for task, item in test_outcomes.items()}
+    summary = stats.summarize(results, shown, settings, extras, examples)
     kind = metric.rpartition("_")[2]
     return Analysis(
         metric=metric,
         summary=summary,
         comparisons=comparisons,
         curves=stats.summarize_curves(results, summary, metric, settings=settings),
-        advice=compare.seeds_advice(results, metric, DELTAS[kind], paired, settings, test_outcomes=test_outcomes),
+        advice=advice.seeds_advice(results, metric, DELTAS[kind], paired, settings, test_outcomes=test_outcomes),
         baseline=baseline,
         paired=paired,
         settings=settings,
         divergence=stats.divergence(results),
         across=aggregate.aggregate(results, metric, settings),
-        ranks=aggregate.rank_test(results, metric),
-        test_examples={task: int(item["correct"].shape[-1]) for task, item in test_outcomes.items()},
+        ranks=aggregate.rank_test(results, metric, seed=settings.seed),
+        test_examples=examples,
         sources=crossed.decomposition(results, metric, settings),
         tuning=tuning.analyse(results, metric, settings,
                               compare.default_margin(metric) if settings.margin is None else settings.margin,
@@ -150,8 +152,10 @@ def analyse(
     )
 
 
-def check_options(results: pd.DataFrame, metric: str, baseline: str | None, settings: stats.Settings) -> None:
-    """Raises UserError when the metric or baseline is not in the results, or the margin is negative."""
+def check_options(results: pd.DataFrame, metric: str, baseline: str | None, settings: stats.Settings,
+                  paired: bool = True) -> None:
+    """Raises UserError when the metric or baseline is not in the results, the margin is negative or the
+    statistic unknown."""
     metrics = stats.metric_columns(results)
     if metric not in metrics:
         raise UserError(f"unknown metric {metric!r}; the results have {', '.join(metrics)}")
@@ -159,6 +163,9 @@ def check_options(results: pd.DataFrame, metric: str, baseline: str | None, sett
         raise UserError(f"baseline {baseline!r} is not among the initializers {sorted(set(results['arm']))}")
     if settings.margin is not None and not settings.margin >= 0:
         raise UserError(f"--margin must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {settings.margin}")
+    if settings.statistic not in maxt.STATISTICS or (settings.statistic == "trimmed" and not paired):
+        raise UserError(f"--statistic must be one of {', '.join(maxt.STATISTICS)} (trimmed only for paired runs), "
+                        f"got {settings.statistic!r}")
 
 
 def environment() -> dict[str, str]:
@@ -280,7 +287,8 @@ def comparison_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "initializer": rows["arm"],
-            "verdict": rows["verdict"] + np.where(rows["significant"], " (better than all)", ""),
+            "verdict": rows["verdict"] + np.where(rows["significant"], " (better than all)", "")
+            + np.where(rows["step_down"].fillna(False).astype(bool), " ‡", ""),
             "to the best of the others [sim. CI]": [
                 f"[{scale * lo:+.{digits}f}, {scale * hi:+.{digits}f}]{unit}"
                 for lo, hi in zip(rows["to_best_low"], rows["to_best_high"])
@@ -288,9 +296,10 @@ def comparison_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
             "vs": rows["vs"],
             "n": rows["n"],
             "Δ vs [sim. CI]": [
-                _signed(d, lo, hi, scale, unit, digits) for d, lo, hi in zip(rows["diff"], rows["low"], rows["high"])
+                _signed(d, lo, hi, scale, unit, digits) + (" †" if floored else "")
+                for d, lo, hi, floored in zip(rows["diff"], rows["low"], rows["high"], rows["floored"].fillna(False))
             ],
-            "p (max-T)": [_p(p) for p in rows["p"]],
+            "p (step-down max-T)": [_p(p) for p in rows["p"]],
             ("d_z [CI]" if analysis.paired else "d_av"): [
                 _interval(d, lo, hi, 2) for d, lo, hi in zip(rows["d_z"], rows["d_z_low"], rows["d_z_high"])
             ],
@@ -381,9 +390,10 @@ def describe_training(train: dict) -> str:
 
 
 def finished_initializers(analysis: Analysis, dataset: str) -> int:
-    """How many initializers of the task have a run that finished without diverging."""
-    rows = analysis.comparisons
-    return int((rows.loc[rows["dataset"] == dataset, "n"].fillna(0) > 0).sum())
+    """How many initializers of the task have a run that finished without diverging (diverged runs are scored and
+    compared, but a task whose runs all diverged has nothing to compare)."""
+    rows = analysis.summary
+    return int((rows.loc[(rows["dataset"] == dataset) & (rows["metric"] == analysis.metric), "finished"] > 0).sum())
 
 
 def finished_arms(results: pd.DataFrame, metric: str, dataset: str) -> int:
@@ -559,8 +569,9 @@ def divergence_lines(analysis: Analysis, dataset: str) -> list[str]:
         return []
     parts = [f"`{r.arm}` {r.diverged} of {r.runs} (from epoch {r.first_epoch:g}, median {r.median_epoch:g})"
              for r in rows.itertuples()]
-    return ["Diverged runs (NaN or inf loss; left out of means, CIs and tests, counted in the `diverged` column "
-            "with a Wilson CI): " + "; ".join(parts) + ".", ""]
+    return ["Diverged runs (a NaN or inf loss), counted in the `diverged` column with a Wilson CI: "
+            + "; ".join(parts) + f". In every mean, interval, verdict and aggregate {scoring.RULE}, so an "
+            "initializer's failures count against it.", ""]
 
 
 def _peak_memory(meta: dict) -> str:
@@ -575,7 +586,7 @@ def _peak_memory(meta: dict) -> str:
 VERDICT_LEGEND = (
     "best: {direction} mean; equivalent: within {margin} of the best, whichever it is; worse: some initializer is "
     "significantly better; inconclusive: neither, more seeds needed ({level:.0%} simultaneous intervals over all "
-    "pairs, max-T, so the verdicts hold together)"
+    "pairs and step-down max-T tests, so the verdicts hold together)"
 )
 
 
@@ -640,19 +651,26 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
             f"at the last epoch, over seeds; means with {s.level:.0%} Student t CIs; IQM = 25% trimmed mean with "
             f"{s.method} bootstrap CI ({s.n_resamples:,} resamples, seed {s.seed}) "
             f"from {stats.IQM_MIN_SEEDS} seeds on, "
-            "where the mean's interval has no test-set or data-order term; "
-            f"diverged runs counted (Wilson CI), not averaged"
+            "where the mean's interval has no test-set or data-order term; accuracies' intervals within [0, 1] "
+            "(exact binomial at the effective number of examples where the test set is counted); "
+            f"diverged runs counted (Wilson CI) and scored as untrained networks in every mean and test"
         ),
         "verdicts": (
             f"{'paired by seed' if analysis.paired else 'unpaired (Welch)'}; "
-            f"{s.level:.0%} simultaneous intervals of all "
+            + ("20% trimmed means of the paired differences (Yuen's standard errors); "
+               if s.statistic == "trimmed" else "")
+            + f"{s.level:.0%} simultaneous intervals of all "
             f"pairwise differences (single-step max-T, {s.draws:,} null draws, seed {s.seed}) and from them Hsu's "
-            f"multiple comparisons with the best; equivalence margin {scale * analysis.margin:g}{unit}; "
+            "multiple comparisons with the best, *worse* also by the step-down max-T test (Westfall & Young); "
+            f"equivalence margin {scale * analysis.margin:g}{unit}; "
+            "standard deviations never below the data's resolution (the step between distinct values, one test "
+            "example for an accuracy: a tie on every seed is not certainty; † in the tables); "
             f"Δ, d_z and wins against {reference}. {legend(analysis)}"
         ),
         "test set": (
             "its sampling error is in the intervals of test metrics (per-example outcomes of every run, "
-            "`outcomes.npz`: variance s²_seeds/n + s²_examples/m; "
+            "`outcomes.npz`: variance s²_seeds/n + s²_b/m, s²_b the examples' own component of a seeds x "
+            "examples random-effects ANOVA, with its Satterthwaite degrees of freedom; "
             + ", ".join(f"{task} m = {m:,}" for task, m in analysis.test_examples.items())
             + ")"
             if analysis.test_examples
@@ -699,8 +717,11 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
             comparison_table(analysis, dataset).to_markdown(index=False), "",
             f"Intervals hold together at {analysis.settings.level:.0%} over all pairs (better > 0); "
             "\"to the best of the others\" is the interval of the difference to the best other initializer, "
-            "whichever it is. p: max-T adjusted. d_z: mean paired difference over its sd, exact noncentral-t CI. "
-            "wins: share of seeds on which it beats the reference (ties half).", "",
+            "whichever it is. p: step-down max-T adjusted (Westfall & Young). d_z: mean paired difference over its "
+            "sd, exact noncentral-t CI. wins: share of seeds on which it beats the reference (ties half). †: the "
+            "paired differences hardly varied over seeds (below the data's resolution), which then stands in for "
+            "their spread. ‡: worse by the step-down test, which rejects more than the intervals show (its "
+            "interval to the best may still touch 0).", "",
             "### Learning curves", "",
             curve_table(analysis, dataset).to_markdown(index=False), "",
             f"Threshold: {analysis.curves.loc[analysis.curves['dataset'] == dataset, 'threshold'].iloc[0]:.4f} "
@@ -742,8 +763,13 @@ def across_lines(analysis: Analysis, figures: list[str]) -> list[str]:
         ranked = sorted(zip(r["mean_rank"], r["names"]))
         lines += [f"Mean rank over {r['tasks']} tasks (1 = best): "
                   + ", ".join(f"`{n}` {m:.2f}" for m, n in ranked)
-                  + f". Friedman chi² = {r['statistic']:.2f}, p = {_p(r['p'])}; Nemenyi critical difference "
-                  f"{r['cd']:.2f} (Demšar 2006): mean ranks further apart than that differ at 5%.", ""]
+                  + f". Friedman statistic {r['statistic']:.2f}, {'exact' if r['exact'] else 'permutation'} "
+                  f"p = {_p(r['p'])}; " + (
+                      f"critical difference {r['cd']:.2f} (the exact null distribution of the mean ranks' range, "
+                      "as Nemenyi's test uses its asymptotic one; Demšar 2006): mean ranks at least that far apart "
+                      "differ at 5%." if r["cd"] is not None else
+                      f"with {r['tasks']} tasks no two mean ranks can be far enough apart to differ at 5%, so no "
+                      "critical difference is claimed."), ""]
     lines += [f"![{Path(f).stem}]({f})" for f in figures]
     return lines
 
@@ -869,6 +895,7 @@ def write(
     test_outcomes: dict[str, dict] | None = None,
     fixed_test_set: bool | None = None,
     early: Sequence[drawing.Drawing] = (),
+    statistic: str | None = None,
 ) -> tuple[Analysis, list[Path]]:
     """Writes the report files into ``out_dir``, each atomically.
 
@@ -886,9 +913,9 @@ def write(
     if unknown:
         raise UserError(f"unknown report format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
     out_dir = Path(out_dir)
-    settings = settings_of(meta, margin, fixed_test_set)
+    settings = settings_of(meta, margin, fixed_test_set, statistic)
     metric = metric or ranked_metric(results, meta)
-    check_options(results, metric, baseline, settings)  # before any figure is drawn
+    check_options(results, metric, baseline, settings, paired)  # before any figure is drawn
     image_formats = tuple(f for f in ("png", "pdf") if f in formats)
     if image_formats:
         drawing.warm()  # the workers import matplotlib while the statistics are computed
@@ -1059,11 +1086,13 @@ def ranked_metric(results: pd.DataFrame, meta: dict) -> str:
     return stats.default_metric(results)
 
 
-def settings_of(meta: dict, margin: float | None = None, fixed_test_set: bool | None = None) -> stats.Settings:
+def settings_of(meta: dict, margin: float | None = None, fixed_test_set: bool | None = None,
+                statistic: str | None = None) -> stats.Settings:
     """The statistics settings a run recorded in ``run.json`` (older runs lack some: defaults), with overrides."""
     fields = {f.name for f in dataclasses.fields(stats.Settings)}
     recorded = {k: v for k, v in meta.get("statistics", {}).items() if k in fields}
-    overrides = {k: v for k, v in (("margin", margin), ("fixed_test_set", fixed_test_set)) if v is not None}
+    overrides = {k: v for k, v in (("margin", margin), ("fixed_test_set", fixed_test_set), ("statistic", statistic))
+                 if v is not None}
     return dataclasses.replace(stats.Settings(**recorded), **overrides)
 
 

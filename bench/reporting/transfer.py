@@ -14,13 +14,15 @@ from bench.analysis import transfer
 
 EXPLANATION = (
     "Per family of tasks that differ only in width under one parameterization: the best learning rate at each "
-    "width (the vertex of the parabola through the best grid point and its neighbours, in log2 lr, of the seeds' "
-    "mean final training loss, as Tensor Programs V's Fig. 1 plots it) with its 95% expanded percentile bootstrap "
-    "interval over seeds (the same seed resamples for every width), and the optimum's shift from the narrowest to "
-    "the widest model as a factor: *moves* when its interval excludes 1, *stays* when it lies within [1/2, 2], "
-    f"*inconclusive* otherwise. Below {transfer.MIN_SEEDS} seeds the intervals under-cover (measured on simulated "
-    "curves) and are not given, nor a verdict; none either when an end width's optimum is an end of the grid (it "
-    "may lie beyond it). A diverged run counts as worse than any finished one.")
+    "width, where the seeds' mean final training loss (as Tensor Programs V's Fig. 1 plots it) is lowest between "
+    "the grid's points. The grid cannot see the curve's shape there, so three shape models locate it (a parabola "
+    "through the best point and its neighbours, a two-sided parabola through five points, a cubic spline; in log2 "
+    "lr): the estimate is their median and the 95% interval the union of their expanded percentile bootstrap "
+    "intervals over seeds (the same seed resamples for every width). The optimum's shift from the narrowest to "
+    "the widest model, as a factor: *stays* when its interval lies within [1/2, 2] (asked first), *moves* when it "
+    f"excludes 1, *inconclusive* otherwise. Below {transfer.MIN_SEEDS} seeds the intervals under-cover (measured on "
+    "simulated curves) and are not given, nor a verdict; none either when an end width's optimum is an end of the "
+    "grid (it may lie beyond it). A diverged run counts as worse than any finished one.")
 
 
 def _rate(t: transfer.Transfer, log2_values) -> str:

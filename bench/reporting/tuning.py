@@ -28,9 +28,10 @@ def _scale(metric: str) -> tuple[float, str]:
 
 
 def heatmap_table(item: TaskTuning, metric: str) -> pd.DataFrame:
-    """Initializers x cells: the mean test metric, marked by its verdict among the initializers at that cell."""
+    """Initializers x cells: the mean test metric (diverged runs scored as untrained networks), marked by its verdict
+    among the initializers at that cell."""
     cube, sign = item.cube, _sign(metric)
-    means, diverged = tuning.finished_means(cube.test)
+    means, diverged = tuning.cell_means(cube.test, cube.failed)
     means, runs = sign * means, cube.test.shape[0]
     finished = runs - diverged
     columns = {"initializer": cube.initializers}
