@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep2.add_argument("--out", help="folder (default: reports/<name>)")
     rep2.add_argument("--no-progress", action="store_true", help="no progress bars")
     rep2.add_argument("--fresh", action="store_true", help="retrain instead of resuming finished chunks")
+    rep2.add_argument("--from-results", action="store_true",
+                      help="check the claims on the runs already in --out (its results.csv and run.json), "
+                           "training nothing: the statistics and claims of this version on the committed runs")
     commands.add_parser("list", help="presets, initializers, datasets, models, optimizers")
     show = commands.add_parser("show", help="print a preset as an experiment file (TOML) to copy and edit")
     show.add_argument("preset", help="preset name or experiment file")
@@ -381,7 +384,7 @@ def _coordcheck(args: argparse.Namespace, argv: list[str]) -> int:
 def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
     from bench import reproduce
     from bench.errors import unknown
-    from bench.experiments.runner import run_experiment
+    from bench.experiments.runner import rerender, run_experiment
 
     if args.name not in reproduce.REPRODUCTIONS:
         raise unknown("reproduction", args.name, reproduce.REPRODUCTIONS)
@@ -389,6 +392,8 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
     command = shlex.join(["python", "-m", "bench", *argv])
 
     def run(experiment, folder):
+        if args.from_results:
+            return rerender(folder, experiment.name)
         return run_experiment(experiment, folder, progress=not args.no_progress, command=command,
                               data_dir=args.data_dir, fresh=args.fresh)
 

@@ -192,3 +192,15 @@ lr = [0.003, 0.03, 0.3]
     assert "](figures/across-tasks-transfer-train_loss.png)" in section
     assert (tmp_path / "run" / "figures" / "across-tasks-transfer-train_loss.png").is_file()
     assert "-transfer-" in (tmp_path / "run" / "report.tex").read_text()
+
+
+def test_a_loss_falling_by_orders_of_magnitude_is_fitted_on_its_logarithm():
+    """The mup-transfer MLPs' losses fall from 0.04 to 0.002 and back to 0.01 around the optimum: on that scale a
+    spline rang; a curve that moves within a factor 10 keeps its scale."""
+    steep = np.exp(0.8 * (GRID - 4.3) ** 2) * 0.002
+    flat = 1.0 + 0.05 * (GRID - 4.3) ** 2
+    np.testing.assert_allclose(transfer.on_fitting_scale(steep), np.log(steep))
+    np.testing.assert_array_equal(transfer.on_fitting_scale(flat), flat)
+    losses = np.tile(steep, (4, 1)) * np.exp(np.random.default_rng(0).normal(0, 0.05, (4, 9)))
+    for shape in transfer.SHAPES:  # a parabola in log loss: every model finds its vertex
+        assert transfer.best_log2_lr(GRID, losses, shape) == pytest.approx(4.3, abs=0.05)

@@ -3,23 +3,25 @@ and does it move as the model widens? (Yang et al. 2021, "Tensor Programs V", Fi
 optimum shifts with width, under muP it stays.)
 
 Per width, the loss at the end of training is averaged over seeds at each learning rate of the grid.
-Where between the grid points the best rate lies depends on the curve's shape, which a grid a factor 2
-apart cannot see: the vertex of a parabola through the best point and its neighbours is biased where
-the curve is steeper on one side (3x steeper above the optimum: the interval covered 0.10 of the
-time). So the optimum is located by three shape models (:data:`SHAPES`): that parabola, a two-sided
-parabola (its own curvature each side) fitted to the five points around the best, and a cubic spline
-through the finite points around it. The estimate is their median; its interval is the union of their
-intervals, each from resampling seeds (:func:`bootstrap`: the same seed numbers for every width and
-rate, as the runs share their draws and data order by seed) with the expanded percentile interval
-(:func:`interval`). Where the models agree (symmetric curves) that is the interval of any one of them;
-where the shape matters it says so by its width. The shift of the optimum from the narrowest to the
-widest model gets the same treatment and a verdict (:func:`verdict`): ``stays`` when its interval lies
-within ``+-tolerance`` (a factor 2 in learning rate by default: the interval-inclusion form of an
-equivalence test, asked first, so an optimum that moves by less than the tolerance is not called
-moving), ``moves`` when its interval excludes 0, ``inconclusive`` otherwise; none when the narrowest or
-widest model's best rate is an end of the grid (the optimum may lie beyond it). The coverage of the
-intervals and the error rates of the verdicts are measured on simulated curves, symmetric and
-asymmetric, in ``tests/test_transfer.py``.
+Where between the grid points the best rate lies depends on the curve's shape, which a grid a factor
+2 apart cannot see: the vertex of a parabola through the best point and its neighbours is biased
+where the curve is steeper on one side (3x steeper above the optimum: the interval covered 0.10 of
+the time). So the optimum is located by three shape models (:data:`SHAPES`): that parabola, a two-
+sided parabola (its own curvature each side) fitted to the five points around the best, and a cubic
+spline through the finite points around it. The estimate is their median; its interval is the union
+of their intervals, each from resampling seeds (:func:`bootstrap`: the same seed numbers for every
+width and rate, as the runs share their draws and data order by seed) with the expanded percentile
+interval (:func:`interval`). Where the models agree (symmetric curves) that is the interval of any
+one of them; where the shape matters it says so by its width. The models are fitted to the logarithm
+of the mean loss where it spans orders of magnitude near its best (:func:`best_log2_lr`). The shift
+of the optimum from the narrowest to the widest model gets the same treatment and a verdict
+(:func:`verdict`): ``stays`` when its interval lies within ``+-tolerance`` (a factor 2 in learning
+rate by default: the interval-inclusion form of an equivalence test, asked first, so an optimum that
+moves by less than the tolerance is not called moving), ``moves`` when its interval excludes 0,
+``inconclusive`` otherwise; none when the narrowest or widest model's best rate is an end of the
+grid (the optimum may lie beyond it). The coverage of the intervals and the error rates of the
+verdicts are measured on simulated curves, symmetric and asymmetric, in ``tests/test_transfer.py``
+and ``tests/test_error_rates.py``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ METRIC = "train_loss"  # Tensor Programs V's Fig. 1 plots the final training los
 MIN_SEEDS = 8  # fewer: the intervals under-cover (88% at 4 seeds on simulated curves), no verdict is given
 CANDIDATES = 201  # vertex positions tried by the two-sided parabola between the best point's neighbours
 SPLINE_POINTS = 100  # evaluations of the spline per grid step
+SPLINE_REACH = 3  # grid points each side of the best that the spline goes through
+LOG_SPAN = 10.0  # a mean curve spanning more than this factor near its best is fitted on the log scale
 
 
 def argmin_log2(log2_lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
@@ -102,7 +106,8 @@ def argmin_two_sided(log2_lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
 
 def argmin_spline(log2_lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
     """The best ``log2 lr`` of a cubic spline (not-a-knot) through the finite points around each curve's best grid
-    point (the contiguous run of finite values that holds it; at least 3, else the grid point).
+    point (the contiguous run of finite values that holds it, at most :data:`SPLINE_REACH` points each side; at
+    least 3, else the grid point).
 
     Args, returns: as :func:`argmin_log2`.
     """
@@ -116,9 +121,9 @@ def argmin_spline(log2_lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
     spans = []
     for r in range(len(y)):
         lo = hi = best[r]
-        while lo > 0 and finite[r, lo - 1]:
+        while lo > max(0, best[r] - SPLINE_REACH) and finite[r, lo - 1]:
             lo -= 1
-        while hi < len(x) - 1 and finite[r, hi + 1]:
+        while hi < min(len(x) - 1, best[r] + SPLINE_REACH) and finite[r, hi + 1]:
             hi += 1
         spans.append((lo, hi))
     spans = np.array(spans)
@@ -137,8 +142,30 @@ SHAPES = {"parabola": argmin_log2, "two-sided parabola": argmin_two_sided, "spli
 
 def best_log2_lr(log2_lrs: np.ndarray, losses: np.ndarray, shape: str = "parabola") -> np.ndarray:
     """The ``shape`` model's best ``log2 lr`` (:data:`SHAPES`) of the seeds' mean curve; ``losses``
-    `(..., n_seeds, n_lr)`. A rate at which any seed diverged has an infinite mean."""
-    return SHAPES[shape](log2_lrs, np.where(np.isfinite(losses), losses, np.inf).mean(axis=-2))
+    `(..., n_seeds, n_lr)`. A rate at which any seed diverged has an infinite mean.
+
+    Where the mean curve spans more than a factor :data:`LOG_SPAN` within :data:`SPLINE_REACH` points of its
+    best (and is positive) the models are fitted to its logarithm: the argmin is the same, and a training loss
+    that falls by orders of magnitude towards its optimum (0.002 between neighbours of 0.01 and 0.04) is far from
+    any low-order shape on a linear scale, where a spline rang and moved the optimum by a factor 10 between
+    resamples. A curve within a factor 10 keeps its scale, on which a shape model fits as it is meant to."""
+    mean = np.where(np.isfinite(losses), losses, np.inf).mean(axis=-2)
+    return SHAPES[shape](log2_lrs, on_fitting_scale(mean))
+
+
+def on_fitting_scale(curves: np.ndarray) -> np.ndarray:
+    """`(..., n_lr)` each curve, or its logarithm where it is positive and spans more than :data:`LOG_SPAN` within
+    :data:`SPLINE_REACH` points of its lowest value (:func:`best_log2_lr`)."""
+    curves = np.asarray(curves, np.float64)
+    best = np.argmin(np.where(np.isfinite(curves), curves, np.inf), axis=-1)[..., None]
+    index = np.arange(curves.shape[-1])
+    near = (np.abs(index - best) <= SPLINE_REACH) & np.isfinite(curves)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        low = np.where(near, curves, np.inf).min(-1, keepdims=True)
+        high = np.where(near, curves, -np.inf).max(-1, keepdims=True)
+        logged = (low > 0) & (high > LOG_SPAN * low)
+        return np.where(logged, np.log(np.where(logged & (curves > 0), curves, 1.0)) + np.where(
+            np.isfinite(curves), 0.0, np.inf), curves)
 
 
 def on_edge(log2_lrs: np.ndarray, losses: np.ndarray) -> bool:

@@ -87,6 +87,25 @@ def write_report(out: str | Path, results: pd.DataFrame, meta: dict, test_outcom
     return analysis, ([stored] if stored is not None else []) + files
 
 
+def rerender(folder: str | Path, name: str | None = None) -> Outcome:
+    """Re-renders the report of a finished run in ``folder`` in place (``results.csv``, ``run.json`` and
+    ``outcomes.npz``, each checked as ``bench report`` checks them), training nothing; the statistics are today's.
+
+    Raises:
+      UserError: no finished run there, a damaged file, or (``name`` given) the run of another experiment.
+    """
+    if not (Path(folder) / "run.json").is_file():
+        raise UserError(f"{folder} holds no finished run (no run.json); run it first, without --from-results")
+    with exclusive(folder):
+        results, meta = report.load(folder)
+        ran = str(meta.get("experiment", {}).get("name", ""))
+        if name is not None and ran != name:
+            raise UserError(f"{folder} holds a run of {ran!r}, not {name!r}; give its own --out")
+        test_outcomes = outcomes.load(folder, results)
+        analysis, files = report.write(folder, results, meta, test_outcomes=test_outcomes)
+    return Outcome(results, analysis, meta, files, test_outcomes)
+
+
 def carry_calibration(source: str | Path, out: str | Path) -> Path | None:
     """Copies ``source``'s ``calibration.json`` (``bench calibrate``) to ``out``, a report of ``source``'s runs
     written elsewhere (``bench report DIR --out OTHER``), so its report has the calibration line DIR's has: the

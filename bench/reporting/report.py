@@ -439,18 +439,19 @@ def advice_sentences(analysis: Analysis, dataset: str) -> list[str]:
     out = []
     for r in rows.itertuples():
         size = f"{scale * r.delta:g}{unit}"
+        others = "the other" if r.k == 2 else f"{r.k - 1} others"
         if not np.isfinite(r.sd):
             out.append(f"No advice for a {size} difference: fewer than two initializers whose runs vary.")
             continue
         test = (f"; {what} own standard error of a difference, {scale * r.test_sd:.2g}{unit}, does not shrink "
                 f"with seeds: {helps} helps where seeds cannot" if r.test_sd > 0 and sources else "")
         if r.seeds is None or pd.isna(r.seeds):
-            out.append(f"To call an initializer {size} worse than {r.k - 1} others *worse* with 80% power, more than "
+            out.append(f"To call an initializer {size} worse than {others} *worse* with 80% power, more than "
                        f"{r.max_seeds} seeds per initializer are needed (power at {r.max_seeds}: {r.power:.0%}; "
                        f"median sd of {spread}: {scale * r.sd:.3g}{unit}{test}).")
             continue
         out.append(
-            f"To call an initializer {size} worse than {r.k - 1} others *worse* with 80% power, this report's "
+            f"To call an initializer {size} worse than {others} *worse* with 80% power, this report's "
             f"procedure needs {int(r.seeds)} seeds per initializer (simulated power there {r.power:.0%}; "
             f"{analysis.settings.level:.0%} simultaneous intervals over the {r.k * (r.k - 1) // 2} pairs; "
             f"median sd of {spread}: {scale * r.sd:.3g}{unit}{test})."
