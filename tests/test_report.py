@@ -411,3 +411,11 @@ def test_a_report_refused_for_its_options_draws_no_figure(run_dir, tmp_path, cap
     assert cli.main(["report", str(run_dir), "--out", str(out), "--baseline", "zeros"]) == 2
     assert "baseline 'zeros' is not among" in capsys.readouterr().err
     assert not list(out.rglob("*.png")) and not list(out.rglob("*.pdf"))
+
+
+def test_a_report_can_compare_trimmed_means_and_says_so(run_dir, tmp_path):
+    out = tmp_path / "trimmed"
+    assert cli.main(["report", str(run_dir), "--out", str(out), "--format", "md", "--statistic", "trimmed"]) == 0
+    text = (out / "report.md").read_text()
+    assert "20% trimmed means of the paired differences (Yuen's standard errors)" in text
+    assert "trimmed means of the paired" not in (run_dir / "report.md").read_text()

@@ -146,3 +146,24 @@ def test_mup_transfer_preset_pairs_every_width_under_both_parameterizations():
                                             + [(f"transformer {p}", w) for p in ("mup", "sp") for w in (32, 64, 128)])
     assert {t.model: t.model_args["base_width"] for t in presets.get("mup-transfer").tasks} == {
         "mlp": 64, "transformer": 32}
+
+
+def test_claims_are_checked_again_on_the_committed_runs_without_training(tmp_path, capsys):
+    """``--from-results`` re-renders the report and the claims of a folder's runs; the runs are not touched, and a
+    folder of another experiment is refused in one line."""
+    import shutil
+    from pathlib import Path
+
+    committed = Path(__file__).parents[1] / "reports" / "he2015-depth"
+    folder = tmp_path / "he"
+    shutil.copytree(committed, folder)
+    (folder / "reproduction.md").unlink()
+    assert cli.main(["reproduce", "he2015-depth", "--from-results", "--out", str(folder)]) == 0
+    assert (folder / "results.csv").read_bytes() == (committed / "results.csv").read_bytes()
+    held = lambda text: re.findall(r"## Claim \d: (held|did not hold)", text)  # noqa: E731
+    assert held((folder / "reproduction.md").read_text()) == held((committed / "reproduction.md").read_text())
+    assert "--from-results" in (folder / "reproduction.md").read_text()
+    capsys.readouterr()
+    assert cli.main(["reproduce", "saxe2013", "--from-results", "--out", str(folder)]) == 2
+    assert "holds a run of 'he2015-depth', not 'saxe2013'" in capsys.readouterr().err
+    assert cli.main(["reproduce", "saxe2013", "--from-results", "--out", str(tmp_path / "none")]) == 2
