@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import re
 from typing import Any
 
@@ -101,7 +102,7 @@ def _literal(node: ast.expr, text: str) -> Any:
     if isinstance(node, ast.Starred):
         raise ValueError(f"malformed initializer spec {text!r}: '*' is not allowed")
     try:
-        return ast.literal_eval(node)
+        value = ast.literal_eval(node)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         try:
             shown = repr(ast.unparse(node))[:60]
@@ -110,6 +111,24 @@ def _literal(node: ast.expr, text: str) -> Any:
         raise ValueError(
             f"malformed initializer spec {text[:80]!r}: {shown} is not a literal (quote strings: mode='fan_in')"
         ) from None
+    if not _finite(value):  # 1e309 reads as inf: an initializer that draws inf makes every run diverge
+        raise ValueError(f"initializer spec {text[:80]!r}: {ast.unparse(node)[:40]} is not a finite number")
+    return value
+
+
+def _finite(value: Any) -> bool:
+    """Whether every number in a literal (a number, or nested in tuples, lists and dicts) is finite."""
+    if isinstance(value, (int, bool)) or value is None or isinstance(value, (str, bytes)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, complex):
+        return math.isfinite(value.real) and math.isfinite(value.imag)
+    if isinstance(value, dict):
+        return all(_finite(k) and _finite(v) for k, v in value.items())
+    if isinstance(value, (tuple, list, set, frozenset)):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def split_specs(text: str) -> list[str]:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import datasets, sequences, text
+from bench.data import datasets, readers, sequences, text
 from bench.data.datasets import Dataset
 from bench.errors import UserError, user_callable
 from initjax.registry import first_line
@@ -68,6 +68,7 @@ def arrays(x_train, y_train, x_test, y_test, validation: int | float | tuple | N
     if held is not None:
         x_val, y_val = held
         datasets.check_split(name, "validation", x_val, y_val, data.n_classes, regression)
+        datasets.check_widths(name, "validation", x_train, x_val)
         data = Dataset(**{**data.__dict__, "x_val": np.ascontiguousarray(x_val, np.float32),
                           "y_val": np.asarray(y_val, data.y_train.dtype)})
     return data
@@ -83,6 +84,7 @@ def npz(path: str | Path, name: str | None = None, validation: int | float | Non
     path = Path(path)
     if not path.is_file():
         raise UserError(f"data file {path} does not exist; give npz:PATH to a file with the arrays {', '.join(KEYS)}")
+    readers.npz_headers(path)  # shapes, types and sizes checked before an array is read
     try:
         with np.load(path, allow_pickle=False) as stored:
             found = {k: stored[k] for k in stored.files}
@@ -116,7 +118,10 @@ def _from_mapping(found: dict, name: str, origin: str, validation, regression: b
     if missing:
         raise UserError(f"{origin} lacks the arrays {', '.join(missing)} (it has {', '.join(sorted(found)) or 'none'})")
     held = (found["x_val"], found["y_val"]) if "x_val" in found and "y_val" in found else validation
-    data = arrays(*(found[k] for k in KEYS), validation=held, name=name, regression=regression)
+    try:
+        data = arrays(*(found[k] for k in KEYS), validation=held, name=name, regression=regression)
+    except UserError as error:
+        raise UserError(f"{origin}: {error}") from None
     return Dataset(**{**data.__dict__, "source": origin})
 
 

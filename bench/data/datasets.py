@@ -149,6 +149,7 @@ def finish(name, x_train, x_test, y_train, y_test, validation=0, source="embedde
     """
     for split, x, y in (("training", x_train, y_train), ("test", x_test, y_test)):
         check_split(name, split, x, y, n_classes, regression)
+    check_widths(name, "test", x_train, x_test)
     label_type = np.float32 if regression else np.int32
     x_train, y_train = np.ascontiguousarray(x_train, np.float32), np.asarray(y_train, label_type)
     if validation and validation >= len(x_train):
@@ -172,9 +173,31 @@ def finish(name, x_train, x_test, y_train, y_test, validation=0, source="embedde
     )
 
 
+def check_widths(name: str, split: str, x_train, x_other) -> None:
+    """Raises UserError where a split's inputs have another shape per example than the training inputs."""
+    train, other = np.shape(x_train)[1:], np.shape(x_other)[1:]
+    if train != other:
+        raise UserError(f"{name}: the {split} inputs are {list(other)} per example, the training inputs "
+                        f"{list(train)}; every split needs the same shape")
+
+
 def check_split(name: str, split: str, x: np.ndarray, y: np.ndarray, n_classes: int | None,
                 regression: bool = False) -> None:
+    """Raises UserError, naming the split, where its inputs or labels cannot be trained on as given."""
     x, y = np.asarray(x), np.asarray(y)
+    keys = {"training": "train", "test": "test", "validation": "val"}.get(split, split)
+    for what, array in ((f"inputs (x_{keys})", x), (f"{'targets' if regression else 'labels'} (y_{keys})", y)):
+        if np.iscomplexobj(array):
+            raise UserError(f"{name}: the {split} {what} are complex ({array.dtype}); give real numbers (e.g. the "
+                            "real and imaginary parts as two features)")
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+            raise UserError(f"{name}: the {split} {what} are of type {array.dtype}; numbers are expected")
+    if x.ndim < 2:
+        raise UserError(f"{name}: the {split} inputs (x_{keys}) have shape {list(x.shape)}; give one row per example, "
+                        "(n, features) or (n, height, width, channels): (n, 1) for a single feature")
+    if not regression and y.ndim != 1:
+        raise UserError(f"{name}: the {split} labels (y_{keys}) have shape {list(y.shape)}; class labels are one "
+                        "integer per example, shape (n,) (for one-hot labels give their argmax)")
     if len(x) != len(y) or len(y) == 0:
         raise UserError(
             f"{name}: the {split} split has {len(x)} inputs and {len(y)} labels; they must match and be > 0"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data import limits
 from bench.errors import UserError
 
 # IDX type codes -> numpy big-endian dtypes
@@ -92,6 +93,8 @@ def read_idx(path: str | Path) -> np.ndarray:
             if expected > IDX_MAX_BYTES:
                 raise UserError(f"{path} declares an array of shape {shape} ({expected:,} bytes), more than the "
                                 f"{IDX_MAX_BYTES:,} an IDX dataset may hold; the header is damaged")
+            # before reading: its bytes, and the float32 copy the inputs become
+            limits.check(str(path), f"an array of shape {shape}", expected + 4 * math.prod(shape))
             data = handle.read(expected)
             extra = handle.read(1)
     except READ_ERRORS as error:
@@ -173,3 +176,46 @@ def read_cifar10_binary(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if records[:, 0].max() > 9:
         raise UserError(f"{path} has labels above 9; it is not a CIFAR-10 binary batch")
     return records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), records[:, 0].astype(np.int64)
+
+
+def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The shape and dtype of every array of an ``.npz``, read from the headers of its members alone, checked
+    before any array is read: each header must declare exactly its member's size (a lying header is refused
+    before numpy allocates what it asks), no array may hold Python objects, and the arrays together (as float32
+    inputs) must fit :func:`bench.data.limits.limit` (a 2 MB file can declare 6 GB).
+
+    Raises:
+      UserError: naming the file and the array.
+    """
+    import zipfile
+
+    path = Path(path)
+    out, needed = {}, 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                name = info.filename[:-4]
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(member)
+                    header = member.tell()
+                if dtype.hasobject:
+                    raise UserError(f"{path}: array {name} holds Python objects (dtype {dtype}); numbers are expected")
+                declared = math.prod(shape) * dtype.itemsize
+                if header + declared != info.file_size:
+                    raise UserError(f"{path}: array {name}'s header declares shape {shape} of {dtype} "
+                                    f"({declared:,} bytes) but the member holds {info.file_size - header:,}; the file "
+                                    "is damaged")
+                out[name] = (tuple(shape), dtype)
+                needed += declared + 4 * math.prod(shape)
+    except UserError:
+        raise
+    except Exception as error:  # zipfile and numpy's header parser raise many kinds; each means: damaged
+        raise UserError(f"{path} is not a readable .npz file ({type(error).__name__}); save it again with "
+                        "numpy.savez") from None
+    limits.check(str(path), f"the arrays {', '.join(out)}", needed)
+    return out

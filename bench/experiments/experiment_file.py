@@ -162,6 +162,8 @@ def _parse_value(text: str):
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except RecursionError:  # [[[[...]]]] nested thousands deep
+        raise UserError(f"--set value {text[:40]!r}... nests deeper than TOML can be read here; flatten it") from None
 
 
 def apply_overrides(raw: dict, assignments: list[str]) -> dict:
@@ -209,6 +211,9 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{path}: not valid TOML: {error}") from None
+    except RecursionError:  # tables or arrays nested thousands deep
+        raise UserError(f"{path}: nests tables or arrays deeper than can be read; an experiment needs a few "
+                        "levels") from None
     folder = path.resolve().parent
     if str(folder) not in sys.path:  # the study's own modules (mypkg.models:...) live beside it
         sys.path.insert(0, str(folder))

@@ -23,6 +23,7 @@ from bench import data
 from bench.data import datasets, sequences, text
 from bench.errors import UserError, unknown
 from bench.models import ACTIVATIONS, MODELS, losses
+from bench.store import safe_name
 from bench.training import grid as grids
 from bench.training import recipes
 from bench.training.recipes import TrainConfig
@@ -281,6 +282,9 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
     if not experiment.initializers:
         raise UserError("no initializer selected; give --initializers with at least one name")
     names = [task.name for task in experiment.tasks]
+    for task in experiment.tasks:
+        if task.label is not None:  # a label names files (figures, the cache's task folder): it stays in its folder
+            safe_name(task.label, "task label")
     if len(set(names)) < len(names):
         raise UserError(f"two tasks are named alike in {names}; give tasks on one dataset distinct labels")
     if len({losses.is_regression(task.loss) for task in experiment.tasks}) > 1:

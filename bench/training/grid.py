@@ -40,6 +40,7 @@ FACTORS = ("lr", "weight_decay", "momentum", "init_scale")  # in the order arms 
 OPTIMIZER_FACTORS = ("lr", "weight_decay", "momentum")  # injected into the optimizer's state
 LABELS = {"lr": "lr", "weight_decay": "wd", "momentum": "momentum", "init_scale": "scale"}
 MAX_VALUES = 1000
+MAX_CELLS = 10_000  # combinations of a grid's values
 _RANGE = re.compile(r"^\s*(logspace|linspace)\s*\(\s*([^,]+?)\s*,\s*([^,]+?)\s*,\s*(\d+)\s*\)\s*$")
 
 
@@ -61,6 +62,8 @@ def parse_values(value, factor: str = "value") -> tuple[float, ...]:
         try:
             if match:
                 kind, low, high, n = match.group(1), float(match.group(2)), float(match.group(3)), int(match.group(4))
+                if n > MAX_VALUES:  # before the values are made: logspace(1e-4, 1e-1, 100000000) ran for minutes
+                    raise UserError(f"{what}: {n:,} values; at most {MAX_VALUES} (each is an arm per initializer)")
                 if n < 1 or (kind == "logspace" and not (low > 0 and high > 0)):
                     raise ValueError
                 spaced = np.geomspace(low, high, n) if kind == "logspace" else np.linspace(low, high, n)
@@ -115,8 +118,13 @@ class Grid:
         return bool(self.factors)
 
     def validate(self) -> None:
-        """Raises UserError on a value no training can use, or a value listed twice."""
-        bounds = {"lr": (0, math.inf, False), "weight_decay": (0, math.inf, True),
+        """Raises UserError on a value no training can use, a value listed twice, or more than :data:`MAX_CELLS`
+        cells (counted before any is made)."""
+        sizes = [len(getattr(self, f)) for f in self.factors]
+        if math.prod(sizes) > MAX_CELLS:
+            raise UserError(f"the grid has {math.prod(sizes):,} cells ({' x '.join(map(str, sizes))}); at most "
+                            f"{MAX_CELLS:,}, each an arm per initializer")
+        bounds = {"lr": (0, 1e6, False), "weight_decay": (0, math.inf, True),
                   "momentum": (0, 1, True), "init_scale": (0, math.inf, True)}
         for factor in self.factors:
             low, high, closed = bounds[factor]

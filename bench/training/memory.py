@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bench.data.limits import available_bytes  # noqa: F401 (re-exported: memory.available_bytes)
 from bench.errors import UserError
 from bench.training import step
 
@@ -120,18 +121,6 @@ def footprint(model, input_shape, optimizer: optax.GradientTransformation, batch
     n_params = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
     return Footprint(p, state, train=2 * state + p + 2 * per_example * batch_size, eval=per_example * eval_batch_size,
                      n_params=n_params)
-
-
-def available_bytes() -> int:
-    """Memory the OS says is available now (``MemAvailable``), or physical memory."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def device_memory_bytes(device) -> int | None:

@@ -38,6 +38,8 @@ OPTIMIZERS: dict[str, tuple[Callable, str]] = {
 # optimizers whose weight decay is an argument of their own (decoupled inside the update)
 OWN_WEIGHT_DECAY = ("adamw", "lion")
 
+MAX_LR = 1e6  # a learning rate above this is a typo (1e308 was accepted, and every run diverged)
+
 
 def _parsed(spec, what: str):
     """``parse_spec`` with its error said as the suite's one line."""
@@ -211,8 +213,8 @@ class TrainConfig:
     def validate(self, n_train: int | None) -> None:
         """Raises UserError on a value no training can use (the batch size against ``n_train`` when given)."""
         check(self.optimizer, self.schedule)
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise UserError(f"learning rate must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
+            raise UserError(f"learning rate must be a number > 0 and at most {MAX_LR:g}, got {self.lr}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise UserError(f"weight decay must be a finite number >= 0, got {self.weight_decay}")
         if self.clip is not None and not (math.isfinite(self.clip) and self.clip > 0):
