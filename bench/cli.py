@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from bench import interrupts
 from bench.errors import Interrupted, UserError
 from bench.reporting import FORMATS
 
@@ -289,9 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except Interrupted as interrupted:
+        interrupts.handled()
         print(f"bench: {interrupted}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
+        interrupts.handled()
         print("bench: interrupted; files already written are whole (each is written atomically), "
               "rerun the command to finish", file=sys.stderr)
         return 130
@@ -301,6 +304,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.reporting import drawing
 
     drawing.warm()  # the figure workers import matplotlib while this process imports JAX and trains
+    from bench import store
     from bench.experiments import experiment_file, presets
     from bench.experiments.runner import run_experiment
     from bench.reporting import report
@@ -320,7 +324,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         optimizer=args.optimizer, batch_size=args.batch_size, seed=args.experiment_seed,
         model=args.model, hidden=args.hidden, activation=args.activation, data_seeds=args.data_seeds,
     )
-    out = args.out or f"reports/{experiment.name}"
+    out = args.out or f"reports/{store.path_name(experiment.name)}"
     command = shlex.join(["python", "-m", "bench", *argv])
     outcome = run_experiment(
         experiment, out, progress=not args.no_progress, command=command, baseline=args.baseline,
@@ -340,6 +344,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _diagnose(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench import store
     from bench.analysis import diagnose
     from bench.experiments import presets
     from bench.store import exclusive
@@ -351,7 +356,7 @@ def _diagnose(args: argparse.Namespace, argv: list[str]) -> int:
     experiment = presets.get(args.preset).override(
         initializers=args.initializers, datasets=args.datasets, model=args.model, hidden=args.hidden,
         activation=args.activation)
-    out = args.out or f"reports/{experiment.name}/diagnostics"
+    out = args.out or f"reports/{store.path_name(experiment.name)}/diagnostics"
     with exclusive(out):
         result = diagnose.diagnose(experiment, args.seeds, args.data_dir, args.steps)
         files = diagnose.write(result, out, experiment, shlex.join(["python", "-m", "bench", *argv]))
@@ -406,9 +411,9 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from bench.analysis import outcomes
-    from bench.experiments.runner import carry_calibration, refuse_overwrite, write_report
+    from bench.experiments.runner import publish, refuse_overwrite
     from bench.reporting import report
-    from bench.store import exclusive
+    from bench.store import exclusive, staged
 
     out = args.out or args.dir
     with contextlib.ExitStack() as held:
@@ -418,13 +423,15 @@ def _report(args: argparse.Namespace) -> int:
         options = dict(formats=args.format, metric=args.metric, baseline=args.baseline, paired=not args.unpaired,
                        margin=args.margin, fixed_test_set=args.fixed_test_set, statistic=args.statistic)
         if Path(out).resolve() == Path(args.dir).resolve():  # re-rendered in place: its outcomes.npz stays as is
-            analysis, files = report.write(out, results, meta, test_outcomes=test_outcomes, **options)
+            with staged(out) as stage:
+                analysis, files = report.write(stage.path, results, meta, test_outcomes=test_outcomes,
+                                               previous=out, dropped=stage.dropped, **options)
+            files = [stage.final(path) for path in files]
         else:
             held.enter_context(exclusive(out))
             refuse_overwrite(out, args.force)
-            carried = carry_calibration(args.dir, out)
-            analysis, files = write_report(out, results, meta, test_outcomes, **options)
-            files += [carried] if carried is not None else []
+            analysis, files = publish(out, results, meta, test_outcomes, runs_changed=True, calibration_from=args.dir,
+                                      **options)
     print(report.console(analysis, meta["tasks"]))
     print(f"\nwrote {len(files)} files to {out}")
     return 0
@@ -433,10 +440,10 @@ def _report(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.store import exclusive
 
-    if args.reps < 10:
-        raise UserError(f"--reps must be >= 10, got {args.reps}")
-    if not args.seeds or min(args.seeds) < 3:
-        raise UserError(f"--seeds must be counts >= 3, got {args.seeds}")
+    if not 10 <= args.reps <= 100_000:
+        raise UserError(f"--reps must be from 10 to 100,000, got {args.reps:,}")
+    if not args.seeds or min(args.seeds) < 3 or max(args.seeds) > 4096 or len(args.seeds) > 32:
+        raise UserError(f"--seeds must be at most 32 counts from 3 to 4,096, got {args.seeds[:8]}")
     if args.shift is not None and not args.shift > 0:
         raise UserError(f"--shift must be > 0, got {args.shift}")
     with exclusive(_existing(args.dir)):
@@ -464,8 +471,9 @@ def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
     if args.metric not in metrics:
         raise UserError(f"unknown metric {args.metric!r}; the results have {', '.join(metrics)}")
     table = calibrate.calibrate(results, args.metric, args.seeds, args.reps, args.shift, settings, paired)
-    key = calibrate.fingerprint(results, args.metric, settings, paired)
-    calibrate.save(args.dir, table, key, shlex.join(["python", "-m", "bench", *argv]))
+    key = calibrate.fingerprint(args.metric, settings, paired)
+    calibrate.save(args.dir, table, key, shlex.join(["python", "-m", "bench", *argv]),
+                   calibrate.measured_runs(results, args.metric))
     print(table.drop(columns=["model"]).to_markdown(index=False, tablefmt="simple", floatfmt=".3f"))
     for dataset, cells in table.groupby("dataset", sort=False):
         print(f"\n{calibrate.describe(cells, dataset)}")

@@ -1,11 +1,22 @@
-"""Writing result files so that a crash never leaves a partial one behind, and reading back only intact ones."""
+"""Writing result files so that a crash never leaves a partial one behind, and reading back only intact ones.
+
+Every file the suite reads back carries a checksum of its own content (``.npz``: an entry; ``.json``: a key),
+every folder of results is replaced as a whole (:func:`staged`), every lock lives beside its folder, is opened
+without following links and is removed when released (:func:`exclusive`), and every name that comes from input
+and becomes a path is checked to stay inside its folder (:func:`safe_name`, :func:`path_name`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
+import json
 import os
+import re
+import shutil
+import stat
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -31,7 +42,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
-        raise UserError(f"cannot write to {path.parent}: {error.strerror}; choose another --out") from None
+        raise UserError(f"cannot write to {path.parent}: {error.strerror}; {_where(path)}") from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
         with os.fdopen(fd, "wb") as handle:
@@ -42,8 +53,63 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     except OSError as error:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise UserError(f"cannot write {path}: {error.strerror}; free space or choose another --out") from None
+        raise UserError(f"cannot write {path}: {error.strerror}; free space or {_where(path)}") from None
     return path
+
+
+def _where(path: Path) -> str:
+    """What to do where a file cannot be written: another output folder, or (inside the cache) another cache."""
+    try:
+        Path(path).resolve().relative_to(cache_root().resolve())
+    except ValueError:
+        return "choose another output folder (--out)"
+    return f"point INITJAX_CACHE at a folder with room (the cache is {cache_root()})"
+
+
+def cache_root() -> Path:
+    """Where finished chunks, checkpoints, compiled programs and locks are kept: ``$INITJAX_CACHE``, else the
+    user cache directory.
+
+    ``$XDG_CACHE_HOME/initjax`` or ``~/.cache/initjax``: outside any report folder, so a
+    report folder holds only the report. A task's folder there is named by its key, so
+    runs of one task into different report folders share their finished work.
+    """
+    if os.environ.get("INITJAX_CACHE"):
+        return Path(os.environ["INITJAX_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "initjax"
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9_.=+,@ -]+")  # no separator, glob or quote character
+
+
+def _safe(name: str) -> bool:
+    return bool(name) and len(name) <= 100 and name not in (".", "..") and name[0] not in ".- " \
+        and name[-1] != " " and SAFE_NAME.fullmatch(name) is not None
+
+
+def safe_name(name: str, what: str) -> str:
+    """``name`` itself when it can name a file or folder inside another: at most 100 letters, digits, spaces and
+    ``_ . = + , @ -``, not ``.`` or ``..``, not starting with ``.``, ``-`` or a space nor ending with one.
+
+    Raises:
+      UserError: naming ``what`` and the name, and what a name may hold.
+    """
+    if not _safe(str(name)):
+        raise UserError(f"{what} {str(name)!r} cannot name a file: use at most 100 letters, digits, spaces and "
+                        "_ . = + , @ -, not starting with '.' or '-' (no '/' or '..')")
+    return str(name)
+
+
+def path_name(name: str) -> str:
+    """``name`` as a file or folder name that stays inside its folder: itself when :func:`safe_name` allows it,
+    else its safe characters (others as ``_``) and 8 hex digits of its hash, so two names never meet."""
+    name = str(name)
+    if _safe(name):
+        return name
+    cleaned = re.sub(r"[^A-Za-z0-9_.=+,@ -]", "_", name).strip(" ").lstrip(".-")[:80].strip(" ")
+    return f"{cleaned}-{hashlib.sha256(name.encode()).hexdigest()[:8]}" if cleaned else \
+        hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
 def _umask() -> int:
@@ -123,45 +189,71 @@ def read_npz_verified(path: str | Path, remedy: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-LOCK = ".initjax.lock"
+LOCK = ".initjax.lock"  # older versions kept a lock of this name in the folder itself (not carried over)
+
+
+def lock_path(folder: str | Path, process_index: int = 0) -> Path:
+    """Where the lock of ``folder`` lives: ``.<name>.lock`` beside it (``.<name>.<i>.lock`` for process ``i``), outside
+    the folder, which a report replaces as a whole and which holds only the report; removed when released."""
+    folder = Path(folder).absolute()
+    return folder.parent / (f".{folder.name}.lock" if process_index == 0 else f".{folder.name}.{process_index}.lock")
 
 
 @contextlib.contextmanager
 def exclusive(folder: str | Path, process_index: int = 0):
     """Holds the folder's lock while a run or a report writes there; a second writer stops with one line.
 
-    The lock is an advisory ``flock`` on ``<folder>/.initjax.lock`` (released by the
-    system when the process ends, even on a kill), holding the owner's pid. Once it
-    is held, temp files that killed writers left in the folder are removed (by
-    process 0, the only one writing there). With several JAX processes each takes its
-    own (``process_index``), as they write different chunks.
+    The lock is an advisory ``flock`` on :func:`lock_path` (released by the system when the process ends, even on
+    a kill), holding the owner's pid, opened without following a link and refused if it is not a regular file;
+    removed when the holder is done (a writer that finds the file it locked removed meanwhile locks the new one).
+    Once it is held, what killed writers left beside the folder is cleared (:func:`recover`: temp files, a half
+    staged folder; by process 0, the only one writing there). With several JAX processes each takes its own
+    (``process_index``), as they write different chunks.
 
     Raises:
-      UserError: another process holds it, naming its pid.
+      UserError: another process holds it, naming its pid; the lock is not a regular file.
     """
     import fcntl
 
-    folder = ensure_writable(folder)
-    path = folder / (LOCK if process_index == 0 else f"{LOCK}.{process_index}")
-    handle = open(path, "a+")  # noqa: SIM115 (held until the context ends)
-    try:
+    folder = Path(folder)
+    ensure_writable(folder if folder.exists() else folder.parent)
+    path = lock_path(folder, process_index)
+    while True:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            owner = handle.read().strip() or "?"
-            raise UserError(f"another initjax process (pid {owner}) is writing to {folder}; wait for it to finish "
-                            "or choose another --out") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as error:
+            raise UserError(f"cannot open the lock {path} ({error.strerror}): a link or another kind of file "
+                            "there? remove it") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise UserError(f"the lock {path} is not a regular file; remove it")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise UserError(f"another initjax process (pid {owner}) is writing to {folder}; wait for it to "
+                                "finish or choose another --out") from None
+            try:
+                current = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                current = None
+            if current is None or current.st_ino != os.fstat(fd).st_ino:  # removed by its last holder meanwhile
+                os.close(fd)
+                continue
+        except BaseException:
+            os.close(fd)
+            raise
+        break
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
         if process_index == 0:  # left by a writer killed mid-write; no one else writes here now
-            for stale in folder.glob(".*.tmp"):
-                stale.unlink(missing_ok=True)
+            recover(folder)
         yield folder
     finally:
-        handle.close()
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # still held: a waiting writer's lock of this file fails over to a new one
+        os.close(fd)
 
 
 def files_digest(files) -> str:
@@ -170,3 +262,141 @@ def files_digest(files) -> str:
     for path in files:
         digest.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes())
     return digest.hexdigest()[:16]
+
+
+def json_digest(payload: Mapping) -> str:
+    """SHA-256 of a JSON object's canonical form (sorted keys, no spaces), its ``sha256`` key left out."""
+    body = {key: value for key, value in payload.items() if key != DIGEST}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_json_verified(path: str | Path, payload: Mapping) -> Path:
+    """Writes ``payload`` (a JSON object; values JSON cannot hold as strings) with its :func:`json_digest` under
+    ``sha256``, atomically."""
+    body = json.loads(json.dumps({k: v for k, v in payload.items() if k != DIGEST}, default=str))
+    return write_atomic(path, json.dumps({**body, DIGEST: json_digest(body)}, indent=1))
+
+
+def read_json_checked(path: str | Path, remedy: str) -> tuple[dict, bool]:
+    """``(object, whether it carried its checksum)`` of a JSON object file, the checksum verified where present.
+
+    Raises:
+      UserError: one line naming the file, what is wrong and ``remedy``.
+    """
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as error:
+        raise UserError(f"{path} is damaged ({type(error).__name__}); {remedy}") from None
+    if not isinstance(payload, dict):
+        raise UserError(f"{path} is damaged (not a JSON object); {remedy}")
+    if DIGEST not in payload:
+        return payload, False
+    if payload[DIGEST] != json_digest(payload):
+        raise UserError(f"{path} was edited or is damaged (its checksum does not match its contents); {remedy}")
+    return {key: value for key, value in payload.items() if key != DIGEST}, True
+
+
+def read_json_verified(path: str | Path, remedy: str) -> dict:
+    """The object of a file written by :func:`write_json_verified`, checked before it is trusted.
+
+    Raises:
+      UserError: one line naming the file, what is wrong (no checksum: damaged, edited or another program's) and
+        ``remedy``.
+    """
+    payload, verified = read_json_checked(path, remedy)
+    if not verified:
+        raise UserError(f"{path} has no checksum: damaged, edited, or written by another program; {remedy}")
+    return payload
+
+
+def _sibling(folder: Path, kind: str) -> Path:
+    return folder.parent / f".{folder.name}.{kind}"
+
+
+def recover(folder: str | Path) -> None:
+    """Clears what a writer killed mid-write left: temp files in ``folder``, a half-written staged copy beside it,
+    and, where it was killed between the two renames of :func:`staged`, puts the previous folder back."""
+    folder = Path(folder)
+    stage, previous = _sibling(folder, "staging"), _sibling(folder, "previous")
+    if previous.is_dir():
+        if folder.exists():
+            shutil.rmtree(previous, ignore_errors=True)
+        else:
+            os.replace(previous, folder)
+    if stage.is_dir():
+        shutil.rmtree(stage, ignore_errors=True)
+    for stale in folder.glob(".*.tmp") if folder.is_dir() else ():
+        stale.unlink(missing_ok=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """A folder being written as a whole (:func:`staged`).
+
+    Attributes:
+      path: where to write now (a sibling of ``folder``).
+      folder: the folder it replaces.
+      dropped: relative paths of ``folder``'s files not to carry over (no longer of these results); one ending
+        in ``/`` drops a whole folder.
+    """
+
+    path: Path
+    folder: Path
+    dropped: set = dataclasses.field(default_factory=set)
+
+    def final(self, path: str | Path) -> Path:
+        """Where a file written under :attr:`path` will be once published."""
+        return self.folder / Path(path).relative_to(self.path)
+
+
+@contextlib.contextmanager
+def staged(folder: str | Path, keep: bool = True):
+    """Writes a folder as a whole: yields a :class:`Stage`, an empty sibling to write into; on success it replaces
+    ``folder``, on any error (a full disk, Ctrl-C) it is removed and ``folder`` stays as it was.
+
+    The caller holds :func:`exclusive` on ``folder``. With ``keep`` every file of the old folder that the new
+    one does not write (a calibration, a reproduction's claims, the figures of a format not asked for this time)
+    is carried over (hard-linked where the file system allows), but for the stage's ``dropped``. The swap is two
+    renames; a kill between them is repaired by the next writer (:func:`recover`).
+    """
+    folder = Path(folder)
+    stage, previous = _sibling(folder, "staging"), _sibling(folder, "previous")
+    recover(folder)
+    try:
+        stage.mkdir(parents=True)
+    except OSError as error:
+        raise UserError(f"cannot write beside {folder} ({error.strerror}); choose another output folder "
+                        "(--out)") from None
+    written = Stage(stage, folder)
+    try:
+        yield written
+        if keep and folder.is_dir():
+            _carry(folder, stage, written.dropped)
+        if folder.exists():
+            os.replace(folder, previous)
+        os.replace(stage, folder)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if previous.is_dir() and not folder.exists():
+            os.replace(previous, folder)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _carry(old: Path, new: Path, dropped: set = frozenset()) -> None:
+    """Copies (hard-links) every file of ``old`` that ``new`` lacks into ``new``, keeping its relative path, but
+    for those in ``dropped``."""
+    for source in old.rglob("*"):
+        if source.is_symlink() or not source.is_file() or source.name.endswith(".tmp"):
+            continue  # a link is not followed out of the folder
+        relative = source.relative_to(old)
+        target = new / relative
+        if target.exists() or source.name == LOCK or str(relative) in dropped or any(
+                str(relative).startswith(prefix) for prefix in dropped if prefix.endswith("/")):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)

@@ -98,7 +98,7 @@ def test_report_command_rerenders_without_training(run_dir, tmp_path, capsys):
         (["report", "{run}", "--baseline", "zeros"], "baseline 'zeros' is not among"),
         (["report", "{run}", "--format", "docx"], "unknown report format 'docx'"),
         (["report", "{run}", "--margin", "-0.1"], "--margin must be >= 0"),
-        (["calibrate", "{run}", "--reps", "2"], "--reps must be >= 10"),
+        (["calibrate", "{run}", "--reps", "2"], "--reps must be from 10 to 100,000"),
         (["calibrate", "{run}", "--metric", "f1"], "unknown metric 'f1'"),
     ],
 )
@@ -110,28 +110,38 @@ def test_report_command_errors(run_dir, args, message, capsys):
 def test_newer_or_damaged_run_files_are_refused_by_name(run_dir, tmp_path, capsys):
     import json
 
+    from bench import store
+
     for name, mangle, message in [
-        ("newer", lambda m: {**m, "format": 99}, "has results format 99"),
+        ("newer", lambda m: {**m, "format": 99}, "has results format 99"),  # a newer initjax's, checksum and all
+        ("edited", lambda m: {**m, "runs": m["runs"] + 1}, "was edited or is damaged (its checksum does not match"),
+        ("unsigned", lambda m: {k: v for k, v in m.items() if k != "sha256"}, "has no checksum"),
         ("damaged", None, "run.json is damaged"),
     ]:
         copy = tmp_path / name
         shutil.copytree(run_dir, copy)
         meta = json.loads((copy / "run.json").read_text())
-        (copy / "run.json").write_text(json.dumps(mangle(meta)) if mangle else '{"format": 1, "experi')
+        if name == "newer":
+            store.write_json_verified(copy / "run.json", mangle(meta))
+        else:
+            (copy / "run.json").write_text(json.dumps(mangle(meta)) if mangle else '{"format": 1, "experi')
         assert cli.main(["report", str(copy)]) == 2
         err = capsys.readouterr().err
         assert message in err and str(copy / "run.json") in err and err.count("\n") == 1
 
 
 def _as_if_run(folder, results):
-    """Writes ``results`` as a run would have (its checksum in run.json too): other runs, not an edit."""
+    """Writes ``results`` as a run would have (its checksum in run.json, and run.json's own): other runs, not an
+    edit."""
     import hashlib
-    import json
+
+    from bench import store
 
     text = results.to_csv(index=False)
     (folder / "results.csv").write_text(text)
-    meta = json.loads((folder / "run.json").read_text())
-    (folder / "run.json").write_text(json.dumps({**meta, "results_sha256": hashlib.sha256(text.encode()).hexdigest()}))
+    meta = store.read_json_verified(folder / "run.json", "")
+    store.write_json_verified(folder / "run.json",
+                              {**meta, "results_sha256": hashlib.sha256(text.encode()).hexdigest()})
 
 
 @pytest.mark.parametrize(
@@ -199,6 +209,8 @@ def test_results_written_before_the_arm_column_read_back_and_render_the_same_rep
     (old / "results.csv").write_text(table)
     meta = json.loads((old / "run.json").read_text())
     meta["results_sha256"] = hashlib.sha256(table.encode()).hexdigest()
+    meta["format"] = 1  # written before run.json carried a checksum of its own
+    del meta["sha256"]
     (old / "run.json").write_text(json.dumps(meta))
     results, _ = report.load(old)
     assert list(results.columns[3:5]) == ["arm", "initializer"] and (results["arm"] == results["initializer"]).all()
@@ -252,8 +264,10 @@ def test_calibrate_writes_its_line_into_the_report_and_drops_it_when_stale(run_d
     assert "conditional on the test set (`--fixed-test-set`)" in (copy / "report.md").read_text()
     assert "was made from other runs, settings or code" in (copy / "report.md").read_text()  # another procedure
     results = pd.read_csv(copy / "results.csv")
-    results.loc[0, "test_accuracy"] = 0.5  # other runs: the calibration no longer describes them
+    final_row = results.index[results.epoch == results.epoch.max()][0]
+    results.loc[final_row, "test_accuracy"] = 0.5  # other runs: the calibration no longer describes them
     _as_if_run(copy, results)
+    (copy / "outcomes.npz").unlink()  # (whose per-example outcomes are not these)
     assert cli.main(["report", str(copy), "--format", "md"]) == 0
     assert "was made from other runs, settings or code" in (copy / "report.md").read_text()
 

@@ -21,8 +21,10 @@ stored final values, per task:
   stored seeds.
 
 Each at 8, 16 and 32 seeds (or as asked). The result is written to
-``DIR/calibration.json`` with a fingerprint of the runs and settings, and
-``report.md`` shows its summary while the fingerprint matches.
+``DIR/calibration.json`` with its own checksum, a fingerprint of the settings and the
+procedure's code, and the runs it measured; ``report.md`` shows its summary while the
+fingerprint matches and the runs agree to 1e-3 (relative: the same runs trained on another
+processor kind differ in their last bits, not in what a calibration measures).
 
 References: Bouthillier et al. 2021, arXiv:2103.03098; Westfall & Young 1993,
 *Resampling-Based Multiple Testing* (permutation under the complete null).
@@ -41,11 +43,12 @@ import pandas as pd
 from scipy import stats as sps
 
 from bench.analysis import compare, maxt, resolution, stats, verdicts
-from bench.store import files_digest, write_atomic
+from bench.errors import UserError
+from bench.store import files_digest, read_json_verified, write_json_verified
 
 FILE = "calibration.json"
 SCENARIOS = ("null", "permuted", "shift", "resample")
-FORMAT = 1
+FORMAT = 2  # 2: with its checksum and the runs it measured
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,32 +182,65 @@ PROCEDURE = ("calibrate", "columns", "compare", "components", "crossed", "maxt",
              "stats", "verdicts")
 
 
-def fingerprint(results: pd.DataFrame, metric: str, settings: stats.Settings, paired: bool) -> str:
-    """Hash of the runs, the settings and the code of the procedure (:data:`PROCEDURE`) the calibration measured."""
-    digest = hashlib.sha256(results.to_csv(index=False).encode())
-    digest.update(files_digest([Path(__file__).parent / f"{name}.py" for name in PROCEDURE]).encode())
+def fingerprint(metric: str, settings: stats.Settings, paired: bool) -> str:
+    """Hash of the settings and the code of the procedure (:data:`PROCEDURE`) a calibration measured; the runs it
+    measured are stored beside it and compared within :data:`AGREE` (:func:`same_runs`)."""
+    digest = hashlib.sha256(files_digest([Path(__file__).parent / f"{name}.py" for name in PROCEDURE]).encode())
     digest.update(json.dumps([metric, dataclasses.asdict(settings), paired], sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 
-def save(out_dir: Path, table: pd.DataFrame, key: str, command: str) -> Path:
-    payload = {"format": FORMAT, "fingerprint": key, "command": command, "cells": table.to_dict(orient="records")}
-    return write_atomic(Path(out_dir) / FILE, json.dumps(payload, indent=1, default=float))
+AGREE = 1e-3  # relative: runs that agree to this are the same runs (losses differ in their last bits across CPU kinds)
+
+
+def measured_runs(results: pd.DataFrame, metric: str) -> dict[str, list]:
+    """Per task, the final ``metric`` of every run as the calibration resamples it (diverged runs scored), as lists
+    (``None`` for a missing value)."""
+    return {"/".join(map(str, key)): [[None if not np.isfinite(v) else float(v) for v in row] for row in values]
+            for key, _, _, values in compare.scored_matrices(results, metric)}
+
+
+def same_runs(stored: dict, results: pd.DataFrame, metric: str) -> bool:
+    """Whether ``stored`` (:func:`measured_runs` of the calibrated runs) describes ``results``: the same tasks and
+    runs, every value within :data:`AGREE` (relative; 1e-9 absolute), not their last bits (which differ between
+    processor kinds: test losses by up to 1e-4 on the default preset, accuracies not at all)."""
+    current = measured_runs(results, metric)
+    if not isinstance(stored, dict) or set(stored) != set(current):
+        return False
+    for task, values in current.items():
+        a = np.array([[np.nan if v is None else v for v in row] for row in values], np.float64)
+        try:
+            b = np.array([[np.nan if v is None else v for v in row] for row in stored[task]], np.float64)
+        except (TypeError, ValueError):
+            return False
+        if a.shape != b.shape or not np.allclose(a, b, rtol=AGREE, atol=1e-9, equal_nan=True):
+            return False
+    return True
+
+
+def save(out_dir: Path, table: pd.DataFrame, key: str, command: str, runs: dict) -> Path:
+    """Writes ``calibration.json`` with its checksum: the cells, the :func:`fingerprint` and the runs measured."""
+    payload = {"format": FORMAT, "fingerprint": key, "command": command, "runs": runs,
+               "cells": json.loads(table.to_json(orient="records"))}
+    return write_json_verified(Path(out_dir) / FILE, payload)
 
 
 def summary_lines(out_dir: Path, results: pd.DataFrame, analysis) -> list[str] | None:
-    """One sentence per task from ``calibration.json``; None when absent, a warning when stale."""
+    """One sentence per task from ``calibration.json``; None when absent, a warning when damaged or stale."""
     path = Path(out_dir) / FILE
     if not path.is_file():
         return None
+    rerun = "rerun `python -m bench calibrate` to measure these runs"
     try:
-        payload = json.loads(path.read_text())
+        payload = read_json_verified(path, rerun)
         cells = pd.DataFrame(payload["cells"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return [f"`{FILE}` is damaged; rerun `python -m bench calibrate`."]
-    if payload.get("fingerprint") != fingerprint(results, analysis.metric, analysis.settings, analysis.paired):
-        return [f"`{FILE}` was made from other runs, settings or code; rerun `python -m bench calibrate` to "
-                "measure these."]
+        if payload.get("format") != FORMAT or cells.empty:
+            raise ValueError("another format")
+    except (UserError, ValueError, KeyError, TypeError):
+        return [f"`{FILE}` is damaged, edited or of another version (its checksum or contents); {rerun}."]
+    key = fingerprint(analysis.metric, analysis.settings, analysis.paired)
+    if payload.get("fingerprint") != key or not same_runs(payload.get("runs"), results, analysis.metric):
+        return [f"`{FILE}` was made from other runs, settings or code; {rerun}."]
     return [describe(cells, task) for task, cells in cells.groupby("dataset", sort=False)]
 
 

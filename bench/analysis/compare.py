@@ -49,10 +49,12 @@ def final_matrix(task: pd.DataFrame, metric: str, score: float = np.nan) -> tupl
 
 
 def scored_matrices(results: pd.DataFrame, metric: str):
-    """``(task key, final rows, names, values)`` of every task, diverged runs scored (:func:`final_matrix`)."""
+    """``(task key, final rows, names, values)`` of every task, diverged runs scored (:func:`final_matrix`); a task
+    none of whose runs trained has nothing to compare: its values are all missing."""
     scores = scoring.task_scores(results, metric)
     for key, task in final_epoch(results).groupby(TASK, sort=False):
-        yield (key, task, *final_matrix(task, metric, scores[key]))
+        trained = bool(scoring.finished(task, metric).any())
+        yield (key, task, *final_matrix(task, metric, scores[key] if trained else np.nan))
 
 
 def compare(

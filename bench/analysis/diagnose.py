@@ -33,7 +33,7 @@ from bench.experiments.presets import Experiment
 from bench.experiments.runner import task_data, task_model
 from bench.models import losses
 from bench.reporting.figures import plt, save
-from bench.store import write_atomic
+from bench.store import path_name, write_atomic
 from bench.training import parameterized, step
 from bench.training.train import check_on_model, init_params, loss_spec, run_keys
 from initjax import diagnostics
@@ -226,7 +226,7 @@ def write(diagnosis: Diagnosis, out: str | Path, experiment: Experiment, command
             figures += [(f"{dataset}-residual-init", early_steps.residual_figure(diagnosis.early, dataset)),
                         (f"{dataset}-early-steps", early_steps.steps_figure(diagnosis.early, dataset))]
         for stem, fig in figures:
-            saved = save(fig, out / "figures" / stem, ("png",))
+            saved = save(fig, out / "figures" / path_name(stem), ("png",))
             files += saved
             lines += [f"![{stem}](figures/{saved[0].name})", ""]
     files.append(write_atomic(out / "diagnostics.md", "\n".join(lines)))

@@ -21,14 +21,15 @@ import initjax
 from bench import data as bench_data
 from bench import models
 from bench.analysis import outcomes, stats
+from bench.data import limits
 from bench.errors import Interrupted, UserError, in_python_terms
 from bench.experiments import presets
 from bench.experiments.presets import Experiment
 from bench.models import losses
 from bench.reporting import report
-from bench.store import exclusive, write_atomic
+from bench.store import exclusive, staged, write_atomic
 from bench.training import devices, memory, resume
-from bench.training.train import loss_spec, train_task
+from bench.training.train import check_plan, loss_spec, train_task
 
 
 @dataclasses.dataclass
@@ -71,7 +72,7 @@ class Outcome:
         """
         with exclusive(out):
             refuse_overwrite(out, overwrite)
-            return write_report(out, self.results, self.meta, self.test_outcomes, formats=formats)[1]
+            return publish(out, self.results, self.meta, self.test_outcomes, runs_changed=True, formats=formats)[1]
 
 
 def write_report(out: str | Path, results: pd.DataFrame, meta: dict, test_outcomes: dict,
@@ -83,8 +84,29 @@ def write_report(out: str | Path, results: pd.DataFrame, meta: dict, test_outcom
     stored = outcomes.save(out, test_outcomes) if test_outcomes else None
     if not test_outcomes:
         (Path(out) / outcomes.FILE).unlink(missing_ok=True)
+        if options.get("dropped") is not None:
+            options["dropped"].add(outcomes.FILE)
     analysis, files = report.write(out, results, meta, test_outcomes=test_outcomes, **options)
     return analysis, ([stored] if stored is not None else []) + files
+
+
+def publish(out: str | Path, results: pd.DataFrame, meta: dict, test_outcomes: dict, runs_changed: bool = False,
+            calibration_from: str | Path | None = None, **options) -> tuple[report.Analysis, list[Path]]:
+    """:func:`write_report` into a staged copy of ``out`` that replaces it as a whole (``bench.store.staged``):
+    a failure midway (a full disk, Ctrl-C) leaves the previous report as it was. The caller holds ``out``'s lock.
+
+    ``runs_changed``: the report is of new runs, so the previous report's figures are not carried over (its
+    calibration, and files a reproduction or the user put there, are; a calibration says itself whether it
+    describes these runs). ``calibration_from``: a folder whose ``calibration.json`` comes with these runs
+    (:func:`carry_calibration`).
+    """
+    with staged(out) as stage:
+        if runs_changed:
+            stage.dropped.add("figures/")
+        carried = carry_calibration(calibration_from, stage.path) if calibration_from is not None else None
+        analysis, files = write_report(stage.path, results, meta, test_outcomes, previous=out,
+                                       dropped=stage.dropped, **options)
+    return analysis, [stage.final(path) for path in files + ([carried] if carried is not None else [])]
 
 
 def rerender(folder: str | Path, name: str | None = None) -> Outcome:
@@ -102,8 +124,10 @@ def rerender(folder: str | Path, name: str | None = None) -> Outcome:
         if name is not None and ran != name:
             raise UserError(f"{folder} holds a run of {ran!r}, not {name!r}; give its own --out")
         test_outcomes = outcomes.load(folder, results)
-        analysis, files = report.write(folder, results, meta, test_outcomes=test_outcomes)
-    return Outcome(results, analysis, meta, files, test_outcomes)
+        with staged(folder) as stage:
+            analysis, files = report.write(stage.path, results, meta, test_outcomes=test_outcomes, previous=folder,
+                                           dropped=stage.dropped)
+    return Outcome(results, analysis, meta, [stage.final(path) for path in files], test_outcomes)
 
 
 def carry_calibration(source: str | Path, out: str | Path) -> Path | None:
@@ -170,21 +194,30 @@ def run_experiment(
     if margin is not None and not margin >= 0:
         raise UserError(f"--margin must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {margin}")
     with contextlib.ExitStack() as held:
+        stage = None
         if out is not None:  # every process keeps its finished chunks there; one run at a time
             held.enter_context(exclusive(out, jax.process_index()))
-        return _train_and_write(experiment, initializers, out, progress, command, baseline, data_dir, download,
-                                chunk, max_memory, fresh, checkpoint_every, margin, fixed_test_set, start)
+            if devices.is_main_process():  # the report replaces the folder's as a whole, once written
+                stage = held.enter_context(staged(out))
+                stage.dropped.add("figures/")  # the previous report's: of other runs
+        return _train_and_write(experiment, initializers, out, stage, progress, command, baseline, data_dir,
+                                download, chunk, max_memory, fresh, checkpoint_every, margin, fixed_test_set, start)
 
 
-def _train_and_write(experiment, initializers, out, progress, command, baseline, data_dir, download, chunk,
+def _train_and_write(experiment, initializers, out, stage, progress, command, baseline, data_dir, download, chunk,
                      max_memory, fresh, checkpoint_every, margin, fixed_test_set, start) -> Outcome:
     """:func:`run_experiment` once the input is checked and the output folder is held."""
     runs = list(range(experiment.seeds * experiment.data_seeds))  # run r: init seed r // K, data order r % K
     arms = experiment.arms(list(initializers))
     frames, tasks, test_outcomes, early = [], {}, {}, []
     settings = stats.Settings(seed=experiment.seed, margin=margin, fixed_test_set=fixed_test_set)
+    tuned = len(experiment.grid.cells()) > 1
+    with limits.budget(max_memory):
+        first = check_every_task(experiment, len(arms), len(runs), data_dir, download, chunk, max_memory)
     for number, task in enumerate(experiment.tasks, start=1):
-        data = task_data(task, data_dir, download, tuned=len(experiment.grid.cells()) > 1)
+        with limits.budget(max_memory):
+            data = first if number == 1 else task_data(task, data_dir, download, tuned=tuned)
+        first = None
         model, loss = task_model(task, data)
         name = models.describe(model, data.input_shape)
         with contextlib.ExitStack() as held:
@@ -211,9 +244,9 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
                                       language_model=loss_spec(model, loss) in losses.SEQUENCE)
         if result.outcomes is not None:
             test_outcomes[task.name] = outcomes.as_stored({"names": list(arms), "seeds": runs, **result.outcomes})
-        if out is not None and devices.is_main_process() and number < len(experiment.tasks):
+        if stage is not None and number < len(experiment.tasks):
             # its figures are drawn while the next tasks train (the report keeps those it would draw alike)
-            early.append(report.draw_early(out, _column_order(_with_factors(frames[-1], arms)), task.name,
+            early.append(report.draw_early(stage.path, _column_order(_with_factors(frames[-1], arms)), task.name,
                                            tasks[task.name], settings))
     results = _column_order(_with_factors(pd.concat(frames, ignore_index=True), arms))
     meta = {
@@ -233,18 +266,40 @@ def _train_and_write(experiment, initializers, out, progress, command, baseline,
         "command": command or f"bench.run({experiment.name!r})",
         "wall_s": time.perf_counter() - start,
     }
-    if out is None or not devices.is_main_process():
+    if stage is None:
         shown = None if fixed_test_set else test_outcomes
         analysis = report.analyse(results, report.ranked_metric(results, meta), settings=settings,
                                   test_outcomes=shown, reference=report.reference_of(meta))
         return Outcome(results, analysis, meta, [], test_outcomes)
     try:
-        analysis, files = write_report(out, results, meta, test_outcomes, baseline=baseline,
-                                       early=[drawn for drawn in early if drawn is not None])
+        analysis, files = write_report(stage.path, results, meta, test_outcomes, baseline=baseline,
+                                       early=[drawn for drawn in early if drawn is not None], previous=out,
+                                       dropped=stage.dropped, measure_peak=True)
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted while writing the report; every run is saved in {resume.cache_root()}: "
-                          "rerun the same command to write it (nothing is retrained)") from None
-    return Outcome(results, analysis, meta, files, test_outcomes)
+        raise Interrupted(f"interrupted while writing the report (the previous one in {out} is as it was); every run "
+                          f"is saved in {resume.cache_root()}: rerun the same command to write it (nothing is "
+                          "retrained)") from None
+    return Outcome(results, analysis, meta, [stage.final(path) for path in files], test_outcomes)
+
+
+def check_every_task(experiment: Experiment, n_arms: int, n_runs: int, data_dir, download: bool, chunk, max_memory):
+    """Loads each task's data and checks its chunk plan against the memory budget before any training (a task that
+    cannot fit is refused now, not after the tasks before it trained); returns the first task's data, which is
+    kept for its training (the others are loaded again when their turn comes, one at a time).
+
+    Raises:
+      UserError: a task's data cannot be loaded, or even its smallest chunk does not fit.
+    """
+    tuned = len(experiment.grid.cells()) > 1
+    first = None
+    for number, task in enumerate(experiment.tasks):
+        data = task_data(task, data_dir, download, tuned=tuned)
+        model, _ = task_model(task, data)
+        if len(experiment.tasks) > 1:
+            check_plan(data, model, n_arms, n_runs, experiment.train, chunk, max_memory, experiment.grid)
+        if number == 0:
+            first = data
+    return first
 
 
 def run(experiment: Experiment | str | Path = "default", *, out: str | Path | None = None, progress: bool = True,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures as futures
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -34,7 +35,7 @@ NICENESS = 10
 report waits for, and a next task's training, come first (the default preset's statistics took 6 s of wall time
 beside two workers drawing on 2 cores, with the cores shared three ways)."""
 
-PRELOAD = ["bench.reporting.figures", "matplotlib.backends.backend_pdf"]
+PRELOAD = ["bench.reporting.forkserver", "bench.reporting.figures", "matplotlib.backends.backend_pdf"]
 """What the fork server imports for every worker: the figures, and the PDF backend, which matplotlib imports at a
 figure's first PDF (with fontTools' subsetter: 0.1 CPU-s a worker on an idle machine, 0.6 s of wall time while the
 next task trains)."""
@@ -43,6 +44,12 @@ _pool: futures.ProcessPoolExecutor | None = None
 _pool_size = 0
 # (read end, write end): only this process has the write end, and its closing (this process ending) ends the workers
 _lifeline: tuple[connection.Connection, connection.Connection] | None = None
+
+
+def with_format(stem: Path, fmt: str) -> Path:
+    """``stem.png``: the stem's whole name and the format's suffix (``with_suffix`` would cut a name at its first
+    dot: ``a.b-curves`` into ``a.png``)."""
+    return stem.parent / f"{stem.name}.{fmt.lstrip('.')}"
 
 
 class Job(NamedTuple):
@@ -94,7 +101,7 @@ class Drawing:
                 done += _draw_and_save(job, self.formats)
                 continue
             try:  # (a worker writes to the absolute path: the files as this process names them)
-                done += [job.stem.with_suffix(path.suffix) for path in self.submitted[i].result()]
+                done += [with_format(job.stem, path.suffix) for path in self.submitted[i].result()]
             except futures.BrokenExecutor:
                 stop()
                 done += _draw_and_save(job, self.formats)
@@ -147,7 +154,7 @@ def _reusable(jobs: Sequence[Job], formats: tuple[str, ...], started: Sequence[D
             futures.wait([future])
         if earlier.stem not in kept:
             for fmt in earlier_formats:
-                earlier.stem.with_suffix(f".{fmt}").unlink(missing_ok=True)
+                with_format(earlier.stem, fmt).unlink(missing_ok=True)
     return reused
 
 
@@ -178,6 +185,9 @@ def _start_worker(lifeline: connection.Connection) -> None:
     """A worker's first moments: import the figures (its first job then only draws; forked from the fork server,
     they are imported already), collect garbage rarely (``bench.collector``) and watch ``lifeline``, the read end
     of a pipe only this process writes to."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the workers
     import bench.reporting.figures  # noqa: F401
     from bench import collector
 
@@ -227,16 +237,34 @@ def _workers(n: int) -> futures.ProcessPoolExecutor:
         _lifeline = multiprocessing.Pipe(duplex=False)  # each worker started gets the read end's descriptor
         _pool, _pool_size = futures.ProcessPoolExecutor(
             n, mp_context=context, initializer=_start_worker, initargs=(_lifeline[0],)), n
-        if context.get_start_method() == "forkserver":
-            # the server imports now; the workers fork from it at the first figure (starting them here would wait
-            # for that import: a worker's start waits for the server's answer)
-            from multiprocessing import forkserver
+        with _interrupts_held():  # the server and workers are born deaf to Ctrl-C, which this process handles
+            if context.get_start_method() == "forkserver":
+                # the server imports now; the workers fork from it at the first figure (starting them here would
+                # wait for that import: a worker's start waits for the server's answer)
+                from multiprocessing import forkserver
 
-            forkserver.ensure_running()
-        else:
-            for _ in range(n):  # a spawn pool starts a process per submission while none is idle
-                _pool.submit(int)
+                forkserver.ensure_running()
+            else:
+                for _ in range(n):  # a spawn pool starts a process per submission while none is idle
+                    _pool.submit(int)
     return _pool
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """Blocks SIGINT in this thread while child processes start: they inherit the blocked signal (a Ctrl-C in the
+    first milliseconds of the fork server, before ``bench.reporting.forkserver`` runs, printed a traceback); here a
+    Ctrl-C meanwhile is held, not lost, and delivered when it ends."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def stop() -> None:

@@ -327,7 +327,7 @@ def save(fig: plt.Figure, path_stem: Path, formats: tuple[str, ...]) -> list[Pat
     written = []
     try:
         for fmt in formats:
-            path = path_stem.with_suffix(f".{fmt}")
+            path = path_stem.parent / f"{path_stem.name}.{fmt}"  # not with_suffix: a stem may hold a dot
             buffer = io.BytesIO()
             # no creation date: the same runs give byte-identical figures
             fig.savefig(buffer, dpi=150, format=fmt, metadata={"CreationDate": None} if fmt == "pdf" else {})

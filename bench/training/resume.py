@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -40,7 +39,15 @@ import jax
 import numpy as np
 
 from bench.errors import UserError
-from bench.store import LOCK, files_digest, read_npz_verified, write_atomic, write_npz_verified
+from bench.store import (  # noqa: F401 (cache_root: re-exported, its home was here)
+    LOCK,
+    cache_root,
+    files_digest,
+    path_name,
+    read_npz_verified,
+    write_atomic,
+    write_npz_verified,
+)
 from bench.training import memory
 
 FORMAT_VERSION = 3  # 2: every file carries a checksum and its own name; 3: fractional per-example accuracies kept
@@ -330,22 +337,9 @@ def _json_digest(body: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def cache_root() -> Path:
-    """Where finished chunks and checkpoints are kept: ``$INITJAX_CACHE``, else the user cache directory.
-
-    ``$XDG_CACHE_HOME/initjax`` or ``~/.cache/initjax``: outside any report folder, so a
-    report folder holds only the report. A task's folder there is named by its key, so
-    runs of one task into different report folders share their finished work.
-    """
-    if os.environ.get("INITJAX_CACHE"):
-        return Path(os.environ["INITJAX_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "initjax"
-
-
 def task_folder(root: str | Path, name: str, config: dict) -> Path:
     """``<root>/<name>-<key>``: the folder of one task's finished work."""
-    return Path(root) / f"{name}-{task_key(config)}"
+    return Path(root) / f"{path_name(name)}-{task_key(config)}"
 
 
 def remove(root: str | Path, name: str, config: dict) -> None:
