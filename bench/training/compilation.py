@@ -17,6 +17,9 @@ program. Programs with host callbacks cannot be cached by JAX; the suite's progr
 JAX writes an entry in two files, the executable and then its access time; a process killed between
 the two (Ctrl-C, SIGKILL) leaves an executable without one, and every later write into the folder
 then fails on it with a warning. :func:`repair` removes such entries before the cache is used.
+Every entry the suite writes carries a SHA-256 of its bytes (:class:`Checked`), verified before JAX
+deserializes it: a damaged entry (a bit flipped on disk, a truncated copy) made every later run
+die with SIGSEGV or SIGILL and no message; now it is removed and its program compiled again.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import concurrent.futures as futures
 import hashlib
 import os
 import re
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,6 +42,7 @@ _MEMO_SIZE = 32
 _memo: OrderedDict[str, Callable] = OrderedDict()
 _ours: str | None = None  # the folder this module set last (the user's own setting is left alone)
 _unknown_options: set[str] = set()  # XLA options this jaxlib does not have (found by compiling)
+_said_full: list[str] = []  # the compilation cache could not be written (said once per process)
 
 
 def cache_folder(root: str | Path) -> Path | None:
@@ -73,6 +78,7 @@ def use_persistent_cache(root: str | Path) -> Path | None:
     from jax.experimental.compilation_cache import compilation_cache
 
     repair(folder)
+    _check_entries()
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -80,6 +86,70 @@ def use_persistent_cache(root: str | Path) -> Path | None:
     compilation_cache.reset_cache()  # JAX decides once per process whether to use it: decide again
     _ours = str(folder)
     return folder
+
+
+class Checked:
+    """A JAX persistent-cache store whose entries carry the SHA-256 of their bytes, checked on every read.
+
+    Wraps the store JAX makes (its ``LRUCache``: ``get(key) -> bytes | None``, ``put(key, bytes)``); an entry that
+    does not check (damaged, truncated, or written without this wrapper) is removed and read as a miss, so JAX
+    compiles the program again instead of deserializing bytes that crash the process.
+    """
+
+    MAGIC = b"initjax-sha256:"
+
+    def __init__(self, base):
+        self._base = base
+
+    @property
+    def _path(self):  # what JAX's own wrappers read of a store
+        return self._base._path
+
+    @_path.setter
+    def _path(self, value):
+        self._base._path = value
+
+    def get(self, key: str) -> bytes | None:
+        raw = self._base.get(key)
+        if raw is None:
+            return None
+        start = len(self.MAGIC) + 32
+        if raw[:len(self.MAGIC)] != self.MAGIC or hashlib.sha256(raw[start:]).digest() != raw[len(self.MAGIC):start]:
+            self.remove(key)
+            return None
+        return raw[start:]
+
+    def put(self, key: str, value: bytes) -> None:
+        try:
+            self._base.put(key, self.MAGIC + hashlib.sha256(value).digest() + value)
+        except OSError as error:  # a full or read-only cache: said once, in one line (JAX warned 8 lines a program)
+            if not _said_full:
+                _said_full.append(key)
+                print(f"bench: the compilation cache {self._path} cannot be written ({error.strerror}): programs are "
+                      "compiled again in each run; free space there or point INITJAX_CACHE elsewhere",
+                      file=sys.stderr)
+
+    def remove(self, key: str) -> None:
+        folder = Path(str(getattr(self._base, "path", self._base._path)))
+        for suffix in ("-cache", "-atime"):
+            (folder / f"{key}{suffix}").unlink(missing_ok=True)
+
+
+def _check_entries() -> None:
+    """Makes JAX wrap the store of its persistent cache in :class:`Checked` (once per process). A JAX without the
+    hook this uses keeps its plain store: a damaged entry is then not caught, nothing else changes."""
+    from jax._src import compilation_cache as internals
+
+    make = getattr(internals, "get_file_cache", None)
+    if make is None or getattr(make, "checked", False):
+        return
+
+    def checked_file_cache(path):
+        made = make(path)
+        return None if made is None else (Checked(made[0]), made[1])
+
+    checked_file_cache.checked = True
+    internals.get_file_cache = checked_file_cache
 
 
 def repair(folder: Path, lock_timeout_s: float = 10.0) -> list[Path]:

@@ -693,6 +693,19 @@ def _plan(fp: memory.Footprint, mesh, n_inits: int, n_seeds: int, data_bytes: in
     return mine if agreed == mine.seeds_per_chunk else dataclasses.replace(plan(agreed), reason=mine.reason)
 
 
+def check_plan(dataset: Dataset, model: nn.Module, n_arms: int, n_seeds: int, config: TrainConfig,
+               chunk: int | None = None, max_memory: int | None = None, grid: grids.Grid = grids.Grid()) -> None:
+    """Raises UserError now where :func:`train_task` would find, later, that the task does not fit the memory budget
+    (a run checks every task before it trains the first: a second task that cannot fit was found after the first
+    had trained for minutes)."""
+    optimizer = parameterized.optimizer(config.optax(len(dataset.x_train), grids.injected(grid)), model,
+                                        dataset.input_shape, config.optimizer)
+    fp = memory.footprint(model, dataset.input_shape, optimizer, config.batch_size, config.eval_batch_size)
+    arrays = [dataset.x_train, dataset.y_train, *(a for pair in dataset.splits().values() for a in pair)]
+    data_bytes = sum(np.asarray(a).nbytes for a in arrays)
+    _plan(fp, devices.local_mesh(), n_arms, n_seeds, data_bytes, chunk, max_memory, False)
+
+
 def _records(sums: np.ndarray, finite: np.ndarray, splits: list[str], split_sizes: np.ndarray,
              target_variances: np.ndarray | None = None) -> list[dict]:
     """Per-epoch metric arrays `(n_arms, n_seeds)` from the evaluation sums.
