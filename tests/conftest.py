@@ -1,16 +1,24 @@
 """Shared set-up: tests run on the CPU, whatever accelerator the machine has, and keep the suite's cache
 (finished chunks and checkpoints, ``bench.training.resume.cache_root``) in each test's own folder, never the user's;
-JAX's persistent compilation cache in one folder of the session's."""
+JAX's persistent compilation cache in one folder of the session's, shared by its pytest-xdist workers (a program one
+worker compiled, the other loads)."""
 
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ["INITJAX_CACHE"] = tempfile.mkdtemp(prefix="initjax-cache-")  # subprocesses inherit it
 # compiled programs are shared by the whole session (tests that count compilations subtract the cache's hits)
-os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="initjax-xla-")
+_run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")  # the same in every worker of one session
+if _run.isalnum():
+    _xla = Path(tempfile.gettempdir()) / f"initjax-xla-{_run}"
+    _xla.mkdir(exist_ok=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(_xla)
+else:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="initjax-xla-")
 
 
 @pytest.fixture(autouse=True)

@@ -292,21 +292,19 @@ def test_transfer_within_the_tolerance_stays_and_a_4x_move_is_found():
 
 @pytest.mark.parametrize("n_tasks", [2, 3, 5])
 def test_the_rank_tests_family_wise_error_over_few_tasks(n_tasks):
-    """Equal initializers over few tasks: the exact Friedman test and the critical difference reject at most 5%."""
-    import pandas as pd
-
+    """Equal initializers over few tasks, each task's ranks a uniform permutation: the exact Friedman test and the
+    critical difference reject at most 5% (the chi-square approximation gave p = 0.154 for an exact 0.098 at two
+    tasks). ``rank_test`` reaches this function from a results table (tests/test_aggregate.py)."""
     rng = np.random.default_rng(n_tasks)
-    k, reps = 5, 600
+    k = 5
     friedman = pairs = 0
-    for _ in range(reps):
-        rows = [dict(dataset=f"t{t}", model="m", arm=f"a{i}", seed=0, epoch=e, test_accuracy=acc, diverged=False)
-                for t in range(n_tasks) for i in range(k) for e, acc in ((0, 0.1), (1, 0.8 + rng.normal(0, 0.01)))]
-        result = aggregate.rank_test(pd.DataFrame(rows), seed=int(rng.integers(1 << 30)))
+    for _ in range(REPS):
+        ranks = np.argsort(rng.random((n_tasks, k)), axis=1) + 1.0
+        result = aggregate.ranks_test(ranks, 0.05, rng)
         friedman += result["p"] <= 0.05
         spread = result["mean_rank"].max() - result["mean_rank"].min()
         pairs += result["cd"] is not None and spread >= result["cd"]
-    assert friedman / reps <= 0.05 + 2.3 * np.sqrt(0.05 * 0.95 / reps) and pairs / reps <= 0.05 + 2.3 * np.sqrt(
-        0.05 * 0.95 / reps), (friedman / reps, pairs / reps)
+    assert friedman / REPS <= ERROR and pairs / REPS <= ERROR, (friedman / REPS, pairs / REPS)
 
 
 def test_the_calibration_command_measures_the_same_procedure():

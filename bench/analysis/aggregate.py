@@ -166,13 +166,8 @@ def rank_arrangements(ranks: np.ndarray, rng: np.random.Generator) -> np.ndarray
 
 
 def rank_test(results: pd.DataFrame, metric: str = "test_accuracy", alpha: float = 0.05, seed: int = 0) -> dict | None:
-    """Exact Friedman test of the ranks over tasks and the exact critical difference of mean ranks.
-
-    The Friedman statistic ``12 / (N k (k + 1)) sum_j R_j^2 - 3 N (k + 1)`` (``R_j`` rank sums over ``N``
-    tasks) is referred to its permutation distribution (:func:`rank_arrangements`), and so is the range of
-    the mean ranks: two initializers whose mean ranks differ by at least ``cd`` differ at ``alpha``, all pairs
-    together. ``cd`` is None where even the largest possible gap is not that rare (no pair can differ with
-    these tasks).
+    """Exact Friedman test of the ranks over tasks and the exact critical difference of mean ranks
+    (:func:`ranks_test` on :func:`mean_ranks`).
 
     Returns:
       ``{"names", "mean_rank", "tasks", "statistic", "p", "cd", "exact"}`` (``exact``: every arrangement
@@ -182,7 +177,22 @@ def rank_test(results: pd.DataFrame, metric: str = "test_accuracy", alpha: float
     n_tasks, k = ranks.shape if ranks.ndim == 2 else (0, 0)
     if n_tasks < 2 or k < 3:
         return None
-    rng = group_rng(seed, metric, "friedman")
+    return {"names": names, **ranks_test(ranks, alpha, group_rng(seed, metric, "friedman"))}
+
+
+def ranks_test(ranks: np.ndarray, alpha: float, rng: np.random.Generator) -> dict:
+    """The Friedman statistic ``12 / (N k (k + 1)) sum_j R_j^2 - 3 N (k + 1)`` (``R_j`` rank sums over ``N``
+    tasks) referred to its permutation distribution (:func:`rank_arrangements`), and the range of the mean ranks
+    too: two initializers whose mean ranks differ by at least ``cd`` differ at ``alpha``, all pairs together.
+    ``cd`` is None where even the largest possible gap is not that rare (no pair can differ with these tasks).
+
+    Args:
+      ranks: `(tasks >= 2, initializers >= 3)` ranks within each task (1 = best, midranks for ties).
+
+    Returns:
+      ``{"mean_rank", "tasks", "statistic", "p", "cd", "exact"}``.
+    """
+    n_tasks, k = ranks.shape
     sums, exact = rank_arrangements(ranks, rng), enumerable(n_tasks, k)
 
     def friedman(rank_sums: np.ndarray) -> np.ndarray:
@@ -198,5 +208,4 @@ def rank_test(results: pd.DataFrame, metric: str = "test_accuracy", alpha: float
     tail = np.array([np.mean(spans >= g) for g in levels])
     rare = levels[tail <= alpha]
     cd = float(rare.min()) if rare.size else None
-    return {"names": names, "mean_rank": ranks.mean(0), "tasks": n_tasks, "statistic": observed, "p": p,
-            "cd": cd, "exact": exact}
+    return {"mean_rank": ranks.mean(0), "tasks": n_tasks, "statistic": observed, "p": p, "cd": cd, "exact": exact}

@@ -35,8 +35,8 @@ import pandas as pd
 from scipy import stats as distributions
 from scipy.interpolate import CubicSpline
 
+from bench import schema
 from bench.analysis import stats
-from bench.training import grid
 
 TOLERANCE = 1.0  # log2: the optimum "stays" when it moves by less than a factor 2 in learning rate
 METRIC = "train_loss"  # Tensor Programs V's Fig. 1 plots the final training loss
@@ -96,9 +96,12 @@ def argmin_two_sided(log2_lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
         candidates = np.linspace(x[j - 1], x[j + 1], CANDIDATES)
         d = xs[None, :] - candidates[:, None]  # (candidates, points)
         design = np.stack([np.ones_like(d), np.where(d < 0, d * d, 0.0), np.where(d >= 0, d * d, 0.0)], -1)
-        coef = np.einsum("kcp,bp->bkc", np.linalg.pinv(design), ys)
-        residual = ((np.einsum("kpc,bkc->bkp", design, coef) - ys[:, None, :]) ** 2).sum(-1)
-        residual = np.where((coef[..., 1] >= 0) & (coef[..., 2] >= 0), residual, np.inf)
+        fit = np.linalg.pinv(design)  # (candidates, 3, points): least squares of each candidate's design
+        k, c, p = fit.shape
+        coef = (fit.reshape(k * c, p) @ ys.T).reshape(k, c, -1).transpose(2, 0, 1)  # (rows, candidates, 3)
+        misfit = np.eye(p) - design @ fit  # (candidates, points, points): residual maker I - H
+        off = (misfit.reshape(k * p, p) @ ys.T).reshape(k, p, -1)
+        residual = np.where((coef[..., 1] >= 0) & (coef[..., 2] >= 0), (off * off).sum(1).T, np.inf)
         fitted = np.isfinite(residual).any(-1)
         out[rows[fitted]] = candidates[np.argmin(residual[fitted], -1)]
     return out.reshape(shape)
@@ -325,10 +328,10 @@ def families(task_records: list[dict]) -> dict[str, tuple[str, int]]:
 def settings(results: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """The results split by setting: initializer and every grid factor other than ``lr``; ``(label, rows)`` each,
     the label empty when there is one setting."""
-    keys = [k for k in ("initializer", *grid.FACTORS) if k != "lr" and k in results]
+    keys = [k for k in ("initializer", *schema.FACTORS) if k != "lr" and k in results]
     if any(results[k].nunique(dropna=False) > 1 for k in keys):
         groups = results.groupby(keys, sort=False, dropna=False)
-        return [(" ".join(f"{v}" if k == "initializer" else f"{grid.LABELS[k]}={v:g}" for k, v in zip(keys, values)
+        return [(" ".join(f"{v}" if k == "initializer" else f"{schema.LABELS[k]}={v:g}" for k, v in zip(keys, values)
                           if not (isinstance(v, float) and np.isnan(v))), rows) for values, rows in groups]
     return [("", results)]
 

@@ -41,9 +41,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from bench import schema
 from bench.analysis import compare, maxt, resolution, scoring, stats, verdicts
 from bench.analysis.stats import run_table
-from bench.training import grid as grids
 
 RESAMPLES = 4000  # bootstrap resamples of the tuned comparison and the sensitivity figures
 BATCH = 500  # resamples computed at once (bounds memory: BATCH x seeds x arms)
@@ -52,8 +52,8 @@ LOG_FACTORS = ("lr", "weight_decay", "init_scale")  # drawn and interpolated in 
 
 
 def grid_factors(results: pd.DataFrame) -> list[str]:
-    """The grid factors of a results table that take more than one value (``bench.training.grid.FACTORS``)."""
-    return [f for f in grids.FACTORS if f in results and results[f].nunique(dropna=True) > 1]
+    """The grid factors of a results table that take more than one value (``bench.schema.FACTORS``)."""
+    return [f for f in schema.FACTORS if f in results and results[f].nunique(dropna=True) > 1]
 
 
 def selection_metric(results: pd.DataFrame, metric: str) -> str | None:
@@ -68,7 +68,7 @@ class Cube:
 
     Attributes:
       initializers: `(k,)` in table order.
-      factors: the grid factors, in ``grid.FACTORS`` order.
+      factors: the grid factors, in ``schema.FACTORS`` order.
       cells: `(m,)` tuples of factor values, sorted.
       arms: `(k, m)` arm names.
       test, val: `(seeds, k, m)` the ranked metric and the selection metric (better direction:

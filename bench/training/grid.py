@@ -34,11 +34,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from bench.errors import UserError
+from bench.schema import FACTORS, LABELS  # noqa: F401 (the factors' columns: grid.FACTORS, grid.LABELS)
 from initjax import rules
 
-FACTORS = ("lr", "weight_decay", "momentum", "init_scale")  # in the order arms are named and tables sorted
 OPTIMIZER_FACTORS = ("lr", "weight_decay", "momentum")  # injected into the optimizer's state
-LABELS = {"lr": "lr", "weight_decay": "wd", "momentum": "momentum", "init_scale": "scale"}
 MAX_VALUES = 1000
 MAX_CELLS = 10_000  # combinations of a grid's values
 _RANGE = re.compile(r"^\s*(logspace|linspace)\s*\(\s*([^,]+?)\s*,\s*([^,]+?)\s*,\s*(\d+)\s*\)\s*$")
