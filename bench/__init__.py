@@ -13,9 +13,9 @@ True
 import importlib
 
 _WHERE = {
-    "Arm": "bench.experiments.presets",
-    "Experiment": "bench.experiments.presets",
-    "Task": "bench.experiments.presets",
+    "Arm": "bench.experiments.spec",
+    "Experiment": "bench.experiments.spec",
+    "Task": "bench.experiments.spec",
     "Outcome": "bench.experiments.runner",
     "run": "bench.experiments.runner",
     "run_experiment": "bench.experiments.runner",

@@ -268,10 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "show":
             from bench.experiments import experiment_file, presets
 
-            if not args.assignments and not experiment_file.is_experiment_file(args.preset):
+            if not args.assignments and not presets.is_experiment_file(args.preset):
                 print(presets.preset_file(args.preset).read_text(), end="")  # the shipped file itself
             else:
-                print(experiment_file.dump(experiment_file.resolve(args.preset, args.assignments)), end="")
+                print(experiment_file.dump(presets.resolve(args.preset, args.assignments)), end="")
             return 0
         if args.command == "report":
             return _report(args)
@@ -305,7 +305,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
     drawing.warm()  # the figure workers import matplotlib while this process imports JAX and trains
     from bench import store
-    from bench.experiments import experiment_file, presets
+    from bench.experiments import presets
     from bench.experiments.runner import run_experiment
     from bench.reporting import report
     from bench.training import devices, memory
@@ -315,7 +315,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     max_memory = None if args.max_memory is None else memory.parse_bytes(args.max_memory)
     if not args.checkpoint_every >= 0:
         raise UserError(f"--checkpoint-every must be >= 0 seconds, got {args.checkpoint_every}")
-    experiment = experiment_file.resolve(args.preset, args.assignments)
+    experiment = presets.resolve(args.preset, args.assignments)
     if args.smoke:  # first, so that explicit options (--epochs 3 --smoke) still apply
         experiment = presets.smoke(experiment)
     experiment = experiment.override(
@@ -345,9 +345,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _diagnose(args: argparse.Namespace, argv: list[str]) -> int:
     from bench import store
-    from bench.analysis import diagnose
     from bench.experiments import presets
     from bench.store import exclusive
+    from bench.studies import diagnose
 
     if args.seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
@@ -366,8 +366,8 @@ def _diagnose(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _coordcheck(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench.analysis import coordcheck
     from bench.store import exclusive
+    from bench.studies import coordcheck
 
     transformer = args.model == "transformer"
     widths = args.widths or list(coordcheck.TRANSFORMER_WIDTHS if transformer else coordcheck.WIDTHS)
@@ -411,6 +411,7 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from bench.analysis import outcomes
+    from bench.experiments import presets
     from bench.experiments.runner import publish, refuse_overwrite
     from bench.reporting import report
     from bench.store import exclusive, staged
@@ -425,7 +426,8 @@ def _report(args: argparse.Namespace) -> int:
         if Path(out).resolve() == Path(args.dir).resolve():  # re-rendered in place: its outcomes.npz stays as is
             with staged(out) as stage:
                 analysis, files = report.write(stage.path, results, meta, test_outcomes=test_outcomes,
-                                               previous=out, dropped=stage.dropped, **options)
+                                               previous=out, dropped=stage.dropped,
+                                               shipped=presets.shipped(meta["experiment"]["name"]), **options)
             files = [stage.final(path) for path in files]
         else:
             held.enter_context(exclusive(out))
@@ -461,6 +463,7 @@ def _existing(folder: str) -> str:
 
 def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.analysis import calibrate, stats
+    from bench.experiments import presets
     from bench.reporting import report
 
     results, meta = report.load(args.dir)
@@ -481,7 +484,8 @@ def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
         # the report's own metric and procedure
         from bench.analysis import outcomes
 
-        report.write(args.dir, results, meta, ["md"], args.metric, None, paired, None, outcomes.load(args.dir, results))
+        report.write(args.dir, results, meta, ["md"], args.metric, None, paired, None, outcomes.load(args.dir, results),
+                     shipped=presets.shipped(meta["experiment"]["name"]))
         print(f"\nwrote {args.dir}/{calibrate.FILE} and the calibration line of {args.dir}/report.md")
     else:
         print(f"\nwrote {args.dir}/{calibrate.FILE}")
@@ -489,7 +493,7 @@ def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _perf(args: argparse.Namespace) -> int:
-    from bench.training import perf
+    from bench.studies import perf
 
     unknown_workloads = [w for w in args.workloads if w not in perf.WORKLOADS]
     if unknown_workloads:
@@ -524,7 +528,7 @@ def _perf(args: argparse.Namespace) -> int:
 
 def _notebook(rounds: int) -> None:
     """``bench perf``'s last table: the notebook job, whole, by initjax and by the torch peer."""
-    from bench.training import peers, perf
+    from bench.studies import peers, perf
 
     if rounds < 1:
         raise UserError(f"--rounds must be >= 1, got {rounds}")
@@ -541,7 +545,7 @@ def _perf_table(rows: list[dict], peak: float) -> str:
     import jax
     import pandas as pd
 
-    from bench.training import perf
+    from bench.studies import perf
 
     table = pd.DataFrame(rows)
     table["share of peak"] = [f"{g / peak:.0%}" for g in table["gflops"]]
@@ -567,7 +571,8 @@ def listing() -> str:
     from bench.training import recipes
 
     lines = ["presets:"]
-    for name, exp in presets.PRESETS.items():
+    for name in presets.names():
+        exp = presets.get(name)
         lines.append(f"  {name:<22} {exp.description}")
     lines.append("initializers (spec strings take arguments: normal(stddev=0.1)):")
     for name, entry in initjax.REGISTRY.items():

@@ -17,23 +17,6 @@ class Interrupted(Exception):
     """Ctrl-C during a run: the message says what was saved and how to resume (exit status 130)."""
 
 
-def user_callable(spec: str, what: str, contract: str):
-    """The callable a ``module:attr`` spec names (``initjax.registry.import_object``).
-
-    Raises:
-      UserError: it does not import, or is not callable (``contract`` says what it must be).
-    """
-    from initjax.registry import import_object
-
-    try:
-        fn = import_object(spec, what)
-    except ValueError as error:
-        raise UserError(str(error)) from None
-    if not callable(fn):
-        raise UserError(f"{what} {spec!r} is not callable; it must be {contract}")
-    return fn
-
-
 def unknown(kind: str, name: str, known: Iterable[str]) -> UserError:
     """``unknown dataset 'digts'; did you mean digits? known: synthetic, digits``."""
     known = list(known)

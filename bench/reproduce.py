@@ -2,7 +2,7 @@
 
 A reproduction runs its preset (``bench.experiments.presets``: resumable, so an interrupted
 reproduction continues), measures initialization diagnostics where the claim is
-about signal propagation (``bench.analysis.diagnose``), then evaluates each claim of the
+about signal propagation (``bench.studies.diagnose``), then evaluates each claim of the
 paper on the measured runs: the claim, our numbers with 95% Student t CIs over
 seeds, the criterion, and whether it held. ``<out>/reproduction.md`` holds the
 verdicts next to the usual ``report.md``.
@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import diagnose, stats, transfer
+from bench.analysis import stats, transfer
 from bench.experiments import presets
 from bench.reporting.figures import plt, save
 from bench.store import write_atomic
+from bench.studies import diagnose
 from initjax import mean_field
 
 
@@ -46,7 +47,7 @@ class Reproduction:
     Attributes:
       name: the preset's name too.
       paper: citation.
-      needs_diagnosis: run ``bench.analysis.diagnose`` (signal propagation at init) first.
+      needs_diagnosis: run ``bench.studies.diagnose`` (signal propagation at init) first.
       evaluate: ``evaluate(results, diagnosis) -> [Finding, ...]``.
       notes: what differs from the paper and what it means for the verdicts.
       figures: ``figures(results, folder) -> [path, ...]``, the reproduction's own figures.

@@ -27,20 +27,15 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
 
 from initjax import registry, schemes
+from initjax.paths import leaf_key, path_name
 
 EVERY_KERNEL = "re:(.*/)?kernel"
 Rule = tuple[str, Callable]
-
-
-def path_name(path) -> str:
-    """``Dense_0/kernel`` for a ``jax.tree_util`` key path of a params tree."""
-    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
 
 def matches(pattern: str, name: str) -> bool:
@@ -103,11 +98,6 @@ def unmatched_rules(names: Sequence[str], rules: Sequence[Rule]) -> list[str]:
     """Patterns that draw no parameter (they match none, or earlier rules take all they match): likely typos."""
     used = set(assign(names, rules).values())
     return [pattern for i, (pattern, _) in enumerate(rules) if i not in used]
-
-
-def leaf_key(key, name: str):
-    """The key a parameter named ``name`` is drawn with: ``fold_in(key, crc32(name))``."""
-    return jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
 def apply(key, params, rules: Sequence[Rule]):

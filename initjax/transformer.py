@@ -1,6 +1,6 @@
 """Role-aware initialization of transformers: each parameter drawn by what it does in the network.
 
-The schemes find a parameter's role by its path (``initjax.rules.path_name``), in the layout
+The schemes find a parameter's role by its path (``initjax.paths.path_name``), in the layout
 of ``bench.models.transformer`` (any model naming its parameters the same way works):
 
 =================  ==============================================
@@ -16,7 +16,7 @@ role               path
 
 ``L`` is the number of blocks, ``d`` the width (the embedding's last axis). Parameters no
 scheme names (biases, LayerNorm) keep the model's own values (zeros, ones). Each drawn
-parameter uses ``initjax.rules.leaf_key(key, path)``, so two schemes that draw a
+parameter uses ``initjax.paths.leaf_key(key, path)``, so two schemes that draw a
 parameter alike draw the same numbers (common random numbers).
 
 All are :class:`initjax.schemes.Scheme` s (they need the whole network: its depth and
@@ -32,7 +32,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from initjax import rules
+from initjax import paths
 from initjax.schemes import Scheme
 
 ROLES = {
@@ -57,7 +57,7 @@ def role_of(name: str) -> str | None:
 
 def roles(params) -> dict[str, str]:
     """``path -> role`` for every parameter of ``params`` that has one."""
-    named = {rules.path_name(path): role_of(rules.path_name(path)) for path, _ in jax.tree.leaves_with_path(params)}
+    named = {paths.path_name(path): role_of(paths.path_name(path)) for path, _ in jax.tree.leaves_with_path(params)}
     return {name: role for name, role in named.items() if role is not None}
 
 
@@ -68,7 +68,7 @@ def shape_of(params, scheme: str) -> tuple[int, int]:
       ValueError: ``params`` is not a transformer in this layout.
     """
     found = roles(params)
-    leaves = {rules.path_name(path): leaf for path, leaf in jax.tree.leaves_with_path(params)}
+    leaves = {paths.path_name(path): leaf for path, leaf in jax.tree.leaves_with_path(params)}
     depth = sum(role == "query" for role in found.values())
     embedding = [name for name, role in found.items() if role == "embedding"]
     if depth == 0 or not embedding:
@@ -82,9 +82,9 @@ def redraw(key, params, draw: Draw):
     that gives an array (None keeps the leaf)."""
 
     def one(path, leaf):
-        name = rules.path_name(path)
+        name = paths.path_name(path)
         role = role_of(name)
-        new = None if role is None else draw(role, name, leaf, rules.leaf_key(key, name))
+        new = None if role is None else draw(role, name, leaf, paths.leaf_key(key, name))
         return leaf if new is None else jnp.asarray(new, leaf.dtype).reshape(leaf.shape)
 
     return jax.tree_util.tree_map_with_path(one, params)
@@ -262,14 +262,14 @@ def mimetic(heads: int | None = None, alpha_qk: float = 0.7, beta_qk: float = 0.
         replaced = {}
         for query in queries:
             block = query[: -len("query/kernel")]
-            parts = [mimetic_pair(jax.random.fold_in(rules.leaf_key(key, query), h), width, head_width, alpha_qk,
+            parts = [mimetic_pair(jax.random.fold_in(paths.leaf_key(key, query), h), width, head_width, alpha_qk,
                                   beta_qk) for h in range(heads)]
             replaced[query] = jnp.concatenate([a for a, _ in parts], axis=1)
             replaced[block + "key/kernel"] = jnp.concatenate([b for _, b in parts], axis=1)
-            value, out = mimetic_pair(rules.leaf_key(key, block + "value/kernel"), width, width, alpha_vo, -beta_vo)
+            value, out = mimetic_pair(paths.leaf_key(key, block + "value/kernel"), width, width, alpha_vo, -beta_vo)
             replaced[block + "value/kernel"], replaced[block + "out/kernel"] = value, out.T
         return jax.tree_util.tree_map_with_path(
-            lambda path, leaf: replaced.get(rules.path_name(path), leaf).astype(leaf.dtype), drawn)
+            lambda path, leaf: replaced.get(paths.path_name(path), leaf).astype(leaf.dtype), drawn)
 
     return Scheme("mimetic", jax.nn.initializers.normal(0.02), transform)
 

@@ -5,7 +5,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bench import cli
-from bench.training import perf, train
+from bench.studies import perf
+from bench.training import train
 
 
 class Accepted(Exception):

@@ -1,5 +1,5 @@
 """The coordinate check: its measurements against numpy, and the slopes the math predicts for each parameterization
-(``bench.analysis.coordcheck``'s table) on a real dataset."""
+(``bench.studies.coordcheck``'s table) on a real dataset."""
 
 import jax
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 
 import initjax
 from bench import cli, data, models
-from bench.analysis import coordcheck
+from bench.studies import coordcheck
 from bench.training import train
 
 WIDTHS = (64, 256, 1024)

@@ -1,4 +1,4 @@
-"""The transformer trace of ``bench.analysis.early_steps``: statistics against numpy from the parameters, the
+"""The transformer trace of ``bench.studies.early_steps``: statistics against numpy from the parameters, the
 runs' own first steps against one optimizer update done by hand, a run in the batch against the run alone."""
 
 import jax
@@ -9,8 +9,8 @@ import pytest
 
 import initjax
 from bench import data, models
-from bench.analysis import early_steps
 from bench.models import losses
+from bench.studies import early_steps
 from bench.training import train
 
 ARMS = ("gpt2", "zero_residual", "mup_zero")
@@ -96,8 +96,8 @@ def test_trace_refuses_more_steps_than_an_epoch(task):
 
 
 def test_diagnose_uses_the_next_token_loss_and_traces_a_transformer_instead_of_its_jacobian():
-    from bench.analysis import diagnose
     from bench.experiments.presets import Experiment, Task
+    from bench.studies import diagnose
     from bench.training.recipes import TrainConfig
 
     spec = "markov(vocab=6, order=1, context=8, n_train=64, n_val=0, n_test=16)"

@@ -314,15 +314,15 @@ def test_set_overrides_any_field_and_short_flags_still_apply(study):
                                                              "train.schedule=warmup_cosine(warmup=0.1)"])
     assert experiment.train.lr == 0.01 and experiment.train.schedule == "warmup_cosine(warmup=0.1)"
     assert experiment.tasks[0].model_args == {"widths": [4]}
-    preset = experiment_file.resolve("default", ["seeds=3", "tasks.1.hidden=[16]"])
+    preset = presets.resolve("default", ["seeds=3", "tasks.1.hidden=[16]"])
     assert preset.seeds == 3 and preset.tasks[1].hidden == (16,) and preset.tasks[0] == presets.get("default").tasks[0]
     with pytest.raises(UserError, match=r"--set needs key=value"):
-        experiment_file.resolve("default", ["seeds"])
+        presets.resolve("default", ["seeds"])
     with pytest.raises(UserError, match=r"train.lr must be a number, got 'fast'"):
-        experiment_file.resolve("default", ["train.lr=fast"])
+        presets.resolve("default", ["train.lr=fast"])
 
 
-@pytest.mark.parametrize("name", sorted(presets.PRESETS))
+@pytest.mark.parametrize("name", presets.names())
 def test_every_preset_is_a_shipped_file_that_show_prints_and_that_reads_back(name, capsys, tmp_path):
     assert cli.main(["show", name]) == 0
     shown = capsys.readouterr().out

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from bench.training import perf
+from bench.studies import perf
 
 
 @pytest.mark.parametrize(("workload", "n_models", "chunk"), [("synthetic", 3, None), ("mnist", 3, None),
@@ -80,7 +80,7 @@ def test_the_torch_peer_draws_the_notebooks_initializers(name):
     sd is known to 0.3%); orthogonal's rows are orthonormal."""
     torch = pytest.importorskip("torch", reason="the torch peer needs the peers extra")
     import initjax
-    from bench.training import peers
+    from bench.studies import peers
 
     fan_out, fan_in = 300, 400
     weight = torch.empty(fan_out, fan_in)  # torch's Linear weight is (out, in); initjax's kernel (in, out)
@@ -101,7 +101,7 @@ def test_the_torch_peer_learns_what_initjax_learns():
     same mean test accuracy within 4 pp, and zeros (no gradient past the head) stays at chance in both."""
     pytest.importorskip("torch", reason="the torch peer needs the peers extra")
     from bench.data import datasets
-    from bench.training import peers
+    from bench.studies import peers
 
     theirs = peers.notebook_job(*peers.as_arrays(datasets.load("synthetic")), n_seeds=4, epochs=3)
     ours = perf.notebook_job(n_seeds=4, epochs=3)

@@ -381,9 +381,11 @@ def test_the_header_describes_the_runs_done_not_the_presets_text(run_dir):
     assert intro.startswith("Runs: 3 initializers x 5 seeds; adam lr 0.001, batch 32, 3 epochs; tasks: synthetic, "
                             "digits. This is the `default` preset with initializers, seeds, train changed")
     shipped = presets.get("default")
-    assert report.describe_run(shipped.record()) == shipped.description
+    record = presets.shipped("default")
+    assert report.describe_run(shipped.record(), record) == shipped.description
     older = json.loads(json.dumps(dataclasses.asdict(shipped), default=str))  # a run.json before task records
-    assert report.describe_run(older) == shipped.description
+    assert report.describe_run(older, record) == shipped.description
+    assert report.describe_run(shipped.record()).startswith("Runs: 8 initializers x 32 seeds")  # of no preset
 
 
 def test_the_calibration_hashes_every_module_of_its_procedure():

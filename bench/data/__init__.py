@@ -29,7 +29,8 @@ import numpy as np
 
 from bench.data import datasets, readers, sequences, text
 from bench.data.datasets import Dataset
-from bench.errors import UserError, user_callable
+from bench.errors import UserError
+from bench.user_code import user_callable
 from initjax.registry import first_line
 from initjax.spec import parse_spec
 

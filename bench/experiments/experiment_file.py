@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
-from bench.experiments.presets import Arm, Experiment, Task
+from bench.experiments.spec import Arm, Experiment, Task
 from bench.models import MODELS
 from bench.training import grid as grids
 from bench.training.recipes import TrainConfig
@@ -218,32 +218,6 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     if str(folder) not in sys.path:  # the study's own modules (mypkg.models:...) live beside it
         sys.path.insert(0, str(folder))
     return from_dict(apply_overrides(raw, list(overrides)), str(path), folder)
-
-
-def is_experiment_file(name) -> bool:
-    """Whether a ``run`` argument names an experiment file rather than a preset (a preset's name wins over a
-    stray file of that name in the working directory)."""
-    from bench.experiments import presets
-
-    if not isinstance(name, (str, Path)):
-        return False
-    return str(name).endswith(".toml") or Path(name).is_file() and str(name) not in presets.PRESETS
-
-
-def resolve(name: str | Path, overrides: list[str] = ()) -> Experiment:
-    """A preset by name or an experiment file by path, with ``--set`` overrides applied.
-
-    Raises:
-      UserError: unknown preset (with the known ones), or any error of :func:`load`.
-    """
-    from bench.experiments import presets
-
-    if is_experiment_file(name):
-        return load(name, overrides)
-    experiment = presets.get(str(name))
-    if not overrides:
-        return experiment
-    return from_dict(apply_overrides(tomllib.loads(dump(experiment)), list(overrides)), f"preset {name}")
 
 
 # ------------------------------------------------------------------ writing

@@ -24,7 +24,7 @@ from bench.analysis import outcomes, stats
 from bench.data import limits
 from bench.errors import Interrupted, UserError, in_python_terms
 from bench.experiments import presets
-from bench.experiments.presets import Experiment
+from bench.experiments.spec import Experiment
 from bench.models import losses
 from bench.reporting import report
 from bench.store import exclusive, staged, write_atomic
@@ -86,7 +86,8 @@ def write_report(out: str | Path, results: pd.DataFrame, meta: dict, test_outcom
         (Path(out) / outcomes.FILE).unlink(missing_ok=True)
         if options.get("dropped") is not None:
             options["dropped"].add(outcomes.FILE)
-    analysis, files = report.write(out, results, meta, test_outcomes=test_outcomes, **options)
+    analysis, files = report.write(out, results, meta, test_outcomes=test_outcomes,
+                                   shipped=presets.shipped(meta["experiment"]["name"]), **options)
     return analysis, ([stored] if stored is not None else []) + files
 
 
@@ -126,7 +127,7 @@ def rerender(folder: str | Path, name: str | None = None) -> Outcome:
         test_outcomes = outcomes.load(folder, results)
         with staged(folder) as stage:
             analysis, files = report.write(stage.path, results, meta, test_outcomes=test_outcomes, previous=folder,
-                                           dropped=stage.dropped)
+                                           dropped=stage.dropped, shipped=presets.shipped(ran))
     return Outcome(results, analysis, meta, [stage.final(path) for path in files], test_outcomes)
 
 
@@ -329,7 +330,6 @@ def run(experiment: Experiment | str | Path = "default", *, out: str | Path | No
       UserError: bad input, before any training (the message names Python arguments).
       TypeError: an option that does not exist.
     """
-    from bench.experiments import experiment_file
 
     fields = set(inspect.signature(Experiment.override).parameters) - {"self"}
     run_options = set(inspect.signature(run_experiment).parameters) - {"experiment", "out", "progress", "command"}
@@ -339,7 +339,7 @@ def run(experiment: Experiment | str | Path = "default", *, out: str | Path | No
                         f"fields: {sorted(fields)}; run options: {sorted(run_options)}")
     try:
         if not isinstance(experiment, Experiment):
-            experiment = experiment_file.resolve(experiment, list(assignments))
+            experiment = presets.resolve(experiment, list(assignments))
         elif assignments:
             raise UserError("assignments= applies to a preset or a file; replace fields of an Experiment with "
                             "dataclasses.replace")

@@ -233,8 +233,8 @@ TRANSFORMER_OPTIONS = {"heads": "attention heads, dividing the width (default 4)
 
 def check_transformer_options(width: int, options: Mapping) -> None:
     """Raises UserError on a transformer option that does not exist or has a bad value."""
+    from bench.models import parameterization_options
     from bench.models.transformer import NORMS as BLOCK_NORMS
-    from bench.training import parameterized
 
     for key in options:
         if key not in TRANSFORMER_OPTIONS and key not in PARAMETERIZATION_OPTIONS:
@@ -243,7 +243,7 @@ def check_transformer_options(width: int, options: Mapping) -> None:
     heads = options.get("heads", 4)
     if not (isinstance(heads, int) and heads >= 1 and width % heads == 0):
         raise UserError(f"transformer heads must be a whole divisor of the width {width}, got {heads!r}")
-    parameterized.check_options("transformer", options)
+    parameterization_options.check("transformer", options)
     if options.get("base_width") is not None and options["base_width"] % heads:
         raise UserError(f"transformer heads ({heads}) must divide base_width {options['base_width']} too: the base "
                         "model has as many heads")
@@ -258,7 +258,7 @@ def check_transformer_options(width: int, options: Mapping) -> None:
 
 def check_options(kind: str, options: Mapping) -> None:
     """Raises UserError on a built-in model option that does not exist or has a bad value."""
-    from bench.training import parameterized
+    from bench.models import parameterization_options
 
     if kind == "transformer":
         return  # checked with its width (check_transformer_options)
@@ -269,7 +269,7 @@ def check_options(kind: str, options: Mapping) -> None:
             allowed = {"resmlp": ", ".join(PARAMETERIZATION_OPTIONS), "mlp": ", ".join([*OPTIONS,
                        *PARAMETERIZATION_OPTIONS])}.get(kind, ", ".join(OPTIONS))
             raise UserError(f"model {kind!r} has no option {key!r} (its options: {allowed})")
-    parameterized.check_options(kind, options)
+    parameterization_options.check(kind, options)
     if options.get("norm") not in (None, *NORMS):
         raise unknown("norm", options["norm"], NORMS)
     dropout = options.get("dropout", 0.0)

@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bench.errors import UserError, unknown, user_callable
+from bench.errors import UserError, unknown
+from bench.user_code import user_callable
 
 
 def softmax_cross_entropy(outputs, labels):

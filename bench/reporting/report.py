@@ -309,14 +309,17 @@ def comparison_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
     )
 
 
-def describe_run(experiment: dict) -> str:
+def describe_run(experiment: dict, shipped: dict | None = None) -> str:
     """The preset's description when the run is the preset as shipped; else what was run, and what was changed.
 
     A report must describe the runs it reports: ``--seeds 8`` on a preset described as
     "32 seeds" is said as such.
-    """
-    from bench.experiments import presets
 
+    Args:
+      experiment: the run record's ``experiment``.
+      shipped: the record of the preset of that name as shipped (``bench.experiments.presets.shipped``); None
+        when the run is of no preset.
+    """
     cells = int(np.prod([len(v) for k, v in experiment.get("grid", {}).items() if k != "init_scale_on"]))
     design = (f"{len(experiment['initializers'])} initializers"
               + (f" x {cells} hyperparameter cells" if cells > 1 else "") + f" x {experiment['seeds']} seeds"
@@ -324,17 +327,15 @@ def describe_run(experiment: dict) -> str:
               + f"; {experiment['train']['optimizer']} lr {experiment['train']['lr']:g}, batch "
               f"{experiment['train']['batch_size']}, {experiment['train']['epochs']} epochs; tasks: "
               + ", ".join(t.get("name") or t.get("label") or t["dataset"] for t in experiment["tasks"]))
-    base = presets.PRESETS.get(experiment["name"].removesuffix("-smoke"))
-    if base is None:
+    if shipped is None:
         return f"Runs: {design}."
-    shipped = json.loads(json.dumps(base.record(), default=str))
     ran = json.loads(json.dumps(experiment, default=str))
     changed = [key for key in shipped if key not in ("name", "description") and key in ran
                and _differs(shipped[key], ran[key])] + [key for key in ran if key not in shipped and _given(ran[key])]
     if not changed:
         return experiment["description"]
-    return (f"Runs: {design}. This is the `{base.name}` preset with {', '.join(changed)} changed; as shipped: "
-            f"{base.description}")
+    return (f"Runs: {design}. This is the `{shipped['name']}` preset with {', '.join(changed)} changed; as shipped: "
+            f"{shipped['description']}")
 
 
 def _given(value) -> bool:
@@ -625,11 +626,12 @@ def _tuning_of(analysis: Analysis, dataset: str):
 
 
 def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]],
-                    calibration: list[str] | None = None) -> str:
+                    calibration: list[str] | None = None, shipped: dict | None = None) -> str:
     """``report.md``: the experiment and environment, then per dataset the tables and figures.
 
     Args:
       calibration: lines from ``bench calibrate`` on these runs, if it was run.
+      shipped: the preset these runs are of, as shipped (:func:`describe_run`).
     """
     exp, env, s = meta["experiment"], meta["environment"], analysis.settings
     train = exp["train"]
@@ -693,7 +695,7 @@ def render_markdown(meta: dict, analysis: Analysis, figures: dict[str, list[str]
         "date": env["date"],
         "command": f"`{meta['command']}`",
     }
-    lines = [f"# initjax report: {exp['name']}", "", describe_run(exp), ""]
+    lines = [f"# initjax report: {exp['name']}", "", describe_run(exp, shipped), ""]
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in header.items()]
     for dataset, info in meta["tasks"].items():
         lines += [
@@ -901,6 +903,7 @@ def write(
     previous: str | Path | None = None,
     dropped: set[str] | None = None,
     measure_peak: bool = False,
+    shipped: dict | None = None,
 ) -> tuple[Analysis, list[Path]]:
     """Writes the report files into ``out_dir``, each atomically.
 
@@ -910,6 +913,8 @@ def write(
     folder that must not be carried over (nothing to show this time). ``measure_peak``: the run that trained these
     results writes them, so ``meta``'s peak memory is taken again once the statistics and figures are done (the
     report's own peak was left out: 642 MiB recorded against 902 MiB measured on a 2,048-run study).
+    ``shipped``: the record of the preset these runs are of, as shipped, that the report's first line compares
+    them with (:func:`describe_run`).
 
     ``run.json`` and ``results.csv`` (floats in full precision, so a re-rendered
     report is identical; plus ``results.parquet`` when pyarrow is installed) with ``csv``; ``report.md`` with ``md``;
@@ -972,7 +977,7 @@ def write(
     if "md" in formats:
         calibration = calibration_lines(out_dir if (out_dir / "calibration.json").is_file() else previous, results,
                                         analysis)
-        texts["report.md"] = render_markdown(meta, analysis, figures, calibration)
+        texts["report.md"] = render_markdown(meta, analysis, figures, calibration, shipped)
     files += figure_files  # the text is written once the figures it links are
     files += [write_atomic(out_dir / name, text) for name, text in texts.items()]
     return analysis, files

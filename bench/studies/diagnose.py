@@ -11,7 +11,7 @@ input-output Jacobian. Written to ``<out>/diagnostics/``: ``diagnostics.csv``
 depth, gradient variance vs depth, Jacobian spectra). The gradient is that of the
 task's own loss (for a language model, next-token cross-entropy over the counted
 positions). Token inputs have no Jacobian; for the suite's transformer,
-``bench.analysis.early_steps`` traces instead the residual stream's RMS and the
+``bench.studies.early_steps`` traces instead the residual stream's RMS and the
 attention logits' scale at initialization and over the first optimizer steps
 (``early_steps.csv`` and figures).
 """
@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 
 from bench import models
-from bench.analysis import early_steps
 from bench.experiments import presets
-from bench.experiments.presets import Experiment
 from bench.experiments.runner import task_data, task_model
+from bench.experiments.spec import Experiment
 from bench.models import losses
 from bench.reporting.figures import plt, save
 from bench.store import path_name, write_atomic
+from bench.studies import early_steps
 from bench.training import parameterized, step
 from bench.training.train import check_on_model, init_params, loss_spec, run_keys
 from initjax import diagnostics
@@ -50,7 +50,7 @@ class Diagnosis:
       layers: ``dataset, model, initializer, seed, layer, depth, width, mean,
         variance, gradient_variance``: one row per layer of each run.
       jacobian: ``dataset, initializer, seed, example, index, singular_value`` (none for token inputs).
-      early: the transformer tasks' ``bench.analysis.early_steps.tidy`` rows (empty without one).
+      early: the transformer tasks' ``bench.studies.early_steps.tidy`` rows (empty without one).
     """
 
     layers: pd.DataFrame
@@ -60,7 +60,7 @@ class Diagnosis:
 
 def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None, steps: int = early_steps.STEPS) -> Diagnosis:
     """Initializes ``seeds`` runs per initializer of every task and measures them (no training); a transformer's
-    runs are also traced over their first ``steps`` optimizer steps (``bench.analysis.early_steps``)."""
+    runs are also traced over their first ``steps`` optimizer steps (``bench.studies.early_steps``)."""
     initializers = presets.validate(experiment)
     layer_frames, jacobian_frames, early_frames = [], [], []
     for task in experiment.tasks:
@@ -175,7 +175,7 @@ def jacobian_figure(diagnosis: Diagnosis, dataset: str) -> plt.Figure:
 
 
 def early_lines(early: pd.DataFrame, dataset: str) -> list[str]:
-    """The markdown section of a transformer task's :mod:`bench.analysis.early_steps` trace."""
+    """The markdown section of a transformer task's :mod:`bench.studies.early_steps` trace."""
     table = early_steps.summary(early[early["dataset"] == dataset]).drop(columns=["dataset"])
     steps = int(early["step"].max())
     return [f"### Residual stream and attention logits over the first {steps} steps", "",

@@ -10,7 +10,7 @@ Three ways to train ``n_models`` runs for one epoch, on the same data and model:
   seed share its minibatches), trained in chunks of seeds chosen by
   ``bench.training.memory.plan`` (or ``chunk``), one compiled program for every chunk;
 * ``torch`` (when torch is installed): the peer a PyTorch user would pick, the same MLPs
-  stacked and trained by ``torch.func`` under ``torch.compile`` (``bench.training.peers``).
+  stacked and trained by ``torch.func`` under ``torch.compile`` (``bench.studies.peers``).
 
 The ``transformer`` workload is the suite's decoder-only language model on random tokens; its
 rates are also given in tokens per second (every position of a sequence is predicted), and its
@@ -284,7 +284,7 @@ def measure(workloads=("synthetic", "mnist"), sizes=(1, 8, 32, 128, 256), varian
       One row per measurement: ``workload, models, variant, seconds`` (best of
       ``repeats`` after a warm-up), ``seed_epochs_per_s``, ``gflops``.
     """
-    from bench.training import peers
+    from bench.studies import peers
 
     rows = [] if rows is None else rows
     if variants is None:
@@ -354,7 +354,7 @@ def measure_grid(workload: str = "synthetic", repeats: int = 3, rounds: int = 3)
 def mnist_mlp_peak_rss(n_seeds: int = 128, n_train: int = 2048, n_test: int = 512) -> dict:
     """Trains 8 initializers x ``n_seeds`` MNIST-shaped MLPs for one epoch and reports memory.
 
-    Run it in a fresh process (``python -c "from bench.training import perf; print(perf.mnist_mlp_peak_rss())"``):
+    Run it in a fresh process (``python -c "from bench.studies import perf; print(perf.mnist_mlp_peak_rss())"``):
     the peak resident size is the process's. Data are random MNIST-shaped arrays
     (memory does not depend on the values; the example count only sets the time).
 
@@ -384,11 +384,11 @@ def mnist_mlp_peak_rss(n_seeds: int = 128, n_train: int = 2048, n_test: int = 51
 
 
 def torch_variant(s: Setup) -> Callable[[], list]:
-    """(d) PyTorch's way (``bench.training.peers.Ensemble``): the same MLPs stacked, ``torch.func`` + ``torch.compile``,
+    """(d) PyTorch's way (``bench.studies.peers.Ensemble``): the same MLPs stacked, ``torch.func`` + ``torch.compile``,
     one epoch over the same minibatches (its own initial weights: values do not change the timing)."""
     import torch
 
-    from bench.training import peers
+    from bench.studies import peers
 
     w = s.workload
     n_seeds = s.n_models // s.n_inits
@@ -410,7 +410,7 @@ NOTEBOOK = "notebook job: synthetic MLP 20-64-64-1, Adam 1e-3, batch 32, 10 epoc
 
 
 def notebook_job(n_seeds: int = 32, epochs: int = 10) -> dict:
-    """initjax's side of the notebook job (``bench.training.peers.notebook_job`` is torch's): the default preset's
+    """initjax's side of the notebook job (``bench.studies.peers.notebook_job`` is torch's): the default preset's
     synthetic task, 8 initializers x ``n_seeds`` seeds trained by ``bench.training.train.train_task``, evaluated on
     the training and test splits after every epoch.
 
@@ -419,7 +419,7 @@ def notebook_job(n_seeds: int = 32, epochs: int = 10) -> dict:
       (training and evaluation), ``total_s`` (the call, whole), ``runs``, ``test_accuracy`` `(n_inits, n_seeds)`.
     """
     from bench.data import datasets
-    from bench.training import peers
+    from bench.studies import peers
     from bench.training.train import TrainConfig, train_task
 
     dataset = datasets.load("synthetic")
@@ -440,13 +440,13 @@ start = time.perf_counter()
 peer, n_seeds = sys.argv[1], int(sys.argv[2])
 if peer == "torch":
     from bench.data import datasets
-    from bench.training import peers
+    from bench.studies import peers
     import torch
     arrays = peers.as_arrays(datasets.load("synthetic"))
     ready = time.perf_counter()
     result = peers.notebook_job(*arrays, n_seeds=n_seeds)
 else:
-    from bench.training import perf
+    from bench.studies import perf
     ready = time.perf_counter()
     result = perf.notebook_job(n_seeds)
 result["imports_s"] = ready - start
@@ -473,7 +473,7 @@ def notebook_jobs(rounds: int = 2, n_seeds: int = 32, log=None) -> pd.DataFrame:
     import sys
     import tempfile
 
-    from bench.training import peers
+    from bench.studies import peers
 
     names = {"initjax": "initjax", "torch": "torch.func + torch.compile"}
     chosen = [p for p in names if p == "initjax" or peers.available()]

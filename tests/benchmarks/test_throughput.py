@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import pytest
 
 import initjax
-from bench.training import peers, perf
+from bench.studies import peers, perf
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,7 +83,7 @@ def test_notebook_job(benchmark):
 
 def test_peak_memory_mnist_mlp_8x128(benchmark):
     """Peak resident memory of 8 initializers x 128 seeds of the MNIST MLP, in a fresh process (issue: < 4 GB)."""
-    code = "import json; from bench.training import perf; print(json.dumps(perf.mnist_mlp_peak_rss()))"
+    code = "import json; from bench.studies import perf; print(json.dumps(perf.mnist_mlp_peak_rss()))"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
     result = benchmark.pedantic(
         lambda: json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
