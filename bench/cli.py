@@ -585,7 +585,7 @@ def listing() -> str:
     lines.append("text, character by character (data = \"tiny_shakespeare\"; model transformer):")
     lines += [f"  {name:<22} {summary}" for name, (_, summary) in text.TEXTS.items()]
     lines.append("models:")
-    lines += [f"  {name:<22} {summary}" for name, summary in models.MODELS.items()]
+    lines += [f"  {name:<22} {kind.summary}" for name, kind in models.MODELS.items()]
     lines.append(f"activations (--activation): {', '.join(models.ACTIVATIONS)}")
     lines.append(f"optimizers: {', '.join(recipes.OPTIMIZERS)}")
     return "\n".join(lines)

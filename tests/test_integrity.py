@@ -295,7 +295,7 @@ def test_a_damaged_compiled_program_is_compiled_again(tmp_path):
     command = [sys.executable, "-m", "bench", *SMOKE, "--out", str(tmp_path / "o")]
     assert subprocess.run(command, env=env, cwd=REPO, capture_output=True, timeout=600).returncode == 0
     first = pd.read_csv(tmp_path / "o" / "results.csv")
-    entries = sorted((tmp_path / "xla").glob("*-cache"))
+    entries = sorted((tmp_path / "xla" / "initjax").glob("*-cache"))
     assert entries
     damaged = {}
     for entry in entries:
@@ -308,6 +308,33 @@ def test_a_damaged_compiled_program_is_compiled_again(tmp_path):
     assert pd.read_csv(tmp_path / "o" / "results.csv").equals(first)
     rewritten = [entry for entry in entries if entry.exists() and entry.read_bytes() != damaged[entry]]
     assert rewritten, "no damaged entry was compiled again"
+
+
+def test_a_compilation_cache_shared_with_plain_jax_is_left_to_each(tmp_path):
+    """The suite's checked entries and a plain JAX process's entries in one folder (a user's
+    ``JAX_COMPILATION_CACHE_DIR``): each reads its own; JAX warned on reading the suite's ("Error reading persistent
+    compilation cache entry") and the suite removed JAX's as damaged."""
+    plain = ("import jax, jax.numpy as jnp\n"
+             "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)\n"
+             "jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)\n"
+             "print(float(jax.jit(lambda x: jnp.sin(x).sum() * 3)(jnp.arange(5.0))))\n")
+    ours = "from bench.training import compilation\ncompilation.use_persistent_cache('unused')\n" + plain
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "xla"), "JAX_PLATFORMS": "cpu"}
+
+    def run(code):
+        done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    first = run(plain)
+    theirs = {p: p.read_bytes() for p in (tmp_path / "xla").glob("*-cache")}
+    assert theirs and run(ours).stdout == first.stdout
+    assert {p: p.read_bytes() for p in (tmp_path / "xla").glob("*-cache")} == theirs  # JAX's entries untouched
+    assert list((tmp_path / "xla" / "initjax").glob("*-cache"))  # the suite's in a folder of its own
+    again = run(plain)
+    assert again.stdout == first.stdout and "Error reading persistent compilation cache" not in again.stderr
+    assert "cannot be written" not in run(ours).stderr
 
 
 def test_the_data_limit_follows_the_budget():
@@ -366,8 +393,8 @@ def test_ctrl_c_at_any_moment_says_one_line_and_a_rerun_finishes_the_same_result
         if process.returncode == 130:
             interrupted += 1
             assert len(said) == 1 and said[0].startswith("bench: interrupted"), (moment, err)
-        rerun = subprocess.run([*command, "--out", str(out)], env=env, cwd=REPO, capture_output=True, text=True,
-                               timeout=600)
-        assert rerun.returncode == 0, (moment, rerun.stderr)
-        pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), reference)
+            rerun = subprocess.run([*command, "--out", str(out)], env=env, cwd=REPO, capture_output=True, text=True,
+                                   timeout=600)
+            assert rerun.returncode == 0, (moment, rerun.stderr)
+        pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), reference)  # a run it let finish: as is
     assert interrupted >= 6  # the moments reach from the imports into the work

@@ -33,12 +33,17 @@ Xiong et al. 2020 (pre- vs post-LN, arXiv:2002.04745).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.nn import initializers as jinit
+
+from bench.errors import UserError, unknown
+from bench.models import parameterization_options
+from bench.models.kind import ModelKind
+from bench.models.layers import ACTIVATIONS, PARAMETERIZATION_OPTIONS
 
 NORMS = {"pre": "LayerNorm before each sublayer, and before the readout (GPT-2)",
          "post": "LayerNorm after each residual addition (Vaswani et al. 2017)",
@@ -158,8 +163,6 @@ class Transformer(nn.Module):
 
     @nn.compact
     def __call__(self, tokens: jnp.ndarray) -> jnp.ndarray:
-        from bench.models import ACTIVATIONS
-
         tokens = tokens.astype(jnp.int32)
         context = tokens.shape[-1]
         embed = nn.Embed(self.vocab, self.width, embedding_init=jinit.normal(0.02), name="embed")
@@ -174,3 +177,54 @@ class Transformer(nn.Module):
         if self.tied:
             return embed.attend(h)
         return nn.Dense(self.vocab, kernel_init=self.kernel_init, bias_init=self.bias_init, name="readout")(h)
+
+
+TRANSFORMER_OPTIONS = {"heads": "attention heads, dividing the width (default 4)",
+                       "norm": "pre, post or none (bench.models.transformer.NORMS; default pre)",
+                       "tied": "true: logits from the token embedding (default false: a readout layer)",
+                       "mlp_ratio": "MLP hidden width over the model width (default 4)"}
+
+
+def check_transformer_options(width: int, options: Mapping) -> None:
+    """Raises UserError on a transformer option that does not exist or has a bad value."""
+    for key in options:
+        if key not in TRANSFORMER_OPTIONS and key not in PARAMETERIZATION_OPTIONS:
+            raise UserError(f"model 'transformer' has no option {key!r} (its options: "
+                            f"{', '.join([*TRANSFORMER_OPTIONS, *PARAMETERIZATION_OPTIONS])})")
+    heads = options.get("heads", 4)
+    if not (isinstance(heads, int) and heads >= 1 and width % heads == 0):
+        raise UserError(f"transformer heads must be a whole divisor of the width {width}, got {heads!r}")
+    parameterization_options.check("transformer", options)
+    if options.get("base_width") is not None and options["base_width"] % heads:
+        raise UserError(f"transformer heads ({heads}) must divide base_width {options['base_width']} too: the base "
+                        "model has as many heads")
+    if options.get("norm", "pre") not in NORMS:
+        raise unknown("transformer norm", options["norm"], NORMS)
+    if not isinstance(options.get("tied", False), bool):
+        raise UserError(f"transformer tied must be true or false, got {options['tied']!r}")
+    ratio = options.get("mlp_ratio", 4)
+    if not (isinstance(ratio, int) and ratio >= 1):
+        raise UserError(f"transformer mlp_ratio must be an integer >= 1, got {ratio!r}")
+
+
+def build(input_shape: Sequence[int], n_classes: int, hidden: Sequence[int], activation: str, n_targets: int | None,
+          options: Mapping) -> Transformer:
+    if n_targets is not None or len(input_shape) != 1:
+        raise UserError(f"model 'transformer' needs token sequences (context,) with next-token labels, the dataset "
+                        f"has inputs {tuple(input_shape)}{' and regression targets' if n_targets else ''}; use a "
+                        "sequence dataset (bench list: markov, modular_addition, text)")
+    if not hidden or len(set(hidden)) != 1:
+        raise UserError(f"transformer needs equal hidden widths, one per block, e.g. [64, 64]; got {tuple(hidden)}")
+    check_transformer_options(int(hidden[0]), options)
+    return Transformer(vocab=n_classes, width=int(hidden[0]), depth=len(hidden), activation=activation, **options)
+
+
+def describe(model: Transformer, input_shape: Sequence[int]) -> str:
+    return (f"Transformer {model.norm}-LN {model.depth}x{model.width} {model.heads} heads "
+            f"ctx {input_shape[0]} vocab {model.vocab}{' tied' if model.tied else ''} {model.activation}")
+
+
+KIND = ModelKind("transformer",
+                 "decoder-only LM: one block per hidden entry (equal widths); heads, norm pre/post/none, tied",
+                 {**TRANSFORMER_OPTIONS, **PARAMETERIZATION_OPTIONS}, lambda options: None, build, (Transformer,),
+                 describe)  # its options are checked with its width, by build

@@ -46,12 +46,16 @@ _said_full: list[str] = []  # the compilation cache could not be written (said o
 
 
 def cache_folder(root: str | Path) -> Path | None:
-    """Where the persistent cache lives: ``$JAX_COMPILATION_CACHE_DIR`` when the user set one, else ``root / "xla"``;
-    None when ``$INITJAX_COMPILE_CACHE`` says off (``0``, ``off``, ``false``, ``no``)."""
+    """Where the persistent cache lives: the folder ``initjax`` in ``$JAX_COMPILATION_CACHE_DIR`` when the user set
+    one, else ``root / "xla"``; None when ``$INITJAX_COMPILE_CACHE`` says off (``0``, ``off``, ``false``, ``no``).
+
+    The suite's entries cannot sit beside a plain JAX process's: they carry checksums (:class:`Checked`, which
+    JAX alone cannot read: it warned and compiled again) and a bound on their size, whose eviction needs an access
+    time that plain entries lack (every write then failed)."""
     if os.environ.get("INITJAX_COMPILE_CACHE", "").strip().lower() in OFF:
         return None
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"]).expanduser()
+        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"]).expanduser() / "initjax"
     return Path(root) / "xla"
 
 

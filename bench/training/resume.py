@@ -76,13 +76,14 @@ def environment_key() -> dict:
 # the suite's code that a run's numbers depend on: the trainer and what it imports, and the experiment layer
 # that turns a task into a model, loss and data (bench.experiments.runner.task_model, task_data)
 NUMERIC_PACKAGES = ("training", "models", "data", "experiments")
+NUMERIC_MODULES = ("schema.py", "user_code.py")  # bench's own modules below those packages that they import
 
 
 def code_key(specs) -> dict[str, str]:
     """SHA-256 of the code the numbers depend on, so that an edit starts a new run instead of reusing old chunks.
 
-    Covers every ``.py`` file of ``initjax``, the suite's training files
-    (every module of :data:`NUMERIC_PACKAGES`), and for each ``module:function`` spec the file of that
+    Covers every ``.py`` file of ``initjax``, the suite's training files (every module of
+    :data:`NUMERIC_PACKAGES`, and :data:`NUMERIC_MODULES`), and for each ``module:function`` spec the file of that
     module (already imported when the spec was checked). A helper the module imports
     from elsewhere is not followed: keep user initializers in the module the spec names,
     or rerun with ``--fresh`` after editing a helper.
@@ -96,6 +97,7 @@ def code_key(specs) -> dict[str, str]:
     files = sorted(Path(initjax.__file__).parent.glob("*.py"))
     suite = Path(__file__).resolve().parent.parent
     files += [f for package in NUMERIC_PACKAGES for f in sorted((suite / package).glob("*.py"))]
+    files += [suite / name for name in NUMERIC_MODULES]
     out = {"suite": files_digest(files)}
     for spec in specs:
         if isinstance(spec, str):
