@@ -29,6 +29,7 @@ from bench.models import losses
 from bench.reporting import report
 from bench.store import exclusive, staged, write_atomic
 from bench.training import devices, memory, resume
+from bench.training.runs import RunIndex
 from bench.training.train import check_plan, loss_spec, train_task
 
 
@@ -208,7 +209,7 @@ def run_experiment(
 def _train_and_write(experiment, initializers, out, stage, progress, command, baseline, data_dir, download, chunk,
                      max_memory, fresh, checkpoint_every, margin, fixed_test_set, start) -> Outcome:
     """:func:`run_experiment` once the input is checked and the output folder is held."""
-    runs = list(range(experiment.seeds * experiment.data_seeds))  # run r: init seed r // K, data order r % K
+    runs = RunIndex(experiment.data_seeds).numbers(experiment.seeds)  # bench.training.runs
     arms = experiment.arms(list(initializers))
     frames, tasks, test_outcomes, early = [], {}, {}, []
     settings = stats.Settings(seed=experiment.seed, margin=margin, fixed_test_set=fixed_test_set)
@@ -441,11 +442,12 @@ def _rates(seed_epochs: int, n_train: int, n_params: int, seconds: float) -> dic
 
 
 def _split_runs(frame: pd.DataFrame, data_seeds: int) -> pd.DataFrame:
-    """Run numbers as ``seed`` (init seed ``r // K``) and ``data_seed`` (``r % K``) when data orders are crossed."""
+    """Run numbers as ``seed`` (the init seed) and ``data_seed`` (the data order) when data orders are crossed
+    (``bench.training.runs``)."""
     if data_seeds == 1:
         return frame
-    runs = frame["seed"].to_numpy()
-    return frame.assign(seed=runs // data_seeds, data_seed=runs % data_seeds)
+    runs, crossed = frame["seed"].to_numpy(), RunIndex(data_seeds)
+    return frame.assign(seed=crossed.init_seed(runs), data_seed=crossed.data_order(runs))
 
 
 def _numbers_config(experiment: Experiment) -> dict:

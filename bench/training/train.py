@@ -44,6 +44,7 @@ from bench.training.grid import injected  # noqa: F401  (re-exported)
 from bench.training.lanes import WallShares, side_by_side
 from bench.training.progress import StepBar
 from bench.training.recipes import TrainConfig
+from bench.training.runs import RunIndex
 from initjax import rules, schemes
 from initjax.registry import first_line
 
@@ -176,13 +177,15 @@ the copies of the parameters it made every step (the default preset's digits MLP
 @functools.partial(jax.jit, static_argnums=(0, 4), compiler_options=INTEGER_PROGRAM_OPTIONS)
 def _derive_keys(experiment_seed: int, dataset_hash, orders_hash, runs, data_seeds: int):
     """:func:`run_keys` as one compiled program (op by op, its few folds compiled as many programs)."""
+    crossed = RunIndex(data_seeds)
     base = jax.random.fold_in(jax.random.key(experiment_seed), dataset_hash)
-    seed_keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(runs // data_seeds)
+    seed_keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(crossed.init_seed(runs))
     init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(seed_keys)
     if data_seeds == 1:
         return init_keys, jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)
     orders = jax.random.fold_in(jax.random.key(experiment_seed), orders_hash)
-    return init_keys, jax.vmap(lambda d: jax.random.fold_in(jax.random.fold_in(orders, d), 1))(runs % data_seeds)
+    return init_keys, jax.vmap(lambda d: jax.random.fold_in(jax.random.fold_in(orders, d), 1))(
+        crossed.data_order(runs))
 
 
 SCHEME_BATCH = 256  # training examples a whole-network init scheme sees per seed
