@@ -103,6 +103,30 @@ def test_a_calibration_describes_the_same_runs_trained_on_another_processor(smal
     assert "| calibration | synthetic (10 resamples a cell)" in (copy / "report.md").read_text()
 
 
+def _lattice_runs(rng, flips=0, steps=1):
+    """8 arms x 32 seeds with accuracies on a k/200 lattice, ``flips`` runs moved by ``steps`` test examples."""
+    rows = [dict(dataset="d", model="m", arm=f"a{i}", seed=s, epoch=e, diverged=False,
+                 test_accuracy=0.1 if e == 0 else int(rng.integers(160, 190)) / 200)
+            for i in range(8) for s in range(32) for e in (0, 1)]
+    table = pd.DataFrame(rows)
+    last = table.index[table.epoch == 1]
+    table.loc[last[:flips], "test_accuracy"] += steps / 200
+    return table
+
+
+@pytest.mark.parametrize(("flips", "steps", "same"), [(0, 0, True), (1, 1, True), (2, 1, True), (13, 1, False),
+                                                      (1, 2, False)])
+def test_a_borderline_example_flipped_in_a_few_runs_is_still_the_same_runs(flips, steps, same):
+    """Retrained on another processor, one of the default preset's 512 runs classified one of 200 test examples
+    the other way (losses 9e-4 apart): the calibration describes those runs. Over 1% of runs moved, or a run moved by
+    two examples, are other runs."""
+    from bench.analysis import calibrate
+
+    stored = calibrate.measured_runs(_lattice_runs(np.random.default_rng(0)), "test_accuracy")
+    moved = _lattice_runs(np.random.default_rng(0), flips, steps)
+    assert calibrate.same_runs(stored, moved, "test_accuracy") is same
+
+
 def test_a_report_that_fails_midway_leaves_the_previous_one_whole(small_report, tmp_path, monkeypatch):
     """A rerun with other settings that fails on a figure (a full disk): the folder is the old report, file for file
     and byte for byte, with no staged copy left beside it."""

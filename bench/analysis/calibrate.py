@@ -191,6 +191,7 @@ def fingerprint(metric: str, settings: stats.Settings, paired: bool) -> str:
 
 
 AGREE = 1e-3  # relative: runs that agree to this are the same runs (losses differ in their last bits across CPU kinds)
+FLIPPED = 0.01  # the share of runs whose value may move by one step of the metric's lattice (one test example)
 
 
 def measured_runs(results: pd.DataFrame, metric: str) -> dict[str, list]:
@@ -202,8 +203,12 @@ def measured_runs(results: pd.DataFrame, metric: str) -> dict[str, list]:
 
 def same_runs(stored: dict, results: pd.DataFrame, metric: str) -> bool:
     """Whether ``stored`` (:func:`measured_runs` of the calibrated runs) describes ``results``: the same tasks and
-    runs, every value within :data:`AGREE` (relative; 1e-9 absolute), not their last bits (which differ between
-    processor kinds: test losses by up to 1e-4 on the default preset, accuracies not at all)."""
+    runs, every value within :data:`AGREE` (relative; 1e-9 absolute), not their last bits, except at most
+    :data:`FLIPPED` of a task's runs by one step of the values' lattice (``bench.analysis.resolution.step``).
+
+    Retrained on another processor kind the default preset's 512 runs differed in their test losses by up to 9e-4
+    relative, and in one run's final accuracy by one of 200 test examples (a borderline example classified the
+    other way): the same runs, whose calibration is the same to well within its Monte Carlo error."""
     current = measured_runs(results, metric)
     if not isinstance(stored, dict) or set(stored) != set(current):
         return False
@@ -213,7 +218,14 @@ def same_runs(stored: dict, results: pd.DataFrame, metric: str) -> bool:
             b = np.array([[np.nan if v is None else v for v in row] for row in stored[task]], np.float64)
         except (TypeError, ValueError):
             return False
-        if a.shape != b.shape or not np.allclose(a, b, rtol=AGREE, atol=1e-9, equal_nan=True):
+        if a.shape != b.shape or np.isnan(a).tolist() != np.isnan(b).tolist():
+            return False
+        apart = ~np.isclose(a, b, rtol=AGREE, atol=1e-9, equal_nan=True)
+        if not apart.any():
+            continue
+        lattice = resolution.step(b)
+        one_step = lattice > 0 and bool(np.all(np.abs(a - b)[apart] <= lattice * (1 + 1e-6)))
+        if not one_step or apart.mean() > FLIPPED:
             return False
     return True
 
