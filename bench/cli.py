@@ -307,7 +307,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from bench import store
     from bench.experiments import presets
     from bench.experiments.runner import run_experiment
-    from bench.reporting import report
+    from bench.reporting import render
     from bench.training import devices, memory
 
     if args.distributed:
@@ -335,10 +335,10 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     if not devices.is_main_process():
         return 0
     print()
-    print(report.console(outcome.analysis, outcome.meta["tasks"]))
+    print(render.console(outcome.record, outcome.analysis))
     print(
-        f"\n{outcome.meta['runs']} runs in {outcome.meta['wall_s']:.1f} s "
-        f"(compile {outcome.meta['compile_s']:.1f} s); report: {outcome.files[-1]}"
+        f"\n{outcome.record.runs} runs in {outcome.record.wall_s:.1f} s "
+        f"(compile {outcome.record.compile_s:.1f} s); report: {outcome.files[-1]}"
     )
     return 0
 
@@ -413,28 +413,29 @@ def _report(args: argparse.Namespace) -> int:
     from bench.analysis import outcomes
     from bench.experiments import presets
     from bench.experiments.runner import publish, refuse_overwrite
-    from bench.reporting import report
+    from bench.reporting import render, report
+    from bench.reporting.files import load
     from bench.store import exclusive, staged
 
     out = args.out or args.dir
     with contextlib.ExitStack() as held:
         held.enter_context(exclusive(_existing(args.dir)))
-        results, meta = report.load(args.dir)
+        results, record = load(args.dir)
         test_outcomes = outcomes.load(args.dir, results)
         options = dict(formats=args.format, metric=args.metric, baseline=args.baseline, paired=not args.unpaired,
                        margin=args.margin, fixed_test_set=args.fixed_test_set, statistic=args.statistic)
         if Path(out).resolve() == Path(args.dir).resolve():  # re-rendered in place: its outcomes.npz stays as is
             with staged(out) as stage:
-                analysis, files = report.write(stage.path, results, meta, test_outcomes=test_outcomes,
+                analysis, files = report.write(stage.path, results, record, test_outcomes=test_outcomes,
                                                previous=out, dropped=stage.dropped,
-                                               shipped=presets.shipped(meta["experiment"]["name"]), **options)
+                                               shipped=presets.shipped(record.name), **options)
             files = [stage.final(path) for path in files]
         else:
             held.enter_context(exclusive(out))
             refuse_overwrite(out, args.force)
-            analysis, files = publish(out, results, meta, test_outcomes, runs_changed=True, calibration_from=args.dir,
+            analysis, files = publish(out, results, record, test_outcomes, runs_changed=True, calibration_from=args.dir,
                                       **options)
-    print(report.console(analysis, meta["tasks"]))
+    print(render.console(record, analysis))
     print(f"\nwrote {len(files)} files to {out}")
     return 0
 
@@ -465,12 +466,14 @@ def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.analysis import calibrate, stats
     from bench.experiments import presets
     from bench.reporting import report
+    from bench.reporting.analysed import ranked_metric, settings_of
+    from bench.reporting.files import load
 
-    results, meta = report.load(args.dir)
-    settings = report.settings_of(meta, statistic=args.statistic)
+    results, record = load(args.dir)
+    settings = settings_of(record, statistic=args.statistic)
     paired = not args.unpaired
     metrics = stats.metric_columns(results)
-    args.metric = args.metric or report.ranked_metric(results, meta)
+    args.metric = args.metric or ranked_metric(results, record.tasks)
     if args.metric not in metrics:
         raise UserError(f"unknown metric {args.metric!r}; the results have {', '.join(metrics)}")
     table = calibrate.calibrate(results, args.metric, args.seeds, args.reps, args.shift, settings, paired)
@@ -480,12 +483,12 @@ def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
     print(table.drop(columns=["model"]).to_markdown(index=False, tablefmt="simple", floatfmt=".3f"))
     for dataset, cells in table.groupby("dataset", sort=False):
         print(f"\n{calibrate.describe(cells, dataset)}")
-    if args.metric == report.ranked_metric(results, meta) and paired and settings == report.settings_of(meta):
+    if args.metric == ranked_metric(results, record.tasks) and paired and settings == settings_of(record):
         # the report's own metric and procedure
         from bench.analysis import outcomes
 
-        report.write(args.dir, results, meta, ["md"], args.metric, None, paired, None, outcomes.load(args.dir, results),
-                     shipped=presets.shipped(meta["experiment"]["name"]))
+        report.write(args.dir, results, record, ["md"], args.metric, None, paired, None,
+                     outcomes.load(args.dir, results), shipped=presets.shipped(record.name))
         print(f"\nwrote {args.dir}/{calibrate.FILE} and the calibration line of {args.dir}/report.md")
     else:
         print(f"\nwrote {args.dir}/{calibrate.FILE}")

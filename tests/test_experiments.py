@@ -290,7 +290,7 @@ def test_editing_the_studys_initializer_retrains(study, capsys):
 
     importlib.reload(sys.modules["mypkg.inits"])  # what a new process would import
     again = bench.run(path, out=study / "out", progress=False)
-    assert again.meta["tasks"]["my_data"]["chunks_loaded"] == 0
+    assert again.record.tasks["my_data"]["chunks_loaded"] == 0
 
 
 @pytest.mark.parametrize("extra, message", [

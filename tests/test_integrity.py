@@ -24,7 +24,8 @@ from bench import cli, data, store
 from bench.analysis import calibrate
 from bench.data import limits, readers
 from bench.errors import UserError
-from bench.reporting import report
+from bench.reporting.analysed import analyse, settings_of
+from bench.reporting.files import load, read_record
 from initjax import spec
 
 REPO = Path(__file__).parents[1]
@@ -51,13 +52,13 @@ def _flips(raw: bytes):
 
 def test_every_bit_flip_of_the_run_record_is_refused_or_changes_nothing(small_report, tmp_path):
     raw = (small_report / "run.json").read_bytes()
-    original = report.read_record(small_report / "run.json")
+    original = read_record(small_report / "run.json")
     path = tmp_path / "run.json"
     accepted_changed = refused = 0
     for flipped in _flips(raw):
         path.write_bytes(flipped)
         try:
-            record = report.read_record(path)
+            record = read_record(path)
         except UserError:
             refused += 1
             continue
@@ -77,11 +78,11 @@ def test_every_bit_flip_of_the_calibration_is_refused_or_changes_nothing(small_r
         except UserError:
             continue
     assert accepted_changed == 0
-    results, meta = report.load(small_report)  # and the report says so in one line, never a traceback
+    results, record = load(small_report)  # and the report says so in one line, never a traceback
     path = small_report.parent / "damaged"
     shutil.copytree(small_report, path)
     (path / calibrate.FILE).write_bytes(raw.replace(b'"reps": 10', b'"reps": 11'))
-    analysis = report.analyse(results, settings=report.settings_of(meta))
+    analysis = analyse(results, settings=settings_of(record))
     assert calibrate.summary_lines(path, results, analysis) == [
         f"`{calibrate.FILE}` is damaged, edited or of another version (its checksum or contents); rerun "
         "`python -m bench calibrate` to measure these runs."]
@@ -96,9 +97,9 @@ def test_a_calibration_describes_the_same_runs_trained_on_another_processor(smal
     results["test_loss"] *= 1 + 1e-7 * np.random.default_rng(0).standard_normal(len(results))
     text = results.to_csv(index=False)
     (copy / "results.csv").write_text(text)
-    record = report.read_record(copy / "run.json")
+    record = read_record(copy / "run.json")
     digest = hashlib.sha256(text.encode()).hexdigest()
-    store.write_json_verified(copy / "run.json", {**record, "results_sha256": digest})
+    store.write_json_verified(copy / "run.json", {**record.to_json(), "results_sha256": digest})
     assert cli.main(["report", str(copy), "--format", "md"]) == 0
     assert "| calibration | synthetic (10 resamples a cell)" in (copy / "report.md").read_text()
 

@@ -134,14 +134,14 @@ def test_intervals_with_the_test_set_cover_the_population_accuracy():
 
 
 def test_the_report_counts_the_test_set_where_it_has_outcomes(trained):
-    from bench.reporting import report
+    from bench.reporting.analysed import analyse
 
     result, _, _, _ = trained
     frame = result.frame.assign(dataset="digits", model="m", experiment="x")
     item = {"digits": {"names": ["he_normal", "zeros"], "seeds": [0, 1, 2], **result.outcomes}}
     fast = stats.Settings(draws=500, n_resamples=200)
-    with_set = report.analyse(frame, settings=fast, test_outcomes=item)
-    without = report.analyse(frame, settings=fast)
+    with_set = analyse(frame, settings=fast, test_outcomes=item)
+    without = analyse(frame, settings=fast)
     pick = lambda a: a.summary.set_index(["arm", "metric"]).loc[("he_normal", "test_accuracy")]  # noqa: E731
     assert pick(with_set).mean_high - pick(with_set).mean_low > pick(without).mean_high - pick(without).mean_low
     assert with_set.test_examples == {"digits": 120} and without.test_examples == {}
@@ -150,11 +150,11 @@ def test_the_report_counts_the_test_set_where_it_has_outcomes(trained):
 
 def test_a_new_run_into_the_same_folder_replaces_the_outcomes(tmp_path):
     from bench import cli
-    from bench.reporting import report
+    from bench.reporting.files import load
 
     out = tmp_path / "run"
     base = ["run", "default", "--smoke", "--datasets", "digits", "--out", str(out), "--no-progress"]
     assert cli.main(base + ["--seeds", "2"]) == 0
     assert cli.main(base + ["--seeds", "3"]) == 0
-    results, _ = report.load(out)
+    results, _ = load(out)
     assert outcomes.load(out, results)["digits"]["correct"].shape[:2] == (8, 3)  # the second run's, checked

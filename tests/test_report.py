@@ -14,7 +14,10 @@ from bench import cli
 from bench.analysis import outcomes
 from bench.experiments import presets
 from bench.experiments.runner import run_experiment
-from bench.reporting import report
+from bench.reporting.analysed import analyse, finished_arms, finished_initializers, settings_of
+from bench.reporting.describe import describe_run
+from bench.reporting.files import load
+from bench.reporting.text import tex_escape
 
 LIVE = {}  # the run_dir fixture's Outcome: what the run itself analysed
 
@@ -185,7 +188,7 @@ def test_an_edited_number_is_caught_by_the_checksum(run_dir, tmp_path, capsys):
 
 
 def test_tex_escape():
-    assert report.tex_escape("a_b%c&d#e$f{g}") == r"a\_b\%c\&d\#e\$f\{g\}"
+    assert tex_escape("a_b%c&d#e$f{g}") == r"a\_b\%c\&d\#e\$f\{g\}"
 
 
 def test_rerendering_gives_byte_identical_files(run_dir, tmp_path):
@@ -212,7 +215,7 @@ def test_results_written_before_the_arm_column_read_back_and_render_the_same_rep
     meta["format"] = 1  # written before run.json carried a checksum of its own
     del meta["sha256"]
     (old / "run.json").write_text(json.dumps(meta))
-    results, _ = report.load(old)
+    results, _ = load(old)
     assert list(results.columns[3:5]) == ["arm", "initializer"] and (results["arm"] == results["initializer"]).all()
     assert cli.main(["report", str(old)]) == 0
     assert (old / "report.md").read_text() == (run_dir / "report.md").read_text()
@@ -223,8 +226,8 @@ def test_the_runs_own_statistics_equal_those_from_its_files_bit_for_bit(run_dir)
     """The run analyses exactly what it stores (per-example losses as float16 in outcomes.npz), so a report
     rendered by the run and one re-rendered from its files agree in every digit, not just the printed ones."""
     live = LIVE["outcome"].analysis
-    results, meta = report.load(run_dir)
-    again = report.analyse(results, live.metric, None, live.paired, report.settings_of(meta),
+    results, record = load(run_dir)
+    again = analyse(results, live.metric, None, live.paired, settings_of(record),
                            outcomes.load(run_dir, results))
     assert not live.settings.fixed_test_set and set(again.summary["metric"]) >= {"test_loss", "test_accuracy"}
     pd.testing.assert_frame_equal(again.summary, live.summary, check_exact=True)
@@ -247,7 +250,7 @@ def test_results_are_read_back_exactly_whatever_pandas_parser_is_the_default(run
 
     monkeypatch.setattr(pd, "read_csv", one_ulp_off)
     assert (pd.read_csv(run_dir / "results.csv")[columns].to_numpy() != exact).all()  # the hazard
-    loaded, _ = report.load(run_dir)
+    loaded, _ = load(run_dir)
     np.testing.assert_array_equal(loaded[columns].to_numpy(), exact)
 
 
@@ -382,10 +385,10 @@ def test_the_header_describes_the_runs_done_not_the_presets_text(run_dir):
                             "digits. This is the `default` preset with initializers, seeds, train changed")
     shipped = presets.get("default")
     record = presets.shipped("default")
-    assert report.describe_run(shipped.record(), record) == shipped.description
+    assert describe_run(shipped.record(), record) == shipped.description
     older = json.loads(json.dumps(dataclasses.asdict(shipped), default=str))  # a run.json before task records
-    assert report.describe_run(older, record) == shipped.description
-    assert report.describe_run(shipped.record()).startswith("Runs: 8 initializers x 32 seeds")  # of no preset
+    assert describe_run(older, record) == shipped.description
+    assert describe_run(shipped.record()).startswith("Runs: 8 initializers x 32 seeds")  # of no preset
 
 
 def test_the_calibration_hashes_every_module_of_its_procedure():
@@ -416,10 +419,10 @@ def test_the_figures_drawn_before_the_statistics_count_finished_runs_as_the_comp
     results.loc[results["arm"] == "b", "diverged"] = True  # every run of b
     results.loc[(results["arm"] == "c") & (results["seed"] < 5) & last, "diverged"] = True  # all but one of c
     results.loc[(results["arm"] == "d") & last, "test_accuracy"] = np.nan  # d: no finite final metric
-    analysis = report.analyse(results, "test_accuracy")
-    assert report.finished_arms(results, "test_accuracy", "toy") == report.finished_initializers(analysis, "toy") == 2
+    analysis = analyse(results, "test_accuracy")
+    assert finished_arms(results, "test_accuracy", "toy") == finished_initializers(analysis, "toy") == 2
     results["diverged"] = True
-    assert report.finished_arms(results, "test_accuracy", "toy") == 0
+    assert finished_arms(results, "test_accuracy", "toy") == 0
 
 
 def test_a_report_refused_for_its_options_draws_no_figure(run_dir, tmp_path, capsys):

@@ -314,7 +314,7 @@ def test_editing_a_user_initializer_retrains_and_a_rerun_says_what_it_loaded(tmp
     first = run_experiment(experiment, out, progress=False)
     again = run_experiment(experiment, out, progress=True)  # unchanged code: every chunk loaded, and said
     assert "synthetic: loaded 1 of 1 finished chunk(s)" in capsys.readouterr().err
-    assert again.meta["tasks"]["synthetic"]["chunks_loaded"] == 1
+    assert again.record.tasks["synthetic"]["chunks_loaded"] == 1
     (tmp_path / "edited_inits.py").write_text(
         "import jax\n\ndef init(key, shape, dtype=None):\n    return 0.5 * jax.random.normal(key, shape, dtype)\n")
     import importlib
@@ -322,7 +322,7 @@ def test_editing_a_user_initializer_retrains_and_a_rerun_says_what_it_loaded(tmp
 
     importlib.reload(sys.modules["edited_inits"])  # what a new process would import
     edited = run_experiment(experiment, out, progress=False)
-    assert edited.meta["tasks"]["synthetic"]["chunks_loaded"] == 0  # retrained
+    assert edited.record.tasks["synthetic"]["chunks_loaded"] == 0  # retrained
     final = lambda o: o.results[o.results.epoch == 0]["test_loss"].to_numpy()  # noqa: E731
     assert not np.allclose(final(edited), final(first))
     tasks = [p for p in (tmp_path / "progress").iterdir() if p.name != "xla"]  # xla: compiled programs

@@ -434,10 +434,10 @@ def test_lm_init_smoke_runs_offline_and_reports_each_gap_to_the_optimal_loss(tmp
 def test_language_models_are_ranked_by_loss_unless_a_task_is_not_one():
     import pandas as pd
 
-    from bench.reporting import report
+    from bench.reporting.analysed import ranked_metric
 
     results = pd.DataFrame(columns=["test_loss", "test_accuracy"])
     lm = {"model": "Transformer", "language_model": True}
-    assert report.ranked_metric(results, {"tasks": {"a": lm, "b": lm}}) == "test_loss"
-    assert report.ranked_metric(results, {"tasks": {"a": lm, "b": {"model": "MLP"}}}) == "test_accuracy"
-    assert report.ranked_metric(results, {}) == "test_accuracy"  # an older run.json
+    assert ranked_metric(results, {"a": lm, "b": lm}) == "test_loss"
+    assert ranked_metric(results, {"a": lm, "b": {"model": "MLP"}}) == "test_accuracy"
+    assert ranked_metric(results, {}) == "test_accuracy"  # no task recorded

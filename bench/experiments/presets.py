@@ -52,7 +52,7 @@ def get(name: str) -> Experiment:
 
 def shipped(experiment_name: str) -> dict | None:
     """The JSON record of the preset an experiment of this name (a ``-smoke`` one too) is, as shipped; None when
-    there is no such preset. A report says what a run changed of it (``bench.reporting.report.describe_run``)."""
+    there is no such preset. A report says what a run changed of it (``bench.reporting.describe.describe_run``)."""
     base = _presets().get(str(experiment_name).removesuffix("-smoke"))
     return None if base is None else json.loads(json.dumps(base.record(), default=str))
 

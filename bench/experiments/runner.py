@@ -26,7 +26,10 @@ from bench.errors import Interrupted, UserError, in_python_terms
 from bench.experiments import presets
 from bench.experiments.spec import Experiment
 from bench.models import losses
-from bench.reporting import report
+from bench.reporting import FORMATS, report
+from bench.reporting.analysed import Analysis, analyse, ranked_metric
+from bench.reporting.files import load
+from bench.reporting.record import RunRecord, environment
 from bench.store import exclusive, staged, write_atomic
 from bench.training import devices, memory, resume
 from bench.training.runs import RunIndex
@@ -40,15 +43,15 @@ class Outcome:
     Attributes:
       results: tidy table, one row per (dataset, model, initializer, seed, epoch).
       analysis: summary statistics, comparisons, ties, curves and power advice.
-      meta: experiment, environment and timings, as written in the report header.
+      record: experiment, environment and timings (``run.json``).
       files: paths written (empty when nothing was written).
       test_outcomes: per task, every run's per-example test loss and correctness
         (``bench.analysis.outcomes``), which the intervals of test metrics count.
     """
 
     results: pd.DataFrame
-    analysis: report.Analysis
-    meta: dict
+    analysis: Analysis
+    record: RunRecord
     files: list[Path]
     test_outcomes: dict = dataclasses.field(default_factory=dict)
 
@@ -63,9 +66,9 @@ class Outcome:
         verdicts = self.analysis.comparisons[[*keys, "verdict", "to_best_low", "to_best_high", "p", "d_z",
                                               "win_rate"]]
         return _with_factors(rows.merge(verdicts, on=keys, how="left").reset_index(drop=True),
-                             report.arms_of(self.meta))
+                             self.record.arms_of())
 
-    def report(self, out: str | Path, formats: Sequence[str] = report.FORMATS, overwrite: bool = False) -> list[Path]:
+    def report(self, out: str | Path, formats: Sequence[str] = FORMATS, overwrite: bool = False) -> list[Path]:
         """Writes the full report (markdown, LaTeX, CSV, figures) to ``out``; returns the files written.
 
         Raises:
@@ -73,11 +76,11 @@ class Outcome:
         """
         with exclusive(out):
             refuse_overwrite(out, overwrite)
-            return publish(out, self.results, self.meta, self.test_outcomes, runs_changed=True, formats=formats)[1]
+            return publish(out, self.results, self.record, self.test_outcomes, runs_changed=True, formats=formats)[1]
 
 
-def write_report(out: str | Path, results: pd.DataFrame, meta: dict, test_outcomes: dict,
-                 **options) -> tuple[report.Analysis, list[Path]]:
+def write_report(out: str | Path, results: pd.DataFrame, record: RunRecord, test_outcomes: dict,
+                 **options) -> tuple[Analysis, list[Path]]:
     """``outcomes.npz`` (removed when there are none: an older one describes other runs), then the report files.
 
     ``options`` go to ``bench.reporting.report.write``. Returns its analysis and every file written.
@@ -87,13 +90,14 @@ def write_report(out: str | Path, results: pd.DataFrame, meta: dict, test_outcom
         (Path(out) / outcomes.FILE).unlink(missing_ok=True)
         if options.get("dropped") is not None:
             options["dropped"].add(outcomes.FILE)
-    analysis, files = report.write(out, results, meta, test_outcomes=test_outcomes,
-                                   shipped=presets.shipped(meta["experiment"]["name"]), **options)
+    analysis, files = report.write(out, results, record, test_outcomes=test_outcomes,
+                                   shipped=presets.shipped(record.name), **options)
     return analysis, ([stored] if stored is not None else []) + files
 
 
-def publish(out: str | Path, results: pd.DataFrame, meta: dict, test_outcomes: dict, runs_changed: bool = False,
-            calibration_from: str | Path | None = None, **options) -> tuple[report.Analysis, list[Path]]:
+def publish(out: str | Path, results: pd.DataFrame, record: RunRecord, test_outcomes: dict,
+            runs_changed: bool = False, calibration_from: str | Path | None = None,
+            **options) -> tuple[Analysis, list[Path]]:
     """:func:`write_report` into a staged copy of ``out`` that replaces it as a whole (``bench.store.staged``):
     a failure midway (a full disk, Ctrl-C) leaves the previous report as it was. The caller holds ``out``'s lock.
 
@@ -106,7 +110,7 @@ def publish(out: str | Path, results: pd.DataFrame, meta: dict, test_outcomes: d
         if runs_changed:
             stage.dropped.add("figures/")
         carried = carry_calibration(calibration_from, stage.path) if calibration_from is not None else None
-        analysis, files = write_report(stage.path, results, meta, test_outcomes, previous=out,
+        analysis, files = write_report(stage.path, results, record, test_outcomes, previous=out,
                                        dropped=stage.dropped, **options)
     return analysis, [stage.final(path) for path in files + ([carried] if carried is not None else [])]
 
@@ -121,15 +125,15 @@ def rerender(folder: str | Path, name: str | None = None) -> Outcome:
     if not (Path(folder) / "run.json").is_file():
         raise UserError(f"{folder} holds no finished run (no run.json); run it first, without --from-results")
     with exclusive(folder):
-        results, meta = report.load(folder)
-        ran = str(meta.get("experiment", {}).get("name", ""))
+        results, record = load(folder)
+        ran = str(record.experiment.get("name", ""))
         if name is not None and ran != name:
             raise UserError(f"{folder} holds a run of {ran!r}, not {name!r}; give its own --out")
         test_outcomes = outcomes.load(folder, results)
         with staged(folder) as stage:
-            analysis, files = report.write(stage.path, results, meta, test_outcomes=test_outcomes, previous=folder,
+            analysis, files = report.write(stage.path, results, record, test_outcomes=test_outcomes, previous=folder,
                                            dropped=stage.dropped, shipped=presets.shipped(ran))
-    return Outcome(results, analysis, meta, [stage.final(path) for path in files], test_outcomes)
+    return Outcome(results, analysis, record, [stage.final(path) for path in files], test_outcomes)
 
 
 def carry_calibration(source: str | Path, out: str | Path) -> Path | None:
@@ -251,37 +255,36 @@ def _train_and_write(experiment, initializers, out, stage, progress, command, ba
             early.append(report.draw_early(stage.path, _column_order(_with_factors(frames[-1], arms)), task.name,
                                            tasks[task.name], settings))
     results = _column_order(_with_factors(pd.concat(frames, ignore_index=True), arms))
-    meta = {
-        "format": report.FORMAT_VERSION,
-        "experiment": experiment.record(),
-        "initializers": list(arms),
-        **({"arms": arms} if experiment.grid else {}),
-        "statistics": dataclasses.asdict(settings),
-        "tasks": tasks,
-        "runs": sum(t["runs"] for t in tasks.values()),
-        "compile_s": sum(t["compile_s"] for t in tasks.values()),
-        "init_s": sum(t["init_s"] for t in tasks.values()),
-        "environment": report.environment(),
-        "processes": jax.process_count(),
-        "peak_rss_bytes": memory.peak_rss_bytes(),
-        "device_peak_bytes": memory.device_peak_bytes(jax.local_devices()[0]),
-        "command": command or f"bench.run({experiment.name!r})",
-        "wall_s": time.perf_counter() - start,
-    }
+    record = RunRecord(
+        experiment=experiment.record(),
+        initializers=list(arms),
+        arms=arms if experiment.grid else None,
+        statistics=dataclasses.asdict(settings),
+        tasks=tasks,
+        runs=sum(t["runs"] for t in tasks.values()),
+        compile_s=sum(t["compile_s"] for t in tasks.values()),
+        init_s=sum(t["init_s"] for t in tasks.values()),
+        environment=environment(),
+        processes=jax.process_count(),
+        peak_rss_bytes=memory.peak_rss_bytes(),
+        device_peak_bytes=memory.device_peak_bytes(jax.local_devices()[0]),
+        command=command or f"bench.run({experiment.name!r})",
+        wall_s=time.perf_counter() - start,
+    )
     if stage is None:
         shown = None if fixed_test_set else test_outcomes
-        analysis = report.analyse(results, report.ranked_metric(results, meta), settings=settings,
-                                  test_outcomes=shown, reference=report.reference_of(meta))
-        return Outcome(results, analysis, meta, [], test_outcomes)
+        analysis = analyse(results, ranked_metric(results, record.tasks), settings=settings,
+                           test_outcomes=shown, reference=record.reference())
+        return Outcome(results, analysis, record, [], test_outcomes)
     try:
-        analysis, files = write_report(stage.path, results, meta, test_outcomes, baseline=baseline,
+        analysis, files = write_report(stage.path, results, record, test_outcomes, baseline=baseline,
                                        early=[drawn for drawn in early if drawn is not None], previous=out,
                                        dropped=stage.dropped, measure_peak=True)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted while writing the report (the previous one in {out} is as it was); every run "
                           f"is saved in {resume.cache_root()}: rerun the same command to write it (nothing is "
                           "retrained)") from None
-    return Outcome(results, analysis, meta, [stage.final(path) for path in files], test_outcomes)
+    return Outcome(results, analysis, record, [stage.final(path) for path in files], test_outcomes)
 
 
 def check_every_task(experiment: Experiment, n_arms: int, n_runs: int, data_dir, download: bool, chunk, max_memory):

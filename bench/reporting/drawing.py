@@ -53,8 +53,9 @@ def with_format(stem: Path, fmt: str) -> Path:
 
 
 class Job(NamedTuple):
-    """One figure: a function of ``bench.reporting.figures`` by name, its arguments (picklable:
-    frames, arrays, plain objects) and the file path without its suffix."""
+    """One figure: a function of ``bench.reporting.figures`` by name (or of any module, as ``module:function``: a
+    section's own figure), its arguments (picklable: frames, arrays, plain objects) and the file path without its
+    suffix. The function returns a matplotlib figure."""
 
     function: str
     args: tuple
@@ -176,9 +177,13 @@ def _same_value(a, b) -> bool:
 
 
 def _draw_and_save(job: Job, formats: tuple[str, ...]) -> list[Path]:
+    import importlib
+
     from bench.reporting import figures
 
-    return figures.save(getattr(figures, job.function)(*job.args), job.stem, formats)
+    module, _, name = job.function.rpartition(":")
+    function = getattr(importlib.import_module(module) if module else figures, name)
+    return figures.save(function(*job.args), job.stem, formats)
 
 
 def _start_worker(lifeline: connection.Connection) -> None:

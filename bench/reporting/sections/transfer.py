@@ -11,6 +11,8 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.analysis import transfer
+from bench.reporting.section import Figure, Section, View
+from bench.reporting.text import tex_escape
 
 EXPLANATION = (
     "Per family of tasks that differ only in width under one parameterization: the best learning rate at each "
@@ -58,7 +60,7 @@ def table(found: dict[str, transfer.Transfer]) -> pd.DataFrame:
     return frame
 
 
-def markdown(found: dict[str, transfer.Transfer], figure: str | None) -> list[str]:
+def transfer_markdown(found: dict[str, transfer.Transfer], figure: str | None) -> list[str]:
     """The section in ``report.md`` (none without a width series)."""
     if not found:
         return []
@@ -77,7 +79,7 @@ def console_lines(found: dict[str, transfer.Transfer]) -> list[str]:
     return lines
 
 
-def latex(found: dict[str, transfer.Transfer], escape, label: str) -> list[str]:
+def transfer_latex(found: dict[str, transfer.Transfer], escape, label: str) -> list[str]:
     """A booktabs table of :func:`table` (none without a width series); ``escape`` makes a string LaTeX-safe."""
     if not found:
         return []
@@ -88,3 +90,25 @@ def latex(found: dict[str, transfer.Transfer], escape, label: str) -> list[str]:
         " & ".join(escape(c) for c in frame.columns) + r" \\", r"\midrule",
         *rows, r"\bottomrule", r"\end{tabular}", f"\\caption{{Learning-rate transfer across widths. "
         f"{escape(EXPLANATION.replace('*', ''))}}}", f"\\label{{{label}}}", r"\end{table}", ""]
+
+
+def markdown(view: View) -> list[str]:
+    return transfer_markdown(view.analysis.transfer, view.links.get("transfer"))
+
+
+def latex(view: View) -> list[str]:
+    label = f"tab:initjax-{view.record.name}-transfer-{view.record.run_id()}".replace("_", "-")
+    return transfer_latex(view.analysis.transfer, tex_escape, label)
+
+
+def console_notes(view: View) -> list[str]:
+    return console_lines(view.analysis.transfer)
+
+
+SECTION = Section(
+    "transfer", "across", markdown=markdown, latex=latex, console_notes=console_notes,
+    figures=(Figure("transfer", "late", lambda results, analysis, task: ("transfer", (analysis.transfer,
+                                                                                      transfer.METRIC)),
+                    lambda results, analysis, task: bool(analysis.transfer), lambda metric: transfer.METRIC,
+                    inline=True),),
+)

@@ -9,6 +9,8 @@ import pandas as pd
 
 from bench.analysis import stats, tuning
 from bench.analysis.tuning import TaskTuning
+from bench.reporting.analysed import has_finished_runs, tuning_of
+from bench.reporting.section import Figure, Section, View
 from bench.training import grid as grids
 
 MARKS = {"best": "**{}**", "equivalent": "{} ≈", "worse": "{} ▼", "inconclusive": "{}", "no runs": "n/a"}
@@ -129,7 +131,7 @@ def ranking_sentences(item: TaskTuning, metric: str) -> list[str]:
     return lines
 
 
-def markdown(item: TaskTuning, metric: str, settings: stats.Settings, figure: str | None) -> list[str]:
+def grid_markdown(item: TaskTuning, metric: str, settings: stats.Settings, figure: str | None) -> list[str]:
     """The grid sections of one task in ``report.md``."""
     title = metric.replace("_", " ")
     level = settings.level
@@ -166,9 +168,28 @@ def markdown(item: TaskTuning, metric: str, settings: stats.Settings, figure: st
     return lines
 
 
-def console_lines(tuning: dict, metric: str) -> list[str]:
-    """One line per task: the ranking verdict and the tuned best."""
-    lines = []
-    for (dataset, _), item in tuning.items():
-        lines.append(f"{dataset}: " + ranking_sentences(item, metric)[0].replace("**", ""))
-    return lines
+def markdown(view: View) -> list[str]:
+    item = tuning_of(view.analysis, view.task)
+    if item is None:
+        return []
+    return grid_markdown(item, view.analysis.metric, view.analysis.settings, view.links.get("sensitivity"))
+
+
+def console_notes(view: View) -> list[str]:
+    """The ranking verdict and the tuned best of the task's grid (none without a grid)."""
+    item = tuning_of(view.analysis, view.task)
+    if item is None:
+        return []
+    return [f"{view.task}: " + ranking_sentences(item, view.analysis.metric)[0].replace("**", "")]
+
+
+def _sensitivity(results, analysis, task):
+    return "sensitivity", (tuning_of(analysis, task), task, analysis.metric)
+
+
+SECTION = Section(
+    "tuning", "task", markdown=markdown, console_notes=console_notes,
+    figures=(Figure("sensitivity", "late", _sensitivity,
+                    lambda results, analysis, task: tuning_of(analysis, task) is not None, inline=True),),
+    when=lambda view: has_finished_runs(view.analysis, view.task),
+)

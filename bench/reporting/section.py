@@ -1,0 +1,125 @@
+"""The contract of a report section: one module exports a :class:`Section`, and ``bench.reporting.sections.SECTIONS``
+lists them in the order the report shows them.
+
+A section says what it renders in each format (markdown, LaTeX, the console) from a :class:`View` of the run, which
+figures it owns (:class:`Figure`: when they can be drawn, whether they show anything, which function of
+``bench.reporting.figures`` draws them), and optionally a statistic of its own (``compute``), kept in
+``Analysis.sections[name]``. Its ``scope`` says whether it is rendered once for the run, once per task, or once
+for all tasks together; ``when`` skips it where it has nothing to say (a task whose every run diverged).
+
+Adding a section with a figure is one module exporting ``SECTION`` and one line in ``SECTIONS``
+(``CONTRIBUTING.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from bench.reporting.analysed import Analysis, Compared
+from bench.reporting.record import RunRecord
+
+Scope = Literal["run", "task", "across"]
+Stage = Literal["runs", "compared", "late"]  # figures drawn from the runs alone, once compared, or last
+ACROSS = "across-tasks"  # the task name of the figures of every task together
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """A figure a section owns.
+
+    Attributes:
+      kind: its name in the file name (``{task}-{kind}-{metric}.png``).
+      stage: ``runs`` (drawn from the runs while the statistics are computed), ``compared`` (once the comparisons
+        exist) or ``late`` (once everything is).
+      draw: ``(results, analysis, task) -> (function of bench.reporting.figures, its arguments)``; ``analysis`` is
+        a :class:`Compared` at the ``runs`` and ``compared`` stages.
+      has_content: ``(results, analysis, task) -> bool``: False where it would show nothing (its earlier files
+        are then removed).
+      shows: ``metric -> the quantity in its file name`` (the ranked metric unless it shows a fixed one).
+      inline: the section links it in its own text; else it is linked after the task's sections.
+    """
+
+    kind: str
+    stage: Stage
+    draw: Callable[[pd.DataFrame, Any, str], tuple[str, tuple]]
+    has_content: Callable[[pd.DataFrame, Any, str], bool] = lambda results, analysis, task: True
+    shows: Callable[[str], str] = lambda metric: metric
+    inline: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """What a section renders: the run's record and analysis, for one task (``task`` None for run-level and
+    across-task sections), with the figure files linked (kind -> path relative to the report; those linked after
+    the task's sections first, then those its sections show inline, which ``inline`` names)."""
+
+    record: RunRecord
+    analysis: Analysis
+    task: str | None = None
+    links: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    inline: frozenset[str] = frozenset()
+    calibration: Sequence[str] | None = None
+    shipped: dict | None = None
+
+    @property
+    def info(self) -> dict:
+        """What the trainer measured of this view's task (``RunRecord.tasks[task]``)."""
+        return self.record.tasks[self.task]
+
+    def image(self, kind: str) -> list[str]:
+        """The markdown image line of the figure ``kind`` if it was drawn, else none."""
+        return [image(self.links[kind])] if kind in self.links else []
+
+
+def image(link: str) -> str:
+    """``![stem](figures/stem.png)``."""
+    return f"![{Path(link).stem}]({link})"
+
+
+def _nothing(view: View) -> list[str]:
+    return []
+
+
+def _always(view: View) -> bool:
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """One part of the report.
+
+    Attributes:
+      name: unique; the key of what ``compute`` returns in ``Analysis.sections``.
+      scope: ``run`` (once), ``task`` (once per task) or ``across`` (once, over every task).
+      markdown: ``View -> lines`` of ``report.md``.
+      latex: ``View -> lines`` of ``report.tex``.
+      console: ``View -> a block`` printed after a run (a table; None: nothing).
+      console_notes: ``View -> lines`` printed under the verdicts' legend.
+      figures: the figures it owns.
+      compute: ``(results, analysis, record) -> anything``: a statistic of its own, computed after the shared
+        analysis and before rendering.
+      when: ``View -> bool``: whether it is rendered for this view.
+    """
+
+    name: str
+    scope: Scope
+    markdown: Callable[[View], list[str]] = _nothing
+    latex: Callable[[View], list[str]] = _nothing
+    console: Callable[[View], str | None] | None = None
+    console_notes: Callable[[View], list[str]] = _nothing
+    figures: tuple[Figure, ...] = ()
+    compute: Callable[[pd.DataFrame, Analysis, RunRecord], Any] | None = None
+    when: Callable[[View], bool] = _always
+
+
+def figures_of(sections: Sequence[Section], scope: Scope) -> list[Figure]:
+    """The figures of the sections of a scope, in the sections' order."""
+    return [figure for section in sections if section.scope == scope for figure in section.figures]
+
+
+__all__ = ["ACROSS", "Analysis", "Compared", "Figure", "Section", "View", "figures_of", "image"]

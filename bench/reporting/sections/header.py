@@ -1,0 +1,103 @@
+"""The report's head: the title, what was run (against the preset as shipped), and the table of the experiment,
+its statistics, its cost and its environment; in LaTeX, the generated file's first comment."""
+
+from __future__ import annotations
+
+from bench.analysis import stats
+from bench.reporting.describe import (
+    describe_arm,
+    describe_grid,
+    describe_run,
+    describe_training,
+    peak_memory,
+)
+from bench.reporting.section import Section, View
+from bench.reporting.text import legend, points, tex_escape
+
+
+def _seeds(exp: dict) -> str:
+    if exp.get("data_seeds", 1) == 1:
+        return (f"{exp['seeds']} per initializer, paired (seed i has the same data order and random stream for every "
+                "initializer)")
+    return (f"{exp['seeds']} init seeds x {exp['data_seeds']} data orders per initializer, crossed (init seed i "
+            "has the same initial random stream, data order d the same minibatch order, for every initializer "
+            "and every other seed) and paired")
+
+
+def _statistics(s: stats.Settings) -> str:
+    return (f"at the last epoch, over seeds; means with {s.level:.0%} Student t CIs; IQM = 25% trimmed mean with "
+            f"{s.method} bootstrap CI ({s.n_resamples:,} resamples, seed {s.seed}) "
+            f"from {stats.IQM_MIN_SEEDS} seeds on, "
+            "where the mean's interval has no test-set or data-order term; accuracies' intervals within [0, 1] "
+            "(exact binomial at the effective number of examples where the test set is counted); "
+            f"diverged runs counted (Wilson CI) and scored as untrained networks in every mean and test")
+
+
+def _verdicts(view: View) -> str:
+    analysis, s = view.analysis, view.analysis.settings
+    reference = f"`{analysis.baseline}`" if analysis.baseline else "the best of the others"
+    scale, unit = points(analysis.metric)
+    return (f"{'paired by seed' if analysis.paired else 'unpaired (Welch)'}; "
+            + ("20% trimmed means of the paired differences (Yuen's standard errors); "
+               if s.statistic == "trimmed" else "")
+            + f"{s.level:.0%} simultaneous intervals of all "
+            f"pairwise differences (single-step max-T, {s.draws:,} null draws, seed {s.seed}) and from them Hsu's "
+            "multiple comparisons with the best, *worse* also by the step-down max-T test (Westfall & Young); "
+            f"equivalence margin {scale * analysis.margin:g}{unit}; "
+            "standard deviations never below the data's resolution (the step between distinct values, one test "
+            "example for an accuracy: a tie on every seed is not certainty; † in the tables); "
+            f"Δ, d_z and wins against {reference}. {legend(analysis.metric, analysis.margin, s.level)}")
+
+
+def _test_set(view: View) -> str:
+    analysis = view.analysis
+    if analysis.test_examples:
+        return ("its sampling error is in the intervals of test metrics (per-example outcomes of every run, "
+                "`outcomes.npz`: variance s²_seeds/n + s²_b/m, s²_b the examples' own component of a seeds x "
+                "examples random-effects ANOVA, with its Satterthwaite degrees of freedom; "
+                + ", ".join(f"{task} m = {m:,}" for task, m in analysis.test_examples.items()) + ")")
+    return ("intervals are over seeds only, conditional on the test set ("
+            + ("`--fixed-test-set`" if analysis.settings.fixed_test_set else "no per-example outcomes stored") + ")")
+
+
+def header_rows(view: View) -> dict[str, str]:
+    """The header table: field -> value."""
+    record = view.record
+    exp, env = record.experiment, record.environment
+    initializers = dict.fromkeys(values["initializer"] for values in record.arms_of().values())
+    return {
+        "experiment": f"`{exp['name']}`",
+        "initializers": ", ".join(describe_arm(name, exp) for name in initializers),
+        **({"grid": describe_grid(exp["grid"], len(record.initializers))} if exp.get("grid") else {}),
+        "seeds": _seeds(exp),
+        "training": describe_training(exp["train"]),
+        "statistics": _statistics(view.analysis.settings),
+        "verdicts": _verdicts(view),
+        "test set": _test_set(view),
+        **({"calibration": " ".join(view.calibration)} if view.calibration else {}),
+        "runs": f"{record.runs:,}",
+        "wall time": f"{record.wall_s:.1f} s (compile {record.compile_s:.1f} s, "
+                     f"initialization {record.init_s:.1f} s)",
+        **({"peak memory": peak_memory(record)} if record.peak_rss_bytes is not None else {}),
+        "environment": (
+            f"initjax {env['initjax']}, jax {env['jax']}, flax {env['flax']}, optax {env['optax']}, "
+            f"Python {env['python']}; backend {env['backend']}, {env['devices']}"
+        ),
+        "git commit": env["git commit"],
+        "date": env["date"],
+        "command": f"`{record.command}`",
+    }
+
+
+def markdown(view: View) -> list[str]:
+    exp = view.record.experiment
+    lines = [f"# initjax report: {exp['name']}", "", describe_run(exp, view.shipped), ""]
+    return lines + ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in header_rows(view).items()]
+
+
+def latex(view: View) -> list[str]:
+    return [f"% initjax report {tex_escape(view.record.name)}: generated, do not edit. "
+            "Needs \\usepackage{booktabs}."]
+
+
+SECTION = Section("header", "run", markdown=markdown, latex=latex)

@@ -1,0 +1,25 @@
+"""The figures of a task's runs alone, drawn while the statistics are computed: the learning curves (epoch 0 is
+drawn even when every run diverged later) and the final values' distribution."""
+
+from __future__ import annotations
+
+from bench.reporting.analysed import finished_arms, runs_of
+from bench.reporting.section import Figure, Section
+
+
+def _curves(results, analysis, task):
+    return "learning_curves", (runs_of(results, task), task, analysis.metric, analysis.settings.level)
+
+
+def _final(results, analysis, task):
+    return "final_distribution", (runs_of(results, task), task, analysis.metric)
+
+
+def _any_finished_epoch(results, analysis, task) -> bool:
+    return bool((~results.loc[results["dataset"] == task, "diverged"].astype(bool)).any())
+
+
+SECTION = Section("runs", "task", figures=(
+    Figure("curves", "runs", _curves, _any_finished_epoch),
+    Figure("final", "runs", _final, lambda results, analysis, task: finished_arms(results, analysis.metric, task) > 0),
+))

@@ -1,0 +1,136 @@
+"""Report sections on small hand-built tables: the renderers, the run record, and a new section added through the
+public extension point (``bench.reporting.section``)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.analysis import stats
+from bench.errors import UserError
+from bench.reporting import render, report
+from bench.reporting.analysed import analyse
+from bench.reporting.record import RunRecord
+from bench.reporting.section import Figure, Section, View
+from bench.reporting.sections import SECTIONS
+
+REPORTS = Path(__file__).resolve().parents[2] / "reports"
+FAST = stats.Settings(draws=400, n_resamples=200)
+
+
+def _results(tasks: dict[str, dict[str, float]], seeds: int = 6) -> pd.DataFrame:
+    """Epochs 0-3 of a few initializers per task, accuracies rising to about the given final means."""
+    rng = np.random.default_rng(0)
+    rows = [{"dataset": task, "model": "m", "arm": arm, "seed": seed, "epoch": epoch,
+             "test_loss": 1.0 - mean * epoch / 3, "test_accuracy": min(1.0, mean * epoch / 3 + 0.002 * rng.normal()),
+             "diverged": False}
+            for task, means in tasks.items() for arm, mean in means.items() for seed in range(seeds)
+            for epoch in range(4)]
+    return pd.DataFrame(rows)
+
+
+def _record(results: pd.DataFrame) -> RunRecord:
+    tasks = list(dict.fromkeys(results["dataset"]))
+    arms = list(dict.fromkeys(results["arm"]))
+    experiment = {"name": "toy", "description": "A toy.", "tasks": [{"dataset": t} for t in tasks],
+                  "initializers": arms, "seeds": int(results["seed"].nunique()),
+                  "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 3}, "seed": 0}
+    return RunRecord(experiment=experiment, initializers=arms,
+                     tasks={t: {"model": "m", "runs": 6 * len(arms), "compile_s": 1.0, "train_s": 2.0,
+                                "init_s": 0.1} for t in tasks},
+                     runs=6 * len(arms) * len(tasks), compile_s=1.0, init_s=0.1, wall_s=3.0,
+                     environment={"initjax": "0", "jax": "0", "flax": "0", "optax": "0", "python": "3.11",
+                                  "backend": "cpu", "devices": "1 x cpu", "git commit": "abc", "date": "today"},
+                     command="python -m bench run toy")
+
+
+@pytest.fixture(scope="module")
+def toy():
+    results = _results({"a": {"he": 0.95, "glorot": 0.90, "zeros": 0.10}, "b": {"he": 0.80, "glorot": 0.82,
+                                                                                "zeros": 0.11}})
+    return results, _record(results), analyse(results, "test_accuracy", settings=FAST)
+
+
+def test_every_committed_run_record_reads_and_writes_back_field_for_field():
+    for path in sorted(REPORTS.glob("*/run.json")):
+        payload = {k: v for k, v in json.loads(path.read_text()).items() if k != "sha256"}
+        assert list(RunRecord.from_json(payload).to_json().items()) == list(payload.items()), path
+
+
+def test_a_record_with_an_unknown_or_a_missing_field_is_refused(toy):
+    payload = toy[1].to_json()
+    with pytest.raises(UserError, match=r"has the field 'colour', which this initjax does not know"):
+        RunRecord.from_json({**payload, "colour": "red"})
+    with pytest.raises(UserError, match=r"lacks 'tasks': damaged or edited"):
+        RunRecord.from_json({k: v for k, v in payload.items() if k != "tasks"})
+
+
+def test_the_markdown_gives_each_task_its_sections_in_order(toy):
+    results, record, analysis = toy
+    text = render.markdown(record, analysis)
+    headings = [line for line in text.splitlines() if line.startswith("#")]
+    task = ["### Comparisons with the best: test accuracy", "### Learning curves", "### How many seeds?"]
+    assert headings == ["# initjax report: toy", "## a: m", *task, "## b: m", *task, "## Across tasks (2)"]
+    summary_a = text.split("## a: m")[1].split("###")[0]
+    ranks = [line.split("|")[2].strip() for line in summary_a.splitlines() if line.startswith("|  ")][1:]
+    assert ranks == ["he", "glorot", "zeros"]  # best mean first
+    assert text.endswith("[results.csv](results.csv).\n")
+
+
+def test_a_task_whose_every_run_diverged_says_so_and_compares_nothing(toy):
+    results, record, _ = toy
+    results = results.copy()
+    results.loc[(results["dataset"] == "b") & (results["epoch"] >= 2), ["diverged", "test_accuracy"]] = [True, np.nan]
+    analysis = analyse(results, "test_accuracy", settings=FAST)
+    text = render.markdown(record, analysis)
+    b = text.split("## b: m")[1]
+    assert "**Every run of this task diverged**" in b and "### Comparisons" not in b
+    assert "### Comparisons" in text.split("## b: m")[0]  # task a still compares
+
+
+def test_latex_and_console_render_one_table_per_task(toy):
+    results, record, analysis = toy
+    tex = render.latex(record, analysis)
+    assert tex.count(r"\begin{table}") == 2
+    assert f"tab:initjax-toy-a-{record.run_id()}" in tex and r"\textbf{" in tex
+    console = render.console(record, analysis)
+    assert console.startswith("a: m, 18 runs") and "\nVerdicts: best: highest mean" in console
+
+
+def _spread(results: pd.DataFrame, analysis, record) -> dict[str, float]:
+    """Per task: the range of the initializers' mean final metric."""
+    final = results[results["epoch"] == results["epoch"].max()]
+    means = final.groupby(["dataset", "arm"])[analysis.metric].mean()
+    return {task: float(m.max() - m.min()) for task, m in means.groupby(level=0)}
+
+
+def _spread_markdown(view: View) -> list[str]:
+    return [f"Spread of the means: {view.analysis.sections['spread'][view.task]:.4f}.", "", *view.image("spread")]
+
+
+SPREAD = Section(
+    "spread", "task", compute=_spread, markdown=_spread_markdown,
+    figures=(Figure("spread", "late",
+                    lambda results, analysis, task: ("bench.reporting.figures:final_distribution",
+                                                     (results[results["dataset"] == task], task, analysis.metric)),
+                    inline=True),),
+)
+
+
+def test_a_new_section_with_its_statistic_and_figure_is_one_definition_and_one_entry(toy, tmp_path):
+    results, record, _ = toy
+    sections = [*SECTIONS[:-1], SPREAD, SECTIONS[-1]]
+    analysis, files = report.write(tmp_path, results, record, ["md", "png"], statistic="mean", sections=sections)
+    final = results[results["epoch"] == 3]
+    for task in ("a", "b"):
+        means = [final[(final["dataset"] == task) & (final["arm"] == arm)]["test_accuracy"].to_numpy().mean()
+                 for arm in ("he", "glorot", "zeros")]
+        assert analysis.sections["spread"][task] == pytest.approx(max(means) - min(means))
+    text = (tmp_path / "report.md").read_text()
+    assert text.count("Spread of the means: ") == 2  # once per task, after its own sections
+    assert text.index("Spread of the means: ") > text.index("### How many seeds?")
+    assert "![b-spread-test_accuracy](figures/b-spread-test_accuracy.png)" in text
+    assert (tmp_path / "figures" / "b-spread-test_accuracy.png").is_file()
+    assert tmp_path / "figures" / "b-spread-test_accuracy.png" in files

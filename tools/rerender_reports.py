@@ -1,0 +1,52 @@
+"""Re-renders every committed report (``reports/*/run.json``) into a scratch copy and compares its files with the
+committed ones, ignoring the lines that name when and where it was rendered (none for these files: a re-render
+keeps the run's own record). Prints one line per report; exits 1 if any file differs.
+
+    python tools/rerender_reports.py [REPORT ...]
+"""
+
+from __future__ import annotations
+
+import difflib
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.analysis import outcomes
+from bench.experiments import presets
+from bench.reporting import report
+from bench.reporting.files import load
+
+FILES = ("report.md", "report.tex", "results.csv", "run.json")
+
+
+def differences(folder: Path) -> list[str]:
+    """The unified diffs of the report's text files rendered again (md, tex, csv) against the committed ones."""
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / folder.name
+        shutil.copytree(folder, copy)
+        results, record = load(copy)
+        report.write(copy, results, record, ["md", "tex", "csv"], test_outcomes=outcomes.load(copy, results),
+                     shipped=presets.shipped(record.name))
+        out = []
+        for name in FILES:
+            before, after = (folder / name).read_text().splitlines(), (copy / name).read_text().splitlines()
+            out += list(difflib.unified_diff(before, after, f"{folder}/{name}", f"re-rendered {name}", lineterm=""))
+        return out
+
+
+def main(names: list[str]) -> int:
+    folders = [Path("reports") / n for n in names] or sorted(p.parent for p in Path("reports").glob("*/run.json"))
+    failed = 0
+    for folder in folders:
+        diff = differences(folder)
+        print(f"{folder}: {'identical' if not diff else f'{len(diff)} diff lines'}")
+        if diff:
+            failed += 1
+            print("\n".join(diff[:40]))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
