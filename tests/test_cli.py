@@ -134,8 +134,9 @@ def test_every_option_of_every_command_says_what_it_does():
 
 def test_list_names_the_activations():
     from bench import models
+    from bench.commands.listing import listing
 
-    text = cli.listing()
+    text = listing()
     line = next(line for line in text.splitlines() if line.startswith("activations"))
     assert all(name in line for name in models.ACTIVATIONS)
 

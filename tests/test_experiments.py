@@ -326,15 +326,18 @@ def test_set_overrides_any_field_and_short_flags_still_apply(study):
 def test_every_preset_is_a_shipped_file_that_show_prints_and_that_reads_back(name, capsys, tmp_path):
     assert cli.main(["show", name]) == 0
     shown = capsys.readouterr().out
-    assert shown == (presets.PRESET_FOLDER / f"{name}.toml").read_text()  # the file itself, comments and all
+    assert shown == presets.preset_file(name).read_text()  # the file itself, comments and all
     (tmp_path / "copy.toml").write_text(shown)
     assert experiment_file.load(tmp_path / "copy.toml") == presets.get(name)
     assert experiment_file.from_dict(tomllib.loads(experiment_file.dump(presets.get(name)))) == presets.get(name)
 
 
 def test_schoenholz_arms_use_the_sigma_b2_its_claims_assume():
+    from bench import reproductions
+
     arms = presets.get("schoenholz2017").initializers
-    assert arms and all(f"sigma_b2={presets.SCHOENHOLZ_SIGMA_B2})" in arm for arm in arms)
+    sigma_b2 = reproductions.claims("schoenholz2017").SIGMA_B2
+    assert arms and all(f"sigma_b2={sigma_b2})" in arm for arm in arms)
 
 
 REGRESSION_STUDY = """

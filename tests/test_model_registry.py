@@ -46,7 +46,9 @@ def test_a_kind_added_to_the_registry_is_built_named_and_checked(toy):
     assert isinstance(model, Linear) and models.describe(model, (4, 4, 1)) == "Linear 16-10"
     with pytest.raises(UserError, match="model 'linear' has no option 'depth' \\(its options: note\\)"):
         models.build("linear", (16,), 10, depth=3)
-    assert "linear" in bench.models.MODELS and "  linear" in __import__("bench.cli").cli.listing()
+    from bench.commands.listing import listing
+
+    assert "linear" in bench.models.MODELS and "  linear" in listing()
 
 
 def test_a_kind_added_to_the_registry_trains_in_an_experiment(toy):

@@ -6,10 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import cli, data, reproduce
+from bench import cli, data, reproductions
 from bench.experiments import presets
+from bench.reproductions.reproduction import epochs_to, reproduce
 
 GAUSS = "variance_scaling(distribution='normal')"
+saxe_claims = reproductions.get("saxe2013").evaluate
+postln_claims = reproductions.get("postln-init").evaluate
+mup_claims = reproductions.get("mup-transfer").evaluate
 
 
 def _saxe_results(epochs_to_threshold: dict) -> pd.DataFrame:
@@ -25,17 +29,17 @@ def _saxe_results(epochs_to_threshold: dict) -> pd.DataFrame:
 
 def test_epochs_to_threshold_by_hand():
     results = _saxe_results({("orthogonal", 2): 4, (GAUSS, 2): 20})
-    np.testing.assert_array_equal(reproduce._epochs_to(results, "digits-depth2", "orthogonal", "train_loss", 0.3), 4)
-    assert np.isinf(reproduce._epochs_to(results, "digits-depth2", GAUSS, "train_loss", 0.3)).all()  # never
+    np.testing.assert_array_equal(epochs_to(results, "digits-depth2", "orthogonal", "train_loss", 0.3), 4)
+    assert np.isinf(epochs_to(results, "digits-depth2", GAUSS, "train_loss", 0.3)).all()  # never
 
 
 def test_saxe_claims_follow_their_criteria():
     flat = {("orthogonal", d): 5 for d in (2, 8, 32)} | {(GAUSS, 2): 5, (GAUSS, 8): 8, (GAUSS, 32): 11}
-    held = reproduce._saxe2013(_saxe_results(flat), None)
+    held = saxe_claims(_saxe_results(flat), None)
     assert [f.held for f in held] == [True, True]
     faster = {("orthogonal", 2): 10, ("orthogonal", 8): 4, ("orthogonal", 32): 1,
               (GAUSS, 2): 10, (GAUSS, 8): 4, (GAUSS, 32): 1}
-    assert [f.held for f in reproduce._saxe2013(_saxe_results(faster), None)] == [False, False]
+    assert [f.held for f in saxe_claims(_saxe_results(faster), None)] == [False, False]
 
 
 @pytest.mark.slow  # a subprocess run or several: the second CI step
@@ -74,29 +78,31 @@ def _postln_losses(**changes) -> dict:
 
 
 def test_postln_claims_follow_their_criteria():
-    assert [f.held for f in reproduce._postln(_postln_results(_postln_losses()), None)] == [True] * 4
+    assert [f.held for f in postln_claims(_postln_results(_postln_losses()), None)] == [True] * 4
     # a diverged run counts as the uniform guess, ln 16 = 2.77: post-LN Xavier diverging at 1e-2 still "trains
     # poorly", while a T-Fixup run that diverges breaks its claim
     gone = _postln_results(_postln_losses(), diverged={("post-LN", "glorot_uniform", 0.01), ("no-LN", "t_fixup", 0.01)})
-    assert [f.held for f in reproduce._postln(gone, None)] == [True, True, True, False]
-    np.testing.assert_allclose(reproduce._test_losses(gone, "post-LN", "glorot_uniform", 0.01).iloc[0], np.log(16))
-    assert "(1 diverged)" in reproduce._postln(gone, None)[0].measured
+    assert [f.held for f in postln_claims(gone, None)] == [True, True, True, False]
+    np.testing.assert_allclose(reproductions.claims("postln-init").final_test_losses(
+        gone, "post-LN", "glorot_uniform", 0.01).iloc[0], np.log(16))
+    assert "(1 diverged)" in postln_claims(gone, None)[0].measured
     # each claim fails on its own when its criterion does
     fails = {0: {("post-LN", "glorot_uniform", 0.01): 2.45},  # the large rate no longer hurts post-LN Xavier
              1: {("pre-LN", "glorot_uniform", 0.01): 2.52},  # ... nor helps pre-LN
              2: {("post-LN", "deepnorm", 0.01): 2.6},  # DeepNorm is worse at the large rate than at the small
              3: {("no-LN", "t_fixup", 0.01): 2.2}}  # T-Fixup beats Xavier but is 0.1 nats behind pre-LN
     for claim, level in fails.items():
-        held = [f.held for f in reproduce._postln(_postln_results(_postln_losses(level=level)), None)]
+        held = [f.held for f in postln_claims(_postln_results(_postln_losses(level=level)), None)]
         assert held == [n != claim for n in range(4)], claim
 
 
 def test_postln_preset_matches_the_constants_its_claims_use():
+    POSTLN = reproductions.claims("postln-init")  # noqa: N806
     experiment = presets.get("postln-init")
-    assert experiment.grid.lr == (reproduce.POSTLN_LOW, reproduce.POSTLN_HIGH)
+    assert experiment.grid.lr == (POSTLN.POSTLN_LOW, POSTLN.POSTLN_HIGH)
     assert [t.name for t in experiment.tasks] == ["pre-LN", "post-LN", "no-LN"]
     assert {t.model_args["norm"] for t in experiment.tasks} == {"pre", "post", "none"}
-    assert {data.load(t.dataset).n_classes for t in experiment.tasks} == {reproduce.POSTLN_VOCAB}
+    assert {data.load(t.dataset).n_classes for t in experiment.tasks} == {POSTLN.POSTLN_VOCAB}
 
 
 def _transfer_results(optima: dict, noise=0.004) -> pd.DataFrame:
@@ -121,27 +127,28 @@ def test_mup_transfer_claims_follow_their_criteria():
              "transformer-sp-32": (-8.0, 2.5), "transformer-sp-64": (-9.0, 2.3), "transformer-sp-128": (-10.0, 2.2),
              "transformer-mup-32": (-8.0, 2.5), "transformer-mup-64": (-8.2, 2.2),
              "transformer-mup-128": (-7.9, 2.0)}
-    findings = reproduce._mup_transfer(_transfer_results(paper), None)
+    findings = mup_claims(_transfer_results(paper), None)
     assert [f.held for f in findings] == [True] * 6
     assert ["MLP" in f.claim for f in findings] == [True] * 3 + [False] * 3
     interval = re.search(r"width 1024: [0-9.e-]+ \[([0-9.e-]+), ([0-9.e-]+)\]", findings[0].measured)
     low, high = map(float, interval.groups())
     assert low < 2.0**-10 < high  # the optimum put there
     swapped = paper | {"sp-1024": (-6.0, 0.2), "mup-1024": (-9.0, 0.35)}  # SP transfers, muP does not, nor improves
-    assert [f.held for f in reproduce._mup_transfer(_transfer_results(swapped), None)] == [False] * 3 + [True] * 3
+    assert [f.held for f in mup_claims(_transfer_results(swapped), None)] == [False] * 3 + [True] * 3
     # each transformer claim fails on its own: SP stays, muP moves, the widest muP transformer is not the best
     for task, spec, claim in (("transformer-sp-128", (-8.1, 2.2), 3), ("transformer-mup-128", (-10.0, 2.0), 4),
                               ("transformer-mup-128", (-7.9, 2.3), 5)):
-        held = [f.held for f in reproduce._mup_transfer(_transfer_results(paper | {task: spec}), None)]
+        held = [f.held for f in mup_claims(_transfer_results(paper | {task: spec}), None)]
         assert held == [n != claim for n in range(6)], task
     # the widest SP model's optimum beyond the grid's smallest rate: its argmin sits on the edge, no verdict
     beyond = paper | {"sp-1024": (-17.0, 0.2)}
-    first = reproduce._mup_transfer(_transfer_results(beyond), None)[0]
+    first = mup_claims(_transfer_results(beyond), None)[0]
     assert not first.held and "(at the grid's edge)" in first.measured
 
 
 def test_mup_transfer_preset_pairs_every_width_under_both_parameterizations():
-    tasks = reproduce._transfer_tasks(pd.DataFrame({"dataset": [t.name for t in presets.get("mup-transfer").tasks]}))
+    names = pd.DataFrame({"dataset": [t.name for t in presets.get("mup-transfer").tasks]})
+    tasks = reproductions.claims("mup-transfer").transfer_tasks(names)
     assert sorted(tasks.values()) == sorted([(f"MLP {p}", w) for p in ("mup", "sp") for w in (64, 256, 1024)]
                                             + [(f"transformer {p}", w) for p in ("mup", "sp") for w in (32, 64, 128)])
     assert {t.model: t.model_args["base_width"] for t in presets.get("mup-transfer").tasks} == {
@@ -167,3 +174,44 @@ def test_claims_are_checked_again_on_the_committed_runs_without_training(tmp_pat
     assert cli.main(["reproduce", "saxe2013", "--from-results", "--out", str(folder)]) == 2
     assert "holds a run of 'he2015-depth', not 'saxe2013'" in capsys.readouterr().err
     assert cli.main(["reproduce", "saxe2013", "--from-results", "--out", str(tmp_path / "none")]) == 2
+
+
+TOY_CLAIMS = """
+import numpy as np
+from bench.reproductions.reproduction import Finding, ci, final_values
+
+PAPER = "Toy & Example 2026, A claim about zeros"
+NEEDS_DIAGNOSIS = False
+
+
+def evaluate(results, diagnosis):
+    zeros = final_values(results, "digits", "zeros", "test_accuracy")
+    he = final_values(results, "digits", "he_normal", "test_accuracy")
+    return [Finding("He init beats zeros.", f"zeros {ci(zeros)}, he_normal {ci(he)}", "mean of he_normal above",
+                    bool(np.mean(he) > np.mean(zeros)))]
+"""
+
+
+def test_a_new_reproduction_is_one_folder(tmp_path):
+    """A folder with experiment.toml, claims.py and notes.md is found by name and checked on its runs."""
+    folder = tmp_path / "reproductions" / "toy_claim"
+    folder.mkdir(parents=True)
+    (folder / "experiment.toml").write_text(
+        'name = "toy-claim"\ndescription = "zeros against He"\ninitializers = ["zeros", "he_normal"]\nseeds = 3\n'
+        '[train]\nepochs = 2\n[[tasks]]\ndata = "digits"\nmodel = "mlp"\nhidden = [16]\n')
+    (folder / "claims.py").write_text(TOY_CLAIMS)
+    (folder / "notes.md").write_text("Smaller than the paper.\n")
+    root = tmp_path / "reproductions"
+    assert reproductions.names(root) == ["toy-claim"]
+    toy = reproductions.get("toy-claim", root)
+
+    def run(experiment, out):  # what `bench reproduce` passes: train and report
+        from bench.experiments.runner import run_experiment
+
+        return run_experiment(experiment, out, progress=False)
+
+    findings, files = reproduce(toy, tmp_path / "out", run, "test")
+    assert [f.held for f in findings] == [True]
+    text = (tmp_path / "out" / "reproduction.md").read_text()
+    assert text.startswith("# Reproduction: Toy & Example 2026") and "## Notes\n\nSmaller than the paper." in text
+    assert "**1 of 1 claims held here.**" in text and tmp_path / "out" / "reproduction.md" in files

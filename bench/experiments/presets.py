@@ -1,5 +1,6 @@
-"""The presets: experiment files shipped with the package (``bench/experiments/NAME.toml``, read by
-``bench.experiments.experiment_file`` into a :class:`bench.experiments.spec.Experiment`); ``python -m bench show
+"""The presets: experiment files shipped with the package: ``bench/experiments/NAME.toml``, and each paper
+reproduction's ``bench/reproductions/FOLDER/experiment.toml`` (named as its folder with ``-`` for ``_``), read by
+``bench.experiments.experiment_file`` into a :class:`bench.experiments.spec.Experiment`; ``python -m bench show
 NAME`` prints one to copy, ``python -m bench list`` lists them.
 """
 
@@ -25,12 +26,20 @@ from bench.experiments.spec import (  # noqa: F401 (the spec's names, where earl
 )
 
 PRESET_FOLDER = Path(__file__).parent  # the presets: experiment files shipped with the package
-SCHOENHOLZ_SIGMA_B2 = 0.05  # sigma_b^2 of every arm of schoenholz2017.toml (its reproduction's claims use it)
+REPRODUCTIONS_FOLDER = PRESET_FOLDER.parent / "reproductions"  # and each reproduction's experiment, by its folder
+
+
+@functools.cache
+def preset_files() -> dict[str, Path]:
+    """Preset name -> its experiment file, sorted by name."""
+    files = {path.stem: path for path in PRESET_FOLDER.glob("*.toml")}
+    files.update({path.parent.name.replace("_", "-"): path for path in REPRODUCTIONS_FOLDER.glob("*/experiment.toml")})
+    return dict(sorted(files.items()))
 
 
 @functools.cache
 def _presets() -> dict[str, Experiment]:
-    return {path.stem: experiment_file.load(path) for path in sorted(PRESET_FOLDER.glob("*.toml"))}
+    return {name: experiment_file.load(path) for name, path in preset_files().items()}
 
 
 def names() -> list[str]:
@@ -60,7 +69,7 @@ def shipped(experiment_name: str) -> dict | None:
 def preset_file(name: str) -> Path:
     """The experiment file of a preset (``python -m bench show NAME`` prints it)."""
     get(name)
-    return PRESET_FOLDER / f"{name}.toml"
+    return preset_files()[name]
 
 
 def is_experiment_file(name) -> bool:
