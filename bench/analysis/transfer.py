@@ -20,8 +20,8 @@ rate by default: the interval-inclusion form of an equivalence test, asked first
 moves by less than the tolerance is not called moving), ``moves`` when its interval excludes 0,
 ``inconclusive`` otherwise; none when the narrowest or widest model's best rate is an end of the
 grid (the optimum may lie beyond it). The coverage of the intervals and the error rates of the
-verdicts are measured on simulated curves, symmetric and asymmetric, in ``tests/test_transfer.py``
-and ``tests/test_error_rates.py``.
+verdicts are measured on simulated curves, symmetric and asymmetric, in ``tests/analysis/test_transfer.py``
+and ``tests/analysis/test_error_rates.py``.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def interval(samples: np.ndarray, n_seeds: int, level: float = 0.95) -> tuple[fl
     """The expanded percentile interval of bootstrap samples (Hesterberg 2015): the quantiles at
     ``Phi(sqrt(n / (n - 1)) t_{n-1, tail})`` rather than at ``tail``, which corrects the plain percentile
     interval's narrowness with few seeds (plain: 90% coverage at 8 seeds on simulated curves, 82% at 4;
-    expanded: 94-96% from 8 seeds on, ``tests/test_transfer.py``)."""
+    expanded: 94-96% from 8 seeds on, ``tests/analysis/test_transfer.py``)."""
     if n_seeds < 2:
         raise ValueError(f"an interval needs at least 2 seeds, got {n_seeds}")
     tail = distributions.norm.cdf(np.sqrt(n_seeds / (n_seeds - 1)) * distributions.t.ppf((1 - level) / 2, n_seeds - 1))

@@ -14,7 +14,7 @@ rate, weight decay, ... combination) with the same seeds. Its final metrics form
    best cell's mean, :func:`best_cell_interval`), and simultaneous intervals of all
    pairwise differences of tuned initializers (max-T over the bootstrap, with Student-t
    small-sample scaling), from which Hsu's verdicts follow as in ``bench.analysis.verdicts``. Their coverage and
-   error rates are measured by simulation in ``tests/test_tuning.py``.
+   error rates are measured by simulation in ``tests/analysis/test_tuning.py``.
 2. **Sensitivity.** Along the grid's first factor (the learning rate when it is one),
    each initializer's mean test metric per value (other factors tuned on validation
    per value), with Student t bands; the best value's interval from the bootstrap

@@ -294,7 +294,7 @@ def test_transfer_within_the_tolerance_stays_and_a_4x_move_is_found():
 def test_the_rank_tests_family_wise_error_over_few_tasks(n_tasks):
     """Equal initializers over few tasks, each task's ranks a uniform permutation: the exact Friedman test and the
     critical difference reject at most 5% (the chi-square approximation gave p = 0.154 for an exact 0.098 at two
-    tasks). ``rank_test`` reaches this function from a results table (tests/test_aggregate.py)."""
+    tasks). ``rank_test`` reaches this function from a results table (tests/analysis/test_aggregate.py)."""
     rng = np.random.default_rng(n_tasks)
     k = 5
     friedman = pairs = 0

@@ -16,7 +16,7 @@ from bench.experiments import experiment_file, presets
 from bench.training import recipes
 from bench.training.grid import Grid, arm_name, parse_values
 from bench.training.train import TrainConfig, initial_state, run_keys, train_task
-from tests.test_train import _count_compiles
+from tests.helpers import count_compiles
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_the_grid_compiles_as_often_as_one_value(digits):
         return lambda: _train(digits, Grid.of(lr=values, momentum=[0.8]), config=TrainConfig("sgd", 1e-3, 64, 1))
 
     run([0.011])()  # the task's programs and the small eager helpers
-    one, many = _count_compiles(run([0.012])), _count_compiles(run([0.013, 0.014, 0.015, 0.016, 0.017]))
+    one, many = count_compiles(run([0.012])), count_compiles(run([0.013, 0.014, 0.015, 0.016, 0.017]))
     assert (one, many) == (0, 3)
 
 

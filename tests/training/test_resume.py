@@ -20,7 +20,7 @@ from bench.experiments.presets import get, smoke
 from bench.experiments.runner import run_experiment
 from bench.training import memory, resume
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # 2 tasks x 2 chunks of 1 seed x 8 initializers, 3 epochs, a checkpoint after every epoch
 ARGS = ["run", "default", "--smoke", "--epochs", "3", "--chunk", "1", "--checkpoint-every", "0", "--no-progress"]
 

@@ -28,7 +28,7 @@ from bench.reporting.analysed import analyse, settings_of
 from bench.reporting.files import load, read_record
 from initjax import spec
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 SMOKE = ["run", "default", "--smoke", "--datasets", "synthetic", "--initializers", "he_normal,zeros", "--seeds", "3",
          "--no-progress"]
 

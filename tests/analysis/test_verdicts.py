@@ -1,5 +1,6 @@
 """Verdicts from the simultaneous intervals: Hsu's MCB by hand, the effect size's interval, what the verdicts say
-on clear cases, ties and failures. (The intervals: tests/test_maxt.py; error rates: tests/test_error_rates.py.)"""
+on clear cases, ties and failures. (The intervals: tests/analysis/test_maxt.py; error rates:
+tests/analysis/test_error_rates.py.)"""
 
 import numpy as np
 import pandas as pd

@@ -29,8 +29,9 @@ from bench.training.train import (
     run_keys,
     train_task,
 )
+from tests.helpers import count_compiles
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _train(dataset, names, seeds, config, model=None, chunk=None):
@@ -239,30 +240,6 @@ def test_bad_training_config_is_a_user_error(digits, config, message):
 
 # The duration event jax records for every compilation request (documented with jax.monitoring; stable since 0.4.),
 # and the event of a request served by the persistent compilation cache (not compiled)
-BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
-
-
-def _count_compiles(fn) -> int:
-    """Number of XLA compilations while ``fn`` runs (requests less those the persistent cache served)."""
-    from jax import monitoring
-
-    events = []
-
-    def listener(event, *args, **kwargs):
-        if event in (BACKEND_COMPILE_EVENT, CACHE_HIT_EVENT):
-            events.append(event)
-
-    monitoring.register_event_duration_secs_listener(listener)
-    monitoring.register_event_listener(listener)
-    try:
-        fn()
-    finally:
-        monitoring.unregister_event_duration_listener(listener)
-        monitoring.unregister_event_listener(listener)
-    return events.count(BACKEND_COMPILE_EVENT) - events.count(CACHE_HIT_EVENT)
-
-
 def test_a_task_compiles_four_programs_whatever_its_epochs_and_chunks(digits):
     """Start (initialization), epoch orders, the training steps, and the evaluation (+ outcomes, of epoch 0 as of
     every epoch's end): 4 a task. Epochs and chunks reuse them; a new learning rate changes only the training
@@ -274,11 +251,11 @@ def test_a_task_compiles_four_programs_whatever_its_epochs_and_chunks(digits):
 
     run(1, 0.0111)()  # compiles the small eager helpers once
     run(1, 0.0112, chunk=1)()
-    one, four = _count_compiles(run(1, 0.0123)), _count_compiles(run(4, 0.0234))
-    chunked = _count_compiles(run(4, 0.0345, chunk=1))
+    one, four = count_compiles(run(1, 0.0123)), count_compiles(run(4, 0.0234))
+    chunked = count_compiles(run(4, 0.0345, chunk=1))
     assert one == four == chunked == 1, (one, four, chunked)
-    assert _count_compiles(run(2, 0.0456, hidden=(17,))) == 3  # a new model: start, steps, evaluation (same orders)
-    assert _count_compiles(run(2, 0.0456, hidden=(17,))) == 0  # the same task again: nothing new
+    assert count_compiles(run(2, 0.0456, hidden=(17,))) == 3  # a new model: start, steps, evaluation (same orders)
+    assert count_compiles(run(2, 0.0456, hidden=(17,))) == 0  # the same task again: nothing new
 
 
 def test_a_second_process_compiles_nothing(tmp_path):
@@ -289,9 +266,9 @@ import initjax
 from bench import models
 from bench.data import datasets
 from bench.training.train import TrainConfig, train_task
-from tests.test_train import _count_compiles
+from tests.helpers import count_compiles
 data, model, inits = datasets.load("digits"), models.mlp_for(64, 10, (16,)), {"he_normal": initjax.get("he_normal")}
-print(_count_compiles(lambda: train_task(data, model, inits, [0, 1], TrainConfig("adam", 1e-3, 64, 1), progress=False)))
+print(count_compiles(lambda: train_task(data, model, inits, [0, 1], TrainConfig("adam", 1e-3, 64, 1), progress=False)))
 """
     env = {**os.environ, "INITJAX_CACHE": str(tmp_path), "JAX_PLATFORMS": "cpu"}
     env.pop("JAX_COMPILATION_CACHE_DIR", None)

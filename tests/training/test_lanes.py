@@ -21,7 +21,7 @@ from bench.errors import UserError
 from bench.reporting import drawing
 from bench.training.lanes import Stopped, WallShares, side_by_side
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_two_lanes_run_at_once_and_give_the_results_in_item_order():

@@ -12,7 +12,7 @@ import bench
 import initjax
 from bench import cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args, cwd=REPO):

@@ -15,7 +15,7 @@ from bench import cli, models
 from bench.data import datasets, readers
 from bench.errors import UserError
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"
+MNIST_DIR = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "mnist"
 needs_mnist = pytest.mark.skipif(not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(),
                                  reason=f"real MNIST IDX files not found in {MNIST_DIR}")
 

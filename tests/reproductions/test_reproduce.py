@@ -161,7 +161,7 @@ def test_claims_are_checked_again_on_the_committed_runs_without_training(tmp_pat
     import shutil
     from pathlib import Path
 
-    committed = Path(__file__).parents[1] / "reports" / "he2015-depth"
+    committed = Path(__file__).parents[2] / "reports" / "he2015-depth"
     folder = tmp_path / "he"
     shutil.copytree(committed, folder)
     (folder / "reproduction.md").unlink()

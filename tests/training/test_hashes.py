@@ -9,7 +9,7 @@ import initjax
 from bench import models
 from bench.training import hashes, train
 from initjax import registry, rules
-from tests.test_dedupe import _count
+from tests.helpers import count_primitive
 
 
 def _hash_count(fn, *args) -> int:
@@ -47,7 +47,7 @@ def test_the_hashes_of_one_depth_become_one():
     assert _hash_count(three, key) == 8
     batched = hashes.batched_hashes(three)
     closed = jax.make_jaxpr(batched)(key)
-    assert _count(closed.jaxpr, "threefry2x32") == 4 and _count(closed.jaxpr, "random_bits") == 0
+    assert count_primitive(closed.jaxpr, "threefry2x32") == 4 and count_primitive(closed.jaxpr, "random_bits") == 0
     for a, b in zip(jax.tree.leaves(jax.jit(three)(key)), jax.tree.leaves(jax.jit(batched)(key))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -66,7 +66,7 @@ def test_batched_keys_splits_broadcast_folds_and_other_generators_keep_their_bit
     batched = jax.jit(hashes.batched_hashes(keys_of_all_kinds))(*args)
     for a, b in zip(plain, batched):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert _count(jax.make_jaxpr(hashes.batched_hashes(keys_of_all_kinds))(*args).jaxpr, "threefry2x32") < \
+    assert count_primitive(jax.make_jaxpr(hashes.batched_hashes(keys_of_all_kinds))(*args).jaxpr, "threefry2x32") < \
         _hash_count(keys_of_all_kinds, *args)
 
 
@@ -97,7 +97,7 @@ def test_a_function_with_effects_is_traced_as_it_is():
     plain = jax.jit(noisy)(key)
     batched = jax.block_until_ready(jax.jit(hashes.batched_hashes(noisy))(key))
     assert seen == [4, 4]
-    assert _count(jax.make_jaxpr(hashes.batched_hashes(noisy))(key).jaxpr, "threefry2x32") == 4  # none batched
+    assert count_primitive(jax.make_jaxpr(hashes.batched_hashes(noisy))(key).jaxpr, "threefry2x32") == 4  # none batched
     for a, b in zip(plain, batched):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 

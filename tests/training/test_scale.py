@@ -21,7 +21,7 @@ from bench.training import memory
 from bench.training.step import RunState
 from bench.training.train import OPTIMIZERS, TrainConfig, make_train_epoch, train_task
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NUMERIC = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]
 
 
@@ -165,7 +165,7 @@ def test_a_planned_chunk_stays_under_its_budget_as_measured():
                           "estimate": result.plan.estimate}))
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, cwd=Path(__file__).resolve().parents[1])
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-2000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got["chunks"] > 1, got  # the plan binds
@@ -288,7 +288,7 @@ def test_peak_memory_of_a_child_process_is_its_own():
     big = np.ones(400 * 2**20 // 8)  # the parent grows by 400 MiB
     code = "from bench.training import memory; print(memory.peak_rss_bytes())"
     child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                               cwd=Path(__file__).resolve().parents[1]).stdout)
+                               cwd=Path(__file__).resolve().parents[2]).stdout)
     assert child < memory.peak_rss_bytes() - 300 * 2**20 and big[-1] == 1.0
 
 

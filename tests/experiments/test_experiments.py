@@ -21,7 +21,7 @@ from bench.training import recipes, resume
 from bench.training.train import TrainConfig, check_on_model, init_params, train_task
 from initjax import rules
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class TwoLayer(nn.Module):

@@ -1,6 +1,6 @@
 """The max-T machinery: its statistics are scipy's, its critical value is Student t's where it must be, ties are
 floored at the data's resolution, variance that seeds do not average away widens it by its own degrees of freedom,
-and the trimmed statistic is Yuen's. (Its error rates by simulation: tests/test_error_rates.py.)"""
+and the trimmed statistic is Yuen's. (Its error rates by simulation: tests/analysis/test_error_rates.py.)"""
 
 import numpy as np
 import pytest

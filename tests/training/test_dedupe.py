@@ -9,16 +9,7 @@ import initjax
 from bench import models
 from bench.training import dedupe, hashes, train
 from initjax import registry
-
-
-def _count(jaxpr, name: str) -> int:
-    """Equations of primitive ``name`` in ``jaxpr`` and every jaxpr nested in it."""
-    total = 0
-    for eqn in jaxpr.eqns:
-        total += eqn.primitive.name == name
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            total += _count(sub, name)
-    return total
+from tests.helpers import count_primitive
 
 
 def _draw_all(key, shape=(12, 16)):
@@ -44,8 +35,8 @@ def test_shared_draws_are_bound_once_and_distinct_draws_stay():
                 initjax.get("he_normal")(other, (20, 64), jnp.float32))  # another key: a draw of its own
 
     key = jax.random.key(0)
-    assert _count(jax.make_jaxpr(arms)(key).jaxpr, "random_bits") == 4
-    assert _count(jax.make_jaxpr(dedupe.deduplicated(arms))(key).jaxpr, "random_bits") == 2
+    assert count_primitive(jax.make_jaxpr(arms)(key).jaxpr, "random_bits") == 4
+    assert count_primitive(jax.make_jaxpr(dedupe.deduplicated(arms))(key).jaxpr, "random_bits") == 2
     a, b, c, d = jax.jit(dedupe.deduplicated(arms))(key)
     he_over_glorot = np.sqrt((2 / 20) / (2 / 84))  # one draw, scaled by the ratio of the two standard deviations
     np.testing.assert_allclose(np.asarray(b) / np.asarray(a), he_over_glorot, rtol=1e-5)
