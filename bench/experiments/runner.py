@@ -32,8 +32,9 @@ from bench.reporting.files import load
 from bench.reporting.record import RunRecord, environment
 from bench.store import exclusive, staged, write_atomic
 from bench.training import devices, memory, resume
+from bench.training.objective import loss_spec
 from bench.training.runs import RunIndex
-from bench.training.train import check_plan, loss_spec, train_task
+from bench.training.train import check_plan, train_task
 
 
 @dataclasses.dataclass

@@ -45,7 +45,7 @@ from bench import data as datasets
 from bench import models
 from bench.errors import UserError, unknown
 from bench.models import losses
-from bench.training import parameterized, recipes, train
+from bench.training import initialization, objective, parameterized, programs, recipes, seeding
 from initjax import parameterization as param
 
 WIDTHS = (64, 128, 256, 512, 1024, 2048)
@@ -162,15 +162,15 @@ def measure(setup: Setup, data: datasets.Dataset, parameterization: str, width: 
     model = _build(setup, data, parameterization, width)
     x_all, y_all = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     probe = x_all[:PROBE]
-    init_keys, data_keys = train.run_keys(0, data.name, list(range(setup.seeds)))
-    params = jax.tree.map(lambda leaf: leaf[0], train.init_params(
+    init_keys, data_keys = seeding.run_keys(0, data.name, list(range(setup.seeds)))
+    params = jax.tree.map(lambda leaf: leaf[0], initialization.init_params(
         model, [initjax.get("lecun_normal")], init_keys, data.input_shape))  # (seeds, ...)
     base = recipes.build(setup.optimizer, setup.lr, total_steps=setup.steps)
     optimizer = parameterized.optimizer(base, model, data.input_shape, setup.optimizer)
-    loss = losses.get(train.loss_spec(model, None))
+    loss = losses.get(objective.loss_spec(model, None))
 
     def one_seed(params, data_key):
-        order = train.epoch_order(data_key, 0, len(x_all), setup.steps * setup.batch_size)
+        order = programs.epoch_order(data_key, 0, len(x_all), setup.steps * setup.batch_size)
         batches = order.reshape(setup.steps, setup.batch_size)
 
         def step(carry, idx):

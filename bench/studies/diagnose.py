@@ -35,7 +35,9 @@ from bench.reporting.figures import plt, save
 from bench.store import path_name, write_atomic
 from bench.studies import early_steps
 from bench.training import parameterized, step
-from bench.training.train import check_on_model, init_params, loss_spec, run_keys
+from bench.training.initialization import check_on_model, init_params
+from bench.training.objective import loss_spec
+from bench.training.seeding import run_keys
 from initjax import diagnostics
 
 BATCH = 512  # examples the statistics are measured on

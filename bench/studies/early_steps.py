@@ -31,7 +31,8 @@ import pandas as pd
 
 from bench.models.transformer import Transformer
 from bench.training import step
-from bench.training.train import epoch_orders, initial_state
+from bench.training.initialization import initial_state
+from bench.training.programs import epoch_orders
 
 STEPS = 32  # optimizer steps traced after initialization
 PROBE = 64  # training sequences the statistics are measured on

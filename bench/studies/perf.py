@@ -46,8 +46,11 @@ import initjax
 from bench import models
 from bench.training import memory
 from bench.training.lanes import side_by_side
+from bench.training.objective import loss_and_accuracy
+from bench.training.programs import epoch_order, make_train_epoch
+from bench.training.seeding import run_keys
 from bench.training.step import RunState
-from bench.training.train import OPTIMIZERS, epoch_order, loss_and_accuracy, make_train_epoch, run_keys
+from bench.training.train import OPTIMIZERS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,7 +320,7 @@ def grid_setup(workload: Workload, n_inits: int = 8, lrs: tuple[float, ...] = (1
     (``bench.training.grid``), one program for all."""
     from bench.training import recipes
     from bench.training.grid import Grid
-    from bench.training.train import set_hyperparameters
+    from bench.training.initialization import set_hyperparameters
 
     base = setup(workload, n_inits * n_seeds)  # data, model, parameter shapes
     optimizer = recipes.build(workload.optimizer, workload.lr, injected=("lr",))

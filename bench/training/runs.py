@@ -2,8 +2,8 @@
 
 A task trains ``seeds x data_orders`` runs of each arm. Run ``r`` crosses init seed ``r // K`` with data order
 ``r % K`` (``K = data_orders``); with one data order (the default) run ``s`` is seed ``s``, and its data order
-comes from that seed too (``bench.training.train.run_keys``). The trainer keys and checkpoints runs by number; the
-results table says each run's ``seed`` and, where orders are crossed, its ``data_seed``
+comes from that seed too (``bench.training.seeding.run_keys``). The trainer keys and checkpoints runs by number;
+the results table says each run's ``seed`` and, where orders are crossed, its ``data_seed``
 (``bench.analysis.crossed``).
 """
 

@@ -9,7 +9,8 @@ import pytest
 from bench import cli, models
 from bench.analysis import crossed, stats
 from bench.data import datasets
-from bench.training.train import TrainConfig, run_keys, train_task
+from bench.training.seeding import run_keys
+from bench.training.train import TrainConfig, train_task
 from initjax import get
 
 

@@ -52,7 +52,7 @@ def no_training(monkeypatch, tmp_path):
     (tmp_path / "fuzz_user_inits.py").write_text(USER_INITS)
     (tmp_path / "fuzz_broken_inits.py").write_text("raise RuntimeError('broken on purpose')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(train, "_compile_programs", _accept)  # the first step that costs time
+    monkeypatch.setattr(train, "compile_programs", _accept)  # the first step that costs time
     monkeypatch.setattr(perf, "measure", _accept)
     monkeypatch.setattr(perf, "measure_grid", _accept)
     monkeypatch.setattr(perf, "matmul_peak", lambda: 1.0)

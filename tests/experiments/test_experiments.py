@@ -18,7 +18,8 @@ from bench.errors import UserError
 from bench.experiments import experiment_file, presets
 from bench.models import losses
 from bench.training import recipes, resume
-from bench.training.train import TrainConfig, check_on_model, init_params, train_task
+from bench.training.initialization import check_on_model, init_params
+from bench.training.train import TrainConfig, train_task
 from initjax import rules
 
 REPO = Path(__file__).resolve().parents[2]

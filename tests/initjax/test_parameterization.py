@@ -10,7 +10,8 @@ import pytest
 import initjax
 from bench import models
 from bench.errors import UserError
-from bench.training import parameterized, train
+from bench.training import parameterized, seeding
+from bench.training.initialization import init_params
 from initjax import parameterization as param
 
 BASE = 16
@@ -73,8 +74,8 @@ def test_factors_give_the_papers_tables(width):
 
 def test_mup_draw_has_the_readout_variance_of_the_table():
     model = _mlp(1024, "mup", n_out=64)
-    keys, _ = train.run_keys(0, "t", [0])
-    params = train.init_params(model, [initjax.get("lecun_normal")], keys, (10,))
+    keys, _ = seeding.run_keys(0, "t", [0])
+    params = init_params(model, [initjax.get("lecun_normal")], keys, (10,))
     readout = np.asarray(params["Dense_2"]["kernel"][0, 0], np.float64)
     hidden = np.asarray(params["Dense_1"]["kernel"][0, 0], np.float64)
     # 65,536 entries: the variance estimate is within 2% with overwhelming probability
@@ -105,8 +106,8 @@ def test_folded_ntk_trains_like_the_explicit_multipliers(optimizer):
     forward multipliers with the paper's learning rates take (Adam: up to its epsilon)."""
     width, lr, steps = 64, 0.05 if optimizer == "sgd" else 1e-2, 4
     model = _mlp(width, "ntk")
-    keys, _ = train.run_keys(0, "t", [0])
-    folded = jax.tree.map(lambda leaf: leaf[0, 0], train.init_params(model, [initjax.get("lecun_normal")], keys,
+    keys, _ = seeding.run_keys(0, "t", [0])
+    folded = jax.tree.map(lambda leaf: leaf[0, 0], init_params(model, [initjax.get("lecun_normal")], keys,
                                                                      (10,)))
     roles = parameterized.roles(model, (10,))
     mult = {layer: roles[layer]["kernel"][1] ** -param.NTK.scaling(roles[layer]["kernel"][0]).multiplier
@@ -211,8 +212,8 @@ def test_the_model_name_says_its_parameterization():
 def test_scaled_optimizer_keeps_a_grids_injected_state():
     """A grid's learning rates live in the optimizer's state; the learning-rate factors must not hide them."""
     model = _mlp(64, "mup")
-    params = jax.tree.map(lambda leaf: leaf[0, 0], train.init_params(model, [initjax.get("lecun_normal")],
-                                                                     train.run_keys(0, "t", [0])[0], (10,)))
+    params = jax.tree.map(lambda leaf: leaf[0, 0], init_params(model, [initjax.get("lecun_normal")],
+                                                                     seeding.run_keys(0, "t", [0])[0], (10,)))
     injected = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
     scaled = parameterized.optimizer(injected, model, (10,), "sgd")
     state = scaled.init(params)
@@ -281,8 +282,8 @@ def test_folded_depth_mup_trains_like_explicit_branch_multipliers(optimizer):
     the branches' last layers, takes the same steps as the explicit multiplier (Adam: up to its epsilon)."""
     depth, lr, steps = 8, 0.05 if optimizer == "sgd" else 1e-2, 4
     model, a = _resmlp(BASE, depth, "depth_mup"), (depth / 2) ** -0.5
-    keys, _ = train.run_keys(0, "t", [0])
-    folded = jax.tree.map(lambda leaf: leaf[0, 0], train.init_params(model, [initjax.get("lecun_normal")], keys,
+    keys, _ = seeding.run_keys(0, "t", [0])
+    folded = jax.tree.map(lambda leaf: leaf[0, 0], init_params(model, [initjax.get("lecun_normal")], keys,
                                                                      (10,)))
     folded["block_1"]["b3"] = jnp.float32(0.3)  # a stream bias away from 0, so its folding is exercised too
     drawn = jax.tree.map(lambda v: v, folded)
@@ -316,11 +317,11 @@ def test_depth_mup_keeps_the_residual_stream_at_its_scale_as_blocks_are_added():
     """At init each block adds a branch of variance ~Var(h)/4 (two LeCun-drawn ReLU layers): unscaled, the stream's
     variance grows as 1.25^L (RMS x4.8 from 2 to 16 blocks); times 1/sqrt(L/2), as (1 + 1/(2L))^L (RMS x1.02)."""
     x = jax.random.normal(jax.random.key(3), (256, 64))
-    keys, _ = train.run_keys(0, "t", [0])
+    keys, _ = seeding.run_keys(0, "t", [0])
 
     def stream_rms(name, depth):
         model = _resmlp(256, depth, name, n_in=64)
-        params = jax.tree.map(lambda leaf: leaf[0, 0], train.init_params(model, [initjax.get("lecun_normal")], keys,
+        params = jax.tree.map(lambda leaf: leaf[0, 0], init_params(model, [initjax.get("lecun_normal")], keys,
                                                                          (64,)))
         _, state = model.apply({"params": params}, x, capture_intermediates=True)
         h = state["intermediates"][f"block_{depth - 1}"]["__call__"][0]

@@ -7,7 +7,8 @@ import pytest
 
 import initjax
 from bench import models
-from bench.training.train import init_params, run_keys
+from bench.training.initialization import init_params
+from bench.training.seeding import run_keys
 from initjax import diagnostics, schemes
 
 

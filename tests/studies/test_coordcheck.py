@@ -8,7 +8,7 @@ import pytest
 import initjax
 from bench import cli, data, models
 from bench.studies import coordcheck
-from bench.training import train
+from bench.training import initialization, seeding
 
 WIDTHS = (64, 256, 1024)
 
@@ -27,9 +27,9 @@ def test_step_zero_is_the_drawn_network_measured_by_hand(adam):
     setup, table = adam
     d = data.load(setup.dataset)
     model = models.build("mlp", d.input_shape, d.n_classes, (64, 64), "relu", parameterization="mup", base_width=64)
-    keys, _ = train.run_keys(0, d.name, [0, 1])
+    keys, _ = seeding.run_keys(0, d.name, [0, 1])
     params = jax.tree.map(lambda leaf: np.asarray(leaf[0, 1], np.float64),
-                          train.init_params(model, [initjax.get("lecun_normal")], keys, d.input_shape))
+                          initialization.init_params(model, [initjax.get("lecun_normal")], keys, d.input_shape))
     h = d.x_train[:coordcheck.PROBE].astype(np.float64)
     expected = []
     for i in range(3):

@@ -11,7 +11,8 @@ import initjax
 from bench import data, models
 from bench.models import losses
 from bench.studies import early_steps
-from bench.training import train
+from bench.training import programs, seeding
+from bench.training.initialization import init_params
 
 ARMS = ("gpt2", "zero_residual", "mup_zero")
 
@@ -25,7 +26,7 @@ def task():
 
 def _trace(task, arms, seeds, steps=2):
     d, model, x, y = task
-    init_keys, data_keys = train.run_keys(0, d.name, seeds)
+    init_keys, data_keys = seeding.run_keys(0, d.name, seeds)
     optimizer = optax.adam(3e-3)
     traced = early_steps.trace(model, optimizer, losses.get("next_token_cross_entropy"),
                                [initjax.get(a) for a in arms], init_keys, data_keys, x, y, 16, steps)
@@ -45,7 +46,7 @@ def test_statistics_at_init_match_numpy_from_the_parameters(task, batch):
     d, model, x, _ = task
     traced, init_keys, _, _ = batch
     params = jax.tree.map(lambda leaf: np.asarray(leaf[0, 1], np.float64),  # gpt2, seed 1
-                          train.init_params(model, [initjax.get("gpt2")], init_keys, d.input_shape, x))
+                          init_params(model, [initjax.get("gpt2")], init_keys, d.input_shape, x))
     tokens = np.asarray(x[:early_steps.PROBE], int)
     h = params["embed"]["embedding"][tokens] + params["position"]["embedding"][None]
     np.testing.assert_allclose(traced["residual_rms"][0, 0, 1, 0], np.sqrt(np.mean(h**2)), rtol=1e-5)
@@ -72,8 +73,8 @@ def test_first_step_is_the_runs_own_update_and_a_run_alone_matches_the_batch(tas
     d, model, x, y = task
     traced, init_keys, data_keys, optimizer = batch
     params = jax.tree.map(lambda leaf: leaf[1, 0],  # zero_residual, seed 0
-                          train.init_params(model, [initjax.get(a) for a in ARMS], init_keys, d.input_shape, x))
-    first = train.epoch_order(data_keys[0], 0, len(x), 64)[:16]  # the seed's first minibatch of epoch 0
+                          init_params(model, [initjax.get(a) for a in ARMS], init_keys, d.input_shape, x))
+    first = programs.epoch_order(data_keys[0], 0, len(x), 64)[:16]  # the seed's first minibatch of epoch 0
     loss = losses.get("next_token_cross_entropy")
 
     @jax.jit  # one program, not hundreds of dispatched operations
@@ -110,8 +111,8 @@ def test_diagnose_uses_the_next_token_loss_and_traces_a_transformer_instead_of_i
     # / d logits = (softmax - one hot) / (counted positions * batch), times the batch for a per-example gradient
     ds = data.load(spec)
     model = models.build("transformer", (8,), 6, (16,), "gelu", heads=2)
-    init_keys, _ = train.run_keys(0, ds.name, [0])
-    params = jax.tree.map(lambda leaf: leaf[0, 0], train.init_params(model, [initjax.get("gpt2")], init_keys,
+    init_keys, _ = seeding.run_keys(0, ds.name, [0])
+    params = jax.tree.map(lambda leaf: leaf[0, 0], init_params(model, [initjax.get("gpt2")], init_keys,
                                                                      ds.input_shape, jnp.asarray(ds.x_train)))
     x, y = ds.x_train[:diagnose.BATCH], ds.y_train[:diagnose.BATCH]
     logits = np.asarray(model.apply({"params": params}, jnp.asarray(x)), np.float64)

@@ -7,7 +7,7 @@ import numpy as np
 
 import initjax
 from bench import models
-from bench.training import dedupe, hashes, train
+from bench.training import dedupe, hashes, initialization, seeding
 from initjax import registry
 from tests.helpers import count_primitive
 
@@ -69,11 +69,11 @@ def test_init_params_are_those_of_the_plain_program(monkeypatch):
     names = ["zeros", "random_normal", "glorot_normal", "glorot_uniform", "he_normal", "lecun_normal", "orthogonal",
              "torch_default"]
     arms = [initjax.get(name) for name in names + SCHEMES]
-    keys, _ = train.run_keys(0, "dedupe", [0, 1, 2])
-    once = jax.jit(lambda k: train.init_params(model, arms, k, (12,), x))(keys)
+    keys, _ = seeding.run_keys(0, "dedupe", [0, 1, 2])
+    once = jax.jit(lambda k: initialization.init_params(model, arms, k, (12,), x))(keys)
     monkeypatch.setattr(dedupe, "deduplicated", lambda fn: fn)
     monkeypatch.setattr(hashes, "batched_hashes", lambda fn: fn)
-    plain = jax.jit(lambda k: train.init_params(model, arms, k, (12,), x))(keys)
+    plain = jax.jit(lambda k: initialization.init_params(model, arms, k, (12,), x))(keys)
     for (path, a), b in zip(jax.tree.leaves_with_path(once), jax.tree.leaves(plain)):
         a, b, where = np.asarray(a), np.asarray(b), jax.tree_util.keystr(path)
         np.testing.assert_array_equal(a[:len(names)], b[:len(names)], err_msg=where)

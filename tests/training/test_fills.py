@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from bench.training import fills, step, train
+from bench.training import fills, initialization, step
 
 
 def _bits(tree):
@@ -65,7 +65,7 @@ def test_the_initialization_program_computes_only_the_drawn_kernels():
     keys = jax.random.split(jax.random.key(0), 3)
 
     def start(keys):
-        return train.initial_state(model, optimizer, arms, keys, (4,))
+        return initialization.initial_state(model, optimizer, arms, keys, (4,))
 
     parts, got = _assembled(start, keys)
     paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(parts.shapes)[0]]

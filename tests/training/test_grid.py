@@ -15,7 +15,9 @@ from bench.errors import UserError
 from bench.experiments import experiment_file, presets
 from bench.training import recipes
 from bench.training.grid import Grid, arm_name, parse_values
-from bench.training.train import TrainConfig, initial_state, run_keys, train_task
+from bench.training.initialization import initial_state
+from bench.training.seeding import run_keys
+from bench.training.train import TrainConfig, train_task
 from tests.helpers import count_compiles
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import initjax
 from bench import models
-from bench.training import hashes, train
+from bench.training import hashes, initialization, seeding
 from initjax import registry, rules
 from tests.helpers import count_primitive
 
@@ -109,10 +109,10 @@ def test_the_init_program_holds_fewer_hash_loops(model_name):
     model = models.build(model_name, (20,), 2, (64, 64), "relu")
     arms = [initjax.get(n) for n in ["zeros", "random_normal", "glorot_normal", "glorot_uniform", "he_normal",
                                      "he_uniform", "lecun_normal", "orthogonal"]]
-    keys, _ = train.run_keys(0, "hashes", [0, 1])
+    keys, _ = seeding.run_keys(0, "hashes", [0, 1])
 
     def loops(batched):
-        program = jax.jit(lambda k: train.init_params(model, arms, k, (20,))).lower(keys).compile()
+        program = jax.jit(lambda k: initialization.init_params(model, arms, k, (20,))).lower(keys).compile()
         return program.as_text().count(" while("), program(keys)
 
     with_batching, drawn = loops(True)

@@ -86,8 +86,8 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.slow  # a subprocess run or several: the second CI step
 @pytest.mark.parametrize(("where", "module", "name", "when", "count"), [
     ("while compiling the first task's programs", "bench.training.compilation", "compile_programs", "before", 1),
-    ("mid-chunk: chunk 2 checkpointed after epoch 1, killed after epoch 2", "bench.training.train",
-     "_Programs.run_epoch", "after", 5),
+    ("mid-chunk: chunk 2 checkpointed after epoch 1, killed after epoch 2", "bench.training.programs",
+     "Programs.run_epoch", "after", 5),
     ("while writing: temp file complete, not yet renamed", "os", "replace", "before", 4),
     ("after the first chunk finished", "bench.training.resume", "TaskStore.save_finished", "after", 1),
     ("in the second task", "bench.training.resume", "TaskStore.save_finished", "after", 3),
@@ -153,7 +153,7 @@ def test_full_disk_leaves_no_partial_file_and_a_resumable_state(tmp_path, monkey
 
 def test_ctrl_c_says_what_is_saved_and_how_to_resume(tmp_path, uninterrupted):
     """Ctrl-C in the second chunk (the first finished, the second checkpointed after epoch 2): one line, status 130."""
-    proc = _killed(tmp_path, "bench.training.train", "_Programs.run_epoch", "interrupt", 5)
+    proc = _killed(tmp_path, "bench.training.programs", "Programs.run_epoch", "interrupt", 5)
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert "1 finished chunk(s) and 1 checkpoint(s)" in proc.stderr
     assert "rerun the same command to resume" in proc.stderr
@@ -166,7 +166,7 @@ def test_ctrl_c_says_what_is_saved_and_how_to_resume(tmp_path, uninterrupted):
 def test_a_stop_in_one_of_two_lanes_stops_both_and_the_rerun_equals_the_whole_run(tmp_path, uninterrupted, when):
     """Two chunks training at once, Ctrl-C (or SIGKILL) in the third epoch call: the other lane stops too (status
     130 within a segment, one line naming what is saved), and the rerun gives the uninterrupted numbers."""
-    proc = _killed(tmp_path, "bench.training.train", "_Programs.run_epoch", when, 3, lanes=2)
+    proc = _killed(tmp_path, "bench.training.programs", "Programs.run_epoch", when, 3, lanes=2)
     if when == "interrupt":
         assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
         assert "checkpoint(s) of the current task are saved" in proc.stderr

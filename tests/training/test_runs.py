@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bench.training.runs import RunIndex
-from bench.training.train import run_keys
+from bench.training.seeding import run_keys
 
 
 @pytest.mark.parametrize("orders", [1, 3])

@@ -18,8 +18,9 @@ from bench import models
 from bench.data import datasets
 from bench.errors import UserError
 from bench.training import memory
+from bench.training.programs import make_train_epoch
 from bench.training.step import RunState
-from bench.training.train import OPTIMIZERS, TrainConfig, make_train_epoch, train_task
+from bench.training.train import OPTIMIZERS, TrainConfig, train_task
 
 REPO = Path(__file__).resolve().parents[2]
 NUMERIC = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]

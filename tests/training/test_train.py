@@ -17,18 +17,13 @@ import initjax
 from bench import models
 from bench.data import datasets
 from bench.errors import UserError
-from bench.training import train
+from bench.training import initialization, programs, seeding, speedups
+from bench.training.initialization import init_params
+from bench.training.objective import loss_and_accuracy
+from bench.training.programs import chunked_for_eval, epoch_order, make_evaluate
+from bench.training.seeding import run_keys
 from bench.training.step import RunState
-from bench.training.train import (
-    TrainConfig,
-    chunked_for_eval,
-    epoch_order,
-    init_params,
-    loss_and_accuracy,
-    make_evaluate,
-    run_keys,
-    train_task,
-)
+from bench.training.train import TrainConfig, train_task
 from tests.helpers import count_compiles
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,21 +78,20 @@ def test_epoch_order_is_a_permutation_padded_with_its_start_and_depends_on_seed_
 
 
 @pytest.mark.parametrize("n, batch_size, seeds", [(1000, 32, 8), (70_001, 128, 2)])
-def test_the_integer_programs_compiled_at_O0_give_the_bits_of_the_default_level(n, batch_size, seeds):
+def test_the_integer_programs_compiled_at_O0_give_the_bits_of_the_default_level(n, batch_size, seeds, monkeypatch):
     """The run keys and the epoch orders (one shuffle round of hashes and a sort at 1,000 examples, two at 70,001),
-    compiled at ``INTEGER_PROGRAM_OPTIONS``, are the numbers XLA's default optimization level gives."""
-    runs = np.arange(seeds, dtype=np.uint32) * 3
-    args = (0, train._name_hash("d"), train._name_hash("d/data-order"), runs, 2)
-    derive = train._derive_keys.__wrapped__
-    fast = jax.jit(derive, static_argnums=(0, 4)).lower(*args).compile(train.INTEGER_PROGRAM_OPTIONS)
-    default = jax.jit(derive, static_argnums=(0, 4)).lower(*args).compile()
-    fast_keys, default_keys = fast(*args[1:4]), default(*args[1:4])
+    compiled at ``INTEGER_PROGRAM_OPTIONS``, are the numbers XLA's default optimization level gives (the keys: with
+    the speed-ups on and off, ``bench.training.speedups``)."""
+    runs = list(range(0, 3 * seeds, 3))
+    fast_keys = seeding.run_keys(0, "d", runs, 2)
+    monkeypatch.setenv(speedups.SWITCH, "1")
+    default_keys = seeding.run_keys(0, "d", runs, 2)
     for a, b in zip(fast_keys, default_keys):
         np.testing.assert_array_equal(jax.random.key_data(a), jax.random.key_data(b))
-    orders = functools.partial(train.epoch_orders, n=n, batch_size=batch_size)
+    orders = functools.partial(programs.epoch_orders, n=n, batch_size=batch_size)
     epoch = jnp.asarray(3, jnp.int32)
     low = jax.jit(orders).lower(fast_keys[1], epoch)
-    fast_order = np.asarray(low.compile(train.INTEGER_PROGRAM_OPTIONS)(fast_keys[1], epoch))
+    fast_order = np.asarray(low.compile(speedups.INTEGER_PROGRAM_OPTIONS)(fast_keys[1], epoch))
     np.testing.assert_array_equal(fast_order, np.asarray(low.compile()(fast_keys[1], epoch)))
     assert fast_order.shape == (-(-n // batch_size), seeds, batch_size)
     assert sorted(fast_order[:, 0].ravel()[:n]) == list(range(n))
@@ -106,7 +100,7 @@ def _bits(tree):
     return [np.asarray(leaf).tobytes() for leaf in jax.tree.leaves(tree)]
 
 
-QUICK_CASES = {  # model, input shape, initializers: per-tensor draws of every kind, data-dependent schemes
+CASES = {  # model, input shape, initializers: per-tensor draws of every kind, data-dependent schemes
     "tanh mlp": (lambda: models.build("mlp", (13,), 3, (16, 8), "tanh"), (13,),
                  ["glorot_normal", "he_uniform", "orthogonal", "random_normal", "sparse", "zero_hadamard", "lsuv",
                   "data_dependent", "mean_field(sigma_w2=1.5, sigma_b2=0.05)"]),
@@ -117,14 +111,13 @@ QUICK_CASES = {  # model, input shape, initializers: per-tensor draws of every k
 }
 
 
-@pytest.mark.parametrize("case", sorted(QUICK_CASES))
-def test_the_quick_compile_and_training_options_give_the_bits_of_xlas_defaults(case):
-    """The initialization compiled at ``QUICK_COMPILE_OPTIONS`` and the training steps at
-    ``TRAINING_PROGRAM_OPTIONS`` (``bench.training.compilation.compile_with``, as the trainer compiles them) compute
-    the numbers XLA's default options give, bit for bit."""
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_training_options_give_the_bits_of_xlas_defaults(case):
+    """The training steps compiled at ``TRAINING_PROGRAM_OPTIONS`` (``bench.training.compilation.compile_with``, as
+    the trainer compiles them) compute the numbers XLA's default options give, bit for bit."""
     from bench.training import compilation
 
-    build, input_shape, names = QUICK_CASES[case]
+    build, input_shape, names = CASES[case]
     model, optimizer = build(), optax.adam(1e-2)
     arms = [initjax.get(name) for name in names]
     keys, data_keys = run_keys(0, case, [0, 1])
@@ -133,20 +126,15 @@ def test_the_quick_compile_and_training_options_give_the_bits_of_xlas_defaults(c
         x, y = rng.integers(0, 6, (40, 8)).astype(np.int32), rng.integers(0, 6, (40, 8)).astype(np.int32)
     else:
         x, y = rng.normal(size=(40, *input_shape)).astype(np.float32), rng.integers(0, 3, 40).astype(np.int32)
-
-    def start(keys, x):
-        return train.initial_state(model, optimizer, arms, keys, input_shape, x)
-
-    low = jax.jit(start).lower(keys, x)
-    state = compilation.compile_with(low, train.QUICK_COMPILE_OPTIONS)(keys, x)
-    assert _bits(state) == _bits(low.compile()(keys, x))
+    state = jax.jit(lambda keys, x: initialization.initial_state(model, optimizer, arms, keys, input_shape, x))(keys, x)
 
     loss = "next_token_cross_entropy" if case == "transformer" else None
-    steps = train.make_train_steps(model, optimizer, 8, 5, loss)
+    steps = programs.make_train_steps(model, optimizer, 8, 5, loss)
     epoch, first = jnp.asarray(1, jnp.int32), jnp.asarray(0, jnp.int32)
-    order = train.epoch_orders(data_keys, epoch, len(x), 8)
+    order = programs.epoch_orders(data_keys, epoch, len(x), 8)
     low = jax.jit(steps).lower(state, data_keys, epoch, order, first, x, y)
-    trained = compilation.compile_with(low, train.TRAINING_PROGRAM_OPTIONS)(state, data_keys, epoch, order, first, x, y)
+    program = compilation.compile_with(low, speedups.TRAINING_PROGRAM_OPTIONS)
+    trained = program(state, data_keys, epoch, order, first, x, y)
     default = low.compile()(state, data_keys, epoch, order, first, x, y)
     assert _bits(trained) == _bits(default)
     assert not np.array_equal(np.asarray(jax.tree.leaves(trained[0].params)[0]),
@@ -287,7 +275,7 @@ print(count_compiles(lambda: train_task(data, model, inits, [0, 1], TrainConfig(
 def test_an_epoch_trained_in_segments_is_the_epoch_trained_at_once(digits, monkeypatch):
     """Progress comes from the segments of an epoch: one step a call, or 5 (23 steps: the last call masks 2), give
     the numbers of the whole epoch in one call, and the bar ends at chunks x epochs x steps."""
-    from bench.training import progress, train
+    from bench.training import progress
 
     config = TrainConfig("adam", 3e-3, 64, 2)  # 1437 examples: 23 steps an epoch
     model = models.mlp_for(digits.n_features, digits.n_classes, (16,))
@@ -295,7 +283,7 @@ def test_an_epoch_trained_in_segments_is_the_epoch_trained_at_once(digits, monke
     whole = train_task(digits, model, inits, [0, 1, 2], config, progress=False, chunk=2)
     for segment in (1, 5):
         advances = []
-        monkeypatch.setattr(train, "segment_steps", lambda steps, flops, k=segment: k)
+        monkeypatch.setattr(programs, "segment_steps", lambda steps, flops, k=segment: k)
         monkeypatch.setattr(progress.StepBar, "advance", lambda self, k, seen=advances: seen.append(k))
         parts = train_task(digits, model, inits, [0, 1, 2], config, progress=False, chunk=2)
         pd.testing.assert_frame_equal(parts.frame, whole.frame)
@@ -310,7 +298,7 @@ def test_an_epoch_trained_in_segments_is_the_epoch_trained_at_once(digits, monke
     (3, 1e12, 1),         # never fewer than one step a call
 ])
 def test_segment_steps_splits_long_epochs_only(steps, flops, expected):
-    from bench.training.train import segment_steps
+    from bench.training.programs import segment_steps
 
     assert segment_steps(steps, flops) == expected
 
@@ -511,8 +499,8 @@ def test_checking_an_experiment_and_putting_its_data_on_the_device_compile_nothi
     model = models.build("mlp", (13,), 3, hidden=(7,))
     with jax.log_compiles(True), caplog.at_level("WARNING"):
         presets.validate(experiment)
-        train.check_on_model(model, {"orthogonal": initjax.get("orthogonal")}, (13,))
-        xs, ys, ws = train.chunked_for_eval(np.ones((11, 13), np.float32), np.arange(11, dtype=np.int32), 4)
+        initialization.check_on_model(model, {"orthogonal": initjax.get("orthogonal")}, (13,))
+        xs, ys, ws = programs.chunked_for_eval(np.ones((11, 13), np.float32), np.arange(11, dtype=np.int32), 4)
     compiled = [r.getMessage() for r in caplog.records if "XLA compilation" in r.getMessage()]
     assert compiled == []
     assert xs.shape == (3, 4, 13) and ys.dtype == jnp.int32 and float(ws.sum()) == 11.0

@@ -1,0 +1,293 @@
+"""The compiled programs of a task: the epoch orders, the training steps, the evaluation, and how they are
+compiled once for every chunk of a task (:func:`compile_programs`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bench.models import losses
+from bench.training import compilation, fills, speedups, step
+from bench.training.objective import loss_spec
+
+
+def epoch_order(data_key, epoch, n: int, padded: int) -> jnp.ndarray:
+    """Example indices of one epoch, a fresh permutation, `(padded,)`.
+
+    The padding of the last, partial minibatch repeats the permutation's first
+    examples: their loss weight is 0, so no update changes, and a model that
+    normalizes by batch statistics (BatchNorm) sees a batch of real examples.
+    """
+    perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), n)
+    return perm[jnp.arange(padded) % n]
+
+
+def epoch_orders(data_keys, epoch, n: int, batch_size: int) -> jnp.ndarray:
+    """Example indices of every seed's minibatches in ``epoch``, `(steps, n_seeds, batch_size)`
+    (:func:`epoch_order` per seed; the last minibatch padded)."""
+    steps = -(-n // batch_size)
+    order = jax.vmap(lambda key: epoch_order(key, epoch, n, steps * batch_size))(data_keys)
+    return order.reshape(-1, steps, batch_size).swapaxes(0, 1)
+
+
+def make_train_steps(model: nn.Module, optimizer: optax.GradientTransformation, batch_size: int, segment: int,
+                     loss=None):
+    """Builds ``train_steps(state, data_keys, epoch, order, first, x, y)``: ``segment`` minibatch steps of every run.
+
+    The single-run step (``bench.training.step.make_step``) is batched once over runs
+    (``bench.training.step.over_runs``) and scanned over steps ``first, ..., first + segment - 1``
+    of the epoch whose minibatches are ``order`` (:func:`epoch_orders`); steps past the epoch's
+    end change nothing (the last segment of an epoch whose step count ``segment`` does not
+    divide). An epoch trained in segments is the epoch trained at once, number for number: the
+    state passes from one segment to the next as it passes from one step to the next.
+
+    ``loss``: a loss spec (``bench.models.losses``); None: the built-in model's ``output_activation``.
+
+    Args of the returned function:
+      state: a :class:`bench.training.step.RunState` with leaves `(n_arms, n_seeds, ...)`.
+      data_keys: `(n_seeds,)` keys; epoch, first: int32 scalars.
+      order: `(steps, n_seeds, batch_size)`; x: `(n, *input_shape)`; y: `(n, ...)`.
+
+    Returns of the returned function:
+      ``(state, finite)``, ``finite`` `(n_arms, n_seeds)` bool: False where any
+      minibatch loss of the segment was NaN or inf.
+    """
+
+    loss_fn = losses.get(loss_spec(model, loss))
+
+    def train_steps(state, data_keys, epoch, order, first, x, y):
+        forward = step.forward_of(model, x.shape[1:])
+        one_step = step.make_step(forward, loss_fn, optimizer)
+        runs_step = step.over_runs(one_step, seed_axes=(0, 0, 0, None, 0 if forward.stochastic else None))
+        steps, n = order.shape[0], x.shape[0]
+        runs = jax.tree.leaves(state.params)[0].shape[:2]
+
+        def one(state, i):
+            idx = order[i]  # (seeds, batch)
+            weights = (i * batch_size + jnp.arange(batch_size) < n).astype(x.dtype)
+            keys = jax.vmap(lambda k: step.dropout_key(k, epoch, i))(data_keys) if forward.stochastic else None
+            state, loss = runs_step(state, x[idx], y[idx], weights, keys)
+            return state, jnp.isfinite(loss)
+
+        def body(state, i):
+            if steps % segment == 0:
+                return one(state, i)
+            return jax.lax.cond(i < steps, one, lambda state, i: (state, jnp.ones(runs, bool)), state, i)
+
+        state, finite = jax.lax.scan(body, state, first + jnp.arange(segment))
+        return state, finite.all(axis=0)
+
+    return train_steps
+
+
+def make_train_epoch(model: nn.Module, optimizer: optax.GradientTransformation, batch_size: int, loss=None):
+    """Builds ``train_epoch(state, data_keys, epoch, x, y) -> (state, finite)``: one whole epoch of every run
+    (:func:`make_train_steps` over all the epoch's steps at once; the suite trains in segments of it)."""
+
+    def train_epoch(state, data_keys, epoch, x, y):
+        order = epoch_orders(data_keys, epoch, x.shape[0], batch_size)
+        train_steps = make_train_steps(model, optimizer, batch_size, order.shape[0], loss)
+        return train_steps(state, data_keys, epoch, order, jnp.asarray(0, jnp.int32), x, y)
+
+    return train_epoch
+
+
+SEGMENT_FLOPS = 12.5e9  # training FLOPs per segment of an epoch: about 0.2 s on one CPU core
+MAX_SEGMENTS = 50  # segments of an epoch at most: progress at 2% of an epoch
+
+
+def segment_steps(steps: int, flops_per_step: float) -> int:
+    """Minibatch steps per call of the training program: the epoch split so each call does about
+    :data:`SEGMENT_FLOPS` (progress within a long epoch, nothing more for a short one), at most
+    :data:`MAX_SEGMENTS` calls an epoch."""
+    calls = min(MAX_SEGMENTS, steps, max(1, math.ceil(steps * flops_per_step / SEGMENT_FLOPS)))
+    return -(-steps // calls)
+
+
+def not_final() -> jax.Array:
+    """The evaluation's ``final`` argument off: not the last epoch (put on the device; ``jnp.asarray`` compiles)."""
+    return jax.device_put(np.bool_(False))
+
+
+def chunked_for_eval(x: np.ndarray, y: np.ndarray, chunk: int):
+    """Pads a split to whole chunks: `(n_chunks, chunk, *input_shape)`, `(n_chunks, chunk, *target_shape)`, weights."""
+    n = x.shape[0]
+    chunk = min(chunk, n)
+    n_chunks = -(-n // chunk)
+    pad = n_chunks * chunk - n
+    xs = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]).reshape(n_chunks, chunk, *x.shape[1:])
+    ys = np.concatenate([y, np.zeros((pad, *y.shape[1:]), y.dtype)]).reshape(n_chunks, chunk, *y.shape[1:])
+    ws = (np.arange(n_chunks * chunk) < n).astype(np.float32).reshape(n_chunks, chunk)
+    return jax.device_put(xs), jax.device_put(ys), jax.device_put(ws)  # (jnp.asarray compiles a copy per shape)
+
+
+def make_evaluate(model: nn.Module, loss=None):
+    """Builds ``evaluate(state, xs, ys, ws) -> sums`` `(n_arms, n_seeds, 2)`.
+
+    ``sums[..., 0]`` is the summed loss and ``sums[..., 1]`` the summed metric (correct
+    predictions; squared errors for a regression loss) over the split; the caller
+    divides by the split size in float64, so an accuracy of 168/200 is recorded as
+    0.84, not float32's 0.83999997.
+
+    The split comes chunked by :func:`chunked_for_eval`; chunks are scanned so memory
+    stays `O(n_models x chunk)` whatever the split size.
+    """
+
+    loss_fn = losses.get(loss_spec(model, loss))
+
+    def evaluate(state, xs, ys, ws):
+        sums = step.make_sums(step.forward_of(model, xs.shape[2:]), loss_fn)
+        per_run = step.over_runs(sums, seed_axes=(0, None, None, None))
+
+        def body(total, chunk):
+            return total + per_run(state, *chunk), None
+
+        n_runs = jax.tree.leaves(state.params)[0].shape[:2]
+        total, _ = jax.lax.scan(body, jnp.zeros((*n_runs, 2), jnp.float32), (xs, ys, ws))
+        return total
+
+    return evaluate
+
+
+def make_outcomes(model: nn.Module, loss=None):
+    """Builds ``outcomes(state, xs, ys, ws) -> (loss, correct)``, each `(n_arms, n_seeds, n_chunks * chunk)` float.
+
+    Per-example loss and correctness of every run on a split chunked by
+    :func:`chunked_for_eval` (the padding at the end is the caller's to drop): what a
+    report needs to count the test set's own sampling error (``bench.analysis.outcomes``).
+    """
+
+    loss_fn = losses.get(loss_spec(model, loss))
+
+    def outcomes(state, xs, ys, ws):
+        per_example = step.make_per_example(step.forward_of(model, xs.shape[2:]), loss_fn)
+        per_run = step.over_runs(per_example, seed_axes=(0, None, None))
+        loss, correct = jax.lax.map(lambda chunk: per_run(state, *chunk), (xs, ys))
+        flat = lambda a: jnp.moveaxis(a, 0, -2).reshape(*a.shape[1:3], -1)  # noqa: E731
+        return flat(loss), flat(correct)  # 0/1 per example, or a sequence's share of positions right
+
+    return outcomes
+
+
+def program_bytes(compiled) -> int:
+    """Memory XLA reserves for a compiled program: arguments + outputs + temporaries - donated aliases."""
+    stats = compiled.memory_analysis()
+    if stats is None:
+        return 0
+    return int(stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+               - stats.alias_size_in_bytes)
+
+
+def make_evaluate_splits(model: nn.Module, loss=None):
+    """Builds ``evaluate_splits(state, splits) -> sums`` `(n_splits, 2, n_arms, n_seeds)`: :func:`make_evaluate`
+    on every split of the tuple ``(chunked_for_eval(...), ...)``, in its order, in one program (a tuple: a dict
+    passed to a jitted function comes back in sorted key order)."""
+    evaluate = make_evaluate(model, loss)
+
+    def evaluate_splits(state, splits):
+        return jnp.stack([jnp.moveaxis(evaluate(state, *chunks), -1, 0) for chunks in splits])
+
+    return evaluate_splits
+
+
+@dataclasses.dataclass
+class Programs:
+    """The compiled programs of a task, reused by every chunk: four a task, each piece of work compiled once.
+
+    ``start(init_keys, x_train) -> state``: the initial state of every run. ``orders(data_keys, epoch) -> order``:
+    the epoch's minibatches. ``steps(state, data_keys, epoch, order, first, x, y) -> (state, finite)``: ``segment``
+    training steps from step ``first``. ``evaluate(state, splits, final) -> (sums, outcomes)``: every split
+    evaluated (``splits``: the tuple of the chunked splits, :func:`chunked_for_eval`, the test split at
+    ``test_index``) and, when ``final``, the per-example outcomes on the test split (zeros otherwise; None for
+    regression); it evaluates the initial state (epoch 0) as it evaluates every epoch's end, so the evaluation is
+    compiled once, not into both the start and the training programs.
+    """
+
+    start: Callable
+    orders: Callable
+    steps: Callable
+    evaluate: Callable
+    segment: int
+    n_steps: int
+    compile_s: float
+    train_bytes: int
+
+    def run_epoch(self, state, data_keys, epoch: int, final: bool, x, y, splits, on_steps: Callable[[int], None]):
+        """Trains and evaluates one epoch of every run of a chunk, segment after segment.
+
+        ``on_steps(k)`` is told when ``k`` more steps have finished (the next segment is already
+        queued, so the device does not wait on the host).
+
+        Returns:
+          ``(state, finite, sums, outcomes)``: ``finite`` `(n_arms, n_seeds)` numpy bool, ``sums``
+          `(n_splits, 2, n_arms, n_seeds)` numpy, ``outcomes`` as the program gives them (on device).
+        """
+        epoch_arg = jax.device_put(np.int32(epoch))  # (put, not jnp.asarray: that compiles a program)
+        order = self.orders(data_keys, epoch_arg)
+        pending, finite = [], np.ones(0, bool)
+
+        def finish_oldest():
+            nonlocal finite
+            ok, done = pending.pop(0)
+            finite = np.asarray(ok) if finite.size == 0 else finite & np.asarray(ok)
+            on_steps(done)
+
+        for first in range(0, self.n_steps, self.segment):
+            state, ok = self.steps(state, data_keys, epoch_arg, order, jax.device_put(np.int32(first)), x, y)
+            pending.append((ok, min(self.segment, self.n_steps - first)))
+            if len(pending) > 1:
+                finish_oldest()
+        sums, outcomes = self.evaluate(state, splits, jax.device_put(np.bool_(final)))
+        while pending:
+            finish_oldest()
+        return state, finite, np.asarray(sums), outcomes
+
+
+def compile_programs(model, optimizer, config, start_state, start_args, data_keys, x, y, eval_splits,
+                      test_index: int, model_sharding, loss=None, with_outcomes: bool = True, models_per_chunk: int = 1,
+                      n_params: int = 1) -> Programs:
+    """Compiles the task's programs (:class:`Programs`) for the arguments of a chunk (``start_args``:
+    its init keys and the training inputs; ``data_keys``: its data-order keys)."""
+    evaluate_splits = make_evaluate_splits(model, loss)
+    outcomes_of = make_outcomes(model, loss) if with_outcomes else None
+    start_parts = speedups.split_start(start_state, *start_args)  # one-value leaves made on the host, not compiled
+    state = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=model_sharding),
+                         start_parts.shapes)
+    n_steps = -(-x.shape[0] // config.batch_size)
+    segment = segment_steps(n_steps, 6.0 * n_params * config.batch_size * models_per_chunk)
+    train_steps = make_train_steps(model, optimizer, config.batch_size, segment, loss)
+    n_test = eval_splits[test_index][0].shape[0] * eval_splits[test_index][0].shape[1]
+
+    def evaluate(state, splits, final):
+        sums = evaluate_splits(state, splits)
+        if outcomes_of is None:
+            return sums, None
+        runs = jax.tree.leaves(state.params)[0].shape[:2]
+        none = (jnp.zeros((*runs, n_test), jnp.float32), jnp.zeros((*runs, n_test), jnp.float32))
+        return sums, jax.lax.cond(final, lambda state: outcomes_of(state, *splits[test_index]),
+                                  lambda state: none, state)
+
+    epoch = jax.device_put(np.int32(1))
+    orders = functools.partial(epoch_orders, n=x.shape[0], batch_size=config.batch_size)
+    order = jax.eval_shape(orders, data_keys, epoch)
+    (start_program, orders_program, steps_program, evaluate_program), compile_s = compilation.compile_programs(
+        (start_parts.computed, start_args, (), model_sharding, {}),  # floats: XLA's defaults (speedups)
+        (orders, (data_keys, epoch), (), None,
+         speedups.options({**speedups.INTEGER_PROGRAM_OPTIONS, **speedups.QUICK_COMPILE_OPTIONS})),
+        (train_steps, (state, data_keys, epoch, order, epoch, x, y), (0,), (model_sharding, model_sharding),
+         speedups.options(speedups.TRAINING_PROGRAM_OPTIONS)),
+        (evaluate, (state, eval_splits, not_final()), (), (None, model_sharding if outcomes_of else None)))
+
+    def start(*args):
+        return fills.assemble(start_parts, start_program(*args), model_sharding)
+
+    return Programs(start, orders_program, steps_program, evaluate_program, segment, n_steps, compile_s,
+                     max(program_bytes(steps_program), program_bytes(evaluate_program)))
