@@ -3,6 +3,7 @@
 JAX's persistent compilation cache in one folder of the session's, shared by its pytest-xdist workers (a program one
 worker compiled, the other loads)."""
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -41,3 +42,47 @@ def pytest_collection_modifyitems(config, items):
         return 1 if item.get_closest_marker("slow") else 2
 
     items.sort(key=rank)  # stable: each group keeps the files' order
+
+
+# ---------------------------------------------------------------- small real runs, shared by the session's test files
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportRun:
+    """A finished small run of the default preset (2 tasks, 3 initializers x 5 seeds, 3 epochs) with its report, and
+    what the run itself returned (``bench.experiments.runner.Outcome``)."""
+
+    folder: Path
+    outcome: object
+
+
+@pytest.fixture(scope="session")
+def report_run(tmp_path_factory) -> ReportRun:
+    from bench.experiments import presets
+    from bench.experiments.runner import run_experiment
+
+    folder = tmp_path_factory.mktemp("report-run")
+    experiment = presets.get("default").override(
+        seeds=5, epochs=3, datasets=["synthetic", "digits"],
+        initializers=["he_normal", "glorot_uniform", "normal(stddev=0.1)"])
+    return ReportRun(folder, run_experiment(experiment, folder, progress=False))
+
+
+@pytest.fixture(scope="session")
+def run_dir(report_run) -> Path:
+    """The folder of :func:`report_run` (tests must not change it: copy it first)."""
+    return report_run.folder
+
+
+@pytest.fixture(scope="session")
+def calibrated_report(tmp_path_factory) -> Path:
+    """A finished smoke run with its calibration (two initializers x 3 seeds, one task): small files, for tests that
+    damage every byte of them."""
+    from bench import cli
+
+    out = tmp_path_factory.mktemp("calibrated") / "report"
+    smoke = ["run", "default", "--smoke", "--datasets", "synthetic", "--initializers", "he_normal,zeros", "--seeds",
+             "3", "--no-progress"]
+    assert cli.main([*smoke, "--out", str(out)]) == 0
+    assert cli.main(["calibrate", str(out), "--seeds", "3", "--reps", "10"]) == 0
+    return out

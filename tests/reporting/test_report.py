@@ -13,26 +13,10 @@ import pytest
 from bench import cli
 from bench.analysis import outcomes
 from bench.experiments import presets
-from bench.experiments.runner import run_experiment
 from bench.reporting.analysed import analyse, finished_arms, finished_initializers, settings_of
 from bench.reporting.describe import describe_run
 from bench.reporting.files import load
 from bench.reporting.text import tex_escape
-
-LIVE = {}  # the run_dir fixture's Outcome: what the run itself analysed
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("run")
-    experiment = presets.get("default").override(
-        seeds=5,
-        epochs=3,
-        datasets=["synthetic", "digits"],
-        initializers=["he_normal", "glorot_uniform", "normal(stddev=0.1)"],
-    )
-    LIVE["outcome"] = run_experiment(experiment, folder, progress=False)
-    return folder
 
 
 def test_markdown_has_every_section_and_its_figures_exist(run_dir):
@@ -202,7 +186,7 @@ def test_rerendering_gives_byte_identical_files(run_dir, tmp_path):
         assert (copy / name).read_bytes() == (run_dir / name).read_bytes(), name
 
 
-def test_results_written_before_the_arm_column_read_back_and_render_the_same_report(run_dir, tmp_path):
+def test_results_written_before_the_arm_column_read_back_and_render_the_same_report(run_dir, tmp_path, report_run):
     """results.csv of older runs named arms in ``initializer``: loaded, ``arm`` is that column."""
     import hashlib
 
@@ -219,13 +203,13 @@ def test_results_written_before_the_arm_column_read_back_and_render_the_same_rep
     assert list(results.columns[3:5]) == ["arm", "initializer"] and (results["arm"] == results["initializer"]).all()
     assert cli.main(["report", str(old)]) == 0
     assert (old / "report.md").read_text() == (run_dir / "report.md").read_text()
-    assert LIVE["outcome"].summary.columns[2:4].tolist() == ["arm", "initializer"]
+    assert report_run.outcome.summary.columns[2:4].tolist() == ["arm", "initializer"]
 
 
-def test_the_runs_own_statistics_equal_those_from_its_files_bit_for_bit(run_dir):
+def test_the_runs_own_statistics_equal_those_from_its_files_bit_for_bit(run_dir, report_run):
     """The run analyses exactly what it stores (per-example losses as float16 in outcomes.npz), so a report
     rendered by the run and one re-rendered from its files agree in every digit, not just the printed ones."""
-    live = LIVE["outcome"].analysis
+    live = report_run.outcome.analysis
     results, record = load(run_dir)
     again = analyse(results, live.metric, None, live.paired, settings_of(record),
                            outcomes.load(run_dir, results))
