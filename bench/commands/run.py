@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from bench.commands.arguments import floating, integer, names, specs, widths
+from bench.commands import fields
+from bench.commands.arguments import floating, integer
 from bench.errors import UserError
 
 NAME = "run"
@@ -26,69 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="set any field of the experiment, e.g. --set train.lr=0.01 --set tasks.0.model=resmlp "
-        "(TOML values; before the short options below)",
+        "(TOML values; before the short options below, each of which sets one field: bench.commands.fields)",
     )
-    parser.add_argument(
-        "--seeds", type=integer, help="seeds per initializer, 1 to 100,000 (default: the preset's; 32 in default)"
-    )
-    parser.add_argument(
-        "--data-seeds",
-        type=integer,
-        help="data orders crossed with every seed (default 1: seed i fixes both); the report splits the spread",
-    )
-    parser.add_argument(
-        "--initializers",
-        type=specs,
-        help="comma-separated specs: he_normal,normal(stddev=0.1),my_module:my_init (an initializer), "
-        "my_module:builder(k=v) or my_module:builder() (called to build one; module:function runs that code) "
-        "(default: the preset's; 8 Keras initializers in default)",
-    )
-    parser.add_argument(
-        "--datasets",
-        type=names,
-        help="comma-separated dataset names, `bench list` shows them "
-        "(default: the preset's; synthetic,digits in default)",
-    )
-    parser.add_argument(
-        "--epochs", type=integer, help="passes over the training set (default: the preset's; 10 in default)"
-    )
-    parser.add_argument(
-        "--lr",
-        help="learning rate, > 0 (default: the preset's; 1e-3 in default); several make a grid "
-        'trained in one program and tuned per initializer: 1e-3,1e-2,1e-1 or "logspace(1e-4, 1e-1, 7)"',
-    )
-    parser.add_argument(
-        "--weight-decay", help="weight decay, >= 0; several values (or linspace(...)) make a grid factor"
-    )
-    parser.add_argument("--momentum", help="grid of momentum values in [0, 1): SGD's momentum, Adam's b1")
-    parser.add_argument(
-        "--init-scale",
-        help="grid of multipliers of the initial kernels, e.g. 0.5,1,2 "
-        "(--set grid.init_scale_on=PATTERN for other parameters)",
-    )
-    parser.add_argument(
-        "--optimizer",
-        help="sgd, momentum, nesterov, adam, adamw, lion, rmsprop, with optax keyword "
-        "arguments: adamw(b2=0.95) (default: the preset's; adam in default)",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=integer,
-        help="minibatch size; a partial last batch is kept (default: the preset's; 32 in default)",
-    )
-    parser.add_argument("--experiment-seed", type=integer, help="root of all random keys, 0 to 2**32-1 (default 0)")
-    parser.add_argument(
-        "--model",
-        help="model of every task: mlp, resmlp, lenet, convnet, `bench list` (default: the preset's; mlp in default)",
-    )
-    parser.add_argument(
-        "--hidden",
-        type=widths,
-        help="hidden widths, e.g. 300,100; resmlp: one equal width per block (default: the preset's; 64,64 in default)",
-    )
-    parser.add_argument(
-        "--activation", help="hidden activation, `bench list` shows them (default: the preset's; relu in default)"
-    )
+    fields.add_to(parser)
     parser.add_argument("--out", help="report folder (default: reports/<preset>)")
     parser.add_argument(
         "--smoke",
@@ -150,23 +91,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     experiment = presets.resolve(args.preset, args.assignments)
     if args.smoke:  # first, so that explicit options (--epochs 3 --smoke) still apply
         experiment = presets.smoke(experiment)
-    experiment = experiment.override(
-        seeds=args.seeds,
-        initializers=args.initializers,
-        datasets=args.datasets,
-        epochs=args.epochs,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        momentum=args.momentum,
-        init_scale=args.init_scale,
-        optimizer=args.optimizer,
-        batch_size=args.batch_size,
-        seed=args.experiment_seed,
-        model=args.model,
-        hidden=args.hidden,
-        activation=args.activation,
-        data_seeds=args.data_seeds,
-    )
+    experiment = fields.apply(experiment, args)
     out = args.out or f"reports/{store.path_name(experiment.name)}"
     command = shlex.join(["python", "-m", "bench", *argv])
     outcome = run_experiment(

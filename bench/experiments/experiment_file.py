@@ -43,6 +43,7 @@ import json
 import math
 import sys
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +168,7 @@ def _parse_value(text: str):
 
 
 def apply_overrides(raw: dict, assignments: list[str]) -> dict:
-    """``raw`` with each ``dotted.key=value`` of ``assignments`` set (``tasks.0.model=...`` indexes a list).
+    """``raw`` with each ``dotted.key=value`` of ``assignments`` set (:func:`set_path`; the value read as TOML).
 
     Raises:
       UserError: an assignment without ``=``, or a path through something that is not a table or list.
@@ -176,22 +177,55 @@ def apply_overrides(raw: dict, assignments: list[str]) -> dict:
         key, sep, text = assignment.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--set needs key=value (e.g. train.lr=0.01), got {assignment!r}")
-        *parents, last = key.strip().split(".")
-        node = raw
-        for i, part in enumerate(parents):
-            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
+        set_path(raw, key.strip(), _parse_value(text))
+    return raw
+
+
+def set_path(raw: dict, key: str, value) -> None:
+    """Sets the field ``key`` of an experiment's raw table: ``train.lr``, ``tasks.0.model`` (a list index),
+    ``tasks.*.model`` (every item of a list); the value ``REMOVE`` removes the field. Every way of setting a field
+    (``--set``, the short options of ``python -m bench run``) goes through here, then :func:`from_dict` checks the
+    whole.
+
+    Raises:
+      UserError: a path through something that is not a table or a list index in range.
+    """
+    *parents, last = key.split(".")
+    nodes = [raw]
+    for i, part in enumerate(parents):
+        step = []
+        for node in nodes:
+            if isinstance(node, list) and part == "*":
+                step += node
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                step.append(node[int(part)])
             elif isinstance(node, dict):
-                node = node.setdefault(part, {})
+                step.append(node.setdefault(part, {}))
             else:
                 raise UserError(f"--set {key}: {'.'.join(parents[:i + 1])} is not a table or a list index in range")
+        nodes = step
+    for node in nodes:
         if isinstance(node, list) and last.isdigit() and int(last) < len(node):
-            node[int(last)] = _parse_value(text)
+            node[int(last)] = value
         elif isinstance(node, dict):
-            node[last] = _parse_value(text)
+            if value is REMOVE:
+                node.pop(last, None)
+            else:
+                node[last] = value
         else:
             raise UserError(f"--set {key}: {'.'.join(parents) or key} is not a table")
-    return raw
+
+
+REMOVE = object()  # set_path's value that removes a field
+
+
+def with_fields(experiment: Experiment, fields: Mapping[str, object], origin: str) -> Experiment:
+    """``experiment`` with each field path of ``fields`` set (:func:`set_path`), checked as a file is
+    (:func:`from_dict`)."""
+    raw = tomllib.loads(dump(experiment))
+    for key, value in fields.items():
+        set_path(raw, key, value)
+    return from_dict(raw, origin)
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> Experiment:

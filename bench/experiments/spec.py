@@ -207,13 +207,7 @@ class Experiment:
                 new_grid = dataclasses.replace(new_grid, **{factor: ()})
                 fixed[factor] = values[0]
         lr, weight_decay = fixed.get("lr"), fixed.get("weight_decay")
-        tasks = self.tasks
-        if datasets is not None:
-            picked = []
-            for name in datasets:
-                matching = [t for t in self.tasks if name in (t.name, t.dataset)]
-                picked += matching or [dataclasses.replace(self.tasks[0], dataset=name, label=None)]
-            tasks = tuple(picked)
+        tasks = self.tasks if datasets is None else select_tasks(self, datasets).tasks
         task_fields = {k: v for k, v in dict(model=model, activation=activation).items() if v is not None}
         if hidden is not None:
             task_fields["hidden"] = tuple(hidden)
@@ -237,6 +231,16 @@ class Experiment:
             data_seeds=self.data_seeds if data_seeds is None else data_seeds,
             grid=new_grid,
         )
+
+
+def select_tasks(experiment: Experiment, datasets: Sequence[str]) -> Experiment:
+    """The experiment's tasks picked by dataset name or task label, in the order given; a dataset it does not have
+    gets a task like its first (the same model and options)."""
+    picked = []
+    for name in datasets:
+        matching = [t for t in experiment.tasks if name in (t.name, t.dataset)]
+        picked += matching or [dataclasses.replace(experiment.tasks[0], dataset=name, label=None)]
+    return dataclasses.replace(experiment, tasks=tuple(picked))
 
 
 SMOKE_SUBSET = (512, 256)

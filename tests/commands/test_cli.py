@@ -165,3 +165,26 @@ def test_help_and_list_import_nothing_they_do_not_need(argv, allowed):
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     imported = proc.stdout.rsplit("imported:", 1)[1].split()
     assert set(",".join(imported).split(",")) - {""} <= set(allowed), imported
+
+
+@pytest.mark.parametrize("argv, keywords", [
+    (["--seeds", "4", "--epochs", "2", "--data-seeds", "2"], dict(seeds=4, epochs=2, data_seeds=2)),
+    (["--lr", "0.01"], dict(lr="0.01")),
+    (["--lr", "1e-3,1e-2", "--weight-decay", "0.1"], dict(lr="1e-3,1e-2", weight_decay="0.1")),
+    (["--momentum", "0.9", "--init-scale", "0.5,2"], dict(momentum="0.9", init_scale="0.5,2")),
+    (["--model", "resmlp", "--hidden", "32,32", "--activation", "tanh"],
+     dict(model="resmlp", hidden=[32, 32], activation="tanh")),
+    (["--datasets", "digits,mnist", "--model", "mlp"], dict(datasets=["digits", "mnist"], model="mlp")),
+    (["--initializers", "he_normal,normal(stddev=0.1)", "--optimizer", "adamw(b2=0.95)", "--batch-size", "64",
+      "--experiment-seed", "7"], dict(initializers=["he_normal", "normal(stddev=0.1)"], optimizer="adamw(b2=0.95)",
+                                      batch_size=64, seed=7)),
+])
+@pytest.mark.parametrize("preset", ["default", "lr-sensitivity"])
+def test_each_short_option_sets_the_field_the_python_keyword_sets(argv, keywords, preset):
+    """The short options go through --set's path (``bench.commands.fields``); the Python API's keywords
+    (``Experiment.override``) give the same experiment, a preset's own grid included."""
+    from bench.commands import fields
+    from bench.experiments import presets
+
+    args = cli.build_parser().parse_args(["run", preset, *argv])
+    assert fields.apply(presets.get(preset), args) == presets.get(preset).override(**keywords)

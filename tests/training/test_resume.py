@@ -21,8 +21,10 @@ from bench.experiments.runner import run_experiment
 from bench.training import memory, resume
 
 REPO = Path(__file__).resolve().parents[2]
-# 2 tasks x 2 chunks of 1 seed x 8 initializers, 3 epochs, a checkpoint after every epoch
-ARGS = ["run", "default", "--smoke", "--epochs", "3", "--chunk", "1", "--checkpoint-every", "0", "--no-progress"]
+# 2 tasks x 2 chunks of 1 seed x 3 initializers (one draws a QR, one is a scheme), 3 epochs, a checkpoint after
+# every epoch
+ARGS = ["run", "default", "--smoke", "--initializers", "he_normal,orthogonal,lsuv", "--epochs", "3", "--chunk", "1",
+        "--checkpoint-every", "0", "--no-progress"]
 
 # Runs the CLI in a process that SIGKILLs itself at the `count`-th call of `target` ("before" or "after" it),
 # or raises KeyboardInterrupt there ("interrupt", as Ctrl-C does), with `lanes` chunks trained at once (1: in
@@ -127,7 +129,7 @@ def test_a_changed_config_is_a_new_run_and_never_mixes(tmp_path):
 
 def test_full_disk_leaves_no_partial_file_and_a_resumable_state(tmp_path, monkeypatch, uninterrupted):
     """The third write raises ENOSPC: one-line UserError, no temp file, earlier chunks kept; the rerun finishes."""
-    experiment = smoke(get("default")).override(epochs=3)
+    experiment = smoke(get("default")).override(epochs=3, initializers=["he_normal", "orthogonal", "lsuv"])  # ARGS
     real_fsync, calls = os.fsync, [0]
 
     def full_disk(fd):
