@@ -1,7 +1,9 @@
 """The speed plumbing behind one switch: jaxpr rewrites and XLA options that make the same numbers sooner.
 
-Each piece gives the numbers the plain program gives, bit for bit (``tests/training/test_speedups.py`` trains the
-built-in models both ways), and saves compile or run time on CPU:
+Each piece gives the numbers the plain program gives: bit for bit for every initializer's draws and the training
+(``tests/training/test_speedups.py`` trains the built-in models both ways, LSUV among the arms), and to float32
+rounding for a whole-network scheme whose computation on the draws XLA may fuse otherwise (MetaInit's steps, the
+data-dependent init's forward pass: ``tests/training/test_dedupe.py``). Each saves compile or run time on CPU:
 
 - :func:`seed_body`: a seed's initialization traced with repeated draws computed once (``bench.training.dedupe``)
   and its independent hashes batched (``bench.training.hashes``);

@@ -38,7 +38,7 @@ CASES = {
 
 def _train(data, model, chunk):
     inits = {name: initjax.get(name) for name in ARMS}
-    return train_task(data, model, inits, [0, 1], TrainConfig("adam", 3e-3, 16, 2), progress=False, chunk=chunk)
+    return train_task(data, model, inits, [0, 1], TrainConfig("adam", 3e-3, 16, 1), progress=False, chunk=chunk)
 
 
 @pytest.mark.parametrize("case", list(CASES))
