@@ -51,3 +51,8 @@ def existing_folder(folder: str) -> str:
     if not Path(folder).is_dir():
         raise UserError(f"{folder} is not a folder of results; give the --out of a finished run")
     return folder
+
+
+def add_assignments(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE`` (repeatable): any field of an experiment, by its path (``experiment_file.set_path``)."""
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE", help=help)

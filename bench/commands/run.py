@@ -6,7 +6,7 @@ import argparse
 import shlex
 
 from bench.commands import fields
-from bench.commands.arguments import floating, integer
+from bench.commands.arguments import add_assignments, floating, integer
 from bench.errors import UserError
 
 NAME = "run"
@@ -20,13 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="default",
         help="preset name (`bench list` shows them) or an experiment file study.toml (`bench show`)",
     )
-    parser.add_argument(
-        "--set",
-        dest="assignments",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="set any field of the experiment, e.g. --set train.lr=0.01 --set tasks.0.model=resmlp "
+    add_assignments(
+        parser,
+        "set any field of the experiment, e.g. --set train.lr=0.01 --set tasks.0.model=resmlp "
         "(TOML values; before the short options below, each of which sets one field: bench.commands.fields)",
     )
     fields.add_to(parser)

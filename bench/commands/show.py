@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from bench.commands.arguments import add_assignments
+
 NAME = "show"
 HELP = "print a preset as an experiment file (TOML) to copy and edit"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("preset", help="preset name or experiment file")
-    parser.add_argument(
-        "--set",
-        dest="assignments",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="set a field first, as with run",
-    )
+    add_assignments(parser, "set a field first, as with run")
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:

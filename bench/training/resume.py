@@ -48,7 +48,7 @@ from bench.store import (  # noqa: F401 (cache_root: re-exported, its home was h
     write_atomic,
     write_npz_verified,
 )
-from bench.training import memory
+from bench.training import memory, speedups
 
 FORMAT_VERSION = 3  # 2: every file carries a checksum and its own name; 3: fractional per-example accuracies kept
 
@@ -86,7 +86,8 @@ def code_key(specs) -> dict[str, str]:
     :data:`NUMERIC_PACKAGES`, and :data:`NUMERIC_MODULES`), and for each ``module:function`` spec the file of that
     module (already imported when the spec was checked). A helper the module imports
     from elsewhere is not followed: keep user initializers in the module the spec names,
-    or rerun with ``--fresh`` after editing a helper.
+    or rerun with ``--fresh`` after editing a helper. Runs compiled without the speed-ups (``INITJAX_PLAIN``,
+    ``bench.training.speedups``) are kept apart from those compiled with them.
     """
     import importlib
     import sys
@@ -99,6 +100,8 @@ def code_key(specs) -> dict[str, str]:
     files += [f for package in NUMERIC_PACKAGES for f in sorted((suite / package).glob("*.py"))]
     files += [suite / name for name in NUMERIC_MODULES]
     out = {"suite": files_digest(files)}
+    if not speedups.enabled():  # the plain programs: a whole-network scheme's numbers may differ in the last bits
+        out["programs"] = "plain"
     for spec in specs:
         if isinstance(spec, str):
             parsed = parse_spec(spec)

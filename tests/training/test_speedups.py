@@ -56,3 +56,12 @@ def test_the_plain_programs_give_the_same_bits(case, monkeypatch):
 
     for a, b in zip(jax.tree.leaves(fast.params), jax.tree.leaves(plain.params)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_runs_trained_plain_are_cached_apart(monkeypatch):
+    """A cached chunk is reused only by runs compiled the same way (a scheme's last bits may differ)."""
+    from bench.training import resume
+
+    fast = resume.code_key([])
+    monkeypatch.setenv(speedups.SWITCH, "1")
+    assert resume.code_key([]) != fast and resume.code_key([])["suite"] == fast["suite"]
