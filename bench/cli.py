@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from bench import interrupts
 from bench.commands import COMMANDS
-from bench.errors import Interrupted, UserError
+from bench.errors import Interrupted, UserError, Worded, in_python_terms
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,8 +38,34 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         sub = commands.add_parser(command.NAME, help=command.HELP)
         command.add_arguments(sub)
-        sub.set_defaults(command_main=command.main)
+        sub.set_defaults(command_main=command.main, command_parser=sub)
     return parser
+
+
+def flag_names(parser: argparse.ArgumentParser) -> Callable[[str, str | None], str]:
+    """How a command names the options of a library message (``bench.errors.option``): by the flag that sets them
+    (``train.lr`` -> ``--lr``, ``chunk=4`` -> ``--chunk 4``, ``fresh=True`` -> ``--fresh``); an option the command
+    has no flag for keeps its Python name."""
+    from bench.commands.fields import options_of_fields
+
+    flags = {action.dest: max(action.option_strings, key=len)
+             for action in parser._actions if action.option_strings}  # argparse's list of its arguments
+    present = set(flags.values())
+    flags.update({path: option for path, option in options_of_fields().items() if option in present})
+
+    def name_of(name: str, value: str | None) -> str:
+        flag = flags.get(name)
+        if flag is None:
+            return in_python_terms(name, value)
+        return flag if value in (None, "True") else f"{flag} {value}"
+
+    return name_of
+
+
+def worded(error: Worded, args: argparse.Namespace | None) -> str:
+    """The message of ``error`` in the words of the command that raised it."""
+    parser = getattr(args, "command_parser", None)
+    return error.worded(flag_names(parser)) if parser is not None else str(error)
 
 
 def exit_quickly(code: int) -> NoReturn:
@@ -66,17 +92,18 @@ def exit_quickly(code: int) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    args = None
     try:
         if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
             argv = ["run", *argv]  # `python -m bench --seeds 4` runs the default preset
         args = build_parser().parse_args(argv)
         return args.command_main(args, argv)
     except UserError as error:
-        print(f"bench: error: {one_line(str(error))}", file=sys.stderr)
+        print(f"bench: error: {one_line(worded(error, args))}", file=sys.stderr)
         return 2
     except Interrupted as interrupted:
         interrupts.handled()
-        print(f"bench: {interrupted}", file=sys.stderr)
+        print(f"bench: {worded(interrupted, args)}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         interrupts.handled()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import UserError
+from bench.errors import UserError, option
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> Path:
@@ -130,7 +130,8 @@ def ensure_writable(folder: str | Path) -> Path:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
-        raise UserError(f"output folder {folder} is not writable ({error.strerror}); choose another --out") from None
+        raise UserError(f"output folder {folder} is not writable ({error.strerror}); "
+                        f"choose another {option('out')}") from None
     return folder
 
 
@@ -232,7 +233,7 @@ def exclusive(folder: str | Path, process_index: int = 0):
             except OSError:
                 owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                 raise UserError(f"another initjax process (pid {owner}) is writing to {folder}; wait for it to "
-                                "finish or choose another --out") from None
+                                "finish or choose another {option('out')}") from None
             try:
                 current = os.stat(path, follow_symlinks=False)
             except FileNotFoundError:
@@ -367,7 +368,7 @@ def staged(folder: str | Path, keep: bool = True):
         stage.mkdir(parents=True)
     except OSError as error:
         raise UserError(f"cannot write beside {folder} ({error.strerror}); choose another output folder "
-                        "(--out)") from None
+                        f"({option('out')})") from None
     written = Stage(stage, folder)
     try:
         yield written

@@ -75,6 +75,17 @@ DATASETS_HELP = "comma-separated dataset names, `bench list` shows them (default
                 "default)"
 
 
+def options_of_fields() -> dict[str, str]:
+    """Field path -> the short option that sets it (``train.lr`` and ``grid.lr`` -> ``--lr``), for naming the
+    options of a library message on the command line (``bench.errors.option``)."""
+    out = {}
+    for field in FIELDS:
+        out[field.path] = field.option
+        if field.grid is not None:
+            out[f"grid.{field.path.rpartition('.')[2]}"] = field.option
+    return out
+
+
 def add_to(parser: argparse.ArgumentParser) -> None:
     """The short options, and ``--datasets``."""
     for field in FIELDS:

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", help="write the report to this folder instead of DIR (never over a report there unless --force)"
     )
-    parser.add_argument("--force", action="store_true", help="with --out: overwrite the report found there")
+    parser.add_argument("--force", dest="overwrite", action="store_true",
+                        help="with --out: overwrite the report found there")
     parser.add_argument("--format", type=names, default=list(FORMATS), help=f"comma-separated, of {','.join(FORMATS)}")
     parser.add_argument(
         "--metric",
@@ -86,7 +87,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
             files = [stage.final(path) for path in files]
         else:
             held.enter_context(exclusive(out))
-            refuse_overwrite(out, args.force)
+            refuse_overwrite(out, args.overwrite)
             analysis, files = publish(
                 out, results, record, test_outcomes, runs_changed=True, calibration_from=args.dir, **options
             )

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import readers
-from bench.errors import UserError, unknown
+from bench.errors import UserError, option, unknown
 
 DEFAULT_VALIDATION = 5_000
 
@@ -334,7 +334,7 @@ def require_tensorflow(tfds_name: str) -> None:
     try:
         import tensorflow  # noqa: F401
     except ImportError:
-        raise UserError(f"--download prepares {tfds_name} with TensorFlow, which is not installed: "
+        raise UserError(f"{option('download', True)} prepares {tfds_name} with TensorFlow, which is not installed: "
                         "pip install -e '.[tf]'") from None
 
 
@@ -378,8 +378,8 @@ def load_images(name: str, data_dir: str | Path | None = None, download: bool = 
     if arrays is None:
         raise UserError(
             f"no {name} data in {root}: put {source.files} in {root}/{source.folders[0]}/ "
-            f"(or pass --data-dir / set INITJAX_DATA_DIR), or prepare it with tfds in that data_dir, "
-            f"or add --download (needs pip install -e '.[tf]' and a network)"
+            f"(or pass {option('data_dir')} / set INITJAX_DATA_DIR), or prepare it with tfds in that data_dir, "
+            f"or add {option('download', True)} (needs pip install -e '.[tf]' and a network)"
         )
     x_train, y_train, x_test, y_test = arrays
     scale = np.float32(1 / 255)

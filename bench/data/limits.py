@@ -13,7 +13,7 @@ import contextlib
 import contextvars
 import os
 
-from bench.errors import UserError
+from bench.errors import UserError, option
 
 _LIMIT: contextvars.ContextVar[int | None] = contextvars.ContextVar("data_limit", default=None)
 DEFAULT_SHARE = 0.8  # of the memory available, when no budget is given
@@ -53,5 +53,6 @@ def check(source: str, what: str, nbytes: int) -> None:
     allowed = limit()
     if nbytes > allowed:
         raise UserError(f"{source} declares {what} needing {nbytes / 2**30:.2f} GiB once read, more than the "
-                        f"{allowed / 2**30:.2f} GiB allowed (--max-memory, or 80% of the memory available); its "
+                        f"{allowed / 2**30:.2f} GiB allowed ({option('max_memory')}, or 80% of the memory available); "
+                        "its "
                         "header is damaged, or give the run more memory")

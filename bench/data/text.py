@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import UserError
+from bench.errors import UserError, option
 
 SPLITS = (("train", 0.9), ("val", 0.05), ("test", 0.05))
 MAX_CHARACTERS = 100_000_000  # read whole; a larger file is refused with a message
@@ -117,8 +117,8 @@ def tiny_shakespeare(context: int = 64, data_dir: str | Path | None = None, down
     if parts is None:
         raise UserError(
             f"no tiny_shakespeare in {root}: put its text (char-rnn's input.txt) at {root}/tiny_shakespeare.txt or "
-            f"in {root}/tiny_shakespeare/ (or pass --data-dir / set INITJAX_DATA_DIR), or prepare it with tfds in "
-            "that data_dir, or add --download (needs pip install -e '.[tf]' and a network)")
+            f"in {root}/tiny_shakespeare/ (or pass {option('data_dir')} / set INITJAX_DATA_DIR), or prepare it with "
+            f"tfds in that data_dir, or add {option('download', True)} (needs pip install -e '.[tf]' and a network)")
     return characters(parts, context, "tiny_shakespeare", f"tensorflow-datasets in {root}")
 
 

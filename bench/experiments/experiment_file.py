@@ -47,7 +47,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
+from bench.errors import UserError, option
 from bench.experiments.spec import Arm, Experiment, Task
 from bench.models import MODELS
 from bench.training import grid as grids
@@ -164,7 +164,8 @@ def _parse_value(text: str):
     except tomllib.TOMLDecodeError:
         return text
     except RecursionError:  # [[[[...]]]] nested thousands deep
-        raise UserError(f"--set value {text[:40]!r}... nests deeper than TOML can be read here; flatten it") from None
+        raise UserError(f"{option('assignments')} value {text[:40]!r}... nests deeper than TOML can be read here; "
+                        "flatten it") from None
 
 
 def apply_overrides(raw: dict, assignments: list[str]) -> dict:
@@ -176,7 +177,7 @@ def apply_overrides(raw: dict, assignments: list[str]) -> dict:
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"--set needs key=value (e.g. train.lr=0.01), got {assignment!r}")
+            raise UserError(f"{option('assignments')} needs key=value (e.g. train.lr=0.01), got {assignment!r}")
         set_path(raw, key.strip(), _parse_value(text))
     return raw
 
@@ -202,7 +203,8 @@ def set_path(raw: dict, key: str, value) -> None:
             elif isinstance(node, dict):
                 step.append(node.setdefault(part, {}))
             else:
-                raise UserError(f"--set {key}: {'.'.join(parents[:i + 1])} is not a table or a list index in range")
+                raise UserError(f"{option('assignments')} {key}: {'.'.join(parents[:i + 1])} is not a table or a list "
+                                "index in range")
         nodes = step
     for node in nodes:
         if isinstance(node, list) and last.isdigit() and int(last) < len(node):
@@ -213,7 +215,7 @@ def set_path(raw: dict, key: str, value) -> None:
             else:
                 node[last] = value
         else:
-            raise UserError(f"--set {key}: {'.'.join(parents) or key} is not a table")
+            raise UserError(f"{option('assignments')} {key}: {'.'.join(parents) or key} is not a table")
 
 
 REMOVE = object()  # set_path's value that removes a field

@@ -18,7 +18,7 @@ from typing import Any
 import initjax
 from bench import data
 from bench.data import datasets, sequences, text
-from bench.errors import UserError, unknown
+from bench.errors import UserError, option, unknown
 from bench.models import ACTIVATIONS, MODELS, losses
 from bench.store import safe_name
 from bench.training import grid as grids
@@ -270,18 +270,19 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
     Raises:
       UserError: the first problem found, in one line.
     """
-    for option, value, high in (("--seeds", experiment.seeds, MAX_SEEDS), ("--data-seeds", experiment.data_seeds, 1000),
-                                ("--epochs", experiment.train.epochs, MAX_EPOCHS),
-                                ("--experiment-seed", experiment.seed, 2**32 - 1)):
-        low = 0 if option == "--experiment-seed" else 1
+    for field, value, high in (("seeds", experiment.seeds, MAX_SEEDS), ("data_seeds", experiment.data_seeds, 1000),
+                               ("train.epochs", experiment.train.epochs, MAX_EPOCHS),
+                               ("seed", experiment.seed, 2**32 - 1)):
+        low = 0 if field == "seed" else 1
         if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and low <= value <= high):
-            raise UserError(f"{option} must be an integer from {low} to {high:,}, got {value}")
+            raise UserError(f"{option(field)} must be an integer from {low} to {high:,}, got {value}")
     if experiment.data_seeds > 1 and experiment.seeds < 2:
-        raise UserError("--data-seeds needs --seeds >= 2: the variance decomposition crosses init and data-order seeds")
+        raise UserError(f"{option('data_seeds')} > 1 needs {option('seeds')} >= 2: the variance decomposition "
+                        "crosses init and data-order seeds")
     if not experiment.tasks:
-        raise UserError("no dataset selected; give --datasets with at least one name")
+        raise UserError(f"no dataset selected; give {option('datasets')} with at least one name")
     if not experiment.initializers:
-        raise UserError("no initializer selected; give --initializers with at least one name")
+        raise UserError(f"no initializer selected; give {option('initializers')} with at least one name")
     names = [task.name for task in experiment.tasks]
     for task in experiment.tasks:
         if task.label is not None:  # a label names files (figures, the cache's task folder): it stays in its folder
@@ -306,8 +307,8 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
         if any(w < 1 for w in task.hidden):
             raise UserError(f"hidden widths must be >= 1, got {tuple(task.hidden)}")
         if task.model == "resmlp" and (not task.hidden or len(set(task.hidden)) != 1):
-            raise UserError(f"resmlp needs equal hidden widths, one per residual block (e.g. --hidden "
-                            f"{','.join(['64'] * 8)}); got {tuple(task.hidden)}")
+            raise UserError(f"resmlp needs equal hidden widths, one per residual block (e.g. "
+                            f"{option('tasks.*.hidden', ','.join(['64'] * 8))}); got {tuple(task.hidden)}")
     experiment.train.validate(n_train=None)  # the batch size is checked against each dataset later
     experiment.grid.validate()
     recipes.check(experiment.train.optimizer, experiment.train.schedule, grids.injected(experiment.grid))

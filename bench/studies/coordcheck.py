@@ -43,7 +43,7 @@ import pandas as pd
 import initjax
 from bench import data as datasets
 from bench import models
-from bench.errors import UserError, unknown
+from bench.errors import UserError, option, unknown
 from bench.models import losses
 from bench.training import initialization, objective, parameterized, programs, recipes, seeding
 from initjax import parameterization as param
@@ -102,14 +102,16 @@ def setup_from(parameterizations: Sequence[str], widths: Sequence[int], **fields
             raise unknown("parameterization", name, param.PARAMETERIZATIONS)
     parameterized.family(setup.optimizer)
     if len(set(widths)) < 2 or min(widths) < 1:
-        raise UserError(f"--widths needs at least two distinct widths >= 1 to fit a slope, got {list(widths)}")
+        raise UserError(f"{option('widths')} needs at least two distinct widths >= 1 to fit a slope, "
+                        f"got {list(widths)}")
     for name in ("depth", "steps", "seeds", "base_width", "batch_size"):
         if getattr(setup, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(setup, name)}")
+            raise UserError(f"{option(name)} must be >= 1, got {getattr(setup, name)}")
     if not setup.lr > 0:
-        raise UserError(f"--lr must be > 0, got {setup.lr}")
+        raise UserError(f"{option('lr')} must be > 0, got {setup.lr}")
     if setup.model == "transformer" and (setup.base_width % HEADS or any(w % HEADS for w in widths)):
-        raise UserError(f"the transformer has {HEADS} heads: --widths and --base-width must be multiples of {HEADS}")
+        raise UserError(f"the transformer has {HEADS} heads: {option('widths')} and {option('base_width')} "
+                        f"must be multiples of {HEADS}")
     return setup
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from bench.errors import UserError
+from bench.errors import UserError, option
 
 AXIS = "models"
 
@@ -62,7 +62,8 @@ def initialize_distributed(environ=os.environ) -> None:
         jax.distributed.initialize(**kwargs)
     except (ValueError, TypeError, RuntimeError) as error:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise UserError(f"--distributed could not start ({first_line}): set JAX_COORDINATOR_ADDRESS=host:port, "
+        raise UserError(f"{option('distributed', True)} could not start ({first_line}): "
+                        "set JAX_COORDINATOR_ADDRESS=host:port, "
                         "JAX_NUM_PROCESSES and JAX_PROCESS_ID, or launch under SLURM/Open MPI/a TPU pod") from None
 
 

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bench.errors import UserError
+from bench.errors import UserError, option
 from bench.schema import FACTORS, LABELS  # noqa: F401 (the factors' columns: grid.FACTORS, grid.LABELS)
 from initjax import rules
 
@@ -53,7 +53,7 @@ def parse_values(value, factor: str = "value") -> tuple[float, ...]:
     Raises:
       UserError: not numbers, an empty list, a bad range, or more than :data:`MAX_VALUES` values.
     """
-    what = f"--{factor.replace('_', '-')}" if factor != "value" else "a grid value"
+    what = option(f"grid.{factor}") if factor != "value" else "a grid value"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         values = [float(value)]
     elif isinstance(value, str):
@@ -132,13 +132,13 @@ class Grid:
                 inside = (v >= low if closed else v > low) and v < high and math.isfinite(v)
                 if not inside:
                     said = f"{'>=' if closed else '>'} {low}" + (f" and < {high}" if math.isfinite(high) else "")
-                    raise UserError(f"--{factor.replace('_', '-')} values must be finite numbers {said}, got {v}")
+                    raise UserError(f"{option(f'grid.{factor}')} values must be finite numbers {said}, got {v}")
             if len(set(values)) < len(values):
-                raise UserError(f"--{factor.replace('_', '-')} lists a value twice in {list(values)}; list each once")
+                raise UserError(f"{option(f'grid.{factor}')} lists a value twice in {list(values)}; list each once")
         try:
             rules.check_pattern(self.init_scale_on)
         except ValueError as error:
-            raise UserError(f"init_scale_on: {error}") from None
+            raise UserError(f"{option('grid.init_scale_on')}: {error}") from None
 
     def record(self) -> dict:
         """The grid as JSON-safe data (experiment records, resume keys): the factors given, and the scale's pattern."""

@@ -38,7 +38,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from bench.errors import UserError
+from bench.errors import UserError, option
 from bench.store import (  # noqa: F401 (cache_root: re-exported, its home was here)
     LOCK,
     cache_root,
@@ -51,6 +51,8 @@ from bench.store import (  # noqa: F401 (cache_root: re-exported, its home was h
 from bench.training import memory, speedups
 
 FORMAT_VERSION = 3  # 2: every file carries a checksum and its own name; 3: fractional per-example accuracies kept
+
+FRESH = option("fresh", True)  # the remedy most messages here name
 
 
 def task_key(config: dict) -> str:
@@ -74,7 +76,7 @@ def environment_key() -> dict:
 
 # The suite's own files whose code the numbers depend on (a development checkout keeps one version number)
 # the suite's code that a run's numbers depend on: the trainer and what it imports, and the experiment layer
-# that turns a task into a model, loss and data (bench.experiments.runner.task_model, task_data)
+# that turns a task into a model, loss and data (bench.experiments.tasks.task_model, task_data)
 NUMERIC_PACKAGES = ("training", "models", "data", "experiments")
 NUMERIC_MODULES = ("schema.py", "user_code.py")  # bench's own modules below those packages that they import
 
@@ -183,7 +185,7 @@ class TaskStore:
             write_atomic(manifest, json.dumps(body, indent=1, sort_keys=True, default=str))
             return proposed
         stored = self._read_json(manifest)
-        damaged = UserError(f"{manifest} is damaged or edited; delete {self.folder} or rerun with --fresh")
+        damaged = UserError(f"{manifest} is damaged or edited; delete {self.folder} or rerun with {FRESH}")
         if not isinstance(stored, dict) or stored.get("sha256") != _json_digest(stored):
             raise damaged
         plan = stored.get("plan")
@@ -253,7 +255,7 @@ class TaskStore:
         n_leaves = int(arrays["n_leaves"])
         if leaf_shapes is not None and n_leaves != len(leaf_shapes):
             raise UserError(f"{path} holds {n_leaves} state arrays, this task has {len(leaf_shapes)}; "
-                            "delete it (its chunk is retrained) or rerun with --fresh")
+                            f"delete it (its chunk is retrained) or rerun with {FRESH}")
         self.resumed[chunk] = int(arrays["epoch"])
         return Checkpoint(int(arrays["epoch"]), [arrays[f"leaf_{i}"] for i in range(n_leaves)], arrays["sums"],
                           arrays["finite"], float(arrays.get("seconds", 0.0)), int(arrays.get("seed_epochs", 0)))
@@ -286,16 +288,16 @@ class TaskStore:
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError):
-            raise UserError(f"{path} is damaged; delete {self.folder} or rerun with --fresh") from None
+            raise UserError(f"{path} is damaged; delete {self.folder} or rerun with {FRESH}") from None
 
     def _read_npz(self, path: Path, role: str, shapes: dict[str, tuple] | None) -> dict[str, np.ndarray]:
         """A progress file's arrays, checked: checksum, written for this task and this ``role``, shapes."""
-        remedy = "delete it (its chunk is retrained) or rerun with --fresh"
+        remedy = f"delete it (its chunk is retrained) or rerun with {FRESH}"
         arrays = read_npz_verified(path, remedy)
         version = int(arrays["format"]) if arrays.get("format", np.zeros(2)).shape == () else -1
         if version != FORMAT_VERSION:
             raise UserError(f"{path} has progress format {version}; this initjax reads {FORMAT_VERSION}: "
-                            "rerun with --fresh")
+                            f"rerun with {FRESH}")
         written_as = str(arrays.get("written_as", ""))
         if written_as != f"{self.key}/{role}":
             raise UserError(f"{path} was written as {written_as or 'something else'}, not as this task's {role}; "

@@ -1,6 +1,8 @@
 """`python -m bench`: listings, a tiny end-to-end run, and one-line errors for bad input."""
 
+import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +190,50 @@ def test_each_short_option_sets_the_field_the_python_keyword_sets(argv, keywords
 
     args = cli.build_parser().parse_args(["run", preset, *argv])
     assert fields.apply(presets.get(preset), args) == presets.get(preset).override(**keywords)
+
+
+@pytest.mark.parametrize(
+    "argv, keywords, on_the_command_line, in_python",
+    [
+        (["--seeds", "0"], {"seeds": 0}, "--seeds must be an integer", "seeds must be an integer"),
+        (["--experiment-seed", "-1"], {"seed": -1}, "--experiment-seed must be", "seed must be"),
+        (["--epochs", "0"], {"epochs": 0}, "--epochs must be", "train.epochs must be"),
+        (["--momentum", "0.5,0.5"], {"momentum": "0.5,0.5"}, "--momentum lists a value twice",
+         "grid.momentum lists a value twice"),
+        (["--chunk", "0"], {"chunk": 0}, "--chunk must be >= 1 seed", "chunk must be >= 1 seed"),
+        (["--model", "resmlp", "--hidden", "3,4"], {"model": "resmlp", "hidden": (3, 4)},
+         "(e.g. --hidden 64,64,64,64,64,64,64,64)", "(e.g. hidden=64,64,64,64,64,64,64,64)"),
+    ],
+)
+def test_a_library_error_names_the_flag_on_the_command_line_and_the_field_in_python(
+        argv, keywords, on_the_command_line, in_python, capsys, tmp_path):
+    """The library names fields and arguments (bench.errors.option); only the command line turns them into flags."""
+    assert cli.main(["run", *argv, "--out", str(tmp_path / "cli")]) == 2
+    assert on_the_command_line in capsys.readouterr().err
+    from bench.errors import UserError
+
+    with pytest.raises(UserError) as raised:
+        bench.run("default", out=tmp_path / "py", **keywords)
+    assert in_python in str(raised.value) and "--" not in str(raised.value), str(raised.value)
+
+
+def test_a_wrapped_library_error_still_names_flags_and_no_library_message_names_one():
+    from bench.errors import UserError, option
+
+    inner = UserError(f"{option('chunk', 4)} needs more memory; rerun with {option('fresh', True)}")
+    outer = UserError(f"task digits: {inner}")
+    assert str(outer) == "task digits: chunk=4 needs more memory; rerun with fresh=True"
+    assert cli.worded(outer, cli.build_parser().parse_args(["run"])) == \
+        "task digits: --chunk 4 needs more memory; rerun with --fresh"
+    library, flagged = Path(bench.__file__).parent, []
+    for path in library.rglob("*.py"):
+        if path.parent.name == "commands" or path.name in ("cli.py", "__main__.py"):
+            continue
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            called = getattr(node, "func", None)
+            raised = isinstance(node, ast.Call) and getattr(called, "id", getattr(called, "attr", None)) in (
+                "UserError", "Interrupted")
+            if raised and re.search(r"(?<![\w-])--[a-z]", ast.get_source_segment(source, node)):
+                flagged.append(f"{path.relative_to(library)}:{node.lineno}")
+    assert not flagged, f"library messages that name a command-line flag (use bench.errors.option): {flagged}"

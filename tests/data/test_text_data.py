@@ -49,7 +49,7 @@ def test_tiny_shakespeare_is_read_from_the_data_directory_without_a_network(tmp_
     with pytest.raises(UserError, match="holds 2 .txt files"):
         data.load("tiny_shakespeare(context=33)", data_dir=tmp_path)
     start = time.perf_counter()
-    with pytest.raises(UserError, match=r"no tiny_shakespeare in .*--download"):
+    with pytest.raises(UserError, match=r"no tiny_shakespeare in .*download=True"):
         data.load("tiny_shakespeare", data_dir=tmp_path / "empty")
     assert time.perf_counter() - start < 30  # fails, never waits on a download
 

@@ -291,7 +291,7 @@ def test_editing_the_studys_initializer_retrains(study, capsys):
 
     importlib.reload(sys.modules["mypkg.inits"])  # what a new process would import
     again = bench.run(path, out=study / "out", progress=False)
-    assert again.record.tasks["my_data"]["chunks_loaded"] == 0
+    assert again.record.tasks["my_data"].chunks_loaded == 0
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -317,7 +317,7 @@ def test_set_overrides_any_field_and_short_flags_still_apply(study):
     assert experiment.tasks[0].model_args == {"widths": [4]}
     preset = presets.resolve("default", ["seeds=3", "tasks.1.hidden=[16]"])
     assert preset.seeds == 3 and preset.tasks[1].hidden == (16,) and preset.tasks[0] == presets.get("default").tasks[0]
-    with pytest.raises(UserError, match=r"--set needs key=value"):
+    with pytest.raises(UserError, match=r"assignments needs key=value"):
         presets.resolve("default", ["seeds"])
     with pytest.raises(UserError, match=r"train.lr must be a number, got 'fast'"):
         presets.resolve("default", ["train.lr=fast"])
@@ -379,7 +379,7 @@ def test_a_regression_study_with_a_normalized_mlp_ranks_by_r2(tmp_path):
 
 
 def test_python_errors_name_python_arguments():
-    with pytest.raises(UserError, match=r"^seeds= must be an integer") as error:
+    with pytest.raises(UserError, match=r"^seeds must be an integer") as error:
         bench.run("default", seeds=0)
     assert "--" not in str(error.value)
     with pytest.raises(TypeError, match="unexpected options"):

@@ -88,12 +88,12 @@ def test_plan_respects_devices_processes_and_the_users_chunk():
 
 
 def test_plan_refuses_what_cannot_fit_with_a_clear_message():
-    with pytest.raises(UserError, match="one chunk of 1 seed.*more than the memory budget.*--max-memory"):
+    with pytest.raises(UserError, match="one chunk of 1 seed.*more than the memory budget.*max_memory"):
         memory.plan(FP, n_inits=8, n_seeds=4, resident=-memory.RUNTIME_BYTES, budget=8 * 7000 - 1, on_cpu=False)
-    with pytest.raises(UserError, match="--chunk 4 needs"):
+    with pytest.raises(UserError, match="chunk=4 needs"):
         memory.plan(FP, n_inits=8, n_seeds=4, resident=-memory.RUNTIME_BYTES, budget=2 * 8 * 7000, on_cpu=False,
                     chunk=4)
-    with pytest.raises(UserError, match="--chunk must be >= 1"):
+    with pytest.raises(UserError, match="chunk must be >= 1"):
         memory.plan(FP, n_inits=8, n_seeds=4, resident=0, budget=2**40, on_cpu=False, chunk=0)
 
 
