@@ -27,6 +27,7 @@ and ``tests/analysis/test_error_rates.py``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import warnings
 
@@ -92,11 +93,8 @@ def argmin_two_sided(log2_lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
         rows = np.nonzero((best == j) & np.isfinite(y[:, lo:hi + 1]).all(-1))[0]
         if j in (0, len(x) - 1) or hi - lo < 3 or rows.size == 0:
             continue
-        xs, ys = x[lo:hi + 1], y[rows, lo:hi + 1]
-        candidates = np.linspace(x[j - 1], x[j + 1], CANDIDATES)
-        d = xs[None, :] - candidates[:, None]  # (candidates, points)
-        design = np.stack([np.ones_like(d), np.where(d < 0, d * d, 0.0), np.where(d >= 0, d * d, 0.0)], -1)
-        fit = np.linalg.pinv(design)  # (candidates, 3, points): least squares of each candidate's design
+        ys = y[rows, lo:hi + 1]
+        candidates, design, fit = _two_sided_designs(tuple(x[lo:hi + 1]), x[j - 1], x[j + 1])
         k, c, p = fit.shape
         coef = (fit.reshape(k * c, p) @ ys.T).reshape(k, c, -1).transpose(2, 0, 1)  # (rows, candidates, 3)
         misfit = np.eye(p) - design @ fit  # (candidates, points, points): residual maker I - H
@@ -105,6 +103,33 @@ def argmin_two_sided(log2_lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
         fitted = np.isfinite(residual).any(-1)
         out[rows[fitted]] = candidates[np.argmin(residual[fitted], -1)]
     return out.reshape(shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _two_sided_designs(xs: tuple, left: float, right: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(candidates, design, fit)`` of :func:`argmin_two_sided` for the points ``xs`` and vertices between ``left``
+    and ``right``: the designs `(candidates, points, 3)` and their least-squares solutions `(candidates, 3,
+    points)`; the same for every curve on one grid, so computed once (read-only)."""
+    candidates = np.linspace(left, right, CANDIDATES)
+    d = np.asarray(xs)[None, :] - candidates[:, None]  # (candidates, points)
+    design = np.stack([np.ones_like(d), np.where(d < 0, d * d, 0.0), np.where(d >= 0, d * d, 0.0)], -1)
+    fit = np.linalg.pinv(design)  # (candidates, 3, points): least squares of each candidate's design
+    for array in (candidates, design, fit):
+        array.flags.writeable = False
+    return candidates, design, fit
+
+
+def _finite_span(finite: np.ndarray, best: np.ndarray, reach: int) -> np.ndarray:
+    """`(rows, 2)` the first and last index of the run of finite values around each row's ``best`` index, at most
+    ``reach`` each side; ``finite`` `(rows, n)`."""
+    rows, n = np.arange(len(best)), finite.shape[1]
+    lo, hi = best.copy(), best.copy()
+    going_left = going_right = np.ones(len(best), bool)
+    for k in range(1, reach + 1):
+        going_left = going_left & (best - k >= 0) & finite[rows, np.clip(best - k, 0, n - 1)]
+        going_right = going_right & (best + k < n) & finite[rows, np.clip(best + k, 0, n - 1)]
+        lo, hi = np.where(going_left, best - k, lo), np.where(going_right, best + k, hi)
+    return np.stack([lo, hi], axis=1)
 
 
 def argmin_spline(log2_lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
@@ -121,15 +146,7 @@ def argmin_spline(log2_lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
     best = np.argmin(y, axis=-1)
     out = x[best].astype(np.float64)
     finite = np.isfinite(y)
-    spans = []
-    for r in range(len(y)):
-        lo = hi = best[r]
-        while lo > max(0, best[r] - SPLINE_REACH) and finite[r, lo - 1]:
-            lo -= 1
-        while hi < min(len(x) - 1, best[r] + SPLINE_REACH) and finite[r, hi + 1]:
-            hi += 1
-        spans.append((lo, hi))
-    spans = np.array(spans)
+    spans = _finite_span(finite, best, SPLINE_REACH)
     for lo, hi in np.unique(spans, axis=0):
         rows = np.nonzero((spans[:, 0] == lo) & (spans[:, 1] == hi) & finite[np.arange(len(y)), best])[0]
         if hi - lo < 2 or rows.size == 0:

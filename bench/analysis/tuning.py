@@ -15,13 +15,9 @@ rate, weight decay, ... combination) with the same seeds. Its final metrics form
    pairwise differences of tuned initializers (max-T over the bootstrap, with Student-t
    small-sample scaling), from which Hsu's verdicts follow as in ``bench.analysis.verdicts``. Their coverage and
    error rates are measured by simulation in ``tests/analysis/test_tuning.py``.
-2. **Sensitivity.** Along the grid's first factor (the learning rate when it is one),
-   each initializer's mean test metric per value (other factors tuned on validation
-   per value), with Student t bands; the best value's interval from the bootstrap
-   distribution of the interpolated argmax (a parabola through the best grid point
-   and its neighbours, in log x for learning rates and scales); the width of the range
-   within a tolerance of the curve's best (decades for a log factor); and the
-   normalized area under the curve (the mean metric over the range).
+2. **Sensitivity** (``bench.analysis.sensitivity``). Along the grid's first factor (the learning rate when it
+   is one), each initializer's mean test metric per value (other factors tuned on validation per value), the
+   best value with its interval, the width of the range near the best and the area under the curve.
 3. **Does the ranking hold?** The all-pairs intervals at the recipe's value (e.g. lr
    1e-3) against those of the tuned initializers: the ranking *changes* if the best at
    the reference value is significantly worse once every initializer is tuned, or if
@@ -41,131 +37,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from bench import schema
-from bench.analysis import compare, maxt, resolution, scoring, stats, verdicts
-from bench.analysis.stats import run_table
+from bench.analysis import grid_cube, maxt, resolution, scoring, stats, verdicts
+from bench.analysis.grid_cube import RESAMPLES, Cube, cell_means, choose, cube, grid_factors, selection_metric, take
+from bench.analysis.sensitivity import Sensitivity, main_factor_groups, on_log_scale, sensitivity
 
-RESAMPLES = 4000  # bootstrap resamples of the tuned comparison and the sensitivity figures
-BATCH = 500  # resamples computed at once (bounds memory: BATCH x seeds x arms)
 TOLERANCE = {"accuracy": 0.01, "r2": 0.01, "loss": 0.01}  # "within tolerance of the best" (1 pp of accuracy)
-LOG_FACTORS = ("lr", "weight_decay", "init_scale")  # drawn and interpolated in log x when every value is > 0
-
-
-def grid_factors(results: pd.DataFrame) -> list[str]:
-    """The grid factors of a results table that take more than one value (``bench.schema.FACTORS``)."""
-    return [f for f in schema.FACTORS if f in results and results[f].nunique(dropna=True) > 1]
-
-
-def selection_metric(results: pd.DataFrame, metric: str) -> str | None:
-    """The validation metric cells are chosen by (``val_accuracy`` for ``test_accuracy``), None without one."""
-    name = "val_" + metric.removeprefix("test_") if metric.startswith("test_") else None
-    return name if name in results else None
-
-
-@dataclasses.dataclass(frozen=True)
-class Cube:
-    """One task's final metrics by seed, initializer and grid cell.
-
-    Attributes:
-      initializers: `(k,)` in table order.
-      factors: the grid factors, in ``schema.FACTORS`` order.
-      cells: `(m,)` tuples of factor values, sorted.
-      arms: `(k, m)` arm names.
-      test, val: `(seeds, k, m)` the ranked metric and the selection metric (better direction:
-        higher is better; a loss is negated), a diverged run scored as an untrained network
-        (``bench.analysis.scoring``), NaN where the arm is absent.
-      failed: `(seeds, k, m)` whether the run diverged (crossed data orders: in any data order).
-    """
-
-    initializers: list[str]
-    factors: list[str]
-    cells: list[tuple]
-    arms: np.ndarray
-    test: np.ndarray
-    val: np.ndarray
-    failed: np.ndarray
-
-
-def cube(task_final: pd.DataFrame, metric: str, selection: str, factors: list[str], test_score: float = np.nan,
-         val_score: float = np.nan) -> Cube:
-    """The :class:`Cube` of one task's final-epoch rows (crossed data orders: each init seed's mean); a diverged
-    run's test and validation values are ``test_score`` and ``val_score`` (``bench.analysis.scoring``)."""
-    arms = task_final.drop_duplicates("arm").set_index("arm")
-    initializers = list(dict.fromkeys(arms["initializer"]))
-    cells = sorted({tuple(float(row[f]) for f in factors) for _, row in arms.iterrows()})
-    where = {(row["initializer"], tuple(float(row[f]) for f in factors)): name for name, row in arms.iterrows()}
-    names = np.array([[where.get((i, c), "") for c in cells] for i in initializers], dtype=object)
-    sign = 1.0 if stats.higher_is_better(metric) else -1.0
-
-    def arranged(column, score, direction=sign):
-        listed, values = compare.final_matrix(task_final, column, score)
-        out = np.full((values.shape[0], len(initializers), len(cells)), np.nan)
-        for (i, c), name in np.ndenumerate(names):
-            if name:
-                out[:, i, c] = direction * values[:, listed.index(name)]
-        return out
-
-    failed = task_final.assign(failed=task_final["diverged"].astype(np.float64))
-    return Cube(initializers, factors, cells, names, arranged(metric, test_score), arranged(selection, val_score),
-                arranged_flags(failed, names, initializers, cells))
-
-
-def arranged_flags(task_final: pd.DataFrame, names: np.ndarray, initializers: list[str], cells: list) -> np.ndarray:
-    """`(seeds, k, m)` whether each run diverged (with crossed data orders, in any of them)."""
-    listed = list(dict.fromkeys(task_final["arm"]))
-    index = ["seed"]
-    flags = run_table(task_final, task_final["failed"], index, listed).to_numpy(np.float64)
-    if "data_seed" in task_final and task_final["data_seed"].nunique() > 1:
-        flags = task_final.pivot_table(index="seed", columns="arm", values="failed", aggfunc="max") \
-            .reindex(columns=listed).to_numpy(np.float64)
-    out = np.zeros((flags.shape[0], len(initializers), len(cells)), bool)
-    for (i, c), name in np.ndenumerate(names):
-        if name:
-            out[:, i, c] = flags[:, listed.index(name)] > 0
-    return out
-
-
-def choose(val_means: np.ndarray, diverged: np.ndarray) -> np.ndarray:
-    """Index of each initializer's chosen cell: fewest diverged runs, then the best validation mean.
-
-    Args:
-      val_means: `(..., k, m)` validation means (better direction; NaN where no run finished).
-      diverged: `(..., k, m)` runs that did not finish.
-
-    Returns:
-      `(..., k)` cell indices.
-    """
-    fewest = diverged == diverged.min(axis=-1, keepdims=True)
-    score = np.where(fewest & np.isfinite(val_means), val_means, -np.inf)
-    return np.argmax(score, axis=-1)
-
-
-def cell_means(x: np.ndarray, failed: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Means over seeds of the runs with a value (diverged ones scored) and counts of diverged runs: `(..., k, m)`
-    each.
-
-    ``rows`` `(B, n)` resamples the seeds (None: the sample itself).
-    """
-    x, failed = (x, failed) if rows is None else (x[rows], failed[rows])  # (B, n, k, m)
-    present = np.isfinite(x)
-    count = present.sum(axis=-3)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(present, x, 0.0).sum(axis=-3) / count
-    return np.where(count > 0, means, np.nan), failed.sum(axis=-3)
-
-
-def _take(means: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-    """``means[..., i, chosen[..., i]]`` for every initializer ``i``: `(..., k)`."""
-    return np.take_along_axis(means, chosen[..., None], axis=-1)[..., 0]
-
-
-def _resamples(n: int, rng: np.random.Generator, total: int = RESAMPLES):
-    """Seed resamples in batches of :data:`BATCH`, each `(b, n)` indices with replacement."""
-    done = 0
-    while done < total:
-        size = min(BATCH, total - done)
-        yield rng.integers(0, n, size=(size, n))
-        done += size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,15 +136,15 @@ def tuned(cube: Cube, margin: float, level: float = 0.95, rng: np.random.Generat
     val_means, val_diverged = cell_means(cube.val, cube.failed)
     test_means, _ = cell_means(cube.test, cube.failed)
     chosen = choose(val_means, val_diverged)
-    means = _take(test_means, chosen)
+    means = take(test_means, chosen)
     diff = means[:, None] - means[None, :]
     boot_means, boot_diffs, same = [], [], np.zeros(k)
-    for rows in _resamples(n, rng, resamples):
+    for rows in grid_cube.resamples(n, rng, resamples):
         v_means, v_div = cell_means(cube.val, cube.failed, rows)
         t_means, _ = cell_means(cube.test, cube.failed, rows)
         picked = choose(v_means, v_div)
         same += (picked == chosen).sum(axis=0)
-        values = _take(t_means, picked)
+        values = take(t_means, picked)
         boot_means.append(values)
         boot_diffs.append(values[:, :, None] - values[:, None, :])
     boot_means, boot_diffs = np.concatenate(boot_means), np.concatenate(boot_diffs)
@@ -301,148 +177,6 @@ def tuned(cube: Cube, margin: float, level: float = 0.95, rng: np.random.Generat
     low, high = np.fmin(center - t_crit * se, cells_low), np.fmax(center + t_crit * se, cells_high)
     return Tuned(list(cube.initializers), chosen, same / resamples, means, low, high,
                  diff, diff_low, diff_high, c, labels, to_low, to_high, n)
-
-
-def _groups(cube: Cube) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The main factor's values `(v,)` and, per value, the indices of the cells that have it."""
-    values = np.array(sorted({cell[0] for cell in cube.cells}))
-    return values, [np.array([j for j, cell in enumerate(cube.cells) if cell[0] == v]) for v in values]
-
-
-def _curves(val_means, val_diverged, test_means, groups) -> np.ndarray:
-    """Test means `(..., k, v)` along the main factor, the other factors chosen on validation per value."""
-    out = []
-    for cells in groups:
-        picked = choose(val_means[..., cells], val_diverged[..., cells])
-        out.append(_take(test_means[..., cells], picked))
-    return np.stack(out, axis=-1)
-
-
-def interpolated_argmax(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Where each curve peaks: the vertex of the parabola through its best point and both neighbours.
-
-    Args:
-      x: `(v,)` increasing positions (log10 of the values for a log factor).
-      y: `(..., v)` curves; NaN points are ignored (a curve with none finite gives NaN).
-
-    Returns:
-      `(...)` the peak's position, within ``[x_{j-1}, x_{j+1}]`` around the best point ``j``
-      (the best point itself at either end of the grid).
-    """
-    y = np.asarray(y, np.float64)
-    flat = y.reshape(-1, y.shape[-1])
-    out = np.full(flat.shape[0], np.nan)
-    for r, curve in enumerate(flat):
-        if not np.isfinite(curve).any():
-            continue
-        j = int(np.nanargmax(curve))
-        out[r] = x[j]
-        if 0 < j < len(x) - 1 and np.isfinite(curve[j - 1]) and np.isfinite(curve[j + 1]):
-            (x0, x1, x2), (y0, y1, y2) = x[j - 1:j + 2], curve[j - 1:j + 2]
-            denominator = (x0 - x1) * (x0 - x2) * (x1 - x2)
-            a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / denominator
-            b = (x2**2 * (y0 - y1) + x1**2 * (y2 - y0) + x0**2 * (y1 - y2)) / denominator
-            if a < 0:
-                out[r] = float(np.clip(-b / (2 * a), x0, x2))
-    return out.reshape(y.shape[:-1])
-
-
-def width_within(x: np.ndarray, y: np.ndarray, tolerance: float, points: int = 4001) -> np.ndarray:
-    """Length of the range of x where each curve, linearly interpolated, is within ``tolerance`` of its best.
-
-    Args:
-      x: `(v,)` increasing positions; y: `(..., v)` curves (better direction).
-
-    Returns:
-      `(...)` lengths in x units (decades for log10 positions); NaN where a point is NaN.
-    """
-    fine = np.linspace(x[0], x[-1], points)
-    flat = np.asarray(y, np.float64).reshape(-1, y.shape[-1])
-    out = np.full(flat.shape[0], np.nan)
-    for r, curve in enumerate(flat):
-        if np.isfinite(curve).all():
-            inside = np.interp(fine, x, curve) >= curve.max() - tolerance
-            out[r] = inside.sum() / (points - 1) * (x[-1] - x[0]) if points > 1 else 0.0
-    return out.reshape(np.shape(y)[:-1])
-
-
-def normalized_area(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Area under each curve (trapezoids) over the length of the range: the curve's mean over x, `(...)`."""
-    y = np.asarray(y, np.float64)
-    if len(x) < 2:
-        return y[..., 0]
-    return np.trapezoid(y, x, axis=-1) / (x[-1] - x[0])
-
-
-@dataclasses.dataclass(frozen=True)
-class Sensitivity:
-    """Each initializer's test metric along the grid's main factor.
-
-    Attributes:
-      factor: the main factor (``lr`` when the grid has it).
-      values: `(v,)` its values; log: positions are ``log10(values)``.
-      means, low, high: `(k, v)` test means with Student t intervals (better direction).
-      best, best_low, best_high: `(k,)` the interpolated argmax and its bootstrap interval (in values).
-      width, width_low, width_high: `(k,)` range within ``tolerance`` of the best (decades when ``log``).
-      area, area_low, area_high: `(k,)` the curve's mean over the range (:func:`normalized_area`).
-      tolerance: in the metric's units.
-    """
-
-    factor: str
-    values: np.ndarray
-    log: bool
-    means: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-    best: np.ndarray
-    best_low: np.ndarray
-    best_high: np.ndarray
-    width: np.ndarray
-    width_low: np.ndarray
-    width_high: np.ndarray
-    area: np.ndarray
-    area_low: np.ndarray
-    area_high: np.ndarray
-    tolerance: float
-
-
-def sensitivity(cube: Cube, tolerance: float, level: float = 0.95, rng: np.random.Generator | int = 0,
-                resamples: int = RESAMPLES) -> Sensitivity:
-    """The :class:`Sensitivity` of a :class:`Cube` along its first factor (percentile bootstrap intervals)."""
-    rng = np.random.default_rng(rng)
-    values, groups = _groups(cube)
-    log = cube.factors[0] in LOG_FACTORS and bool((values > 0).all())
-    x = np.log10(values) if log else values
-    val_means, val_diverged = cell_means(cube.val, cube.failed)
-    test_means, _ = cell_means(cube.test, cube.failed)
-    curves = _curves(val_means, val_diverged, test_means, groups)  # (k, v)
-    floor = resolution.value_floor(cube.test.reshape(cube.test.shape[0], -1))
-    n = cube.test.shape[0]
-    low, high = np.full(curves.shape, np.nan), np.full(curves.shape, np.nan)
-    for i in range(curves.shape[0]):  # t intervals of the runs at each point's chosen cell
-        for g, cells in enumerate(groups):
-            picked = choose(val_means[i, cells], val_diverged[i, cells])
-            runs = cube.test[:, i, cells[picked]]
-            low[i, g], high[i, g] = stats.t_interval(runs[np.isfinite(runs)], level, floor=floor)
-    boot = []
-    for rows in _resamples(n, rng, resamples):
-        v_means, v_div = cell_means(cube.val, cube.failed, rows)
-        t_means, _ = cell_means(cube.test, cube.failed, rows)
-        boot.append(_curves(v_means, v_div, t_means, groups))
-    boot = np.concatenate(boot)  # (B, k, v)
-    tail = (1 - level) / 2
-
-    def interval(samples):
-        return np.nanquantile(samples, tail, axis=0), np.nanquantile(samples, 1 - tail, axis=0)
-
-    position = (lambda p: 10**p) if log else (lambda p: p)
-    best, peaks = interpolated_argmax(x, curves), interpolated_argmax(x, boot)
-    width, widths = width_within(x, curves, tolerance), width_within(x, boot, tolerance)
-    area, areas = normalized_area(x, curves), normalized_area(x, boot)
-    (best_low, best_high), (width_low, width_high), (area_low, area_high) = (
-        interval(peaks), interval(widths), interval(areas))
-    return Sensitivity(cube.factors[0], values, log, curves, low, high, position(best), position(best_low),
-                       position(best_high), width, width_low, width_high, area, area_low, area_high, tolerance)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -485,8 +219,8 @@ def reference_index(values: np.ndarray, reference: float | None, log: bool) -> i
 def ranking(cube: Cube, tuned_arms: Tuned, reference: float | None, level: float = 0.95,
             rng: np.random.Generator | int = 0) -> Ranking:
     """The :class:`Ranking` of a :class:`Cube` against its :class:`Tuned` comparison."""
-    values, groups = _groups(cube)
-    log = cube.factors[0] in LOG_FACTORS and bool((values > 0).all())
+    values, groups = main_factor_groups(cube)
+    log = on_log_scale(cube.factors[0], values)
     g = reference_index(values, reference, log)
     val_means, val_diverged = cell_means(cube.val, cube.failed)
     picked = choose(val_means[:, groups[g]], val_diverged[:, groups[g]])

@@ -78,16 +78,16 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _notebook(rounds: int) -> None:
     """``bench perf``'s last table: the notebook job, whole, by initjax and by the torch peer."""
-    from bench.studies import peers, perf
+    from bench.studies import notebook_job, peers
 
     if rounds < 1:
         raise UserError(f"--rounds must be >= 1, got {rounds}")
-    print(f"timing the {perf.NOTEBOOK}; peer: {peers.describe()}", file=sys.stderr)
-    jobs = perf.notebook_jobs(rounds, log=lambda text: print(text, file=sys.stderr, flush=True))
-    summary = perf.notebook_summary(jobs)
+    print(f"timing the {notebook_job.NOTEBOOK}; peer: {peers.describe()}", file=sys.stderr)
+    jobs = notebook_job.notebook_jobs(rounds, log=lambda text: print(text, file=sys.stderr, flush=True))
+    summary = notebook_job.notebook_summary(jobs)
     print(
-        f"\n{perf.NOTEBOOK}; whole job (init + compile + train + evaluate, imports excluded), best of {rounds} "
-        "fresh processes\n"
+        f"\n{notebook_job.NOTEBOOK}; whole job (init + compile + train + evaluate, imports excluded), "
+        f"best of {rounds} fresh processes\n"
     )
     print(summary.to_markdown(index=False, floatfmt=".2f"))
 

@@ -18,13 +18,13 @@ import jax
 import pandas as pd
 
 import initjax
-from bench import data as bench_data
 from bench import models
 from bench.analysis import outcomes, stats
 from bench.data import limits
-from bench.errors import Interrupted, UserError, in_python_terms
+from bench.errors import Interrupted, UserError, option
 from bench.experiments import presets
 from bench.experiments.spec import Experiment
+from bench.experiments.tasks import split_runs, task_data, task_key, task_model, task_record
 from bench.models import losses
 from bench.reporting import FORMATS, report
 from bench.reporting.analysed import Analysis, analyse, ranked_metric
@@ -124,12 +124,13 @@ def rerender(folder: str | Path, name: str | None = None) -> Outcome:
       UserError: no finished run there, a damaged file, or (``name`` given) the run of another experiment.
     """
     if not (Path(folder) / "run.json").is_file():
-        raise UserError(f"{folder} holds no finished run (no run.json); run it first, without --from-results")
+        raise UserError(f"{folder} holds no finished run (no run.json); run it first, without "
+                        f"{option('from_results', True)}")
     with exclusive(folder):
         results, record = load(folder)
         ran = str(record.experiment.get("name", ""))
         if name is not None and ran != name:
-            raise UserError(f"{folder} holds a run of {ran!r}, not {name!r}; give its own --out")
+            raise UserError(f"{folder} holds a run of {ran!r}, not {name!r}; give its own {option('out')}")
         test_outcomes = outcomes.load(folder, results)
         with staged(folder) as stage:
             analysis, files = report.write(stage.path, results, record, test_outcomes=test_outcomes, previous=folder,
@@ -154,7 +155,8 @@ def carry_calibration(source: str | Path, out: str | Path) -> Path | None:
 def refuse_overwrite(out: str | Path, overwrite: bool) -> None:
     """Raises UserError when ``out`` already holds a report (``run.json``) and overwriting was not asked for."""
     if not overwrite and (Path(out) / "run.json").exists():
-        raise UserError(f"{out} already holds a report; choose another folder or ask to overwrite it (--force)")
+        raise UserError(f"{out} already holds a report; choose another folder or ask to overwrite it "
+                        f"({option('overwrite', True)})")
 
 
 def run_experiment(
@@ -197,9 +199,9 @@ def run_experiment(
         except ValueError as error:
             raise UserError(str(error)) from None
         if baseline not in arm_names:
-            raise UserError(f"--baseline {baseline!r} is not among the initializers {list(arm_names)}")
+            raise UserError(f"{option('baseline')} {baseline!r} is not among the initializers {list(arm_names)}")
     if margin is not None and not margin >= 0:
-        raise UserError(f"--margin must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {margin}")
+        raise UserError(f"{option('margin')} must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {margin}")
     with contextlib.ExitStack() as held:
         stage = None
         if out is not None:  # every process keeps its finished chunks there; one run at a time
@@ -227,27 +229,14 @@ def _train_and_write(experiment, initializers, out, stage, progress, command, ba
         first = None
         model, loss = task_model(task, data)
         name = models.describe(model, data.input_shape)
-        with contextlib.ExitStack() as held:
-            store = None
-            if out is not None:  # one writer per task folder of the cache, whichever report folder it is for
-                key = _task_key(experiment, task, data)
-                held.enter_context(exclusive(resume.task_folder(resume.cache_root(), task.name, key),
-                                             jax.process_index()))
-                if fresh:
-                    resume.remove(resume.cache_root(), task.name, key)
-                store = resume.TaskStore(resume.cache_root(), task.name, key, checkpoint_every)
-            try:
-                result = train_task(data, model, initializers, runs, experiment.train, experiment.seed,
-                                    progress and devices.is_main_process(), chunk, max_memory, keep_params=False,
-                                    store=store, data_seeds=experiment.data_seeds, loss=loss,
-                                    grid=experiment.grid)
-            except KeyboardInterrupt:
-                raise Interrupted(_interrupted(store)) from None
+        result, store = _trained(experiment, task, data, model, loss, initializers, runs, cached=out is not None,
+                                 progress=progress, chunk=chunk, max_memory=max_memory, fresh=fresh,
+                                 checkpoint_every=checkpoint_every)
         if store is not None and (store.loaded or store.resumed) and devices.is_main_process():
             print(_reused(task.name, store, result.plan.n_chunks), file=sys.stderr)
-        frames.append(_split_runs(result.frame, experiment.data_seeds).assign(
+        frames.append(split_runs(result.frame, experiment.data_seeds).assign(
             experiment=experiment.name, dataset=task.name, model=name))
-        tasks[task.name] = _task_meta(name, data, result, len(arms) * len(runs), store,
+        tasks[task.name] = task_record(name, data, result, len(arms) * len(runs), store,
                                       language_model=loss_spec(model, loss) in losses.SEQUENCE)
         if result.outcomes is not None:
             test_outcomes[task.name] = outcomes.as_stored({"names": list(arms), "seeds": runs, **result.outcomes})
@@ -256,22 +245,7 @@ def _train_and_write(experiment, initializers, out, stage, progress, command, ba
             early.append(report.draw_early(stage.path, _column_order(_with_factors(frames[-1], arms)), task.name,
                                            tasks[task.name], settings))
     results = _column_order(_with_factors(pd.concat(frames, ignore_index=True), arms))
-    record = RunRecord(
-        experiment=experiment.record(),
-        initializers=list(arms),
-        arms=arms if experiment.grid else None,
-        statistics=dataclasses.asdict(settings),
-        tasks=tasks,
-        runs=sum(t["runs"] for t in tasks.values()),
-        compile_s=sum(t["compile_s"] for t in tasks.values()),
-        init_s=sum(t["init_s"] for t in tasks.values()),
-        environment=environment(),
-        processes=jax.process_count(),
-        peak_rss_bytes=memory.peak_rss_bytes(),
-        device_peak_bytes=memory.device_peak_bytes(jax.local_devices()[0]),
-        command=command or f"bench.run({experiment.name!r})",
-        wall_s=time.perf_counter() - start,
-    )
+    record = _run_record(experiment, arms, settings, tasks, command, start)
     if stage is None:
         shown = None if fixed_test_set else test_outcomes
         analysis = analyse(results, ranked_metric(results, record.tasks), settings=settings,
@@ -286,6 +260,48 @@ def _train_and_write(experiment, initializers, out, stage, progress, command, ba
                           f"is saved in {resume.cache_root()}: rerun the same command to write it (nothing is "
                           "retrained)") from None
     return Outcome(results, analysis, record, [stage.final(path) for path in files], test_outcomes)
+
+
+def _trained(experiment, task, data, model, loss, initializers, runs, *, cached, progress, chunk, max_memory, fresh,
+             checkpoint_every):
+    """``(train_task's result, its resume.TaskStore)`` for one task; ``cached``: finished chunks are kept in (and
+    taken from) the cache, one writer per task folder of it, whichever report folder it is for (else no store)."""
+    with contextlib.ExitStack() as held:
+        store = None
+        if cached:
+            key = task_key(experiment, task, data)
+            held.enter_context(exclusive(resume.task_folder(resume.cache_root(), task.name, key), jax.process_index()))
+            if fresh:
+                resume.remove(resume.cache_root(), task.name, key)
+            store = resume.TaskStore(resume.cache_root(), task.name, key, checkpoint_every)
+        try:
+            result = train_task(data, model, initializers, runs, experiment.train, experiment.seed,
+                                progress and devices.is_main_process(), chunk, max_memory, keep_params=False,
+                                store=store, data_seeds=experiment.data_seeds, loss=loss, grid=experiment.grid)
+        except KeyboardInterrupt:
+            raise Interrupted(_interrupted(store)) from None
+    return result, store
+
+
+def _run_record(experiment, arms: dict, settings: stats.Settings, tasks: dict, command: str | None,
+                start: float) -> RunRecord:
+    """The run's record (``run.json``) once every task has trained; ``start``: ``time.perf_counter()`` then."""
+    return RunRecord(
+        experiment=experiment.record(),
+        initializers=list(arms),
+        arms=arms if experiment.grid else None,
+        statistics=dataclasses.asdict(settings),
+        tasks=tasks,
+        runs=sum(t.runs for t in tasks.values()),
+        compile_s=sum(t.compile_s for t in tasks.values()),
+        init_s=sum(t.init_s for t in tasks.values()),
+        environment=environment(),
+        processes=jax.process_count(),
+        peak_rss_bytes=memory.peak_rss_bytes(),
+        device_peak_bytes=memory.device_peak_bytes(jax.local_devices()[0]),
+        command=command or f"bench.run({experiment.name!r})",
+        wall_s=time.perf_counter() - start,
+    )
 
 
 def check_every_task(experiment: Experiment, n_arms: int, n_runs: int, data_dir, download: bool, chunk, max_memory):
@@ -351,114 +367,7 @@ def run(experiment: Experiment | str | Path = "default", *, out: str | Path | No
         experiment = experiment.override(**{k: v for k, v in options.items() if k in fields})
         return run_experiment(experiment, out, progress, **{k: v for k, v in options.items() if k in run_options})
     except UserError as error:
-        raise UserError(in_python_terms(str(error))) from None
-
-
-TUNING_VALIDATION = 0.2  # of the training examples, held out when a grid is tuned on data without a validation split
-
-
-def task_data(task: presets.Task, data_dir=None, download: bool = False, tuned: bool = False):
-    """The task's dataset (its subset for smoke runs), with regression targets where its loss wants them.
-
-    ``tuned``: the experiment picks hyperparameters per initializer (a grid of several
-    cells); the choice needs a validation split, so a dataset without one holds out the
-    first :data:`TUNING_VALIDATION` of its training examples (after the subset), never its test split.
-    """
-    data = bench_data.load(task.dataset, data_dir, download, regression=losses.is_regression(task.loss))
-    data = data.subset(*task.subset) if task.subset else data
-    if tuned and data.x_val is None:
-        data = data.hold_out(int(round(TUNING_VALIDATION * len(data.x_train))))
-    return data
-
-
-def task_model(task: presets.Task, data) -> tuple:
-    """The task's Flax module and loss: a built-in model shaped for the data, or the user's module.
-
-    Returns:
-      ``(model, loss)``; ``loss`` None means the built-in model's own head.
-    """
-    if task.builtin_model:
-        model = models.build(task.model, data.input_shape, data.n_classes, task.hidden, task.activation,
-                             n_targets=data.n_targets if data.regression else None, **task.model_args)
-        return model, task.loss
-    loss = task.loss if task.loss is not None else losses.default_for(data.n_classes)
-    width = losses.outputs_for(loss, data.n_classes, data.n_targets) if isinstance(loss, str) else None
-    return models.from_spec(task.model, task.model_args, width), loss
-
-
-def user_code(experiment: Experiment, task: presets.Task) -> list:
-    """Everything user-supplied that the task's numbers depend on: arms' specs, model, data and loss functions."""
-    specs = []
-    for arm in experiment.initializers:
-        specs += [spec for _, spec in arm.rules] if isinstance(arm, presets.Arm) else [arm]
-    specs += [obj for obj in (task.model, task.loss) if obj is not None and not isinstance(obj, str)]
-    specs += [obj for obj in (task.model, task.loss, task.dataset) if isinstance(obj, str) and ":" in obj
-              and not obj.startswith("npz:") and not bench_data.text.is_text(obj)]  # files: the data's fingerprint
-    return specs
-
-
-def _task_key(experiment: Experiment, task: presets.Task, data) -> dict:
-    """Everything a task's numbers depend on (``bench.training.resume``): versions, settings, data, and the code."""
-    return {**resume.environment_key(), "experiment": _numbers_config(experiment), "task": task.record(),
-            "data": data.fingerprint(), "code": resume.code_key(user_code(experiment, task))}
-
-
-def _task_meta(model_name: str, data, result, runs: int, store: resume.TaskStore | None,
-               language_model: bool = False) -> dict:
-    """What the report header says about one task: data, timings, throughput, chunks, memory, resumption."""
-    plan = result.plan
-    return {
-        "model": model_name,
-        **({"language_model": True} if language_model else {}),
-        "data": f"{data.source}; {len(data.x_train):,} train"
-        + (f" / {len(data.x_val):,} validation" if data.x_val is not None else "")
-        + f" / {len(data.x_test):,} test examples",
-        "runs": runs,
-        "init_s": result.init_s,
-        "compile_s": result.compile_s,
-        "train_s": result.train_s,
-        "earlier_train_s": result.earlier_train_s,
-        "n_params": int(result.n_params),
-        **({"optimal_loss": data.optimal_loss()} if data.optimal is not None else {}),
-        **_rates(result.trained_seed_epochs + result.earlier_seed_epochs, len(data.x_train), result.n_params,
-                 result.train_s + result.earlier_train_s),
-        "chunks": plan.n_chunks,
-        "models_per_chunk": plan.models_per_chunk,
-        "chunk_reason": plan.reason,
-        "estimated_peak_bytes": plan.estimate,
-        "program_bytes": result.program_bytes,
-        "chunks_loaded": len(store.loaded) if store else 0,
-        "chunks_resumed": len(store.resumed) if store else 0,
-    }
-
-
-def _rates(seed_epochs: int, n_train: int, n_params: int, seconds: float) -> dict:
-    """Throughput over the training this run and the earlier runs it resumed from recorded (none: nothing)."""
-    if seed_epochs == 0 or seconds <= 0:
-        return {}
-    examples = seed_epochs * n_train
-    return {
-        "seed_epochs_per_s": seed_epochs / seconds,
-        "train_examples_per_s": examples / seconds,
-        # 6 x params FLOPs per training example (forward 2, backward 4); evaluation not counted
-        "train_gflops": 6 * n_params * examples / seconds / 1e9,
-    }
-
-
-def _split_runs(frame: pd.DataFrame, data_seeds: int) -> pd.DataFrame:
-    """Run numbers as ``seed`` (the init seed) and ``data_seed`` (the data order) when data orders are crossed
-    (``bench.training.runs``)."""
-    if data_seeds == 1:
-        return frame
-    runs, crossed = frame["seed"].to_numpy(), RunIndex(data_seeds)
-    return frame.assign(seed=crossed.init_seed(runs), data_seed=crossed.data_order(runs))
-
-
-def _numbers_config(experiment: Experiment) -> dict:
-    """The experiment's fields that the numbers depend on (not its name or description)."""
-    config = experiment.record()
-    config.pop("name"), config.pop("description")
-    return config
+        raise UserError(str(error)) from None
 
 
 def _reused(name: str, store: resume.TaskStore, n_chunks: int) -> str:
@@ -474,7 +383,7 @@ def _interrupted(store) -> str:
     finished = len(list(store.folder.glob("chunk-*[0-9].npz")))
     checkpoints = len(list(store.folder.glob("chunk-*.checkpoint.npz")))
     return (f"interrupted; {finished} finished chunk(s) and {checkpoints} checkpoint(s) of the current task are saved "
-            f"in {store.folder}: rerun the same command to resume (add --fresh to start over)")
+            f"in {store.folder}: rerun the same command to resume (add {option('fresh', True)} to start over)")
 
 
 def _with_factors(table: pd.DataFrame, arms: dict[str, dict]) -> pd.DataFrame:

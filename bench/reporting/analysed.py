@@ -10,8 +10,8 @@ from types import MappingProxyType
 import pandas as pd
 
 from bench.analysis import advice, aggregate, compare, crossed, maxt, outcomes, stats, transfer, tuning
-from bench.errors import UserError
-from bench.reporting.record import RunRecord
+from bench.errors import UserError, option
+from bench.reporting.record import RunRecord, TaskRecord
 
 # differences the power advice is given for
 DELTAS = {"accuracy": (0.005, 0.01), "r2": (0.005, 0.01), "loss": (0.01, 0.05)}
@@ -150,18 +150,20 @@ def check_options(results: pd.DataFrame, metric: str, baseline: str | None, sett
     if baseline is not None and baseline not in set(results["arm"]):
         raise UserError(f"baseline {baseline!r} is not among the initializers {sorted(set(results['arm']))}")
     if settings.margin is not None and not settings.margin >= 0:
-        raise UserError(f"--margin must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {settings.margin}")
+        raise UserError(f"{option('margin')} must be >= 0 (in the metric's units, 0.005 = 0.5 pp), "
+                        f"got {settings.margin}")
     if settings.statistic not in maxt.STATISTICS or (settings.statistic == "trimmed" and not paired):
-        raise UserError(f"--statistic must be one of {', '.join(maxt.STATISTICS)} (trimmed only for paired runs), "
+        raise UserError(f"{option('statistic')} must be one of {', '.join(maxt.STATISTICS)} (trimmed only for "
+                        "paired runs), "
                         f"got {settings.statistic!r}")
 
 
-def ranked_metric(results: pd.DataFrame, tasks: Mapping[str, Mapping] = MappingProxyType({})) -> str:
+def ranked_metric(results: pd.DataFrame, tasks: Mapping[str, TaskRecord] = MappingProxyType({})) -> str:
     """The metric a report ranks unless told: the test loss when every task is a language model (token accuracy
     ignores how much probability the right token got), else ``stats.default_metric``.
 
     ``tasks``: the record's tasks (``RunRecord.tasks``), or the one task of an early figure."""
-    if tasks and all(info.get("language_model") for info in tasks.values()) and "test_loss" in results.columns:
+    if tasks and all(info.language_model for info in tasks.values()) and "test_loss" in results.columns:
         return "test_loss"
     return stats.default_metric(results)
 

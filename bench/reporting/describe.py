@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from bench.reporting.record import RunRecord
+from bench.reporting.record import RunRecord, TaskRecord
 from bench.reporting.text import rate
 from bench.training.grid import format_value
 from bench.training.memory import format_bytes
@@ -88,26 +88,26 @@ def describe_training(train: dict) -> str:
     return text + f", batch {train['batch_size']}, {train['epochs']} epochs"
 
 
-def throughput(info: dict) -> str:
+def throughput(info: TaskRecord) -> str:
     """'128 runs; compile 1.9 s, training and evaluation 1743 s (0.73 seed-epochs/s, ...)'."""
-    earlier = info.get("earlier_train_s", 0.0)
-    text = (f"{info['runs']} runs; compile {info['compile_s']:.1f} s, training and evaluation "
-            f"{info['train_s'] + earlier:.1f} s" + (f" ({earlier:.1f} s of it in earlier runs)" if earlier else ""))
-    if "seed_epochs_per_s" in info:
-        text += f" ({rate(info['seed_epochs_per_s'])} seed-epochs/s"
-        if "train_gflops" in info:
-            text += (f", {info['train_examples_per_s']:,.0f} training examples/s, "
-                     f"{info['train_gflops']:.3g} GFLOP/s of training at 6 x {info['n_params']:,} params per example")
+    earlier = info.earlier_train_s
+    text = (f"{info.runs} runs; compile {info.compile_s:.1f} s, training and evaluation "
+            f"{info.train_s + earlier:.1f} s" + (f" ({earlier:.1f} s of it in earlier runs)" if earlier else ""))
+    if info.seed_epochs_per_s is not None:
+        text += f" ({rate(info.seed_epochs_per_s)} seed-epochs/s"
+        if info.train_gflops is not None:
+            text += (f", {info.train_examples_per_s:,.0f} training examples/s, "
+                     f"{info.train_gflops:.3g} GFLOP/s of training at 6 x {info.n_params:,} params per example")
         text += ")"
     text += "."
-    if info.get("chunks_loaded") or info.get("chunks_resumed"):
-        text += (f" Resumed: {info['chunks_loaded']} finished chunk(s) loaded from an earlier run of the same "
-                 f"experiment and {info['chunks_resumed']} continued from its checkpoint; times and rates add up the "
+    if info.chunks_loaded or info.chunks_resumed:
+        text += (f" Resumed: {info.chunks_loaded} finished chunk(s) loaded from an earlier run of the same "
+                 f"experiment and {info.chunks_resumed} continued from its checkpoint; times and rates add up the "
                  "training every run recorded.")
-    if "chunks" in info:
-        text += (f" {info['chunks']} chunk(s) of {info['models_per_chunk']} models ({info['chunk_reason']}); "
-                 f"estimated peak memory {format_bytes(info['estimated_peak_bytes'])}"
-                 + (f", XLA's training program {format_bytes(info['program_bytes'])}" if info["program_bytes"] else "")
+    if info.chunks is not None:
+        text += (f" {info.chunks} chunk(s) of {info.models_per_chunk} models ({info.chunk_reason}); "
+                 f"estimated peak memory {format_bytes(info.estimated_peak_bytes)}"
+                 + (f", XLA's training program {format_bytes(info.program_bytes)}" if info.program_bytes else "")
                  + ".")
     return text
 

@@ -257,7 +257,7 @@ def sensitivity(item, dataset: str, metric: str) -> plt.Figure:
     """Final ``metric`` against the grid's main factor (log x for a learning rate), one line per initializer.
 
     Bands: each point's Student t interval; a marker at each initializer's interpolated best
-    value with its bootstrap interval as a horizontal bar (``bench.analysis.tuning.Sensitivity``).
+    value with its bootstrap interval as a horizontal bar (``bench.analysis.sensitivity.Sensitivity``).
     Left: the whole range; right: zoomed on the top (4 tolerances below the best mean), where
     the tuned initializers differ.
     """

@@ -23,6 +23,80 @@ FORMAT_VERSION = 2  # of run.json + results.csv; bump when their meaning changes
 _OMITTED_WHEN_NONE = ("arms", "peak_rss_bytes", "results_sha256")  # absent from files that never had them
 
 
+def _checked_fields(cls, payload: Mapping, source: str) -> dict:
+    """``payload`` as keyword arguments of the dataclass ``cls``: an unknown field or a missing required one is
+    refused in one line naming it and ``source``."""
+    if not isinstance(payload, Mapping):
+        raise UserError(f"{source} is not a JSON object: damaged or edited; rerun the experiment")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(payload) - known)
+    if unknown:
+        raise UserError(f"{source} has the field {unknown[0]!r}, which this initjax does not know: written by a "
+                        "newer version (upgrade initjax) or edited (rerun the experiment)")
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in payload]
+    if missing:
+        raise UserError(f"{source} lacks {missing[0]!r}: damaged or edited; rerun the experiment (finished "
+                        "chunks are reused) or restore the file")
+    return dict(payload)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TaskRecord:
+    """What the trainer measured of one task (``RunRecord.tasks[name]``), for the report's header and footer.
+
+    Attributes:
+      model: the model's one-line description; data: the data's source and split sizes.
+      runs: runs trained (arms x seeds x data orders).
+      init_s, compile_s, train_s: seconds initializing, compiling and training (with evaluation) in this run;
+        earlier_train_s: training seconds of the earlier runs it resumed from.
+      n_params: parameters of one model.
+      chunks, models_per_chunk, chunk_reason, estimated_peak_bytes: the memory plan (``bench.training.memory``;
+        None in a record built by hand); program_bytes: XLA's training program's memory (0 where not reported).
+      chunks_loaded, chunks_resumed: chunks taken finished from the cache, or continued from a checkpoint.
+      language_model: the task predicts tokens (the report adds bits per token); optimal_loss: the generated
+        data's own best loss per split, where it is known.
+      seed_epochs_per_s, train_examples_per_s, train_gflops: throughput (None: nothing was trained).
+    """
+
+    model: str
+    runs: int
+    init_s: float
+    compile_s: float
+    train_s: float
+    data: str = "n/a"
+    earlier_train_s: float = 0.0
+    n_params: int = 0
+    chunks: int | None = None
+    models_per_chunk: int | None = None
+    chunk_reason: str | None = None
+    estimated_peak_bytes: int | None = None
+    program_bytes: int | None = None
+    chunks_loaded: int = 0
+    chunks_resumed: int = 0
+    language_model: bool = False
+    optimal_loss: dict | None = None
+    seed_epochs_per_s: float | None = None
+    train_examples_per_s: float | None = None
+    train_gflops: float | None = None
+
+    _ORDER = ("model", "language_model", "data", "runs", "init_s", "compile_s", "train_s", "earlier_train_s",
+              "n_params", "optimal_loss", "seed_epochs_per_s", "train_examples_per_s", "train_gflops", "chunks",
+              "models_per_chunk", "chunk_reason", "estimated_peak_bytes", "program_bytes", "chunks_loaded",
+              "chunks_resumed")  # as the files have always been written
+
+    @classmethod
+    def from_json(cls, payload: Mapping, source: str) -> TaskRecord:
+        return cls(**_checked_fields(cls, payload, source))
+
+    def to_json(self) -> dict:
+        """The JSON object, fields in their written order; ``language_model`` only when true, the fields that may
+        be None only when known."""
+        return {name: getattr(self, name) for name in self._ORDER
+                if getattr(self, name) is not None and not (name == "language_model" and not self.language_model)}
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RunRecord:
     """One run of an experiment as ``run.json`` records it.
@@ -30,8 +104,7 @@ class RunRecord:
     Attributes:
       experiment: the experiment as run (``Experiment.record()``: name, tasks, initializers, seeds, train, ...).
       initializers: the arms' names, in the results' order.
-      tasks: task name -> what the trainer measured of it (model, data, runs, timings, throughput, chunking;
-        language models also ``language_model`` and the generated data's ``optimal_loss``).
+      tasks: task name -> what the trainer measured of it (:class:`TaskRecord`).
       runs, compile_s, init_s, wall_s: totals over the tasks, in runs and seconds.
       environment: versions, backend, devices, git commit and date (:func:`environment`).
       command: the command line that ran it.
@@ -45,7 +118,7 @@ class RunRecord:
 
     experiment: dict
     initializers: list[str]
-    tasks: dict[str, dict]
+    tasks: dict[str, TaskRecord]
     runs: int
     compile_s: float
     init_s: float
@@ -71,22 +144,17 @@ class RunRecord:
         Raises:
           UserError: a required field is missing or a field is unknown, naming it and ``source``.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(payload) - known)
-        if unknown:
-            raise UserError(f"{source} has the field {unknown[0]!r}, which this initjax does not know: written by a "
-                            "newer version (upgrade initjax) or edited (rerun the experiment)")
-        required = [f.name for f in dataclasses.fields(cls)
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-        missing = [name for name in required if name not in payload]
-        if missing:
-            raise UserError(f"{source} lacks {missing[0]!r}: damaged or edited; rerun the experiment (finished "
-                            "chunks are reused) or restore the file")
-        return cls(**{key: payload[key] for key in payload})
+        fields = _checked_fields(cls, payload, source)
+        if not isinstance(fields["tasks"], Mapping):
+            raise UserError(f"{source}: tasks is not a JSON object: damaged or edited; rerun the experiment")
+        fields["tasks"] = {name: TaskRecord.from_json(task, f"{source} (task {name!r})")
+                           for name, task in fields["tasks"].items()}
+        return cls(**fields)
 
     def to_json(self) -> dict:
         """The JSON object of this record, fields in their written order (None optional fields left out)."""
-        return {name: getattr(self, name) for name in self._ORDER
+        tasks = {name: task.to_json() for name, task in self.tasks.items()}
+        return {name: tasks if name == "tasks" else getattr(self, name) for name in self._ORDER
                 if not (name in _OMITTED_WHEN_NONE and getattr(self, name) is None)}
 
     def replace(self, **changes) -> RunRecord:

@@ -15,11 +15,11 @@ from pathlib import Path
 import pandas as pd
 
 from bench.analysis import calibrate, stats, transfer
-from bench.errors import UserError
+from bench.errors import UserError, option
 from bench.reporting import FORMATS, drawing, figure_plan, render
 from bench.reporting.analysed import Analysis, Compared, analyse, check_options, ranked_metric, settings_of
 from bench.reporting.files import write_record, write_results
-from bench.reporting.record import RunRecord
+from bench.reporting.record import RunRecord, TaskRecord
 from bench.reporting.section import Section, Stage
 from bench.reporting.sections import SECTIONS
 from bench.store import write_atomic
@@ -74,14 +74,7 @@ def write(
     settings = settings_of(record, margin, fixed_test_set, statistic)
     metric = metric or ranked_metric(results, record.tasks)
     check_options(results, metric, baseline, settings, paired)  # before any figure is drawn
-    image_formats = tuple(f for f in ("png", "pdf") if f in formats)
-    if image_formats:
-        drawing.warm()  # the workers import matplotlib while the statistics are computed
-        try:
-            (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UserError(f"cannot write figures to {out_dir / 'figures'}: {error.strerror}; "
-                            "choose another folder or --format md,csv") from None
+    image_formats = _figure_folder(out_dir, formats)
     started = []  # (figures, their drawing): of the runs alone, drawn while the statistics are computed, then of
     # the comparisons, then of the rest
 
@@ -110,19 +103,39 @@ def write(
     if "csv" in formats:
         files.append(write_record(out_dir, record))
     links = {key: link for shown, _ in started for key, link in shown.links.items()}
+    calibration = out_dir if (out_dir / "calibration.json").is_file() else previous
+    files += figure_files  # the text is written once the figures it links are
+    files += [write_atomic(out_dir / name, text) for name, text in
+              _texts(formats, results, record, analysis, links, calibration, shipped, sections).items()]
+    return analysis, files
+
+
+def _figure_folder(out_dir: Path, formats: Sequence[str]) -> tuple[str, ...]:
+    """The image formats asked for, once ``out_dir/figures`` exists (the figure workers warming up meanwhile)."""
+    image_formats = tuple(f for f in ("png", "pdf") if f in formats)
+    if image_formats:
+        drawing.warm()  # the workers import matplotlib while the statistics are computed
+        try:
+            (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"cannot write figures to {out_dir / 'figures'}: {error.strerror}; "
+                            f"choose another folder or {option('format', 'md,csv')}") from None
+    return image_formats
+
+
+def _texts(formats, results, record, analysis, links, calibration: Path, shipped, sections) -> dict[str, str]:
+    """File name -> text of the report's text files (``report.tex``, ``report.md``); ``calibration``: the folder
+    whose ``calibration.json`` the markdown's calibration line reads."""
     texts = {}
     if "tex" in formats:
         texts["report.tex"] = render.latex(record, analysis, sections)
     if "md" in formats:
-        calibration = calibrate.summary_lines(out_dir if (out_dir / "calibration.json").is_file() else previous,
-                                              results, analysis)
-        texts["report.md"] = render.markdown(record, analysis, links, calibration, shipped, sections)
-    files += figure_files  # the text is written once the figures it links are
-    files += [write_atomic(out_dir / name, text) for name, text in texts.items()]
-    return analysis, files
+        lines = calibrate.summary_lines(calibration, results, analysis)
+        texts["report.md"] = render.markdown(record, analysis, links, lines, shipped, sections)
+    return texts
 
 
-def draw_early(out_dir: str | Path, task_results: pd.DataFrame, task: str, task_info: dict,
+def draw_early(out_dir: str | Path, task_results: pd.DataFrame, task: str, task_info: TaskRecord,
                settings: stats.Settings) -> drawing.Drawing | None:
     """Starts drawing the figures of a finished task's runs alone (curves, final distributions, win matrix) in the
     figure workers, while the next tasks train; :func:`write` takes them as ``early`` and draws again only those

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from bench.reporting.analysed import Analysis, Compared
-from bench.reporting.record import RunRecord
+from bench.reporting.record import RunRecord, TaskRecord
 
 Scope = Literal["run", "task", "across"]
 Stage = Literal["runs", "compared", "late"]  # figures drawn from the runs alone, once compared, or last
@@ -67,7 +67,7 @@ class View:
     shipped: dict | None = None
 
     @property
-    def info(self) -> dict:
+    def info(self) -> TaskRecord:
         """What the trainer measured of this view's task (``RunRecord.tasks[task]``)."""
         return self.record.tasks[self.task]
 

@@ -28,8 +28,8 @@ import pandas as pd
 
 from bench import models
 from bench.experiments import presets
-from bench.experiments.runner import task_data, task_model
 from bench.experiments.spec import Experiment
+from bench.experiments.tasks import task_data, task_model
 from bench.models import losses
 from bench.reporting.figures import plt, save
 from bench.store import path_name, write_atomic

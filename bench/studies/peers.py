@@ -10,7 +10,7 @@ model's gradient is its own.
 
 :func:`notebook_job` trains the initializer notebook's job this way (the synthetic MLP
 20-64-64-1, 8 initializers x ``n_seeds`` seeds, Adam, batch 32, evaluated on the training and test
-splits after every epoch) and times it whole; ``bench.studies.perf.notebook_jobs`` runs it beside
+splits after every epoch) and times it whole; ``bench.studies.notebook_job.notebook_jobs`` runs it beside
 initjax's own. Needs ``torch`` (the ``peers`` extra); :func:`available` says whether it is there.
 
 Reference: PyTorch tutorials, "Model ensembling" (torch.func) and "Introduction to torch.compile".

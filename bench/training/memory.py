@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import optax
 
 from bench.data.limits import available_bytes  # noqa: F401 (re-exported: memory.available_bytes)
-from bench.errors import UserError
+from bench.errors import UserError, option
 from bench.training import step
 
 CPU_CACHE_BYTES = 12 * 2**20
@@ -202,6 +202,38 @@ def real_seeds(groups: list[list[int]]) -> list[list[bool]]:
     return marks
 
 
+def fewest_chunks(limit: int, n_seeds: int, n_devices: int, n_processes: int) -> tuple[int, int]:
+    """``(seeds per chunk, chunks)``: the fewest chunks of at most ``limit`` seeds (a multiple of ``n_devices``),
+    evened out to pad the least, their number a multiple of ``n_processes``."""
+    limit = max(n_devices, limit // n_devices * n_devices)
+    per_chunk = -(-n_seeds // -(-n_seeds // limit))
+    per_chunk = -(-per_chunk // n_devices) * n_devices
+    n_chunks = -(-n_seeds // per_chunk)
+    return per_chunk, -(-n_chunks // n_processes) * n_processes
+
+
+def least_work_chunks(limit: int, n_seeds: int, n_devices: int, n_processes: int, lanes: int) -> tuple[int, int]:
+    """``(seeds per chunk, chunks)`` for a CPU where the fewest chunks would pad seeds.
+
+    Its cores are busy with any chunk (two side by side where ``lanes`` is 2), so a task takes about its rounds of
+    chunks times the models of one: of the chunks of ``limit / 2`` to ``limit`` seeds (a multiple of
+    ``n_devices``; smaller ones use the cores less well), the one whose rounds hold the fewest seeds, padding
+    included; the largest of those. The default preset's 32 seeds with room for 6: 8 chunks of 4 (4 rounds of 4
+    seeds), not 6 chunks of 6 (3 rounds of 6, 4 seeds padded).
+    """
+    limit = min(max(n_devices, limit // n_devices * n_devices), -(-n_seeds // n_devices) * n_devices)
+    least = max(n_devices, -(-limit // 2 // n_devices) * n_devices)
+    best = None
+    for per_chunk in range(least, limit + 1, n_devices):
+        n_chunks = -(-n_seeds // per_chunk)
+        n_chunks = -(-n_chunks // n_processes) * n_processes
+        at_once = max(1, min(lanes, n_chunks // n_processes)) * n_processes
+        work = -(-n_chunks // at_once) * per_chunk
+        if best is None or work <= best[0]:
+            best = (work, per_chunk, n_chunks)
+    return best[1:]
+
+
 def plan(fp: Footprint, n_inits: int, n_seeds: int, resident: int, budget: int, on_cpu: bool,
          n_devices: int = 1, n_processes: int = 1, chunk: int | None = None, lanes: int = 1) -> ChunkPlan:
     """Chooses the seeds per chunk, and how many chunks train at once.
@@ -227,30 +259,7 @@ def plan(fp: Footprint, n_inits: int, n_seeds: int, resident: int, budget: int, 
         return RUNTIME_BYTES + resident + side_by_side * seeds_per_chunk * n_inits * (fp.state + fp.step)
 
     def spread(limit):
-        """Fewest chunks of at most ``limit`` seeds (a multiple of n_devices), evened out to pad the least."""
-        limit = max(n_devices, limit // n_devices * n_devices)
-        per_chunk = -(-n_seeds // -(-n_seeds // limit))
-        per_chunk = -(-per_chunk // n_devices) * n_devices
-        n_chunks = -(-n_seeds // per_chunk)
-        return per_chunk, -(-n_chunks // n_processes) * n_processes
-
-    def least_work(limit):
-        """For a CPU where the fewest chunks would pad seeds. Its cores are busy with any chunk (two side by side
-        where ``lanes`` is 2), so a task takes about its rounds of chunks times the models of one: of the chunks of
-        ``limit / 2`` to ``limit`` seeds (a multiple of n_devices; smaller ones use the cores less well), the one
-        whose rounds hold the fewest seeds, padding included; the largest of those. The default preset's 32 seeds
-        with room for 6: 8 chunks of 4 (4 rounds of 4 seeds), not 6 chunks of 6 (3 rounds of 6, 4 seeds padded)."""
-        limit = min(max(n_devices, limit // n_devices * n_devices), -(-n_seeds // n_devices) * n_devices)
-        least = max(n_devices, -(-limit // 2 // n_devices) * n_devices)
-        best = None
-        for per_chunk in range(least, limit + 1, n_devices):
-            n_chunks = -(-n_seeds // per_chunk)
-            n_chunks = -(-n_chunks // n_processes) * n_processes
-            at_once = max(1, min(lanes, n_chunks // n_processes)) * n_processes
-            work = -(-n_chunks // at_once) * per_chunk
-            if best is None or work <= best[0]:
-                best = (work, per_chunk, n_chunks)
-        return best[1:]
+        return fewest_chunks(limit, n_seeds, n_devices, n_processes)
 
     smallest = n_devices
     if estimate(smallest, lanes) > budget:
@@ -259,17 +268,19 @@ def plan(fp: Footprint, n_inits: int, n_seeds: int, resident: int, budget: int, 
         needs = format_bytes(estimate(smallest, 1))
         raise UserError(
             f"one chunk of {smallest} seed(s) x {n_inits} initializers needs about {needs}, "
-            f"more than the memory budget {format_bytes(budget)}: raise --max-memory, or run fewer initializers, "
-            "a smaller model or a smaller --batch-size")
+            f"more than the memory budget {format_bytes(budget)}: raise {option('max_memory')}, "
+            "or run fewer initializers, "
+            f"a smaller model or a smaller {option('train.batch_size')}")
     if chunk is not None:
         if chunk < 1:
-            raise UserError(f"--chunk must be >= 1 seed, got {chunk}")
+            raise UserError(f"{option('chunk')} must be >= 1 seed, got {chunk}")
         per_chunk, n_chunks = spread(-(-min(chunk, n_seeds) // n_devices) * n_devices)
         side_by_side = min(lanes, n_chunks // n_processes)
         if estimate(per_chunk, side_by_side) > budget:
             if estimate(per_chunk, 1) > budget:
-                raise UserError(f"--chunk {chunk} needs about {format_bytes(estimate(per_chunk, 1))}, more than the "
-                                f"memory budget {format_bytes(budget)}: use a smaller --chunk or raise --max-memory")
+                raise UserError(f"{option('chunk', chunk)} needs about {format_bytes(estimate(per_chunk, 1))}, "
+                                f"more than the memory budget {format_bytes(budget)}: use a smaller "
+                                f"{option('chunk')} or raise {option('max_memory')}")
             side_by_side = 1
         reason = f"--chunk {chunk}"
     else:
@@ -281,7 +292,7 @@ def plan(fp: Footprint, n_inits: int, n_seeds: int, resident: int, budget: int, 
                 limit, reason = cache_limit, f"CPU cache target {format_bytes(CPU_CACHE_BYTES)}"
         per_chunk, n_chunks = spread(limit)
         if on_cpu and per_chunk * n_chunks > n_seeds:  # the fewest chunks pad seeds: the least work instead
-            per_chunk, n_chunks = least_work(limit)
+            per_chunk, n_chunks = least_work_chunks(limit, n_seeds, n_devices, n_processes, lanes)
         side_by_side = min(lanes, n_chunks // n_processes)
     if side_by_side > 1:
         reason += f"; {side_by_side} chunks at a time"

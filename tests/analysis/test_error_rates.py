@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy.special import expit, logit
 
-from bench.analysis import advice, aggregate, calibrate, crossed, maxt, outcomes, stats, transfer, verdicts
+from bench.analysis import advice, aggregate, calibrate, crossed, grid_cube, maxt, outcomes, stats, transfer, verdicts
 from bench.analysis.components import Component
 
 pytestmark = pytest.mark.slow
@@ -351,7 +351,7 @@ def test_tuned_comparisons_with_ties_on_a_lattice():
         latent = 170 + rng.normal(0, 0.5, (n, 1, 1)) + rng.normal(0, spread, (n, k, m))
         test = np.round(latent) / 200
         val = np.round(latent + rng.normal(0, 0.5, (n, k, m))) / 200
-        cube = tuning.Cube([f"i{i}" for i in range(k)], ["lr"], [(10.0 ** -c,) for c in range(m)], names, test, val,
+        cube = grid_cube.Cube([f"i{i}" for i in range(k)], ["lr"], [(10.0 ** -c,) for c in range(m)], names, test, val,
                            np.zeros(test.shape, bool))
         result = tuning.tuned(cube, 0.005, rng=rng, resamples=300, draws=DRAWS)
         off = ~np.eye(k, dtype=bool)

@@ -4,14 +4,14 @@ simulated grids (null and shifted, 8 and 16 seeds)."""
 import numpy as np
 import pytest
 
-from bench.analysis import stats, tuning
+from bench.analysis import grid_cube, sensitivity, stats, tuning
 
 
 def _cube(test, val):
     k, m = test.shape[1:]
     names = np.array([[f"i{i} lr={c}" for c in range(m)] for i in range(k)], dtype=object)
-    return tuning.Cube([f"i{i}" for i in range(k)], ["lr"], [(10.0 ** -(m - c),) for c in range(m)], names, test, val,
-                       ~np.isfinite(test))
+    return grid_cube.Cube([f"i{i}" for i in range(k)], ["lr"], [(10.0 ** -(m - c),) for c in range(m)], names,
+                          test, val, ~np.isfinite(test))
 
 
 def _simulate(mu, n, rng, shared=0.01, run=0.01, split=0.005):
@@ -27,19 +27,19 @@ def _simulate(mu, n, rng, shared=0.01, run=0.01, split=0.005):
 def test_the_choice_prefers_fewer_diverged_runs_then_the_better_validation_mean():
     means = np.array([[0.9, 0.95, 0.8], [0.7, np.nan, 0.6]])
     diverged = np.array([[0, 1, 0], [0, 8, 0]])
-    np.testing.assert_array_equal(tuning.choose(means, diverged), [0, 0])
-    np.testing.assert_array_equal(tuning.choose(means, np.zeros((2, 3))), [1, 0])
+    np.testing.assert_array_equal(grid_cube.choose(means, diverged), [0, 0])
+    np.testing.assert_array_equal(grid_cube.choose(means, np.zeros((2, 3))), [1, 0])
 
 
 def test_curve_summaries_against_hand_computed_values():
     x = np.array([0.0, 1.0, 2.0])
-    np.testing.assert_allclose(tuning.interpolated_argmax(x, np.array([-(0 - 0.7) ** 2, -(1 - 0.7) ** 2,
+    np.testing.assert_allclose(sensitivity.interpolated_argmax(x, np.array([-(0 - 0.7) ** 2, -(1 - 0.7) ** 2,
                                                                          -(2 - 0.7) ** 2])), 0.7)
-    assert tuning.interpolated_argmax(x, np.array([3.0, 2.0, 1.0])) == 0.0  # the best at the grid's end
-    np.testing.assert_allclose(tuning.width_within(x, np.array([0.0, 1.0, 0.0]), 0.5), 1.0, atol=1e-3)
-    np.testing.assert_allclose(tuning.width_within(x, np.array([1.0, 1.0, 0.0]), 0.5), 1.5, atol=1e-3)
-    np.testing.assert_allclose(tuning.normalized_area(x, np.array([0.0, 1.0, 0.0])), 0.5)
-    np.testing.assert_allclose(tuning.normalized_area(np.log10([1e-3, 1e-2]), np.array([0.8, 0.9])), 0.85)
+    assert sensitivity.interpolated_argmax(x, np.array([3.0, 2.0, 1.0])) == 0.0  # the best at the grid's end
+    np.testing.assert_allclose(sensitivity.width_within(x, np.array([0.0, 1.0, 0.0]), 0.5), 1.0, atol=1e-3)
+    np.testing.assert_allclose(sensitivity.width_within(x, np.array([1.0, 1.0, 0.0]), 0.5), 1.5, atol=1e-3)
+    np.testing.assert_allclose(sensitivity.normalized_area(x, np.array([0.0, 1.0, 0.0])), 0.5)
+    np.testing.assert_allclose(sensitivity.normalized_area(np.log10([1e-3, 1e-2]), np.array([0.8, 0.9])), 0.85)
 
 
 @pytest.mark.parametrize("n", [8, 16])
@@ -104,9 +104,9 @@ def test_the_best_values_interval_covers_the_true_peak():
     covered, reps = 0, 100
     for _ in range(reps):
         test, val = _simulate(mu, 16, rng, shared=0.005, run=0.005, split=0.003)
-        cube = tuning.Cube(["a"], ["lr"], [(10.0**g,) for g in grid], np.array([["a"] * 7], dtype=object), test, val,
+        cube = grid_cube.Cube(["a"], ["lr"], [(10.0**g,) for g in grid], np.array([["a"] * 7], dtype=object), test, val,
                            ~np.isfinite(test))
-        s = tuning.sensitivity(cube, 0.01, rng=rng, resamples=500)
+        s = sensitivity.sensitivity(cube, 0.01, rng=rng, draws=500)
         covered += s.best_low[0] <= 10**peak <= s.best_high[0]
     assert covered / reps >= 0.88, covered / reps
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import pytest
 
 import initjax
-from bench.studies import peers, perf
+from bench.studies import notebook_job, peers, perf
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,9 +73,9 @@ def test_grid_epoch(benchmark, layout):
 def test_notebook_job(benchmark):
     """The notebook job whole (8 initializers x 32 seeds, 10 epochs: init + compile + train + evaluate) by initjax
     and, with the peers extra, by torch.func + torch.compile, each in fresh processes with cold then warm compilation
-    caches (``perf.notebook_jobs``); ``extra_info`` holds every job's seconds, to compare within one run (target:
-    initjax at most half the peer's)."""
-    jobs = benchmark.pedantic(lambda: perf.notebook_jobs(rounds=1), rounds=1, iterations=1)
+    caches (``notebook_job.notebook_jobs``); ``extra_info`` holds every job's seconds, to compare within one run
+    (target: initjax at most half the peer's)."""
+    jobs = benchmark.pedantic(lambda: notebook_job.notebook_jobs(rounds=1), rounds=1, iterations=1)
     benchmark.extra_info.update({f"{row.peer}, {row.caches}: total_s": row.total_s for row in jobs.itertuples()})
     benchmark.extra_info.update({f"{row.peer}, {row.caches}: process_s": row.process_s for row in jobs.itertuples()})
     assert set(jobs.peer) == {"initjax", "torch.func + torch.compile"} if peers.available() else {"initjax"}

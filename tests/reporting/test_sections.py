@@ -12,7 +12,7 @@ from bench.analysis import stats
 from bench.errors import UserError
 from bench.reporting import render, report
 from bench.reporting.analysed import analyse
-from bench.reporting.record import RunRecord
+from bench.reporting.record import RunRecord, TaskRecord
 from bench.reporting.section import Figure, Section, View
 from bench.reporting.sections import SECTIONS
 
@@ -38,8 +38,8 @@ def _record(results: pd.DataFrame) -> RunRecord:
                   "initializers": arms, "seeds": int(results["seed"].nunique()),
                   "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 3}, "seed": 0}
     return RunRecord(experiment=experiment, initializers=arms,
-                     tasks={t: {"model": "m", "runs": 6 * len(arms), "compile_s": 1.0, "train_s": 2.0,
-                                "init_s": 0.1} for t in tasks},
+                     tasks={t: TaskRecord(model="m", runs=6 * len(arms), compile_s=1.0, train_s=2.0, init_s=0.1)
+                            for t in tasks},
                      runs=6 * len(arms) * len(tasks), compile_s=1.0, init_s=0.1, wall_s=3.0,
                      environment={"initjax": "0", "jax": "0", "flax": "0", "optax": "0", "python": "3.11",
                                   "backend": "cpu", "devices": "1 x cpu", "git commit": "abc", "date": "today"},

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from bench.studies import perf
+from bench.studies import notebook_job, perf
 
 
 @pytest.mark.parametrize(("workload", "n_models", "chunk"), [("synthetic", 3, None), ("mnist", 3, None),
@@ -104,7 +104,7 @@ def test_the_torch_peer_learns_what_initjax_learns():
     from bench.studies import peers
 
     theirs = peers.notebook_job(*peers.as_arrays(datasets.load("synthetic")), n_seeds=4, epochs=3)
-    ours = perf.notebook_job(n_seeds=4, epochs=3)
+    ours = notebook_job.notebook_job(n_seeds=4, epochs=3)
     assert theirs["test_accuracy"].shape == ours["test_accuracy"].shape == (8, 4)
     assert abs(theirs["test_accuracy"][1:].mean() - ours["test_accuracy"][1:].mean()) < 0.04
     assert ours["test_accuracy"][1:].mean() > 0.75

@@ -178,7 +178,7 @@ def test_results_have_one_column_per_factor_and_old_files_still_load(tmp_path):
     assert set(outcome.results["lr"]) == {1e-3, 1e-1}
     assert set(outcome.summary["lr"]) == {1e-3, 1e-1}
     assert "val_accuracy" in outcome.results  # held out for tuning: digits has no validation split
-    assert outcome.record.tasks["digits"]["data"].count("validation") == 1
+    assert outcome.record.tasks["digits"].data.count("validation") == 1
     report = (tmp_path / "grid" / "report.md").read_text()
     for section in ("Tuned comparison", "Sensitivity to lr", "Does the ranking at lr=0.001 hold?",
                     "digits-sensitivity-test_accuracy.png"):

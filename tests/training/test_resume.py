@@ -4,6 +4,7 @@ import errno
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,13 +58,13 @@ KILLER = textwrap.dedent("""
 """)
 
 
-def _env():
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
+def _env(**changes):
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO), **changes}
 
 
-def _bench(out, *extra):
-    proc = subprocess.run([sys.executable, "-m", "bench", *ARGS, "--out", str(out), *extra], cwd=REPO, env=_env(),
-                          capture_output=True, text=True, timeout=600)
+def _bench(out, *extra, **env):
+    proc = subprocess.run([sys.executable, "-m", "bench", *ARGS, "--out", str(out), *extra], cwd=REPO,
+                          env=_env(**env), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
 
@@ -77,12 +78,27 @@ def _killed(out, module, name, when, count, lanes=1):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    """The run's results, its chunks trained two at a time (a CPU's default); the interrupted runs train one at a
-    time and their reruns two: the numbers do not depend on it."""
-    out = tmp_path_factory.mktemp("whole")
-    assert "2 chunks at a time" in _bench(out).stdout + (out / "report.md").read_text()
-    return (out / "results.csv").read_bytes()
+def whole_run(tmp_path_factory) -> Path:
+    """The run uninterrupted: its report in ``report/``, its cache in ``progress/``; its chunks trained two at a
+    time (a CPU's default); the interrupted runs train one at a time and their reruns two: the numbers do not
+    depend on it."""
+    whole = tmp_path_factory.mktemp("whole")
+    out = whole / "report"
+    assert "2 chunks at a time" in _bench(out, INITJAX_CACHE=str(whole / "progress")).stdout \
+        + (out / "report.md").read_text()
+    return whole
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(whole_run) -> bytes:
+    """The uninterrupted run's ``results.csv``."""
+    return (whole_run / "report" / "results.csv").read_bytes()
+
+
+def _copy_of(whole_run: Path, tmp_path: Path) -> Path:
+    """The uninterrupted run's report folder copied into ``tmp_path``, its cache into the test's own."""
+    shutil.copytree(whole_run / "progress", resume.cache_root(), dirs_exist_ok=True)
+    return Path(shutil.copytree(whole_run / "report", tmp_path / "run"))
 
 
 @pytest.mark.slow  # a subprocess run or several: the second CI step
@@ -104,8 +120,8 @@ def test_rerun_after_sigkill_equals_the_uninterrupted_run(tmp_path, uninterrupte
 
 
 @pytest.mark.slow  # a subprocess run or several: the second CI step
-def test_rerun_of_a_finished_run_trains_nothing_and_fresh_starts_over(tmp_path, uninterrupted):
-    _bench(tmp_path)
+def test_rerun_of_a_finished_run_trains_nothing_and_fresh_starts_over(tmp_path, whole_run, uninterrupted):
+    tmp_path = _copy_of(whole_run, tmp_path)  # the finished run and its cache
     first = json.loads((tmp_path / "run.json").read_text())["tasks"]["synthetic"]
     again = _bench(tmp_path)
     assert "compile 0.0 s" in again.stdout
@@ -119,9 +135,9 @@ def test_rerun_of_a_finished_run_trains_nothing_and_fresh_starts_over(tmp_path, 
 
 
 @pytest.mark.slow  # a subprocess run or several: the second CI step
-def test_a_changed_config_is_a_new_run_and_never_mixes(tmp_path):
-    _bench(tmp_path)
-    _bench(tmp_path, "--lr", "0.002")
+def test_a_changed_config_is_a_new_run_and_never_mixes(tmp_path, whole_run):
+    out = _copy_of(whole_run, tmp_path)  # the finished run and its cache
+    _bench(out, "--lr", "0.002")
     folders = sorted(p.name for p in (tmp_path / "progress").iterdir() if p.name != "xla")  # xla: compiled programs
     assert len(folders) == 4  # 2 tasks x 2 configs, each with its own key
     assert len({f.split("-")[-1] for f in folders}) == 4
@@ -212,7 +228,7 @@ def test_damaged_foreign_or_newer_progress_files_are_refused_by_name(tmp_path):
     with pytest.raises(UserError, match=r"chunk-0000.npz is damaged \(File is not a zip file\); delete it"):
         task.finished(0)
     store.write_npz_verified(task.folder / "chunk-0000.npz", {"format": np.int64(resume.FORMAT_VERSION + 1)})
-    with pytest.raises(UserError, match=rf"has progress format {resume.FORMAT_VERSION + 1}; .* --fresh"):
+    with pytest.raises(UserError, match=rf"has progress format {resume.FORMAT_VERSION + 1}; .* fresh=True"):
         task.finished(0)
 
 
@@ -316,7 +332,7 @@ def test_editing_a_user_initializer_retrains_and_a_rerun_says_what_it_loaded(tmp
     first = run_experiment(experiment, out, progress=False)
     again = run_experiment(experiment, out, progress=True)  # unchanged code: every chunk loaded, and said
     assert "synthetic: loaded 1 of 1 finished chunk(s)" in capsys.readouterr().err
-    assert again.record.tasks["synthetic"]["chunks_loaded"] == 1
+    assert again.record.tasks["synthetic"].chunks_loaded == 1
     (tmp_path / "edited_inits.py").write_text(
         "import jax\n\ndef init(key, shape, dtype=None):\n    return 0.5 * jax.random.normal(key, shape, dtype)\n")
     import importlib
@@ -324,7 +340,7 @@ def test_editing_a_user_initializer_retrains_and_a_rerun_says_what_it_loaded(tmp
 
     importlib.reload(sys.modules["edited_inits"])  # what a new process would import
     edited = run_experiment(experiment, out, progress=False)
-    assert edited.record.tasks["synthetic"]["chunks_loaded"] == 0  # retrained
+    assert edited.record.tasks["synthetic"].chunks_loaded == 0  # retrained
     final = lambda o: o.results[o.results.epoch == 0]["test_loss"].to_numpy()  # noqa: E731
     assert not np.allclose(final(edited), final(first))
     tasks = [p for p in (tmp_path / "progress").iterdir() if p.name != "xla"]  # xla: compiled programs
@@ -364,4 +380,4 @@ def test_the_cache_key_covers_every_module_the_training_code_imports(monkeypatch
     covered = {Path(f).resolve() for f in seen}
     assert {root / "bench" / "training" / "step.py", root / "bench" / "models" / "losses.py"} <= reachable
     assert reachable - not_numeric <= covered, sorted(map(str, reachable - not_numeric - covered))
-    assert root / "bench" / "experiments" / "runner.py" in covered  # task_model and task_data build the task
+    assert root / "bench" / "experiments" / "tasks.py" in covered  # task_model and task_data build the task

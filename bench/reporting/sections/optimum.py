@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from bench.reporting.analysed import Analysis
+from bench.reporting.record import TaskRecord
 from bench.reporting.section import Section, View
 
 
@@ -16,11 +17,11 @@ def _test_loss_rows(analysis: Analysis, dataset: str) -> pd.DataFrame:
     return summary[(summary["dataset"] == dataset) & (summary["metric"] == "test_loss")].sort_values("mean")
 
 
-def optimum_gaps(analysis: Analysis, dataset: str, info: dict) -> tuple[float | None, pd.DataFrame]:
+def optimum_gaps(analysis: Analysis, dataset: str, info: TaskRecord) -> tuple[float | None, pd.DataFrame]:
     """The Bayes-optimal loss of the task's own test examples (generated data, ``bench.data.sequences``; None when
     unknown) and, per initializer, best first, its mean final test loss minus that optimum with the table's CI
     (columns ``arm, gap, gap_low, gap_high``)."""
-    optimum = (info.get("optimal_loss") or {}).get("test")
+    optimum = (info.optimal_loss or {}).get("test")
     rows = _test_loss_rows(analysis, dataset)
     if optimum is None or rows.empty:
         return None, pd.DataFrame(columns=["arm", "gap", "gap_low", "gap_high"])
@@ -34,7 +35,7 @@ def markdown(view: View) -> list[str]:
     analysis, dataset, info = view.analysis, view.task, view.info
     optimum, gaps = optimum_gaps(analysis, dataset, info)
     if optimum is None:
-        return bits_lines(analysis, dataset) if info.get("language_model") else []
+        return bits_lines(analysis, dataset) if info.language_model else []
     parts = [f"`{r.arm}` {r.gap:+.4f} [{r.gap_low:+.4f}, {r.gap_high:+.4f}]"
              for r in gaps.itertuples() if pd.notna(r.gap)]
     return [f"Gap to the optimum: the generating process's own loss on these test examples is {optimum:.4f} "

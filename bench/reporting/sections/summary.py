@@ -46,8 +46,8 @@ def summary_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
 
 
 def markdown(view: View) -> list[str]:
-    return ["", f"## {view.task}: {view.info['model']}", "",
-            f"Data: {view.info.get('data', 'n/a')}.", "",
+    return ["", f"## {view.task}: {view.info.model}", "",
+            f"Data: {view.info.data}.", "",
             throughput(view.info), "",
             summary_table(view.analysis, view.task).to_markdown(index=False), ""]
 
@@ -56,7 +56,7 @@ def console(view: View) -> str:
     """The summary without the IQM, median and sd columns."""
     table = summary_table(view.analysis, view.task)
     keep = [c for c in table.columns if not c.startswith(("IQM", "median", "std"))]
-    return (f"{view.task}: {view.info['model']}, {view.info['runs']} runs\n"
+    return (f"{view.task}: {view.info.model}, {view.info.runs} runs\n"
             + table[keep].to_markdown(index=False, tablefmt="simple"))
 
 
@@ -99,7 +99,7 @@ def latex(view: View) -> list[str]:
     optimum, gaps = optimum_gaps(analysis, dataset, info)
     rows = _tex_rows(view, scale, 2 if unit else 4, gaps.set_index("arm") if optimum is not None else None)
     caption = (
-        f"{tex_escape(dataset)}, {tex_escape(info['model'])}: final {tex_escape(title(analysis.metric))} over "
+        f"{tex_escape(dataset)}, {tex_escape(info.model)}: final {tex_escape(title(analysis.metric))} over "
         f"{record.experiment['seeds']} seeds: mean with {level} Student $t$ CI; "
         f"$\\Delta$ best: {level} simultaneous interval of the difference to the best of the others{unit_tex} "
         r"(Hsu's multiple comparisons with the best from max-$T$ intervals of all pairs, better $> 0$); "

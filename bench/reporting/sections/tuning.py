@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.analysis import stats, tuning
+from bench.analysis import grid_cube, stats
 from bench.analysis.tuning import TaskTuning
 from bench.reporting.analysed import has_finished_runs, tuning_of
 from bench.reporting.section import Figure, Section, View
@@ -33,7 +33,7 @@ def heatmap_table(item: TaskTuning, metric: str) -> pd.DataFrame:
     """Initializers x cells: the mean test metric (diverged runs scored as untrained networks), marked by its verdict
     among the initializers at that cell."""
     cube, sign = item.cube, _sign(metric)
-    means, diverged = tuning.cell_means(cube.test, cube.failed)
+    means, diverged = grid_cube.cell_means(cube.test, cube.failed)
     means, runs = sign * means, cube.test.shape[0]
     finished = runs - diverged
     columns = {"initializer": cube.initializers}
