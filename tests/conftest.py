@@ -31,8 +31,8 @@ def _own_cache(tmp_path, monkeypatch):
 # The longest tests first, so that two workers end together instead of one finishing the longest test alone
 # (measured on 2 cores: a sixth of the run had one core idle at the end). The slow-marked tests take seconds to
 # minutes each; among them these few take the longest.
-LONGEST = ("test_ctrl_c_at_any_moment", "test_lm_init_smoke", "test_rerun_of_a_finished_run",
-           "test_a_changed_config_is_a_new_run", "test_two_processes_give_the_one_process_results")
+LONGEST = ("test_ctrl_c_at_any_moment", "test_lm_init_smoke", "test_the_plain_programs_give_the_same_bits",
+           "test_reproduce_command_writes_the_verdicts", "test_two_processes_give_the_one_process_results")
 
 
 def pytest_collection_modifyitems(config, items):
