@@ -160,7 +160,7 @@ def test_missing_data_fails_fast_naming_the_three_ways(tmp_path):
         datasets.load_images("fashion_mnist", tmp_path / "empty")
     message = str(error.value)
     assert time.perf_counter() - start < 30
-    assert "--data-dir" in message and "tfds" in message and "--download" in message and "\n" not in message
+    assert "data_dir" in message and "tfds" in message and "download=True" in message and "\n" not in message
 
 
 def test_tfds_data_source_under_mock_data(tmp_path):

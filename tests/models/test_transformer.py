@@ -435,9 +435,11 @@ def test_language_models_are_ranked_by_loss_unless_a_task_is_not_one():
     import pandas as pd
 
     from bench.reporting.analysed import ranked_metric
+    from bench.reporting.record import TaskRecord
 
     results = pd.DataFrame(columns=["test_loss", "test_accuracy"])
-    lm = {"model": "Transformer", "language_model": True}
+    lm = TaskRecord(model="Transformer", runs=2, init_s=0.0, compile_s=0.0, train_s=0.0, language_model=True)
+    mlp = TaskRecord(model="MLP", runs=2, init_s=0.0, compile_s=0.0, train_s=0.0)
     assert ranked_metric(results, {"a": lm, "b": lm}) == "test_loss"
-    assert ranked_metric(results, {"a": lm, "b": {"model": "MLP"}}) == "test_accuracy"
+    assert ranked_metric(results, {"a": lm, "b": mlp}) == "test_accuracy"
     assert ranked_metric(results, {}) == "test_accuracy"  # no task recorded
