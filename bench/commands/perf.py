@@ -22,8 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workloads",
         type=names,
-        default=["synthetic", "mnist", "transformer"],
-        help="synthetic, mnist, transformer (default all)",
+        default=["synthetic", "mnist", "transformer", "digits-cnn", "mnist-cnn"],
+        help="synthetic, mnist, transformer, digits-cnn, mnist-cnn (default all); the conv nets are timed at model "
+             "counts up to 32, and the suite's program also with XLA's convolutions one model after the other "
+             "(sequential)",
     )
     parser.add_argument(
         "--no-grid",

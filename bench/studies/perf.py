@@ -32,6 +32,7 @@ with pytest-benchmark.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 
@@ -43,13 +44,15 @@ import pandas as pd
 
 import initjax
 from bench import models
+from bench.models.conv import ConvNet
 from bench.training import memory
+from bench.training.batching import ALL_AT_ONCE, Batching
 from bench.training.lanes import side_by_side
 from bench.training.objective import loss_and_accuracy
 from bench.training.programs import epoch_order, make_train_epoch
 from bench.training.seeding import run_keys
 from bench.training.step import RunState
-from bench.training.train import OPTIMIZERS
+from bench.training.train import OPTIMIZERS, batching_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +66,13 @@ class Workload:
       n_examples: examples per timed epoch (random data; timing does not depend on values).
       max_sequential: largest model count the sequential variants are timed at
         (their rate per model does not depend on the count; MNIST's are slow).
-      kind: ``"mlp"``, or ``"transformer"``: ``n_features`` is then the context,
-        ``n_classes`` the vocabulary, ``hidden`` one width per block (4 heads).
+      max_models: largest model count any variant is timed at (the conv nets' epochs are long).
+      kind: ``"mlp"``; ``"transformer"``: ``n_features`` is then the context,
+        ``n_classes`` the vocabulary, ``hidden`` one width per block (4 heads); ``"conv"``: a
+        ``bench.models.conv.ConvNet`` on ``image`` inputs, one 3x3 convolution (same padding) per entry of
+        ``convs``, each followed by ReLU and a 2x2 max pool, then the dense layers ``hidden``.
+      image: `(H, W, C)` of a ``conv`` workload's inputs.
+      convs: a ``conv`` workload's channels per convolution.
     """
 
     name: str
@@ -77,11 +85,18 @@ class Workload:
     n_examples: int
     max_sequential: int = 256
     kind: str = "mlp"
+    max_models: int = 65_536
+    image: tuple[int, int, int] | None = None
+    convs: tuple[int, ...] = ()
 
     @property
     def tokens_per_example(self) -> int:
         """Predicted positions per example: the context for a language model, else 1."""
         return self.n_features if self.kind == "transformer" else 1
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.image if self.kind == "conv" else (self.n_features,)
 
 
 WORKLOADS = {
@@ -89,6 +104,12 @@ WORKLOADS = {
     "mnist": Workload("MNIST MLP 784-300-100-10, SGD, batch 32", 784, 10, (300, 100), "sgd", 0.01, 32, 2048, 32),
     "transformer": Workload("Transformer pre-LN 2x32, 4 heads, context 32, vocab 32, Adam, batch 32", 32, 32,
                             (32, 32), "adam", 1e-3, 32, 512, 32, kind="transformer"),
+    # the issue's conv nets: two convolutions on sklearn digits' 8x8 images, and Flax's MNIST CNN example
+    # (conv 32, conv 64, dense 256; SGD with momentum 0.9, lr 0.1, batch 128) on MNIST-size inputs
+    "digits-cnn": Workload("CNN 8x8x1 conv 16-32 dense 64, Adam, batch 32", 64, 10, (64,), "adam", 1e-3, 32, 512, 32,
+                           kind="conv", image=(8, 8, 1), convs=(16, 32), max_models=32),
+    "mnist-cnn": Workload("CNN 28x28x1 conv 32-64 dense 256, SGD momentum, batch 128", 784, 10, (256,), "momentum",
+                          0.1, 128, 512, 8, kind="conv", image=(28, 28, 1), convs=(32, 64), max_models=32),
 }
 
 
@@ -105,6 +126,7 @@ class Setup:
     x: jax.Array
     y: jax.Array
     n_params: int
+    step_flops: float | None = None  # one model's training step, by XLA's cost analysis (conv workloads)
 
     @property
     def n_inits(self) -> int:
@@ -121,7 +143,11 @@ class Setup:
 
     @property
     def flops_per_epoch(self) -> float:
+        """Training FLOPs of an epoch of every model: XLA's count of one step where measured (a convolution does
+        far more work per parameter than ``6 x params`` says), else ``6 x params`` per token."""
         steps = self.workload.n_examples // self.workload.batch_size  # workloads hold whole batches
+        if self.step_flops is not None:
+            return self.step_flops * steps * self.n_models
         tokens = self.workload.batch_size * self.workload.tokens_per_example
         return 6.0 * self.n_params * tokens * steps * self.n_models
 
@@ -139,6 +165,10 @@ def setup(workload: Workload, n_models: int, init: str = "he_normal") -> Setup:
         y = jnp.asarray(rng.integers(0, workload.n_classes, x.shape), jnp.int32)
         model = models.build("transformer", (workload.n_features,), workload.n_classes, workload.hidden, "gelu",
                              heads=4)
+    elif workload.kind == "conv":
+        x = jnp.asarray(rng.normal(size=(workload.n_examples, *workload.image)).astype(np.float32))
+        y = jnp.asarray(rng.integers(0, workload.n_classes, workload.n_examples).astype(np.int32))
+        model = ConvNet(tuple(((c, 3, "SAME"),) for c in workload.convs), workload.hidden, workload.n_classes)
     else:
         x = jnp.asarray(rng.normal(size=(workload.n_examples, workload.n_features)).astype(np.float32))
         y = jnp.asarray(rng.integers(0, workload.n_classes, workload.n_examples).astype(np.int32))
@@ -151,7 +181,19 @@ def setup(workload: Workload, n_models: int, init: str = "he_normal") -> Setup:
     params = jax.tree.map(lambda p: jnp.repeat(p[None], n_inits, axis=0), params)
     opt_state = jax.vmap(jax.vmap(optimizer.init))(params)
     n_params = sum(p[0, 0].size for p in jax.tree.leaves(params))
-    return Setup(workload, model, optimizer, params, opt_state, data_keys, x, y, n_params)
+    s = Setup(workload, model, optimizer, params, opt_state, data_keys, x, y, n_params)
+    return dataclasses.replace(s, step_flops=step_flops(s)) if workload.kind == "conv" else s
+
+
+def step_flops(s: Setup) -> float:
+    """FLOPs of one model's training step on one minibatch, as XLA's cost analysis of the compiled step counts
+    them."""
+    params, opt_state = s.run_state(0)
+    b = s.workload.batch_size
+    compiled = jax.jit(_single_step(s)).lower(params, opt_state, s.x[:b], s.y[:b]).compile()
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+    return float(analysis["flops"])
 
 
 def _single_step(s: Setup):
@@ -214,17 +256,20 @@ def scan_variant(s: Setup) -> Callable[[], list]:
     return run
 
 
-def vmap_variant(s: Setup, chunk: int | None = None) -> Callable[[], list]:
-    """(c) The suite's program: the runs in chunks of seeds, each chunk one vmapped, scanned epoch, on a CPU
-    two chunks at a time (``bench.training.lanes``)."""
+def vmap_variant(s: Setup, chunk: int | None = None, batching=None) -> Callable[[], list]:
+    """(c) The suite's program: the runs in chunks of seeds, each chunk one scanned epoch of its models batched as
+    the suite batches them (``bench.training.batching``: vmapped; a conv net's convolutions as products of patches;
+    ``batching`` forces another way), on a CPU two chunks at a time (``bench.training.lanes``)."""
     n_seeds = int(s.data_keys.shape[0])
-    fp = memory.footprint(s.model, (s.workload.n_features,), s.optimizer, s.workload.batch_size, 2048)
+    fp = memory.footprint(s.model, s.workload.input_shape, s.optimizer, s.workload.batch_size, 2048)
     on_cpu = jax.default_backend() == "cpu"
     plan = memory.plan(fp, s.n_inits, n_seeds, resident=0, budget=2**62, on_cpu=on_cpu, chunk=chunk,
-                       lanes=memory.CPU_LANES if on_cpu and jax.device_count() == 1 else 1)
+                       lanes=memory.CPU_LANES if on_cpu and jax.device_count() == 1 else 1,
+                       batching=batching if batching is not None else
+                       batching_of(s.model, s.workload.input_shape, s.workload.batch_size))
     groups = [jnp.asarray(g) for g in plan.seed_groups(list(range(n_seeds)))]
     chunks = [(*jax.tree.map(lambda p, g=g: p[:, g], (s.params, s.opt_state)), s.data_keys[g]) for g in groups]
-    train_epoch = jax.jit(make_train_epoch(s.model, s.optimizer, s.workload.batch_size))
+    train_epoch = jax.jit(make_train_epoch(s.model, s.optimizer, s.workload.batch_size, batching=plan.batching))
     epoch = jnp.asarray(1, jnp.int32)
     keep = np.concatenate(memory.real_seeds(plan.seed_groups(list(range(n_seeds)))))
 
@@ -252,7 +297,12 @@ class Chunked:
         return [jax.tree.map(lambda p, i=i: p[i // n_seeds, i % n_seeds], params) for i in range(self.n_models)]
 
 
-VARIANTS = {"loop": loop_variant, "scan": scan_variant, "vmap": vmap_variant}
+# the suite's program with its rule overridden: sequential, XLA's convolutions one model after the other;
+# matmuls, convolutions as products of patches, every model vmapped
+VARIANTS = {"loop": loop_variant, "scan": scan_variant, "vmap": vmap_variant,
+            "sequential": functools.partial(vmap_variant, batching=Batching(sequential=True)),
+            "matmuls": functools.partial(vmap_variant, batching=Batching(matmuls=True))}
+ONLY_WHERE_THE_RULE_CHOOSES_OTHERWISE = ("sequential", "matmuls")  # timed only where the suite does not vmap as it is
 
 
 def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
@@ -275,7 +325,11 @@ def measure(workloads=("synthetic", "mnist"), sizes=(1, 8, 32, 128, 256), varian
     """Times every (workload, n_models, variant).
 
     ``variants``: default ``loop``, ``scan``, ``vmap`` and, when torch is installed, the peer ``torch``
-    (:func:`torch_variant`). Sequential variants above the workload's ``max_sequential`` are skipped.
+    (:func:`torch_variant`), and ``sequential`` (the suite's program, XLA's convolutions one model after the
+    other) and ``matmuls`` (convolutions as products of patches, every model vmapped) where the suite's rule does
+    not vmap the model as it is (a conv net: ``bench.training.batching``).
+    Sequential variants above the workload's ``max_sequential`` are skipped, every variant above its
+    ``max_models``.
 
     Args:
       rows: a list the finished rows are appended to as they come (so a caller
@@ -292,12 +346,15 @@ def measure(workloads=("synthetic", "mnist"), sizes=(1, 8, 32, 128, 256), varian
     if variants is None:
         variants = (*VARIANTS, *(PEERS if peers.available() else ()))
     for name in workloads:
-        for n_models in sizes:
+        for n_models in [n for n in sizes if n <= WORKLOADS[name].max_models]:
             s = setup(WORKLOADS[name], n_models)
             for variant in variants:
-                if variant in ("loop", "scan") and n_models > WORKLOADS[name].max_sequential:
+                if variant in ("loop", "scan", "sequential") and n_models > WORKLOADS[name].max_sequential:
                     continue
                 if variant in PEERS and WORKLOADS[name].kind != "mlp":  # the torch peer builds MLPs
+                    continue
+                if variant in ONLY_WHERE_THE_RULE_CHOOSES_OTHERWISE and batching_of(
+                        s.model, s.workload.input_shape, s.workload.batch_size) == ALL_AT_ONCE:
                     continue
                 if log is not None:
                     log(f"timing {name}, {n_models} model(s), {variant}: compile, warm up, best of {repeats}")

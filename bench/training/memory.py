@@ -40,6 +40,7 @@ import optax
 from bench.data.limits import available_bytes  # noqa: F401 (re-exported: memory.available_bytes)
 from bench.errors import UserError, option
 from bench.training import step
+from bench.training.batching import ALL_AT_ONCE, Batching
 
 CPU_CACHE_BYTES = 12 * 2**20
 CPU_LANES = 2  # chunks trained at once on a CPU (see the module docstring)
@@ -174,6 +175,7 @@ class ChunkPlan:
       budget: the memory budget the plan respects.
       reason: how the chunk was chosen, for the report.
       lanes: chunks trained at once (each its own thread); the estimate counts them all.
+      batching: how each chunk's models are batched in its programs (``bench.training.batching``).
     """
 
     seeds_per_chunk: int
@@ -183,6 +185,7 @@ class ChunkPlan:
     budget: int
     reason: str
     lanes: int = 1
+    batching: Batching = ALL_AT_ONCE
 
     @property
     def models_per_chunk(self) -> int:
@@ -235,7 +238,8 @@ def least_work_chunks(limit: int, n_seeds: int, n_devices: int, n_processes: int
 
 
 def plan(fp: Footprint, n_inits: int, n_seeds: int, resident: int, budget: int, on_cpu: bool,
-         n_devices: int = 1, n_processes: int = 1, chunk: int | None = None, lanes: int = 1) -> ChunkPlan:
+         n_devices: int = 1, n_processes: int = 1, chunk: int | None = None, lanes: int = 1,
+         batching: Batching = ALL_AT_ONCE) -> ChunkPlan:
     """Chooses the seeds per chunk, and how many chunks train at once.
 
     Args:
@@ -251,12 +255,18 @@ def plan(fp: Footprint, n_inits: int, n_seeds: int, resident: int, budget: int, 
       chunk: seeds per chunk asked for by the user (rounded up to a multiple of ``n_devices``).
       lanes: chunks wanted side by side; fewer when there are fewer chunks, one when even the
         smallest chunks do not fit the budget twice over.
+      batching: how a chunk's models run (``bench.training.batching``): vmapped, each chunk's step holds every
+        model's activations at once; one after the other, one model's at a time (and the CPU cache target,
+        which keeps a vmapped step's working set in cache, does not apply).
 
     Raises:
       UserError: even one seed per device does not fit in ``budget``.
     """
+    sequential = batching.sequential
+
     def estimate(seeds_per_chunk, side_by_side):
-        return RUNTIME_BYTES + resident + side_by_side * seeds_per_chunk * n_inits * (fp.state + fp.step)
+        models = seeds_per_chunk * n_inits
+        return RUNTIME_BYTES + resident + side_by_side * (models * fp.state + (1 if sequential else models) * fp.step)
 
     def spread(limit):
         return fewest_chunks(limit, n_seeds, n_devices, n_processes)
@@ -284,9 +294,11 @@ def plan(fp: Footprint, n_inits: int, n_seeds: int, resident: int, budget: int, 
             side_by_side = 1
         reason = f"--chunk {chunk}"
     else:
-        limit = max(smallest, (budget - resident - RUNTIME_BYTES) // (lanes * n_inits * (fp.state + fp.step)))
+        free = budget - resident - RUNTIME_BYTES
+        limit = max(smallest, (free - lanes * fp.step) // (lanes * n_inits * fp.state) if sequential
+                    else free // (lanes * n_inits * (fp.state + fp.step)))
         reason = f"memory budget {format_bytes(budget)}"
-        if on_cpu:
+        if on_cpu and not sequential:
             cache_limit = max(smallest, CPU_CACHE_BYTES // (n_inits * fp.train))
             if cache_limit < limit:
                 limit, reason = cache_limit, f"CPU cache target {format_bytes(CPU_CACHE_BYTES)}"
@@ -296,4 +308,7 @@ def plan(fp: Footprint, n_inits: int, n_seeds: int, resident: int, budget: int, 
         side_by_side = min(lanes, n_chunks // n_processes)
     if side_by_side > 1:
         reason += f"; {side_by_side} chunks at a time"
-    return ChunkPlan(per_chunk, n_chunks, n_inits, estimate(per_chunk, side_by_side), budget, reason, side_by_side)
+    if batching.describe():
+        reason += f"; {batching.describe()} (bench.training.batching)"
+    return ChunkPlan(per_chunk, n_chunks, n_inits, estimate(per_chunk, side_by_side), budget, reason, side_by_side,
+                     batching)

@@ -16,6 +16,7 @@ import optax
 
 from bench.models import losses
 from bench.training import compilation, fills, speedups, step
+from bench.training.batching import ALL_AT_ONCE, Batching
 from bench.training.objective import loss_spec
 
 
@@ -39,7 +40,7 @@ def epoch_orders(data_keys, epoch, n: int, batch_size: int) -> jnp.ndarray:
 
 
 def make_train_steps(model: nn.Module, optimizer: optax.GradientTransformation, batch_size: int, segment: int,
-                     loss=None):
+                     loss=None, batching: Batching = ALL_AT_ONCE):
     """Builds ``train_steps(state, data_keys, epoch, order, first, x, y)``: ``segment`` minibatch steps of every run.
 
     The single-run step (``bench.training.step.make_step``) is batched once over runs
@@ -50,6 +51,7 @@ def make_train_steps(model: nn.Module, optimizer: optax.GradientTransformation, 
     state passes from one segment to the next as it passes from one step to the next.
 
     ``loss``: a loss spec (``bench.models.losses``); None: the built-in model's ``output_activation``.
+    ``batching``: how the runs are batched (``bench.training.batching``: vmapped, or one after the other).
 
     Args of the returned function:
       state: a :class:`bench.training.step.RunState` with leaves `(n_arms, n_seeds, ...)`.
@@ -64,9 +66,10 @@ def make_train_steps(model: nn.Module, optimizer: optax.GradientTransformation, 
     loss_fn = losses.get(loss_spec(model, loss))
 
     def train_steps(state, data_keys, epoch, order, first, x, y):
-        forward = step.forward_of(model, x.shape[1:])
+        forward = step.forward_of(model, x.shape[1:], batching.matmuls)
         one_step = step.make_step(forward, loss_fn, optimizer)
-        runs_step = step.over_runs(one_step, seed_axes=(0, 0, 0, None, 0 if forward.stochastic else None))
+        runs_step = step.over_runs(one_step, seed_axes=(0, 0, 0, None, 0 if forward.stochastic else None),
+                                   sequential=batching.sequential)
         steps, n = order.shape[0], x.shape[0]
         runs = jax.tree.leaves(state.params)[0].shape[:2]
 
@@ -88,13 +91,14 @@ def make_train_steps(model: nn.Module, optimizer: optax.GradientTransformation, 
     return train_steps
 
 
-def make_train_epoch(model: nn.Module, optimizer: optax.GradientTransformation, batch_size: int, loss=None):
+def make_train_epoch(model: nn.Module, optimizer: optax.GradientTransformation, batch_size: int, loss=None,
+                     batching: Batching = ALL_AT_ONCE):
     """Builds ``train_epoch(state, data_keys, epoch, x, y) -> (state, finite)``: one whole epoch of every run
     (:func:`make_train_steps` over all the epoch's steps at once; the suite trains in segments of it)."""
 
     def train_epoch(state, data_keys, epoch, x, y):
         order = epoch_orders(data_keys, epoch, x.shape[0], batch_size)
-        train_steps = make_train_steps(model, optimizer, batch_size, order.shape[0], loss)
+        train_steps = make_train_steps(model, optimizer, batch_size, order.shape[0], loss, batching)
         return train_steps(state, data_keys, epoch, order, jnp.asarray(0, jnp.int32), x, y)
 
     return train_epoch
@@ -129,7 +133,7 @@ def chunked_for_eval(x: np.ndarray, y: np.ndarray, chunk: int):
     return jax.device_put(xs), jax.device_put(ys), jax.device_put(ws)  # (jnp.asarray compiles a copy per shape)
 
 
-def make_evaluate(model: nn.Module, loss=None):
+def make_evaluate(model: nn.Module, loss=None, batching: Batching = ALL_AT_ONCE):
     """Builds ``evaluate(state, xs, ys, ws) -> sums`` `(n_arms, n_seeds, 2)`.
 
     ``sums[..., 0]`` is the summed loss and ``sums[..., 1]`` the summed metric (correct
@@ -144,8 +148,8 @@ def make_evaluate(model: nn.Module, loss=None):
     loss_fn = losses.get(loss_spec(model, loss))
 
     def evaluate(state, xs, ys, ws):
-        sums = step.make_sums(step.forward_of(model, xs.shape[2:]), loss_fn)
-        per_run = step.over_runs(sums, seed_axes=(0, None, None, None))
+        sums = step.make_sums(step.forward_of(model, xs.shape[2:], batching.matmuls), loss_fn)
+        per_run = step.over_runs(sums, seed_axes=(0, None, None, None), sequential=batching.sequential)
 
         def body(total, chunk):
             return total + per_run(state, *chunk), None
@@ -157,7 +161,7 @@ def make_evaluate(model: nn.Module, loss=None):
     return evaluate
 
 
-def make_outcomes(model: nn.Module, loss=None):
+def make_outcomes(model: nn.Module, loss=None, batching: Batching = ALL_AT_ONCE):
     """Builds ``outcomes(state, xs, ys, ws) -> (loss, correct)``, each `(n_arms, n_seeds, n_chunks * chunk)` float.
 
     Per-example loss and correctness of every run on a split chunked by
@@ -168,8 +172,8 @@ def make_outcomes(model: nn.Module, loss=None):
     loss_fn = losses.get(loss_spec(model, loss))
 
     def outcomes(state, xs, ys, ws):
-        per_example = step.make_per_example(step.forward_of(model, xs.shape[2:]), loss_fn)
-        per_run = step.over_runs(per_example, seed_axes=(0, None, None))
+        per_example = step.make_per_example(step.forward_of(model, xs.shape[2:], batching.matmuls), loss_fn)
+        per_run = step.over_runs(per_example, seed_axes=(0, None, None), sequential=batching.sequential)
         loss, correct = jax.lax.map(lambda chunk: per_run(state, *chunk), (xs, ys))
         flat = lambda a: jnp.moveaxis(a, 0, -2).reshape(*a.shape[1:3], -1)  # noqa: E731
         return flat(loss), flat(correct)  # 0/1 per example, or a sequence's share of positions right
@@ -186,11 +190,11 @@ def program_bytes(compiled) -> int:
                - stats.alias_size_in_bytes)
 
 
-def make_evaluate_splits(model: nn.Module, loss=None):
+def make_evaluate_splits(model: nn.Module, loss=None, batching: Batching = ALL_AT_ONCE):
     """Builds ``evaluate_splits(state, splits) -> sums`` `(n_splits, 2, n_arms, n_seeds)`: :func:`make_evaluate`
     on every split of the tuple ``(chunked_for_eval(...), ...)``, in its order, in one program (a tuple: a dict
     passed to a jitted function comes back in sorted key order)."""
-    evaluate = make_evaluate(model, loss)
+    evaluate = make_evaluate(model, loss, batching)
 
     def evaluate_splits(state, splits):
         return jnp.stack([jnp.moveaxis(evaluate(state, *chunks), -1, 0) for chunks in splits])
@@ -253,17 +257,18 @@ class Programs:
 
 def compile_programs(model, optimizer, config, start_state, start_args, data_keys, x, y, eval_splits,
                       test_index: int, model_sharding, loss=None, with_outcomes: bool = True, models_per_chunk: int = 1,
-                      n_params: int = 1) -> Programs:
+                      n_params: int = 1, batching: Batching = ALL_AT_ONCE) -> Programs:
     """Compiles the task's programs (:class:`Programs`) for the arguments of a chunk (``start_args``:
-    its init keys and the training inputs; ``data_keys``: its data-order keys)."""
-    evaluate_splits = make_evaluate_splits(model, loss)
-    outcomes_of = make_outcomes(model, loss) if with_outcomes else None
+    its init keys and the training inputs; ``data_keys``: its data-order keys), the runs batched as ``batching``
+    says (``bench.training.batching``)."""
+    evaluate_splits = make_evaluate_splits(model, loss, batching)
+    outcomes_of = make_outcomes(model, loss, batching) if with_outcomes else None
     start_parts = speedups.split_start(start_state, *start_args)  # one-value leaves made on the host, not compiled
     state = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=model_sharding),
                          start_parts.shapes)
     n_steps = -(-x.shape[0] // config.batch_size)
     segment = segment_steps(n_steps, 6.0 * n_params * config.batch_size * models_per_chunk)
-    train_steps = make_train_steps(model, optimizer, config.batch_size, segment, loss)
+    train_steps = make_train_steps(model, optimizer, config.batch_size, segment, loss, batching)
     n_test = eval_splits[test_index][0].shape[0] * eval_splits[test_index][0].shape[1]
 
     def evaluate(state, splits, final):

@@ -48,7 +48,7 @@ from bench.store import (  # noqa: F401 (cache_root: re-exported, its home was h
     write_atomic,
     write_npz_verified,
 )
-from bench.training import memory, speedups
+from bench.training import batching, memory, speedups
 
 FORMAT_VERSION = 3  # 2: every file carries a checksum and its own name; 3: fractional per-example accuracies kept
 
@@ -104,6 +104,8 @@ def code_key(specs) -> dict[str, str]:
     out = {"suite": files_digest(files)}
     if not speedups.enabled():  # the plain programs: a whole-network scheme's numbers may differ in the last bits
         out["programs"] = "plain"
+    if batching.override():  # the runs batched against the rule: their convolutions may round otherwise
+        out["batching"] = batching.override()
     for spec in specs:
         if isinstance(spec, str):
             parsed = parse_spec(spec)

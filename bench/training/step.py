@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bench.training import batching, conv_lowering
 from initjax import schemes
 
 MODE_ARGUMENTS = {"train": True, "deterministic": False}  # keyword -> its value in training mode
@@ -54,12 +55,21 @@ class Forward:
         ``"deterministic"``), or None when it has none.
       stateful: collections besides ``params`` that training updates (``("batch_stats",)``).
       stochastic: training-mode calls draw from a ``dropout`` key (a step then gets one).
+      matmuls: the module's convolutions computed as products of patches (``bench.training.conv_lowering``).
     """
 
     model: nn.Module
     mode: str | None = None
     stateful: tuple[str, ...] = ()
     stochastic: bool = False
+    matmuls: bool = False
+
+    def apply(self, variables, x, **kwargs):
+        """``model.apply(variables, x, **kwargs)``, its convolutions as products of patches with ``matmuls``."""
+        if not self.matmuls:
+            return self.model.apply(variables, x, **kwargs)
+        rngs = kwargs.pop("rngs", {})
+        return conv_lowering.lowered(lambda v, x, r: self.model.apply(v, x, rngs=r, **kwargs))(variables, x, rngs)
 
     def mode_kwargs(self, training: bool) -> dict:
         if self.mode is None:
@@ -77,9 +87,9 @@ class Forward:
         rngs = {"dropout": key} if key is not None else {}
         kwargs = self.mode_kwargs(True)
         if not self.stateful:
-            return self.model.apply({"params": params}, x, rngs=rngs, **kwargs), model_state
-        outputs, updated = self.model.apply({"params": params, **model_state}, x, rngs=rngs,
-                                            mutable=list(self.stateful), **kwargs)
+            return self.apply({"params": params}, x, rngs=rngs, **kwargs), model_state
+        outputs, updated = self.apply({"params": params, **model_state}, x, rngs=rngs,
+                                      mutable=list(self.stateful), **kwargs)
         return outputs, {**model_state, **updated}
 
     def probe(self, input_shape) -> Callable:
@@ -89,17 +99,18 @@ class Forward:
 
     def __call__(self, params, model_state, x):
         """Outputs of an evaluation-mode call (no dropout, running statistics)."""
-        return self.model.apply({"params": params, **model_state}, x, **self.mode_kwargs(False))
+        return self.apply({"params": params, **model_state}, x, **self.mode_kwargs(False))
 
 
-def forward_of(model: nn.Module, input_shape) -> Forward:
-    """The :class:`Forward` of ``model`` on examples of ``input_shape`` (collections found by ``jax.eval_shape``)."""
+def forward_of(model: nn.Module, input_shape, matmuls: bool = False) -> Forward:
+    """The :class:`Forward` of ``model`` on examples of ``input_shape`` (collections found by ``jax.eval_shape``);
+    ``matmuls``: its convolutions as products of patches (``bench.training.conv_lowering``)."""
     accepted = inspect.signature(type(model).__call__).parameters
     plain = Forward(model, next((name for name in MODE_ARGUMENTS if name in accepted), None))
     sample = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
     variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, **plain.mode_kwargs(False)), sample)
     stateful = tuple(name for name in variables if name not in ("params", "intermediates"))
-    forward = dataclasses.replace(plain, stateful=stateful)
+    forward = dataclasses.replace(plain, stateful=stateful, matmuls=matmuls)
     if forward.mode is None:
         return forward
     try:  # a training-mode call without a dropout key fails exactly when the model draws from one
@@ -151,15 +162,17 @@ def make_per_example(forward: Forward, loss_fn: Callable) -> Callable:
     return per_example
 
 
-def over_runs(fn: Callable, seed_axes: tuple) -> Callable:
+def over_runs(fn: Callable, seed_axes: tuple, sequential: bool = False) -> Callable:
     """``fn(state, ...)`` of one run made a function of every (arm, seed).
 
     ``vmap(vmap(fn, seed_axes), arm_axes)``: ``seed_axes`` are the inner ``in_axes`` (0 for
     what differs per seed, None for what seeds share); the outer vmap maps the run state
     (first argument) per arm and shares everything else: arms see their seed's minibatch.
+    ``sequential``: both maps are ``lax.map``, the runs one after the other inside the compiled program
+    (``bench.training.batching``).
     """
     arm_axes = (0,) + (None,) * (len(seed_axes) - 1)
-    return jax.vmap(jax.vmap(fn, in_axes=seed_axes), in_axes=arm_axes)
+    return batching.mapped(batching.mapped(fn, seed_axes, sequential), arm_axes, sequential)
 
 
 def dropout_key(data_key, epoch, step):

@@ -41,7 +41,7 @@ import optax
 from bench.data.datasets import Dataset
 from bench.errors import UserError
 from bench.models import losses
-from bench.training import compilation, devices, memory, parameterized, recipes, resume
+from bench.training import batching, compilation, devices, memory, parameterized, recipes, resume, step
 from bench.training import grid as grids
 from bench.training.initialization import check_on_model, check_scale_pattern, initial_state
 from bench.training.lanes import WallShares, side_by_side
@@ -260,8 +260,17 @@ class _ChunkTrainer:
         return ChunkTimes(init_s, seconds, seed_epochs, before_s, before_seed_epochs)
 
 
+def batching_of(model: nn.Module, input_shape, batch_size: int) -> batching.Batching:
+    """How a chunk's models of ``model`` are batched (``bench.training.batching.choose``, from the one-model
+    forward pass, traced), trained in minibatches of ``batch_size``."""
+    forward = step.forward_of(model, input_shape)
+    sample = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    params, model_state = jax.eval_shape(lambda x: forward.init(jax.random.key(0), x), sample)
+    return batching.choose(forward, (params, model_state, sample), batch_size)
+
+
 def _plan(fp: memory.Footprint, mesh, n_inits: int, n_seeds: int, data_bytes: int, chunk, max_memory,
-          keep_params: bool) -> memory.ChunkPlan:
+          keep_params: bool, how: batching.Batching = batching.ALL_AT_ONCE) -> memory.ChunkPlan:
     """The chunk plan for this process's devices: host memory on CPU, device memory elsewhere."""
     device = mesh.devices.flat[0]
     kept = fp.params * n_inits * n_seeds if keep_params else 0
@@ -276,7 +285,7 @@ def _plan(fp: memory.Footprint, mesh, n_inits: int, n_seeds: int, data_bytes: in
 
     def plan(chunk):
         return memory.plan(fp, n_inits, n_seeds, resident, budget, device.platform == "cpu", n_devices=mesh.size,
-                           n_processes=jax.process_count(), chunk=chunk, lanes=lanes)
+                           n_processes=jax.process_count(), chunk=chunk, lanes=lanes, batching=how)
 
     mine = plan(chunk)
     if jax.process_count() == 1:
@@ -295,7 +304,9 @@ def check_plan(dataset: Dataset, model: nn.Module, n_arms: int, n_seeds: int, co
     fp = memory.footprint(model, dataset.input_shape, optimizer, config.batch_size, config.eval_batch_size)
     arrays = [dataset.x_train, dataset.y_train, *(a for pair in dataset.splits().values() for a in pair)]
     data_bytes = sum(np.asarray(a).nbytes for a in arrays)
-    _plan(fp, devices.local_mesh(), n_arms, n_seeds, data_bytes, chunk, max_memory, False)
+    mesh = devices.local_mesh()
+    _plan(fp, mesh, n_arms, n_seeds, data_bytes, chunk, max_memory, False,
+          batching_of(model, dataset.input_shape, config.batch_size))
 
 
 def train_task(
@@ -360,7 +371,8 @@ def train_task(
                                         dataset.input_shape, config.optimizer)
     data = _OnDevices.of(dataset, config.eval_batch_size)
     fp = memory.footprint(model, dataset.input_shape, optimizer, config.batch_size, config.eval_batch_size)
-    plan = _plan(fp, data.mesh, len(names), len(seeds), data.bytes, chunk, max_memory, keep_params)
+    plan = _plan(fp, data.mesh, len(names), len(seeds), data.bytes, chunk, max_memory, keep_params,
+                 batching_of(model, dataset.input_shape, config.batch_size))
     store, keep_params = (resume.NullStore(), keep_params) if store is None else (store, False)
     plan = store.plan(plan, len(seeds))
     groups, mine = plan.seed_groups(seeds), devices.my_chunks(plan.n_chunks)
@@ -386,7 +398,7 @@ def train_task(
             programs = compile_programs(model, optimizer, config, start_state, (init_keys, data.x), data_keys, data.x,
                                         data.y, data.eval_splits, list(data.splits).index("test"),
                                         data.model_sharding, loss, not dataset.regression, plan.models_per_chunk,
-                                        fp.n_params)
+                                        fp.n_params, plan.batching)
             bar.exclude_from_rate()
         trainer = _ChunkTrainer(programs, data, chunks, store, bar, keys, config.epochs, steps, len(names), real,
                                 keep_params)

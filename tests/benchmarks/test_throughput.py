@@ -31,17 +31,27 @@ def test_initializer_1024(benchmark, name):
     assert out.shape == (1024, 1024)
 
 
-@pytest.mark.parametrize("workload", ["synthetic", "mnist", "transformer"])
+@pytest.mark.parametrize("workload", ["synthetic", "mnist", "transformer", "digits-cnn", "mnist-cnn"])
 @pytest.mark.parametrize("n_models", [1, 8, 32, 128, 256])
-@pytest.mark.parametrize("variant", ["loop", "scan", "vmap", "torch"])
+@pytest.mark.parametrize("variant", ["loop", "scan", "vmap", "sequential", "torch"])
 def test_epoch(benchmark, workload, n_models, variant):
     """n_models a multiple of 8 = 8 initializers x n_models / 8 seeds, as the suite lays them out; ``torch``: the same
     MLPs stacked, torch.func + torch.compile (the peers extra). The transformer's rates are in tokens/s too (every
-    position predicted), at 1, 8 and 32 models against a plain single-model loop."""
-    if variant in ("loop", "scan") and n_models > perf.WORKLOADS[workload].max_sequential:
+    position predicted), at 1, 8 and 32 models against a plain single-model loop. ``vmap`` is the suite's program
+    as its rule batches the models (``bench.training.batching``: the conv nets' convolutions as products of
+    patches), ``sequential`` the same program with XLA's convolutions one model after the other, timed where the
+    rule does not vmap the model as it is; the conv nets' FLOPs are XLA's count of their step."""
+    w = perf.WORKLOADS[workload]
+    if variant in ("loop", "scan", "sequential") and n_models > w.max_sequential:
         pytest.skip("a sequential variant's rate per model does not depend on the count; timed up to max_sequential")
+    if n_models > w.max_models:
+        pytest.skip("the conv nets are timed up to 32 models")
+    if variant == "sequential" and w.kind != "conv":
+        pytest.skip("the suite vmaps an MLP or a transformer as it is: only conv nets are also timed sequential")
     if workload == "transformer" and (n_models > 32 or variant == "torch"):
         pytest.skip("the transformer is timed at 1, 8 and 32 models, against the plain loops (the torch peer is MLPs)")
+    if variant == "torch" and w.kind == "conv":
+        pytest.skip("the torch peer builds MLPs")
     if variant == "torch":
         pytest.importorskip("torch", reason="the torch peer needs the peers extra: pip install -e '.[peers]'")
     s = perf.setup(perf.WORKLOADS[workload], n_models)

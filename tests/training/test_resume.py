@@ -298,7 +298,9 @@ def test_two_runs_started_at_once_never_corrupt_each_other(tmp_path, uninterrupt
     assert len(set(manifests)) == 1  # both tasks stored under one plan
 
 
-def test_ctrl_c_while_the_report_is_written_says_so_and_the_rerun_retrains_nothing(tmp_path, uninterrupted):
+def test_ctrl_c_while_the_report_is_written_says_so_and_the_rerun_retrains_nothing(tmp_path, whole_run,
+                                                                                      uninterrupted):
+    shutil.copytree(whole_run / "progress", resume.cache_root(), dirs_exist_ok=True)  # every chunk trained: loaded
     proc = _killed(tmp_path, "bench.reporting.drawing", "Drawing.paths", "interrupt", 1)  # waiting for figures
     assert proc.stderr.count("\n") == 1 and "interrupted while writing the report (the previous one in" in proc.stderr
     rerun = _bench(tmp_path)
