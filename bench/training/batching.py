@@ -6,7 +6,8 @@ below its speed inside a loop (the suite's ``lax.scan`` over an epoch's steps; `
 has the figures), a ``vmap`` over models makes them grouped convolutions, and JAX 0.10 cannot batch a
 convolution's weight gradient under the suite's two nested vmaps at all (``NotImplementedError`` in
 ``_conv_general_dilated_batch_rule``, where the first vmap has made it a grouped convolution with an output
-sharding): before this module a conv net did not train in the suite.
+sharding): before this module a conv net trained only one seed per chunk (its two initializers, or its eight,
+still vmapped as grouped convolutions), and a chunk of two seeds or more failed.
 
 The rule (:func:`choose`): a model without convolutions is vmapped as it is. A model's convolutions that the
 patches express (no input dilation, no groups) are computed as products of patches
