@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bench.errors import UserError, option
 from bench.models import losses
 from bench.training import compilation, fills, speedups, step
 from bench.training.batching import ALL_AT_ONCE, Batching
@@ -224,19 +225,27 @@ class Programs:
     compile_s: float
     train_bytes: int
 
-    def run_epoch(self, state, data_keys, epoch: int, final: bool, x, y, splits, on_steps: Callable[[int], None]):
+    def run_epoch(self, state, data_keys, epoch: int, final: bool, x, y, splits, on_steps: Callable[[int], None],
+                  start: int = 0, finite=None, checkpoint: Callable | None = None):
         """Trains and evaluates one epoch of every run of a chunk, segment after segment.
 
         ``on_steps(k)`` is told when ``k`` more steps have finished (the next segment is already
-        queued, so the device does not wait on the host).
+        queued, so the device does not wait on the host). ``start``: the steps of the epoch already trained
+        (a chunk resumed within an epoch), ``finite`` whether each run's losses were finite in them.
+        ``checkpoint(step, state, settled)`` is offered the state after each segment that ends inside the epoch
+        (``settled()`` waits for the segments queued and says whether each run's losses were finite so far;
+        nothing waits unless it is called).
 
         Returns:
           ``(state, finite, sums, outcomes)``: ``finite`` `(n_arms, n_seeds)` numpy bool, ``sums``
           `(n_splits, 2, n_arms, n_seeds)` numpy, ``outcomes`` as the program gives them (on device).
         """
+        if start % self.segment and self.n_steps % self.segment == 0:  # its last call would run past the epoch
+            raise UserError(f"a checkpoint inside epoch {epoch} was taken after step {start}, not a multiple of "
+                            f"this program's {self.segment} steps a call: rerun with {option('fresh', True)}")
         epoch_arg = jax.device_put(np.int32(epoch))  # (put, not jnp.asarray: that compiles a program)
         order = self.orders(data_keys, epoch_arg)
-        pending, finite = [], np.ones(0, bool)
+        pending, finite = [], np.ones(0, bool) if finite is None else np.asarray(finite, bool)
 
         def finish_oldest():
             nonlocal finite
@@ -244,11 +253,19 @@ class Programs:
             finite = np.asarray(ok) if finite.size == 0 else finite & np.asarray(ok)
             on_steps(done)
 
-        for first in range(0, self.n_steps, self.segment):
+        for first in range(start, self.n_steps, self.segment):
             state, ok = self.steps(state, data_keys, epoch_arg, order, jax.device_put(np.int32(first)), x, y)
             pending.append((ok, min(self.segment, self.n_steps - first)))
             if len(pending) > 1:
                 finish_oldest()
+            done = first + self.segment
+            if checkpoint is not None and done < self.n_steps:
+                def settled():
+                    while pending:
+                        finish_oldest()
+                    return finite
+
+                checkpoint(done, state, settled)
         sums, outcomes = self.evaluate(state, splits, jax.device_put(np.bool_(final)))
         while pending:
             finish_oldest()

@@ -123,8 +123,9 @@ def code_key(specs) -> dict[str, str]:
 
 @dataclasses.dataclass
 class Checkpoint:
-    """A chunk stopped after ``epoch``: its run state's leaves to continue from, the records so far, and the work
-    they took."""
+    """A chunk stopped after ``epoch`` and ``step`` minibatch steps of the next: its run state's leaves to continue
+    from, the records so far, and the work they took; ``epoch_finite`` `(arms, seeds)`: whether each run's losses
+    were finite in those steps (None with ``step`` 0)."""
 
     epoch: int
     leaves: list[np.ndarray]  # of the chunk's run state (``bench.training.step.RunState``), in tree order
@@ -132,6 +133,8 @@ class Checkpoint:
     finite: np.ndarray
     seconds: float = 0.0
     seed_epochs: int = 0
+    step: int = 0
+    epoch_finite: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -259,17 +262,22 @@ class TaskStore:
             raise UserError(f"{path} holds {n_leaves} state arrays, this task has {len(leaf_shapes)}; "
                             f"delete it (its chunk is retrained) or rerun with {FRESH}")
         self.resumed[chunk] = int(arrays["epoch"])
+        step = int(arrays.get("step", 0))
         return Checkpoint(int(arrays["epoch"]), [arrays[f"leaf_{i}"] for i in range(n_leaves)], arrays["sums"],
-                          arrays["finite"], float(arrays.get("seconds", 0.0)), int(arrays.get("seed_epochs", 0)))
+                          arrays["finite"], float(arrays.get("seconds", 0.0)), int(arrays.get("seed_epochs", 0)),
+                          step, arrays["epoch_finite"] > 0 if step else None)
 
     def due(self) -> bool:
         """Whether the chunk in progress should be checkpointed now."""
         return time.monotonic() - self._last_save >= self.checkpoint_every
 
-    def save_checkpoint(self, chunk: int, epoch: int, state, sums: np.ndarray,
-                        finite: np.ndarray, seconds: float = 0.0, seed_epochs: int = 0) -> None:
-        """Saves the run state after ``epoch`` (any pytree: its leaves, in tree order)."""
+    def save_checkpoint(self, chunk: int, epoch: int, state, sums: np.ndarray, finite: np.ndarray,
+                        seconds: float = 0.0, seed_epochs: int = 0, step: int = 0,
+                        epoch_finite: np.ndarray | None = None) -> None:
+        """Saves the run state after ``epoch`` and ``step`` minibatch steps of the next (any pytree: its leaves, in
+        tree order); ``epoch_finite``: whether each run's losses were finite in those steps."""
         flat = jax.tree.leaves(state)
+        partial = {} if not step else {"step": np.int64(step), "epoch_finite": np.asarray(epoch_finite, np.float32)}
         leaves = {f"leaf_{i}": np.asarray(leaf) for i, leaf in enumerate(flat)}
         self._write_npz(
             self._checkpoint(chunk),
@@ -280,6 +288,7 @@ class TaskStore:
             finite=finite,
             seconds=np.float64(seconds),
             seed_epochs=np.int64(seed_epochs),
+            **partial,
             **leaves,
         )
         self._last_save = time.monotonic()

@@ -221,7 +221,7 @@ class _ChunkTrainer:
         state = jax.device_put(jax.tree.unflatten(jax.tree.structure(state), saved.leaves), self.data.model_sharding)
         chunks.sums[i], chunks.finite[i] = saved.sums, saved.finite
         with self.host:
-            self.bar.advance(saved.epoch * self.steps)
+            self.bar.advance(saved.epoch * self.steps + saved.step)
         return state, saved, init_s
 
     def _train(self, i: int, c: int, init_keys, data_keys, check: Callable[[], None]) -> ChunkTimes:
@@ -235,9 +235,23 @@ class _ChunkTrainer:
             check()
 
         seed_epochs, outcomes = 0, None
-        for epoch in range(1 if saved is None else saved.epoch + 1, self.epochs + 1):
+        first = 1 if saved is None else saved.epoch + 1
+        for epoch in range(first, self.epochs + 1):
+            start, finite = (saved.step, saved.epoch_finite) if saved is not None and epoch == first else (0, None)
+
+            def within(step, state, settled, epoch=epoch, trained=seed_epochs):  # a checkpoint inside the epoch, if due
+                with self.host:
+                    if not self.store.due():
+                        return
+                finite = settled()
+                with self.host:
+                    self.store.save_checkpoint(c, epoch - 1, state, chunks.sums[i], chunks.finite[i],
+                                               before_s + self.shares.seconds(c) - init_s,
+                                               before_seed_epochs + trained, step, finite)
+
             state, chunks.finite[i, epoch], chunks.sums[i, epoch], outcomes = self.programs.run_epoch(
-                state, data_keys, epoch, epoch == self.epochs, data.x, data.y, data.eval_splits, on_steps)
+                state, data_keys, epoch, epoch == self.epochs, data.x, data.y, data.eval_splits, on_steps,
+                start, finite, within)
             seed_epochs += self.runs_per_seed * sum(self.real[c])
             with self.host:
                 if epoch < self.epochs and self.store.due():

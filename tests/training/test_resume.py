@@ -33,8 +33,10 @@ ARGS = ["run", "default", "--smoke", "--initializers", "he_normal,orthogonal,lsu
 KILLER = textwrap.dedent("""
     import importlib, itertools, os, signal, sys
     module, name, when, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    import bench.training.memory
+    import bench.training.memory, bench.training.programs
     bench.training.memory.CPU_LANES = int(sys.argv[5])
+    if os.environ.get("SEGMENT_FLOPS"):  # segments of an epoch this small (several a epoch, each checkpointable)
+        bench.training.programs.SEGMENT_FLOPS = float(os.environ["SEGMENT_FLOPS"])
     owner = importlib.import_module(module)
     if "." in name:
         cls, name = name.split(".")
@@ -69,10 +71,10 @@ def _bench(out, *extra, **env):
     return proc
 
 
-def _killed(out, module, name, when, count, lanes=1):
+def _killed(out, module, name, when, count, lanes=1, **env):
     proc = subprocess.run([sys.executable, "-c", KILLER, module, name, when, str(count), str(lanes), *ARGS, "--out",
-                           str(out)], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
-    expected = 130 if when == "interrupt" else -signal.SIGKILL
+                           str(out)], cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=600)
+    expected = 0 if count > 10**6 else 130 if when == "interrupt" else -signal.SIGKILL
     assert proc.returncode == expected, (proc.returncode, proc.stderr[-2000:])
     return proc
 
@@ -117,6 +119,19 @@ def test_rerun_after_sigkill_equals_the_uninterrupted_run(tmp_path, uninterrupte
     assert (tmp_path / "results.csv").read_bytes() == uninterrupted, where
     assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.checkpoint.npz"))
     assert "runs in" in rerun.stdout
+
+
+@pytest.mark.slow  # a subprocess run or several: the second CI step
+def test_a_kill_inside_an_epoch_loses_only_the_steps_after_its_last_checkpoint(tmp_path, uninterrupted):
+    """One step a call (16 an epoch), a checkpoint after each (--checkpoint-every 0): killed after the 20th
+    checkpoint, 4 steps into the first chunk's second epoch; the rerun continues from there and gives the
+    uninterrupted numbers."""
+    _killed(tmp_path, "bench.training.resume", "TaskStore.save_checkpoint", "after", 20, SEGMENT_FLOPS="1")
+    (checkpoint,) = (tmp_path / "progress").rglob("chunk-0000.checkpoint.npz")
+    with np.load(checkpoint) as saved:
+        assert (int(saved["epoch"]), int(saved["step"])) == (1, 4)
+    _killed(tmp_path, "bench.training.resume", "TaskStore.save_checkpoint", "after", 10**9, SEGMENT_FLOPS="1")
+    assert (tmp_path / "results.csv").read_bytes() == uninterrupted
 
 
 @pytest.mark.slow  # a subprocess run or several: the second CI step
