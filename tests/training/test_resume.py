@@ -35,8 +35,8 @@ KILLER = textwrap.dedent("""
     module, name, when, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     import bench.training.memory, bench.training.programs
     bench.training.memory.CPU_LANES = int(sys.argv[5])
-    if os.environ.get("SEGMENT_FLOPS"):  # segments of an epoch this small (several a epoch, each checkpointable)
-        bench.training.programs.SEGMENT_FLOPS = float(os.environ["SEGMENT_FLOPS"])
+    if os.environ.get("SEGMENTS"):  # this many calls an epoch, each checkpointable
+        bench.training.programs.SEGMENT_FLOPS, bench.training.programs.MAX_SEGMENTS = 1.0, int(os.environ["SEGMENTS"])
     owner = importlib.import_module(module)
     if "." in name:
         cls, name = name.split(".")
@@ -123,14 +123,14 @@ def test_rerun_after_sigkill_equals_the_uninterrupted_run(tmp_path, uninterrupte
 
 @pytest.mark.slow  # a subprocess run or several: the second CI step
 def test_a_kill_inside_an_epoch_loses_only_the_steps_after_its_last_checkpoint(tmp_path, uninterrupted):
-    """One step a call (16 an epoch), a checkpoint after each (--checkpoint-every 0): killed after the 20th
+    """Four calls an epoch of 16 steps, a checkpoint after each (--checkpoint-every 0): killed after the 5th
     checkpoint, 4 steps into the first chunk's second epoch; the rerun continues from there and gives the
     uninterrupted numbers."""
-    _killed(tmp_path, "bench.training.resume", "TaskStore.save_checkpoint", "after", 20, SEGMENT_FLOPS="1")
+    _killed(tmp_path, "bench.training.resume", "TaskStore.save_checkpoint", "after", 5, SEGMENTS="4")
     (checkpoint,) = (tmp_path / "progress").rglob("chunk-0000.checkpoint.npz")
     with np.load(checkpoint) as saved:
         assert (int(saved["epoch"]), int(saved["step"])) == (1, 4)
-    _killed(tmp_path, "bench.training.resume", "TaskStore.save_checkpoint", "after", 10**9, SEGMENT_FLOPS="1")
+    _killed(tmp_path, "bench.training.resume", "TaskStore.save_checkpoint", "after", 10**9, SEGMENTS="4")
     assert (tmp_path / "results.csv").read_bytes() == uninterrupted
 
 
@@ -317,7 +317,9 @@ def test_ctrl_c_while_the_report_is_written_says_so_and_the_rerun_retrains_nothi
                                                                                       uninterrupted):
     shutil.copytree(whole_run / "progress", resume.cache_root(), dirs_exist_ok=True)  # every chunk trained: loaded
     proc = _killed(tmp_path, "bench.reporting.drawing", "Drawing.paths", "interrupt", 1)  # waiting for figures
-    assert proc.stderr.count("\n") == 1 and "interrupted while writing the report (the previous one in" in proc.stderr
+    *loaded, last = proc.stderr.splitlines()  # the loaded chunks are said first, each task in one line
+    assert all(line.endswith("--fresh to retrain") for line in loaded) and "Traceback" not in proc.stderr
+    assert "interrupted while writing the report (the previous one in" in last
     rerun = _bench(tmp_path)
     assert "compile 0.0 s" in rerun.stdout
     assert (tmp_path / "results.csv").read_bytes() == uninterrupted
