@@ -124,11 +124,11 @@ def test_a_sequential_chunk_is_planned_with_one_models_activations():
 
 
 def test_a_conv_net_trained_by_each_batching_equals_its_runs_alone(monkeypatch):
-    """Two initializers x two seeds of a conv net with BatchNorm (its statistics a model state) in one chunk, its convolutions as products of patches (the rule)
-    and as XLA's convolutions one model after the other: each run equals the run trained alone (to float32
-    rounding), and the two ways agree to float32 rounding (SGD: Adam would
-    turn the rounding of a near-zero gradient into a step of the learning rate); every model vmapped as it is
-    fails in JAX (the reason for the rule)."""
+    """Two initializers x two seeds of a conv net with BatchNorm (its statistics a model state) in one chunk, its
+    convolutions as products of patches (the rule) and as XLA's convolutions one model after the other: each run
+    equals the run trained alone (to float32 rounding), and the two ways agree to float32 rounding (SGD: Adam
+    would turn the rounding of a near-zero gradient into a step of the learning rate); every model vmapped as it
+    is fails in JAX (the reason for the rule)."""
     data, model = _images(), CONV.clone(norm="batch")
     inits = {name: initjax.get(name) for name in ("he_normal", "orthogonal")}
     config = TrainConfig("sgd", 0.05, 8, 2)
