@@ -46,7 +46,7 @@ import initjax
 from bench import models
 from bench.models.conv import ConvNet
 from bench.training import memory
-from bench.training.batching import ALL_AT_ONCE, Batching
+from bench.training.batching import ALL_AT_ONCE, Batching, xla_flops
 from bench.training.lanes import side_by_side
 from bench.training.objective import loss_and_accuracy
 from bench.training.programs import epoch_order, make_train_epoch
@@ -190,10 +190,7 @@ def step_flops(s: Setup) -> float:
     them."""
     params, opt_state = s.run_state(0)
     b = s.workload.batch_size
-    compiled = jax.jit(_single_step(s)).lower(params, opt_state, s.x[:b], s.y[:b]).compile()
-    analysis = compiled.cost_analysis()
-    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
-    return float(analysis["flops"])
+    return xla_flops(jax.jit(_single_step(s)).lower(params, opt_state, s.x[:b], s.y[:b]).compile())
 
 
 def _single_step(s: Setup):

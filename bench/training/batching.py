@@ -4,10 +4,10 @@ Under ``vmap`` over models a dense layer becomes one batched matrix product, whi
 MLP or transformer runs faster than one at a time. Convolutions are different. XLA's CPU backend runs them far
 below its speed inside a loop (the suite's ``lax.scan`` over an epoch's steps; ``bench.training.conv_lowering``
 has the figures), a ``vmap`` over models makes them grouped convolutions, and JAX 0.10 cannot batch a
-convolution's weight gradient under the suite's two nested vmaps at all (``NotImplementedError`` in
-``_conv_general_dilated_batch_rule``, where the first vmap has made it a grouped convolution with an output
-sharding): before this module a conv net trained only one seed per chunk (its two initializers, or its eight,
-still vmapped as grouped convolutions), and a chunk of two seeds or more failed.
+convolution's weight gradient under the suite's two nested vmaps once a chunk holds two seeds: its batching rule
+(``_conv_general_dilated_batch_rule``) refuses a grouped convolution that already carries an output sharding,
+which the first vmap gave it. Before this module a conv net trained only at one seed per chunk (its
+initializers still vmapped as grouped convolutions); a chunk of two seeds or more raised that error.
 
 The rule (:func:`choose`): a model without convolutions is vmapped as it is. A model's convolutions that the
 patches express (no input dilation, no groups) are computed as products of patches
@@ -79,9 +79,14 @@ def override() -> str | None:
 def step_flops(forward: Callable, example_args: tuple, batch_size: int) -> float:
     """A training step's FLOPs for one model: 3 x its forward pass's (forward 1, backward 2), as XLA's cost
     analysis counts them on ``example_args`` (one example), times ``batch_size``."""
-    analysis = jax.jit(forward).lower(*example_args).cost_analysis()
+    return 3.0 * xla_flops(jax.jit(forward).lower(*example_args)) * batch_size
+
+
+def xla_flops(stage) -> float:
+    """The FLOPs XLA's cost analysis counts in a lowered or compiled program (0 where it counts none)."""
+    analysis = stage.cost_analysis()
     analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
-    return 3.0 * float((analysis or {}).get("flops", 0.0)) * batch_size
+    return float((analysis or {}).get("flops", 0.0))
 
 
 def choose(forward: Callable, example_args: tuple, batch_size: int = 1) -> Batching:
