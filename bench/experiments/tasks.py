@@ -80,8 +80,9 @@ def task_record(model_name: str, data, result, runs: int, store: resume.TaskStor
         earlier_train_s=result.earlier_train_s,
         n_params=int(result.n_params),
         optimal_loss=data.optimal_loss() if data.optimal is not None else None,
-        **_rates(result.trained_seed_epochs + result.earlier_seed_epochs, len(data.x_train), result.n_params,
-                 result.train_s + result.earlier_train_s),
+        **_rates(result.trained_seed_epochs + result.earlier_seed_epochs, len(data.x_train),
+                 result.flops_per_example or 6.0 * result.n_params, result.train_s + result.earlier_train_s),
+        flops_per_example=result.flops_per_example,
         chunks=plan.n_chunks,
         models_per_chunk=plan.models_per_chunk,
         chunk_reason=plan.reason,
@@ -92,7 +93,7 @@ def task_record(model_name: str, data, result, runs: int, store: resume.TaskStor
     )
 
 
-def _rates(seed_epochs: int, n_train: int, n_params: int, seconds: float) -> dict:
+def _rates(seed_epochs: int, n_train: int, flops_per_example: float, seconds: float) -> dict:
     """Throughput over the training this run and the earlier runs it resumed from recorded (none: nothing)."""
     if seed_epochs == 0 or seconds <= 0:
         return {}
@@ -100,8 +101,8 @@ def _rates(seed_epochs: int, n_train: int, n_params: int, seconds: float) -> dic
     return {
         "seed_epochs_per_s": seed_epochs / seconds,
         "train_examples_per_s": examples / seconds,
-        # 6 x params FLOPs per training example (forward 2, backward 4); evaluation not counted
-        "train_gflops": 6 * n_params * examples / seconds / 1e9,
+        # FLOPs per training example: 6 x params (forward 2, backward 4), or XLA's count; evaluation not counted
+        "train_gflops": flops_per_example * examples / seconds / 1e9,
     }
 
 

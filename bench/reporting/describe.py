@@ -96,8 +96,10 @@ def throughput(info: TaskRecord) -> str:
     if info.seed_epochs_per_s is not None:
         text += f" ({rate(info.seed_epochs_per_s)} seed-epochs/s"
         if info.train_gflops is not None:
+            per_example = (f"{info.flops_per_example / 1e6:,.3g} MFLOP per example (XLA's count)"
+                           if info.flops_per_example else f"6 x {info.n_params:,} params per example")
             text += (f", {info.train_examples_per_s:,.0f} training examples/s, "
-                     f"{info.train_gflops:.3g} GFLOP/s of training at 6 x {info.n_params:,} params per example")
+                     f"{info.train_gflops:.3g} GFLOP/s of training at {per_example}")
         text += ")"
     text += "."
     if info.chunks_loaded or info.chunks_resumed:

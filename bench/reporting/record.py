@@ -58,6 +58,7 @@ class TaskRecord:
       language_model: the task predicts tokens (the report adds bits per token); optimal_loss: the generated
         data's own best loss per split, where it is known.
       seed_epochs_per_s, train_examples_per_s, train_gflops: throughput (None: nothing was trained).
+      flops_per_example: a training example's FLOPs as XLA counts them, for a conv net (None: ``6 x n_params``).
     """
 
     model: str
@@ -80,11 +81,12 @@ class TaskRecord:
     seed_epochs_per_s: float | None = None
     train_examples_per_s: float | None = None
     train_gflops: float | None = None
+    flops_per_example: float | None = None
 
     _ORDER = ("model", "language_model", "data", "runs", "init_s", "compile_s", "train_s", "earlier_train_s",
               "n_params", "optimal_loss", "seed_epochs_per_s", "train_examples_per_s", "train_gflops", "chunks",
               "models_per_chunk", "chunk_reason", "estimated_peak_bytes", "program_bytes", "chunks_loaded",
-              "chunks_resumed")  # as the files have always been written
+              "chunks_resumed", "flops_per_example")  # as the files have always been written
 
     @classmethod
     def from_json(cls, payload: Mapping, source: str) -> TaskRecord:

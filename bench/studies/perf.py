@@ -163,17 +163,10 @@ def setup(workload: Workload, n_models: int, init: str = "he_normal") -> Setup:
     if workload.kind == "transformer":  # random tokens; every next token predicted
         x = jnp.asarray(rng.integers(0, workload.n_classes, (workload.n_examples, workload.n_features)), jnp.float32)
         y = jnp.asarray(rng.integers(0, workload.n_classes, x.shape), jnp.int32)
-        model = models.build("transformer", (workload.n_features,), workload.n_classes, workload.hidden, "gelu",
-                             heads=4)
-    elif workload.kind == "conv":
-        x = jnp.asarray(rng.normal(size=(workload.n_examples, *workload.image)).astype(np.float32))
-        y = jnp.asarray(rng.integers(0, workload.n_classes, workload.n_examples).astype(np.int32))
-        model = ConvNet(tuple(((c, 3, "SAME"),) for c in workload.convs), workload.hidden, workload.n_classes)
     else:
-        x = jnp.asarray(rng.normal(size=(workload.n_examples, workload.n_features)).astype(np.float32))
+        x = jnp.asarray(rng.normal(size=(workload.n_examples, *workload.input_shape)).astype(np.float32))
         y = jnp.asarray(rng.integers(0, workload.n_classes, workload.n_examples).astype(np.int32))
-        model = models.mlp_for(workload.n_features, workload.n_classes, workload.hidden)
-    model = model.clone(kernel_init=initjax.get(init))
+    model = setup_model(workload).clone(kernel_init=initjax.get(init))
     optimizer = OPTIMIZERS[workload.optimizer](workload.lr)
     n_inits = 8 if n_models % 8 == 0 else 1
     init_keys, data_keys = run_keys(0, "perf", list(range(n_models // n_inits)))
@@ -183,6 +176,16 @@ def setup(workload: Workload, n_models: int, init: str = "he_normal") -> Setup:
     n_params = sum(p[0, 0].size for p in jax.tree.leaves(params))
     s = Setup(workload, model, optimizer, params, opt_state, data_keys, x, y, n_params)
     return dataclasses.replace(s, step_flops=step_flops(s)) if workload.kind == "conv" else s
+
+
+def setup_model(workload: Workload):
+    """The workload's model (a Flax module with a ``kernel_init`` field)."""
+    if workload.kind == "transformer":
+        return models.build("transformer", (workload.n_features,), workload.n_classes, workload.hidden, "gelu",
+                            heads=4)
+    if workload.kind == "conv":
+        return ConvNet(tuple(((c, 3, "SAME"),) for c in workload.convs), workload.hidden, workload.n_classes)
+    return models.mlp_for(workload.n_features, workload.n_classes, workload.hidden)
 
 
 def step_flops(s: Setup) -> float:
@@ -258,12 +261,11 @@ def vmap_variant(s: Setup, chunk: int | None = None, batching=None) -> Callable[
     the suite batches them (``bench.training.batching``: vmapped; a conv net's convolutions as products of patches;
     ``batching`` forces another way), on a CPU two chunks at a time (``bench.training.lanes``)."""
     n_seeds = int(s.data_keys.shape[0])
-    fp = memory.footprint(s.model, s.workload.input_shape, s.optimizer, s.workload.batch_size, 2048)
+    how = batching if batching is not None else batching_of(s.model, s.workload.input_shape, s.workload.batch_size)
+    fp = memory.footprint(s.model, s.workload.input_shape, s.optimizer, s.workload.batch_size, 2048, how.matmuls)
     on_cpu = jax.default_backend() == "cpu"
     plan = memory.plan(fp, s.n_inits, n_seeds, resident=0, budget=2**62, on_cpu=on_cpu, chunk=chunk,
-                       lanes=memory.CPU_LANES if on_cpu and jax.device_count() == 1 else 1,
-                       batching=batching if batching is not None else
-                       batching_of(s.model, s.workload.input_shape, s.workload.batch_size))
+                       lanes=memory.CPU_LANES if on_cpu and jax.device_count() == 1 else 1, batching=how)
     groups = [jnp.asarray(g) for g in plan.seed_groups(list(range(n_seeds)))]
     chunks = [(*jax.tree.map(lambda p, g=g: p[:, g], (s.params, s.opt_state)), s.data_keys[g]) for g in groups]
     train_epoch = jax.jit(make_train_epoch(s.model, s.optimizer, s.workload.batch_size, batching=plan.batching))
@@ -407,33 +409,81 @@ def measure_grid(workload: str = "synthetic", repeats: int = 3, rounds: int = 3)
     return table
 
 
-def mnist_mlp_peak_rss(n_seeds: int = 128, n_train: int = 2048, n_test: int = 512) -> dict:
-    """Trains 8 initializers x ``n_seeds`` MNIST-shaped MLPs for one epoch and reports memory.
+PEAK_WAYS = ("suite", "loop")
+PEAK_INITIALIZERS = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal", "lecun_uniform",
+                     "orthogonal", "random_normal")
 
-    Run it in a fresh process (``python -c "from bench.studies import perf; print(perf.mnist_mlp_peak_rss())"``):
-    the peak resident size is the process's. Data are random MNIST-shaped arrays
-    (memory does not depend on the values; the example count only sets the time).
+
+def peak_rss(workload: str = "mnist", way: str = "suite", n_inits: int = 8, n_seeds: int = 128,
+             n_train: int = 2048, n_test: int = 512) -> dict:
+    """Trains ``n_inits`` x ``n_seeds`` runs of a workload of :data:`WORKLOADS` for one epoch and reports memory.
+
+    ``way``: ``"suite"`` (``bench.training.train.train_task``, as ``python -m bench run`` trains: planned chunks,
+    every split evaluated at epochs 0 and 1) or ``"loop"`` (the plain loop: one run after the other, a jitted
+    step per minibatch, then train and test evaluated 2,048 examples at a time by a jitted forward pass). Run each
+    in a fresh process (``python -c "from bench.studies import perf; print(perf.peak_rss('mnist-cnn', 'loop',
+    2, 2, 6000, 10000))"``): the peak resident size is the process's. Data are random arrays of the workload's
+    shape (memory does not depend on the values).
 
     Returns:
-      ``peak_rss_bytes``, ``estimated_peak_bytes``, ``models_per_chunk``, ``n_chunks``, ``train_s``.
+      ``peak_rss_bytes``; ``models_at_once``: models whose training state and step are in memory together (the
+      loop: 1; the suite: its chunks side by side times their models, or one model per chunk where a chunk's
+      models run one after the other); for the suite also ``estimated_peak_bytes``, ``models_per_chunk``,
+      ``n_chunks``, ``eval_chunk``, ``train_s``.
     """
     from bench.data.datasets import Dataset
     from bench.training.train import TrainConfig, train_task
 
+    if way not in PEAK_WAYS:
+        raise ValueError(f"way must be one of {PEAK_WAYS}, got {way!r}")
+    w = WORKLOADS[workload]
     rng = np.random.default_rng(0)
-    data = Dataset("mnist-shaped", rng.random((n_train, 28, 28, 1), np.float32), rng.integers(0, 10, n_train, np.int32),
-                   rng.random((n_test, 28, 28, 1), np.float32), rng.integers(0, 10, n_test, np.int32), 10,
-                   rng.random((n_test, 28, 28, 1), np.float32), rng.integers(0, 10, n_test, np.int32))
-    names = ["he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal", "lecun_uniform",
-             "orthogonal", "random_normal"]
-    model = models.mlp_for(784, 10, (300, 100))
-    result = train_task(data, model, {n: initjax.get(n) for n in names}, range(n_seeds),
-                        TrainConfig(optimizer="sgd", lr=0.01, batch_size=32, epochs=1), progress=False,
+    split = lambda n: (rng.random((n, *w.input_shape), np.float32),  # noqa: E731
+                       rng.integers(0, w.n_classes, n).astype(np.int32))
+    (x_train, y_train), (x_test, y_test) = split(n_train), split(n_test)
+    model = setup_model(w)
+    names = list(PEAK_INITIALIZERS[:n_inits])
+    config = TrainConfig(optimizer=w.optimizer, lr=w.lr, batch_size=w.batch_size, epochs=1)
+    if way == "loop":
+        _plain_loop(model, OPTIMIZERS[w.optimizer](w.lr), w.batch_size, [initjax.get(n) for n in names], n_seeds,
+                    (x_train, y_train), (x_test, y_test), config.eval_batch_size)
+        return {"peak_rss_bytes": memory.peak_rss_bytes(), "models_at_once": 1}
+    data = Dataset(f"{workload}-shaped", x_train, y_train, x_test, y_test, w.n_classes)
+    result = train_task(data, model, {n: initjax.get(n) for n in names}, range(n_seeds), config, progress=False,
                         keep_params=False)
-    return {"peak_rss_bytes": memory.peak_rss_bytes(), "estimated_peak_bytes": result.plan.estimate,
-            "models_per_chunk": result.plan.models_per_chunk, "n_chunks": result.plan.n_chunks,
-            "train_s": result.train_s}
+    plan = result.plan
+    return {"peak_rss_bytes": memory.peak_rss_bytes(), "estimated_peak_bytes": plan.estimate,
+            "models_at_once": plan.lanes * (1 if plan.batching.sequential else plan.models_per_chunk),
+            "models_per_chunk": plan.models_per_chunk, "n_chunks": plan.n_chunks, "train_s": result.train_s}
 
+
+def _plain_loop(model, optimizer, batch_size: int, inits: list, n_seeds: int, train: tuple, test: tuple,
+                eval_batch: int) -> None:
+    """One epoch of every (initializer, seed) run, one run after the other, as a plain Flax/optax script trains."""
+    def loss_fn(params, xb, yb, m):
+        return loss_and_accuracy(m.apply({"params": params}, xb), yb, m.output_activation)[0].mean()
+
+    for init in inits:
+        m = model.clone(kernel_init=init)
+
+        @jax.jit
+        def step(params, opt_state, xb, yb, m=m):
+            grads = jax.grad(loss_fn)(params, xb, yb, m)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state
+
+        evaluate = jax.jit(lambda params, xb, yb, m=m: loss_and_accuracy(m.apply({"params": params}, xb), yb,
+                                                                          m.output_activation)[1].sum())
+        for seed in range(n_seeds):
+            params = m.init(jax.random.key(seed), train[0][:1])["params"]
+            opt_state = optimizer.init(params)
+            order = np.random.default_rng(seed).permutation(len(train[0]))
+            for b in range(0, len(order) - batch_size + 1, batch_size):
+                params, opt_state = step(params, opt_state, train[0][order[b:b + batch_size]],
+                                         train[1][order[b:b + batch_size]])
+            for x, y in (train, test):
+                sum(float(evaluate(params, x[i:i + eval_batch], y[i:i + eval_batch]))
+                    for i in range(0, len(x), eval_batch))
 
 
 # ---------------------------------------------------------------- the peer: torch.func + torch.compile

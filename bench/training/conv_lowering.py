@@ -20,6 +20,7 @@ float32 rounding, not bit for bit.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterator
 
 import jax
@@ -72,11 +73,11 @@ def conv_as_matmul(lhs, rhs, *, window_strides, padding, lhs_dilation, rhs_dilat
     return jax.numpy.transpose(out, np.argsort(numbers.out_spec))
 
 
-def convolutions(jaxpr: jcore.Jaxpr) -> Iterator[dict]:
-    """The parameters of every ``conv_general_dilated`` in ``jaxpr`` and the jaxprs inside it."""
+def convolutions(jaxpr: jcore.Jaxpr) -> Iterator[jcore.JaxprEqn]:
+    """Every ``conv_general_dilated`` equation in ``jaxpr`` and the jaxprs inside it."""
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == CONV:
-            yield eqn.params
+            yield eqn
         for value in eqn.params.values():
             for inner in value if isinstance(value, (tuple, list)) else (value,):
                 if isinstance(inner, jcore.ClosedJaxpr):
@@ -129,5 +130,18 @@ def count(fn: Callable, *example_args) -> tuple[int, int]:
     """``(convolutions the patches express, others)`` in ``fn``'s trace on ``example_args`` (may be
     ``jax.ShapeDtypeStruct``)."""
     found = list(convolutions(jax.make_jaxpr(fn)(*example_args).jaxpr))
-    lowerable = int(np.sum([expressible(params) for params in found])) if found else 0
+    lowerable = int(np.sum([expressible(eqn.params) for eqn in found])) if found else 0
     return lowerable, len(found) - lowerable
+
+
+def patch_bytes(fn: Callable, *example_args) -> int:
+    """Bytes of the patch matrices :func:`conv_as_matmul` builds for the expressible convolutions of ``fn``'s trace
+    on ``example_args``: `(batch, *out_spatial, in_features x window)` each, the output's elements times the
+    kernel's, over its output features squared."""
+    total = 0
+    for eqn in convolutions(jax.make_jaxpr(fn)(*example_args).jaxpr):
+        if expressible(eqn.params):
+            out, kernel = eqn.outvars[0].aval, eqn.invars[1].aval
+            features = out.shape[eqn.params["dimension_numbers"].out_spec[1]]
+            total += math.prod(out.shape) * math.prod(kernel.shape) // features**2 * np.dtype(out.dtype).itemsize
+    return total

@@ -39,10 +39,11 @@ import optax
 
 from bench.data.limits import available_bytes  # noqa: F401 (re-exported: memory.available_bytes)
 from bench.errors import UserError, option
-from bench.training import step
+from bench.training import conv_lowering, step
 from bench.training.batching import ALL_AT_ONCE, Batching
 
 CPU_CACHE_BYTES = 12 * 2**20
+EVAL_BYTES = 64 * 2**20  # one model's evaluation chunk may hold this much, or its training step's working set
 CPU_LANES = 2  # chunks trained at once on a CPU (see the module docstring)
 # Working memory of the compiler and runtime on top of arrays (XLA compiling the programs,
 # thread stacks): measured ~150 MiB on CPU for the MNIST MLP; counted into every estimate.
@@ -85,11 +86,13 @@ class Footprint:
     Attributes:
       params: bytes of its parameters.
       state: parameters, optimizer state and model state (BatchNorm statistics), held for the whole training.
-      train: working set of one training step: state in and out, gradients, and
-        the activations of a minibatch (kept for the backward pass, plus their
-        gradients).
-      eval: activations of one evaluation chunk.
+      train: working set of one training step: state in and out, gradients, and what the forward pass keeps for
+        the backward pass on a minibatch (:func:`kept_per_example`), twice (those values and their gradients),
+        and, for convolutions computed as products of patches, the patches' gradient.
+      eval: working set of one evaluation chunk of :attr:`eval_chunk` examples.
       n_params: number of parameters (not bytes).
+      eval_chunk: examples evaluated at once (:func:`evaluation_chunk`).
+      eval_bound: memory made :attr:`eval_chunk` smaller than the evaluation batch asked for.
     """
 
     params: int
@@ -97,6 +100,8 @@ class Footprint:
     train: int
     eval: int
     n_params: int = 0
+    eval_chunk: int = 2048
+    eval_bound: bool = False
 
     @property
     def step(self) -> int:
@@ -104,11 +109,37 @@ class Footprint:
         return max(self.train, self.eval)
 
 
+def evaluation_chunk(per_example: int, train: int, batch_size: int, eval_batch_size: int) -> int:
+    """Examples one model evaluates at once: ``eval_batch_size``, fewer where that would hold more than the
+    training step's working set ``train`` or :data:`EVAL_BYTES`, whichever is larger (never fewer than a
+    minibatch): an evaluation never needs more memory than training. The Flax MNIST CNN, its convolutions as
+    products of patches, keeps 446 KiB an example: 2,048 at once were 0.9 GiB, three times its training step."""
+    affordable = max(train, EVAL_BYTES) // max(per_example, 1)
+    return int(max(1, min(eval_batch_size, max(batch_size, affordable))))
+
+
+def kept_per_example(forward: step.Forward, params, model_state, input_shape) -> int:
+    """Bytes the training-mode forward pass of ``forward`` keeps for its backward pass, per example: the residuals
+    of ``jax.vjp`` (every activation, mask and patch matrix the gradient reads), counted by ``jax.eval_shape`` on
+    minibatches of two and one, whose difference leaves out what does not grow with the batch (the parameters)."""
+    key = jax.random.key(0) if forward.stochastic else None
+
+    def residuals(n):
+        x = jax.ShapeDtypeStruct((n, *input_shape), jnp.float32)
+
+        def kept(p, state, x):
+            return jax.vjp(lambda p: forward.train(p, state, x, key)[0], p)[1]
+        return tree_bytes(jax.eval_shape(kept, params, model_state, x))
+
+    return max(0, residuals(2) - residuals(1))
+
+
 def footprint(model, input_shape, optimizer: optax.GradientTransformation, batch_size: int,
-              eval_batch_size: int) -> Footprint:
-    """Estimates :class:`Footprint` with ``jax.eval_shape`` (nothing is computed)."""
+              eval_batch_size: int, matmuls: bool = False) -> Footprint:
+    """Estimates :class:`Footprint` with ``jax.eval_shape`` (nothing is computed); ``matmuls``: the model's
+    convolutions computed as products of patches (``bench.training.batching``), whose patches are kept too."""
     sample = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-    forward = step.forward_of(model, input_shape)
+    forward = step.forward_of(model, input_shape, matmuls)
     params, model_state = jax.eval_shape(lambda x: forward.init(jax.random.key(0), x), sample)
     opt_state = jax.eval_shape(optimizer.init, params)
 
@@ -117,11 +148,17 @@ def footprint(model, input_shape, optimizer: optax.GradientTransformation, batch
                            **forward.mode_kwargs(False))
 
     _, intermediates = jax.eval_shape(outputs, params, model_state, sample)
-    per_example = tree_bytes(intermediates) + math.prod(input_shape) * 4
+    per_example = max(tree_bytes(intermediates), kept_per_example(forward, params, model_state, input_shape))
+    per_example += math.prod(input_shape) * 4
+    # the backward pass of a product of patches materializes the patches' gradient too (then pads and adds it)
+    convolutions = dataclasses.replace(forward, matmuls=False)  # traced as written: its convolutions counted
+    patches = conv_lowering.patch_bytes(convolutions, params, model_state, sample) if matmuls else 0
     p, state = tree_bytes(params), tree_bytes(params) + tree_bytes(opt_state) + tree_bytes(model_state)
     n_params = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
-    return Footprint(p, state, train=2 * state + p + 2 * per_example * batch_size, eval=per_example * eval_batch_size,
-                     n_params=n_params)
+    train = 2 * state + p + (2 * per_example + patches) * batch_size
+    eval_chunk = evaluation_chunk(per_example, train, batch_size, eval_batch_size)
+    return Footprint(p, state, train=train, eval=per_example * eval_chunk, n_params=n_params, eval_chunk=eval_chunk,
+                     eval_bound=eval_chunk < eval_batch_size)
 
 
 def device_memory_bytes(device) -> int | None:
@@ -310,5 +347,7 @@ def plan(fp: Footprint, n_inits: int, n_seeds: int, resident: int, budget: int, 
         reason += f"; {side_by_side} chunks at a time"
     if batching.describe():
         reason += f"; {batching.describe()} (bench.training.batching)"
+    if fp.eval_bound:
+        reason += f"; evaluated {fp.eval_chunk} examples at a time (bench.training.memory.evaluation_chunk)"
     return ChunkPlan(per_chunk, n_chunks, n_inits, estimate(per_chunk, side_by_side), budget, reason, side_by_side,
                      batching)

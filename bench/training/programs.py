@@ -274,17 +274,17 @@ class Programs:
 
 def compile_programs(model, optimizer, config, start_state, start_args, data_keys, x, y, eval_splits,
                       test_index: int, model_sharding, loss=None, with_outcomes: bool = True, models_per_chunk: int = 1,
-                      n_params: int = 1, batching: Batching = ALL_AT_ONCE) -> Programs:
+                      step_flops: float = 1.0, batching: Batching = ALL_AT_ONCE) -> Programs:
     """Compiles the task's programs (:class:`Programs`) for the arguments of a chunk (``start_args``:
     its init keys and the training inputs; ``data_keys``: its data-order keys), the runs batched as ``batching``
-    says (``bench.training.batching``)."""
+    says (``bench.training.batching``); ``step_flops``, one model's training step, sets the epoch's segments."""
     evaluate_splits = make_evaluate_splits(model, loss, batching)
     outcomes_of = make_outcomes(model, loss, batching) if with_outcomes else None
     start_parts = speedups.split_start(start_state, *start_args)  # one-value leaves made on the host, not compiled
     state = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=model_sharding),
                          start_parts.shapes)
     n_steps = -(-x.shape[0] // config.batch_size)
-    segment = segment_steps(n_steps, 6.0 * n_params * config.batch_size * models_per_chunk)
+    segment = segment_steps(n_steps, step_flops * models_per_chunk)
     train_steps = make_train_steps(model, optimizer, config.batch_size, segment, loss, batching)
     n_test = eval_splits[test_index][0].shape[0] * eval_splits[test_index][0].shape[1]
 

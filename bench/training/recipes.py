@@ -195,7 +195,8 @@ class TrainConfig:
       batch_size: minibatch size; the last minibatch of an epoch may be partial
         (it is masked, as Keras trains on it).
       epochs: number of passes over the training set.
-      eval_batch_size: examples per evaluation chunk (bounds evaluation memory).
+      eval_batch_size: examples per evaluation chunk at most (bounds evaluation memory; fewer where a model's chunk
+        would hold more than its training step, ``bench.training.memory.evaluation_chunk``).
       schedule: the learning rate's curve over the run (:data:`SCHEDULES`).
       weight_decay: >= 0; the optimizer's own decoupled decay or an L2 term.
       clip: clip gradients to this global norm (None: no clipping).

@@ -39,6 +39,8 @@ class TaskResult:
       outcomes: per-example ``{"loss", "correct"}`` of every run on the test split
         after the last epoch, `(n_initializers, n_seeds, n_test)`; None when a chunk
         loaded from an older store lacks them.
+      flops_per_example: one model's training FLOPs per example as XLA's cost analysis counts them, for a model
+        whose convolutions make ``6 x n_params`` far too few (None: ``6 x n_params`` counts it).
     """
 
     frame: pd.DataFrame
@@ -53,6 +55,7 @@ class TaskResult:
     earlier_train_s: float = 0.0
     earlier_seed_epochs: int = 0
     outcomes: dict[str, np.ndarray] | None = None
+    flops_per_example: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)

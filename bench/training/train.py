@@ -283,6 +283,18 @@ def batching_of(model: nn.Module, input_shape, batch_size: int) -> batching.Batc
     return batching.choose(forward, (params, model_state, sample), batch_size)
 
 
+def counted_step_flops(model: nn.Module, input_shape, batch_size: int, how: batching.Batching) -> float | None:
+    """One model's training-step FLOPs as XLA counts them (``bench.training.batching.step_flops``) for a model the
+    rule does not simply vmap (its convolutions do far more work per parameter than ``6 x params``); None for the
+    others, whose ``6 x params`` per example stands."""
+    if how == batching.ALL_AT_ONCE:
+        return None
+    forward = step.forward_of(model, input_shape)
+    sample = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    params, model_state = jax.eval_shape(lambda x: forward.init(jax.random.key(0), x), sample)
+    return batching.step_flops(forward, (params, model_state, sample), batch_size)
+
+
 def _plan(fp: memory.Footprint, mesh, n_inits: int, n_seeds: int, data_bytes: int, chunk, max_memory,
           keep_params: bool, how: batching.Batching = batching.ALL_AT_ONCE) -> memory.ChunkPlan:
     """The chunk plan for this process's devices: host memory on CPU, device memory elsewhere."""
@@ -315,12 +327,13 @@ def check_plan(dataset: Dataset, model: nn.Module, n_arms: int, n_seeds: int, co
     had trained for minutes)."""
     optimizer = parameterized.optimizer(config.optax(len(dataset.x_train), grids.injected(grid)), model,
                                         dataset.input_shape, config.optimizer)
-    fp = memory.footprint(model, dataset.input_shape, optimizer, config.batch_size, config.eval_batch_size)
+    how = batching_of(model, dataset.input_shape, config.batch_size)
+    fp = memory.footprint(model, dataset.input_shape, optimizer, config.batch_size, config.eval_batch_size,
+                          how.matmuls)
     arrays = [dataset.x_train, dataset.y_train, *(a for pair in dataset.splits().values() for a in pair)]
     data_bytes = sum(np.asarray(a).nbytes for a in arrays)
     mesh = devices.local_mesh()
-    _plan(fp, mesh, n_arms, n_seeds, data_bytes, chunk, max_memory, False,
-          batching_of(model, dataset.input_shape, config.batch_size))
+    _plan(fp, mesh, n_arms, n_seeds, data_bytes, chunk, max_memory, False, how)
 
 
 def train_task(
@@ -383,10 +396,12 @@ def train_task(
     names, seeds = list(grids.arms(list(initializers), grid)), list(seeds)
     optimizer = parameterized.optimizer(config.optax(len(dataset.x_train), grids.injected(grid)), model,
                                         dataset.input_shape, config.optimizer)
-    data = _OnDevices.of(dataset, config.eval_batch_size)
-    fp = memory.footprint(model, dataset.input_shape, optimizer, config.batch_size, config.eval_batch_size)
-    plan = _plan(fp, data.mesh, len(names), len(seeds), data.bytes, chunk, max_memory, keep_params,
-                 batching_of(model, dataset.input_shape, config.batch_size))
+    how = batching_of(model, dataset.input_shape, config.batch_size)
+    fp = memory.footprint(model, dataset.input_shape, optimizer, config.batch_size, config.eval_batch_size,
+                          how.matmuls)
+    data = _OnDevices.of(dataset, fp.eval_chunk)
+    step_flops = counted_step_flops(model, dataset.input_shape, config.batch_size, how)
+    plan = _plan(fp, data.mesh, len(names), len(seeds), data.bytes, chunk, max_memory, keep_params, how)
     store, keep_params = (resume.NullStore(), keep_params) if store is None else (store, False)
     plan = store.plan(plan, len(seeds))
     groups, mine = plan.seed_groups(seeds), devices.my_chunks(plan.n_chunks)
@@ -412,7 +427,7 @@ def train_task(
             programs = compile_programs(model, optimizer, config, start_state, (init_keys, data.x), data_keys, data.x,
                                         data.y, data.eval_splits, list(data.splits).index("test"),
                                         data.model_sharding, loss, not dataset.regression, plan.models_per_chunk,
-                                        fp.n_params, plan.batching)
+                                        step_flops or 6.0 * fp.n_params * config.batch_size, plan.batching)
             bar.exclude_from_rate()
         trainer = _ChunkTrainer(programs, data, chunks, store, bar, keys, config.epochs, steps, len(names), real,
                                 keep_params)
@@ -427,4 +442,5 @@ def train_task(
     return TaskResult(frame, params, fp.n_params, plan, sum(t.init_s for t in times),
                       programs.compile_s if programs else 0.0, sum(t.train_s for t in times),
                       programs.train_bytes if programs else 0, trained,
-                      earlier_s + sum(t.earlier_s for t in times), earlier_seed_epochs, outcomes)
+                      earlier_s + sum(t.earlier_s for t in times), earlier_seed_epochs, outcomes,
+                      step_flops / config.batch_size if step_flops else None)

@@ -134,3 +134,19 @@ def test_a_new_section_with_its_statistic_and_figure_is_one_definition_and_one_e
     assert "![b-spread-test_accuracy](figures/b-spread-test_accuracy.png)" in text
     assert (tmp_path / "figures" / "b-spread-test_accuracy.png").is_file()
     assert tmp_path / "figures" / "b-spread-test_accuracy.png" in files
+
+
+def test_a_conv_nets_throughput_counts_xlas_flops_and_an_mlps_six_per_parameter():
+    from bench.experiments.tasks import _rates
+    from bench.reporting.describe import throughput
+
+    mlp = _rates(seed_epochs=10, n_train=1000, flops_per_example=6.0 * 5000, seconds=2.0)
+    assert mlp["train_gflops"] == pytest.approx(10 * 1000 * 6 * 5000 / 2.0 / 1e9)
+    conv = _rates(seed_epochs=10, n_train=1000, flops_per_example=2.6e7, seconds=2.0)
+    assert conv["train_gflops"] == pytest.approx(10 * 1000 * 2.6e7 / 2.0 / 1e9)
+    base = dict(model="m", runs=4, compile_s=1.0, train_s=2.0, init_s=0.1, n_params=5000)
+    assert throughput(TaskRecord(**base, **mlp)).endswith("GFLOP/s of training at 6 x 5,000 params per example).")
+    line = throughput(TaskRecord(**base, **conv, flops_per_example=2.6e7))
+    assert line.endswith("130 GFLOP/s of training at 26 MFLOP per example (XLA's count)).")
+    record = TaskRecord(**base, **conv, flops_per_example=2.6e7)
+    assert TaskRecord.from_json(record.to_json(), "t") == record  # written and read back

@@ -94,6 +94,66 @@ def test_a_convolution_as_a_product_of_patches_equals_xlas_with_its_gradients(la
         np.testing.assert_allclose(ours, xla, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize(("layout", "strides", "padding", "dilation", "patches"), [
+    (("NHWC", "HWIO", "NHWC"), (1, 1), "SAME", (1, 1), 2 * 9 * 7 * (3 * 3 * 2)),  # out 9x7, window 3x2, 3 inputs
+    (("NHWC", "HWIO", "NHWC"), (2, 1), "VALID", (1, 1), 2 * 4 * 6 * (3 * 3 * 2)),  # (9-3)//2+1=4, 7-2+1=6
+    (("NCHW", "OIHW", "NCHW"), (1, 2), ((1, 2), (0, 1)), (2, 1), 2 * 8 * 4 * (3 * 3 * 2)),  # 9+3-5+1=8, (8-2)//2+1=4
+])
+def test_the_patches_of_a_convolution_are_counted_by_hand(layout, strides, padding, dilation, patches):
+    x = jax.ShapeDtypeStruct((2, 9, 7, 3) if layout[0] == "NHWC" else (2, 3, 9, 7), jnp.float32)
+    w = jax.ShapeDtypeStruct((3, 2, 3, 5) if layout[1] == "HWIO" else (5, 3, 3, 2), jnp.float32)
+
+    def conv(x, w):
+        return jax.lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation, dimension_numbers=layout)
+
+    assert conv_lowering.patch_bytes(conv, x, w) == 4 * patches
+    grouped = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", feature_group_count=3)  # noqa: E731
+    assert conv_lowering.patch_bytes(grouped, jax.ShapeDtypeStruct((1, 3, 5, 5), jnp.float32),
+                                     jax.ShapeDtypeStruct((6, 1, 3, 3), jnp.float32)) == 0  # not lowered
+
+
+def test_an_evaluation_chunk_holds_no_more_than_the_training_step():
+    mib = 2**20
+    assert memory.evaluation_chunk(1000, 10 * mib, 32, 2048) == 2048  # small examples: as asked
+    assert memory.evaluation_chunk(mib, 10 * mib, 32, 2048) == memory.EVAL_BYTES // mib  # 64 MiB of 1 MiB examples
+    assert memory.evaluation_chunk(mib, 200 * mib, 32, 2048) == 200  # the training step holds more: as much
+    assert memory.evaluation_chunk(100 * mib, 200 * mib, 32, 2048) == 32  # never under a minibatch
+    assert memory.evaluation_chunk(100 * mib, 200 * mib, 32, 16) == 16  # nor over what was asked
+
+
+def test_a_conv_nets_footprint_bounds_what_xla_reserves_for_its_step_and_its_evaluation():
+    """One model of a conv net whose convolutions are products of patches: the estimate from shapes (its
+    patches, the patches' gradients and every kept activation counted) bounds XLA's own figure for a training step
+    and for an evaluation chunk, and not loosely."""
+    from bench.studies import perf
+    from bench.training import step
+    from bench.training.train import OPTIMIZERS
+
+    model = perf.setup_model(perf.WORKLOADS["mnist-cnn"])
+    optimizer = OPTIMIZERS["momentum"](0.1)
+    fp = memory.footprint(model, (28, 28, 1), optimizer, 128, 2048, matmuls=True)
+    plain = memory.footprint(model, (28, 28, 1), optimizer, 128, 2048)
+    assert fp.train > plain.train and fp.eval_bound and fp.eval_chunk < 2048
+    forward = step.forward_of(model, (28, 28, 1), matmuls=True)
+    params, model_state = jax.eval_shape(lambda x: forward.init(jax.random.key(0), x),
+                                         jax.ShapeDtypeStruct((1, 28, 28, 1), jnp.float32))
+    state = step.RunState(params, jax.eval_shape(optimizer.init, params), model_state)
+    loss_fn = models.losses.softmax_cross_entropy
+
+    def xla_bytes(fn, *args):
+        stats = jax.jit(fn).lower(*args).compile().memory_analysis()
+        return stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+
+    def batch(n):
+        return (jax.ShapeDtypeStruct((n, 28, 28, 1), jnp.float32), jax.ShapeDtypeStruct((n,), jnp.int32),
+                jax.ShapeDtypeStruct((n,), jnp.float32))
+
+    train = xla_bytes(step.make_step(forward, loss_fn, optimizer), state, *batch(128))
+    evaluate = xla_bytes(step.make_sums(forward, loss_fn), state, *batch(fp.eval_chunk))
+    assert train <= fp.train <= 2 * train, (train, fp.train)
+    assert evaluate <= fp.eval + fp.state <= 2 * evaluate, (evaluate, fp.eval)
+
+
 def test_the_sequential_map_is_vmap_one_slice_at_a_time():
     rng = np.random.default_rng(1)
     w, x, shared = rng.normal(size=(3, 4, 5)), rng.normal(size=(3, 5)), rng.normal(size=(4,))
