@@ -30,25 +30,25 @@ def _images():
 CASES = {
     "mlp with dropout": lambda: (_digits(), models.build("mlp", (64,), 10, (32, 32), "tanh", dropout=0.1)),
     "resmlp": lambda: (_digits(), models.build("resmlp", (64,), 10, (16, 16), "relu")),
-    "convnet with batchnorm": lambda: (_images(), models.build("convnet", (16, 16, 1), 3, (), "relu", norm="batch")),
+    "convnet with batchnorm": lambda: (_images(), models.ConvNet((((8, 3, "SAME"), (8, 3, "SAME")), ((16, 3, "SAME"),)),
+                                                               (32,), 3, norm="batch")),
     "transformer": lambda: (bench.data.load("markov(vocab=6, order=1, context=8, n_train=64, n_val=0, n_test=16)"),
                             models.build("transformer", (8,), 6, (16,), "gelu", heads=2)),
 }
 
 
-def _train(data, model, chunk):
-    inits = {name: initjax.get(name) for name in ARMS}
-    return train_task(data, model, inits, [0, 1], TrainConfig("adam", 3e-3, 16, 1), progress=False, chunk=chunk)
+def _train(data, model):
+    inits = {name: initjax.get(name) for name in ARMS}  # both seeds in one chunk: batched together
+    return train_task(data, model, inits, [0, 1], TrainConfig("adam", 3e-3, 16, 1), progress=False, chunk=2)
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_plain_programs_give_the_same_bits(case, monkeypatch):
     data, model = CASES[case]()
-    chunk = 1 if "conv" in case else 2  # a conv net with 2 seeds a chunk fails in jax's conv batching (issue 43)
-    fast = _train(data, model, chunk)
+    fast = _train(data, model)
     monkeypatch.setenv(speedups.SWITCH, "1")
     assert not speedups.enabled()
-    plain = _train(data, model, chunk)
+    plain = _train(data, model)
     pd.testing.assert_frame_equal(fast.frame, plain.frame, check_exact=True)
     for a, b in zip(np.asarray(fast.outcomes["loss"]).ravel(), np.asarray(plain.outcomes["loss"]).ravel()):
         assert a == b or (np.isnan(a) and np.isnan(b))

@@ -336,15 +336,16 @@ def test_batchnorm_statistics_follow_the_batches_and_evaluation_uses_them():
     params, model_state = forward.init(jax.random.key(0), x[:1])
     optimizer = optax.sgd(0.0)
     state = RunState(params, optimizer.init(params), model_state)
-    update = step.make_step(forward, initjax_free_loss, optimizer)
+    update = jax.jit(step.make_step(forward, initjax_free_loss, optimizer))  # compiled, not op by op
     state, _ = update(state, x, y, jnp.ones(8), jax.random.key(2))
     dense = params["Dense_0"]
     pre = np.asarray(x) @ np.asarray(dense["kernel"]) + np.asarray(dense["bias"])
     running = state.model_state["batch_stats"]["Hidden_0"]["BatchNorm_0"]
     np.testing.assert_allclose(running["mean"], 0.1 * pre.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(running["var"], 0.9 + 0.1 * pre.var(0), rtol=1e-5)
-    together = forward(state.params, state.model_state, x)
-    alone = forward(state.params, state.model_state, x[3:4])
+    evaluate = jax.jit(forward)
+    together = evaluate(state.params, state.model_state, x)
+    alone = evaluate(state.params, state.model_state, x[3:4])
     np.testing.assert_allclose(together[3:4], alone, rtol=1e-5, atol=1e-6)
 
 
