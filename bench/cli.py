@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
     for command in COMMANDS:
-        sub = commands.add_parser(command.NAME, help=command.HELP)
+        sub = commands.add_parser(command.NAME, help=command.HELP, description=command.HELP,
+                                  epilog="examples:\n" + "\n".join(f"  {line}" for line in command.EXAMPLES),
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         command.add_arguments(sub)
         sub.set_defaults(command_main=command.main, command_parser=sub)
     return parser

@@ -62,7 +62,7 @@ def _where(path: Path) -> str:
     try:
         Path(path).resolve().relative_to(cache_root().resolve())
     except ValueError:
-        return "choose another output folder (--out)"
+        return f"choose another output folder ({option('out')})"
     return f"point INITJAX_CACHE at a folder with room (the cache is {cache_root()})"
 
 
@@ -233,7 +233,7 @@ def exclusive(folder: str | Path, process_index: int = 0):
             except OSError:
                 owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                 raise UserError(f"another initjax process (pid {owner}) is writing to {folder}; wait for it to "
-                                "finish or choose another {option('out')}") from None
+                                f"finish or choose another {option('out')}") from None
             try:
                 current = os.stat(path, follow_symlinks=False)
             except FileNotFoundError:

@@ -10,6 +10,7 @@ from bench.errors import UserError
 
 NAME = "calibrate"
 HELP = "measure the report's error rates, coverage and power by resampling its runs"
+EXAMPLES = ("python -m bench calibrate reports/default --reps 500",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

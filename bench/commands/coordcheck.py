@@ -10,6 +10,7 @@ from bench.commands.arguments import floating, integer, names, widths
 
 NAME = "coordcheck"
 HELP = "width parameterizations: do activations and updates keep their size as the model widens (SP, NTK, muP)"
+EXAMPLES = ("python -m bench coordcheck --parameterizations sp,mup --model mlp",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

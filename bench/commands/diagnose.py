@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from bench.commands.arguments import integer, names, specs, widths
+from bench.commands.arguments import default_out, integer, names, specs, widths
 from bench.errors import UserError
 
 NAME = "diagnose"
 HELP = "signal propagation at initialization: variances per layer, Jacobian"
+EXAMPLES = ("python -m bench diagnose default --initializers he_normal,glorot_uniform",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="transformers: optimizer steps traced after initialization (default 32; at most an epoch)",
     )
     parser.add_argument("--data-dir", help="folder of dataset files or tfds data_dir")
-    parser.add_argument("--out", help="folder (default: reports/<preset>/diagnostics)")
+    parser.add_argument("--out", help="folder (default: runs/<preset>/diagnostics)")
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
@@ -47,7 +48,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
         hidden=args.hidden,
         activation=args.activation,
     )
-    out = args.out or f"reports/{store.path_name(experiment.name)}/diagnostics"
+    out = args.out or default_out(store.path_name(experiment.name), "diagnostics")
     with exclusive(out):
         result = diagnose.diagnose(experiment, args.seeds, args.data_dir, args.steps)
         files = diagnose.write(result, out, experiment, shlex.join(["python", "-m", "bench", *argv]))

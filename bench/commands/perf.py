@@ -10,6 +10,7 @@ from bench.errors import Interrupted, UserError
 
 NAME = "perf"
 HELP = "time the vmapped trainer against a Python loop and per-seed scans"
+EXAMPLES = ("python -m bench perf --workloads digits-cnn,mnist --models 1,8,32 --no-grid --no-notebook",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

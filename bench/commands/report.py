@@ -10,6 +10,7 @@ from bench.commands.arguments import FORMATS, existing_folder, floating, names
 
 NAME = "report"
 HELP = "re-render the report of a finished run, without training"
+EXAMPLES = ("python -m bench report reports/default --format md,tex",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

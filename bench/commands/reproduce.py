@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from bench.commands.arguments import default_out
+
 NAME = "reproduce"
 HELP = "run a classic paper's preset and check its claims with CIs"
+EXAMPLES = ("python -m bench reproduce glorot2010 --smoke",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--smoke", action="store_true", help="tiny form, to check that it runs")
     parser.add_argument("--data-dir", help="folder of dataset files or tfds data_dir")
-    parser.add_argument("--out", help="folder (default: reports/<name>)")
+    parser.add_argument("--out", help="folder (default: runs/<name>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--fresh", action="store_true", help="retrain instead of resuming finished chunks")
     parser.add_argument(
@@ -34,7 +37,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.reproductions.reproduction import reproduce
 
     reproduction = reproductions.get(args.name)
-    out = args.out or f"reports/{args.name}{'-smoke' if args.smoke else ''}"
+    out = args.out or default_out(f"{args.name}{'-smoke' if args.smoke else ''}")
     command = shlex.join(["python", "-m", "bench", *argv])
 
     def run(experiment, folder):

@@ -6,11 +6,16 @@ import argparse
 import shlex
 
 from bench.commands import fields
-from bench.commands.arguments import add_assignments, floating, integer
+from bench.commands.arguments import add_assignments, default_out, floating, integer
 from bench.errors import UserError
 
 NAME = "run"
 HELP = "run a preset (default: 'default') or an experiment file, write its report"
+EXAMPLES = (
+    "python -m bench run",
+    "python -m bench run mnist-mlp --seeds 16 --out reports/mnist-16",
+    "python -m bench run my_study.toml --smoke",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(TOML values; before the short options below, each of which sets one field: bench.commands.fields)",
     )
     fields.add_to(parser)
-    parser.add_argument("--out", help="report folder (default: reports/<preset>)")
+    parser.add_argument("--out", help="report folder (default: runs/<preset>; the committed examples: reports/)")
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -88,7 +93,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     if args.smoke:  # first, so that explicit options (--epochs 3 --smoke) still apply
         experiment = presets.smoke(experiment)
     experiment = fields.apply(experiment, args)
-    out = args.out or f"reports/{store.path_name(experiment.name)}"
+    out = args.out or default_out(store.path_name(experiment.name))
     command = shlex.join(["python", "-m", "bench", *argv])
     outcome = run_experiment(
         experiment,

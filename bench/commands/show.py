@@ -8,6 +8,7 @@ from bench.commands.arguments import add_assignments
 
 NAME = "show"
 HELP = "print a preset as an experiment file (TOML) to copy and edit"
+EXAMPLES = ("python -m bench show default > my_study.toml",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

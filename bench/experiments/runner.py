@@ -178,7 +178,7 @@ def run_experiment(
 
     ``data_dir`` and ``download`` say where image datasets are found (see
     ``bench.data.datasets``); ``chunk`` (seeds per chunk) and ``max_memory`` (bytes)
-    override the chunk plan (see ``bench.training.memory``). With ``out``, finished chunks
+    override the chunk plan (see ``bench.training.memory``). With or without ``out``, finished chunks
     and checkpoints (every ``checkpoint_every`` seconds) are kept in the cache folder
     (``bench.training.resume.cache_root``: ``$INITJAX_CACHE``, else the user cache directory)
     and a rerun of the same experiment resumes from them; ``fresh`` forgets them first. With several JAX processes
@@ -229,10 +229,10 @@ def _train_and_write(experiment, initializers, out, stage, progress, command, ba
         first = None
         model, loss = task_model(task, data)
         name = models.describe(model, data.input_shape)
-        result, store = _trained(experiment, task, data, model, loss, initializers, runs, cached=out is not None,
+        result, store = _trained(experiment, task, data, model, loss, initializers, runs,
                                  progress=progress, chunk=chunk, max_memory=max_memory, fresh=fresh,
                                  checkpoint_every=checkpoint_every)
-        if store is not None and (store.loaded or store.resumed) and devices.is_main_process():
+        if (store.loaded or store.resumed) and devices.is_main_process():
             print(_reused(task.name, store, result.plan.n_chunks), file=sys.stderr)
         frames.append(split_runs(result.frame, experiment.data_seeds).assign(
             experiment=experiment.name, dataset=task.name, model=name))
@@ -262,18 +262,16 @@ def _train_and_write(experiment, initializers, out, stage, progress, command, ba
     return Outcome(results, analysis, record, [stage.final(path) for path in files], test_outcomes)
 
 
-def _trained(experiment, task, data, model, loss, initializers, runs, *, cached, progress, chunk, max_memory, fresh,
+def _trained(experiment, task, data, model, loss, initializers, runs, *, progress, chunk, max_memory, fresh,
              checkpoint_every):
-    """``(train_task's result, its resume.TaskStore)`` for one task; ``cached``: finished chunks are kept in (and
-    taken from) the cache, one writer per task folder of it, whichever report folder it is for (else no store)."""
+    """``(train_task's result, its resume.TaskStore)`` for one task: finished chunks are kept in (and taken from)
+    the cache, one writer per task folder of it, whichever report folder it is for, or none."""
     with contextlib.ExitStack() as held:
-        store = None
-        if cached:
-            key = task_key(experiment, task, data)
-            held.enter_context(exclusive(resume.task_folder(resume.cache_root(), task.name, key), jax.process_index()))
-            if fresh:
-                resume.remove(resume.cache_root(), task.name, key)
-            store = resume.TaskStore(resume.cache_root(), task.name, key, checkpoint_every)
+        key = task_key(experiment, task, data)
+        held.enter_context(exclusive(resume.task_folder(resume.cache_root(), task.name, key), jax.process_index()))
+        if fresh:
+            resume.remove(resume.cache_root(), task.name, key)
+        store = resume.TaskStore(resume.cache_root(), task.name, key, checkpoint_every)
         try:
             result = train_task(data, model, initializers, runs, experiment.train, experiment.seed,
                                 progress and devices.is_main_process(), chunk, max_memory, keep_params=False,
@@ -338,7 +336,9 @@ def run(experiment: Experiment | str | Path = "default", *, out: str | Path | No
 
     Args:
       experiment: a :class:`bench.Experiment`, a preset name or a ``.toml`` path.
-      out: folder for the report and results; None writes nothing (``outcome.report(out)`` later).
+      out: folder for the report and results; None writes no report (``outcome.report(out)`` later). Finished
+        chunks are cached either way, as the command line caches them: a second call with the same experiment
+        loads them instead of training (``fresh=True`` retrains).
       progress: show progress bars.
       assignments: ``"train.lr=0.01"``-style settings of any field, as ``--set`` on the CLI.
       **options: fields to replace (``seeds``, ``initializers``, ``datasets``, ``epochs``,
@@ -378,8 +378,6 @@ def _reused(name: str, store: resume.TaskStore, n_chunks: int) -> str:
 
 
 def _interrupted(store) -> str:
-    if store is None:
-        return "interrupted; nothing was saved (no output folder)"
     finished = len(list(store.folder.glob("chunk-*[0-9].npz")))
     checkpoints = len(list(store.folder.glob("chunk-*.checkpoint.npz")))
     return (f"interrupted; {finished} finished chunk(s) and {checkpoints} checkpoint(s) of the current task are saved "

@@ -115,7 +115,7 @@ class Experiment:
     """A full comparison: every initializer x every seed on every task.
 
     Attributes:
-      name: preset name; also the default report folder ``reports/<name>``.
+      name: preset name; also the default report folder ``runs/<name>``.
       description: one paragraph for ``bench list`` and the report.
       tasks: datasets and models.
       initializers: the arms compared, in table order: spec strings (``initjax.spec``; an
@@ -257,6 +257,14 @@ def smoke(experiment: Experiment) -> Experiment:
     )
 
 
+def _unknown_dataset(spec: str) -> UserError:
+    """An unknown dataset's one line, with the spelling of a file where the name looks like one."""
+    error = unknown("dataset", spec, {**datasets.LOADERS, **sequences.GENERATORS, **text.TEXTS})
+    if spec.lower().endswith(".npz"):
+        return UserError(f"{error}; a file of arrays is named npz:PATH (data = \"npz:{spec}\")")
+    return error
+
+
 MAX_SEEDS = 100_000  # per initializer; more is no longer a seed count but a typo (memory is planned later)
 MAX_EPOCHS = 1_000_000
 
@@ -295,7 +303,7 @@ def validate(experiment: Experiment) -> dict[str, initjax.registry.Initializer]:
     for task in experiment.tasks:
         spec = task.dataset
         if isinstance(spec, str) and not data.known(spec):
-            raise unknown("dataset", spec, {**datasets.LOADERS, **sequences.GENERATORS, **text.TEXTS})
+            raise _unknown_dataset(spec)
         if data.generated(spec):
             data.generate(spec)  # bad arguments are refused before any task trains (generated once, then cached)
         if task.activation not in ACTIVATIONS:

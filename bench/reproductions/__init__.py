@@ -17,9 +17,12 @@ import importlib
 import importlib.util
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from bench.errors import unknown
-from bench.reproductions.reproduction import Reproduction
+
+if TYPE_CHECKING:  # imported where used: listing the reproductions imports none of their analysis
+    from bench.reproductions.reproduction import Reproduction
 
 FOLDER = Path(__file__).parent
 
@@ -57,6 +60,8 @@ def get(name: str, root: Path = FOLDER) -> Reproduction:
     Raises:
       UserError: no such reproduction, listing the close ones.
     """
+    from bench.reproductions.reproduction import Reproduction
+
     module = claims(name, Path(root))
     notes = folder(name, root) / "notes.md"
     return Reproduction(name, module.PAPER, module.NEEDS_DIAGNOSIS, module.evaluate,

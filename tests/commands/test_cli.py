@@ -47,6 +47,7 @@ def test_list_shows_every_initializer_preset_and_dataset(capsys):
         (["run", "--initializers", "normal(sd=1)"], "bad arguments"),
         (["run", "--initializers", "he_normal,kaiming_normal"], "listed twice"),
         (["run", "--datasets", "mnst"], "unknown dataset 'mnst'"),
+        (["run", "--datasets", "mine.npz"], 'a file of arrays is named npz:PATH (data = "npz:mine.npz")'),
         (["run", "--optimizer", "adamm"], "unknown optimizer"),
         (["run", "--batch-size", "100000", "--datasets", "synthetic"], "batch size"),
         (["frobnicate"], "invalid choice"),
@@ -143,13 +144,52 @@ def test_list_names_the_activations():
     assert all(name in line for name in models.ACTIVATIONS)
 
 
-def test_showing_progress_changes_no_number(tmp_path):
+def test_every_commands_help_ends_with_examples_that_parse():
+    from bench.cli import COMMANDS, build_parser
+
+    parser = build_parser()
+    for command in COMMANDS:
+        assert command.EXAMPLES, command.NAME
+        for example in command.EXAMPLES:
+            words = example.split(">")[0].split()  # a shell redirection is not the command's
+            assert words[:4] == ["python", "-m", "bench", command.NAME], example
+            args = parser.parse_args(words[3:])
+            assert args.command == command.NAME, example
+        assert args.command_parser.format_help().rstrip().endswith(
+            "examples:\n" + "\n".join(f"  {line}" for line in command.EXAMPLES)), command.NAME
+
+
+def test_list_shows_every_registry_the_docs_name():
+    """Each registry under its heading, every name of it on a line of its own (or the optimizers' one line)."""
+    from bench import reproductions
+    from bench.commands.listing import listing
+    from bench.models import losses
+    from bench.training import recipes
+    from initjax.parameterization import PARAMETERIZATIONS
+
+    text = listing()
+    headings = [line.split(" (")[0].rstrip(":") for line in text.splitlines() if not line.startswith(" ")]
+    for heading, names in (("parameterizations", PARAMETERIZATIONS), ("losses", losses.LOSSES),
+                           ("schedules", recipes.SCHEDULES), ("reproductions", reproductions.names())):
+        assert heading in headings, headings
+        block = text.split(f"\n{heading} (")[1].split("\n")[1:1 + len(names)]
+        assert [line.split()[0] for line in block] == list(names), (heading, block)
+    assert {"sp", "ntk", "mup", "depth_mup"} <= set(PARAMETERIZATIONS)
+    optimizers = next(line for line in text.splitlines() if line.startswith("optimizers:"))
+    assert optimizers == f"optimizers: {', '.join(recipes.OPTIMIZERS)}"
+
+
+def test_showing_progress_changes_no_number(tmp_path, monkeypatch):
     """The step callback is compiled in whether the bar is shown or not: the same program, byte-identical results
-    (with it only when shown, XLA fused the epoch differently and the last bits moved)."""
-    for name, extra in (("shown", []), ("quiet", ["--no-progress"])):
-        assert cli.main(["run", "default", "--smoke", "--epochs", "2", "--datasets", "synthetic", "--out",
-                         str(tmp_path / name), *extra]) == 0
-    assert (tmp_path / "shown" / "results.csv").read_bytes() == (tmp_path / "quiet" / "results.csv").read_bytes()
+    (with it only when shown, XLA fused the epoch differently and the last bits moved). Without --out a run writes
+    runs/<preset>, never the committed reports/."""
+    monkeypatch.chdir(tmp_path)
+    run = ["run", "default", "--smoke", "--epochs", "2", "--datasets", "synthetic"]
+    assert cli.main([*run, "--out", str(tmp_path / "shown")]) == 0
+    assert cli.main([*run, "--no-progress"]) == 0
+    quiet = tmp_path / "runs" / "default-smoke"
+    assert (tmp_path / "shown" / "results.csv").read_bytes() == (quiet / "results.csv").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["progress", "runs", "shown"]  # progress: this test's cache
 
 
 HEAVY = ("jax", "flax", "optax", "pandas", "scipy", "sklearn", "matplotlib", "tensorflow_datasets", "tensorflow")

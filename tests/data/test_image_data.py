@@ -177,8 +177,8 @@ def test_tfds_data_source_under_mock_data(tmp_path):
 
 def test_lenet_shapes_and_parameter_count():
     model = models.build("lenet", (28, 28, 1), 10)
-    params = model.init(jax.random.key(0), np.zeros((1, 28, 28, 1), np.float32))["params"]
-    count = sum(p.size for p in jax.tree.leaves(params))
+    params = jax.eval_shape(model.init, jax.random.key(0), np.zeros((1, 28, 28, 1), np.float32))["params"]
+    count = sum(np.prod(p.shape) for p in jax.tree.leaves(params))
     # conv 5*5*1*6+6, conv 5*5*6*16+16, dense 5*5*16*120+120 (28->14 same, ->10 valid, ->5), 120*84+84, 84*10+10
     assert count == (150 + 6) + (2400 + 16) + (48000 + 120) + (10080 + 84) + (840 + 10)
     assert params["Conv_0"]["kernel"].shape == (5, 5, 1, 6)  # HWIO

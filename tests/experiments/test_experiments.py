@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pandas as pd
 import pytest
 
 import bench
@@ -384,6 +385,19 @@ def test_python_errors_name_python_arguments():
     assert "--" not in str(error.value)
     with pytest.raises(TypeError, match="unexpected options"):
         bench.run("default", sedes=3)
+
+
+def test_the_python_api_caches_finished_chunks_as_the_command_line_does(capsys):
+    """Without ``out`` too: a second call of the same experiment loads its chunks instead of training them."""
+    def once(**options):
+        return bench.run("default", seeds=2, epochs=1, initializers=["lecun_normal"], datasets=["synthetic"],
+                         progress=False, **options)
+
+    first, second = once(), once()
+    assert "synthetic: loaded 1 of 1 finished chunk(s)" in capsys.readouterr().err
+    assert second.record.tasks["synthetic"].chunks_loaded == 1 and first.record.tasks["synthetic"].chunks_loaded == 0
+    pd.testing.assert_frame_equal(second.results, first.results)
+    assert once(fresh=True).record.tasks["synthetic"].chunks_loaded == 0  # fresh=True retrains
 
 
 def test_report_out_never_overwrites_unless_forced_and_labels_differ_between_runs(tmp_path, capsys):

@@ -292,7 +292,8 @@ def test_a_second_run_into_a_held_folder_stops_with_one_line(tmp_path):
                                 capture_output=True, text=True, timeout=600)
     for done in (proc, report):
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
-        assert f"another initjax process (pid {os.getpid()}) is writing to {tmp_path}" in done.stderr
+        assert f"another initjax process (pid {os.getpid()}) is writing to {tmp_path}; wait for it to finish or " \
+            "choose another --out" in done.stderr
     assert not (tmp_path / "progress").exists()
 
 
