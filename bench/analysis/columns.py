@@ -2,7 +2,7 @@
 
 The tidy table of ``bench.training.train`` has one row per dataset, model, initializer (``arm``), seed and epoch.
 This module needs pandas alone, so the figures' worker processes read the table without the statistics' imports
-(SciPy's and statsmodels', 0.4-0.5 s of CPU in the fork server the workers come from); ``bench.analysis.stats``
+(SciPy's, 0.4-0.5 s of CPU in the fork server the workers come from); ``bench.analysis.stats``
 re-exports it.
 """
 

@@ -268,6 +268,9 @@ def _trimmed_moments(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, floor: f
         out = [_trimmed_moments(x[:, ok[:, p]], rows[p:p + 1], cols[p:p + 1], floor) for p in range(len(rows))]
         return tuple(np.concatenate(parts, axis=-1) for parts in zip(*out))
     n = d.shape[1]
+    if n == 0:  # no seed with both runs (a bootstrap of 3 seeds, one run missing, drew only that seed): no estimate
+        nothing = np.full((d.shape[0], len(rows)), np.nan)
+        return nothing, nothing, np.full(len(rows), np.nan)
     g = int(np.floor(TRIM * n))
     d = np.sort(d, axis=1)
     trimmed = d[:, g:n - g].mean(1)
@@ -350,8 +353,15 @@ def _pairs_to_test(observed: PairStats, components: Sequence[Component]) -> tupl
     return np.nonzero(np.triu((observed.sd > 0) | (extra > 0), 1))
 
 
+def covariance_root(values: np.ndarray) -> np.ndarray:
+    """`(k, k)` ``R`` with ``R R^T`` the shrunk :func:`covariance` of the columns: draws ``z @ R.T`` have it."""
+    eigval, eigvec = np.linalg.eigh(covariance(values))
+    return eigvec * np.sqrt(np.clip(eigval, 0, None))
+
+
 def null_pair_t(values: np.ndarray, draws: int, rng: np.random.Generator, paired: bool = True,
-                components: Sequence[Component] = (), floor: float = 0.0, statistic: str = "mean"
+                components: Sequence[Component] = (), floor: float = 0.0, statistic: str = "mean", *,
+                observed: PairStats | None = None, root: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`(draws, pairs)` samples of each pair's ``|T_ij|`` when every initializer has the same mean, from normal
     seeds, with the pairs' ``(rows, cols)``.
@@ -361,18 +371,20 @@ def null_pair_t(values: np.ndarray, draws: int, rng: np.random.Generator, paired
     the observed missing entries removed; each component adds its shared shift and its
     estimated variance (:func:`_component_draws`); the statistics of :func:`pair_stats`
     are computed on each draw (without the floor, which only picks the pairs: those with nothing to
-    vary, a constant difference with floor 0 and no component, are left out).
+    vary, a constant difference with floor 0 and no component, are left out). ``observed`` (:func:`pair_stats` of
+    ``values``) and ``root`` (:func:`covariance_root`, paired) may be given where already computed.
     """
     m = np.isfinite(values).astype(np.float64)
     if paired:
-        eigval, eigvec = np.linalg.eigh(covariance(values))
-        root = eigvec * np.sqrt(np.clip(eigval, 0, None))
+        root = covariance_root(values) if root is None else root
     else:
         root = np.diag(
             np.nan_to_num(np.nanstd(values, 0, ddof=1)) if values.shape[0] > 1 else np.zeros(values.shape[1])
         )
     z = rng.standard_normal((draws, values.shape[0], values.shape[1])) @ root.T * m
-    rows, cols = _pairs_to_test(pair_stats(values, range(values.shape[1]), paired, floor, statistic), components)
+    if observed is None:
+        observed = pair_stats(values, range(values.shape[1]), paired, floor, statistic)
+    rows, cols = _pairs_to_test(observed, components)
     if rows.size == 0:
         return np.zeros((draws, 0)), rows, cols
     shift, extra = _component_draws(components, draws, rng, rows, cols)
@@ -396,7 +408,8 @@ def null_max_t(values: np.ndarray, draws: int, rng: np.random.Generator, paired:
 
 def smoothed_bootstrap_pair_t(values: np.ndarray, draws: int, rng: np.random.Generator,
                               components: Sequence[Component] = (), floor: float = 0.0,
-                              statistic: str = "mean") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                              statistic: str = "mean", *, observed: PairStats | None = None,
+                              root: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`(draws, pairs)` null samples of each pair's ``|T_ij|`` from a smoothed bootstrap of the centred seeds, with the
     pairs' ``(rows, cols)``.
 
@@ -407,14 +420,15 @@ def smoothed_bootstrap_pair_t(values: np.ndarray, draws: int, rng: np.random.Gen
     draw's seeds beside another (with fewer than 3 complete seeds, every seed is drawn). Unlike
     the normal simulation it keeps the skew and the heavy tails of real runs; unlike the plain
     bootstrap-t it does not collapse at 8 seeds, where resamples with few distinct seeds give
-    near-zero standard errors.
+    near-zero standard errors. ``observed`` and ``root``: as :func:`null_pair_t` takes them.
     """
     n, k = values.shape
-    rows, cols = _pairs_to_test(pair_stats(values, range(k), True, floor, statistic), components)
+    if observed is None:
+        observed = pair_stats(values, range(k), True, floor, statistic)
+    rows, cols = _pairs_to_test(observed, components)
     if rows.size == 0:
         return np.zeros((draws, 0)), rows, cols
-    eigval, eigvec = np.linalg.eigh(covariance(values))
-    root = eigvec * np.sqrt(np.clip(eigval, 0, None))
+    root = covariance_root(values) if root is None else root
     h = (4 / (k + 2)) ** (1 / (k + 4)) * n ** (-1 / (k + 4))
     finite = np.isfinite(values)
     with warnings.catch_warnings():
@@ -467,14 +481,17 @@ def simultaneous_intervals(
     values = np.asarray(values, np.float64)
     floor = resolution.difference_floor(values) if floor is None else floor
     components = [c for c in components if c is not None]
-    pairs = pair_stats(values, names, paired, floor, statistic)
-    extra = sum((np.nan_to_num(c.of_differences) for c in components), np.zeros_like(pairs.diff))
-    pairs = dataclasses.replace(pairs, se=np.sqrt(pairs.se**2 + extra))
+    observed = pair_stats(values, names, paired, floor, statistic)
+    extra = sum((np.nan_to_num(c.of_differences) for c in components), np.zeros_like(observed.diff))
+    pairs = dataclasses.replace(observed, se=np.sqrt(observed.se**2 + extra))
     rng = np.random.default_rng(rng)
-    null, rows, cols = null_pair_t(values, draws, rng, paired, components, floor, statistic)
+    root = covariance_root(values) if paired else None  # the same for both references: computed once
+    null, rows, cols = null_pair_t(values, draws, rng, paired, components, floor, statistic, observed=observed,
+                                   root=root)
     references = [null]
     if paired:  # the more conservative of the two references, quantile by quantile
-        references.append(smoothed_bootstrap_pair_t(values, draws, rng, components, floor, statistic)[0])
+        references.append(smoothed_bootstrap_pair_t(values, draws, rng, components, floor, statistic,
+                                                     observed=observed, root=root)[0])
     maxima = [np.sort(r.max(1)) if r.shape[1] else np.zeros(draws) for r in references]
     c = float(np.quantile(np.maximum.reduce(maxima), level))
     with np.errstate(divide="ignore", invalid="ignore"):

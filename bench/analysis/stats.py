@@ -5,7 +5,7 @@ dataset, model, initializer, seed and epoch) and returns a new table; nothing he
 trains. Confidence intervals are ``scipy.stats.bootstrap`` intervals (BCa by
 default) with a generator seeded from the report seed *and* the group's labels, so a
 report is reproducible bit for bit and a group's interval does not change when other
-groups are added. Divergence rates get Wilson intervals (statsmodels).
+groups are added. Divergence rates get Wilson intervals (SciPy's ``binomtest``).
 
 References: Efron & Tibshirani 1993, *An Introduction to the Bootstrap* (BCa);
 Agarwal et al. 2021, arXiv:2108.13264 (IQM, interval estimates);
@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.stats.proportion import proportion_confint
 
 from bench.analysis import resolution, scoring
 from bench.analysis.columns import (  # noqa: F401 (the table's columns, re-exported: stats.final_epoch and so on)
@@ -223,8 +222,8 @@ def wilson_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float
     """Wilson score interval of a proportion such as a divergence rate (``(nan, nan)`` if n = 0)."""
     if n == 0:
         return (np.nan, np.nan)
-    low, high = proportion_confint(successes, n, alpha=1 - level, method="wilson")
-    return float(low), float(high)
+    interval = stats.binomtest(int(successes), int(n)).proportion_ci(level, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 def divergence(results: pd.DataFrame) -> pd.DataFrame:

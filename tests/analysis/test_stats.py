@@ -72,6 +72,17 @@ def test_iqm_is_the_25_percent_trimmed_mean_and_its_ci_is_scipys():
     assert stats.bootstrap_ci(x, stats.iqm, settings) == (ref.low, ref.high)
 
 
+def test_wilson_interval_is_statsmodels_at_every_count():
+    """Against an independent code (statsmodels, in the test extra): every k of n up to 40, at two levels."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    for n in range(1, 41):
+        for k in range(n + 1):
+            for level in (0.9, 0.95):
+                expected = proportion_confint(k, n, alpha=1 - level, method="wilson")
+                assert stats.wilson_ci(k, n, level) == pytest.approx(expected, abs=1e-14), (k, n, level)
+
+
 def test_wilson_interval_matches_its_formula():
     k, n, z = 3, 32, sps.norm.ppf(0.975)
     p = k / n
