@@ -338,10 +338,24 @@ def require_tensorflow(tfds_name: str) -> None:
                         "pip install -e '.[tf]'") from None
 
 
+def tfds_module(download: bool = False):
+    """``tensorflow_datasets`` where installed (the ``tfds`` extra); None without it when only reading (nothing
+    prepared can be read then); a one-line error naming the extra when ``download`` asks for it."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        if download:
+            raise UserError(f"{option('download', True)} prepares data with tensorflow-datasets, which is not "
+                            "installed: pip install -e '.[tf]'") from None
+        return None
+    return tfds
+
+
 def _from_tfds(source: ImageSource, data_dir: Path, download: bool) -> tuple | None:
     """Arrays from a prepared tfds ``data_dir`` (or prepared now with ``download``); None if absent."""
-    import tensorflow_datasets as tfds
-
+    tfds = tfds_module(download)
+    if tfds is None:
+        return None
     if download:
         require_tensorflow(source.tfds_name)
     arrays = []
@@ -378,7 +392,8 @@ def load_images(name: str, data_dir: str | Path | None = None, download: bool = 
     if arrays is None:
         raise UserError(
             f"no {name} data in {root}: put {source.files} in {root}/{source.folders[0]}/ "
-            f"(or pass {option('data_dir')} / set INITJAX_DATA_DIR), or prepare it with tfds in that data_dir, "
+            f"(or pass {option('data_dir')} / set INITJAX_DATA_DIR), or prepare it with tfds in that data_dir "
+            f"(read with pip install -e '.[tfds]'), "
             f"or add {option('download', True)} (needs pip install -e '.[tf]' and a network)"
         )
     x_train, y_train, x_test, y_test = arrays

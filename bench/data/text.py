@@ -136,10 +136,11 @@ def _local_file(root: Path) -> Path | None:
 
 def _from_tfds(root: Path, download: bool) -> dict[str, str] | None:
     """Each split's text from a prepared tfds ``data_dir`` (prepared now with ``download``); None if absent."""
-    import tensorflow_datasets as tfds
+    from bench.data.datasets import require_tensorflow, tfds_module
 
-    from bench.data.datasets import require_tensorflow
-
+    tfds = tfds_module(download)
+    if tfds is None:
+        return None
     if download:
         require_tensorflow("tiny_shakespeare")
     parts = {}

@@ -163,6 +163,18 @@ def test_missing_data_fails_fast_naming_the_three_ways(tmp_path):
     assert "data_dir" in message and "tfds" in message and "download=True" in message and "\n" not in message
 
 
+def test_without_the_tfds_extra_reading_finds_nothing_and_a_download_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # as if not installed: its import fails
+    assert datasets.tfds_module() is None
+    with pytest.raises(UserError, match=r"tensorflow-datasets, which is not installed: pip install -e '\.\[tf\]'"):
+        datasets.tfds_module(download=True)
+    with pytest.raises(UserError, match=r"read with pip install -e '\.\[tfds\]'") as error:
+        datasets.load_images("mnist", tmp_path / "empty")
+    assert "\n" not in str(error.value)
+
+
 def test_tfds_data_source_under_mock_data(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=9):
