@@ -1,8 +1,9 @@
 """Re-renders every committed report (``reports/*/run.json``) into a scratch copy and compares its files with the
 committed ones, ignoring the lines that name when and where it was rendered (none for these files: a re-render
-keeps the run's own record). Prints one line per report; exits 1 if any file differs.
+keeps the run's own record). Prints one line per report; exits 1 if any file differs. With ``--write``, the files
+that differ replace the committed ones (after a change meant to show in the reports; the figures are not redrawn).
 
-    python tools/rerender_reports.py [REPORT ...]
+    python tools/rerender_reports.py [--write] [REPORT ...]
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from bench.reporting.files import load
 FILES = ("report.md", "report.tex", "results.csv", "run.json")
 
 
-def differences(folder: Path) -> list[str]:
-    """The unified diffs of the report's text files rendered again (md, tex, csv) against the committed ones."""
+def differences(folder: Path, write: bool = False) -> list[str]:
+    """The unified diffs of the report's text files rendered again (md, tex, csv) against the committed ones;
+    ``write``: the re-rendered files replace those that differ."""
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / folder.name
         shutil.copytree(folder, copy)
@@ -32,16 +34,22 @@ def differences(folder: Path) -> list[str]:
         out = []
         for name in FILES:
             before, after = (folder / name).read_text().splitlines(), (copy / name).read_text().splitlines()
-            out += list(difflib.unified_diff(before, after, f"{folder}/{name}", f"re-rendered {name}", lineterm=""))
+            diff = list(difflib.unified_diff(before, after, f"{folder}/{name}", f"re-rendered {name}", lineterm=""))
+            if diff and write:
+                shutil.copyfile(copy / name, folder / name)
+            out += diff
         return out
 
 
 def main(names: list[str]) -> int:
+    write = "--write" in names
+    names = [n for n in names if n != "--write"]
     folders = [Path("reports") / n for n in names] or sorted(p.parent for p in Path("reports").glob("*/run.json"))
     failed = 0
     for folder in folders:
-        diff = differences(folder)
-        print(f"{folder}: {'identical' if not diff else f'{len(diff)} diff lines'}")
+        diff = differences(folder, write)
+        said = "identical" if not diff else f"{len(diff)} diff lines" + (" (written)" if write else "")
+        print(f"{folder}: {said}")
         if diff:
             failed += 1
             print("\n".join(diff[:40]))

@@ -205,12 +205,24 @@ def mean_interval(values: np.ndarray, metric: str, level: float = 0.95, extra: t
 
     An accuracy whose test examples are counted (``examples`` given, ``extra`` their share of the
     variance with its degrees of freedom): :func:`proportion_interval`. Otherwise :func:`t_interval`,
-    clipped to ``[0, 1]`` for an accuracy.
+    clipped to what the metric can be (:func:`metric_range`): a mean of values in a range lies in it, so the clip
+    only removes impossible values (at 2 seeds a loss interval reached below 0).
     """
-    bounded = metric.endswith("accuracy")
-    if bounded and examples:
+    if metric.endswith("accuracy") and examples:
         return proportion_interval(values, examples, level, *extra)
-    return t_interval(values, level, *extra, floor=floor, bounds=(0.0, 1.0) if bounded else (-np.inf, np.inf))
+    return t_interval(values, level, *extra, floor=floor, bounds=metric_range(metric))
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values a metric can take: an accuracy in ``[0, 1]``, a loss (cross-entropy, squared error) ``>= 0``, an
+    R^2 ``<= 1``; anything else unbounded."""
+    if metric.endswith("accuracy"):
+        return (0.0, 1.0)
+    if metric.endswith("loss"):
+        return (0.0, np.inf)
+    if metric.endswith("r2"):
+        return (-np.inf, 1.0)
+    return (-np.inf, np.inf)
 
 
 def bootstrap_mean_ci(values, level=0.95, n_resamples=10_000, rng=0, method="BCa") -> tuple[float, float]:

@@ -202,3 +202,17 @@ def test_descriptive_statistics_match_scipy_and_a_new_one_is_one_line(monkeypatc
                           "test_accuracy": x, "diverged": False})
     row = stats.summarize(frame, ["test_accuracy"]).iloc[0]
     assert row["mad"] == pytest.approx(scipy_stats.median_abs_deviation(x)) and row["mean"] == pytest.approx(x.mean())
+
+
+def test_a_mean_interval_stays_within_what_its_metric_can_be():
+    """At 2 seeds a t interval of a loss reached below 0, of an R^2 above 1: each is clipped to its metric's range,
+    and where the range does not bind the interval is the t interval itself."""
+    loss = np.array([0.05, 2.6])  # two seeds far apart: mean 1.325, t(1) half-width ~ 16
+    low, high = stats.mean_interval(loss, "test_loss")
+    t_low, t_high = stats.t_interval(loss, 0.95)
+    assert t_low < 0 and low == 0.0 and high == t_high
+    low, high = stats.mean_interval(np.array([0.2, 0.99]), "test_r2")
+    assert high == 1.0 and low == stats.t_interval(np.array([0.2, 0.99]), 0.95)[0]
+    tight = np.array([0.30, 0.31, 0.29, 0.30])
+    assert stats.mean_interval(tight, "test_loss") == stats.t_interval(tight, 0.95)  # far from 0: unchanged
+    assert stats.metric_range("train_accuracy") == (0.0, 1.0) and stats.metric_range("val_loss") == (0.0, np.inf)
