@@ -274,13 +274,18 @@ class _ChunkTrainer:
         return ChunkTimes(init_s, seconds, seed_epochs, before_s, before_seed_epochs)
 
 
-def batching_of(model: nn.Module, input_shape, batch_size: int) -> batching.Batching:
-    """How a chunk's models of ``model`` are batched (``bench.training.batching.choose``, from the one-model
-    forward pass, traced), trained in minibatches of ``batch_size``."""
+def _one_model_call(model: nn.Module, input_shape) -> tuple[step.Forward, tuple]:
+    """The one-model forward pass of ``model`` and its arguments on one example, as shapes (nothing computed)."""
     forward = step.forward_of(model, input_shape)
     sample = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
     params, model_state = jax.eval_shape(lambda x: forward.init(jax.random.key(0), x), sample)
-    return batching.choose(forward, (params, model_state, sample), batch_size)
+    return forward, (params, model_state, sample)
+
+
+def batching_of(model: nn.Module, input_shape, batch_size: int) -> batching.Batching:
+    """How a chunk's models of ``model`` are batched (``bench.training.batching.choose``, from the one-model
+    forward pass, traced), trained in minibatches of ``batch_size``."""
+    return batching.choose(*_one_model_call(model, input_shape), batch_size)
 
 
 def counted_step_flops(model: nn.Module, input_shape, batch_size: int, how: batching.Batching) -> float | None:
@@ -289,10 +294,7 @@ def counted_step_flops(model: nn.Module, input_shape, batch_size: int, how: batc
     others, whose ``6 x params`` per example stands."""
     if how == batching.ALL_AT_ONCE:
         return None
-    forward = step.forward_of(model, input_shape)
-    sample = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-    params, model_state = jax.eval_shape(lambda x: forward.init(jax.random.key(0), x), sample)
-    return batching.step_flops(forward, (params, model_state, sample), batch_size)
+    return batching.step_flops(*_one_model_call(model, input_shape), batch_size)
 
 
 def _plan(fp: memory.Footprint, mesh, n_inits: int, n_seeds: int, data_bytes: int, chunk, max_memory,
