@@ -117,8 +117,23 @@ def code_key(specs) -> dict[str, str]:
         module = sys.modules.get(module_name) or (importlib.import_module(module_name) if module_name else None)
         origin = getattr(module, "__file__", None)
         out[str(spec) if isinstance(spec, str) else f"{module_name}:{getattr(spec, '__qualname__', spec)}"] = (
-            files_digest([Path(origin)]) if origin else "no source file")
+            files_digest([Path(origin)]) if origin else _source_digest(spec))
     return out
+
+
+def _source_digest(obj) -> str:
+    """For code no file holds (a class or function defined in a notebook's cell, where ``__main__`` has no file):
+    the SHA-256 of its source where ``inspect`` can read it (an instance: its class's), else a key never seen again,
+    so that runs of code that cannot be checked are not reused after it is edited."""
+    import hashlib
+    import inspect
+    import uuid
+
+    target = obj if inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj) else type(obj)
+    try:
+        return hashlib.sha256(inspect.getsource(target).encode()).hexdigest()
+    except (OSError, TypeError):
+        return f"no readable source, not reused: {uuid.uuid4().hex}"
 
 
 @dataclasses.dataclass

@@ -401,3 +401,25 @@ def test_the_cache_key_covers_every_module_the_training_code_imports(monkeypatch
     assert {root / "bench" / "training" / "step.py", root / "bench" / "models" / "losses.py"} <= reachable
     assert reachable - not_numeric <= covered, sorted(map(str, reachable - not_numeric - covered))
     assert root / "bench" / "experiments" / "tasks.py" in covered  # task_model and task_data build the task
+
+
+def test_code_defined_outside_any_file_is_keyed_by_its_source_or_never_reused(monkeypatch):
+    """A notebook's cell: ``__main__`` has no file. A function whose source linecache holds is keyed by that source
+    (an edit is a new run); code with no readable source gets a key never seen again (no stale reuse)."""
+    import linecache
+    import types
+
+    notebook = types.ModuleType("notebook_cells")  # no __file__, as __main__ in a Jupyter kernel
+    monkeypatch.setitem(sys.modules, "notebook_cells", notebook)
+
+    def define(body: str, cell: str):
+        source = f"def my_init(key, shape, dtype):\n    return {body}\n"
+        linecache.cache[cell] = (len(source), None, source.splitlines(True), cell)  # what IPython keeps per cell
+        exec(compile(source, cell, "exec"), notebook.__dict__)
+        return notebook.my_init
+
+    first = resume.code_key([define("0.0", "<cell-1>")])
+    assert resume.code_key([define("0.0", "<cell-2>")]) == first  # the same code again: the same key
+    assert resume.code_key([define("1.0", "<cell-3>")]) != first  # an edit: another
+    exec("def unreadable(key, shape, dtype):\n    return 0.0\n", notebook.__dict__)  # no source anywhere
+    assert resume.code_key([notebook.unreadable]) != resume.code_key([notebook.unreadable])
