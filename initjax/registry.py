@@ -52,6 +52,9 @@ class Entry:
       alias_of: the canonical name when this entry is an alias.
       scheme: the builder returns an ``initjax.schemes.Scheme`` (a whole-network
         init) rather than a per-tensor initializer.
+      defaults: the frameworks' layer defaults that draw from this distribution (Flax's
+        are tested to be the same draws, key for key; Keras', PyTorch's and Equinox's
+        are the distributions their documentation states).
     """
 
     name: str
@@ -60,23 +63,27 @@ class Entry:
     truncated: bool | None = None
     alias_of: str | None = None
     scheme: bool = False
+    defaults: tuple[str, ...] = ()
 
 
 REGISTRY: dict[str, Entry] = {}
 
 
-def _add(name, builder, summary, truncated=None, aliases=(), scheme=False):
-    REGISTRY[name] = Entry(name, builder, summary, truncated, scheme=scheme)
+def _add(name, builder, summary, truncated=None, aliases=(), scheme=False, defaults=()):
+    REGISTRY[name] = Entry(name, builder, summary, truncated, scheme=scheme, defaults=tuple(defaults))
     for alias in aliases:
         REGISTRY[alias] = Entry(alias, builder, f"alias of {name}", truncated, alias_of=name)
 
 
-_add("zeros", lambda: jinit.zeros, "all weights 0")
-_add("ones", lambda: jinit.ones, "all weights 1")
+_add("zeros", lambda: jinit.zeros, "all weights 0",
+     defaults=["Flax linen Dense, Conv and NNX Linear, Conv bias", "Keras Dense, Conv2D bias"])
+_add("ones", lambda: jinit.ones, "all weights 1", defaults=["Flax linen/NNX LayerNorm, BatchNorm scale"])
 _add("constant", lambda value=0.0: jinit.constant(value), "all weights = value (default 0)")
 _add("random_normal", extra.random_normal, "Keras RandomNormal: N(mean=0, stddev=0.05), untruncated", False)
-_add("random_uniform", extra.random_uniform, "Keras RandomUniform: U[-0.05, 0.05)", False)
-_add("normal", lambda stddev=1e-2: jinit.normal(stddev), "jax normal: N(0, stddev^2), stddev=0.01, untruncated", False)
+_add("random_uniform", extra.random_uniform, "Keras RandomUniform: U[-0.05, 0.05)", False,
+     defaults=["Keras Embedding"])
+_add("normal", lambda stddev=1e-2: jinit.normal(stddev), "jax normal: N(0, stddev^2), stddev=0.01, untruncated", False,
+     defaults=["PyTorch nn.Embedding as normal(stddev=1.0)"])
 _add("uniform", lambda scale=1e-2: jinit.uniform(scale), "jax uniform: U[0, scale), scale=0.01 (not symmetric)", False)
 _add(
     "truncated_normal",
@@ -85,15 +92,18 @@ _add(
     True,
 )
 _add("glorot_normal", jinit.glorot_normal, "Var = 2/(fan_in+fan_out), truncated normal", True, ["xavier_normal"])
-_add("glorot_uniform", jinit.glorot_uniform, "Var = 2/(fan_in+fan_out), uniform", False, ["xavier_uniform"])
+_add("glorot_uniform", jinit.glorot_uniform, "Var = 2/(fan_in+fan_out), uniform", False, ["xavier_uniform"],
+     defaults=["Keras Dense, Conv2D, LSTM kernel"])
 _add("he_normal", jinit.he_normal, "Var = 2/fan_in, truncated normal", True, ["kaiming_normal"])
 _add("he_uniform", jinit.he_uniform, "Var = 2/fan_in, uniform", False, ["kaiming_uniform"])
-_add("lecun_normal", jinit.lecun_normal, "Var = 1/fan_in, truncated normal", True)
+_add("lecun_normal", jinit.lecun_normal, "Var = 1/fan_in, truncated normal", True,
+     defaults=["Flax linen Dense, Conv and NNX Linear, Conv kernel"])
 _add("lecun_uniform", jinit.lecun_uniform, "Var = 1/fan_in, uniform", False)
 _add(
     "orthogonal",
     extra.orthogonal,
     "scale * (semi-)orthogonal matrix over (receptive*in, out); Saxe et al. 2013",
+    defaults=["Flax linen LSTMCell, GRUCell recurrent kernel", "Keras LSTM, GRU recurrent kernel"],
 )
 _add(
     "variance_scaling",
@@ -108,7 +118,8 @@ _add(
     "PyTorch xavier_normal_: N(0, 2/(fan_in+fan_out)), untruncated",
     False,
 )
-_add("torch_default", extra.torch_default, "PyTorch nn.Linear default: U[-1/sqrt(fan_in), 1/sqrt(fan_in)]", False)
+_add("torch_default", extra.torch_default, "PyTorch nn.Linear default: U[-1/sqrt(fan_in), 1/sqrt(fan_in)]", False,
+     defaults=["PyTorch nn.Linear, nn.Conv2d weight", "Equinox nn.Linear, nn.Conv weight"])
 _add("identity", structured.identity, "gain * rectangular identity (conv: at the centre tap), gain=1")
 _add("delta_orthogonal", structured.delta_orthogonal, "orthogonal matrix at the conv centre tap (Xiao et al. 2018)")
 _add("zero_hadamard", structured.zero_hadamard, "ZerO: identities and Hadamard, deterministic (Zhao et al. 2021)")

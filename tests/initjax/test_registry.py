@@ -252,3 +252,49 @@ def test_delta_orthogonal_conv_kernel_is_orthogonal_at_the_centre_only():
     np.testing.assert_allclose(w[1, 1] @ w[1, 1].T, np.eye(16), atol=1e-5)
     w[1, 1] = 0
     assert not w.any()
+
+
+def _flax_layer_defaults():
+    """Flax's layer defaults, read from the layers' signatures: (which default, the initializer, a shape)."""
+    import inspect
+
+    import flax.linen as nn
+    from flax import nnx
+
+    def default(layer, argument):
+        return inspect.signature(layer.__init__).parameters[argument].default
+
+    return [
+        ("linen Dense kernel", default(nn.Dense, "kernel_init"), (5, 7)),
+        ("linen Conv kernel", default(nn.Conv, "kernel_init"), (3, 3, 4, 6)),
+        ("NNX Linear kernel", default(nnx.Linear, "kernel_init"), (5, 7)),
+        ("NNX Conv kernel", default(nnx.Conv, "kernel_init"), (3, 3, 4, 6)),
+        ("linen Dense bias", default(nn.Dense, "bias_init"), (7,)),
+        ("NNX Linear bias", default(nnx.Linear, "bias_init"), (7,)),
+        ("linen LayerNorm scale", default(nn.LayerNorm, "scale_init"), (7,)),
+        ("NNX BatchNorm scale", default(nnx.BatchNorm, "scale_init"), (7,)),
+        ("linen LSTMCell recurrent kernel", default(nn.LSTMCell, "recurrent_kernel_init"), (7, 7)),
+        ("linen GRUCell recurrent kernel", default(nn.GRUCell, "recurrent_kernel_init"), (7, 7)),
+    ]
+
+
+def _same_draws(init, other, shape):
+    try:
+        return all(np.array_equal(init(jax.random.key(seed), shape, jnp.float32),
+                                  other(jax.random.key(seed), shape, jnp.float32)) for seed in (0, 1))
+    except ValueError:  # a variance-scaling draw of a bias: no fans
+        return False
+
+
+def test_the_flax_defaults_the_catalogue_names_are_the_same_draws_key_for_key():
+    """The registry's `defaults` column, where it names Flax, against Flax's own layer defaults: each is the same
+    draw under the same key as exactly one entry the catalogue says it is, and every Flax claim is checked here."""
+    claimed = {name: entry for name, entry in initjax.REGISTRY.items() if any("Flax" in d for d in entry.defaults)}
+    checked = set()
+    for what, flax_init, shape in _flax_layer_defaults():
+        matches = [name for name in claimed if _same_draws(flax_init, initjax.get(name), shape)]
+        assert len(matches) == 1, (what, matches)
+        framework, layer, *_, part = what.split()
+        assert any(framework in d and layer in d and part in d for d in claimed[matches[0]].defaults), (what, matches)
+        checked.add(matches[0])
+    assert checked == set(claimed)
