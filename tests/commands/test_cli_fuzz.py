@@ -117,7 +117,7 @@ def run_command(draw):
 
 
 @settings(
-    max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(run_command())
 def test_any_run_options_work_or_are_one_line_status_2(capsys, argv):

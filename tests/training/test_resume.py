@@ -106,9 +106,8 @@ def _copy_of(whole_run: Path, tmp_path: Path) -> Path:
 @pytest.mark.slow  # a subprocess run or several: the second CI step
 @pytest.mark.parametrize(("where", "module", "name", "when", "count"), [
     # (killed while compiling, or after the first chunk finished: the Ctrl-C test of tests/commands/test_integrity.py
-    # interrupts those moments, and "in the second task" comes after a finished chunk too)
-    ("mid-chunk: chunk 2 checkpointed after epoch 1, killed after epoch 2", "bench.training.programs",
-     "Programs.run_epoch", "after", 5),
+    # interrupts those moments, and "in the second task" comes after a finished chunk too; killed inside a chunk,
+    # after a checkpoint: test_a_kill_inside_an_epoch_loses_only_the_steps_after_its_last_checkpoint)
     ("while writing: temp file complete, not yet renamed", "os", "replace", "before", 4),
     ("in the second task", "bench.training.resume", "TaskStore.save_finished", "after", 3),
 ])
@@ -195,14 +194,13 @@ def test_ctrl_c_says_what_is_saved_and_how_to_resume(tmp_path, uninterrupted):
 
 
 @pytest.mark.slow  # a subprocess run or several: the second CI step
-@pytest.mark.parametrize("when", ["interrupt", "after"])
-def test_a_stop_in_one_of_two_lanes_stops_both_and_the_rerun_equals_the_whole_run(tmp_path, uninterrupted, when):
-    """Two chunks training at once, Ctrl-C (or SIGKILL) in the third epoch call: the other lane stops too (status
-    130 within a segment, one line naming what is saved), and the rerun gives the uninterrupted numbers."""
-    proc = _killed(tmp_path, "bench.training.programs", "Programs.run_epoch", when, 3, lanes=2)
-    if when == "interrupt":
-        assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
-        assert "checkpoint(s) of the current task are saved" in proc.stderr
+def test_a_stop_in_one_of_two_lanes_stops_both_and_the_rerun_equals_the_whole_run(tmp_path, uninterrupted):
+    """Two chunks training at once, Ctrl-C in the third epoch call: the other lane stops too (status 130 within a
+    segment, one line naming what is saved), and the rerun gives the uninterrupted numbers. (A SIGKILL stops both
+    lanes at once, the process being one: test_rerun_after_sigkill_equals_the_uninterrupted_run.)"""
+    proc = _killed(tmp_path, "bench.training.programs", "Programs.run_epoch", "interrupt", 3, lanes=2)
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert "checkpoint(s) of the current task are saved" in proc.stderr
     _bench(tmp_path)
     assert (tmp_path / "results.csv").read_bytes() == uninterrupted
 
