@@ -1,9 +1,10 @@
 """Re-renders every committed report (``reports/*/run.json``) into a scratch copy and compares its files with the
 committed ones, ignoring the lines that name when and where it was rendered (none for these files: a re-render
 keeps the run's own record). Prints one line per report; exits 1 if any file differs. With ``--write``, the files
-that differ replace the committed ones (after a change meant to show in the reports; the figures are not redrawn).
+that differ replace the committed ones (after a change meant to show in the reports); with ``--figures`` too, the
+figures are redrawn in the formats the report has and replace its ``figures/`` (after a change to a figure).
 
-    python tools/rerender_reports.py [--write] [REPORT ...]
+    python tools/rerender_reports.py [--write [--figures]] [REPORT ...]
 """
 
 from __future__ import annotations
@@ -22,15 +23,20 @@ from bench.reporting.files import load
 FILES = ("report.md", "report.tex", "results.csv", "run.json")
 
 
-def differences(folder: Path, write: bool = False) -> list[str]:
+def differences(folder: Path, write: bool = False, figures: bool = False) -> list[str]:
     """The unified diffs of the report's text files rendered again (md, tex, csv) against the committed ones;
-    ``write``: the re-rendered files replace those that differ."""
+    ``write``: the re-rendered files replace those that differ; ``figures``: the figures are redrawn (in the formats
+    the report has) and replace the committed ones."""
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / folder.name
         shutil.copytree(folder, copy)
         results, record = load(copy)
-        report.write(copy, results, record, ["md", "tex", "csv"], test_outcomes=outcomes.load(copy, results),
+        images = sorted({p.suffix[1:] for p in (folder / "figures").glob("*.*")}) if figures else []
+        report.write(copy, results, record, ["md", "tex", "csv", *images], test_outcomes=outcomes.load(copy, results),
                      shipped=presets.shipped(record.name))
+        if images:
+            shutil.rmtree(folder / "figures")
+            shutil.copytree(copy / "figures", folder / "figures")
         out = []
         for name in FILES:
             before, after = (folder / name).read_text().splitlines(), (copy / name).read_text().splitlines()
@@ -42,12 +48,12 @@ def differences(folder: Path, write: bool = False) -> list[str]:
 
 
 def main(names: list[str]) -> int:
-    write = "--write" in names
-    names = [n for n in names if n != "--write"]
+    write, figures = "--write" in names, "--figures" in names
+    names = [n for n in names if n not in ("--write", "--figures")]
     folders = [Path("reports") / n for n in names] or sorted(p.parent for p in Path("reports").glob("*/run.json"))
     failed = 0
     for folder in folders:
-        diff = differences(folder, write)
+        diff = differences(folder, write, write and figures)
         said = "identical" if not diff else f"{len(diff)} diff lines" + (" (written)" if write else "")
         print(f"{folder}: {said}")
         if diff:

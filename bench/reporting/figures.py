@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy import special  # noqa: E402
 
 from bench.analysis.columns import final_epoch, higher_is_better  # noqa: E402
+from bench.reporting.shown import initializers_of, shown  # noqa: E402
 from bench.store import write_atomic  # noqa: E402
 
 LABELS = {"test_accuracy": "test accuracy", "test_loss": "test loss", "train_accuracy": "train accuracy",
@@ -66,10 +67,12 @@ def _integer_epochs(ax) -> None:
 def learning_curves(results: pd.DataFrame, dataset: str, metric: str, level: float = 0.95) -> plt.Figure:
     """Mean of ``metric`` per epoch with a ``level`` t-interval band, one line per initializer.
 
-    The band is ``mean +- t_{n-1} s / sqrt(n)`` over the seeds that did not diverge. The
+    The band is ``mean +- t_{n-1} s / sqrt(n)`` over the seeds that did not diverge, with the test set held fixed
+    (the figure says so: the tables' intervals also count the test set's sampling error). The
     left panel shows every epoch and initializer; the right one zooms on epochs >= 1 of
     the initializers whose final mean is within 10% of the best, where the differences are,
-    and its legend lists only those. Lines are in rank order (best first) with fixed styles.
+    its range holding their bands, and its legend lists only those. Lines are in rank order (best first) with
+    fixed styles.
     """
     task = results[results["dataset"] == dataset]
     styles = arm_styles(task["arm"])
@@ -83,22 +86,28 @@ def learning_curves(results: pd.DataFrame, dataset: str, metric: str, level: flo
         bands[name] = t * per_epoch["std"].fillna(0) / np.sqrt(per_epoch["count"])
         curves[name] = per_epoch["mean"]
     finals = pd.Series({n: c.iloc[-1] for n, c in curves.items()}, dtype=float)
-    order = list(finals.sort_values(ascending=not higher_is_better(metric), kind="stable").index)
+    order, left_out = shown(finals.sort_values(ascending=not higher_is_better(metric), kind="stable").index,
+                            initializers_of(task))
+    finals = finals[order]
     close = _near_best(finals, metric) if len(finals) else []
-    for ax, shown in ((full, order), (zoom, [n for n in order if n in close])):
-        for name in shown:
+    for ax, drawn in ((full, order), (zoom, [n for n in order if n in close])):
+        for name in drawn:
             color, style = styles[name]
             mean, half = curves[name], bands[name]
             ax.plot(mean.index, mean, color=color, ls=style, label=name, lw=1.6)
             ax.fill_between(mean.index, mean - half, mean + half, color=color, alpha=0.2, lw=0)
-    later = pd.concat([curves[n][curves[n].index >= 1] for n in close]) if close else pd.Series(dtype=float)
-    if len(later):
+    later = pd.concat([edge[edge.index >= 1] for n in close for edge in (curves[n] - bands[n], curves[n] + bands[n])]
+                      ) if close else pd.Series(dtype=float)
+    if len(later):  # the zoom holds the bands, not only the means
         pad = 0.05 * (later.max() - later.min() or abs(later.max()) or 1)
         zoom.set_ylim(later.min() - pad, later.max() + pad)
         if data["epoch"].max() > 1:
             zoom.set_xlim(1, data["epoch"].max())
     model = data["model"].iloc[0] if len(data) else ""
-    full.set_title(f"{dataset}, {model}: mean and {level:.0%} CI over seeds", fontsize=10)
+    full.set_title(f"{dataset}, {model}: mean, {level:.0%} CI band over seeds"
+                   + (f"\n({left_out})" if left_out else ""), fontsize=10)
+    fig.supxlabel(f"Bands: seed-to-seed {level:.0%} t intervals with the test set held fixed; the report's tables "
+                  "also count the test set's sampling error, so their intervals are wider.", fontsize=8)
     zoom.set_title("zoom: epochs >= 1, initializers within 10% of the best", fontsize=10)
     for ax in (full, zoom):
         ax.set_xlabel("epoch (0 = at initialization)")
@@ -115,6 +124,7 @@ def learning_curves(results: pd.DataFrame, dataset: str, metric: str, level: flo
 def final_distribution(results: pd.DataFrame, dataset: str, metric: str) -> plt.Figure:
     """Box plot with every seed's final ``metric`` as a dot, one column per initializer, best mean first.
 
+    The median is a thick black line drawn over the dots (a coloured one vanished on dots of its colour).
     The left panel shows every initializer; when some are far from the best (``zeros``
     squashes the rest), the right panel zooms on those within 10% of the best, so that
     differences of half a point stay visible.
@@ -123,33 +133,38 @@ def final_distribution(results: pd.DataFrame, dataset: str, metric: str) -> plt.
     task = final[final["dataset"] == dataset]
     styles = arm_styles(task["arm"])
     data = task[~task["diverged"].astype(bool)]
-    names = _by_rank(data, metric)
-    means = data.groupby("arm", sort=False)[metric].mean()
+    names, left_out = shown(_by_rank(data, metric), initializers_of(task))
+    means = data.groupby("arm", sort=False)[metric].mean()[names]
     close = [n for n in names if n in _near_best(means, metric)]
     panels = [names] + ([close] if len(close) < len(names) else [])
-    width = max(4.8, 0.8 * len(names) + 1.5) + (max(3.5, 0.8 * len(close) + 1.2) if len(panels) > 1 else 0)
+    width = sum(max(3.2, 0.5 * len(p) + 1.2) for p in panels)  # about 2:1 at 8 initializers, never a strip
     fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.2), constrained_layout=True, squeeze=False,
                              width_ratios=[len(p) + 1 for p in panels])
-    for ax, shown in zip(axes[0], panels):
-        values = [data.loc[data["arm"] == n, metric].to_numpy() for n in shown]
-        ax.boxplot(values, showfliers=False, widths=0.6)
+    for ax, drawn in zip(axes[0], panels):
+        values = [data.loc[data["arm"] == n, metric].to_numpy() for n in drawn]
+        ax.boxplot(values, showfliers=False, widths=0.6, medianprops={"color": "black", "lw": 2.2, "zorder": 4})
         jitter = np.random.default_rng(0)  # fixed, so the figure is reproducible
-        for i, (name, v) in enumerate(zip(shown, values), start=1):
+        for i, (name, v) in enumerate(zip(drawn, values), start=1):
             ax.scatter(i + jitter.uniform(-0.18, 0.18, len(v)), v, s=9, alpha=0.6, color=styles[name][0], zorder=3)
-        ax.set_xticks(range(1, len(shown) + 1), shown, rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(range(1, len(drawn) + 1), drawn, rotation=30, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].set_ylabel(f"final {_label(metric)}")
-    axes[0, 0].set_title(f"{dataset}: final {_label(metric)}, one dot per seed, best mean first", fontsize=10)
+    axes[0, 0].set_title(f"{dataset}: final {_label(metric)}\none dot per seed, best mean first"
+                         + (f" ({left_out})" if left_out else ""), fontsize=10)
     if len(panels) > 1:
         axes[0, 1].set_title("zoom: within 10% of the best", fontsize=10)
     return fig
 
 
-def win_matrix(matrix: pd.DataFrame, dataset: str, metric: str, paired: bool = True) -> plt.Figure:
+def win_matrix(matrix: pd.DataFrame, dataset: str, metric: str, paired: bool = True, left_out: str = "") -> plt.Figure:
     """Heat map of the share of seeds on which the row initializer beats the column one (ties half).
 
-    ``matrix``: ``bench.analysis.compare.win_matrix`` of the dataset (computed by the caller: the figure workers
-    import no statistics)."""
+    Rows and columns are in the order of the rows' mean share (most wins first), so that the ranking reads down
+    the diagonal. ``matrix``: ``bench.analysis.compare.win_matrix`` of the dataset (computed by the caller: the
+    figure workers import no statistics), reduced to the arms :func:`bench.reporting.shown.shown` keeps, which
+    ``left_out`` says."""
+    order = list(matrix.mean(axis=1, skipna=True).sort_values(ascending=False, kind="stable").index)
+    matrix = matrix.loc[order, order]  # most wins first, down the rows and across the columns
     n = len(matrix)
     fig, ax = plt.subplots(figsize=(0.6 * n + 2.6, 0.6 * n + 1.8), constrained_layout=True)
     image = ax.imshow(matrix.to_numpy(), vmin=0, vmax=1, cmap="RdBu_r")
@@ -161,12 +176,12 @@ def win_matrix(matrix: pd.DataFrame, dataset: str, metric: str, paired: bool = T
             if np.isfinite(value) and r != c:
                 ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if abs(value - 0.5) > 0.3 else "black")
-    ax.set_xlabel("initializer Y")
-    ax.set_ylabel("initializer X")
+    ax.set_xlabel("initializer Y (most wins first)")
+    ax.set_ylabel("initializer X (most wins first)")
     relation = "better than" if paired else "P(a run of X better than one of Y)"
     title = (f"{dataset}: share of seeds where X's final {_label(metric)} is {relation} Y's" if paired
              else f"{dataset}: {relation}, final {_label(metric)}")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title + (f"\n({left_out})" if left_out else ""), fontsize=10)
     fig.colorbar(image, ax=ax, shrink=0.8)
     return fig
 
@@ -210,18 +225,38 @@ def forest(comparisons: pd.DataFrame, dataset: str, level: float = 0.95) -> plt.
     return fig
 
 
-def performance_profile(profile: pd.DataFrame, metric: str) -> plt.Figure:
-    """Share of runs above each normalized-score threshold, one line per initializer (Agarwal et al. 2021)."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+def performance_profile(profile: pd.DataFrame, metric: str, drawn: list[str] | None = None,
+                        left_out: str = "") -> plt.Figure:
+    """Share of runs above each normalized-score threshold, one line per initializer (Agarwal et al. 2021).
+
+    Where the initializers that trained crowd near 1 (the usual case: 90% of a [0, 1] axis stayed empty), a
+    second panel zooms on the thresholds their runs span, from their lowest score to the highest. ``drawn``: the
+    columns to draw, in the legend's order (all by default; each keeps the style of its place in ``profile``, as in
+    the other figures); ``left_out``: which the caller left out (:func:`bench.reporting.shown.shown`), for the
+    title."""
     styles = arm_styles(profile.columns)
-    for name in profile.columns:
-        color, style = styles[name]
-        ax.step(profile.index, profile[name], where="post", color=color, lw=1.6, ls=style, label=name)
-    ax.set_xlabel(f"normalized final {_label(metric)} (0 = untrained, 1 = best mean of the task)")
-    ax.set_ylabel("share of runs above")
-    ax.set_title("performance profile over tasks and seeds", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    profile = profile[list(profile.columns) if drawn is None else drawn]
+    half = profile.index[profile.index <= 0.5].max()
+    trained = [n for n in profile.columns if profile.at[half, n] >= 0.5]  # most runs above 0.5: they learnt
+    low = min((profile.index[(profile[n] < 1).to_numpy()].min() for n in trained if (profile[n] < 1).any()),
+              default=0.0)
+    panels = 2 if low >= 0.3 else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.4 * panels - 1.2 * (panels - 1), 4.2), constrained_layout=True,
+                             squeeze=False)
+    for ax in axes[0]:
+        for name in profile.columns:
+            color, style = styles[name]
+            ax.step(profile.index, profile[name], where="post", color=color, lw=1.6, ls=style, label=name)
+        ax.set_ylabel("share of runs above")
+        ax.grid(alpha=0.3)
+    if panels == 2:
+        high = profile.index.max()
+        axes[0, 1].set_xlim(low - 0.05 * (high - low), high)
+        axes[0, 1].set_title(f"zoom: thresholds from {low:.3f}, where the runs that trained differ", fontsize=10)
+    fig.supxlabel(f"normalized final {_label(metric)} (0 = untrained, 1 = best mean of the task)", fontsize=10)
+    axes[0, 0].set_title("performance profile over tasks and seeds" + (f"\n({left_out})" if left_out else ""),
+                         fontsize=10)
+    axes[0, 0].legend(fontsize=8)
     return fig
 
 
@@ -241,7 +276,8 @@ def critical_difference(ranks: dict) -> plt.Figure:
                 va="center", ha="right" if left else "left", fontsize=8)
     if cd is not None:
         ax.plot([1, 1 + cd], [-1, -1], color="black", lw=2)
-        ax.text(1 + cd / 2, -1.3, f"CD = {cd:.2f}", ha="center", va="top", fontsize=8)
+        widest = f"; the widest gap possible is {k - 1}" if cd > 0.75 * (k - 1) else ""  # few tasks: say why so long
+        ax.text(1 + cd / 2, -1.3, f"CD = {cd:.2f}{widest}", ha="center", va="top", fontsize=8)
         rule = "mean ranks at least CD apart differ (exact, 5%)"
     else:
         rule = "no two mean ranks can differ at 5% with so few tasks"

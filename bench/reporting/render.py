@@ -23,12 +23,14 @@ def views(record: RunRecord, analysis: Analysis, sections: Sequence[Section] = S
     """
     links = links or {}
     inline = frozenset(f.kind for section in sections for f in section.figures if f.inline)
+    captions = {f.kind: f.caption for section in sections for f in section.figures}
 
     def view(task: str | None) -> View:
         kinds = [f.kind for section in sections if section.scope == ("task" if task else "across")
                  for f in sorted(section.figures, key=lambda f: f.inline)]
         own = sorted((kind for kind in kinds if (task or ACROSS, kind) in links), key=lambda kind: kind in inline)
-        return View(record, analysis, task, {kind: links[task or ACROSS, kind] for kind in own}, inline, **context)
+        return View(record, analysis, task, {kind: links[task or ACROSS, kind] for kind in own}, inline,
+                    captions=captions, **context)
 
     for scope, group in itertools.groupby(sections, key=lambda section: section.scope):
         group = list(group)
@@ -51,10 +53,12 @@ def markdown(record: RunRecord, analysis: Analysis, links: Mapping[tuple[str, st
                                                       shipped=shipped) for line in section.markdown(view))
 
 
-def latex(record: RunRecord, analysis: Analysis, sections: Sequence[Section] = SECTIONS) -> str:
-    """``report.tex``: one booktabs table per task (and of the transfer across widths), ready for ``\\input{}``;
-    needs ``\\usepackage{booktabs}``."""
-    return "\n".join(line for section, view in views(record, analysis, sections) for line in section.latex(view))
+def latex(record: RunRecord, analysis: Analysis, sections: Sequence[Section] = SECTIONS,
+          links: Mapping[tuple[str, str], str] | None = None) -> str:
+    """``report.tex``: one booktabs table per task (and of the transfer across widths) and a figure environment of
+    each figure drawn (``links``), ready for ``\\input{}``; needs ``\\usepackage{booktabs}`` and ``graphicx``."""
+    return "\n".join(line for section, view in views(record, analysis, sections, links)
+                     for line in section.latex(view))
 
 
 def console(record: RunRecord, analysis: Analysis, sections: Sequence[Section] = SECTIONS) -> str:

@@ -128,7 +128,7 @@ def _texts(formats, results, record, analysis, links, calibration: Path, shipped
     whose ``calibration.json`` the markdown's calibration line reads."""
     texts = {}
     if "tex" in formats:
-        texts["report.tex"] = render.latex(record, analysis, sections)
+        texts["report.tex"] = render.latex(record, analysis, sections, links)
     if "md" in formats:
         lines = calibrate.summary_lines(calibration, results, analysis)
         texts["report.md"] = render.markdown(record, analysis, links, lines, shipped, sections)

@@ -42,6 +42,8 @@ class Figure:
         are then removed).
       shows: ``metric -> the quantity in its file name`` (the ranked metric unless it shows a fixed one).
       inline: the section links it in its own text; else it is linked after the task's sections.
+      caption: its LaTeX caption, saying what it shows and what its intervals include; ``{metric}`` and
+        ``{level}`` are filled in (``test accuracy``, ``95%``).
     """
 
     kind: str
@@ -50,6 +52,7 @@ class Figure:
     has_content: Callable[[pd.DataFrame, Any, str], bool] = lambda results, analysis, task: True
     shows: Callable[[str], str] = lambda metric: metric
     inline: bool = False
+    caption: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +68,7 @@ class View:
     inline: frozenset[str] = frozenset()
     calibration: Sequence[str] | None = None
     shipped: dict | None = None
+    captions: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def info(self) -> TaskRecord:
@@ -79,6 +83,28 @@ class View:
 def image(link: str) -> str:
     """``![stem](figures/stem.png)``."""
     return f"![{Path(link).stem}]({link})"
+
+
+FIGURES_MACRO = r"\initjaxfigures"  # the figures' folder in report.tex, which a paper may redefine
+
+
+def figure_environments(view: View) -> list[str]:
+    """``report.tex``'s figure environment of each figure of the view (every one drawn, inline ones too): the
+    figure by its path without extension (LaTeX picks the PDF where both were written), its caption and a label."""
+    from bench.reporting.text import tex_escape, title
+
+    lines = []
+    for kind, link in view.links.items():
+        stem = link[: -len(Path(link).suffix)].removeprefix("figures/")
+        what = view.captions.get(kind, "").format(metric=title(view.analysis.metric),
+                                                   level=f"{view.analysis.settings.level:.0%}")
+        where = f"{view.task}, {view.info.model}: " if view.task else "All tasks: "
+        label = f"fig:initjax-{view.record.name}-{view.task or 'across'}-{kind}-{view.record.run_id()}"
+        lines += [r"\begin{figure}[t]", r"\centering",
+                  f"\\includegraphics[width=\\linewidth]{{{FIGURES_MACRO} {stem}}}",
+                  f"\\caption{{{tex_escape(where + what)}}}",
+                  f"\\label{{{tex_escape(label).replace(chr(92) + '_', '-')}}}", r"\end{figure}", ""]
+    return lines
 
 
 def _nothing(view: View) -> list[str]:
@@ -122,4 +148,5 @@ def figures_of(sections: Sequence[Section], scope: Scope) -> list[Figure]:
     return [figure for section in sections if section.scope == scope for figure in section.figures]
 
 
-__all__ = ["ACROSS", "Analysis", "Compared", "Figure", "Section", "View", "figures_of", "image"]
+__all__ = ["ACROSS", "FIGURES_MACRO", "Analysis", "Compared", "Figure", "Section", "View", "figure_environments",
+           "figures_of", "image"]

@@ -46,12 +46,27 @@ def test_latex_is_booktabs_with_the_best_in_bold_and_escaped_names(run_dir):
     assert tex.count(r"\textbf{") == 2  # one best per table
     assert tex.count(" & best & ") == 2 and "Verdicts: best" in tex  # verdicts explained in the caption
     assert "normal(stddev=0.1)" in tex and r"he\_normal" in tex and "he_normal" not in tex.replace(r"he\_normal", "")
+    assert tex.count(r"$\Delta$ best (pp)") == 2  # the unit of the column that is not a fraction, in its header
+
+
+def test_latex_has_a_figure_environment_of_every_figure_drawn_saying_what_its_intervals_include(run_dir):
+    tex = (run_dir / "report.tex").read_text()
+    assert r"\providecommand{\initjaxfigures}{figures/}" in tex  # a paper may point it elsewhere first
+    stems = re.findall(r"\\includegraphics\[width=\\linewidth\]\{\\initjaxfigures (.+?)\}", tex)
+    drawn = {p.stem for p in (run_dir / "figures").iterdir()}
+    assert sorted(stems) == sorted(drawn) and len(drawn) >= 10  # 4 per task and 2 across tasks, each once
+    assert tex.count(r"\begin{figure}") == tex.count(r"\end{figure}") == len(stems)
+    labels = re.findall(r"\\label\{(fig:[^}]+)\}", tex)
+    assert len(set(labels)) == len(stems)
+    curves = tex.split("digits-curves-test_accuracy}")[1].split(r"\end{figure}")[0]
+    assert "over seeds, the test set held fixed" in curves and "95\\%" in curves
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no LaTeX engine (pdflatex) on this machine")
 def test_latex_compiles(run_dir, tmp_path):
     doc = tmp_path / "doc.tex"
-    doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\usepackage[utf8]{inputenc}\\begin{document}"
+    doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\usepackage{graphicx}\\usepackage[utf8]{inputenc}"
+                   f"\\newcommand{{\\initjaxfigures}}{{{run_dir / 'figures'}/}}\\begin{{document}}"
                    f"\\input{{{run_dir / 'report.tex'}}}\\end{{document}}")
     done = subprocess.run(
         ["pdflatex", "-interaction=nonstopmode", doc.name], cwd=tmp_path, capture_output=True, timeout=120
@@ -337,6 +352,55 @@ def test_figures_rank_zoom_and_label_only_what_they_draw():
     assert len(set(styles.values())) == 12  # no two alike past ten
     single = figures.final_distribution(_toy_results({"a": 0.95, "b": 0.94}), "toy", "test_accuracy")
     assert len(single.axes) == 1  # nothing far from the best: no zoom panel
+    width, height = box.get_size_inches()
+    assert width / height < 2.5  # not a strip
+
+
+def test_the_zoom_of_the_learning_curves_holds_their_bands():
+    from bench.reporting import figures
+
+    results = _toy_results({"zeros": 0.10, "b": 0.91, "a": 0.95, "c": 0.93})
+    zoom = figures.learning_curves(results, "toy", "test_accuracy").axes[1]
+    low, high = zoom.get_ylim()
+    for band in zoom.collections:  # fill_between: every vertex of every band inside the axis
+        ys = np.concatenate([path.vertices[:, 1] for path in band.get_paths()])
+        xs = np.concatenate([path.vertices[:, 0] for path in band.get_paths()])
+        assert (ys[xs >= 1] >= low).all() and (ys[xs >= 1] <= high).all()
+
+
+def test_the_win_matrix_is_in_order_of_wins():
+    import pandas as pd
+
+    from bench.reporting import figures
+
+    names = ["c", "a", "b"]
+    share = {("a", "b"): 0.9, ("a", "c"): 0.8, ("b", "c"): 0.6}
+    matrix = pd.DataFrame(np.nan, index=names, columns=names)
+    for (x, y), value in share.items():
+        matrix.loc[x, y], matrix.loc[y, x] = value, 1 - value
+    ax = figures.win_matrix(matrix, "toy", "test_accuracy").axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    assert ax.images[0].get_array()[0, 1] == 0.9  # a over b, where a's row meets b's column
+
+
+def test_the_performance_profile_is_exact_and_zooms_where_the_runs_that_trained_differ():
+    from bench.analysis import aggregate
+    from bench.reporting import figures
+
+    results = pd.concat([_toy_results({"zeros": 0.10, "b": 0.91, "a": 0.95, "c": 0.93}).assign(dataset=task)
+                         for task in ("t1", "t2")])
+    profile = aggregate.performance_profile(results, "test_accuracy")
+    names, _, scores = aggregate.normalized_scores(results, "test_accuracy")
+    pooled = np.concatenate(scores)
+    for i, name in enumerate(names):  # at every score a run reached, the share strictly above it, by hand
+        for t in pooled[:, i]:
+            assert profile.loc[t, name] == pytest.approx(np.mean(pooled[:, i] > t))
+    fig = figures.performance_profile(profile, "test_accuracy")
+    assert len(fig.axes) == 2
+    trained = pooled[:, [names.index(n) for n in "abc"]]
+    low, high = fig.axes[1].get_xlim()
+    assert low <= trained.min() < low + 0.1 and high == pytest.approx(profile.index.max())
 
 
 def test_a_figure_is_laid_out_once_and_drawn_once_per_format(tmp_path, monkeypatch):

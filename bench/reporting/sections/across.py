@@ -4,10 +4,12 @@ diagram (none with one task)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from bench.analysis import aggregate
-from bench.reporting.section import Figure, Section, View
+from bench.reporting.section import Figure, Section, View, figure_environments
+from bench.reporting.shown import initializers_of, shown
 from bench.reporting.text import interval, p_value, title
 
 
@@ -45,11 +47,24 @@ def markdown(view: View) -> list[str]:
     return lines
 
 
-SECTION = Section("across", "across", markdown=markdown, figures=(
-    Figure("profile", "late",
-           lambda results, analysis, task: ("performance_profile", (aggregate.performance_profile(
-               results, analysis.metric), analysis.metric)),
-           lambda results, analysis, task: not analysis.across.empty),
+def _profile(results, analysis, task):
+    """The profile of the initializers :func:`bench.reporting.shown.shown` keeps, ranked by the area under their
+    profile (their mean normalized score, capped below at 0)."""
+    profile = aggregate.performance_profile(results, analysis.metric)
+    area = pd.Series(np.trapezoid(profile.to_numpy(), profile.index.to_numpy(), axis=0), index=profile.columns)
+    kept, left_out = shown(list(area.sort_values(ascending=False, kind="stable").index), initializers_of(results))
+    return "performance_profile", (profile, analysis.metric, kept, left_out)
+
+
+SECTION = Section("across", "across", markdown=markdown, latex=figure_environments, figures=(
+    Figure("profile", "late", _profile,
+           lambda results, analysis, task: not analysis.across.empty, caption=(
+               "performance profile: the share of runs, over tasks and seeds, whose final {metric} normalized "
+               "per task (0: untrained, 1: the task's best mean) exceeds each threshold (Agarwal et al. 2021); "
+               "descriptive, with no interval.")),
     Figure("ranks", "late", lambda results, analysis, task: ("critical_difference", (analysis.ranks,)),
-           lambda results, analysis, task: analysis.ranks is not None),
+           lambda results, analysis, task: analysis.ranks is not None, caption=(
+               "mean rank of each initializer's mean final {metric} over tasks (1: best) with the critical "
+               "difference of the exact Friedman-Nemenyi procedure at 5%: mean ranks at least that far apart "
+               "differ.")),
 ))

@@ -9,13 +9,16 @@ import pandas as pd
 from bench.analysis import compare
 from bench.reporting.analysed import Analysis, finished_arms, has_finished_runs, runs_of
 from bench.reporting.section import Figure, Section, View
+from bench.reporting.shown import initializers_of, shown
 from bench.reporting.text import interval, p_value, points, signed, title
 
 EXPLANATION = (
     "Intervals hold together at {level:.0%} over all pairs (better > 0); "
     "\"to the best of the others\" is the interval of the difference to the best other initializer, "
     "whichever it is. p: step-down max-T adjusted (Westfall & Young). d_z: mean paired difference over its "
-    "sd, exact noncentral-t CI. wins: share of seeds on which it beats the reference (ties half). †: the "
+    "sd, with the exact noncentral-t CI of this pair alone: unadjusted and over seeds only (no test-set term), "
+    "so it can exclude 0 where the simultaneous interval, which the verdict follows, does not. wins: share of "
+    "seeds on which it beats the reference (ties half). †: the "
     "paired differences hardly varied over seeds (below the data's resolution), which then stands in for "
     "their spread. ‡: worse by the step-down test, which rejects more than the intervals show (its "
     "interval to the best may still touch 0).")
@@ -42,7 +45,7 @@ def comparison_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
                 for d, lo, hi, floored in zip(rows["diff"], rows["low"], rows["high"], rows["floored"].fillna(False))
             ],
             "p (step-down max-T)": [p_value(p) for p in rows["p"]],
-            ("d_z [CI]" if analysis.paired else "d_av"): [
+            ("d_z [unadjusted CI]" if analysis.paired else "d_av"): [
                 interval(d, lo, hi, 2) for d, lo, hi in zip(rows["d_z"], rows["d_z_low"], rows["d_z_high"])
             ],
             ("wins vs" if analysis.paired else "P(better) vs"): [f"{w:.0%}" for w in rows["win_rate"]],
@@ -68,14 +71,22 @@ def _has_intervals(results, analysis, task) -> bool:
 
 def _wins(results, analysis, task):
     rows = runs_of(results, task)
-    return "win_matrix", (compare.win_matrix(rows, analysis.metric, task, analysis.paired), task,
-                          analysis.metric, analysis.paired)
+    matrix = compare.win_matrix(rows, analysis.metric, task, analysis.paired)
+    kept, left_out = shown(list(matrix.mean(axis=1, skipna=True).sort_values(ascending=False, kind="stable").index),
+                           initializers_of(rows))
+    return "win_matrix", (matrix.loc[kept, kept], task, analysis.metric, analysis.paired, left_out)
 
 
 SECTION = Section(
     "comparisons", "task", markdown=markdown,
-    figures=(Figure("forest", "compared", _forest, _has_intervals),
+    figures=(Figure("forest", "compared", _forest, _has_intervals, caption=(
+                 "each initializer's difference in final {metric} to the best of the others (better > 0) with "
+                 "its {level} simultaneous interval, the one of the comparisons table (Hsu's multiple comparisons "
+                 "with the best from max-T intervals over all pairs), coloured by its verdict; dashed: the "
+                 "equivalence margin; right: the initializers not called worse.")),
              Figure("wins", "runs", _wins,
-                    lambda results, analysis, task: finished_arms(results, analysis.metric, task) >= 2)),
+                    lambda results, analysis, task: finished_arms(results, analysis.metric, task) >= 2, caption=(
+                        "share of seeds on which the row initializer's final {metric} beats the column's (ties "
+                        "count half), most wins first; descriptive, with no interval."))),
     when=lambda view: has_finished_runs(view.analysis, view.task),
 )

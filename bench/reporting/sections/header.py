@@ -11,7 +11,7 @@ from bench.reporting.describe import (
     describe_training,
     peak_memory,
 )
-from bench.reporting.section import Section, View
+from bench.reporting.section import FIGURES_MACRO, Section, View
 from bench.reporting.text import legend, points, tex_escape
 
 
@@ -97,7 +97,10 @@ def markdown(view: View) -> list[str]:
 
 def latex(view: View) -> list[str]:
     return [f"% initjax report {tex_escape(view.record.name)}: generated, do not edit. "
-            "Needs \\usepackage{booktabs}."]
+            "Needs \\usepackage{booktabs} and \\usepackage{graphicx}.",
+            f"% The figures are read from {FIGURES_MACRO}, figures/ unless the paper defines it before \\input, e.g.",
+            f"% \\newcommand{{{FIGURES_MACRO}}}{{reports/{tex_escape(view.record.name)}/figures/}}",
+            f"\\providecommand{{{FIGURES_MACRO}}}{{figures/}}"]
 
 
 SECTION = Section("header", "run", markdown=markdown, latex=latex)

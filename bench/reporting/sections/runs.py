@@ -20,6 +20,11 @@ def _any_finished_epoch(results, analysis, task) -> bool:
 
 
 SECTION = Section("runs", "task", figures=(
-    Figure("curves", "runs", _curves, _any_finished_epoch),
-    Figure("final", "runs", _final, lambda results, analysis, task: finished_arms(results, analysis.metric, task) > 0),
+    Figure("curves", "runs", _curves, _any_finished_epoch, caption=(
+        "mean {metric} per epoch (epoch 0: at initialization) with {level} Student t bands over seeds, the test "
+        "set held fixed (the tables' intervals also count its sampling error, so they are wider); right: epochs "
+        "from 1 of the initializers within 10% of the best.")),
+    Figure("final", "runs", _final, lambda results, analysis, task: finished_arms(results, analysis.metric, task) > 0,
+           caption=("final {metric}, one dot per seed, best mean first; boxes: quartiles, whiskers: 1.5 IQR, "
+                    "black line: median; right: the initializers within 10% of the best.")),
 ))

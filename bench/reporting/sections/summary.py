@@ -101,7 +101,8 @@ def latex(view: View) -> list[str]:
     caption = (
         f"{tex_escape(dataset)}, {tex_escape(info.model)}: final {tex_escape(title(analysis.metric))} over "
         f"{record.experiment['seeds']} seeds: mean with {level} Student $t$ CI; "
-        f"$\\Delta$ best: {level} simultaneous interval of the difference to the best of the others{unit_tex} "
+        f"$\\Delta$ best: {level} simultaneous interval of the difference to the best of the others"
+        + (" in percentage points (the mean is a fraction)" if unit else "") + " "
         r"(Hsu's multiple comparisons with the best from max-$T$ intervals of all pairs, better $> 0$); "
         f"IQM with {level} {tex_escape(analysis.settings.method)} bootstrap CI from {stats.IQM_MIN_SEEDS} seeds on "
         "where the test set's sampling error is not counted. "
@@ -118,7 +119,7 @@ def latex(view: View) -> list[str]:
         r"\small",
         r"\begin{tabular}{llcccc" + ("c" if optimum is not None else "") + "}",
         r"\toprule",
-        f"Initializer & Verdict & Mean [{level} CI] & $\\Delta$ best & IQM & "
+        f"Initializer & Verdict & Mean [{level} CI] & $\\Delta$ best{' (pp)' if unit else ''} & IQM & "
         + ("Gap (nats/token) & " if optimum is not None else "") + "Diverged \\\\",
         r"\midrule",
         *rows,

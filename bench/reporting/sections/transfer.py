@@ -110,5 +110,7 @@ SECTION = Section(
     figures=(Figure("transfer", "late", lambda results, analysis, task: ("transfer", (analysis.transfer,
                                                                                       transfer.METRIC)),
                     lambda results, analysis, task: bool(analysis.transfer), lambda metric: transfer.METRIC,
-                    inline=True),),
+                    inline=True, caption=("each width's mean final training loss over the seeds that finished against "
+                                          "the learning rate, one panel per parameterization; on top, each width's "
+                                          "best rate with its interval.")),),
 )

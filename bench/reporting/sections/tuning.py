@@ -190,6 +190,9 @@ def _sensitivity(results, analysis, task):
 SECTION = Section(
     "tuning", "task", markdown=markdown, console_notes=console_notes,
     figures=(Figure("sensitivity", "late", _sensitivity,
-                    lambda results, analysis, task: tuning_of(analysis, task) is not None, inline=True),),
+                    lambda results, analysis, task: tuning_of(analysis, task) is not None, inline=True, caption=(
+                        "final {metric} against the grid's main factor, one line per initializer, with each "
+                        "point's {level} Student t interval over seeds; marker and bar: each initializer's "
+                        "interpolated best value and its bootstrap interval.")),),
     when=lambda view: has_finished_runs(view.analysis, view.task),
 )
