@@ -10,6 +10,8 @@ JAX cannot keep a program with host callbacks in its persistent cache.
 
 from __future__ import annotations
 
+import importlib.util
+
 
 class StepBar:
     """Progress over ``total`` minibatch steps, advanced from the host as steps finish.
@@ -21,7 +23,10 @@ class StepBar:
     """
 
     def __init__(self, total: int, desc: str, enabled: bool = True):
-        from tqdm.auto import tqdm
+        if importlib.util.find_spec("ipywidgets") is not None:  # a notebook's bar where it can draw one
+            from tqdm.auto import tqdm
+        else:  # tqdm.auto would warn in every notebook without ipywidgets, then fall back to this
+            from tqdm import tqdm
 
         self.bar = tqdm(total=total, desc=desc, unit="step", smoothing=0.05, disable=not enabled,
                         dynamic_ncols=True)

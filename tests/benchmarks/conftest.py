@@ -6,7 +6,7 @@ import pytest
 def pytest_collection_modifyitems(config, items):
     if config.getoption("benchmark_enable", default=False) or not config.getoption("benchmark_disable", default=True):
         return
-    skip = pytest.mark.skip(reason="benchmarks time only with --benchmark-enable (see docs/manual.md, Performance)")
+    skip = pytest.mark.skip(reason="benchmarks time only with --benchmark-enable (see docs/performance.md)")
     for item in items:
         if "benchmarks" in str(item.fspath):
             item.add_marker(skip)

@@ -424,7 +424,8 @@ def test_the_cache_lives_where_initjax_cache_says(tmp_path, monkeypatch):
 
 def test_the_readme_own_model_example_runs(tmp_path, monkeypatch):
     text = (REPO / "README.md").read_text()
-    code = re.search(r"<!-- own-model example -->\s*```python\n(.*?)```", text, re.S).group(1)
+    marker = "<!-- run by tests/experiments/test_experiments.py -->"
+    code = re.search(re.escape(marker) + r"\s*```python\n(.*?)```", text, re.S).group(1)
     assert len(code.strip().splitlines()) <= 20
     monkeypatch.chdir(tmp_path)
     namespace = {}
