@@ -211,6 +211,10 @@ def exclusive(folder: str | Path, process_index: int = 0):
     staged folder; by process 0, the only one writing there). With several JAX processes each takes its own
     (``process_index``), as they write different chunks.
 
+    Not ``filelock.FileLock`` (a dependency, for JAX's cache): it leaves its lock file behind when released (removing
+    it safely needs the inode check below), which would leave a ``.<name>.lock`` beside every report, follows a link
+    at the lock's path, and records no owner for the message naming who holds the folder.
+
     Raises:
       UserError: another process holds it, naming its pid; the lock is not a regular file.
     """

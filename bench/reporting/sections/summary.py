@@ -91,7 +91,11 @@ def _tex_rows(view: View, scale: float, digits: int, gaps: pd.DataFrame | None) 
 def latex(view: View) -> list[str]:
     """One booktabs table, ready for ``\\input{}`` (needs ``\\usepackage{booktabs}``): the verdict, the mean with
     its Student t CI, the simultaneous interval of the difference to the best of the others (Hsu's MCB), the IQM
-    and the diverged runs; the caption explains the verdicts."""
+    and the diverged runs; the caption explains the verdicts.
+
+    Written as lines rather than by ``pandas.io.formats.style.Styler.to_latex``: every cell is already a formatted
+    string (an interval, a bold best, escaped names), which the Styler would only join, and it needs jinja2, which
+    the core install does not have."""
     analysis, dataset, info, record = view.analysis, view.task, view.info, view.record
     level = f"{analysis.settings.level:.0%}".replace("%", r"\%")
     scale, unit = points(analysis.metric)
