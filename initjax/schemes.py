@@ -105,7 +105,17 @@ def _layer_output(apply_fn, params, batch, path):
 
 
 def _paths(apply_fn, params, batch) -> list[Path]:
-    return [path for path, _ in apply_fn(params, batch)[1]]
+    """The paths of the layers the forward pass records, in call order.
+
+    Raises:
+      ValueError: it records none (a model of no ``nn.Dense`` or ``nn.Conv`` layer, e.g. Flax NNX's ``nnx.Linear``,
+        which :func:`probe` does not see): the scheme would otherwise leave its base draw as it is, silently.
+    """
+    paths = [path for path, _ in apply_fn(params, batch)[1]]
+    if not paths:
+        raise ValueError("the scheme found no flax.linen Dense or Conv layer to act on (Flax NNX layers are not "
+                         "probed yet): use a per-tensor initializer or rules for this model")
+    return paths
 
 
 def lsuv(tol: float = 0.1, max_iter: int = 10) -> Scheme:

@@ -43,7 +43,7 @@ def task_model(task: presets.Task, data) -> tuple:
         return model, task.loss
     loss = task.loss if task.loss is not None else losses.default_for(data.n_classes)
     width = losses.outputs_for(loss, data.n_classes, data.n_targets) if isinstance(loss, str) else None
-    return models.from_spec(task.model, task.model_args, width), loss
+    return models.from_spec(task.model, task.model_args, width, data.input_shape), loss
 
 
 def user_code(experiment: Experiment, task: presets.Task) -> list:

@@ -10,12 +10,13 @@ applied inside the loss (``bench.models.losses``), where it is numerically stabl
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping, Sequence
 
 import flax.linen as nn
 
 from bench.errors import UserError, unknown
-from bench.models import conv, layers, mlp, resmlp, transformer
+from bench.models import conv, layers, mlp, nnx_model, resmlp, transformer
 from bench.models.conv import CONV_DENSE, CONV_LAYOUTS, ConvNet  # noqa: F401
 from bench.models.kind import ModelKind
 from bench.models.layers import (  # noqa: F401 (the shared names, where earlier versions defined them)
@@ -76,15 +77,19 @@ def mlp_for(n_features: int, n_classes: int, hidden: Sequence[int], activation: 
 OUTPUT_FIELDS = ("n_outputs", "num_classes", "n_classes", "num_outputs")
 
 
-def from_spec(spec, model_args: Mapping | None = None, n_outputs: int | None = None) -> nn.Module:
-    """A user's Flax module: an instance, a module class or a factory (or a ``module:attr`` spec naming one).
+def from_spec(spec, model_args: Mapping | None = None, n_outputs: int | None = None,
+              input_shape: Sequence[int] = ()) -> nn.Module:
+    """A user's Flax module: a linen instance, a linen or NNX module class, or a factory (or a ``module:attr`` spec
+    naming one).
 
     A class or factory is called with ``model_args``. A module class with an output-width
     field (:data:`OUTPUT_FIELDS`, e.g. ``n_outputs``) that ``model_args`` leaves out gets
-    ``n_outputs``, the width the task's loss needs; otherwise the module sets it itself.
+    ``n_outputs``, the width the task's loss needs; otherwise the module sets it itself. An
+    ``nnx.Module`` class, or a factory taking ``rngs``, is run through :class:`bench.models.nnx_model.NNXModel`
+    (its input width, ``in_features`` or ``din``, set from ``input_shape`` when left out).
 
     Raises:
-      UserError: the spec does not import, the call fails, or it gives no ``flax.linen.Module``.
+      UserError: the spec does not import, the call fails, or it gives no Flax module.
     """
     what = spec if isinstance(spec, str) else getattr(spec, "__name__", type(spec).__name__)
     if isinstance(spec, str):
@@ -93,6 +98,8 @@ def from_spec(spec, model_args: Mapping | None = None, n_outputs: int | None = N
         except ValueError as error:
             raise UserError(str(error)) from None
     args = dict(model_args or {})
+    if nnx_model.is_nnx(spec) or (callable(spec) and not isinstance(spec, nn.Module) and _takes_rngs(spec)):
+        return nnx_model.wrap(spec, args, tuple(input_shape), n_outputs, OUTPUT_FIELDS, what)
     if isinstance(spec, nn.Module):
         if args:
             try:
@@ -118,11 +125,21 @@ def from_spec(spec, model_args: Mapping | None = None, n_outputs: int | None = N
     return model
 
 
+def _takes_rngs(factory) -> bool:
+    """A factory with an ``rngs`` argument makes an NNX module."""
+    try:
+        return "rngs" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or an object without a signature
+        return False
+
+
 def describe(model: nn.Module, input_shape: Sequence[int]) -> str:
     """A short name for results tables: ``"MLP 784-300-100-10 relu"``, ``"LeNet 28x28x1 relu"``.
 
     A user's module is named by its class and the fields that differ from their defaults.
     """
+    if isinstance(model, nnx_model.NNXModel):
+        return model.label
     kind = next((k for k in MODELS.values() if isinstance(model, k.modules)), None)
     layout = kind.describe(model, input_shape) if kind is not None else _describe_user_module(model)
     return layout + layers.parameterized(model)

@@ -114,7 +114,14 @@ def code_key(specs) -> dict[str, str]:
             module_name = parsed.name.partition(":")[0]
         else:  # a callable given from Python: its defining module
             module_name = getattr(spec, "__module__", None) or ""
-        module = sys.modules.get(module_name) or (importlib.import_module(module_name) if module_name else None)
+        module = sys.modules.get(module_name)
+        if module is None and module_name and not isinstance(spec, str):
+            try:  # a callable's module may be no module at all (code run by exec under a name of its own)
+                module = importlib.import_module(module_name)
+            except ImportError:
+                module = None
+        elif module is None and module_name:
+            module = importlib.import_module(module_name)
         origin = getattr(module, "__file__", None)
         out[str(spec) if isinstance(spec, str) else f"{module_name}:{getattr(spec, '__qualname__', spec)}"] = (
             files_digest([Path(origin)]) if origin else _source_digest(spec))

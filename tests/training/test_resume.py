@@ -421,3 +421,5 @@ def test_code_defined_outside_any_file_is_keyed_by_its_source_or_never_reused(mo
     assert resume.code_key([define("1.0", "<cell-3>")]) != first  # an edit: another
     exec("def unreadable(key, shape, dtype):\n    return 0.0\n", notebook.__dict__)  # no source anywhere
     assert resume.code_key([notebook.unreadable]) != resume.code_key([notebook.unreadable])
+    monkeypatch.delitem(sys.modules, "notebook_cells")  # code exec'd under a name no module has (the docs' tests)
+    assert resume.code_key([define("0.0", "<cell-4>")]) == first
