@@ -53,10 +53,13 @@ class NNXModel(nn.Module):
     Attributes:
       factory: ``factory(rngs: nnx.Rngs) -> nnx.Module``, the user's class with its arguments bound.
       label: the model's name in results tables.
+      output_activation: the head's activation the loss applies (``"sigmoid"``, ``"softmax"``), as the built-in
+        models name it; None: the task names its loss.
     """
 
     factory: Callable[[nnx.Rngs], nnx.Module]
     label: str = "NNX model"
+    output_activation: str | None = None
 
     @nn.compact
     def __call__(self, x, train: bool = False):

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pandas as pd
+from flax import nnx
 
 import initjax
 from bench import models
@@ -101,6 +102,9 @@ class Workload:
 
 WORKLOADS = {
     "synthetic": Workload("synthetic MLP 20-64-64-1, Adam, batch 32", 20, 2, (64, 64), "adam", 1e-3, 32, 800),
+    # the same MLP written in Flax NNX (NNXMLP below), through bench.models.nnx_model: the NNX path's cost
+    "synthetic-nnx": Workload("synthetic MLP 20-64-64-1 in Flax NNX, Adam, batch 32", 20, 2, (64, 64), "adam", 1e-3,
+                              32, 800, kind="nnx-mlp"),
     "mnist": Workload("MNIST MLP 784-300-100-10, SGD, batch 32", 784, 10, (300, 100), "sgd", 0.01, 32, 2048, 32),
     "transformer": Workload("Transformer pre-LN 2x32, 4 heads, context 32, vocab 32, Adam, batch 32", 32, 32,
                             (32, 32), "adam", 1e-3, 32, 512, 32, kind="transformer"),
@@ -166,7 +170,9 @@ def setup(workload: Workload, n_models: int, init: str = "he_normal") -> Setup:
     else:
         x = jnp.asarray(rng.normal(size=(workload.n_examples, *workload.input_shape)).astype(np.float32))
         y = jnp.asarray(rng.integers(0, workload.n_classes, workload.n_examples).astype(np.int32))
-    model = setup_model(workload).clone(kernel_init=initjax.get(init))
+    model = setup_model(workload)
+    if workload.kind != "nnx-mlp":  # an NNX model draws with its own initializers (values do not change timing)
+        model = model.clone(kernel_init=initjax.get(init))
     optimizer = OPTIMIZERS[workload.optimizer](workload.lr)
     n_inits = 8 if n_models % 8 == 0 else 1
     init_keys, data_keys = run_keys(0, "perf", list(range(n_models // n_inits)))
@@ -185,7 +191,26 @@ def setup_model(workload: Workload):
                             heads=4)
     if workload.kind == "conv":
         return ConvNet(tuple(((c, 3, "SAME"),) for c in workload.convs), workload.hidden, workload.n_classes)
+    if workload.kind == "nnx-mlp":
+        binary = workload.n_classes == 2  # one sigmoid unit, as the built-in MLP's head
+        model = models.from_spec(NNXMLP, {"hidden": workload.hidden}, n_outputs=1 if binary else workload.n_classes,
+                                 input_shape=(workload.n_features,))
+        return model.clone(output_activation="sigmoid" if binary else "softmax")
     return models.mlp_for(workload.n_features, workload.n_classes, workload.hidden)
+
+
+class NNXMLP(nnx.Module):
+    """The suite's MLP (ReLU hidden layers, logits out) in Flax NNX, for the ``synthetic-nnx`` workload."""
+
+    def __init__(self, din: int, dout: int, hidden: tuple[int, ...], rngs: nnx.Rngs):
+        widths = (din, *hidden)
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths, widths[1:])])
+        self.head = nnx.Linear(widths[-1], dout, rngs=rngs)
+
+    def __call__(self, x):
+        for layer in self.layers:
+            x = jax.nn.relu(layer(x))
+        return self.head(x)
 
 
 def step_flops(s: Setup) -> float:

@@ -221,3 +221,18 @@ def test_an_nnx_model_from_an_experiment_file_reports_and_retrains_when_its_code
     assert cli.main(command) == 0  # the model's code changed: trained again
     assert "loaded from an earlier run" not in (tmp_path / "report" / "report.md").read_text()
     capsys.readouterr()
+
+
+def test_the_training_step_of_an_nnx_model_is_the_linen_models_program():
+    """No split or merge survives tracing: the gradient of a training-mode call has the same operations, in order,
+    for the NNX model as for the linen one (the timing against linen: tests/benchmarks, workload synthetic-nnx)."""
+    from bench.training.step import forward_of
+
+    def operations(spec):
+        forward = forward_of(models.from_spec(spec, n_outputs=3, input_shape=(6,)), (6,))
+        params, state = forward.init(jax.random.key(0), jnp.zeros((1, 6)))
+        program = jax.make_jaxpr(jax.grad(lambda p, x: forward.train(p, state, x)[0].sum()))(params, jnp.ones((32, 6)))
+        return [equation.primitive.name for equation in program.jaxpr.eqns]
+
+    linen = operations(LinenMLP)
+    assert operations(NNXMLP) == linen and linen.count("dot_general") == 8  # 3 forward, 5 backward
