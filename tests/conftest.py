@@ -32,7 +32,8 @@ def _own_cache(tmp_path, monkeypatch):
 # (measured on 2 cores: a sixth of the run had one core idle at the end). The slow-marked tests take seconds to
 # minutes each; among them these few take the longest.
 LONGEST = ("test_ctrl_c_at_any_moment", "test_lm_init_smoke", "test_the_plain_programs_give_the_same_bits",
-           "test_reproduce_command_writes_the_verdicts", "test_two_processes_give_the_one_process_results")
+           "test_reproduce_command_writes_the_verdicts", "test_two_processes_give_the_one_process_results",
+           "test_the_tutorial_runs_as_written", "test_an_nnx_model_from_an_experiment_file")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -406,11 +406,11 @@ def test_report_out_never_overwrites_unless_forced_and_labels_differ_between_run
     assert cli.main([*run, "--seeds", "3", "--out", str(tmp_path / "b")]) == 0
     assert cli.main(["report", str(tmp_path / "a"), "--out", str(tmp_path / "b")]) == 2
     assert "already holds a report" in capsys.readouterr().err
-    assert cli.main(["report", str(tmp_path / "a"), "--out", str(tmp_path / "c")]) == 0
+    assert cli.main(["report", str(tmp_path / "a"), "--out", str(tmp_path / "c"), "--format", "md"]) == 0
     assert (tmp_path / "c" / "report.md").read_text().count("0/2") > 0 and (tmp_path / "c" / "outcomes.npz").exists()
     labels = [re.findall(r"\\label\{([^}]*)\}", (tmp_path / d / "report.tex").read_text()) for d in "ab"]
     assert labels[0] and not set(labels[0]) & set(labels[1])
-    assert cli.main(["report", str(tmp_path / "a"), "--out", str(tmp_path / "b"), "--force"]) == 0
+    assert cli.main(["report", str(tmp_path / "a"), "--out", str(tmp_path / "b"), "--force", "--format", "md"]) == 0
 
 
 def test_the_cache_lives_where_initjax_cache_says(tmp_path, monkeypatch):
