@@ -14,7 +14,8 @@ EXAMPLES = ("python -m bench diagnose default --initializers he_normal,glorot_un
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("preset", nargs="?", default="default", help="preset name (`bench list` shows them)")
+    parser.add_argument("preset", nargs="?", default="default",
+                        help="preset name (`bench list` shows them) or experiment file (.toml)")
     parser.add_argument("--initializers", type=specs, help="comma-separated specs (default: the preset's)")
     parser.add_argument("--datasets", type=names, help="comma-separated dataset names")
     parser.add_argument("--model", help="model of every task")
@@ -41,7 +42,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
     if args.steps < 1:
         raise UserError(f"--steps must be >= 1, got {args.steps}")
-    experiment = presets.get(args.preset).override(
+    experiment = presets.resolve(args.preset).override(
         initializers=args.initializers,
         datasets=args.datasets,
         model=args.model,

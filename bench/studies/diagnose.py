@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from bench import models
+from bench.errors import UserError
 from bench.experiments import presets
 from bench.experiments.spec import Experiment
 from bench.experiments.tasks import task_data, task_model
@@ -89,6 +90,10 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None, steps: int =
             params = jax.tree.map(lambda p: p[0], params)  # (seeds, ...)
             apply_fn = step.forward_of(model, data.input_shape).probe(data.input_shape)
             paths = diagnostics.layer_paths(jax.tree.map(lambda p: p[0], params), apply_fn, x)
+            if not paths:
+                described = models.describe(model, data.input_shape)
+                raise UserError(f"diagnose found no flax.linen Dense or Conv layer in {described} (Flax NNX layers "
+                                "are not probed yet): nothing to measure")
             stats = jax.jit(jax.vmap(lambda p: diagnostics.layer_statistics(p, apply_fn, x, y, mean_loss)))(params)
             stats = {k: np.asarray(v) for k, v in stats.items()}
             for seed in range(seeds):

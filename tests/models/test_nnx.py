@@ -236,3 +236,18 @@ def test_the_training_step_of_an_nnx_model_is_the_linen_models_program():
 
     linen = operations(LinenMLP)
     assert operations(NNXMLP) == linen and linen.count("dot_general") == 8  # 3 forward, 5 backward
+
+
+def test_diagnose_takes_an_experiment_file_and_refuses_an_nnx_model_it_cannot_probe(tmp_path, capsys):
+    """The per-layer diagnostics probe linen layers: on an NNX model they would measure nothing (the tables were
+    empty and the command ended in a traceback); one line says so. The experiment file is read as `run` reads it."""
+    from bench import cli
+
+    d = _data()
+    np.savez(tmp_path / "toy.npz", x_train=d.x_train, y_train=d.y_train, x_test=d.x_test, y_test=d.y_test)
+    (tmp_path / "nnx_diag_models.py").write_text(NNX_FILE)
+    (tmp_path / "study.toml").write_text(STUDY.replace("nnx_study_models", "nnx_diag_models"))
+    assert cli.main(["diagnose", str(tmp_path / "study.toml"), "--out", str(tmp_path / "diag")]) == 2
+    err = capsys.readouterr().err
+    assert "diagnose found no flax.linen Dense or Conv layer in NormMLP(din=6, dout=3) [nnx]" in err
+    assert err.count("\n") == 1
