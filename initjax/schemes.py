@@ -20,6 +20,7 @@ arXiv:1901.09321).
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 from collections.abc import Callable, Mapping
 
@@ -54,6 +55,22 @@ def is_scheme(obj) -> bool:
     return isinstance(obj, Scheme)
 
 
+_RECORDER: contextvars.ContextVar = contextvars.ContextVar("initjax_layer_recorder", default=None)
+
+
+def recording() -> bool:
+    """Whether a :func:`probe` is recording layer outputs now (a framework adapter then reports its layers')."""
+    return _RECORDER.get() is not None
+
+
+def record_layer(path: Path, out):
+    """A layer output computed outside flax.linen, reported by a framework adapter (``bench.models.nnx_model``:
+    Flax NNX's ``Linear`` and ``Conv``); ``path``: its parameters' path in the params tree. Under :func:`probe`,
+    recorded (with its perturbation added, as it returns); otherwise returned unchanged."""
+    recorder = _RECORDER.get()
+    return out if recorder is None else recorder(tuple(path), out)
+
+
 def probe(module: nn.Module, collections: Mapping | None = None, **call_kwargs) -> Callable:
     """``apply_fn(params, x, perturb=None) -> (outputs, [(path, pre_activation), ...])`` for a Flax module.
 
@@ -61,7 +78,8 @@ def probe(module: nn.Module, collections: Mapping | None = None, **call_kwargs) 
     and ``call_kwargs`` the keywords of its call (``train=False``), for modules that need them.
 
     Records the output of every ``nn.Dense`` and ``nn.Conv`` (kernel times input
-    plus bias, before any activation) in call order. ``perturb`` (path -> array
+    plus bias, before any activation), and of every layer a framework adapter reports
+    (:func:`record_layer`), in call order. ``perturb`` (path -> array
     shaped like that output) is added to each recorded output; differentiating
     with respect to zero perturbations gives the back-propagated gradients of the
     layer outputs (``initjax.diagnostics``).
@@ -70,17 +88,24 @@ def probe(module: nn.Module, collections: Mapping | None = None, **call_kwargs) 
     def apply_fn(params, x, perturb=None):
         layers = []
 
+        def add(path, out):
+            if perturb is not None:
+                out = out + perturb[path]
+            layers.append((path, out))
+            return out
+
         def record(next_fun, args, kwargs, context):
             out = next_fun(*args, **kwargs)
             if context.method_name == "__call__" and isinstance(context.module, nn.Dense | nn.Conv):
-                path = tuple(context.module.path)
-                if perturb is not None:
-                    out = out + perturb[path]
-                layers.append((path, out))
+                return add(tuple(context.module.path), out)
             return out
 
-        with nn.intercept_methods(record):
-            out = module.apply({"params": params, **(collections or {})}, x, **call_kwargs)
+        token = _RECORDER.set(add)
+        try:
+            with nn.intercept_methods(record):
+                out = module.apply({"params": params, **(collections or {})}, x, **call_kwargs)
+        finally:
+            _RECORDER.reset(token)
         return out, layers
 
     return apply_fn
@@ -108,13 +133,13 @@ def _paths(apply_fn, params, batch) -> list[Path]:
     """The paths of the layers the forward pass records, in call order.
 
     Raises:
-      ValueError: it records none (a model of no ``nn.Dense`` or ``nn.Conv`` layer, e.g. Flax NNX's ``nnx.Linear``,
-        which :func:`probe` does not see): the scheme would otherwise leave its base draw as it is, silently.
+      ValueError: it records none (a model of no layer :func:`probe` sees: linen's ``Dense`` or ``Conv``, NNX's
+        ``Linear`` or ``Conv``): the scheme would otherwise leave its base draw as it is, silently.
     """
     paths = [path for path, _ in apply_fn(params, batch)[1]]
     if not paths:
-        raise ValueError("the scheme found no flax.linen Dense or Conv layer to act on (Flax NNX layers are not "
-                         "probed yet): use a per-tensor initializer or rules for this model")
+        raise ValueError("the scheme found no Dense, Linear or Conv layer (flax.linen or flax.nnx) to act on: use a "
+                         "per-tensor initializer or rules for this model")
     return paths
 
 

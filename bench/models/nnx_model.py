@@ -10,7 +10,9 @@ training or evaluation mode with its own ``train()``/``eval()`` (``nnx.Dropout``
 
 The model's random streams (``nnx.Rngs``, for dropout) are reseeded on every training call from the run's dropout
 key, as a linen model's dropout is; the initial draw uses the run's initialization key. NNX and linen share the
-kernel layout (``(in, out)``, conv ``HWIO``), so fans are the same for both.
+kernel layout (``(in, out)``, conv ``HWIO``), so fans are the same for both. Under ``initjax.schemes.probe`` each
+``nnx.Linear`` and ``nnx.Conv`` output is reported as linen's ``Dense`` and ``Conv`` are, so the whole-network
+schemes (LSUV, data-dependent, MetaInit, mean field, Fixup) and the diagnostics act on NNX layers too.
 
 Reference: Flax's NNX documentation, "NNX basics" (``nnx.split``/``nnx.merge``) and "Flax Linen to NNX".
 """
@@ -26,6 +28,7 @@ import jax
 from flax import nnx
 
 from bench.errors import UserError
+from initjax import schemes
 
 CARRIED = (nnx.RngKey, nnx.RngCount)  # state besides Param and BatchStat a model may hold: its random streams
 INPUT_FIELDS = ("in_features", "n_inputs", "num_inputs", "n_features", "din")  # set from the data when left out
@@ -87,12 +90,39 @@ class NNXModel(nn.Module):
             nnx.replace_by_pure_dict(rest, _reseeded(nnx.to_pure_dict(rest), base))
         model = nnx.merge(graphdef, params_shape, stats_shape, rest)
         model.train() if train else model.eval()
-        outputs = model(x)
+        outputs = _called(model, x)
         if train and stats and self.is_mutable_collection("batch_stats"):
             updated = _with_str_keys(nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
             for k, variable in stats.items():
                 variable.value = updated[str(k)]
         return outputs
+
+
+PROBED = (nnx.Linear, nnx.Conv)  # the layers whole-network schemes and diagnostics see, as linen's Dense and Conv
+
+
+def _called(model: nnx.Module, x):
+    """``model(x)``; under ``initjax.schemes.probe``, each ``nnx.Linear`` and ``nnx.Conv`` output is reported to it
+    with its parameters' path (their ``__call__`` wrapped for this call only: NNX has no method interceptors)."""
+    if not schemes.recording():
+        return model(x)
+    paths = {id(layer): tuple(str(k) for k in path) for path, layer in nnx.iter_modules(model)
+             if isinstance(layer, PROBED)}
+    originals = {cls: cls.__call__ for cls in PROBED}
+
+    def reporting(original):
+        def call(self, *args, **kwargs):
+            out = original(self, *args, **kwargs)
+            return schemes.record_layer(paths[id(self)], out) if id(self) in paths else out
+        return call
+
+    try:
+        for cls, original in originals.items():
+            cls.__call__ = reporting(original)
+        return model(x)
+    finally:
+        for cls, original in originals.items():
+            cls.__call__ = original
 
 
 def _reseeded(pure: dict, base) -> dict:

@@ -92,8 +92,8 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None, steps: int =
             paths = diagnostics.layer_paths(jax.tree.map(lambda p: p[0], params), apply_fn, x)
             if not paths:
                 described = models.describe(model, data.input_shape)
-                raise UserError(f"diagnose found no flax.linen Dense or Conv layer in {described} (Flax NNX layers "
-                                "are not probed yet): nothing to measure")
+                raise UserError(f"diagnose found no Dense, Linear or Conv layer (flax.linen or flax.nnx) in "
+                                f"{described}: nothing to measure")
             stats = jax.jit(jax.vmap(lambda p: diagnostics.layer_statistics(p, apply_fn, x, y, mean_loss)))(params)
             stats = {k: np.asarray(v) for k, v in stats.items()}
             for seed in range(seeds):

@@ -1,6 +1,8 @@
 """Flax NNX models (``bench.models.nnx_model``): the same computation as linen's, rules by NNX path, BatchNorm and
 Dropout under the vmap over arms and seeds, and bad input refused in one line."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -149,10 +151,37 @@ def test_bad_nnx_models_are_refused_in_one_line():
         model.init(jax.random.key(0), jnp.zeros((1, 4)))
     with pytest.raises(UserError, match=r"NNXMLP\(width=3, din=4, dout=3, rngs=...\) failed: TypeError"):
         models.from_spec(NNXMLP, {"width": 3}, n_outputs=3, input_shape=(4,))
-    d = _data()  # a data-dependent scheme probes linen layers: on an NNX model it would change nothing, silently
-    with pytest.raises(UserError, match="init scheme 'lsuv' failed on this model: .* found no flax.linen Dense"):
-        train_task(d, models.from_spec(NNXMLP, n_outputs=3, input_shape=d.input_shape), {"lsuv": initjax.get("lsuv")},
-                   [0], CONFIG, progress=False, loss=LOSS)
+
+
+class Opaque(nn.Module):
+    """A linen model of no Dense or Conv layer: nothing a probe can see."""
+
+    @nn.compact
+    def __call__(self, x):
+        return x @ self.param("w", nn.initializers.lecun_normal(), (x.shape[-1], 3))
+
+
+def test_the_schemes_act_on_nnx_layers_as_on_linen_ones_and_refuse_a_model_they_cannot_see():
+    """LSUV, data-dependent init, MetaInit and mean-field init probe the layers' outputs: on the NNX MLP they give
+    the linen MLP's parameters (the same layers, names and draws), and change the base draw; a model with no layer a
+    probe sees is refused (the scheme would leave its base draw as it is, silently)."""
+    from bench.training.initialization import init_params
+    from bench.training.seeding import run_keys
+
+    d = _data()
+    keys, _ = run_keys(0, "toy", [0, 1])
+    x = jnp.asarray(d.x_train)
+    for name in ("lsuv", "data_dependent", "metainit(steps=3)", "mean_field(sigma_w2=1.5, sigma_b2=0.05)"):
+        scheme = initjax.get(name)
+        drawn = [init_params(models.from_spec(spec, n_outputs=3, input_shape=d.input_shape), [scheme], keys,
+                             d.input_shape, x) for spec in (LinenMLP, NNXMLP)]
+        for (path, a), b in zip(jax.tree.leaves_with_path(drawn[0]), jax.tree.leaves(drawn[1])):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"{name} {rules.path_name(path)}")
+        base = init_params(models.from_spec(NNXMLP, n_outputs=3, input_shape=d.input_shape), [scheme.base], keys,
+                           d.input_shape, x)
+        assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(drawn[1]), jax.tree.leaves(base))), name
+    with pytest.raises(UserError, match="init scheme 'lsuv' failed on this model: .* found no Dense, Linear or Conv"):
+        train_task(d, Opaque(), {"lsuv": initjax.get("lsuv")}, [0], CONFIG, progress=False, loss=LOSS)
 
 
 def test_rules_by_nnx_path_and_a_rule_that_draws_nothing(tmp_path):
@@ -238,16 +267,35 @@ def test_the_training_step_of_an_nnx_model_is_the_linen_models_program():
     assert operations(NNXMLP) == linen and linen.count("dot_general") == 8  # 3 forward, 5 backward
 
 
-def test_diagnose_takes_an_experiment_file_and_refuses_an_nnx_model_it_cannot_probe(tmp_path, capsys):
-    """The per-layer diagnostics probe linen layers: on an NNX model they would measure nothing (the tables were
-    empty and the command ended in a traceback); one line says so. The experiment file is read as `run` reads it."""
+def test_diagnose_measures_an_nnx_model_from_an_experiment_file_and_refuses_one_it_cannot_see(tmp_path, capsys):
+    """The per-layer diagnostics see NNX's Linear layers as linen's Dense (the table names them by their paths); a
+    model with no layer a probe sees gets one line (the tables were empty and the command ended in a traceback).
+    The experiment file is read as `run` reads it."""
     from bench import cli
 
     d = _data()
     np.savez(tmp_path / "toy.npz", x_train=d.x_train, y_train=d.y_train, x_test=d.x_test, y_test=d.y_test)
-    (tmp_path / "nnx_diag_models.py").write_text(NNX_FILE)
+    (tmp_path / "nnx_diag_models.py").write_text(NNX_FILE + OPAQUE_FILE)
     (tmp_path / "study.toml").write_text(STUDY.replace("nnx_study_models", "nnx_diag_models"))
-    assert cli.main(["diagnose", str(tmp_path / "study.toml"), "--out", str(tmp_path / "diag")]) == 2
+    assert cli.main(["diagnose", str(tmp_path / "study.toml"), "--out", str(tmp_path / "diag")]) == 0
+    table = capsys.readouterr().out
+    assert [line.split("|")[4].strip() for line in table.splitlines()[2:5]] == ["layers/0", "layers/1", "head"]
+    opaque = STUDY.replace("nnx_study_models:NormMLP", "nnx_diag_models:Opaque")
+    (tmp_path / "opaque.toml").write_text(re.sub(r"initializers = .*", 'initializers = ["he_normal"]', opaque))
+    assert cli.main(["diagnose", str(tmp_path / "opaque.toml"), "--out", str(tmp_path / "diag2")]) == 2
     err = capsys.readouterr().err
-    assert "diagnose found no flax.linen Dense or Conv layer in NormMLP(din=6, dout=3) [nnx]" in err
+    assert "diagnose found no Dense, Linear or Conv layer (flax.linen or flax.nnx) in Opaque(" in err
     assert err.count("\n") == 1
+
+
+OPAQUE_FILE = '''
+import flax.linen as nn
+
+
+class Opaque(nn.Module):
+    n_outputs: int = 3
+
+    @nn.compact
+    def __call__(self, x):
+        return x @ self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.n_outputs))
+'''
