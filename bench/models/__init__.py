@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import flax.linen as nn
 
 from bench.errors import UserError, unknown
-from bench.models import conv, layers, mlp, nnx_model, resmlp, transformer
+from bench.models import conv, equinox_model, layers, mlp, nnx_model, resmlp, transformer
 from bench.models.conv import CONV_DENSE, CONV_LAYOUTS, ConvNet  # noqa: F401
 from bench.models.kind import ModelKind
 from bench.models.layers import (  # noqa: F401 (the shared names, where earlier versions defined them)
@@ -86,7 +86,8 @@ def from_spec(spec, model_args: Mapping | None = None, n_outputs: int | None = N
     field (:data:`OUTPUT_FIELDS`, e.g. ``n_outputs``) that ``model_args`` leaves out gets
     ``n_outputs``, the width the task's loss needs; otherwise the module sets it itself. An
     ``nnx.Module`` class, or a factory taking ``rngs``, is run through :class:`bench.models.nnx_model.NNXModel`
-    (its input width, ``in_features`` or ``din``, set from ``input_shape`` when left out).
+    (its input width, ``in_features`` or ``din``, set from ``input_shape`` when left out); an ``eqx.Module`` class,
+    or a function taking ``key``, through :class:`bench.models.equinox_model.EquinoxModel`.
 
     Raises:
       UserError: the spec does not import, the call fails, or it gives no Flax module.
@@ -98,8 +99,10 @@ def from_spec(spec, model_args: Mapping | None = None, n_outputs: int | None = N
         except ValueError as error:
             raise UserError(str(error)) from None
     args = dict(model_args or {})
-    if nnx_model.is_nnx(spec) or (callable(spec) and not isinstance(spec, nn.Module) and _takes_rngs(spec)):
+    if nnx_model.is_nnx(spec) or (callable(spec) and not isinstance(spec, nn.Module) and _takes(spec, "rngs")):
         return nnx_model.wrap(spec, args, tuple(input_shape), n_outputs, OUTPUT_FIELDS, what)
+    if equinox_model.is_equinox(spec) or (inspect.isfunction(spec) and _takes(spec, "key")):
+        return equinox_model.wrap(spec, args, tuple(input_shape), n_outputs, what)
     if isinstance(spec, nn.Module):
         if args:
             try:
@@ -125,10 +128,10 @@ def from_spec(spec, model_args: Mapping | None = None, n_outputs: int | None = N
     return model
 
 
-def _takes_rngs(factory) -> bool:
-    """A factory with an ``rngs`` argument makes an NNX module."""
+def _takes(factory, argument: str) -> bool:
+    """Whether ``factory`` has the argument: ``rngs`` makes an NNX module, ``key`` (a function) an Equinox one."""
     try:
-        return "rngs" in inspect.signature(factory).parameters
+        return argument in inspect.signature(factory).parameters
     except (TypeError, ValueError):  # a builtin or an object without a signature
         return False
 
@@ -138,7 +141,7 @@ def describe(model: nn.Module, input_shape: Sequence[int]) -> str:
 
     A user's module is named by its class and the fields that differ from their defaults.
     """
-    if isinstance(model, nnx_model.NNXModel):
+    if isinstance(model, nnx_model.NNXModel | equinox_model.EquinoxModel):
         return model.label
     kind = next((k for k in MODELS.values() if isinstance(model, k.modules)), None)
     layout = kind.describe(model, input_shape) if kind is not None else _describe_user_module(model)

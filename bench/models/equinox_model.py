@@ -1,0 +1,170 @@
+"""An Equinox model, trained as the suite trains a linen one.
+
+:class:`EquinoxModel` is a linen module around a factory of the user's ``eqx.Module`` (``factory(key)``). Its
+floating-point array leaves are the linen ``params``, named by their attribute paths (``layers/0/bias``), with one
+convention mapped so that every initializer, rule and scheme reads them as Flax's: a weight of two or more axes is
+stored the Flax way and named ``kernel`` (Equinox's ``Linear`` weight is ``(out, in)``, its ``Conv`` weight
+``(out, in, *spatial)``; the linen view holds ``(in, out)`` and ``(*spatial, in, out)``, so fans, He and Glorot
+variances are right). A call rebuilds the module (``eqx.combine``, while the program is traced), sets its inference
+mode (``eqx.nn.inference_mode``: dropout off in evaluation) and maps it over the batch (Equinox modules take one
+example), giving each example its own key from the run's dropout key where the module's ``__call__`` takes ``key``.
+
+Not taken (refused in one line): a module with state (``eqx.nn.BatchNorm``, ``eqx.nn.State``). Whole-network
+schemes and diagnostics do not see Equinox layers (they refuse such a model rather than leave it as drawn).
+
+Reference: Equinox's documentation, "Filtering" (``eqx.partition``/``eqx.combine``) and ``eqx.nn.inference_mode``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from bench.errors import UserError
+
+INPUT_FIELDS = ("in_size", "in_features", "in_channels")  # set from the data when the factory leaves them out
+OUTPUT_FIELDS = ("out_size", "out_features")
+
+
+def equinox():
+    """The ``equinox`` module, or one line naming the extra."""
+    try:
+        import equinox as eqx
+    except ImportError:
+        raise UserError("Equinox models need equinox: pip install -e '.[equinox]'") from None
+    return eqx
+
+
+def is_equinox(spec) -> bool:
+    """Whether ``spec`` is an ``eqx.Module`` class or instance (False where equinox is not installed)."""
+    try:
+        import equinox as eqx
+    except ImportError:
+        return False
+    return isinstance(spec, eqx.Module) or (isinstance(spec, type) and issubclass(spec, eqx.Module))
+
+
+def _is_float(leaf) -> bool:
+    return isinstance(leaf, jax.Array | jax.ShapeDtypeStruct) and jnp.issubdtype(leaf.dtype, jnp.inexact)
+
+
+def _name(key) -> str:
+    return str(getattr(key, "name", getattr(key, "idx", getattr(key, "key", key))))
+
+
+def _is_weight(names: tuple[str, ...], ndim: int) -> bool:
+    return names[-1] == "weight" and ndim >= 2
+
+
+def to_flax(w):
+    """``(out, in, *spatial)`` -> ``(*spatial, in, out)``."""
+    return jnp.transpose(w, (*range(2, w.ndim), 1, 0))
+
+
+def from_flax(w):
+    """``(*spatial, in, out)`` -> ``(out, in, *spatial)``."""
+    return jnp.transpose(w, (w.ndim - 1, w.ndim - 2, *range(w.ndim - 2)))
+
+
+class EquinoxModel(nn.Module):
+    """An Equinox model as a linen module (see the module docstring).
+
+    Attributes:
+      factory: ``factory(key) -> eqx.Module``, the user's class or function with its arguments bound.
+      label: the model's name in results tables.
+      output_activation: the head's activation the loss applies, as the built-in models name it; None: the task
+        names its loss.
+    """
+
+    factory: Callable
+    label: str = "Equinox model"
+    output_activation: str | None = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        eqx = equinox()
+        template = eqx.filter_eval_shape(self.factory, jax.random.key(0))
+        arrays, static = eqx.partition(template, _is_float)
+        paths, treedef = jax.tree_util.tree_flatten_with_path(arrays)
+        names = [tuple(_name(k) for k in path) for path, _ in paths]
+        view = [(*n[:-1], "kernel") if _is_weight(n, leaf.ndim) else n for n, (_, leaf) in zip(names, paths)]
+        drawn = []
+
+        def draw(key):  # the module's own draws, made once on initialization, in the Flax layout
+            if not drawn:
+                leaves = jax.tree.leaves(eqx.partition(self.factory(key), _is_float)[0])
+                drawn.extend(to_flax(v) if _is_weight(n, v.ndim) else v for n, v in zip(names, leaves))
+            return drawn
+
+        tops = list(dict.fromkeys(v[0] for v in view))
+        params = {top: self.param(top, lambda key, top=top: _nest(
+            [(v[1:], leaf) for v, leaf in zip(view, draw(key)) if v[0] == top])) for top in tops}
+        leaves = [_at(params[v[0]], v[1:]) for v in view]
+        leaves = [from_flax(leaf) if _is_weight(n, leaf.ndim) else leaf for n, leaf in zip(names, leaves)]
+        model = eqx.nn.inference_mode(eqx.combine(jax.tree.unflatten(treedef, leaves), static), value=not train)
+        if "key" in inspect.signature(model.__call__).parameters:
+            base = self.make_rng("dropout") if train else jax.random.key(0)
+            return jax.vmap(lambda example, key: model(example, key=key))(x, jax.random.split(base, x.shape[0]))
+        return jax.vmap(model)(x)
+
+
+def _nest(items) -> dict | jax.Array:
+    """A nested dict of ``(path, leaf)`` pairs (a leaf alone where the path is empty)."""
+    if len(items) == 1 and not items[0][0]:
+        return items[0][1]
+    tree: dict = {}
+    for path, leaf in items:
+        node = tree
+        for name in path[:-1]:
+            node = node.setdefault(name, {})
+        node[path[-1]] = leaf
+    return tree
+
+
+def _at(tree, path):
+    for name in path:
+        tree = tree[name]
+    return tree
+
+
+def wrap(spec, args: dict, input_shape, n_outputs: int | None, what: str) -> EquinoxModel:
+    """An :class:`EquinoxModel` of an ``eqx.Module`` class (or a factory returning one) called with ``args`` and
+    ``key``; an input-width argument (:data:`INPUT_FIELDS`) and an output-width one (:data:`OUTPUT_FIELDS`) left out
+    are set from the data.
+
+    Raises:
+      UserError: an instance (it holds one draw, not a seed's own), a call that fails, or a stateful module.
+    """
+    eqx = equinox()
+    if isinstance(spec, eqx.Module):
+        raise UserError(f"model {what} is an eqx.Module instance, which holds one draw of its parameters; give its "
+                        "class (with model_args) or a factory(key) so that each seed draws its own")
+    accepted = inspect.signature(spec).parameters
+    for fields, value in ((INPUT_FIELDS, input_shape[-1] if input_shape else None), (OUTPUT_FIELDS, n_outputs)):
+        name = next((f for f in fields if f in accepted and f not in args), None)
+        if name is not None and value is not None:
+            args[name] = int(value)
+
+    def factory(key):
+        return spec(**args, key=key)
+
+    try:
+        made = eqx.filter_eval_shape(factory, jax.random.key(0))
+    except Exception as error:  # user code may raise anything; name it
+        from initjax.registry import first_line
+
+        raise UserError(f"model {what}({', '.join(f'{k}={v!r}' for k, v in args.items())}, key=...) failed: "
+                        f"{first_line(error)}") from None
+    if not isinstance(made, eqx.Module):
+        raise UserError(f"model {what} gave a {type(made).__name__}, not an eqx.Module")
+    stateful = [type(m).__name__ for m in jax.tree.leaves(made, is_leaf=lambda m: isinstance(m, eqx.nn.StateIndex))
+                if isinstance(m, eqx.nn.StateIndex)]
+    if stateful:
+        raise UserError(f"model {what} holds state (eqx.nn.StateIndex: BatchNorm or the like), which the suite does "
+                        "not carry for Equinox models yet; use a stateless model or write it in Flax")
+    label = f"{type(made).__name__}({', '.join(f'{k}={v!r}' for k, v in args.items())}) [equinox]"
+    return EquinoxModel(factory, label)

@@ -1,0 +1,102 @@
+"""Equinox models (``bench.models.equinox_model``): the same computation as the same linen model, Equinox's
+``(out, in)`` weights drawn with the right fans, dropout by the run's key, and bad input refused in one line."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+eqx = pytest.importorskip("equinox", reason="Equinox models need the equinox extra: pip install -e '.[equinox]'")
+
+import initjax  # noqa: E402
+from bench import models  # noqa: E402
+from bench.errors import UserError  # noqa: E402
+from bench.models.equinox_model import from_flax  # noqa: E402
+from bench.training.initialization import init_params  # noqa: E402
+from bench.training.seeding import run_keys  # noqa: E402
+from bench.training.train import train_task  # noqa: E402
+from initjax import rules  # noqa: E402
+from tests.models.test_nnx import ARMS, CONFIG, LOSS, METRICS, NNXMLP, WIDTH, LinenMLP, _data  # noqa: E402
+
+
+class EquinoxMLP(eqx.Module):
+    """The linen MLP of test_nnx in Equinox, its layers named alike."""
+
+    hidden_0: eqx.nn.Linear
+    hidden_1: eqx.nn.Linear
+    head: eqx.nn.Linear
+
+    def __init__(self, in_features, out_features, key):
+        k0, k1, k2 = jax.random.split(key, 3)
+        self.hidden_0 = eqx.nn.Linear(in_features, WIDTH, key=k0)
+        self.hidden_1 = eqx.nn.Linear(WIDTH, WIDTH, key=k1)
+        self.head = eqx.nn.Linear(WIDTH, out_features, key=k2)
+
+    def __call__(self, x):
+        return self.head(jax.nn.relu(self.hidden_1(jax.nn.relu(self.hidden_0(x)))))
+
+
+class DropoutMLP(eqx.Module):
+    linear: eqx.nn.Linear
+    drop: eqx.nn.Dropout
+
+    def __init__(self, in_features, out_features, key):
+        self.linear = eqx.nn.Linear(in_features, out_features, key=key)
+        self.drop = eqx.nn.Dropout(0.5)
+
+    def __call__(self, x, key=None):
+        return self.drop(self.linear(x), key=key)
+
+
+def test_three_frameworks_train_the_same_mlp_alike():
+    """Linen, NNX and Equinox, the same layers under the same rules and seeds: the same initial and final parameters
+    (Equinox's weights in Flax's layout) and the same curves."""
+    d = _data()
+    runs = [train_task(d, models.from_spec(spec, n_outputs=3, input_shape=d.input_shape), ARMS, [0, 1], CONFIG,
+                       progress=False, loss=LOSS) for spec in (LinenMLP, NNXMLP, EquinoxMLP)]
+    for other in runs[1:]:
+        for (path, a), b in zip(jax.tree.leaves_with_path(runs[0].params), jax.tree.leaves(other.params)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=rules.path_name(path))
+        np.testing.assert_allclose(runs[0].frame[METRICS].to_numpy(), other.frame[METRICS].to_numpy(), rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_equinox_weights_get_the_fans_of_their_input_and_output_axes():
+    """He normal on an Equinox Linear(256 -> 64): Var = 2/256 by the weight's (out, in) layout, not 2/64."""
+    model = models.from_spec(eqx.nn.Linear, n_outputs=64, input_shape=(256,))
+    keys, _ = run_keys(0, "fans", [0])
+    params = init_params(model, [initjax.get("he_normal")], keys, (256,))
+    kernel = np.asarray(params["kernel"][0, 0], np.float64)
+    assert kernel.shape == (256, 64) and from_flax(kernel).shape == (64, 256)  # Equinox's own layout
+    assert kernel.var() == pytest.approx(2 / 256, rel=0.05)
+
+
+def test_dropout_follows_the_runs_key_and_is_off_in_evaluation():
+    model = models.from_spec(DropoutMLP, n_outputs=8, input_shape=(6,))
+    x = jnp.ones((4, 6))
+    variables = model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, x)
+    np.testing.assert_array_equal(model.apply(variables, x), model.apply(variables, x))
+    train = [model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(k)}) for k in (1, 1, 2)]
+    np.testing.assert_array_equal(train[0], train[1])
+    assert not np.array_equal(train[0], train[2]) and (np.asarray(train[0]) == 0).any()
+    with pytest.raises(Exception, match="dropout"):
+        model.apply(variables, x, train=True)
+
+
+def test_bad_equinox_models_are_refused_in_one_line():
+    with pytest.raises(UserError, match="eqx.Module instance, which holds one draw"):
+        models.from_spec(EquinoxMLP(4, 3, jax.random.key(0)))
+
+    class Normed(eqx.Module):
+        norm: eqx.nn.BatchNorm
+
+        def __init__(self, in_features, out_features, key):
+            self.norm = eqx.nn.BatchNorm(in_features, axis_name="batch", mode="batch")
+
+        def __call__(self, x, state):
+            return self.norm(x, state)
+
+    with pytest.raises(UserError, match="holds state"):
+        models.from_spec(Normed, n_outputs=3, input_shape=(4,))
+    assert models.describe(models.from_spec(EquinoxMLP, n_outputs=3, input_shape=(6,)), (6,)) == \
+        "EquinoxMLP(in_features=6, out_features=3) [equinox]"
