@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 import flax.linen as nn
 
 from bench.errors import UserError, unknown
-from bench.models import conv, equinox_model, layers, mlp, nnx_model, resmlp, transformer
+from bench.models import conv, equinox_model, functions, layers, mlp, nnx_model, resmlp, transformer
 from bench.models.conv import CONV_DENSE, CONV_LAYOUTS, ConvNet  # noqa: F401
+from bench.models.functions import Functions  # noqa: F401 (bench.models.Functions(init, apply))
 from bench.models.kind import ModelKind
 from bench.models.layers import (  # noqa: F401 (the shared names, where earlier versions defined them)
     ACTIVATIONS,
@@ -87,7 +88,9 @@ def from_spec(spec, model_args: Mapping | None = None, n_outputs: int | None = N
     ``n_outputs``, the width the task's loss needs; otherwise the module sets it itself. An
     ``nnx.Module`` class, or a factory taking ``rngs``, is run through :class:`bench.models.nnx_model.NNXModel`
     (its input width, ``in_features`` or ``din``, set from ``input_shape`` when left out); an ``eqx.Module`` class,
-    or a function taking ``key``, through :class:`bench.models.equinox_model.EquinoxModel`.
+    or a function taking ``key``, through :class:`bench.models.equinox_model.EquinoxModel`; a
+    :class:`bench.models.functions.Functions` pair (or any object with ``init`` and ``apply``) through
+    :class:`bench.models.functions.FunctionsModel`.
 
     Raises:
       UserError: the spec does not import, the call fails, or it gives no Flax module.
@@ -99,6 +102,11 @@ def from_spec(spec, model_args: Mapping | None = None, n_outputs: int | None = N
         except ValueError as error:
             raise UserError(str(error)) from None
     args = dict(model_args or {})
+    if functions.is_functions(spec):
+        if args:
+            raise UserError(f"model {what} is a pair of functions: model_args have nothing to call; bind them in "
+                            "init and apply")
+        return functions.wrap(spec, what)
     if nnx_model.is_nnx(spec) or (callable(spec) and not isinstance(spec, nn.Module) and _takes(spec, "rngs")):
         return nnx_model.wrap(spec, args, tuple(input_shape), n_outputs, OUTPUT_FIELDS, what)
     if equinox_model.is_equinox(spec) or (inspect.isfunction(spec) and _takes(spec, "key")):
@@ -143,6 +151,8 @@ def describe(model: nn.Module, input_shape: Sequence[int]) -> str:
     """
     if isinstance(model, nnx_model.NNXModel | equinox_model.EquinoxModel):
         return model.label
+    if isinstance(model, functions.FunctionsModel):
+        return f"{model.functions.name} [functions]"
     kind = next((k for k in MODELS.values() if isinstance(model, k.modules)), None)
     layout = kind.describe(model, input_shape) if kind is not None else _describe_user_module(model)
     return layout + layers.parameterized(model)

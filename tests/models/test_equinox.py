@@ -100,3 +100,34 @@ def test_bad_equinox_models_are_refused_in_one_line():
         models.from_spec(Normed, n_outputs=3, input_shape=(4,))
     assert models.describe(models.from_spec(EquinoxMLP, n_outputs=3, input_shape=(6,)), (6,)) == \
         "EquinoxMLP(in_features=6, out_features=3) [equinox]"
+
+
+def _plain_init(key, x, n_outputs=3):
+    """The linen MLP of test_nnx as plain functions: its parameters with its names and its own initializers."""
+    widths = (x.shape[-1], WIDTH, WIDTH, n_outputs)
+    names = ("hidden_0", "hidden_1", "head")
+    keys = jax.random.split(key, 3)
+    return {name: {"kernel": jax.nn.initializers.lecun_normal()(k, (a, b)), "bias": jnp.zeros(b)}
+            for name, k, a, b in zip(names, keys, widths, widths[1:])}
+
+
+def _plain_apply(params, x):
+    for name in ("hidden_0", "hidden_1"):
+        x = jax.nn.relu(x @ params[name]["kernel"] + params[name]["bias"])
+    return x @ params["head"]["kernel"] + params["head"]["bias"]
+
+
+def test_plain_functions_train_as_the_same_linen_model():
+    """The fourth way: init(key, x) and apply(params, x), under the same rules and seeds, the linen run."""
+    d = _data()
+    runs = [train_task(d, model, ARMS, [0, 1], CONFIG, progress=False, loss=LOSS) for model in (
+        models.from_spec(LinenMLP, n_outputs=3, input_shape=d.input_shape),
+        models.from_spec(models.Functions(_plain_init, _plain_apply, "plain MLP")))]
+    for (path, a), b in zip(jax.tree.leaves_with_path(runs[0].params), jax.tree.leaves(runs[1].params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=rules.path_name(path))
+    np.testing.assert_allclose(runs[0].frame[METRICS].to_numpy(), runs[1].frame[METRICS].to_numpy(), rtol=1e-5,
+                               atol=1e-6)
+    assert models.describe(models.from_spec(models.Functions(_plain_init, _plain_apply, "plain MLP")), (6,)) == \
+        "plain MLP [functions]"
+    with pytest.raises(UserError, match="model_args have nothing to call"):
+        models.from_spec(models.Functions(_plain_init, _plain_apply), {"width": 3})
