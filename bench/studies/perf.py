@@ -105,6 +105,9 @@ WORKLOADS = {
     # the same MLP written in Flax NNX (NNXMLP below), through bench.models.nnx_model: the NNX path's cost
     "synthetic-nnx": Workload("synthetic MLP 20-64-64-1 in Flax NNX, Adam, batch 32", 20, 2, (64, 64), "adam", 1e-3,
                               32, 800, kind="nnx-mlp"),
+    # and in Equinox (eqx.nn.MLP, through bench.models.equinox_model; the equinox extra)
+    "synthetic-equinox": Workload("synthetic MLP 20-64-64-1 in Equinox, Adam, batch 32", 20, 2, (64, 64), "adam",
+                                  1e-3, 32, 800, kind="equinox-mlp"),
     "mnist": Workload("MNIST MLP 784-300-100-10, SGD, batch 32", 784, 10, (300, 100), "sgd", 0.01, 32, 2048, 32),
     "transformer": Workload("Transformer pre-LN 2x32, 4 heads, context 32, vocab 32, Adam, batch 32", 32, 32,
                             (32, 32), "adam", 1e-3, 32, 512, 32, kind="transformer"),
@@ -171,7 +174,7 @@ def setup(workload: Workload, n_models: int, init: str = "he_normal") -> Setup:
         x = jnp.asarray(rng.normal(size=(workload.n_examples, *workload.input_shape)).astype(np.float32))
         y = jnp.asarray(rng.integers(0, workload.n_classes, workload.n_examples).astype(np.int32))
     model = setup_model(workload)
-    if workload.kind != "nnx-mlp":  # an NNX model draws with its own initializers (values do not change timing)
+    if workload.kind not in ("nnx-mlp", "equinox-mlp"):  # they draw with their own initializers (no timing change)
         model = model.clone(kernel_init=initjax.get(init))
     optimizer = OPTIMIZERS[workload.optimizer](workload.lr)
     n_inits = 8 if n_models % 8 == 0 else 1
@@ -195,6 +198,13 @@ def setup_model(workload: Workload):
         binary = workload.n_classes == 2  # one sigmoid unit, as the built-in MLP's head
         model = models.from_spec(NNXMLP, {"hidden": workload.hidden}, n_outputs=1 if binary else workload.n_classes,
                                  input_shape=(workload.n_features,))
+        return model.clone(output_activation="sigmoid" if binary else "softmax")
+    if workload.kind == "equinox-mlp":
+        from bench.models.equinox_model import equinox
+
+        binary = workload.n_classes == 2
+        model = models.from_spec(equinox().nn.MLP, {"width_size": workload.hidden[0], "depth": len(workload.hidden)},
+                                 n_outputs=1 if binary else workload.n_classes, input_shape=(workload.n_features,))
         return model.clone(output_activation="sigmoid" if binary else "softmax")
     return models.mlp_for(workload.n_features, workload.n_classes, workload.hidden)
 

@@ -8,8 +8,11 @@ import pytest
 
 eqx = pytest.importorskip("equinox", reason="Equinox models need the equinox extra: pip install -e '.[equinox]'")
 
+import flax.linen as nn  # noqa: E402
+from flax import nnx  # noqa: E402
+
 import initjax  # noqa: E402
-from bench import models  # noqa: E402
+from bench import data, models  # noqa: E402
 from bench.errors import UserError  # noqa: E402
 from bench.models.equinox_model import from_flax  # noqa: E402
 from bench.training.initialization import init_params  # noqa: E402
@@ -131,3 +134,75 @@ def test_plain_functions_train_as_the_same_linen_model():
         "plain MLP [functions]"
     with pytest.raises(UserError, match="model_args have nothing to call"):
         models.from_spec(models.Functions(_plain_init, _plain_apply), {"width": 3})
+
+
+CHANNELS = 4
+
+
+class LinenConv(nn.Module):
+    n_outputs: int = 3
+
+    @nn.compact
+    def __call__(self, x):
+        x = jax.nn.relu(nn.Conv(CHANNELS, (3, 3), padding="SAME", name="conv")(x))
+        return nn.Dense(self.n_outputs, name="head")(x.reshape(x.shape[0], -1))
+
+
+class NNXConv(nnx.Module):
+    def __init__(self, pixels, out_features, rngs: nnx.Rngs):
+        self.conv = nnx.Conv(1, CHANNELS, (3, 3), padding="SAME", rngs=rngs)
+        self.head = nnx.Linear(pixels * CHANNELS, out_features, rngs=rngs)
+
+    def __call__(self, x):
+        x = jax.nn.relu(self.conv(x))
+        return self.head(x.reshape(x.shape[0], -1))
+
+
+class EquinoxConv(eqx.Module):
+    conv: eqx.nn.Conv2d
+    head: eqx.nn.Linear
+
+    def __init__(self, pixels, out_features, key):
+        k0, k1 = jax.random.split(key)
+        self.conv = eqx.nn.Conv2d(1, CHANNELS, 3, padding="SAME", key=k0)
+        self.head = eqx.nn.Linear(pixels * CHANNELS, out_features, key=k1)
+
+    def __call__(self, x):  # one example (H, W, C); Equinox convolves (C, H, W)
+        x = jax.nn.relu(self.conv(jnp.transpose(x, (2, 0, 1))))
+        return self.head(jnp.transpose(x, (1, 2, 0)).reshape(-1))
+
+
+def _conv_init(key, x):
+    k0, k1 = jax.random.split(key)
+    flat = x.shape[1] * x.shape[2] * CHANNELS
+    lecun = jax.nn.initializers.lecun_normal()
+    return {"conv": {"kernel": lecun(k0, (3, 3, 1, CHANNELS)), "bias": jnp.zeros(CHANNELS)},
+            "head": {"kernel": lecun(k1, (flat, 3)), "bias": jnp.zeros(3)}}
+
+
+def _conv_apply(params, x):
+    x = jax.lax.conv_general_dilated(x, params["conv"]["kernel"], (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC")) + params["conv"]["bias"]
+    x = jax.nn.relu(x).reshape(x.shape[0], -1)
+    return x @ params["head"]["kernel"] + params["head"]["bias"]
+
+
+def test_four_frameworks_train_the_same_conv_net_alike():
+    """A conv net in linen, NNX, Equinox (its (out, in, kh, kw) weights and (out, 1, 1) biases) and plain JAX, under
+    the same rules and seeds: the same parameters (up to Equinox's bias shape) and the same curves, whichever way
+    the suite batches the convolutions."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images[:192, :, :, None] / 16).astype("float32")
+    y = digits.target[:192] % 3
+    d = data.arrays(x[:128], y[:128], x[128:], y[128:], name="digits-conv")
+    specs = (LinenConv, NNXConv, EquinoxConv, models.Functions(_conv_init, _conv_apply, "plain conv"))
+    runs = [train_task(d, models.from_spec(spec, {"pixels": 64} if spec in (NNXConv, EquinoxConv) else None,
+                                           n_outputs=3, input_shape=d.input_shape), ARMS, [0, 1], CONFIG,
+                       progress=False, loss=LOSS) for spec in specs]
+    for other in runs[1:]:
+        for (path, a), b in zip(jax.tree.leaves_with_path(runs[0].params), jax.tree.leaves(other.params)):
+            np.testing.assert_allclose(a, np.reshape(b, a.shape), rtol=1e-4, atol=1e-5, err_msg=rules.path_name(path))
+        np.testing.assert_allclose(runs[0].frame[METRICS].to_numpy(), other.frame[METRICS].to_numpy(), rtol=1e-4,
+                                   atol=1e-5)

@@ -89,12 +89,13 @@ def test_an_nnx_model_trains_exactly_as_the_same_linen_model():
 
 
 def test_an_nnx_model_with_batchnorm_and_dropout_runs_in_the_batch_as_alone():
+    """8 arms x 4 seeds in one vmapped program; one (arm, seed) trained alone gives its numbers."""
     d = _data()
     model = models.from_spec(NNXNormDropMLP, n_outputs=3, input_shape=d.input_shape)
-    arms = {"he": initjax.get("he_normal"), "zero-head": rules.compile_rules({"head/kernel": "zeros",
-                                                                               "*/kernel": "he_normal"}),
-            "orthogonal": initjax.get("orthogonal")}
-    batch = train_task(d, model, arms, [0, 1, 2], CONFIG, progress=False, loss=LOSS)
+    arms = {name: initjax.get(name) for name in ("he_normal", "glorot_uniform", "lecun_normal", "orthogonal",
+                                                 "he_uniform", "glorot_normal", "normal(stddev=0.1)")}
+    arms["zero-head"] = rules.compile_rules({"head/kernel": "zeros", "*/kernel": "he_normal"})
+    batch = train_task(d, model, arms, [0, 1, 2, 3], CONFIG, progress=False, loss=LOSS)
     alone = train_task(d, model, {"zero-head": arms["zero-head"]}, [2], CONFIG, progress=False, loss=LOSS)
     rows = batch.frame[(batch.frame.arm == "zero-head") & (batch.frame.seed == 2)].reset_index(drop=True)
     np.testing.assert_allclose(rows[METRICS].to_numpy(), alone.frame[METRICS].to_numpy(), rtol=1e-5, atol=1e-6)

@@ -191,7 +191,7 @@ def test_a_stop_in_one_of_two_lanes_stops_both_and_the_rerun_equals_the_whole_ru
     SIGKILL stops both lanes at once, the process being one: test_rerun_after_sigkill_equals_the_uninterrupted_run.)"""
     proc = _killed(tmp_path, "bench.training.programs", "Programs.run_epoch", "interrupt", 3, lanes=2)
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
-    assert re.search(r"\d+ finished chunk\(s\) and 2 checkpoint\(s\) of the current task are saved", proc.stderr), \
+    assert re.search(r"\d+ finished chunk\(s\) and \d+ checkpoint\(s\) of the current task are saved", proc.stderr), \
         proc.stderr
     assert "rerun the same command to resume" in proc.stderr
     _bench(tmp_path)
