@@ -2,11 +2,12 @@
 
 :class:`EquinoxModel` is a linen module around a factory of the user's ``eqx.Module`` (``factory(key)``). Its
 floating-point array leaves are the linen ``params``, named by their attribute paths (``layers/0/bias``), with one
-convention mapped so that every initializer, rule and scheme reads them as Flax's: a weight of two or more axes is
-stored the Flax way and named ``kernel`` (Equinox's ``Linear`` weight is ``(out, in)``, its ``Conv`` weight
-``(out, in, *spatial)``; the linen view holds ``(in, out)`` and ``(*spatial, in, out)``, so fans, He and Glorot
-variances are right). A call rebuilds the module (``eqx.combine``, while the program is traced), sets its inference
-mode (``eqx.nn.inference_mode``: dropout off in evaluation) and maps it over the batch (Equinox modules take one
+convention mapped so that every initializer, rule and scheme reads them as Flax's: the weight of an ``eqx.nn.Linear``
+or ``eqx.nn.Conv`` is stored the Flax way and named ``kernel`` (Equinox's ``Linear`` weight is ``(out, in)``, its
+``Conv`` weight ``(out, in, *spatial)``; the linen view holds ``(in, out)`` and ``(*spatial, in, out)``, so fans,
+He and Glorot variances are right); any other leaf (an ``Embedding``'s weight) keeps its name and layout. A call
+rebuilds the module (``eqx.combine``, while the program is traced), sets its inference mode
+(``eqx.nn.inference_mode``: dropout off in evaluation) and maps it over the batch (Equinox modules take one
 example), giving each example its own key from the run's dropout key where the module's ``__call__`` takes ``key``
 and it holds an ``eqx.nn.Dropout``.
 
@@ -57,8 +58,12 @@ def _name(key) -> str:
     return str(getattr(key, "name", getattr(key, "idx", getattr(key, "key", key))))
 
 
-def _is_weight(names: tuple[str, ...], ndim: int) -> bool:
-    return names[-1] == "weight" and ndim >= 2
+def _kernel_paths(template, eqx) -> set[tuple[str, ...]]:
+    """The paths of the weights of the module's ``eqx.nn.Linear`` and ``eqx.nn.Conv`` layers (``(out, in, ...)``):
+    the leaves held in Flax's layout and named ``kernel``; an ``Embedding``'s or a user's own ``weight`` is not."""
+    layers = (eqx.nn.Linear, eqx.nn.Conv)
+    found = jax.tree_util.tree_flatten_with_path(template, is_leaf=lambda m: isinstance(m, layers))[0]
+    return {(*(_name(k) for k in path), "weight") for path, layer in found if isinstance(layer, layers)}
 
 
 def to_flax(w):
@@ -92,20 +97,21 @@ class EquinoxModel(nn.Module):
         arrays, static = eqx.partition(template, _is_float)
         paths, treedef = jax.tree_util.tree_flatten_with_path(arrays)
         names = [tuple(_name(k) for k in path) for path, _ in paths]
-        view = [(*n[:-1], "kernel") if _is_weight(n, leaf.ndim) else n for n, (_, leaf) in zip(names, paths)]
+        kernels = _kernel_paths(template, eqx)
+        view = [(*n[:-1], "kernel") if n in kernels else n for n in names]
         drawn = []
 
         def draw(key):  # the module's own draws, made once on initialization, in the Flax layout
             if not drawn:
                 leaves = jax.tree.leaves(eqx.partition(self.factory(key), _is_float)[0])
-                drawn.extend(to_flax(v) if _is_weight(n, v.ndim) else v for n, v in zip(names, leaves))
+                drawn.extend(to_flax(v) if n in kernels else v for n, v in zip(names, leaves))
             return drawn
 
         tops = list(dict.fromkeys(v[0] for v in view))
         params = {top: self.param(top, lambda key, top=top: _nest(
             [(v[1:], leaf) for v, leaf in zip(view, draw(key)) if v[0] == top])) for top in tops}
         leaves = [_at(params[v[0]], v[1:]) for v in view]
-        leaves = [from_flax(leaf) if _is_weight(n, leaf.ndim) else leaf for n, leaf in zip(names, leaves)]
+        leaves = [from_flax(leaf) if n in kernels else leaf for n, leaf in zip(names, leaves)]
         model = eqx.nn.inference_mode(eqx.combine(jax.tree.unflatten(treedef, leaves), static), value=not train)
         # mapped with the batch as the last axis: (out, in) weights times (in, batch) activations need no transpose
         # between layers (with the batch first, XLA transposed every layer's output: 0.8x linen's speed)

@@ -73,6 +73,22 @@ def test_equinox_weights_get_the_fans_of_their_input_and_output_axes():
     assert kernel.shape == (256, 64) and from_flax(kernel).shape == (64, 256)  # Equinox's own layout
     assert kernel.var() == pytest.approx(2 / 256, rel=0.05)
 
+    class Embedded(eqx.Module):  # an Embedding's weight is no kernel: kept as Equinox holds it, by its own name
+        embed: eqx.nn.Embedding
+        head: eqx.nn.Linear
+
+        def __init__(self, in_features, out_features, key):
+            k0, k1 = jax.random.split(key)
+            self.embed = eqx.nn.Embedding(10, 5, key=k0)
+            self.head = eqx.nn.Linear(5, out_features, key=k1)
+
+        def __call__(self, x):
+            return self.head(self.embed(x[0].astype(jnp.int32)))
+
+    variables = models.from_spec(Embedded, n_outputs=3, input_shape=(1,)).init(jax.random.key(0), jnp.zeros((2, 1)))
+    assert jax.tree.map(jnp.shape, variables["params"]) == {"embed": {"weight": (10, 5)},
+                                                            "head": {"kernel": (5, 3), "bias": (3,)}}
+
 
 def test_dropout_follows_the_runs_key_and_is_off_in_evaluation():
     model = models.from_spec(DropoutMLP, n_outputs=8, input_shape=(6,))
