@@ -300,3 +300,14 @@ class Opaque(nn.Module):
     def __call__(self, x):
         return x @ self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.n_outputs))
 '''
+
+
+def test_a_grid_crosses_an_nnx_models_initializers_with_learning_rates():
+    """The grid is the trainer's: arms of (initializer, learning rate) over an NNX model, ranked per initializer."""
+    d = _data()
+    experiment = bench.Experiment("nnx-grid", "", (bench.Task(d, model=NNXMLP),), ("he_normal", "orthogonal"),
+                                  seeds=2, train=CONFIG)
+    summary = bench.run(experiment, lr=[1e-3, 1e-1], progress=False).summary
+    assert sorted(zip(summary["initializer"], summary["lr"])) == [
+        ("he_normal", 1e-3), ("he_normal", 1e-1), ("orthogonal", 1e-3), ("orthogonal", 1e-1)]
+    assert summary["verdict"].notna().all() and (summary["model"] == "NNXMLP(din=6, dout=3) [nnx]").all()
