@@ -52,6 +52,8 @@ def user_code(experiment: Experiment, task: presets.Task) -> list:
     for arm in experiment.initializers:
         specs += [spec for _, spec in arm.rules] if isinstance(arm, presets.Arm) else [arm]
     specs += [obj for obj in (task.model, task.loss) if obj is not None and not isinstance(obj, str)]
+    if models.functions.is_functions(task.model):  # its code is in init and apply, not in the pair's own class
+        specs += [task.model.init, task.model.apply]
     specs += [obj for obj in (task.model, task.loss, task.dataset) if isinstance(obj, str) and ":" in obj
               and not obj.startswith("npz:") and not bench_data.text.is_text(obj)]  # files: the data's fingerprint
     return specs

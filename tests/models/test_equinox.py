@@ -222,3 +222,19 @@ def test_four_frameworks_train_the_same_conv_net_alike():
             np.testing.assert_allclose(a, np.reshape(b, a.shape), rtol=1e-4, atol=1e-5, err_msg=rules.path_name(path))
         np.testing.assert_allclose(runs[0].frame[METRICS].to_numpy(), other.frame[METRICS].to_numpy(), rtol=1e-4,
                                    atol=1e-5)
+
+
+def test_plain_functions_are_keyed_by_their_own_code():
+    """The cache key of a Functions pair covers init and apply (the pair's class is the suite's): an edit retrains."""
+    import bench
+    from bench.experiments import tasks
+    from bench.training import resume
+
+    def keyed(apply):
+        task = bench.Task("digits", model=models.Functions(_plain_init, apply, "plain MLP"))
+        return resume.code_key(tasks.user_code(bench.Experiment("k", "", (task,), ("he_normal",)), task))
+
+    def edited_apply(params, x):
+        return _plain_apply(params, x) * 2.0
+
+    assert keyed(_plain_apply) != keyed(edited_apply)
