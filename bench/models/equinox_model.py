@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 
 from bench.errors import UserError
+from bench.models import widths
+from initjax.paths import path_name
 
 INPUT_FIELDS = ("in_size", "in_features", "in_channels")  # set from the data when the factory leaves them out
 OUTPUT_FIELDS = ("out_size", "out_features")
@@ -54,8 +56,9 @@ def _is_float(leaf) -> bool:
     return isinstance(leaf, jax.Array | jax.ShapeDtypeStruct) and jnp.issubdtype(leaf.dtype, jnp.inexact)
 
 
-def _name(key) -> str:
-    return str(getattr(key, "name", getattr(key, "idx", getattr(key, "key", key))))
+def _names(path) -> tuple[str, ...]:
+    """The names along a key path (``initjax.paths.path_name``'s), none for the root."""
+    return tuple(path_name(path).split("/")) if path else ()
 
 
 def _kernel_paths(template, eqx) -> set[tuple[str, ...]]:
@@ -63,7 +66,7 @@ def _kernel_paths(template, eqx) -> set[tuple[str, ...]]:
     the leaves held in Flax's layout and named ``kernel``; an ``Embedding``'s or a user's own ``weight`` is not."""
     layers = (eqx.nn.Linear, eqx.nn.Conv)
     found = jax.tree_util.tree_flatten_with_path(template, is_leaf=lambda m: isinstance(m, layers))[0]
-    return {(*(_name(k) for k in path), "weight") for path, layer in found if isinstance(layer, layers)}
+    return {(*_names(path), "weight") for path, layer in found if isinstance(layer, layers)}
 
 
 def to_flax(w):
@@ -96,7 +99,7 @@ class EquinoxModel(nn.Module):
         template = eqx.filter_eval_shape(self.factory, jax.random.key(0))
         arrays, static = eqx.partition(template, _is_float)
         paths, treedef = jax.tree_util.tree_flatten_with_path(arrays)
-        names = [tuple(_name(k) for k in path) for path, _ in paths]
+        names = [_names(path) for path, _ in paths]
         kernels = _kernel_paths(template, eqx)
         view = [(*n[:-1], "kernel") if n in kernels else n for n in names]
         drawn = []
@@ -165,11 +168,7 @@ def wrap(spec, args: dict, input_shape, n_outputs: int | None, what: str) -> Equ
     if isinstance(spec, eqx.Module):
         raise UserError(f"model {what} is an eqx.Module instance, which holds one draw of its parameters; give its "
                         "class (with model_args) or a factory(key) so that each seed draws its own")
-    accepted = inspect.signature(spec).parameters
-    for fields, value in ((INPUT_FIELDS, input_shape[-1] if input_shape else None), (OUTPUT_FIELDS, n_outputs)):
-        name = next((f for f in fields if f in accepted and f not in args), None)
-        if name is not None and value is not None:
-            args[name] = int(value)
+    widths.fill(spec, args, INPUT_FIELDS, OUTPUT_FIELDS, input_shape, n_outputs)
 
     def factory(key):
         return spec(**args, key=key)
@@ -179,7 +178,7 @@ def wrap(spec, args: dict, input_shape, n_outputs: int | None, what: str) -> Equ
     except Exception as error:  # user code may raise anything; name it
         from initjax.registry import first_line
 
-        raise UserError(f"model {what}({', '.join(f'{k}={v!r}' for k, v in args.items())}, key=...) failed: "
+        raise UserError(f"model {what}({widths.call(args)}, key=...) failed: "
                         f"{first_line(error)}") from None
     if not isinstance(made, eqx.Module):
         raise UserError(f"model {what} gave a {type(made).__name__}, not an eqx.Module")
@@ -188,5 +187,5 @@ def wrap(spec, args: dict, input_shape, n_outputs: int | None, what: str) -> Equ
     if stateful:
         raise UserError(f"model {what} holds state (eqx.nn.StateIndex: BatchNorm or the like), which the suite does "
                         "not carry for Equinox models yet; use a stateless model or write it in Flax")
-    label = f"{type(made).__name__}({', '.join(f'{k}={v!r}' for k, v in args.items())}) [equinox]"
+    label = f"{type(made).__name__}({widths.call(args)}) [equinox]"
     return EquinoxModel(factory, label)

@@ -19,7 +19,6 @@ Reference: Flax's NNX documentation, "NNX basics" (``nnx.split``/``nnx.merge``) 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,6 +27,7 @@ import jax
 from flax import nnx
 
 from bench.errors import UserError
+from bench.models import widths
 from initjax import schemes
 
 CARRIED = (nnx.RngKey, nnx.RngCount)  # state besides Param and BatchStat a model may hold: its random streams
@@ -158,12 +158,7 @@ def wrap(spec, args: dict, input_shape, n_outputs: int | None, output_fields, wh
     if isinstance(spec, nnx.Module):
         raise UserError(f"model {what} is an nnx.Module instance, which holds one draw of its parameters; give its "
                         "class (with model_args) or a factory(rngs) so that each seed draws its own")
-    accepted = inspect.signature(spec.__init__ if isinstance(spec, type) else spec).parameters  # NNX's metaclass
-    for fields, value in ((INPUT_FIELDS, input_shape[-1] if input_shape else None),
-                          ((*output_fields, *OUTPUT_FIELDS), n_outputs)):
-        name = next((f for f in fields if f in accepted and f not in args), None)
-        if name is not None and value is not None:
-            args[name] = int(value)
+    widths.fill(spec, args, INPUT_FIELDS, (*output_fields, *OUTPUT_FIELDS), input_shape, n_outputs)
 
     def factory(rngs: nnx.Rngs) -> Any:
         return spec(**args, rngs=rngs)
@@ -173,9 +168,9 @@ def wrap(spec, args: dict, input_shape, n_outputs: int | None, output_fields, wh
     except Exception as error:  # user code may raise anything; name it
         from initjax.registry import first_line
 
-        raise UserError(f"model {what}({', '.join(f'{k}={v!r}' for k, v in args.items())}, rngs=...) failed: "
+        raise UserError(f"model {what}({widths.call(args)}, rngs=...) failed: "
                         f"{first_line(error)}") from None
     if not isinstance(made, nnx.Module):
         raise UserError(f"model {what} gave a {type(made).__name__}, not an nnx.Module")
-    label = f"{type(made).__name__}({', '.join(f'{k}={v!r}' for k, v in args.items())}) [nnx]"
+    label = f"{type(made).__name__}({widths.call(args)}) [nnx]"
     return NNXModel(factory, label)
