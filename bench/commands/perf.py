@@ -10,7 +10,8 @@ from bench.errors import Interrupted, UserError
 
 NAME = "perf"
 HELP = "time the vmapped trainer against a Python loop and per-seed scans"
-EXAMPLES = ("python -m bench perf --workloads digits-cnn,mnist --models 1,8,32 --no-grid --no-notebook",)
+EXAMPLES = ("python -m bench perf --workloads digits-cnn,mnist --models 1,8,32 --no-grid --no-frameworks "
+            "--no-notebook",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,9 +25,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workloads",
         type=names,
         default=["synthetic", "mnist", "transformer", "digits-cnn", "mnist-cnn"],
-        help="synthetic, mnist, transformer, digits-cnn, mnist-cnn (default all); the conv nets are timed at model "
+        help="synthetic, mnist, transformer, digits-cnn, mnist-cnn (default all; synthetic-nnx, mnist-nnx, "
+             "synthetic-equinox, mnist-equinox: the MLPs in Flax NNX and Equinox); the conv nets are timed at model "
              "counts up to 32, and the suite's program also with XLA's convolutions one model after the other "
              "(sequential)",
+    )
+    parser.add_argument(
+        "--no-frameworks",
+        action="store_true",
+        help="skip the timing of the synthetic and MNIST MLPs written in Flax NNX and Equinox against linen's "
+             "(alternated, 8 and 32 models)",
     )
     parser.add_argument(
         "--no-grid",
@@ -74,6 +82,9 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
                 ratio=grid["ratio"].map("{:.2f}x".format),
             ).to_markdown(index=False)
         )
+    if not args.no_frameworks:
+        print("timing the MLPs in Flax NNX and Equinox against linen, alternated", file=sys.stderr)
+        print(_frameworks_table(perf.measure_frameworks()))
     if not args.no_notebook:
         _notebook(args.rounds)
     return 0
@@ -120,3 +131,12 @@ def _perf_table(rows: list[dict], peak: float) -> str:
             ),
         ]
     return "\n".join(lines)
+
+
+def _frameworks_table(table) -> str:
+    """The frameworks' timings as markdown: the median ratio to linen over rounds and its 95% interval."""
+    return "\nthe same MLP in each framework, the suite's program (run-epochs/s; median ratio to linen over " \
+        "alternated rounds, 95% bootstrap interval)\n\n" + table.assign(
+            linen=table["linen_seed_epochs_per_s"].map("{:,.0f}".format),
+            ratio=[f"{r:.2f}x [{lo:.2f}, {hi:.2f}]" for r, lo, hi in zip(table.ratio, table.low, table.high)],
+        )[["workload", "models", "framework", "linen", "ratio"]].to_markdown(index=False)

@@ -5,11 +5,12 @@ floating-point array leaves are the linen ``params``, named by their attribute p
 convention mapped so that every initializer, rule and scheme reads them as Flax's: the weight of an ``eqx.nn.Linear``
 or ``eqx.nn.Conv`` is stored the Flax way and named ``kernel`` (Equinox's ``Linear`` weight is ``(out, in)``, its
 ``Conv`` weight ``(out, in, *spatial)``; the linen view holds ``(in, out)`` and ``(*spatial, in, out)``, so fans,
-He and Glorot variances are right); any other leaf (an ``Embedding``'s weight) keeps its name and layout. A call
-rebuilds the module (``eqx.combine``, while the program is traced), sets its inference mode
-(``eqx.nn.inference_mode``: dropout off in evaluation) and maps it over the batch (Equinox modules take one
-example), giving each example its own key from the run's dropout key where the module's ``__call__`` takes ``key``
-and it holds an ``eqx.nn.Dropout``.
+He and Glorot variances are right); any other leaf (an ``Embedding``'s weight) keeps its name and layout. While it
+trains, the model holds those weights in Equinox's own layout instead (:meth:`EquinoxModel.training_layout`, see
+``bench.training.layouts``), so that no step transposes them. A call rebuilds the module (``eqx.combine``, while the
+program is traced), sets its inference mode (``eqx.nn.inference_mode``: dropout off in evaluation) and maps it over
+the batch (Equinox modules take one example), giving each example its own key from the run's dropout key where the
+module's ``__call__`` takes ``key`` and it holds an ``eqx.nn.Dropout``.
 
 Not taken (refused in one line): a module with state (``eqx.nn.BatchNorm``, ``eqx.nn.State``). Whole-network
 schemes and diagnostics do not see Equinox layers (they refuse such a model rather than leave it as drawn).
@@ -19,8 +20,10 @@ Reference: Equinox's documentation, "Filtering" (``eqx.partition``/``eqx.combine
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -41,6 +44,15 @@ def equinox():
     except ImportError:
         raise UserError("Equinox models need equinox: pip install -e '.[equinox]'") from None
     return eqx
+
+
+def is_available() -> bool:
+    """Whether equinox is installed."""
+    try:
+        import equinox  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def is_equinox(spec) -> bool:
@@ -87,35 +99,35 @@ class EquinoxModel(nn.Module):
       label: the model's name in results tables.
       output_activation: the head's activation the loss applies, as the built-in models name it; None: the task
         names its loss.
+      own_layout: the params collection holds Linear and Conv weights in Equinox's layout (the model as it trains,
+        :meth:`training_layout`); False: in Flax's, as everything that draws or reads parameters sees them.
     """
 
     factory: Callable
     label: str = "Equinox model"
     output_activation: str | None = None
+    own_layout: bool = False
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         eqx = equinox()
-        template = eqx.filter_eval_shape(self.factory, jax.random.key(0))
-        arrays, static = eqx.partition(template, _is_float)
-        paths, treedef = jax.tree_util.tree_flatten_with_path(arrays)
-        names = [_names(path) for path, _ in paths]
-        kernels = _kernel_paths(template, eqx)
-        view = [(*n[:-1], "kernel") if n in kernels else n for n in names]
+        shape = _Structure.of(self.factory, eqx)
+        called = _same if self.own_layout else from_flax  # a held kernel -> Equinox's layout
         drawn = []
 
-        def draw(key):  # the module's own draws, made once on initialization, in the Flax layout
+        def draw(key):  # the module's own draws, made once on initialization
             if not drawn:
                 leaves = jax.tree.leaves(eqx.partition(self.factory(key), _is_float)[0])
-                drawn.extend(to_flax(v) if n in kernels else v for n, v in zip(names, leaves))
+                drawn.extend(shape.held(leaves, self.own_layout))
             return drawn
 
-        tops = list(dict.fromkeys(v[0] for v in view))
+        tops = list(dict.fromkeys(v[0] for v in shape.view))
         params = {top: self.param(top, lambda key, top=top: _nest(
-            [(v[1:], leaf) for v, leaf in zip(view, draw(key)) if v[0] == top])) for top in tops}
-        leaves = [_at(params[v[0]], v[1:]) for v in view]
-        leaves = [from_flax(leaf) if n in kernels else leaf for n, leaf in zip(names, leaves)]
-        model = eqx.nn.inference_mode(eqx.combine(jax.tree.unflatten(treedef, leaves), static), value=not train)
+            [(v[1:], leaf) for v, leaf in zip(shape.view, draw(key)) if v[0] == top])) for top in tops}
+        leaves = [_at(params[v[0]], v[1:]) for v in shape.view]
+        leaves = [called(leaf) if n in shape.kernels else leaf for n, leaf in zip(shape.names, leaves)]
+        model = eqx.nn.inference_mode(eqx.combine(jax.tree.unflatten(shape.treedef, leaves), shape.static),
+                                      value=not train)
         # mapped with the batch as the last axis: (out, in) weights times (in, batch) activations need no transpose
         # between layers (with the batch first, XLA transposed every layer's output: 0.8x linen's speed)
         last = jnp.moveaxis(x, 0, -1)
@@ -126,6 +138,60 @@ class EquinoxModel(nn.Module):
         else:
             outputs = jax.vmap(model, in_axes=-1, out_axes=-1)(last)
         return jnp.moveaxis(outputs, -1, 0)
+
+    def training_layout(self):
+        """This model holding its Linear and Conv weights in Equinox's layout while it trains
+        (``bench.training.layouts``: no transpose in any step)."""
+        from bench.training.layouts import Layout
+
+        kernels = set(_Structure.of(self.factory, equinox()).kernel_views())
+
+        def mapped(way):
+            return lambda params: jax.tree_util.tree_map_with_path(
+                lambda path, leaf: way(leaf) if _names(path) in kernels else leaf, params)
+
+        return Layout(self.clone(own_layout=True), mapped(from_flax), mapped(to_flax))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Structure:
+    """An Equinox module's floating-point leaves as the linen view names them.
+
+    Attributes:
+      treedef, static: the leaves' tree and the module's other fields (``eqx.partition``).
+      names: each leaf's attribute path (``("layers", "0", "weight")``).
+      kernels: the paths of Linear and Conv weights (held in Flax's layout in the view).
+      view: each leaf's name in the linen view (a kernel's ``weight`` named ``kernel``).
+    """
+
+    treedef: Any
+    static: Any
+    names: list
+    kernels: set
+    view: list
+
+    @classmethod
+    def of(cls, factory: Callable, eqx) -> _Structure:
+        template = eqx.filter_eval_shape(factory, jax.random.key(0))
+        arrays, static = eqx.partition(template, _is_float)
+        paths, treedef = jax.tree_util.tree_flatten_with_path(arrays)
+        names = [_names(path) for path, _ in paths]
+        kernels = _kernel_paths(template, eqx)
+        view = [(*n[:-1], "kernel") if n in kernels else n for n in names]
+        return cls(treedef, static, names, kernels, view)
+
+    def kernel_views(self) -> list:
+        """The view's paths of the kernels."""
+        return [v for n, v in zip(self.names, self.view) if n in self.kernels]
+
+    def held(self, leaves: list, own_layout: bool) -> list:
+        """The module's own leaves as the params collection holds them (kernels in Flax's layout unless
+        ``own_layout``)."""
+        return [to_flax(v) if n in self.kernels and not own_layout else v for n, v in zip(self.names, leaves)]
+
+
+def _same(leaf):
+    return leaf
 
 
 def _draws(model, eqx) -> bool:

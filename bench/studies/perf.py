@@ -46,7 +46,7 @@ from flax import nnx
 import initjax
 from bench import models
 from bench.models.conv import ConvNet
-from bench.training import memory
+from bench.training import layouts, memory
 from bench.training.batching import ALL_AT_ONCE, Batching, xla_flops
 from bench.training.lanes import side_by_side
 from bench.training.objective import loss_and_accuracy
@@ -105,10 +105,14 @@ WORKLOADS = {
     # the same MLP written in Flax NNX (NNXMLP below), through bench.models.nnx_model: the NNX path's cost
     "synthetic-nnx": Workload("synthetic MLP 20-64-64-1 in Flax NNX, Adam, batch 32", 20, 2, (64, 64), "adam", 1e-3,
                               32, 800, kind="nnx-mlp"),
-    # and in Equinox (eqx.nn.MLP, through bench.models.equinox_model; the equinox extra)
+    # and in Equinox (equinox_mlp below, through bench.models.equinox_model; the equinox extra)
     "synthetic-equinox": Workload("synthetic MLP 20-64-64-1 in Equinox, Adam, batch 32", 20, 2, (64, 64), "adam",
                                   1e-3, 32, 800, kind="equinox-mlp"),
     "mnist": Workload("MNIST MLP 784-300-100-10, SGD, batch 32", 784, 10, (300, 100), "sgd", 0.01, 32, 2048, 32),
+    "mnist-nnx": Workload("MNIST MLP 784-300-100-10 in Flax NNX, SGD, batch 32", 784, 10, (300, 100), "sgd", 0.01, 32,
+                          2048, 32, kind="nnx-mlp"),
+    "mnist-equinox": Workload("MNIST MLP 784-300-100-10 in Equinox, SGD, batch 32", 784, 10, (300, 100), "sgd", 0.01,
+                              32, 2048, 32, kind="equinox-mlp"),
     "transformer": Workload("Transformer pre-LN 2x32, 4 heads, context 32, vocab 32, Adam, batch 32", 32, 32,
                             (32, 32), "adam", 1e-3, 32, 512, 32, kind="transformer"),
     # the issue's conv nets: two convolutions on sklearn digits' 8x8 images, and Flax's MNIST CNN example
@@ -181,6 +185,9 @@ def setup(workload: Workload, n_models: int, init: str = "he_normal") -> Setup:
     init_keys, data_keys = run_keys(0, "perf", list(range(n_models // n_inits)))
     params = jax.jit(jax.vmap(lambda k: model.init(k, x[:1])["params"]))(init_keys)  # compiled: not op by op
     params = jax.tree.map(lambda p: jnp.repeat(p[None], n_inits, axis=0), params)
+    layout = layouts.of(model, optimizer, workload.input_shape)  # trained in the model's own layout, as the suite does
+    if layout is not None:
+        model, params = layout.model, layout.runs(layout.inward)(params)
     opt_state = jax.vmap(jax.vmap(optimizer.init))(params)
     n_params = sum(p[0, 0].size for p in jax.tree.leaves(params))
     s = Setup(workload, model, optimizer, params, opt_state, data_keys, x, y, n_params)
@@ -194,17 +201,11 @@ def setup_model(workload: Workload):
                             heads=4)
     if workload.kind == "conv":
         return ConvNet(tuple(((c, 3, "SAME"),) for c in workload.convs), workload.hidden, workload.n_classes)
-    if workload.kind == "nnx-mlp":
+    if workload.kind in ("nnx-mlp", "equinox-mlp"):
         binary = workload.n_classes == 2  # one sigmoid unit, as the built-in MLP's head
-        model = models.from_spec(NNXMLP, {"hidden": workload.hidden}, n_outputs=1 if binary else workload.n_classes,
+        spec = NNXMLP if workload.kind == "nnx-mlp" else equinox_mlp
+        model = models.from_spec(spec, {"hidden": workload.hidden}, n_outputs=1 if binary else workload.n_classes,
                                  input_shape=(workload.n_features,))
-        return model.clone(output_activation="sigmoid" if binary else "softmax")
-    if workload.kind == "equinox-mlp":
-        from bench.models.equinox_model import equinox
-
-        binary = workload.n_classes == 2
-        model = models.from_spec(equinox().nn.MLP, {"width_size": workload.hidden[0], "depth": len(workload.hidden)},
-                                 n_outputs=1 if binary else workload.n_classes, input_shape=(workload.n_features,))
         return model.clone(output_activation="sigmoid" if binary else "softmax")
     return models.mlp_for(workload.n_features, workload.n_classes, workload.hidden)
 
@@ -221,6 +222,20 @@ class NNXMLP(nnx.Module):
         for layer in self.layers:
             x = jax.nn.relu(layer(x))
         return self.head(x)
+
+
+def equinox_mlp(in_size: int, out_size: int, hidden: tuple[int, ...], key):
+    """The suite's MLP in Equinox (``eqx.nn.Linear`` layers, ReLU between), for the ``*-equinox`` workloads."""
+    from bench.models.equinox_model import equinox
+
+    eqx = equinox()
+    widths = (in_size, *hidden, out_size)
+    layers = []
+    for i, layer_key in enumerate(jax.random.split(key, len(widths) - 1)):
+        layers.append(eqx.nn.Linear(widths[i], widths[i + 1], key=layer_key))
+        if i < len(widths) - 2:
+            layers.append(eqx.nn.Lambda(jax.nn.relu))
+    return eqx.nn.Sequential(layers)
 
 
 def step_flops(s: Setup) -> float:
@@ -422,7 +437,8 @@ def grid_setup(workload: Workload, n_inits: int = 8, lrs: tuple[float, ...] = (1
 
 def measure_grid(workload: str = "synthetic", repeats: int = 3, rounds: int = 3) -> pd.DataFrame:
     """Run-epochs per second of a grid (8 initializers x 4 learning rates x 8 seeds) and of as many runs as seeds
-    (8 initializers x 32 seeds) on the same workload, timed in alternation (``rounds`` x best of ``repeats``).
+    (8 initializers x 32 seeds) on the same workload, timed in alternation (:func:`alternated`: the best of
+    ``rounds`` x ``repeats`` rounds).
 
     Returns:
       One row per layout: ``layout, runs, seconds`` (best over all rounds), ``seed_epochs_per_s``, and
@@ -431,17 +447,59 @@ def measure_grid(workload: str = "synthetic", repeats: int = 3, rounds: int = 3)
     layouts = {"8 initializers x 32 seeds": setup(WORKLOADS[workload], 256),
                "8 initializers x 4 lr x 8 seeds": grid_setup(WORKLOADS[workload])}
     runs = {name: vmap_variant(s) for name, s in layouts.items()}
-    for run in runs.values():
-        run()  # compile and warm up
-    best = {name: np.inf for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            best[name] = min(best[name], min(_seconds(run) for _ in range(repeats)))
+    best = {name: min(seconds) for name, seconds in alternated(runs, rounds * repeats).items()}
     rows = [{"layout": name, "runs": layouts[name].n_models, "seconds": best[name],
              "seed_epochs_per_s": layouts[name].n_models / best[name]} for name in runs]
     table = pd.DataFrame(rows)
     table["ratio"] = table["seed_epochs_per_s"] / table["seed_epochs_per_s"].iloc[0]
     return table
+
+
+def alternated(runs: dict[str, Callable], rounds: int, repeats: int = 1, seed: int = 0) -> dict[str, list[float]]:
+    """Seconds of each run, compiled and warmed up first, then timed in ``rounds`` rounds, each run once a round in
+    a random order (``repeats`` calls a timing): runs compared within a round share the machine's state of the
+    moment, which a noisy shared machine changes between rounds."""
+    for run in runs.values():
+        run()  # compile and warm up
+    rng = np.random.default_rng(seed)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name in rng.permutation(list(runs)):
+            times[name].append(_seconds(lambda run=runs[name]: [run() for _ in range(repeats)]) / repeats)
+    return times
+
+
+FRAMEWORKS = {"Flax NNX": "nnx", "Equinox": "equinox"}  # workload suffix of the same MLP in each
+
+
+def measure_frameworks(workloads=("synthetic", "mnist"), sizes=(8, 32), rounds: int = 15,
+                       repeats: int = 2) -> pd.DataFrame:
+    """Run-epochs per second of the same MLP written in Flax NNX and in Equinox against linen's, in the suite's
+    program, timed in alternation (:func:`alternated`).
+
+    Returns:
+      One row per (workload, models, framework): ``linen_seed_epochs_per_s`` (median), ``ratio`` (the median over
+      rounds of the framework's rate over linen's in the same round) and ``low``, ``high``: its 95% bootstrap
+      interval over rounds (``scipy.stats.bootstrap``, percentile). Equinox rows only with the equinox extra.
+    """
+    from scipy import stats
+
+    from bench.models.equinox_model import is_available
+
+    rows = []
+    for base in workloads:
+        for n_models in sizes:
+            names = {"linen": base, **{fw: f"{base}-{suffix}" for fw, suffix in FRAMEWORKS.items()
+                                       if suffix != "equinox" or is_available()}}
+            runs = {fw: vmap_variant(setup(WORKLOADS[name], n_models)) for fw, name in names.items()}
+            times = {fw: np.asarray(t) for fw, t in alternated(runs, rounds, repeats).items()}
+            for fw in list(names)[1:]:
+                ratios = times["linen"] / times[fw]
+                ci = stats.bootstrap((ratios,), np.median, method="percentile", random_state=0).confidence_interval
+                rows.append({"workload": base, "models": n_models, "framework": fw,
+                             "linen_seed_epochs_per_s": n_models / np.median(times["linen"]),
+                             "ratio": float(np.median(ratios)), "low": ci.low, "high": ci.high})
+    return pd.DataFrame(rows)
 
 
 PEAK_WAYS = ("suite", "loop")

@@ -14,7 +14,7 @@ import optax
 
 from bench.errors import UserError
 from bench.training import grid as grids
-from bench.training import parameterized, speedups, step
+from bench.training import layouts, parameterized, speedups, step
 from initjax import rules, schemes
 from initjax.registry import first_line
 
@@ -84,16 +84,19 @@ def init_params(model: nn.Module, arms: Sequence, init_keys, input_shape: Sequen
 
 def initial_state(model: nn.Module, optimizer: optax.GradientTransformation, arms: Sequence, init_keys,
                   input_shape: Sequence[int], x_train: jnp.ndarray | None = None,
-                  grid: grids.Grid = grids.Grid()) -> step.RunState:
+                  grid: grids.Grid = grids.Grid(), layout: layouts.Layout | None = None) -> step.RunState:
     """The :class:`bench.training.step.RunState` of every (initializer, cell, seed) before training.
 
     Every initializer in ``arms`` is crossed with every cell of ``grid`` (initializer-major):
     leaves `(n_arms * n_cells, n_seeds, ...)`. The cells of one initializer start from the
     same draw (common random numbers), times their init scale where ``grid.init_scale_on``
     matches; their optimizer states hold their own hyperparameters (``optimizer`` built
-    with the grid's optimizer factors injected).
+    with the grid's optimizer factors injected). ``layout``: the model's training layout
+    (``bench.training.layouts``), the parameters then held, and the optimizer state made, in it.
     """
     params = with_init_scales(init_params(model, arms, init_keys, input_shape, x_train), grid)
+    if layout is not None:
+        params = layout.runs(layout.inward)(params)
     forward = step.forward_of(model, input_shape)
     _, model_state = forward.init(jax.random.key(0), jnp.zeros((1, *input_shape), jnp.float32))
     runs = (len(arms) * len(grid.cells()), init_keys.shape[0])

@@ -74,7 +74,6 @@ def environment_key() -> dict:
     }
 
 
-# The suite's own files whose code the numbers depend on (a development checkout keeps one version number)
 # the suite's code that a run's numbers depend on: the trainer and what it imports, and the experiment layer
 # that turns a task into a model, loss and data (bench.experiments.tasks.task_model, task_data)
 NUMERIC_PACKAGES = ("training", "models", "data", "experiments")

@@ -41,7 +41,7 @@ import optax
 from bench.data.datasets import Dataset
 from bench.errors import UserError
 from bench.models import losses
-from bench.training import batching, compilation, devices, memory, parameterized, recipes, resume, step
+from bench.training import batching, compilation, devices, layouts, memory, parameterized, recipes, resume, step
 from bench.training import grid as grids
 from bench.training.initialization import check_on_model, check_scale_pattern, initial_state
 from bench.training.lanes import WallShares, side_by_side
@@ -195,6 +195,7 @@ class _ChunkTrainer:
     runs_per_seed: int
     real: list
     keep_params: bool
+    outward: Callable  # final parameters, the training layout -> Flax's (bench.training.layouts)
     shares: WallShares = dataclasses.field(default_factory=WallShares)
     host: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -270,8 +271,12 @@ class _ChunkTrainer:
             self.store.save_finished(c, chunks.sums[i], chunks.finite[i], before_s + seconds,
                                      before_seed_epochs + seed_epochs, kept)
         if self.keep_params:
-            chunks.finals[i] = jax.tree.map(np.asarray, state.params)
+            chunks.finals[i] = jax.tree.map(np.asarray, self.outward(state.params))
         return ChunkTimes(init_s, seconds, seed_epochs, before_s, before_seed_epochs)
+
+
+def _same(params):
+    return params
 
 
 def _one_model_call(model: nn.Module, input_shape) -> tuple[step.Forward, tuple]:
@@ -414,8 +419,11 @@ def train_task(
     def keys(c: int) -> tuple:
         return jax.device_put(run_keys(experiment_seed, dataset.name, groups[c], data_seeds), data.key_sharding)
 
+    layout = layouts.of(model, optimizer, dataset.input_shape)  # the model's own layout while it trains, if any
+
     def start_state(init_keys, x):
-        return initial_state(model, optimizer, list(initializers.values()), init_keys, dataset.input_shape, x, grid)
+        return initial_state(model, optimizer, list(initializers.values()), init_keys, dataset.input_shape, x, grid,
+                             layout)
 
     steps = -(-len(dataset.x_train) // config.batch_size)  # minibatch steps per epoch
     desc = f"{dataset.name} ({len(names) * len(seeds)} runs, {len(mine)} chunk(s) of {plan.models_per_chunk})"
@@ -426,13 +434,14 @@ def train_task(
         programs = None
         if todo:
             init_keys, data_keys = keys(todo[0][1])
-            programs = compile_programs(model, optimizer, config, start_state, (init_keys, data.x), data_keys, data.x,
+            trained = model if layout is None else layout.model
+            programs = compile_programs(trained, optimizer, config, start_state, (init_keys, data.x), data_keys, data.x,
                                         data.y, data.eval_splits, list(data.splits).index("test"),
                                         data.model_sharding, loss, not dataset.regression, plan.models_per_chunk,
                                         step_flops or 6.0 * fp.n_params * config.batch_size, plan.batching)
             bar.exclude_from_rate()
         trainer = _ChunkTrainer(programs, data, chunks, store, bar, keys, config.epochs, steps, len(names), real,
-                                keep_params)
+                                keep_params, _same if layout is None else jax.jit(layout.runs(layout.outward)))
         times = side_by_side(trainer, todo, plan.lanes)
     sums, finite, params, outcomes = chunks.gathered(real, keep_params)
     variances = (np.array([dataset.target_variance(sy) for _, sy in data.splits.values()])

@@ -31,8 +31,8 @@ def test_initializer_1024(benchmark, name):
     assert out.shape == (1024, 1024)
 
 
-@pytest.mark.parametrize("workload", ["synthetic", "synthetic-nnx", "synthetic-equinox", "mnist", "transformer",
-                                      "digits-cnn", "mnist-cnn"])
+@pytest.mark.parametrize("workload", ["synthetic", "synthetic-nnx", "synthetic-equinox", "mnist", "mnist-nnx",
+                                      "mnist-equinox", "transformer", "digits-cnn", "mnist-cnn"])
 @pytest.mark.parametrize("n_models", [1, 8, 32, 128, 256])
 @pytest.mark.parametrize("variant", ["loop", "scan", "vmap", "sequential", "torch"])
 def test_epoch(benchmark, workload, n_models, variant):
@@ -41,13 +41,13 @@ def test_epoch(benchmark, workload, n_models, variant):
     position predicted), at 1, 8 and 32 models against a plain single-model loop. ``vmap`` is the suite's program
     as its rule batches the models (``bench.training.batching``: the conv nets' convolutions as products of
     patches), ``sequential`` the same program with XLA's convolutions one model after the other, timed where the
-    rule does not vmap the model as it is; the conv nets' FLOPs are XLA's count of their step. ``synthetic-nnx`` and
-    ``synthetic-equinox`` are the synthetic MLP written in Flax NNX and in Equinox, timed in the suite's program
-    against ``synthetic``'s (the same runs)."""
+    rule does not vmap the model as it is; the conv nets' FLOPs are XLA's count of their step. The ``-nnx`` and
+    ``-equinox`` workloads are the synthetic and MNIST MLPs written in Flax NNX and in Equinox, timed in the suite's
+    program against the linen MLP's (the same runs)."""
     w = perf.WORKLOADS[workload]
-    if workload in ("synthetic-nnx", "synthetic-equinox") and variant != "vmap":
+    if w.kind in ("nnx-mlp", "equinox-mlp") and variant != "vmap":
         pytest.skip("the NNX and Equinox paths are timed in the suite's program only, against the linen MLP's")
-    if workload == "synthetic-equinox":
+    if w.kind == "equinox-mlp":
         pytest.importorskip("equinox", reason="the Equinox workload needs the equinox extra")
     if variant in ("loop", "scan", "sequential") and n_models > w.max_sequential:
         pytest.skip("a sequential variant's rate per model does not depend on the count; timed up to max_sequential")

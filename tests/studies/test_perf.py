@@ -74,6 +74,17 @@ def test_perf_says_what_it_times_and_ctrl_c_prints_the_rows_finished(monkeypatch
     assert cli.main(["perf", "--models", str(10**9)]) == 2
 
 
+def test_alternated_times_each_run_once_a_round_in_changing_orders():
+    calls: list[str] = []
+    runs = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    times = perf.alternated(runs, rounds=8, repeats=2)
+    assert calls[:3] == ["a", "b", "c"]  # warmed up once each, then 8 rounds of 2 calls each
+    rounds = [calls[3 + 6 * r: 9 + 6 * r] for r in range(8)]
+    assert all(sorted(r) == ["a", "a", "b", "b", "c", "c"] and r[0] == r[1] for r in rounds)
+    assert len({tuple(r[::2]) for r in rounds}) > 1  # the order changes between rounds
+    assert {name: len(t) for name, t in times.items()} == {"a": 8, "b": 8, "c": 8}
+
+
 # ---------------------------------------------------------------- the torch peer (skipped without torch)
 
 
