@@ -139,18 +139,17 @@ class EquinoxModel(nn.Module):
             outputs = jax.vmap(model, in_axes=-1, out_axes=-1)(last)
         return jnp.moveaxis(outputs, -1, 0)
 
-    def training_layout(self):
-        """This model holding its Linear and Conv weights in Equinox's layout while it trains
-        (``bench.training.layouts``: no transpose in any step)."""
-        from bench.training.layouts import Layout
-
+    def training_layout(self) -> tuple[nn.Module, Callable, Callable]:
+        """``(model, inward, outward)``: this model holding its Linear and Conv weights in Equinox's layout while it
+        trains, and one run's parameters mapped from Flax's layout to it and back (``bench.training.layouts``: no
+        transpose in any step)."""
         kernels = set(_Structure.of(self.factory, equinox()).kernel_views())
 
         def mapped(way):
             return lambda params: jax.tree_util.tree_map_with_path(
                 lambda path, leaf: way(leaf) if _names(path) in kernels else leaf, params)
 
-        return Layout(self.clone(own_layout=True), mapped(from_flax), mapped(to_flax))
+        return self.clone(own_layout=True), mapped(from_flax), mapped(to_flax)
 
 
 @dataclasses.dataclass(frozen=True)

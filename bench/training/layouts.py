@@ -3,9 +3,10 @@
 Everything that draws, rules or inspects parameters reads them in Flax's layout (kernels ``(in, out)``, convolution
 kernels ``(*spatial, in, out)``): fans, initializers, rules by path, schemes, parameterizations. A model whose layers
 compute in another layout (Equinox's ``Linear`` is ``weight @ x`` with ``weight`` ``(out, in)``) would otherwise
-transpose every kernel in every step's forward pass and every gradient in its backward pass; at MNIST-MLP sizes that
-cost a tenth of the step. Such a model offers ``training_layout()``: the same model reading its kernels in its own
-layout, and the maps between the two. The trainer then maps a run's parameters once, before its optimizer state is
+transpose every kernel in every step's forward pass and every gradient in its backward pass (an Equinox MLP of
+MNIST size ran at 0.89x the linen MLP's speed that way, 1.27-1.45x without). Such a model offers
+``training_layout() -> (model, inward, outward)``: the same model reading its kernels in its own layout, and the
+maps between the two (:class:`Layout`). The trainer then maps a run's parameters once, before its optimizer state is
 made, trains and evaluates in the model's layout, and maps the final parameters back (:mod:`bench.training.train`).
 
 The trained numbers are the same only where the optimizer's update does not depend on a kernel's orientation: an
@@ -51,7 +52,7 @@ def of(model: nn.Module, optimizer: optax.GradientTransformation, input_shape) -
     offered = getattr(model, "training_layout", None)
     if offered is None:
         return None
-    layout = offered()
+    layout = Layout(*offered())
     sample = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
     shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], sample)
     return layout if updates_alike(layout, optimizer, shapes) else None
