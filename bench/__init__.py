@@ -20,9 +20,12 @@ _WHERE = {
     "run": "bench.experiments.runner",
     "run_experiment": "bench.experiments.runner",
     "TrainConfig": "bench.training.train",
+    "analyze": "bench.experiments.external",
+    "analyze_scores": "bench.experiments.external",
 }
 
-__all__ = ["Arm", "Experiment", "Outcome", "Task", "TrainConfig", "data", "run", "run_experiment"]
+__all__ = ["Arm", "Experiment", "Outcome", "Task", "TrainConfig", "analyze", "analyze_scores", "data", "run",
+           "run_experiment"]
 
 
 def __getattr__(name: str):

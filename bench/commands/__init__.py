@@ -6,6 +6,7 @@ Each command imports what it needs when it runs, so ``python -m bench list`` or 
 """
 
 from bench.commands import (
+    analyze,
     calibrate,
     coordcheck,
     diagnose,
@@ -17,4 +18,4 @@ from bench.commands import (
     show,
 )
 
-COMMANDS = (run, report, calibrate, perf, diagnose, coordcheck, reproduce, listing, show)
+COMMANDS = (run, report, analyze, calibrate, perf, diagnose, coordcheck, reproduce, listing, show)

@@ -68,7 +68,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
             formats=args.format,
             metric=args.metric,
             baseline=args.baseline,
-            paired=not args.unpaired,
+            paired=not args.unpaired and record.paired(),
             margin=args.margin,
             fixed_test_set=args.fixed_test_set,
             statistic=args.statistic,
@@ -82,7 +82,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
                     test_outcomes=test_outcomes,
                     previous=out,
                     dropped=stage.dropped,
-                    shipped=presets.shipped(record.name),
+                    shipped=None if record.external else presets.shipped(record.name),
                     **options,
                 )
             files = [stage.final(path) for path in files]

@@ -91,8 +91,8 @@ def write_report(out: str | Path, results: pd.DataFrame, record: RunRecord, test
         (Path(out) / outcomes.FILE).unlink(missing_ok=True)
         if options.get("dropped") is not None:
             options["dropped"].add(outcomes.FILE)
-    analysis, files = report.write(out, results, record, test_outcomes=test_outcomes,
-                                   shipped=presets.shipped(record.name), **options)
+    shipped = None if record.external else presets.shipped(record.name)
+    analysis, files = report.write(out, results, record, test_outcomes=test_outcomes, shipped=shipped, **options)
     return analysis, ([stored] if stored is not None else []) + files
 
 
@@ -134,7 +134,8 @@ def rerender(folder: str | Path, name: str | None = None) -> Outcome:
         test_outcomes = outcomes.load(folder, results)
         with staged(folder) as stage:
             analysis, files = report.write(stage.path, results, record, test_outcomes=test_outcomes, previous=folder,
-                                           dropped=stage.dropped, shipped=presets.shipped(ran))
+                                           dropped=stage.dropped, paired=record.paired(),
+                                           shipped=None if record.external else presets.shipped(ran))
     return Outcome(results, analysis, record, [stage.final(path) for path in files], test_outcomes)
 
 

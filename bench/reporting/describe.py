@@ -24,6 +24,8 @@ def describe_run(experiment: dict, shipped: dict | None = None) -> str:
       shipped: the record of the preset of that name as shipped (``bench.experiments.presets.shipped``); None
         when the run is of no preset.
     """
+    if "source" in experiment:  # runs trained elsewhere (bench.experiments.external) say what they are
+        return experiment["description"]
     cells = int(np.prod([len(v) for k, v in experiment.get("grid", {}).items() if k != "init_scale_on"]))
     design = (f"{len(experiment['initializers'])} initializers"
               + (f" x {cells} hyperparameter cells" if cells > 1 else "") + f" x {experiment['seeds']} seeds"

@@ -143,7 +143,8 @@ def check_against_run(results: pd.DataFrame, record: RunRecord, csv: Path) -> No
             raise UserError(f"{csv} has the {what} {extra[0]!r}, which run.json does not list ({', '.join(known)}); "
                             f"{remedy}")
     keys = ["dataset", "arm", "seed"] + (["data_seed"] if orders > 1 else []) + ["epoch"]
-    levels = [tasks, names, range(seeds)] + ([range(orders)] if orders > 1 else []) + [range(epochs + 1)]
+    levels = [tasks, names, range(seeds)] + ([range(orders)] if orders > 1 else []) + [
+        range(record.first_epoch(), epochs + 1)]
     expected = pd.MultiIndex.from_product(levels, names=keys)
     try:
         got = pd.MultiIndex.from_frame(results[keys].astype({k: int for k in keys[2:]}))

@@ -167,6 +167,21 @@ class RunRecord:
         """The experiment's name."""
         return self.experiment["name"]
 
+    @property
+    def external(self) -> bool:
+        """Whether these runs were trained elsewhere and read from a table (``bench.experiments.external``)."""
+        return "source" in self.experiment
+
+    def first_epoch(self) -> int:
+        """The first epoch the runs have: 0 (the initial evaluation) for the suite's own, the table's for runs
+        trained elsewhere."""
+        return int(self.experiment.get("source", {}).get("first_epoch", 0))
+
+    def paired(self) -> bool:
+        """Whether runs of one seed are paired across arms: always for the suite's own (common random numbers);
+        as the user said for runs trained elsewhere."""
+        return bool(self.experiment.get("source", {}).get("paired", True))
+
     def arms_of(self) -> dict[str, dict]:
         """Arm name -> its factor values (``initializer`` and any grid factors)."""
         return self.arms or {name: {"initializer": name} for name in self.initializers}

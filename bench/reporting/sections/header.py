@@ -24,6 +24,22 @@ def _seeds(exp: dict) -> str:
             "and every other seed) and paired")
 
 
+def _external_seeds(exp: dict) -> str:
+    source = exp["source"]
+    values = ", ".join(map(str, source["seeds"][:8])) + (", ..." if len(source["seeds"]) > 8 else "")
+    if source["paired"]:
+        return (f"{exp['seeds']} per arm ({values}), paired: the user said seed i is a common random number of "
+                "every arm")
+    return f"{exp['seeds']} per arm ({values}), unpaired (Welch differences: the seeds were not said to be shared)"
+
+
+def _source(exp: dict) -> str:
+    source = exp["source"]
+    named = ", ".join(f"{role} `{source[role]}`" for role in ("arm", "seed", "metric", "task", "epoch")
+                      if source.get(role))
+    return f"trained elsewhere; read from `{source['file']}` ({named})"
+
+
 def _statistics(s: stats.Settings) -> str:
     return (f"at the last epoch, over seeds; means with {s.level:.0%} Student t CIs; IQM = 25% trimmed mean with "
             f"{s.method} bootstrap CI ({s.n_resamples:,} resamples, seed {s.seed}) "
@@ -65,6 +81,14 @@ def header_rows(view: View) -> dict[str, str]:
     record = view.record
     exp, env = record.experiment, record.environment
     initializers = dict.fromkeys(values["initializer"] for values in record.arms_of().values())
+    if record.external:
+        return {"experiment": f"`{exp['name']}`", "arms": ", ".join(f"`{name}`" for name in initializers),
+                "seeds": _external_seeds(exp), "runs": _source(exp), "statistics": _statistics(view.analysis.settings),
+                "verdicts": _verdicts(view), "test set": _test_set(view),
+                **({"calibration": " ".join(view.calibration)} if view.calibration else {}),
+                "environment": (f"initjax {env['initjax']}, Python {env['python']} (the analysis; the runs' own is "
+                                "not known)"),
+                "date": env["date"], "command": f"`{record.command}`"}
     return {
         "experiment": f"`{exp['name']}`",
         "initializers": ", ".join(describe_arm(name, exp) for name in initializers),

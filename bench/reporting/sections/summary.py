@@ -48,7 +48,7 @@ def summary_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
 def markdown(view: View) -> list[str]:
     return ["", f"## {view.task}: {view.info.model}", "",
             f"Data: {view.info.data}.", "",
-            throughput(view.info), "",
+            f"{view.info.runs} runs." if view.record.external else throughput(view.info), "",
             summary_table(view.analysis, view.task).to_markdown(index=False), ""]
 
 

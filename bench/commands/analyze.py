@@ -1,0 +1,54 @@
+"""``python -m bench analyze``: the suite's report of runs trained elsewhere (a CSV, parquet or JSON-lines table)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from bench.commands.arguments import FORMATS, floating, names
+
+NAME = "analyze"
+HELP = "the report of runs trained elsewhere, from a table of one row per run (or per run and epoch)"
+EXAMPLES = ("python -m bench analyze runs.csv --arm init --seed seed --metric test_accuracy --out runs/mine",
+            "python -m bench analyze runs.parquet --arm init --seed seed --metric bleu --higher-is-better "
+            "--margin 0.5 --task dataset --epoch epoch --paired --out runs/bleu")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", help="a .csv, .parquet or .jsonl file: one row per run, or per run and epoch")
+    parser.add_argument("--arm", required=True, help="the column naming each run's arm (initializer)")
+    parser.add_argument("--seed", required=True, help="the column of each run's seed")
+    parser.add_argument("--metric", required=True,
+                        help="the column compared (a name ending _accuracy, _r2 or _loss says which way is better)")
+    parser.add_argument("--task", help="the column of each run's task (default: one task)")
+    parser.add_argument("--epoch", help="the column of each row's epoch (default: one row per run)")
+    direction = parser.add_mutually_exclusive_group()
+    direction.add_argument("--higher-is-better", dest="higher_is_better", action="store_true", default=None,
+                           help="the metric is better higher (needed where its name does not say)")
+    direction.add_argument("--lower-is-better", dest="higher_is_better", action="store_false",
+                           help="the metric is better lower")
+    parser.add_argument("--paired", action="store_true",
+                        help="seed i is a common random number of every arm (same data order and stream): compare "
+                             "runs of one seed pairwise (default: unpaired, Welch differences)")
+    parser.add_argument("--nan-diverged", action="store_true",
+                        help="a NaN or infinite metric is a diverged run, scored as the worst (default: refused)")
+    parser.add_argument("--margin", type=floating,
+                        help="equivalence margin in the metric's units (default 0.005 for an accuracy, 0.01 for a "
+                             "loss; needed for other metrics)")
+    parser.add_argument("--out", required=True, help="folder to write the report to")
+    parser.add_argument("--force", dest="overwrite", action="store_true", help="overwrite a report in --out")
+    parser.add_argument("--format", type=names, default=list(FORMATS), help=f"comma-separated, of {','.join(FORMATS)}")
+
+
+def main(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench.experiments.external import analyze
+    from bench.reporting import render
+
+    outcome = analyze(args.runs, arm=args.arm, seed=args.seed, metric=args.metric, task=args.task, epoch=args.epoch,
+                      higher_is_better=args.higher_is_better, paired=args.paired, nan_diverged=args.nan_diverged,
+                      margin=args.margin, out=args.out, overwrite=args.overwrite, formats=args.format,
+                      command=shlex.join(["python", "-m", "bench", *argv]))
+    print(render.console(outcome.record, outcome.analysis))
+    print(f"\nwrote {len(outcome.files)} files to {args.out}", file=sys.stderr)
+    return 0

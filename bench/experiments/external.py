@@ -1,0 +1,387 @@
+"""Runs trained elsewhere, read into the suite's results table, so that their report is the suite's own.
+
+A table of one row per run (or per run and epoch), from a CSV, parquet or JSON-lines file or a data frame, with
+columns naming each run's arm, seed, metric and optionally its task and epoch, becomes the tidy table the trainer
+writes (``dataset, model, arm, initializer, seed, epoch, <metric>, diverged, diverged_epoch``) and a run record
+(``bench.reporting.record.RunRecord``) that says where the runs came from. The report, ``bench report`` and
+``bench calibrate`` then read them as they read the suite's runs.
+
+The metric keeps its name where its suffix already says which way is better (``_accuracy``, ``_r2``: higher;
+``_loss``: lower), else gets ``_score`` (higher is better) or ``_error`` (lower is better) as the user says. Seeds
+are numbered ``0..n-1`` in their sorted order (the record keeps the values given); with ``paired``, every arm must
+have run the same seeds, which are then taken as common random numbers. Every problem of the table is refused in
+one line naming the file, the column and a row, before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import UserError
+from bench.reporting.record import RunRecord, TaskRecord, environment
+
+READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
+           ".json": "jsonl"}
+HIGHER, LOWER = ("_accuracy", "_r2", "_score"), ("_loss", "_error")
+LOWER_WORDS = ("loss", "error")  # a metric whose name holds one is read as lower-is-better by the analysis
+
+
+@dataclasses.dataclass(frozen=True)
+class Columns:
+    """Which columns of the user's table say what.
+
+    Attributes:
+      arm, seed, metric: the columns of each run's arm (initializer), seed, and the metric compared.
+      task: the column of each run's task (None: one task, named after the file).
+      epoch: the column of each row's epoch (None: one row per run, its final value).
+      model: the column of each task's model (None: the file's name); one model a task.
+      higher_is_better: which way the metric is better (None: its name must say it, ``_accuracy``, ``_loss``...).
+    """
+
+    arm: str
+    seed: str
+    metric: str
+    task: str | None = None
+    epoch: str | None = None
+    higher_is_better: bool | None = None
+    model: str | None = None
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """The table in ``path`` (CSV, parquet, or JSON lines, by its suffix).
+
+    Raises:
+      UserError: a missing or unreadable file, or another suffix.
+    """
+    path = Path(path)
+    kind = READERS.get(path.suffix.lower())
+    if kind is None:
+        raise UserError(f"{path}: runs are read from a .csv, .parquet or .jsonl file (one row per run or per run "
+                        f"and epoch), not {path.suffix or 'a file without a suffix'}")
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; give the file of your runs")
+    try:
+        if kind == "csv":
+            return pd.read_csv(path)
+        if kind == "parquet":
+            return pd.read_parquet(path)
+        return pd.read_json(path, lines=True)
+    except ImportError:
+        raise UserError(f"{path}: reading parquet needs pyarrow: pip install pyarrow") from None
+    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{path} cannot be read as {kind}: {first}") from None
+
+
+def metric_name(metric: str, higher_is_better: bool | None, source: str) -> str:
+    """The metric's column in the suite's table: its own name where the suffix says which way is better, else
+    with ``_score`` or ``_error``.
+
+    Raises:
+      UserError: the direction is neither said nor in the name, or contradicts the name.
+    """
+    says = True if metric.endswith(HIGHER) else False if metric.endswith(LOWER) else None
+    if says is None and any(word in metric for word in LOWER_WORDS):
+        says = False
+    if higher_is_better is None:
+        if says is None:
+            raise UserError(f"{source}: say which way the metric {metric!r} is better: --higher-is-better or "
+                            "--lower-is-better")
+        higher_is_better = says
+    if says is not None and says != higher_is_better:
+        raise UserError(f"{source}: the metric {metric!r} is named as {'higher' if says else 'lower'}-is-better but "
+                        f"was said to be {'higher' if higher_is_better else 'lower'}-is-better; rename the column or "
+                        "drop the flag")
+    if metric.endswith(HIGHER + LOWER):
+        return metric
+    return f"{metric}_score" if higher_is_better else f"{metric}_error"
+
+
+def tidy_runs(table: pd.DataFrame, columns: Columns, source: str, nan_diverged: bool = False,
+              default_model: str | None = None) -> pd.DataFrame:
+    """The user's table as the suite's tidy results (see the module docstring), checked.
+
+    ``nan_diverged``: a NaN or infinite metric marks its run diverged from that epoch on (the analysis scores it
+    as the worst run, as it scores the suite's diverged runs); otherwise such a row is refused. ``default_model``:
+    the model of every task where no column names it (default: the file's name).
+
+    Raises:
+      UserError: naming ``source``, the column and the first offending row (its 1-based number in the file).
+    """
+    if not isinstance(table, pd.DataFrame) or table.empty:
+        raise UserError(f"{source} holds no runs; give a table of one row per run (or per run and epoch)")
+    table = table.reset_index(drop=True)  # rows by position (a filtered frame keeps its old labels)
+    roles = {"arm": columns.arm, "seed": columns.seed, "metric": columns.metric, "task": columns.task,
+             "epoch": columns.epoch, "model": columns.model}
+    named = {role: col for role, col in roles.items() if col is not None}
+    for role, col in named.items():
+        if col not in table.columns:
+            raise UserError(f"{source} has no column {col!r} (the {role}); its columns: "
+                            f"{', '.join(map(str, table.columns))}")
+    twice = [col for col in dict.fromkeys(named.values()) if list(named.values()).count(col) > 1]
+    if twice:
+        both = [role for role, col in named.items() if col == twice[0]]
+        raise UserError(f"{source}: the column {twice[0]!r} is named as both the {both[0]} and the {both[1]}")
+    name = metric_name(columns.metric, columns.higher_is_better, source)
+    rows = pd.DataFrame({"row": np.arange(len(table)) + 2 if source.endswith(".csv") else np.arange(len(table)) + 1})
+    for role in ("arm", "task", "model"):
+        if role in named:
+            values = table[named[role]]
+            _refuse_where(values.isna() | (values.astype(str).str.strip() == ""), rows, source, named[role],
+                          f"has no {role}")
+            rows[role] = values.astype(str).str.strip()
+    if "task" not in named:
+        rows["task"] = Path(source).stem or "runs"
+    if "model" in named:
+        models = rows.groupby("task", sort=False)["model"].nunique()
+        if (models > 1).any():
+            task = models[models > 1].index[0]
+            two = list(dict.fromkeys(rows.loc[rows["task"] == task, "model"]))[:2]
+            raise UserError(f"{source}: task {task!r} has the models {two[0]!r} and {two[1]!r} in {columns.model}; "
+                            "one model a task (give each model its own task)")
+    else:
+        rows["model"] = default_model or Path(source).name
+    seeds = table[columns.seed]
+    _refuse_where(seeds.isna(), rows, source, columns.seed, "has no seed")
+    rows["seed_value"] = seeds.to_numpy()
+    rows["epoch"] = _integers(table, columns.epoch, rows, source) if columns.epoch else 0
+    metric = pd.to_numeric(table[columns.metric], errors="coerce")
+    raw = table[columns.metric]
+    _refuse_where(metric.isna() & raw.notna() & ~raw.astype(str).str.strip().str.lower().isin(
+        ("nan", "inf", "-inf", "infinity", "-infinity", "")), rows, source, columns.metric, "is not a number",
+        show=raw)
+    bad = ~np.isfinite(metric.to_numpy(np.float64))
+    if bad.any() and not nan_diverged:
+        _refuse_where(pd.Series(bad), rows, source, columns.metric,
+                      "is NaN or infinite; if that run diverged, say --nan-diverged (it is then scored as the "
+                      "worst run), else remove the run", show=raw)
+    rows[name] = metric.to_numpy(np.float64)
+    keys = ["task", "arm", "seed_value", "epoch"]
+    dup = rows.duplicated(keys, keep=False)
+    if dup.any():
+        first = rows[dup].iloc[0]
+        later = rows[dup & (rows[keys] == first[keys]).all(axis=1)].iloc[1]
+        raise UserError(f"{source}: rows {first['row']} and {later['row']} are the same run "
+                        f"({_describe(first, columns)}); keep one row per run" + (" and epoch" if columns.epoch
+                                                                                   else ""))
+    _check_epochs(rows, source, columns)
+    _check_design(rows, source, columns)
+    if name.endswith("_accuracy") and not rows[name].dropna().between(0, 1).all():
+        row = rows[~rows[name].between(0, 1) & rows[name].notna()].iloc[0]
+        raise UserError(f"{source}, row {row['row']}: {columns.metric} = {row[name]:g} is not an accuracy in [0, 1]; "
+                        "give fractions (0.93, not 93)")
+    return _tidy(rows, name)
+
+
+def _refuse_where(mask: pd.Series, rows: pd.DataFrame, source: str, column: str, problem: str, show=None) -> None:
+    mask = np.asarray(mask, bool)
+    if mask.any():
+        i = int(np.flatnonzero(mask)[0])
+        value = "" if show is None else f" ({show.iloc[i]!r})"
+        raise UserError(f"{source}, row {rows['row'].iloc[i]}: {column}{value} {problem}")
+
+
+def _integers(table: pd.DataFrame, column: str, rows: pd.DataFrame, source: str) -> np.ndarray:
+    values = pd.to_numeric(table[column], errors="coerce")
+    whole = values.notna() & (values == values.round()) & (values >= 0)
+    _refuse_where(~whole, rows, source, column, "is not an epoch (a whole number >= 0)", show=table[column])
+    return values.to_numpy().astype(int)
+
+
+def _describe(row, columns: Columns) -> str:
+    parts = ([f"task {row['task']!r}"] if columns.task else []) + [f"arm {row['arm']!r}",
+                                                                    f"seed {row['seed_value']!r}"]
+    return ", ".join(parts + ([f"epoch {row['epoch']}"] if columns.epoch else []))
+
+
+def _check_epochs(rows: pd.DataFrame, source: str, columns: Columns) -> None:
+    """Every run has the same epochs, consecutive."""
+    epochs = sorted(rows["epoch"].unique())
+    if epochs != list(range(epochs[0], epochs[-1] + 1)):
+        gap = next(e for e in range(epochs[0], epochs[-1] + 1) if e not in epochs)
+        raise UserError(f"{source}: no run has epoch {gap} of {columns.epoch} ({epochs[0]}..{epochs[-1]}); give "
+                        "consecutive epochs")
+    per_run = rows.groupby(["task", "arm", "seed_value"], sort=False)["epoch"].agg(frozenset)
+    whole = frozenset(epochs)
+    short = per_run[per_run != whole]
+    if len(short):
+        (task, arm, seed), got = short.index[0], short.iloc[0]
+        missing = sorted(whole - got)
+        where = f", task {task!r}" if columns.task else ""
+        raise UserError(f"{source}: the run of arm {arm!r}, seed {seed!r}{where}"
+                        + f" lacks epoch {missing[0]} (the runs have epochs {epochs[0]}..{epochs[-1]}); give every "
+                        "run every epoch, its metric NaN from where it diverged (with --nan-diverged)")
+
+
+def _check_design(rows: pd.DataFrame, source: str, columns: Columns) -> None:
+    """Two arms or more, each with the same seeds (2 or more) on every task, and the same arms on every task."""
+    runs = rows.drop_duplicates(["task", "arm", "seed_value"])
+    arms = list(dict.fromkeys(runs["arm"]))
+    if len(arms) < 2:
+        raise UserError(f"{source}: {columns.arm} names one arm ({arms[0]!r}); a comparison needs two or more")
+    seeds = sorted(runs["seed_value"].unique(), key=_sort_key)
+    for (task, arm), group in runs.groupby(["task", "arm"], sort=False):
+        if len(group) < 2:
+            raise UserError(f"{source}: arm {arm!r}" + (f" on task {task!r}" if columns.task else "")
+                            + f" has {len(group)} run; every arm needs 2 seeds or more for an interval")
+        missing = [s for s in seeds if s not in set(group["seed_value"])]
+        if missing:
+            raise UserError(f"{source}: arm {arm!r}" + (f" on task {task!r}" if columns.task else "")
+                            + f" has no run of seed {missing[0]!r}, which other arms ran; every arm needs the same "
+                            "seeds (a failed run as a row with a NaN metric, with --nan-diverged)")
+    for task, group in runs.groupby("task", sort=False):
+        absent = [arm for arm in arms if arm not in set(group["arm"])]
+        if absent:
+            raise UserError(f"{source}: task {task!r} has no run of arm {absent[0]!r}; every task needs every arm")
+
+
+def _sort_key(value):
+    return (0, float(value), "") if isinstance(value, int | float | np.integer | np.floating) else (1, 0.0, str(value))
+
+
+def _tidy(rows: pd.DataFrame, name: str) -> pd.DataFrame:
+    seeds = sorted(rows["seed_value"].unique(), key=_sort_key)
+    number = {value: i for i, value in enumerate(seeds)}
+    arms = list(dict.fromkeys(rows["arm"]))
+    tasks = list(dict.fromkeys(rows["task"]))
+    out = pd.DataFrame({
+        "dataset": rows["task"], "model": rows["model"], "arm": rows["arm"], "initializer": rows["arm"],
+        "seed": rows["seed_value"].map(number).astype(int), "epoch": rows["epoch"].astype(int), name: rows[name]})
+    out = out.sort_values(["dataset", "arm", "seed", "epoch"], key=lambda col: col.map(
+        {t: i for i, t in enumerate(tasks)} if col.name == "dataset" else {a: i for i, a in enumerate(arms)})
+        if col.name in ("dataset", "arm") else col, kind="stable").reset_index(drop=True)
+    bad = ~np.isfinite(out[name].to_numpy(np.float64))
+    out["diverged"] = pd.Series(bad).groupby([out["dataset"], out["arm"], out["seed"]]).cummax().to_numpy()
+    first = out["epoch"].where(out["diverged"]).groupby([out["dataset"], out["arm"], out["seed"]]).transform("min")
+    out["diverged_epoch"] = first.astype("Int64")
+    out.attrs["seed_values"] = [_plain(s) for s in seeds]
+    return out
+
+
+def _plain(value):
+    """A seed value as JSON writes it."""
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return int(value) if float(value).is_integer() else float(value)
+    return value if isinstance(value, int | str) else str(value)
+
+
+def record_of(results: pd.DataFrame, source: str, columns: Columns, paired: bool, command: str,
+              margin: float | None, name: str | None = None) -> RunRecord:
+    """The run record of external runs: what they are and where they came from (no training); ``name``: the
+    report's (default: the file's stem)."""
+    arms = list(dict.fromkeys(results["arm"]))
+    tasks = list(dict.fromkeys(results["dataset"]))
+    first, last = int(results["epoch"].min()), int(results["epoch"].max())
+    seeds = int(results["seed"].nunique())
+    per_task = len(arms) * seeds
+    experiment = {
+        "name": name or Path(source).stem or "runs",
+        "description": (f"Runs trained elsewhere, read from {Path(source).name}: {len(arms)} arms x {seeds} seeds"
+                        + (f" x {len(tasks)} tasks" if len(tasks) > 1 else "")
+                        + (f", epochs {first}..{last}" if last > first else "") + "."),
+        "tasks": [{"name": t, "dataset": t} for t in tasks],
+        "initializers": arms,
+        "seeds": seeds,
+        "train": {"epochs": last},
+        "source": {"file": str(source), "arm": columns.arm, "seed": columns.seed, "metric": columns.metric,
+                   "task": columns.task, "epoch": columns.epoch, "paired": paired,
+                   "seeds": results.attrs.get("seed_values", list(range(seeds))), "first_epoch": first},
+    }
+    model = results.groupby("dataset", sort=False)["model"].first()
+    task_records = {t: TaskRecord(model=str(model[t]), runs=per_task, init_s=0.0, compile_s=0.0, train_s=0.0,
+                                  data="the runs' own (trained elsewhere)") for t in tasks}
+    statistics = {"margin": margin} if margin is not None else {}
+    return RunRecord(experiment=experiment, initializers=arms, tasks=task_records, runs=per_task * len(tasks),
+                     compile_s=0.0, init_s=0.0, environment=environment(), command=command, wall_s=0.0,
+                     statistics=statistics)
+
+
+def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str, task: str | None = None,
+            epoch: str | None = None, model: str | None = None, higher_is_better: bool | None = None,
+            paired: bool = False,
+            nan_diverged: bool = False, margin: float | None = None, out: str | Path | None = None,
+            overwrite: bool = False, formats=None, command: str = "", name: str | None = None):
+    """The suite's report of runs trained elsewhere: ``bench.analyze(table_or_file, arm=..., seed=..., metric=...)``.
+
+    Args:
+      runs: a data frame, or a CSV, parquet or JSON-lines file, of one row per run (or per run and epoch).
+      arm, seed, metric, task, epoch, model, higher_is_better: the columns, as :class:`Columns` names them.
+      paired: the seeds are common random numbers of every arm (the same data order and stream for seed i of every
+        arm), so runs of one seed are compared pairwise; False: Welch differences.
+      nan_diverged: a NaN or infinite metric is a diverged run (else refused).
+      margin: the equivalence margin in the metric's units (needed for a ``_score`` or ``_error`` metric; default
+        0.5 pp for an accuracy, 0.01 for a loss).
+      out: the folder to write the report to (None: computed, not written); ``overwrite``: over a report there.
+      formats: the report's formats (default all); name: the report's title (default: the file's stem, "runs" for
+        a data frame).
+
+    Returns:
+      ``bench.Outcome``: ``.results``, ``.summary``, ``.analysis``, ``.record``, ``.files``.
+
+    Raises:
+      UserError: a bad table (one line naming the file, column and row), a missing margin, or ``out`` holding a
+        report; nothing is written then.
+    """
+    from bench.errors import option
+    from bench.experiments.runner import Outcome, publish, refuse_overwrite
+    from bench.reporting import FORMATS
+    from bench.reporting.analysed import analyse, check_options, settings_of
+    from bench.store import exclusive
+
+    source = str(runs) if not isinstance(runs, pd.DataFrame) else "the table"
+    table = read_table(runs) if not isinstance(runs, pd.DataFrame) else runs
+    columns = Columns(arm, seed, metric, task, epoch, higher_is_better, model)
+    label = name or (Path(source).stem if not isinstance(runs, pd.DataFrame) else "runs")
+    results = tidy_runs(table, columns, source, nan_diverged, default_model=label)
+    name = next(c for c in results.columns if c.endswith(HIGHER + LOWER))
+    if margin is None and name.endswith(("_score", "_error")):
+        raise UserError(f"{source}: give the equivalence margin of {metric!r} in its own units "
+                        f"({option('margin')}: the smallest difference that matters), for the 'equivalent' verdicts")
+    record = record_of(results, source, columns, paired, command or "bench.analyze(...)", margin, label)
+    options = dict(metric=name, paired=paired, margin=margin)
+    check_options(results, name, None, settings_of(record, margin), paired)
+    if out is None:
+        analysis = analyse(results, name, None, paired, settings_of(record, margin))
+        return Outcome(results, analysis, record, [])
+    with exclusive(out):
+        refuse_overwrite(out, overwrite)
+        analysis, files = publish(out, results, record, {}, runs_changed=True,
+                                  formats=list(formats or FORMATS), **options)
+    return Outcome(results, analysis, record, files)
+
+
+def analyze_scores(scores: dict, *, higher_is_better: bool = True, tasks=None, paired: bool = False,
+                   margin: float | None = None, metric: str = "score", out: str | Path | None = None, **options):
+    """rliable's input, the suite's report: ``scores`` maps each arm to an array `(runs, tasks)` (or `(runs,)`) of
+    final scores; ``tasks`` names the columns (default ``task0``, ...). See :func:`analyze` for the rest.
+
+    Raises:
+      UserError: an arm whose array is not 1-D or 2-D, or whose task count differs from the others'.
+    """
+    frames = []
+    widths = set()
+    for name, values in scores.items():
+        values = np.asarray(values, np.float64)
+        if values.ndim == 1:
+            values = values[:, None]
+        if values.ndim != 2:
+            raise UserError(f"scores of arm {name!r} have shape {values.shape}; give (runs, tasks) or (runs,)")
+        widths.add(values.shape[1])
+        names = list(tasks) if tasks is not None else [f"task{j}" for j in range(values.shape[1])]
+        if len(names) != values.shape[1]:
+            raise UserError(f"scores of arm {name!r} have {values.shape[1]} tasks, tasks names {len(names)}")
+        runs, cols = np.meshgrid(np.arange(values.shape[0]), np.arange(values.shape[1]), indexing="ij")
+        frames.append(pd.DataFrame({"arm": name, "seed": runs.ravel(), "task": np.asarray(names)[cols.ravel()],
+                                    metric: values.ravel()}))
+    if len(widths) > 1:
+        raise UserError(f"the arms' scores have different task counts ({sorted(widths)}); give every arm every task")
+    if not frames:
+        raise UserError("no scores given; give {arm: array of shape (runs, tasks)}")
+    return analyze(pd.concat(frames, ignore_index=True), arm="arm", seed="seed", metric=metric, task="task",
+                   higher_is_better=higher_is_better, paired=paired, margin=margin, out=out, **options)
