@@ -13,8 +13,10 @@ import pandas as pd
 
 TASK = ["dataset", "model"]
 GROUP = TASK + ["arm"]
-LOWER_IS_BETTER = ("loss",)
-METRIC_SUFFIXES = ("_accuracy", "_r2", "_loss")  # the metric columns of a results table
+LOWER_IS_BETTER = ("loss", "error")
+# the metric columns of a results table: the suite's own, and a metric of runs trained elsewhere
+# (bench.experiments.external), named ..._score when higher is better and ..._error when lower is
+METRIC_SUFFIXES = ("_accuracy", "_r2", "_loss", "_score", "_error")
 
 
 def metric_columns(results: pd.DataFrame) -> list[str]:
@@ -28,7 +30,7 @@ def default_metric(results: pd.DataFrame) -> str:
 
 
 def higher_is_better(metric: str) -> bool:
-    """Accuracies go up, losses go down."""
+    """Accuracies, R² and scores go up; losses and errors go down."""
     return not any(word in metric for word in LOWER_IS_BETTER)
 
 

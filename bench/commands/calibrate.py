@@ -54,7 +54,7 @@ def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
 
     results, record = load(args.dir)
     settings = settings_of(record, statistic=args.statistic)
-    paired = not args.unpaired
+    paired = not args.unpaired and record.paired()  # runs trained elsewhere: as their report pairs them
     metrics = stats.metric_columns(results)
     args.metric = args.metric or ranked_metric(results, record.tasks)
     if args.metric not in metrics:
@@ -71,7 +71,8 @@ def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
     print(table.drop(columns=["model"]).to_markdown(index=False, tablefmt="simple", floatfmt=".3f"))
     for dataset, cells in table.groupby("dataset", sort=False):
         print(f"\n{calibrate.describe(cells, dataset)}")
-    if args.metric == ranked_metric(results, record.tasks) and paired and settings == settings_of(record):
+    if args.metric == ranked_metric(results, record.tasks) and paired == record.paired() and \
+            settings == settings_of(record):
         # the report's own metric and procedure
         from bench.analysis import outcomes
 
@@ -85,7 +86,7 @@ def _calibrate_held(args: argparse.Namespace, argv: list[str]) -> int:
             paired,
             None,
             outcomes.load(args.dir, results),
-            shipped=presets.shipped(record.name),
+            shipped=None if record.external else presets.shipped(record.name),
         )
         print(f"\nwrote {args.dir}/{calibrate.FILE} and the calibration line of {args.dir}/report.md")
     else:

@@ -170,6 +170,14 @@ def tidy_runs(table: pd.DataFrame, columns: Columns, source: str, nan_diverged: 
                                                                                    else ""))
     _check_epochs(rows, source, columns)
     _check_design(rows, source, columns)
+    low, high = {"_loss": (0.0, np.inf), "_r2": (-np.inf, 1.0)}.get(next((x for x in ("_loss", "_r2")
+                                                                       if name.endswith(x)), ""), (-np.inf, np.inf))
+    outside = rows[name].notna() & np.isfinite(rows[name]) & ~rows[name].between(low, high)
+    if outside.any():  # the analysis holds a loss's interval at or above 0 and an R²'s at or below 1
+        row = rows[outside].iloc[0]
+        raise UserError(f"{source}, row {row['row']}: {columns.metric} = {row[name]:g} is outside what a "
+                        f"{name.rsplit('_', 1)[1]} can be; give the column another name and say which way is "
+                        "better (--lower-is-better or --higher-is-better)")
     if name.endswith("_accuracy") and not rows[name].dropna().between(0, 1).all():
         row = rows[~rows[name].between(0, 1) & rows[name].notna()].iloc[0]
         raise UserError(f"{source}, row {row['row']}: {columns.metric} = {row[name]:g} is not an accuracy in [0, 1]; "
@@ -181,7 +189,7 @@ def _refuse_where(mask: pd.Series, rows: pd.DataFrame, source: str, column: str,
     mask = np.asarray(mask, bool)
     if mask.any():
         i = int(np.flatnonzero(mask)[0])
-        value = "" if show is None else f" ({show.iloc[i]!r})"
+        value = "" if show is None else f" ({_plain(show.iloc[i])!r})"
         raise UserError(f"{source}, row {rows['row'].iloc[i]}: {column}{value} {problem}")
 
 
@@ -194,7 +202,7 @@ def _integers(table: pd.DataFrame, column: str, rows: pd.DataFrame, source: str)
 
 def _describe(row, columns: Columns) -> str:
     parts = ([f"task {row['task']!r}"] if columns.task else []) + [f"arm {row['arm']!r}",
-                                                                    f"seed {row['seed_value']!r}"]
+                                                                    f"seed {_plain(row['seed_value'])!r}"]
     return ", ".join(parts + ([f"epoch {row['epoch']}"] if columns.epoch else []))
 
 
@@ -212,7 +220,7 @@ def _check_epochs(rows: pd.DataFrame, source: str, columns: Columns) -> None:
         (task, arm, seed), got = short.index[0], short.iloc[0]
         missing = sorted(whole - got)
         where = f", task {task!r}" if columns.task else ""
-        raise UserError(f"{source}: the run of arm {arm!r}, seed {seed!r}{where}"
+        raise UserError(f"{source}: the run of arm {arm!r}, seed {_plain(seed)!r}{where}"
                         + f" lacks epoch {missing[0]} (the runs have epochs {epochs[0]}..{epochs[-1]}); give every "
                         "run every epoch, its metric NaN from where it diverged (with --nan-diverged)")
 
@@ -231,8 +239,8 @@ def _check_design(rows: pd.DataFrame, source: str, columns: Columns) -> None:
         missing = [s for s in seeds if s not in set(group["seed_value"])]
         if missing:
             raise UserError(f"{source}: arm {arm!r}" + (f" on task {task!r}" if columns.task else "")
-                            + f" has no run of seed {missing[0]!r}, which other arms ran; every arm needs the same "
-                            "seeds (a failed run as a row with a NaN metric, with --nan-diverged)")
+                            + f" has no run of seed {_plain(missing[0])!r}, which other arms ran; every arm needs "
+                            "the same seeds (a failed run as a row with a NaN metric, with --nan-diverged)")
     for task, group in runs.groupby("task", sort=False):
         absent = [arm for arm in arms if arm not in set(group["arm"])]
         if absent:
@@ -263,10 +271,10 @@ def _tidy(rows: pd.DataFrame, name: str) -> pd.DataFrame:
 
 
 def _plain(value):
-    """A seed value as JSON writes it."""
+    """A value of the user's table as Python (and JSON) writes it: ``100``, not ``np.int64(100)``."""
     if isinstance(value, np.integer):
         return int(value)
-    if isinstance(value, np.floating):
+    if isinstance(value, np.floating | float):
         return int(value) if float(value).is_integer() else float(value)
     return value if isinstance(value, int | str) else str(value)
 

@@ -17,6 +17,17 @@ from bench.reporting.record import RunRecord, TaskRecord
 DELTAS = {"accuracy": (0.005, 0.01), "r2": (0.005, 0.01), "loss": (0.01, 0.05)}
 
 
+def deltas(metric: str, settings: stats.Settings) -> tuple[float, float]:
+    """The differences the seeds advice sizes for: the metric kind's (:data:`DELTAS`), or for a metric of runs
+    trained elsewhere (``_score``, ``_error``: no scale known) the equivalence margin and twice it."""
+    kind = metric.rpartition("_")[2]
+    if kind in DELTAS:
+        return DELTAS[kind]
+    if settings.margin is None:
+        raise UserError(f"give the equivalence margin of {metric!r} in its own units ({option('margin')})")
+    return (settings.margin, 2 * settings.margin)
+
+
 @dataclasses.dataclass(frozen=True)
 class Compared:
     """The part of an :class:`Analysis` computed first (same names): what the early figures read
@@ -118,13 +129,13 @@ def analyse(
         on_comparisons(Compared(metric, comparisons, paired, settings))
     examples = {task: int(item["correct"].shape[-1]) for task, item in test_outcomes.items()}
     summary = stats.summarize(results, shown, settings, extras, examples)
-    kind = metric.rpartition("_")[2]
     return Analysis(
         metric=metric,
         summary=summary,
         comparisons=comparisons,
         curves=stats.summarize_curves(results, summary, metric, settings=settings),
-        advice=advice.seeds_advice(results, metric, DELTAS[kind], paired, settings, test_outcomes=test_outcomes),
+        advice=advice.seeds_advice(results, metric, deltas(metric, settings), paired, settings,
+                                   test_outcomes=test_outcomes),
         baseline=baseline,
         paired=paired,
         settings=settings,
@@ -160,12 +171,16 @@ def check_options(results: pd.DataFrame, metric: str, baseline: str | None, sett
 
 def ranked_metric(results: pd.DataFrame, tasks: Mapping[str, TaskRecord] = MappingProxyType({})) -> str:
     """The metric a report ranks unless told: the test loss when every task is a language model (token accuracy
-    ignores how much probability the right token got), else ``stats.default_metric``.
+    ignores how much probability the right token got), else ``stats.default_metric``, else (runs trained elsewhere)
+    the table's one metric.
 
     ``tasks``: the record's tasks (``RunRecord.tasks``), or the one task of an early figure."""
     if tasks and all(info.language_model for info in tasks.values()) and "test_loss" in results.columns:
         return "test_loss"
-    return stats.default_metric(results)
+    metric = stats.default_metric(results)
+    if metric not in results.columns:  # runs trained elsewhere (bench.experiments.external): the metric read
+        return next(iter(stats.metric_columns(results)), metric)
+    return metric
 
 
 def settings_of(record: RunRecord, margin: float | None = None, fixed_test_set: bool | None = None,

@@ -1,0 +1,209 @@
+"""Runs trained elsewhere (``bench.experiments.external``, ``bench analyze``): the suite's own runs read back give
+the suite's numbers, the intervals and differences match independent computations, and every bad table is refused
+in one line before anything is written."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import bench
+from bench import cli
+from bench.errors import UserError
+from bench.reporting.analysed import analyse, settings_of
+from bench.reporting.files import load
+from bench.reporting.sections.summary import summary_table
+
+KEYS = ["dataset", "arm"]
+SUMMARY = ["runs", "diverged", "mean", "mean_low", "mean_high", "std", "iqm"]
+VERDICTS = ["verdict", "vs", "diff", "low", "high", "to_best_low", "to_best_high", "p", "d_z", "win_rate"]
+
+
+def _table(analysis) -> pd.DataFrame:
+    rows = analysis.summary[analysis.summary["metric"] == analysis.metric][KEYS + SUMMARY]
+    return rows.merge(analysis.comparisons[KEYS + VERDICTS], on=KEYS).sort_values(KEYS).reset_index(drop=True)
+
+
+def test_the_suites_own_runs_read_back_give_the_suites_numbers(report_run):
+    """The suite's run as a table of (task, model, arm, seed, epoch, accuracy) rows: the same summary and verdicts,
+    number for number, as the suite's analysis of that run conditional on its test set, and the same summary table
+    in the report."""
+    results, _ = load(report_run.folder)
+    own = analyse(results, "test_accuracy", None, True)
+    table = results[["dataset", "model", "arm", "seed", "epoch", "test_accuracy"]]
+    read = bench.analyze(table, arm="arm", seed="seed", metric="test_accuracy", task="dataset", model="model",
+                         epoch="epoch", paired=True)
+    pd.testing.assert_frame_equal(_table(own), _table(read.analysis))
+    for task in ("synthetic", "digits"):  # the suite's table also shows the test loss, which was not read back
+        shown = summary_table(own, task)
+        shown = shown[[c for c in shown.columns if not c.startswith("test loss")]].reset_index(drop=True)
+        pd.testing.assert_frame_equal(shown, summary_table(read.analysis, task).reset_index(drop=True))
+
+
+def _scores(n_seeds=6, arms=("a", "b", "c"), seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame([{"init": arm, "run": 100 + s, "bleu": 20 + i + rng.normal()}
+                         for i, arm in enumerate(arms) for s in range(n_seeds)])
+
+
+def test_intervals_and_differences_against_independent_computations():
+    """Per-arm means with Student t intervals as scipy computes them; each paired difference to the arm it is
+    compared with as the mean of the seed-by-seed differences, by hand; unpaired, Welch's standard error."""
+    table = _scores()
+    paired = bench.analyze(table, arm="init", seed="run", metric="bleu", higher_is_better=True, margin=0.5,
+                           paired=True)
+    for arm, values in table.groupby("init")["bleu"]:
+        row = paired.analysis.summary.set_index("arm").loc[arm]
+        low, high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+        assert (row["mean_low"], row["mean_high"]) == pytest.approx((low, high), rel=1e-12)
+    by_run = table.pivot(index="run", columns="init", values="bleu")
+    for row in paired.analysis.comparisons.itertuples():
+        assert row.diff == pytest.approx((by_run[row.arm] - by_run[row.vs]).mean(), rel=1e-12)
+        assert row.n == 6
+    assert paired.analysis.comparisons.set_index("arm").loc["c", "verdict"] == "best"
+    unpaired = bench.analyze(table, arm="init", seed="run", metric="bleu", higher_is_better=True, margin=0.5)
+    welch = stats.ttest_ind(by_run["c"], by_run["b"], equal_var=False)
+    row = unpaired.analysis.comparisons.set_index("arm").loc["b"]
+    assert row["vs"] == "c" and row["diff"] == pytest.approx((by_run["b"] - by_run["c"]).mean(), rel=1e-12)
+    assert row["d_z"] != paired.analysis.comparisons.set_index("arm").loc["b", "d_z"] or welch.pvalue < 1
+
+
+def test_a_nan_run_is_diverged_when_said_and_scored_as_the_worst():
+    table = _scores()
+    table.loc[(table["init"] == "c") & (table["run"] == 103), "bleu"] = np.nan
+    with pytest.raises(UserError, match=r"row 16: bleu \(nan\) is NaN or infinite; if that run diverged, say "
+                                        "--nan-diverged"):
+        bench.analyze(table, arm="init", seed="run", metric="bleu", higher_is_better=True, margin=0.5)
+    outcome = bench.analyze(table, arm="init", seed="run", metric="bleu", higher_is_better=True, margin=0.5,
+                            nan_diverged=True)
+    summary = outcome.analysis.summary.set_index("arm")
+    assert summary.loc["c", "diverged"] == 1 and summary.loc["a", "diverged"] == 0
+    assert outcome.results.query("arm == 'c' and seed == 3")["diverged"].all()
+
+
+def test_rliable_style_scores_are_the_same_as_their_table():
+    rng = np.random.default_rng(1)
+    scores = {"a": rng.normal(size=(5, 3)), "b": rng.normal(0.5, size=(5, 3))}
+    got = bench.analyze_scores(scores, higher_is_better=True, margin=0.1, tasks=["x", "y", "z"], paired=True)
+    table = pd.DataFrame([{"arm": arm, "seed": i, "task": t, "score": values[i, j]} for arm, values in scores.items()
+                          for i in range(5) for j, t in enumerate("xyz")])
+    want = bench.analyze(table, arm="arm", seed="seed", metric="score", task="task", higher_is_better=True,
+                         margin=0.1, paired=True)
+    pd.testing.assert_frame_equal(_table(got.analysis), _table(want.analysis))
+    with pytest.raises(UserError, match="different task counts"):
+        bench.analyze_scores({"a": np.zeros((3, 2)), "b": np.zeros((3, 3))}, margin=0.1)
+
+
+def test_the_command_writes_a_report_that_bench_report_rerenders_unpaired(tmp_path, capsys):
+    csv = tmp_path / "mine.csv"
+    table = _scores(n_seeds=4)
+    table["epoch_n"] = 3
+    pd.concat([table.assign(epoch_n=1, bleu=table["bleu"] - 5), table]).to_csv(csv, index=False)
+    out = tmp_path / "report"
+    assert cli.main(["analyze", str(csv), "--arm", "init", "--seed", "run", "--metric", "bleu", "--epoch", "epoch_n",
+                     "--higher-is-better", "--margin", "0.5", "--out", str(out), "--format", "md,csv"]) == 2
+    assert "no run has epoch 2 of epoch_n (1..3)" in capsys.readouterr().err
+    assert not out.exists()
+    pd.concat([table.assign(epoch_n=e, bleu=table["bleu"] - 3 + e) for e in (1, 2, 3)]).to_csv(csv, index=False)
+    assert cli.main(["analyze", str(csv), "--arm", "init", "--seed", "run", "--metric", "bleu", "--epoch", "epoch_n",
+                     "--higher-is-better", "--margin", "0.5", "--out", str(out), "--format", "md,csv"]) == 0
+    report = (out / "report.md").read_text()
+    assert "unpaired (Welch differences" in report and "read from" in report and "mine.csv" in report
+    results, record = load(out)
+    assert record.external and not record.paired() and record.first_epoch() == 1
+    assert sorted(results["epoch"].unique()) == [1, 2, 3] and record.experiment["source"]["seeds"] == [100, 101,
+                                                                                                       102, 103]
+    first = _table(bench.experiments.external.analyze(csv, arm="init", seed="run", metric="bleu", epoch="epoch_n",
+                                                       higher_is_better=True, margin=0.5).analysis)
+    assert cli.main(["report", str(out), "--format", "md"]) == 0
+    assert "unpaired (Welch differences" in (out / "report.md").read_text()
+    assert cli.main(["calibrate", str(out), "--seeds", "3", "--reps", "10"]) == 0  # the unpaired procedure's
+    assert "| calibration | mine (10 resamples a cell)" in (out / "report.md").read_text()
+    assert first["verdict"].tolist() == load_verdicts(out)
+
+
+def load_verdicts(folder) -> list:
+    """The verdicts of the report in ``folder``, re-analysed from its files as ``bench report`` reads them."""
+    results, record = load(folder)
+    return _table(analyse(results, "bleu_score", None, record.paired(), settings_of(record)))["verdict"].tolist()
+
+
+def _bad(table: pd.DataFrame, **changes) -> pd.DataFrame:
+    table = table.copy()
+    for column, value in changes.items():
+        table[column] = value
+    return table
+
+
+GOOD = _scores(n_seeds=3)
+ARGS = dict(arm="init", seed="run", metric="bleu", higher_is_better=True, margin=0.5)
+BAD = {
+    "no arm column": (GOOD.drop(columns="init"), {}, "has no column 'init' (the arm)"),
+    "no seed column": (GOOD.drop(columns="run"), {}, "has no column 'run' (the seed)"),
+    "no metric column": (GOOD.drop(columns="bleu"), {}, "has no column 'bleu' (the metric)"),
+    "no task column": (GOOD, {"task": "dataset"}, "has no column 'dataset' (the task)"),
+    "no epoch column": (GOOD, {"epoch": "step"}, "has no column 'step' (the epoch)"),
+    "one column two roles": (GOOD, {"seed": "init"}, "the column 'init' is named as both the arm and the seed"),
+    "text metric": (_bad(GOOD, bleu=["x"] + list(GOOD["bleu"][1:])), {}, "row 1: bleu ('x') is not a number"),
+    "nan metric": (_bad(GOOD, bleu=[np.nan] + list(GOOD["bleu"][1:])), {}, "row 1: bleu (nan) is NaN or infinite"),
+    "inf metric": (_bad(GOOD, bleu=list(GOOD["bleu"][:-1]) + [np.inf]), {}, "row 9: bleu (inf) is NaN or infinite"),
+    "missing arm": (_bad(GOOD, init=[None] + list(GOOD["init"][1:])), {}, "row 1: init has no arm"),
+    "blank arm": (_bad(GOOD, init=[" "] + list(GOOD["init"][1:])), {}, "row 1: init has no arm"),
+    "missing seed": (_bad(GOOD, run=[np.nan] + list(GOOD["run"][1:])), {}, "row 1: run has no seed"),
+    "duplicate run": (_bad(GOOD, run=[100, 100] + list(GOOD["run"][2:])), {}, "rows 1 and 2 are the same run"),
+    "one arm": (GOOD[GOOD["init"] == "a"], {}, "names one arm ('a'); a comparison needs two or more"),
+    "one seed": (GOOD[GOOD["run"] == 100], {}, "arm 'a' has 1 run; every arm needs 2 seeds or more"),
+    "seeds not shared": (_bad(GOOD, run=list(GOOD["run"][:-1]) + [999]), {},
+                         "arm 'a' has no run of seed 999, which other arms ran"),
+    "task without an arm": (_bad(GOOD, task=["t1"] * 3 + ["t2"] * 6), {"task": "task"},
+                            "task 't1' has no run of arm 'b'; every task needs every arm"),
+    "negative epoch": (_bad(GOOD, ep=-1), {"epoch": "ep"}, "row 1: ep (-1) is not an epoch"),
+    "fractional epoch": (_bad(GOOD, ep=1.5), {"epoch": "ep"}, "row 1: ep (1.5) is not an epoch"),
+    "a run short of an epoch": (pd.concat([GOOD.assign(ep=0), GOOD.assign(ep=1).iloc[1:]]), {"epoch": "ep"},
+                                "the run of arm 'a', seed 100 lacks epoch 1"),
+    "direction not said": (GOOD, {"higher_is_better": None}, "say which way the metric 'bleu' is better"),
+    "direction against the name": (GOOD.rename(columns={"bleu": "val_loss"}), {"metric": "val_loss"},
+                                   "'val_loss' is named as lower-is-better but was said to be higher-is-better"),
+    "accuracy in percent": (GOOD.rename(columns={"bleu": "top1_accuracy"}),
+                            {"metric": "top1_accuracy", "margin": None}, "is not an accuracy in [0, 1]"),
+    "negative loss": (_bad(GOOD, bleu=-GOOD["bleu"]).rename(columns={"bleu": "nll_loss"}),
+                      {"metric": "nll_loss", "higher_is_better": None}, "is outside what a loss can be"),
+    "no margin for a score": (GOOD, {"margin": None}, "give the equivalence margin of 'bleu' in its own units"),
+    "two models a task": (_bad(GOOD, net=["m1"] + ["m2"] * 8), {"model": "net"},
+                          "has the models 'm1' and 'm2' in net; one model a task"),
+    "empty": (GOOD.iloc[:0], {}, "holds no runs"),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_a_bad_table_is_refused_in_one_line_and_nothing_written(tmp_path, case):
+    table, changes, message = BAD[case]
+    out = tmp_path / "report"
+    with pytest.raises(UserError) as error:
+        bench.analyze(table, **{**ARGS, **changes}, out=out)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("runs.txt", "a,b\n", "read from a .csv, .parquet or .jsonl file"),
+    ("absent.csv", None, "does not exist"),
+    ("broken.jsonl", "{not json\n", "cannot be read as jsonl"),
+])
+def test_a_bad_file_is_refused_in_one_line(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UserError, match=message):
+        bench.analyze(path, **ARGS)
+
+
+def test_rows_are_numbered_as_the_file_shows_them(tmp_path):
+    """A CSV's first run is on line 2 (under its header); the error names the line a user opens."""
+    path = tmp_path / "runs.csv"
+    _bad(GOOD, bleu=list(GOOD["bleu"][:4]) + ["oops"] + list(GOOD["bleu"][5:])).to_csv(path, index=False)
+    with pytest.raises(UserError, match=r"runs.csv, row 6: bleu \('oops'\) is not a number"):
+        bench.analyze(path, **ARGS)
+    jsonl = tmp_path / "runs.jsonl"
+    GOOD.to_json(jsonl, orient="records", lines=True)
+    assert bench.analyze(jsonl, **ARGS).analysis.comparisons["n"].tolist() == [3, 3, 3]
