@@ -12,17 +12,23 @@ NAME = "analyze"
 HELP = "the report of runs trained elsewhere, from a table of one row per run (or per run and epoch)"
 EXAMPLES = ("python -m bench analyze runs.csv --arm init --seed seed --metric test_accuracy --out runs/mine",
             "python -m bench analyze runs.parquet --arm init --seed seed --metric bleu --higher-is-better "
-            "--margin 0.5 --task dataset --epoch epoch --paired --out runs/bleu")
+            "--margin 0.5 --task dataset --epoch epoch --paired --out runs/bleu",
+            "python -m bench analyze logs/ --layout '{arm}/seed{seed}' --arm arm --seed seed --epoch step "
+            "--metric test/accuracy --out runs/tb")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", help="a .csv, .parquet or .jsonl file: one row per run, or per run and epoch")
+    parser.add_argument("runs", help="a .csv, .parquet or .jsonl file (one row per run, or per run and epoch), or a "
+                                     "TensorBoard log folder (with --layout)")
+    parser.add_argument("--layout", help="a TensorBoard folder's run folders, with {field} where a value stands: "
+                                         "'{arm}/seed{seed}' (then --arm arm --seed seed --epoch step)")
     parser.add_argument("--arm", required=True, help="the column naming each run's arm (initializer)")
     parser.add_argument("--seed", required=True, help="the column of each run's seed")
     parser.add_argument("--metric", required=True,
                         help="the column compared (a name ending _accuracy, _r2 or _loss says which way is better)")
     parser.add_argument("--task", help="the column of each run's task (default: one task)")
     parser.add_argument("--epoch", help="the column of each row's epoch (default: one row per run)")
+    parser.add_argument("--model", help="the column of each task's model (default: the file's stem)")
     direction = parser.add_mutually_exclusive_group()
     direction.add_argument("--higher-is-better", dest="higher_is_better", action="store_true", default=None,
                            help="the metric is better higher (needed where its name does not say)")
@@ -46,9 +52,9 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.reporting import render
 
     outcome = analyze(args.runs, arm=args.arm, seed=args.seed, metric=args.metric, task=args.task, epoch=args.epoch,
-                      higher_is_better=args.higher_is_better, paired=args.paired, nan_diverged=args.nan_diverged,
-                      margin=args.margin, out=args.out, overwrite=args.overwrite, formats=args.format,
-                      command=shlex.join(["python", "-m", "bench", *argv]))
+                      model=args.model, higher_is_better=args.higher_is_better, paired=args.paired,
+                      nan_diverged=args.nan_diverged, margin=args.margin, out=args.out, overwrite=args.overwrite,
+                      formats=args.format, command=shlex.join(["python", "-m", "bench", *argv]), layout=args.layout)
     print(render.console(outcome.record, outcome.analysis))
     print(f"\nwrote {len(outcome.files)} files to {args.out}", file=sys.stderr)
     return 0

@@ -16,6 +16,8 @@ one line naming the file, the column and a row, before anything is written.
 from __future__ import annotations
 
 import dataclasses
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,7 @@ class Columns:
       arm, seed, metric: the columns of each run's arm (initializer), seed, and the metric compared.
       task: the column of each run's task (None: one task, named after the file).
       epoch: the column of each row's epoch (None: one row per run, its final value).
-      model: the column of each task's model (None: the file's name); one model a task.
+      model: the column of each task's model (None: the file's stem); one model a task.
       higher_is_better: which way the metric is better (None: its name must say it, ``_accuracy``, ``_loss``...).
     """
 
@@ -51,17 +53,23 @@ class Columns:
     model: str | None = None
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """The table in ``path`` (CSV, parquet, or JSON lines, by its suffix).
+def read_table(path: str | Path, layout: str | None = None) -> pd.DataFrame:
+    """The table in ``path``: a CSV, parquet or JSON-lines file (by its suffix), or a TensorBoard log folder
+    (:func:`read_tensorboard`, its run folders named as ``layout`` says).
 
     Raises:
-      UserError: a missing or unreadable file, or another suffix.
+      UserError: a missing or unreadable file, another suffix, or a folder without ``layout``.
     """
     path = Path(path)
+    if path.is_dir():
+        if layout is None:
+            raise UserError(f"{path} is a folder: read as TensorBoard logs, it needs --layout naming how its run "
+                            "folders say each run's arm and seed, e.g. '{arm}/seed{seed}'")
+        return read_tensorboard(path, layout)
     kind = READERS.get(path.suffix.lower())
     if kind is None:
         raise UserError(f"{path}: runs are read from a .csv, .parquet or .jsonl file (one row per run or per run "
-                        f"and epoch), not {path.suffix or 'a file without a suffix'}")
+                        f"and epoch) or a TensorBoard log folder, not {path.suffix or 'a file without a suffix'}")
     if not path.is_file():
         raise UserError(f"{path} does not exist; give the file of your runs")
     try:
@@ -77,6 +85,46 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise UserError(f"{path} cannot be read as {kind}: {first}") from None
 
 
+def read_tensorboard(folder: str | Path, layout: str) -> pd.DataFrame:
+    """The scalars of a TensorBoard log folder as a table: one row per run folder and step, a column per tag
+    (``step``, ``test/accuracy``, ...), and a column per field of ``layout``, the run folders' relative path with
+    ``{field}`` where a value stands (``{arm}/seed{seed}``: ``he/seed3`` gives arm ``he`` and seed ``3``).
+    Read by tbparse (``pip install -e '.[tensorboard]'``).
+
+    Raises:
+      UserError: tbparse missing, no scalars, a layout without fields, or a run folder the layout does not match.
+    """
+    try:
+        from tbparse import SummaryReader
+    except ImportError:
+        raise UserError("reading TensorBoard logs needs tbparse: pip install -e '.[tensorboard]'") from None
+    fields = re.findall(r"\{(\w+)\}", layout)
+    if not fields:
+        raise UserError(f"--layout {layout!r} names no field; write each varying part as {{name}}, e.g. "
+                        "'{arm}/seed{seed}'")
+    pattern = re.compile("".join(f"(?P<{part[1:-1]}>[^/]+?)" if re.fullmatch(r"\{\w+\}", part) else re.escape(part)
+                                 for part in re.split(r"(\{\w+\})", layout)))
+    with warnings.catch_warnings():  # tbparse 0.0.9 uses pandas calls pandas 3.1 deprecates, once per run and tag
+        warnings.filterwarnings("ignore", message="The inplace keyword")
+        warnings.filterwarnings("ignore", message="Converting a Series or array of length 1 into a scalar")
+        scalars = SummaryReader(str(folder), pivot=True, extra_columns={"dir_name"}).scalars
+    if scalars.empty:
+        raise UserError(f"{folder} holds no TensorBoard scalars; give the folder your runs logged to")
+    runs = scalars["dir_name"].astype(str).str.replace("\\", "/")
+    matches = runs.map(lambda name: pattern.fullmatch(name))
+    unmatched = runs[matches.isna()]
+    if len(unmatched):
+        raise UserError(f"{folder}: the run folder {unmatched.iloc[0] or '.'!r} does not match --layout {layout!r}")
+    table = scalars.drop(columns="dir_name").reset_index(drop=True)
+    for field in fields:
+        table[field] = [m.group(field) for m in matches]
+    for field in fields:  # seeds and epochs written as digits are numbers
+        numeric = pd.to_numeric(table[field], errors="coerce")
+        if numeric.notna().all():
+            table[field] = numeric
+    return table
+
+
 def metric_name(metric: str, higher_is_better: bool | None, source: str) -> str:
     """The metric's column in the suite's table: its own name where the suffix says which way is better, else
     with ``_score`` or ``_error``.
@@ -84,6 +132,7 @@ def metric_name(metric: str, higher_is_better: bool | None, source: str) -> str:
     Raises:
       UserError: the direction is neither said nor in the name, or contradicts the name.
     """
+    metric = re.sub(r"\W+", "_", metric).strip("_") or "metric"  # a TensorBoard tag test/accuracy: test_accuracy
     says = True if metric.endswith(HIGHER) else False if metric.endswith(LOWER) else None
     if says is None and any(word in metric for word in LOWER_WORDS):
         says = False
@@ -102,12 +151,12 @@ def metric_name(metric: str, higher_is_better: bool | None, source: str) -> str:
 
 
 def tidy_runs(table: pd.DataFrame, columns: Columns, source: str, nan_diverged: bool = False,
-              default_model: str | None = None) -> pd.DataFrame:
+              default_name: str | None = None) -> pd.DataFrame:
     """The user's table as the suite's tidy results (see the module docstring), checked.
 
     ``nan_diverged``: a NaN or infinite metric marks its run diverged from that epoch on (the analysis scores it
-    as the worst run, as it scores the suite's diverged runs); otherwise such a row is refused. ``default_model``:
-    the model of every task where no column names it (default: the file's name).
+    as the worst run, as it scores the suite's diverged runs); otherwise such a row is refused. ``default_name``:
+    the task and the model where no column names them (default: the file's stem).
 
     Raises:
       UserError: naming ``source``, the column and the first offending row (its 1-based number in the file).
@@ -134,8 +183,9 @@ def tidy_runs(table: pd.DataFrame, columns: Columns, source: str, nan_diverged: 
             _refuse_where(values.isna() | (values.astype(str).str.strip() == ""), rows, source, named[role],
                           f"has no {role}")
             rows[role] = values.astype(str).str.strip()
+    default_name = default_name or Path(source).stem or "runs"
     if "task" not in named:
-        rows["task"] = Path(source).stem or "runs"
+        rows["task"] = default_name
     if "model" in named:
         models = rows.groupby("task", sort=False)["model"].nunique()
         if (models > 1).any():
@@ -144,7 +194,7 @@ def tidy_runs(table: pd.DataFrame, columns: Columns, source: str, nan_diverged: 
             raise UserError(f"{source}: task {task!r} has the models {two[0]!r} and {two[1]!r} in {columns.model}; "
                             "one model a task (give each model its own task)")
     else:
-        rows["model"] = default_model or Path(source).name
+        rows["model"] = default_name
     seeds = table[columns.seed]
     _refuse_where(seeds.isna(), rows, source, columns.seed, "has no seed")
     rows["seed_value"] = seeds.to_numpy()
@@ -314,7 +364,8 @@ def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str
             epoch: str | None = None, model: str | None = None, higher_is_better: bool | None = None,
             paired: bool = False,
             nan_diverged: bool = False, margin: float | None = None, out: str | Path | None = None,
-            overwrite: bool = False, formats=None, command: str = "", name: str | None = None):
+            overwrite: bool = False, formats=None, command: str = "", name: str | None = None,
+            layout: str | None = None):
     """The suite's report of runs trained elsewhere: ``bench.analyze(table_or_file, arm=..., seed=..., metric=...)``.
 
     Args:
@@ -326,6 +377,7 @@ def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str
       margin: the equivalence margin in the metric's units (needed for a ``_score`` or ``_error`` metric; default
         0.5 pp for an accuracy, 0.01 for a loss).
       out: the folder to write the report to (None: computed, not written); ``overwrite``: over a report there.
+      layout: for a TensorBoard log folder, how its run folders name each run (:func:`read_tensorboard`).
       formats: the report's formats (default all); name: the report's title (default: the file's stem, "runs" for
         a data frame).
 
@@ -343,10 +395,10 @@ def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str
     from bench.store import exclusive
 
     source = str(runs) if not isinstance(runs, pd.DataFrame) else "the table"
-    table = read_table(runs) if not isinstance(runs, pd.DataFrame) else runs
+    table = read_table(runs, layout) if not isinstance(runs, pd.DataFrame) else runs
     columns = Columns(arm, seed, metric, task, epoch, higher_is_better, model)
     label = name or (Path(source).stem if not isinstance(runs, pd.DataFrame) else "runs")
-    results = tidy_runs(table, columns, source, nan_diverged, default_model=label)
+    results = tidy_runs(table, columns, source, nan_diverged, default_name=label)
     name = next(c for c in results.columns if c.endswith(HIGHER + LOWER))
     if margin is None and name.endswith(("_score", "_error")):
         raise UserError(f"{source}: give the equivalence margin of {metric!r} in its own units "

@@ -207,3 +207,44 @@ def test_rows_are_numbered_as_the_file_shows_them(tmp_path):
     jsonl = tmp_path / "runs.jsonl"
     GOOD.to_json(jsonl, orient="records", lines=True)
     assert bench.analyze(jsonl, **ARGS).analysis.comparisons["n"].tolist() == [3, 3, 3]
+
+
+def _write_tensorboard(folder, table: pd.DataFrame) -> None:
+    """``table`` (init, run, epoch, acc) as TensorBoard scalars, one run folder ``{init}/seed{run}`` each."""
+    import time
+
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    for (init, run), rows in table.groupby(["init", "run"]):
+        writer = EventFileWriter(str(folder / init / f"seed{run}"))
+        for row in rows.itertuples():
+            value = Summary.Value(tag="test/accuracy", simple_value=row.acc)
+            writer.add_event(Event(step=row.epoch, wall_time=time.time(), summary=Summary(value=[value])))
+        writer.close()
+
+
+def test_a_tensorboard_folder_gives_the_report_of_the_same_table(tmp_path, capsys):
+    pytest.importorskip("tbparse", reason="TensorBoard logs are read by tbparse: pip install -e '.[tensorboard]'")
+    rng = np.random.default_rng(2)
+    table = pd.DataFrame([{"init": init, "run": run, "epoch": epoch, "acc": np.float32(base + 0.02 * epoch
+                                                                                       + rng.normal(0, 0.01))}
+                          for init, base in [("he", 0.8), ("glorot", 0.82), ("zeros", 0.5)]
+                          for run in range(4) for epoch in (1, 2, 3)])
+    _write_tensorboard(tmp_path / "logs", table)
+    out = tmp_path / "report"
+    args = ["analyze", str(tmp_path / "logs"), "--arm", "arm", "--seed", "seed", "--epoch", "step",
+            "--metric", "test/accuracy", "--out", str(out), "--format", "md,csv"]
+    assert cli.main(args) == 2
+    assert "needs --layout" in capsys.readouterr().err
+    assert cli.main([*args, "--layout", "{arm}/run{seed}"]) == 2
+    assert "does not match --layout '{arm}/run{seed}'" in capsys.readouterr().err
+    assert cli.main([*args, "--layout", "{arm}/seed{seed}"]) == 0
+    results, record = load(out)
+    assert "test_accuracy" in results and record.first_epoch() == 1
+    table = table.sort_values("init", kind="stable")  # arms in the order the folders are read (the draws follow it)
+    from_table = bench.analyze(table.rename(columns={"acc": "test_accuracy"}), arm="init", seed="run",
+                               epoch="epoch", metric="test_accuracy", name="logs")
+    read = analyse(results, "test_accuracy", None, record.paired(), settings_of(record))
+    pd.testing.assert_frame_equal(_table(read), _table(from_table.analysis))
