@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def flag_names(parser: argparse.ArgumentParser) -> Callable[[str, str | None], str]:
     """How a command names the options of a library message (``bench.errors.option``): by the flag that sets them
-    (``train.lr`` -> ``--lr``, ``chunk=4`` -> ``--chunk 4``, ``fresh=True`` -> ``--fresh``); an option the command
-    has no flag for keeps its Python name."""
+    (``train.lr`` -> ``--lr``, ``chunk=4`` -> ``--chunk 4``, ``fresh=True`` -> ``--fresh``, and of two switches of
+    one option, ``higher_is_better=False`` -> ``--lower-is-better``); an option the command has no flag for keeps
+    its Python name."""
     from bench.commands.fields import options_of_fields
 
     flags = {action.dest: max(action.option_strings, key=len)
@@ -55,7 +56,12 @@ def flag_names(parser: argparse.ArgumentParser) -> Callable[[str, str | None], s
     present = set(flags.values())
     flags.update({path: option for path, option in options_of_fields().items() if option in present})
 
+    switches = {(action.dest, str(action.const)): max(action.option_strings, key=len) for action in parser._actions
+                if action.option_strings and isinstance(action.const, bool)}  # --higher-is-better, --lower-is-better
+
     def name_of(name: str, value: str | None) -> str:
+        if (name, value) in switches:
+            return switches[(name, value)]
         flag = flags.get(name)
         if flag is None:
             return in_python_terms(name, value)

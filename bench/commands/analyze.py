@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="the metric is better higher (needed where its name does not say)")
     direction.add_argument("--lower-is-better", dest="higher_is_better", action="store_false",
                            help="the metric is better lower")
+    parser.add_argument("--outcomes",
+                        help="per-example test outcomes: a table of one row per run and example, with the runs' "
+                             "arm, seed (and task) columns, example, correct (0/1) and optionally loss; the metric "
+                             "must be test_accuracy. The intervals then count the test set's sampling error")
     parser.add_argument("--paired", action="store_true",
                         help="seed i is a common random number of every arm (same data order and stream): compare "
                              "runs of one seed pairwise (default: unpaired, Welch differences)")
@@ -54,7 +58,8 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     outcome = analyze(args.runs, arm=args.arm, seed=args.seed, metric=args.metric, task=args.task, epoch=args.epoch,
                       model=args.model, higher_is_better=args.higher_is_better, paired=args.paired,
                       nan_diverged=args.nan_diverged, margin=args.margin, out=args.out, overwrite=args.overwrite,
-                      formats=args.format, command=shlex.join(["python", "-m", "bench", *argv]), layout=args.layout)
+                      formats=args.format, outcomes=args.outcomes, layout=args.layout,
+                      command=shlex.join(["python", "-m", "bench", *argv]))
     print(render.console(outcome.record, outcome.analysis))
     print(f"\nwrote {len(outcome.files)} files to {args.out}", file=sys.stderr)
     return 0

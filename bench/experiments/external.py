@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.errors import UserError
+from bench.analysis.outcomes import as_stored
+from bench.errors import UserError, option
 from bench.reporting.record import RunRecord, TaskRecord, environment
 
 READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -63,8 +64,8 @@ def read_table(path: str | Path, layout: str | None = None) -> pd.DataFrame:
     path = Path(path)
     if path.is_dir():
         if layout is None:
-            raise UserError(f"{path} is a folder: read as TensorBoard logs, it needs --layout naming how its run "
-                            "folders say each run's arm and seed, e.g. '{arm}/seed{seed}'")
+            raise UserError(f"{path} is a folder: read as TensorBoard logs, it needs {option('layout')} naming how "
+                            "its run folders say each run's arm and seed, e.g. '{arm}/seed{seed}'")
         return read_tensorboard(path, layout)
     kind = READERS.get(path.suffix.lower())
     if kind is None:
@@ -100,8 +101,8 @@ def read_tensorboard(folder: str | Path, layout: str) -> pd.DataFrame:
         raise UserError("reading TensorBoard logs needs tbparse: pip install -e '.[tensorboard]'") from None
     fields = re.findall(r"\{(\w+)\}", layout)
     if not fields:
-        raise UserError(f"--layout {layout!r} names no field; write each varying part as {{name}}, e.g. "
-                        "'{arm}/seed{seed}'")
+        raise UserError(f"{option('layout')} {layout!r} names no field; write each varying part as {{name}}, "
+                        "e.g. '{arm}/seed{seed}'")
     pattern = re.compile("".join(f"(?P<{part[1:-1]}>[^/]+?)" if re.fullmatch(r"\{\w+\}", part) else re.escape(part)
                                  for part in re.split(r"(\{\w+\})", layout)))
     with warnings.catch_warnings():  # tbparse 0.0.9 uses pandas calls pandas 3.1 deprecates, once per run and tag
@@ -114,7 +115,8 @@ def read_tensorboard(folder: str | Path, layout: str) -> pd.DataFrame:
     matches = runs.map(lambda name: pattern.fullmatch(name))
     unmatched = runs[matches.isna()]
     if len(unmatched):
-        raise UserError(f"{folder}: the run folder {unmatched.iloc[0] or '.'!r} does not match --layout {layout!r}")
+        raise UserError(f"{folder}: the run folder {unmatched.iloc[0] or '.'!r} does not match {option('layout')} "
+                        f"{layout!r}")
     table = scalars.drop(columns="dir_name").reset_index(drop=True)
     for field in fields:
         table[field] = [m.group(field) for m in matches]
@@ -138,8 +140,8 @@ def metric_name(metric: str, higher_is_better: bool | None, source: str) -> str:
         says = False
     if higher_is_better is None:
         if says is None:
-            raise UserError(f"{source}: say which way the metric {metric!r} is better: --higher-is-better or "
-                            "--lower-is-better")
+            raise UserError(f"{source}: say which way the metric {metric!r} is better: "
+                            f"{option('higher_is_better', True)} or {option('higher_is_better', False)}")
         higher_is_better = says
     if says is not None and says != higher_is_better:
         raise UserError(f"{source}: the metric {metric!r} is named as {'higher' if says else 'lower'}-is-better but "
@@ -207,8 +209,8 @@ def tidy_runs(table: pd.DataFrame, columns: Columns, source: str, nan_diverged: 
     bad = ~np.isfinite(metric.to_numpy(np.float64))
     if bad.any() and not nan_diverged:
         _refuse_where(pd.Series(bad), rows, source, columns.metric,
-                      "is NaN or infinite; if that run diverged, say --nan-diverged (it is then scored as the "
-                      "worst run), else remove the run", show=raw)
+                      f"is NaN or infinite; if that run diverged, say {option('nan_diverged', True)} (it is then "
+                      "scored as the worst run), else remove the run", show=raw)
     rows[name] = metric.to_numpy(np.float64)
     keys = ["task", "arm", "seed_value", "epoch"]
     dup = rows.duplicated(keys, keep=False)
@@ -227,7 +229,7 @@ def tidy_runs(table: pd.DataFrame, columns: Columns, source: str, nan_diverged: 
         row = rows[outside].iloc[0]
         raise UserError(f"{source}, row {row['row']}: {columns.metric} = {row[name]:g} is outside what a "
                         f"{name.rsplit('_', 1)[1]} can be; give the column another name and say which way is "
-                        "better (--lower-is-better or --higher-is-better)")
+                        f"better ({option('higher_is_better', False)} or {option('higher_is_better', True)})")
     if name.endswith("_accuracy") and not rows[name].dropna().between(0, 1).all():
         row = rows[~rows[name].between(0, 1) & rows[name].notna()].iloc[0]
         raise UserError(f"{source}, row {row['row']}: {columns.metric} = {row[name]:g} is not an accuracy in [0, 1]; "
@@ -272,7 +274,7 @@ def _check_epochs(rows: pd.DataFrame, source: str, columns: Columns) -> None:
         where = f", task {task!r}" if columns.task else ""
         raise UserError(f"{source}: the run of arm {arm!r}, seed {_plain(seed)!r}{where}"
                         + f" lacks epoch {missing[0]} (the runs have epochs {epochs[0]}..{epochs[-1]}); give every "
-                        "run every epoch, its metric NaN from where it diverged (with --nan-diverged)")
+                        f"run every epoch, its metric NaN from where it diverged (with {option('nan_diverged', True)})")
 
 
 def _check_design(rows: pd.DataFrame, source: str, columns: Columns) -> None:
@@ -290,7 +292,8 @@ def _check_design(rows: pd.DataFrame, source: str, columns: Columns) -> None:
         if missing:
             raise UserError(f"{source}: arm {arm!r}" + (f" on task {task!r}" if columns.task else "")
                             + f" has no run of seed {_plain(missing[0])!r}, which other arms ran; every arm needs "
-                            "the same seeds (a failed run as a row with a NaN metric, with --nan-diverged)")
+                            "the same seeds (a failed run as a row with a NaN metric, with "
+                            f"{option('nan_diverged', True)})")
     for task, group in runs.groupby("task", sort=False):
         absent = [arm for arm in arms if arm not in set(group["arm"])]
         if absent:
@@ -360,12 +363,88 @@ def record_of(results: pd.DataFrame, source: str, columns: Columns, paired: bool
                      statistics=statistics)
 
 
+OUTCOME_COLUMNS = ("example", "correct")  # besides the runs' arm, seed (and task) columns; "loss" optional
+
+
+def outcomes_of(table: pd.DataFrame, results: pd.DataFrame, columns: Columns, source: str) -> dict[str, dict]:
+    """Per-example test outcomes of every run (``bench.analysis.outcomes``' form: per task, ``names``, ``seeds``,
+    ``correct`` and ``loss`` of shape `(arms, seeds, examples)`), from a long table of one row per (run, example):
+    the runs' own arm, seed (and task) columns, ``example``, ``correct`` (0/1, or a fraction) and optionally
+    ``loss``. With them the intervals of the test accuracy count the test set's sampling error.
+
+    Raises:
+      UserError: a missing column, a run without outcomes or outcomes of no run, runs on different examples, a
+        duplicate, or outcomes whose mean is not the run's final accuracy in the runs' table.
+    """
+    if "test_accuracy" not in results.columns:
+        raise UserError(f"{source}: per-example outcomes are of the test accuracy; name the runs' metric column "
+                        "test_accuracy (a fraction per run)")
+    table = table.reset_index(drop=True)
+    keys = [c for c in (columns.task, columns.arm, columns.seed) if c is not None]
+    for col in [*keys, *OUTCOME_COLUMNS]:
+        if col not in table.columns:
+            raise UserError(f"{source} has no column {col!r}; per-example outcomes need the runs' "
+                            f"{', '.join(keys)} and {', '.join(OUTCOME_COLUMNS)} (loss optional)")
+    correct = pd.to_numeric(table["correct"], errors="coerce")
+    bad = correct.isna() | ~correct.between(0, 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(f"{source}, row {i + 2 if source.endswith('.csv') else i + 1}: correct "
+                        f"({_plain(table['correct'].iloc[i])!r}) is not 0, 1 or a fraction between")
+    frame = pd.DataFrame({"task": table[columns.task].astype(str).str.strip() if columns.task
+                          else results["dataset"].iloc[0], "arm": table[columns.arm].astype(str).str.strip(),
+                          "seed_value": table[columns.seed].to_numpy(), "example": table["example"].to_numpy(),
+                          "correct": correct.to_numpy(np.float64),
+                          "loss": pd.to_numeric(table["loss"], errors="coerce").to_numpy(np.float64)
+                          if "loss" in table.columns else np.nan})
+    if frame.duplicated(["task", "arm", "seed_value", "example"]).any():
+        row = frame[frame.duplicated(["task", "arm", "seed_value", "example"])].iloc[0]
+        raise UserError(f"{source}: example {_plain(row['example'])!r} of arm {row['arm']!r}, seed "
+                        f"{_plain(row['seed_value'])!r} is there twice")
+    seeds = results.attrs.get("seed_values") or sorted(frame["seed_value"].unique(), key=_sort_key)
+    number = {value: i for i, value in enumerate(seeds)}
+    final = results[results["epoch"] == results["epoch"].max()]
+    out = {}
+    for task, rows in final.groupby("dataset", sort=False):
+        arms = list(dict.fromkeys(rows["arm"]))
+        mine = frame[frame["task"] == task]
+        examples = sorted(mine["example"].unique(), key=_sort_key)
+        grid = mine.assign(seed=mine["seed_value"].map(lambda v: number.get(_plain(v), number.get(v))))
+        if grid["seed"].isna().any() or not set(grid["arm"]) <= set(arms):
+            row = grid[grid["seed"].isna() | ~grid["arm"].isin(arms)].iloc[0]
+            raise UserError(f"{source}: outcomes of arm {row['arm']!r}, seed {_plain(row['seed_value'])!r}, which "
+                            "the runs do not have")
+        cube = grid.pivot_table(index=["arm", "seed"], columns="example", values=["correct", "loss"],
+                                aggfunc="first", dropna=False)
+        shape = (len(arms), len(seeds), len(examples))
+        index = pd.MultiIndex.from_product([arms, range(len(seeds))], names=["arm", "seed"])
+        right = cube["correct"].reindex(index=index, columns=examples)
+        if right.isna().any().any():
+            (arm, seed), example = right.index[right.isna().any(axis=1)][0], None
+            example = right.columns[right.loc[(arm, seed)].isna()][0]
+            raise UserError(f"{source}: arm {arm!r}, seed {seeds[seed]!r}" + (f", task {task!r}" if columns.task
+                                                                              else "")
+                            + f" has no outcome of example {_plain(example)!r}; every run needs every example")
+        item = {"names": arms, "seeds": list(range(len(seeds))), "correct": right.to_numpy().reshape(shape),
+                "loss": cube["loss"].reindex(index=index, columns=examples).to_numpy().reshape(shape)}
+        accuracy = item["correct"].mean(-1)
+        stated = rows.set_index(["arm", "seed"])["test_accuracy"]
+        for i, arm in enumerate(arms):
+            for j in range(len(seeds)):
+                if not np.isclose(stated[(arm, j)], accuracy[i, j], rtol=0, atol=1e-6):
+                    raise UserError(f"{source}: the outcomes of arm {arm!r}, seed {seeds[j]!r} give an accuracy of "
+                                    f"{accuracy[i, j]:.6g}, the runs' table {stated[(arm, j)]:.6g}; give the outcomes "
+                                    "of the runs whose final accuracy the table holds")
+        out[task] = as_stored(item)  # as outcomes.npz holds them: the report equals its re-rendering
+    return out
+
+
 def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str, task: str | None = None,
             epoch: str | None = None, model: str | None = None, higher_is_better: bool | None = None,
             paired: bool = False,
             nan_diverged: bool = False, margin: float | None = None, out: str | Path | None = None,
             overwrite: bool = False, formats=None, command: str = "", name: str | None = None,
-            layout: str | None = None):
+            layout: str | None = None, outcomes: pd.DataFrame | str | Path | None = None):
     """The suite's report of runs trained elsewhere: ``bench.analyze(table_or_file, arm=..., seed=..., metric=...)``.
 
     Args:
@@ -377,6 +456,8 @@ def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str
       margin: the equivalence margin in the metric's units (needed for a ``_score`` or ``_error`` metric; default
         0.5 pp for an accuracy, 0.01 for a loss).
       out: the folder to write the report to (None: computed, not written); ``overwrite``: over a report there.
+      outcomes: per-example test outcomes of every run (:func:`outcomes_of`: a table or a file), so that the
+        intervals count the test set's sampling error; None: they are conditional on the test set.
       layout: for a TensorBoard log folder, how its run folders name each run (:func:`read_tensorboard`).
       formats: the report's formats (default all); name: the report's title (default: the file's stem, "runs" for
         a data frame).
@@ -388,7 +469,6 @@ def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str
       UserError: a bad table (one line naming the file, column and row), a missing margin, or ``out`` holding a
         report; nothing is written then.
     """
-    from bench.errors import option
     from bench.experiments.runner import Outcome, publish, refuse_overwrite
     from bench.reporting import FORMATS
     from bench.reporting.analysed import analyse, check_options, settings_of
@@ -404,16 +484,21 @@ def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str
         raise UserError(f"{source}: give the equivalence margin of {metric!r} in its own units "
                         f"({option('margin')}: the smallest difference that matters), for the 'equivalent' verdicts")
     record = record_of(results, source, columns, paired, command or "bench.analyze(...)", margin, label)
+    test_outcomes = {}
+    if outcomes is not None:
+        outcome_source = str(outcomes) if not isinstance(outcomes, pd.DataFrame) else "the outcomes table"
+        outcome_table = read_table(outcomes) if not isinstance(outcomes, pd.DataFrame) else outcomes
+        test_outcomes = outcomes_of(outcome_table, results, columns, outcome_source)
     options = dict(metric=name, paired=paired, margin=margin)
     check_options(results, name, None, settings_of(record, margin), paired)
     if out is None:
-        analysis = analyse(results, name, None, paired, settings_of(record, margin))
-        return Outcome(results, analysis, record, [])
+        analysis = analyse(results, name, None, paired, settings_of(record, margin), test_outcomes or None)
+        return Outcome(results, analysis, record, [], test_outcomes)
     with exclusive(out):
         refuse_overwrite(out, overwrite)
-        analysis, files = publish(out, results, record, {}, runs_changed=True,
+        analysis, files = publish(out, results, record, test_outcomes, runs_changed=True,
                                   formats=list(formats or FORMATS), **options)
-    return Outcome(results, analysis, record, files)
+    return Outcome(results, analysis, record, files, test_outcomes)
 
 
 def analyze_scores(scores: dict, *, higher_is_better: bool = True, tasks=None, paired: bool = False,

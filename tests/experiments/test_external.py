@@ -9,6 +9,7 @@ from scipy import stats
 
 import bench
 from bench import cli
+from bench.analysis import outcomes
 from bench.errors import UserError
 from bench.reporting.analysed import analyse, settings_of
 from bench.reporting.files import load
@@ -38,6 +39,31 @@ def test_the_suites_own_runs_read_back_give_the_suites_numbers(report_run):
         shown = summary_table(own, task)
         shown = shown[[c for c in shown.columns if not c.startswith("test loss")]].reset_index(drop=True)
         pd.testing.assert_frame_equal(shown, summary_table(read.analysis, task).reset_index(drop=True))
+
+
+def test_per_example_outcomes_read_back_give_the_suites_intervals_with_the_test_set(report_run):
+    """The suite's run and its per-example outcomes (outcomes.npz) as two long tables: the same summary and
+    verdicts, number for number, as the suite's report, whose intervals count the test set's sampling error."""
+    results, _ = load(report_run.folder)
+    stored = outcomes.load(report_run.folder, results)
+    own = analyse(results, "test_accuracy", None, True, test_outcomes=stored)
+    long = pd.DataFrame([{"dataset": task, "arm": arm, "seed": seed, "example": e,
+                          "correct": int(item["correct"][i, j, e]), "loss": item["loss"][i, j, e]}
+                         for task, item in stored.items() for i, arm in enumerate(item["names"])
+                         for j, seed in enumerate(item["seeds"]) for e in range(item["correct"].shape[-1])])
+    table = results[["dataset", "model", "arm", "seed", "epoch", "test_accuracy"]]
+    read = bench.analyze(table, arm="arm", seed="seed", metric="test_accuracy", task="dataset", model="model",
+                         epoch="epoch", paired=True, outcomes=long)
+    assert own.test_examples == read.analysis.test_examples and own.test_examples
+    pd.testing.assert_frame_equal(_table(own), _table(read.analysis))
+    wrong = long.assign(correct=np.where((long["arm"] == "he_normal") & (long["example"] == 0), 1 - long["correct"],
+                                         long["correct"]))
+    with pytest.raises(UserError, match="the outcomes of arm 'he_normal', seed 0 give an accuracy of"):
+        bench.analyze(table, arm="arm", seed="seed", metric="test_accuracy", task="dataset", model="model",
+                      epoch="epoch", paired=True, outcomes=wrong)
+    with pytest.raises(UserError, match="has no outcome of example 3; every run needs every example"):
+        bench.analyze(table, arm="arm", seed="seed", metric="test_accuracy", task="dataset", model="model",
+                      epoch="epoch", paired=True, outcomes=long[~((long["seed"] == 1) & (long["example"] == 3))])
 
 
 def _scores(n_seeds=6, arms=("a", "b", "c"), seed=0) -> pd.DataFrame:
@@ -72,7 +98,7 @@ def test_a_nan_run_is_diverged_when_said_and_scored_as_the_worst():
     table = _scores()
     table.loc[(table["init"] == "c") & (table["run"] == 103), "bleu"] = np.nan
     with pytest.raises(UserError, match=r"row 16: bleu \(nan\) is NaN or infinite; if that run diverged, say "
-                                        "--nan-diverged"):
+                                        "nan_diverged=True"):
         bench.analyze(table, arm="init", seed="run", metric="bleu", higher_is_better=True, margin=0.5)
     outcome = bench.analyze(table, arm="init", seed="run", metric="bleu", higher_is_better=True, margin=0.5,
                             nan_diverged=True)
@@ -104,6 +130,9 @@ def test_the_command_writes_a_report_that_bench_report_rerenders_unpaired(tmp_pa
                      "--higher-is-better", "--margin", "0.5", "--out", str(out), "--format", "md,csv"]) == 2
     assert "no run has epoch 2 of epoch_n (1..3)" in capsys.readouterr().err
     assert not out.exists()
+    assert cli.main(["analyze", str(csv), "--arm", "init", "--seed", "run", "--metric", "bleu", "--out", str(out)]) == 2
+    assert "say which way the metric 'bleu' is better: --higher-is-better or --lower-is-better" in \
+        capsys.readouterr().err  # the library's message in the command's flags
     pd.concat([table.assign(epoch_n=e, bleu=table["bleu"] - 3 + e) for e in (1, 2, 3)]).to_csv(csv, index=False)
     assert cli.main(["analyze", str(csv), "--arm", "init", "--seed", "run", "--metric", "bleu", "--epoch", "epoch_n",
                      "--higher-is-better", "--margin", "0.5", "--out", str(out), "--format", "md,csv"]) == 0
