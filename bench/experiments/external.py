@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.outcomes import as_stored
+from bench.analysis.stats import metric_range
 from bench.errors import UserError, option
 from bench.reporting.record import RunRecord, TaskRecord, environment
 
@@ -222,18 +223,16 @@ def tidy_runs(table: pd.DataFrame, columns: Columns, source: str, nan_diverged: 
                                                                                    else ""))
     _check_epochs(rows, source, columns)
     _check_design(rows, source, columns)
-    low, high = {"_loss": (0.0, np.inf), "_r2": (-np.inf, 1.0)}.get(next((x for x in ("_loss", "_r2")
-                                                                       if name.endswith(x)), ""), (-np.inf, np.inf))
+    low, high = metric_range(name)  # the analysis bounds the metric's intervals to what it can be
     outside = rows[name].notna() & np.isfinite(rows[name]) & ~rows[name].between(low, high)
-    if outside.any():  # the analysis holds a loss's interval at or above 0 and an R²'s at or below 1
+    if outside.any():
         row = rows[outside].iloc[0]
+        if name.endswith("_accuracy"):
+            raise UserError(f"{source}, row {row['row']}: {columns.metric} = {row[name]:g} is not an accuracy in "
+                            "[0, 1]; give fractions (0.93, not 93)")
         raise UserError(f"{source}, row {row['row']}: {columns.metric} = {row[name]:g} is outside what a "
                         f"{name.rsplit('_', 1)[1]} can be; give the column another name and say which way is "
                         f"better ({option('higher_is_better', False)} or {option('higher_is_better', True)})")
-    if name.endswith("_accuracy") and not rows[name].dropna().between(0, 1).all():
-        row = rows[~rows[name].between(0, 1) & rows[name].notna()].iloc[0]
-        raise UserError(f"{source}, row {row['row']}: {columns.metric} = {row[name]:g} is not an accuracy in [0, 1]; "
-                        "give fractions (0.93, not 93)")
     return _tidy(rows, name)
 
 
@@ -351,7 +350,7 @@ def record_of(results: pd.DataFrame, source: str, columns: Columns, paired: bool
         "seeds": seeds,
         "train": {"epochs": last},
         "source": {"file": str(source), "arm": columns.arm, "seed": columns.seed, "metric": columns.metric,
-                   "task": columns.task, "epoch": columns.epoch, "paired": paired,
+                   "task": columns.task, "model": columns.model, "epoch": columns.epoch, "paired": paired,
                    "seeds": results.attrs.get("seed_values", list(range(seeds))), "first_epoch": first},
     }
     model = results.groupby("dataset", sort=False)["model"].first()

@@ -444,12 +444,12 @@ def measure_grid(workload: str = "synthetic", repeats: int = 3, rounds: int = 3)
       One row per layout: ``layout, runs, seconds`` (best over all rounds), ``seed_epochs_per_s``, and
       ``ratio``: the grid's rate over the seeds' rate.
     """
-    layouts = {"8 initializers x 32 seeds": setup(WORKLOADS[workload], 256),
-               "8 initializers x 4 lr x 8 seeds": grid_setup(WORKLOADS[workload])}
-    runs = {name: vmap_variant(s) for name, s in layouts.items()}
+    setups = {"8 initializers x 32 seeds": setup(WORKLOADS[workload], 256),
+              "8 initializers x 4 lr x 8 seeds": grid_setup(WORKLOADS[workload])}  # (not `layouts`: the module)
+    runs = {name: vmap_variant(s) for name, s in setups.items()}
     best = {name: min(seconds) for name, seconds in alternated(runs, rounds * repeats).items()}
-    rows = [{"layout": name, "runs": layouts[name].n_models, "seconds": best[name],
-             "seed_epochs_per_s": layouts[name].n_models / best[name]} for name in runs]
+    rows = [{"layout": name, "runs": setups[name].n_models, "seconds": best[name],
+             "seed_epochs_per_s": setups[name].n_models / best[name]} for name in runs]
     table = pd.DataFrame(rows)
     table["ratio"] = table["seed_epochs_per_s"] / table["seed_epochs_per_s"].iloc[0]
     return table

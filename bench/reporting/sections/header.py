@@ -35,7 +35,7 @@ def _external_seeds(exp: dict) -> str:
 
 def _source(exp: dict) -> str:
     source = exp["source"]
-    named = ", ".join(f"{role} `{source[role]}`" for role in ("arm", "seed", "metric", "task", "epoch")
+    named = ", ".join(f"{role} `{source[role]}`" for role in ("arm", "seed", "metric", "task", "model", "epoch")
                       if source.get(role))
     return f"trained elsewhere; read from `{source['file']}` ({named})"
 
