@@ -70,6 +70,19 @@ def report_run(tmp_path_factory) -> ReportRun:
 
 
 @pytest.fixture(scope="session")
+def grid_run(tmp_path_factory) -> ReportRun:
+    """A finished smoke run of a learning-rate grid (he_normal and zeros x lr 1e-3, 1e-1 on digits) with its report:
+    the tuned comparison, the sensitivity and the ranking at the recipe's lr 1e-3."""
+    from bench.experiments import presets
+    from bench.experiments.runner import run_experiment
+
+    smoke = presets.smoke(presets.get("default"))
+    experiment = dataclasses.replace(smoke, initializers=("he_normal", "zeros"), tasks=smoke.tasks[1:])
+    folder = tmp_path_factory.mktemp("grid-run")
+    return ReportRun(folder, run_experiment(experiment.override(lr="1e-3,1e-1"), folder, progress=False))
+
+
+@pytest.fixture(scope="session")
 def run_dir(report_run) -> Path:
     """The folder of :func:`report_run` (tests must not change it: copy it first)."""
     return report_run.folder

@@ -23,8 +23,11 @@ def grid_factors(results: pd.DataFrame) -> list[str]:
 
 
 def selection_metric(results: pd.DataFrame, metric: str) -> str | None:
-    """The validation metric cells are chosen by (``val_accuracy`` for ``test_accuracy``), None without one."""
-    name = "val_" + metric.removeprefix("test_") if metric.startswith("test_") else None
+    """The validation metric cells are chosen by (``val_accuracy`` for ``test_accuracy``; ``val_bleu_score`` for a
+    metric ``bleu_score`` of runs trained elsewhere), None without one."""
+    if metric.startswith(("train_", "val_")):
+        return None
+    name = "val_" + metric.removeprefix("test_")
     return name if name in results else None
 
 

@@ -6,13 +6,15 @@ import argparse
 import shlex
 import sys
 
-from bench.commands.arguments import FORMATS, floating, names
+from bench.commands.arguments import FORMATS, floating, names, setting
 
 NAME = "analyze"
 HELP = "the report of runs trained elsewhere, from a table of one row per run (or per run and epoch)"
 EXAMPLES = ("python -m bench analyze runs.csv --arm init --seed seed --metric test_accuracy --out runs/mine",
             "python -m bench analyze runs.parquet --arm init --seed seed --metric bleu --higher-is-better "
             "--margin 0.5 --task dataset --epoch epoch --paired --out runs/bleu",
+            "python -m bench analyze sweep.csv --arm init --seed seed --metric test_accuracy --factor lr "
+            "--validation val_accuracy --reference lr=0.001 --paired --out runs/sweep",
             "python -m bench analyze logs/ --layout '{arm}/seed{seed}' --arm arm --seed seed --epoch step "
             "--metric test/accuracy --out runs/tb")
 
@@ -38,6 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per-example test outcomes: a table of one row per run and example, with the runs' "
                              "arm, seed (and task) columns, example, correct (0/1) and optionally loss; the metric "
                              "must be test_accuracy. The intervals then count the test set's sampling error")
+    parser.add_argument("--factor", action="append", default=[], metavar="COL[=FACTOR]",
+                        help="a hyperparameter grid's column (repeatable): a learning rate, weight decay, momentum or "
+                             "init scale, named so (lr, learning_rate, wd, beta1, gain...) or said (lr_used=lr); each "
+                             "arm at each value is an arm, tuned on --validation")
+    parser.add_argument("--validation",
+                        help="the column of the metric on a validation split: a grid's cells are chosen on it and "
+                             "reported on --metric (without it, no arm is tuned)")
+    parser.add_argument("--reference", action="append", default=[], type=setting, metavar="FACTOR=VALUE",
+                        help="the recipe's value of a grid factor (lr=0.001): the report checks whether the ranking "
+                             "there holds once every arm is tuned")
     parser.add_argument("--paired", action="store_true",
                         help="seed i is a common random number of every arm (same data order and stream): compare "
                              "runs of one seed pairwise (default: unpaired, Welch differences)")
@@ -58,7 +70,8 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     outcome = analyze(args.runs, arm=args.arm, seed=args.seed, metric=args.metric, task=args.task, epoch=args.epoch,
                       model=args.model, higher_is_better=args.higher_is_better, paired=args.paired,
                       nan_diverged=args.nan_diverged, margin=args.margin, out=args.out, overwrite=args.overwrite,
-                      formats=args.format, outcomes=args.outcomes, layout=args.layout,
+                      formats=args.format, outcomes=args.outcomes, layout=args.layout, factors=args.factor,
+                      validation=args.validation, reference=dict(args.reference),
                       command=shlex.join(["python", "-m", "bench", *argv]))
     print(render.console(outcome.record, outcome.analysis))
     print(f"\nwrote {len(outcome.files)} files to {args.out}", file=sys.stderr)

@@ -32,6 +32,17 @@ def floating(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+def setting(text: str) -> tuple[str, float]:
+    """``lr=0.001`` -> ``("lr", 0.001)``."""
+    key, sep, value = text.partition("=")
+    try:
+        if not sep or not key.strip():
+            raise ValueError
+        return key.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER (lr=0.001), got {text!r}") from None
+
+
 def widths(text: str) -> list[int]:
     """``300,100`` -> ``[300, 100]``."""
     try:

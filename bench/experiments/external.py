@@ -7,7 +7,11 @@ writes (``dataset, model, arm, initializer, seed, epoch, <metric>, diverged, div
 ``bench calibrate`` then read them as they read the suite's runs.
 
 The metric keeps its name where its suffix already says which way is better (``_accuracy``, ``_r2``: higher;
-``_loss``: lower), else gets ``_score`` (higher is better) or ``_error`` (lower is better) as the user says. Seeds
+``_loss``: lower), else gets ``_score`` (higher is better) or ``_error`` (lower is better) as the user says. A
+hyperparameter grid (``factors``: columns of a learning rate, weight decay, momentum or init scale) makes each
+(arm, cell) an arm named as the suite names its grid's (``he lr=0.001``), the user's arm its ``initializer``; with a
+validation column (``val_<metric>`` in the table) the report tunes each initializer on it as it tunes the suite's
+grids (``bench.analysis.tuning``). Seeds
 are numbered ``0..n-1`` in their sorted order (the record keeps the values given); with ``paired``, every arm must
 have run the same seeds, which are then taken as common random numbers. Every problem of the table is refused in
 one line naming the file, the column and a row, before anything is written.
@@ -27,11 +31,19 @@ from bench.analysis.outcomes import as_stored
 from bench.analysis.stats import metric_range
 from bench.errors import UserError, option
 from bench.reporting.record import RunRecord, TaskRecord, environment
+from bench.schema import FACTORS
+from bench.training.grid import arm_name, format_value
 
 READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".json": "jsonl"}
 HIGHER, LOWER = ("_accuracy", "_r2", "_score"), ("_loss", "_error")
 LOWER_WORDS = ("loss", "error")  # a metric whose name holds one is read as lower-is-better by the analysis
+FACTOR_NAMES = {  # a grid factor's column as people name it -> the suite's factor (bench.schema.FACTORS)
+    **{name: "lr" for name in ("lr", "learning_rate", "learningrate", "eta", "step_size", "stepsize")},
+    **{name: "weight_decay" for name in ("weight_decay", "weightdecay", "wd", "decay")},
+    **{name: "momentum" for name in ("momentum", "beta1", "b1", "mom")},
+    **{name: "init_scale" for name in ("init_scale", "initscale", "scale", "gain", "init_gain")},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +56,10 @@ class Columns:
       epoch: the column of each row's epoch (None: one row per run, its final value).
       model: the column of each task's model (None: the file's stem); one model a task.
       higher_is_better: which way the metric is better (None: its name must say it, ``_accuracy``, ``_loss``...).
+      factors: ``(column, factor)`` pairs of a hyperparameter grid, ``factor`` one of ``bench.schema.FACTORS``
+        (:func:`factor_of` reads them as ``--factor`` gives them).
+      validation: the column of the metric on a validation split, on which a grid's cells are chosen (None: the
+        grid's arms are compared as they are, untuned).
     """
 
     arm: str
@@ -53,7 +69,30 @@ class Columns:
     epoch: str | None = None
     higher_is_better: bool | None = None
     model: str | None = None
+    factors: tuple[tuple[str, str], ...] = ()
+    validation: str | None = None
 
+
+def factor_of(spec: str) -> tuple[str, str]:
+    """``(column, factor)`` of a ``--factor`` value: ``COL=FACTOR`` (``lr_used=lr``), or ``COL`` alone when its name
+    says which factor it is (``lr``, ``learning_rate``, ``config/lr``, ``wd``, ``beta1``, ``gain``, ...:
+    :data:`FACTOR_NAMES`).
+
+    Raises:
+      UserError: a factor the analysis does not tune over, or a name that says none.
+    """
+    column, _, said = spec.partition("=")
+    column, said = column.strip(), said.strip()
+    if not column:
+        raise UserError(f"{option('factor')} {spec!r} names no column; give COL or COL=FACTOR (e.g. lr_used=lr)")
+    word = re.split(r"[/.]", (said or column).lower())[-1]
+    factor = FACTOR_NAMES.get(re.sub(r"\W+", "_", word).strip("_"))
+    if factor is None:
+        raise UserError(f"{option('factor')} {spec!r}: the grid's factors are a learning rate, weight decay, momentum "
+                        f"or init scale; say which with COL=FACTOR ({', '.join(FACTORS)}). Factors that change the "
+                        f"model or the data (width, depth, batch size) are tasks: give them one column with "
+                        f"{option('task')}")
+    return column, factor
 
 def read_table(path: str | Path, layout: str | None = None) -> pd.DataFrame:
     """The table in ``path``: a CSV, parquet or JSON-lines file (by its suffix), or a TensorBoard log folder
@@ -168,8 +207,14 @@ def tidy_runs(table: pd.DataFrame, columns: Columns, source: str, nan_diverged: 
         raise UserError(f"{source} holds no runs; give a table of one row per run (or per run and epoch)")
     table = table.reset_index(drop=True)  # rows by position (a filtered frame keeps its old labels)
     roles = {"arm": columns.arm, "seed": columns.seed, "metric": columns.metric, "task": columns.task,
-             "epoch": columns.epoch, "model": columns.model}
+             "epoch": columns.epoch, "model": columns.model, "validation": columns.validation,
+             **{factor: col for col, factor in columns.factors}}
     named = {role: col for role, col in roles.items() if col is not None}
+    given = [factor for _, factor in columns.factors]
+    if len(set(given)) < len(given):
+        again = next(f for f in given if given.count(f) > 1)
+        cols = [col for col, f in columns.factors if f == again]
+        raise UserError(f"{source}: the columns {cols[0]!r} and {cols[1]!r} are both the {again} factor; give one")
     for role, col in named.items():
         if col not in table.columns:
             raise UserError(f"{source} has no column {col!r} (the {role}); its columns: "
@@ -213,6 +258,20 @@ def tidy_runs(table: pd.DataFrame, columns: Columns, source: str, nan_diverged: 
                       f"is NaN or infinite; if that run diverged, say {option('nan_diverged', True)} (it is then "
                       "scored as the worst run), else remove the run", show=raw)
     rows[name] = metric.to_numpy(np.float64)
+    if columns.validation:
+        rows[validation_name(name)] = _validation(table, columns, rows, source, bad, nan_diverged)
+    rows["initializer"] = rows["arm"]
+    factors = [factor for factor in FACTORS if factor in given]
+    for factor in factors:
+        column = named[factor]
+        values = pd.to_numeric(table[column], errors="coerce")
+        _refuse_where(~np.isfinite(values.to_numpy(np.float64)), rows, source, column,
+                      f"is not a number (a value of the {factor} factor)", show=table[column])
+        rows[factor] = values.to_numpy(np.float64)
+    if factors:
+        rows["arm"] = [arm_name(init, dict(zip(factors, cell)))
+                       for init, cell in zip(rows["initializer"], rows[factors].itertuples(index=False))]
+        _check_grid(rows, source, columns, factors)
     keys = ["task", "arm", "seed_value", "epoch"]
     dup = rows.duplicated(keys, keep=False)
     if dup.any():
@@ -223,17 +282,63 @@ def tidy_runs(table: pd.DataFrame, columns: Columns, source: str, nan_diverged: 
                                                                                    else ""))
     _check_epochs(rows, source, columns)
     _check_design(rows, source, columns)
-    low, high = metric_range(name)  # the analysis bounds the metric's intervals to what it can be
+    _check_range(rows, name, columns.metric, source)
+    if columns.validation:
+        _check_range(rows, validation_name(name), columns.validation, source)
+    return _tidy(rows, name, factors)
+
+
+def validation_name(metric: str) -> str:
+    """The validation metric's column beside ``metric``, as ``bench.analysis.grid_cube.selection_metric`` finds
+    it: ``test_accuracy`` -> ``val_accuracy``, ``bleu_score`` -> ``val_bleu_score``."""
+    return "val_" + metric.removeprefix("test_")
+
+
+def _validation(table: pd.DataFrame, columns: Columns, rows: pd.DataFrame, source: str, bad: np.ndarray,
+                nan_diverged: bool) -> np.ndarray:
+    """The validation metric of every row; NaN only where the run diverged (said so), as the metric's."""
+    raw = table[columns.validation]
+    values = pd.to_numeric(raw, errors="coerce")
+    _refuse_where(values.isna() & raw.notna() & ~raw.astype(str).str.strip().str.lower().isin(
+        ("nan", "inf", "-inf", "infinity", "-infinity", "")), rows, source, columns.validation, "is not a number",
+        show=raw)
+    missing = ~np.isfinite(values.to_numpy(np.float64))
+    if not nan_diverged:
+        _refuse_where(missing, rows, source, columns.validation,
+                      f"is NaN or infinite; if that run diverged, say {option('nan_diverged', True)}, else remove "
+                      "the run", show=raw)
+    _refuse_where(missing & ~bad, rows, source, columns.validation,
+                  f"is NaN or infinite where {columns.metric} is a number; a run that diverged has both NaN",
+                  show=raw)
+    return values.to_numpy(np.float64)
+
+
+def _check_range(rows: pd.DataFrame, name: str, column: str, source: str) -> None:
+    """Every finite value within what the metric can be (the analysis bounds its intervals there)."""
+    low, high = metric_range(name)
     outside = rows[name].notna() & np.isfinite(rows[name]) & ~rows[name].between(low, high)
     if outside.any():
         row = rows[outside].iloc[0]
         if name.endswith("_accuracy"):
-            raise UserError(f"{source}, row {row['row']}: {columns.metric} = {row[name]:g} is not an accuracy in "
+            raise UserError(f"{source}, row {row['row']}: {column} = {row[name]:g} is not an accuracy in "
                             "[0, 1]; give fractions (0.93, not 93)")
-        raise UserError(f"{source}, row {row['row']}: {columns.metric} = {row[name]:g} is outside what a "
+        raise UserError(f"{source}, row {row['row']}: {column} = {row[name]:g} is outside what a "
                         f"{name.rsplit('_', 1)[1]} can be; give the column another name and say which way is "
                         f"better ({option('higher_is_better', False)} or {option('higher_is_better', True)})")
-    return _tidy(rows, name)
+
+
+def _check_grid(rows: pd.DataFrame, source: str, columns: Columns, factors: list[str]) -> None:
+    """Every initializer at every cell of its task's grid (the cells any initializer ran)."""
+    for task, group in rows.groupby("task", sort=False):
+        runs = list(group[factors].itertuples(index=False, name=None))
+        cells, have = list(dict.fromkeys(runs)), set(zip(group["initializer"], runs))
+        for init in dict.fromkeys(group["initializer"]):
+            lacking = next((cell for cell in cells if (init, cell) not in have), None)
+            if lacking is not None:
+                where = f" on task {task!r}" if columns.task else ""
+                at = " ".join(f"{f}={format_value(v)}" for f, v in zip(factors, lacking))
+                raise UserError(f"{source}: arm {init!r}{where} has no run at {at}, which other arms ran; every "
+                                "arm needs every cell of the grid")
 
 
 def _refuse_where(mask: pd.Series, rows: pd.DataFrame, source: str, column: str, problem: str, show=None) -> None:
@@ -303,18 +408,26 @@ def _sort_key(value):
     return (0, float(value), "") if isinstance(value, int | float | np.integer | np.floating) else (1, 0.0, str(value))
 
 
-def _tidy(rows: pd.DataFrame, name: str) -> pd.DataFrame:
+def _tidy(rows: pd.DataFrame, name: str, factors: list[str]) -> pd.DataFrame:
+    """The checked rows as the suite's results: arms initializer-major in the table's order, a grid's cells in
+    ascending order within each, seeds numbered in their sorted order; a run diverged from its first NaN on."""
     seeds = sorted(rows["seed_value"].unique(), key=_sort_key)
     number = {value: i for i, value in enumerate(seeds)}
-    arms = list(dict.fromkeys(rows["arm"]))
+    initializers = list(dict.fromkeys(rows["initializer"]))
+    first_rows = rows.drop_duplicates("arm")
+    arms = sorted(first_rows["arm"], key=dict(zip(first_rows["arm"], zip(
+        first_rows["initializer"].map(initializers.index), *(first_rows[f] for f in factors)))).get)
     tasks = list(dict.fromkeys(rows["task"]))
+    measured = [c for c in (name, validation_name(name)) if c in rows]
     out = pd.DataFrame({
-        "dataset": rows["task"], "model": rows["model"], "arm": rows["arm"], "initializer": rows["arm"],
-        "seed": rows["seed_value"].map(number).astype(int), "epoch": rows["epoch"].astype(int), name: rows[name]})
+        "dataset": rows["task"], "model": rows["model"], "arm": rows["arm"], "initializer": rows["initializer"],
+        **{f: rows[f] for f in factors},
+        "seed": rows["seed_value"].map(number).astype(int), "epoch": rows["epoch"].astype(int),
+        **{c: rows[c] for c in measured}})
     out = out.sort_values(["dataset", "arm", "seed", "epoch"], key=lambda col: col.map(
         {t: i for i, t in enumerate(tasks)} if col.name == "dataset" else {a: i for i, a in enumerate(arms)})
         if col.name in ("dataset", "arm") else col, kind="stable").reset_index(drop=True)
-    bad = ~np.isfinite(out[name].to_numpy(np.float64))
+    bad = ~np.isfinite(out[measured].to_numpy(np.float64)).all(axis=1)
     out["diverged"] = pd.Series(bad).groupby([out["dataset"], out["arm"], out["seed"]]).cummax().to_numpy()
     first = out["epoch"].where(out["diverged"]).groupby([out["dataset"], out["arm"], out["seed"]]).transform("min")
     out["diverged_epoch"] = first.astype("Int64")
@@ -332,34 +445,47 @@ def _plain(value):
 
 
 def record_of(results: pd.DataFrame, source: str, columns: Columns, paired: bool, command: str,
-              margin: float | None, name: str | None = None) -> RunRecord:
+              margin: float | None, name: str | None = None, reference: dict | None = None) -> RunRecord:
     """The run record of external runs: what they are and where they came from (no training); ``name``: the
-    report's (default: the file's stem)."""
+    report's (default: the file's stem); ``reference``: a grid's recipe values, where its ranking is checked."""
     arms = list(dict.fromkeys(results["arm"]))
+    initializers = list(dict.fromkeys(results["initializer"]))
+    factors = [f for f in FACTORS if f in results]
+    grid = {f: sorted(float(v) for v in results[f].unique()) for f in factors}
     tasks = list(dict.fromkeys(results["dataset"]))
     first, last = int(results["epoch"].min()), int(results["epoch"].max())
     seeds = int(results["seed"].nunique())
     per_task = len(arms) * seeds
+    design = (f"{len(initializers)} arms x {len(arms) // len(initializers)} grid cells ("
+              + "; ".join(f"{f.replace('_', ' ')} {', '.join(map(format_value, v))}" for f, v in grid.items())
+              + ")" if factors else f"{len(arms)} arms")
     experiment = {
         "name": name or Path(source).stem or "runs",
-        "description": (f"Runs trained elsewhere, read from {Path(source).name}: {len(arms)} arms x {seeds} seeds"
+        "description": (f"Runs trained elsewhere, read from {Path(source).name}: {design} x {seeds} seeds"
                         + (f" x {len(tasks)} tasks" if len(tasks) > 1 else "")
                         + (f", epochs {first}..{last}" if last > first else "") + "."),
         "tasks": [{"name": t, "dataset": t} for t in tasks],
-        "initializers": arms,
+        "initializers": initializers,
         "seeds": seeds,
         "train": {"epochs": last},
+        **({"grid": grid} if factors else {}),
         "source": {"file": str(source), "arm": columns.arm, "seed": columns.seed, "metric": columns.metric,
                    "task": columns.task, "model": columns.model, "epoch": columns.epoch, "paired": paired,
-                   "seeds": results.attrs.get("seed_values", list(range(seeds))), "first_epoch": first},
+                   "seeds": results.attrs.get("seed_values", list(range(seeds))), "first_epoch": first,
+                   **({"factors": {col: f for col, f in columns.factors}, "validation": columns.validation,
+                       "reference": dict(reference or {})} if factors else {})},
     }
     model = results.groupby("dataset", sort=False)["model"].first()
     task_records = {t: TaskRecord(model=str(model[t]), runs=per_task, init_s=0.0, compile_s=0.0, train_s=0.0,
                                   data="the runs' own (trained elsewhere)") for t in tasks}
     statistics = {"margin": margin} if margin is not None else {}
+    cells = results.drop_duplicates("arm").set_index("arm")
     return RunRecord(experiment=experiment, initializers=arms, tasks=task_records, runs=per_task * len(tasks),
                      compile_s=0.0, init_s=0.0, environment=environment(), command=command, wall_s=0.0,
-                     statistics=statistics)
+                     statistics=statistics,
+                     arms={arm: {"initializer": str(cells.at[arm, "initializer"]),
+                                 **{f: float(cells.at[arm, f]) for f in factors}} for arm in arms} if factors
+                     else None)
 
 
 OUTCOME_COLUMNS = ("example", "correct")  # besides the runs' arm, seed (and task) columns; "loss" optional
@@ -379,7 +505,8 @@ def outcomes_of(table: pd.DataFrame, results: pd.DataFrame, columns: Columns, so
         raise UserError(f"{source}: per-example outcomes are of the test accuracy; name the runs' metric column "
                         "test_accuracy (a fraction per run)")
     table = table.reset_index(drop=True)
-    keys = [c for c in (columns.task, columns.arm, columns.seed) if c is not None]
+    keys = [c for c in (columns.task, columns.arm, *(col for col, _ in columns.factors), columns.seed)
+            if c is not None]
     for col in [*keys, *OUTCOME_COLUMNS]:
         if col not in table.columns:
             raise UserError(f"{source} has no column {col!r}; per-example outcomes need the runs' "
@@ -396,6 +523,11 @@ def outcomes_of(table: pd.DataFrame, results: pd.DataFrame, columns: Columns, so
                           "correct": correct.to_numpy(np.float64),
                           "loss": pd.to_numeric(table["loss"], errors="coerce").to_numpy(np.float64)
                           if "loss" in table.columns else np.nan})
+    factors = [f for f in FACTORS if f in results]
+    if factors:  # a grid's arm is the initializer at a cell, named as the runs' are
+        column = {f: col for col, f in columns.factors}
+        cells = zip(*(pd.to_numeric(table[column[f]], errors="coerce").to_numpy(np.float64) for f in factors))
+        frame["arm"] = [arm_name(init, dict(zip(factors, cell))) for init, cell in zip(frame["arm"], cells)]
     if frame.duplicated(["task", "arm", "seed_value", "example"]).any():
         row = frame[frame.duplicated(["task", "arm", "seed_value", "example"])].iloc[0]
         raise UserError(f"{source}: example {_plain(row['example'])!r} of arm {row['arm']!r}, seed "
@@ -443,7 +575,8 @@ def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str
             paired: bool = False,
             nan_diverged: bool = False, margin: float | None = None, out: str | Path | None = None,
             overwrite: bool = False, formats=None, command: str = "", name: str | None = None,
-            layout: str | None = None, outcomes: pd.DataFrame | str | Path | None = None):
+            layout: str | None = None, outcomes: pd.DataFrame | str | Path | None = None, factors=(),
+            validation: str | None = None, reference: dict | None = None):
     """The suite's report of runs trained elsewhere: ``bench.analyze(table_or_file, arm=..., seed=..., metric=...)``.
 
     Args:
@@ -458,6 +591,12 @@ def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str
       outcomes: per-example test outcomes of every run (:func:`outcomes_of`: a table or a file), so that the
         intervals count the test set's sampling error; None: they are conditional on the test set.
       layout: for a TensorBoard log folder, how its run folders name each run (:func:`read_tensorboard`).
+      factors: a hyperparameter grid's columns, each ``"COL"`` or ``"COL=FACTOR"`` (:func:`factor_of`): each
+        (arm, cell) is an arm, and with ``validation`` each arm is tuned on it (``bench.analysis.tuning``).
+      validation: the column of the metric on a validation split (a grid's cells are chosen on it, reported on
+        ``metric``).
+      reference: the recipe's value of the grid's factors (``{"lr": 1e-3}``), where the report checks whether the
+        ranking holds once every arm is tuned (None: not checked).
       formats: the report's formats (default all); name: the report's title (default: the file's stem, "runs" for
         a data frame).
 
@@ -475,14 +614,19 @@ def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str
 
     source = str(runs) if not isinstance(runs, pd.DataFrame) else "the table"
     table = read_table(runs, layout) if not isinstance(runs, pd.DataFrame) else runs
-    columns = Columns(arm, seed, metric, task, epoch, higher_is_better, model)
+    columns = Columns(arm, seed, metric, task, epoch, higher_is_better, model,
+                      tuple(factor_of(spec) if isinstance(spec, str) else tuple(spec) for spec in factors), validation)
+    if reference and not columns.factors:
+        raise UserError(f"{option('reference')} is a grid's recipe value; give the grid's columns with "
+                        f"{option('factor')}")
     label = name or (Path(source).stem if not isinstance(runs, pd.DataFrame) else "runs")
     results = tidy_runs(table, columns, source, nan_diverged, default_name=label)
-    name = next(c for c in results.columns if c.endswith(HIGHER + LOWER))
+    name = metric_name(metric, higher_is_better, source)
     if margin is None and name.endswith(("_score", "_error")):
         raise UserError(f"{source}: give the equivalence margin of {metric!r} in its own units "
                         f"({option('margin')}: the smallest difference that matters), for the 'equivalent' verdicts")
-    record = record_of(results, source, columns, paired, command or "bench.analyze(...)", margin, label)
+    record = record_of(results, source, columns, paired, command or "bench.analyze(...)", margin, label,
+                       reference_of(reference, results))
     test_outcomes = {}
     if outcomes is not None:
         outcome_source = str(outcomes) if not isinstance(outcomes, pd.DataFrame) else "the outcomes table"
@@ -491,13 +635,38 @@ def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str
     options = dict(metric=name, paired=paired, margin=margin)
     check_options(results, name, None, settings_of(record, margin), paired)
     if out is None:
-        analysis = analyse(results, name, None, paired, settings_of(record, margin), test_outcomes or None)
+        analysis = analyse(results, name, None, paired, settings_of(record, margin), test_outcomes or None,
+                           record.reference())
         return Outcome(results, analysis, record, [], test_outcomes)
     with exclusive(out):
         refuse_overwrite(out, overwrite)
         analysis, files = publish(out, results, record, test_outcomes, runs_changed=True,
                                   formats=list(formats or FORMATS), **options)
     return Outcome(results, analysis, record, files, test_outcomes)
+
+
+def reference_of(reference: dict | None, results: pd.DataFrame) -> dict[str, float]:
+    """``reference`` (factor or its column's name -> value) as the grid's factors' values, each one of the grid's.
+
+    Raises:
+      UserError: a factor the grid does not vary, or a value not on the grid.
+    """
+    out = {}
+    for key, value in (reference or {}).items():
+        factor = factor_of(str(key))[1]
+        if factor not in results:
+            raise UserError(f"{option('reference')} {key}={value}: the grid has no {factor} factor; give a value "
+                            f"of one of its factors ({', '.join(f for f in FACTORS if f in results)})")
+        grid = np.unique(results[factor].to_numpy(np.float64))
+        try:
+            at = float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{option('reference')} {key}={value!r} is not a number") from None
+        if not np.isclose(grid, at, rtol=1e-9, atol=0).any():
+            raise UserError(f"{option('reference')} {key}={value}: not a value of the grid's {factor} "
+                            f"({', '.join(map(format_value, grid))}); give the recipe's value, which the grid holds")
+        out[factor] = float(grid[np.isclose(grid, at, rtol=1e-9, atol=0)][0])
+    return out
 
 
 def analyze_scores(scores: dict, *, higher_is_better: bool = True, tasks=None, paired: bool = False,

@@ -177,6 +177,11 @@ class RunRecord:
         trained elsewhere."""
         return int(self.experiment.get("source", {}).get("first_epoch", 0))
 
+    def has_curves(self) -> bool:
+        """Whether the runs have learning curves (more than one epoch each): the suite's always (epoch 0 on); runs
+        trained elsewhere where their table had epochs."""
+        return int(self.experiment.get("train", {}).get("epochs", 1)) > self.first_epoch()
+
     def paired(self) -> bool:
         """Whether runs of one seed are paired across arms: always for the suite's own (common random numbers);
         as the user said for runs trained elsewhere."""
@@ -193,7 +198,9 @@ class RunRecord:
 
     def reference(self) -> dict:
         """The recipe's values of the grid factors (learning rate, weight decay; init scale 1: the initializers as
-        drawn), where a grid's ranking verdict is checked."""
+        drawn), where a grid's ranking verdict is checked; of runs trained elsewhere, those the user gave."""
+        if self.external:
+            return dict(self.experiment["source"].get("reference") or {})
         train = self.experiment.get("train", {})
         return {"init_scale": 1.0, **{factor: train[factor] for factor in ("lr", "weight_decay") if factor in train}}
 

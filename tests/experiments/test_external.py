@@ -13,6 +13,7 @@ from bench.analysis import outcomes
 from bench.errors import UserError
 from bench.reporting.analysed import analyse, settings_of
 from bench.reporting.files import load
+from bench.reporting.sections import tuning
 from bench.reporting.sections.summary import summary_table
 
 KEYS = ["dataset", "arm"]
@@ -64,6 +65,67 @@ def test_per_example_outcomes_read_back_give_the_suites_intervals_with_the_test_
     with pytest.raises(UserError, match="has no outcome of example 3; every run needs every example"):
         bench.analyze(table, arm="arm", seed="seed", metric="test_accuracy", task="dataset", model="model",
                       epoch="epoch", paired=True, outcomes=long[~((long["seed"] == 1) & (long["example"] == 3))])
+
+
+def test_a_grid_read_back_gives_the_suites_tuned_comparison_sensitivity_and_ranking(grid_run):
+    """The suite's learning-rate grid as a table of (initializer, lr, seed, epoch, val and test accuracy) rows: the
+    same arms, summary, verdicts, tuned comparison, sensitivity and ranking verdict, number for number, as the suite's
+    analysis of that run (conditional on its test set); without the validation column nothing is tuned, and the
+    report says why."""
+    results, record = load(grid_run.folder)
+    own = analyse(results, "test_accuracy", None, True, reference=record.reference())
+    table = results[["dataset", "model", "initializer", "lr", "seed", "epoch", "val_accuracy", "test_accuracy"]]
+    table = table.rename(columns={"lr": "learning_rate"})
+    read = bench.analyze(table, arm="initializer", seed="seed", metric="test_accuracy", task="dataset",
+                         model="model", epoch="epoch", paired=True, factors=["learning_rate"],
+                         validation="val_accuracy", reference={"lr": 1e-3})
+    assert read.record.arms == record.arms and read.record.reference() == {"lr": 1e-3}
+    pd.testing.assert_frame_equal(_table(own), _table(read.analysis))
+    (key, mine), (other_key, theirs) = next(iter(own.tuning.items())), next(iter(read.analysis.tuning.items()))
+    assert key == other_key and theirs.ranking is not None
+    pd.testing.assert_frame_equal(tuning.heatmap_table(mine, "test_accuracy"),
+                                  tuning.heatmap_table(theirs, "test_accuracy"))
+    for table_of in (tuning.tuned_table, tuning.sensitivity_table):
+        pd.testing.assert_frame_equal(table_of(mine, "test_accuracy", 0.95), table_of(theirs, "test_accuracy", 0.95))
+    assert tuning.ranking_sentences(mine, "test_accuracy") == tuning.ranking_sentences(theirs, "test_accuracy")
+    untuned = bench.analyze(table.drop(columns="val_accuracy"), arm="initializer", seed="seed",
+                            metric="test_accuracy", task="dataset", model="model", epoch="epoch", paired=True,
+                            factors=["learning_rate=lr"])
+    assert untuned.analysis.tuning == {} and len(untuned.record.arms) == 4
+    without = bench.analyze(table, arm="initializer", seed="seed", metric="test_accuracy", task="dataset",
+                            model="model", epoch="epoch", paired=True, factors=["learning_rate"],
+                            validation="val_accuracy")
+    assert next(iter(without.analysis.tuning.values())).ranking is None  # no recipe value: not checked
+
+
+def test_a_grid_of_scores_is_tuned_on_its_validation_column(tmp_path, capsys):
+    """A sweep of a higher-is-better score over a learning rate, from the command line: each initializer tuned on
+    its validation score, the better initializer found best, the ranking checked at the recipe's value."""
+    rng = np.random.default_rng(3)
+    rows = [{"init": init, "config/lr": lr, "run": seed, "bleu": mean + 0.2 * rng.normal(),
+             "val_bleu": mean + 0.2 * rng.normal()}
+            for init, shift in (("good", 2.0), ("plain", 0.0)) for lr in (1e-4, 1e-3, 1e-2) for seed in range(6)
+            for mean in [30 + shift - 3 * abs(np.log10(lr) + 3)]]
+    path = tmp_path / "sweep.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    out = tmp_path / "report"
+    assert cli.main(["analyze", str(path), "--arm", "init", "--seed", "run", "--metric", "bleu",
+                     "--higher-is-better", "--margin", "0.5", "--factor", "config/lr", "--validation", "val_bleu",
+                     "--reference", "lr=0.001", "--paired", "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "| grid | lr 0.0001, 0.001, 0.01, crossed with every arm (the recipe's: lr 0.001) |" in report
+    assert "**The ranking at lr=0.001 holds when each initializer is tuned.**" in report
+    results, record = load(out)
+    item = next(iter(analyse(results, "bleu_score", None, True, settings_of(record),
+                             reference=record.reference()).tuning.values()))
+    assert item.tuned.names == ["good", "plain"] and item.tuned.verdicts == ["best", "worse"]
+    assert [item.cube.cells[c] for c in item.tuned.chosen] == [(1e-3,), (1e-3,)]
+    assert "Learning curves" not in report and not list((out / "figures").glob("*curves*"))  # final values alone
+    assert cli.main(["analyze", str(path), "--arm", "init", "--seed", "run", "--metric", "bleu",
+                     "--higher-is-better", "--margin", "0.5", "--factor", "config/lr=lr", "--paired", "--out",
+                     str(tmp_path / "untuned"), "--format", "md"]) == 0
+    assert tuning.UNTUNED in (tmp_path / "untuned" / "report.md").read_text()
+    capsys.readouterr()
 
 
 def _scores(n_seeds=6, arms=("a", "b", "c"), seed=0) -> pd.DataFrame:
@@ -201,6 +263,20 @@ BAD = {
     "two models a task": (_bad(GOOD, net=["m1"] + ["m2"] * 8), {"model": "net"},
                           "has the models 'm1' and 'm2' in net; one model a task"),
     "empty": (GOOD.iloc[:0], {}, "holds no runs"),
+    "a factor not tuned over": (GOOD.assign(width=64), {"factors": ["width"]},
+                                "the grid's factors are a learning rate, weight decay, momentum or init scale"),
+    "two columns one factor": (GOOD.assign(lr=0.1, eta=0.1), {"factors": ["lr", "eta"]},
+                               "the columns 'lr' and 'eta' are both the lr factor"),
+    "text factor value": (_bad(GOOD, lr=["fast"] + [0.1] * 8), {"factors": ["lr"]},
+                          "row 1: lr ('fast') is not a number (a value of the lr factor)"),
+    "a cell missing": (GOOD.assign(lr=[0.1] * 3 + [0.01] * 3 + [0.1] * 3), {"factors": ["lr"]},
+                       "arm 'a' has no run at lr=0.01, which other arms ran; every arm needs every cell"),
+    "reference off the grid": (GOOD.assign(lr=0.1), {"factors": ["lr"], "reference": {"lr": 0.3}},
+                               "not a value of the grid's lr (0.1)"),
+    "reference without a grid": (GOOD, {"reference": {"lr": 0.1}}, "is a grid's recipe value; give the grid's columns"),
+    "validation NaN alone": (_bad(GOOD, val=[np.nan] + [1.0] * 8), {"validation": "val", "nan_diverged": True},
+                             "row 1: val (nan) is NaN or infinite where bleu is a number"),
+    "no validation column": (GOOD, {"validation": "val"}, "has no column 'val' (the validation)"),
 }
 
 

@@ -169,17 +169,17 @@ def test_experiment_files_cli_options_and_python_agree(tmp_path):
     assert experiment_file.load(written).grid == from_file.grid
 
 
-def test_results_have_one_column_per_factor_and_old_files_still_load(tmp_path):
+def test_results_have_one_column_per_factor_and_old_files_still_load(tmp_path, grid_run):
     experiment = dataclasses.replace(presets.smoke(presets.get("default")), initializers=("he_normal", "zeros"),
                                      tasks=presets.smoke(presets.get("default")).tasks[1:])
-    outcome = bench.run(experiment.override(lr="1e-3,1e-1"), out=tmp_path / "grid", progress=False)
+    outcome = grid_run.outcome
     columns = list(outcome.results.columns)
     assert columns[columns.index("arm"):columns.index("arm") + 4] == ["arm", "initializer", "lr", "seed"]
     assert set(outcome.results["lr"]) == {1e-3, 1e-1}
     assert set(outcome.summary["lr"]) == {1e-3, 1e-1}
     assert "val_accuracy" in outcome.results  # held out for tuning: digits has no validation split
     assert outcome.record.tasks["digits"].data.count("validation") == 1
-    report = (tmp_path / "grid" / "report.md").read_text()
+    report = (grid_run.folder / "report.md").read_text()
     for section in ("Tuned comparison", "Sensitivity to lr", "Does the ranking at lr=0.001 hold?",
                     "digits-sensitivity-test_accuracy.png"):
         assert section in report

@@ -35,4 +35,5 @@ def markdown(view: View) -> list[str]:
             f"Threshold: {threshold:.4f} (95% of the best initializer's mean final {title(analysis.metric)}).", ""]
 
 
-SECTION = Section("curves", "task", markdown=markdown, when=lambda view: has_finished_runs(view.analysis, view.task))
+SECTION = Section("curves", "task", markdown=markdown,
+                  when=lambda view: view.record.has_curves() and has_finished_runs(view.analysis, view.task))

@@ -13,6 +13,7 @@ from bench.reporting.describe import (
 )
 from bench.reporting.section import FIGURES_MACRO, Section, View
 from bench.reporting.text import legend, points, tex_escape
+from bench.training.grid import format_value
 
 
 def _seeds(exp: dict) -> str:
@@ -35,9 +36,20 @@ def _external_seeds(exp: dict) -> str:
 
 def _source(exp: dict) -> str:
     source = exp["source"]
-    named = ", ".join(f"{role} `{source[role]}`" for role in ("arm", "seed", "metric", "task", "model", "epoch")
-                      if source.get(role))
+    named = ", ".join([f"{role} `{source[role]}`" for role in ("arm", "seed", "metric", "validation", "task", "model",
+                                                               "epoch") if source.get(role)]
+                      + [f"{factor} `{column}`" for column, factor in source.get("factors", {}).items()])
     return f"trained elsewhere; read from `{source['file']}` ({named})"
+
+
+def _external_grid(exp: dict) -> str:
+    """``lr 0.001, 0.01, 0.1, crossed with every arm (the recipe's: lr 0.01)``."""
+    factors = "; ".join(f"{k.replace('_', ' ')} {', '.join(format_value(v) for v in values)}"
+                        for k, values in exp["grid"].items())
+    reference = exp["source"].get("reference") or {}
+    said = (" (the recipe's: " + ", ".join(f"{k.replace('_', ' ')} {format_value(v)}" for k, v in reference.items())
+            + ")") if reference else ""
+    return f"{factors}, crossed with every arm{said}"
 
 
 def _statistics(s: stats.Settings) -> str:
@@ -83,6 +95,7 @@ def header_rows(view: View) -> dict[str, str]:
     initializers = dict.fromkeys(values["initializer"] for values in record.arms_of().values())
     if record.external:
         return {"experiment": f"`{exp['name']}`", "arms": ", ".join(f"`{name}`" for name in initializers),
+                **({"grid": _external_grid(exp)} if exp.get("grid") else {}),
                 "seeds": _external_seeds(exp), "runs": _source(exp), "statistics": _statistics(view.analysis.settings),
                 "verdicts": _verdicts(view), "test set": _test_set(view),
                 **({"calibration": " ".join(view.calibration)} if view.calibration else {}),

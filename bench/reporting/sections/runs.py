@@ -16,7 +16,10 @@ def _final(results, analysis, task):
 
 
 def _any_finished_epoch(results, analysis, task) -> bool:
-    return bool((~results.loc[results["dataset"] == task, "diverged"].astype(bool)).any())
+    """Whether the task's runs have curves (two epochs or more: runs trained elsewhere may have their final values
+    alone) with an epoch that did not diverge."""
+    rows = results[results["dataset"] == task]
+    return rows["epoch"].nunique() > 1 and bool((~rows["diverged"].astype(bool)).any())
 
 
 SECTION = Section("runs", "task", figures=(

@@ -109,12 +109,11 @@ def ranking_sentences(item: TaskTuning, metric: str) -> list[str]:
     r, t, names = item.ranking, item.tuned, item.cube.initializers
     at = f"{grids.LABELS[r.factor]}={grids.format_value(r.reference)}"
     finite = np.where(np.isfinite(r.means), r.means, -np.inf)
-    best_ref, best_tuned = int(np.argmax(finite)), int(np.argmax(np.where(np.isfinite(t.means), t.means, -np.inf)))
-    chosen = _cell_name(item.cube.factors, item.cube.cells[t.chosen[best_tuned]])
+    best_ref = int(np.argmax(finite))
     said = {"holds": "holds", "changes": "changes", "unsettled": "is not settled by these seeds"}[r.verdict]
     head = (f"**The ranking at {at} {said} when each initializer is tuned.** "
-            f"At {at} the best is `{names[best_ref]}`; tuned on validation, the best is `{names[best_tuned]}` "
-            f"(at {chosen}), and `{names[best_ref]}` is *{t.verdicts[best_ref]}* among the tuned initializers.")
+            f"At {at} the best is `{names[best_ref]}`; {tuned_best(item)}, and `{names[best_ref]}` is "
+            f"*{t.verdicts[best_ref]}* among the tuned initializers.")
     lines = [head]
     if r.reversed:
         lines.append("Significant at " + at + " and significantly reversed when tuned: "
@@ -163,15 +162,30 @@ def grid_markdown(item: TaskTuning, metric: str, settings: stats.Settings, figur
     ]
     if figure:
         lines += [f"![{figure.rsplit('/', 1)[-1].rsplit('.', 1)[0]}]({figure})", ""]
-    lines += [f"### Does the ranking at {grids.LABELS[item.ranking.factor]}="
-              f"{grids.format_value(item.ranking.reference)} hold?", "", *ranking_sentences(item, metric), ""]
+    if item.ranking is not None:
+        lines += [f"### Does the ranking at {grids.LABELS[item.ranking.factor]}="
+                  f"{grids.format_value(item.ranking.reference)} hold?", "", *ranking_sentences(item, metric), ""]
     return lines
+
+
+def tuned_best(item: TaskTuning) -> str:
+    """``tuned on validation, the best is `he` (at lr=0.01)``."""
+    t, names = item.tuned, item.cube.initializers
+    best = int(np.argmax(np.where(np.isfinite(t.means), t.means, -np.inf)))
+    chosen = _cell_name(item.cube.factors, item.cube.cells[t.chosen[best]])
+    return f"tuned on validation, the best is `{names[best]}` (at {chosen})"
+
+
+UNTUNED = ("The runs vary hyperparameters but have no validation metric to choose each initializer's cell on "
+           "(`--validation` names its column for runs trained elsewhere), so no initializer is tuned: each "
+           "initializer at each cell is compared above as an arm of its own, and the best of those picked on test "
+           "is optimistic.")
 
 
 def markdown(view: View) -> list[str]:
     item = tuning_of(view.analysis, view.task)
     if item is None:
-        return []
+        return [UNTUNED, ""] if view.record.arms else []
     return grid_markdown(item, view.analysis.metric, view.analysis.settings, view.links.get("sensitivity"))
 
 
@@ -180,6 +194,8 @@ def console_notes(view: View) -> list[str]:
     item = tuning_of(view.analysis, view.task)
     if item is None:
         return []
+    if item.ranking is None:
+        return [f"{view.task}: {tuned_best(item)}"]
     return [f"{view.task}: " + ranking_sentences(item, view.analysis.metric)[0].replace("**", "")]
 
 
