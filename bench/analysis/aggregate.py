@@ -90,13 +90,29 @@ def _aggregates(scores: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+def stratum(scores: np.ndarray, rng: np.random.Generator, n_resamples: int) -> np.ndarray:
+    """`(n_resamples, seeds, initializers)` resamples of one task's `(seeds, initializers)` scores: the seeds drawn
+    with replacement jointly for every initializer where each has a score on the same seeds (paired), else each
+    initializer's own scores drawn alone (unpaired runs of unequal counts, NaN past each one's count): a joint draw
+    of rows would give an initializer a random number of its runs."""
+    finite = np.isfinite(scores)
+    if (finite == finite[:, :1]).all():
+        return scores[rng.integers(0, len(scores), (n_resamples, len(scores)))]
+    out = np.full((n_resamples, *scores.shape), np.nan)
+    for j in range(scores.shape[1]):
+        own = scores[finite[:, j], j]
+        if own.size:
+            out[:, :own.size, j] = own[rng.integers(0, own.size, (n_resamples, own.size))]
+    return out
+
+
 def aggregate(results: pd.DataFrame, metric: str = "test_accuracy", settings: Settings = Settings(),
               n_resamples: int = 2000) -> pd.DataFrame:
     """IQM, mean and optimality gap of normalized scores over tasks, with stratified bootstrap CIs.
 
     Each resample draws the seeds of every task with replacement, independently per
-    task (strata) and jointly for the initializers of a task (their runs are paired).
-    Percentile intervals at ``settings.level``.
+    task (strata) and jointly for the initializers of a task (their runs are paired), or each initializer's own
+    runs where they are not the same seeds (:func:`resampled`). Percentile intervals at ``settings.level``.
 
     Returns:
       One row per initializer (best IQM first): ``tasks``, ``iqm, iqm_low, iqm_high,
@@ -107,7 +123,7 @@ def aggregate(results: pd.DataFrame, metric: str = "test_accuracy", settings: Se
         return pd.DataFrame()
     point = _aggregates(scores)
     rng = group_rng(settings.seed, metric, *tasks, "aggregate")
-    resampled = np.concatenate([s[rng.integers(0, len(s), (n_resamples, len(s)))] for s in scores], axis=1)
+    resampled = np.concatenate([stratum(s, rng, n_resamples) for s in scores], axis=1)
     if np.isfinite(resampled).all():  # (resamples, runs, initializers) at once
         boot = np.stack([iqm(resampled, axis=1), resampled.mean(1), np.maximum(1 - resampled, 0).mean(1)], axis=1)
     else:  # diverged runs: each resample on its own finite values

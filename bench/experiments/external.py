@@ -193,8 +193,11 @@ def metric_name(metric: str, higher_is_better: bool | None, source: str) -> str:
 
 
 def tidy_runs(table: pd.DataFrame, columns: Columns, source: str, nan_diverged: bool = False,
-              default_name: str | None = None) -> pd.DataFrame:
+              default_name: str | None = None, shared_seeds: bool = True) -> pd.DataFrame:
     """The user's table as the suite's tidy results (see the module docstring), checked.
+
+    ``shared_seeds``: every arm must have run the same seeds (paired runs, a grid, per-example outcomes); False
+    (unpaired runs): each arm its own seeds and count, numbered ``0..n-1`` within the arm.
 
     ``nan_diverged``: a NaN or infinite metric marks its run diverged from that epoch on (the analysis scores it
     as the worst run, as it scores the suite's diverged runs); otherwise such a row is refused. ``default_name``:
@@ -281,7 +284,7 @@ def tidy_runs(table: pd.DataFrame, columns: Columns, source: str, nan_diverged: 
                         f"({_describe(first, columns)}); keep one row per run" + (" and epoch" if columns.epoch
                                                                                    else ""))
     _check_epochs(rows, source, columns)
-    _check_design(rows, source, columns)
+    _check_design(rows, source, columns, shared_seeds or bool(factors))
     _check_range(rows, name, columns.metric, source)
     if columns.validation:
         _check_range(rows, validation_name(name), columns.validation, source)
@@ -381,8 +384,9 @@ def _check_epochs(rows: pd.DataFrame, source: str, columns: Columns) -> None:
                         f"run every epoch, its metric NaN from where it diverged (with {option('nan_diverged', True)})")
 
 
-def _check_design(rows: pd.DataFrame, source: str, columns: Columns) -> None:
-    """Two arms or more, each with the same seeds (2 or more) on every task, and the same arms on every task."""
+def _check_design(rows: pd.DataFrame, source: str, columns: Columns, shared_seeds: bool = True) -> None:
+    """Two arms or more, each with 2 seeds or more on every task (with ``shared_seeds``, the same seeds), and the
+    same arms on every task."""
     runs = rows.drop_duplicates(["task", "arm", "seed_value"])
     arms = list(dict.fromkeys(runs["arm"]))
     if len(arms) < 2:
@@ -392,12 +396,13 @@ def _check_design(rows: pd.DataFrame, source: str, columns: Columns) -> None:
         if len(group) < 2:
             raise UserError(f"{source}: arm {arm!r}" + (f" on task {task!r}" if columns.task else "")
                             + f" has {len(group)} run; every arm needs 2 seeds or more for an interval")
-        missing = [s for s in seeds if s not in set(group["seed_value"])]
+        missing = [s for s in seeds if s not in set(group["seed_value"])] if shared_seeds else []
         if missing:
             raise UserError(f"{source}: arm {arm!r}" + (f" on task {task!r}" if columns.task else "")
-                            + f" has no run of seed {_plain(missing[0])!r}, which other arms ran; every arm needs "
-                            "the same seeds (a failed run as a row with a NaN metric, with "
-                            f"{option('nan_diverged', True)})")
+                            + f" has no run of seed {_plain(missing[0])!r}, which other arms ran; paired runs, a "
+                            "grid and per-example outcomes need every arm to run the same seeds (a failed run as a "
+                            f"row with a NaN metric, with {option('nan_diverged', True)}; or leave out "
+                            f"{option('paired', True)})")
     for task, group in runs.groupby("task", sort=False):
         absent = [arm for arm in arms if arm not in set(group["arm"])]
         if absent:
@@ -412,7 +417,6 @@ def _tidy(rows: pd.DataFrame, name: str, factors: list[str]) -> pd.DataFrame:
     """The checked rows as the suite's results: arms initializer-major in the table's order, a grid's cells in
     ascending order within each, seeds numbered in their sorted order; a run diverged from its first NaN on."""
     seeds = sorted(rows["seed_value"].unique(), key=_sort_key)
-    number = {value: i for i, value in enumerate(seeds)}
     initializers = list(dict.fromkeys(rows["initializer"]))
     first_rows = rows.drop_duplicates("arm")
     arms = sorted(first_rows["arm"], key=dict(zip(first_rows["arm"], zip(
@@ -422,7 +426,7 @@ def _tidy(rows: pd.DataFrame, name: str, factors: list[str]) -> pd.DataFrame:
     out = pd.DataFrame({
         "dataset": rows["task"], "model": rows["model"], "arm": rows["arm"], "initializer": rows["initializer"],
         **{f: rows[f] for f in factors},
-        "seed": rows["seed_value"].map(number).astype(int), "epoch": rows["epoch"].astype(int),
+        "seed": _numbered(rows), "epoch": rows["epoch"].astype(int),
         **{c: rows[c] for c in measured}})
     out = out.sort_values(["dataset", "arm", "seed", "epoch"], key=lambda col: col.map(
         {t: i for i, t in enumerate(tasks)} if col.name == "dataset" else {a: i for i, a in enumerate(arms)})
@@ -432,6 +436,16 @@ def _tidy(rows: pd.DataFrame, name: str, factors: list[str]) -> pd.DataFrame:
     first = out["epoch"].where(out["diverged"]).groupby([out["dataset"], out["arm"], out["seed"]]).transform("min")
     out["diverged_epoch"] = first.astype("Int64")
     out.attrs["seed_values"] = [_plain(s) for s in seeds]
+    return out
+
+
+def _numbered(rows: pd.DataFrame) -> np.ndarray:
+    """Each row's seed as its rank among its arm's seeds on its task, from 0 in their sorted order: with shared
+    seeds the same number for the same seed in every arm (paired), else each arm's runs ``0..n-1``."""
+    out = np.empty(len(rows), int)
+    for _, group in rows.groupby(["task", "arm"], sort=False):
+        order = {value: i for i, value in enumerate(sorted(group["seed_value"].unique(), key=_sort_key))}
+        out[group.index.to_numpy()] = group["seed_value"].map(order).to_numpy()
     return out
 
 
@@ -454,14 +468,17 @@ def record_of(results: pd.DataFrame, source: str, columns: Columns, paired: bool
     grid = {f: sorted(float(v) for v in results[f].unique()) for f in factors}
     tasks = list(dict.fromkeys(results["dataset"]))
     first, last = int(results["epoch"].min()), int(results["epoch"].max())
-    seeds = int(results["seed"].nunique())
-    per_task = len(arms) * seeds
+    runs = results.drop_duplicates(["dataset", "arm", "seed"])
+    counts = runs.groupby("arm", sort=False).size() // len(tasks)  # each arm's runs on a task
+    seeds = int(counts.max())
+    per_task = {t: int((runs["dataset"] == t).sum()) for t in tasks}
     design = (f"{len(initializers)} arms x {len(arms) // len(initializers)} grid cells ("
               + "; ".join(f"{f.replace('_', ' ')} {', '.join(map(format_value, v))}" for f, v in grid.items())
               + ")" if factors else f"{len(arms)} arms")
     experiment = {
         "name": name or Path(source).stem or "runs",
-        "description": (f"Runs trained elsewhere, read from {Path(source).name}: {design} x {seeds} seeds"
+        "description": (f"Runs trained elsewhere, read from {Path(source).name}: {design} x "
+                        + (f"{seeds} seeds" if counts.nunique() == 1 else f"{counts.min()}-{seeds} runs")
                         + (f" x {len(tasks)} tasks" if len(tasks) > 1 else "")
                         + (f", epochs {first}..{last}" if last > first else "") + "."),
         "tasks": [{"name": t, "dataset": t} for t in tasks],
@@ -472,15 +489,16 @@ def record_of(results: pd.DataFrame, source: str, columns: Columns, paired: bool
         "source": {"file": str(source), "arm": columns.arm, "seed": columns.seed, "metric": columns.metric,
                    "task": columns.task, "model": columns.model, "epoch": columns.epoch, "paired": paired,
                    "seeds": results.attrs.get("seed_values", list(range(seeds))), "first_epoch": first,
+                   **({"runs_per_arm": {a: int(n) for a, n in counts.items()}} if counts.nunique() > 1 else {}),
                    **({"factors": {col: f for col, f in columns.factors}, "validation": columns.validation,
                        "reference": dict(reference or {})} if factors else {})},
     }
     model = results.groupby("dataset", sort=False)["model"].first()
-    task_records = {t: TaskRecord(model=str(model[t]), runs=per_task, init_s=0.0, compile_s=0.0, train_s=0.0,
+    task_records = {t: TaskRecord(model=str(model[t]), runs=per_task[t], init_s=0.0, compile_s=0.0, train_s=0.0,
                                   data="the runs' own (trained elsewhere)") for t in tasks}
     statistics = {"margin": margin} if margin is not None else {}
     cells = results.drop_duplicates("arm").set_index("arm")
-    return RunRecord(experiment=experiment, initializers=arms, tasks=task_records, runs=per_task * len(tasks),
+    return RunRecord(experiment=experiment, initializers=arms, tasks=task_records, runs=sum(per_task.values()),
                      compile_s=0.0, init_s=0.0, environment=environment(), command=command, wall_s=0.0,
                      statistics=statistics,
                      arms={arm: {"initializer": str(cells.at[arm, "initializer"]),
@@ -620,7 +638,8 @@ def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str
         raise UserError(f"{option('reference')} is a grid's recipe value; give the grid's columns with "
                         f"{option('factor')}")
     label = name or (Path(source).stem if not isinstance(runs, pd.DataFrame) else "runs")
-    results = tidy_runs(table, columns, source, nan_diverged, default_name=label)
+    results = tidy_runs(table, columns, source, nan_diverged, default_name=label,
+                        shared_seeds=paired or outcomes is not None)
     name = metric_name(metric, higher_is_better, source)
     if margin is None and name.endswith(("_score", "_error")):
         raise UserError(f"{source}: give the equivalence margin of {metric!r} in its own units "

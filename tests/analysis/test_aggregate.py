@@ -98,6 +98,19 @@ def test_stratified_bootstrap_intervals_cover_the_population_iqm():
     pd.testing.assert_frame_equal(again, aggregate.aggregate(tidy(tasks), n_resamples=400))  # seeded
 
 
+def test_unpaired_runs_of_unequal_counts_are_resampled_each_on_its_own():
+    """Each resample keeps every initializer's own number of runs (drawn from its runs alone); paired runs are
+    drawn by seed, the same rows for every initializer."""
+    rng = np.random.default_rng(0)
+    scores = np.full((8, 2), np.nan)
+    scores[:, 0], scores[:3, 1] = np.arange(8.0), 100 + np.arange(3.0)
+    draws = aggregate.stratum(scores, rng, 500)
+    assert (np.isfinite(draws[:, :, 0]).sum(1) == 8).all() and (np.isfinite(draws[:, :, 1]).sum(1) == 3).all()
+    assert set(np.unique(draws[:, :3, 1])) <= {100.0, 101.0, 102.0}
+    paired = aggregate.stratum(np.stack([np.arange(8.0), 10 + np.arange(8.0)], axis=1), rng, 50)
+    np.testing.assert_array_equal(paired[:, :, 1] - paired[:, :, 0], 10.0)
+
+
 def test_performance_profile_counts_runs_above_each_threshold():
     table = tidy({"t1": {"a": np.array([0.9, 0.5]), "b": np.array([0.8, 0.8])},
                   "t2": {"a": np.array([0.6, 0.6]), "b": np.array([0.4, 0.4])}})

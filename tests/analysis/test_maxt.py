@@ -32,6 +32,23 @@ def test_paired_and_unpaired_statistics_are_scipys():
     assert not pairs.floored.any() and not welch.floored.any()
 
 
+def test_two_unpaired_arms_get_welchs_interval():
+    """With two arms the max-T is one |T|: the unpaired interval is Welch's t interval (scipy's) where Welch's
+    approximation holds (30 and 12 runs, spreads 1 and 2), up to the Monte Carlo error of the critical value. (At
+    10 and 4 runs with spreads 1 and 3 Welch's own test rejects 6% of the time: the null's quantile is then above
+    the normal's and the interval wider than Welch's, as the simulation in tests/analysis/test_error_rates.py
+    requires.)"""
+    rng = np.random.default_rng(1)
+    x = np.full((30, 2), np.nan)
+    x[:, 0], x[:12, 1] = rng.normal(0.0, 1.0, 30), rng.normal(0.5, 2.0, 12)
+    pairs, c, p = maxt.simultaneous_intervals(x, "ab", 0.95, rng, 40_000, paired=False, floor=0.0)
+    ref = sps.ttest_ind(x[:, 0], x[:12, 1], equal_var=False)
+    low, high = ref.confidence_interval(0.95)
+    assert pairs.diff[0, 1] - c * pairs.se[0, 1] == pytest.approx(low, rel=0.01)
+    assert pairs.diff[0, 1] + c * pairs.se[0, 1] == pytest.approx(high, rel=0.01)
+    assert p[0, 1] == pytest.approx(ref.pvalue, abs=0.01)
+
+
 @pytest.mark.parametrize("missing", [0.0, 0.2])
 def test_the_nulls_paired_t_from_cross_products_is_scipys_t_of_the_differences(missing):
     rng = np.random.default_rng(7)

@@ -156,6 +156,28 @@ def test_intervals_and_differences_against_independent_computations():
     assert row["d_z"] != paired.analysis.comparisons.set_index("arm").loc["b", "d_z"] or welch.pvalue < 1
 
 
+def test_unpaired_arms_may_have_their_own_seeds_and_counts():
+    """Runs not shared between arms: each arm its own seeds and count. Each arm's mean is its own runs' (against
+    numpy), each pair's interval at its own Welch degrees of freedom (two arms: scipy's Welch interval at 30 and 12
+    runs), and the report says how many runs each arm has."""
+    rng = np.random.default_rng(5)
+    table = pd.concat([pd.DataFrame({"init": "wide", "run": np.arange(30), "bleu": rng.normal(20, 1, 30)}),
+                       pd.DataFrame({"init": "narrow", "run": 1000 + 7 * np.arange(12),
+                                     "bleu": rng.normal(21, 2, 12)})])
+    outcome = bench.analyze(table, **ARGS)
+    means = outcome.summary.set_index("arm")["mean"]
+    assert means["wide"] == pytest.approx(table[table["init"] == "wide"]["bleu"].mean())
+    assert means["narrow"] == pytest.approx(table[table["init"] == "narrow"]["bleu"].mean())
+    welch = stats.ttest_ind(table[table["init"] == "narrow"]["bleu"], table[table["init"] == "wide"]["bleu"],
+                            equal_var=False).confidence_interval(0.95)
+    row = outcome.analysis.comparisons.set_index("arm").loc["narrow"]
+    assert (row["low"], row["high"]) == (pytest.approx(welch.low, rel=0.02), pytest.approx(welch.high, rel=0.02))
+    assert outcome.record.experiment["source"]["runs_per_arm"] == {"narrow": 12, "wide": 30}
+    assert outcome.record.runs == 42
+    with pytest.raises(UserError, match="arm .wide. has no run of seed 1000, which other arms ran"):
+        bench.analyze(table, **{**ARGS, "paired": True})
+
+
 def test_a_nan_run_is_diverged_when_said_and_scored_as_the_worst():
     table = _scores()
     table.loc[(table["init"] == "c") & (table["run"] == 103), "bleu"] = np.nan
@@ -244,8 +266,9 @@ BAD = {
     "duplicate run": (_bad(GOOD, run=[100, 100] + list(GOOD["run"][2:])), {}, "rows 1 and 2 are the same run"),
     "one arm": (GOOD[GOOD["init"] == "a"], {}, "names one arm ('a'); a comparison needs two or more"),
     "one seed": (GOOD[GOOD["run"] == 100], {}, "arm 'a' has 1 run; every arm needs 2 seeds or more"),
-    "seeds not shared": (_bad(GOOD, run=list(GOOD["run"][:-1]) + [999]), {},
-                         "arm 'a' has no run of seed 999, which other arms ran"),
+    "paired seeds not shared": (_bad(GOOD, run=list(GOOD["run"][:-1]) + [999]), {"paired": True},
+                                "arm 'a' has no run of seed 999, which other arms ran"),
+    "one run of an unpaired arm": (GOOD.iloc[:-2], {}, "arm 'c' has 1 run; every arm needs 2 seeds or more"),
     "task without an arm": (_bad(GOOD, task=["t1"] * 3 + ["t2"] * 6), {"task": "task"},
                             "task 't1' has no run of arm 'b'; every task needs every arm"),
     "negative epoch": (_bad(GOOD, ep=-1), {"epoch": "ep"}, "row 1: ep (-1) is not an epoch"),

@@ -31,6 +31,10 @@ def _external_seeds(exp: dict) -> str:
     if source["paired"]:
         return (f"{exp['seeds']} per arm ({values}), paired: the user said seed i is a common random number of "
                 "every arm")
+    counts = source.get("runs_per_arm")
+    if counts:  # each arm its own runs
+        return (", ".join(f"{n} `{arm}`" for arm, n in counts.items()) + f" (seeds {values}), unpaired (Welch "
+                "differences, each pair at its own degrees of freedom: the seeds were not said to be shared)")
     return f"{exp['seeds']} per arm ({values}), unpaired (Welch differences: the seeds were not said to be shared)"
 
 
