@@ -38,8 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="the metric is better lower")
     parser.add_argument("--outcomes",
                         help="per-example test outcomes: a table of one row per run and example, with the runs' "
-                             "arm, seed (and task) columns, example, correct (0/1) and optionally loss; the metric "
-                             "must be test_accuracy. The intervals then count the test set's sampling error")
+                             "arm, seed (and task) columns, example, correct (0/1) and optionally loss; or an .npz "
+                             "of arrays correct (arms, seeds, examples), arms, seeds, optionally loss (several "
+                             "tasks: TASK/correct, TASK/loss). The metric must be test_accuracy; the intervals then "
+                             "count the test set's sampling error")
     parser.add_argument("--factor", action="append", default=[], metavar="COL[=FACTOR]",
                         help="a hyperparameter grid's column (repeatable): a learning rate, weight decay, momentum or "
                              "init scale, named so (lr, learning_rate, wd, beta1, gain...) or said (lr_used=lr); each "

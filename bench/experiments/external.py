@@ -588,6 +588,54 @@ def outcomes_of(table: pd.DataFrame, results: pd.DataFrame, columns: Columns, so
     return out
 
 
+def read_outcome_arrays(path: str | Path, columns: Columns) -> pd.DataFrame:
+    """Per-example outcomes from an ``.npz`` of arrays, as the long table :func:`outcomes_of` reads (its columns
+    named as ``columns`` names the runs'): ``correct`` `(arms, seeds, examples)` (0/1 or fractions), ``arms``
+    `(arms,)` and ``seeds`` `(seeds,)` as the runs' table names them, optionally ``loss`` of ``correct``'s shape;
+    for several tasks (test sets of their own sizes) ``TASK/correct`` and ``TASK/loss`` for each task instead.
+
+    Raises:
+      UserError: an unreadable file, a missing array, or shapes that do not fit, naming the file.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, EOFError) as error:
+        raise UserError(f"{path} cannot be read as an .npz of arrays: {str(error).splitlines()[0]}") from None
+    tasks = {name.rpartition("/")[0]: name for name in arrays if name.endswith("/correct")}
+    if "correct" in arrays:
+        tasks[None] = "correct"
+    missing = [name for name in ("arms", "seeds") if name not in arrays] + ([] if tasks else ["correct"])
+    if missing:
+        raise UserError(f"{path} has no array {missing[0]!r}; give correct (arms, seeds, examples), arms, seeds and "
+                        "optionally loss (several tasks: TASK/correct and TASK/loss for each)")
+    if len(tasks) > 1 and None in tasks:
+        raise UserError(f"{path} has both correct and TASK/correct arrays; give one task's correct or each task's")
+    if None not in tasks and columns.task is None:
+        raise UserError(f"{path} holds the outcomes of tasks {', '.join(map(repr, tasks))}; name the runs' task "
+                        f"column with {option('task')}")
+    arms, seeds = arrays["arms"], arrays["seeds"]
+    frames = []
+    for task, key in tasks.items():
+        correct = arrays[key]
+        loss_key = key.removesuffix("correct") + "loss"
+        if correct.shape[:2] != (len(arms), len(seeds)) or correct.ndim != 3:
+            raise UserError(f"{path}: {key} has shape {correct.shape}; give (arms, seeds, examples) = ({len(arms)}, "
+                            f"{len(seeds)}, examples) as arms and seeds say")
+        if loss_key in arrays and arrays[loss_key].shape != correct.shape:
+            raise UserError(f"{path}: {loss_key} has shape {arrays[loss_key].shape}, {key} {correct.shape}; give "
+                            "one loss per outcome")
+        a, r, e = np.indices(correct.shape).reshape(3, -1)
+        frame = pd.DataFrame({columns.arm: arms[a].astype(str) if arms.dtype.kind in "SU" else arms[a],
+                              columns.seed: seeds[r], "example": e, "correct": correct.reshape(-1)})
+        if task is not None:
+            frame.insert(0, columns.task, task)
+        if loss_key in arrays:
+            frame["loss"] = arrays[loss_key].reshape(-1)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
 def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str, task: str | None = None,
             epoch: str | None = None, model: str | None = None, higher_is_better: bool | None = None,
             paired: bool = False,
@@ -606,8 +654,9 @@ def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str
       margin: the equivalence margin in the metric's units (needed for a ``_score`` or ``_error`` metric; default
         0.5 pp for an accuracy, 0.01 for a loss).
       out: the folder to write the report to (None: computed, not written); ``overwrite``: over a report there.
-      outcomes: per-example test outcomes of every run (:func:`outcomes_of`: a table or a file), so that the
-        intervals count the test set's sampling error; None: they are conditional on the test set.
+      outcomes: per-example test outcomes of every run (:func:`outcomes_of`: a table or its file, or an ``.npz`` of
+        arrays, :func:`read_outcome_arrays`), so that the intervals count the test set's sampling error; None:
+        they are conditional on the test set.
       layout: for a TensorBoard log folder, how its run folders name each run (:func:`read_tensorboard`).
       factors: a hyperparameter grid's columns, each ``"COL"`` or ``"COL=FACTOR"`` (:func:`factor_of`): each
         (arm, cell) is an arm, and with ``validation`` each arm is tuned on it (``bench.analysis.tuning``).
@@ -649,7 +698,8 @@ def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str
     test_outcomes = {}
     if outcomes is not None:
         outcome_source = str(outcomes) if not isinstance(outcomes, pd.DataFrame) else "the outcomes table"
-        outcome_table = read_table(outcomes) if not isinstance(outcomes, pd.DataFrame) else outcomes
+        outcome_table = outcomes if isinstance(outcomes, pd.DataFrame) else (
+            read_outcome_arrays(outcomes, columns) if str(outcomes).lower().endswith(".npz") else read_table(outcomes))
         test_outcomes = outcomes_of(outcome_table, results, columns, outcome_source)
     options = dict(metric=name, paired=paired, margin=margin)
     check_options(results, name, None, settings_of(record, margin), paired)

@@ -42,9 +42,10 @@ def test_the_suites_own_runs_read_back_give_the_suites_numbers(report_run):
         pd.testing.assert_frame_equal(shown, summary_table(read.analysis, task).reset_index(drop=True))
 
 
-def test_per_example_outcomes_read_back_give_the_suites_intervals_with_the_test_set(report_run):
-    """The suite's run and its per-example outcomes (outcomes.npz) as two long tables: the same summary and
-    verdicts, number for number, as the suite's report, whose intervals count the test set's sampling error."""
+def test_per_example_outcomes_read_back_give_the_suites_intervals_with_the_test_set(report_run, tmp_path):
+    """The suite's run and its per-example outcomes (outcomes.npz) as two long tables, or the runs' table and an
+    .npz of arrays: the same summary and verdicts, number for number, as the suite's report, whose intervals count
+    the test set's sampling error."""
     results, _ = load(report_run.folder)
     stored = outcomes.load(report_run.folder, results)
     own = analyse(results, "test_accuracy", None, True, test_outcomes=stored)
@@ -57,6 +58,19 @@ def test_per_example_outcomes_read_back_give_the_suites_intervals_with_the_test_
                          epoch="epoch", paired=True, outcomes=long)
     assert own.test_examples == read.analysis.test_examples and own.test_examples
     pd.testing.assert_frame_equal(_table(own), _table(read.analysis))
+    arrays = tmp_path / "outcomes.npz"  # the same as arrays, one correct and loss per task
+    first = next(iter(stored.values()))
+    np.savez(arrays, arms=np.array(first["names"]), seeds=np.array(first["seeds"]),
+             **{f"{task}/{name}": np.asarray(item[name], float) for task, item in stored.items()
+                for name in ("correct", "loss")})
+    from_arrays = bench.analyze(table, arm="arm", seed="seed", metric="test_accuracy", task="dataset",
+                                model="model", epoch="epoch", paired=True, outcomes=arrays)
+    pd.testing.assert_frame_equal(_table(own), _table(from_arrays.analysis))
+    np.savez(tmp_path / "short.npz", arms=np.array(first["names"][:2]), seeds=np.array(first["seeds"]),
+             **{f"{task}/correct": item["correct"] for task, item in stored.items()})
+    with pytest.raises(UserError, match=r"short.npz: synthetic/correct has shape \(3, 5, \d+\); give \(arms, seeds"):
+        bench.analyze(table, arm="arm", seed="seed", metric="test_accuracy", task="dataset", model="model",
+                      epoch="epoch", paired=True, outcomes=tmp_path / "short.npz")
     wrong = long.assign(correct=np.where((long["arm"] == "he_normal") & (long["example"] == 0), 1 - long["correct"],
                                          long["correct"]))
     with pytest.raises(UserError, match="the outcomes of arm 'he_normal', seed 0 give an accuracy of"):
