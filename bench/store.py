@@ -18,6 +18,7 @@ import re
 import shutil
 import stat
 import tempfile
+import time
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,7 +41,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     payload = data.encode() if isinstance(data, str) else data
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     except OSError as error:
         raise UserError(f"cannot write to {path.parent}: {error.strerror}; {_where(path)}") from None
     try:
@@ -55,6 +56,65 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
             os.unlink(tmp)
         raise UserError(f"cannot write {path}: {error.strerror}; free space or {_where(path)}") from None
     return path
+
+
+def create_atomic(path: str | Path, data: str | bytes) -> bool:
+    """Writes ``data`` to ``path`` only if no file is there, atomically (temp file, then a hard link, which fails
+    where the name exists, on local filesystems and NFS alike): True if this call made it, False if one was there
+    (another process's, which won).
+
+    Raises:
+      UserError: the folder cannot be written, naming it.
+    """
+    path = Path(path)
+    payload = data.encode() if isinstance(data, str) else data
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror}; {_where(path)}") from None
+
+
+_WRITER = re.compile(r"\.w(\d+)-([0-9a-f]{8})\.[^.]*\.tmp$")
+
+
+def _host() -> str:
+    import socket
+
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _temp_prefix(path: Path) -> str:
+    """``.<name>.w<pid>-<host>.``: a temp file names its writer, so that only a dead writer's is cleared."""
+    return f".{path.name}.w{os.getpid()}-{_host()}."
+
+
+def _left_by_dead_writer(temp: Path, now: float) -> bool:
+    """Whether a temp file's writer is gone: a process of this host that no longer runs, or (another host's, or
+    an older name) untouched for :data:`TEMP_AGE_S`."""
+    match = _WRITER.search(temp.name)
+    if match and match.group(2) == _host():
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return int(match.group(1)) != os.getpid() and now - temp.stat().st_mtime > TEMP_AGE_S
+    return now - temp.stat().st_mtime > TEMP_AGE_S
 
 
 def _where(path: Path) -> str:
@@ -190,6 +250,7 @@ def read_npz_verified(path: str | Path, remedy: str) -> dict[str, np.ndarray]:
     return arrays
 
 
+TEMP_AGE_S = 3600.0  # a temp file untouched this long was left by a writer that was killed
 LOCK = ".initjax.lock"  # older versions kept a lock of this name in the folder itself (not carried over)
 
 
@@ -331,8 +392,11 @@ def recover(folder: str | Path) -> None:
             os.replace(previous, folder)
     if stage.is_dir():
         shutil.rmtree(stage, ignore_errors=True)
+    now = time.time()
     for stale in folder.glob(".*.tmp") if folder.is_dir() else ():
-        stale.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not a live writer's: shards of a study write beside this process
+            if _left_by_dead_writer(stale, now):
+                stale.unlink(missing_ok=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ from bench.commands import (
     reproduce,
     run,
     show,
+    status,
 )
 
-COMMANDS = (run, report, analyze, calibrate, perf, diagnose, coordcheck, reproduce, listing, show)
+COMMANDS = (run, status, report, analyze, calibrate, perf, diagnose, coordcheck, reproduce, listing, show)

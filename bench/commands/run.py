@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 
-from bench.commands import fields
+from bench.commands import fields, launching
 from bench.commands.arguments import add_assignments, default_out, floating, integer
 from bench.errors import UserError
 
@@ -15,6 +16,8 @@ EXAMPLES = (
     "python -m bench run",
     "python -m bench run mnist-mlp --seeds 16 --out reports/mnist-16",
     "python -m bench run my_study.toml --smoke",
+    "python -m bench run my_study.toml --shard 3/8",
+    "python -m bench run my_study.toml --launcher submitit --array 8 --slurm-partition gpu --gpus-per-node 1",
 )
 
 
@@ -72,6 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="one process per host: jax.distributed.initialize() from the environment; process 0 writes",
     )
+    launching.add_arguments(parser)
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
@@ -95,6 +99,25 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     experiment = fields.apply(experiment, args)
     out = args.out or default_out(store.path_name(experiment.name))
     command = shlex.join(["python", "-m", "bench", *argv])
+    if args.shard is not None or args.launcher:
+        if args.distributed:
+            raise UserError("--shard and --launcher split a study into independent processes; --distributed runs "
+                            "one program over several hosts: give one or the other")
+        if args.shard is not None and args.launcher:
+            raise UserError("--launcher submits every shard itself; give --shard to run one shard by hand, not both")
+    if args.shard is not None:
+        return _shard(experiment, args, command, max_memory)
+    if args.launcher:
+        from bench.experiments import sharded
+
+        jobs = launching.submit(args, argv, sharded.records_folder(experiment.name) / "submitit")
+        print(f"submitted {len(jobs)} shards as job {jobs[0].job_id.split('_')[0]} "
+              f"({jobs[0].paths.folder})", file=sys.stderr)
+        if not args.wait:
+            print(f"when they finish: python -m bench status {args.preset}; then python -m bench run "
+                  f"{args.preset} (the same options, without --launcher) writes the report", file=sys.stderr)
+            return 0
+        launching.wait(jobs)
     outcome = run_experiment(
         experiment,
         out,
@@ -119,3 +142,25 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
         f"(compile {outcome.record.compile_s:.1f} s); report: {outcome.files[-1]}"
     )
     return 0
+
+
+def _shard(experiment, args: argparse.Namespace, command: str, max_memory: int | None) -> int:
+    """``--shard I/N``: trains the shard into the cache (``bench.experiments.sharded``) and says what it did."""
+    from bench.experiments import sharded
+    from bench.training.shards import Shard
+
+    shard = Shard.parse(args.shard)
+    shares = sharded.run_shard(experiment, shard, command=command, progress=not args.no_progress,
+                               data_dir=args.data_dir, download=args.download, chunk=args.chunk,
+                               max_memory=max_memory, checkpoint_every=args.checkpoint_every)
+    for share in shares:
+        left = "".join(f"; chunk {c} left to pid {h.pid} on {h.host}" for c, h in share.elsewhere.items())
+        print(f"{share.task}: chunks {_listed(share.owned)} of this shard; trained {_listed(share.trained)}, "
+              f"found finished {_listed(share.found)}{left}", file=sys.stderr)
+    print(f"shard {shard} done: python -m bench status {args.preset} says what the others did; once all are done, "
+          f"python -m bench run {args.preset} (the same options, without --shard) writes the report", file=sys.stderr)
+    return 0
+
+
+def _listed(chunks) -> str:
+    return ", ".join(map(str, chunks)) or "none"

@@ -22,7 +22,7 @@ from bench import models
 from bench.analysis import outcomes, stats
 from bench.data import limits
 from bench.errors import Interrupted, UserError, option
-from bench.experiments import presets
+from bench.experiments import presets, sharded
 from bench.experiments.spec import Experiment
 from bench.experiments.tasks import split_runs, task_data, task_key, task_model, task_record
 from bench.models import losses
@@ -273,6 +273,7 @@ def _trained(experiment, task, data, model, loss, initializers, runs, *, progres
         if fresh:
             resume.remove(resume.cache_root(), task.name, key)
         store = resume.TaskStore(resume.cache_root(), task.name, key, checkpoint_every)
+        sharded.check_records(experiment.name, task.name, store.key, resume.unfinished(store.folder))
         try:
             result = train_task(data, model, initializers, runs, experiment.train, experiment.seed,
                                 progress and devices.is_main_process(), chunk, max_memory, keep_params=False,

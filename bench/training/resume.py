@@ -42,13 +42,14 @@ from bench.errors import UserError, option
 from bench.store import (  # noqa: F401 (cache_root: re-exported, its home was here)
     LOCK,
     cache_root,
+    create_atomic,
     files_digest,
     path_name,
     read_npz_verified,
     write_atomic,
     write_npz_verified,
 )
-from bench.training import batching, memory, speedups
+from bench.training import batching, claims, memory, speedups
 
 FORMAT_VERSION = 3  # 2: every file carries a checksum and its own name; 3: fractional per-example accuracies kept
 
@@ -182,10 +183,14 @@ class TaskStore:
       config: everything the task's numbers depend on (hashed into the key).
       checkpoint_every: seconds between checkpoints of a chunk in progress
         (0: after every epoch).
+      lease: seconds after which a claim on a chunk that its holder stopped touching is taken over.
     """
 
-    def __init__(self, root: str | Path, name: str, config: dict, checkpoint_every: float = 60.0):
+    def __init__(self, root: str | Path, name: str, config: dict, checkpoint_every: float = 60.0,
+                 lease: float = claims.LEASE_S):
         self.config = config
+        self.lease = lease
+        self._held: claims.Held | None = None
         self.key = task_key(config)
         self.folder = task_folder(root, name, config)
         self.checkpoint_every = checkpoint_every
@@ -208,8 +213,9 @@ class TaskStore:
                     "plan": {"seeds_per_chunk": proposed.seeds_per_chunk, "n_chunks": proposed.n_chunks,
                              "reason": proposed.reason}}
             body["sha256"] = _json_digest(body)
-            write_atomic(manifest, json.dumps(body, indent=1, sort_keys=True, default=str))
-            return proposed
+            # made once: of shards that start this task at once (on machines of other memory), one plan wins
+            if create_atomic(manifest, json.dumps(body, indent=1, sort_keys=True, default=str)):
+                return proposed
         stored = self._read_json(manifest)
         damaged = UserError(f"{manifest} is damaged or edited; delete {self.folder} or rerun with {FRESH}")
         if not isinstance(stored, dict) or stored.get("sha256") != _json_digest(stored):
@@ -240,6 +246,7 @@ class TaskStore:
             return None
         arrays = self._read_npz(path, f"chunk-{chunk:04d}", shapes)
         self.loaded.append(chunk)
+        claims.clear_stale(self.folder, f"chunk-{chunk:04d}", self.lease)  # its trainer stopped before releasing
         outcomes = None
         if "test_loss" in arrays:
             shape = arrays["test_loss"].shape
@@ -261,6 +268,25 @@ class TaskStore:
         self._write_npz(self._chunk(chunk), f"chunk-{chunk:04d}", sums=sums, finite=finite, seconds=np.float64(seconds),
                    seed_epochs=np.int64(seed_epochs), **extra)
         self._checkpoint(chunk).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------ claims (bench.training.claims)
+
+    def claim(self, chunk: int) -> claims.Holder | None:
+        """Claims the chunk for this process: None where it now holds it, else the live holder (another process of
+        this study, here or on another machine, trains it now)."""
+        if self._held is None:
+            self._held = claims.Held(self.folder, self.lease)
+        return self._held.take(f"chunk-{chunk:04d}")
+
+    def release(self, chunk: int) -> None:
+        if self._held is not None:
+            self._held.drop(f"chunk-{chunk:04d}")
+
+    def close(self) -> None:
+        """Releases every claim this process holds."""
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     # ------------------------------------------------------------ checkpoints
 
@@ -366,6 +392,15 @@ class NullStore:
     def save_finished(self, *args, **kwargs) -> None:
         pass
 
+    def claim(self, chunk: int) -> None:
+        return None
+
+    def release(self, chunk: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
     def save_checkpoint(self, *args, **kwargs) -> None:
         pass
 
@@ -374,6 +409,33 @@ def _json_digest(body: dict) -> str:
     """SHA-256 of a manifest's canonical JSON without its own ``sha256`` entry."""
     text = json.dumps({k: v for k, v in body.items() if k != "sha256"}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def planned_chunks(folder: str | Path) -> int | None:
+    """The chunk count of the plan stored in a task folder's manifest; None where no process started the task.
+
+    Raises:
+      UserError: the manifest is damaged or edited.
+    """
+    manifest = Path(folder) / "manifest.json"
+    if not manifest.is_file():
+        return None
+    try:
+        stored = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        stored = None
+    plan = stored.get("plan") if isinstance(stored, dict) and stored.get("sha256") == _json_digest(stored) else None
+    if not isinstance(plan, dict) or type(plan.get("n_chunks")) is not int:
+        raise UserError(f"{manifest} is damaged or edited; delete {Path(folder)} or rerun with {FRESH}")
+    return plan["n_chunks"]
+
+
+def unfinished(folder: str | Path) -> list[int] | None:
+    """The chunks of a task folder's plan with no finished file; None where no process started the task."""
+    n = planned_chunks(folder)
+    if n is None:
+        return None
+    return [c for c in range(n) if not (Path(folder) / f"chunk-{c:04d}.npz").is_file()]
 
 
 def task_folder(root: str | Path, name: str, config: dict) -> Path:

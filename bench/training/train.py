@@ -28,6 +28,7 @@ its chunks and trains them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -270,6 +271,7 @@ class _ChunkTrainer:
         with self.host:
             self.store.save_finished(c, chunks.sums[i], chunks.finite[i], before_s + seconds,
                                      before_seed_epochs + seed_epochs, kept)
+            self.store.release(c)
         if self.keep_params:
             chunks.finals[i] = jax.tree.map(np.asarray, self.outward(state.params))
         return ChunkTimes(init_s, seconds, seed_epochs, before_s, before_seed_epochs)
@@ -343,6 +345,39 @@ def check_plan(dataset: Dataset, model: nn.Module, n_arms: int, n_seeds: int, co
     _plan(fp, mesh, n_arms, n_seeds, data_bytes, chunk, max_memory, False, how)
 
 
+@dataclasses.dataclass(frozen=True)
+class ShardWork:
+    """What a shard did of one task (:func:`train_task` with ``shard``): the chunk plan, the chunks it trained,
+    found finished, and left to the processes that claim them (chunk -> ``claims.Holder``), and its seconds."""
+
+    plan: memory.ChunkPlan
+    trained: list[int]
+    found: list[int]
+    elsewhere: dict
+    compile_s: float
+    train_s: float
+
+
+def _claimed(store, todo: list[tuple[int, int]], name: str, sharded: bool) -> tuple[list[tuple[int, int]], dict]:
+    """The chunks of ``todo`` this process now claims, and those another live process holds (chunk -> holder):
+    left to it by a shard; a whole run stops in one line naming the holder instead (its results would lack them).
+    """
+    mine, elsewhere = [], {}
+    for i, c in todo:
+        holder = store.claim(c)
+        if holder is None:
+            mine.append((i, c))
+        else:
+            elsewhere[c] = holder
+    if elsewhere and not sharded:
+        store.close()
+        c, holder = next(iter(elsewhere.items()))
+        raise UserError(f"{name}: chunk {c} is being trained by pid {holder.pid} on {holder.host} (claimed "
+                        f"{holder.age():.0f} s ago, a shard of this study); wait for it to finish "
+                        "(python -m bench status) and run again")
+    return mine, elsewhere
+
+
 def train_task(
     dataset: Dataset,
     model: nn.Module,
@@ -358,7 +393,8 @@ def train_task(
     data_seeds: int = 1,
     loss=None,
     grid: grids.Grid = grids.Grid(),
-) -> TaskResult:
+    shard: Callable[[int, float], Sequence[int]] | None = None,
+) -> TaskResult | ShardWork:
     """Trains every initializer x grid cell x seed on ``dataset``, chunk after chunk of seeds.
 
     The runs are split into chunks of seeds (:mod:`bench.training.memory`); each chunk
@@ -392,6 +428,9 @@ def train_task(
         each (initializer, cell) is an arm named ``grid.arm_name``, all trained by the
         same programs (one compilation whatever the number of cells); seed ``s`` has the
         same initial draw, data order and dropout keys in every cell.
+      shard: a shard of a study (``bench.training.shards``): given the plan's chunk count and one chunk's
+        estimated cost, the chunks this process trains into ``store``; chunks another process claims
+        (``bench.training.claims``) are left to it. Then no runs are returned: a :class:`ShardWork`.
 
     Returns:
       A :class:`TaskResult`. Runs whose loss became NaN or inf are marked
@@ -411,7 +450,9 @@ def train_task(
     plan = _plan(fp, data.mesh, len(names), len(seeds), data.bytes, chunk, max_memory, keep_params, how)
     store, keep_params = (resume.NullStore(), keep_params) if store is None else (store, False)
     plan = store.plan(plan, len(seeds))
-    groups, mine = plan.seed_groups(seeds), devices.my_chunks(plan.n_chunks)
+    unit_cost = float(fp.n_params) * len(dataset.x_train) * config.epochs * plan.models_per_chunk
+    groups = plan.seed_groups(seeds)
+    mine = devices.my_chunks(plan.n_chunks) if shard is None else list(shard(plan.n_chunks, unit_cost))
     real = memory.real_seeds(groups)
     chunks = _Chunks.empty(len(mine), config.epochs, len(data.splits), len(names), plan.seeds_per_chunk,
                            len(data.splits["test"][1]), have_outcomes=not dataset.regression)
@@ -427,8 +468,9 @@ def train_task(
 
     steps = -(-len(dataset.x_train) // config.batch_size)  # minibatch steps per epoch
     desc = f"{dataset.name} ({len(names) * len(seeds)} runs, {len(mine)} chunk(s) of {plan.models_per_chunk})"
-    with StepBar(len(mine) * config.epochs * steps, desc, progress) as bar:
+    with StepBar(len(mine) * config.epochs * steps, desc, progress) as bar, contextlib.closing(store):
         todo, earlier_s, earlier_seed_epochs = chunks.load_finished(store, mine)
+        todo, elsewhere = _claimed(store, todo, dataset.name, sharded=shard is not None)
         if len(todo) < len(mine):
             bar.advance((len(mine) - len(todo)) * config.epochs * steps)
         programs = None
@@ -443,6 +485,10 @@ def train_task(
         trainer = _ChunkTrainer(programs, data, chunks, store, bar, keys, config.epochs, steps, len(names), real,
                                 keep_params, _same if layout is None else jax.jit(layout.runs(layout.outward)))
         times = side_by_side(trainer, todo, plan.lanes)
+    if shard is not None:
+        return ShardWork(plan, [c for _, c in todo], [c for c in mine if c not in {c for _, c in todo}
+                                                       and c not in elsewhere], elsewhere,
+                         programs.compile_s if programs else 0.0, sum(t.train_s for t in times))
     sums, finite, params, outcomes = chunks.gathered(real, keep_params)
     variances = (np.array([dataset.target_variance(sy) for _, sy in data.splits.values()])
                  if dataset.regression else None)

@@ -9,6 +9,7 @@ A fence carries its language, and the line before it may carry a marker:
 - ``bash``: each ``python -m bench ...`` line parsed by the real parser, and ``run`` lines run up to their first
   compilation like the files (those naming data or a cluster this machine lacks are parsed only);
 - ``text``: output, not code;
+- ``yaml``: a manifest for another system (a Kubernetes job), marked as not run;
 - ``<!-- not run: why -->`` before a fence: not run, for the reason given; ``<!-- run by tests/FILE -->``: run
   there (the file must exist and name the page; ``.ci/run`` runs the README's test command, which
   ``test_site.py`` checks).
@@ -32,8 +33,9 @@ from bench.training import train
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", *sorted(p for p in (REPO / "docs").rglob("*.md") if p.name != "tutorial.md")]
-LANGUAGES = {"python", "toml", "bash", "text"}
-PARSED_ONLY = ("--data-dir", "--download", "--distributed")  # data or a cluster a test machine lacks
+LANGUAGES = {"python", "toml", "bash", "text", "yaml"}
+# data or a cluster a test machine lacks (shards: tests/experiments/test_sharded.py runs them)
+PARSED_ONLY = ("--data-dir", "--download", "--distributed", "--shard", "--launcher")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +139,8 @@ def test_every_block_has_a_language_and_every_marker_a_reason():
             elif ran_by:
                 test = REPO / ran_by.group(1)
                 assert test.is_file() and block.page.name in test.read_text(), f"{block}: {ran_by.group(1)}"
+        elif block.language == "yaml":
+            raise AssertionError(f"{block}: a yaml block is another system's manifest: mark it as not run")
         elif block.language == "bash":
             commands = _commands(block)
             assert commands and all(c[:3] == ["python", "-m", "bench"] for c in commands), \
