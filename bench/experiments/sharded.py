@@ -20,6 +20,8 @@ import socket
 import time
 from pathlib import Path
 
+import jax
+
 from bench.data import limits
 from bench.errors import UserError, option
 from bench.experiments import presets
@@ -67,6 +69,9 @@ def run_shard(experiment: Experiment, shard: Shard, *, command: str = "", progre
     """
     if not 0 <= shard.index < shard.count:
         raise UserError(f"{option('shard')} {shard}: give I/N with 0 <= I < N")
+    if jax.process_count() > 1:
+        raise UserError(f"{option('shard')} splits a study into independent processes; this one is one of "
+                        f"{jax.process_count()} of a distributed program (--distributed): give one or the other")
     initializers = presets.validate(experiment)
     runs = RunIndex(experiment.data_seeds).numbers(experiment.seeds)
     tuned = len(experiment.grid.cells()) > 1

@@ -1,6 +1,7 @@
 """A study split into shards (``--shard I/N``, ``bench.experiments.sharded``), each a process of its own, merged into
-the report: byte for byte the uninterrupted run's results, whatever ran twice, was killed, or ran through submitit's
-local executor; ``bench status`` says what is done and missing; a shard of other settings is refused at the merge.
+the report: byte for byte the uninterrupted run's results (the same tables in its report), whatever ran twice, was
+killed, or ran through submitit's local executor; ``bench status`` says what is done and missing; a shard of other
+settings is refused at the merge.
 """
 
 import os
@@ -38,11 +39,23 @@ def _shard(cache: Path, shard: str) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> bytes:
-    """``results.csv`` of the study run at once by one process, with a cache of its own."""
+def whole(tmp_path_factory) -> Path:
+    """The report folder of the study run at once by one process, with a cache of its own."""
     folder = tmp_path_factory.mktemp("whole")
     _bench(folder / "cache", "run", *STUDY, "--out", str(folder / "report"))
-    return (folder / "report" / "results.csv").read_bytes()
+    return folder / "report"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(whole) -> bytes:
+    """``results.csv`` of the study run at once by one process."""
+    return (whole / "results.csv").read_bytes()
+
+
+def _tables(report: Path) -> list[str]:
+    """Every table row of the report's task sections (the header's, with times and the command, left out)."""
+    return [line for line in (report / "report.md").read_text().split("\n## ", 1)[1].splitlines()
+            if line.startswith("|")]
 
 
 def _no_leftovers(cache: Path) -> None:
@@ -50,7 +63,7 @@ def _no_leftovers(cache: Path) -> None:
     assert not list(cache.rglob("*.checkpoint.npz"))
 
 
-def test_three_shards_merge_to_the_uninterrupted_run_and_status_follows(tmp_path, uninterrupted):
+def test_three_shards_merge_to_the_uninterrupted_run_and_status_follows(tmp_path, uninterrupted, whole):
     """Shard 0 alone, then status (the others' chunks missing); then shards 1 and 2 at once with shard 1 twice more
     (two processes given one shard never train a chunk twice at once, nor corrupt it); status; the merge trains
     nothing and writes results.csv byte for byte as one process did."""
@@ -70,6 +83,7 @@ def test_three_shards_merge_to_the_uninterrupted_run_and_status_follows(tmp_path
     merged = _bench(cache, "run", *STUDY, "--out", str(tmp_path / "report"))
     assert "synthetic: loaded 3 of 3 finished chunk(s)" in merged.stderr, merged.stderr
     assert (tmp_path / "report" / "results.csv").read_bytes() == uninterrupted
+    assert _tables(tmp_path / "report") == _tables(whole)  # the same report: summaries, verdicts, intervals
 
 
 def test_a_killed_shard_rerun_loses_nothing(tmp_path, uninterrupted):
