@@ -39,6 +39,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="submit and return; the run without --launcher writes the report once the jobs are done")
 
 
+def from_file(args: argparse.Namespace, argv: list[str], table: dict) -> None:
+    """Fills the launcher's options the command line left unset from an experiment file's ``[launcher]`` table
+    (``experiment_file.launcher_of``); the command line wins."""
+    given = {token.split("=", 1)[0] for token in argv}
+    for key, value in table.items():
+        flag = "--launcher" if key == "kind" else "--no-wait" if key == "wait" else "--" + key.replace("_", "-")
+        if flag in given:
+            continue
+        if key == "kind":
+            args.launcher = value
+        elif key == "wait":
+            args.wait = bool(value)
+        else:
+            setattr(args, key, value)
+
+
 def shard_argv(argv: list[str], index: int, count: int) -> list[str]:
     """``argv`` less the launcher's options, with ``--shard I/N`` and without progress bars: one job's command."""
     return [*without_launcher(argv), "--shard", f"{index}/{count}", "--no-progress"]

@@ -83,7 +83,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
 
     drawing.warm()  # the figure workers import matplotlib while this process imports JAX and trains
     from bench import store
-    from bench.experiments import presets
+    from bench.experiments import experiment_file, presets
     from bench.experiments.runner import run_experiment
     from bench.reporting import render
     from bench.training import devices, memory
@@ -94,6 +94,8 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     if not args.checkpoint_every >= 0:
         raise UserError(f"--checkpoint-every must be >= 0 seconds, got {args.checkpoint_every}")
     experiment = presets.resolve(args.preset, args.assignments)
+    if presets.is_experiment_file(args.preset) and args.shard is None:
+        launching.from_file(args, argv, experiment_file.launcher_of(args.preset))
     if args.smoke:  # first, so that explicit options (--epochs 3 --smoke) still apply
         experiment = presets.smoke(experiment)
     experiment = fields.apply(experiment, args)
@@ -107,7 +109,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
             raise UserError("--launcher submits every shard itself; give --shard to run one shard by hand, not both")
     if args.shard is not None:
         return _shard(experiment, args, command, max_memory)
-    if args.launcher:
+    if args.launcher and not _finished(experiment, args):
         from bench.experiments import sharded
 
         jobs = launching.submit(args, argv, sharded.records_folder(experiment.name) / "submitit")
@@ -164,3 +166,11 @@ def _shard(experiment, args: argparse.Namespace, command: str, max_memory: int |
 
 def _listed(chunks) -> str:
     return ", ".join(map(str, chunks)) or "none"
+
+
+def _finished(experiment, args: argparse.Namespace) -> bool:
+    """Whether every chunk of the study is finished in the cache (then the launcher submits nothing: the run merges)."""
+    from bench.experiments import sharded
+
+    statuses = sharded.status(experiment, data_dir=args.data_dir, download=args.download)
+    return all(s.n_chunks is not None and not s.missing and not s.running for s in statuses)

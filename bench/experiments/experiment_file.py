@@ -59,7 +59,12 @@ _INT, _NUM, _STR = (int,), (int, float), (str,)
 TOP = {"name": (_STR, "a string"), "description": (_STR, "a string"), "seeds": (_INT, "an integer"),
        "data_seeds": (_INT, "an integer"), "seed": (_INT, "an integer"), "initializers": ((list,), "a list"),
        "train": ((dict,), "a table"), "tasks": ((list,), "an array of tables [[tasks]]"),
-       "grid": ((dict,), "a table [grid]")}
+       "grid": ((dict,), "a table [grid]"), "launcher": ((dict,), "a table [launcher]")}
+# how the study's shards are submitted (bench run --launcher; bench.commands.launching), not what they compute:
+# not part of the experiment, read by launcher_of
+LAUNCHER = {"kind": (_STR, '"submitit"'), "array": (_INT, "an integer"), "slurm_partition": (_STR, "a string"),
+            "timeout_min": (_INT, "an integer"), "gpus_per_node": (_INT, "an integer"),
+            "cpus_per_task": (_INT, "an integer"), "mem_gb": (_INT, "an integer"), "wait": ((bool,), "true or false")}
 GRID = {**{f: ((list, str, int, float), "a list of numbers or a range string") for f in grids.FACTORS},
         "init_scale_on": (_STR, "a string")}
 TRAIN = {"optimizer": (_STR, "a string"), "lr": (_NUM, "a number"), "batch_size": (_INT, "an integer"),
@@ -77,7 +82,7 @@ def _check_keys(table: dict, schema: dict, where: str, origin: str) -> None:
         if key not in schema:
             raise UserError(f"{origin}: unknown key {name!r}; known: {', '.join(where + k for k in schema)}")
         types, said = schema[key]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise UserError(f"{origin}: {name} must be {said}, got {value!r}")
 
 
@@ -147,6 +152,8 @@ def from_dict(raw: dict, origin: str = "<experiment>", folder: Path | None = Non
     tasks = tuple(_task(t, i, origin, folder) for i, t in enumerate(raw["tasks"]))
     arms = tuple(_arm(a, i, origin) for i, a in enumerate(raw["initializers"]))
     fields = {k: raw[k] for k in ("seeds", "data_seeds", "seed") if k in raw}
+    if "launcher" in raw:  # checked here too, so that a typo there is found by any command
+        _check_keys(raw["launcher"], LAUNCHER, "launcher.", origin)
     if "grid" in raw:
         _check_keys(raw["grid"], GRID, "grid.", origin)
         try:
@@ -236,6 +243,38 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     Raises:
       UserError: a missing or unreadable file, invalid TOML, or any check of :func:`from_dict`.
     """
+    path, raw = _read(path)
+    folder = path.resolve().parent
+    if str(folder) not in sys.path:  # the study's own modules (mypkg.models:...) live beside it
+        sys.path.insert(0, str(folder))
+    return from_dict(apply_overrides(raw, list(overrides)), str(path), folder)
+
+
+def launcher_of(path: str | Path) -> dict:
+    """The ``[launcher]`` table of an experiment file (``kind = "submitit"``, ``array``, ``slurm_partition``,
+    ``timeout_min``, ``gpus_per_node``, ``cpus_per_task``, ``mem_gb``, ``wait``): how ``bench run`` submits the
+    study's shards when the command line does not say; {} without one.
+
+    Raises:
+      UserError: an unknown key or a wrong type, naming the file.
+    """
+    path, raw = _read(path)
+    table = raw.get("launcher", {})
+    if not isinstance(table, dict):
+        raise UserError(f"{path}: launcher must be a table [launcher]")
+    _check_keys(table, LAUNCHER, "launcher.", str(path))
+    if table.get("kind", "submitit") != "submitit":
+        raise UserError(f"{path}: launcher.kind must be \"submitit\" (other schedulers run --shard I/N themselves: "
+                        "docs/guides/clusters.md)")
+    return table
+
+
+def _read(path: str | Path) -> tuple[Path, dict]:
+    """``(path, its parsed TOML)``.
+
+    Raises:
+      UserError: a missing or unreadable file, or invalid TOML.
+    """
     path = Path(path).expanduser()
     try:
         text = path.read_text(encoding="utf-8")
@@ -250,10 +289,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     except RecursionError:  # tables or arrays nested thousands deep
         raise UserError(f"{path}: nests tables or arrays deeper than can be read; an experiment needs a few "
                         "levels") from None
-    folder = path.resolve().parent
-    if str(folder) not in sys.path:  # the study's own modules (mypkg.models:...) live beside it
-        sys.path.insert(0, str(folder))
-    return from_dict(apply_overrides(raw, list(overrides)), str(path), folder)
+    return path, raw
 
 
 # ------------------------------------------------------------------ writing

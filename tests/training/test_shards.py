@@ -1,6 +1,8 @@
 """The deal of a study's units to its shards (``bench.training.shards``): every unit to exactly one shard, the same
 deal in every process, balanced by estimated work across tasks of different costs."""
 
+import pytest
+
 from bench.commands.launching import shard_argv
 from bench.training.shards import Dealer, Shard
 
@@ -38,3 +40,23 @@ def test_a_jobs_command_is_the_submitters_less_the_launchers_options():
     argv = ["run", "study.toml", "--seeds", "8", "--launcher", "submitit", "--array=4", "--slurm-partition", "gpu",
             "--no-wait", "--timeout-min", "30"]
     assert shard_argv(argv, 2, 4) == ["run", "study.toml", "--seeds", "8", "--shard", "2/4", "--no-progress"]
+
+
+def test_an_experiment_files_launcher_table_fills_what_the_command_line_leaves(tmp_path):
+    from bench import cli
+    from bench.commands.launching import from_file
+    from bench.errors import UserError
+    from bench.experiments import experiment_file, presets
+
+    text = experiment_file.dump(presets.get("default"))
+    study = tmp_path / "study.toml"
+    study.write_text(text + '\n[launcher]\nkind = "submitit"\narray = 8\nslurm_partition = "gpu"\nwait = false\n')
+    table = experiment_file.launcher_of(study)
+    argv = ["run", str(study), "--array", "4"]
+    args = cli.build_parser().parse_args(argv)
+    from_file(args, argv, table)
+    assert (args.launcher, args.array, args.slurm_partition, args.wait) == ("submitit", 4, "gpu", False)
+    assert experiment_file.load(study).name == presets.get("default").name  # the table is not the experiment's
+    study.write_text(text + '\n[launcher]\narray = "eight"\n')
+    with pytest.raises(UserError, match="launcher.array must be an integer"):
+        experiment_file.load(study)
