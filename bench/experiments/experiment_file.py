@@ -264,8 +264,8 @@ def launcher_of(path: str | Path) -> dict:
         raise UserError(f"{path}: launcher must be a table [launcher]")
     _check_keys(table, LAUNCHER, "launcher.", str(path))
     if table.get("kind", "submitit") != "submitit":
-        raise UserError(f"{path}: launcher.kind must be \"submitit\" (other schedulers run --shard I/N themselves: "
-                        "docs/guides/clusters.md)")
+        raise UserError(f"{path}: launcher.kind must be \"submitit\" (other schedulers run {option('shard')} I/N "
+                        "themselves: docs/guides/clusters.md)")
     return table
 
 

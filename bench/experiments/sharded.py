@@ -71,7 +71,8 @@ def run_shard(experiment: Experiment, shard: Shard, *, command: str = "", progre
         raise UserError(f"{option('shard')} {shard}: give I/N with 0 <= I < N")
     if jax.process_count() > 1:
         raise UserError(f"{option('shard')} splits a study into independent processes; this one is one of "
-                        f"{jax.process_count()} of a distributed program (--distributed): give one or the other")
+                        f"{jax.process_count()} of a distributed program ({option('distributed', True)}): give one or "
+                        "the other")
     initializers = presets.validate(experiment)
     runs = RunIndex(experiment.data_seeds).numbers(experiment.seeds)
     tuned = len(experiment.grid.cells()) > 1
