@@ -354,6 +354,41 @@ def transfer(found: dict, metric: str) -> plt.Figure:
     return fig
 
 
+def time_to_target(runs: pd.DataFrame, dataset: str, metric: str, target: float, first: int, tau: int,
+                   level: float = 0.95) -> plt.Figure:
+    """The share of each initializer's runs at the target by each epoch (the Kaplan-Meier estimate: runs censored
+    only at the end of training), a step curve with its pointwise Wilson band; fastest (lowest RMST) first.
+
+    Args:
+      runs: ``bench.analysis.speed.TaskSpeed.runs``: ``arm, time`` (NaN: never), ``restricted``.
+    """
+    from scipy import stats as sps
+
+    epochs = np.arange(first, tau + 1)
+    order = runs.groupby("arm", sort=False)["restricted"].mean().sort_values(kind="stable").index
+    names, left_out = shown(list(order), {name: name for name in order})
+    styles = arm_styles(runs["arm"])  # the experiment's order: each initializer its colour in every figure
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), constrained_layout=True)
+    for name in names:
+        times = runs.loc[runs["arm"] == name, "time"].to_numpy(np.float64)
+        hits = np.array([(times <= e).sum() for e in epochs])
+        share = hits / len(times)
+        bands = [sps.binomtest(int(h), len(times)).proportion_ci(level, method="wilson") for h in hits]
+        color, line = styles[name]
+        ax.step(epochs, share, where="post", color=color, ls=line, label=name, lw=1.6)
+        ax.fill_between(epochs, [b.low for b in bands], [b.high for b in bands], step="post", color=color,
+                        alpha=0.12)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("share of runs at the target")
+    _integer_epochs(ax)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.set_title(f"{dataset}: epochs to {_label(metric)} {target:.4g}" + (f" ({left_out})" if left_out else "")
+                 + f"\ncensored at epoch {tau}; {level:.0%} Wilson bands", fontsize=10)
+    return fig
+
+
 def save(fig: plt.Figure, path_stem: Path, formats: tuple[str, ...]) -> list[Path]:
     """Writes ``path_stem.png`` / ``.pdf`` for each of ``formats`` (atomically) and closes the figure.
 

@@ -23,10 +23,12 @@ def test_markdown_has_every_section_and_its_figures_exist(run_dir):
     text = (run_dir / "report.md").read_text()
     for heading in ["## synthetic: MLP 20-64-64-1 relu", "## digits: MLP 64-64-64-10 relu",
                     "### Comparisons with the best", "### Learning curves", "### How many seeds?", "| environment |",
-                    "## Across tasks (2)", "Friedman statistic"]:
+                    "## Across tasks (2)", "Friedman statistic", "### Speed: epochs to test accuracy",
+                    "### Area under the learning curve: test accuracy"]:
         assert heading in text, heading
     links = [line[line.index("(") + 1:-1] for line in text.splitlines() if line.startswith("![")]
-    assert len(links) == 10 and sum("forest" in link for link in links) == 2
+    assert len(links) == 12 and sum("forest" in link for link in links) == 2
+    assert sum("time_to_target" in link for link in links) == 2
     for link in links:
         assert (run_dir / link).stat().st_size > 5_000  # a real picture, not an empty file
         assert (run_dir / link).with_suffix(".pdf").exists()
@@ -42,9 +44,10 @@ def test_results_files_agree(run_dir):
 
 def test_latex_is_booktabs_with_the_best_in_bold_and_escaped_names(run_dir):
     tex = (run_dir / "report.tex").read_text()
-    assert tex.count(r"\toprule") == 2 and tex.count(r"\bottomrule") == 2
-    assert tex.count(r"\textbf{") == 2  # one best per table
-    assert tex.count(" & best & ") == 2 and "Verdicts: best" in tex  # verdicts explained in the caption
+    assert tex.count(r"\toprule") == 4 and tex.count(r"\bottomrule") == 4  # a summary and a speed table per task
+    assert tex.count(r"\textbf{") == 2  # one best per summary
+    assert tex.count(" & best & ") == 4 and "Verdicts: best" in tex  # verdicts explained in the caption
+    assert tex.count("epochs to test accuracy") == 2
     assert "normal(stddev=0.1)" in tex and r"he\_normal" in tex and "he_normal" not in tex.replace(r"he\_normal", "")
     assert tex.count(r"$\Delta$ best (pp)") == 2  # the unit of the column that is not a fraction, in its header
 
