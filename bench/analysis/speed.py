@@ -163,12 +163,13 @@ def task_speed(task: pd.DataFrame, metric: str, target: float, score: float, set
 
 def analyse(results: pd.DataFrame, summary: pd.DataFrame, metric: str, settings: stats.Settings,
             paired: bool = True, margin: float | None = None, fraction: float = FRACTION) -> dict[tuple, TaskSpeed]:
-    """Per task ``(dataset, model)``: its :class:`TaskSpeed` (tasks of one epoch, or none finished, left out)."""
+    """Per task ``(dataset, model)``: its :class:`TaskSpeed`. Left out: tasks of one epoch, with no finished run,
+    or whose best mean is below 0 (a score of runs trained elsewhere: a fraction of it is no target)."""
     goals = targets(summary, metric, fraction)
     scores = scoring.task_scores(results, metric)
     out = {}
     for key, task in results.groupby(TASK, sort=False):
-        if key not in goals or not np.isfinite(goals[key]):
+        if key not in goals or not np.isfinite(goals[key]) or goals[key] < 0:
             continue
         speed = task_speed(task, metric, goals[key], scores[key], settings, paired, margin)
         if speed is not None:
