@@ -41,6 +41,7 @@ from scipy import stats as scipy_stats
 
 from bench.analysis import scoring, stats, verdicts
 from bench.analysis.columns import TASK, higher_is_better
+from bench.analysis.compare import default_margin
 
 FRACTION = 0.95  # the default target: this fraction of the task's best mean final value
 SPEED_MARGIN = 0.05  # "equivalent" speed: within this fraction of the training length (0.5 epoch of 10)
@@ -133,8 +134,6 @@ def task_speed(task: pd.DataFrame, metric: str, target: float, score: float, set
     rng = stats.group_rng(settings.seed, *task[TASK].iloc[0], metric, "speed")
     times = verdicts.verdicts(matrix["restricted"], names, False, speed_margin, settings.level, rng,
                               settings.draws, paired)
-    from bench.analysis.compare import default_margin
-
     areas = verdicts.verdicts(matrix["auc"], names, higher_is_better(metric),
                               default_margin(metric) if margin is None else margin, settings.level, rng,
                               settings.draws, paired)

@@ -250,19 +250,14 @@ def tidy_runs(table: pd.DataFrame, columns: Columns, source: str, nan_diverged: 
     _refuse_where(seeds.isna(), rows, source, columns.seed, "has no seed")
     rows["seed_value"] = seeds.to_numpy()
     rows["epoch"] = _integers(table, columns.epoch, rows, source) if columns.epoch else 0
-    metric = pd.to_numeric(table[columns.metric], errors="coerce")
-    raw = table[columns.metric]
-    _refuse_where(metric.isna() & raw.notna() & ~raw.astype(str).str.strip().str.lower().isin(
-        ("nan", "inf", "-inf", "infinity", "-infinity", "")), rows, source, columns.metric, "is not a number",
-        show=raw)
-    bad = ~np.isfinite(metric.to_numpy(np.float64))
-    if bad.any() and not nan_diverged:
-        _refuse_where(pd.Series(bad), rows, source, columns.metric,
-                      f"is NaN or infinite; if that run diverged, say {option('nan_diverged', True)} (it is then "
-                      "scored as the worst run), else remove the run", show=raw)
-    rows[name] = metric.to_numpy(np.float64)
+    rows[name] = _measured(table, columns.metric, rows, source, nan_diverged)
+    bad = ~np.isfinite(rows[name].to_numpy())
     if columns.validation:
-        rows[validation_name(name)] = _validation(table, columns, rows, source, bad, nan_diverged)
+        validation = _measured(table, columns.validation, rows, source, nan_diverged)
+        _refuse_where(~np.isfinite(validation) & ~bad, rows, source, columns.validation,
+                      f"is NaN or infinite where {columns.metric} is a number; a run that diverged has both NaN",
+                      show=table[columns.validation])
+        rows[validation_name(name)] = validation
     rows["initializer"] = rows["arm"]
     factors = [factor for factor in FACTORS if factor in given]
     for factor in factors:
@@ -297,23 +292,19 @@ def validation_name(metric: str) -> str:
     return "val_" + metric.removeprefix("test_")
 
 
-def _validation(table: pd.DataFrame, columns: Columns, rows: pd.DataFrame, source: str, bad: np.ndarray,
-                nan_diverged: bool) -> np.ndarray:
-    """The validation metric of every row; NaN only where the run diverged (said so), as the metric's."""
-    raw = table[columns.validation]
+def _measured(table: pd.DataFrame, column: str, rows: pd.DataFrame, source: str, nan_diverged: bool) -> np.ndarray:
+    """A metric column as numbers: text that is no number refused, NaN or infinite values refused unless the user
+    said they mark diverged runs (``nan_diverged``)."""
+    raw = table[column]
     values = pd.to_numeric(raw, errors="coerce")
     _refuse_where(values.isna() & raw.notna() & ~raw.astype(str).str.strip().str.lower().isin(
-        ("nan", "inf", "-inf", "infinity", "-infinity", "")), rows, source, columns.validation, "is not a number",
-        show=raw)
-    missing = ~np.isfinite(values.to_numpy(np.float64))
+        ("nan", "inf", "-inf", "infinity", "-infinity", "")), rows, source, column, "is not a number", show=raw)
+    values = values.to_numpy(np.float64)
     if not nan_diverged:
-        _refuse_where(missing, rows, source, columns.validation,
-                      f"is NaN or infinite; if that run diverged, say {option('nan_diverged', True)}, else remove "
-                      "the run", show=raw)
-    _refuse_where(missing & ~bad, rows, source, columns.validation,
-                  f"is NaN or infinite where {columns.metric} is a number; a run that diverged has both NaN",
-                  show=raw)
-    return values.to_numpy(np.float64)
+        _refuse_where(~np.isfinite(values), rows, source, column,
+                      f"is NaN or infinite; if that run diverged, say {option('nan_diverged', True)} (it is then "
+                      "scored as the worst run), else remove the run", show=raw)
+    return values
 
 
 def _check_range(rows: pd.DataFrame, name: str, column: str, source: str) -> None:

@@ -380,8 +380,7 @@ def _reused(name: str, store: resume.TaskStore, n_chunks: int) -> str:
 
 
 def _interrupted(store) -> str:
-    finished = len(list(store.folder.glob("chunk-*[0-9].npz")))
-    checkpoints = len(list(store.folder.glob("chunk-*.checkpoint.npz")))
+    finished, checkpoints = len(resume.chunks_in(store.folder)), len(resume.chunks_in(store.folder, True))
     return (f"interrupted; {finished} finished chunk(s) and {checkpoints} checkpoint(s) of the current task are saved "
             f"in {store.folder}: rerun the same command to resume (add {option('fresh', True)} to start over)")
 

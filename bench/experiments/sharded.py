@@ -152,9 +152,8 @@ def status(experiment: Experiment, data_dir=None, download: bool = False,
         key = task_key(experiment, task, data)
         folder = resume.task_folder(resume.cache_root(), task.name, key)
         n_chunks = resume.planned_chunks(folder)
-        done = sorted(int(p.name[6:10]) for p in folder.glob("chunk-[0-9][0-9][0-9][0-9].npz"))
+        done, checkpointed = resume.chunks_in(folder), resume.chunks_in(folder, checkpoints=True)
         held = {int(name[6:10]): h for name, h in claims.claims_in(folder).items() if not h.stale(lease)}
-        checkpointed = sorted(int(p.name[6:10]) for p in folder.glob("chunk-*.checkpoint.npz"))
         running = {c: h for c, h in held.items() if c not in done}
         missing = [c for c in range(n_chunks or 0) if c not in done and c not in running]
         out.append(TaskStatus(task.name, resume.task_key(key), folder, n_chunks, done, running,

@@ -430,12 +430,19 @@ def planned_chunks(folder: str | Path) -> int | None:
     return plan["n_chunks"]
 
 
+def chunks_in(folder: str | Path, checkpoints: bool = False) -> list[int]:
+    """The chunks of a task folder with a finished file (``checkpoints``: with a checkpoint), in order."""
+    pattern = "chunk-[0-9][0-9][0-9][0-9]" + (".checkpoint.npz" if checkpoints else ".npz")
+    return sorted(int(path.name[6:10]) for path in Path(folder).glob(pattern))
+
+
 def unfinished(folder: str | Path) -> list[int] | None:
     """The chunks of a task folder's plan with no finished file; None where no process started the task."""
     n = planned_chunks(folder)
     if n is None:
         return None
-    return [c for c in range(n) if not (Path(folder) / f"chunk-{c:04d}.npz").is_file()]
+    done = set(chunks_in(folder))
+    return [c for c in range(n) if c not in done]
 
 
 def task_folder(root: str | Path, name: str, config: dict) -> Path:

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis import speed
+from bench.analysis.columns import higher_is_better
 from bench.reporting.analysed import Analysis, has_finished_runs
 from bench.reporting.record import RunRecord
 from bench.reporting.section import Figure, Section, View
@@ -69,8 +70,8 @@ def auc_table(item: speed.TaskSpeed, level: float) -> pd.DataFrame:
 
 
 def _said(item: speed.TaskSpeed) -> str:
-    share = f"{speed.FRACTION:.0%} of the best mean final" + ("" if item.metric.endswith(("_accuracy", "_r2", "_score"))
-                                                             else " (the best divided by 0.95)")
+    share = f"{speed.FRACTION:.0%} of the best mean final" + ("" if higher_is_better(item.metric)
+                                                             else f" (the best divided by {speed.FRACTION})")
     return f"{title(item.metric)} {item.target:.4g} ({share})"
 
 
