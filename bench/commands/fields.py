@@ -63,6 +63,9 @@ FIELDS = (
           "(default: the preset's; adam in default)"),
     Field("--batch-size", "train.batch_size", integer,
           "minibatch size; a partial last batch is kept (default: the preset's; 32 in default)"),
+    Field("--evals-per-epoch", "train.evals_per_epoch", integer,
+          "evaluations an epoch (default 1): 4 also evaluates after each quarter of an epoch, so time to a target "
+          "is measured in quarter epochs"),
     Field("--experiment-seed", "seed", integer, "root of all random keys, 0 to 2**32-1 (default 0)"),
     Field("--model", "tasks.*.model", None,
           "model of every task: mlp, resmlp, lenet, convnet, `bench list` (default: the preset's; mlp in default)"),

@@ -69,7 +69,7 @@ GRID = {**{f: ((list, str, int, float), "a list of numbers or a range string") f
         "init_scale_on": (_STR, "a string")}
 TRAIN = {"optimizer": (_STR, "a string"), "lr": (_NUM, "a number"), "batch_size": (_INT, "an integer"),
          "epochs": (_INT, "an integer"), "eval_batch_size": (_INT, "an integer"), "schedule": (_STR, "a string"),
-         "weight_decay": (_NUM, "a number"), "clip": (_NUM, "a number")}
+         "weight_decay": (_NUM, "a number"), "clip": (_NUM, "a number"), "evals_per_epoch": (_INT, "an integer")}
 TASK = {"data": (_STR, "a string"), "model": (_STR, "a string"), "model_args": ((dict,), "a table"),
         "hidden": ((list,), "a list of integers"), "activation": (_STR, "a string"), "loss": (_STR, "a string"),
         "label": (_STR, "a string"), "subset": ((list,), "a list [n_train, n_test]")}

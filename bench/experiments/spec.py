@@ -23,7 +23,7 @@ from bench.models import ACTIVATIONS, MODELS, losses
 from bench.store import safe_name
 from bench.training import grid as grids
 from bench.training import recipes
-from bench.training.recipes import TrainConfig
+from bench.training.recipes import LEFT_OUT, TrainConfig
 from initjax import rules
 
 
@@ -77,6 +77,11 @@ class Task:
             "model_args": json.loads(json.dumps(dict(self.model_args), default=str)),
             "loss": _named(self.loss),
         }
+
+
+def _train_record(train: TrainConfig) -> dict:
+    """The recipe as JSON-safe data, without the fields at the value records leave out (``recipes.LEFT_OUT``)."""
+    return {k: v for k, v in dataclasses.asdict(train).items() if k not in LEFT_OUT or v != LEFT_OUT[k]}
 
 
 def _named(obj):
@@ -157,7 +162,7 @@ class Experiment:
             "initializers": [a if isinstance(a, str) else {"name": a.name, "rules": dict(a.rules)}
                              for a in self.initializers],
             "seeds": self.seeds,
-            "train": dataclasses.asdict(self.train),
+            "train": _train_record(self.train),
             "seed": self.seed,
             "data_seeds": self.data_seeds,
             **({"grid": self.grid.record()} if self.grid else {}),

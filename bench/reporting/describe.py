@@ -11,6 +11,7 @@ from bench.reporting.record import RunRecord, TaskRecord
 from bench.reporting.text import rate
 from bench.training.grid import format_value
 from bench.training.memory import format_bytes
+from bench.training.recipes import LEFT_OUT
 
 
 def describe_run(experiment: dict, shipped: dict | None = None) -> str:
@@ -53,9 +54,10 @@ def _given(value) -> bool:
 
 def _differs(shipped, ran) -> bool:
     """Whether a run's recorded setting differs from the preset's; fields a run.json of an older version
-    lacks are the defaults it ran with, so they are not compared."""
+    lacks are the defaults it ran with, so they are not compared, nor are those a record leaves out at their
+    default (``bench.training.recipes.LEFT_OUT``)."""
     if isinstance(shipped, dict) and isinstance(ran, dict):
-        return any(_differs(shipped.get(k), v) for k, v in ran.items())
+        return any(_differs(shipped.get(k, LEFT_OUT.get(k)), v) for k, v in ran.items())
     if isinstance(shipped, list) and isinstance(ran, list) and len(shipped) == len(ran):
         return any(_differs(a, b) for a, b in zip(shipped, ran))
     return shipped != ran
@@ -80,14 +82,17 @@ def describe_grid(grid: dict, n_arms: int) -> str:
 
 
 def describe_training(train: dict) -> str:
-    """``adamw(b2=0.95), lr 0.001 (warmup_cosine(warmup=0.05)), weight decay 0.01, clip 1, batch 32, 5 epochs``."""
+    """``adamw(b2=0.95), lr 0.001 (warmup_cosine(warmup=0.05)), weight decay 0.01, clip 1, batch 32, 5 epochs``
+    (``, evaluated 4 times an epoch`` where it was)."""
     schedule = train.get("schedule", "constant")
     text = f"{train['optimizer']}, lr {train['lr']:g}" + ("" if schedule == "constant" else f" ({schedule})")
     if train.get("weight_decay"):
         text += f", weight decay {train['weight_decay']:g}"
     if train.get("clip") is not None:
         text += f", gradient norm clipped at {train['clip']:g}"
-    return text + f", batch {train['batch_size']}, {train['epochs']} epochs"
+    evals = int(train.get("evals_per_epoch", 1))
+    return text + f", batch {train['batch_size']}, {train['epochs']} epochs" + (
+        f", evaluated {evals} times an epoch" if evals > 1 else "")
 
 
 def throughput(info: TaskRecord) -> str:

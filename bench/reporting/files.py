@@ -15,6 +15,7 @@ import pandas as pd
 from bench.errors import UserError
 from bench.reporting.record import FORMAT_VERSION, RunRecord
 from bench.store import read_json_checked, write_atomic, write_json_verified
+from bench.training.results import evaluation_epochs
 
 
 def write_results(out_dir: Path, results: pd.DataFrame, record: RunRecord) -> tuple[RunRecord, list[Path]]:
@@ -109,7 +110,8 @@ def load(run_dir: str | Path) -> tuple[pd.DataFrame, RunRecord]:
                         "rerun the experiment (finished chunks are reused) or restore the file")
     results["diverged"] = results["diverged"].astype(bool)
     if "diverged_epoch" in results:  # integers with gaps read back as floats; keep them integers
-        results["diverged_epoch"] = results["diverged_epoch"].astype("Int64")
+        integers = pd.api.types.is_integer_dtype(results["epoch"])
+        results["diverged_epoch"] = results["diverged_epoch"].astype("Int64" if integers else "Float64")
     return results, record
 
 
@@ -134,6 +136,7 @@ def check_against_run(results: pd.DataFrame, record: RunRecord, csv: Path) -> No
         names, tasks = list(record.initializers), list(record.tasks)
         seeds, orders = int(experiment["seeds"]), int(experiment.get("data_seeds", 1))
         epochs = int(experiment["train"]["epochs"])
+        evals = int(experiment["train"].get("evals_per_epoch", 1))
     except (KeyError, TypeError, ValueError):
         raise UserError(f"{csv.with_name('run.json')} lacks the experiment's tasks, initializers, seeds or epochs; "
                         f"{remedy}") from None
@@ -143,11 +146,13 @@ def check_against_run(results: pd.DataFrame, record: RunRecord, csv: Path) -> No
             raise UserError(f"{csv} has the {what} {extra[0]!r}, which run.json does not list ({', '.join(known)}); "
                             f"{remedy}")
     keys = ["dataset", "arm", "seed"] + (["data_seed"] if orders > 1 else []) + ["epoch"]
+    first = record.first_epoch()
     levels = [tasks, names, range(seeds)] + ([range(orders)] if orders > 1 else []) + [
-        range(record.first_epoch(), epochs + 1)]
+        evaluation_epochs(epochs, evals)[first * evals:]]
     expected = pd.MultiIndex.from_product(levels, names=keys)
     try:
-        got = pd.MultiIndex.from_frame(results[keys].astype({k: int for k in keys[2:]}))
+        got = pd.MultiIndex.from_frame(results[keys].astype({k: int for k in keys[2:-1]} | {
+            "epoch": int if evals == 1 else float}))
     except (KeyError, ValueError, TypeError):
         raise UserError(f"{csv} lacks or damages the columns {', '.join(keys)}; {remedy}") from None
     if got.has_duplicates:

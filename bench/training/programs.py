@@ -41,22 +41,24 @@ def epoch_orders(data_keys, epoch, n: int, batch_size: int) -> jnp.ndarray:
 
 
 def make_train_steps(model: nn.Module, optimizer: optax.GradientTransformation, batch_size: int, segment: int,
-                     loss=None, batching: Batching = ALL_AT_ONCE):
-    """Builds ``train_steps(state, data_keys, epoch, order, first, x, y)``: ``segment`` minibatch steps of every run.
+                     loss=None, batching: Batching = ALL_AT_ONCE, stops: bool = False):
+    """Builds ``train_steps(state, data_keys, epoch, order, first, stop, x, y)``: up to ``segment`` minibatch steps
+    of every run.
 
     The single-run step (``bench.training.step.make_step``) is batched once over runs
     (``bench.training.step.over_runs``) and scanned over steps ``first, ..., first + segment - 1``
     of the epoch whose minibatches are ``order`` (:func:`epoch_orders`); steps past the epoch's
     end change nothing (the last segment of an epoch whose step count ``segment`` does not
-    divide). An epoch trained in segments is the epoch trained at once, number for number: the
-    state passes from one segment to the next as it passes from one step to the next.
+    divide), nor, with ``stops``, steps from ``stop`` on (a call that ends at an evaluation within the epoch;
+    without ``stops`` the argument is unused). An epoch trained in segments is the epoch trained at once, number
+    for number: the state passes from one segment to the next as it passes from one step to the next.
 
     ``loss``: a loss spec (``bench.models.losses``); None: the built-in model's ``output_activation``.
     ``batching``: how the runs are batched (``bench.training.batching``: vmapped, or one after the other).
 
     Args of the returned function:
       state: a :class:`bench.training.step.RunState` with leaves `(n_arms, n_seeds, ...)`.
-      data_keys: `(n_seeds,)` keys; epoch, first: int32 scalars.
+      data_keys: `(n_seeds,)` keys; epoch, first, stop: int32 scalars.
       order: `(steps, n_seeds, batch_size)`; x: `(n, *input_shape)`; y: `(n, ...)`.
 
     Returns of the returned function:
@@ -66,7 +68,7 @@ def make_train_steps(model: nn.Module, optimizer: optax.GradientTransformation, 
 
     loss_fn = losses.get(loss_spec(model, loss))
 
-    def train_steps(state, data_keys, epoch, order, first, x, y):
+    def train_steps(state, data_keys, epoch, order, first, stop, x, y):
         forward = step.forward_of(model, x.shape[1:], batching.matmuls)
         one_step = step.make_step(forward, loss_fn, optimizer)
         runs_step = step.over_runs(one_step, seed_axes=(0, 0, 0, None, 0 if forward.stochastic else None),
@@ -82,9 +84,10 @@ def make_train_steps(model: nn.Module, optimizer: optax.GradientTransformation, 
             return state, jnp.isfinite(loss)
 
         def body(state, i):
-            if steps % segment == 0:
+            if steps % segment == 0 and not stops:
                 return one(state, i)
-            return jax.lax.cond(i < steps, one, lambda state, i: (state, jnp.ones(runs, bool)), state, i)
+            end = jnp.minimum(stop, steps) if stops else steps
+            return jax.lax.cond(i < end, one, lambda state, i: (state, jnp.ones(runs, bool)), state, i)
 
         state, finite = jax.lax.scan(body, state, first + jnp.arange(segment))
         return state, finite.all(axis=0)
@@ -100,7 +103,8 @@ def make_train_epoch(model: nn.Module, optimizer: optax.GradientTransformation, 
     def train_epoch(state, data_keys, epoch, x, y):
         order = epoch_orders(data_keys, epoch, x.shape[0], batch_size)
         train_steps = make_train_steps(model, optimizer, batch_size, order.shape[0], loss, batching)
-        return train_steps(state, data_keys, epoch, order, jnp.asarray(0, jnp.int32), x, y)
+        whole = jnp.asarray(order.shape[0], jnp.int32)
+        return train_steps(state, data_keys, epoch, order, jnp.asarray(0, jnp.int32), whole, x, y)
 
     return train_epoch
 
@@ -115,6 +119,21 @@ def segment_steps(steps: int, flops_per_step: float) -> int:
     :data:`MAX_SEGMENTS` calls an epoch."""
     calls = min(MAX_SEGMENTS, steps, max(1, math.ceil(steps * flops_per_step / SEGMENT_FLOPS)))
     return -(-steps // calls)
+
+
+def evaluation_steps(n_steps: int, evals_per_epoch: int) -> tuple[int, ...]:
+    """The steps of an epoch after which every run is evaluated: the first step at or past each ``j / evals``
+    of the epoch, ``ceil(j * n_steps / evals)`` for ``j = 1 .. evals``; the last is the epoch's end. The ``j``-th
+    is recorded at epoch ``e - 1 + j / evals`` (``bench.training.results.evaluation_epochs``), which is less than
+    one step before it: at 4 an epoch of 45 steps is evaluated after steps 12, 23, 34 and 45, recorded at 0.25,
+    0.5, 0.75 and 1.
+
+    Raises:
+      ValueError: more evaluations than steps (``TrainConfig.validate`` says so first).
+    """
+    if not 1 <= evals_per_epoch <= n_steps:
+        raise ValueError(f"{evals_per_epoch} evaluations an epoch of {n_steps} steps")
+    return tuple(-(-j * n_steps // evals_per_epoch) for j in range(1, evals_per_epoch + 1))
 
 
 def not_final() -> jax.Array:
@@ -208,12 +227,13 @@ class Programs:
     """The compiled programs of a task, reused by every chunk: four a task, each piece of work compiled once.
 
     ``start(init_keys, x_train) -> state``: the initial state of every run. ``orders(data_keys, epoch) -> order``:
-    the epoch's minibatches. ``steps(state, data_keys, epoch, order, first, x, y) -> (state, finite)``: ``segment``
-    training steps from step ``first``. ``evaluate(state, splits, final) -> (sums, outcomes)``: every split
-    evaluated (``splits``: the tuple of the chunked splits, :func:`chunked_for_eval`, the test split at
-    ``test_index``) and, when ``final``, the per-example outcomes on the test split (zeros otherwise; None for
-    regression); it evaluates the initial state (epoch 0) as it evaluates every epoch's end, so the evaluation is
-    compiled once, not into both the start and the training programs.
+    the epoch's minibatches. ``steps(state, data_keys, epoch, order, first, stop, x, y) -> (state, finite)``: up to
+    ``segment`` training steps from step ``first``, none from ``stop`` on. ``evaluate(state, splits, final) ->
+    (sums, outcomes)``: every split evaluated (``splits``: the tuple of the chunked splits, :func:`chunked_for_eval`,
+    the test split at ``test_index``) and, when ``final``, the per-example outcomes on the test split (zeros
+    otherwise; None for regression); it evaluates the initial state (epoch 0) as it evaluates every epoch's end, so
+    the evaluation is compiled once, not into both the start and the training programs. ``evaluations``: the steps
+    of an epoch after which the runs are evaluated (:func:`evaluation_steps`; the last is ``n_steps``).
     """
 
     start: Callable
@@ -224,6 +244,19 @@ class Programs:
     n_steps: int
     compile_s: float
     train_bytes: int
+    evaluations: tuple[int, ...] = ()
+
+    def calls(self, start: int) -> list[tuple[int, int, int | None]]:
+        """The training calls of an epoch from step ``start``: ``(first, stop, j)``, ``j`` the evaluation that
+        follows the call (None: none)."""
+        evaluations = self.evaluations or (self.n_steps,)
+        out, first = [], start
+        for j, point in enumerate(evaluations):
+            while first < point:
+                stop = min(first + self.segment, point)
+                out.append((first, stop, j if stop == point else None))
+                first = stop
+        return out
 
     def run_epoch(self, state, data_keys, epoch: int, final: bool, x, y, splits, on_steps: Callable[[int], None],
                   start: int = 0, finite=None, checkpoint: Callable | None = None):
@@ -232,44 +265,52 @@ class Programs:
         ``on_steps(k)`` is told when ``k`` more steps have finished (the next segment is already
         queued, so the device does not wait on the host). ``start``: the steps of the epoch already trained
         (a chunk resumed within an epoch), ``finite`` whether each run's losses were finite in them.
-        ``checkpoint(step, state, settled)`` is offered the state after each segment that ends inside the epoch
-        (``settled()`` waits for the segments queued and says whether each run's losses were finite so far;
+        ``checkpoint(step, state, settled)`` is offered the state after each call that ends inside the epoch, once
+        an evaluation there is queued (``settled()`` waits for the calls queued and returns whether each run's
+        losses were finite in the epoch so far and the epoch's evaluations so far, as the result's ``points``;
         nothing waits unless it is called).
 
         Returns:
-          ``(state, finite, sums, outcomes)``: ``finite`` `(n_arms, n_seeds)` numpy bool, ``sums``
-          `(n_splits, 2, n_arms, n_seeds)` numpy, ``outcomes`` as the program gives them (on device).
+          ``(state, points, outcomes)``: ``points`` a list of ``(j, finite, sums)`` for each evaluation ``j`` of the
+          epoch after ``start`` (the last one at its end): ``finite`` `(n_arms, n_seeds)` numpy bool, whether each
+          run's losses were finite in the epoch up to it; ``sums`` `(n_splits, 2, n_arms, n_seeds)` numpy; and
+          ``outcomes`` as the program gives them at the end (on device).
         """
-        if start % self.segment and self.n_steps % self.segment == 0:  # its last call would run past the epoch
+        calls = self.calls(start)
+        masked = self.n_steps % self.segment or len(self.evaluations) > 1
+        if start % self.segment and not masked:  # its last call would run past the epoch
             raise UserError(f"a checkpoint inside epoch {epoch} was taken after step {start}, not a multiple of "
                             f"this program's {self.segment} steps a call: rerun with {option('fresh', True)}")
         epoch_arg = jax.device_put(np.int32(epoch))  # (put, not jnp.asarray: that compiles a program)
         order = self.orders(data_keys, epoch_arg)
-        pending, finite = [], np.ones(0, bool) if finite is None else np.asarray(finite, bool)
+        pending, finished = [], []  # calls queued and not yet finished; the epoch's finiteness after each finished
+        finite = np.ones(0, bool) if finite is None else np.asarray(finite, bool)
+        queued, outcomes = [], None  # evaluations: (j, calls before it, sums on device)
 
         def finish_oldest():
             nonlocal finite
             ok, done = pending.pop(0)
             finite = np.asarray(ok) if finite.size == 0 else finite & np.asarray(ok)
+            finished.append(finite)
             on_steps(done)
 
-        for first in range(start, self.n_steps, self.segment):
-            state, ok = self.steps(state, data_keys, epoch_arg, order, jax.device_put(np.int32(first)), x, y)
-            pending.append((ok, min(self.segment, self.n_steps - first)))
+        def settled():
+            while pending:
+                finish_oldest()
+            return finite, [(j, finished[n - 1], np.asarray(sums)) for j, n, sums in queued]
+
+        for n, (first, stop, j) in enumerate(calls, start=1):
+            state, ok = self.steps(state, data_keys, epoch_arg, order, jax.device_put(np.int32(first)),
+                                   jax.device_put(np.int32(stop)), x, y)
+            pending.append((ok, stop - first))
             if len(pending) > 1:
                 finish_oldest()
-            done = first + self.segment
-            if checkpoint is not None and done < self.n_steps:
-                def settled():
-                    while pending:
-                        finish_oldest()
-                    return finite
-
-                checkpoint(done, state, settled)
-        sums, outcomes = self.evaluate(state, splits, jax.device_put(np.bool_(final)))
-        while pending:
-            finish_oldest()
-        return state, finite, np.asarray(sums), outcomes
+            if j is not None:
+                sums, outcomes = self.evaluate(state, splits, jax.device_put(np.bool_(final and stop == self.n_steps)))
+                queued.append((j, n, sums))
+            if checkpoint is not None and stop < self.n_steps:
+                checkpoint(stop, state, settled)
+        return state, settled()[1], outcomes
 
 
 def compile_programs(model, optimizer, config, start_state, start_args, data_keys, x, y, eval_splits,
@@ -285,7 +326,9 @@ def compile_programs(model, optimizer, config, start_state, start_args, data_key
                          start_parts.shapes)
     n_steps = -(-x.shape[0] // config.batch_size)
     segment = segment_steps(n_steps, step_flops * models_per_chunk)
-    train_steps = make_train_steps(model, optimizer, config.batch_size, segment, loss, batching)
+    evaluations = evaluation_steps(n_steps, config.evals_per_epoch)
+    train_steps = make_train_steps(model, optimizer, config.batch_size, segment, loss, batching,
+                                   stops=len(evaluations) > 1)
     n_test = eval_splits[test_index][0].shape[0] * eval_splits[test_index][0].shape[1]
 
     def evaluate(state, splits, final):
@@ -304,7 +347,7 @@ def compile_programs(model, optimizer, config, start_state, start_args, data_key
         (start_parts.computed, start_args, (), model_sharding, {}),  # floats: XLA's defaults (speedups)
         (orders, (data_keys, epoch), (), None,
          speedups.options({**speedups.INTEGER_PROGRAM_OPTIONS, **speedups.QUICK_COMPILE_OPTIONS})),
-        (train_steps, (state, data_keys, epoch, order, epoch, x, y), (0,), (model_sharding, model_sharding),
+        (train_steps, (state, data_keys, epoch, order, epoch, epoch, x, y), (0,), (model_sharding, model_sharding),
          speedups.options(speedups.TRAINING_PROGRAM_OPTIONS)),
         (evaluate, (state, eval_splits, not_final()), (), (None, model_sharding if outcomes_of else None)))
 
@@ -312,4 +355,4 @@ def compile_programs(model, optimizer, config, start_state, start_args, data_key
         return fills.assemble(start_parts, start_program(*args), model_sharding)
 
     return Programs(start, orders_program, steps_program, evaluate_program, segment, n_steps, compile_s,
-                     max(program_bytes(steps_program), program_bytes(evaluate_program)))
+                    max(program_bytes(steps_program), program_bytes(evaluate_program)), evaluations)

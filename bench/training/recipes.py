@@ -38,6 +38,9 @@ OPTIMIZERS: dict[str, tuple[Callable, str]] = {
 # optimizers whose weight decay is an argument of their own (decoupled inside the update)
 OWN_WEIGHT_DECAY = ("adamw", "lion")
 
+# recipe fields a record (run.json, resume keys) leaves out at this value: records written before the field existed
+# say the same, and their resume keys stay valid
+LEFT_OUT = {"evals_per_epoch": 1}
 MAX_LR = 1e6  # a learning rate above this is a typo (1e308 was accepted, and every run diverged)
 
 
@@ -200,6 +203,9 @@ class TrainConfig:
       schedule: the learning rate's curve over the run (:data:`SCHEDULES`).
       weight_decay: >= 0; the optimizer's own decoupled decay or an L2 term.
       clip: clip gradients to this global norm (None: no clipping).
+      evals_per_epoch: evaluations an epoch, at its end and at evenly spaced steps within it (the first step at or
+        past each ``j / evals_per_epoch`` of the epoch), so time to a target is measured finer than an epoch; 1 to
+        the epoch's steps (``bench.training.programs.evaluation_steps``).
     """
 
     optimizer: str = "adam"
@@ -210,6 +216,7 @@ class TrainConfig:
     schedule: str = "constant"
     weight_decay: float = 0.0
     clip: float | None = None
+    evals_per_epoch: int = 1
 
     def validate(self, n_train: int | None) -> None:
         """Raises UserError on a value no training can use (the batch size against ``n_train`` when given)."""
@@ -228,6 +235,10 @@ class TrainConfig:
             raise UserError(
                 f"batch size must be between 1 and the {n_train:,} training examples, got {self.batch_size}"
             )
+        steps = None if n_train is None else -(-n_train // self.batch_size)
+        if not 1 <= self.evals_per_epoch <= (steps or 2**31 - 1):
+            raise UserError(f"evaluations per epoch must be an integer from 1 to the {steps or 'number of'} "
+                            f"minibatch steps of an epoch, got {self.evals_per_epoch}")
 
     def optax(self, n_train: int, injected: tuple[str, ...] = ()) -> optax.GradientTransformation:
         """The optimizer of this recipe for a training set of ``n_train`` examples (the schedule's length).

@@ -69,34 +69,45 @@ class ChunkTimes:
     earlier_seed_epochs: int
 
 
+def evaluation_epochs(epochs: int, evals_per_epoch: int = 1) -> list[int] | list[float]:
+    """The epoch each evaluation is recorded at: ``0, 1, ..., epochs``, or with several evaluations an epoch
+    ``k / evals_per_epoch`` for ``k = 0 .. epochs x evals_per_epoch`` (``bench.training.programs.evaluation_steps``:
+    each is made less than one step after it). The reader of a results table checks its rows against these."""
+    if evals_per_epoch == 1:
+        return list(range(epochs + 1))
+    return [k / evals_per_epoch for k in range(epochs * evals_per_epoch + 1)]
+
+
 def records(sums: np.ndarray, finite: np.ndarray, splits: list[str], split_sizes: np.ndarray,
-             target_variances: np.ndarray | None = None) -> list[dict]:
-    """Per-epoch metric arrays `(n_arms, n_seeds)` from the evaluation sums.
+            target_variances: np.ndarray | None = None, epochs: list | None = None) -> list[dict]:
+    """Per-evaluation metric arrays `(n_arms, n_seeds)` from the evaluation sums.
 
     Args:
-      sums: `(epochs + 1, n_splits, 2, n_arms, n_seeds)` summed loss and metric
+      sums: `(evaluations, n_splits, 2, n_arms, n_seeds)` summed loss and metric
         (float32, as computed); divided by the split sizes in float64, so an accuracy
         of 168/200 is recorded as 0.84.
-      finite: `(epochs + 1, n_arms, n_seeds)`: every minibatch loss of the epoch was finite.
+      finite: `(evaluations, n_arms, n_seeds)`: every minibatch loss of the epoch up to the evaluation was finite.
       target_variances: `(n_splits,)` for a regression loss, whose summed metric is
         the squared error: recorded as ``{split}_r2`` (``bench.models.losses.r2``); None for
         classification (``{split}_accuracy``).
+      epochs: the epoch of each evaluation (:func:`evaluation_epochs`; None: one an epoch, ``0, 1, ...``).
 
-    A run is diverged from the first epoch with a non-finite minibatch or evaluation loss on.
+    A run is diverged from the first evaluation with a non-finite minibatch or evaluation loss on.
     """
     metrics = np.asarray(sums, np.float64) / split_sizes[None, :, None, None, None]
     bad = ~finite | ~np.isfinite(metrics[:, :, 0]).all(axis=1)
     diverged = np.logical_or.accumulate(bad, axis=0)
+    epochs = list(range(sums.shape[0])) if epochs is None else epochs
     records = []
-    for epoch in range(sums.shape[0]):
+    for row, epoch in enumerate(epochs):
         record = {"epoch": epoch}
         for j, split in enumerate(splits):
-            record[f"{split}_loss"] = metrics[epoch, j, 0]
+            record[f"{split}_loss"] = metrics[row, j, 0]
             if target_variances is None:
-                record[f"{split}_accuracy"] = metrics[epoch, j, 1]
+                record[f"{split}_accuracy"] = metrics[row, j, 1]
             else:
-                record[f"{split}_r2"] = losses.r2(metrics[epoch, j, 1], target_variances[j])
-        records.append({**record, "diverged": diverged[epoch]})
+                record[f"{split}_r2"] = losses.r2(metrics[row, j, 1], target_variances[j])
+        records.append({**record, "diverged": diverged[row]})
     return records
 
 
@@ -115,7 +126,8 @@ def tidy(records: list[dict], names: Sequence[str], seeds: Sequence[int]) -> pd.
     frame = pd.concat(frames, ignore_index=True).sort_values(
         ["arm", "seed", "epoch"], key=_arm_order(names), kind="stable").reset_index(drop=True)
     first = frame["epoch"].where(frame["diverged"]).groupby([frame["arm"], frame["seed"]]).transform("min")
-    frame["diverged_epoch"] = first.astype("Int64")  # first diverged epoch of the run; empty if it never diverged
+    # the run's first diverged epoch (empty if it never diverged); integers unless evaluated within epochs
+    frame["diverged_epoch"] = first.astype("Int64" if pd.api.types.is_integer_dtype(frame["epoch"]) else "Float64")
     return frame
 
 

@@ -50,7 +50,7 @@ from bench.training.objective import loss_spec
 from bench.training.programs import Programs, chunked_for_eval, compile_programs, not_final
 from bench.training.progress import StepBar
 from bench.training.recipes import TrainConfig
-from bench.training.results import ChunkTimes, TaskResult, records, tidy
+from bench.training.results import ChunkTimes, TaskResult, evaluation_epochs, records, tidy
 from bench.training.seeding import run_keys
 
 # name -> optimizer(lr) at a constant rate (the recipes' defaults), for callers that want just that
@@ -120,9 +120,9 @@ class _OnDevices:
 
 @dataclasses.dataclass
 class _Chunks:
-    """What every chunk of this process recorded, row ``i`` per chunk: evaluation sums `(epochs + 1, n_splits, 2,
-    n_arms, seeds_per_chunk)`, finiteness, the test split's per-example outcomes and the final parameters. The
-    chunks trained side by side write their own rows."""
+    """What every chunk of this process recorded, row ``i`` per chunk: evaluation sums `(evaluations, n_splits, 2,
+    n_arms, seeds_per_chunk)` (the start, then ``evals_per_epoch`` an epoch), finiteness, the test split's per-example
+    outcomes and the final parameters. The chunks trained side by side write their own rows."""
 
     sums: np.ndarray
     finite: np.ndarray
@@ -132,11 +132,11 @@ class _Chunks:
     have_outcomes: bool
 
     @classmethod
-    def empty(cls, n_chunks: int, epochs: int, n_splits: int, n_arms: int, per_chunk: int, n_test: int,
+    def empty(cls, n_chunks: int, evaluations: int, n_splits: int, n_arms: int, per_chunk: int, n_test: int,
               have_outcomes: bool) -> _Chunks:
         runs = (n_chunks, n_arms, per_chunk)
-        return cls(np.zeros((n_chunks, epochs + 1, n_splits, 2, n_arms, per_chunk), np.float32),
-                   np.ones((n_chunks, epochs + 1, n_arms, per_chunk), np.float32),
+        return cls(np.zeros((n_chunks, evaluations, n_splits, 2, n_arms, per_chunk), np.float32),
+                   np.ones((n_chunks, evaluations, n_arms, per_chunk), np.float32),
                    np.zeros((*runs, n_test), np.float32), np.zeros((*runs, n_test), np.float32),
                    [None] * n_chunks, have_outcomes)
 
@@ -164,7 +164,7 @@ class _Chunks:
 
     def gathered(self, real: list, keep_params: bool) -> tuple[np.ndarray, np.ndarray, dict | None, dict | None]:
         """``(sums, finite, params, outcomes)`` of every process's chunks with the padding seeds dropped: sums
-        `(epochs + 1, n_splits, 2, n_arms, n_seeds)`, finite `(epochs + 1, n_arms, n_seeds)` bool."""
+        `(evaluations, n_splits, 2, n_arms, n_seeds)`, finite `(evaluations, n_arms, n_seeds)` bool."""
         sums, finite = devices.gather(self.sums), devices.gather(self.finite)
         test_loss, test_correct = devices.gather(self.test_loss), devices.gather(self.test_correct)
         have_outcomes = bool(devices.gather(np.array([self.have_outcomes])).all())
@@ -193,6 +193,7 @@ class _ChunkTrainer:
     keys: Callable[[int], tuple]
     epochs: int
     steps: int
+    evals_per_epoch: int
     runs_per_seed: int
     real: list
     keep_params: bool
@@ -236,6 +237,12 @@ class _ChunkTrainer:
                 self.bar.advance(k)
             check()
 
+        def record(epoch: int, points) -> None:
+            """Writes the epoch's evaluations (``Programs.run_epoch``'s ``points``) into the chunk's rows."""
+            for j, finite, sums in points:
+                row = (epoch - 1) * self.evals_per_epoch + j + 1
+                chunks.finite[i, row], chunks.sums[i, row] = finite, sums
+
         seed_epochs, outcomes = 0, None
         first = 1 if saved is None else saved.epoch + 1
         for epoch in range(first, self.epochs + 1):
@@ -245,15 +252,17 @@ class _ChunkTrainer:
                 with self.host:
                     if not self.store.due():
                         return
-                finite = settled()
+                finite, points = settled()
+                record(epoch, points)
                 with self.host:
                     self.store.save_checkpoint(c, epoch - 1, state, chunks.sums[i], chunks.finite[i],
                                                before_s + self.shares.seconds(c) - init_s,
                                                before_seed_epochs + trained, step, finite)
 
-            state, chunks.finite[i, epoch], chunks.sums[i, epoch], outcomes = self.programs.run_epoch(
+            state, points, outcomes = self.programs.run_epoch(
                 state, data_keys, epoch, epoch == self.epochs, data.x, data.y, data.eval_splits, on_steps,
                 start, finite, within)
+            record(epoch, points)
             seed_epochs += self.runs_per_seed * sum(self.real[c])
             with self.host:
                 if epoch < self.epochs and self.store.due():
@@ -454,8 +463,8 @@ def train_task(
     groups = plan.seed_groups(seeds)
     mine = devices.my_chunks(plan.n_chunks) if shard is None else list(shard(plan.n_chunks, unit_cost))
     real = memory.real_seeds(groups)
-    chunks = _Chunks.empty(len(mine), config.epochs, len(data.splits), len(names), plan.seeds_per_chunk,
-                           len(data.splits["test"][1]), have_outcomes=not dataset.regression)
+    chunks = _Chunks.empty(len(mine), config.epochs * config.evals_per_epoch + 1, len(data.splits), len(names),
+                           plan.seeds_per_chunk, len(data.splits["test"][1]), have_outcomes=not dataset.regression)
 
     def keys(c: int) -> tuple:
         return jax.device_put(run_keys(experiment_seed, dataset.name, groups[c], data_seeds), data.key_sharding)
@@ -482,7 +491,8 @@ def train_task(
                                         data.model_sharding, loss, not dataset.regression, plan.models_per_chunk,
                                         step_flops or 6.0 * fp.n_params * config.batch_size, plan.batching)
             bar.exclude_from_rate()
-        trainer = _ChunkTrainer(programs, data, chunks, store, bar, keys, config.epochs, steps, len(names), real,
+        trainer = _ChunkTrainer(programs, data, chunks, store, bar, keys, config.epochs, steps,
+                                config.evals_per_epoch, len(names), real,
                                 keep_params, _same if layout is None else jax.jit(layout.runs(layout.outward)))
         times = side_by_side(trainer, todo, plan.lanes)
     if shard is not None:
@@ -492,7 +502,8 @@ def train_task(
     sums, finite, params, outcomes = chunks.gathered(real, keep_params)
     variances = (np.array([dataset.target_variance(sy) for _, sy in data.splits.values()])
                  if dataset.regression else None)
-    frame = tidy(records(sums, finite, list(data.splits), data.split_sizes, variances), names, seeds)
+    frame = tidy(records(sums, finite, list(data.splits), data.split_sizes, variances,
+                         evaluation_epochs(config.epochs, config.evals_per_epoch)), names, seeds)
     trained = int(devices.gather(np.array([sum(t.seed_epochs for t in times)], np.int32)).sum())  # all processes
     earlier_seed_epochs += sum(t.earlier_seed_epochs for t in times)
     earlier_seed_epochs = int(devices.gather(np.array([earlier_seed_epochs], np.int32)).sum())

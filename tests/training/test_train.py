@@ -1,5 +1,6 @@
 """The trainer: batched runs equal lone runs, divergence stays contained, paired data order."""
 
+import dataclasses
 import functools
 import os
 import subprocess
@@ -132,10 +133,11 @@ def test_the_training_options_give_the_bits_of_xlas_defaults(case):
     steps = programs.make_train_steps(model, optimizer, 8, 5, loss)
     epoch, first = jnp.asarray(1, jnp.int32), jnp.asarray(0, jnp.int32)
     order = programs.epoch_orders(data_keys, epoch, len(x), 8)
-    low = jax.jit(steps).lower(state, data_keys, epoch, order, first, x, y)
+    stop = jnp.asarray(5, jnp.int32)
+    low = jax.jit(steps).lower(state, data_keys, epoch, order, first, stop, x, y)
     program = compilation.compile_with(low, speedups.TRAINING_PROGRAM_OPTIONS)
-    trained = program(state, data_keys, epoch, order, first, x, y)
-    default = low.compile()(state, data_keys, epoch, order, first, x, y)
+    trained = program(state, data_keys, epoch, order, first, stop, x, y)
+    default = low.compile()(state, data_keys, epoch, order, first, stop, x, y)
     assert _bits(trained) == _bits(default)
     assert not np.array_equal(np.asarray(jax.tree.leaves(trained[0].params)[0]),
                               np.asarray(jax.tree.leaves(state.params)[0]))  # it trained
@@ -289,6 +291,77 @@ def test_an_epoch_trained_in_segments_is_the_epoch_trained_at_once(digits, monke
         pd.testing.assert_frame_equal(parts.frame, whole.frame)
         jax.tree.map(np.testing.assert_array_equal, parts.params, whole.params)
         assert sum(advances) == 2 * 2 * 23 and max(advances) == segment  # 2 chunks x 2 epochs x 23 steps
+
+
+@pytest.mark.parametrize(("steps", "evals", "expected"), [
+    (45, 4, (12, 23, 34, 45)),  # ceil(45 j / 4): the first step at or past each quarter
+    (10, 1, (10,)),
+    (3, 3, (1, 2, 3)),          # every step
+    (7, 2, (4, 7)),
+])
+def test_evaluation_steps_are_the_first_steps_at_or_past_each_share_of_the_epoch(steps, evals, expected):
+    assert programs.evaluation_steps(steps, evals) == expected
+
+
+def test_evaluations_within_epochs_change_no_number_and_match_runs_stopped_there(digits):
+    """4 evaluations an epoch (23 steps: after steps 6, 12, 18 and 23): the epoch ends' rows and the final
+    parameters are those of one evaluation an epoch, bit for bit, and the evaluation at epoch 1.25 is the test
+    loss and accuracy of the runs trained by hand for one epoch and 6 steps of the second."""
+    config = TrainConfig("adam", 3e-3, 64, 2)
+    model = models.mlp_for(digits.n_features, digits.n_classes, (16,))
+    inits = {"he_normal": initjax.get("he_normal"), "orthogonal": initjax.get("orthogonal")}
+    once = train_task(digits, model, inits, [0, 3], config, progress=False)
+    four = train_task(digits, model, inits, [0, 3], dataclasses.replace(config, evals_per_epoch=4), progress=False)
+    assert sorted(set(four.frame["epoch"])) == [k / 4 for k in range(9)]
+    ends = four.frame[four.frame["epoch"] % 1 == 0].reset_index(drop=True)
+    pd.testing.assert_frame_equal(ends.astype({"epoch": int, "diverged_epoch": "Int64"}), once.frame)
+    jax.tree.map(np.testing.assert_array_equal, once.params, four.params)
+
+    init_keys, data_keys = run_keys(0, digits.name, [0, 3])
+    state = jax.jit(lambda keys, x: initialization.initial_state(model, optax.adam(3e-3), list(inits.values()), keys,
+                                                                 (digits.n_features,), x))(init_keys, digits.x_train)
+    x, y = jnp.asarray(digits.x_train), jnp.asarray(digits.y_train)
+    for epoch, stop in ((1, 23), (2, 6)):
+        order = programs.epoch_orders(data_keys, jnp.asarray(epoch, jnp.int32), len(x), 64)
+        steps = jax.jit(programs.make_train_steps(model, optax.adam(3e-3), 64, 23, stops=True))
+        state, _ = steps(state, data_keys, jnp.int32(epoch), order, jnp.int32(0), jnp.int32(stop), x, y)
+    sums = np.asarray(make_evaluate(model)(state, *chunked_for_eval(digits.x_test, digits.y_test, 2048)))
+    at = four.frame[four.frame["epoch"] == 1.25].set_index(["arm", "seed"])
+    for a, arm in enumerate(inits):
+        for s, seed in enumerate([0, 3]):
+            np.testing.assert_allclose(at.at[(arm, seed), "test_loss"], sums[a, s, 0] / len(digits.y_test), rtol=1e-5)
+            assert at.at[(arm, seed), "test_accuracy"] == float(sums[a, s, 1]) / len(digits.y_test)
+
+
+def test_a_checkpoint_between_evaluations_resumes_to_the_same_numbers(digits, tmp_path, monkeypatch):
+    """3 evaluations an epoch of 23 steps (after steps 8, 16 and 23) trained 5 steps a call, with a checkpoint after
+    each call and each epoch: stopped after the 9th checkpoint (step 13 of epoch 2, past its evaluation at step 8),
+    the rerun continues from there and every evaluation, the one before the stop included, equals the
+    uninterrupted run's."""
+    from bench.training import resume
+
+    config = TrainConfig("adam", 3e-3, 64, 2, evals_per_epoch=3)
+    model = models.mlp_for(digits.n_features, digits.n_classes, (16,))
+    inits = {"he_normal": initjax.get("he_normal")}
+    whole = train_task(digits, model, inits, [0, 1], config, progress=False, chunk=2)
+    monkeypatch.setattr(programs, "segment_steps", lambda steps, flops: 5)
+    real, saved = resume.TaskStore.save_checkpoint, []
+
+    def stop_after_ninth(self, chunk, epoch, *rest):
+        real(self, chunk, epoch, *rest)
+        saved.append((epoch, rest[5] if len(rest) > 5 else 0))  # (epochs finished, steps of the next)
+        if len(saved) == 9:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(resume.TaskStore, "save_checkpoint", stop_after_ninth)
+    with pytest.raises(KeyboardInterrupt):
+        train_task(digits, model, inits, [0, 1], config, progress=False, chunk=2,
+                   store=resume.TaskStore(tmp_path, "digits", {"k": 1}, checkpoint_every=0))
+    assert saved == [(0, 5), (0, 8), (0, 13), (0, 16), (0, 21), (1, 0), (1, 5), (1, 8), (1, 13)]
+    monkeypatch.setattr(resume.TaskStore, "save_checkpoint", real)
+    resumed = train_task(digits, model, inits, [0, 1], config, progress=False, chunk=2,
+                         store=resume.TaskStore(tmp_path, "digits", {"k": 1}, checkpoint_every=0))
+    pd.testing.assert_frame_equal(resumed.frame, whole.frame)
 
 
 @pytest.mark.parametrize(("steps", "flops", "expected"), [
