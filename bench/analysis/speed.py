@@ -39,9 +39,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from bench.analysis import scoring, stats, verdicts
-from bench.analysis.columns import TASK, higher_is_better
+from bench.analysis import scoring, separation, stats, verdicts
+from bench.analysis.columns import TASK, final_epoch, higher_is_better
 from bench.analysis.compare import default_margin
+from bench.errors import UserError
 
 FRACTION = 0.95  # the default target: this fraction of the task's best mean final value
 SPEED_MARGIN = 0.05  # "equivalent" speed: within this fraction of the training length (0.5 epoch of 10)
@@ -54,7 +55,9 @@ class TaskSpeed:
 
     Attributes:
       metric, target: the metric and the level a run must reach (at or above it; at or below for a loss).
-      first, tau: the first and last epochs (a run not at the target by ``tau`` is censored there).
+      chosen: how the target was chosen, in words (:meth:`Target.words`).
+      first, tau: the first and last epochs (a run not at the target by ``tau`` is censored there); with evaluations
+        within epochs, times are in fractions of an epoch (``bench.training.results.evaluation_epochs``).
       margin: the equivalence margin of the restricted mean times, in epochs.
       runs: one row per run: ``arm, seed, time`` (first epoch at the target; NaN: never), ``reached``,
         ``restricted`` (``min(time, tau)``), ``auc`` (mean height of its curve, diverged epochs scored).
@@ -64,23 +67,78 @@ class TaskSpeed:
       time_verdicts, auc_verdicts: ``bench.analysis.verdicts.verdicts``' tables of the restricted times (lower is
         better) and of the areas (the metric's direction; with each area's mean and its Student t interval,
         ``mean_low, mean_high``).
+      separations: per pair whose curves' simultaneous bands separate somewhere, where
+        (``bench.analysis.separation.separations``); None for unpaired runs.
     """
 
     metric: str
     target: float
-    first: int
-    tau: int
+    chosen: str
+    first: float
+    tau: float
     margin: float
     runs: pd.DataFrame
     arms: pd.DataFrame
     time_verdicts: pd.DataFrame
     auc_verdicts: pd.DataFrame
+    separations: pd.DataFrame | None = None
 
 
-def targets(summary: pd.DataFrame, metric: str, fraction: float = FRACTION) -> dict[tuple, float]:
-    """Per task ``(dataset, model)``: ``fraction`` of the best initializer's mean final value (a loss: the best
-    divided by ``fraction``)."""
-    return stats.curve_threshold(summary, metric, fraction)
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """The level a run must reach: ``value`` itself, or with ``fraction`` that share of the task's best mean final
+    value (a loss: the best divided by it); on ``metric`` (None: the metric the report ranks)."""
+
+    value: float = FRACTION
+    fraction: bool = True
+    metric: str | None = None
+
+    def words(self) -> str:
+        """``95% of the best mean final`` (a loss: ``..., the best divided by 0.95``), or ``given``."""
+        if not self.fraction:
+            return "given"
+        loss = self.metric is not None and not higher_is_better(self.metric)
+        return f"{self.value:.0%} of the best mean final" + (f", the best divided by {self.value:g}" if loss else "")
+
+
+DEFAULT_TARGET = Target()
+
+
+def parse_target(spec: str | None, flag: str = "speed target") -> Target:
+    """A :class:`Target` from ``0.9`` (the level), ``90%`` (of the best mean final) or ``test_loss=0.3`` /
+    ``test_accuracy=90%`` (another metric); None: :data:`DEFAULT_TARGET`.
+
+    Raises:
+      UserError: naming ``flag``, on anything else.
+    """
+    if spec is None:
+        return DEFAULT_TARGET
+    metric, _, level = str(spec).strip().rpartition("=")
+    fraction = level.strip().endswith("%")
+    try:
+        value = float(level.strip().removesuffix("%")) / (100 if fraction else 1)
+    except ValueError:
+        value = np.nan
+    if not np.isfinite(value) or fraction and not 0 < value <= 1 or metric.strip() == "" and "=" in str(spec):
+        raise UserError(f"{flag} {spec!r} is not a level (0.9), a share of the best mean final (90%, above 0 and at "
+                        "most 100%) or either for a metric (test_loss=0.3)")
+    return Target(value, fraction, metric.strip() or None)
+
+
+def targets(results: pd.DataFrame, metric: str, target: Target = DEFAULT_TARGET) -> dict[tuple, float]:
+    """Per task ``(dataset, model)``: the level of ``target`` on ``metric``; for a share, of the best initializer's
+    mean final value with diverged runs scored (``bench.analysis.scoring``)."""
+    out = {}
+    for key, task in results.groupby(TASK, sort=False):
+        if not target.fraction:
+            out[key] = target.value
+            continue
+        final = final_epoch(task)
+        means = scoring.scored_values(final, metric, scoring.diverged_score(task, metric)).groupby(
+            final["arm"], sort=False).mean()
+        best = means.max() if higher_is_better(metric) else means.min()
+        out[key] = best * target.value if higher_is_better(metric) else best / target.value
+    return out
 
 
 def kaplan_meier(time: np.ndarray, reached: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -108,14 +166,15 @@ def kaplan_meier(time: np.ndarray, reached: np.ndarray, level: float = 0.95) -> 
 
 
 def task_speed(task: pd.DataFrame, metric: str, target: float, score: float, settings: stats.Settings,
-               paired: bool = True, margin: float | None = None) -> TaskSpeed | None:
+               paired: bool = True, margin: float | None = None, chosen: str = "given") -> TaskSpeed | None:
     """The :class:`TaskSpeed` of one task's rows (every epoch); None with fewer than two epochs.
 
     Args:
       score: a diverged run's value from its divergence on (``bench.analysis.scoring.diverged_score``).
       margin: the metric's equivalence margin, for the areas' verdicts (None: ``compare.default_margin``).
+      chosen: how the target was chosen, in words (:meth:`Target.words`).
     """
-    first, tau = int(task["epoch"].min()), int(task["epoch"].max())
+    first, tau = task["epoch"].min(), task["epoch"].max()
     if tau <= first:
         return None
     if "data_seed" in task and task["data_seed"].nunique() > 1:  # crossed data orders: each init seed's mean curve
@@ -123,11 +182,12 @@ def task_speed(task: pd.DataFrame, metric: str, target: float, score: float, set
         task = scored.groupby([*TASK, "arm", "seed", "epoch"], sort=False, as_index=False).agg(
             **{metric: (metric, "mean"), "diverged": ("diverged", "max")}).assign(diverged=False)
     curves = stats.run_curves(task, metric, target, score)
+    names = list(dict.fromkeys(task["arm"]))
+    apart = _separations(task, metric, score, names, settings) if paired else None
     reached = curves["epochs_to_threshold"].notna()
     runs = pd.DataFrame({"arm": curves["arm"], "seed": curves["seed"], "time": curves["epochs_to_threshold"],
                          "reached": reached, "restricted": curves["epochs_to_threshold"].fillna(tau).clip(upper=tau),
                          "auc": curves["auc"]})
-    names = list(dict.fromkeys(task["arm"]))
     matrix = {column: runs.pivot_table(index="seed", columns="arm", values=column, aggfunc="mean")
               .reindex(columns=names).to_numpy(np.float64) for column in ("restricted", "auc")}
     speed_margin = SPEED_MARGIN * (tau - first)
@@ -157,20 +217,46 @@ def task_speed(task: pd.DataFrame, metric: str, target: float, score: float, set
                      "to_best_low": -by_arm.at[arm, "to_best_high"] if arm in by_arm.index else np.nan,
                      "to_best_high": -by_arm.at[arm, "to_best_low"] if arm in by_arm.index else np.nan})
     arms = pd.DataFrame(rows).sort_values(["rmst", "reached"], ascending=[True, False], kind="stable")
-    return TaskSpeed(metric, float(target), first, tau, speed_margin, runs, arms.reset_index(drop=True), times, areas)
+    return TaskSpeed(metric, float(target), chosen, first, tau, speed_margin, runs, arms.reset_index(drop=True),
+                     times, areas, apart)
 
 
-def analyse(results: pd.DataFrame, summary: pd.DataFrame, metric: str, settings: stats.Settings,
-            paired: bool = True, margin: float | None = None, fraction: float = FRACTION) -> dict[tuple, TaskSpeed]:
-    """Per task ``(dataset, model)``: its :class:`TaskSpeed`. Left out: tasks of one epoch, with no finished run,
-    or whose best mean is below 0 (a score of runs trained elsewhere: a fraction of it is no target)."""
-    goals = targets(summary, metric, fraction)
+def _separations(task: pd.DataFrame, metric: str, score: float, names: list[str],
+                 settings: stats.Settings) -> pd.DataFrame:
+    """``bench.analysis.separation.separations`` of one task's curves (diverged epochs scored), seeds paired."""
+    scored = task.assign(**{metric: scoring.scored_values(task, metric, score)})
+    table = scored.pivot_table(index=["arm", "seed"], columns="epoch", values=metric, aggfunc="mean", dropna=False)
+    seeds = sorted(set(task["seed"]))
+    table = table.reindex(pd.MultiIndex.from_product([names, seeds], names=["arm", "seed"]))
+    curves = table.to_numpy(np.float64).reshape(len(names), len(seeds), table.shape[1])
+    rng = stats.group_rng(settings.seed, *task[TASK].iloc[0], metric, "separation")
+    return separation.separations(curves, names, table.columns.to_numpy(np.float64), higher_is_better(metric),
+                                  settings.level, rng)
+
+
+def analyse(results: pd.DataFrame, metric: str, settings: stats.Settings, paired: bool = True,
+            margin: float | None = None, target: Target = DEFAULT_TARGET) -> dict[tuple, TaskSpeed]:
+    """Per task ``(dataset, model)``: its :class:`TaskSpeed` on ``target.metric`` (None: ``metric``, the one the
+    report ranks; ``margin`` is for it, another metric's areas get their default). Left out: tasks of one epoch, with
+    no finished run, or, for a share of the best, whose best mean is below 0 (a score of runs trained elsewhere: a
+    share of it is no target).
+
+    Raises:
+      UserError: a target metric the results lack.
+    """
+    if target.metric is not None and target.metric not in stats.metric_columns(results):
+        raise UserError(f"the speed target's metric {target.metric!r} is not in the results; they have "
+                        f"{', '.join(stats.metric_columns(results))}")
+    if target.metric is not None and target.metric != metric:
+        metric, margin = target.metric, None
+    target = dataclasses.replace(target, metric=metric)
+    goals = targets(results, metric, target)
     scores = scoring.task_scores(results, metric)
     out = {}
     for key, task in results.groupby(TASK, sort=False):
-        if key not in goals or not np.isfinite(goals[key]) or goals[key] < 0:
+        if not np.isfinite(goals[key]) or target.fraction and goals[key] < 0:
             continue
-        speed = task_speed(task, metric, goals[key], scores[key], settings, paired, margin)
+        speed = task_speed(task, metric, goals[key], scores[key], settings, paired, margin, target.words())
         if speed is not None:
             out[key] = speed
     return out

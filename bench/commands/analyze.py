@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from bench.commands.arguments import FORMATS, floating, names, setting
+from bench.commands.arguments import FORMATS, add_speed_target, floating, names, setting
 
 NAME = "analyze"
 HELP = "the report of runs trained elsewhere, from a table of one row per run (or per run and epoch)"
@@ -60,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--margin", type=floating,
                         help="equivalence margin in the metric's units (default 0.005 for an accuracy, 0.01 for a "
                              "loss; needed for other metrics)")
+    add_speed_target(parser)
     parser.add_argument("--out", required=True, help="folder to write the report to")
     parser.add_argument("--force", dest="overwrite", action="store_true", help="overwrite a report in --out")
     parser.add_argument("--format", type=names, default=list(FORMATS), help=f"comma-separated, of {','.join(FORMATS)}")
@@ -73,7 +74,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
                       model=args.model, higher_is_better=args.higher_is_better, paired=args.paired,
                       nan_diverged=args.nan_diverged, margin=args.margin, out=args.out, overwrite=args.overwrite,
                       formats=args.format, outcomes=args.outcomes, layout=args.layout, factors=args.factor,
-                      validation=args.validation, reference=dict(args.reference),
+                      validation=args.validation, reference=dict(args.reference), speed_target=args.speed_target,
                       command=shlex.join(["python", "-m", "bench", *argv]))
     print(render.console(outcome.record, outcome.analysis))
     print(f"\nwrote {len(outcome.files)} files to {args.out}", file=sys.stderr)

@@ -76,3 +76,22 @@ def existing_folder(folder: str) -> str:
 def add_assignments(parser: argparse.ArgumentParser, help: str) -> None:
     """``--set KEY=VALUE`` (repeatable): any field of an experiment, by its path (``experiment_file.set_path``)."""
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
+def speed_target(text: str) -> str:
+    """A time-to-target level (``bench.analysis.speed.parse_target``), checked; kept as written (``run.json``)."""
+    from bench.analysis import speed
+
+    try:
+        speed.parse_target(text, "a speed target")
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("a speed target ")) from None
+    return text
+
+
+def add_speed_target(parser: argparse.ArgumentParser) -> None:
+    """``--speed-target``, of every command that writes a report."""
+    parser.add_argument(
+        "--speed-target", type=speed_target,
+        help="the level of the time-to-target verdicts: 0.9, 90%% (of the best mean final; default 95%%), or for "
+             "another metric test_loss=0.3")

@@ -6,7 +6,7 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from bench.commands.arguments import FORMATS, existing_folder, floating, names
+from bench.commands.arguments import FORMATS, add_speed_target, existing_folder, floating, names
 
 NAME = "report"
 HELP = "re-render the report of a finished run, without training"
@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "trimmed (20%% trimmed means, robust to a few stuck runs; discounts up to 20%% of failures)",
     )
 
+    add_speed_target(parser)
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.analysis import outcomes
@@ -63,6 +64,8 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     with contextlib.ExitStack() as held:
         held.enter_context(exclusive(existing_folder(args.dir)))
         results, record = load(args.dir)
+        if args.speed_target:  # kept in run.json: the next render keeps it
+            record = record.replace(statistics={**record.statistics, "speed_target": args.speed_target})
         test_outcomes = outcomes.load(args.dir, results)
         options = dict(
             formats=args.format,

@@ -7,7 +7,7 @@ import shlex
 import sys
 
 from bench.commands import fields, launching
-from bench.commands.arguments import add_assignments, default_out, floating, integer
+from bench.commands.arguments import add_assignments, add_speed_target, default_out, floating, integer
 from bench.errors import UserError
 
 NAME = "run"
@@ -58,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="intervals over seeds only, conditional on this test set (default: count its sampling error)",
     )
+    add_speed_target(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
         "--chunk", type=integer, help="seeds trained at once, with every initializer (default: from memory)"
@@ -134,6 +135,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
         checkpoint_every=args.checkpoint_every,
         margin=args.margin,
         fixed_test_set=args.fixed_test_set,
+        speed_target=args.speed_target,
     )
     if not devices.is_main_process():
         return 0

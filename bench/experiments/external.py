@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.analysis import speed
 from bench.analysis.outcomes import as_stored
 from bench.analysis.stats import metric_range
 from bench.errors import UserError, option
@@ -633,7 +634,7 @@ def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str
             nan_diverged: bool = False, margin: float | None = None, out: str | Path | None = None,
             overwrite: bool = False, formats=None, command: str = "", name: str | None = None,
             layout: str | None = None, outcomes: pd.DataFrame | str | Path | None = None, factors=(),
-            validation: str | None = None, reference: dict | None = None):
+            validation: str | None = None, reference: dict | None = None, speed_target: str | None = None):
     """The suite's report of runs trained elsewhere: ``bench.analyze(table_or_file, arm=..., seed=..., metric=...)``.
 
     Args:
@@ -655,6 +656,8 @@ def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str
         ``metric``).
       reference: the recipe's value of the grid's factors (``{"lr": 1e-3}``), where the report checks whether the
         ranking holds once every arm is tuned (None: not checked).
+      speed_target: the time-to-target level of the speed verdicts (``bench.analysis.speed.parse_target``: ``0.9``,
+        ``90%`` of the best mean final, the default 95%, or ``test_loss=0.3``).
       formats: the report's formats (default all); name: the report's title (default: the file's stem, "runs" for
         a data frame).
 
@@ -686,6 +689,9 @@ def analyze(runs: pd.DataFrame | str | Path, *, arm: str, seed: str, metric: str
                         f"({option('margin')}: the smallest difference that matters), for the 'equivalent' verdicts")
     record = record_of(results, source, columns, paired, command or "bench.analyze(...)", margin, label,
                        reference_of(reference, results))
+    if speed_target is not None:
+        speed.parse_target(speed_target, option("speed_target"))
+        record = record.replace(statistics={**record.statistics, "speed_target": speed_target})
     test_outcomes = {}
     if outcomes is not None:
         outcome_source = str(outcomes) if not isinstance(outcomes, pd.DataFrame) else "the outcomes table"

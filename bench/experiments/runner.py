@@ -19,7 +19,7 @@ import pandas as pd
 
 import initjax
 from bench import models
-from bench.analysis import outcomes, stats
+from bench.analysis import outcomes, speed, stats
 from bench.data import limits
 from bench.errors import Interrupted, UserError, option
 from bench.experiments import presets, sharded
@@ -174,6 +174,7 @@ def run_experiment(
     checkpoint_every: float = 60.0,
     margin: float | None = None,
     fixed_test_set: bool = False,
+    speed_target: str | None = None,
 ) -> Outcome:
     """Trains every task of ``experiment``, analyses the runs and writes the report to ``out`` (if given).
 
@@ -182,9 +183,9 @@ def run_experiment(
     override the chunk plan (see ``bench.training.memory``). With or without ``out``, finished chunks
     and checkpoints (every ``checkpoint_every`` seconds) are kept in the cache folder
     (``bench.training.resume.cache_root``: ``$INITJAX_CACHE``, else the user cache directory)
-    and a rerun of the same experiment resumes from them; ``fresh`` forgets them first. With several JAX processes
-    (``--distributed``) every process trains its chunks and only process 0
-    writes files.
+    and a rerun of the same experiment resumes from them; ``fresh`` forgets them first. ``speed_target``: the
+    report's time-to-target level (``bench.analysis.speed.parse_target``; None: 95% of the best mean final).
+    With several JAX processes (``--distributed``) every process trains its chunks and only process 0 writes files.
 
     Raises:
       UserError: invalid experiment, baseline or unwritable ``out``, before any
@@ -203,6 +204,7 @@ def run_experiment(
             raise UserError(f"{option('baseline')} {baseline!r} is not among the initializers {list(arm_names)}")
     if margin is not None and not margin >= 0:
         raise UserError(f"{option('margin')} must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {margin}")
+    speed.parse_target(speed_target, option("speed_target"))  # before any training
     with contextlib.ExitStack() as held:
         stage = None
         if out is not None:  # every process keeps its finished chunks there; one run at a time
@@ -211,11 +213,12 @@ def run_experiment(
                 stage = held.enter_context(staged(out))
                 stage.dropped.add("figures/")  # the previous report's: of other runs
         return _train_and_write(experiment, initializers, out, stage, progress, command, baseline, data_dir,
-                                download, chunk, max_memory, fresh, checkpoint_every, margin, fixed_test_set, start)
+                                download, chunk, max_memory, fresh, checkpoint_every, margin, fixed_test_set, start,
+                                speed_target)
 
 
 def _train_and_write(experiment, initializers, out, stage, progress, command, baseline, data_dir, download, chunk,
-                     max_memory, fresh, checkpoint_every, margin, fixed_test_set, start) -> Outcome:
+                     max_memory, fresh, checkpoint_every, margin, fixed_test_set, start, speed_target) -> Outcome:
     """:func:`run_experiment` once the input is checked and the output folder is held."""
     runs = RunIndex(experiment.data_seeds).numbers(experiment.seeds)  # bench.training.runs
     arms = experiment.arms(list(initializers))
@@ -246,7 +249,7 @@ def _train_and_write(experiment, initializers, out, stage, progress, command, ba
             early.append(report.draw_early(stage.path, _column_order(_with_factors(frames[-1], arms)), task.name,
                                            tasks[task.name], settings))
     results = _column_order(_with_factors(pd.concat(frames, ignore_index=True), arms))
-    record = _run_record(experiment, arms, settings, tasks, command, start)
+    record = _run_record(experiment, arms, settings, tasks, command, start, speed_target)
     if stage is None:
         shown = None if fixed_test_set else test_outcomes
         analysis = analyse(results, ranked_metric(results, record.tasks), settings=settings,
@@ -284,13 +287,14 @@ def _trained(experiment, task, data, model, loss, initializers, runs, *, progres
 
 
 def _run_record(experiment, arms: dict, settings: stats.Settings, tasks: dict, command: str | None,
-                start: float) -> RunRecord:
-    """The run's record (``run.json``) once every task has trained; ``start``: ``time.perf_counter()`` then."""
+                start: float, speed_target: str | None = None) -> RunRecord:
+    """The run's record (``run.json``) once every task has trained; ``start``: ``time.perf_counter()`` then;
+    ``speed_target`` (given) is kept with the statistics settings, so a re-rendered report keeps it."""
     return RunRecord(
         experiment=experiment.record(),
         initializers=list(arms),
         arms=arms if experiment.grid else None,
-        statistics=dataclasses.asdict(settings),
+        statistics={**dataclasses.asdict(settings), **({"speed_target": speed_target} if speed_target else {})},
         tasks=tasks,
         runs=sum(t.runs for t in tasks.values()),
         compile_s=sum(t.compile_s for t in tasks.values()),

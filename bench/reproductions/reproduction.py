@@ -10,7 +10,7 @@ Our set-ups are smaller than the papers' (2 CPU cores): each experiment's descri
 not hold here may still hold at the paper's scale, and the report says so rather than tuning until it holds.
 
 The measures the claims share are here: :func:`ci`, :func:`times`, :func:`final`, :func:`epochs_to`,
-:func:`ratio`.
+:func:`time_to` (the report's time-to-target verdicts), :func:`ratio`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import stats
+from bench.analysis import scoring, speed, stats
 from bench.experiments import experiment_file, presets
 from bench.store import write_atomic
 from bench.studies import diagnose
@@ -100,6 +100,14 @@ def epochs_to(results: pd.DataFrame, task: str, init: str, metric: str, threshol
         ok = ~run["diverged"].astype(bool) & ((run[metric] >= threshold) if up else (run[metric] <= threshold))
         out.append(float(run["epoch"][ok].iloc[0]) if ok.any() else np.inf)
     return np.asarray(out)
+
+
+def time_to(results: pd.DataFrame, task: str, metric: str, level: float) -> speed.TaskSpeed | None:
+    """The report's time-to-target analysis of one task at a given level (``bench.analysis.speed``: each run censored
+    at the end of training where it never gets there, restricted mean times compared by simultaneous intervals,
+    paired by seed, at the report's default settings)."""
+    rows = results[results["dataset"] == task]
+    return speed.task_speed(rows, metric, level, scoring.diverged_score(rows, metric), stats.Settings())
 
 
 def ratio(diagnosis: diagnose.Diagnosis, init: str, column: str, top: int, bottom: int) -> np.ndarray:

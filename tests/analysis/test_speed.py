@@ -10,6 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from bench.analysis import speed, stats
+from bench.errors import UserError
 from tests.analysis.test_error_rates import COVERAGE, ERROR, equal, error_rates
 
 
@@ -109,3 +110,41 @@ def test_a_faster_initializer_is_found(n, censored, power):
     truth = np.zeros((4, 4))
     _, _, _, best = error_rates(draw, truth, reps=400, margin=speed.SPEED_MARGIN * tau, seed=7 * n)
     assert best >= power, best
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    (None, speed.Target(0.95, True, None)),
+    ("0.9", speed.Target(0.9, False, None)),
+    ("90%", speed.Target(0.9, True, None)),
+    ("test_loss=0.3", speed.Target(0.3, False, "test_loss")),
+    (" test_accuracy = 80% ", speed.Target(0.8, True, "test_accuracy")),
+])
+def test_a_speed_target_is_a_level_a_share_or_either_for_a_metric(spec, expected):
+    assert speed.parse_target(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["fast", "120%", "0%", "=0.9", "test_loss=", "nan", "inf"])
+def test_a_bad_speed_target_is_one_line_naming_the_option(spec):
+    with pytest.raises(UserError, match=r"^--speed-target .* is not a level \(0\.9\).*test_loss=0\.3\)$"):
+        speed.parse_target(spec, "--speed-target")
+
+
+def test_a_given_target_and_another_metric_against_a_hand_count():
+    """A level given (0.8) is used as is; a share (50%) of another metric's best mean final, a loss, is the best
+    divided by it; a metric the table lacks is refused in one line."""
+    values = {("a", 0): [0.1, 0.85, 0.9], ("a", 1): [0.1, 0.5, 0.8], ("b", 0): [0.1, 0.5, 0.6],
+              ("b", 1): [0.1, 0.82, 0.9]}
+    task = _curves(values, epochs=2)
+    task["test_loss"] = 1 - task["test_accuracy"]  # a: finals 0.1, 0.2 (mean 0.15); b: 0.4, 0.1 (0.25)
+    given = speed.analyse(task, "test_accuracy", stats.Settings(draws=500), target=speed.parse_target("0.8"))
+    (item,) = given.values()
+    assert item.target == 0.8 and item.chosen == "given"
+    assert item.runs.set_index(["arm", "seed"])["restricted"].to_dict() == {("a", 0): 1, ("a", 1): 2, ("b", 0): 2,
+                                                                            ("b", 1): 1}
+    assert item.runs["reached"].tolist() == [True, True, False, True]
+    (loss,) = speed.analyse(task, "test_accuracy", stats.Settings(draws=500),
+                            target=speed.parse_target("test_loss=50%")).values()
+    assert loss.metric == "test_loss" and loss.target == pytest.approx(0.15 / 0.5)
+    assert loss.chosen == "50% of the best mean final, the best divided by 0.5"
+    with pytest.raises(UserError, match="the speed target's metric 'val_loss' is not in the results"):
+        speed.analyse(task, "test_accuracy", stats.Settings(), target=speed.parse_target("val_loss=0.2"))

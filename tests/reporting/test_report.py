@@ -44,9 +44,11 @@ def test_results_files_agree(run_dir):
 
 def test_latex_is_booktabs_with_the_best_in_bold_and_escaped_names(run_dir):
     tex = (run_dir / "report.tex").read_text()
-    assert tex.count(r"\toprule") == 4 and tex.count(r"\bottomrule") == 4  # a summary and a speed table per task
+    # per task a summary, the time to target and the areas; and where a pair's curves separate, where
+    tables = 6 + tex.count("curves separate: the epochs")
+    assert tex.count(r"\toprule") == tables and tex.count(r"\bottomrule") == tables
     assert tex.count(r"\textbf{") == 2  # one best per summary
-    assert tex.count(" & best & ") == 4 and "Verdicts: best" in tex  # verdicts explained in the caption
+    assert tex.count(" & best & ") == 6 and "Verdicts: best" in tex  # summary, time, area; verdicts in captions
     assert tex.count("epochs to test accuracy") == 2
     assert "normal(stddev=0.1)" in tex and r"he\_normal" in tex and "he_normal" not in tex.replace(r"he\_normal", "")
     assert tex.count(r"$\Delta$ best (pp)") == 2  # the unit of the column that is not a fraction, in its header

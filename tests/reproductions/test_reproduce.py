@@ -215,3 +215,32 @@ def test_a_new_reproduction_is_one_folder(tmp_path):
     text = (tmp_path / "out" / "reproduction.md").read_text()
     assert text.startswith("# Reproduction: Toy & Example 2026") and "## Notes\n\nSmaller than the paper." in text
     assert "**1 of 1 claims held here.**" in text and tmp_path / "out" / "reproduction.md" in files
+
+
+def _depth_runs(he_epochs: float, xavier_epochs: float, seeds: int = 8) -> pd.DataFrame:
+    """He et al.'s two tasks, 6 epochs: each run's training accuracy rises from 0.1 to 0.95, crossing 0.9 near the
+    given epoch (jittered by seed); at depth 30 Xavier stays at chance."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for task in ("mnist-depth22", "mnist-depth30"):
+        for arm, cross in (("glorot_normal", xavier_epochs), ("he_normal", he_epochs)):
+            for seed in range(seeds):
+                at = cross + rng.uniform(-0.4, 0.4)
+                for epoch in range(7):
+                    value = 0.1 if task == "mnist-depth30" and arm == "glorot_normal" else (
+                        0.1 + 0.85 * min(1.0, epoch / at * 0.8 / 0.85) if epoch < at else 0.95)
+                    rows.append({"dataset": task, "model": "m", "arm": arm, "initializer": arm, "seed": seed,
+                                 "epoch": epoch, "train_accuracy": value, "diverged": False})
+    return pd.DataFrame(rows)
+
+
+def test_he2015s_speed_claim_holds_on_a_faster_he_and_fails_on_equal_speeds():
+    """Claim 2 (depth 22: both train, He gets there first) by the report's time-to-target verdicts: He crossing 0.9
+    at epoch 2 and Xavier at 4 holds; both at 3 does not (neither is *slower*)."""
+    from bench.reproductions.he2015_depth import claims
+
+    faster = claims.evaluate(_depth_runs(2.0, 4.0), None)
+    assert [f.held for f in faster] == [True, True], faster[1].measured
+    assert "Xavier minus He [+" in faster[1].measured
+    same = claims.evaluate(_depth_runs(3.0, 3.0), None)
+    assert not same[1].held and same[0].held

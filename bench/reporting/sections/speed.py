@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis import speed
-from bench.analysis.columns import higher_is_better
 from bench.reporting.analysed import Analysis, has_finished_runs
 from bench.reporting.record import RunRecord
 from bench.reporting.section import Figure, Section, View
@@ -18,8 +17,8 @@ def compute(results: pd.DataFrame, analysis: Analysis, record: RunRecord) -> dic
     """Task name -> its :class:`bench.analysis.speed.TaskSpeed` (none for runs of one epoch)."""
     if not record.has_curves():
         return {}
-    found = speed.analyse(results, analysis.summary, analysis.metric, analysis.settings, analysis.paired,
-                          analysis.settings.margin)
+    found = speed.analyse(results, analysis.metric, analysis.settings, analysis.paired, analysis.settings.margin,
+                          speed.parse_target(record.statistics.get("speed_target")))
     return {key[0]: item for key, item in found.items()}
 
 
@@ -69,10 +68,36 @@ def auc_table(item: speed.TaskSpeed, level: float) -> pd.DataFrame:
     })
 
 
+def separation_table(item: speed.TaskSpeed) -> pd.DataFrame:
+    """One row per pair whose curves' simultaneous bands separate somewhere: which is ahead, the first and last
+    epochs of separation, whether at the end, and the largest gap with its band."""
+    s = item.separations
+    scale, unit = points(item.metric)
+    return pd.DataFrame({
+        "ahead": s["ahead"], "behind": s["behind"], "first epoch apart": [f"{v:g}" for v in s["first"]],
+        "last epoch apart": [f"{v:g}" for v in s["last"]],
+        "apart at the end": ["yes" if v else "no" for v in s["at_end"]],
+        "largest gap [sim. band]": [f"{scale * g:+.2f}{unit} [{scale * lo:+.2f}, {scale * hi:+.2f}] at {at:g}"
+                                    for g, lo, hi, at in zip(s["largest"], s["low"], s["high"], s["at"])],
+    })
+
+
+def _separation_lines(item: speed.TaskSpeed, level: float) -> list[str]:
+    if item.separations is None:
+        return ["Runs not paired by seed: no bands of the curves' differences.", ""]
+    s = item.separations
+    words = (f"Every pair's difference of {title(item.metric)} at every evaluation (epochs {item.first:g}.."
+             f"{item.tau:g}) has a band, all of them holding together with probability {level:.0%} (max-T over "
+             f"pairs and evaluations, paired by seed: ±{s.attrs['c']:.2f} standard errors); a pair is apart where "
+             "its band excludes 0. Faster early and equal late: apart from the first epoch to the last, not at the "
+             "end.")
+    if s.empty:
+        return [f"No two curves are apart at any evaluation. {words}", ""]
+    return [separation_table(item).to_markdown(index=False), "", words, ""]
+
+
 def _said(item: speed.TaskSpeed) -> str:
-    share = f"{speed.FRACTION:.0%} of the best mean final" + ("" if higher_is_better(item.metric)
-                                                             else f" (the best divided by {speed.FRACTION})")
-    return f"{title(item.metric)} {item.target:.4g} ({share})"
+    return f"{title(item.metric)} {item.target:.4g} ({item.chosen})"
 
 
 def markdown(view: View) -> list[str]:
@@ -84,35 +109,52 @@ def markdown(view: View) -> list[str]:
     return [
         f"### Speed: epochs to {_said(item)}", "",
         time_table(item, level).to_markdown(index=False), "",
-        f"Each run's time is its first epoch at or past the target; a run that never gets there by epoch {item.tau} "
+        f"Each run's time is its first epoch at or past the target; a run that never gets there by epoch {item.tau:g} "
         f"(the end of training) is censored there, and so is one that diverged (it never gets there after "
         f"diverging). Median: Kaplan-Meier's with its {level:.0%} interval (not reached: fewer than half the runs "
-        f"got there). RMST: the restricted mean time, the mean of min(time, {item.tau}) epochs, which is the area "
-        f"under the Kaplan-Meier curve to epoch {item.tau}. Verdicts compare the RMSTs as the final metric is "
+        f"got there). RMST: the restricted mean time, the mean of min(time, {item.tau:g}) epochs, which is the area "
+        f"under the Kaplan-Meier curve to epoch {item.tau:g}. Verdicts compare the RMSTs as the final metric is "
         f"compared ({level:.0%} simultaneous max-T intervals, {paired}, the fastest picked from the same runs; "
         f"*equivalent* within {item.margin:g} epochs, {speed.SPEED_MARGIN:.0%} of training; *slower*: another "
         "initializer is significantly faster); intervals over seeds, conditional on the test set.", "",
         *view.image("time_to_target"), "",
         f"### Area under the learning curve: {title(item.metric)}", "",
         auc_table(item, level).to_markdown(index=False), "",
-        f"Each run's mean {title(item.metric)} over epochs {item.first}..{item.tau} (diverged epochs scored as an "
+        f"Each run's mean {title(item.metric)} over epochs {item.first:g}..{item.tau:g} (diverged epochs scored as an "
         "untrained network): a curve that gets there sooner has more area. Verdicts as above, in the metric's "
         "units with its margin.", "",
+        f"### Where the curves separate: {title(item.metric)}", "",
+        *_separation_lines(item, level),
     ]
+
+
+def _tex_table(table: pd.DataFrame, caption: str, align: str) -> list[str]:
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{caption}}}",
+             rf"\begin{{tabular}}{{{align}}}", r"\toprule",
+             " & ".join(tex_escape(c) for c in table.columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(tex_escape(str(v)) for v in row) + r" \\" for row in table.itertuples(index=False)]
+    return lines + [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
 
 
 def latex(view: View) -> list[str]:
     item = _item(view)
     if item is None:
         return []
-    table = time_table(item, view.analysis.settings.level)
-    lines = [r"\begin{table}[t]", r"\centering", r"\small",
-             rf"\caption{{{tex_escape(view.task)}: epochs to {tex_escape(_said(item))}, censored at epoch "
-             rf"{item.tau}; RMST: restricted mean time, verdicts from simultaneous max-T intervals.}}",
-             r"\begin{tabular}{l l r r r r}", r"\toprule",
-             " & ".join(tex_escape(c) for c in table.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(tex_escape(str(v)) for v in row) + r" \\" for row in table.itertuples(index=False)]
-    return lines + [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    level = view.analysis.settings.level
+    task = tex_escape(view.task)
+    lines = _tex_table(time_table(item, level),
+                       rf"{task}: epochs to {tex_escape(_said(item))}, censored at epoch {item.tau:g}; RMST: "
+                       "restricted mean time, verdicts from simultaneous max-T intervals.", "l l r r r r")
+    lines += _tex_table(auc_table(item, level),
+                        rf"{task}: area under the {tex_escape(title(item.metric))} curve (its mean height over epochs "
+                        rf"{item.first:g}--{item.tau:g}), verdicts from simultaneous max-T intervals.", "l l r r")
+    if item.separations is not None and not item.separations.empty:
+        lines += _tex_table(separation_table(item),
+                            rf"{task}: " + tex_escape(f"where the {title(item.metric)} curves separate: the epochs "
+                                                      f"where the simultaneous {level:.0%} band of the pair's "
+                                                      "difference excludes 0."),
+                            "l l r r l r")
+    return lines
 
 
 def console(view: View) -> str | None:
@@ -122,7 +164,7 @@ def console(view: View) -> str | None:
     table = time_table(item, view.analysis.settings.level)
     keep = [c for c in table.columns if not c.startswith("to the fastest")]
     return (f"{view.task}: epochs to {_said(item)}; RMST: mean epochs, a run that never gets there counted as "
-            f"{item.tau}; best: the fastest, slower: another is significantly faster, equivalent: within "
+            f"{item.tau:g}; best: the fastest, slower: another is significantly faster, equivalent: within "
             f"{item.margin:g} epochs\n" + table[keep].to_markdown(index=False, tablefmt="simple"))
 
 

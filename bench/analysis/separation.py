@@ -1,0 +1,129 @@
+"""Where two learning curves separate: simultaneous bands of every pair's difference at every evaluation.
+
+For a pair of initializers ``(i, j)`` and an evaluation ``t`` (an epoch, or a point within one), the paired
+differences over seeds ``d_st = y_ist - y_jst`` give a mean ``m_ijt`` and a standard error ``se_ijt``. One critical
+value ``c`` makes every band ``m_ijt +- c se_ijt``, all pairs at all evaluations, hold *together* with probability
+``level``: ``c`` is the ``level`` quantile of ``max_ijt |T_ijt|`` under the null of equal curves, from the two
+references the final-metric comparisons use (``bench.analysis.maxt``): normal seeds with the shrunk covariance of
+every (initializer, evaluation) column, and a smoothed bootstrap of the centred seeds, the larger quantile by
+quantile. The columns of one run are strongly correlated over epochs, which both references keep, so ``c`` is
+far below a Bonferroni bound over the evaluations.
+
+A pair *separates* at ``t`` where its band excludes 0; the report gives, per pair that separates anywhere, which
+is ahead, the first and the last evaluation where it is, and whether it still is at the end: "faster early, equal
+late" is a first and a last epoch with an interval behind each, not a reading of a plot. The family-wise error of
+"some pair separates somewhere" under equal curves is measured by simulation (``tests/analysis/test_separation.py``).
+
+A diverged run's curve is scored from its divergence on (``bench.analysis.scoring``); standard deviations are
+floored at the values' lattice (``bench.analysis.resolution``), as for the final metric. Runs are paired by seed
+(the suite's runs of one seed share data order); curves of unpaired runs get no bands.
+
+References: Hothorn, Bretz & Westfall 2008, Biometrical J. 50(3) (max-T); Montiel Olea & Plagborg-Møller 2019,
+J. Appl. Econometrics 34(1) (simultaneous sup-t bands).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis import maxt, resolution
+
+DRAWS = 2_000  # null draws: the (draws, seeds, columns) draws of a task of 8 initializers x 11 epochs fit in ~50 MB
+
+
+def _columns_of(curves: np.ndarray) -> np.ndarray:
+    """`(seeds, arms x evaluations)` from `(arms, seeds, evaluations)`: column ``a * E + t``."""
+    arms, seeds, evaluations = curves.shape
+    return curves.transpose(1, 0, 2).reshape(seeds, arms * evaluations)
+
+
+def _pairs(arms: int, evaluations: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(pairs,)` column indices ``(i E + t, j E + t)`` of every pair ``i < j`` at every evaluation ``t``."""
+    i, j = np.triu_indices(arms, 1)
+    t = np.arange(evaluations)
+    return (i[:, None] * evaluations + t).ravel(), (j[:, None] * evaluations + t).ravel()
+
+
+def _picking(values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> maxt.PairStats:
+    """Pair statistics that make ``bench.analysis.maxt``'s null draws test exactly the pairs ``(rows, cols)``
+    (it tests the pairs whose ``sd`` is above 0, ``rows < cols``)."""
+    k = values.shape[1]
+    picked = np.zeros((k, k))
+    picked[rows, cols] = 1.0
+    nothing = np.zeros((k, k))
+    return maxt.PairStats(tuple(range(k)), nothing, nothing, picked, nothing, nothing, nothing, nothing.astype(bool))
+
+
+def critical_value(curves: np.ndarray, level: float, rng: np.random.Generator, draws: int = DRAWS,
+                   floor: float | None = None) -> float:
+    """``c``: the ``level`` quantile of ``max |T|`` over every pair at every evaluation under equal curves.
+
+    Args:
+      curves: `(arms, seeds, evaluations)`, NaN where a run has no value.
+    """
+    arms, _, evaluations = curves.shape
+    values = _columns_of(curves)
+    floor = resolution.difference_floor(values) if floor is None else floor
+    rows, cols = _pairs(arms, evaluations)
+    picked = _picking(values, rows, cols)
+    root = maxt.covariance_root(values)
+    normal = maxt.null_pair_t(values, draws, rng, True, (), floor, observed=picked, root=root)[0]
+    smooth = maxt.smoothed_bootstrap_pair_t(values, draws, rng, (), floor, observed=picked, root=root)[0]
+    maxima = [np.sort(r.max(1)) if r.shape[1] else np.zeros(draws) for r in (normal, smooth)]
+    return float(np.quantile(np.maximum(*maxima), level))
+
+
+def bands(curves: np.ndarray, level: float, rng: np.random.Generator, draws: int = DRAWS,
+          floor: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(mean, half_width, c)``: every pair's mean difference `(arms, arms, evaluations)` (``[i, j]``: ``i``
+    minus ``j``) and its simultaneous band's half width ``c se``; NaN where fewer than two seeds have both runs.
+
+    Args:
+      curves: `(arms, seeds, evaluations)`.
+    """
+    arms, _, evaluations = curves.shape
+    values = _columns_of(curves)
+    floor = resolution.difference_floor(values) if floor is None else floor
+    c = critical_value(curves, level, rng, draws, floor)
+    rows, cols = _pairs(arms, evaluations)
+    mean, variance = maxt.paired_moments(values[None], rows, cols, floor)
+    i, j, t = rows // evaluations, cols // evaluations, rows % evaluations
+    diff, half = (np.full((arms, arms, evaluations), np.nan) for _ in range(2))
+    diff[i, j, t], diff[j, i, t] = mean[0], -mean[0]
+    half[i, j, t] = half[j, i, t] = c * np.sqrt(variance[0])
+    return diff, half, c
+
+
+def separations(curves: np.ndarray, names, epochs: np.ndarray, higher_is_better: bool, level: float,
+                rng: np.random.Generator, draws: int = DRAWS) -> pd.DataFrame:
+    """Per pair of initializers whose curves separate somewhere: one row with ``ahead, behind`` (the one whose
+    curve is better where they separate first), ``first, last`` (the first and last epochs where the band
+    excludes 0), ``epochs`` (how many evaluations it does), ``at_end`` (whether it does at the last), ``largest``
+    and its band (``low, high``: the difference ahead minus behind where it is largest, in the metric's direction,
+    with its simultaneous band); and the critical value in ``attrs["c"]``.
+
+    Args:
+      curves: `(arms, seeds, evaluations)` each run's curve (diverged epochs scored), NaN where a run is missing.
+      epochs: `(evaluations,)` the epoch of each evaluation.
+    """
+    diff, half, c = bands(curves, level, rng, draws)
+    sign = 1.0 if higher_is_better else -1.0
+    rows = []
+    for i, j in zip(*np.triu_indices(len(names), 1)):
+        with np.errstate(invalid="ignore"):
+            apart = np.abs(diff[i, j]) > half[i, j]
+        if not apart.any():
+            continue
+        where = np.flatnonzero(apart)
+        ahead, behind = (i, j) if sign * diff[i, j, where[0]] > 0 else (j, i)
+        gain = sign * diff[ahead, behind]
+        peak = int(np.nanargmax(np.where(apart, gain, -np.inf)))
+        rows.append({"ahead": names[ahead], "behind": names[behind], "first": float(epochs[where[0]]),
+                     "last": float(epochs[where[-1]]), "epochs": int(apart.sum()), "at_end": bool(apart[-1]),
+                     "largest": float(gain[peak]), "low": float(gain[peak] - half[i, j, peak]),
+                     "high": float(gain[peak] + half[i, j, peak]), "at": float(epochs[peak])})
+    out = pd.DataFrame(rows, columns=["ahead", "behind", "first", "last", "epochs", "at_end", "largest", "low",
+                                      "high", "at"])
+    out.attrs["c"] = c
+    return out
