@@ -11,7 +11,8 @@ far below a Bonferroni bound over the evaluations.
 
 A pair *separates* at ``t`` where its band excludes 0; the report gives, per pair that separates anywhere, which
 is ahead, the first and the last evaluation where it is, and whether it still is at the end: "faster early, equal
-late" is a first and a last epoch with an interval behind each, not a reading of a plot. The family-wise error of
+late" is a first and a last epoch with an interval behind each, not a reading of a plot; curves that cross (one
+ahead early, the other late) get a row each way. The family-wise error of
 "some pair separates somewhere" under equal curves is measured by simulation (``tests/analysis/test_separation.py``).
 
 A diverged run's curve is scored from its divergence on (``bench.analysis.scoring``); standard deviations are
@@ -29,7 +30,9 @@ import pandas as pd
 
 from bench.analysis import maxt, resolution
 
-DRAWS = 2_000  # null draws: the (draws, seeds, columns) draws of a task of 8 initializers x 11 epochs fit in ~50 MB
+DRAWS = 2_000  # null draws of the critical value
+BATCH_FLOATS = 20_000_000  # the null is drawn in batches of draws whose columns' cross products hold this many floats
+MAX_ARMS = 12  # more initializers than this (a grid's arms): no bands (66 pairs already; the table would not be read)
 
 
 def _columns_of(curves: np.ndarray) -> np.ndarray:
@@ -68,9 +71,12 @@ def critical_value(curves: np.ndarray, level: float, rng: np.random.Generator, d
     rows, cols = _pairs(arms, evaluations)
     picked = _picking(values, rows, cols)
     root = maxt.covariance_root(values)
-    normal = maxt.null_pair_t(values, draws, rng, True, (), floor, observed=picked, root=root)[0]
-    smooth = maxt.smoothed_bootstrap_pair_t(values, draws, rng, (), floor, observed=picked, root=root)[0]
-    maxima = [np.sort(r.max(1)) if r.shape[1] else np.zeros(draws) for r in (normal, smooth)]
+    batch = max(1, min(draws, BATCH_FLOATS // values.shape[1] ** 2))
+    maxima = []
+    for reference in (maxt.null_pair_t, maxt.smoothed_bootstrap_pair_t):
+        t = [reference(values, min(batch, draws - start), rng, floor=floor, observed=picked, root=root)[0]
+             for start in range(0, draws, batch)]
+        maxima.append(np.sort(np.concatenate([part.max(1) if part.shape[1] else np.zeros(len(part)) for part in t])))
     return float(np.quantile(np.maximum(*maxima), level))
 
 
@@ -95,13 +101,21 @@ def bands(curves: np.ndarray, level: float, rng: np.random.Generator, draws: int
     return diff, half, c
 
 
+def _first_ahead(diff: np.ndarray, half: np.ndarray, sign: float, ahead: int, behind: int) -> float:
+    """The first evaluation where ``ahead``'s curve is apart from ``behind``'s and better (inf: none)."""
+    with np.errstate(invalid="ignore"):
+        where = np.flatnonzero(sign * diff[ahead, behind] > half[ahead, behind])
+    return float(where[0]) if where.size else np.inf
+
+
 def separations(curves: np.ndarray, names, epochs: np.ndarray, higher_is_better: bool, level: float,
                 rng: np.random.Generator, draws: int = DRAWS) -> pd.DataFrame:
-    """Per pair of initializers whose curves separate somewhere: one row with ``ahead, behind`` (the one whose
-    curve is better where they separate first), ``first, last`` (the first and last epochs where the band
-    excludes 0), ``epochs`` (how many evaluations it does), ``at_end`` (whether it does at the last), ``largest``
-    and its band (``low, high``: the difference ahead minus behind where it is largest, in the metric's direction,
-    with its simultaneous band); and the critical value in ``attrs["c"]``.
+    """Per pair of initializers whose curves separate somewhere, and per direction: one row with ``ahead, behind``
+    (curves that cross give two rows, the one ahead first listed first), ``first, last`` (the first and last
+    epochs where the band excludes 0 with ``ahead`` better), ``epochs`` (how many evaluations it does), ``at_end``
+    (whether it does at the last), ``largest`` and its band (``low, high``: the difference ahead minus behind where
+    it is largest, in the metric's direction, with its simultaneous band, at epoch ``at``); and the critical value
+    in ``attrs["c"]``.
 
     Args:
       curves: `(arms, seeds, evaluations)` each run's curve (diverged epochs scored), NaN where a run is missing.
@@ -111,18 +125,18 @@ def separations(curves: np.ndarray, names, epochs: np.ndarray, higher_is_better:
     sign = 1.0 if higher_is_better else -1.0
     rows = []
     for i, j in zip(*np.triu_indices(len(names), 1)):
-        with np.errstate(invalid="ignore"):
-            apart = np.abs(diff[i, j]) > half[i, j]
-        if not apart.any():
-            continue
-        where = np.flatnonzero(apart)
-        ahead, behind = (i, j) if sign * diff[i, j, where[0]] > 0 else (j, i)
-        gain = sign * diff[ahead, behind]
-        peak = int(np.nanargmax(np.where(apart, gain, -np.inf)))
-        rows.append({"ahead": names[ahead], "behind": names[behind], "first": float(epochs[where[0]]),
-                     "last": float(epochs[where[-1]]), "epochs": int(apart.sum()), "at_end": bool(apart[-1]),
-                     "largest": float(gain[peak]), "low": float(gain[peak] - half[i, j, peak]),
-                     "high": float(gain[peak] + half[i, j, peak]), "at": float(epochs[peak])})
+        for ahead, behind in sorted([(i, j), (j, i)], key=lambda pair: _first_ahead(diff, half, sign, *pair)):
+            gain = sign * diff[ahead, behind]
+            with np.errstate(invalid="ignore"):
+                apart = (np.abs(gain) > half[i, j]) & (gain > 0)
+            if not apart.any():
+                continue
+            where = np.flatnonzero(apart)
+            peak = int(np.nanargmax(np.where(apart, gain, -np.inf)))
+            rows.append({"ahead": names[ahead], "behind": names[behind], "first": float(epochs[where[0]]),
+                         "last": float(epochs[where[-1]]), "epochs": int(apart.sum()), "at_end": bool(apart[-1]),
+                         "largest": float(gain[peak]), "low": float(gain[peak] - half[i, j, peak]),
+                         "high": float(gain[peak] + half[i, j, peak]), "at": float(epochs[peak])})
     out = pd.DataFrame(rows, columns=["ahead", "behind", "first", "last", "epochs", "at_end", "largest", "low",
                                       "high", "at"])
     out.attrs["c"] = c

@@ -68,7 +68,8 @@ class TaskSpeed:
         better) and of the areas (the metric's direction; with each area's mean and its Student t interval,
         ``mean_low, mean_high``).
       separations: per pair whose curves' simultaneous bands separate somewhere, where
-        (``bench.analysis.separation.separations``); None for unpaired runs.
+        (``bench.analysis.separation.separations``); None for unpaired runs or more than
+        ``separation.MAX_ARMS`` initializers.
     """
 
     metric: str
@@ -183,7 +184,8 @@ def task_speed(task: pd.DataFrame, metric: str, target: float, score: float, set
             **{metric: (metric, "mean"), "diverged": ("diverged", "max")}).assign(diverged=False)
     curves = stats.run_curves(task, metric, target, score)
     names = list(dict.fromkeys(task["arm"]))
-    apart = _separations(task, metric, score, names, settings) if paired else None
+    apart = _separations(task, metric, score, names, settings) if paired and len(names) <= separation.MAX_ARMS \
+        else None
     reached = curves["epochs_to_threshold"].notna()
     runs = pd.DataFrame({"arm": curves["arm"], "seed": curves["seed"], "time": curves["epochs_to_threshold"],
                          "reached": reached, "restricted": curves["epochs_to_threshold"].fillna(tau).clip(upper=tau),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.analysis import speed
+from bench.analysis import separation, speed
 from bench.reporting.analysed import Analysis, has_finished_runs
 from bench.reporting.record import RunRecord
 from bench.reporting.section import Figure, Section, View
@@ -84,13 +84,15 @@ def separation_table(item: speed.TaskSpeed) -> pd.DataFrame:
 
 def _separation_lines(item: speed.TaskSpeed, level: float) -> list[str]:
     if item.separations is None:
-        return ["Runs not paired by seed: no bands of the curves' differences.", ""]
+        why = (f"more than {separation.MAX_ARMS} initializers ({len(item.arms)})" if len(item.arms) >
+               separation.MAX_ARMS else "runs not paired by seed")
+        return [f"No bands of the curves' differences: {why}.", ""]
     s = item.separations
     words = (f"Every pair's difference of {title(item.metric)} at every evaluation (epochs {item.first:g}.."
              f"{item.tau:g}) has a band, all of them holding together with probability {level:.0%} (max-T over "
              f"pairs and evaluations, paired by seed: ±{s.attrs['c']:.2f} standard errors); a pair is apart where "
-             "its band excludes 0. Faster early and equal late: apart from the first epoch to the last, not at the "
-             "end.")
+             "its band excludes 0. Apart early and not at the end: faster early, equal late; a pair listed both ways: "
+             "the curves cross.")
     if s.empty:
         return [f"No two curves are apart at any evaluation. {words}", ""]
     return [separation_table(item).to_markdown(index=False), "", words, ""]
