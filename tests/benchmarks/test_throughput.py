@@ -6,6 +6,7 @@
 so loop, scan and vmap can be compared within one run of one machine.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 import pytest
 
 import initjax
+from bench import models
 from bench.studies import notebook_job, peers, perf
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,6 +87,29 @@ def test_grid_epoch(benchmark, layout):
     seconds = benchmark.stats.stats.min if benchmark.stats else float("nan")
     benchmark.extra_info.update(models=s.n_models, seed_epochs_per_s=s.n_models / seconds,
                                 layout=f"{s.n_inits} arms x {s.n_models // s.n_inits} seeds")
+
+
+@pytest.mark.parametrize("evals_per_epoch", [1, 4])
+def test_evaluations_within_epochs(benchmark, evals_per_epoch):
+    """The default preset's digits task (8 initializers x 32 seeds, 10 epochs) evaluated once or 4 times an epoch
+    (``--evals-per-epoch``): ``extra_info`` holds the training and evaluation seconds of each, to compare within
+    one run (measured 1.65x on the whole preset, docs/performance-log.md)."""
+    from bench.data import datasets
+    from bench.experiments import presets
+    from bench.training.train import train_task
+
+    experiment = presets.get("default")
+    config = dataclasses.replace(experiment.train, evals_per_epoch=evals_per_epoch)
+    dataset = datasets.load("digits")
+    model = models.mlp_for(dataset.n_features, dataset.n_classes, (64, 64))
+    inits = {name: initjax.get(name) for name in experiment.initializers}
+
+    def run():
+        return train_task(dataset, model, inits, range(32), config, progress=False, keep_params=False).train_s
+
+    run()  # compiled once (the persistent cache keeps it)
+    seconds = benchmark.pedantic(run, rounds=3, iterations=1)
+    benchmark.extra_info.update(evals_per_epoch=evals_per_epoch, train_s=seconds)
 
 
 def test_notebook_job(benchmark):
