@@ -2,10 +2,11 @@
 the area under the learning curve.
 
 **Time to target.** For a target on the ranked metric (by default :data:`FRACTION` of the task's best mean final
-value: 95% of the best accuracy, the best loss / 0.95), each run's time is the first epoch at or past it
-(``bench.analysis.stats.run_curves``). A run that never reaches it is censored at the end of training ``tau``. A
-run that diverged counts from its divergence on as an untrained network (``bench.analysis.scoring``): it never
-reaches the target after diverging, so it is censored at ``tau`` too, not at its divergence (censoring it there
+value: 95% of the best accuracy, the best loss / 0.95; or as :func:`parse_target` reads a user's: a level, another
+share, another metric), each run's time is the first epoch (or fraction of one, with evaluations within epochs) at
+or past it (``bench.analysis.stats.run_curves``). A run that never reaches it is censored at the end of training
+``tau``. A run that diverged counts from its divergence on as an untrained network (``bench.analysis.scoring``): it
+never reaches the target after diverging, so it is censored at ``tau`` too, not at its divergence (censoring it there
 would treat the diverged run as one that might still get there, which favours the initializer that diverges).
 Censoring is therefore administrative only, at one known time, and every run's *restricted* time ``min(T, tau)``
 is observed. Per initializer:
