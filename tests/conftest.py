@@ -1,5 +1,4 @@
-"""Shared set-up: tests run on the CPU, whatever accelerator the machine has, compile with LLVM at optimization level
-0 (quicker to compile; the comparisons hold for programs compiled alike), and keep the suite's cache
+"""Shared set-up: tests run on the CPU, whatever accelerator the machine has, and keep the suite's cache
 (finished chunks and checkpoints, ``bench.training.resume.cache_root``) in each test's own folder, never the user's;
 JAX's persistent compilation cache in one folder of the session's, shared by its pytest-xdist workers (a program one
 worker compiled, the other loads)."""
@@ -21,17 +20,6 @@ if _run.isalnum():
     os.environ["JAX_COMPILATION_CACHE_DIR"] = str(_xla)
 else:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="initjax-xla-")
-
-
-def pytest_configure(config):
-    """XLA compiles the tests' programs with LLVM at optimization level 0 (before any JAX backend starts: it reads
-    ``XLA_FLAGS`` then; subprocesses inherit it): most tests spend their time compiling small programs, and this
-    takes 29% off those (tests/training and tests/models: 137 s -> 97 s on two workers). What the tests compare
-    are programs compiled alike, or references within tolerances. Not when timing (``--benchmark-enable``): the
-    benchmarks, like every ``python -m bench``, compile at XLA's own level."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if not config.getoption("benchmark_enable", default=False) and "xla_backend_optimization_level" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
 
 
 @pytest.fixture(autouse=True)
