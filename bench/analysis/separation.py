@@ -30,7 +30,7 @@ import pandas as pd
 
 from bench.analysis import maxt, resolution
 
-DRAWS = 2_000  # null draws of the critical value
+DRAWS = 10_000  # null draws of the critical value (the report passes ``stats.Settings.draws``)
 BATCH_FLOATS = 20_000_000  # the null is drawn in batches of draws whose columns' cross products hold this many floats
 MAX_ARMS = 12  # more initializers than this (a grid's arms): no bands (66 pairs already; the table would not be read)
 

@@ -234,7 +234,7 @@ def _separations(task: pd.DataFrame, metric: str, score: float, names: list[str]
     curves = table.to_numpy(np.float64).reshape(len(names), len(seeds), table.shape[1])
     rng = stats.group_rng(settings.seed, *task[TASK].iloc[0], metric, "separation")
     return separation.separations(curves, names, table.columns.to_numpy(np.float64), higher_is_better(metric),
-                                  settings.level, rng)
+                                  settings.level, rng, settings.draws)
 
 
 def analyse(results: pd.DataFrame, metric: str, settings: stats.Settings, paired: bool = True,

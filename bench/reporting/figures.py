@@ -357,14 +357,16 @@ def transfer(found: dict, metric: str) -> plt.Figure:
 def time_to_target(runs: pd.DataFrame, dataset: str, metric: str, target: float, first: int, tau: int,
                    level: float = 0.95) -> plt.Figure:
     """The share of each initializer's runs at the target by each epoch (the Kaplan-Meier estimate: runs censored
-    only at the end of training), a step curve with its pointwise Wilson band; fastest (lowest RMST) first.
+    only at the end of training), a step curve with its pointwise Wilson band; fastest (lowest RMST) first. The
+    curves step at every time a run reached the target (a fraction of an epoch with evaluations within epochs).
 
     Args:
       runs: ``bench.analysis.speed.TaskSpeed.runs``: ``arm, time`` (NaN: never), ``restricted``.
     """
     from scipy import stats as sps
 
-    epochs = np.arange(first, tau + 1)
+    reached = runs["time"].to_numpy(np.float64)
+    epochs = np.unique(np.concatenate([[first, tau], reached[np.isfinite(reached) & (reached <= tau)]]))
     order = runs.groupby("arm", sort=False)["restricted"].mean().sort_values(kind="stable").index
     names, left_out = shown(list(order), {name: name for name in order})
     styles = arm_styles(runs["arm"])  # the experiment's order: each initializer its colour in every figure
@@ -385,7 +387,7 @@ def time_to_target(runs: pd.DataFrame, dataset: str, metric: str, target: float,
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="lower right")
     ax.set_title(f"{dataset}: epochs to {_label(metric)} {target:.4g}" + (f" ({left_out})" if left_out else "")
-                 + f"\ncensored at epoch {tau}; {level:.0%} Wilson bands", fontsize=10)
+                 + f"\ncensored at epoch {tau:g}; {level:.0%} Wilson bands", fontsize=10)
     return fig
 
 

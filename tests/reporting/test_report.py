@@ -408,6 +408,22 @@ def test_the_performance_profile_is_exact_and_zooms_where_the_runs_that_trained_
     assert low <= trained.min() < low + 0.1 and high == pytest.approx(profile.index.max())
 
 
+def test_time_to_target_figure_steps_at_every_time_a_run_reached_the_target():
+    """With evaluations within epochs the Kaplan-Meier curve steps at quarter epochs, at the share counted by hand."""
+    from bench.reporting import figures
+
+    runs = pd.DataFrame({"arm": ["a"] * 4 + ["b"] * 4,
+                         "time": [0.25, 1.5, 1.5, np.nan, 2.75, np.nan, np.nan, np.nan]})
+    runs["restricted"] = runs["time"].fillna(3.0)
+    fig = figures.time_to_target(runs, "toy", "test_accuracy", 0.9, 0, 3.0)
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    for arm, times in (("a", [0.25, 1.5, 1.5, np.nan]), ("b", [2.75, np.nan, np.nan, np.nan])):
+        x, y = lines[arm].get_xdata(), lines[arm].get_ydata()
+        for at in (0.25, 1.5, 2.75, 3.0):
+            assert y[np.flatnonzero(x <= at)[-1]] == pytest.approx(np.mean(np.array(times) <= at))
+    assert "censored at epoch 3;" in fig.axes[0].get_title()
+
+
 def test_a_figure_is_laid_out_once_and_drawn_once_per_format(tmp_path, monkeypatch):
     """The PDF keeps the PNG's layout: the bytes matplotlib's own placeholder engine gives, one draw fewer."""
     import io
