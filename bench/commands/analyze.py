@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from bench.commands.arguments import FORMATS, add_speed_target, floating, names, setting
+from bench.commands.arguments import add_format, add_speed_target, floating, setting
 
 NAME = "analyze"
 HELP = "the report of runs trained elsewhere, from a table of one row per run (or per run and epoch)"
@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_speed_target(parser)
     parser.add_argument("--out", required=True, help="folder to write the report to")
     parser.add_argument("--force", dest="overwrite", action="store_true", help="overwrite a report in --out")
-    parser.add_argument("--format", type=names, default=list(FORMATS), help=f"comma-separated, of {','.join(FORMATS)}")
+    add_format(parser)
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:

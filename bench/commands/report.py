@@ -6,7 +6,7 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from bench.commands.arguments import FORMATS, add_speed_target, existing_folder, floating, names
+from bench.commands.arguments import add_format, add_speed_target, existing_folder, floating
 
 NAME = "report"
 HELP = "re-render the report of a finished run, without training"
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--force", dest="overwrite", action="store_true",
                         help="with --out: overwrite the report found there")
-    parser.add_argument("--format", type=names, default=list(FORMATS), help=f"comma-separated, of {','.join(FORMATS)}")
+    add_format(parser)
     parser.add_argument(
         "--metric",
         help="metric to rank and test (default test_accuracy; test_r2 for regression; test_loss for language models)",

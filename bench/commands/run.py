@@ -7,7 +7,7 @@ import shlex
 import sys
 
 from bench.commands import fields, launching
-from bench.commands.arguments import add_assignments, add_speed_target, default_out, floating, integer
+from bench.commands.arguments import add_assignments, add_format, add_speed_target, default_out, floating, integer
 from bench.errors import UserError
 
 NAME = "run"
@@ -59,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="intervals over seeds only, conditional on this test set (default: count its sampling error)",
     )
     add_speed_target(parser)
+    add_format(parser, "; md,csv: no figures")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
         "--chunk", type=integer, help="seeds trained at once, with every initializer (default: from memory)"
@@ -82,7 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.reporting import drawing
 
-    drawing.warm()  # the figure workers import matplotlib while this process imports JAX and trains
+    if {"png", "pdf"} & set(args.format):
+        drawing.warm()  # the figure workers import matplotlib while this process imports JAX and trains
     from bench import store
     from bench.experiments import experiment_file, presets
     from bench.experiments.runner import run_experiment
@@ -136,6 +138,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
         margin=args.margin,
         fixed_test_set=args.fixed_test_set,
         speed_target=args.speed_target,
+        formats=args.format,
     )
     if not devices.is_main_process():
         return 0
@@ -143,7 +146,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     print(render.console(outcome.record, outcome.analysis))
     print(
         f"\n{outcome.record.runs} runs in {outcome.record.wall_s:.1f} s "
-        f"(compile {outcome.record.compile_s:.1f} s); report: {outcome.files[-1]}"
+        f"(compile {outcome.record.compile_s:.1f} s); report: {outcome.files[-1] if outcome.files else out}"
     )
     return 0
 

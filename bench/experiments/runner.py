@@ -175,6 +175,7 @@ def run_experiment(
     margin: float | None = None,
     fixed_test_set: bool = False,
     speed_target: str | None = None,
+    formats: Sequence[str] = FORMATS,
 ) -> Outcome:
     """Trains every task of ``experiment``, analyses the runs and writes the report to ``out`` (if given).
 
@@ -184,7 +185,8 @@ def run_experiment(
     and checkpoints (every ``checkpoint_every`` seconds) are kept in the cache folder
     (``bench.training.resume.cache_root``: ``$INITJAX_CACHE``, else the user cache directory)
     and a rerun of the same experiment resumes from them; ``fresh`` forgets them first. ``speed_target``: the
-    report's time-to-target level (``bench.analysis.speed.parse_target``; None: 95% of the best mean final).
+    report's time-to-target level (``bench.analysis.speed.parse_target``; None: 95% of the best mean final);
+    ``formats``: the report's files (``bench.reporting.FORMATS``; ``("md", "csv")``: no figures).
     With several JAX processes (``--distributed``) every process trains its chunks and only process 0 writes files.
 
     Raises:
@@ -205,6 +207,7 @@ def run_experiment(
     if margin is not None and not margin >= 0:
         raise UserError(f"{option('margin')} must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {margin}")
     speed.parse_target(speed_target, option("speed_target"))  # before any training
+    report.check_formats(formats)
     with contextlib.ExitStack() as held:
         stage = None
         if out is not None:  # every process keeps its finished chunks there; one run at a time
@@ -214,11 +217,12 @@ def run_experiment(
                 stage.dropped.add("figures/")  # the previous report's: of other runs
         return _train_and_write(experiment, initializers, out, stage, progress, command, baseline, data_dir,
                                 download, chunk, max_memory, fresh, checkpoint_every, margin, fixed_test_set, start,
-                                speed_target)
+                                speed_target, formats)
 
 
 def _train_and_write(experiment, initializers, out, stage, progress, command, baseline, data_dir, download, chunk,
-                     max_memory, fresh, checkpoint_every, margin, fixed_test_set, start, speed_target) -> Outcome:
+                     max_memory, fresh, checkpoint_every, margin, fixed_test_set, start, speed_target,
+                     formats) -> Outcome:
     """:func:`run_experiment` once the input is checked and the output folder is held."""
     runs = RunIndex(experiment.data_seeds).numbers(experiment.seeds)  # bench.training.runs
     arms = experiment.arms(list(initializers))
@@ -244,7 +248,7 @@ def _train_and_write(experiment, initializers, out, stage, progress, command, ba
                                       language_model=loss_spec(model, loss) in losses.SEQUENCE)
         if result.outcomes is not None:
             test_outcomes[task.name] = outcomes.as_stored({"names": list(arms), "seeds": runs, **result.outcomes})
-        if stage is not None and number < len(experiment.tasks):
+        if stage is not None and number < len(experiment.tasks) and report.image_formats(formats):
             # its figures are drawn while the next tasks train (the report keeps those it would draw alike)
             early.append(report.draw_early(stage.path, _column_order(_with_factors(frames[-1], arms)), task.name,
                                            tasks[task.name], settings))
@@ -258,7 +262,7 @@ def _train_and_write(experiment, initializers, out, stage, progress, command, ba
     try:
         analysis, files = write_report(stage.path, results, record, test_outcomes, baseline=baseline,
                                        early=[drawn for drawn in early if drawn is not None], previous=out,
-                                       dropped=stage.dropped, measure_peak=True)
+                                       dropped=stage.dropped, measure_peak=True, formats=formats)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted while writing the report (the previous one in {out} is as it was); every run "
                           f"is saved in {resume.cache_root()}: rerun the same command to write it (nothing is "

@@ -67,23 +67,21 @@ def write(
     Raises:
       UserError: unknown format, metric or baseline.
     """
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise UserError(f"unknown report format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+    check_formats(formats)
     out_dir = Path(out_dir)
     settings = settings_of(record, margin, fixed_test_set, statistic)
     metric = metric or ranked_metric(results, record.tasks)
     check_options(results, metric, baseline, settings, paired)  # before any figure is drawn
-    image_formats = _figure_folder(out_dir, formats)
+    images = _figure_folder(out_dir, formats)
     started = []  # (figures, their drawing): of the runs alone, drawn while the statistics are computed, then of
     # the comparisons, then of the rest
 
     previous = Path(previous) if previous is not None else out_dir
 
     def draw(analysed: Compared | Analysis, stage: Stage) -> None:
-        shown = figure_plan.plan(out_dir, results, analysed, list(record.tasks), (stage,), image_formats, previous,
+        shown = figure_plan.plan(out_dir, results, analysed, list(record.tasks), (stage,), images, previous,
                                  dropped, sections)
-        started.append((shown, drawing.draw(shown.jobs, image_formats, started=early if stage == "runs" else ())))
+        started.append((shown, drawing.draw(shown.jobs, images, started=early if stage == "runs" else ())))
 
     draw(Compared(metric, None, paired, settings), "runs")
     analysis = analyse(results, metric, baseline, paired, settings,
@@ -110,17 +108,29 @@ def write(
     return analysis, files
 
 
+def check_formats(formats: Sequence[str]) -> None:
+    """Raises UserError, naming it, if a format is not one of ``FORMATS``."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise UserError(f"unknown report format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+
+
+def image_formats(formats: Sequence[str]) -> tuple[str, ...]:
+    """The figures' formats among ``formats``."""
+    return tuple(f for f in ("png", "pdf") if f in formats)
+
+
 def _figure_folder(out_dir: Path, formats: Sequence[str]) -> tuple[str, ...]:
     """The image formats asked for, once ``out_dir/figures`` exists (the figure workers warming up meanwhile)."""
-    image_formats = tuple(f for f in ("png", "pdf") if f in formats)
-    if image_formats:
+    images = image_formats(formats)
+    if images:
         drawing.warm()  # the workers import matplotlib while the statistics are computed
         try:
             (out_dir / "figures").mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise UserError(f"cannot write figures to {out_dir / 'figures'}: {error.strerror}; "
                             f"choose another folder or {option('format', 'md,csv')}") from None
-    return image_formats
+    return images
 
 
 def _texts(formats, results, record, analysis, links, calibration: Path, shipped, sections) -> dict[str, str]:
@@ -152,7 +162,7 @@ def draw_early(out_dir: str | Path, task_results: pd.DataFrame, task: str, task_
         (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
-    image_formats = tuple(f for f in ("png", "pdf") if f in FORMATS)
+    images = image_formats(FORMATS)
     compared = Compared(ranked_metric(task_results, {task: task_info}), None, True, settings)
-    shown = figure_plan.plan(out_dir, task_results, compared, [task], ("runs",), image_formats)
-    return drawing.draw(shown.jobs, image_formats)
+    shown = figure_plan.plan(out_dir, task_results, compared, [task], ("runs",), images)
+    return drawing.draw(shown.jobs, images)

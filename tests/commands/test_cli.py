@@ -43,6 +43,7 @@ def test_list_shows_every_initializer_preset_and_dataset(capsys):
         (["run", "--lr", "1e-3,1e-3"], "lists a value twice"),
         (["run", "--init-scale", "logspace(0, 1, 3)"], "LOW, HIGH > 0"),
         (["run", "--initializers", "he_norml"], "did you mean he_normal"),
+        (["run", "--format", "md,svg"], "unknown report format 'svg'; choose from md, tex, png, pdf, csv"),
         (["run", "--initializers", "normal(stddev=0.1"], "unclosed bracket"),
         (["run", "--initializers", "normal(sd=1)"], "bad arguments"),
         (["run", "--initializers", "he_normal,kaiming_normal"], "listed twice"),

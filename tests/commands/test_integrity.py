@@ -31,6 +31,7 @@ from initjax import spec
 REPO = Path(__file__).parents[2]
 SMOKE = ["run", "default", "--smoke", "--datasets", "synthetic", "--initializers", "he_normal,zeros", "--seeds", "3",
          "--no-progress"]
+NO_FIGURES = ["--format", "md,csv"]  # half of a small run's CPU, where figures are not what is tested
 
 
 def _flips(raw: bytes):
@@ -308,7 +309,7 @@ def test_a_damaged_compiled_program_is_compiled_again(tmp_path):
     """A bit flipped in an entry of the persistent compilation cache made every later run die by SIGSEGV or
     SIGILL; the entry's checksum fails, it is removed and compiled again."""
     env = {**os.environ, "INITJAX_CACHE": str(tmp_path / "cache"), "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "xla")}
-    command = [sys.executable, "-m", "bench", *SMOKE, "--out", str(tmp_path / "o")]
+    command = [sys.executable, "-m", "bench", *SMOKE, "--out", str(tmp_path / "o"), *NO_FIGURES]
     assert subprocess.run(command, env=env, cwd=REPO, capture_output=True, timeout=600).returncode == 0
     first = pd.read_csv(tmp_path / "o" / "results.csv")
     entries = sorted((tmp_path / "xla" / "initjax").glob("*-cache"))
@@ -390,7 +391,7 @@ def test_ctrl_c_at_any_moment_says_one_line_and_a_rerun_finishes_the_same_result
 
     command = [sys.executable, "-m", "bench", *SMOKE]
     reference_env = {**os.environ, "INITJAX_CACHE": str(tmp_path / "reference-cache")}
-    done = subprocess.run([*command, "--out", str(tmp_path / "reference")], env=reference_env, cwd=REPO,
+    done = subprocess.run([*command, "--out", str(tmp_path / "reference"), *NO_FIGURES], env=reference_env, cwd=REPO,
                           capture_output=True, timeout=600)
     assert done.returncode == 0, done.stderr
     reference = pd.read_csv(tmp_path / "reference" / "results.csv")
@@ -409,8 +410,8 @@ def test_ctrl_c_at_any_moment_says_one_line_and_a_rerun_finishes_the_same_result
         if process.returncode == 130:
             interrupted += 1
             assert len(said) == 1 and said[0].startswith("bench: interrupted"), (moment, err)
-            rerun = subprocess.run([*command, "--out", str(out)], env=env, cwd=REPO, capture_output=True, text=True,
-                                   timeout=600)
+            rerun = subprocess.run([*command, "--out", str(out), *NO_FIGURES], env=env, cwd=REPO,
+                                   capture_output=True, text=True, timeout=600)
             assert rerun.returncode == 0, (moment, rerun.stderr)
         pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), reference)  # a run it let finish: as is
     assert interrupted >= 2  # the moments reach from the imports into the work

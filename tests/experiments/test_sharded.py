@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow  # processes of their own: the second CI step
 REPO = Path(__file__).resolve().parents[2]
 # 2 tasks x 3 chunks of 1 seed x 2 initializers, 1 epoch (--smoke), a checkpoint after every epoch
 STUDY = ["default", "--smoke", "--seeds", "3", "--initializers", "he_normal,orthogonal", "--chunk", "1",
-         "--checkpoint-every", "0", "--no-progress"]
+         "--checkpoint-every", "0", "--no-progress", "--format", "md,csv"]
 
 
 def _env(cache: Path) -> dict:

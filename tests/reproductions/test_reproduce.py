@@ -208,7 +208,7 @@ def test_a_new_reproduction_is_one_folder(tmp_path):
     def run(experiment, out):  # what `bench reproduce` passes: train and report
         from bench.experiments.runner import run_experiment
 
-        return run_experiment(experiment, out, progress=False)
+        return run_experiment(experiment, out, progress=False, formats=("md", "csv"))
 
     findings, files = reproduce(toy, tmp_path / "out", run, "test")
     assert [f.held for f in findings] == [True]

@@ -24,9 +24,11 @@ from bench.training import memory, resume
 
 REPO = Path(__file__).resolve().parents[2]
 # 2 tasks x 2 chunks of 1 seed x 3 initializers (one draws a QR, one is a scheme), 3 epochs, a checkpoint after
-# every epoch
+# every epoch; no figures (half of a small run's CPU), but where they are what is tested
 ARGS = ["run", "default", "--smoke", "--initializers", "he_normal,orthogonal,lsuv", "--epochs", "3", "--chunk", "1",
-        "--checkpoint-every", "0", "--no-progress"]
+        "--checkpoint-every", "0", "--no-progress", "--format", "md,csv"]
+FIGURES = ["--format", "md,csv,png"]
+TEXT = ("md", "csv")  # the report's formats in the tests run here
 
 # Runs the CLI in a process that SIGKILLs itself at the `count`-th call of `target` ("before" or "after" it),
 # or raises KeyboardInterrupt there ("interrupt", as Ctrl-C does), with `lanes` chunks trained at once (1: in
@@ -72,9 +74,9 @@ def _bench(out, *extra, **env):
     return proc
 
 
-def _killed(out, module, name, when, count, lanes=1, **env):
+def _killed(out, module, name, when, count, lanes=1, extra=(), **env):
     proc = subprocess.run([sys.executable, "-c", KILLER, module, name, when, str(count), str(lanes), *ARGS, "--out",
-                           str(out)], cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=600)
+                           str(out), *extra], cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=600)
     expected = 0 if count > 10**6 else 130 if when == "interrupt" else -signal.SIGKILL
     assert proc.returncode == expected, (proc.returncode, proc.stderr[-2000:])
     return proc
@@ -89,6 +91,7 @@ def whole_run(tmp_path_factory) -> Path:
     out = whole / "report"
     assert "2 chunks at a time" in _bench(out, INITJAX_CACHE=str(whole / "progress")).stdout \
         + (out / "report.md").read_text()
+    assert not (out / "figures").exists() and "figures/" not in (out / "report.md").read_text()  # --format md,csv
     return whole
 
 
@@ -172,13 +175,13 @@ def test_full_disk_leaves_no_partial_file_and_a_resumable_state(tmp_path, monkey
     monkeypatch.setattr(store.os, "fsync", full_disk)
     with pytest.raises(UserError, match="No space left on device; free space or point INITJAX_CACHE at a folder "
                        "with room") as error:
-        run_experiment(experiment, tmp_path, progress=False, chunk=1, checkpoint_every=0)
+        run_experiment(experiment, tmp_path, progress=False, chunk=1, checkpoint_every=0, formats=TEXT)
     assert "\n" not in str(error.value)
     assert not list(tmp_path.rglob("*.tmp"))
     saved = list(tmp_path.rglob("chunk-*.npz"))
     assert saved and all(np.load(p)["format"] == resume.FORMAT_VERSION for p in saved)
     monkeypatch.setattr(store.os, "fsync", real_fsync)
-    run_experiment(experiment, tmp_path, progress=False, chunk=1, checkpoint_every=0,
+    run_experiment(experiment, tmp_path, progress=False, chunk=1, checkpoint_every=0, formats=TEXT,
                    command=" ".join(["python", "-m", "bench", *ARGS, "--out", str(tmp_path)]))
     # same runs, same numbers: compare the tables rather than bytes (the command differs in run.json only)
     assert (tmp_path / "results.csv").read_bytes() == uninterrupted
@@ -308,7 +311,8 @@ def test_two_runs_started_at_once_never_corrupt_each_other(tmp_path, uninterrupt
 def test_ctrl_c_while_the_report_is_written_says_so_and_the_rerun_retrains_nothing(tmp_path, whole_run,
                                                                                       uninterrupted):
     shutil.copytree(whole_run / "progress", resume.cache_root(), dirs_exist_ok=True)  # every chunk trained: loaded
-    proc = _killed(tmp_path, "bench.reporting.drawing", "Drawing.paths", "interrupt", 1)  # waiting for figures
+    proc = _killed(tmp_path, "bench.reporting.drawing", "Drawing.paths", "interrupt", 1,  # waiting for figures
+                   extra=FIGURES)
     *loaded, last = proc.stderr.splitlines()  # the loaded chunks are said first, each task in one line
     assert all(line.endswith("--fresh to retrain") for line in loaded) and "Traceback" not in proc.stderr
     assert "interrupted while writing the report (the previous one in" in last
@@ -340,8 +344,8 @@ def test_editing_a_user_initializer_retrains_and_a_rerun_says_what_it_loaded(tmp
     monkeypatch.syspath_prepend(str(tmp_path))
     experiment = smoke(get("default")).override(initializers=["edited_inits:init"])
     out = tmp_path / "out"
-    first = run_experiment(experiment, out, progress=False)
-    again = run_experiment(experiment, out, progress=True)  # unchanged code: every chunk loaded, and said
+    first = run_experiment(experiment, out, progress=False, formats=TEXT)
+    again = run_experiment(experiment, out, progress=True, formats=TEXT)  # unchanged code: every chunk loaded, and said
     assert "synthetic: loaded 1 of 1 finished chunk(s)" in capsys.readouterr().err
     assert again.record.tasks["synthetic"].chunks_loaded == 1
     (tmp_path / "edited_inits.py").write_text(
@@ -350,7 +354,7 @@ def test_editing_a_user_initializer_retrains_and_a_rerun_says_what_it_loaded(tmp
     import sys
 
     importlib.reload(sys.modules["edited_inits"])  # what a new process would import
-    edited = run_experiment(experiment, out, progress=False)
+    edited = run_experiment(experiment, out, progress=False, formats=TEXT)
     assert edited.record.tasks["synthetic"].chunks_loaded == 0  # retrained
     final = lambda o: o.results[o.results.epoch == 0]["test_loss"].to_numpy()  # noqa: E731
     assert not np.allclose(final(edited), final(first))
