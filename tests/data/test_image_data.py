@@ -212,7 +212,8 @@ def test_real_mnist_is_the_published_dataset():
 def test_mnist_mlp_smoke_end_to_end(tmp_path, capsys):
     out = tmp_path / "smoke"
     assert (
-        cli.main(["run", "mnist-mlp", "--smoke", "--data-dir", str(MNIST_DIR), "--out", str(out), "--no-progress"]) == 0
+        cli.main(["run", "mnist-mlp", "--smoke", "--data-dir", str(MNIST_DIR), "--out", str(out), "--no-progress",
+                  "--format", "md,csv"]) == 0
     )
     import pandas as pd
 

@@ -266,7 +266,8 @@ def study(tmp_path, monkeypatch):
 
 
 def test_the_issues_study_runs_from_the_cli_and_from_python_with_the_same_numbers(study, capsys):
-    assert cli.main(["run", str(study / "study.toml"), "--out", str(study / "cli"), "--no-progress"]) == 0
+    assert cli.main(["run", str(study / "study.toml"), "--out", str(study / "cli"), "--no-progress", "--format",
+                     "md,csv"]) == 0
     text = (study / "cli" / "report.md").read_text()
     assert "## my_data: LayerNormMLP(widths=[32, 32], n_outputs=3)" in text  # the width came from the data
     assert "`zero-head` (by parameter path, first match wins: `head/kernel`: `zeros`; `*/kernel`: `he_normal`" in text
@@ -401,7 +402,7 @@ def test_the_python_api_caches_finished_chunks_as_the_command_line_does(capsys):
 
 
 def test_report_out_never_overwrites_unless_forced_and_labels_differ_between_runs(tmp_path, capsys):
-    run = ["run", "default", "--smoke", "--datasets", "digits", "--no-progress"]
+    run = ["run", "default", "--smoke", "--datasets", "digits", "--no-progress", "--format", "md,tex,csv"]
     assert cli.main([*run, "--out", str(tmp_path / "a")]) == 0
     assert cli.main([*run, "--seeds", "3", "--out", str(tmp_path / "b")]) == 0
     assert cli.main(["report", str(tmp_path / "a"), "--out", str(tmp_path / "b")]) == 2

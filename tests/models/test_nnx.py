@@ -239,7 +239,8 @@ def test_an_nnx_model_from_an_experiment_file_reports_and_retrains_when_its_code
     np.savez(tmp_path / "toy.npz", x_train=d.x_train, y_train=d.y_train, x_test=d.x_test, y_test=d.y_test)
     (tmp_path / "nnx_study_models.py").write_text(NNX_FILE)
     (tmp_path / "study.toml").write_text(STUDY)
-    command = ["run", str(tmp_path / "study.toml"), "--no-progress", "--out", str(tmp_path / "report")]
+    command = ["run", str(tmp_path / "study.toml"), "--no-progress", "--out", str(tmp_path / "report"),
+               "--format", "md,csv"]  # no figures: not what is tested
     assert cli.main(command) == 0
     report = (tmp_path / "report" / "report.md").read_text()
     assert "NormMLP(din=6, dout=3) [nnx]" in report and "| zero-head" in report and "[95% CI]" in report

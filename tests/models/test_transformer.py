@@ -412,7 +412,7 @@ def test_lm_init_smoke_runs_offline_and_reports_each_gap_to_the_optimal_loss(tmp
     presets.validate(presets.get("lm-init"))  # every arm of the preset resolves; two of them are trained here
     arms = "glorot_uniform,mimetic(heads=4)"
     assert cli.main(["run", "lm-init", "--smoke", "--initializers", arms, "--hidden", "16,16",  # 2 blocks: less to
-                     "--out", str(tmp_path), "--no-progress"]) == 0                         # compile, same report
+                     "--out", str(tmp_path), "--no-progress", "--format", "md,tex,csv"]) == 0  # compile, same report
     text = (tmp_path / "report.md").read_text()
     results = pd.read_csv(tmp_path / "results.csv")
     task = presets.get("lm-init").tasks[0]
