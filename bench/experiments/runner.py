@@ -355,7 +355,7 @@ def run(experiment: Experiment | str | Path = "default", *, out: str | Path | No
         ``lr``, ``optimizer``, ``batch_size``, ``seed``, ``model``, ``hidden``, ``activation``,
         ``data_seeds``) and run options (``data_dir``, ``download``, ``chunk``,
         ``max_memory``, ``fresh``, ``checkpoint_every``, ``margin``, ``baseline``,
-        ``fixed_test_set``).
+        ``fixed_test_set``, ``speed_target``, ``formats``: the report's files, e.g. ``("md", "csv")``).
 
     Raises:
       UserError: bad input, before any training (the message names Python arguments).
