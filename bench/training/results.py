@@ -24,7 +24,8 @@ class TaskResult:
         host; None unless asked for (and always None with several processes).
       n_params: parameters of one run.
       plan: how the runs were split into chunks.
-      init_s: seconds spent initializing all runs and evaluating them before training (compilation excluded).
+      init_s: seconds spent initializing all runs and evaluating them before training (compilation excluded): the
+        evaluation at epoch 0 is nearly all of it.
       compile_s: seconds spent lowering and compiling the task's programs (or loading them from the
         persistent compilation cache, ``bench.training.compilation``).
       train_s: seconds spent training and evaluating, compilation excluded (chunks trained side by side:

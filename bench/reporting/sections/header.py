@@ -118,7 +118,7 @@ def header_rows(view: View) -> dict[str, str]:
         **({"calibration": " ".join(view.calibration)} if view.calibration else {}),
         "runs": f"{record.runs:,}",
         "wall time": f"{record.wall_s:.1f} s (compile {record.compile_s:.1f} s, "
-                     f"initialization {record.init_s:.1f} s)",
+                     f"initialization and first evaluation {record.init_s:.1f} s)",
         **({"peak memory": peak_memory(record)} if record.peak_rss_bytes is not None else {}),
         "environment": (
             f"initjax {env['initjax']}, jax {env['jax']}, flax {env['flax']}, optax {env['optax']}, "
