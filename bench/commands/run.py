@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="intervals over seeds only, conditional on this test set (default: count its sampling error)",
     )
     add_speed_target(parser)
-    add_format(parser, "; md,csv: no figures")
+    add_format(parser, "; md,csv: no figures; results.csv and run.json are always written")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
         "--chunk", type=integer, help="seeds trained at once, with every initializer (default: from memory)"
@@ -146,7 +146,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     print(render.console(outcome.record, outcome.analysis))
     print(
         f"\n{outcome.record.runs} runs in {outcome.record.wall_s:.1f} s "
-        f"(compile {outcome.record.compile_s:.1f} s); report: {outcome.files[-1] if outcome.files else out}"
+        f"(compile {outcome.record.compile_s:.1f} s); report: {outcome.files[-1]}"
     )
     return 0
 

@@ -186,7 +186,8 @@ def run_experiment(
     (``bench.training.resume.cache_root``: ``$INITJAX_CACHE``, else the user cache directory)
     and a rerun of the same experiment resumes from them; ``fresh`` forgets them first. ``speed_target``: the
     report's time-to-target level (``bench.analysis.speed.parse_target``; None: 95% of the best mean final);
-    ``formats``: the report's files (``bench.reporting.FORMATS``; ``("md", "csv")``: no figures).
+    ``formats``: the report's files (``bench.reporting.FORMATS``; ``("md", "csv")``: no figures), ``results.csv``
+    and ``run.json`` always among them (a later ``bench report`` reads them).
     With several JAX processes (``--distributed``) every process trains its chunks and only process 0 writes files.
 
     Raises:
@@ -208,6 +209,7 @@ def run_experiment(
         raise UserError(f"{option('margin')} must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {margin}")
     speed.parse_target(speed_target, option("speed_target"))  # before any training
     report.check_formats(formats)
+    formats = (*formats, "csv") if "csv" not in formats else tuple(formats)  # the runs themselves: always kept
     with contextlib.ExitStack() as held:
         stage = None
         if out is not None:  # every process keeps its finished chunks there; one run at a time
