@@ -24,7 +24,7 @@ from bench.training import memory, resume
 
 REPO = Path(__file__).resolve().parents[2]
 # 2 tasks x 2 chunks of 1 seed x 3 initializers (one draws a QR, one is a scheme), 3 epochs, a checkpoint after
-# every epoch; no figures (half of a small run's CPU), but where they are what is tested
+# every epoch; no figures (half of a small run's CPU) except where they are what is tested
 ARGS = ["run", "default", "--smoke", "--initializers", "he_normal,orthogonal,lsuv", "--epochs", "3", "--chunk", "1",
         "--checkpoint-every", "0", "--no-progress", "--format", "md,csv"]
 FIGURES = ["--format", "md,csv,png"]
