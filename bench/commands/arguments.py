@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.reporting import FORMATS  # the report formats a --format takes
+from bench.reporting import FORMATS, check_formats  # the report formats a --format takes (no pandas)
 
 OUT_ROOT = "runs"  # where a command writes when --out is not given
 
@@ -21,10 +21,10 @@ def default_out(*parts: str) -> str:
 def report_formats(text: str) -> list[str]:
     """``md,csv`` -> ``["md", "csv"]``, each one of ``bench.reporting.FORMATS``."""
     chosen = names(text)
-    unknown = [f for f in chosen if f not in FORMATS]
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"unknown report format {(unknown or [text])[0]!r}; choose from "
-                                         f"{', '.join(FORMATS)}, comma-separated")
+    try:
+        check_formats(chosen)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(f"{error}, comma-separated") from None
     return chosen
 
 

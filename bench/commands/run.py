@@ -81,9 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench.reporting import drawing
+    from bench.reporting import drawing, image_formats
 
-    if {"png", "pdf"} & set(args.format):
+    if image_formats(args.format):
         drawing.warm()  # the figure workers import matplotlib while this process imports JAX and trains
     from bench import store
     from bench.experiments import experiment_file, presets

@@ -26,7 +26,7 @@ from bench.experiments import presets, sharded
 from bench.experiments.spec import Experiment
 from bench.experiments.tasks import split_runs, task_data, task_key, task_model, task_record
 from bench.models import losses
-from bench.reporting import FORMATS, report
+from bench.reporting import FORMATS, check_formats, image_formats, report
 from bench.reporting.analysed import Analysis, analyse, ranked_metric
 from bench.reporting.files import load
 from bench.reporting.record import RunRecord, environment
@@ -208,7 +208,7 @@ def run_experiment(
     if margin is not None and not margin >= 0:
         raise UserError(f"{option('margin')} must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {margin}")
     speed.parse_target(speed_target, option("speed_target"))  # before any training
-    report.check_formats(formats)
+    check_formats(formats)
     formats = (*formats, "csv") if "csv" not in formats else tuple(formats)  # the runs themselves: always kept
     with contextlib.ExitStack() as held:
         stage = None
@@ -250,10 +250,10 @@ def _train_and_write(experiment, initializers, out, stage, progress, command, ba
                                       language_model=loss_spec(model, loss) in losses.SEQUENCE)
         if result.outcomes is not None:
             test_outcomes[task.name] = outcomes.as_stored({"names": list(arms), "seeds": runs, **result.outcomes})
-        if stage is not None and number < len(experiment.tasks) and report.image_formats(formats):
+        if stage is not None and number < len(experiment.tasks) and image_formats(formats):
             # its figures are drawn while the next tasks train (the report keeps those it would draw alike)
             early.append(report.draw_early(stage.path, _column_order(_with_factors(frames[-1], arms)), task.name,
-                                           tasks[task.name], settings))
+                                           tasks[task.name], settings, formats))
     results = _column_order(_with_factors(pd.concat(frames, ignore_index=True), arms))
     record = _run_record(experiment, arms, settings, tasks, command, start, speed_target)
     if stage is None:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from bench.analysis import calibrate, stats, transfer
 from bench.errors import UserError, option
-from bench.reporting import FORMATS, drawing, figure_plan, render
+from bench.reporting import FORMATS, check_formats, drawing, figure_plan, image_formats, render
 from bench.reporting.analysed import Analysis, Compared, analyse, check_options, ranked_metric, settings_of
 from bench.reporting.files import write_record, write_results
 from bench.reporting.record import RunRecord, TaskRecord
@@ -108,18 +108,6 @@ def write(
     return analysis, files
 
 
-def check_formats(formats: Sequence[str]) -> None:
-    """Raises UserError, naming it, if a format is not one of ``FORMATS``."""
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise UserError(f"unknown report format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
-
-
-def image_formats(formats: Sequence[str]) -> tuple[str, ...]:
-    """The figures' formats among ``formats``."""
-    return tuple(f for f in ("png", "pdf") if f in formats)
-
-
 def _figure_folder(out_dir: Path, formats: Sequence[str]) -> tuple[str, ...]:
     """The image formats asked for, once ``out_dir/figures`` exists (the figure workers warming up meanwhile)."""
     images = image_formats(formats)
@@ -146,7 +134,7 @@ def _texts(formats, results, record, analysis, links, calibration: Path, shipped
 
 
 def draw_early(out_dir: str | Path, task_results: pd.DataFrame, task: str, task_info: TaskRecord,
-               settings: stats.Settings) -> drawing.Drawing | None:
+               settings: stats.Settings, formats: Sequence[str] = FORMATS) -> drawing.Drawing | None:
     """Starts drawing the figures of a finished task's runs alone (curves, final distributions, win matrix) in the
     figure workers, while the next tasks train; :func:`write` takes them as ``early`` and draws again only those
     that differ from its own (another ranked metric once every task is in, say). None where figures are drawn in
@@ -162,7 +150,7 @@ def draw_early(out_dir: str | Path, task_results: pd.DataFrame, task: str, task_
         (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
-    images = image_formats(FORMATS)
+    images = image_formats(formats)
     compared = Compared(ranked_metric(task_results, {task: task_info}), None, True, settings)
     shown = figure_plan.plan(out_dir, task_results, compared, [task], ("runs",), images)
     return drawing.draw(shown.jobs, images)

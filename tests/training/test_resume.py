@@ -316,9 +316,10 @@ def test_ctrl_c_while_the_report_is_written_says_so_and_the_rerun_retrains_nothi
     *loaded, last = proc.stderr.splitlines()  # the loaded chunks are said first, each task in one line
     assert all(line.endswith("--fresh to retrain") for line in loaded) and "Traceback" not in proc.stderr
     assert "interrupted while writing the report (the previous one in" in last
-    rerun = _bench(tmp_path)
+    rerun = _bench(tmp_path, *FIGURES)
     assert "compile 0.0 s" in rerun.stdout
     assert (tmp_path / "results.csv").read_bytes() == uninterrupted
+    assert {p.suffix for p in (tmp_path / "figures").iterdir()} == {".png"}  # the first task's, drawn early, too
 
 
 def test_a_figure_that_cannot_be_written_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatch):
