@@ -58,34 +58,44 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     return path
 
 
+def link_new(path: str | Path, data: bytes, sync: bool = True) -> bool:
+    """Writes ``data`` to ``path`` only if no file is there, atomically: a temp file in the same folder (flushed to
+    disk first where ``sync``), then a hard link to the name, which fails where the name exists, on local
+    filesystems and NFS alike. True if this call made it, False if one was there (another process's, which won).
+
+    Raises:
+      OSError: the folder cannot be written (full, read-only).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
 def create_atomic(path: str | Path, data: str | bytes) -> bool:
-    """Writes ``data`` to ``path`` only if no file is there, atomically (temp file, then a hard link, which fails
-    where the name exists, on local filesystems and NFS alike): True if this call made it, False if one was there
-    (another process's, which won).
+    """Writes ``data`` to ``path`` only if no file is there, atomically and durably (:func:`link_new`): True if
+    this call made it, False if one was there (another process's, which won).
 
     Raises:
       UserError: the folder cannot be written, naming it.
     """
-    path = Path(path)
-    payload = data.encode() if isinstance(data, str) else data
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
-        try:
-            os.fchmod(fd, 0o666 & ~_umask())
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        return link_new(path, data.encode() if isinstance(data, str) else data)
     except OSError as error:
-        raise UserError(f"cannot write {path}: {error.strerror}; {_where(path)}") from None
+        raise UserError(f"cannot write {path}: {error.strerror}; {_where(Path(path))}") from None
 
 
 _WRITER = re.compile(r"\.w(\d+)-([0-9a-f]{8})\.[^.]*\.tmp$")

@@ -14,12 +14,10 @@ for every program however quickly it compiled, so a second ``python -m bench`` l
 executables instead of compiling them. JAX keys each entry by the module, the compile options, the
 backend, the device kind and the JAX and jaxlib versions, so an entry never serves another
 program. Programs with host callbacks cannot be cached by JAX; the suite's programs have none.
-JAX writes an entry in two files, the executable and then its access time; a process killed between
-the two (Ctrl-C, SIGKILL) leaves an executable without one, and every later write into the folder
-then fails on it with a warning. :func:`repair` removes such entries before the cache is used.
-Every entry the suite writes carries a SHA-256 of its bytes (:class:`Checked`), verified before JAX
-deserializes it: a damaged entry (a bit flipped on disk, a truncated copy) made every later run
-die with SIGSEGV or SIGILL and no message; now it is removed and its program compiled again.
+The entries are kept by :class:`bench.training.program_store.ProgramStore` in place of JAX's own store: each
+carries a SHA-256 of its bytes, verified before JAX deserializes it (a damaged entry made every later run die
+with SIGSEGV or SIGILL and no message; now it is compiled again), is written whole, and the folder's size bound
+is kept by a sweep now and then, not by listing the folder at every write under a lock, as JAX's store does.
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ import concurrent.futures as futures
 import hashlib
 import os
 import re
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -37,21 +34,20 @@ from pathlib import Path
 import jax
 
 OFF = ("0", "off", "false", "no")
-CACHE_MAX_BYTES = 2 * 2**30  # JAX evicts the least recently used entries beyond this
+CACHE_MAX_BYTES = 2 * 2**30  # the least recently used entries beyond this are evicted (program_store.sweep)
 _MEMO_SIZE = 32
 _memo: OrderedDict[str, Callable] = OrderedDict()
 _ours: str | None = None  # the folder this module set last (the user's own setting is left alone)
 _unknown_options: set[str] = set()  # XLA options this jaxlib does not have (found by compiling)
-_said_full: list[str] = []  # the compilation cache could not be written (said once per process)
 
 
 def cache_folder(root: str | Path) -> Path | None:
     """Where the persistent cache lives: the folder ``initjax`` in ``$JAX_COMPILATION_CACHE_DIR`` when the user set
     one, else ``root / "xla"``; None when ``$INITJAX_COMPILE_CACHE`` says off (``0``, ``off``, ``false``, ``no``).
 
-    The suite's entries cannot sit beside a plain JAX process's: they carry checksums (:class:`Checked`, which
-    JAX alone cannot read: it warned and compiled again) and a bound on their size, whose eviction needs an access
-    time that plain entries lack (every write then failed)."""
+    The suite's entries cannot sit beside a plain JAX process's: they carry checksums
+    (:class:`~bench.training.program_store.ProgramStore`), which JAX alone cannot read (it warned and compiled
+    again)."""
     if os.environ.get("INITJAX_COMPILE_CACHE", "").strip().lower() in OFF:
         return None
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
@@ -65,7 +61,8 @@ def use_persistent_cache(root: str | Path) -> Path | None:
     Every program is cached, whatever its compile time or size. Idempotent; a new folder
     takes effect at once (JAX's cache is reset, so a process that compiled before keeps
     nothing stale). Does nothing when the cache is off, or on with another folder by the user's
-    own ``jax.config`` setting.
+    own ``jax.config`` setting, or with a JAX without the hook that puts the suite's store in place of its own
+    (programs are then compiled in each process: the same numbers, more time).
 
     Returns:
       The folder in use, or None.
@@ -81,106 +78,39 @@ def use_persistent_cache(root: str | Path) -> Path | None:
         return folder
     from jax.experimental.compilation_cache import compilation_cache
 
-    repair(folder)
-    _check_entries()
+    if not _use_program_store():
+        return None
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
     compilation_cache.reset_cache()  # JAX decides once per process whether to use it: decide again
     _ours = str(folder)
     return folder
 
 
-class Checked:
-    """A JAX persistent-cache store whose entries carry the SHA-256 of their bytes, checked on every read.
-
-    Wraps the store JAX makes (its ``LRUCache``: ``get(key) -> bytes | None``, ``put(key, bytes)``); an entry that
-    does not check (damaged, truncated, or written without this wrapper) is removed and read as a miss, so JAX
-    compiles the program again instead of deserializing bytes that crash the process.
-    """
-
-    MAGIC = b"initjax-sha256:"
-
-    def __init__(self, base):
-        self._base = base
-
-    @property
-    def _path(self):  # what JAX's own wrappers read of a store
-        return self._base._path
-
-    @_path.setter
-    def _path(self, value):
-        self._base._path = value
-
-    def get(self, key: str) -> bytes | None:
-        raw = self._base.get(key)
-        if raw is None:
-            return None
-        start = len(self.MAGIC) + 32
-        if raw[:len(self.MAGIC)] != self.MAGIC or hashlib.sha256(raw[start:]).digest() != raw[len(self.MAGIC):start]:
-            self.remove(key)
-            return None
-        return raw[start:]
-
-    def put(self, key: str, value: bytes) -> None:
-        try:
-            self._base.put(key, self.MAGIC + hashlib.sha256(value).digest() + value)
-        except OSError as error:  # a full or read-only cache: said once, in one line (JAX warned 8 lines a program)
-            if not _said_full:
-                _said_full.append(key)
-                print(f"bench: the compilation cache {self._path} cannot be written ({error.strerror}): programs are "
-                      "compiled again in each run; free space there or point INITJAX_CACHE elsewhere",
-                      file=sys.stderr)
-
-    def remove(self, key: str) -> None:
-        folder = Path(str(getattr(self._base, "path", self._base._path)))
-        for suffix in ("-cache", "-atime"):
-            (folder / f"{key}{suffix}").unlink(missing_ok=True)
-
-
-def _check_entries() -> None:
-    """Makes JAX wrap the store of its persistent cache in :class:`Checked` (once per process). A JAX without the
-    hook this uses keeps its plain store: a damaged entry is then not caught, nothing else changes."""
+def _use_program_store() -> bool:
+    """Makes JAX keep its persistent cache in a :class:`~bench.training.program_store.ProgramStore` (once per
+    process); False for a JAX without the hook this uses."""
     from jax._src import compilation_cache as internals
 
     make = getattr(internals, "get_file_cache", None)
-    if make is None or getattr(make, "checked", False):
-        return
+    if make is None:
+        return False
+    if getattr(make, "ours", False):
+        return True
 
-    def checked_file_cache(path):
-        made = make(path)
-        return None if made is None else (Checked(made[0]), made[1])
+    def program_store(path):
+        from bench.training.program_store import ProgramStore
 
-    checked_file_cache.checked = True
-    internals.get_file_cache = checked_file_cache
+        made = ProgramStore(path, CACHE_MAX_BYTES)
+        verifying = getattr(internals, "VerificationCache", None)  # JAX's own check of a cache's contents, if asked
+        if verifying is not None and jax.config.jax_compilation_cache_check_contents:
+            made = verifying(made)
+        return made, path
 
-
-def repair(folder: Path, lock_timeout_s: float = 10.0) -> list[Path]:
-    """Removes the entries of a persistent-cache folder that a killed process left half written: an executable
-    (``<key>-cache``) without its access time (``<key>-atime``, written after it), which may be truncated and
-    breaks JAX's eviction, and an access time without its executable. Holds JAX's own lock on the folder, so an
-    entry another process is writing is left alone; skipped when the lock is busy.
-
-    Returns:
-      The files removed.
-    """
-    import filelock
-
-    if not folder.is_dir():
-        return []
-    removed = []
-    try:
-        with filelock.FileLock(folder / ".lockfile", timeout=lock_timeout_s):
-            for path in [*folder.glob("*-cache"), *folder.glob("*-atime")]:
-                key, _, kind = path.name.rpartition("-")
-                partner = folder / f"{key}-{'atime' if kind == 'cache' else 'cache'}"
-                if not partner.exists():
-                    path.unlink(missing_ok=True)
-                    removed.append(path)
-    except filelock.Timeout:
-        pass  # another process holds the folder; it is repaired on a later start
-    return removed
+    program_store.ours = True
+    internals.get_file_cache = program_store
+    return True
 
 
 def compile_with(lowered, options: dict):

@@ -5,6 +5,7 @@ import functools
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -494,31 +495,36 @@ def test_constant_regression_targets_and_mixed_losses_are_refused():
         presets.validate(mixed)
 
 
-def test_a_cache_entry_half_written_by_a_killed_run_is_removed_before_the_cache_is_used(tmp_path):
-    """JAX writes an executable, then its access time; a run killed in between left an entry that made every later
-    write into the folder fail (its eviction reads every entry's access time)."""
-    from jax._src import lru_cache
+def test_the_program_store_evicts_the_least_recently_used_past_its_bound_and_what_killed_writers_left(tmp_path):
+    """The compilation cache's store keeps its bound by a sweep (JAX's own listed the folder at every write, 130 ms
+    at 2,900 entries, under a lock both test workers waited on): the entries used longest ago go first, a read
+    counts as a use; a damaged entry reads as a miss and is removed; temp files of dead writers and JAX's
+    access-time files are removed."""
+    from bench.training.program_store import MAGIC, ProgramStore, sweep
 
-    from bench.training import compilation
-
-    def folder(name):
-        path = tmp_path / name
-        path.mkdir()
-        (path / "a-cache").write_bytes(b"x" * 10)
-        (path / "a-atime").write_bytes((1).to_bytes(8, "little"))
-        (path / "b-cache").write_bytes(b"trunc")  # killed before its access time was written
-        (path / "c-atime").write_bytes((2).to_bytes(8, "little"))  # its executable gone
-        return path
-
-    broken = lru_cache.LRUCache(str(folder("broken")), max_size=20)
-    with pytest.raises(FileNotFoundError):
-        broken.put("d", b"y" * 10)
-    repaired = folder("repaired")
-    assert sorted(p.name for p in compilation.repair(repaired)) == ["b-cache", "c-atime"]
-    assert sorted(p.name for p in repaired.iterdir() if not p.name.startswith(".")) == ["a-atime", "a-cache"]
-    lru_cache.LRUCache(str(repaired), max_size=15).put("d", b"y" * 10)  # evicts a, the least recently used
-    assert sorted(p.name for p in repaired.iterdir() if not p.name.startswith(".")) == ["d-atime", "d-cache"]
-    assert compilation.repair(tmp_path / "absent") == []
+    folder = tmp_path / "xla"
+    store = ProgramStore(folder, max_bytes=10**9)
+    for i, key in enumerate("abcdef"):
+        store.put(key, bytes([i]) * 1000)
+        os.utime(folder / f"{key}-cache", ns=(i * 10**9, i * 10**9))  # written in this order, a second apart
+    size = 1000 + len(MAGIC) + 32
+    store.put("a", b"other")  # a program is written once
+    assert store.get("a") == bytes([0]) * 1000  # read now: used last
+    (folder / "x-atime").write_bytes(b"\0" * 8)  # JAX's own store's
+    (folder / ".x-cache.old.tmp").write_bytes(b"half")  # a killed writer's, two hours old
+    os.utime(folder / ".x-cache.old.tmp", (time.time() - 7200, time.time() - 7200))
+    removed = sweep(folder, max_bytes=5 * size)  # 6 entries over a bound of 5: down to 4 (80% of it)
+    assert sorted(p.name for p in removed) == ["b-cache", "c-cache", "x-atime"]
+    assert sorted(p.name for p in folder.iterdir()) == ["a-cache", "d-cache", "e-cache", "f-cache"]
+    assert store.get("b") is None and store.get("d") == bytes([3]) * 1000
+    raw = bytearray((folder / "e-cache").read_bytes())
+    raw[-1] ^= 1
+    (folder / "e-cache").write_bytes(bytes(raw))
+    assert store.get("e") is None and not (folder / "e-cache").exists()
+    small = ProgramStore(folder, max_bytes=3 * size + 100)  # the 3 left fit; writing past 1/16 of it sweeps
+    small.put("g", b"g" * 1000)  # 4 over the bound: f (unread), then a (read before d) go
+    assert sorted(p.name for p in folder.iterdir()) == ["d-cache", "g-cache"]
+    assert sweep(tmp_path / "absent", 1) == []
 
 
 def test_programs_compiled_beside_the_tracing_of_the_next_are_each_its_own():
