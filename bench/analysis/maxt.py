@@ -227,7 +227,8 @@ def paired_moments(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, floor: flo
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
         given = x
-        centres = np.nanmean(x, axis=1, keepdims=True)  # (draws, 1, k); centred, the cross products hold the spread
+        # (draws, 1, k); centred, the cross products hold the spread
+        centres = x.mean(1, keepdims=True) if finite.all() else np.nanmean(x, axis=1, keepdims=True)
         x = x - centres
         if finite.all():
             count = float(x.shape[1])
@@ -364,9 +365,19 @@ def _pairs_to_test(observed: PairStats, components: Sequence[Component]) -> tupl
 
 
 def covariance_root(values: np.ndarray) -> np.ndarray:
-    """`(k, k)` ``R`` with ``R R^T`` the shrunk :func:`covariance` of the columns: draws ``z @ R.T`` have it."""
-    eigval, eigvec = np.linalg.eigh(covariance(values))
-    return eigvec * np.sqrt(np.clip(eigval, 0, None))
+    """`(k, k)` ``R`` with ``R R^T`` the shrunk :func:`covariance` of the columns: draws ``z @ R.T`` have it.
+
+    Its Cholesky factor, which moves continuously with the data: a root from eigenvectors turned where two
+    eigenvalues nearly tie, so runs differing in their last bits (the same study on another CPU) drew other null
+    samples and moved the critical value by its Monte Carlo error. A covariance that is not positive definite (no
+    shrinkage, a constant column) falls back to the eigendecomposition's root.
+    """
+    s = covariance(values)
+    try:
+        return np.linalg.cholesky(s)
+    except np.linalg.LinAlgError:
+        eigval, eigvec = np.linalg.eigh(s)
+        return eigvec * np.sqrt(np.clip(eigval, 0, None))
 
 
 def null_pair_t(values: np.ndarray, draws: int, rng: np.random.Generator, paired: bool = True,
@@ -391,7 +402,9 @@ def null_pair_t(values: np.ndarray, draws: int, rng: np.random.Generator, paired
         root = np.diag(
             np.nan_to_num(np.nanstd(values, 0, ddof=1)) if values.shape[0] > 1 else np.zeros(values.shape[1])
         )
-    z = rng.standard_normal((draws, values.shape[0], values.shape[1])) @ root.T * m
+    z = rng.standard_normal((draws, *values.shape)) @ root.T
+    if not m.all():
+        z = z * m
     if observed is None:
         observed = pair_stats(values, range(values.shape[1]), paired, floor, statistic)
     rows, cols = _pairs_to_test(observed, components)
@@ -399,7 +412,7 @@ def null_pair_t(values: np.ndarray, draws: int, rng: np.random.Generator, paired
         return np.zeros((draws, 0)), rows, cols
     shift, extra = _component_draws(components, draws, rng, rows, cols)
     if paired:
-        mean, variance = pair_moments(np.where(m > 0, z, np.nan), rows, cols, 0.0, statistic)
+        mean, variance = pair_moments(z if m.all() else np.where(m > 0, z, np.nan), rows, cols, 0.0, statistic)
         return _abs_t(mean, variance, shift, extra), rows, cols
     with np.errstate(divide="ignore", invalid="ignore"):
         count = m.sum(0)
@@ -483,7 +496,8 @@ def smoothed_bootstrap_pair_t(values: np.ndarray, draws: int, rng: np.random.Gen
     pool = complete if len(complete) >= 3 else centred
     x = (pool[rng.integers(0, len(pool), (draws, n))] + h * rng.standard_normal((draws, n, k)) @ root.T) \
         / np.sqrt(1 + h * h)
-    x = np.where(finite, x, np.nan)
+    if not finite.all():
+        x = np.where(finite, x, np.nan)
     shift, extra = _component_draws(components, draws, rng, rows, cols)
     mean, variance = pair_moments(x, rows, cols, 0.0, statistic)  # the floor picks the pairs only (null_pair_t)
     return _abs_t(mean, variance, shift, extra), rows, cols
