@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from bench.commands.arguments import default_out
+from bench.commands.arguments import add_format, default_out
 
 NAME = "reproduce"
 HELP = "run a classic paper's preset and check its claims with CIs"
@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="check the claims on the runs already in --out (its results.csv and run.json), "
         "training nothing: the statistics and claims of this version on the committed runs",
     )
+    add_format(parser, "; of the report of the runs (the reproduction's own figures are always drawn)")
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
@@ -42,10 +43,9 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
 
     def run(experiment, folder):
         if args.from_results:
-            return rerender(folder, experiment.name)
-        return run_experiment(
-            experiment, folder, progress=not args.no_progress, command=command, data_dir=args.data_dir, fresh=args.fresh
-        )
+            return rerender(folder, experiment.name, args.format)
+        return run_experiment(experiment, folder, progress=not args.no_progress, command=command,
+                              data_dir=args.data_dir, fresh=args.fresh, formats=args.format)
 
     findings, files = reproduce(reproduction, out, run, command, args.data_dir, args.smoke)
     for finding in findings:

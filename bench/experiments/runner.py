@@ -116,9 +116,10 @@ def publish(out: str | Path, results: pd.DataFrame, record: RunRecord, test_outc
     return analysis, [stage.final(path) for path in files + ([carried] if carried is not None else [])]
 
 
-def rerender(folder: str | Path, name: str | None = None) -> Outcome:
+def rerender(folder: str | Path, name: str | None = None, formats: Sequence[str] = FORMATS) -> Outcome:
     """Re-renders the report of a finished run in ``folder`` in place (``results.csv``, ``run.json`` and
     ``outcomes.npz``, each checked as ``bench report`` checks them), training nothing; the statistics are today's.
+    ``formats``: as :func:`run_experiment` takes them.
 
     Raises:
       UserError: no finished run there, a damaged file, or (``name`` given) the run of another experiment.
@@ -133,10 +134,18 @@ def rerender(folder: str | Path, name: str | None = None) -> Outcome:
             raise UserError(f"{folder} holds a run of {ran!r}, not {name!r}; give its own {option('out')}")
         test_outcomes = outcomes.load(folder, results)
         with staged(folder) as stage:
-            analysis, files = report.write(stage.path, results, record, test_outcomes=test_outcomes, previous=folder,
+            analysis, files = report.write(stage.path, results, record, _with_csv(formats), test_outcomes=test_outcomes,
+                                           previous=folder,
                                            dropped=stage.dropped, paired=record.paired(),
                                            shipped=None if record.external else presets.shipped(ran))
     return Outcome(results, analysis, record, [stage.final(path) for path in files], test_outcomes)
+
+
+def _with_csv(formats: Sequence[str]) -> tuple[str, ...]:
+    """The report ``formats`` checked, with ``csv``: the runs themselves are always kept (a later ``bench report``
+    draws them)."""
+    check_formats(formats)
+    return (*formats, "csv") if "csv" not in formats else tuple(formats)
 
 
 def carry_calibration(source: str | Path, out: str | Path) -> Path | None:
@@ -208,8 +217,7 @@ def run_experiment(
     if margin is not None and not margin >= 0:
         raise UserError(f"{option('margin')} must be >= 0 (in the metric's units, 0.005 = 0.5 pp), got {margin}")
     speed.parse_target(speed_target, option("speed_target"))  # before any training
-    check_formats(formats)
-    formats = (*formats, "csv") if "csv" not in formats else tuple(formats)  # the runs themselves: always kept
+    formats = _with_csv(formats)
     with contextlib.ExitStack() as held:
         stage = None
         if out is not None:  # every process keeps its finished chunks there; one run at a time

@@ -45,10 +45,13 @@ def test_saxe_claims_follow_their_criteria():
 @pytest.mark.slow  # a subprocess run or several: the second CI step
 def test_reproduce_command_writes_the_verdicts(tmp_path, capsys):
     out = tmp_path / "saxe"
-    assert cli.main(["reproduce", "saxe2013", "--smoke", "--out", str(out), "--no-progress"]) == 0
+    smoke = ["reproduce", "saxe2013", "--smoke", "--out", str(out), "--no-progress", "--format", "md,csv"]
+    assert cli.main(smoke) == 0
     text = (out / "reproduction.md").read_text()
     assert text.startswith("# Reproduction: Saxe, McClelland & Ganguli 2013")
     assert text.count("## Claim") == 2 and "claims held here" in text and (out / "report.md").is_file()
+    drawn = {p.name for p in (out / "figures").iterdir()}  # the reproduction's own figures, not the report's
+    assert drawn and all(f"figures/{name}" in text for name in drawn), drawn
     assert "claims held" in capsys.readouterr().out
     assert cli.main(["reproduce", "saxe2014", "--out", str(out)]) == 2
 
