@@ -1,7 +1,7 @@
 """Shared set-up: tests run on the CPU, whatever accelerator the machine has, and keep the suite's cache
 (finished chunks and checkpoints, ``bench.training.resume.cache_root``) in each test's own folder, never the user's;
 JAX's persistent compilation cache in one folder of the session's, shared by its pytest-xdist workers (a program one
-worker compiled, the other loads)."""
+worker compiled, the others load)."""
 
 import dataclasses
 import os
@@ -28,7 +28,7 @@ def _own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("INITJAX_CACHE", str(tmp_path / "progress"))
 
 
-# The longest tests first, so that two workers end together instead of one finishing the longest test alone
+# The longest tests first, so that the workers end together instead of one finishing the longest test alone
 # (measured on 2 cores: a sixth of the run had one core idle at the end). The slow-marked tests take seconds to
 # minutes each; among them these few take the longest.
 LONGEST = ("test_ctrl_c_at_any_moment", "test_lm_init_smoke", "test_the_plain_programs_give_the_same_bits",
