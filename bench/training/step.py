@@ -15,8 +15,9 @@ in evaluation mode otherwise.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -107,15 +108,27 @@ def forward_of(model: nn.Module, input_shape, matmuls: bool = False) -> Forward:
     """The :class:`Forward` of ``model`` on examples of ``input_shape`` (collections found by ``jax.eval_shape``);
     ``matmuls``: its convolutions as products of patches (``bench.training.conv_lowering``).
 
-    Remembered per (model, input shape, matmuls) for a model that hashes (Flax modules hash by their fields): a
-    task's checks, programs and estimates each asked for it, and each time the model was traced again (a
-    transformer's task traced it 13 times here, a third of its tracing)."""
-    shape = tuple(int(d) for d in input_shape)
-    try:
-        hash(model)
-    except TypeError:  # a model with unhashable fields: traced each time
-        return _forward_of(model, shape, matmuls)
-    return _remembered_forward_of(model, shape, matmuls)
+    Remembered per model object, input shape and ``matmuls``: a task's checks, programs and estimates each ask for
+    it, and each time the model was traced again (a transformer's task traced it 13 times, a third of its
+    tracing). Kept by the object, not by equal fields, so a model rebuilt after something outside its fields
+    changed (a global a user's module reads) is traced again."""
+    key = (id(model), tuple(int(d) for d in input_shape), bool(matmuls))
+    with _forwards_lock:  # lanes of chunks may build their programs side by side
+        kept = _forwards.get(key)
+        if kept is not None and kept[0] is model:  # the model is held, so its id is not reused meanwhile
+            _forwards.move_to_end(key)
+            return kept[1]
+    forward = _forward_of(model, key[1], matmuls)
+    with _forwards_lock:
+        _forwards[key] = (model, forward)
+        while len(_forwards) > _FORWARDS_KEPT:
+            _forwards.popitem(last=False)
+    return forward
+
+
+_FORWARDS_KEPT = 64
+_forwards: OrderedDict[tuple, tuple[nn.Module, Forward]] = OrderedDict()  # a failure is raised, not remembered
+_forwards_lock = threading.Lock()
 
 
 def _forward_of(model: nn.Module, input_shape: tuple[int, ...], matmuls: bool) -> Forward:
@@ -132,9 +145,6 @@ def _forward_of(model: nn.Module, input_shape: tuple[int, ...], matmuls: bool) -
     except flax.errors.InvalidRngError:
         return dataclasses.replace(forward, stochastic=True)
     return forward
-
-
-_remembered_forward_of = functools.lru_cache(maxsize=64)(_forward_of)  # a failure is raised, not remembered
 
 
 def make_step(forward: Forward, loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:

@@ -585,3 +585,15 @@ def test_checking_an_experiment_and_putting_its_data_on_the_device_compile_nothi
     assert compiled == []
     assert xs.shape == (3, 4, 13) and ys.dtype == jnp.int32 and float(ws.sum()) == 11.0
     np.testing.assert_array_equal(np.asarray(ys).ravel()[:11], np.arange(11))
+
+
+def test_a_models_forward_is_remembered_for_that_model_object_only():
+    """A task's checks and programs share one traced ``Forward`` of its model; a model rebuilt with equal fields
+    (after a change its fields do not show, such as a global its module reads) is traced again."""
+    from bench.training.step import forward_of
+
+    model = models.mlp_for(4, 2, (8,))
+    assert forward_of(model, (4,)) is forward_of(model, [4])
+    rebuilt = models.mlp_for(4, 2, (8,))
+    assert rebuilt == model and forward_of(rebuilt, (4,)) is not forward_of(model, (4,))
+    assert forward_of(model, (4,), matmuls=True).matmuls and not forward_of(model, (4,)).matmuls
