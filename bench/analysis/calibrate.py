@@ -178,8 +178,8 @@ def calibrate(results: pd.DataFrame, metric: str = "test_accuracy", seeds: Seque
 
 # the modules of bench.analysis the verdicts and intervals come from (this one and what it imports, transitively;
 # a test keeps the list whole): editing another module (diagnostics, coordcheck) leaves a calibration valid
-PROCEDURE = ("calibrate", "columns", "compare", "components", "crossed", "maxt", "outcomes", "resolution", "scoring",
-             "stats", "verdicts")
+PROCEDURE = ("calibrate", "columns", "compare", "components", "crossed", "maxt", "monte_carlo", "outcomes",
+             "resolution", "scoring", "stats", "verdicts")
 
 
 def fingerprint(metric: str, settings: stats.Settings, paired: bool) -> str:

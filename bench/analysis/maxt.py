@@ -56,13 +56,13 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.analysis import resolution
+from bench.analysis import monte_carlo, resolution
 from bench.analysis.components import Component
 
 DRAWS = 10_000  # null draws of max |T|: the 95% quantile's Monte Carlo sd is ~0.3% of it
@@ -535,43 +535,140 @@ def simultaneous_intervals(
     Returns:
       ``(pairs, c, p_adjusted)``: the pair statistics (``se`` with the components), the critical value and
       `(k, k)` step-down max-T adjusted p values (:func:`step_down_p`; at most the single-step
-      ``P(max |T| >= |T_ij|)``).
+      ``P(max |T| >= |T_ij|)``). :func:`intervals` gives them with their Monte Carlo error.
+    """
+    found = intervals(values, names, level, rng, draws, paired, components, floor, statistic)
+    return found.pairs, found.c, found.p
+
+
+@dataclasses.dataclass(frozen=True)
+class Intervals:
+    """All-pairs simultaneous intervals with the Monte Carlo error of their critical value and p values.
+
+    Attributes:
+      pairs: :class:`PairStats` (as :func:`simultaneous_intervals` returns them).
+      c: the critical value, the ``level`` quantile of the null draws of ``max |T|``.
+      p: `(k, k)` step-down adjusted p values (NaN on the diagonal and where a pair has no estimate).
+      c_bounds: ``(low, high)`` an interval holding the critical value infinitely many draws would give
+        (``bench.analysis.monte_carlo``); None where :func:`intervals` was not asked to settle anything.
+      p_bounds: ``(low, high)`` `(k, k)` each such interval of the p values, or None.
+      draws: the null draws made.
+      welch_df: `(k, k)` unpaired: each pair's Welch-Satterthwaite degrees of freedom; None paired.
+      raw_se: `(k, k)` the standard errors before unpaired pairs are scaled to their own quantile at ``c``.
+    """
+
+    pairs: PairStats
+    c: float
+    p: np.ndarray
+    c_bounds: tuple[float, float] | None
+    p_bounds: tuple[np.ndarray, np.ndarray] | None
+    draws: int
+    welch_df: np.ndarray | None
+    raw_se: np.ndarray
+
+    def limits(self, c: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`(k, k)` ``(low, high)`` of every pair's interval at critical value ``c`` (default: :attr:`c`)."""
+        half = self.c * self.pairs.se if c is None else _half_widths(self.raw_se, self.welch_df, c)
+        with np.errstate(invalid="ignore"):
+            return self.pairs.diff - half, self.pairs.diff + half
+
+
+def intervals(
+    values: np.ndarray, names, level: float = 0.95, rng: np.random.Generator | int = 0, draws: int = DRAWS,
+    paired: bool = True, components: Sequence[Component] = (), floor: float | None = None,
+    statistic: str = "mean", *, settled: Callable[[Intervals], bool] | None = None,
+    risk: float = monte_carlo.RISK,
+) -> Intervals:
+    """:func:`simultaneous_intervals` (the same arguments) with the Monte Carlo error of ``c`` and ``p``.
+
+    With ``settled`` (a caller's decisions, true where each is the same at both ends of the bounds), the null is
+    drawn on past ``draws`` where it is false, up to ``monte_carlo.EXTENDED`` times as many, continuing the same
+    generator: the first ``draws`` are those :func:`simultaneous_intervals` makes. ``risk``: the chance, over both
+    looks, that ``c`` or a p value lies outside its bounds.
     """
     values = np.asarray(values, np.float64)
     floor = resolution.difference_floor(values) if floor is None else floor
     components = [c for c in components if c is not None]
     observed = pair_stats(values, names, paired, floor, statistic)
     extra = sum((np.nan_to_num(c.of_differences) for c in components), np.zeros_like(observed.diff))
-    pairs = dataclasses.replace(observed, se=np.sqrt(observed.se**2 + extra))
-    rng = np.random.default_rng(rng)
-    root = covariance_root(values) if paired else None  # the same for both references: computed once
-    null, rows, cols = null_pair_t(values, draws, rng, paired, components, floor, statistic, observed=observed,
-                                   root=root)
-    references = [null]
-    if paired:  # the more conservative of the two references, quantile by quantile
-        references.append(smoothed_bootstrap_pair_t(values, draws, rng, components, floor, statistic,
-                                                     observed=observed, root=root)[0])
-    maxima = [np.sort(r.max(1)) if r.shape[1] else np.zeros(draws) for r in references]
-    c = float(np.quantile(np.maximum.reduce(maxima), level))
+    raw_se = np.sqrt(observed.se**2 + extra)
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.abs(pairs.diff) / pairs.se
-    t = np.where(pairs.se == 0, np.where(pairs.diff == 0, 0.0, np.inf), t)
+        t = np.abs(observed.diff) / raw_se
+    t = np.where(raw_se == 0, np.where(observed.diff == 0, 0.0, np.inf), t)
+    welch_df = None
     if not paired:  # each pair's Welch T on the normal scale of the null's (module docstring)
         k = values.shape[1]
         all_rows, all_cols = np.nonzero(~np.eye(k, dtype=bool))
-        df = np.full((k, k), np.nan)
-        df[all_rows, all_cols] = satterthwaite(observed.se[all_rows, all_cols] ** 2, observed.df[all_rows, all_cols],
-                                               extra[all_rows, all_cols], _extra_df(components, all_rows, all_cols))
-        t = np.where(np.isfinite(t), on_normal_scale(np.where(np.isfinite(t), t, 0.0), df), t)
-        if c > 0:  # diff +- c se' with se' = se c_ij / c: each pair's interval at its own Welch quantile
-            own = stats.t.isf(stats.norm.sf(c), np.where(np.isnan(df), 1.0, df))
-            pairs = dataclasses.replace(pairs, se=np.where(np.isfinite(own), pairs.se * own / c, pairs.se))
+        welch_df = np.full((k, k), np.nan)
+        welch_df[all_rows, all_cols] = satterthwaite(
+            observed.se[all_rows, all_cols] ** 2, observed.df[all_rows, all_cols], extra[all_rows, all_cols],
+            _extra_df(components, all_rows, all_cols))
+        t = np.where(np.isfinite(t), on_normal_scale(np.where(np.isfinite(t), t, 0.0), welch_df), t)
+    rng = np.random.default_rng(rng)
+    root = covariance_root(values) if paired else None  # the same for both references and every block
+    rows, cols = _pairs_to_test(observed, components)
+    tested = t[rows, cols]
+    order = np.argsort(-tested, kind="stable")
+    maxima: list[list[np.ndarray]] = []
+    exceeding: list[np.ndarray] = []
+    made = 0
+    for target in (draws, monte_carlo.EXTENDED * draws):
+        while made < target:
+            references = [null_pair_t(values, draws, rng, paired, components, floor, statistic, observed=observed,
+                                      root=root)[0]]
+            if paired:  # the more conservative of the two references, quantile by quantile
+                references.append(smoothed_bootstrap_pair_t(values, draws, rng, components, floor, statistic,
+                                                             observed=observed, root=root)[0])
+            if not maxima:
+                maxima, exceeding = [[] for _ in references], [np.zeros(rows.size) for _ in references]
+            for r, reference in enumerate(references):
+                maxima[r].append(reference.max(1) if reference.shape[1] else np.zeros(draws))
+                exceeding[r] = exceeding[r] + _exceedances(reference, tested, order)
+            made += draws
+        found = _intervals_of(observed, raw_se, welch_df, t, rows, cols, order, maxima, exceeding, made, level,
+                              monte_carlo.per_look(risk, len(maxima)) if settled else None)
+        if settled is None or settled(found):
+            break
+    return found
+
+
+def _intervals_of(observed: PairStats, raw_se, welch_df, t, rows, cols, order, maxima, exceeding, made: int,
+                  level: float, risk: float | None) -> Intervals:
+    """:class:`Intervals` from the null maxima and step-down exceedances of ``made`` draws (without bounds where
+    ``risk`` is None: they cost a tenth of the time of a table of 500 draws)."""
+    combined = np.maximum.reduce([np.sort(np.concatenate(m)) for m in maxima])
+    c = float(np.quantile(combined, level))
+    pairs = dataclasses.replace(observed, se=raw_se)
+    if welch_df is not None and c > 0:  # diff +- c se' with se' = se c_ij / c: each pair's interval at its own quantile
+        pairs = dataclasses.replace(pairs, se=_half_widths(raw_se, welch_df, c) / c)
+    p = _pair_matrix(_step_down([(x + 1) / (made + 1) for x in exceeding], order), rows, cols, t, observed.diff)
+    if risk is None:
+        return Intervals(pairs, c, p, None, None, made, welch_df, raw_se)
+    low, high = monte_carlo.quantile_bounds(combined, level, risk)
+    bounds = [monte_carlo.proportion_bounds(x, made, risk) for x in exceeding]
+    p_low, p_high = (_pair_matrix(_step_down([b[end] for b in bounds], order), rows, cols, t, observed.diff)
+                     for end in (0, 1))
+    return Intervals(pairs, c, p, (max(low, 0.0), high), (p_low, p_high), made, welch_df, raw_se)
+
+
+def _half_widths(se: np.ndarray, welch_df: np.ndarray | None, c: float) -> np.ndarray:
+    """`(k, k)` the intervals' half widths at critical value ``c``: ``c se``, or unpaired each pair's Student t
+    quantile of ``c``'s normal tail area at its own degrees of freedom times ``se``."""
+    if welch_df is None:
+        return c * se
+    with np.errstate(invalid="ignore", over="ignore"):
+        own = stats.t.isf(stats.norm.sf(c), np.where(np.isnan(welch_df), 1.0, welch_df))
+    return np.where(np.isfinite(own), se * own, c * se)
+
+
+def _pair_matrix(tested: np.ndarray, rows: np.ndarray, cols: np.ndarray, t: np.ndarray, diff: np.ndarray
+                 ) -> np.ndarray:
+    """`(k, k)` p values of the tested pairs (both orders); 1 where ``|T|`` is 0, NaN without an estimate."""
     p = np.ones_like(t)
-    if rows.size:
-        p[rows, cols] = p[cols, rows] = step_down_p(t[rows, cols], references)
-    p = np.where(np.isfinite(pairs.diff), np.where(t == 0, 1.0, p), np.nan)
+    p[rows, cols] = p[cols, rows] = tested
+    p = np.where(np.isfinite(diff), np.where(t == 0, 1.0, p), np.nan)
     np.fill_diagonal(p, np.nan)
-    return pairs, c, p
+    return p
 
 
 def step_down_p(t: np.ndarray, references: Sequence[np.ndarray]) -> np.ndarray:
@@ -588,10 +685,20 @@ def step_down_p(t: np.ndarray, references: Sequence[np.ndarray]) -> np.ndarray:
     2008 (multcomp's step-down "free" adjustment).
     """
     order = np.argsort(-t, kind="stable")
-    raw = np.zeros(len(t))
-    for reference in references:
-        below = np.maximum.accumulate(reference[:, order][:, ::-1], axis=1)[:, ::-1]  # max over the pairs from s on
-        raw = np.maximum(raw, (np.sum(below >= t[order][None, :], axis=0) + 1) / (len(reference) + 1))
-    out = np.empty(len(t))
+    return _step_down([(_exceedances(r, t, order) + 1) / (len(r) + 1) for r in references], order)
+
+
+def _exceedances(reference: np.ndarray, t: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """`(pairs,)` in the order ``order`` (largest ``|T|`` first): the draws of ``reference`` `(draws, pairs)` whose
+    maximum over that pair and the pairs below it reaches the pair's observed ``|T|``. Sums over blocks of draws."""
+    below = np.maximum.accumulate(reference[:, order][:, ::-1], axis=1)[:, ::-1]  # max over the pairs from s on
+    return np.sum(below >= t[order][None, :], axis=0)
+
+
+def _step_down(shares: Sequence[np.ndarray], order: np.ndarray) -> np.ndarray:
+    """`(pairs,)` in the pairs' own order: the largest of the references' ``shares`` (in rank order), made
+    monotone down the ranks."""
+    raw = np.maximum.reduce(list(shares)) if len(shares) else np.zeros(len(order))
+    out = np.empty(len(order))
     out[order] = np.maximum.accumulate(raw)
     return out

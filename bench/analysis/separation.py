@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.analysis import maxt, resolution
+from bench.analysis import maxt, monte_carlo, resolution
 
 DRAWS = 10_000  # null draws of the critical value (the report passes ``stats.Settings.draws``)
 BATCH_FLOATS = 20_000_000  # the null is drawn in batches of draws whose columns' cross products hold this many floats
@@ -65,9 +65,16 @@ def critical_value(curves: np.ndarray, level: float, rng: np.random.Generator, d
     Args:
       curves: `(arms, seeds, evaluations)`, NaN where a run has no value.
     """
-    arms, _, evaluations = curves.shape
     values = _columns_of(curves)
     floor = resolution.difference_floor(values) if floor is None else floor
+    return float(np.quantile(_combined(_null_maxima(curves, values, rng, draws, floor)), level))
+
+
+def _null_maxima(curves: np.ndarray, values: np.ndarray, rng: np.random.Generator, draws: int, floor: float
+                 ) -> list[np.ndarray]:
+    """Per reference (normal, smoothed bootstrap), `(draws,)` null draws of ``max |T|`` over the pairs and
+    evaluations, in batches of at most :data:`BATCH_FLOATS` floats of cross products."""
+    arms, _, evaluations = curves.shape
     rows, cols = _pairs(arms, evaluations)
     picked = _picking(values, rows, cols)
     root = maxt.covariance_root(values)
@@ -76,14 +83,26 @@ def critical_value(curves: np.ndarray, level: float, rng: np.random.Generator, d
     for reference in (maxt.null_pair_t, maxt.smoothed_bootstrap_pair_t):
         t = [reference(values, min(batch, draws - start), rng, floor=floor, observed=picked, root=root)[0]
              for start in range(0, draws, batch)]
-        maxima.append(np.sort(np.concatenate([part.max(1) if part.shape[1] else np.zeros(len(part)) for part in t])))
-    return float(np.quantile(np.maximum(*maxima), level))
+        maxima.append(np.concatenate([part.max(1) if part.shape[1] else np.zeros(len(part)) for part in t]))
+    return maxima
+
+
+def _combined(maxima: list[np.ndarray]) -> np.ndarray:
+    """The references' sorted maxima, the larger quantile by quantile."""
+    return np.maximum.reduce([np.sort(m) for m in maxima])
 
 
 def bands(curves: np.ndarray, level: float, rng: np.random.Generator, draws: int = DRAWS,
-          floor: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-    """``(mean, half_width, c)``: every pair's mean difference `(arms, arms, evaluations)` (``[i, j]``: ``i``
-    minus ``j``) and its simultaneous band's half width ``c se``; NaN where fewer than two seeds have both runs.
+          floor: float | None = None, settle: bool = True) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """``(mean, half_width, c, undecided)``: every pair's mean difference `(arms, arms, evaluations)` (``[i, j]``:
+    ``i`` minus ``j``) and its simultaneous band's half width ``c se``; NaN where fewer than two seeds have both
+    runs.
+
+    With ``settle``, where a band's exclusion of 0 differs between the ends of ``c``'s Monte Carlo bounds
+    (``bench.analysis.monte_carlo``), the null is drawn on to ``monte_carlo.EXTENDED`` times ``draws``; where it
+    still differs, ``c`` is the bounds' upper end (no separation the draws cannot carry) and ``undecided`` counts
+    the pair-evaluations left out so. Without, ``c`` is the plain estimate from ``draws`` (the simulations of the
+    error rates measure that one: the settled procedure claims no more, but with probability ``RISK``).
 
     Args:
       curves: `(arms, seeds, evaluations)`.
@@ -91,14 +110,30 @@ def bands(curves: np.ndarray, level: float, rng: np.random.Generator, draws: int
     arms, _, evaluations = curves.shape
     values = _columns_of(curves)
     floor = resolution.difference_floor(values) if floor is None else floor
-    c = critical_value(curves, level, rng, draws, floor)
+    maxima = _null_maxima(curves, values, rng, draws, floor)
     rows, cols = _pairs(arms, evaluations)
     mean, variance = maxt.paired_moments(values[None], rows, cols, floor)
+    se = np.sqrt(variance[0])
+    with np.errstate(invalid="ignore"):
+        apart = lambda c: np.abs(mean[0]) > c * se  # noqa: E731
+    combined = _combined(maxima)
+    c, undecided = float(np.quantile(combined, level)), 0
+    for look in range(monte_carlo.LOOKS if settle else 0):
+        low, high = monte_carlo.quantile_bounds(combined, level, monte_carlo.per_look(monte_carlo.RISK, 2))
+        undecided = int((apart(low) != apart(high)).sum())
+        if not undecided:
+            break
+        if look == 0:
+            more = _null_maxima(curves, values, rng, (monte_carlo.EXTENDED - 1) * draws, floor)
+            combined = _combined([np.concatenate(pair) for pair in zip(maxima, more)])
+            c = float(np.quantile(combined, level))
+        else:
+            c = high
     i, j, t = rows // evaluations, cols // evaluations, rows % evaluations
     diff, half = (np.full((arms, arms, evaluations), np.nan) for _ in range(2))
     diff[i, j, t], diff[j, i, t] = mean[0], -mean[0]
-    half[i, j, t] = half[j, i, t] = c * np.sqrt(variance[0])
-    return diff, half, c
+    half[i, j, t] = half[j, i, t] = c * se
+    return diff, half, c, undecided
 
 
 def _first_ahead(diff: np.ndarray, half: np.ndarray, sign: float, ahead: int, behind: int) -> float:
@@ -109,19 +144,20 @@ def _first_ahead(diff: np.ndarray, half: np.ndarray, sign: float, ahead: int, be
 
 
 def separations(curves: np.ndarray, names, epochs: np.ndarray, higher_is_better: bool, level: float,
-                rng: np.random.Generator, draws: int = DRAWS) -> pd.DataFrame:
+                rng: np.random.Generator, draws: int = DRAWS, settle: bool = True) -> pd.DataFrame:
     """Per pair of initializers whose curves separate somewhere, and per direction: one row with ``ahead, behind``
     (curves that cross give two rows, the one ahead first listed first), ``first, last`` (the first and last
     epochs where the band excludes 0 with ``ahead`` better), ``epochs`` (how many evaluations it does), ``at_end``
     (whether it does at the last), ``largest`` and its band (``low, high``: the difference ahead minus behind where
     it is largest, in the metric's direction, with its simultaneous band, at epoch ``at``); and the critical value
-    in ``attrs["c"]``.
+    in ``attrs["c"]``, the pair-evaluations the draws left undecided (not claimed) in ``attrs["undecided"]``
+    (``settle``: :func:`bands`).
 
     Args:
       curves: `(arms, seeds, evaluations)` each run's curve (diverged epochs scored), NaN where a run is missing.
       epochs: `(evaluations,)` the epoch of each evaluation.
     """
-    diff, half, c = bands(curves, level, rng, draws)
+    diff, half, c, undecided = bands(curves, level, rng, draws, settle=settle)
     sign = 1.0 if higher_is_better else -1.0
     rows = []
     for i, j in zip(*np.triu_indices(len(names), 1)):
@@ -139,5 +175,5 @@ def separations(curves: np.ndarray, names, epochs: np.ndarray, higher_is_better:
                          "high": float(gain[peak] + half[i, j, peak]), "at": float(epochs[peak])})
     out = pd.DataFrame(rows, columns=["ahead", "behind", "first", "last", "epochs", "at_end", "largest", "low",
                                       "high", "at"])
-    out.attrs["c"] = c
+    out.attrs["c"], out.attrs["undecided"] = c, undecided
     return out

@@ -37,7 +37,7 @@ from scipy import stats as distributions
 from scipy.interpolate import CubicSpline
 
 from bench import schema
-from bench.analysis import stats
+from bench.analysis import monte_carlo, stats
 
 TOLERANCE = 1.0  # log2: the optimum "stays" when it moves by less than a factor 2 in learning rate
 METRIC = "train_loss"  # Tensor Programs V's Fig. 1 plots the final training loss
@@ -227,8 +227,13 @@ def interval(samples: np.ndarray, n_seeds: int, level: float = 0.95) -> tuple[fl
     expanded: 94-96% from 8 seeds on, ``tests/analysis/test_transfer.py``)."""
     if n_seeds < 2:
         raise ValueError(f"an interval needs at least 2 seeds, got {n_seeds}")
-    tail = distributions.norm.cdf(np.sqrt(n_seeds / (n_seeds - 1)) * distributions.t.ppf((1 - level) / 2, n_seeds - 1))
+    tail = percentile_tail(n_seeds, level)
     return float(np.quantile(samples, tail)), float(np.quantile(samples, 1 - tail))
+
+
+def percentile_tail(n_seeds: int, level: float) -> float:
+    """The lower tail of the expanded percentile interval of :func:`interval` (its upper: ``1 - tail``)."""
+    return distributions.norm.cdf(np.sqrt(n_seeds / (n_seeds - 1)) * distributions.t.ppf((1 - level) / 2, n_seeds - 1))
 
 
 def union_interval(samples: dict, n_seeds: int, level: float = 0.95) -> tuple[float, float]:
@@ -254,14 +259,39 @@ def verdict(shift_interval: tuple[float, float], tolerance: float = TOLERANCE) -
     return "inconclusive"
 
 
-def shift(boot: dict, narrow, wide, n_seeds: int, level: float = 0.95) -> dict:
+def shift(boot: dict, narrow, wide, n_seeds: int, level: float = 0.95, settle: bool = False) -> dict:
     """The optimum's move from width ``narrow`` to ``wide`` in ``log2 lr``: estimate (the shape models' median),
-    interval (the union of theirs), verdict (``too few seeds`` below :data:`MIN_SEEDS`)."""
+    interval (the union of theirs), verdict (``too few seeds`` below :data:`MIN_SEEDS`), and ``undecided``.
+
+    With ``settle``, ``undecided`` is whether the verdict differs between the ends of the Monte Carlo bounds of the
+    interval's percentiles (``bench.analysis.monte_carlo``: the order statistics holding each percentile the
+    resamples estimate); where it does, the verdict is the one of the outer ends (the widest interval the
+    resamples allow), which claims nothing they cannot carry."""
     samples = {s: boot[wide][s] - boot[narrow][s] for s in boot[wide]}
     low, high = union_interval(samples, n_seeds, level)
     estimate = float(np.median([boot["estimate"][wide][s] - boot["estimate"][narrow][s] for s in boot[wide]]))
-    return {"estimate": estimate, "low": low, "high": high,
-            "verdict": verdict((low, high)) if n_seeds >= MIN_SEEDS else "too few seeds"}
+    found = {"estimate": estimate, "low": low, "high": high, "undecided": False,
+             "verdict": verdict((low, high)) if n_seeds >= MIN_SEEDS else "too few seeds"}
+    if settle and n_seeds >= MIN_SEEDS:
+        outer, inner = _percentile_bounds(samples, n_seeds, level)
+        if verdict(outer) != verdict(inner):
+            found.update(verdict=verdict(outer), undecided=True)
+    return found
+
+
+def _percentile_bounds(samples: dict, n_seeds: int, level: float
+                       ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``(outer, inner)``: the union interval (:func:`union_interval`) at the ends of each percentile's Monte Carlo
+    bounds that widen it, and at those that narrow it."""
+    tail = percentile_tail(n_seeds, level)
+    risk = monte_carlo.per_look(monte_carlo.RISK, 2 * len(samples))
+    lows, highs = [], []
+    for values in samples.values():
+        ordered = np.sort(values)
+        lows.append(monte_carlo.quantile_bounds(ordered, tail, risk))
+        highs.append(monte_carlo.quantile_bounds(ordered, 1 - tail, risk))
+    return ((min(lo for lo, _ in lows), max(hi for _, hi in highs)),
+            (min(hi for _, hi in lows), max(lo for lo, _ in highs)))
 
 
 def curves_of(results: pd.DataFrame, task: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -382,13 +412,16 @@ def analyze(results: pd.DataFrame, tasks: dict, metric: str = METRIC, n_resample
                 raise ValueError(f"{family}: every width needs the same learning rates")
             if len(log2_lrs) < 3:
                 continue
-            boot = bootstrap(log2_lrs, curves, n_resamples, seed)
             n_seeds = curves[min(curves)].shape[0]
             widths = tuple(sorted(curves))
+            for resamples in (n_resamples, monte_carlo.EXTENDED * n_resamples):  # more where the verdict is open
+                boot = bootstrap(log2_lrs, curves, resamples, seed)  # the first n_resamples are the same
+                moved = shift(boot, widths[0], widths[-1], n_seeds, settle=True)
+                if not moved["undecided"]:
+                    break
             bests = {w: best(boot, w, n_seeds) for w in widths}
             best_loss = {w: float(np.min(np.where(np.isfinite(c), c, np.inf).mean(axis=0)))
                          for w, c in curves.items()}
-            moved = shift(boot, widths[0], widths[-1], n_seeds)
             if any(on_edge(log2_lrs, curves[w]) for w in (widths[0], widths[-1])):
                 moved["verdict"] = "at the grid's edge"  # the optimum may lie beyond it: no interval can say where
             with np.errstate(invalid="ignore"), warnings.catch_warnings():

@@ -22,6 +22,8 @@ error of every claim it prints, the pick included:
      (``min_j L_ij > -margin``); the interval-inclusion form of two one-sided tests
      (TOST, Schuirmann 1987) at the simultaneous level;
    - ``inconclusive``: neither; more seeds are needed.
+   A claim within the Monte Carlo error of the null's draws is not made (``undecided``: Gandy 2009, whose
+   resampling risk ``bench.analysis.monte_carlo`` bounds).
    Every ``worse`` and ``equivalent`` claim is true whenever the intervals hold, so
    the family-wise error of the verdicts is at most ``1 - level``
    (:func:`bench.analysis.calibrate` measures it on simulated and resampled runs).
@@ -144,9 +146,15 @@ def verdicts(values: np.ndarray, names, higher_is_better: bool = True, margin: f
       standardizer, no interval),
       ``win_rate`` (share of seeds where it beats ``vs``; unpaired: A12), ``critical_value`` and
       ``floored`` (the seeds' spread of the difference against ``vs`` was below the data's resolution,
-      which stands in for it: ``bench.analysis.resolution``) and ``step_down`` (*worse* by the step-down test
-      only: its interval to the best still touches 0).
+      which stands in for it: ``bench.analysis.resolution``), ``step_down`` (*worse* by the step-down test
+      only: its interval to the best still touches 0), ``undecided`` and ``draws``.
       Initializers with fewer than 2 runs with a value get ``no runs`` and NaNs.
+
+    The verdicts rest on the data, not on the null's draws: where one differs between the ends of the Monte Carlo
+    bounds of ``c`` and of the p values (``bench.analysis.monte_carlo``), the null is drawn on, continuing ``rng``,
+    to ten times ``draws``; where one still differs (``undecided``), every claim is the one of the bounds' strict
+    ends (an interval's end on 0 at 2 seeds: *inconclusive*, not *worse* under some seeds and not others).
+    ``draws`` is the number made; the intervals shown are at ``c``.
     """
     values = np.asarray(values, np.float64)
     sign = 1.0 if higher_is_better else -1.0
@@ -159,33 +167,59 @@ def verdicts(values: np.ndarray, names, higher_is_better: bool = True, margin: f
         return pd.DataFrame(rows, columns=COLUMNS)  # every column, NaN where nothing could be compared
     sub = sign * values[:, usable]
     components = [c.take(usable) for c in components if c is not None]
-    pairs, c, p = maxt.simultaneous_intervals(sub, [names[i] for i in usable], level, rng, draws, paired, components,
-                                              statistic=statistic)
-    with np.errstate(invalid="ignore"):
-        low, high = pairs.diff - c * pairs.se, pairs.diff + c * pairs.se
     means = maxt.location(sub, statistic)
+    found = maxt.intervals(sub, [names[i] for i in usable], level, rng, draws, paired, components,
+                           statistic=statistic, settled=lambda f: not _undecided(f, means, margin, level).any())
+    pairs, c, p = found.pairs, found.c, found.p
+    low, high = found.limits()
+    labels, step_down, significant, to_best_low, to_best_high = _claims(found, c, p, means, margin, level)
+    undecided = _undecided(found, means, margin, level)
+    if undecided.any():  # only the claims the draws carry: those at the strict ends of c's and p's bounds
+        labels, step_down, significant = _claims(found, found.c_bounds[1], found.p_bounds[1], means, margin,
+                                                 level)[:3]
     order = np.argsort(-means, kind="stable")
     best = order[0]
-    labels, to_best_low, to_best_high = mcb(low, high, means, margin)
-    labels, step_down = with_step_down(labels, pairs.diff, p, level)
     usable_names = [names[i] for i in usable]
     anchor = usable_names.index(reference) if reference in usable_names else best
-    found = []
+    out = []
     for i in order:
         ref = anchor if i != anchor else (best if i != best else order[1])
         sd = pairs.sd[i, ref]
         d_z = pairs.diff[i, ref] / sd if sd > 0 else np.nan
         exact = paired and statistic == "mean"
         dz_low, dz_high = d_z_interval(d_z, int(pairs.n[i, ref]), level) if exact else (np.nan, np.nan)
-        found.append({
+        out.append({
             "arm": names[usable[i]], "n": int(counts[usable[i]]), "mean": sign * means[i],
-            "verdict": labels[i], "significant": bool(i == best and to_best_low[i] > 0),
+            "verdict": labels[i], "significant": bool(i == best and significant),
             "vs": names[usable[ref]], "diff": pairs.diff[i, ref], "low": low[i, ref], "high": high[i, ref],
             "to_best_low": to_best_low[i], "to_best_high": to_best_high[i], "p": p[i, ref],
             "d_z": d_z, "d_z_low": dz_low, "d_z_high": dz_high, "win_rate": pairs.wins[i, ref],
             "critical_value": c, "floored": bool(pairs.floored[i, ref]), "step_down": bool(step_down[i]),
+            "undecided": bool(undecided[i]), "draws": found.draws,
         })
-    return pd.DataFrame(found + rows, columns=COLUMNS)
+    return pd.DataFrame(out + rows, columns=COLUMNS)
+
+
+def _claims(found: maxt.Intervals, c: float, p: np.ndarray, means: np.ndarray, margin: float, level: float
+            ) -> tuple[list[str], np.ndarray, bool, np.ndarray, np.ndarray]:
+    """``(labels, step_down, significant, to_best_low, to_best_high)``: :func:`mcb` and :func:`with_step_down` at
+    critical value ``c`` and p values ``p``, and whether the best is better than all."""
+    low, high = found.limits(None if c == found.c else c)
+    labels, to_best_low, to_best_high = mcb(low, high, means, margin)
+    labels, step_down = with_step_down(labels, found.pairs.diff, p, level)
+    return labels, step_down, bool(to_best_low[int(np.argmax(means))] > 0), to_best_low, to_best_high
+
+
+def _undecided(found: maxt.Intervals, means: np.ndarray, margin: float, level: float) -> np.ndarray:
+    """`(k,)` whether each initializer's verdict (the best's: whether it is better than all) differs between the
+    ends of the Monte Carlo bounds of ``c`` and ``p`` (``bench.analysis.monte_carlo``): at the low ends every claim
+    is at least as easy as at the high ones."""
+    (c_low, c_high), (p_low, p_high) = found.c_bounds, found.p_bounds
+    generous = _claims(found, c_low, p_low, means, margin, level)
+    strict = _claims(found, c_high, p_high, means, margin, level)
+    best = int(np.argmax(means))
+    return np.array([a != b or (i == best and generous[2] != strict[2])
+                     for i, (a, b) in enumerate(zip(generous[0], strict[0]))])
 
 
 def with_step_down(labels: list[str], diff: np.ndarray, p: np.ndarray, level: float) -> tuple[list[str], np.ndarray]:
@@ -200,14 +234,15 @@ def with_step_down(labels: list[str], diff: np.ndarray, p: np.ndarray, level: fl
 
 
 COLUMNS = ["arm", "n", "mean", "verdict", "significant", "vs", "diff", "low", "high", "to_best_low",
-           "to_best_high", "p", "d_z", "d_z_low", "d_z_high", "win_rate", "critical_value", "floored", "step_down"]
+           "to_best_high", "p", "d_z", "d_z_low", "d_z_high", "win_rate", "critical_value", "floored", "step_down",
+           "undecided", "draws"]
 
 
 def _no_runs(name: str, n: int) -> dict:
     return {"arm": name, "n": n, "mean": np.nan, "verdict": "no runs", "significant": False, "floored": False,
-            "step_down": False}
+            "step_down": False, "undecided": False}
 
 
 def _alone(name: str, column: np.ndarray) -> dict:
     return {"arm": name, "n": int(np.isfinite(column).sum()), "mean": float(np.nanmean(column)),
-            "verdict": "best", "significant": False, "floored": False, "step_down": False}
+            "verdict": "best", "significant": False, "floored": False, "step_down": False, "undecided": False}

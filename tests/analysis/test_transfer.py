@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from bench.analysis import transfer
 
@@ -204,3 +205,23 @@ def test_a_loss_falling_by_orders_of_magnitude_is_fitted_on_its_logarithm():
     losses = np.tile(steep, (4, 1)) * np.exp(np.random.default_rng(0).normal(0, 0.05, (4, 9)))
     for shape in transfer.SHAPES:  # a parabola in log loss: every model finds its vertex
         assert transfer.best_log2_lr(GRID, losses, shape) == pytest.approx(4.3, abs=0.05)
+
+
+def test_a_shift_verdict_on_the_edge_of_the_resamples_is_the_outer_ends_and_said_so():
+    """Resampled shifts whose interval's upper percentile is the tolerance itself: from 2,000 resamples alone the
+    verdict is *stays* under some resampling seeds and *inconclusive* under others; settled, it is *inconclusive*
+    and undecided under every one, and a shift far inside the tolerance stays, decided."""
+    tail = 1 - transfer.percentile_tail(16, 0.95)
+    spread = transfer.TOLERANCE / sps.norm.ppf(tail)  # the shifts' true upper percentile sits on the tolerance
+    plain = set()
+    for seed in range(10):
+        shifts = np.random.default_rng(seed).normal(0, spread, 2_000)
+        boot = {64: {"parabola": np.zeros(2_000)}, 256: {"parabola": shifts},
+                "estimate": {64: {"parabola": 0.0}, 256: {"parabola": 0.0}}}
+        plain.add(transfer.shift(boot, 64, 256, 16)["verdict"])
+        settled = transfer.shift(boot, 64, 256, 16, settle=True)
+        assert (settled["verdict"], settled["undecided"]) == ("inconclusive", True), seed
+        boot[256]["parabola"] = shifts / 3
+        assert transfer.shift(boot, 64, 256, 16, settle=True)["verdict"] == "stays"
+        assert not transfer.shift(boot, 64, 256, 16, settle=True)["undecided"]
+    assert plain == {"stays", "inconclusive"}

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from bench.analysis import verdicts
+from bench.analysis import maxt, monte_carlo, verdicts
 
 
 def test_d_z_interval_inverts_the_noncentral_t():
@@ -91,3 +91,67 @@ def test_trimmed_verdicts_see_through_a_few_stuck_runs():
     assert trimmed.loc["a", "mean"] == pytest.approx(sps.trim_mean(x[:, 0], 0.2))
     assert trimmed.loc["c", "verdict"] == "worse" and trimmed.loc["b", "verdict"] != "worse"
     assert mean.loc["a", "verdict"] != "best"  # the stuck runs cost the mean its lead
+
+
+def _on_the_edge(draws_for_c: int = 200_000) -> np.ndarray:
+    """5 seeds x 2 initializers, the second's interval to the first ending at 0 at the critical value of many
+    draws (one pair: its step-down p value is the single-step one, on its threshold too)."""
+    rng = np.random.default_rng(11)
+    x = 0.85 + rng.normal(0, 0.01, (5, 1)) + rng.normal(0, 0.004, (5, 2))
+    pairs, c, _ = maxt.simultaneous_intervals(x, "ab", 0.95, 0, draws_for_c)
+    x[:, 1] += pairs.diff[0, 1] - c * pairs.se[0, 1] * (1 + 1e-4)  # theta_b - theta_a = -c se, a hair under
+    return x
+
+
+def test_a_verdict_on_the_edge_of_the_draws_is_the_same_under_every_null_seed_and_said_so():
+    """Its interval to the best ends within the critical value's Monte Carlo error of 0: at a fixed number of draws
+    the verdict is worse under some null seeds and inconclusive under others; drawn on where undecided and made only
+    where the draws carry it, it is inconclusive under every seed, marked undecided, after 10x the draws (and the
+    best is not called better than all)."""
+    x = _on_the_edge()
+    plain = set()
+    for seed in range(10):
+        pairs, c, _ = maxt.simultaneous_intervals(x, "ab", 0.95, seed, 2_000)
+        plain.add(bool(pairs.diff[1, 0] + c * pairs.se[1, 0] < 0))
+        table = verdicts.verdicts(x, "ab", rng=seed, draws=2_000).set_index("arm")
+        assert table.loc["b", "verdict"] == "inconclusive" and table["undecided"].all(), seed
+        assert not table.loc["a", "significant"] and (table["draws"] == 20_000).all()
+    assert plain == {True, False}  # the point estimate alone is the draws' coin
+
+
+def test_clear_verdicts_take_the_draws_asked_for_and_equal_the_plain_procedures():
+    rng = np.random.default_rng(4)
+    x = 0.85 + rng.normal(0, 0.01, (8, 1)) + rng.normal(0, 0.005, (8, 5))
+    x[:, 4] -= 0.05
+    table = verdicts.verdicts(x, "abcde", draws=2_000)
+    assert (table["draws"] == 2_000).all() and not table["undecided"].any()
+    pairs, c, p = maxt.simultaneous_intervals(x, "abcde", 0.95, 0, 2_000)
+    labels, _ = verdicts.with_step_down(verdicts.mcb(pairs.diff - c * pairs.se, pairs.diff + c * pairs.se,
+                                                     x.mean(0), 0.005)[0], pairs.diff, p, 0.95)
+    assert dict(zip(table["arm"], table["verdict"])) == dict(zip("abcde", labels))
+    assert table["critical_value"].iloc[0] == c
+
+
+@pytest.mark.parametrize("level, draws", [(0.95, 1_000), (0.99, 5_000), (0.5, 200)])
+def test_the_quantile_bounds_cover_the_true_quantile_as_often_as_promised(level, draws):
+    """4,000 samples of uniform draws at risk 0.05: the bounds miss the true quantile at most 0.05 of the time (a
+    doubled rate, 0.10, gives at least 0.088 with probability 1 - 1e-6; the bound allows 0.065), and each end is the
+    order statistic the binomial distribution names."""
+    rng = np.random.default_rng(int(level * 100) + draws)
+    missed = 0
+    for _ in range(4_000):
+        sample = np.sort(rng.uniform(size=draws))
+        low, high = monte_carlo.quantile_bounds(sample, level, 0.05)
+        missed += not (low <= level <= high)
+    assert missed / 4_000 <= 0.065
+    sample = np.arange(1.0, draws + 1)  # the j-th order statistic is j
+    low, high = monte_carlo.quantile_bounds(sample, level, 0.05)
+    assert sps.binom.cdf(low - 1, draws, level) <= 0.025 < sps.binom.cdf(low, draws, level)
+    assert sps.binom.sf(high - 1, draws, level) <= 0.025 < sps.binom.sf(high - 2, draws, level)
+
+
+def test_the_p_value_bounds_are_clopper_pearsons():
+    for successes, trials in [(0, 100), (3, 100), (50, 100), (100, 100), (17, 10_000)]:
+        low, high = monte_carlo.proportion_bounds(np.array([successes]), trials, 0.01)
+        exact = sps.binomtest(successes, trials).proportion_ci(0.99, method="exact")
+        assert (low[0], high[0]) == pytest.approx((exact.low, exact.high), abs=1e-12)

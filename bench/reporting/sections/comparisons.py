@@ -22,6 +22,9 @@ EXPLANATION = (
     "paired differences hardly varied over seeds (below the data's resolution), which then stands in for "
     "their spread. ‡: worse by the step-down test, which rejects more than the intervals show (its "
     "interval to the best may still touch 0).")
+UNDECIDED = (" §: the claim changes within the Monte Carlo error of the critical value or of p even at {draws:,} "
+             "null draws (an interval's end or a p value on its threshold), so it is not made: *inconclusive*, or "
+             "for the best not \"better than all\" (Gandy 2009).")
 
 
 def comparison_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
@@ -33,7 +36,8 @@ def comparison_table(analysis: Analysis, dataset: str) -> pd.DataFrame:
         {
             "initializer": rows["arm"],
             "verdict": rows["verdict"] + np.where(rows["significant"], " (better than all)", "")
-            + np.where(rows["step_down"].fillna(False).astype(bool), " ‡", ""),
+            + np.where(rows["step_down"].fillna(False).astype(bool), " ‡", "")
+            + np.where(rows["undecided"].fillna(False).astype(bool), " §", ""),
             "to the best of the others [sim. CI]": [
                 f"[{scale * lo:+.{digits}f}, {scale * hi:+.{digits}f}]{unit}"
                 for lo, hi in zip(rows["to_best_low"], rows["to_best_high"])
@@ -57,7 +61,14 @@ def markdown(view: View) -> list[str]:
     analysis = view.analysis
     return [f"### Comparisons with the best: {title(analysis.metric)}", "",
             comparison_table(analysis, view.task).to_markdown(index=False), "",
-            EXPLANATION.format(level=analysis.settings.level), ""]
+            EXPLANATION.format(level=analysis.settings.level) + _undecided_note(analysis, view.task), ""]
+
+
+def _undecided_note(analysis: Analysis, task: str) -> str:
+    """The § mark's explanation where a verdict of ``task`` was left undecided by the draws; "" elsewhere."""
+    rows = analysis.comparisons[analysis.comparisons["dataset"] == task]
+    undecided = rows["undecided"].fillna(False).astype(bool)
+    return UNDECIDED.format(draws=int(rows.loc[undecided, "draws"].max())) if undecided.any() else ""
 
 
 def _forest(results, analysis, task):

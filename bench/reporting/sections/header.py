@@ -3,7 +3,7 @@ its statistics, its cost and its environment; in LaTeX, the generated file's fir
 
 from __future__ import annotations
 
-from bench.analysis import stats
+from bench.analysis import monte_carlo, stats
 from bench.reporting.describe import (
     describe_arm,
     describe_grid,
@@ -73,7 +73,9 @@ def _verdicts(view: View) -> str:
             + ("20% trimmed means of the paired differences (Yuen's standard errors); "
                if s.statistic == "trimmed" else "")
             + f"{s.level:.0%} simultaneous intervals of all "
-            f"pairwise differences (single-step max-T, {s.draws:,} null draws, seed {s.seed}) and from them Hsu's "
+            f"pairwise differences (single-step max-T, {s.draws:,} null draws, seed {s.seed}; "
+            f"up to {monte_carlo.EXTENDED * s.draws:,} where a verdict is within their Monte Carlo error, and one "
+            "still there is not made: § in the tables) and from them Hsu's "
             "multiple comparisons with the best, *worse* also by the step-down max-T test (Westfall & Young); "
             f"equivalence margin {scale * analysis.margin:g}{unit}; "
             "standard deviations never below the data's resolution (the step between distinct values, one test "

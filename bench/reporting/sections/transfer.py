@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.analysis import transfer
+from bench.analysis import monte_carlo, transfer
 from bench.reporting.section import Figure, Section, View
 from bench.reporting.text import tex_escape
 
@@ -36,7 +36,18 @@ def _rate(t: transfer.Transfer, log2_values) -> str:
 
 def _verdict(t: transfer.Transfer) -> str:
     verdict = t.shift["verdict"]
-    return f"{verdict} ({t.n_seeds} < {transfer.MIN_SEEDS})" if verdict == "too few seeds" else verdict
+    if verdict == "too few seeds":
+        return f"{verdict} ({t.n_seeds} < {transfer.MIN_SEEDS})"
+    return verdict + (" (§)" if t.shift.get("undecided") else "")
+
+
+UNDECIDED = (" (§): the verdict changes within the Monte Carlo error of the interval's percentiles even at {} "
+             "resamples, so it is the one of their outer bounds (Gandy 2009).")
+
+
+def _explanation(found: dict[str, transfer.Transfer]) -> str:
+    undecided = any(t.shift.get("undecided") for t in found.values())
+    return EXPLANATION + (UNDECIDED.format(f"{monte_carlo.EXTENDED}x the") if undecided else "")
 
 
 def _shift(t: transfer.Transfer) -> str:
@@ -65,7 +76,7 @@ def transfer_markdown(found: dict[str, transfer.Transfer], figure: str | None) -
     if not found:
         return []
     lines = ["", "## Learning-rate transfer across widths", "", table(found).to_markdown(index=False), "",
-             EXPLANATION, ""]
+             _explanation(found), ""]
     return lines + ([f"![transfer]({figure})", ""] if figure else [])
 
 
@@ -89,7 +100,7 @@ def transfer_latex(found: dict[str, transfer.Transfer], escape, label: str) -> l
         r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{lrlrll}", r"\toprule",
         " & ".join(escape(c) for c in frame.columns) + r" \\", r"\midrule",
         *rows, r"\bottomrule", r"\end{tabular}", f"\\caption{{Learning-rate transfer across widths. "
-        f"{escape(EXPLANATION.replace('*', ''))}}}", f"\\label{{{label}}}", r"\end{table}", ""]
+        f"{escape(_explanation(found).replace('*', ''))}}}", f"\\label{{{label}}}", r"\end{table}", ""]
 
 
 def markdown(view: View) -> list[str]:
