@@ -13,9 +13,9 @@ taken only where it is the same at both ends:
   David & Nagaraja 2003, *Order Statistics*, sec. 7.1);
 - a p value estimated as a share ``x / B`` lies in the Clopper-Pearson interval of ``x`` successes in ``B`` trials.
 
-Where a decision differs between the ends after :data:`FIRST` draws, more are drawn (up to :data:`EXTENDED` times as
-many); where it still differs, the caller reports the conservative end (no claim the draws cannot carry) and says
-so.
+Where a decision differs between the ends after the draws asked for, more are drawn (up to :data:`EXTENDED` times
+as many; the curves' separations, whose null is the costly part of a report, are not drawn on); where it still
+differs, the caller reports the conservative end (no claim the draws cannot carry) and says so.
 
 References: Gandy 2009, J. Am. Stat. Assoc. 104(488), *Sequential implementation of Monte Carlo tests with
 uniformly bounded resampling risk*; Clopper & Pearson 1934, Biometrika 26(4).
@@ -52,6 +52,6 @@ def proportion_bounds(successes: np.ndarray, trials: int, risk: float) -> tuple[
     return low, high
 
 
-def per_look(risk: float, quantities: int = 1) -> float:
-    """The risk each of ``quantities`` estimates may take at each of the :data:`LOOKS` (Bonferroni)."""
-    return risk / (LOOKS * max(quantities, 1))
+def per_look(risk: float, quantities: int = 1, looks: int = LOOKS) -> float:
+    """The risk each of ``quantities`` estimates may take at each of ``looks`` (Bonferroni)."""
+    return risk / (looks * max(quantities, 1))

@@ -284,9 +284,9 @@ def analyse(results: pd.DataFrame, metric: str, settings: stats.Settings, margin
         c = cube(task, metric, selection, factors, test_scores[key], val_scores[key])
         t = tuned(c, margin, settings.level, rng, draws=settings.draws)
         marks = np.full(c.arms.shape, "", dtype=object)
-        for j in range(len(c.cells)):
-            table = verdicts.verdicts(c.test[:, :, j], c.initializers, True, margin, settings.level, rng,
-                                      settings.draws)
+        for j in range(len(c.cells)):  # each cell its own null stream: how many draws one takes moves no other
+            table = verdicts.verdicts(c.test[:, :, j], c.initializers, True, margin, settings.level,
+                                      stats.group_rng(settings.seed, *key, "tuning", j), settings.draws)
             labels = dict(zip(table["arm"], table["verdict"]))
             marks[:, j] = [labels.get(name, "no runs") for name in c.initializers]
         at = (reference or {}).get(factors[0])

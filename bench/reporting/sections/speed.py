@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.analysis import monte_carlo, separation, speed
+from bench.analysis import separation, speed
 from bench.reporting.analysed import Analysis, has_finished_runs
 from bench.reporting.record import RunRecord
 from bench.reporting.section import Figure, Section, View
@@ -95,8 +95,8 @@ def _separation_lines(item: speed.TaskSpeed, level: float) -> list[str]:
              "the curves cross.")
     if s.attrs.get("undecided"):
         words += (f" {s.attrs['undecided']} pair-evaluation(s) apart or not within the Monte Carlo error of that "
-                  f"critical value even after {monte_carlo.EXTENDED}x the null draws are not called apart (its upper "
-                  "bound is used; Gandy 2009).")
+                  "critical value are not called apart: it is the upper end of its Monte Carlo interval (Gandy "
+                  "2009).")
     if s.empty:
         return [f"No two curves are apart at any evaluation. {words}", ""]
     return [separation_table(item).to_markdown(index=False), "", words, ""]
