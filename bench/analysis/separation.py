@@ -94,17 +94,18 @@ def _combined(maxima: list[np.ndarray]) -> np.ndarray:
 
 def bands(curves: np.ndarray, level: float, rng: np.random.Generator, draws: int = DRAWS,
           floor: float | None = None, settle: bool = True) -> tuple[np.ndarray, np.ndarray, float, int]:
-    """``(mean, half_width, c, undecided)``: every pair's mean difference `(arms, arms, evaluations)` (``[i, j]``:
-    ``i`` minus ``j``) and its simultaneous band's half width ``c se``; NaN where fewer than two seeds have both
-    runs.
+    """``(mean, half_width, c, claimed_half_width, undecided)``: every pair's mean difference `(arms, arms,
+    evaluations)` (``[i, j]``: ``i`` minus ``j``), its simultaneous band's half width ``c se`` and the half width
+    its claims use; NaN where fewer than two seeds have both runs.
 
     With ``settle``, where a band's exclusion of 0 differs between the ends of ``c``'s Monte Carlo bounds
-    (``bench.analysis.monte_carlo``), ``c`` is the bounds' upper end (no separation the draws cannot carry) and
-    ``undecided`` counts the pair-evaluations left out so; not drawn on, unlike the verdicts: the null of every
-    pair at every evaluation is the costly part of a report (10x the draws made the default preset's report 4x
-    slower), and among hundreds of cells one is often still open after it. Without ``settle``, ``c`` is the plain
+    (``bench.analysis.monte_carlo``), the claims take the bounds' upper end (no separation the draws cannot carry;
+    a decided cell is apart at either end, so only the undecided ones change) and ``undecided`` counts them. Not
+    drawn on, unlike the verdicts: the null of every pair at every evaluation is the costly part of a report (10x
+    the draws made the default preset's report 4x slower), and among hundreds of cells one is often still open
+    after it. Without ``settle``, ``c`` is the plain
     estimate from ``draws`` (the simulations of the error rates measure that one: the settled procedure claims no
-    more, but with probability ``RISK``).
+    more, but with probability ``RISK``). The bands shown are at ``c`` either way.
 
     Args:
       curves: `(arms, seeds, evaluations)`.
@@ -119,16 +120,18 @@ def bands(curves: np.ndarray, level: float, rng: np.random.Generator, draws: int
     with np.errstate(invalid="ignore"):
         apart = lambda c: np.abs(mean[0]) > c * se  # noqa: E731
     combined = _combined(maxima)
-    c, undecided = float(np.quantile(combined, level)), 0
+    c = c_claims = float(np.quantile(combined, level))
+    undecided = 0
     if settle:  # one look: drawing on costs 10x the whole null, and among hundreds of cells one is often still open
         low, high = monte_carlo.quantile_bounds(combined, level, monte_carlo.per_look(monte_carlo.RISK, 2, 1))
         undecided = int((apart(low) != apart(high)).sum())
-        c = high if undecided else c
+        c_claims = high if undecided else c
     i, j, t = rows // evaluations, cols // evaluations, rows % evaluations
-    diff, half = (np.full((arms, arms, evaluations), np.nan) for _ in range(2))
+    diff, half, claims = (np.full((arms, arms, evaluations), np.nan) for _ in range(3))
     diff[i, j, t], diff[j, i, t] = mean[0], -mean[0]
     half[i, j, t] = half[j, i, t] = c * se
-    return diff, half, c, undecided
+    claims[i, j, t] = claims[j, i, t] = c_claims * se
+    return diff, half, c, claims, undecided
 
 
 def _first_ahead(diff: np.ndarray, half: np.ndarray, sign: float, ahead: int, behind: int) -> float:
@@ -152,14 +155,14 @@ def separations(curves: np.ndarray, names, epochs: np.ndarray, higher_is_better:
       curves: `(arms, seeds, evaluations)` each run's curve (diverged epochs scored), NaN where a run is missing.
       epochs: `(evaluations,)` the epoch of each evaluation.
     """
-    diff, half, c, undecided = bands(curves, level, rng, draws, settle=settle)
+    diff, half, c, claimed, undecided = bands(curves, level, rng, draws, settle=settle)
     sign = 1.0 if higher_is_better else -1.0
     rows = []
     for i, j in zip(*np.triu_indices(len(names), 1)):
-        for ahead, behind in sorted([(i, j), (j, i)], key=lambda pair: _first_ahead(diff, half, sign, *pair)):
+        for ahead, behind in sorted([(i, j), (j, i)], key=lambda pair: _first_ahead(diff, claimed, sign, *pair)):
             gain = sign * diff[ahead, behind]
             with np.errstate(invalid="ignore"):
-                apart = (np.abs(gain) > half[i, j]) & (gain > 0)
+                apart = (np.abs(gain) > claimed[i, j]) & (gain > 0)
             if not apart.any():
                 continue
             where = np.flatnonzero(apart)

@@ -34,7 +34,10 @@ def _curves(rng, n, k=4, evaluations=6, early=0.0, tails=None, lattice=None):
 def test_bands_against_hand_computed_paired_errors():
     rng = np.random.default_rng(3)
     curves = _curves(rng, 10, k=3, evaluations=4)
-    diff, half, c, _ = separation.bands(curves, 0.95, np.random.default_rng(0), draws=DRAWS, floor=0.0)
+    diff, half, c, claimed, undecided = separation.bands(curves, 0.95, np.random.default_rng(0), draws=DRAWS,
+                                                         floor=0.0)
+    shown = np.isfinite(half)
+    assert (claimed[shown] >= half[shown]).all() and (claimed[shown] == half[shown]).all() == (undecided == 0)
     d = curves[0] - curves[2]  # (seeds, evaluations)
     np.testing.assert_allclose(diff[0, 2], d.mean(0))
     np.testing.assert_allclose(diff[2, 0], -d.mean(0))
@@ -63,7 +66,8 @@ def test_a_separation_on_the_edge_of_the_draws_is_not_claimed_under_any_null_see
     undecided, under every seed."""
     rng = np.random.default_rng(2)
     curves = _curves(rng, 8, k=2, evaluations=3)
-    diff, half, c, _ = separation.bands(curves, 0.95, np.random.default_rng(0), 100_000, floor=0.0, settle=False)
+    diff, half, c, _, _ = separation.bands(curves, 0.95, np.random.default_rng(0), 100_000, floor=0.0,
+                                          settle=False)
     curves[0, :, 1] += half[1, 0, 1] * (1 + 1e-4) - diff[0, 1, 1]  # a - b at evaluation 1: c se, a hair over
     plain = set()
     for seed in range(10):

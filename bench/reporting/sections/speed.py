@@ -95,8 +95,8 @@ def _separation_lines(item: speed.TaskSpeed, level: float) -> list[str]:
              "the curves cross.")
     if s.attrs.get("undecided"):
         words += (f" {s.attrs['undecided']} pair-evaluation(s) apart or not within the Monte Carlo error of that "
-                  "critical value are not called apart: it is the upper end of its Monte Carlo interval (Gandy "
-                  "2009).")
+                  "critical value are not called apart (Gandy 2009): where it is apart, a band excludes 0 at the "
+                  "upper end of the critical value's Monte Carlo interval too.")
     if s.empty:
         return [f"No two curves are apart at any evaluation. {words}", ""]
     return [separation_table(item).to_markdown(index=False), "", words, ""]
