@@ -1,4 +1,4 @@
-"""Width (and depth) parameterizations (abc-parameterizations) as data: SP, NTK, muP and Depth-muP.
+"""Width (and depth) parameterizations (abc-parameterizations) as data: SP, NTK, muP, Depth-muP and CompleteP.
 
 A parameterization says how three things change as a model is made wider: each tensor's initial scale,
 a constant multiplier in the forward pass, and its learning rate. All three are powers of the tensor's
@@ -52,6 +52,13 @@ shrinks as ``m_L ** -1/2`` (SGD's stays): :class:`DepthScaling`. Tensors take a 
 added to the stream by a block), ``branch`` (the rest of a branch, its LayerNorms included) or ``outside``
 (embeddings, stem, readout). ``depth_mup`` is muP's width table with this depth rule.
 
+**CompleteP** (Dey et al. 2025, arXiv:2505.01618, Table 1) is the same with ``alpha = 1``: every branch times
+``m_L ** -1``, and Adam's learning rate inside a branch times ``m_L ** (alpha - 1) = 1`` (hidden weights and the
+branch's LayerNorms alike; embeddings, the final norm and the readout as muP's width table says). Each layer then
+keeps learning non-linear features as blocks are added (Depth-muP's ``alpha = 1/2`` makes the deep blocks lazy).
+The paper gives AdamW's rules only, so ``completep`` has no SGD rule. Not yet here: its Adam epsilon per tensor
+(``eps m_N ** -1 m_L ** -alpha`` inside blocks) and weight decay times ``m_N`` on hidden weights.
+
 All functions here are pure: they take pytrees of ``(role, m)`` and return pytrees of factors.
 """
 
@@ -96,16 +103,25 @@ class DepthScaling:
     """How residual branches scale with depth, each exponent meaning "times ``m_L ** -exponent``".
 
     Attributes:
-      multiplier: the exponent of every branch's forward multiplier (Depth-muP: 1/2).
-      lr_sgd, lr_adam: the learning-rate exponents of the tensors inside a branch (Depth-muP: 0 and 1/2).
+      multiplier: the exponent of every branch's forward multiplier, ``alpha`` (Depth-muP: 1/2, CompleteP: 1).
+      lr_sgd, lr_adam: the learning-rate exponents of the tensors inside a branch (Depth-muP: 0 and 1/2;
+        CompleteP's Adam: ``1 - alpha``); None: the paper gives no rule for that optimizer family.
     """
 
     multiplier: float = 0.5
-    lr_sgd: float = 0.0
-    lr_adam: float = 0.5
+    lr_sgd: float | None = 0.0
+    lr_adam: float | None = 0.5
 
     def lr(self, family: str) -> float:
-        return Scaling(lr_sgd=self.lr_sgd, lr_adam=self.lr_adam).lr(family)
+        """The learning-rate exponent inside a branch for an optimizer family in :data:`OPTIMIZER_FAMILIES`.
+
+        Raises:
+          ValueError: an unknown family, or one the paper gives no rule for.
+        """
+        exponent = Scaling(lr_sgd=self.lr_sgd, lr_adam=self.lr_adam).lr(family)
+        if exponent is None:
+            raise ValueError(f"this depth parameterization has no learning-rate rule for {family}-like optimizers")
+        return exponent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +134,7 @@ class Parameterization:
       attention: the attention logits are ``q.k / d_head ** attention`` (1/2 standard, 1 muP).
       reference: the paper.
       depth: how residual branches scale with depth (None: they do not).
+      title: how reports write its name (``"muP"``); the name itself where empty.
     """
 
     name: str
@@ -125,6 +142,7 @@ class Parameterization:
     attention: float = 0.5
     reference: str = ""
     depth: DepthScaling | None = None
+    title: str = ""
 
     def scaling(self, role: str) -> Scaling:
         if role not in ROLES:
@@ -135,26 +153,30 @@ class Parameterization:
 _SP_FAN = {"hidden": 0.5, "output": 0.5}  # a fan-in initializer's std already shrinks as fan_in ** -1/2 there
 
 SP = Parameterization(
-    "sp", {"hidden": Scaling(init=0.5), "output": Scaling(init=0.5)},
+    "sp", {"hidden": Scaling(init=0.5), "output": Scaling(init=0.5)}, title="SP",
     reference="the standard parameterization (LeCun et al. 1998; He et al. 2015)")
 NTK = Parameterization(
     "ntk",
     {"input": Scaling(lr_adam=0.5),
      "hidden": Scaling(multiplier=0.5, lr_adam=1.0),
-     "output": Scaling(multiplier=0.5, lr_adam=0.5)},
+     "output": Scaling(multiplier=0.5, lr_adam=0.5)}, title="NTK",
     reference="Jacot, Gabriel & Hongler 2018, arXiv:1806.07572; Yang & Hu 2021, arXiv:2011.14522")
 MUP = Parameterization(
     "mup",
     {"input": Scaling(lr_sgd=-1.0),
      "hidden": Scaling(init=0.5, lr_adam=1.0),
      "output": Scaling(init=1.0, lr_sgd=1.0, lr_adam=1.0)},
-    attention=1.0,
+    attention=1.0, title="muP",
     reference="Yang et al. 2021, Tensor Programs V, arXiv:2203.03466, Table 3")
 DEPTH_MUP = dataclasses.replace(
-    MUP, name="depth_mup", depth=DepthScaling(),
+    MUP, name="depth_mup", depth=DepthScaling(), title="Depth-muP",
     reference="Yang et al. 2023, Tensor Programs VI, arXiv:2310.02244 (Depth-muP, block depth 1); Bordelon et al. "
               "2023, arXiv:2309.16620; muP's width table (Tensor Programs V, Table 3)")
-PARAMETERIZATIONS: dict[str, Parameterization] = {p.name: p for p in (SP, NTK, MUP, DEPTH_MUP)}
+COMPLETEP = dataclasses.replace(
+    MUP, name="completep", depth=DepthScaling(multiplier=1.0, lr_sgd=None, lr_adam=0.0), title="CompleteP",
+    reference="Dey et al. 2025, Don't be lazy: CompleteP enables compute-efficient deep transformers, "
+              "arXiv:2505.01618, Table 1 (alpha = 1; AdamW only); muP's width table (Tensor Programs V, Table 3)")
+PARAMETERIZATIONS: dict[str, Parameterization] = {p.name: p for p in (SP, NTK, MUP, DEPTH_MUP, COMPLETEP)}
 
 
 def get(name: str) -> Parameterization:
@@ -272,7 +294,15 @@ def depth_lr_factors(p: Parameterization, depth_roles, m_depth: float, family: s
     """Per tensor, what multiplies its learning rate for ``p``'s depth rule: ``m_depth ** -lr`` inside a branch,
     times the folded multiplier's ``m_depth ** -(k * multiplier)`` on branch outputs (``k``: :func:`fold_power`);
     1 outside and without a depth rule. Depth-muP under Adam: ``m_depth ** -1/2`` inside, ``m_depth ** -1`` on
-    branch outputs; under SGD: 1 inside, ``m_depth ** -1`` on branch outputs."""
+    branch outputs; under SGD: 1 inside, ``m_depth ** -1`` on branch outputs. CompleteP under Adam: 1 inside,
+    ``m_depth ** -1`` on branch outputs.
+
+    Raises:
+      ValueError: ``p`` has no depth rule for ``family`` (CompleteP under SGD).
+    """
+    if p.depth is not None:
+        p.depth.lr(family)  # raises where the paper gives no rule
+
     def factor(role):
         _check_depth_role(role)
         d = p.depth

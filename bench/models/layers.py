@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from bench.errors import UserError, unknown
 from bench.models import parameterization_options
+from initjax import parameterization as param
 
 ACTIVATIONS: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
     "relu": nn.relu,
@@ -66,12 +67,13 @@ def head(n_classes: int, n_targets: int | None = None) -> dict:
 
 
 OPTIONS = {"norm": "None, layer or batch (NORMS)", "dropout": "rate in [0, 1) after hidden activations"}
+_DEPTH = ", ".join(parameterization_options.DEPTH_PARAMETERIZATIONS)
 PARAMETERIZATION_OPTIONS = {
-    "parameterization": "sp, ntk, mup or depth_mup: how init and learning rates scale with width (and depth) "
-                        "(bench.training.parameterized; needs base_width, and base_depth for depth_mup)",
+    "parameterization": f"{', '.join(param.PARAMETERIZATIONS)}: how init and learning rates scale with width (and "
+                        f"depth) (bench.training.parameterized; needs base_width, and base_depth for {_DEPTH})",
     "base_width": "the width at which the model is its own base model (every parameterization agrees there)",
-    "base_depth": "depth_mup only (resmlp, transformer): the number of blocks at which branches are not scaled"}
-PARAMETERIZATION_NAMES = {"sp": "SP", "ntk": "NTK", "mup": "muP", "depth_mup": "Depth-muP"}
+    "base_depth": f"{_DEPTH} only (resmlp, transformer): the number of blocks at which branches are not scaled"}
+PARAMETERIZATION_NAMES = {name: p.title or name for name, p in param.PARAMETERIZATIONS.items()}
 
 
 def check_common_options(kind: str, options: Mapping, allowed: Sequence[str], listed: Sequence[str] | None = None

@@ -6,6 +6,8 @@ from __future__ import annotations
 from bench.errors import UserError, unknown
 from initjax import parameterization as param
 
+DEPTH_PARAMETERIZATIONS = tuple(name for name, p in param.PARAMETERIZATIONS.items() if p.depth is not None)
+
 
 def check(kind: str, options) -> None:
     """Raises UserError on a bad ``parameterization`` / ``base_width`` / ``base_depth`` set in a built-in model's
@@ -28,10 +30,11 @@ def check(kind: str, options) -> None:
                         "which the parameterization scales as an output; untie it (tied = false)")
     scales_depth = param.get(name).depth is not None
     if scales_depth != (depth is not None):
-        raise UserError(f"base_depth goes with depth_mup only, and depth_mup needs it; got parameterization {name!r}"
+        raise UserError(f"base_depth goes with {' or '.join(DEPTH_PARAMETERIZATIONS)} only, and they need it; got "
+                        f"parameterization {name!r}"
                         + (f" and base_depth {depth}" if depth is not None else " without base_depth"))
     if scales_depth and kind == "mlp":
-        raise UserError("depth_mup scales residual branches: use a resmlp or a transformer, not an mlp")
+        raise UserError(f"{name} scales residual branches: use a resmlp or a transformer, not an mlp")
     if scales_depth and options.get("norm") == "post":
-        raise UserError("depth_mup scales branches added to an unnormalized stream: use norm = \"pre\" or \"none\", "
+        raise UserError(f"{name} scales branches added to an unnormalized stream: use norm = \"pre\" or \"none\", "
                         "not \"post\"")

@@ -9,10 +9,10 @@ role and width multiplier ``m`` (``initjax.parameterization.roles``). Then
 * every update is multiplied by the tensor's learning-rate factor, after the recipe's optimizer
   (:func:`optimizer`).
 
-Under ``depth_mup`` (with ``base_depth``), a ResMLP's or pre-LN/no-LN transformer's tensors also take a depth role
-from their path (:func:`depth_roles`): each block's branch output (the transformer's ``attn/out`` and ``mlp/out``,
-the ResMLP's ``branch_out`` and stream bias ``b3``), the rest of its branch, or outside the blocks; the factors
-multiply the width ones.
+Under ``depth_mup`` or ``completep`` (with ``base_depth``), a ResMLP's or pre-LN/no-LN transformer's tensors also
+take a depth role from their path (:func:`depth_roles`): each block's branch output (the transformer's ``attn/out``
+and ``mlp/out``, the ResMLP's ``branch_out`` and stream bias ``b3``), the rest of its branch, or outside the blocks;
+the factors multiply the width ones.
 
 Forward multipliers (NTK's ``1/sqrt(fan_in)``, muP's attention ``1/d``, Depth-muP's ``1/sqrt(L)`` on branches)
 are folded into the tensors and their learning rates, so the model's forward pass is unchanged and any arm, grid
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import optax
 from flax import linen as nn
 
-from bench.errors import unknown
+from bench.errors import UserError, unknown
 from initjax import parameterization as param
 
 # how each optimizer's step scales with its gradient: linearly (SGD family) or not at all (Adam family)
@@ -125,8 +125,13 @@ def lr_factors(model: nn.Module, input_shape, optimizer: str) -> dict | None:
     if p is None:
         return None
     kind = family(optimizer)
+    try:
+        depth = param.depth_lr_factors(p, depth_roles(model, input_shape), _depth_ratio(model), kind)
+    except ValueError:
+        raise UserError(f"{p.name} has no learning-rate rule for {optimizer.split('(', 1)[0].strip()} (its paper "
+                        "gives AdamW's): train it with adam or adamw") from None
     width = _with_query(param.lr_factors(p, roles(model, input_shape), kind), param.fold_power(kind), model, p)
-    return _times(width, param.depth_lr_factors(p, depth_roles(model, input_shape), _depth_ratio(model), kind))
+    return _times(width, depth)
 
 
 def optimizer(base: optax.GradientTransformation, model: nn.Module, input_shape,

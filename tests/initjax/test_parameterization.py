@@ -161,15 +161,15 @@ def test_without_a_parameterization_nothing_changes():
     assert parameterized.optimizer(sgd, model, (10,), "sgd") is sgd
     # at the base width (and depth) every parameterization is the base model
     for name in param.PARAMETERIZATIONS:
-        model = _resmlp(BASE, 2, name) if name == "depth_mup" else _mlp(BASE, name)
+        model = _resmlp(BASE, 2, name) if param.get(name).depth else _mlp(BASE, name)
         for factors in (parameterized.lr_factors(model, (10,), "adam"), parameterized.init_factors(model, (10,))):
             assert set(jax.tree.leaves(factors)) == {1.0}
 
 
 @pytest.mark.parametrize("options, message", [
     ({"parameterization": "mup"}, "give parameterization and base_width together"),
-    ({"parameterization": "mup", "base_width": 8, "base_depth": 2}, "base_depth goes with depth_mup only"),
-    ({"parameterization": "depth_mup", "base_width": 8}, "depth_mup needs it"),
+    ({"parameterization": "mup", "base_width": 8, "base_depth": 2}, "base_depth goes with depth_mup or completep only"),
+    ({"parameterization": "completep", "base_width": 8}, "they need it; got parameterization 'completep' without"),
     ({"parameterization": "depth_mup", "base_width": 8, "base_depth": 2}, "use a resmlp or a transformer"),
     ({"parameterization": "mu", "base_width": 8}, "unknown parameterization 'mu'"),
     ({"parameterization": "mup", "base_width": 0}, "base_width must be an integer >= 1"),
@@ -227,7 +227,7 @@ def test_scaled_optimizer_keeps_a_grids_injected_state():
 
 def _resmlp(width, depth, name=None, base_depth=2, n_in=10, n_out=3):
     options = {} if name is None else {"parameterization": name, "base_width": BASE}
-    if name == "depth_mup":
+    if name is not None and param.get(name).depth is not None:
         options["base_depth"] = base_depth
     return models.build("resmlp", (n_in,), n_out, (width,) * depth, "relu", **options)
 
@@ -265,6 +265,33 @@ def test_depth_mup_factors_give_the_papers_table(width):
     assert lr["embed"]["embedding"] == 1.0 and lr["readout"]["kernel"] == 1.0
 
 
+@pytest.mark.parametrize("width", [BASE, 64])
+def test_completep_factors_give_the_papers_rules(width):
+    """CompleteP (Dey et al. 2025, Table 1, alpha = 1) at 8 blocks against a base of 2 (m_L = 4): branches times
+    1/4, folded into each block's last layer (its Adam rate times 1/4 with it); Adam's rate inside a branch, its
+    LayerNorms' too, times m_L^(alpha - 1) = 1; outside, muP's width factors alone. No rule for SGD."""
+    model, m_depth = _resmlp(width, 8, "completep"), 4.0
+    width_init = parameterized.init_factors(_resmlp(width, 8, "mup"), (10,))
+    width_lr = parameterized.lr_factors(_resmlp(width, 8, "mup"), (10,), "adam")
+    init, lr = parameterized.init_factors(model, (10,)), parameterized.lr_factors(model, (10,), "adamw")
+    for block in ("block_0", "block_7"):
+        assert init[block]["branch_out"]["kernel"] == pytest.approx(width_init[block]["branch_out"]["kernel"] / m_depth)
+        assert lr[block]["branch_out"]["kernel"] == pytest.approx(width_lr[block]["branch_out"]["kernel"] / m_depth)
+        assert lr[block]["b3"] == pytest.approx(1 / m_depth)
+        assert lr[block]["branch_in"]["kernel"] == pytest.approx(width_lr[block]["branch_in"]["kernel"])
+        assert lr[block]["b0"] == 1.0 and lr[block]["scale"] == 1.0
+    assert lr["stem"] == width_lr["stem"] and lr["head"] == width_lr["head"] and init["head"] == width_init["head"]
+    lm = models.build("transformer", (8,), 6, (32,) * 8, "gelu", heads=2, parameterization="completep",
+                      base_width=32, base_depth=2)
+    lr = parameterized.lr_factors(lm, (8,), "adam")
+    assert lr["block_3"]["attn"]["out"]["kernel"] == pytest.approx(1 / 4)
+    assert lr["block_3"]["attn"]["query"]["kernel"] == 1.0 and lr["block_3"]["norm_mlp"]["scale"] == 1.0
+    assert lr["embed"]["embedding"] == 1.0 and lr["readout"]["kernel"] == 1.0
+    with pytest.raises(UserError, match="completep has no learning-rate rule for sgd .* train it with adam or adamw"):
+        parameterized.lr_factors(model, (10,), "sgd")
+    assert models.describe(lm, (8,)).endswith("CompleteP (base width 32, base depth 2)")
+
+
 def _explicit_resmlp(params, x, a):
     """The ResMLP with every block's branch times ``a`` in the forward pass (the unfolded Depth-muP)."""
     h = x @ params["stem"]["kernel"] + params["stem"]["bias"]
@@ -276,12 +303,14 @@ def _explicit_resmlp(params, x, a):
     return jax.nn.relu(h) @ params["head"]["kernel"] + params["head"]["bias"]
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_folded_depth_mup_trains_like_explicit_branch_multipliers(optimizer):
-    """1/sqrt(L / L_base) on every branch with the paper's rates (Adam: times that inside branches), folded into
-    the branches' last layers, takes the same steps as the explicit multiplier (Adam: up to its epsilon)."""
+@pytest.mark.parametrize("name, optimizer", [("depth_mup", "sgd"), ("depth_mup", "adam"), ("completep", "adam")])
+def test_folded_depth_mup_trains_like_explicit_branch_multipliers(name, optimizer):
+    """``(L / L_base) ** -alpha`` on every branch (Depth-muP 1/2, CompleteP 1) with the paper's rates (Adam: times
+    ``(L / L_base) ** (alpha - 1)`` inside branches), folded into the branches' last layers, takes the same steps as
+    the explicit multiplier (Adam: up to its epsilon)."""
+    alpha = param.get(name).depth.multiplier
     depth, lr, steps = 8, 0.05 if optimizer == "sgd" else 1e-2, 4
-    model, a = _resmlp(BASE, depth, "depth_mup"), (depth / 2) ** -0.5
+    model, a = _resmlp(BASE, depth, name), (depth / 2) ** -alpha
     keys, _ = seeding.run_keys(0, "t", [0])
     folded = jax.tree.map(lambda leaf: leaf[0, 0], init_params(model, [initjax.get("lecun_normal")], keys,
                                                                      (10,)))
@@ -290,7 +319,7 @@ def test_folded_depth_mup_trains_like_explicit_branch_multipliers(optimizer):
     for i in range(depth):
         drawn[f"block_{i}"]["branch_out"]["kernel"] = folded[f"block_{i}"]["branch_out"]["kernel"] / a
         drawn[f"block_{i}"]["b3"] = folded[f"block_{i}"]["b3"] / a
-    inside = 1.0 if optimizer == "sgd" else a
+    inside = 1.0 if optimizer == "sgd" else (depth / 2) ** (alpha - 1)
     paper_lr = jax.tree_util.tree_map_with_path(
         lambda path, _: inside if str(getattr(path[0], "key", "")).startswith("block_") else 1.0, drawn)
     x = jax.random.normal(jax.random.key(1), (32, 10))
@@ -313,9 +342,10 @@ def test_folded_depth_mup_trains_like_explicit_branch_multipliers(optimizer):
     assert not np.allclose(ours, model.apply({"params": folded}, x), atol=1e-2)  # training moved the outputs
 
 
-def test_depth_mup_keeps_the_residual_stream_at_its_scale_as_blocks_are_added():
+def test_depth_mup_and_completep_keep_the_residual_stream_at_its_scale_as_blocks_are_added():
     """At init each block adds a branch of variance ~Var(h)/4 (two LeCun-drawn ReLU layers): unscaled, the stream's
-    variance grows as 1.25^L (RMS x4.8 from 2 to 16 blocks); times 1/sqrt(L/2), as (1 + 1/(2L))^L (RMS x1.02)."""
+    variance grows as 1.25^L (RMS x4.8 from 2 to 16 blocks); times 1/sqrt(L/2), as (1 + 1/(2L))^L (RMS x1.02);
+    CompleteP's 2/L keeps it too."""
     x = jax.random.normal(jax.random.key(3), (256, 64))
     keys, _ = seeding.run_keys(0, "t", [0])
 
@@ -328,7 +358,10 @@ def test_depth_mup_keeps_the_residual_stream_at_its_scale_as_blocks_are_added():
         return float(jnp.sqrt(jnp.mean(h**2)))
 
     scaled = [stream_rms("depth_mup", d) for d in (2, 16)]
+    complete = [stream_rms("completep", d) for d in (2, 16)]
     plain = [stream_rms("mup", d) for d in (2, 16)]
-    assert scaled[0] == pytest.approx(plain[0])  # the base depth: the same model
+    assert scaled[0] == pytest.approx(plain[0]) == complete[0]  # the base depth: the same model
     assert max(scaled) / min(scaled) < 1.15
+    # CompleteP's 2/L: variance (1 + 1/(4 (L/2)^2))^L, 1.06 at 16 blocks against 1.25^2 at the base: RMS x0.83
+    assert 0.75 < complete[1] / complete[0] < 1.0
     assert plain[1] / plain[0] > 3
