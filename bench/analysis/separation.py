@@ -93,7 +93,8 @@ def _combined(maxima: list[np.ndarray]) -> np.ndarray:
 
 
 def bands(curves: np.ndarray, level: float, rng: np.random.Generator, draws: int = DRAWS,
-          floor: float | None = None, settle: bool = True) -> tuple[np.ndarray, np.ndarray, float, int]:
+          floor: float | None = None, settle: bool = True
+          ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, int]:
     """``(mean, half_width, c, claimed_half_width, undecided)``: every pair's mean difference `(arms, arms,
     evaluations)` (``[i, j]``: ``i`` minus ``j``), its simultaneous band's half width ``c se`` and the half width
     its claims use; NaN where fewer than two seeds have both runs.
@@ -103,9 +104,9 @@ def bands(curves: np.ndarray, level: float, rng: np.random.Generator, draws: int
     a decided cell is apart at either end, so only the undecided ones change) and ``undecided`` counts them. Not
     drawn on, unlike the verdicts: the null of every pair at every evaluation is the costly part of a report (10x
     the draws made the default preset's report 4x slower), and among hundreds of cells one is often still open
-    after it. Without ``settle``, ``c`` is the plain
-    estimate from ``draws`` (the simulations of the error rates measure that one: the settled procedure claims no
-    more, but with probability ``RISK``). The bands shown are at ``c`` either way.
+    after it. Without ``settle``, the claims take ``c``, the plain estimate from ``draws`` (the simulations of the
+    error rates measure that one: the settled procedure claims no more, but with probability ``RISK``). The bands
+    shown are at ``c`` either way.
 
     Args:
       curves: `(arms, seeds, evaluations)`.
