@@ -112,16 +112,19 @@ class DepthScaling:
     lr_sgd: float | None = 0.0
     lr_adam: float | None = 0.5
 
+    def has_rule(self, family: str) -> bool:
+        """Whether the paper gives a learning-rate rule for an optimizer family in :data:`OPTIMIZER_FAMILIES`."""
+        return Scaling(lr_sgd=self.lr_sgd, lr_adam=self.lr_adam).lr(family) is not None
+
     def lr(self, family: str) -> float:
         """The learning-rate exponent inside a branch for an optimizer family in :data:`OPTIMIZER_FAMILIES`.
 
         Raises:
           ValueError: an unknown family, or one the paper gives no rule for.
         """
-        exponent = Scaling(lr_sgd=self.lr_sgd, lr_adam=self.lr_adam).lr(family)
-        if exponent is None:
+        if not self.has_rule(family):
             raise ValueError(f"this depth parameterization has no learning-rate rule for {family}-like optimizers")
-        return exponent
+        return Scaling(lr_sgd=self.lr_sgd, lr_adam=self.lr_adam).lr(family)
 
 
 @dataclasses.dataclass(frozen=True)

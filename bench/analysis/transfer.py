@@ -423,7 +423,8 @@ def analyze(results: pd.DataFrame, tasks: dict, metric: str = METRIC, n_resample
             best_loss = {w: float(np.min(np.where(np.isfinite(c), c, np.inf).mean(axis=0)))
                          for w, c in curves.items()}
             if any(on_edge(log2_lrs, curves[w]) for w in (widths[0], widths[-1])):
-                moved["verdict"] = "at the grid's edge"  # the optimum may lie beyond it: no interval can say where
+                # the optimum may lie beyond it: no interval can say where (nor what the resamples left open)
+                moved.update(verdict="at the grid's edge", undecided=False)
             with np.errstate(invalid="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # a rate at which every seed diverged: NaN
                 means = {w: np.nanmean(np.where(np.isfinite(curves[w]), curves[w], np.nan), axis=0) for w in widths}

@@ -125,13 +125,11 @@ def lr_factors(model: nn.Module, input_shape, optimizer: str) -> dict | None:
     if p is None:
         return None
     kind = family(optimizer)
-    try:
-        depth = param.depth_lr_factors(p, depth_roles(model, input_shape), _depth_ratio(model), kind)
-    except ValueError:
+    if p.depth is not None and not p.depth.has_rule(kind):
         raise UserError(f"{p.name} has no learning-rate rule for {optimizer.split('(', 1)[0].strip()} (its paper "
-                        "gives AdamW's): train it with adam or adamw") from None
+                        "gives AdamW's): train it with adam or adamw")
     width = _with_query(param.lr_factors(p, roles(model, input_shape), kind), param.fold_power(kind), model, p)
-    return _times(width, depth)
+    return _times(width, param.depth_lr_factors(p, depth_roles(model, input_shape), _depth_ratio(model), kind))
 
 
 def optimizer(base: optax.GradientTransformation, model: nn.Module, input_shape,
