@@ -1,10 +1,14 @@
 """Error rates, coverage and power of every verdict, measured by simulation with enough replications that a doubled
 error rate fails (the slow CI step).
 
-Each case draws many tables from a known truth and runs the report's procedure on each, as a report would: the
+Each case draws tables from a known truth and runs the report's procedure on each, as a report would: the
 family-wise error of its claims (any initializer called *worse* that is not, *equivalent* that is not, or the best
-called better than all when it is not) must stay under 5% (at most 0.065 over 1,000 tables: a true 0.10 passes
-with probability 1e-4), the simultaneous coverage above 95% (at least 0.935). The cases are the edges a review found
+called better than all when it is not) must stay under 5%, and the simultaneous coverage above 95%. Each rate is
+tested sequentially (``tests.helpers.Sequential``, Wald's test of at most 5% against at least 10%): tables are drawn
+until it is called within or beyond, so a doubled error rate fails, and a nominal one passes, each but with
+probability about 1e-4 (a fixed 1,000 tables with the bound 0.065 failed a nominal rate with probability 0.015), in
+about 300 tables at a rate of 3%. Rates of power, and a bias beside them, are measured over a fixed number of
+tables (``REPS``, bounds ``ERROR`` and ``COVERAGE``). The cases are the edges a review found
 broken: ties on a lattice of accuracies, a failing initializer whose failures were dropped, heavy tails, runs stuck
 at chance, few data orders, a small test set near 100% accuracy, the seeds advice at small n, asymmetric
 learning-rate curves, and few tasks.
@@ -16,6 +20,7 @@ from scipy.special import expit, logit
 
 from bench.analysis import advice, aggregate, calibrate, crossed, grid_cube, maxt, outcomes, stats, transfer, verdicts
 from bench.analysis.components import Component
+from tests.helpers import Sequential
 
 pytestmark = pytest.mark.slow
 
@@ -29,33 +34,45 @@ COVERAGE = 0.935  # the least a 95% simultaneous coverage may show over REPS tab
 DRAWS = 500
 
 
-def error_rates(draw, truth, reps=REPS, statistic="mean", seed=0, margin=0.005, components=None, paired=True):
+def table_outcome(x, truth, rng, statistic="mean", margin=0.005, components=None, paired=True):
+    """The procedure on one table ``x`` `(seeds, k)` (better direction) whose true pairwise differences are ``truth``
+    `(k, k)`: ``(a false claim, all differences covered, per-column called worse, column 0 called best)``;
+    ``components(table)``: the variance seeds do not average away."""
+    parts = components(x) if components else ()
+    pairs, c, p = maxt.simultaneous_intervals(x, range(x.shape[1]), 0.95, rng, DRAWS, paired, components=parts,
+                                              statistic=statistic)
+    low, high = pairs.diff - c * pairs.se, pairs.diff + c * pairs.se
+    labels, _ = verdicts.with_step_down(verdicts.mcb(low, high, maxt.location(x, statistic), margin)[0],
+                                        pairs.diff, p, 0.95)
+    off = ~np.eye(len(labels), dtype=bool)
+    gap = np.array([truth[off[i], i].max() for i in range(len(labels))])  # max_j theta_j - theta_i
+    best_index = labels.index("best")
+    claims = [(lab == "worse" and gap[i] <= 0) or (lab == "equivalent" and gap[i] >= margin)
+              for i, lab in enumerate(labels)]
+    claims.append(bool(np.all(low[best_index, off[best_index]] > 0)) and gap[best_index] >= 0)
+    covered = bool(np.all(((low <= truth) & (truth <= high))[off]))
+    return any(claims), covered, np.array([lab == "worse" for lab in labels], float), best_index == 0
+
+
+def error_rates(draw, truth, reps=REPS, seed=0, **kw):
     """``(family-wise error, simultaneous coverage, per-column share called worse, share of column 0 called best)``
-    of the procedure over ``reps`` tables ``draw(rng)`` `(seeds, k)` (better direction) whose true pairwise
-    differences are ``truth`` `(k, k)`; ``components(table)``: the variance seeds do not average away."""
+    of the procedure over ``reps`` tables ``draw(rng)`` (:func:`table_outcome`), for the rates of power."""
     rng = np.random.default_rng(seed)
-    false = covered = 0
-    worse, best = None, 0
-    for _ in range(reps):
-        x = draw(rng)
-        parts = components(x) if components else ()
-        pairs, c, p = maxt.simultaneous_intervals(x, range(x.shape[1]), 0.95, rng, DRAWS, paired, components=parts,
-                                                  statistic=statistic)
-        low, high = pairs.diff - c * pairs.se, pairs.diff + c * pairs.se
-        labels, _ = verdicts.with_step_down(verdicts.mcb(low, high, maxt.location(x, statistic), margin)[0],
-                                            pairs.diff, p, 0.95)
-        off = ~np.eye(len(labels), dtype=bool)
-        gap = np.array([truth[off[i], i].max() for i in range(len(labels))])  # max_j theta_j - theta_i
-        best_index = labels.index("best")
-        claims = [(lab == "worse" and gap[i] <= 0) or (lab == "equivalent" and gap[i] >= margin)
-                  for i, lab in enumerate(labels)]
-        claims.append(bool(np.all(low[best_index, off[best_index]] > 0)) and gap[best_index] >= 0)
-        false += any(claims)
-        covered += bool(np.all(((low <= truth) & (truth <= high))[off]))
-        called = np.array([lab == "worse" for lab in labels], float)
-        worse = called if worse is None else worse + called
-        best += best_index == 0
-    return false / reps, covered / reps, worse / reps, best / reps
+    outcomes = [table_outcome(draw(rng), truth, rng, **kw) for _ in range(reps)]
+    false, covered, worse, best = zip(*outcomes)
+    return np.mean(false), np.mean(covered), np.mean(worse, axis=0), np.mean(best)
+
+
+def within_bounds(draw, truth, seed=0, **kw) -> Sequential:
+    """The family-wise error and the missed simultaneous coverage of the procedure over tables ``draw(rng)``
+    (:func:`table_outcome`), each tested sequentially at most 5% against at least 10% (:class:`Sequential`)."""
+    rng = np.random.default_rng(seed)
+
+    def trial():
+        false, covered, _, _ = table_outcome(draw(rng), truth, rng, **kw)
+        return false, not covered
+
+    return Sequential(2).run(trial)
 
 
 def equal(k):
@@ -67,8 +84,8 @@ def test_normal_runs(k, n):
     def draw(rng):
         return 0.85 + rng.normal(0, 0.01, (n, 1)) + rng.normal(0, 0.005, (n, k))
 
-    false, covered, _, _ = error_rates(draw, equal(k), seed=k * n)
-    assert false <= ERROR and covered >= COVERAGE, (false, covered)
+    rates = within_bounds(draw, equal(k), seed=k * n)
+    assert rates.within, rates
 
 
 @pytest.mark.parametrize("k, n", [(2, 2), (8, 3), (4, 4), (8, 8)])
@@ -80,8 +97,8 @@ def test_ties_on_a_lattice_of_accuracies(k, n):
         latent = 170 + rng.normal(0, 0.5, (n, 1)) + rng.normal(0, spread, (n, k))
         return np.round(latent) / 200
 
-    false, covered, _, _ = error_rates(draw, equal(k), seed=k + 10 * n)
-    assert false <= ERROR and covered >= COVERAGE, (false, covered)
+    rates = within_bounds(draw, equal(k), seed=k + 10 * n)
+    assert rates.within, rates
 
 
 @pytest.mark.parametrize("n", [8, 16])
@@ -92,8 +109,8 @@ def test_heavy_tails_with_unequal_spreads(n):
     def draw(rng):
         return 0.85 + rng.normal(0, 0.01, (n, 1)) + rng.standard_t(3, (n, 5)) * spreads
 
-    false, covered, _, _ = error_rates(draw, equal(5), seed=n)
-    assert false <= ERROR and covered >= COVERAGE, (false, covered)
+    rates = within_bounds(draw, equal(5), seed=n)
+    assert rates.within, rates
 
 
 @pytest.mark.parametrize("counts, spreads, tails", [
@@ -117,8 +134,8 @@ def test_unpaired_runs_of_unequal_counts_and_spreads(counts, spreads, tails):
             x[n:, j] = np.nan
         return x
 
-    false, covered, _, _ = error_rates(draw, equal(k), seed=sum(counts), paired=False)
-    assert false <= ERROR and covered >= COVERAGE, (false, covered)
+    rates = within_bounds(draw, equal(k), seed=sum(counts), paired=False)
+    assert rates.within, rates
 
 
 @pytest.mark.parametrize("n", [8, 32])
@@ -153,8 +170,8 @@ def test_runs_stuck_at_chance_with_the_trimmed_statistic(n):
         x[:, 0] -= shift
         return np.where(rng.random((n, k)) < 0.03, 0.1, x)
 
-    false, covered, _, _ = error_rates(draw, equal(k), statistic="trimmed", seed=n)
-    assert false <= ERROR and covered >= COVERAGE, (false, covered)
+    rates = within_bounds(draw, equal(k), statistic="trimmed", seed=n)
+    assert rates.within, rates
     truth = np.zeros((k, k))
     truth[0, 1:], truth[1:, 0] = -0.02, 0.02  # the trimmed mean of a shifted difference moves with it
     _, _, worse, _ = error_rates(lambda rng: draw(rng, 0.02), truth, reps=400, statistic="trimmed", seed=n + 1)
@@ -187,8 +204,8 @@ def test_the_trimmed_statistic_on_normal_runs(n):
     def draw(rng):
         return 0.85 + rng.normal(0, 0.01, (n, 1)) + rng.normal(0, 0.005, (n, 6))
 
-    false, covered, _, _ = error_rates(draw, equal(6), statistic="trimmed", seed=n)
-    assert false <= ERROR and covered >= COVERAGE, (false, covered)
+    rates = within_bounds(draw, equal(6), statistic="trimmed", seed=n)
+    assert rates.within, rates
 
 
 @pytest.mark.parametrize("n, k_orders", [(8, 3), (16, 4)])
@@ -197,19 +214,20 @@ def test_few_data_orders_count_with_their_own_degrees_of_freedom(n, k_orders):
     seeds' degrees of freedom alone) and the differences' simultaneous intervals cover."""
     k = 4
     rng = np.random.default_rng(n)
-    mean_hits, covered, reps = 0, 0, REPS
-    for _ in range(reps):
+
+    def trial():
         cells = (0.85 + rng.normal(0, 0.002, (n, 1, 1)) + rng.normal(0, 0.01, (1, k_orders, 1))
                  + rng.normal(0, 0.006, (1, k_orders, k)) + rng.normal(0, 0.002, (n, k_orders, k)))
         units = cells.mean(1)
         part = crossed.data_order_component(cells)
         low, high = stats.t_interval(units[:, 0], 0.95, part.of_means[0], part.df_means[0])
-        mean_hits += low <= 0.85 <= high
         pairs, c, _ = maxt.simultaneous_intervals(units, range(k), rng=rng, draws=DRAWS, components=[part])
         lo, hi = pairs.diff - c * pairs.se, pairs.diff + c * pairs.se
         off = ~np.eye(k, dtype=bool)
-        covered += np.all((lo <= 0)[off] & (0 <= hi)[off])
-    assert mean_hits / reps >= COVERAGE and covered / reps >= COVERAGE, (mean_hits / reps, covered / reps)
+        return not low <= 0.85 <= high, not np.all((lo <= 0)[off] & (0 <= hi)[off])
+
+    missed = Sequential(2).run(trial)  # the mean's interval, the differences' simultaneous ones
+    assert missed.within, missed
 
 
 def _test_set_scores(rng, n, m, accuracy, concentration, seed_sd=0.3, k=1, shift=None):
@@ -235,14 +253,16 @@ def test_a_mean_accuracy_near_100_percent_on_a_small_test_set_covers(m, concentr
     """97% accuracy, 32 seeds: the t interval covered 0.905 at 100 examples and 0.916 at 200."""
     truth = _population_accuracy(0.97, concentration)
     rng = np.random.default_rng(m + int(concentration * 10))
-    hits = 0
-    for _ in range(REPS):
+
+    def trial():
         scores = _test_set_scores(rng, 32, m, 0.97, concentration)
         part = outcomes.example_component(scores, paired=False)
         low, high = stats.mean_interval(scores[:, 0].mean(-1), "test_accuracy", 0.95,
                                         (part.of_means[0], part.df_means[0]), examples=m)
-        hits += low <= truth <= high
-    assert hits / REPS >= COVERAGE, hits / REPS
+        return (not low <= truth <= high,)
+
+    missed = Sequential(1).run(trial)
+    assert missed.within, missed
 
 
 @pytest.mark.parametrize("n", [3, 8, 32])
@@ -251,15 +271,17 @@ def test_differences_with_the_test_set_cover_and_count_the_interaction_once(n):
     (their truth 0: the same population), with the examples' component free of the seed x example interaction."""
     k, m = 4, 300
     rng = np.random.default_rng(n)
-    covered = 0
-    for _ in range(REPS // 2):
+
+    def trial():
         scores = _test_set_scores(rng, n, m, 0.85, 2.0, k=k, shift=np.zeros(k))
         part = outcomes.example_component(scores)
         x = scores.mean(-1)
         pairs, c, _ = maxt.simultaneous_intervals(x, range(k), rng=rng, draws=DRAWS, components=[part])
         off = ~np.eye(k, dtype=bool)
-        covered += np.all((np.abs(pairs.diff) <= c * pairs.se)[off])
-    assert covered / (REPS // 2) >= COVERAGE, covered / (REPS // 2)
+        return (not np.all((np.abs(pairs.diff) <= c * pairs.se)[off]),)
+
+    missed = Sequential(1).run(trial)
+    assert missed.within, missed
 
 
 @pytest.mark.parametrize("sd, delta", [(0.0057, 0.01), (0.00093, 0.005)])
@@ -293,15 +315,17 @@ def test_transfer_with_an_asymmetric_narrow_model(n):
     """The narrow model's curve 3x steeper above its optimum, the wide one's symmetric, the optimum the same: the
     parabola's vertex said "moves" 0.61 of the time at 8 seeds and its interval covered 0.10."""
     rng = np.random.default_rng(n)
-    reps, covered, moves = 400, 0, 0
-    for r in range(reps):
+    tables = iter(range(10**6))
+
+    def trial():
         optimum = rng.uniform(3, 4)
         boot = transfer.bootstrap(GRID, {64: _curves(rng, n, optimum, 0.01, 3.0), 1024: _curves(rng, n, optimum, 0.01)},
-                                  n_resamples=600, seed=r)
+                                  n_resamples=600, seed=next(tables))
         _, low, high = transfer.best(boot, 64, n)
-        covered += low <= optimum <= high
-        moves += transfer.shift(boot, 64, 1024, n)["verdict"] == "moves"
-    assert covered / reps >= 0.925 and moves / reps <= 0.075, (covered / reps, moves / reps)
+        return not low <= optimum <= high, transfer.shift(boot, 64, 1024, n)["verdict"] == "moves"
+
+    missed = Sequential(2).run(trial)  # the best rate's interval, a "moves" claim
+    assert missed.within, missed
 
 
 def test_transfer_within_the_tolerance_stays_and_a_4x_move_is_found():
@@ -326,14 +350,15 @@ def test_the_rank_tests_family_wise_error_over_few_tasks(n_tasks):
     tasks). ``rank_test`` reaches this function from a results table (tests/analysis/test_aggregate.py)."""
     rng = np.random.default_rng(n_tasks)
     k = 5
-    friedman = pairs = 0
-    for _ in range(REPS):
+
+    def trial():
         ranks = np.argsort(rng.random((n_tasks, k)), axis=1) + 1.0
         result = aggregate.ranks_test(ranks, 0.05, rng)
-        friedman += result["p"] <= 0.05
         spread = result["mean_rank"].max() - result["mean_rank"].min()
-        pairs += result["cd"] is not None and spread >= result["cd"]
-    assert friedman / REPS <= ERROR and pairs / REPS <= ERROR, (friedman / REPS, pairs / REPS)
+        return result["p"] <= 0.05, result["cd"] is not None and spread >= result["cd"]
+
+    rejected = Sequential(2).run(trial)  # Friedman's test, the critical difference
+    assert rejected.within, rejected
 
 
 def test_the_calibration_command_measures_the_same_procedure():
@@ -373,9 +398,9 @@ def test_tuned_comparisons_with_ties_on_a_lattice():
 
     k, m, n = 4, 3, 3
     rng = np.random.default_rng(2)
-    false = 0
     names = np.array([[f"i{i} lr={c}" for c in range(m)] for i in range(k)], dtype=object)
-    for _ in range(REPS):
+
+    def trial():
         spread = rng.choice([0.3, 0.6, 1.0])
         latent = 170 + rng.normal(0, 0.5, (n, 1, 1)) + rng.normal(0, spread, (n, k, m))
         test = np.round(latent) / 200
@@ -384,8 +409,10 @@ def test_tuned_comparisons_with_ties_on_a_lattice():
                            np.zeros(test.shape, bool))
         result = tuning.tuned(cube, 0.005, rng=rng, resamples=300, draws=DRAWS)
         off = ~np.eye(k, dtype=bool)
-        false += bool(np.any(((result.diff_low > 0) | (result.diff_high < 0))[off]))
-    assert false / REPS <= ERROR, false / REPS
+        return (bool(np.any(((result.diff_low > 0) | (result.diff_high < 0))[off])),)
+
+    false = Sequential(1).run(trial)
+    assert false.within, false
 
 
 @pytest.mark.parametrize("n, delta", [(8, 1.0), (16, 0.7)])
@@ -409,3 +436,21 @@ def test_the_step_down_gains_power_beside_a_far_worse_initializer_and_keeps_the_
         single += np.any((pairs.diff + c * pairs.se)[1, 2:] < 0)
     assert false <= ERROR and covered >= COVERAGE, (false, covered)
     assert worse[1] >= single / (REPS // 2) + 0.02, (worse[1], single / (REPS // 2))
+
+
+def test_the_sequential_test_fails_a_doubled_rate_and_passes_the_nominal_one():
+    """``Sequential`` on simulated Bernoulli rates: its ratio is the binomial likelihood ratio (scipy); over 1,000
+    streams each, no rate of 10% is called within and none of 5% beyond (each has probability about 1e-4), and a
+    rate of 3% is decided in fewer than half the fixed 1,000 trials on average."""
+    from scipy.stats import binom
+
+    test = Sequential(1)
+    for event in [True] * 3 + [False] * 40:
+        test.add(event)
+    assert test.ratios()[0] == pytest.approx(binom.logpmf(3, 43, 0.10) - binom.logpmf(3, 43, 0.05), rel=1e-12)
+    rng = np.random.default_rng(0)
+    for rate, within in ((0.10, False), (0.05, True), (0.03, True)):
+        runs = [Sequential(1).run(lambda: (rng.random() < rate,)) for _ in range(1000)]
+        assert all(run.within is within for run in runs), rate
+        if rate == 0.03:
+            assert np.mean([run.trials for run in runs]) < 500

@@ -1,6 +1,7 @@
 """Where learning curves separate (``bench.analysis.separation``): the bands against hand-computed paired standard
 errors, the critical value between the one-comparison and the Bonferroni quantiles, and, by simulation (the slow
-step), the family-wise error of "some pair is apart somewhere" under equal curves (normal and heavy-tailed runs,
+step), the family-wise error of "some pair is apart somewhere" under equal curves (tested sequentially,
+``tests.helpers.Sequential``) (normal and heavy-tailed runs,
 values on a lattice, 8 and 16 seeds) and the power to find "faster early, equal late"."""
 
 import numpy as np
@@ -9,8 +10,8 @@ from scipy import stats as sps
 
 from bench.analysis import separation
 from tests.analysis.test_error_rates import ERROR
+from tests.helpers import Sequential
 
-REPS = 1000
 DRAWS = 500  # null draws of each table's critical value (its Monte Carlo error averages out over the tables)
 
 
@@ -80,14 +81,16 @@ def test_a_separation_on_the_edge_of_the_draws_is_not_claimed_under_any_null_see
     assert plain == {0, 1}
 
 
-def _family_error(n, reps=REPS, **kw):
+def _family_error(n, **kw) -> Sequential:
+    """Whether equal curves are called apart anywhere, tested sequentially at most 5% against at least 10%."""
     rng = np.random.default_rng(n + 17 * len(kw))
-    false = 0
-    for _ in range(reps):
+
+    def trial():
         curves = _curves(rng, n, **kw)
-        false += not separation.separations(curves, list("abcd"), np.arange(6.0), True, 0.95, rng, DRAWS,
-                                            settle=False).empty  # the plain procedure: bands(settle) says why
-    return false / reps
+        return (not separation.separations(curves, list("abcd"), np.arange(6.0), True, 0.95, rng, DRAWS,
+                                           settle=False).empty,)  # the plain procedure: bands(settle) says why
+
+    return Sequential(1).run(trial)
 
 
 @pytest.mark.slow
@@ -96,7 +99,7 @@ def _family_error(n, reps=REPS, **kw):
 def test_equal_curves_are_called_apart_at_most_five_percent_of_the_time(n, kind):
     kw = {"normal": {}, "t3 tails": {"tails": 3}, "lattice 1/200": {"lattice": 1 / 200}}[kind]
     false = _family_error(n, **kw)
-    assert false <= ERROR, false
+    assert false.within, false
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from scipy import stats as sps
 
 from bench.analysis import speed, stats
 from bench.errors import UserError
-from tests.analysis.test_error_rates import COVERAGE, ERROR, equal, error_rates
+from tests.analysis.test_error_rates import equal, error_rates, within_bounds
 
 
 def _curves(values: dict, epochs: int = 4, diverged: dict | None = None) -> pd.DataFrame:
@@ -97,8 +97,8 @@ def test_speed_verdicts_keep_their_error_rate_and_coverage(n, censored):
     of the fastest included), and the RMST differences covered together at 95%, whatever the censoring (at 70%
     most runs tie at tau)."""
     draw, tau = _times(n, 4, censored)
-    false, covered, _, _ = error_rates(draw, equal(4), margin=speed.SPEED_MARGIN * tau, seed=n + int(10 * censored))
-    assert false <= ERROR and covered >= COVERAGE, (false, covered)
+    rates = within_bounds(draw, equal(4), margin=speed.SPEED_MARGIN * tau, seed=n + int(10 * censored))
+    assert rates.within, rates
 
 
 @pytest.mark.slow
