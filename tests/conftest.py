@@ -93,10 +93,13 @@ def calibrated_report(tmp_path_factory) -> Path:
     """A finished smoke run with its calibration (two initializers x 3 seeds, one task): small files, for tests that
     damage every byte of them."""
     from bench import cli
+    from tests.helpers import built_once  # here: it imports JAX, which reads the environment set above
 
-    out = tmp_path_factory.mktemp("calibrated") / "report"
-    smoke = ["run", "default", "--smoke", "--datasets", "synthetic", "--initializers", "he_normal,zeros", "--seeds",
-             "3", "--no-progress"]
-    assert cli.main([*smoke, "--out", str(out)]) == 0
-    assert cli.main(["calibrate", str(out), "--seeds", "3", "--reps", "10"]) == 0
-    return out
+    def build(folder):
+        out = folder / "report"
+        smoke = ["run", "default", "--smoke", "--datasets", "synthetic", "--initializers", "he_normal,zeros",
+                 "--seeds", "3", "--no-progress"]
+        assert cli.main([*smoke, "--out", str(out)]) == 0
+        assert cli.main(["calibrate", str(out), "--seeds", "3", "--reps", "10"]) == 0
+
+    return built_once(tmp_path_factory, "calibrated", build) / "report"

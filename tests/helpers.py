@@ -1,5 +1,10 @@
-"""Measures the tests share: XLA compilations while a function runs, equations of a primitive in a jaxpr, and the
-sequential test of the rates the simulations of the statistics measure."""
+"""What the tests share: XLA compilations while a function runs, equations of a primitive in a jaxpr, the sequential
+test of the rates the simulations of the statistics measure, and folders built once per session."""
+
+import fcntl
+import os
+import shutil
+from pathlib import Path
 
 import jax
 
@@ -98,3 +103,24 @@ class Sequential:
             for _ in range(block):
                 self.add(*trial())
         return self
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The folder ``name`` of the test session, filled by ``build(folder)`` once: under pytest-xdist the first worker
+    to ask builds it while any other that asks waits on a lock, then every worker reads the same folder (a small run
+    that each of three workers trained for itself, 10-20 s each). Tests must not change it: copy it first."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's own folder, shared by its workers (a new one each session)
+    folder = base / f"built-{name}"
+    with open(base / f"built-{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (folder / ".built").exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir()
+                build(folder)
+                (folder / ".built").touch()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return folder

@@ -450,7 +450,7 @@ def test_the_sequential_test_fails_a_doubled_rate_and_passes_the_nominal_one():
     assert test.ratios()[0] == pytest.approx(binom.logpmf(3, 43, 0.10) - binom.logpmf(3, 43, 0.05), rel=1e-12)
     rng = np.random.default_rng(0)
     for rate, within in ((0.10, False), (0.05, True), (0.03, True)):
-        runs = [Sequential(1).run(lambda: (rng.random() < rate,)) for _ in range(1000)]
+        runs = [Sequential(1).run(lambda rate=rate: (rng.random() < rate,)) for _ in range(1000)]
         assert all(run.within is within for run in runs), rate
         if rate == 0.03:
             assert np.mean([run.trials for run in runs]) < 500

@@ -153,7 +153,8 @@ def test_a_new_run_into_the_same_folder_replaces_the_outcomes(tmp_path):
     from bench.reporting.files import load
 
     out = tmp_path / "run"
-    base = ["run", "default", "--smoke", "--datasets", "digits", "--out", str(out), "--no-progress"]
+    base = ["run", "default", "--smoke", "--datasets", "digits", "--out", str(out), "--no-progress",
+            "--format", "md,csv"]
     assert cli.main(base + ["--seeds", "2"]) == 0
     assert cli.main(base + ["--seeds", "3"]) == 0
     results, _ = load(out)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import built_once
 from tests.training.test_resume import KILLER
 
 pytestmark = pytest.mark.slow  # processes of their own: the second CI step
@@ -41,8 +42,8 @@ def _shard(cache: Path, shard: str) -> subprocess.Popen:
 @pytest.fixture(scope="module")
 def whole(tmp_path_factory) -> Path:
     """The report folder of the study run at once by one process, with a cache of its own."""
-    folder = tmp_path_factory.mktemp("whole")
-    _bench(folder / "cache", "run", *STUDY, "--out", str(folder / "report"))
+    folder = built_once(tmp_path_factory, "sharded-whole",
+                        lambda folder: _bench(folder / "cache", "run", *STUDY, "--out", str(folder / "report")))
     return folder / "report"
 
 

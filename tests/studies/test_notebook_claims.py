@@ -21,7 +21,7 @@ def outcome(tmp_path_factory):
     experiment = DEFAULT.override(
         seeds=6, datasets=["synthetic"], initializers=["zeros", "he_normal", "glorot_normal", "glorot_uniform"]
     )
-    return run_experiment(experiment, tmp_path_factory.mktemp("report"), progress=False)
+    return run_experiment(experiment, tmp_path_factory.mktemp("report"), progress=False, formats=("md", "csv"))
 
 
 def test_zero_init_predicts_one_class_with_chance_loss(outcome):

@@ -21,6 +21,7 @@ from bench.errors import UserError
 from bench.experiments.presets import get, smoke
 from bench.experiments.runner import run_experiment
 from bench.training import memory, resume
+from tests.helpers import built_once
 
 REPO = Path(__file__).resolve().parents[2]
 # 2 tasks x 2 chunks of 1 seed x 3 initializers (one draws a QR, one is a scheme), 3 epochs, a checkpoint after
@@ -87,12 +88,13 @@ def whole_run(tmp_path_factory) -> Path:
     """The run uninterrupted: its report in ``report/``, its cache in ``progress/``; its chunks trained two at a
     time (a CPU's default); the interrupted runs train one at a time and their reruns two: the numbers do not
     depend on it."""
-    whole = tmp_path_factory.mktemp("whole")
-    out = whole / "report"
-    assert "2 chunks at a time" in _bench(out, INITJAX_CACHE=str(whole / "progress")).stdout \
-        + (out / "report.md").read_text()
-    assert not (out / "figures").exists() and "figures/" not in (out / "report.md").read_text()  # --format md,csv
-    return whole
+    def build(whole):
+        out = whole / "report"
+        assert "2 chunks at a time" in _bench(out, INITJAX_CACHE=str(whole / "progress")).stdout \
+            + (out / "report.md").read_text()
+        assert not (out / "figures").exists() and "figures/" not in (out / "report.md").read_text()  # --format md,csv
+
+    return built_once(tmp_path_factory, "resume-whole-run", build)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from bench.training import memory
 from bench.training.programs import make_train_epoch
 from bench.training.step import RunState
 from bench.training.train import OPTIMIZERS, TrainConfig, train_task
+from tests.helpers import built_once
 
 REPO = Path(__file__).resolve().parents[2]
 NUMERIC = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]
@@ -237,8 +238,8 @@ NO_FIGURES = ["--format", "md,csv"]  # half of a small run's CPU; the figures ar
 
 @pytest.fixture(scope="module")
 def one_device_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("one")
-    _finish(_bench("run", "default", "--smoke", "--seeds", "4", "--out", str(out), "--no-progress", *NO_FIGURES))
+    out = built_once(tmp_path_factory, "scale-one-device", lambda out: _finish(
+        _bench("run", "default", "--smoke", "--seeds", "4", "--out", str(out), "--no-progress", *NO_FIGURES)))
     return _results(out)
 
 
