@@ -93,7 +93,7 @@ SCHEMES = ["lsuv", "data_dependent", "fixup", "fixup(rescale=False)", "mean_fiel
 @pytest.mark.parametrize("spec", SCHEMES)
 def test_schemes_under_jit_and_vmap_over_seeds_equal_one_seed_at_a_time(spec):
     x = jax.random.normal(jax.random.key(7), (300, 12))
-    model = models.build("resmlp", (12,), 3, (16,) * 3, "tanh")
+    model = models.build("resmlp", (12,), 3, (16,) * 2, "tanh")
     keys, _ = run_keys(0, "test", [0, 1, 2])
     batched = jax.jit(lambda k: init_params(model, [initjax.get(spec)], k, (12,), x))(keys)
     vmapped = jax.jit(jax.vmap(lambda k, b: _init(model, spec, k, b)))(keys, jnp.stack([x[:64]] * 3))

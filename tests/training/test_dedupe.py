@@ -65,7 +65,7 @@ def test_init_params_are_those_of_the_plain_program(monkeypatch):
     the initializers' draws bit for bit; a scheme that computes on them (forward passes, gradient steps) to
     float32 rounding, since XLA may fuse a shared value otherwise than each arm's own copy."""
     x = jax.random.normal(jax.random.key(7), (300, 12))
-    model = models.build("resmlp", (12,), 3, (16,) * 3, "tanh")
+    model = models.build("resmlp", (12,), 3, (16,) * 2, "tanh")
     names = ["zeros", "random_normal", "glorot_normal", "glorot_uniform", "he_normal", "lecun_normal", "orthogonal",
              "torch_default"]
     arms = [initjax.get(name) for name in names + SCHEMES]
