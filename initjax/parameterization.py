@@ -23,9 +23,9 @@ output tensors, of the fan-out for input ones.
 
 Each role's :class:`Scaling` holds the paper's exponents ``e``, each meaning "times ``m ** -e``":
 ``init`` (the initial standard deviation against the base model's), ``multiplier`` (the forward pass
-uses ``m ** -multiplier * W``) and ``lr`` (one exponent per optimizer family: SGD-like, whose step
-scales with the gradient, and Adam-like, whose step does not). The tables, for fan-in base draws
-(``Var ~ 1/fan_in``):
+uses ``m ** -multiplier * W``), ``lr`` (one exponent per optimizer family: SGD-like, whose step
+scales with the gradient, and Adam-like, whose step does not), ``eps`` (Adam's epsilon) and ``weight_decay``
+(decoupled weight decay). The tables, for fan-in base draws (``Var ~ 1/fan_in``):
 
 * **SP**, the standard parameterization: ``Var = sigma^2 / fan_in`` everywhere, no multipliers, one
   learning rate: init 1/2 for hidden and output tensors, every other exponent 0.
@@ -37,12 +37,18 @@ scales with the gradient, and Adam-like, whose step does not). The tables, for f
 * **muP** (Yang et al. 2021, "Tensor Programs V", Table 3): output ``Var = sigma^2 / fan_in^2`` (init 1),
   hidden ``1 / fan_in`` (init 1/2); SGD: learning rate ``eta * fan_out`` for input tensors (lr -1),
   ``eta / fan_in`` for output ones (lr 1); Adam: ``eta / fan_in`` for hidden and output (lr 1).
-  Attention logits ``q.k / d_head`` instead of ``/ sqrt(d_head)``.
+  Attention logits ``q.k / d_head`` instead of ``/ sqrt(d_head)``. Adam's epsilon ``eps / fan_in`` for input and
+  hidden tensors (eps 1): their gradients' entries shrink as ``1 / width`` under muP, and a fixed epsilon would
+  come to dominate them (Dey et al. 2025, Table 1, write it ``eps m_N^-1`` for every tensor of muP's form with an
+  output multiplier ``1 / m_N``; in Table 3's form, without that multiplier, the readout's gradient does not shrink,
+  nor its epsilon).
 
-The multipliers are **folded** into the tensors (:func:`init_factors`, :func:`lr_factors`): training
-``W_eff = c W`` at ``eta`` takes the steps of training ``W_eff`` itself at ``c^2 eta`` under SGD, and at
-``c eta`` under Adam up to its epsilon (the abc symmetry, Tensor Programs V Sec. 4), so a model's forward
-pass needs no change. Decoupled weight decay is not folded (it shrinks ``W``, not ``W_eff``).
+The multipliers are **folded** into the tensors (:func:`init_factors`, :func:`lr_factors`, :func:`eps_factors`,
+:func:`decay_factors`): training ``W_eff = c W`` at ``eta`` takes the steps of training ``W_eff`` itself at
+``c^2 eta`` under SGD, and under Adam at ``c eta`` with epsilon ``eps / c`` (the gradient of ``W_eff`` is that of
+``W`` over ``c``) and decoupled weight decay ``wd / c`` (the abc symmetry, Tensor Programs V Sec. 4), so a model's
+forward pass needs no change and the folded steps are the explicit multipliers' exactly. (An L2 term added to the
+gradient is not folded.)
 
 **Depth** (Depth-muP: Yang et al. 2023, "Tensor Programs VI", arXiv:2310.02244; Bordelon et al. 2023,
 arXiv:2309.16620): a residual network's blocks add ``L ** -1/2 * branch(h)`` to the stream, ``L`` the number of
@@ -54,10 +60,12 @@ added to the stream by a block), ``branch`` (the rest of a branch, its LayerNorm
 
 **CompleteP** (Dey et al. 2025, arXiv:2505.01618, Table 1) is the same with ``alpha = 1``: every branch times
 ``m_L ** -1``, and Adam's learning rate inside a branch times ``m_L ** (alpha - 1) = 1`` (hidden weights and the
-branch's LayerNorms alike; embeddings, the final norm and the readout as muP's width table says). Each layer then
-keeps learning non-linear features as blocks are added (Depth-muP's ``alpha = 1/2`` makes the deep blocks lazy).
-The paper gives AdamW's rules only, so ``completep`` has no SGD rule. Not yet here: its Adam epsilon per tensor
-(``eps m_N ** -1 m_L ** -alpha`` inside blocks) and weight decay times ``m_N`` on hidden weights.
+branch's LayerNorms alike; embeddings, the final norm and the readout as muP's width table says), Adam's epsilon
+inside a branch times ``m_L ** -alpha`` (its gradients shrink with the branch's multiplier; Depth-muP's the same
+with its ``alpha = 1/2``) and the hidden weights' decoupled weight decay times ``m_N`` (so that ``lr x wd`` does not
+shrink with width). Each layer then keeps learning non-linear features as blocks are added (Depth-muP's
+``alpha = 1/2`` makes the deep blocks lazy). The paper gives AdamW's rules only, so ``completep`` has no SGD rule.
+Its ``alpha`` is a parameter (:func:`completep`, ``completep(alpha=0.75)``), 1 by default.
 
 All functions here are pure: they take pytrees of ``(role, m)`` and return pytrees of factors.
 """
@@ -81,12 +89,16 @@ class Scaling:
       init: exponent of the initial standard deviation.
       multiplier: exponent of the forward multiplier.
       lr_sgd, lr_adam: exponents of the learning rate under SGD-like and Adam-like optimizers.
+      eps: exponent of Adam's epsilon (Adam-like optimizers with one).
+      weight_decay: exponent of decoupled weight decay (CompleteP's hidden weights: -1, times ``m``).
     """
 
     init: float = 0.0
     multiplier: float = 0.0
     lr_sgd: float = 0.0
     lr_adam: float = 0.0
+    eps: float = 0.0
+    weight_decay: float = 0.0
 
     def lr(self, family: str) -> float:
         """The learning-rate exponent for an optimizer family in :data:`OPTIMIZER_FAMILIES`."""
@@ -106,11 +118,14 @@ class DepthScaling:
       multiplier: the exponent of every branch's forward multiplier, ``alpha`` (Depth-muP: 1/2, CompleteP: 1).
       lr_sgd, lr_adam: the learning-rate exponents of the tensors inside a branch (Depth-muP: 0 and 1/2;
         CompleteP's Adam: ``1 - alpha``); None: the paper gives no rule for that optimizer family.
+      eps: the exponent of Adam's epsilon inside a branch (``alpha``: the branch's gradients shrink with its
+        multiplier).
     """
 
     multiplier: float = 0.5
     lr_sgd: float | None = 0.0
     lr_adam: float | None = 0.5
+    eps: float = 0.5
 
     def has_rule(self, family: str) -> bool:
         """Whether the paper gives a learning-rate rule for an optimizer family in :data:`OPTIMIZER_FAMILIES`."""
@@ -166,8 +181,8 @@ NTK = Parameterization(
     reference="Jacot, Gabriel & Hongler 2018, arXiv:1806.07572; Yang & Hu 2021, arXiv:2011.14522")
 MUP = Parameterization(
     "mup",
-    {"input": Scaling(lr_sgd=-1.0),
-     "hidden": Scaling(init=0.5, lr_adam=1.0),
+    {"input": Scaling(lr_sgd=-1.0, eps=1.0),
+     "hidden": Scaling(init=0.5, lr_adam=1.0, eps=1.0),
      "output": Scaling(init=1.0, lr_sgd=1.0, lr_adam=1.0)},
     attention=1.0, title="muP",
     reference="Yang et al. 2021, Tensor Programs V, arXiv:2203.03466, Table 3")
@@ -175,18 +190,52 @@ DEPTH_MUP = dataclasses.replace(
     MUP, name="depth_mup", depth=DepthScaling(), title="Depth-muP",
     reference="Yang et al. 2023, Tensor Programs VI, arXiv:2310.02244 (Depth-muP, block depth 1); Bordelon et al. "
               "2023, arXiv:2309.16620; muP's width table (Tensor Programs V, Table 3)")
-COMPLETEP = dataclasses.replace(
-    MUP, name="completep", depth=DepthScaling(multiplier=1.0, lr_sgd=None, lr_adam=0.0), title="CompleteP",
-    reference="Dey et al. 2025, Don't be lazy: CompleteP enables compute-efficient deep transformers, "
-              "arXiv:2505.01618, Table 1 (alpha = 1; AdamW only); muP's width table (Tensor Programs V, Table 3)")
+
+
+def completep(alpha: float = 1.0) -> Parameterization:
+    """CompleteP (Dey et al. 2025, arXiv:2505.01618, Table 1) with every residual branch times ``m_L ** -alpha``:
+    Adam's rate inside branches times ``m_L ** (alpha - 1)``, its epsilon there times ``m_L ** -alpha``, the hidden
+    weights' decoupled weight decay times ``m_N``; muP's width table otherwise. ``alpha`` in ``[1/2, 1]`` (the
+    paper's range: 1/2 is Depth-muP's branch multiplier, 1 CompleteP's own).
+
+    Raises:
+      ValueError: ``alpha`` outside ``[1/2, 1]``.
+    """
+    if not 0.5 <= alpha <= 1.0:
+        raise ValueError(f"completep's alpha must be between 0.5 and 1 (the paper's range), got {alpha}")
+    roles = dict(MUP.roles, hidden=dataclasses.replace(MUP.roles["hidden"], weight_decay=-1.0))
+    return dataclasses.replace(
+        MUP, name="completep" if alpha == 1.0 else f"completep(alpha={alpha:g})", roles=roles,
+        depth=DepthScaling(multiplier=alpha, lr_sgd=None, lr_adam=1.0 - alpha, eps=alpha),
+        title="CompleteP" if alpha == 1.0 else f"CompleteP (alpha {alpha:g})",
+        reference=f"Dey et al. 2025, Don't be lazy: CompleteP enables compute-efficient deep transformers, "
+                  f"arXiv:2505.01618, Table 1 (alpha = {alpha:g}; AdamW only); muP's width table (Tensor Programs "
+                  "V, Table 3)")
+
+
+COMPLETEP = completep()
 PARAMETERIZATIONS: dict[str, Parameterization] = {p.name: p for p in (SP, NTK, MUP, DEPTH_MUP, COMPLETEP)}
+FAMILIES = {"completep": completep}  # parameterizations that take arguments: ``completep(alpha=0.75)``
 
 
 def get(name: str) -> Parameterization:
-    """A parameterization by name (:data:`PARAMETERIZATIONS`)."""
-    if name not in PARAMETERIZATIONS:
-        raise ValueError(f"unknown parameterization {name!r}: use one of {', '.join(PARAMETERIZATIONS)}")
-    return PARAMETERIZATIONS[name]
+    """A parameterization by name (:data:`PARAMETERIZATIONS`), or a spec with arguments of one in :data:`FAMILIES`
+    (``"completep(alpha=0.75)"``)."""
+    if name in PARAMETERIZATIONS:
+        return PARAMETERIZATIONS[name]
+    from initjax.spec import parse_spec
+
+    try:
+        parsed = parse_spec(name)
+    except (ValueError, TypeError):
+        parsed = None
+    if parsed is None or parsed.name not in FAMILIES:
+        raise ValueError(f"unknown parameterization {name!r}: use one of {', '.join(PARAMETERIZATIONS)}, or "
+                         "completep(alpha=A)")
+    try:
+        return FAMILIES[parsed.name](*parsed.args, **dict(parsed.kwargs))
+    except TypeError as error:
+        raise ValueError(f"parameterization {name!r}: {error}") from None
 
 
 def role_of(shape: tuple[int, ...], base_shape: tuple[int, ...]) -> tuple[str, float]:
@@ -270,6 +319,22 @@ def lr_factors(p: Parameterization, role_tree, family: str) -> dict:
     return _per_leaf(role_tree, factor)
 
 
+def eps_factors(p: Parameterization, role_tree) -> dict:
+    """Per tensor, what multiplies Adam's epsilon for the *folded* tensor: ``m ** -(eps - multiplier)``, the table's
+    ``m ** -eps`` over the folded multiplier ``c = m ** -multiplier`` (the folded tensor's gradient is the drawn
+    one's over ``c``, so its epsilon is too). muP: ``1 / m`` on input and hidden tensors, 1 on the readout; NTK:
+    ``m ** 1/2`` on its folded hidden and output tensors (the explicit multipliers' steps with a fixed epsilon)."""
+    return _per_leaf(role_tree, lambda role, m: float(m ** -(p.scaling(role).eps - p.scaling(role).multiplier)))
+
+
+def decay_factors(p: Parameterization, role_tree) -> dict:
+    """Per tensor, what multiplies decoupled weight decay for the folded tensor: ``m ** -(weight_decay -
+    multiplier)`` (the table's factor over the folded multiplier: the decay shrinks the drawn tensor, whose step the
+    folded learning rate already multiplies by ``c``). CompleteP's hidden weights: ``m``."""
+    return _per_leaf(role_tree, lambda role, m: float(
+        m ** -(p.scaling(role).weight_decay - p.scaling(role).multiplier)))
+
+
 def attention_factor(p: Parameterization, head_ratio: float) -> float:
     """What multiplies the standard ``1 / sqrt(d_head)`` attention logits: ``head_ratio ** (1/2 - attention)``,
     ``head_ratio`` being ``d_head / d_head_base`` (muP: ``sqrt(d_base) / d_head`` in all). Folded into the query
@@ -313,4 +378,26 @@ def depth_lr_factors(p: Parameterization, depth_roles, m_depth: float, family: s
             return 1.0
         fold = fold_power(family) * d.multiplier if role == "branch_output" else 0.0
         return float(m_depth ** -(d.lr(family) + fold))
+    return jax.tree.map(factor, depth_roles)
+
+
+def depth_eps_factors(p: Parameterization, depth_roles, m_depth: float):
+    """Per tensor, what multiplies Adam's epsilon for ``p``'s depth rule: ``m_depth ** -eps`` inside a branch (its
+    gradients carry the branch multiplier), over the folded multiplier on branch outputs (``m_depth ** -(eps -
+    multiplier)``: 1 where ``eps = alpha``); 1 outside and without a depth rule."""
+    def factor(role):
+        _check_depth_role(role)
+        d = p.depth
+        if d is None or role == "outside":
+            return 1.0
+        return float(m_depth ** -(d.eps - (d.multiplier if role == "branch_output" else 0.0)))
+    return jax.tree.map(factor, depth_roles)
+
+
+def depth_decay_factors(p: Parameterization, depth_roles, m_depth: float):
+    """Per tensor, what multiplies decoupled weight decay for ``p``'s depth rule: the folded multiplier's inverse
+    ``m_depth ** multiplier`` on branch outputs (the decay shrinks the drawn tensor), 1 elsewhere."""
+    def factor(role):
+        _check_depth_role(role)
+        return float(m_depth ** p.depth.multiplier) if p.depth is not None and role == "branch_output" else 1.0
     return jax.tree.map(factor, depth_roles)

@@ -69,8 +69,9 @@ def head(n_classes: int, n_targets: int | None = None) -> dict:
 OPTIONS = {"norm": "None, layer or batch (NORMS)", "dropout": "rate in [0, 1) after hidden activations"}
 _DEPTH = ", ".join(parameterization_options.DEPTH_PARAMETERIZATIONS)
 PARAMETERIZATION_OPTIONS = {
-    "parameterization": f"{', '.join(param.PARAMETERIZATIONS)}: how init and learning rates scale with width (and "
-                        f"depth) (bench.training.parameterized; needs base_width, and base_depth for {_DEPTH})",
+    "parameterization": f"{', '.join(param.PARAMETERIZATIONS)} or completep(alpha=A): how init and learning rates "
+                        f"scale with width (and depth) (bench.training.parameterized; needs base_width, and "
+                        f"base_depth for {_DEPTH})",
     "base_width": "the width at which the model is its own base model (every parameterization agrees there)",
     "base_depth": f"{_DEPTH} only (resmlp, transformer): the number of blocks at which branches are not scaled"}
 PARAMETERIZATION_NAMES = {name: p.title or name for name, p in param.PARAMETERIZATIONS.items()}
@@ -97,7 +98,7 @@ def parameterized(model) -> str:
     if name is None:
         return ""
     depth = f", base depth {model.base_depth}" if getattr(model, "base_depth", None) is not None else ""
-    return f" {PARAMETERIZATION_NAMES[name]} (base width {model.base_width}{depth})"
+    return f" {param.get(name).title or name} (base width {model.base_width}{depth})"
 
 
 def extras(model) -> str:

@@ -18,8 +18,15 @@ def check(kind: str, options) -> None:
     if name is None or base is None:
         raise UserError("give parameterization and base_width together, e.g. model_args = "
                         "{ parameterization = \"mup\", base_width = 64 }")
-    if name not in param.PARAMETERIZATIONS:
+    if not isinstance(name, str):
         raise unknown("parameterization", name, param.PARAMETERIZATIONS)
+    if name not in param.PARAMETERIZATIONS:
+        try:
+            param.get(name)  # one with arguments: completep(alpha=0.75)
+        except ValueError as error:
+            if name.split("(", 1)[0].strip() in param.FAMILIES:
+                raise UserError(str(error)) from None
+            raise unknown("parameterization", name, param.PARAMETERIZATIONS) from None
     for key, value in (("base_width", base), ("base_depth", depth)):
         if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             raise UserError(f"{key} must be an integer >= 1, got {value!r}")

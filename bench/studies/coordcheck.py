@@ -167,7 +167,8 @@ def measure(setup: Setup, data: datasets.Dataset, parameterization: str, width: 
     init_keys, data_keys = seeding.run_keys(0, data.name, list(range(setup.seeds)))
     params = jax.tree.map(lambda leaf: leaf[0], initialization.init_params(
         model, [initjax.get("lecun_normal")], init_keys, data.input_shape))  # (seeds, ...)
-    base = recipes.build(setup.optimizer, setup.lr, total_steps=setup.steps)
+    base = recipes.build(setup.optimizer, setup.lr, total_steps=setup.steps,
+                         per_tensor=parameterized.per_tensor(model, data.input_shape, setup.optimizer))
     optimizer = parameterized.optimizer(base, model, data.input_shape, setup.optimizer)
     loss = losses.get(objective.loss_spec(model, None))
 

@@ -78,8 +78,7 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None, steps: int =
         x_train = jnp.asarray(data.x_train)  # an argument, not a constant baked into the program
         if early_steps.is_traced(model):
             n_steps = min(steps, -(-len(data.x_train) // experiment.train.batch_size))
-            optimizer = parameterized.optimizer(experiment.train.optax(len(data.x_train)), model, data.input_shape,
-                                                experiment.train.optimizer)
+            optimizer = parameterized.recipe(experiment.train, model, data.input_shape, len(data.x_train))
             traced = early_steps.trace(model, optimizer, per_example_loss,
                                        list(initializers.values()), init_keys, data_keys, x_train,
                                        jnp.asarray(data.y_train), experiment.train.batch_size, n_steps)

@@ -7,7 +7,8 @@ role and width multiplier ``m`` (``initjax.parameterization.roles``). Then
 * every arm's draw is multiplied, tensor by tensor, by the parameterization's init factor
   (:func:`init_factors`, applied by ``bench.training.train.init_params``), and
 * every update is multiplied by the tensor's learning-rate factor, after the recipe's optimizer
-  (:func:`optimizer`).
+  (:func:`optimizer`), and Adam's epsilon and decoupled weight decay by the tensor's factors inside it
+  (:func:`per_tensor`; :func:`recipe` builds the whole).
 
 Under ``depth_mup`` or ``completep`` (with ``base_depth``), a ResMLP's or pre-LN/no-LN transformer's tensors also
 take a depth role from their path (:func:`depth_roles`): each block's branch output (the transformer's ``attn/out``
@@ -15,10 +16,10 @@ and ``mlp/out``, the ResMLP's ``branch_out`` and stream bias ``b3``), the rest o
 the factors multiply the width ones.
 
 Forward multipliers (NTK's ``1/sqrt(fan_in)``, muP's attention ``1/d``, Depth-muP's ``1/sqrt(L)`` on branches)
-are folded into the tensors and their learning rates, so the model's forward pass is unchanged and any arm, grid
-and chunking works as for any other task. The arms' draws are taken as the standard
-parameterization's: ``Var ~ 1/fan_in`` on hidden and output tensors (LeCun, He); Glorot's input
-layer and GPT-2's constant 0.02 are not fan-in draws.
+are folded into the tensors, their learning rates, epsilons and decays, so the model's forward pass is unchanged,
+the steps are the explicit multipliers' and any arm, grid and chunking works as for any other task. The arms'
+draws are taken as the standard parameterization's: ``Var ~ 1/fan_in`` on hidden and output tensors (LeCun, He);
+Glorot's input layer and GPT-2's constant 0.02 are not fan-in draws.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import optax
 from flax import linen as nn
 
 from bench.errors import UserError, unknown
+from bench.training import recipes
 from initjax import parameterization as param
 
 # how each optimizer's step scales with its gradient: linearly (SGD family) or not at all (Adam family)
@@ -132,6 +134,31 @@ def lr_factors(model: nn.Module, input_shape, optimizer: str) -> dict | None:
     return _times(width, param.depth_lr_factors(p, depth_roles(model, input_shape), _depth_ratio(model), kind))
 
 
+def _folded(model: nn.Module, input_shape, p: param.Parameterization, width_fn, depth_fn) -> dict:
+    """Per parameter, width factors (``width_fn(p, roles)``, the query's over attention's folded multiplier) times
+    depth factors (``depth_fn(p, depth roles, m_L)``)."""
+    width = _with_query(width_fn(p, roles(model, input_shape)), -1.0, model, p)
+    return _times(width, depth_fn(p, depth_roles(model, input_shape), _depth_ratio(model)))
+
+
+def per_tensor(model: nn.Module, input_shape, optimizer: str) -> recipes.PerTensor | None:
+    """Per parameter, what multiplies Adam's epsilon and decoupled weight decay (``initjax.parameterization``'s
+    ``eps_factors``, ``decay_factors`` and their depth rules, the folded multipliers' inverses included), or None
+    without a parameterization or where every factor is 1."""
+    p = of(model)
+    if p is None:
+        return None
+    eps = _folded(model, input_shape, p, param.eps_factors, param.depth_eps_factors)
+    decay = _folded(model, input_shape, p, param.decay_factors, param.depth_decay_factors)
+
+    def ones(tree):
+        return all(f == 1.0 for f in jax.tree.leaves(tree))
+
+    if ones(eps) and ones(decay):
+        return None
+    return recipes.PerTensor(eps=None if ones(eps) else eps, weight_decay=None if ones(decay) else decay)
+
+
 def optimizer(base: optax.GradientTransformation, model: nn.Module, input_shape,
               optimizer_spec: str) -> optax.GradientTransformation:
     """``base`` with every update multiplied by the model's learning-rate factors (``base`` itself without a
@@ -146,3 +173,11 @@ def optimizer(base: optax.GradientTransformation, model: nn.Module, input_shape,
         return jax.tree.map(lambda u, f: u * jnp.asarray(f, u.dtype), updates, factors), state
 
     return optax.GradientTransformation(base.init, update)
+
+
+def recipe(config: recipes.TrainConfig, model: nn.Module, input_shape, n_train: int, injected: tuple[str, ...] = ()
+           ) -> optax.GradientTransformation:
+    """The recipe's optimizer for ``model`` (``config.optax``): the parameterization's per-tensor epsilon and decay
+    inside it (:func:`per_tensor`), its learning-rate factors after it (:func:`optimizer`)."""
+    base = config.optax(n_train, injected, per_tensor(model, input_shape, config.optimizer))
+    return optimizer(base, model, input_shape, config.optimizer)

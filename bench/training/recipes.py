@@ -37,6 +37,48 @@ OPTIMIZERS: dict[str, tuple[Callable, str]] = {
 }
 # optimizers whose weight decay is an argument of their own (decoupled inside the update)
 OWN_WEIGHT_DECAY = ("adamw", "lion")
+# optimizers that divide by a running root mean square plus an epsilon (PerTensor.eps scales it)
+EPSILON = ("adam", "adamw", "rmsprop")
+
+
+@dataclasses.dataclass(frozen=True)
+class PerTensor:
+    """Per-tensor factors of a recipe's hyperparameters (a width or depth parameterization's:
+    ``bench.training.parameterized.per_tensor``), each a pytree of floats shaped like the parameters, or None (1
+    everywhere).
+
+    Attributes:
+      eps: multiplies the epsilon of the optimizers in :data:`EPSILON`: each gradient is divided by it ahead of
+        the optimizer, since ``Adam(g / r, eps)`` takes the step of ``Adam(g, r eps)`` (the step is otherwise
+        invariant to the gradient's scale; RMSProp's epsilon under its square root scales as ``r^2``). The
+        clipping and an L2 term come first, on the gradient itself.
+      weight_decay: multiplies decoupled weight decay (:data:`OWN_WEIGHT_DECAY`): the optimizer decays the
+        parameters it is given, times it. An L2 term added to the gradient is not scaled.
+    """
+
+    eps: object = None
+    weight_decay: object = None
+
+
+def _gradients_over(factors) -> optax.GradientTransformation:
+    """Each gradient over its factor (a factor of 1 leaves it as it is: no operation)."""
+
+    def update(updates, state, params=None):
+        return jax.tree.map(lambda g, f: g if f == 1.0 else g * jnp.asarray(1.0 / f, g.dtype), updates, factors), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def _decaying_scaled(core: optax.GradientTransformation, factors) -> optax.GradientTransformation:
+    """``core`` (an optimizer with its own decoupled decay) given each parameter times its factor: its decay term
+    ``wd x params`` becomes ``wd x factor x params``; nothing else of it reads the parameters."""
+
+    def update(updates, state, params=None):
+        scaled = None if params is None else jax.tree.map(lambda x, f: x if f == 1.0 else x * jnp.asarray(f, x.dtype),
+                                                          params, factors)
+        return core.update(updates, state, scaled)
+
+    return optax.GradientTransformation(core.init, update)
 
 # recipe fields a record (run.json, resume keys) leaves out at this value: records written before the field existed
 # say the same, and their resume keys stay valid
@@ -119,7 +161,7 @@ def decayed(params):
 
 def build(optimizer: str, lr: float, schedule: str = "constant", weight_decay: float = 0.0,
           clip: float | None = None, total_steps: int = 1, injected: tuple[str, ...] = (),
-          momentum: float | None = None) -> optax.GradientTransformation:
+          momentum: float | None = None, per_tensor: PerTensor | None = None) -> optax.GradientTransformation:
     """The optax transformation of a recipe.
 
     Args:
@@ -138,6 +180,7 @@ def build(optimizer: str, lr: float, schedule: str = "constant", weight_decay: f
         program can each have their own; the others are constants of the program.
         Numbers are the same either way.
       momentum: the optimizer's :data:`MOMENTUM_ARGUMENT` (None: its spec's or optax's default).
+      per_tensor: per-tensor factors of the epsilon and the decoupled decay (:class:`PerTensor`; None: none).
 
     Raises:
       UserError: unknown name, or arguments the optimizer does not take.
@@ -169,9 +212,13 @@ def build(optimizer: str, lr: float, schedule: str = "constant", weight_decay: f
             kwargs[beta] = momentum
         rate = (lambda step: lr * unit(step)) if scheduled else lr
         core = OPTIMIZERS[parsed.name][0](learning_rate=rate, **kwargs)
+        if own_decay and decay_term and per_tensor is not None and per_tensor.weight_decay is not None:
+            core = _decaying_scaled(core, per_tensor.weight_decay)
         parts = [] if clip is None else [optax.clip_by_global_norm(clip)]
         if decay_term and not own_decay:
             parts += [optax.add_decayed_weights(weight_decay, mask=decayed)]
+        if parsed.name in EPSILON and per_tensor is not None and per_tensor.eps is not None:
+            parts += [_gradients_over(per_tensor.eps)]
         parts += [core]
         return parts[0] if len(parts) == 1 else optax.chain(*parts)
 
@@ -240,11 +287,14 @@ class TrainConfig:
             raise UserError(f"evaluations per epoch must be an integer from 1 to the {steps or 'number of'} "
                             f"minibatch steps of an epoch, got {self.evals_per_epoch}")
 
-    def optax(self, n_train: int, injected: tuple[str, ...] = ()) -> optax.GradientTransformation:
+    def optax(self, n_train: int, injected: tuple[str, ...] = (), per_tensor: PerTensor | None = None
+              ) -> optax.GradientTransformation:
         """The optimizer of this recipe for a training set of ``n_train`` examples (the schedule's length).
 
         ``injected``: hyperparameters (:data:`INJECTABLE`) held in each run's
-        optimizer state rather than in the program, for a grid (:func:`set_hyperparameters`).
+        optimizer state rather than in the program, for a grid (:func:`set_hyperparameters`); ``per_tensor``: the
+        model's per-tensor factors (:class:`PerTensor`).
         """
         steps = -(-n_train // self.batch_size) * self.epochs
-        return build(self.optimizer, self.lr, self.schedule, self.weight_decay, self.clip, steps, injected)
+        return build(self.optimizer, self.lr, self.schedule, self.weight_decay, self.clip, steps, injected,
+                     per_tensor=per_tensor)

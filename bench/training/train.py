@@ -343,8 +343,7 @@ def check_plan(dataset: Dataset, model: nn.Module, n_arms: int, n_seeds: int, co
     """Raises UserError now where :func:`train_task` would find, later, that the task does not fit the memory budget
     (a run checks every task before it trains the first: a second task that cannot fit was found after the first
     had trained for minutes)."""
-    optimizer = parameterized.optimizer(config.optax(len(dataset.x_train), grids.injected(grid)), model,
-                                        dataset.input_shape, config.optimizer)
+    optimizer = parameterized.recipe(config, model, dataset.input_shape, len(dataset.x_train), grids.injected(grid))
     how = batching_of(model, dataset.input_shape, config.batch_size)
     fp = memory.footprint(model, dataset.input_shape, optimizer, config.batch_size, config.eval_batch_size,
                           how.matmuls)
@@ -449,8 +448,7 @@ def train_task(
     compilation.use_persistent_cache(resume.cache_root())
     loss = check_task(dataset, model, initializers, config, grid, loss)
     names, seeds = list(grids.arms(list(initializers), grid)), list(seeds)
-    optimizer = parameterized.optimizer(config.optax(len(dataset.x_train), grids.injected(grid)), model,
-                                        dataset.input_shape, config.optimizer)
+    optimizer = parameterized.recipe(config, model, dataset.input_shape, len(dataset.x_train), grids.injected(grid))
     how = batching_of(model, dataset.input_shape, config.batch_size)
     fp = memory.footprint(model, dataset.input_shape, optimizer, config.batch_size, config.eval_batch_size,
                           how.matmuls)

@@ -10,7 +10,7 @@ import pytest
 import initjax
 from bench import models
 from bench.errors import UserError
-from bench.training import parameterized, seeding
+from bench.training import parameterized, recipes, seeding
 from bench.training.initialization import init_params
 from initjax import parameterization as param
 
@@ -70,6 +70,21 @@ def test_factors_give_the_papers_tables(width):
             assert lr["Dense_2"]["bias"] == 1.0  # a scalar-like tensor never scales
     sgd = parameterized.lr_factors(_mlp(width, "mup"), (10,), "momentum")
     assert sgd["Dense_1"]["bias"] == pytest.approx(m)  # hidden biases are input-like: eta fan_out under SGD
+    # Adam's epsilon per tensor, kernels and the hidden biases: muP's eps / m where the gradients shrink as 1 / width
+    # (every tensor but the readout's, in Table 3's form); NTK's eps over its folded multiplier m^-1/2; SP none
+    expected_eps = {"mup": ((1 / m, 1 / m, 1), (1 / m, 1 / m)), "ntk": ((1, m**0.5, m**0.5), (1, 1))}
+    for name in ("sp", "ntk", "mup"):
+        factors = parameterized.per_tensor(_mlp(width, name), (10,), "adam")
+        if name == "sp" or width == BASE:
+            assert factors is None, name  # nothing to scale: the recipe's own optimizer
+            continue
+        # muP's table does not scale decay; NTK's folded tensors decay at wd over their multiplier, as the drawn
+        # tensors it shrinks
+        assert factors.weight_decay is None if name == "mup" else factors.weight_decay == factors.eps, name
+        kernels = tuple(factors.eps[layer]["kernel"] for layer in ("Dense_0", "Dense_1", "Dense_2"))
+        biases = tuple(factors.eps[layer]["bias"] for layer in ("Dense_0", "Dense_1"))
+        assert kernels + biases == pytest.approx(expected_eps[name][0] + expected_eps[name][1], rel=1e-12), name
+        assert factors.eps["Dense_2"]["bias"] == 1.0
 
 
 def test_mup_draw_has_the_readout_variance_of_the_table():
@@ -102,8 +117,9 @@ def _times(factors) -> optax.GradientTransformation:
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_folded_ntk_trains_like_the_explicit_multipliers(optimizer):
-    """NTK's 1/sqrt(fan_in) multipliers, folded into init and learning rates, take the steps the explicit
-    forward multipliers with the paper's learning rates take (Adam: up to its epsilon)."""
+    """NTK's 1/sqrt(fan_in) multipliers, folded into init, learning rates and Adam's epsilons, take the steps the
+    explicit forward multipliers with the paper's learning rates take (Adam with an epsilon of 1e-3, near the
+    gradients' size: the folded tensors' epsilons must be the explicit ones' over their multipliers)."""
     width, lr, steps = 64, 0.05 if optimizer == "sgd" else 1e-2, 4
     model = _mlp(width, "ntk")
     keys, _ = seeding.run_keys(0, "t", [0])
@@ -118,7 +134,11 @@ def test_folded_ntk_trains_like_the_explicit_multipliers(optimizer):
                             is_leaf=lambda x: isinstance(x, tuple))
     x = jax.random.normal(jax.random.key(1), (32, 10))
     y = jax.random.randint(jax.random.key(2), (32,), 0, 3)
-    base = optax.sgd(lr) if optimizer == "sgd" else optax.adam(lr, eps=1e-12)
+    if optimizer == "sgd":
+        base = reference_base = optax.sgd(lr)
+    else:
+        base = recipes.build("adam(eps=1e-3)", lr, per_tensor=parameterized.per_tensor(model, (10,), "adam"))
+        reference_base = optax.adam(lr, eps=1e-3)
 
     def loss(forward, params):
         return optax.softmax_cross_entropy_with_integer_labels(forward(params), y).mean()
@@ -134,7 +154,7 @@ def test_folded_ntk_trains_like_the_explicit_multipliers(optimizer):
     ours = run(folded, lambda p: model.apply({"params": p}, x),
                parameterized.optimizer(base, model, (10,), optimizer))
     reference = run(drawn, lambda p: _explicit_forward(p, x, mult),
-                    optax.chain(base, _times(paper_lr)))
+                    optax.chain(reference_base, _times(paper_lr)))
     np.testing.assert_allclose(ours, reference, rtol=2e-4, atol=2e-5)
     assert not np.allclose(ours, model.apply({"params": folded}, x), atol=1e-2)  # training moved the outputs
 
@@ -164,6 +184,7 @@ def test_without_a_parameterization_nothing_changes():
         model = _resmlp(BASE, 2, name) if param.get(name).depth else _mlp(BASE, name)
         for factors in (parameterized.lr_factors(model, (10,), "adam"), parameterized.init_factors(model, (10,))):
             assert set(jax.tree.leaves(factors)) == {1.0}
+        assert parameterized.per_tensor(model, (10,), "adamw") is None
 
 
 @pytest.mark.parametrize("options, message", [
@@ -174,6 +195,11 @@ def test_without_a_parameterization_nothing_changes():
     ({"parameterization": "mu", "base_width": 8}, "unknown parameterization 'mu'"),
     ({"parameterization": "mup", "base_width": 0}, "base_width must be an integer >= 1"),
     ({"parameterization": "mup", "base_width": 8.0}, "base_width must be an integer >= 1"),
+    ({"parameterization": "completep(alpha=2)", "base_width": 8, "base_depth": 2},
+     r"completep's alpha must be between 0.5 and 1 \(the paper's range\), got 2$"),
+    ({"parameterization": "completep(beta=1)", "base_width": 8, "base_depth": 2},
+     "parameterization 'completep\\(beta=1\\)': .*unexpected keyword argument 'beta'"),
+    ({"parameterization": "mup(alpha=1)", "base_width": 8}, "unknown parameterization 'mup\\(alpha=1\\)'"),
 ])
 def test_bad_parameterization_options_are_one_line_errors(options, message):
     with pytest.raises(UserError, match=message):
@@ -281,12 +307,30 @@ def test_completep_factors_give_the_papers_rules(width):
         assert lr[block]["branch_in"]["kernel"] == pytest.approx(width_lr[block]["branch_in"]["kernel"])
         assert lr[block]["b0"] == 1.0 and lr[block]["scale"] == 1.0
     assert lr["stem"] == width_lr["stem"] and lr["head"] == width_lr["head"] and init["head"] == width_init["head"]
+    # Adam's epsilon: eps m_N^-1 m_L^-alpha inside blocks (over the folded 1/4 on branch outputs), eps m_N^-1 on
+    # the stem, the readout's unscaled; decay: hidden weights times m_N, branch outputs over their folded 1/4
+    m_width = width / BASE
+    factors = parameterized.per_tensor(model, (10,), "adamw")
+    eps, decay = factors.eps, factors.weight_decay
+    for block in ("block_0", "block_7"):
+        assert eps[block]["branch_in"]["kernel"] == pytest.approx(1 / (m_width * m_depth))
+        assert eps[block]["b0"] == 1 / m_depth and eps[block]["scale"] == 1 / m_depth  # Fixup's scalars
+        assert eps[block]["branch_out"]["kernel"] == pytest.approx(1 / m_width)
+        assert eps[block]["b3"] == 1.0
+        assert decay[block]["branch_in"]["kernel"] == pytest.approx(m_width)
+        assert decay[block]["branch_out"]["kernel"] == pytest.approx(m_width * m_depth)
+        assert decay[block]["b0"] == 1.0 and decay[block]["b3"] == pytest.approx(m_depth)
+    assert eps["stem"]["kernel"] == pytest.approx(1 / m_width) and eps["head"]["kernel"] == 1.0
+    assert decay["stem"]["kernel"] == 1.0 and decay["head"]["kernel"] == 1.0
     lm = models.build("transformer", (8,), 6, (32,) * 8, "gelu", heads=2, parameterization="completep",
                       base_width=32, base_depth=2)
     lr = parameterized.lr_factors(lm, (8,), "adam")
     assert lr["block_3"]["attn"]["out"]["kernel"] == pytest.approx(1 / 4)
     assert lr["block_3"]["attn"]["query"]["kernel"] == 1.0 and lr["block_3"]["norm_mlp"]["scale"] == 1.0
     assert lr["embed"]["embedding"] == 1.0 and lr["readout"]["kernel"] == 1.0
+    eps = parameterized.per_tensor(lm, (8,), "adam").eps
+    assert eps["block_3"]["attn"]["query"]["kernel"] == 1 / 4 and eps["block_3"]["norm_mlp"]["scale"] == 1 / 4
+    assert eps["block_3"]["attn"]["out"]["kernel"] == 1.0 and eps["embed"]["embedding"] == 1.0
     with pytest.raises(UserError, match="completep has no learning-rate rule for sgd .* train it with adam or adamw"):
         parameterized.lr_factors(model, (10,), "sgd")
     assert models.describe(lm, (8,)).endswith("CompleteP (base width 32, base depth 2)")
@@ -303,11 +347,35 @@ def _explicit_resmlp(params, x, a):
     return jax.nn.relu(h) @ params["head"]["kernel"] + params["head"]["bias"]
 
 
-@pytest.mark.parametrize("name, optimizer", [("depth_mup", "sgd"), ("depth_mup", "adam"), ("completep", "adam")])
+def _reference_adamw(lr, eps, decay, b1=0.9, b2=0.999) -> optax.GradientTransformation:
+    """AdamW with a learning rate, an epsilon and a decoupled weight decay per tensor (pytrees of floats), written
+    out (Loshchilov & Hutter 2019, Algorithm 2): the paper's per-tensor rules applied as they are written."""
+
+    def init(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return 0, zeros, zeros
+
+    def update(grads, state, params):
+        t, m, v = state
+        t += 1
+        m = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, m, grads)
+        v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, v, grads)
+        step = jax.tree.map(
+            lambda m, v, p, lr, eps, wd: -lr * ((m / (1 - b1**t)) / (jnp.sqrt(v / (1 - b2**t)) + eps) + wd * p),
+            m, v, params, lr, eps, decay)
+        return step, (t, m, v)
+
+    return optax.GradientTransformation(init, update)
+
+
+@pytest.mark.parametrize("name, optimizer", [("depth_mup", "sgd"), ("depth_mup", "adam"), ("completep", "adam"),
+                                             ("completep", "adamw"), ("completep(alpha=0.75)", "adamw")])
 def test_folded_depth_mup_trains_like_explicit_branch_multipliers(name, optimizer):
-    """``(L / L_base) ** -alpha`` on every branch (Depth-muP 1/2, CompleteP 1) with the paper's rates (Adam: times
-    ``(L / L_base) ** (alpha - 1)`` inside branches), folded into the branches' last layers, takes the same steps as
-    the explicit multiplier (Adam: up to its epsilon)."""
+    """``(L / L_base) ** -alpha`` on every branch (Depth-muP 1/2, CompleteP 1, or 3/4) with the paper's rates (Adam:
+    times ``(L / L_base) ** (alpha - 1)`` inside branches), folded into the branches' last layers, takes the same
+    steps as the explicit multiplier. AdamW with an epsilon near the gradients' size (1e-3) and weight decay 0.1:
+    the explicit model trained by AdamW written out with CompleteP's per-tensor epsilon ``eps m_L^-alpha`` inside
+    branches; the folded tensors' epsilons and decays must be its over their multipliers."""
     alpha = param.get(name).depth.multiplier
     depth, lr, steps = 8, 0.05 if optimizer == "sgd" else 1e-2, 4
     model, a = _resmlp(BASE, depth, name), (depth / 2) ** -alpha
@@ -320,11 +388,22 @@ def test_folded_depth_mup_trains_like_explicit_branch_multipliers(name, optimize
         drawn[f"block_{i}"]["branch_out"]["kernel"] = folded[f"block_{i}"]["branch_out"]["kernel"] / a
         drawn[f"block_{i}"]["b3"] = folded[f"block_{i}"]["b3"] / a
     inside = 1.0 if optimizer == "sgd" else (depth / 2) ** (alpha - 1)
-    paper_lr = jax.tree_util.tree_map_with_path(
-        lambda path, _: inside if str(getattr(path[0], "key", "")).startswith("block_") else 1.0, drawn)
+
+    def in_blocks(value):
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: value if str(getattr(path[0], "key", "")).startswith("block_") else 1.0, drawn)
+
+    paper_lr = in_blocks(inside)
     x = jax.random.normal(jax.random.key(1), (32, 10))
     y = jax.random.randint(jax.random.key(2), (32,), 0, 3)
     base = optax.sgd(lr) if optimizer == "sgd" else optax.adam(lr, eps=1e-12)
+    reference_base = optax.chain(base, _times(paper_lr))
+    if optimizer == "adamw":  # at the base width: no width factor; the epsilon times m_L^-alpha inside branches
+        base = recipes.build("adamw(eps=1e-3)", lr, weight_decay=0.1,
+                             per_tensor=parameterized.per_tensor(model, (10,), optimizer))
+        reference_base = _reference_adamw(jax.tree.map(lambda f: lr * f, paper_lr),
+                                          jax.tree.map(lambda f: 1e-3 * f, in_blocks((depth / 2) ** -alpha)),
+                                          jax.tree.map(lambda _: 0.1, drawn))
 
     def run(params, forward, transform):
         state = transform.init(params)
@@ -337,7 +416,7 @@ def test_folded_depth_mup_trains_like_explicit_branch_multipliers(name, optimize
     np.testing.assert_allclose(model.apply({"params": folded}, x), _explicit_resmlp(drawn, x, a), rtol=1e-5,
                                atol=1e-6)  # the forward passes agree at init
     ours = run(folded, lambda p: model.apply({"params": p}, x), parameterized.optimizer(base, model, (10,), optimizer))
-    reference = run(drawn, lambda p: _explicit_resmlp(p, x, a), optax.chain(base, _times(paper_lr)))
+    reference = run(drawn, lambda p: _explicit_resmlp(p, x, a), reference_base)
     np.testing.assert_allclose(ours, reference, rtol=2e-4, atol=2e-5)
     assert not np.allclose(ours, model.apply({"params": folded}, x), atol=1e-2)  # training moved the outputs
 
