@@ -185,7 +185,7 @@ def test_showing_progress_changes_no_number(tmp_path, monkeypatch):
     (with it only when shown, XLA fused the epoch differently and the last bits moved). Without --out a run writes
     runs/<preset>, never the committed reports/."""
     monkeypatch.chdir(tmp_path)
-    run = ["run", "default", "--smoke", "--epochs", "2", "--datasets", "synthetic"]
+    run = ["run", "default", "--smoke", "--epochs", "2", "--datasets", "synthetic", "--format", "md,csv"]
     assert cli.main([*run, "--out", str(tmp_path / "shown")]) == 0
     assert cli.main([*run, "--no-progress"]) == 0
     quiet = tmp_path / "runs" / "default-smoke"

@@ -243,14 +243,14 @@ def test_out_of_range_labels_and_non_finite_pixels_are_refused_at_load(tmp_path,
 
 def test_a_task_where_every_run_diverges_is_reported_as_such(tmp_path, capsys):
     args = ["run", "default", "--smoke", "--optimizer", "sgd", "--lr", "1e6", "--initializers",
-            "he_normal,glorot_normal", "--out", str(tmp_path), "--no-progress"]
+            "he_normal,glorot_normal", "--out", str(tmp_path), "--no-progress", "--format", "md,csv"]
     assert cli.main(args) == 0
     text = (tmp_path / "report.md").read_text()
     assert text.count("**Every run of this task diverged**") == 2
     printed = capsys.readouterr().out
     rows = [line for line in printed.splitlines() if "_normal" in line]
     assert len(rows) == 4 and all("no runs" in r and "2/2" in r for r in rows)  # no verdict where nothing trained
-    assert cli.main(["report", str(tmp_path)]) == 0  # and a re-render works too
+    assert cli.main(["report", str(tmp_path)]) == 0  # and a re-render works too, its figures drawn
 
 
 def test_idx_files_of_another_layout_get_one_line(tmp_path):
