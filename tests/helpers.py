@@ -53,13 +53,15 @@ class Sequential:
     as a fixed 1,000 trials with the bound 0.065 gave the doubled rate; the nominal one failed that with
     probability 0.015). It stops early: about 300 trials at a rate of 3%, 550 at 5%, against 1,000 fixed. Past
     ``cap`` trials (a rate near 7%, where the ratio drifts slowest) the rate is called within where it is at most
-    the midpoint of ``nominal`` and ``doubled``.
+    the midpoint of ``nominal`` and ``doubled``. ``beyond`` other than twice ``nominal`` tests a power: a miss rate
+    of at most 0.2 against at least 0.3 is a power of at least 0.8 against at most 0.7.
     """
 
-    def __init__(self, streams: int, nominal: float = 0.05, risk: float = 1e-4, cap: int = 4000):
+    def __init__(self, streams: int, nominal: float = 0.05, risk: float = 1e-4, cap: int = 4000,
+                 beyond: float | None = None):
         import math
 
-        self.nominal, self.doubled, self.cap = nominal, 2 * nominal, cap
+        self.nominal, self.doubled, self.cap = nominal, beyond or 2 * nominal, cap
         self.event = math.log(self.doubled / nominal)
         self.non_event = math.log((1 - self.doubled) / (1 - nominal))
         self.upper, self.lower = math.log((1 - risk) / risk), math.log(risk / (1 - risk))

@@ -174,8 +174,10 @@ def test_runs_stuck_at_chance_with_the_trimmed_statistic(n):
     assert rates.within, rates
     truth = np.zeros((k, k))
     truth[0, 1:], truth[1:, 0] = -0.02, 0.02  # the trimmed mean of a shifted difference moves with it
-    _, _, worse, _ = error_rates(lambda rng: draw(rng, 0.02), truth, reps=400, statistic="trimmed", seed=n + 1)
-    assert worse[0] >= (0.7 if n == 8 else 0.9), worse[0]
+    rng = np.random.default_rng(n + 1)
+    missed = Sequential(1, *((0.3, 1e-4, 4000, 0.4) if n == 8 else (0.1, 1e-4, 4000, 0.2))).run(
+        lambda: (table_outcome(draw(rng, 0.02), truth, rng, statistic="trimmed")[2][0] == 0,))
+    assert missed.within, missed  # a power of at least 0.7 (8 seeds) and 0.9 (16), against 0.6 and 0.8
 
 
 def test_runs_diverged_at_random_keep_the_critical_value_and_the_trimmed_statistic_its_power():
@@ -195,8 +197,14 @@ def test_runs_diverged_at_random_keep_the_critical_value_and_the_trimmed_statist
     assert np.mean(diverging) < 1.3 * np.mean(clean)
     truth = np.zeros((k, k))
     truth[0, 1:], truth[1:, 0] = -0.01, 0.01
-    false, covered, worse, _ = error_rates(lambda rng: draw(rng, 0.01), truth, reps=400, statistic="trimmed")
-    assert false <= 0.08 and worse[0] >= 0.8, (false, worse[0])
+
+    def trial():
+        false, _, worse, _ = table_outcome(draw(rng, 0.01), truth, rng, statistic="trimmed")
+        return false, worse[0] == 0
+
+    assert Sequential(1).run(lambda: trial()[:1]).within  # the family-wise error
+    missed = Sequential(1, 0.2, beyond=0.3).run(lambda: trial()[1:])
+    assert missed.within, missed  # a power of at least 0.8 against at most 0.7
 
 
 @pytest.mark.parametrize("n", [8, 32])
