@@ -26,6 +26,14 @@ SGD            input -1/2, hidden 1/2,     input and hidden -1/2,       0 everyw
 (SP under Adam: each step moves every entry of a matrix by ``Theta(lr)``, and a layer summing ``n`` of
 them moves by ``Theta(n lr)``; NTK's features barely move, the kernel regime.) At initialization
 every layer's output is width-stable but muP's logits, ``~ n^-1/2`` (output variance ``1/fan_in^2``).
+
+**Over depth** (``sweep="depth"``: a ResMLP or a pre-LN transformer of 2, 4, ..., 32 blocks at one width, the
+narrowest depth the base depth): the same measurements of the depth-independent layers (the stem's or
+embedding's output, the residual stream after the first and after the last block, the last block's attention
+logits, the logits), their slopes against ``log depth``. Without a depth rule (muP alone) the stream at
+initialization grows as ``sqrt(L)`` (each block adds an independent branch of the same size) and its updates
+with it; Depth-muP's ``L^-1/2`` branches and CompleteP's ``L^-1`` keep the last block's stream and its updates
+depth-stable (Yang et al. 2023, Tensor Programs VI; Dey et al. 2025, Fig. 2).
 """
 
 from __future__ import annotations
@@ -52,7 +60,10 @@ WIDTHS = (64, 128, 256, 512, 1024, 2048)
 TRANSFORMER_WIDTHS = (32, 64, 128, 256, 512)
 TRANSFORMER_DATA = "markov(vocab=16, order=2, concentration=0.3, context=16, n_train=512, n_val=64, n_test=64)"
 HEADS = 4  # the transformer's heads at every width: the head width grows with the model's
-MODELS = ("mlp", "transformer")
+MODELS = ("mlp", "resmlp", "transformer")
+DEPTHS = (2, 4, 8, 16, 32)
+DEPTH_MODELS = ("resmlp", "transformer")
+SWEEPS = ("width", "depth")
 PROBE = 256  # examples (sequences) the coordinates are measured on
 
 
@@ -72,7 +83,10 @@ class Setup:
       batch_size: examples per step.
       seeds: networks per (parameterization, width); their statistics are averaged.
       data_dir: where image datasets are found (``bench.data``).
-      model: ``"mlp"`` or ``"transformer"`` (pre-LN, :data:`HEADS` heads).
+      model: ``"mlp"``, ``"resmlp"`` or ``"transformer"`` (pre-LN, :data:`HEADS` heads).
+      sweep: ``"width"`` (the widths vary at ``depth``) or ``"depth"`` (the depths vary at ``base_width``).
+      base_depth: the depth where every depth rule is the base model (a depth sweep: its narrowest depth; a width
+        sweep: ``depth``).
     """
 
     dataset: str = "digits"
@@ -86,30 +100,47 @@ class Setup:
     seeds: int = 3
     data_dir: str | None = None
     model: str = "mlp"
+    sweep: str = "width"
+    base_depth: int | None = None
 
 
 def setup_from(parameterizations: Sequence[str], widths: Sequence[int], **fields) -> Setup:
-    """A :class:`Setup`, checked with the parameterizations and widths it is run with.
+    """A :class:`Setup`, checked with the parameterizations and the widths (or, ``sweep="depth"``, the depths) it is
+    run with; a depth sweep's base depth is its narrowest depth.
 
     Raises:
-      UserError: an unknown parameterization or optimizer, fewer than two widths, or a count below 1.
+      UserError: an unknown parameterization or optimizer, fewer than two sizes, or a count below 1.
     """
     setup = Setup(**fields)
+    if setup.sweep not in SWEEPS:
+        raise unknown("coordinate-check sweep", setup.sweep, SWEEPS)
     if setup.model not in MODELS:
         raise unknown("coordinate-check model", setup.model, MODELS)
     for name in parameterizations:
-        if name not in param.PARAMETERIZATIONS:
-            raise unknown("parameterization", name, param.PARAMETERIZATIONS)
+        try:
+            param.get(name)
+        except ValueError:
+            raise unknown("parameterization", name, param.PARAMETERIZATIONS) from None
     parameterized.family(setup.optimizer)
+    sizes = "depths" if setup.sweep == "depth" else "widths"
     if len(set(widths)) < 2 or min(widths) < 1:
-        raise UserError(f"{option('widths')} needs at least two distinct widths >= 1 to fit a slope, "
+        raise UserError(f"{option(sizes)} needs at least two distinct {sizes} >= 1 to fit a slope, "
                         f"got {list(widths)}")
+    if setup.sweep == "depth":
+        if setup.model not in DEPTH_MODELS:
+            raise UserError(f"a coordinate check over depth needs a residual model ({' or '.join(DEPTH_MODELS)}), "
+                            f"not {setup.model!r}")
+        if min(widths) < 2:
+            raise UserError(f"{option('depths')} must be >= 2 blocks (the first and the last block are measured), "
+                            f"got {list(widths)}")
+        setup = dataclasses.replace(setup, base_depth=min(widths))
     for name in ("depth", "steps", "seeds", "base_width", "batch_size"):
         if getattr(setup, name) < 1:
             raise UserError(f"{option(name)} must be >= 1, got {getattr(setup, name)}")
     if not setup.lr > 0:
         raise UserError(f"{option('lr')} must be > 0, got {setup.lr}")
-    if setup.model == "transformer" and (setup.base_width % HEADS or any(w % HEADS for w in widths)):
+    if setup.model == "transformer" and (setup.base_width % HEADS or (setup.sweep == "width"
+                                                                       and any(w % HEADS for w in widths))):
         raise UserError(f"the transformer has {HEADS} heads: {option('widths')} and {option('base_width')} "
                         f"must be multiples of {HEADS}")
     return setup
@@ -121,8 +152,11 @@ def _layer_outputs(model, params, x) -> list[jnp.ndarray]:
     width)`, each block's attention logits `(batch, heads, context, context)` and the logits."""
     out, state = model.apply({"params": params}, x, capture_intermediates=True, mutable=["intermediates"])
     inter = state["intermediates"]
-    if not hasattr(model, "heads"):
+    if hasattr(model, "hidden"):
         return [inter[f"Dense_{i}"]["__call__"][0] for i in range(len(model.hidden) + 1)]
+    if not hasattr(model, "heads"):  # a ResMLP: the stem's output, the stream after each block, the logits
+        return [inter["stem"]["__call__"][0], *[inter[f"block_{i}"]["__call__"][0] for i in range(model.depth)],
+                out]
     blocks = [inter[f"block_{i}"] for i in range(model.depth)]
     return [inter["residual"][0], *[b["residual"][0] for b in blocks],
             *[b["attn"]["attention_logits"][0] for b in blocks], out]
@@ -130,18 +164,35 @@ def _layer_outputs(model, params, x) -> list[jnp.ndarray]:
 
 def layer_names(model) -> list[str]:
     """The names of :func:`_layer_outputs`' coordinates: ``input``, ``hidden_1``, ..., ``output`` (MLP);
-    ``embedding``, ``block_0``, ..., ``attn_logits_0``, ..., ``output`` (transformer)."""
-    if not hasattr(model, "heads"):
+    ``embedding``, ``block_0``, ..., ``attn_logits_0``, ..., ``output`` (transformer); ``stem``, ``block_0``, ...,
+    ``output`` (ResMLP)."""
+    if hasattr(model, "hidden"):
         layers = len(model.hidden) + 1
         return [layer_name(i, layers) for i in range(layers)]
+    if not hasattr(model, "heads"):
+        return ["stem", *[f"block_{i}" for i in range(model.depth)], "output"]
     return ["embedding", *[f"block_{i}" for i in range(model.depth)],
             *[f"attn_logits_{i}" for i in range(model.depth)], "output"]
 
 
-def _build(setup: Setup, data: datasets.Dataset, parameterization: str, width: int):
-    heads = {"heads": HEADS} if setup.model == "transformer" else {}
-    return models.build(setup.model, data.input_shape, data.n_classes, (width,) * setup.depth, setup.activation,
-                        parameterization=parameterization, base_width=setup.base_width, **heads)
+def _build(setup: Setup, data: datasets.Dataset, parameterization: str, size: int):
+    """The model at a width (or, a depth sweep, a depth) ``size``."""
+    width, depth = (setup.base_width, size) if setup.sweep == "depth" else (size, setup.depth)
+    options = {"heads": HEADS} if setup.model == "transformer" else {}
+    if param.get(parameterization).depth is not None:
+        options["base_depth"] = setup.base_depth or setup.depth
+    return models.build(setup.model, data.input_shape, data.n_classes, (width,) * depth, setup.activation,
+                        parameterization=parameterization, base_width=setup.base_width, **options)
+
+
+def depth_layers(names: Sequence[str], depth: int) -> dict[str, str]:
+    """Of :func:`layer_names` at ``depth`` blocks, those a depth sweep compares, by depth-independent names: the
+    first and the last block's stream (``first_block``, ``last_block``), the last block's attention logits
+    (``last_attn_logits``), and the stem's, embedding's and logits' as they are."""
+    renamed = {"block_0": "first_block", f"block_{depth - 1}": "last_block",
+               f"attn_logits_{depth - 1}": "last_attn_logits"}
+    return {name: renamed.get(name, name) for name in names
+            if name in renamed or not name.startswith(("block_", "attn_logits_"))}
 
 
 def load(setup: Setup) -> datasets.Dataset:
@@ -160,7 +211,8 @@ def load(setup: Setup) -> datasets.Dataset:
 
 def measure(setup: Setup, data: datasets.Dataset, parameterization: str, width: int) -> pd.DataFrame:
     """One (parameterization, width) on ``data`` (:func:`load`): per seed, layer and step, ``rms`` and
-    ``update_rms`` (module docstring)."""
+    ``update_rms`` (module docstring); ``width`` is a depth in a depth sweep, whose layers are
+    :func:`depth_layers`. Columns ``width`` and ``depth`` both."""
     model = _build(setup, data, parameterization, width)
     x_all, y_all = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     probe = x_all[:PROBE]
@@ -193,9 +245,14 @@ def measure(setup: Setup, data: datasets.Dataset, parameterization: str, width: 
     rms, moved = jax.jit(jax.vmap(one_seed))(params, data_keys)
     rms, moved = np.asarray(rms), np.asarray(moved)
     index = np.indices(rms.shape).reshape(3, -1)
-    return pd.DataFrame({
-        "parameterization": parameterization, "width": width, "seed": index[0], "step": index[1],
+    width, depth = (setup.base_width, width) if setup.sweep == "depth" else (width, setup.depth)
+    table = pd.DataFrame({
+        "parameterization": parameterization, "width": width, "depth": depth, "seed": index[0], "step": index[1],
         "layer": np.asarray(layer_names(model))[index[2]], "rms": rms.ravel(), "update_rms": moved.ravel()})
+    if setup.sweep == "width":
+        return table
+    kept = depth_layers(layer_names(model), depth)
+    return table[table["layer"].isin(list(kept))].assign(layer=lambda t: t["layer"].map(kept)).reset_index(drop=True)
 
 
 def layer_name(i: int, layers: int) -> str:
@@ -210,17 +267,23 @@ def run(setup: Setup, parameterizations: Sequence[str] = ("sp", "mup"),
     return pd.concat([measure(setup, data, p, w) for p in parameterizations for w in widths], ignore_index=True)
 
 
+def swept(table: pd.DataFrame) -> str:
+    """``"depth"`` where the table's depths vary, else ``"width"``."""
+    return "depth" if "depth" in table and table["depth"].nunique() > 1 else "width"
+
+
 def slopes(table: pd.DataFrame, column: str = "update_rms") -> pd.DataFrame:
     """Per parameterization, layer and step, the least-squares slope of ``log column`` (the seeds' mean)
-    against ``log width``: 0 is width-stable, 1 grows like the width."""
-    means = table.groupby(["parameterization", "layer", "step", "width"], sort=False)[column].mean().reset_index()
+    against ``log width`` (a depth sweep: ``log depth``): 0 is stable, 1 grows like the width (depth)."""
+    size = swept(table)
+    means = table.groupby(["parameterization", "layer", "step", size], sort=False)[column].mean().reset_index()
     rows = []
     for (p, layer, step), group in means.groupby(["parameterization", "layer", "step"], sort=False):
         values = group[column].to_numpy(np.float64)
         if not np.all(np.isfinite(values) & (values > 0)):
             slope = np.nan  # nothing moved (step 0's update), a layer at exactly 0, or a diverged run
         else:
-            slope = float(np.polyfit(np.log(group["width"].to_numpy(np.float64)), np.log(values), 1)[0])
+            slope = float(np.polyfit(np.log(group[size].to_numpy(np.float64)), np.log(values), 1)[0])
         rows.append({"parameterization": p, "layer": layer, "step": step, "slope": slope})
     return pd.DataFrame(rows)
 
@@ -233,27 +296,28 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def figure(table: pd.DataFrame, column: str, path: Path) -> list[Path]:
-    """One panel per (parameterization, layer): ``column`` against width, log-log, one line per step."""
+    """One panel per (parameterization, layer): ``column`` against width (depth), log-log, one line per step."""
     from bench.reporting.figures import plt, save
 
+    size = swept(table)
     params = list(dict.fromkeys(table["parameterization"]))
     layers = list(dict.fromkeys(table["layer"]))
     fig, axes = plt.subplots(len(params), len(layers), figsize=(2.6 * len(layers), 2.4 * len(params)),
                              squeeze=False, sharex=True, constrained_layout=True)
-    means = table.groupby(["parameterization", "layer", "step", "width"])[column].mean()
+    means = table.groupby(["parameterization", "layer", "step", size])[column].mean()
     for r, p in enumerate(params):
         for c, layer in enumerate(layers):
             ax = axes[r, c]
             for step, curve in means.loc[p, layer].groupby(level="step"):
                 if column == "update_rms" and step == 0:
                     continue
-                ax.plot(curve.index.get_level_values("width"), curve.to_numpy(), marker="o", ms=3,
+                ax.plot(curve.index.get_level_values(size), curve.to_numpy(), marker="o", ms=3,
                         label=f"step {step}")
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_title(f"{p}: {layer}", fontsize=9)
             if r == len(params) - 1:
-                ax.set_xlabel("width")
+                ax.set_xlabel(size)
             if c == 0:
                 ax.set_ylabel(column.replace("_", " "))
     axes[0, -1].legend(fontsize=7)
@@ -277,15 +341,20 @@ def write(setup: Setup, table: pd.DataFrame, folder: Path, command: str) -> list
 
 def markdown(setup: Setup, table: pd.DataFrame, command: str) -> str:
     """The slopes of both statistics per layer and step, and what they mean."""
-    shape = (f"transformer with {setup.depth} pre-LN blocks, {HEADS} heads" if setup.model == "transformer"
-             else f"MLP with {setup.depth} hidden layers")
-    lines = [f"# Coordinate check: {setup.dataset}, {shape}", "",
-             f"Command: `{command}`. {setup.optimizer} at lr {setup.lr:g} (at base width {setup.base_width}), "
-             f"batch {setup.batch_size}, {setup.steps} steps, {setup.seeds} seeds per width; widths "
-             f"{', '.join(str(w) for w in sorted(table['width'].unique()))}; coordinates measured on {PROBE} "
+    size = swept(table)
+    blocks = "L" if size == "depth" else str(setup.depth)
+    shape = {"transformer": f"transformer with {blocks} pre-LN blocks, {HEADS} heads",
+             "resmlp": f"ResMLP with {blocks} residual blocks"}.get(setup.model,
+                                                                    f"MLP with {setup.depth} hidden layers")
+    where = (f"width {setup.base_width}, base depth {setup.base_depth}" if size == "depth"
+             else f"at base width {setup.base_width}")
+    lines = [f"# Coordinate check{' over depth' if size == 'depth' else ''}: {setup.dataset}, {shape}", "",
+             f"Command: `{command}`. {setup.optimizer} at lr {setup.lr:g} ({where}), "
+             f"batch {setup.batch_size}, {setup.steps} steps, {setup.seeds} seeds per {size}; {size}s "
+             f"{', '.join(str(w) for w in sorted(table[size].unique()))}; coordinates measured on {PROBE} "
              "training examples.", "",
-             "Slope of log RMS against log width (least squares over the widths; 0: width-stable, 0.5: grows "
-             "like sqrt(width), 1: like the width).", ""]
+             f"Slope of log RMS against log {size} (least squares over the {size}s; 0: {size}-stable, 0.5: grows "
+             f"like sqrt({size}), 1: like the {size}).", ""]
     for column, title in (("rms", "Layer outputs h_t"), ("update_rms", "Their updates h_t - h_0")):
         s = slopes(table, column)
         wide = s.pivot_table(index=["parameterization", "layer"], columns="step", values="slope", sort=False)

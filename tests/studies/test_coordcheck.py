@@ -91,23 +91,34 @@ def test_bad_coordcheck_input_is_a_one_line_error(capsys):
     assert "multiples of 4" in capsys.readouterr().err
     assert cli.main(["coordcheck", "--model", "cnn"]) == 2
     assert "unknown coordinate-check model 'cnn'" in capsys.readouterr().err
+    assert cli.main(["coordcheck", "--depths", "2,4", "--model", "mlp"]) == 2
+    assert "over depth needs a residual model (resmlp or transformer), not 'mlp'" in capsys.readouterr().err
+    assert cli.main(["coordcheck", "--depths", "1,4"]) == 2
+    assert "--depths must be >= 2 blocks" in capsys.readouterr().err
+    assert cli.main(["coordcheck", "--depths", "2,4", "--widths", "64,128"]) == 2
+    assert "not both" in capsys.readouterr().err
 
 
-def test_transformer_under_mup_grows_nowhere_and_under_sp_its_stream_grows():
-    """Adam, one block, widths 16-128 (4 heads): SP moves the residual stream faster as it widens (each step moves a
-    matrix's entries by ~lr; slope 0.36 and 0.50 in steps 1 and 2 here, 1.4-1.6 at widths 32-512 in 5); muP moves no
-    coordinate more at a larger width. muP's attention logits q.k/d start at ~n^-1/2 (independent q
-    and k), and the measured layers are the embedding output, each block's stream and attention logits, and the
-    logits."""
-    setup = coordcheck.setup_from(("sp", "mup"), (16, 128), model="transformer", dataset=coordcheck.TRANSFORMER_DATA,
-                                  base_width=16, depth=1, steps=2, seeds=2, activation="gelu")
-    table = coordcheck.run(setup, ("sp", "mup"), (16, 128))
-    assert list(dict.fromkeys(table["layer"])) == ["embedding", "block_0", "attn_logits_0", "output"]
-    updates, outputs = coordcheck.slopes(table, "update_rms"), coordcheck.slopes(table, "rms")
-    for step in (1, 2):
-        for layer in ("embedding", "block_0", "attn_logits_0", "output"):
-            assert _slope(updates, "mup", layer, step) < 0.15, (layer, step)
-        for block in ("block_0",):  # SP's stream moves faster at every width step (0.4-0.5 here)
-            assert _slope(updates, "sp", block, step) > max(0.3, _slope(updates, "mup", block, step) + 0.3)
-    assert -0.65 < _slope(outputs, "mup", "attn_logits_0", 0) < -0.35
-    assert abs(_slope(outputs, "sp", "attn_logits_0", 0)) < 0.15  # q.k/sqrt(d): width-stable at init
+def test_over_depth_the_depth_rules_hold_the_last_blocks_stream_where_mup_alone_grows(tmp_path):
+    """ResMLP of width 32 at 2, 4 and 8 blocks (base depth 2), Adam, one step: at initialization the stream after
+    the last block grows with depth under muP alone (slope 0.53 against log depth: each pre-activation block adds a
+    branch of the stream's size) and its first update faster (1.09), while under Depth-muP (branches times
+    (L/2)^-1/2) and CompleteP ((L/2)^-1) both stay within 0.15 of flat; the stem is the same draw at every depth.
+    The report names the slopes against log depth."""
+    names = ("mup", "depth_mup", "completep")
+    setup = coordcheck.setup_from(names, (2, 4, 8), model="resmlp", sweep="depth", base_width=32, steps=1,
+                                  seeds=2)
+    table = coordcheck.run(setup, names, (2, 4, 8))
+    assert setup.base_depth == 2 and set(table["depth"]) == {2, 4, 8} and set(table["width"]) == {32}
+    assert list(dict.fromkeys(table["layer"])) == ["stem", "first_block", "last_block", "output"]
+    outputs, updates = coordcheck.slopes(table, "rms"), coordcheck.slopes(table, "update_rms")
+    assert _slope(outputs, "mup", "last_block", 0) > 0.4 and _slope(updates, "mup", "last_block", 1) > 0.7
+    for name in names:
+        assert abs(_slope(outputs, name, "stem", 0)) < 1e-6, name
+    for name in ("depth_mup", "completep"):
+        assert abs(_slope(outputs, name, "last_block", 0)) < 0.15, name
+        assert abs(_slope(updates, name, "last_block", 1)) < 0.15, name
+    coordcheck.write(setup, table, tmp_path, "python -m bench coordcheck --depths 2,4,8")
+    text = (tmp_path / "coordcheck.md").read_text()
+    assert text.startswith("# Coordinate check over depth: digits, ResMLP with L residual blocks")
+    assert "Slope of log RMS against log depth" in text and "| completep " in text
