@@ -31,9 +31,10 @@ every layer's output is width-stable but muP's logits, ``~ n^-1/2`` (output vari
 narrowest depth the base depth): the same measurements of the depth-independent layers (the stem's or
 embedding's output, the residual stream after the first and after the last block, the last block's attention
 logits, the logits), their slopes against ``log depth``. Without a depth rule (muP alone) the stream at
-initialization grows as ``sqrt(L)`` (each block adds an independent branch of the same size) and its updates
-with it; Depth-muP's ``L^-1/2`` branches and CompleteP's ``L^-1`` keep the last block's stream and its updates
-depth-stable (Yang et al. 2023, Tensor Programs VI; Dey et al. 2025, Fig. 2).
+initialization grows with depth (each block adds a branch about the stream's size: at least as ``sqrt(L)``;
+the ResMLP's pre-activation blocks compound, slope 1.08 over 2-32 blocks in ``reports/coordcheck-depth-resmlp-
+adam``) and its updates with it; Depth-muP's ``L^-1/2`` branches and CompleteP's ``L^-1`` keep the last block's
+stream and its updates depth-stable (Yang et al. 2023, Tensor Programs VI; Dey et al. 2025).
 """
 
 from __future__ import annotations
@@ -61,7 +62,6 @@ TRANSFORMER_WIDTHS = (32, 64, 128, 256, 512)
 TRANSFORMER_DATA = "markov(vocab=16, order=2, concentration=0.3, context=16, n_train=512, n_val=64, n_test=64)"
 HEADS = 4  # the transformer's heads at every width: the head width grows with the model's
 MODELS = ("mlp", "resmlp", "transformer")
-DEPTHS = (2, 4, 8, 16, 32)
 DEPTH_MODELS = ("resmlp", "transformer")
 SWEEPS = ("width", "depth")
 PROBE = 256  # examples (sequences) the coordinates are measured on

@@ -80,6 +80,7 @@ def _decaying_scaled(core: optax.GradientTransformation, factors) -> optax.Gradi
 
     return optax.GradientTransformation(core.init, update)
 
+
 # recipe fields a record (run.json, resume keys) leaves out at this value: records written before the field existed
 # say the same, and their resume keys stay valid
 LEFT_OUT = {"evals_per_epoch": 1}
