@@ -319,20 +319,26 @@ def lr_factors(p: Parameterization, role_tree, family: str) -> dict:
     return _per_leaf(role_tree, factor)
 
 
+def _folded(p: Parameterization, role_tree, exponent: str) -> dict:
+    """Per tensor, ``m ** -(e - multiplier)`` for the exponent ``e`` named ``exponent`` of its role's
+    :class:`Scaling`: the table's factor over the folded multiplier ``c = m ** -multiplier``."""
+    return _per_leaf(role_tree, lambda role, m: float(
+        m ** -(getattr(p.scaling(role), exponent) - p.scaling(role).multiplier)))
+
+
 def eps_factors(p: Parameterization, role_tree) -> dict:
     """Per tensor, what multiplies Adam's epsilon for the *folded* tensor: ``m ** -(eps - multiplier)``, the table's
     ``m ** -eps`` over the folded multiplier ``c = m ** -multiplier`` (the folded tensor's gradient is the drawn
     one's over ``c``, so its epsilon is too). muP: ``1 / m`` on input and hidden tensors, 1 on the readout; NTK:
     ``m ** 1/2`` on its folded hidden and output tensors (the explicit multipliers' steps with a fixed epsilon)."""
-    return _per_leaf(role_tree, lambda role, m: float(m ** -(p.scaling(role).eps - p.scaling(role).multiplier)))
+    return _folded(p, role_tree, "eps")
 
 
 def decay_factors(p: Parameterization, role_tree) -> dict:
     """Per tensor, what multiplies decoupled weight decay for the folded tensor: ``m ** -(weight_decay -
     multiplier)`` (the table's factor over the folded multiplier: the decay shrinks the drawn tensor, whose step the
     folded learning rate already multiplies by ``c``). CompleteP's hidden weights: ``m``."""
-    return _per_leaf(role_tree, lambda role, m: float(
-        m ** -(p.scaling(role).weight_decay - p.scaling(role).multiplier)))
+    return _folded(p, role_tree, "weight_decay")
 
 
 def attention_factor(p: Parameterization, head_ratio: float) -> float:
@@ -381,23 +387,26 @@ def depth_lr_factors(p: Parameterization, depth_roles, m_depth: float, family: s
     return jax.tree.map(factor, depth_roles)
 
 
-def depth_eps_factors(p: Parameterization, depth_roles, m_depth: float):
-    """Per tensor, what multiplies Adam's epsilon for ``p``'s depth rule: ``m_depth ** -eps`` inside a branch (its
-    gradients carry the branch multiplier), over the folded multiplier on branch outputs (``m_depth ** -(eps -
-    multiplier)``: 1 where ``eps = alpha``); 1 outside and without a depth rule."""
+def _depth_folded(p: Parameterization, depth_roles, m_depth: float, inside) -> dict:
+    """Per tensor, ``m_depth ** -inside(depth rule)`` inside a branch, over the folded multiplier on branch outputs
+    (``m_depth ** -(inside - multiplier)``); 1 outside and without a depth rule."""
     def factor(role):
         _check_depth_role(role)
         d = p.depth
         if d is None or role == "outside":
             return 1.0
-        return float(m_depth ** -(d.eps - (d.multiplier if role == "branch_output" else 0.0)))
+        return float(m_depth ** -(inside(d) - (d.multiplier if role == "branch_output" else 0.0)))
     return jax.tree.map(factor, depth_roles)
+
+
+def depth_eps_factors(p: Parameterization, depth_roles, m_depth: float):
+    """Per tensor, what multiplies Adam's epsilon for ``p``'s depth rule: ``m_depth ** -eps`` inside a branch (its
+    gradients carry the branch multiplier), over the folded multiplier on branch outputs (``m_depth ** -(eps -
+    multiplier)``: 1 where ``eps = alpha``); 1 outside and without a depth rule."""
+    return _depth_folded(p, depth_roles, m_depth, lambda d: d.eps)
 
 
 def depth_decay_factors(p: Parameterization, depth_roles, m_depth: float):
     """Per tensor, what multiplies decoupled weight decay for ``p``'s depth rule: the folded multiplier's inverse
     ``m_depth ** multiplier`` on branch outputs (the decay shrinks the drawn tensor), 1 elsewhere."""
-    def factor(role):
-        _check_depth_role(role)
-        return float(m_depth ** p.depth.multiplier) if p.depth is not None and role == "branch_output" else 1.0
-    return jax.tree.map(factor, depth_roles)
+    return _depth_folded(p, depth_roles, m_depth, lambda d: 0.0)

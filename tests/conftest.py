@@ -91,7 +91,10 @@ def run_dir(report_run) -> Path:
 @pytest.fixture(scope="session")
 def calibrated_report(tmp_path_factory) -> Path:
     """A finished smoke run with its calibration (two initializers x 3 seeds, one task): small files, for tests that
-    damage every byte of them."""
+    damage every byte of them. Trained once per session (``tests.helpers.built_once``); each worker gets its own
+    copy, since commands lock the folder they read and a test asserts that no lock is left."""
+    import shutil
+
     from bench import cli
     from tests.helpers import built_once  # here: it imports JAX, which reads the environment set above
 
@@ -102,4 +105,5 @@ def calibrated_report(tmp_path_factory) -> Path:
         assert cli.main([*smoke, "--out", str(out)]) == 0
         assert cli.main(["calibrate", str(out), "--seeds", "3", "--reps", "10"]) == 0
 
-    return built_once(tmp_path_factory, "calibrated", build) / "report"
+    shared = built_once(tmp_path_factory, "calibrated", build) / "report"
+    return Path(shutil.copytree(shared, tmp_path_factory.mktemp("calibrated") / "report"))

@@ -134,7 +134,7 @@ def lr_factors(model: nn.Module, input_shape, optimizer: str) -> dict | None:
     return _times(width, param.depth_lr_factors(p, depth_roles(model, input_shape), _depth_ratio(model), kind))
 
 
-def _folded(model: nn.Module, input_shape, p: param.Parameterization, width_fn, depth_fn) -> dict:
+def _width_and_depth(model: nn.Module, input_shape, p: param.Parameterization, width_fn, depth_fn) -> dict:
     """Per parameter, width factors (``width_fn(p, roles)``, the query's over attention's folded multiplier) times
     depth factors (``depth_fn(p, depth roles, m_L)``)."""
     width = _with_query(width_fn(p, roles(model, input_shape)), -1.0, model, p)
@@ -148,8 +148,8 @@ def per_tensor(model: nn.Module, input_shape, optimizer: str) -> recipes.PerTens
     p = of(model)
     if p is None:
         return None
-    eps = _folded(model, input_shape, p, param.eps_factors, param.depth_eps_factors)
-    decay = _folded(model, input_shape, p, param.decay_factors, param.depth_decay_factors)
+    eps = _width_and_depth(model, input_shape, p, param.eps_factors, param.depth_eps_factors)
+    decay = _width_and_depth(model, input_shape, p, param.decay_factors, param.depth_decay_factors)
 
     def ones(tree):
         return all(f == 1.0 for f in jax.tree.leaves(tree))
