@@ -1,6 +1,9 @@
 """Learning-rate transfer across widths: where is the best learning rate at each width, with an interval,
 and does it move as the model widens? (Yang et al. 2021, "Tensor Programs V", Fig. 1: under SP the
-optimum shifts with width, under muP it stays.)
+optimum shifts with width, under muP it stays.) The same question is asked along depth, at one width
+(:func:`families` with ``axis="depth"``): Depth-muP (Yang et al. 2024, "Tensor Programs VI"; Bordelon et al. 2024)
+and CompleteP (Dey et al. 2025) scale residual branches so that the optimum stays as blocks are added, where muP
+alone leaves it to move.
 
 Per width, the loss at the end of training is averaged over seeds at each learning rate of the grid.
 Where between the grid points the best rate lies depends on the curve's shape, which a grid a factor
@@ -314,21 +317,22 @@ def curves_of(results: pd.DataFrame, task: str, metric: str) -> tuple[np.ndarray
 
 @dataclasses.dataclass(frozen=True)
 class Transfer:
-    """One family's optimum across widths.
+    """One family's optimum across widths (or depths).
 
     Attributes:
-      widths: `(n_widths,)` increasing.
-      tasks: per width, the task's name.
-      best: per width, the estimated best ``log2 lr`` (the shape models' median), its interval low and high
+      sizes: `(n_sizes,)` the widths (or depths), increasing.
+      tasks: per size, the task's name.
+      best: per size, the estimated best ``log2 lr`` (the shape models' median), its interval low and high
         (the union of the models').
-      best_loss: per width, the seeds' mean loss at the best grid rate.
-      shift: :func:`shift` from the narrowest to the widest width.
-      n_seeds: seeds per (width, rate).
+      best_loss: per size, the seeds' mean loss at the best grid rate.
+      shift: :func:`shift` from the smallest size to the largest.
+      n_seeds: seeds per (size, rate).
       log2_lrs: `(n_lr,)` the grid.
-      curves: per width, `(n_lr,)` the mean loss over the seeds that finished (NaN where none did).
+      curves: per size, `(n_lr,)` the mean loss over the seeds that finished (NaN where none did).
+      axis: what the sizes are, ``"width"`` or ``"depth"`` (:data:`AXES`).
     """
 
-    widths: tuple[int, ...]
+    sizes: tuple[int, ...]
     tasks: dict
     best: dict
     best_loss: dict
@@ -336,19 +340,28 @@ class Transfer:
     n_seeds: int
     log2_lrs: np.ndarray
     curves: dict
+    axis: str = "width"
 
 
-def families(task_records: list[dict]) -> dict[str, tuple[str, int]]:
-    """The width series of an experiment's tasks: task name -> ``(family, width)``.
+AXES = {"width": "every hidden layer's width", "depth": "the number of hidden layers or residual blocks"}
+
+
+def families(task_records: list[dict], axis: str = "width") -> dict[str, tuple[str, int]]:
+    """The width (or depth) series of an experiment's tasks: task name -> ``(family, size)``.
 
     A family is the tasks under one parameterization (``model_args.parameterization``) that agree on everything
-    but their name, label and widths, each with every hidden layer of one width, at two widths or more. Its
-    name is the parameterization's, with the model, depth and data added where two families share one.
+    but their name, label and ``axis`` (:data:`AXES`), each with every hidden layer of one width, at two sizes or
+    more: a width series at one depth, or a depth series (``len(hidden)``: a ResMLP's or transformer's blocks) at
+    one width. Its name is the parameterization's, with the model, the other size and the data added where two
+    families share one.
 
     Args:
       task_records: the experiment's tasks as ``run.json`` records them (``name``, ``model``, ``dataset``,
         ``hidden``, ``model_args``, ...).
+      axis: ``"width"`` or ``"depth"``.
     """
+    if axis not in AXES:
+        raise ValueError(f"unknown axis {axis!r}; one of {', '.join(AXES)}")
     groups: dict[str, list[tuple[str, int]]] = {}
     labels: dict[str, str] = {}
     for task in task_records:
@@ -357,9 +370,11 @@ def families(task_records: list[dict]) -> dict[str, tuple[str, int]]:
         if p is None or not hidden or len(set(hidden)) != 1:
             continue
         rest = {k: v for k, v in task.items() if k not in ("name", "label", "hidden")}
-        key = json.dumps({**rest, "depth": len(hidden)}, sort_keys=True, default=str)
-        groups.setdefault(key, []).append((task["name"], int(hidden[0])))
-        labels[key] = (f"{p}", f"{p} ({task.get('model')} x{len(hidden)}, {str(task.get('dataset')).split('(')[0]})")
+        size, other = (int(hidden[0]), f"x{len(hidden)}") if axis == "width" else (len(hidden), f"width {hidden[0]}")
+        fixed = {"depth": len(hidden)} if axis == "width" else {"width": int(hidden[0])}
+        key = json.dumps({**rest, **fixed}, sort_keys=True, default=str)
+        groups.setdefault(key, []).append((task["name"], size))
+        labels[key] = (f"{p}", f"{p} ({task.get('model')} {other}, {str(task.get('dataset')).split('(')[0]})")
     groups = {k: v for k, v in groups.items() if len({w for _, w in v}) >= 2}
     short = [labels[k][0] for k in groups]
     out = {}
@@ -367,8 +382,8 @@ def families(task_records: list[dict]) -> dict[str, tuple[str, int]]:
         label = labels[key][0] if short.count(labels[key][0]) == 1 else labels[key][1]
         if sum(labels[k][1] == labels[key][1] for k in groups) > 1:
             label += f" #{i + 1}"
-        for name, width in members:
-            out[name] = (label, width)
+        for name, size in members:
+            out[name] = (label, size)
     return out
 
 
@@ -384,18 +399,19 @@ def settings(results: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 def analyze(results: pd.DataFrame, tasks: dict, metric: str = METRIC, n_resamples: int = 2000,
-            seed: int = 0) -> dict[str, Transfer]:
+            seed: int = 0, axis: str = "width") -> dict[str, Transfer]:
     """:class:`Transfer` per family and setting.
 
     Args:
       results: a run's tidy table with an ``lr`` column.
-      tasks: task name -> ``(family, width)`` (:func:`families`).
+      tasks: task name -> ``(family, size)`` (:func:`families` along ``axis``).
+      axis: what the sizes are (``"width"`` or ``"depth"``); the analysis is the same.
 
     Returns:
       family (and ``", setting"`` where runs differ by initializer or another grid factor) -> :class:`Transfer`.
 
     Raises:
-      ValueError: the widths of a family were trained at different learning rates or seeds.
+      ValueError: the sizes of a family were trained at different learning rates or seeds.
     """
     out = {}
     for label, rows in settings(results[results["dataset"].isin(tasks)]):
@@ -409,7 +425,7 @@ def analyze(results: pd.DataFrame, tasks: dict, metric: str = METRIC, n_resample
                 grids[w], curves[w] = curves_of(rows, t, metric)
             log2_lrs = grids[min(grids)]
             if any(g.shape != log2_lrs.shape or not np.allclose(g, log2_lrs) for g in grids.values()):
-                raise ValueError(f"{family}: every width needs the same learning rates")
+                raise ValueError(f"{family}: every {axis} needs the same learning rates")
             if len(log2_lrs) < 3:
                 continue
             n_seeds = curves[min(curves)].shape[0]
@@ -429,5 +445,5 @@ def analyze(results: pd.DataFrame, tasks: dict, metric: str = METRIC, n_resample
                 warnings.simplefilter("ignore", RuntimeWarning)  # a rate at which every seed diverged: NaN
                 means = {w: np.nanmean(np.where(np.isfinite(curves[w]), curves[w], np.nan), axis=0) for w in widths}
             out[f"{family}, {label}" if label else family] = Transfer(
-                widths, {w: by_width[w] for w in widths}, bests, best_loss, moved, n_seeds, log2_lrs, means)
+                widths, {w: by_width[w] for w in widths}, bests, best_loss, moved, n_seeds, log2_lrs, means, axis)
     return out

@@ -331,15 +331,15 @@ def sensitivity(item, dataset: str, metric: str) -> plt.Figure:
 
 
 def transfer(found: dict, metric: str) -> plt.Figure:
-    """Final ``metric`` against the learning rate, one curve per width (the mean over the seeds that finished), one
-    panel per family (``bench.analysis.transfer.analyze``); each width's best rate with its interval on top, the
-    verdict on its move in the title."""
+    """Final ``metric`` against the learning rate, one curve per width or depth (the mean over the seeds that
+    finished), one panel per family (``bench.analysis.transfer.analyze``); each size's best rate with its interval
+    on top, the verdict on its move in the title."""
     from bench.analysis.transfer import MIN_SEEDS
 
     fig, axes = plt.subplots(1, len(found), figsize=(4.2 * len(found), 3.4), squeeze=False, constrained_layout=True)
     for ax, (name, t) in zip(axes[0], found.items()):
-        for w in t.widths:
-            line, = ax.plot(2.0 ** t.log2_lrs, t.curves[w], marker="o", ms=3, label=f"width {w}")
+        for w in t.sizes:
+            line, = ax.plot(2.0 ** t.log2_lrs, t.curves[w], marker="o", ms=3, label=f"{t.axis} {w}")
             est, low, high = t.best[w]
             spread = [[2 ** est - 2 ** low], [2 ** high - 2 ** est]] if t.n_seeds >= MIN_SEEDS else None
             ax.errorbar([2 ** est], [t.best_loss[w]], xerr=spread, color=line.get_color(), marker="v", capsize=3)

@@ -127,6 +127,23 @@ def test_families_are_width_series_under_one_parameterization():
     assert found["sp-32"] == ("sp (mlp x2, digits)", 32) and found["lm-16"] == ("sp (transformer x1, markov)", 16)
 
 
+def test_depth_families_are_series_of_block_counts_at_one_width():
+    records = [_record(f"{p}-{d}", p, [16] * d, model="resmlp") for p in ("depth_mup", "completep") for d in (2, 4, 8)]
+    records += [_record("mup-2", "mup", [16] * 2, model="resmlp"), _record("mup-wide", "mup", [32] * 4, model="resmlp"),
+                _record("ragged", "completep", [16, 32], model="resmlp")]
+    found = transfer.families(records, axis="depth")
+    # one depth at a width (mup), uneven widths: not a depth series
+    assert set(found) == {f"{p}-{d}" for p in ("depth_mup", "completep") for d in (2, 4, 8)}
+    assert found["completep-8"] == ("completep", 8) and found["depth_mup-2"] == ("depth_mup", 2)
+    # the same tasks hold no width series (each depth has one width), and an unknown axis is refused
+    assert transfer.families(records) == {}
+    with pytest.raises(ValueError, match="unknown axis 'heads'"):
+        transfer.families(records, axis="heads")
+    twin = [{**r, "name": r["name"] + "'", "dataset": "breast_cancer"} for r in records[:3]]
+    named = transfer.families(records[:3] + twin, axis="depth")
+    assert named["depth_mup-4"] == ("depth_mup (resmlp width 16, digits)", 4)
+
+
 def _final_rows(optima: dict, initializers=("he_normal",), n_seeds=8):
     """Final rows of a width series: per (task, initializer) a parabola in log2 lr around its optimum."""
     rng = np.random.default_rng(1)

@@ -2,6 +2,7 @@
 public extension point (``bench.reporting.section``)."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +151,58 @@ def test_a_conv_nets_throughput_counts_xlas_flops_and_an_mlps_six_per_parameter(
     assert line.endswith("130 GFLOP/s of training at 26 MFLOP per example (XLA's count)).")
     record = TaskRecord(**base, **conv, flops_per_example=2.6e7)
     assert TaskRecord.from_json(record.to_json(), "t") == record  # written and read back
+
+
+def _depth_series(optima: dict[str, dict[int, float]], seeds: int = 8) -> tuple[pd.DataFrame, RunRecord]:
+    """Epochs 0-1 of ResMLPs of width 16 at each depth under each parameterization, trained over 8 learning rates a
+    factor 2 apart: the final training loss a parabola in log2 lr around ``optima[p][depth]``, per-seed offsets."""
+    rng = np.random.default_rng(2)
+    rows, tasks = [], []
+    for p, by_depth in optima.items():
+        for depth, optimum in by_depth.items():
+            name = f"{p}-{depth}"
+            tasks.append({"name": name, "label": name, "dataset": "digits", "model": "resmlp", "hidden": [16] * depth,
+                          "model_args": {"parameterization": p, "base_width": 16, "base_depth": 2}})
+            for seed in range(seeds):
+                offset = rng.normal(0, 0.01)
+                for log2_lr in range(-12, -4):
+                    final = 0.5 + 0.04 * (log2_lr - optimum) ** 2 + offset + rng.normal(0, 0.004)
+                    for epoch, loss in ((0, 2.3), (1, final)):
+                        rows.append({"dataset": name, "model": "m", "arm": f"lecun_normal lr={2.0 ** log2_lr:g}",
+                                     "initializer": "lecun_normal", "lr": 2.0 ** log2_lr, "seed": seed,
+                                     "epoch": epoch, "train_loss": loss, "test_loss": loss,
+                                     "test_accuracy": 1 - loss / 3, "diverged": False})
+    results = pd.DataFrame(rows)
+    record = _record(results)
+    return results, record.replace(experiment={**record.experiment, "tasks": tasks})
+
+
+def test_a_depth_series_gets_its_own_transfer_section_and_figure():
+    from bench.analysis import transfer
+    from bench.reporting import figures
+    from bench.reporting.sections import depth_transfer
+
+    results, record = _depth_series({"mup": {2: -6.0, 8: -8.0}, "completep": {2: -7.0, 8: -7.1}})
+    analysis = analyse(results, "train_loss", settings=FAST)
+    assert analysis.transfer == {}  # no width series
+    found = analysis.sections["depth_transfer"] = depth_transfer.SECTION.compute(results, analysis, record)
+    assert list(found) == ["mup", "completep"]
+    # the same numbers as the analysis asked along depth directly (its bootstrap is seeded)
+    expected = transfer.analyze(results, transfer.families(record.experiment["tasks"], "depth"), axis="depth")
+    assert [t.shift for t in found.values()] == [t.shift for t in expected.values()]
+    assert found["mup"].shift["verdict"] == "moves" and found["completep"].shift["verdict"] == "stays"
+    assert found["mup"].best[8][0] == pytest.approx(-8.0, abs=0.2)
+    text = render.markdown(record, analysis)
+    section = text[text.index("## Learning-rate transfer across depths"):]
+    assert "## Learning-rate transfer across widths" not in text
+    shift = 2 ** found["mup"].shift["estimate"]
+    assert re.search(rf"\| +8 \| mup-8 +\| [0-9.e-]+ \[[0-9.e-]+, [0-9.e-]+\] +\| +[0-9.]+ \| x{shift:.3g} \[", section)
+    assert "| shift from the shallowest [95% CI]" in section and "from the shallowest to the deepest model" in section
+    assert r"\caption{Learning-rate transfer across depths." in render.latex(record, analysis)
+    console = render.console(record, analysis)
+    assert "learning-rate transfer over depth, completep: best lr" in console and "at depth 8" in console
+    figure, = depth_transfer.SECTION.figures
+    assert figure.kind == "depth-transfer" and figure.has_content(results, analysis, None)
+    name, arguments = figure.draw(results, analysis, None)
+    drawn = getattr(figures, name)(*arguments)
+    assert [t.get_text() for t in drawn.axes[0].get_legend().get_texts()] == ["depth 2", "depth 8"]

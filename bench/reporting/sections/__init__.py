@@ -9,6 +9,7 @@ from bench.reporting.sections import (
     advice,
     comparisons,
     curves,
+    depth_transfer,
     diverged,
     divergence,
     figures,
@@ -38,6 +39,7 @@ SECTIONS = [
     advice.SECTION,
     figures.SECTION,
     transfer.SECTION,
+    depth_transfer.SECTION,
     across.SECTION,
     footer.SECTION,
 ]
