@@ -10,7 +10,8 @@ Our set-ups are smaller than the papers' (2 CPU cores): each experiment's descri
 not hold here may still hold at the paper's scale, and the report says so rather than tuning until it holds.
 
 The measures the claims share are here: :func:`ci`, :func:`times`, :func:`final`, :func:`epochs_to`,
-:func:`time_to` (the report's time-to-target verdicts), :func:`ratio`.
+:func:`time_to` (the report's time-to-target verdicts), :func:`ratio`, and for learning-rate transfer
+:func:`best_rates` and :func:`moved`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import scoring, speed, stats
+from bench.analysis import scoring, speed, stats, transfer
 from bench.experiments import experiment_file, presets
 from bench.store import write_atomic
 from bench.studies import diagnose
@@ -115,6 +116,19 @@ def ratio(diagnosis: diagnose.Diagnosis, init: str, column: str, top: int, botto
     layers = diagnosis.layers[diagnosis.layers["arm"] == init].pivot(index="seed", columns="depth",
                                                                              values=column)
     return (layers[top] / layers[bottom]).to_numpy(np.float64)
+
+
+def best_rates(t: transfer.Transfer) -> str:
+    """A series' best learning rate at each width (or depth) with its interval (``bench.analysis.transfer``)."""
+    return ", ".join(f"{t.axis} {w}: {2 ** t.best[w][0]:.3g} [{2 ** t.best[w][1]:.3g}, {2 ** t.best[w][2]:.3g}]"
+                     for w in t.sizes)
+
+
+def moved(t: transfer.Transfer) -> str:
+    """How far a series' optimum moves from its smallest size to its largest, with its interval and verdict."""
+    s = t.shift
+    return (f"from {t.axis} {t.sizes[0]} to {t.sizes[-1]} it moves by a factor {2 ** s['estimate']:.3g} "
+            f"[{2 ** s['low']:.3g}, {2 ** s['high']:.3g}] ({s['verdict']})")
 
 
 def render(reproduction: Reproduction, experiment: presets.Experiment, findings: list[Finding], command: str) -> str:

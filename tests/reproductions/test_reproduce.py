@@ -108,11 +108,12 @@ def test_postln_preset_matches_the_constants_its_claims_use():
     assert {data.load(t.dataset).n_classes for t in experiment.tasks} == {POSTLN.POSTLN_VOCAB}
 
 
-def _transfer_results(optima: dict, noise=0.004) -> pd.DataFrame:
-    """Final rows of mup-transfer: per task a parabola in log2 lr with its optimum at ``optima[task]``, 8 seeds (noise
-    small enough that each shape model of ``bench.analysis.transfer`` places the optimum within half a factor 2)."""
+def _transfer_results(optima: dict, noise=0.004, preset="mup-transfer") -> pd.DataFrame:
+    """Final rows of a transfer preset: per task a parabola in log2 lr with its optimum at ``optima[task]``, 8 seeds
+    (noise small enough that each shape model of ``bench.analysis.transfer`` places the optimum within half a factor
+    2)."""
     rng = np.random.default_rng(0)
-    lrs = presets.get("mup-transfer").grid.lr
+    lrs = presets.get(preset).grid.lr
     rows = []
     for task, (optimum, level) in optima.items():
         for seed in range(8):
@@ -247,3 +248,31 @@ def test_he2015s_speed_claim_holds_on_a_faster_he_and_fails_on_equal_speeds():
     assert "Xavier minus He [+" in faster[1].measured
     same = claims.evaluate(_depth_runs(3.0, 3.0), None)
     assert not same[1].held and same[0].held
+
+
+def test_depth_transfer_claims_follow_their_criteria():
+    depth_claims = reproductions.get("depth-transfer").evaluate
+    paper = {f"{p}-{d}": (optimum, 0.3) for d in (2, 4, 8, 16)
+             for p, optimum in (("mup", -6.0 - np.log2(d / 2)), ("depth_mup", -6.0), ("completep", -6.2))}
+
+    def held(optima):
+        return [f.held for f in depth_claims(_transfer_results(optima, preset="depth-transfer"), None)]
+
+    findings = depth_claims(_transfer_results(paper, preset="depth-transfer"), None)
+    assert [f.held for f in findings] == [True] * 3
+    assert "from depth 2 to 16 it moves by a factor 0.12" in findings[0].measured  # 2^-3 put there
+    assert "muP alone" in findings[0].claim and "Depth-muP" in findings[1].claim and "CompleteP" in findings[2].claim
+    # each claim fails on its own: muP's optimum stays, or moves up; a depth rule's moves 4x
+    assert held(paper | {"mup-16": (-6.1, 0.3)}) == [False, True, True]
+    assert held(paper | {"mup-16": (-4.0, 0.3)}) == [False, True, True]
+    assert held(paper | {"depth_mup-16": (-8.0, 0.3)}) == [True, False, True]
+    assert held(paper | {"completep-16": (-4.2, 0.3)}) == [True, True, False]
+
+
+def test_depth_transfer_preset_pairs_every_depth_under_each_rule():
+    names = pd.DataFrame({"dataset": [t.name for t in presets.get("depth-transfer").tasks]})
+    tasks = reproductions.claims("depth-transfer").transfer_tasks(names)
+    assert sorted(tasks.values()) == sorted((f"ResMLP {p}", d) for p in ("mup", "depth_mup", "completep")
+                                            for d in (2, 4, 8, 16))
+    assert {(t.model_args["base_width"], t.model_args.get("base_depth"), len(set(t.hidden)))
+            for t in presets.get("depth-transfer").tasks} == {(64, None, 1), (64, 2, 1)}

@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench.analysis import transfer
 from bench.experiments import presets
-from bench.reproductions.reproduction import Finding
+from bench.reproductions.reproduction import Finding, best_rates, moved
 
 PAPER = (
     "Yang et al. 2021, Tensor Programs V: tuning large neural networks via zero-shot hyperparameter "
@@ -28,33 +28,22 @@ def transfer_tasks(results: pd.DataFrame) -> dict:
     return {name: spec for name, spec in tasks.items() if name in set(results["dataset"])}
 
 
-def _best_lrs(t: transfer.Transfer) -> str:
-    return ", ".join(f"width {w}: {2 ** t.best[w][0]:.3g} [{2 ** t.best[w][1]:.3g}, {2 ** t.best[w][2]:.3g}]"
-                     for w in t.widths)
-
-
-def _moved(t: transfer.Transfer) -> str:
-    s = t.shift
-    return (f"from width {t.widths[0]} to {t.widths[-1]} it moves by a factor {2 ** s['estimate']:.3g} "
-            f"[{2 ** s['low']:.3g}, {2 ** s['high']:.3g}] ({s['verdict']})")
-
-
 def _transfer_findings(model: str, sp: transfer.Transfer, mup: transfer.Transfer) -> list[Finding]:
     """The three claims of Fig. 1 for one model: SP's optimum moves, muP's stays, and under muP wider is better."""
-    losses = [mup.best_loss[w] for w in mup.widths]
+    losses = [mup.best_loss[w] for w in mup.sizes]
     return [
         Finding(
             f"Fig. 1 (left): under the standard parameterization the best learning rate of Adam shifts as the "
             f"{model} widens.",
             f"best learning rate (argmin of the mean final training loss located by three shape models, their "
-            f"median; the union of their expanded percentile bootstrap intervals over seeds): {_best_lrs(sp)}; "
-            f"{_moved(sp)}",
+            f"median; the union of their expanded percentile bootstrap intervals over seeds): {best_rates(sp)}; "
+            f"{moved(sp)}",
             "the shift's 95% interval excludes 1 (verdict 'moves')",
             sp.shift["verdict"] == "moves",
         ),
         Finding(
             f"Fig. 1 (right): under muP the best learning rate stays put as the {model} widens.",
-            f"{_best_lrs(mup)}; {_moved(mup)}",
+            f"{best_rates(mup)}; {moved(mup)}",
             "the shift's 95% interval lies within [1/2, 2] (verdict 'stays')",
             mup.shift["verdict"] == "stays",
         ),
@@ -62,7 +51,7 @@ def _transfer_findings(model: str, sp: transfer.Transfer, mup: transfer.Transfer
             f"Fig. 1 (right): under muP wider is better: at its best learning rate a wider {model} reaches a lower "
             "training loss.",
             "mean final training loss at the best grid rate: " + ", ".join(
-                f"width {w}: {mup.best_loss[w]:.4g}" for w in mup.widths),
+                f"width {w}: {mup.best_loss[w]:.4g}" for w in mup.sizes),
             "it decreases with every step in width",
             bool(all(b < a for a, b in zip(losses, losses[1:]))),
         ),
