@@ -14,6 +14,9 @@ classification, R² for regression.
   `(batch, d)`; the loss is the squared error averaged over the ``d`` outputs, and the
   metric beside it is the same squared error, which the suite turns into R² per split
   (:func:`r2`).
+* ``one_hot_squared_error``: classification trained by squared error, outputs `(batch, n_classes)`, integer
+  labels: the squared distance of the outputs to the label's one-hot vector averaged over the classes (the MSE
+  of Haas et al. 2025, arXiv:2505.22491, against cross-entropy); correct when the argmax is the label.
 * ``next_token_cross_entropy``: sequences, outputs `(batch, context, vocab)`, integer labels
   `(batch, context)` with ``-1`` at positions that do not count (a prompt, a context
   shorter than a generator's order); an example's loss is its mean over the counted
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -62,10 +66,18 @@ def mean_squared_error(outputs, targets):
     return loss, loss
 
 
+def one_hot_squared_error(outputs, labels):
+    targets = jax.nn.one_hot(labels, outputs.shape[-1], dtype=outputs.dtype)
+    loss = jnp.mean(jnp.square(outputs - targets), axis=-1)
+    return loss, (jnp.argmax(outputs, axis=-1) == labels).astype(loss.dtype)
+
+
 LOSSES: dict[str, tuple[Callable, str]] = {
     "softmax_cross_entropy": (softmax_cross_entropy, "categorical cross-entropy from logits `(batch, n_classes)`"),
     "sigmoid_cross_entropy": (sigmoid_cross_entropy, "binary cross-entropy from one logit `(batch, 1)`"),
     "mean_squared_error": (mean_squared_error, "regression: squared error averaged over the outputs `(batch, d)`"),
+    "one_hot_squared_error": (one_hot_squared_error, "classification by squared error to the one-hot label, "
+                              "averaged over the outputs `(batch, n_classes)`"),
     "next_token_cross_entropy": (next_token_cross_entropy, "sequences: cross-entropy per counted position "
                                  "(nats/token) from logits `(batch, context, vocab)`, labels -1 not counted"),
 }
@@ -103,7 +115,7 @@ def outputs_for(loss: str, n_classes: int, n_targets: int = 1) -> int | None:
     """The output width a named loss needs on ``n_classes`` classes or ``n_targets`` regression targets
     (None for a callable: any)."""
     return {"sigmoid_cross_entropy": 1, "softmax_cross_entropy": n_classes, "mean_squared_error": n_targets,
-            "next_token_cross_entropy": n_classes}.get(loss)
+            "one_hot_squared_error": n_classes, "next_token_cross_entropy": n_classes}.get(loss)
 
 
 def from_callable(per_example: Callable) -> Callable:

@@ -177,6 +177,15 @@ def test_losses_match_hand_computed_cross_entropies():
     np.testing.assert_allclose(loss, [log_z[0] - 2.0, log_z[1] - 0.0], rtol=1e-6)
     np.testing.assert_array_equal(correct, [1, 0])
 
+    # squared error to the one-hot label, averaged over the 3 outputs; correct by the argmax
+    from bench.models import losses
+
+    loss, correct = losses.get("one_hot_squared_error")(logits, jnp.array([1, 2]))
+    np.testing.assert_allclose(loss, [(1 + 1 + 0) / 3, (9 + 0 + 1) / 3], rtol=1e-6)
+    np.testing.assert_array_equal(correct, [1, 0])
+    assert losses.outputs_for("one_hot_squared_error", 10) == 10
+    assert losses.metric_of("one_hot_squared_error") == "accuracy"
+
 
 def test_chunked_evaluation_equals_one_pass_over_the_split(digits):
     model = models.mlp_for(digits.n_features, digits.n_classes, (8,))
