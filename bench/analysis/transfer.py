@@ -352,8 +352,8 @@ def families(task_records: list[dict], axis: str = "width") -> dict[str, tuple[s
     A family is the tasks under one parameterization (``model_args.parameterization``) that agree on everything
     but their name, label and ``axis`` (:data:`AXES`), each with every hidden layer of one width, at two sizes or
     more: a width series at one depth, or a depth series (``len(hidden)``: a ResMLP's or transformer's blocks) at
-    one width. Its name is the parameterization's, with the model, the other size and the data added where two
-    families share one.
+    one width. Its name is the parameterization's, with the model, the other size, the data and the loss added where
+    two families share one.
 
     Args:
       task_records: the experiment's tasks as ``run.json`` records them (``name``, ``model``, ``dataset``,
@@ -374,7 +374,8 @@ def families(task_records: list[dict], axis: str = "width") -> dict[str, tuple[s
         fixed = {"depth": len(hidden)} if axis == "width" else {"width": int(hidden[0])}
         key = json.dumps({**rest, **fixed}, sort_keys=True, default=str)
         groups.setdefault(key, []).append((task["name"], size))
-        labels[key] = (f"{p}", f"{p} ({task.get('model')} {other}, {str(task.get('dataset')).split('(')[0]})")
+        loss = f", {task['loss']}" if task.get("loss") else ""
+        labels[key] = (f"{p}", f"{p} ({task.get('model')} {other}, {str(task.get('dataset')).split('(')[0]}{loss})")
     groups = {k: v for k, v in groups.items() if len({w for _, w in v}) >= 2}
     short = [labels[k][0] for k in groups]
     out = {}

@@ -142,6 +142,9 @@ def test_depth_families_are_series_of_block_counts_at_one_width():
     twin = [{**r, "name": r["name"] + "'", "dataset": "breast_cancer"} for r in records[:3]]
     named = transfer.families(records[:3] + twin, axis="depth")
     assert named["depth_mup-4"] == ("depth_mup (resmlp width 16, digits)", 4)
+    by_loss = [{**r, "name": r["name"] + "'", "loss": "one_hot_squared_error"} for r in records[:3]]
+    named = transfer.families(records[:3] + by_loss, axis="depth")  # differing in their loss only
+    assert named["depth_mup-4'"] == ("depth_mup (resmlp width 16, digits, one_hot_squared_error)", 4)
 
 
 def _final_rows(optima: dict, initializers=("he_normal",), n_seeds=8):
