@@ -276,3 +276,56 @@ def test_depth_transfer_preset_pairs_every_depth_under_each_rule():
                                             for d in (2, 4, 8, 16))
     assert {(t.model_args["base_width"], t.model_args.get("base_depth"), len(set(t.hidden)))
             for t in presets.get("depth-transfer").tasks} == {(64, None, 1), (64, 2, 1)}
+
+
+def _haas_results(stable_up_to: dict, on_line: dict | None = None) -> pd.DataFrame:
+    """Final rows of haas2025: per task (``ce-64``, ...) every seed trains to accuracy 0.95 up to the rate
+    ``2 ** stable_up_to[task]``; above it cross-entropy runs stay finite at accuracy 0.15 and squared-error runs
+    diverge; ``on_line[(task, log2 lr)] = (accuracy, diverged seeds)`` overrides a cell."""
+    lrs = presets.get("haas2025").grid.lr
+    rows = []
+    for task, top in stable_up_to.items():
+        for lr in lrs:
+            accuracy, n_diverged = (0.95, 0) if np.log2(lr) <= top else (0.15, 0 if task.startswith("ce") else 8)
+            accuracy, n_diverged = (on_line or {}).get((task, round(np.log2(lr))), (accuracy, n_diverged))
+            for seed in range(8):
+                diverged = seed < n_diverged
+                rows.append({"dataset": task, "model": "m", "arm": f"he_normal lr={lr:g}", "lr": lr, "seed": seed,
+                             "epoch": 3, "train_accuracy": np.nan if diverged else accuracy + 0.001 * seed,
+                             "diverged": diverged})
+    return pd.DataFrame(rows)
+
+
+def test_haas_claims_follow_their_criteria():
+    haas_claims = reproductions.get("haas2025").evaluate
+    paper = {"ce-64": 1, "ce-256": 1, "ce-1024": 1, "ce-4096": 1,
+             "mse-64": -1, "mse-256": -3, "mse-1024": -5, "mse-4096": -7}
+
+    def held(stable_up_to, on_line=None):
+        return [f.held for f in haas_claims(_haas_results(stable_up_to, on_line), None)]
+
+    findings = haas_claims(_haas_results(paper), None)
+    assert [f.held for f in findings] == [True] * 4
+    assert "exponent against width 0.00 [0.00, 0.00]" in findings[0].measured
+    assert "width 4096: 0.0078" in findings[1].measured and "exponent against width -1.00" in findings[1].measured
+    assert "width 4096 at lr 0.0625: 0.9535 [" in findings[2].measured
+    assert "8 of 8 diverged; diverged share at width 4096: 1.00 [0.68, 1.00]" in findings[3].measured
+    # each claim fails on its own: cross-entropy's stable rate falls at -0.65, squared error's at -0.65, the widest
+    # cross-entropy model on the line trains to 0.8 only, 3 of 8 of the widest squared-error runs diverge there
+    assert held(paper | {"ce-256": 0, "ce-1024": -1, "ce-4096": -3}) == [False, True, True, True]
+    assert held(paper | {"mse-256": -2, "mse-1024": -3, "mse-4096": -5}) == [True, False, True, True]
+    assert held(paper, {("ce-4096", -4): (0.8, 0)}) == [True, True, False, True]
+    assert held(paper, {("mse-4096", -4): (0.95, 3)}) == [True, True, True, False]
+    # a diverged run makes a rate unstable, whatever the others reach; no stable rate at a width: no exponent
+    assert held(paper, {("ce-64", 1): (0.95, 1)})[0] is True  # 2^1 unstable at width 64: the exponent rises
+    assert held(paper | {"mse-4096": -20}) == [True, False, True, True]
+
+
+def test_haas_preset_pairs_each_width_under_both_losses():
+    claims = reproductions.claims("haas2025")
+    tasks = {t.name: (t.loss, t.hidden, t.model_args) for t in presets.get("haas2025").tasks}
+    assert tasks == {f"{short}-{w}": (loss, (w,), {"parameterization": "sp", "base_width": 64})
+                     for short, loss in (("ce", "softmax_cross_entropy"), ("mse", "one_hot_squared_error"))
+                     for w in claims.WIDTHS}
+    lrs = np.log2(presets.get("haas2025").grid.lr)
+    assert all(np.isclose(lrs, np.log2(claims.LINE * (64 / w) ** 0.5)).any() for w in claims.WIDTHS)  # on the grid
