@@ -184,5 +184,5 @@ def test_results_have_one_column_per_factor_and_old_files_still_load(tmp_path, g
                     "digits-sensitivity-test_accuracy.png"):
         assert section in report
     # without a grid: no factor columns beyond the initializer, no grid section
-    plain = bench.run(experiment, out=tmp_path / "plain", progress=False)
+    plain = bench.run(experiment, out=tmp_path / "plain", progress=False, formats=("md", "csv"))
     assert "lr" not in plain.results and "Tuned comparison" not in (tmp_path / "plain" / "report.md").read_text()
