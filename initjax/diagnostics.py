@@ -11,7 +11,10 @@ Given params, an apply function with the probe contract of
   perturbations added to each layer's output;
 * :func:`jacobian_singular_values`: singular values of the Jacobian of the
   network's outputs with respect to one example's input (Saxe et al. 2013;
-  Pennington et al. 2017: dynamical isometry when they concentrate near 1).
+  Pennington et al. 2017: dynamical isometry when they concentrate near 1);
+* :func:`guessing_bias`: how unevenly the untrained network's predicted classes
+  fall over the inputs (initial guessing bias: Francazi et al. 2024, Bassi et al.
+  2025), from its outputs alone.
 
 Everything is a pure function of its inputs: jit it, vmap it over seeds.
 """
@@ -86,3 +89,25 @@ def jacobian_singular_values(params, apply_fn: Callable, examples: jnp.ndarray) 
         return jnp.linalg.svd(jac.reshape(jac.shape[0], -1), compute_uv=False)
 
     return jax.vmap(one)(examples)
+
+
+def guessing_bias(outputs: jnp.ndarray) -> dict[str, jnp.ndarray]:
+    """The initial guessing bias of a network's outputs on a batch of inputs (Francazi et al. 2024, "Initial
+    guessing bias: how untrained networks favor some classes", ICML; Bassi et al. 2025, arXiv:2505.12096): the
+    share of inputs it assigns to each class.
+
+    Args:
+      outputs: `(..., n_classes)` logits, every leading axis an input (examples, sequence positions); `(..., 1)`: one
+        logit, its sign picking one of two classes.
+
+    Returns:
+      ``shares`` `(n_classes,)` the fraction of inputs predicted in each class; ``max_share`` the largest (``1 /
+      n_classes`` for a network that spreads its guesses evenly, 1 for one that puts every input in one class);
+      ``entropy`` the entropy of the shares over ``log n_classes`` (1 even, 0 one class).
+    """
+    flat = outputs.reshape(-1, outputs.shape[-1])
+    n_classes = max(flat.shape[-1], 2)
+    guesses = (flat[:, 0] > 0).astype(jnp.int32) if flat.shape[-1] == 1 else jnp.argmax(flat, axis=-1)
+    shares = jnp.bincount(guesses, length=n_classes) / flat.shape[0]
+    entropy = 0.0 - jnp.sum(jnp.where(shares > 0, shares * jnp.log(jnp.where(shares > 0, shares, 1.0)), 0.0))
+    return {"shares": shares, "max_share": shares.max(), "entropy": entropy / jnp.log(n_classes)}

@@ -5,8 +5,11 @@ initialized exactly as ``python -m bench run`` initializes them (same keys, same
 scheme batches), then ``initjax.diagnostics`` measures on a batch of training
 examples each layer's pre-activation mean and variance, the variance of the
 back-propagated gradient of the loss, and the singular values of the
-input-output Jacobian. Written to ``<out>/diagnostics/``: ``diagnostics.csv``
-(one row per task, initializer, seed and layer), ``jacobian.csv``,
+input-output Jacobian, and the initial guessing bias: the share of those examples
+the untrained network assigns to its most predicted class, and the entropy of its
+predicted classes (``initjax.diagnostics.guessing_bias``). Written to
+``<out>/diagnostics/``: ``diagnostics.csv`` (one row per task, initializer, seed
+and layer), ``guessing.csv`` (one row per task, initializer and seed), ``jacobian.csv``,
 ``diagnostics.md`` (table of seed means with min-max) and figures (variance vs
 depth, gradient variance vs depth, Jacobian spectra). The gradient is that of the
 task's own loss (for a language model, next-token cross-entropy over the counted
@@ -54,18 +57,21 @@ class Diagnosis:
         variance, gradient_variance``: one row per layer of each run.
       jacobian: ``dataset, initializer, seed, example, index, singular_value`` (none for token inputs).
       early: the transformer tasks' ``bench.studies.early_steps.tidy`` rows (empty without one).
+      guessing: ``dataset, arm, seed, max_share, entropy``: the initial guessing bias of each run on the
+        measured examples (``initjax.diagnostics.guessing_bias``).
     """
 
     layers: pd.DataFrame
     jacobian: pd.DataFrame
     early: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    guessing: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
 
 def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None, steps: int = early_steps.STEPS) -> Diagnosis:
     """Initializes ``seeds`` runs per initializer of every task and measures them (no training); a transformer's
     runs are also traced over their first ``steps`` optimizer steps (``bench.studies.early_steps``)."""
     initializers = presets.validate(experiment)
-    layer_frames, jacobian_frames, early_frames = [], [], []
+    layer_frames, jacobian_frames, early_frames, guessing_frames = [], [], [], []
     for task in experiment.tasks:
         data = task_data(task, data_dir)
         model, loss = task_model(task, data)
@@ -95,6 +101,10 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None, steps: int =
                                 f"{described}: nothing to measure")
             stats = jax.jit(jax.vmap(lambda p: diagnostics.layer_statistics(p, apply_fn, x, y, mean_loss)))(params)
             stats = {k: np.asarray(v) for k, v in stats.items()}
+            bias = jax.jit(jax.vmap(lambda p: diagnostics.guessing_bias(apply_fn(p, x)[0])))(params)
+            guessing_frames.append(pd.DataFrame({"dataset": task.name, "arm": name, "seed": np.arange(seeds),
+                                                 "max_share": np.asarray(bias["max_share"], np.float64),
+                                                 "entropy": np.asarray(bias["entropy"], np.float64)}))
             for seed in range(seeds):
                 layer_frames.append(pd.DataFrame({
                     "dataset": task.name, "model": models.describe(model, data.input_shape), "arm": name,
@@ -122,7 +132,8 @@ def diagnose(experiment: Experiment, seeds: int = 8, data_dir=None, steps: int =
     jacobian = pd.concat(jacobian_frames, ignore_index=True) if jacobian_frames else pd.DataFrame(
         columns=["dataset", "arm", "seed", "example", "index", "singular_value"])
     early = pd.concat(early_frames, ignore_index=True) if early_frames else pd.DataFrame()
-    return Diagnosis(pd.concat(layer_frames, ignore_index=True), jacobian, early)
+    return Diagnosis(pd.concat(layer_frames, ignore_index=True), jacobian, early,
+                     pd.concat(guessing_frames, ignore_index=True))
 
 
 def summary(diagnosis: Diagnosis) -> pd.DataFrame:
@@ -141,6 +152,14 @@ def jacobian_summary(diagnosis: Diagnosis) -> pd.DataFrame:
         ["mean", "max", "min"])
     per["condition"] = per["max"] / per["min"].where(per["min"] > 0)
     return per.groupby(["dataset", "arm"], sort=False).mean().reset_index()
+
+
+def guessing_summary(diagnosis: Diagnosis) -> pd.DataFrame:
+    """Per task and initializer: the initial guessing bias's seed means and ranges."""
+    grouped = diagnosis.guessing.groupby(["dataset", "arm"], sort=False)
+    return grouped.agg(max_share=("max_share", "mean"), max_share_min=("max_share", "min"),
+                       max_share_max=("max_share", "max"), entropy=("entropy", "mean"),
+                       entropy_min=("entropy", "min"), entropy_max=("entropy", "max")).reset_index()
 
 
 def variance_figure(diagnosis: Diagnosis, dataset: str, column: str) -> plt.Figure:
@@ -198,10 +217,11 @@ def write(diagnosis: Diagnosis, out: str | Path, experiment: Experiment, command
     """Writes CSVs, ``diagnostics.md`` and figures under ``out``; returns the paths."""
     out = Path(out)
     files = [write_atomic(out / "diagnostics.csv", diagnosis.layers.to_csv(index=False)),
+             write_atomic(out / "guessing.csv", diagnosis.guessing.to_csv(index=False)),
              write_atomic(out / "jacobian.csv", diagnosis.jacobian.to_csv(index=False))]
     if len(diagnosis.early):
         files.append(write_atomic(out / "early_steps.csv", diagnosis.early.to_csv(index=False)))
-    table, jac = summary(diagnosis), jacobian_summary(diagnosis)
+    table, jac, guessing = summary(diagnosis), jacobian_summary(diagnosis), guessing_summary(diagnosis)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     lines = [f"# initjax diagnostics: {experiment.name}", "",
              "Signal propagation at initialization (no training): per layer, the pre-activation variance over the "
@@ -219,7 +239,17 @@ def write(diagnosis: Diagnosis, out: str | Path, experiment: Experiment, command
             "gradient variance": [f"{v:.3g} [{lo:.3g}, {hi:.3g}]" for v, lo, hi in
                                   zip(rows["gradient_variance"], rows["gradient_min"], rows["gradient_max"])]})
         j = jac[jac["dataset"] == dataset].drop(columns=["dataset"]).rename(columns={"arm": "initializer"})
-        lines += [f"## {dataset}", "", shown.to_markdown(index=False), ""]
+        bias = guessing[guessing["dataset"] == dataset]
+        lines += [f"## {dataset}", "", shown.to_markdown(index=False), "", "### Initial guessing bias", "",
+                  f"The share of the {BATCH} examples the untrained network assigns to its most predicted class (1 / "
+                  "classes: an even spread; 1: every example in one class) and the entropy of its predicted classes "
+                  "over log(classes) (1: even; 0: one class); mean over seeds, [min, max] in brackets.", "",
+                  pd.DataFrame({"initializer": bias["arm"],
+                                "largest class share": [f"{v:.3g} [{lo:.3g}, {hi:.3g}]" for v, lo, hi in zip(
+                                    bias["max_share"], bias["max_share_min"], bias["max_share_max"])],
+                                "entropy": [f"{v:.3g} [{lo:.3g}, {hi:.3g}]" for v, lo, hi in zip(
+                                    bias["entropy"], bias["entropy_min"], bias["entropy_max"])]}
+                               ).to_markdown(index=False), ""]
         figures = [(f"{dataset}-variance", variance_figure(diagnosis, dataset, "variance")),
                    (f"{dataset}-gradient-variance", variance_figure(diagnosis, dataset, "gradient_variance"))]
         if len(j):

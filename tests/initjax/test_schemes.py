@@ -151,6 +151,20 @@ def test_jacobian_of_an_orthogonal_deep_linear_net_is_an_isometry():
     np.testing.assert_allclose(sv[0], sv[1], atol=1e-5)  # linear: the same Jacobian for every example
 
 
+def test_guessing_bias_counts_each_inputs_predicted_class():
+    logits = jnp.array([[2.0, 0.0, 1.0], [0.0, 3.0, 1.0], [5.0, 1.0, 0.0], [1.0, 0.0, 0.5]])  # classes 0, 1, 0, 0
+    bias = diagnostics.guessing_bias(logits)
+    np.testing.assert_allclose(bias["shares"], [0.75, 0.25, 0.0])
+    assert float(bias["max_share"]) == 0.75
+    assert float(bias["entropy"]) == pytest.approx(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25)) / np.log(3))
+    even = diagnostics.guessing_bias(jnp.eye(4)[jnp.arange(8) % 4])  # (8, 4): each class twice
+    assert float(even["max_share"]) == 0.25 and float(even["entropy"]) == pytest.approx(1.0)
+    one_logit = diagnostics.guessing_bias(jnp.array([[0.3], [-1.0], [2.0], [0.1]]))  # signs: 1, 0, 1, 1
+    np.testing.assert_allclose(one_logit["shares"], [0.25, 0.75])
+    sequences = diagnostics.guessing_bias(jnp.zeros((2, 5, 7)))  # every position an input; ties: the first class
+    assert float(sequences["max_share"]) == 1.0 and float(sequences["entropy"]) == 0.0
+
+
 def test_diagnose_command_writes_tables_and_figures(tmp_path, capsys):
     from bench import cli
 
@@ -167,6 +181,11 @@ def test_diagnose_command_writes_tables_and_figures(tmp_path, capsys):
     text = (out / "diagnostics.md").read_text()
     assert "figures/digits-variance.png" in text and (out / "figures" / "digits-jacobian.png").is_file()
     assert len(pd.read_csv(out / "jacobian.csv")) == 2 * 2 * 4 * 10  # seeds x inits x examples x min(64, 10)
+    guessing = pd.read_csv(out / "guessing.csv").set_index(["arm", "seed"])
+    # Fixup's zero head gives every example the same outputs, so every example the first class
+    assert (guessing.loc["fixup", "max_share"] == 1).all() and (guessing.loc["fixup", "entropy"] == 0).all()
+    assert (guessing.loc["lsuv", "max_share"] < 1).all() and "### Initial guessing bias" in text
+    assert "| fixup         | 1 [1, 1]" in text
 
 
 def test_mean_field_scheme_draws_kernels_and_biases_with_the_stated_variances():
