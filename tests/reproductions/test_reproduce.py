@@ -329,3 +329,37 @@ def test_haas_preset_pairs_each_width_under_both_losses():
                      for w in claims.WIDTHS}
     lrs = np.log2(presets.get("haas2025").grid.lr)
     assert all(np.isclose(lrs, np.log2(claims.LINE * (64 / w) ** 0.5)).any() for w in claims.WIDTHS)  # on the grid
+
+
+def _bassi_inputs(share: dict, accuracy: dict):
+    """A diagnosis whose untrained networks put ``share[w]`` (+- 0.02 over 8 seeds) of their inputs in one class, and
+    runs whose training accuracy after epoch 1 is ``accuracy[w]`` (+- 0.01), per sigma_w^2 ``w``."""
+    from bench.studies.diagnose import Diagnosis
+
+    spread = np.linspace(-1, 1, 8)
+    arm = "mean_field(sigma_b2=0.05, sigma_w2={:g})".format
+    guessing = pd.DataFrame([{"dataset": "digits-depth16", "arm": arm(w), "seed": s, "max_share": share[w] + 0.02 * d,
+                              "entropy": 0.5} for w in share for s, d in enumerate(spread)])
+    rows = [{"dataset": "digits-depth16", "model": "m", "arm": arm(w), "seed": s, "epoch": e, "diverged": False,
+             "train_accuracy": (0.1 if e == 0 else accuracy[w] + 0.01 * d)}
+            for w in accuracy for s, d in enumerate(spread) for e in (0, 1, 2)]
+    return pd.DataFrame(rows), Diagnosis(pd.DataFrame(), pd.DataFrame(), guessing=guessing)
+
+
+def test_bassi_claims_follow_their_criteria():
+    bassi_claims = reproductions.get("bassi2026").evaluate
+    share = {0.6: 1.0, 1.2: 0.72, 1.76: 0.45, 2.5: 0.3, 4.0: 0.22, 8.0: 0.17}
+    accuracy = {0.6: 0.1, 1.2: 0.85, 1.76: 0.93, 2.5: 0.92, 4.0: 0.74, 8.0: 0.37}
+
+    def held(shares, accuracies):
+        return [f.held for f in bassi_claims(*_bassi_inputs(shares, accuracies))]
+
+    findings = bassi_claims(*_bassi_inputs(share, accuracy))
+    assert [f.held for f in findings] == [True] * 3
+    assert findings[0].measured.startswith("largest class share of the untrained network at sigma_w^2 = 1.76")
+    assert "0.6: 1, 1.2: 0.72, 1.76: 0.45" in findings[1].measured and "paired by seed: 0.56 [" in findings[2].measured
+    # each claim fails on its own: a neutral edge (its interval reaching 0.2), a bias that rises in the chaotic
+    # phase, a most-neutral initialization that trains as fast as the edge
+    assert held(share | {1.76: 0.205, 2.5: 0.19, 4.0: 0.18}, accuracy) == [False, True, True]
+    assert held(share | {8.0: 0.25}, accuracy) == [True, False, True]
+    assert held(share, accuracy | {8.0: 0.93}) == [True, True, False]
