@@ -337,18 +337,22 @@ def test_transfer_with_an_asymmetric_narrow_model(n):
 
 
 def test_transfer_within_the_tolerance_stays_and_a_4x_move_is_found():
-    """x1.15 (inside the x2 tolerance) was called "moves" 0.99 of the time at 16 seeds."""
+    """x1.15 (inside the x2 tolerance) was called "moves" 0.99 of the time at 16 seeds. Each rate is tested at most
+    5% against at least 10%: x1.15 not called "stays", x1.15 called "moves", x4 not called "moves" (300 fixed
+    tables gave 0, 0 and 0)."""
     rng = np.random.default_rng(3)
-    reps, small, large = 300, [], []
-    for r in range(reps):
+    tables = iter(range(10**6))
+
+    def trial():
         optimum = rng.uniform(3, 4)
         curves = {64: _curves(rng, 16, optimum, 0.01), 256: _curves(rng, 16, optimum + np.log2(1.15), 0.01),
                   1024: _curves(rng, 16, optimum + 2.0, 0.01)}
-        boot = transfer.bootstrap(GRID, curves, n_resamples=600, seed=r)
-        small.append(transfer.shift(boot, 64, 256, 16)["verdict"])
-        large.append(transfer.shift(boot, 64, 1024, 16)["verdict"])
-    assert small.count("stays") / reps >= 0.9 and small.count("moves") / reps <= 0.05
-    assert large.count("moves") / reps >= 0.95
+        boot = transfer.bootstrap(GRID, curves, n_resamples=600, seed=next(tables))
+        small, large = (transfer.shift(boot, 64, wide, 16)["verdict"] for wide in (256, 1024))
+        return small != "stays", small == "moves", large != "moves"
+
+    rates = Sequential(3).run(trial)
+    assert rates.within, rates
 
 
 @pytest.mark.parametrize("n_tasks", [2, 3, 5])

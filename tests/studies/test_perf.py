@@ -9,9 +9,8 @@ import pytest
 from bench.studies import notebook_job, perf
 
 
-@pytest.mark.parametrize(("workload", "n_models", "chunk"), [("synthetic", 3, None), ("mnist", 3, None),
-                                                             ("synthetic", 24, 2), ("transformer", 2, None),
-                                                             ("digits-cnn", 3, None)])
+@pytest.mark.parametrize(("workload", "n_models", "chunk"), [("mnist", 3, None), ("synthetic", 24, 2),
+                                                             ("transformer", 2, None), ("digits-cnn", 3, None)])
 def test_loop_scan_and_vmap_give_the_same_runs(workload, n_models, chunk):
     """24 models = 8 initializers x 3 seeds in chunks of 2 seeds: the last chunk is padded. The conv net's suite
     program computes its convolutions as products of patches (``bench.training.batching``), the loops XLA's."""

@@ -16,8 +16,8 @@ from bench.reporting.record import RunRecord
 from bench.reporting.section import Analysis
 from bench.reporting.sections import transfer
 
-DEPTH = transfer.Wording("depth-transfer", "depth", "depths", "shallowest", "deepest",
-                         "Learning-rate transfer across depths")
+DEPTH = transfer.Wording("depth-transfer", "depth", "shallowest", "deepest", "Learning-rate transfer across depths",
+                         "learning-rate transfer over depth")
 
 
 def compute(results: pd.DataFrame, analysed: Analysis, record: RunRecord) -> dict[str, analysis.Transfer]:

@@ -21,18 +21,19 @@ from bench.reporting.text import tex_escape
 
 @dataclasses.dataclass(frozen=True)
 class Wording:
-    """How the section names its axis: ``kind`` (its figure's), ``size`` (the table's column), ``sizes``,
-    ``smallest`` and ``largest`` (the ends of a series), ``title`` (the section's heading)."""
+    """How the section names its axis: ``kind`` (its figure's), ``size`` (the table's column), ``smallest`` and
+    ``largest`` (the ends of a series), ``title`` (the section's heading), ``console`` (its console lines' start)."""
 
     kind: str
     size: str
-    sizes: str
     smallest: str
     largest: str
     title: str
+    console: str
 
 
-WIDTH = Wording("transfer", "width", "widths", "narrowest", "widest", "Learning-rate transfer across widths")
+WIDTH = Wording("transfer", "width", "narrowest", "widest", "Learning-rate transfer across widths",
+                "learning-rate transfer")
 
 EXPLANATION = (
     "Per family of tasks that differ only in {size} under one parameterization: the best learning rate at each "
@@ -104,10 +105,9 @@ def transfer_markdown(found: dict[str, transfer.Transfer], figure: str | None, w
 def console_lines(found: dict[str, transfer.Transfer], words: Wording = WIDTH) -> list[str]:
     """One line per family: the best rate at the smallest and largest size, the shift and the verdict."""
     lines = []
-    over = "" if words == WIDTH else f" over {words.size}"
     for name, t in found.items():
         small, large = t.sizes[0], t.sizes[-1]
-        lines.append(f"learning-rate transfer{over}, {name}: best lr {2 ** t.best[small][0]:.3g} at {words.size} "
+        lines.append(f"{words.console}, {name}: best lr {2 ** t.best[small][0]:.3g} at {words.size} "
                      f"{small}, {2 ** t.best[large][0]:.3g} at {words.size} {large}: a shift {_shift(t)}, "
                      f"{_verdict(t)}")
     return lines
