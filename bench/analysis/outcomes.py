@@ -40,8 +40,18 @@ FILE = "outcomes.npz"
 METRICS = {"test_accuracy": "correct", "test_loss": "loss"}  # the metric each per-example array gives
 
 
+def stored_losses(loss) -> np.ndarray:
+    """Per-example losses as :func:`save` stores them: float16, or float32 where a finite loss is beyond float16's
+    range (65,504: a run far from converging that did not diverge), which float16 would turn into an infinity,
+    dropping the run's seed from its initializer's test-set term (:func:`example_component`)."""
+    loss = np.asarray(loss)
+    half = loss.astype(np.float16)
+    return loss.astype(np.float32) if (np.isfinite(loss) & ~np.isfinite(half)).any() else half
+
+
 def save(out_dir: str | Path, per_task: dict[str, dict]) -> Path | None:
-    """Writes ``outcomes.npz``: per task, the initializers, seeds, correctness and float16 losses.
+    """Writes ``outcomes.npz``: per task, the initializers, seeds, correctness and float16 losses (float32 where a
+    loss is beyond float16's range, :func:`stored_losses`).
 
     Correctness is packed to bits where every example is right or wrong; a language model's
     per-example accuracy (the share of its counted positions predicted right) is a fraction,
@@ -60,7 +70,7 @@ def save(out_dir: str | Path, per_task: dict[str, dict]) -> Path | None:
                 f"t{i}_names": np.array(item["names"]),
                 f"t{i}_seeds": np.asarray(item["seeds"]),
                 f"t{i}_shape": np.array(correct.shape),
-                f"t{i}_loss": np.asarray(item["loss"], np.float16),
+                f"t{i}_loss": stored_losses(item["loss"]),
                 **({f"t{i}_correct": np.packbits(correct.astype(bool), axis=-1)} if _binary(correct)
                    else {f"t{i}_accuracy": correct.astype(np.float32)}),
             }
@@ -76,13 +86,14 @@ def _binary(correct: np.ndarray) -> bool:
 
 
 def as_stored(outcomes: dict) -> dict:
-    """A task's outcomes as :func:`save` stores and :func:`load` returns them (losses rounded to float16).
+    """A task's outcomes as :func:`save` stores and :func:`load` returns them (losses rounded to float16, or to
+    float32 beyond its range).
 
     The run's own report analyses these, so that it equals the report re-rendered from the files.
     """
     correct = np.asarray(outcomes["correct"])
     return {**outcomes, "correct": correct.astype(bool) if _binary(correct) else correct.astype(np.float32),
-            "loss": np.asarray(outcomes["loss"], np.float16).astype(np.float64)}
+            "loss": stored_losses(outcomes["loss"]).astype(np.float64)}
 
 
 def load(run_dir: str | Path, results: pd.DataFrame) -> dict[str, dict]:

@@ -83,6 +83,24 @@ def test_the_report_file_round_trips_and_refuses_other_results(trained, tmp_path
         outcomes.load(tmp_path, frame)
 
 
+def test_a_finite_loss_beyond_float16_is_stored_finite_and_keeps_its_seed_in_the_test_set_term(tmp_path):
+    """A run far from converging (a loss of 1e6 on some example) that did not diverge: float16 made it an infinity,
+    which left its seed out of the initializer's test-set term; stored as float32, it counts."""
+    loss = np.full((1, 2, 4), 0.5)
+    loss[0, 1, 2] = 1e6
+    correct = np.ones((1, 2, 4), bool)
+    assert outcomes.stored_losses(np.full(3, 0.5)).dtype == np.float16  # in range: half the bytes, as before
+    stored = outcomes.stored_losses(loss)
+    assert stored.dtype == np.float32 and np.isfinite(stored).all() and stored[0, 1, 2] == 1e6
+    assert np.isinf(outcomes.stored_losses(np.array([np.inf, 1.0]))[0])  # a diverged run's stays what it was
+    outcomes.save(tmp_path, {"t": {"names": ["a"], "seeds": [0, 1], "correct": correct, "loss": loss}})
+    frame = pd.DataFrame({"dataset": "t", "model": "m", "arm": "a", "seed": [0, 1], "epoch": 1, "test_accuracy": 1.0,
+                          "test_loss": loss.mean(-1)[0], "diverged": False})
+    loaded = outcomes.load(tmp_path, frame)["t"]["loss"]
+    np.testing.assert_array_equal(loaded, outcomes.as_stored({"correct": correct, "loss": loss})["loss"])
+    assert np.isfinite(loaded).all()  # float16's inf here left seed 1 out of example_component's finished runs
+
+
 def _anova(x: np.ndarray) -> tuple[float, float]:
     """MS of examples and of the residual of a seeds x examples table, by statsmodels' OLS (an independent code)."""
     import statsmodels.api as sm
