@@ -214,13 +214,32 @@ def completep(alpha: float = 1.0) -> Parameterization:
 
 
 COMPLETEP = completep()
+
+
+def mup(attention: float = 1.0) -> Parameterization:
+    """muP (Tensor Programs V, Table 3) with the attention logits ``q.k / d_head ** attention``: 1 its own ``1/d``,
+    1/2 the standard ``1/sqrt(d)`` kept under muP, as Lingle 2024 (arXiv:2404.05728) ablates it. The two agree at
+    the base width and part as the heads widen (``initjax.parameterization.attention_factor``).
+
+    Raises:
+      ValueError: ``attention`` outside ``[1/2, 1]``.
+    """
+    if not 0.5 <= attention <= 1.0:
+        raise ValueError(f"mup's attention exponent must be between 0.5 (1/sqrt(d)) and 1 (1/d), got {attention}")
+    if attention == 1.0:
+        return MUP
+    scale = "1/sqrt(d)" if attention == 0.5 else f"d^-{attention:g}"
+    return dataclasses.replace(MUP, name=f"mup(attention={attention:g})", attention=attention,
+                               title=f"muP with {scale} attention")
+
+
 PARAMETERIZATIONS: dict[str, Parameterization] = {p.name: p for p in (SP, NTK, MUP, DEPTH_MUP, COMPLETEP)}
-FAMILIES = {"completep": completep}  # parameterizations that take arguments: ``completep(alpha=0.75)``
+FAMILIES = {"completep": completep, "mup": mup}  # those that take arguments: ``completep(alpha=0.75)``
 
 
 def get(name: str) -> Parameterization:
     """A parameterization by name (:data:`PARAMETERIZATIONS`), or a spec with arguments of one in :data:`FAMILIES`
-    (``"completep(alpha=0.75)"``)."""
+    (``"completep(alpha=0.75)"``, ``"mup(attention=0.5)"``)."""
     if name in PARAMETERIZATIONS:
         return PARAMETERIZATIONS[name]
     from initjax.spec import parse_spec
@@ -230,8 +249,8 @@ def get(name: str) -> Parameterization:
     except (ValueError, TypeError):
         parsed = None
     if parsed is None or parsed.name not in FAMILIES:
-        raise ValueError(f"unknown parameterization {name!r}: use one of {', '.join(PARAMETERIZATIONS)}, or "
-                         "completep(alpha=A)")
+        raise ValueError(f"unknown parameterization {name!r}: use one of {', '.join(PARAMETERIZATIONS)}, "
+                         "completep(alpha=A) or mup(attention=A)")
     try:
         return FAMILIES[parsed.name](*parsed.args, **dict(parsed.kwargs))
     except TypeError as error:

@@ -69,9 +69,9 @@ def head(n_classes: int, n_targets: int | None = None) -> dict:
 OPTIONS = {"norm": "None, layer or batch (NORMS)", "dropout": "rate in [0, 1) after hidden activations"}
 _DEPTH = ", ".join(parameterization_options.DEPTH_PARAMETERIZATIONS)
 PARAMETERIZATION_OPTIONS = {
-    "parameterization": f"{', '.join(param.PARAMETERIZATIONS)} or completep(alpha=A): how init and learning rates "
-                        f"scale with width (and depth) (bench.training.parameterized; needs base_width, and "
-                        f"base_depth for {_DEPTH})",
+    "parameterization": f"{', '.join(param.PARAMETERIZATIONS)}, completep(alpha=A) or mup(attention=A): how init "
+                        f"and learning rates scale with width (and depth) (bench.training.parameterized; needs "
+                        f"base_width, and base_depth for {_DEPTH})",
     "base_width": "the width at which the model is its own base model (every parameterization agrees there)",
     "base_depth": f"{_DEPTH} only (resmlp, transformer): the number of blocks at which branches are not scaled"}
 PARAMETERIZATION_NAMES = {name: p.title or name for name, p in param.PARAMETERIZATIONS.items()}

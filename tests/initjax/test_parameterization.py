@@ -1,6 +1,8 @@
 """Width parameterizations: roles from shapes, the factors against the papers' tables at concrete widths, folded
 multipliers against a forward pass that applies them, and the errors of a bad set-up."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -174,6 +176,28 @@ def test_mup_folds_attention_one_over_d_into_the_query():
     assert lr["embed"]["embedding"] == 1.0 and init["embed"]["embedding"] == 1.0
 
 
+def test_mup_with_the_standard_attention_scale_differs_from_mup_only_in_the_query():
+    """``mup(attention=0.5)`` keeps the logits' 1/sqrt(d_head): the query is drawn and stepped as the key is, and
+    every other tensor as under muP; ``mup(attention=1)`` is muP itself."""
+    def build(name):
+        return models.build("transformer", (8,), 6, (32, 32), "gelu", heads=2, parameterization=name, base_width=8)
+
+    assert param.get("mup(attention=1)") is param.MUP
+    standard, mup = param.get("mup(attention=0.5)"), param.MUP
+    assert standard.attention == 0.5 and dataclasses.replace(standard, name="mup", attention=1.0, title="muP") == mup
+    assert param.attention_factor(standard, 4.0) == 1.0 and param.attention_factor(mup, 4.0) == pytest.approx(0.5)
+    for factors in (lambda m: parameterized.init_factors(m, (8,)), lambda m: parameterized.lr_factors(m, (8,), "adam")):
+        ours, theirs = factors(build("mup(attention=0.5)")), factors(build("mup"))
+        query, key = ours["block_0"]["attn"]["query"]["kernel"], ours["block_0"]["attn"]["key"]["kernel"]
+        assert query == key == theirs["block_0"]["attn"]["key"]["kernel"]
+        assert query == pytest.approx(theirs["block_0"]["attn"]["query"]["kernel"] * 2.0)  # (32/8)^(1/2)
+        flat_ours, flat_theirs = jax.tree_util.tree_flatten_with_path(ours)[0], jax.tree.leaves(theirs)
+        for (path, a), b in zip(flat_ours, flat_theirs):
+            if "query" not in jax.tree_util.keystr(path):
+                assert a == b, jax.tree_util.keystr(path)
+    assert models.describe(build("mup(attention=0.5)"), (8,)).endswith("muP with 1/sqrt(d) attention (base width 8)")
+
+
 def test_without_a_parameterization_nothing_changes():
     model = _mlp(64)
     assert parameterized.init_factors(model, (10,)) is None and parameterized.lr_factors(model, (10,), "sgd") is None
@@ -199,7 +223,11 @@ def test_without_a_parameterization_nothing_changes():
      r"completep's alpha must be between 0.5 and 1 \(the paper's range\), got 2$"),
     ({"parameterization": "completep(beta=1)", "base_width": 8, "base_depth": 2},
      "parameterization 'completep\\(beta=1\\)': .*unexpected keyword argument 'beta'"),
-    ({"parameterization": "mup(alpha=1)", "base_width": 8}, "unknown parameterization 'mup\\(alpha=1\\)'"),
+    ({"parameterization": "mup(alpha=1)", "base_width": 8},
+     "parameterization 'mup\\(alpha=1\\)': .*unexpected keyword argument 'alpha'"),
+    ({"parameterization": "mup(attention=2)", "base_width": 8},
+     r"mup's attention exponent must be between 0.5 \(1/sqrt\(d\)\) and 1 \(1/d\), got 2$"),
+    ({"parameterization": "mupp", "base_width": 8}, "unknown parameterization 'mupp'"),
 ])
 def test_bad_parameterization_options_are_one_line_errors(options, message):
     with pytest.raises(UserError, match=message):
