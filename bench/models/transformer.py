@@ -18,7 +18,7 @@ names its parameters the same way gets the same role-aware schemes):
 ``block_i/attn/out/kernel``      attention output projection `(width, width)`
 ``block_i/mlp/in/kernel``        `(width, mlp_ratio * width)`
 ``block_i/mlp/out/kernel``       `(mlp_ratio * width, width)`
-``block_i/norm_attn``, ``norm_mlp``, ``final_norm``   LayerNorm ``scale``, ``bias``
+``block_i/norm_attn``, ``norm_mlp``, ``final_norm``   LayerNorm ``scale``, ``bias`` (none: ``norm_gains=False``)
 ``block_i/residual_alpha``       `()`, held fixed (no gradient; kept out of weight decay)
 ``readout/kernel``               `(width, vocab)`; absent when ``tied`` (logits ``h @ embedding.T``)
 ===============================  ===========================================
@@ -94,6 +94,12 @@ class FeedForward(nn.Module):
         return nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init, name="out")(self.activation(z))
 
 
+def _layer_norm(gains: bool, name: str) -> nn.LayerNorm:
+    """A LayerNorm with its trainable gain and bias (``scale``, ``bias``), or without them (non-parametric: Lingle
+    2024's baseline, arXiv:2404.05728)."""
+    return nn.LayerNorm(use_scale=gains, use_bias=gains, name=name)
+
+
 def _rms(x: jnp.ndarray) -> jnp.ndarray:
     return jnp.sqrt(jnp.mean(jnp.square(x.astype(jnp.float32))))
 
@@ -107,6 +113,7 @@ class Block(nn.Module):
     activation: Callable
     kernel_init: Callable
     bias_init: Callable
+    norm_gains: bool = True
 
     @nn.compact
     def __call__(self, h: jnp.ndarray) -> jnp.ndarray:
@@ -116,12 +123,12 @@ class Block(nn.Module):
             ("mlp", FeedForward(self.mlp_ratio, self.activation, self.kernel_init, self.bias_init, name="mlp")),
         )
         for name, sublayer in sublayers:
-            branch = sublayer(nn.LayerNorm(name=f"norm_{name}")(h) if self.norm == "pre" else h)
+            branch = sublayer(_layer_norm(self.norm_gains, f"norm_{name}")(h) if self.norm == "pre" else h)
             # the update's size against the stream it is added to (Liu et al. 2020's amplification), for diagnostics
             self.sow("intermediates", f"{name}_branch_ratio", _rms(branch) / _rms(alpha * h))
             h = alpha * h + branch
             if self.norm == "post":
-                h = nn.LayerNorm(name=f"norm_{name}")(h)
+                h = _layer_norm(self.norm_gains, f"norm_{name}")(h)
         self.sow("intermediates", "residual", h)
         return h
 
@@ -136,6 +143,7 @@ class Transformer(nn.Module):
       heads: attention heads; must divide ``width``.
       norm: ``"pre"``, ``"post"`` or ``"none"`` (:data:`NORMS`).
       tied: logits from the token embedding (``h @ embedding.T``) instead of a ``readout`` Dense.
+      norm_gains: each LayerNorm has a trainable gain and bias; False: none (non-parametric normalization).
       mlp_ratio: hidden width of the MLP over ``width``.
       activation: of the MLP (``bench.models.ACTIVATIONS`` name).
       kernel_init, bias_init: the model's own initializers of every Dense (init schemes redraw them).
@@ -152,6 +160,7 @@ class Transformer(nn.Module):
     heads: int = 4
     norm: str = "pre"
     tied: bool = False
+    norm_gains: bool = True
     mlp_ratio: int = 4
     activation: str = "gelu"
     kernel_init: Callable = jinit.normal(0.02)
@@ -171,9 +180,9 @@ class Transformer(nn.Module):
         self.sow("intermediates", "residual", h)
         for i in range(self.depth):
             h = Block(self.heads, self.norm, self.mlp_ratio, ACTIVATIONS[self.activation], self.kernel_init,
-                      self.bias_init, name=f"block_{i}")(h)
+                      self.bias_init, self.norm_gains, name=f"block_{i}")(h)
         if self.norm == "pre":
-            h = nn.LayerNorm(name="final_norm")(h)
+            h = _layer_norm(self.norm_gains, "final_norm")(h)
         if self.tied:
             return embed.attend(h)
         return nn.Dense(self.vocab, kernel_init=self.kernel_init, bias_init=self.bias_init, name="readout")(h)
@@ -182,6 +191,7 @@ class Transformer(nn.Module):
 TRANSFORMER_OPTIONS = {"heads": "attention heads, dividing the width (default 4)",
                        "norm": "pre, post or none (bench.models.transformer.NORMS; default pre)",
                        "tied": "true: logits from the token embedding (default false: a readout layer)",
+                       "norm_gains": "false: LayerNorms without their trainable gain and bias (default true)",
                        "mlp_ratio": "MLP hidden width over the model width (default 4)"}
 
 
@@ -200,8 +210,11 @@ def check_transformer_options(width: int, options: Mapping) -> None:
                         "model has as many heads")
     if options.get("norm", "pre") not in NORMS:
         raise unknown("transformer norm", options["norm"], NORMS)
-    if not isinstance(options.get("tied", False), bool):
-        raise UserError(f"transformer tied must be true or false, got {options['tied']!r}")
+    for flag in ("tied", "norm_gains"):
+        if not isinstance(options.get(flag, False), bool):
+            raise UserError(f"transformer {flag} must be true or false, got {options[flag]!r}")
+    if options.get("norm_gains") is False and options.get("norm") == "none":
+        raise UserError("transformer norm_gains = false needs LayerNorms to strip: use norm = \"pre\" or \"post\"")
     ratio = options.get("mlp_ratio", 4)
     if not (isinstance(ratio, int) and ratio >= 1):
         raise UserError(f"transformer mlp_ratio must be an integer >= 1, got {ratio!r}")
@@ -221,10 +234,12 @@ def build(input_shape: Sequence[int], n_classes: int, hidden: Sequence[int], act
 
 def describe(model: Transformer, input_shape: Sequence[int]) -> str:
     return (f"Transformer {model.norm}-LN {model.depth}x{model.width} {model.heads} heads "
-            f"ctx {input_shape[0]} vocab {model.vocab}{' tied' if model.tied else ''} {model.activation}")
+            f"ctx {input_shape[0]} vocab {model.vocab}{' tied' if model.tied else ''}"
+            f"{'' if model.norm_gains else ' no norm gains'} {model.activation}")
 
 
 KIND = ModelKind("transformer",
-                 "decoder-only LM: one block per hidden entry (equal widths); heads, norm pre/post/none, tied",
+                 "decoder-only LM: one block per hidden entry (equal widths); heads, norm pre/post/none, norm_gains, "
+                 "tied",
                  {**TRANSFORMER_OPTIONS, **PARAMETERIZATION_OPTIONS}, lambda options: None, build, (Transformer,),
                  describe)  # its options are checked with its width, by build

@@ -62,6 +62,27 @@ def test_attention_is_causal(norm):
     assert not np.allclose(a[:, 5:], b[:, 5:])
 
 
+def test_without_norm_gains_the_norms_have_no_parameters_and_match_the_gains_at_their_initial_values():
+    """``norm_gains=False`` strips each LayerNorm's scale and bias (and nothing else): with the other parameters
+    the same, the logits equal those of the model whose gains are at their initial ones and zeros, and part from
+    them once the gains move."""
+    gains, plain = _model(), models.build("transformer", (T,), V, (D,) * L, "gelu", heads=4, norm_gains=False)
+    with_gains, without = _params(gains), _params(plain)
+    norms = [path for path, _ in jax.tree_util.tree_flatten_with_path(with_gains)[0] if "norm" in str(path)]
+    assert len(norms) == (2 * L + 1) * 2  # two per block and the final one, scale and bias each
+    assert sum(leaf.size for leaf in jax.tree.leaves(with_gains)) - sum(
+        leaf.size for leaf in jax.tree.leaves(without)) == (2 * L + 1) * 2 * D
+    stripped = {name: ({k: v for k, v in sub.items() if not k.startswith("norm_")} if name.startswith("block_")
+                       else sub) for name, sub in with_gains.items() if name != "final_norm"}
+    assert jax.tree.structure(stripped) == jax.tree.structure(without)
+    x = _tokens(3)
+    np.testing.assert_allclose(plain.apply({"params": stripped}, x), gains.apply({"params": with_gains}, x),
+                               rtol=1e-5, atol=1e-6)
+    moved = jax.tree_util.tree_map_with_path(lambda path, v: v * 1.5 if "norm" in str(path) else v, with_gains)
+    assert not np.allclose(plain.apply({"params": stripped}, x), gains.apply({"params": moved}, x), atol=1e-3)
+    assert models.describe(plain, (T,)).endswith("no norm gains gelu")
+
+
 def test_tied_logits_are_the_final_state_times_the_embedding():
     model = _model("none", tied=True)
     params = _params(model)
@@ -103,7 +124,9 @@ def test_bad_transformer_options_are_one_line_errors():
     from bench.errors import UserError
 
     for options, message in [({"heads": 5}, "whole divisor of the width 32"), ({"norm": "rms"}, "unknown"),
-                             ({"tied": "yes"}, "true or false"), ({"depth": 2}, "no option 'depth'")]:
+                             ({"tied": "yes"}, "true or false"), ({"depth": 2}, "no option 'depth'"),
+                             ({"norm_gains": 0}, "norm_gains must be true or false, got 0"),
+                             ({"norm_gains": False, "norm": "none"}, "needs LayerNorms to strip")]:
         with pytest.raises(UserError, match=message):
             models.build("transformer", (T,), V, (D, D), "gelu", **options)
     with pytest.raises(UserError, match="token sequences"):
