@@ -353,7 +353,7 @@ def families(task_records: list[dict], axis: str = "width") -> dict[str, tuple[s
     but their name, label and ``axis`` (:data:`AXES`), each with every hidden layer of one width, at two sizes or
     more: a width series at one depth, or a depth series (``len(hidden)``: a ResMLP's or transformer's blocks) at
     one width. Its name is the parameterization's, with the model, the other size, the data and the loss added where
-    two families share one.
+    two families share one, and then the model options in which they differ (``norm_gains=false``).
 
     Args:
       task_records: the experiment's tasks as ``run.json`` records them (``name``, ``model``, ``dataset``,
@@ -364,6 +364,7 @@ def families(task_records: list[dict], axis: str = "width") -> dict[str, tuple[s
         raise ValueError(f"unknown axis {axis!r}; one of {', '.join(AXES)}")
     groups: dict[str, list[tuple[str, int]]] = {}
     labels: dict[str, str] = {}
+    options: dict[str, dict] = {}
     for task in task_records:
         p = (task.get("model_args") or {}).get("parameterization")
         hidden = list(task.get("hidden") or [])
@@ -376,16 +377,30 @@ def families(task_records: list[dict], axis: str = "width") -> dict[str, tuple[s
         groups.setdefault(key, []).append((task["name"], size))
         loss = f", {task['loss']}" if task.get("loss") else ""
         labels[key] = (f"{p}", f"{p} ({task.get('model')} {other}, {str(task.get('dataset')).split('(')[0]}{loss})")
+        options[key] = {k: v for k, v in (task.get("model_args") or {}).items() if k != "parameterization"}
     groups = {k: v for k, v in groups.items() if len({w for _, w in v}) >= 2}
     short = [labels[k][0] for k in groups]
+    base = {key: labels[key][0] if short.count(labels[key][0]) == 1 else labels[key][1] for key in groups}
+    named = {key: base[key] + _options_apart({k: options[k] for k in groups if base[k] == base[key]}, key)
+             for key in groups}
     out = {}
     for i, (key, members) in enumerate(groups.items()):
-        label = labels[key][0] if short.count(labels[key][0]) == 1 else labels[key][1]
-        if sum(labels[k][1] == labels[key][1] for k in groups) > 1:
-            label += f" #{i + 1}"
+        label = named[key] + (f" #{i + 1}" if list(named.values()).count(named[key]) > 1 else "")
         for name, size in members:
             out[name] = (label, size)
     return out
+
+
+def _options_apart(options: dict[str, dict], key: str) -> str:
+    """``", norm_gains=false"``: the model options (``model_args``) in which the family ``key`` differs from the
+    others in ``options`` that share its name (an option a family leaves unset reads ``default``); empty where
+    they share them all."""
+    def shown(value) -> str:
+        return "default" if value is None else json.dumps(value) if isinstance(value, bool) else f"{value}"
+
+    names = sorted({name for args in options.values() for name in args})
+    apart = [name for name in names if len({shown(args.get(name)) for args in options.values()}) > 1]
+    return "".join(f", {name}={shown(options[key].get(name))}" for name in apart)
 
 
 def settings(results: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:

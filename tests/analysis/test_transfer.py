@@ -145,6 +145,13 @@ def test_depth_families_are_series_of_block_counts_at_one_width():
     by_loss = [{**r, "name": r["name"] + "'", "loss": "one_hot_squared_error"} for r in records[:3]]
     named = transfer.families(records[:3] + by_loss, axis="depth")  # differing in their loss only
     assert named["depth_mup-4'"] == ("depth_mup (resmlp width 16, digits, one_hot_squared_error)", 4)
+    by_option = [{**r, "name": r["name"] + "'", "model_args": {**r["model_args"], "norm": "none"}} for r in records[:3]]
+    named = transfer.families(records[:3] + by_option, axis="depth")  # differing in a model option only
+    assert named["depth_mup-4"] == ("depth_mup (resmlp width 16, digits), norm=default", 4)
+    assert named["depth_mup-4'"] == ("depth_mup (resmlp width 16, digits), norm=none", 4)
+    same = [{**r, "name": r["name"] + "'", "activation": "tanh"} for r in records[:3]]  # apart, not in an option
+    assert transfer.families(records[:3] + same, axis="depth")["depth_mup-4'"] == (
+        "depth_mup (resmlp width 16, digits) #2", 4)
 
 
 def _final_rows(optima: dict, initializers=("he_normal",), n_seeds=8):
