@@ -1,0 +1,1 @@
+"""A paper reproduction (``bench.reproductions``)."""
