@@ -363,3 +363,35 @@ def test_bassi_claims_follow_their_criteria():
     assert held(share | {1.76: 0.205, 2.5: 0.19, 4.0: 0.18}, accuracy) == [False, True, True]
     assert held(share | {8.0: 0.25}, accuracy) == [True, False, True]
     assert held(share, accuracy | {8.0: 0.93}) == [True, True, False]
+
+
+def test_lingle_claims_follow_their_criteria():
+    lingle_claims = reproductions.get("lingle2025").evaluate
+    paper = {f"{variant}-{w}": (optimum, 2.5 - 0.1 * np.log2(w / 32)) for w in (32, 64, 128)
+             for variant, optimum in (("baseline", -8.0), ("gains", -8.0 - np.log2(w / 32)),
+                                      ("sqrt-attention", -8.0 - np.log2(w / 32)))}
+
+    def held(optima):
+        return [f.held for f in lingle_claims(_transfer_results(optima, preset="lingle2025"), None)]
+
+    findings = lingle_claims(_transfer_results(paper, preset="lingle2025"), None)
+    assert [f.held for f in findings] == [True] * 3
+    assert "non-parametric" in findings[0].claim and "gains" in findings[1].claim and "1/sqrt(d)" in findings[2].claim
+    assert "from width 32 to 128 it moves by a factor 0.2" in findings[1].measured  # 2^-2 put there
+    # each claim fails on its own: the baseline's optimum moves 4x, a variant's stays
+    assert held(paper | {"baseline-128": (-10.0, 2.3)}) == [False, True, True]
+    assert held(paper | {"gains-64": (-8.0, 2.4), "gains-128": (-8.1, 2.3)}) == [True, False, True]
+    assert held(paper | {"sqrt-attention-64": (-8.0, 2.4), "sqrt-attention-128": (-7.9, 2.3)}) == [True, True, False]
+
+
+def test_lingle_preset_pairs_every_width_under_each_variant():
+    experiment = presets.get("lingle2025")
+    names = pd.DataFrame({"dataset": [t.name for t in experiment.tasks]})
+    tasks = reproductions.claims("lingle2025").transfer_tasks(names)
+    assert sorted(tasks.values()) == sorted((v, w) for v in ("baseline", "gains", "sqrt-attention")
+                                            for w in (32, 64, 128))
+    options = {name.rsplit("-", 1)[0]: (t.model_args["norm_gains"], t.model_args["parameterization"],
+                                        t.model_args["base_width"], t.model_args["heads"])
+               for name, t in zip(names["dataset"], experiment.tasks)}
+    assert options == {"baseline": (False, "mup", 32, 4), "gains": (True, "mup", 32, 4),
+                       "sqrt-attention": (False, "mup(attention=0.5)", 32, 4)}
