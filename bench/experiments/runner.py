@@ -313,6 +313,7 @@ def _run_record(experiment, arms: dict, settings: stats.Settings, tasks: dict, c
         runs=sum(t.runs for t in tasks.values()),
         compile_s=sum(t.compile_s for t in tasks.values()),
         init_s=sum(t.init_s for t in tasks.values()),
+        draw_s=None if any(t.draw_s is None for t in tasks.values()) else sum(t.draw_s for t in tasks.values()),
         environment=environment(),
         processes=jax.process_count(),
         peak_rss_bytes=memory.peak_rss_bytes(),

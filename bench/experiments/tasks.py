@@ -77,6 +77,7 @@ def task_record(model_name: str, data, result, runs: int, store: resume.TaskStor
         + f" / {len(data.x_test):,} test examples",
         runs=runs,
         init_s=result.init_s,
+        draw_s=result.draw_s,
         compile_s=result.compile_s,
         train_s=result.train_s,
         earlier_train_s=result.earlier_train_s,

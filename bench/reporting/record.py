@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.errors import UserError
 
 FORMAT_VERSION = 2  # of run.json + results.csv; bump when their meaning changes (2: run.json carries its checksum)
-_OMITTED_WHEN_NONE = ("arms", "peak_rss_bytes", "results_sha256")  # absent from files that never had them
+_OMITTED_WHEN_NONE = ("arms", "peak_rss_bytes", "results_sha256", "draw_s")  # absent from files that never had them
 
 
 def _checked_fields(cls, payload: Mapping, source: str) -> dict:
@@ -50,8 +50,9 @@ class TaskRecord:
       model: the model's one-line description; data: the data's source and split sizes.
       runs: runs trained (arms x seeds x data orders).
       init_s, compile_s, train_s: seconds drawing the initial parameters and evaluating them (epoch 0: nearly all of
-        it; the draws of a chunk of 12 transformers of width 128 take 0.06 s, their first evaluation 3 s), compiling,
-        and training (with the later evaluations) in this run;
+        it), compiling, and training (with the later evaluations) in this run;
+      draw_s: of ``init_s``, the seconds drawing the initial parameters alone (None in records written before it
+        was measured apart);
         earlier_train_s: training seconds of the earlier runs it resumed from.
       n_params: parameters of one model.
       chunks, models_per_chunk, chunk_reason, estimated_peak_bytes: the memory plan (``bench.training.memory``;
@@ -68,6 +69,7 @@ class TaskRecord:
     init_s: float
     compile_s: float
     train_s: float
+    draw_s: float | None = None
     data: str = "n/a"
     earlier_train_s: float = 0.0
     n_params: int = 0
@@ -85,7 +87,7 @@ class TaskRecord:
     train_gflops: float | None = None
     flops_per_example: float | None = None
 
-    _ORDER = ("model", "language_model", "data", "runs", "init_s", "compile_s", "train_s", "earlier_train_s",
+    _ORDER = ("model", "language_model", "data", "runs", "init_s", "draw_s", "compile_s", "train_s", "earlier_train_s",
               "n_params", "optimal_loss", "seed_epochs_per_s", "train_examples_per_s", "train_gflops", "chunks",
               "models_per_chunk", "chunk_reason", "estimated_peak_bytes", "program_bytes", "chunks_loaded",
               "chunks_resumed", "flops_per_example")  # as the files have always been written
@@ -109,7 +111,8 @@ class RunRecord:
       experiment: the experiment as run (``Experiment.record()``: name, tasks, initializers, seeds, train, ...).
       initializers: the arms' names, in the results' order.
       tasks: task name -> what the trainer measured of it (:class:`TaskRecord`).
-      runs, compile_s, init_s, wall_s: totals over the tasks, in runs and seconds.
+      runs, compile_s, init_s, wall_s: totals over the tasks, in runs and seconds; draw_s: the tasks' (None in
+        records written before it was measured apart).
       environment: versions, backend, devices, git commit and date (:func:`environment`).
       command: the command line that ran it.
       format: the record's format (:data:`FORMAT_VERSION` when written by this version).
@@ -136,9 +139,10 @@ class RunRecord:
     peak_rss_bytes: int | None = None
     device_peak_bytes: int | None = None
     results_sha256: str | None = None
+    draw_s: float | None = None
 
     _ORDER = ("format", "experiment", "initializers", "arms", "statistics", "tasks", "runs", "compile_s", "init_s",
-              "environment", "processes", "peak_rss_bytes", "device_peak_bytes", "command", "wall_s",
+              "draw_s", "environment", "processes", "peak_rss_bytes", "device_peak_bytes", "command", "wall_s",
               "results_sha256")  # as the files have always been written
 
     @classmethod

@@ -25,7 +25,7 @@ class TaskResult:
       n_params: parameters of one run.
       plan: how the runs were split into chunks.
       init_s: seconds spent initializing all runs and evaluating them before training (compilation excluded): the
-        evaluation at epoch 0 is nearly all of it.
+        evaluation at epoch 0 is nearly all of it; draw_s: those spent drawing the initial states alone.
       compile_s: seconds spent lowering and compiling the task's programs (or loading them from the
         persistent compilation cache, ``bench.training.compilation``).
       train_s: seconds spent training and evaluating, compilation excluded (chunks trained side by side:
@@ -57,6 +57,7 @@ class TaskResult:
     earlier_seed_epochs: int = 0
     outcomes: dict[str, np.ndarray] | None = None
     flops_per_example: float | None = None
+    draw_s: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,7 @@ class ChunkTimes:
     seed_epochs: int
     earlier_s: float  # recorded by the run that checkpointed it
     earlier_seed_epochs: int
+    draw_s: float = 0.0  # of init_s, drawing the initial state (the rest: evaluating it)
 
 
 def evaluation_epochs(epochs: int, evals_per_epoch: int = 1) -> list[int] | list[float]:

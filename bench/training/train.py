@@ -211,25 +211,27 @@ class _ChunkTrainer:
             self.shares.stop(c)
 
     def _start(self, i: int, c: int, init_keys):
-        """The chunk's state at its start or checkpoint, its epoch 0 recorded; ``(state, saved, init_s)``."""
+        """The chunk's state at its start or checkpoint, its epoch 0 recorded; ``(state, saved, init_s, draw_s)``:
+        ``init_s`` the seconds to here, ``draw_s`` those drawing the initial state (the rest: its evaluation)."""
         programs, chunks = self.programs, self.chunks
-        state = programs.start(init_keys, self.data.x)
+        state = jax.block_until_ready(programs.start(init_keys, self.data.x))
+        draw_s = self.shares.seconds(c)
         first_sums = np.asarray(programs.evaluate(state, self.data.eval_splits, not_final())[0])
         init_s = self.shares.seconds(c)
         with self.host:
             saved = self.store.checkpoint(c, chunks.shapes, [leaf.shape for leaf in jax.tree.leaves(state)])
         if saved is None:
             chunks.sums[i, 0] = first_sums
-            return state, None, init_s
+            return state, None, init_s, draw_s
         state = jax.device_put(jax.tree.unflatten(jax.tree.structure(state), saved.leaves), self.data.model_sharding)
         chunks.sums[i], chunks.finite[i] = saved.sums, saved.finite
         with self.host:
             self.bar.advance(saved.epoch * self.steps + saved.step)
-        return state, saved, init_s
+        return state, saved, init_s, draw_s
 
     def _train(self, i: int, c: int, init_keys, data_keys, check: Callable[[], None]) -> ChunkTimes:
         chunks, data = self.chunks, self.data
-        state, saved, init_s = self._start(i, c, init_keys)
+        state, saved, init_s, draw_s = self._start(i, c, init_keys)
         before_s, before_seed_epochs = (saved.seconds, saved.seed_epochs) if saved is not None else (0.0, 0)
 
         def on_steps(k: int) -> None:
@@ -283,7 +285,7 @@ class _ChunkTrainer:
             self.store.release(c)
         if self.keep_params:
             chunks.finals[i] = jax.tree.map(np.asarray, self.outward(state.params))
-        return ChunkTimes(init_s, seconds, seed_epochs, before_s, before_seed_epochs)
+        return ChunkTimes(init_s, seconds, seed_epochs, before_s, before_seed_epochs, draw_s)
 
 
 def _same(params):
@@ -509,4 +511,4 @@ def train_task(
                       programs.compile_s if programs else 0.0, sum(t.train_s for t in times),
                       programs.train_bytes if programs else 0, trained,
                       earlier_s + sum(t.earlier_s for t in times), earlier_seed_epochs, outcomes,
-                      step_flops / config.batch_size if step_flops else None)
+                      step_flops / config.batch_size if step_flops else None, sum(t.draw_s for t in times))

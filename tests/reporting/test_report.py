@@ -507,3 +507,21 @@ def test_a_report_can_compare_trimmed_means_and_says_so(run_dir, tmp_path):
     text = (out / "report.md").read_text()
     assert "20% trimmed means of the paired differences (Yuen's standard errors)" in text
     assert "trimmed means of the paired" not in (run_dir / "report.md").read_text()
+
+
+def test_the_record_times_the_draws_apart_from_the_first_evaluation(run_dir):
+    """``draw_s`` is the part of ``init_s`` spent drawing the initial states (the rest evaluates them at epoch 0),
+    per task and in total, and the header says both; a record from before it was measured keeps its old line."""
+    from bench.reporting.record import RunRecord
+    from bench.reporting.sections import header
+
+    record = json.loads((run_dir / "run.json").read_text())
+    for name, task in record["tasks"].items():
+        assert 0 < task["draw_s"] <= task["init_s"], name
+    assert record["draw_s"] == pytest.approx(sum(task["draw_s"] for task in record["tasks"].values()))
+    first = record["init_s"] - record["draw_s"]
+    assert f"initialization {record['draw_s']:.1f} s, first evaluation {first:.1f} s)" in (
+        run_dir / "report.md").read_text()
+    older = RunRecord.from_json({k: v for k, v in record.items() if k not in ("sha256", "draw_s")})
+    assert older.draw_s is None
+    assert header.wall_time(older).endswith(f"initialization and first evaluation {record['init_s']:.1f} s)")
