@@ -57,29 +57,50 @@ class ReportRun:
     outcome: object
 
 
+def _shared_run(tmp_path_factory, name: str, experiment_of) -> ReportRun:
+    """The run of ``experiment_of()`` trained once per session (``tests.helpers.built_once``: one worker trains it
+    while the others wait, where each trained its own), its outcome pickled beside it; each worker gets its own copy
+    of the folder, since commands lock the folder they read."""
+    import pickle
+    import shutil
+
+    from tests.helpers import built_once  # here: it imports JAX, which reads the environment set above
+
+    def build(folder):
+        from bench.experiments.runner import run_experiment
+
+        outcome = run_experiment(experiment_of(), folder / "report", progress=False)
+        (folder / "outcome.pickle").write_bytes(pickle.dumps(outcome))
+
+    shared = built_once(tmp_path_factory, name, build)
+    copy = Path(shutil.copytree(shared / "report", tmp_path_factory.mktemp(name) / "report"))
+    return ReportRun(copy, pickle.loads((shared / "outcome.pickle").read_bytes()))
+
+
 @pytest.fixture(scope="session")
 def report_run(tmp_path_factory) -> ReportRun:
-    from bench.experiments import presets
-    from bench.experiments.runner import run_experiment
+    def experiment():
+        from bench.experiments import presets
 
-    folder = tmp_path_factory.mktemp("report-run")
-    experiment = presets.get("default").override(
-        seeds=5, epochs=3, datasets=["synthetic", "digits"],
-        initializers=["he_normal", "glorot_uniform", "normal(stddev=0.1)"])
-    return ReportRun(folder, run_experiment(experiment, folder, progress=False))
+        return presets.get("default").override(
+            seeds=5, epochs=3, datasets=["synthetic", "digits"],
+            initializers=["he_normal", "glorot_uniform", "normal(stddev=0.1)"])
+
+    return _shared_run(tmp_path_factory, "report-run", experiment)
 
 
 @pytest.fixture(scope="session")
 def grid_run(tmp_path_factory) -> ReportRun:
     """A finished smoke run of a learning-rate grid (he_normal and zeros x lr 1e-3, 1e-1 on digits) with its report:
     the tuned comparison, the sensitivity and the ranking at the recipe's lr 1e-3."""
-    from bench.experiments import presets
-    from bench.experiments.runner import run_experiment
+    def experiment():
+        from bench.experiments import presets
 
-    smoke = presets.smoke(presets.get("default"))
-    experiment = dataclasses.replace(smoke, initializers=("he_normal", "zeros"), tasks=smoke.tasks[1:])
-    folder = tmp_path_factory.mktemp("grid-run")
-    return ReportRun(folder, run_experiment(experiment.override(lr="1e-3,1e-1"), folder, progress=False))
+        smoke = presets.smoke(presets.get("default"))
+        return dataclasses.replace(smoke, initializers=("he_normal", "zeros"), tasks=smoke.tasks[1:]).override(
+            lr="1e-3,1e-1")
+
+    return _shared_run(tmp_path_factory, "grid-run", experiment)
 
 
 @pytest.fixture(scope="session")
