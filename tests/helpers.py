@@ -126,3 +126,13 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return folder
+
+
+def computed_once(tmp_path_factory, name: str, compute):
+    """``compute()`` once per test session (:func:`built_once`), its value pickled for every worker to read: for a
+    module's fixture whose tests pytest-xdist spreads over workers, each of which computed it."""
+    import pickle
+
+    folder = built_once(tmp_path_factory, name, lambda folder: (folder / "value.pickle").write_bytes(
+        pickle.dumps(compute())))
+    return pickle.loads((folder / "value.pickle").read_bytes())
