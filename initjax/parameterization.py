@@ -218,7 +218,7 @@ COMPLETEP = completep()
 
 def mup(attention: float = 1.0) -> Parameterization:
     """muP (Tensor Programs V, Table 3) with the attention logits ``q.k / d_head ** attention``: 1 its own ``1/d``,
-    1/2 the standard ``1/sqrt(d)`` kept under muP, as Lingle 2024 (arXiv:2404.05728) ablates it. The two agree at
+    1/2 the standard ``1/sqrt(d)`` kept under muP, as Lingle 2025 (arXiv:2404.05728) ablates it. The two agree at
     the base width and part as the heads widen (``initjax.parameterization.attention_factor``).
 
     Raises:

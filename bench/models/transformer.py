@@ -96,7 +96,7 @@ class FeedForward(nn.Module):
 
 def _layer_norm(gains: bool, name: str) -> nn.LayerNorm:
     """A LayerNorm with its trainable gain and bias (``scale``, ``bias``), or without them (non-parametric: Lingle
-    2024's baseline, arXiv:2404.05728)."""
+    2025's baseline, arXiv:2404.05728)."""
     return nn.LayerNorm(use_scale=gains, use_bias=gains, name=name)
 
 
