@@ -118,6 +118,10 @@ def ratio(diagnosis: diagnose.Diagnosis, init: str, column: str, top: int, botto
     return (layers[top] / layers[bottom]).to_numpy(np.float64)
 
 
+BEST_RATE = ("best learning rate (argmin of the mean final training loss located by three shape models, their median; "
+             "the union of their expanded percentile bootstrap intervals over seeds)")  # what best_rates gives
+
+
 def best_rates(t: transfer.Transfer) -> str:
     """A series' best learning rate at each width (or depth) with its interval (``bench.analysis.transfer``)."""
     return ", ".join(f"{t.axis} {w}: {2 ** t.best[w][0]:.3g} [{2 ** t.best[w][1]:.3g}, {2 ** t.best[w][2]:.3g}]"

@@ -12,7 +12,7 @@ import pandas as pd
 
 from bench.analysis import transfer
 from bench.experiments import presets
-from bench.reproductions.reproduction import Finding, best_rates, moved
+from bench.reproductions.reproduction import BEST_RATE, Finding, best_rates, moved
 
 PAPER = (
     "Bordelon et al. 2024, Depthwise hyperparameter transfer in residual networks: dynamics and scaling limit, "
@@ -40,8 +40,7 @@ def _findings(model: str, found: dict[str, transfer.Transfer]) -> list[Finding]:
     findings = [Finding(
         f"Without a depth rule (muP alone, its branches unscaled) the best learning rate of Adam falls as the {model} "
         "deepens (Bordelon et al. 2024, Fig. 1; Dey et al. 2025, Fig. 1, left).",
-        f"best learning rate (argmin of the mean final training loss located by three shape models, their median; "
-        f"the union of their expanded percentile bootstrap intervals over seeds): {best_rates(mup)}; {moved(mup)}",
+        f"{BEST_RATE}: {best_rates(mup)}; {moved(mup)}",
         "the shift's 95% interval lies below 1 (verdict 'moves', to a smaller rate)",
         mup.shift["verdict"] == "moves" and mup.shift["high"] < 0,
     )]

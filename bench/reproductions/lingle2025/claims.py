@@ -12,13 +12,11 @@ import pandas as pd
 
 from bench.analysis import transfer
 from bench.experiments import presets
-from bench.reproductions.reproduction import Finding, best_rates, moved
+from bench.reproductions.reproduction import BEST_RATE, Finding, best_rates, moved
 
 PAPER = ("Lingle 2025, An empirical study of muP learning rate transfer (first titled A large-scale exploration of "
          "mu-transfer), arXiv:2404.05728")
 NEEDS_DIAGNOSIS = False
-BEST_RATE = ("best learning rate (argmin of the mean final training loss located by three shape models, their median; "
-             "the union of their expanded percentile bootstrap intervals over seeds)")
 # the preset's variants (its task labels' prefix) -> what the claims call them, and whether muP transfers there
 VARIANTS = {
     "baseline": ("non-parametric LayerNorms and 1/d attention (the paper's baseline)", "stays"),

@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench.analysis import transfer
 from bench.experiments import presets
-from bench.reproductions.reproduction import Finding, best_rates, moved
+from bench.reproductions.reproduction import BEST_RATE, Finding, best_rates, moved
 
 PAPER = (
     "Yang et al. 2021, Tensor Programs V: tuning large neural networks via zero-shot hyperparameter "
@@ -35,9 +35,7 @@ def _transfer_findings(model: str, sp: transfer.Transfer, mup: transfer.Transfer
         Finding(
             f"Fig. 1 (left): under the standard parameterization the best learning rate of Adam shifts as the "
             f"{model} widens.",
-            f"best learning rate (argmin of the mean final training loss located by three shape models, their "
-            f"median; the union of their expanded percentile bootstrap intervals over seeds): {best_rates(sp)}; "
-            f"{moved(sp)}",
+            f"{BEST_RATE}: {best_rates(sp)}; {moved(sp)}",
             "the shift's 95% interval excludes 1 (verdict 'moves')",
             sp.shift["verdict"] == "moves",
         ),
