@@ -58,23 +58,20 @@ class ReportRun:
 
 
 def _shared_run(tmp_path_factory, name: str, experiment_of) -> ReportRun:
-    """The run of ``experiment_of()`` trained once per session (``tests.helpers.built_once``: one worker trains it
-    while the others wait, where each trained its own), its outcome pickled beside it; each worker gets its own copy
-    of the folder, since commands lock the folder they read."""
-    import pickle
+    """The run of ``experiment_of()`` trained once per session (``tests.helpers.computed_once``: one worker trains it
+    while the others wait, where each trained its own), with its outcome; each worker gets its own copy of the
+    folder, since commands lock the folder they read."""
     import shutil
 
-    from tests.helpers import built_once  # here: it imports JAX, which reads the environment set above
+    from tests.helpers import computed_once  # here: it imports JAX, which reads the environment set above
 
-    def build(folder):
+    def train(folder):
         from bench.experiments.runner import run_experiment
 
-        outcome = run_experiment(experiment_of(), folder / "report", progress=False)
-        (folder / "outcome.pickle").write_bytes(pickle.dumps(outcome))
+        return run_experiment(experiment_of(), folder / "report", progress=False)
 
-    shared = built_once(tmp_path_factory, name, build)
-    copy = Path(shutil.copytree(shared / "report", tmp_path_factory.mktemp(name) / "report"))
-    return ReportRun(copy, pickle.loads((shared / "outcome.pickle").read_bytes()))
+    outcome, shared = computed_once(tmp_path_factory, name, train)
+    return ReportRun(Path(shutil.copytree(shared / "report", tmp_path_factory.mktemp(name) / "report")), outcome)
 
 
 @pytest.fixture(scope="session")

@@ -128,11 +128,12 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
     return folder
 
 
-def computed_once(tmp_path_factory, name: str, compute):
-    """``compute()`` once per test session (:func:`built_once`), its value pickled for every worker to read: for a
-    module's fixture whose tests pytest-xdist spreads over workers, each of which computed it."""
+def computed_once(tmp_path_factory, name: str, compute) -> tuple[object, Path]:
+    """``compute(folder)`` once per test session (:func:`built_once`), its value pickled for every worker to read:
+    for a fixture whose tests pytest-xdist spreads over workers, each of which computed it. Returns the value and
+    the folder (what ``compute`` wrote there besides; tests must not change it)."""
     import pickle
 
     folder = built_once(tmp_path_factory, name, lambda folder: (folder / "value.pickle").write_bytes(
-        pickle.dumps(compute())))
-    return pickle.loads((folder / "value.pickle").read_bytes())
+        pickle.dumps(compute(folder))))
+    return pickle.loads((folder / "value.pickle").read_bytes()), folder

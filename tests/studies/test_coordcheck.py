@@ -19,7 +19,7 @@ def adam(tmp_path_factory):
 
     setup = coordcheck.Setup(optimizer="adam", lr=1e-2, steps=2, seeds=2)
     return setup, computed_once(tmp_path_factory, "coordcheck-adam",
-                                lambda: coordcheck.run(setup, ("sp", "ntk", "mup"), WIDTHS))
+                                lambda _: coordcheck.run(setup, ("sp", "ntk", "mup"), WIDTHS))[0]
 
 
 def _slope(slopes, p, layer, step):
