@@ -251,31 +251,37 @@ def test_he2015s_speed_claim_holds_on_a_faster_he_and_fails_on_equal_speeds():
 
 
 def test_depth_transfer_claims_follow_their_criteria():
+    """Three claims per model (ResMLP, then the transformer), each failing on its own."""
     depth_claims = reproductions.get("depth-transfer").evaluate
-    paper = {f"{p}-{d}": (optimum, 0.3) for d in (2, 4, 8, 16)
+    paper = {f"{model}{p}-{d}": (optimum, 0.3) for model in ("", "transformer-") for d in (2, 4, 8, 16)
              for p, optimum in (("mup", -6.0 - np.log2(d / 2)), ("depth_mup", -6.0), ("completep", -6.2))}
 
     def held(optima):
         return [f.held for f in depth_claims(_transfer_results(optima, preset="depth-transfer"), None)]
 
     findings = depth_claims(_transfer_results(paper, preset="depth-transfer"), None)
-    assert [f.held for f in findings] == [True] * 3
+    assert [f.held for f in findings] == [True] * 6
     assert "from depth 2 to 16 it moves by a factor 0.12" in findings[0].measured  # 2^-3 put there
     assert "muP alone" in findings[0].claim and "Depth-muP" in findings[1].claim and "CompleteP" in findings[2].claim
+    assert "ResMLP deepens" in findings[0].claim and "transformer deepens" in findings[3].claim
     # each claim fails on its own: muP's optimum stays, or moves up; a depth rule's moves 4x
-    assert held(paper | {"mup-16": (-6.1, 0.3)}) == [False, True, True]
-    assert held(paper | {"mup-16": (-4.0, 0.3)}) == [False, True, True]
-    assert held(paper | {"depth_mup-16": (-8.0, 0.3)}) == [True, False, True]
-    assert held(paper | {"completep-16": (-4.2, 0.3)}) == [True, True, False]
+    assert held(paper | {"mup-16": (-6.1, 0.3)}) == [False, True, True] + [True] * 3
+    assert held(paper | {"mup-16": (-4.0, 0.3)}) == [False, True, True] + [True] * 3
+    assert held(paper | {"depth_mup-16": (-8.0, 0.3)}) == [True, False, True] + [True] * 3
+    assert held(paper | {"completep-16": (-4.2, 0.3)}) == [True, True, False] + [True] * 3
+    assert held(paper | {"transformer-mup-16": (-6.1, 0.3)}) == [True] * 3 + [False, True, True]
+    assert held(paper | {"transformer-depth_mup-16": (-8.0, 0.3)}) == [True] * 3 + [True, False, True]
+    assert held(paper | {"transformer-completep-16": (-4.2, 0.3)}) == [True] * 3 + [True, True, False]
 
 
 def test_depth_transfer_preset_pairs_every_depth_under_each_rule():
     names = pd.DataFrame({"dataset": [t.name for t in presets.get("depth-transfer").tasks]})
     tasks = reproductions.claims("depth-transfer").transfer_tasks(names)
-    assert sorted(tasks.values()) == sorted((f"ResMLP {p}", d) for p in ("mup", "depth_mup", "completep")
-                                            for d in (2, 4, 8, 16))
-    assert {(t.model_args["base_width"], t.model_args.get("base_depth"), len(set(t.hidden)))
-            for t in presets.get("depth-transfer").tasks} == {(64, None, 1), (64, 2, 1)}
+    assert sorted(tasks.values()) == sorted((f"{model} {p}", d) for model in ("ResMLP", "transformer")
+                                            for p in ("mup", "depth_mup", "completep") for d in (2, 4, 8, 16))
+    assert {(t.model, t.model_args["base_width"], t.model_args.get("base_depth"), len(set(t.hidden)))
+            for t in presets.get("depth-transfer").tasks} == {
+        ("resmlp", 64, None, 1), ("resmlp", 64, 2, 1), ("transformer", 32, None, 1), ("transformer", 32, 2, 1)}
 
 
 def _haas_results(stable_up_to: dict, on_line: dict | None = None) -> pd.DataFrame:
