@@ -45,7 +45,8 @@ def stored_losses(loss) -> np.ndarray:
     range (65,504: a run far from converging that did not diverge), which float16 would turn into an infinity,
     dropping the run's seed from its initializer's test-set term (:func:`example_component`)."""
     loss = np.asarray(loss)
-    half = loss.astype(np.float16)
+    with np.errstate(over="ignore"):  # the overflow is what is checked next, not a warning for the user
+        half = loss.astype(np.float16)
     return loss.astype(np.float32) if (np.isfinite(loss) & ~np.isfinite(half)).any() else half
 
 
