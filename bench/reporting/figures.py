@@ -332,12 +332,17 @@ def sensitivity(item, dataset: str, metric: str) -> plt.Figure:
 
 def transfer(found: dict, metric: str) -> plt.Figure:
     """Final ``metric`` against the learning rate, one curve per width or depth (the mean over the seeds that
-    finished), one panel per family (``bench.analysis.transfer.analyze``); each size's best rate with its interval
-    on top, the verdict on its move in the title."""
+    finished), one panel per family (``bench.analysis.transfer.analyze``; in rows of three past four families);
+    each size's best rate with its interval on top, the verdict on its move in the title (§ where the resamples
+    cannot settle it, as the report's table marks it)."""
     from bench.analysis.transfer import MIN_SEEDS
 
-    fig, axes = plt.subplots(1, len(found), figsize=(4.2 * len(found), 3.4), squeeze=False, constrained_layout=True)
-    for ax, (name, t) in zip(axes[0], found.items()):
+    cols = len(found) if len(found) <= 4 else 3
+    rows = -(-len(found) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False, constrained_layout=True)
+    for ax in axes.ravel()[len(found):]:
+        ax.set_visible(False)
+    for ax, (name, t) in zip(axes.ravel(), found.items()):
         for w in t.sizes:
             line, = ax.plot(2.0 ** t.log2_lrs, t.curves[w], marker="o", ms=3, label=f"{t.axis} {w}")
             est, low, high = t.best[w]
@@ -347,7 +352,7 @@ def transfer(found: dict, metric: str) -> plt.Figure:
         values = np.concatenate([c[np.isfinite(c)] for c in t.curves.values()])
         if values.size and values.min() > 0 and values.max() > 10 * values.min():  # losses over decades
             ax.set_yscale("log")
-        ax.set_title(f"{name}: {t.shift['verdict']}", fontsize=9)
+        ax.set_title(f"{name}: {t.shift['verdict']}" + (" (§)" if t.shift.get("undecided") else ""), fontsize=9)
         ax.set_xlabel("learning rate")
         ax.set_ylabel(f"final {_label(metric)}")
         ax.legend(fontsize=8)

@@ -128,11 +128,18 @@ def best_rates(t: transfer.Transfer) -> str:
                      for w in t.sizes)
 
 
+UNDECIDED = ("§: the verdict changes within the Monte Carlo error of the bootstrap's percentiles, so it is the one of "
+             "their outer bounds, as the report's § says")
+
+
 def moved(t: transfer.Transfer) -> str:
-    """How far a series' optimum moves from its smallest size to its largest, with its interval and verdict."""
+    """How far a series' optimum moves from its smallest size to its largest, with its interval and verdict (marked
+    § where the resamples cannot settle it: ``transfer.shift``'s ``undecided``, the interval as printed may then lie
+    on the other side of a verdict's line)."""
     s = t.shift
+    verdict = f"{s['verdict']} {UNDECIDED}" if s.get("undecided") else s["verdict"]
     return (f"from {t.axis} {t.sizes[0]} to {t.sizes[-1]} it moves by a factor {2 ** s['estimate']:.3g} "
-            f"[{2 ** s['low']:.3g}, {2 ** s['high']:.3g}] ({s['verdict']})")
+            f"[{2 ** s['low']:.3g}, {2 ** s['high']:.3g}] ({verdict})")
 
 
 def render(reproduction: Reproduction, experiment: presets.Experiment, findings: list[Finding], command: str) -> str:

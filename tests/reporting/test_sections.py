@@ -177,6 +177,32 @@ def _depth_series(optima: dict[str, dict[int, float]], seeds: int = 8) -> tuple[
     return results, record.replace(experiment={**record.experiment, "tasks": tasks})
 
 
+def _hand_transfer(verdict: str, undecided: bool = False):
+    """A two-depth family drawn by hand: loss curves over 4 rates, each depth's best rate with its interval."""
+    from bench.analysis import transfer
+
+    lrs = np.arange(-9.0, -5.0)
+    return transfer.Transfer(
+        sizes=(2, 8), tasks={2: "a-2", 8: "a-8"}, best={2: (-7.0, -7.5, -6.5), 8: (-8.0, -8.5, -7.5)},
+        best_loss={2: 0.1, 8: 0.2}, n_seeds=8, log2_lrs=lrs, axis="depth",
+        shift={"estimate": -1.0, "low": -1.5, "high": -0.5, "verdict": verdict, "undecided": undecided},
+        curves={2: 0.1 + (lrs + 7) ** 2, 8: 0.2 + (lrs + 8) ** 2})
+
+
+@pytest.mark.parametrize("families, shape", [(1, (1, 1)), (4, (1, 4)), (5, (2, 3)), (6, (2, 3))])
+def test_the_transfer_figure_puts_families_in_rows_of_three_past_four(families, shape):
+    """One panel per family in one row up to four, else rows of three (the rest left blank); a verdict the resamples
+    cannot settle keeps the report's § in its panel's title."""
+    from bench.reporting import figures
+
+    found = {f"f{i}": _hand_transfer("moves", undecided=i == 1) for i in range(families)}
+    fig = figures.transfer(found, "train_loss")
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    rows, cols = shape
+    assert len(fig.axes) == rows * cols and len(visible) == families
+    assert [ax.get_title() for ax in visible][:2] == ["f0: moves", "f1: moves (§)"][:families]
+
+
 def test_a_depth_series_gets_its_own_transfer_section_and_figure():
     from bench.analysis import transfer
     from bench.reporting import figures

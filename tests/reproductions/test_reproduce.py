@@ -274,6 +274,25 @@ def test_depth_transfer_claims_follow_their_criteria():
     assert held(paper | {"transformer-completep-16": (-4.2, 0.3)}) == [True] * 3 + [True, True, False]
 
 
+def test_a_shift_the_resamples_cannot_settle_is_marked_as_the_report_marks_it():
+    """The verdict of the outer Monte Carlo bounds (``undecided``) may disagree with the interval as printed (an
+    interval within [1/2, 2] called inconclusive): the claim's measurement says so with the report's §."""
+    import dataclasses
+
+    from bench.analysis import transfer
+    from bench.reproductions.reproduction import moved
+
+    optima = {f"{p}-{d}": (-6.0, 0.3) for d in (2, 16) for p in ("mup", "depth_mup", "completep")}
+    found = transfer.analyze(_transfer_results(optima, preset="depth-transfer"),
+                             {f"{p}-{d}": (p, d) for p, d in (name.rsplit("-", 1) for name in optima)},
+                             transfer.METRIC, axis="depth")["mup"]
+    assert found.shift["verdict"] == "stays" and "§" not in moved(found)
+    unsettled = dataclasses.replace(found, shift=found.shift | {"verdict": "inconclusive", "undecided": True})
+    assert moved(unsettled).endswith("(inconclusive §: the verdict changes within the Monte Carlo error of the "
+                                     "bootstrap's percentiles, so it is the one of their outer bounds, as the "
+                                     "report's § says)")
+
+
 def test_depth_transfer_preset_pairs_every_depth_under_each_rule():
     names = pd.DataFrame({"dataset": [t.name for t in presets.get("depth-transfer").tasks]})
     tasks = reproductions.claims("depth-transfer").transfer_tasks(names)
