@@ -102,6 +102,20 @@ def test_bad_coordcheck_input_is_a_one_line_error(capsys):
     assert "not both" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("model, expected", [
+    ("transformer", {"embedding": "embedding", "block_0": "first_block", "block_2": "last_block",
+                     "attn_logits_2": "last_attn_logits", "output": "output"}),
+    ("resmlp", {"stem": "stem", "block_0": "first_block", "block_2": "last_block", "output": "output"}),
+])
+def test_a_depth_sweep_compares_the_layers_every_depth_has_by_their_place(model, expected):
+    """Of a 3-block model's coordinates, the depth sweep keeps the embedding's (or stem's), the first and the last
+    block's stream, the transformer's last attention logits and the logits, named alike at every depth."""
+    options = {"heads": coordcheck.HEADS} if model == "transformer" else {}
+    shape, classes = ((16,), 16) if model == "transformer" else ((64,), 10)
+    built = models.build(model, shape, classes, (32,) * 3, "relu", **options)
+    assert coordcheck.depth_layers(coordcheck.layer_names(built), 3) == expected
+
+
 def test_over_depth_the_depth_rules_hold_the_last_blocks_stream_where_mup_alone_grows(tmp_path):
     """ResMLP of width 32 at 2 and 8 blocks (base depth 2), Adam, one step: at initialization the stream after
     the last block grows with depth under muP alone (slope 0.53 against log depth: each pre-activation block adds a
