@@ -257,10 +257,9 @@ def test_depth_transfer_claims_follow_their_criteria():
     paper = {f"{model}{p}-{d}": (optimum, 0.3) for model in ("", "transformer-") for d in (2, 4, 8, 16)
              for p, optimum in (("mup", -6.0 - np.log2(d / 2)), ("depth_mup", -6.0), ("completep", -6.2))}
 
-    def held(optima, model=""):  # the claims on one model's runs only
-        return [f.held for f in depth_claims(_transfer_results(
-            {task: spec for task, spec in optima.items() if task.startswith(model) and
-             (model or not task.startswith("transformer"))}, preset="depth-transfer"), None)]
+    def held(optima, transformer=False):  # the claims on one model's runs only
+        runs = {task: spec for task, spec in optima.items() if task.startswith("transformer-") == transformer}
+        return [f.held for f in depth_claims(_transfer_results(runs, preset="depth-transfer"), None)]
 
     findings = depth_claims(_transfer_results(paper, preset="depth-transfer"), None)
     assert [f.held for f in findings] == [True] * 6
@@ -272,9 +271,9 @@ def test_depth_transfer_claims_follow_their_criteria():
     assert held(paper | {"mup-16": (-4.0, 0.3)}) == [False, True, True]
     assert held(paper | {"depth_mup-16": (-8.0, 0.3)}) == [True, False, True]
     assert held(paper | {"completep-16": (-4.2, 0.3)}) == [True, True, False]
-    assert held(paper | {"transformer-mup-16": (-6.1, 0.3)}, "transformer") == [False, True, True]
-    assert held(paper | {"transformer-depth_mup-16": (-8.0, 0.3)}, "transformer") == [True, False, True]
-    assert held(paper | {"transformer-completep-16": (-4.2, 0.3)}, "transformer") == [True, True, False]
+    assert held(paper | {"transformer-mup-16": (-6.1, 0.3)}, transformer=True) == [False, True, True]
+    assert held(paper | {"transformer-depth_mup-16": (-8.0, 0.3)}, transformer=True) == [True, False, True]
+    assert held(paper | {"transformer-completep-16": (-4.2, 0.3)}, transformer=True) == [True, True, False]
 
 
 def test_a_shift_the_resamples_cannot_settle_is_marked_as_the_report_marks_it():
